@@ -1,0 +1,114 @@
+# evalproxy — build, run, test, bench.
+#
+#   make          build ./evalproxy
+#   make run      install what is missing, build, start a redis-server store and the proxy
+#   make test     install what is missing, build, run every test (normal and ASan/UBSan)
+#   make bench    side-by-side benchmarks
+#   make fuzz     build and run the libFuzzer targets for a short while
+#   make deps     install the Debian packages needed to build and test
+
+PKGS := libevent libevent_openssl hiredis lua5.1 openssl lua5.1-cjson lua5.1-bitop
+
+# Debian packages: build, test, bench.
+DEB_BUILD := build-essential pkg-config libevent-dev libhiredis-dev liblua5.1-0-dev \
+             libssl-dev lua-cjson-dev lua-bitop-dev
+DEB_TEST := redis-server redis-tools memcached python3 python3-redis python3-pytest \
+            libcmocka-dev clang openssl
+DEB_BENCH := nutcracker
+
+PYTHON := /usr/bin/python3
+CC ?= cc
+OPT ?= -O2
+SAN ?=
+
+ifeq ($(SAN),1)
+BUILD := build/san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD := build/release
+SANFLAGS :=
+endif
+
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
+             -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+LIBS_ALL = $(PKG_LIBS) -lm $(LIBS)
+
+SRCS := $(wildcard proxy/*.c backends/*.c lua/*.c)
+OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
+LIB_OBJS := $(filter-out $(BUILD)/proxy/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+
+BIN := $(BUILD)/evalproxy
+
+.PHONY: all deps deps-build run test test-unit test-integration test-san bench fuzz clean
+
+all: deps-build evalproxy
+
+# ./evalproxy is the release build; build/san/evalproxy the sanitizer build.
+evalproxy: $(BUILD)/evalproxy
+ifneq ($(SAN),1)
+	@ln -sf $(BUILD)/evalproxy evalproxy
+endif
+
+$(BIN): $(OBJS)
+	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
+
+$(BUILD)/%.o: %.c $(wildcard proxy/*.h backends/*.h lua/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LIBS_ALL) -lcmocka
+
+# Install the Debian packages that are missing (as root, or through sudo).
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+endef
+
+deps-build:
+	$(call apt_install,$(DEB_BUILD))
+
+deps: deps-build
+	$(call apt_install,$(DEB_TEST) $(DEB_BENCH))
+
+run: deps evalproxy
+	@tests/run_local.sh
+
+unit: $(UNIT_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory evalproxy unit
+	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
+	@tests/run_all.sh
+
+test-san: deps
+	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
+	@SUITES=san tests/run_all.sh
+
+bench: deps evalproxy
+	@bench/run.sh
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB_SRCS := proxy/request_parser.c
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+	@mkdir -p build/fuzz
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+fuzz: deps $(FUZZ_TARGETS)
+	@for t in $(FUZZ_TARGETS); do echo "== $$t"; mkdir -p build/fuzz/corpus-$$(basename $$t); \
+	  $$t -max_total_time=$${FUZZ_SECONDS:-60} build/fuzz/corpus-$$(basename $$t) tests/fuzz/seeds || exit 1; done
+
+clean:
+	rm -rf build evalproxy

@@ -1,0 +1,80 @@
+/* The one interface between the proxy and a store. A backend owns its
+ * connections; callers send argv commands and get a completion callback,
+ * either with the raw reply bytes (relayed as they are) or a parsed reply. */
+#ifndef EVALPROXY_BACKEND_H
+#define EVALPROXY_BACKEND_H
+
+#include <stddef.h>
+#include <hiredis/hiredis.h>
+
+struct event_base;
+struct evbuffer;
+
+enum backend_reply_mode {
+    BACKEND_RAW = 0,    /* reply bytes are handed over untouched */
+    BACKEND_PARSED = 1, /* reply parsed into a hiredis redisReply */
+};
+
+typedef struct backend_reply {
+    const char *error;     /* set when the request failed without a reply (text without '-') */
+    struct evbuffer *raw;  /* BACKEND_RAW: the reply is the first raw_len bytes; the callback may move them */
+    size_t raw_len;
+    const redisReply *parsed; /* BACKEND_PARSED: valid during the callback */
+} backend_reply;
+
+typedef void backend_reply_fn(void *ctx, const backend_reply *reply);
+
+typedef struct backend backend;
+
+typedef struct backend_ops {
+    /* Index of a usable connection, preferring `hint % connections`; -1 if none. */
+    int (*pick)(backend *b, unsigned hint);
+    int (*conn_ready)(backend *b, int conn);
+    /* Queue a command on `conn` to run in database `db`. 0, or -1 when the
+     * connection cannot take it (see error()). The callback runs later, never
+     * from inside send. */
+    int (*send)(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen,
+                int mode, backend_reply_fn *fn, void *ctx);
+    /* Why the store is unusable right now, as a Redis error text. */
+    const char *(*error)(backend *b);
+    /* "name:value\r\n" lines for INFO. */
+    void (*info)(backend *b, struct evbuffer *out);
+    void (*free)(backend *b);
+} backend_ops;
+
+struct backend {
+    const backend_ops *ops;
+    char *display;  /* host:port or path; never credentials */
+    int connections;
+    int default_db; /* the database new clients start in */
+};
+
+/* Creates the backend for a URL (redis://, unix://). NULL with err set on a bad URL. */
+backend *backend_create(struct event_base *base, const char *url, int connections, char *err, size_t errlen);
+
+static inline int backend_pick(backend *b, unsigned hint) { return b->ops->pick(b, hint); }
+static inline int backend_conn_ready(backend *b, int conn) { return b->ops->conn_ready(b, conn); }
+static inline int backend_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen,
+                               int mode, backend_reply_fn *fn, void *ctx)
+{
+    return b->ops->send(b, conn, db, argc, argv, argvlen, mode, fn, ctx);
+}
+static inline const char *backend_error(backend *b) { return b->ops->error(b); }
+static inline void backend_info(backend *b, struct evbuffer *out) { b->ops->info(b, out); }
+static inline void backend_free(backend *b) { if (b) b->ops->free(b); }
+
+/* Parsed form of a backend URL. */
+typedef struct backend_url {
+    char scheme[16];
+    char *host;      /* or unix socket path */
+    int port;
+    char *user, *password;
+    int db;
+} backend_url;
+
+int backend_url_parse(const char *url, backend_url *out, char *err, size_t errlen);
+void backend_url_free(backend_url *u);
+
+backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections);
+
+#endif

@@ -1,0 +1,462 @@
+/* RESP backend: any store that speaks the Redis protocol. A few pipelined
+ * connections; hiredis's reader finds reply boundaries (and builds reply
+ * objects only for the callers that ask for them); relayed replies leave as
+ * the bytes the store sent. */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+
+#include "backends/backend.h"
+#include "proxy/log.h"
+
+enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
+static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_MS 2000
+
+typedef struct pending_req {
+    backend_reply_fn *fn;
+    void *ctx;
+    int mode;
+} pending_req;
+
+struct resp_backend;
+
+typedef struct resp_conn {
+    struct resp_backend *rb;
+    int idx;
+    int state;
+    int db;
+    struct bufferevent *bev;
+    redisReader *reader;
+    size_t fed; /* bytes at the front of the input already given to the reader */
+    pending_req *q;
+    size_t qhead, qlen, qcap;
+    struct event *retry_ev;
+    unsigned backoff_ms;
+    unsigned long long connects;
+} resp_conn;
+
+typedef struct resp_backend {
+    backend base;
+    struct event_base *evb;
+    backend_url url;
+    resp_conn *conns;
+    redisReplyObjectFunctions *parse_fns; /* hiredis's default reply objects */
+    char error[256];
+    char last_cause[128];
+    unsigned long long replies, failures;
+} resp_backend;
+
+static void conn_connect(resp_conn *c);
+
+/* ---- request queue (ring buffer, grows, never shrinks) ------------------- */
+
+static void q_push(resp_conn *c, backend_reply_fn *fn, void *ctx, int mode)
+{
+    if (c->qlen == c->qcap) {
+        size_t ncap = c->qcap ? c->qcap * 2 : 64;
+        pending_req *nq = malloc(ncap * sizeof(*nq));
+        if (!nq) abort();
+        for (size_t i = 0; i < c->qlen; i++) nq[i] = c->q[(c->qhead + i) % c->qcap];
+        free(c->q);
+        c->q = nq;
+        c->qcap = ncap;
+        c->qhead = 0;
+    }
+    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode};
+    c->qlen++;
+}
+
+static pending_req q_pop(resp_conn *c)
+{
+    pending_req r = c->q[c->qhead];
+    c->qhead = (c->qhead + 1) % c->qcap;
+    c->qlen--;
+    return r;
+}
+
+/* ---- writing ------------------------------------------------------------- */
+
+static void write_command(struct evbuffer *out, int argc, char **argv, const size_t *argvlen)
+{
+    char hdr[32];
+    int n = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc);
+    evbuffer_add(out, hdr, (size_t)n);
+    for (int i = 0; i < argc; i++) {
+        n = snprintf(hdr, sizeof(hdr), "$%zu\r\n", argvlen[i]);
+        evbuffer_add(out, hdr, (size_t)n);
+        evbuffer_add(out, argv[i], argvlen[i]);
+        evbuffer_add(out, "\r\n", 2);
+    }
+}
+
+/* ---- failure and reconnection ------------------------------------------- */
+
+static void set_unavailable_error(resp_backend *rb)
+{
+    snprintf(rb->error, sizeof(rb->error), "ERR backend %s is unavailable: %s", rb->base.display,
+             rb->last_cause[0] ? rb->last_cause : "not connected");
+}
+
+static void fail_pending(resp_conn *c, const char *why)
+{
+    char err[300];
+    snprintf(err, sizeof(err), "ERR backend %s: %s", c->rb->base.display, why);
+    backend_reply r = {.error = err};
+    /* Pop before calling: a callback may queue new requests (which fail fast,
+     * since the connection is already down). */
+    while (c->qlen) {
+        pending_req p = q_pop(c);
+        c->rb->failures++;
+        if (p.fn) p.fn(p.ctx, &r);
+    }
+}
+
+static void schedule_retry(resp_conn *c)
+{
+    if (c->backoff_ms == 0) c->backoff_ms = BACKOFF_MIN_MS;
+    struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
+    evtimer_add(c->retry_ev, &tv);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void conn_drop(resp_conn *c, const char *why)
+{
+    int was_ready = c->state == CONN_READY;
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    if (c->reader) {
+        redisReaderFree(c->reader);
+        c->reader = NULL;
+    }
+    c->fed = 0;
+    c->state = CONN_DOWN;
+    snprintf(c->rb->last_cause, sizeof(c->rb->last_cause), "%s", why);
+    set_unavailable_error(c->rb);
+    if (was_ready) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
+    else log_verbose("backend %s connection %d: %s", c->rb->base.display, c->idx, why);
+    fail_pending(c, was_ready ? "connection lost" : why);
+    schedule_retry(c);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_connect(arg);
+}
+
+/* ---- reading --------------------------------------------------------------- */
+
+static void deliver_replies(resp_conn *c)
+{
+    resp_backend *rb = c->rb;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    if (avail > c->fed) {
+        struct evbuffer_ptr start;
+        evbuffer_ptr_set(in, &start, c->fed, EVBUFFER_PTR_SET);
+        int n = evbuffer_peek(in, (ev_ssize_t)(avail - c->fed), &start, NULL, 0);
+        struct evbuffer_iovec stackv[16], *v = n <= 16 ? stackv : malloc(sizeof(*v) * (size_t)n);
+        if (!v) abort();
+        evbuffer_peek(in, (ev_ssize_t)(avail - c->fed), &start, v, n);
+        size_t left = avail - c->fed;
+        for (int i = 0; i < n && left; i++) {
+            size_t take = v[i].iov_len < left ? v[i].iov_len : left;
+            redisReaderFeed(c->reader, v[i].iov_base, take);
+            left -= take;
+        }
+        if (v != stackv) free(v);
+        c->fed = avail;
+    }
+    for (;;) {
+        redisReader *r = c->reader;
+        if (r->ridx == -1) {
+            /* A new reply begins: build objects only if its requester wants them. */
+            int mode = c->qlen ? c->q[c->qhead].mode : BACKEND_RAW;
+            r->fn = mode == BACKEND_PARSED ? rb->parse_fns : NULL;
+        }
+        void *obj = NULL;
+        if (redisReaderGetReply(r, &obj) != REDIS_OK) {
+            char why[160];
+            snprintf(why, sizeof(why), "protocol error from store: %s", r->errstr);
+            conn_drop(c, why);
+            return;
+        }
+        if (!obj) return; /* incomplete */
+        size_t reply_len = c->fed - (r->len - r->pos);
+        if (c->qlen == 0) {
+            if (r->fn) freeReplyObject(obj);
+            conn_drop(c, "unexpected reply from store");
+            return;
+        }
+        pending_req p = q_pop(c);
+        rb->replies++;
+        backend_reply br = {0};
+        if (p.mode == BACKEND_PARSED) br.parsed = obj;
+        br.raw = in;
+        br.raw_len = reply_len;
+        size_t before = evbuffer_get_length(in);
+        if (p.fn) p.fn(p.ctx, &br);
+        if (p.mode == BACKEND_PARSED) freeReplyObject(obj);
+        if (!c->bev) return; /* a callback closed things down */
+        size_t taken = before - evbuffer_get_length(in);
+        if (taken < reply_len) evbuffer_drain(in, reply_len - taken);
+        c->fed -= reply_len;
+    }
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    deliver_replies(arg);
+}
+
+static void handshake_cb(void *ctx, const backend_reply *r)
+{
+    resp_conn *c = ctx;
+    if (r->error) return; /* the connection is already being dropped */
+    if (r->parsed && r->parsed->type == REDIS_REPLY_ERROR) {
+        char why[200];
+        snprintf(why, sizeof(why), "AUTH failed: %.150s", r->parsed->str);
+        log_warning("backend %s: %s", c->rb->base.display, why);
+        conn_drop(c, why); /* safe here: deliver_replies stops when bev is gone */
+        return;
+    }
+    c->state = CONN_READY;
+    c->backoff_ms = 0;
+    log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    resp_conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        int fd = bufferevent_getfd(c->bev);
+        int one = 1;
+        if (c->rb->url.host[0] != '/') setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        c->connects++;
+        c->db = 0;
+        const backend_url *u = &c->rb->url;
+        if (u->password) {
+            char *argv[3];
+            size_t lens[3];
+            int argc = 0;
+            argv[argc] = "AUTH", lens[argc++] = 4;
+            if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
+            argv[argc] = u->password, lens[argc++] = strlen(u->password);
+            write_command(bufferevent_get_output(c->bev), argc, argv, lens);
+            q_push(c, handshake_cb, c, BACKEND_PARSED);
+            c->state = CONN_HANDSHAKE;
+        } else {
+            c->state = CONN_READY;
+            c->backoff_ms = 0;
+            log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
+        }
+        return;
+    }
+    const char *why;
+    char buf[128];
+    if (what & BEV_EVENT_TIMEOUT) {
+        why = "connection timed out";
+    } else if (what & BEV_EVENT_EOF) {
+        why = "connection closed by store";
+    } else {
+        int e = EVUTIL_SOCKET_ERROR();
+        snprintf(buf, sizeof(buf), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
+        why = buf;
+    }
+    conn_drop(c, why);
+}
+
+static void conn_connect(resp_conn *c)
+{
+    resp_backend *rb = c->rb;
+    struct sockaddr_storage ss;
+    socklen_t sslen = 0;
+    memset(&ss, 0, sizeof(ss));
+    if (rb->url.host[0] == '/') {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        sun->sun_family = AF_UNIX;
+        snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", rb->url.host);
+        sslen = sizeof(*sun);
+    } else {
+        struct addrinfo hints = {0}, *res = NULL;
+        hints.ai_socktype = SOCK_STREAM;
+        char port[16];
+        snprintf(port, sizeof(port), "%d", rb->url.port);
+        int rc = getaddrinfo(rb->url.host, port, &hints, &res);
+        if (rc != 0 || !res) {
+            snprintf(rb->last_cause, sizeof(rb->last_cause), "cannot resolve %s: %s", rb->url.host, gai_strerror(rc));
+            set_unavailable_error(rb);
+            schedule_retry(c);
+            return;
+        }
+        memcpy(&ss, res->ai_addr, res->ai_addrlen);
+        sslen = (socklen_t)res->ai_addrlen;
+        freeaddrinfo(res);
+    }
+    c->bev = bufferevent_socket_new(rb->evb, -1, BEV_OPT_CLOSE_ON_FREE);
+    c->reader = redisReaderCreateWithFunctions(NULL);
+    if (!c->bev || !c->reader) abort();
+    c->fed = 0;
+    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    c->state = CONN_CONNECTING;
+    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
+        conn_drop(c, strerror(errno));
+    }
+}
+
+/* ---- backend_ops ----------------------------------------------------------- */
+
+static int rb_conn_ready(backend *b, int conn)
+{
+    resp_backend *rb = (resp_backend *)b;
+    return conn >= 0 && conn < b->connections && rb->conns[conn].state == CONN_READY;
+}
+
+static int rb_pick(backend *b, unsigned hint)
+{
+    resp_backend *rb = (resp_backend *)b;
+    int n = b->connections;
+    for (int i = 0; i < n; i++) {
+        int idx = (int)((hint + (unsigned)i) % (unsigned)n);
+        if (rb->conns[idx].state == CONN_READY) return idx;
+    }
+    return -1;
+}
+
+static int rb_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen, int mode,
+                   backend_reply_fn *fn, void *ctx)
+{
+    resp_backend *rb = (resp_backend *)b;
+    if (!rb_conn_ready(b, conn)) {
+        set_unavailable_error(rb);
+        return -1;
+    }
+    resp_conn *c = &rb->conns[conn];
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (c->db != db) {
+        /* Multiplexed connections follow each client's database lazily. */
+        char num[24];
+        int n = snprintf(num, sizeof(num), "%d", db);
+        char *sargv[2] = {"SELECT", num};
+        size_t slens[2] = {6, (size_t)n};
+        write_command(out, 2, sargv, slens);
+        q_push(c, NULL, NULL, BACKEND_RAW);
+        c->db = db;
+    }
+    write_command(out, argc, argv, argvlen);
+    q_push(c, fn, ctx, mode);
+    return 0;
+}
+
+static const char *rb_error(backend *b)
+{
+    resp_backend *rb = (resp_backend *)b;
+    if (!rb->error[0]) set_unavailable_error(rb);
+    return rb->error;
+}
+
+static void rb_info(backend *b, struct evbuffer *out)
+{
+    resp_backend *rb = (resp_backend *)b;
+    int ready = 0;
+    size_t pending = 0;
+    unsigned long long connects = 0;
+    for (int i = 0; i < b->connections; i++) {
+        ready += rb->conns[i].state == CONN_READY;
+        pending += rb->conns[i].qlen;
+        connects += rb->conns[i].connects;
+    }
+    evbuffer_add_printf(out, "backend_type:resp\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
+                        ready ? "up" : "down");
+    evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
+    evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
+    evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", rb->replies, rb->failures);
+    for (int i = 0; i < b->connections; i++)
+        evbuffer_add_printf(out, "backend_conn%d:state=%s,db=%d,pending=%zu\r\n", i, state_names[rb->conns[i].state],
+                            rb->conns[i].db, rb->conns[i].qlen);
+}
+
+static void rb_free(backend *b)
+{
+    resp_backend *rb = (resp_backend *)b;
+    for (int i = 0; i < b->connections; i++) {
+        resp_conn *c = &rb->conns[i];
+        if (c->bev) bufferevent_free(c->bev);
+        c->bev = NULL;
+        c->state = CONN_DOWN;
+        fail_pending(c, "shutting down");
+        if (c->reader) redisReaderFree(c->reader);
+        if (c->retry_ev) event_free(c->retry_ev);
+        free(c->q);
+    }
+    free(rb->conns);
+    backend_url_free(&rb->url);
+    free(rb->parse_fns);
+    free(b->display);
+    free(rb);
+}
+
+static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free};
+
+backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections)
+{
+    resp_backend *rb = calloc(1, sizeof(*rb));
+    if (!rb) abort();
+    rb->base.ops = &resp_ops;
+    rb->base.connections = connections;
+    rb->base.default_db = u->db;
+    rb->evb = base;
+    rb->url.host = strdup(u->host);
+    rb->url.port = u->port;
+    rb->url.db = u->db;
+    rb->url.user = u->user ? strdup(u->user) : NULL;
+    rb->url.password = u->password ? strdup(u->password) : NULL;
+    memcpy(rb->url.scheme, u->scheme, sizeof(rb->url.scheme));
+    char disp[300];
+    if (u->host[0] == '/') snprintf(disp, sizeof(disp), "%s", u->host);
+    else if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
+    else snprintf(disp, sizeof(disp), "%s:%d", u->host, u->port);
+    rb->base.display = strdup(disp);
+    /* Copy hiredis's default object functions from a throwaway reader. */
+    redisReader *tmp = redisReaderCreate();
+    rb->parse_fns = malloc(sizeof(*rb->parse_fns));
+    if (!tmp || !rb->parse_fns) abort();
+    memcpy(rb->parse_fns, tmp->fn, sizeof(*rb->parse_fns));
+    redisReaderFree(tmp);
+    rb->conns = calloc((size_t)connections, sizeof(resp_conn));
+    if (!rb->conns) abort();
+    snprintf(rb->last_cause, sizeof(rb->last_cause), "connecting");
+    for (int i = 0; i < connections; i++) {
+        resp_conn *c = &rb->conns[i];
+        c->rb = rb;
+        c->idx = i;
+        c->retry_ev = evtimer_new(base, retry_cb, c);
+        conn_connect(c);
+    }
+    return &rb->base;
+}

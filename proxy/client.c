@@ -1,0 +1,420 @@
+/* Client connections: reading requests, keeping replies in request order,
+ * output limits, closing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "backends/backend.h"
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/reply.h"
+#include "proxy/server.h"
+
+/* Finished slots are kept for reuse: no allocation per request when warm. */
+static reply_slot *free_slots;
+static size_t free_slots_count;
+#define FREE_SLOTS_MAX 4096
+
+static reply_slot *slot_get(void)
+{
+    reply_slot *s = free_slots;
+    if (s) {
+        free_slots = s->next;
+        free_slots_count--;
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (!s) abort();
+    }
+    s->next = NULL;
+    s->c = NULL;
+    s->done = 0;
+    s->discard = 0;
+    return s;
+}
+
+static void slot_put(reply_slot *s)
+{
+    if (s->buf) evbuffer_drain(s->buf, evbuffer_get_length(s->buf));
+    if (free_slots_count >= FREE_SLOTS_MAX) {
+        if (s->buf) evbuffer_free(s->buf);
+        free(s);
+        return;
+    }
+    s->next = free_slots;
+    free_slots = s;
+    free_slots_count++;
+}
+
+static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc = local ? getsockname(fd, (struct sockaddr *)&ss, &len) : getpeername(fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0) {
+        snprintf(out, outlen, "?:0");
+        return;
+    }
+    if (is_unix || ss.ss_family == AF_UNIX) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        /* Redis shows "path:0" for unix sockets. */
+        snprintf(out, outlen, "%s:0", local && len > sizeof(sa_family_t) ? sun->sun_path : "");
+        if (!local) {
+            extern proxy_config config;
+            snprintf(out, outlen, "%s:0", config.unixsocket ? config.unixsocket : "");
+        }
+        return;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%d", ip, ntohs(sin->sin_port));
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%d", ip, ntohs(sin6->sin6_port));
+    }
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+static void client_check_output_limits(client *c)
+{
+    if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
+    const obuf_limit *l = &config.obuf_limits[CLIENT_CLASS_NORMAL];
+    size_t used = evbuffer_get_length(bufferevent_get_output(c->bev));
+    int hard = l->hard && used >= l->hard;
+    int soft = 0;
+    if (l->soft && used >= l->soft) {
+        time_t now = time(NULL);
+        if (!c->obuf_soft_since) c->obuf_soft_since = now;
+        else if (now - c->obuf_soft_since > l->soft_seconds) soft = 1;
+    } else {
+        c->obuf_soft_since = 0;
+    }
+    if (hard || soft) {
+        log_warning("Client id=%llu addr=%s scheduled to be closed ASAP for overcoming of output buffer limits.",
+                    (unsigned long long)c->id, c->addr);
+        client_close(c);
+    }
+}
+
+/* Moves every completed reply at the head of the queue to the socket. */
+static void client_flush_slots(client *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    while (c->slots_head && c->slots_head->done) {
+        reply_slot *s = c->slots_head;
+        c->slots_head = s->next;
+        if (!c->slots_head) c->slots_tail = NULL;
+        c->slots_pending--;
+        if (s->buf && !s->discard) evbuffer_add_buffer(out, s->buf);
+        slot_put(s);
+    }
+    client_check_output_limits(c);
+}
+
+struct evbuffer *client_reply_buffer(client *c)
+{
+    if (c->flags & CLIENT_REPLY_SKIP) {
+        /* The reply goes nowhere: a slot marked discard, completed at once. */
+        reply_slot *s = client_slot_add(c);
+        s->done = 1;
+        return s->buf;
+    }
+    if (!c->slots_head) return bufferevent_get_output(c->bev);
+    reply_slot *s = client_slot_add(c);
+    s->done = 1;
+    return s->buf;
+}
+
+reply_slot *client_slot_add(client *c)
+{
+    reply_slot *s = slot_get();
+    if (!s->buf) s->buf = evbuffer_new();
+    if (!s->buf) abort();
+    s->c = c;
+    s->discard = (c->flags & CLIENT_REPLY_SKIP) != 0;
+    if (c->slots_tail) c->slots_tail->next = s;
+    else c->slots_head = s;
+    c->slots_tail = s;
+    c->slots_pending++;
+    return s;
+}
+
+void client_slot_done(reply_slot *s)
+{
+    s->done = 1;
+    client *c = s->c;
+    if (!c) {
+        slot_put(s);
+        return;
+    }
+    if (c->slots_head == s) client_flush_slots(c);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev &&
+        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        client_close(c);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static void client_process_input(client *c);
+static client *closed_clients;
+static struct event *reap_ev;
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    clients_reap();
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    client *c = arg;
+    c->last_interaction = time(NULL);
+    client_process_input(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    client *c = arg;
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    client *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) client_close(c);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client_process_input(arg);
+}
+
+client *client_create(int fd, int is_unix)
+{
+    client *c = calloc(1, sizeof(*c));
+    if (!c) abort();
+    c->id = ++server.next_client_id;
+    c->fd = fd;
+    c->flags = is_unix ? CLIENT_UNIX_SOCKET : 0;
+    c->resp = 2;
+    c->db = server.backend ? server.backend->default_db : 0;
+    c->authenticated = 0;
+    c->backend_conn = -1;
+    c->ctime = c->last_interaction = time(NULL);
+    request_parser_init(&c->parser);
+    c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
+    format_addr(fd, 0, c->addr, sizeof(c->addr), is_unix);
+    format_addr(fd, 1, c->laddr, sizeof(c->laddr), is_unix);
+    if (!is_unix) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (config.tcp_keepalive > 0) {
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            int idle = config.tcp_keepalive, intvl = config.tcp_keepalive / 3 ? config.tcp_keepalive / 3 : 1, cnt = 3;
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        }
+    }
+    c->bev = bufferevent_socket_new(server.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->resume_ev = event_new(server.base, -1, 0, resume_cb, c);
+    if (!c->bev || !c->resume_ev) abort();
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    c->next = server.clients;
+    if (server.clients) server.clients->prev = c;
+    server.clients = c;
+    server.clients_count++;
+    server.stats.connections_received++;
+    return c;
+}
+
+void client_close(client *c)
+{
+    if (c->flags & CLIENT_CLOSING) return;
+    c->flags |= CLIENT_CLOSING;
+    /* Replies still in flight are dropped when they arrive. */
+    for (reply_slot *s = c->slots_head; s;) {
+        reply_slot *next = s->next;
+        if (s->done) {
+            slot_put(s);
+        } else {
+            s->c = NULL;
+            s->next = NULL;
+        }
+        s = next;
+    }
+    c->slots_head = c->slots_tail = NULL;
+    if (c->prev) c->prev->next = c->next;
+    else server.clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    server.clients_count--;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    event_free(c->resume_ev);
+    c->resume_ev = NULL;
+    /* The memory is released on the next loop turn: callers up the stack may
+     * still look at c->flags. */
+    c->next = closed_clients;
+    closed_clients = c;
+    if (!reap_ev) reap_ev = event_new(server.base, -1, 0, reap_cb, NULL);
+    event_active(reap_ev, 0, 0);
+}
+
+void clients_reap(void)
+{
+    while (closed_clients) {
+        client *c = closed_clients;
+        closed_clients = c->next;
+        request_parser_free(&c->parser);
+        free(c->name);
+        free(c->lib_name);
+        free(c->lib_ver);
+        free(c);
+    }
+}
+
+void clients_shutdown(void)
+{
+    while (server.clients) client_close(server.clients);
+    clients_reap();
+    if (reap_ev) event_free(reap_ev);
+    reap_ev = NULL;
+    while (free_slots) {
+        reply_slot *s = free_slots;
+        free_slots = s->next;
+        if (s->buf) evbuffer_free(s->buf);
+        free(s);
+    }
+    free_slots_count = 0;
+}
+
+void client_close_after_reply(client *c)
+{
+    c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }
+
+void client_unblock(client *c)
+{
+    c->flags &= ~CLIENT_BLOCKED;
+    event_active(c->resume_ev, 0, 0);
+}
+
+static void client_process_input(client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    uint64_t id = c->id;
+    (void)id;
+    while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED))) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0) break;
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t consumed = 0;
+        c->parser.authenticated = c->authenticated || !config.requirepass;
+        c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
+        int rc = request_parser_feed(&c->parser, v.iov_base, v.iov_len, &consumed);
+        evbuffer_drain(in, consumed);
+        server.stats.net_input_bytes += consumed;
+        if (rc == REQUEST_PARSE_ERROR) {
+            log_verbose("Protocol error (%s) from client: id=%llu addr=%s", c->parser.error,
+                        (unsigned long long)c->id, c->addr);
+            c->flags &= ~(CLIENT_REPLY_OFF | CLIENT_REPLY_SKIP | CLIENT_REPLY_SKIP_NEXT);
+            reply_error(client_reply_buffer(c), c->parser.error);
+            client_close_after_reply(c);
+            if (!c->slots_head && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) client_close(c);
+            return;
+        }
+        if ((long long)request_parser_pending(&c->parser) > config.client_query_buffer_limit) {
+            log_warning("Closing client that reached max query buffer length: id=%llu addr=%s",
+                        (unsigned long long)c->id, c->addr);
+            client_close(c);
+            return;
+        }
+        if (rc == REQUEST_PARSE_DONE) {
+            c->last_interaction = time(NULL);
+            /* CLIENT REPLY SKIP affects exactly the next command. */
+            if (c->flags & CLIENT_REPLY_SKIP_NEXT) {
+                c->flags &= ~CLIENT_REPLY_SKIP_NEXT;
+                c->flags |= CLIENT_REPLY_SKIP;
+            } else if (c->flags & CLIENT_REPLY_OFF) {
+                c->flags |= CLIENT_REPLY_SKIP;
+            } else {
+                c->flags &= ~CLIENT_REPLY_SKIP;
+            }
+            dispatch_command(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+            /* dispatch may have closed the client. */
+            if (c->flags & CLIENT_CLOSING) return;
+            c->flags &= ~CLIENT_REPLY_SKIP;
+        }
+    }
+}
+
+/* ---- CLIENT LIST and cron ------------------------------------------------------ */
+
+void client_describe(client *c, struct evbuffer *out)
+{
+    time_t now = time(NULL);
+    size_t obl = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    char flags[8];
+    int nf = 0;
+    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
+    if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
+    if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
+    if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
+    if (!nf) flags[nf++] = 'N';
+    flags[nf] = '\0';
+    evbuffer_add_printf(out,
+                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=0 psub=0 "
+                        "ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
+                        "omem=%zu tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d",
+                        (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+                        (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
+                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
+                        c->last_cmd ? c->last_cmd : "NULL", c->resp);
+    if (c->lib_name || c->lib_ver)
+        evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",
+                            c->lib_ver ? c->lib_ver : "");
+    evbuffer_add(out, "\n", 1);
+}
+
+void clients_cron(void)
+{
+    time_t now = time(NULL);
+    client *c = server.clients;
+    while (c) {
+        client *next = c->next;
+        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 &&
+            now - c->last_interaction > config.timeout) {
+            log_verbose("Closing idle client id=%llu addr=%s", (unsigned long long)c->id, c->addr);
+            client_close(c);
+        } else {
+            client_check_output_limits(c);
+        }
+        c = next;
+    }
+}

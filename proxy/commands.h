@@ -1,0 +1,20 @@
+/* Commands the proxy answers itself. */
+#ifndef EVALPROXY_COMMANDS_H
+#define EVALPROXY_COMMANDS_H
+
+#include <stddef.h>
+
+#include "proxy/command_table.h"
+#include "proxy/server.h"
+
+typedef void command_handler(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+
+void dispatch_init(void);
+void dispatch_free(void);
+
+/* cmd_connection.c */
+command_handler cmd_ping, cmd_echo, cmd_hello, cmd_auth, cmd_select, cmd_reset, cmd_client, cmd_time;
+/* cmd_server.c */
+command_handler cmd_command, cmd_info, cmd_config;
+
+#endif

@@ -1,0 +1,252 @@
+/* Dispatch: Redis 7.0's checks in Redis's order (unknown command, arity,
+ * authentication), then a local handler or the relay to the store. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "backends/backend.h"
+#include "proxy/command_table.h"
+#include "proxy/commands.h"
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/reply.h"
+#include "proxy/server.h"
+
+/* ---- relaying ------------------------------------------------------------ */
+
+static void relay_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (c) {
+        c->relay_inflight--;
+        if (r->error) {
+            server.stats.backend_errors++;
+            reply_error(s->buf, r->error);
+        } else if (!s->discard) {
+            if (c->slots_head == s) {
+                /* In order already: straight to the socket, no intermediate copy. */
+                evbuffer_remove_buffer(r->raw, bufferevent_get_output(c->bev), r->raw_len);
+                server.stats.net_output_bytes += r->raw_len;
+            } else {
+                evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+            }
+        }
+    }
+    client_slot_done(s);
+}
+
+/* The connection a client's next relayed command goes out on. A client keeps
+ * its connection while it has commands in flight, so the store runs them in
+ * the order the client sent them. */
+static int client_backend_conn(client *c)
+{
+    backend *b = server.backend;
+    if (c->relay_inflight && backend_conn_ready(b, c->backend_conn)) return c->backend_conn;
+    c->backend_conn = backend_pick(b, (unsigned)c->id);
+    return c->backend_conn;
+}
+
+void relay_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    backend *b = server.backend;
+    int conn = client_backend_conn(c);
+    if (conn < 0) {
+        server.stats.backend_errors++;
+        reply_error(client_reply_buffer(c), backend_error(b));
+        return;
+    }
+    reply_slot *s = client_slot_add(c);
+    if (backend_send(b, conn, c->db, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
+        server.stats.backend_errors++;
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        return;
+    }
+    c->relay_inflight++;
+    server.stats.relayed_commands++;
+}
+
+/* ---- the proxy's own view of commands -------------------------------------- */
+
+typedef struct local_command {
+    const char *name;
+    command_handler *handler;
+} local_command;
+
+static const local_command local_commands[] = {
+    {"ping", cmd_ping},       {"echo", cmd_echo},       {"hello", cmd_hello},     {"auth", cmd_auth},
+    {"select", cmd_select},   {"reset", cmd_reset},     {"client", cmd_client},   {"command", cmd_command},
+    {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {NULL, NULL},
+};
+
+/* Administration of the store itself: refused unless backend-admin-commands. */
+static const char *const admin_commands[] = {
+    "shutdown", "debug", "replicaof", "slaveof", "failover", "module", "save", "bgsave", "bgrewriteaof",
+    "acl", "cluster", "pfdebug", "pfselftest", "lastsave", NULL,
+};
+
+/* Commands that would take over a shared store connection: never relayed. */
+static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
+
+/* Commands that hold state on a connection, carried by later work. */
+static const char *const stateful_commands[] = {
+    "multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe",
+    "unsubscribe", "punsubscribe", "sunsubscribe", NULL,
+};
+
+static const char *const scripting_commands[] = {
+    "eval", "evalsha", "eval_ro", "evalsha_ro", "script", "function", "fcall", "fcall_ro", NULL,
+};
+
+enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL, KIND_SCRIPTING };
+
+typedef struct command_route {
+    int kind;
+    command_handler *handler;
+} command_route;
+
+static command_route *routes; /* indexed like command_table */
+
+static int in_list(const char *const *list, const char *name)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, name)) return 1;
+    return 0;
+}
+
+void dispatch_init(void)
+{
+    routes = calloc((size_t)command_table_count, sizeof(*routes));
+    if (!routes) abort();
+    for (int i = 0; i < command_table_count; i++) {
+        const char *name = command_table[i].name;
+        command_route *r = &routes[i];
+        for (const local_command *lc = local_commands; lc->name; lc++)
+            if (!strcmp(lc->name, name)) r->kind = KIND_LOCAL, r->handler = lc->handler;
+        if (r->kind) continue;
+        if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
+        else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
+        else if (in_list(stateful_commands, name)) r->kind = KIND_STATEFUL;
+        else if (in_list(scripting_commands, name)) r->kind = KIND_SCRIPTING;
+        else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_STATEFUL;
+    }
+}
+
+void dispatch_free(void)
+{
+    free(routes);
+    routes = NULL;
+}
+
+/* Redis 7.0: "unknown command 'x', with args beginning with: 'a' 'b' " where
+ * the argument list stops once it reaches 128 bytes. */
+static void reply_unknown_command(client *c, int argc, char **argv)
+{
+    char args[512];
+    size_t off = 0;
+    args[0] = '\0';
+    for (int i = 1; i < argc && off < 128; i++) {
+        int room = 128 - (int)off;
+        int n = snprintf(args + off, sizeof(args) - off, "'%.*s' ", room, argv[i]);
+        if (n < 0) break;
+        off += (size_t)n;
+        if (off >= sizeof(args)) off = sizeof(args) - 1;
+    }
+    reply_errorf(client_reply_buffer(c), "ERR unknown command '%.128s', with args beginning with: %s", argv[0], args);
+}
+
+static void reply_unknown_subcommand(client *c, char **argv)
+{
+    char upper[64];
+    size_t i;
+    for (i = 0; argv[0][i] && i < sizeof(upper) - 1; i++) upper[i] = (char)toupper((unsigned char)argv[0][i]);
+    upper[i] = '\0';
+    reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%.128s'. Try %s HELP.", argv[1], upper);
+}
+
+void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    if (argc == 0) return;
+    server.stats.commands_processed++;
+
+    /* Redis 7.0 answers QUIT before anything else, authenticated or not. */
+    if (argvlen[0] == 4 && !strcasecmp(argv[0], "quit")) {
+        c->last_cmd = "quit";
+        c->flags &= ~CLIENT_REPLY_SKIP;
+        reply_ok(client_reply_buffer(c));
+        client_close_after_reply(c);
+        if (!c->slots_head && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) client_close(c);
+        return;
+    }
+
+    const command_def *top = command_lookup(argv[0], argvlen[0]);
+    const command_def *cmd = top;
+    if (top && top->subcommand_count && argc >= 2) {
+        cmd = command_lookup_sub(top, argv[1], argvlen[1]);
+        if (!cmd) {
+            reply_unknown_subcommand(c, argv);
+            return;
+        }
+    }
+    int authed = c->authenticated || !config.requirepass;
+    if (!cmd) {
+        /* Commands Redis 7.0 lacks may be the store's own: relay them, but
+         * never for a client that has not authenticated. */
+        if (!authed) {
+            reply_unknown_command(c, argc, argv);
+            return;
+        }
+        c->last_cmd = "unknown";
+        relay_command(c, argc, argv, argvlen);
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+        reply_errorf(client_reply_buffer(c), "ERR wrong number of arguments for '%s' command", cmd->name);
+        return;
+    }
+    if (!authed && !(cmd->flags & CMD_NO_AUTH)) {
+        reply_error(client_reply_buffer(c), "NOAUTH Authentication required.");
+        return;
+    }
+    c->last_cmd = cmd->name;
+
+    const command_route *r = &routes[top - command_table];
+    switch (r->kind) {
+    case KIND_LOCAL:
+        r->handler(c, cmd, argc, argv, argvlen);
+        return;
+    case KIND_ADMIN:
+        if (config.backend_admin_commands) break;
+        reply_errorf(client_reply_buffer(c),
+                     "ERR command '%s' administers the store and is not relayed by evalproxy "
+                     "(set backend-admin-commands yes to allow it)",
+                     top->name);
+        return;
+    case KIND_TAKEOVER:
+        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy", top->name);
+        return;
+    case KIND_STATEFUL:
+        /* XREAD/XREADGROUP only block with BLOCK; without it they are plain reads. */
+        if (!strcmp(top->name, "xread") || !strcmp(top->name, "xreadgroup")) {
+            int blocking = 0;
+            for (int i = 1; i < argc; i++)
+                if (!strcasecmp(argv[i], "block")) blocking = 1;
+                else if (!strcasecmp(argv[i], "streams")) break;
+            if (!blocking) break;
+        }
+        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
+        return;
+    case KIND_SCRIPTING:
+        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
+        return;
+    default:
+        break;
+    }
+    relay_command(c, argc, argv, argvlen);
+}

@@ -1,0 +1,22 @@
+/* RESP2 reply encoding into an evbuffer. */
+#ifndef EVALPROXY_REPLY_H
+#define EVALPROXY_REPLY_H
+
+#include <stddef.h>
+
+struct evbuffer;
+
+void reply_status(struct evbuffer *b, const char *s);
+/* Error text without '-' and CRLF; newlines inside are turned into spaces as Redis does. */
+void reply_error(struct evbuffer *b, const char *err);
+void reply_error_len(struct evbuffer *b, const char *err, size_t len);
+void reply_errorf(struct evbuffer *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void reply_integer(struct evbuffer *b, long long v);
+void reply_bulk(struct evbuffer *b, const void *p, size_t len);
+void reply_bulk_cstr(struct evbuffer *b, const char *s);
+void reply_null_bulk(struct evbuffer *b);
+void reply_null_array(struct evbuffer *b);
+void reply_array(struct evbuffer *b, long long n);
+void reply_ok(struct evbuffer *b);
+
+#endif

@@ -1,0 +1,111 @@
+/* The proxy's shared state: the event loop, clients, the backend, stats. */
+#ifndef EVALPROXY_SERVER_H
+#define EVALPROXY_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "proxy/request_parser.h"
+
+#define EVALPROXY_VERSION "0.1.0"
+#define REDIS_COMPAT_VERSION "7.0.15"
+#define REDIS_COMPAT_VERSION_NUM 0x0007000f
+
+struct event_base;
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct backend;
+struct command_def;
+
+typedef struct client client;
+
+/* One reply owed to a client, in request order. */
+typedef struct reply_slot {
+    struct reply_slot *next;
+    client *c;            /* NULL once the client is gone: the reply is dropped */
+    struct evbuffer *buf; /* the reply, when it completed out of order */
+    unsigned done : 1;
+    unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
+} reply_slot;
+
+enum client_flags {
+    CLIENT_CLOSE_AFTER_REPLY = 1 << 0,
+    CLIENT_CLOSING = 1 << 1,   /* freed as soon as nothing refers to it */
+    CLIENT_UNIX_SOCKET = 1 << 2,
+    CLIENT_REPLY_OFF = 1 << 3,
+    CLIENT_REPLY_SKIP_NEXT = 1 << 4,
+    CLIENT_REPLY_SKIP = 1 << 5, /* this command's reply is skipped */
+    CLIENT_NO_EVICT = 1 << 6,
+    CLIENT_BLOCKED = 1 << 7,    /* waiting: later commands stay unread */
+};
+
+struct client {
+    uint64_t id;
+    int fd;
+    int flags;
+    struct bufferevent *bev;
+    struct event *resume_ev;
+    request_parser parser;
+    char addr[64], laddr[64];
+    char *name;
+    char *lib_name, *lib_ver;
+    int db;
+    int authenticated;
+    int resp;
+    time_t ctime;
+    time_t last_interaction;
+    time_t obuf_soft_since;
+    const char *last_cmd; /* full name of the last command, for CLIENT LIST */
+    reply_slot *slots_head, *slots_tail;
+    unsigned slots_pending;
+    int backend_conn;       /* connection this client's relayed commands use */
+    unsigned relay_inflight;
+    client *prev, *next;
+};
+
+typedef struct server_stats {
+    unsigned long long connections_received;
+    unsigned long long commands_processed;
+    unsigned long long rejected_connections;
+    unsigned long long relayed_commands;
+    unsigned long long backend_errors;
+    unsigned long long net_input_bytes, net_output_bytes;
+} server_stats;
+
+typedef struct server_state {
+    struct event_base *base;
+    struct backend *backend;
+    client *clients;
+    unsigned long clients_count;
+    uint64_t next_client_id;
+    time_t start_time;
+    server_stats stats;
+    char run_id[41];
+    int shutdown_asap;
+} server_state;
+
+extern server_state server;
+
+/* client.c */
+client *client_create(int fd, int is_unix);
+void client_close(client *c);             /* now: pending replies are dropped */
+void client_close_after_reply(client *c); /* after what is queued has been written */
+/* Where to write a reply that is ready now: the socket's buffer, or a slot
+ * kept in order behind replies still in flight. */
+struct evbuffer *client_reply_buffer(client *c);
+reply_slot *client_slot_add(client *c);
+void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
+void client_block(client *c);
+void client_unblock(client *c);
+void client_describe(client *c, struct evbuffer *out); /* one CLIENT LIST line */
+void clients_cron(void);
+void clients_reap(void);    /* frees clients closed since the last loop turn */
+void clients_shutdown(void);
+
+/* dispatch.c */
+void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
+void relay_command(client *c, int argc, char **argv, size_t *argvlen);
+
+#endif
