@@ -187,6 +187,9 @@ static void deliver_replies(resp_conn *c)
     }
     for (;;) {
         redisReader *r = c->reader;
+        /* Stop while nothing is unread: hiredis would otherwise open a read
+         * task with the current object functions before the reply starts. */
+        if (r->len == r->pos) return;
         if (r->ridx == -1) {
             /* A new reply begins: build objects only if its requester wants them. */
             int mode = c->qlen ? c->q[c->qhead].mode : BACKEND_RAW;

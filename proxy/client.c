@@ -66,13 +66,8 @@ static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix
         return;
     }
     if (is_unix || ss.ss_family == AF_UNIX) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        /* Redis shows "path:0" for unix sockets. */
-        snprintf(out, outlen, "%s:0", local && len > sizeof(sa_family_t) ? sun->sun_path : "");
-        if (!local) {
-            extern proxy_config config;
-            snprintf(out, outlen, "%s:0", config.unixsocket ? config.unixsocket : "");
-        }
+        /* Redis shows "path:0" for unix sockets, on both ends. */
+        snprintf(out, outlen, "%.*s:0", (int)(outlen > 3 ? outlen - 3 : 0), config.unixsocket ? config.unixsocket : "");
         return;
     }
     char ip[INET6_ADDRSTRLEN];

@@ -189,6 +189,14 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     const command_def *cmd = top;
     if (top && top->subcommand_count && argc >= 2) {
         cmd = command_lookup_sub(top, argv[1], argvlen[1]);
+        if (!cmd && !strcmp(top->name, "client") && argvlen[1] == 7 && !strcasecmp(argv[1], "setinfo")) {
+            /* CLIENT SETINFO (Redis 7.2) is sent by current client libraries on connect. */
+            struct evbuffer *out = client_reply_buffer(c);
+            if (argc != 4) reply_error(out, "ERR wrong number of arguments for 'client|setinfo' command");
+            else if (!c->authenticated && config.requirepass) reply_error(out, "NOAUTH Authentication required.");
+            else cmd_client(c, top, argc, argv, argvlen);
+            return;
+        }
         if (!cmd) {
             reply_unknown_subcommand(c, argv);
             return;

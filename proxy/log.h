@@ -2,6 +2,8 @@
 #ifndef EVALPROXY_LOG_H
 #define EVALPROXY_LOG_H
 
+#include <stddef.h>
+
 enum log_level { LL_DEBUG = 0, LL_VERBOSE, LL_NOTICE, LL_WARNING, LL_NOTHING };
 
 void log_set_level(int level);

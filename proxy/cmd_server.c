@@ -1,0 +1,509 @@
+/* Server commands the proxy answers (or merges with the store's answer):
+ * COMMAND from the generated table, INFO, CONFIG. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "backends/backend.h"
+#include "proxy/commands.h"
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/reply.h"
+#include "proxy/server.h"
+
+static int arg_is(const char *arg, size_t len, const char *word)
+{
+    return strlen(word) == len && !strcasecmp(arg, word);
+}
+
+/* ---- COMMAND ------------------------------------------------------------------ */
+
+/* "config|get" style names reach subcommands, as in Redis's COMMAND INFO. */
+static const command_def *lookup_full_name(const char *name, size_t len)
+{
+    const char *bar = memchr(name, '|', len);
+    if (!bar) return command_lookup(name, len);
+    const command_def *top = command_lookup(name, (size_t)(bar - name));
+    if (!top || !top->subcommand_count) return NULL;
+    return command_lookup_sub(top, bar + 1, len - (size_t)(bar - name) - 1);
+}
+
+static void add_all_info(struct evbuffer *out)
+{
+    reply_array(out, command_table_count);
+    for (int i = 0; i < command_table_count; i++) evbuffer_add(out, command_table[i].info_resp, command_table[i].info_len);
+}
+
+static const char *const kspec_flag_names[] = {"RO", "RW", "OW", "RM", "access", "update", "insert", "delete",
+                                               "not_key", "incomplete", "variable_flags"};
+
+static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, int with_flags)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    int n = argc - 2;
+    char **cargv = argv + 2;
+    size_t *clen = argvlen + 2;
+    const command_def *cmd = command_lookup(cargv[0], clen[0]);
+    if (cmd && cmd->subcommand_count && n >= 2) cmd = command_lookup_sub(cmd, cargv[1], clen[1]);
+    if (!cmd) {
+        reply_error(out, "ERR Invalid command specified");
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != n) || n < -cmd->arity) {
+        reply_error(out, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    int stack_keys[64];
+    uint32_t stack_flags[64];
+    int *keys = stack_keys;
+    uint32_t *flags = stack_flags;
+    int found = command_get_keys(cmd, n, cargv, clen, keys, flags, 64);
+    if (found > 64) {
+        keys = malloc(sizeof(int) * (size_t)found);
+        flags = malloc(sizeof(uint32_t) * (size_t)found);
+        if (!keys || !flags) abort();
+        found = command_get_keys(cmd, n, cargv, clen, keys, flags, found);
+    }
+    if (found < 0) {
+        reply_error(out, "ERR Invalid arguments specified for command");
+    } else if (found == 0) {
+        reply_error(out, "ERR The command has no key arguments");
+    } else {
+        reply_array(out, found);
+        for (int i = 0; i < found; i++) {
+            if (!with_flags) {
+                reply_bulk(out, cargv[keys[i]], clen[keys[i]]);
+                continue;
+            }
+            reply_array(out, 2);
+            reply_bulk(out, cargv[keys[i]], clen[keys[i]]);
+            int nf = 0;
+            for (unsigned b = 0; b < sizeof(kspec_flag_names) / sizeof(*kspec_flag_names); b++)
+                nf += (flags[i] >> b) & 1;
+            reply_array(out, nf);
+            for (unsigned b = 0; b < sizeof(kspec_flag_names) / sizeof(*kspec_flag_names); b++)
+                if ((flags[i] >> b) & 1) reply_status(out, kspec_flag_names[b]);
+        }
+    }
+    if (keys != stack_keys) {
+        free(keys);
+        free(flags);
+    }
+}
+
+static void list_add_name(struct evbuffer *tmp, long long *count, const command_def *d, const char *pattern,
+                          size_t patlen)
+{
+    if (pattern && !string_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
+    reply_bulk_cstr(tmp, d->name);
+    (*count)++;
+}
+
+static void command_list(client *c, int argc, char **argv, size_t *argvlen)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    const char *pattern = NULL;
+    size_t patlen = 0;
+    if (argc == 5 && arg_is(argv[2], argvlen[2], "filterby")) {
+        if (arg_is(argv[3], argvlen[3], "pattern")) {
+            pattern = argv[4];
+            patlen = argvlen[4];
+        } else if (arg_is(argv[3], argvlen[3], "module")) {
+            reply_array(out, 0); /* no modules behind the proxy */
+            return;
+        } else if (arg_is(argv[3], argvlen[3], "aclcat")) {
+            /* Match the category inside each command's COMMAND INFO entry. */
+            char needle[160];
+            int nl = snprintf(needle, sizeof(needle), "+@%.*s\r\n", (int)(argvlen[4] > 100 ? 100 : argvlen[4]), argv[4]);
+            struct evbuffer *tmp = evbuffer_new();
+            long long count = 0;
+            for (int i = 0; i < command_table_count; i++) {
+                const command_def *d = &command_table[i];
+                if (memmem(d->info_resp, d->info_len, needle + 1, (size_t)nl - 1)) list_add_name(tmp, &count, d, NULL, 0);
+                for (int s = 0; s < d->subcommand_count; s++) {
+                    const command_def *sd = &d->subcommands[s];
+                    if (memmem(sd->info_resp, sd->info_len, needle + 1, (size_t)nl - 1))
+                        list_add_name(tmp, &count, sd, NULL, 0);
+                }
+            }
+            reply_array(out, count);
+            evbuffer_add_buffer(out, tmp);
+            evbuffer_free(tmp);
+            return;
+        } else {
+            reply_error(out, "ERR syntax error");
+            return;
+        }
+    } else if (argc != 2) {
+        reply_error(out, "ERR syntax error");
+        return;
+    }
+    struct evbuffer *tmp = evbuffer_new();
+    long long count = 0;
+    for (int i = 0; i < command_table_count; i++) {
+        const command_def *d = &command_table[i];
+        list_add_name(tmp, &count, d, pattern, patlen);
+        for (int s = 0; s < d->subcommand_count; s++) list_add_name(tmp, &count, &d->subcommands[s], pattern, patlen);
+    }
+    reply_array(out, count);
+    evbuffer_add_buffer(out, tmp);
+    evbuffer_free(tmp);
+}
+
+void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (argc == 1) {
+        add_all_info(client_reply_buffer(c));
+        return;
+    }
+    const char *sub = argv[1];
+    size_t sublen = argvlen[1];
+    struct evbuffer *out;
+    if (arg_is(sub, sublen, "count")) {
+        reply_integer(client_reply_buffer(c), command_table_count);
+    } else if (arg_is(sub, sublen, "info")) {
+        out = client_reply_buffer(c);
+        if (argc == 2) {
+            add_all_info(out);
+            return;
+        }
+        reply_array(out, argc - 2);
+        for (int i = 2; i < argc; i++) {
+            const command_def *d = lookup_full_name(argv[i], argvlen[i]);
+            if (d) evbuffer_add(out, d->info_resp, d->info_len);
+            else reply_null_array(out);
+        }
+    } else if (arg_is(sub, sublen, "docs")) {
+        out = client_reply_buffer(c);
+        if (argc == 2) {
+            reply_array(out, 2LL * command_table_count);
+            for (int i = 0; i < command_table_count; i++)
+                evbuffer_add(out, command_table[i].docs_resp, command_table[i].docs_len);
+            return;
+        }
+        struct evbuffer *tmp = evbuffer_new();
+        long long found = 0;
+        for (int i = 2; i < argc; i++) {
+            const command_def *d = lookup_full_name(argv[i], argvlen[i]);
+            if (!d) continue;
+            evbuffer_add(tmp, d->docs_resp, d->docs_len);
+            found++;
+        }
+        reply_array(out, 2 * found);
+        evbuffer_add_buffer(out, tmp);
+        evbuffer_free(tmp);
+    } else if (arg_is(sub, sublen, "list")) {
+        command_list(c, argc, argv, argvlen);
+    } else if (arg_is(sub, sublen, "getkeys")) {
+        command_getkeys(c, argc, argv, argvlen, 0);
+    } else if (arg_is(sub, sublen, "getkeysandflags")) {
+        command_getkeys(c, argc, argv, argvlen, 1);
+    } else if (arg_is(sub, sublen, "help")) {
+        static const char *const help[] = {
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
+            "HELP",
+            "    Print this help.",
+            NULL,
+        };
+        out = client_reply_buffer(c);
+        long long n = 0;
+        while (help[n]) n++;
+        reply_array(out, n);
+        for (long long i = 0; i < n; i++) reply_status(out, help[i]);
+    }
+}
+
+/* ---- INFO ---------------------------------------------------------------------- */
+
+typedef struct info_request {
+    reply_slot *slot;
+    struct evbuffer *text; /* local sections, then the store's keyspace */
+    int want_keyspace;
+} info_request;
+
+static void info_finish(info_request *ir, const char *keyspace, size_t klen)
+{
+    reply_slot *s = ir->slot;
+    if (klen) {
+        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
+        evbuffer_add(ir->text, keyspace, klen);
+    } else if (ir->want_keyspace) {
+        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
+        evbuffer_add_printf(ir->text, "# Keyspace\r\n");
+    }
+    /* Redis ends the last section without a trailing blank line. */
+    size_t len = evbuffer_get_length(ir->text);
+    evbuffer_add_printf(s->buf, "$%zu\r\n", len);
+    evbuffer_add_buffer(s->buf, ir->text);
+    evbuffer_add(s->buf, "\r\n", 2);
+    evbuffer_free(ir->text);
+    free(ir);
+    client_slot_done(s);
+}
+
+static void info_keyspace_cb(void *ctx, const backend_reply *r)
+{
+    info_request *ir = ctx;
+    if (r->parsed && r->parsed->type == REDIS_REPLY_STRING) {
+        info_finish(ir, r->parsed->str, r->parsed->len);
+    } else {
+        info_finish(ir, NULL, 0);
+    }
+}
+
+static int section_wanted(int argc, char **argv, size_t *argvlen, const char *name, int is_default)
+{
+    if (argc == 1) return is_default;
+    for (int i = 1; i < argc; i++) {
+        if (arg_is(argv[i], argvlen[i], name)) return 1;
+        if (arg_is(argv[i], argvlen[i], "all") || arg_is(argv[i], argvlen[i], "everything")) return 1;
+        if (arg_is(argv[i], argvlen[i], "default") && is_default) return 1;
+    }
+    return 0;
+}
+
+static void info_server(struct evbuffer *t)
+{
+    struct utsname u;
+    uname(&u);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long uptime = (long long)(time(NULL) - server.start_time);
+    char exe[512];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[el > 0 ? el : 0] = '\0';
+    evbuffer_add_printf(t,
+                        "# Server\r\n"
+                        "redis_version:%s\r\n"
+                        "redis_git_sha1:00000000\r\n"
+                        "redis_git_dirty:0\r\n"
+                        "redis_build_id:0\r\n"
+                        "redis_mode:standalone\r\n"
+                        "os:%s %s %s\r\n"
+                        "arch_bits:%d\r\n"
+                        "multiplexing_api:epoll\r\n"
+                        "process_id:%d\r\n"
+                        "run_id:%s\r\n"
+                        "tcp_port:%d\r\n"
+                        "server_time_usec:%lld\r\n"
+                        "uptime_in_seconds:%lld\r\n"
+                        "uptime_in_days:%lld\r\n"
+                        "executable:%s\r\n"
+                        "config_file:%s\r\n"
+                        "evalproxy_version:%s\r\n",
+                        REDIS_COMPAT_VERSION, u.sysname, u.release, u.machine, (int)(sizeof(void *) * 8),
+                        (int)getpid(), server.run_id, config.port,
+                        (long long)tv.tv_sec * 1000000 + tv.tv_usec, uptime, uptime / 86400, exe,
+                        config_file_path ? config_file_path : "", EVALPROXY_VERSION);
+}
+
+void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    info_request *ir = calloc(1, sizeof(*ir));
+    if (!ir) abort();
+    ir->text = evbuffer_new();
+    struct evbuffer *t = ir->text;
+    int sections = 0;
+#define SECTION_SEP() do { if (sections++) evbuffer_add(t, "\r\n", 2); } while (0)
+    if (section_wanted(argc, argv, argvlen, "server", 1)) {
+        SECTION_SEP();
+        info_server(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "clients", 1)) {
+        SECTION_SEP();
+        unsigned long blocked = 0;
+        for (client *o = server.clients; o; o = o->next) blocked += (o->flags & CLIENT_BLOCKED) != 0;
+        evbuffer_add_printf(t, "# Clients\r\nconnected_clients:%lu\r\nmaxclients:%d\r\nblocked_clients:%lu\r\n",
+                            server.clients_count, config.maxclients, blocked);
+    }
+    if (section_wanted(argc, argv, argvlen, "stats", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t,
+                            "# Stats\r\n"
+                            "total_connections_received:%llu\r\n"
+                            "total_commands_processed:%llu\r\n"
+                            "rejected_connections:%llu\r\n"
+                            "total_net_input_bytes:%llu\r\n"
+                            "relayed_commands:%llu\r\n"
+                            "backend_errors:%llu\r\n",
+                            server.stats.connections_received, server.stats.commands_processed,
+                            server.stats.rejected_connections, server.stats.net_input_bytes,
+                            server.stats.relayed_commands, server.stats.backend_errors);
+    }
+    if (section_wanted(argc, argv, argvlen, "backend", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Backend\r\n");
+        backend_info(server.backend, t);
+    }
+#undef SECTION_SEP
+    ir->want_keyspace = section_wanted(argc, argv, argvlen, "keyspace", 1);
+    ir->slot = client_slot_add(c);
+    if (ir->want_keyspace) {
+        int conn = backend_pick(server.backend, (unsigned)c->id);
+        char *kargv[2] = {"INFO", "keyspace"};
+        size_t klens[2] = {4, 8};
+        if (conn >= 0 && backend_send(server.backend, conn, c->db, 2, kargv, klens, BACKEND_PARSED,
+                                      info_keyspace_cb, ir) == 0)
+            return;
+    }
+    info_finish(ir, NULL, 0);
+}
+
+/* ---- CONFIG ------------------------------------------------------------------------ */
+
+typedef struct config_get_request {
+    reply_slot *slot;
+    struct evbuffer *pairs; /* the proxy's own name/value pairs, RESP encoded */
+    long long count;
+    char **names; /* proxy names already reported */
+    int nnames, capnames;
+} config_get_request;
+
+static void config_get_visit(void *ctx, const char *name, const char *value, size_t vlen)
+{
+    config_get_request *r = ctx;
+    for (int i = 0; i < r->nnames; i++)
+        if (!strcmp(r->names[i], name)) return;
+    if (r->nnames == r->capnames) {
+        r->capnames = r->capnames ? r->capnames * 2 : 16;
+        r->names = realloc(r->names, sizeof(char *) * (size_t)r->capnames);
+        if (!r->names) abort();
+    }
+    r->names[r->nnames++] = (char *)name;
+    reply_bulk_cstr(r->pairs, name);
+    reply_bulk(r->pairs, value, vlen);
+    r->count++;
+}
+
+static void config_get_finish(config_get_request *r, const redisReply *store)
+{
+    struct evbuffer *out = r->slot->buf;
+    struct evbuffer *extra = evbuffer_new();
+    long long extra_count = 0;
+    if (store && store->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < store->elements; i += 2) {
+            const redisReply *k = store->element[i], *v = store->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            /* The proxy's own directives shadow the store's (port, maxclients, ...). */
+            if (config_is_proxy_directive(k->str, k->len)) continue;
+            reply_bulk(extra, k->str, k->len);
+            reply_bulk(extra, v->str, v->len);
+            extra_count++;
+        }
+    }
+    reply_array(out, 2 * (r->count + extra_count));
+    evbuffer_add_buffer(out, r->pairs);
+    evbuffer_add_buffer(out, extra);
+    evbuffer_free(extra);
+    evbuffer_free(r->pairs);
+    free(r->names);
+    reply_slot *s = r->slot;
+    free(r);
+    client_slot_done(s);
+}
+
+static void config_get_cb(void *ctx, const backend_reply *br)
+{
+    config_get_finish(ctx, br->parsed);
+}
+
+static void config_get(client *c, int argc, char **argv, size_t *argvlen)
+{
+    config_get_request *r = calloc(1, sizeof(*r));
+    if (!r) abort();
+    r->pairs = evbuffer_new();
+    for (int i = 2; i < argc; i++) config_get_matching(argv[i], argvlen[i], config_get_visit, r);
+    r->slot = client_slot_add(c);
+    int conn = backend_pick(server.backend, (unsigned)c->id);
+    if (conn >= 0 &&
+        backend_send(server.backend, conn, c->db, argc, argv, argvlen, BACKEND_PARSED, config_get_cb, r) == 0)
+        return;
+    config_get_finish(r, NULL);
+}
+
+static void config_set_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    if ((argc - 2) % 2 != 0) {
+        reply_error(client_reply_buffer(c), "ERR wrong number of arguments for 'config|set' command");
+        return;
+    }
+    int proxy = 0, store = 0;
+    for (int i = 2; i < argc; i += 2) {
+        if (config_is_proxy_directive(argv[i], argvlen[i])) proxy++;
+        else store++;
+    }
+    if (!proxy) {
+        relay_command(c, argc, argv, argvlen);
+        return;
+    }
+    struct evbuffer *out = client_reply_buffer(c);
+    if (store) {
+        for (int i = 2; i < argc; i += 2) {
+            if (!config_is_proxy_directive(argv[i], argvlen[i])) {
+                reply_errorf(out,
+                             "ERR CONFIG SET failed (possibly related to argument '%s') - "
+                             "cannot set proxy and store parameters in one CONFIG SET",
+                             argv[i]);
+                return;
+            }
+        }
+    }
+    for (int i = 2; i < argc; i += 2) {
+        const char *why = config_set(argv[i], argv[i + 1], argvlen[i + 1]);
+        if (why) {
+            if (!strcmp(why, "Unknown option"))
+                reply_errorf(out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'", argv[i]);
+            else reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s", argv[i], why);
+            return;
+        }
+    }
+    reply_ok(out);
+}
+
+void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!strcmp(cmd->name, "config|get")) {
+        config_get(c, argc, argv, argvlen);
+    } else if (!strcmp(cmd->name, "config|set")) {
+        config_set_command(c, argc, argv, argvlen);
+    } else if (!strcmp(cmd->name, "config|rewrite")) {
+        char err[256];
+        struct evbuffer *out = client_reply_buffer(c);
+        if (config_rewrite(err, sizeof(err)) == 0) {
+            log_notice("CONFIG REWRITE executed with success.");
+            reply_ok(out);
+        } else {
+            reply_errorf(out, "ERR %s", err);
+        }
+    } else if (!strcmp(cmd->name, "config|resetstat")) {
+        memset(&server.stats, 0, sizeof(server.stats));
+        relay_command(c, argc, argv, argvlen);
+    } else {
+        relay_command(c, argc, argv, argvlen);
+    }
+}

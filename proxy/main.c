@@ -1,0 +1,275 @@
+/* evalproxy: a RESP proxy that adds Redis 7.0 scripting in front of stores
+ * that lack it. main: command line, configuration, listeners, event loop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/rand.h>
+
+#include "backends/backend.h"
+#include "proxy/commands.h"
+#include "proxy/config.h"
+#include "proxy/log.h"
+#include "proxy/server.h"
+
+server_state server;
+
+#define MAX_LISTENERS (CONFIG_MAX_BIND + 1)
+static struct evconnlistener *listeners[MAX_LISTENERS];
+static int listener_count;
+static struct event *sig_events[3];
+static struct event *cron_ev;
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "Usage: ./evalproxy [/path/to/proxy.conf] [options]\n"
+            "       ./evalproxy - (read config from stdin)\n"
+            "       ./evalproxy -v or --version\n"
+            "       ./evalproxy -h or --help\n"
+            "       ./evalproxy --test-config [/path/to/proxy.conf] [options]\n\n"
+            "Options are proxy.conf directives written as --directive value, e.g.\n"
+            "       ./evalproxy --port 6380 --backend redis://127.0.0.1:6379\n"
+            "       ./evalproxy /etc/evalproxy/proxy.conf --loglevel verbose\n");
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int socklen, void *arg)
+{
+    (void)l;
+    (void)sa;
+    (void)socklen;
+    int is_unix = arg != NULL;
+    if (server.clients_count >= (unsigned long)config.maxclients) {
+        static const char err[] = "-ERR max number of clients reached\r\n";
+        ssize_t w = write(fd, err, sizeof(err) - 1);
+        (void)w;
+        close(fd);
+        server.stats.rejected_connections++;
+        return;
+    }
+    client_create(fd, is_unix);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    (void)arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
+}
+
+static int listen_tcp(const char *addr)
+{
+    int optional = addr[0] == '-';
+    if (optional) addr++;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    socklen_t len;
+    if (strchr(addr, ':')) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)config.port);
+        if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1) goto bad;
+        len = sizeof(*s6);
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)config.port);
+        if (!strcmp(addr, "*")) s4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1) goto bad;
+        len = sizeof(*s4);
+    }
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+    if (ss.ss_family == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
+    struct evconnlistener *l =
+        evconnlistener_new_bind(server.base, accept_cb, NULL, flags, config.tcp_backlog, (struct sockaddr *)&ss, (int)len);
+    if (!l) {
+        int e = errno;
+        if (optional && (e == EADDRNOTAVAIL || e == EAFNOSUPPORT || e == EPROTONOSUPPORT)) {
+            log_verbose("Skipping optional bind address %s: %s", addr, strerror(e));
+            return 0;
+        }
+        log_warning("Could not create server TCP listening socket %s:%d: %s", addr, config.port, strerror(e));
+        return -1;
+    }
+    evconnlistener_set_error_cb(l, accept_error_cb);
+    listeners[listener_count++] = l;
+    return 0;
+bad:
+    log_warning("Invalid bind address '%s'", addr);
+    return -1;
+}
+
+static int listen_unix(const char *path)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        log_warning("unixsocket path too long: %s", path);
+        return -1;
+    }
+    strcpy(sun.sun_path, path);
+    unlink(path);
+    struct evconnlistener *l = evconnlistener_new_bind(server.base, accept_cb, (void *)1,
+                                                       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+                                                       config.tcp_backlog, (struct sockaddr *)&sun, sizeof(sun));
+    if (!l) {
+        log_warning("Failed opening Unix socket %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (config.unixsocketperm) chmod(path, (mode_t)config.unixsocketperm);
+    listeners[listener_count++] = l;
+    return 0;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    (void)arg;
+    log_warning("Received %s, shutting down.", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    event_base_loopbreak(server.base);
+}
+
+static void cron_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    clients_cron();
+}
+
+static void write_pidfile(void)
+{
+    if (!config.pidfile) return;
+    FILE *fp = fopen(config.pidfile, "w");
+    if (!fp) {
+        log_warning("Failed to write PID file %s: %s", config.pidfile, strerror(errno));
+        return;
+    }
+    fprintf(fp, "%d\n", (int)getpid());
+    fclose(fp);
+}
+
+static void make_run_id(void)
+{
+    unsigned char raw[20];
+    if (RAND_bytes(raw, sizeof(raw)) != 1) {
+        for (size_t i = 0; i < sizeof(raw); i++) raw[i] = (unsigned char)(rand() & 0xff);
+    }
+    for (size_t i = 0; i < sizeof(raw); i++) snprintf(server.run_id + 2 * i, 3, "%02x", raw[i]);
+}
+
+static int load_configuration(int argc, char **argv, int *test_only)
+{
+    char err[1024];
+    int i = 1;
+    config_init_defaults();
+    for (int k = 1; k < argc; k++) {
+        if (!strcmp(argv[k], "--test-config")) {
+            *test_only = 1;
+            memmove(&argv[k], &argv[k + 1], sizeof(char *) * (size_t)(argc - k));
+            argc--;
+            break;
+        }
+    }
+    if (i < argc && strncmp(argv[i], "--", 2) != 0) {
+        if (config_load_file(argv[i], err, sizeof(err)) != 0) {
+            fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
+            return -1;
+        }
+        i++;
+    }
+    if (config_load_args(argc - i, argv + i, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
+        return -1;
+    }
+    backend_url u;
+    if (backend_url_parse(config.backend_url, &u, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", err);
+        return -1;
+    }
+    backend_url_free(&u);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && (!strcmp(argv[1], "-v") || !strcmp(argv[1], "--version"))) {
+        printf("evalproxy v=%s redis-compat=%s\n", EVALPROXY_VERSION, REDIS_COMPAT_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        usage(stdout);
+        return 0;
+    }
+    int test_only = 0;
+    if (load_configuration(argc, argv, &test_only) != 0) return 1;
+    if (test_only) {
+        printf("Configuration test passed\n");
+        return 0;
+    }
+    log_set_level(config.loglevel);
+    signal(SIGPIPE, SIG_IGN);
+
+    server.base = event_base_new();
+    if (!server.base) {
+        fprintf(stderr, "cannot create the event loop\n");
+        return 1;
+    }
+    server.start_time = time(NULL);
+    make_run_id();
+    dispatch_init();
+
+    char err[512];
+    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, err, sizeof(err));
+    if (!server.backend) {
+        log_warning("backend: %s", err);
+        return 1;
+    }
+    for (int i = 0; i < config.bind_count; i++)
+        if (config.port && listen_tcp(config.bind[i]) != 0) return 1;
+    if (config.unixsocket && listen_unix(config.unixsocket) != 0) return 1;
+    if (listener_count == 0) {
+        log_warning("Configured to not listen anywhere, exiting.");
+        return 1;
+    }
+    write_pidfile();
+
+    sig_events[0] = evsignal_new(server.base, SIGTERM, signal_cb, NULL);
+    sig_events[1] = evsignal_new(server.base, SIGINT, signal_cb, NULL);
+    evsignal_add(sig_events[0], NULL);
+    evsignal_add(sig_events[1], NULL);
+    cron_ev = event_new(server.base, -1, EV_PERSIST, cron_cb, NULL);
+    struct timeval tick = {1, 0};
+    event_add(cron_ev, &tick);
+
+    log_notice("evalproxy %s (Redis %s compatible) started, pid=%d, port=%d, backend=%s", EVALPROXY_VERSION,
+               REDIS_COMPAT_VERSION, (int)getpid(), config.port, server.backend->display);
+    log_notice("Ready to accept connections");
+    event_base_dispatch(server.base);
+
+    /* Orderly teardown, so leak checkers see a clean exit. */
+    for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
+    if (config.unixsocket) unlink(config.unixsocket);
+    clients_shutdown();
+    backend_free(server.backend);
+    dispatch_free();
+    for (int i = 0; i < 2; i++) event_free(sig_events[i]);
+    event_free(cron_ev);
+    event_base_free(server.base);
+    if (config.pidfile) unlink(config.pidfile);
+    log_notice("evalproxy is now ready to exit, bye bye...");
+    return 0;
+}
