@@ -35,7 +35,6 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "Usage: ./evalproxy [/path/to/proxy.conf] [options]\n"
-            "       ./evalproxy - (read config from stdin)\n"
             "       ./evalproxy -v or --version\n"
             "       ./evalproxy -h or --help\n"
             "       ./evalproxy --test-config [/path/to/proxy.conf] [options]\n\n"
