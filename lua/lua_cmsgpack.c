@@ -330,7 +330,7 @@ static int mp_pack(lua_State *L)
         if (i == 1) {
             /* Slot 1 is free once its value is copied: the buffer's owner
              * goes there, so the stack depth (and which stack-limit errors
-             * fire) stays exactly that of the reference library. */
+             * fire) stays exactly that of Redis's library. */
             if (!lua_checkstack(L, 2))
                 luaL_error(L, "stack overflow (in function mp_check)");
             o.buf = mp_scratch_push(L);
@@ -395,7 +395,7 @@ static int mp_read_str(lua_State *L, mp_cur *c, size_t hdr, size_t len)
 
 /* Decodes one complete object (with everything nested in it) and leaves it
  * on the stack. Iterative, so hostile nesting costs no C stack; the Lua
- * stack use and its limit checks match the recursive reference, including
+ * stack use and its limit checks match Redis's recursive decoder, including
  * where "too many return values" and friends are raised. */
 static int mp_decode_one(lua_State *L, mp_cur *c, mp_scratch *frames_mem)
 {
@@ -598,7 +598,7 @@ static int mp_unpack_full(lua_State *L, lua_Integer limit, lua_Integer offset)
     mp_scratch *frames = NULL;
     if (c.left > 0) {
         /* The frame stack's owner takes slot 1, keeping the stack depth
-         * that of the reference; the input string stays alive through the
+         * that of Redis's; the input string stays alive through the
          * owner's environment table. */
         lua_createtable(L, 1, 0);
         lua_pushvalue(L, 1);

@@ -1,0 +1,570 @@
+#include "proxy/locks.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+typedef struct lock_unit lock_unit;
+typedef struct lock_entry lock_entry;
+
+struct lock_entry {
+    lock_set *set;
+    lock_unit *unit;
+    uint8_t intent;  /* keyspace unit held as an intent by a keyed request */
+    uint8_t granted;
+    uint8_t extend;  /* an undeclared key a running script waits for */
+    lock_entry *prev, *next; /* in the unit's holder or wait list */
+};
+
+struct lock_unit {
+    lock_unit *hnext;
+    uint64_t hash;
+    int db; /* -1: the keyspace unit */
+    unsigned refs;
+    unsigned full[LOCK_MODES], intent[LOCK_MODES];
+    lock_entry *holders;
+    lock_entry *wait_head, *wait_tail;
+    const lock_set *mark; /* dedupe while building a set */
+    size_t len;
+    char name[];
+};
+
+enum set_state { SET_NEW = 0, SET_WAITING, SET_GRANTED };
+
+#define INLINE_ENTRIES 3
+
+struct lock_set {
+    int mode;
+    int state;
+    lock_granted_fn *fn;
+    void *ctx;
+    lock_abort_fn *abort_fn;
+    unsigned is_script : 1, busy : 1, written : 1, has_keyspace : 1, notify_pending : 1;
+    int n, cap;
+    lock_entry inline_entries[INLINE_ENTRIES];
+    lock_entry **more; /* entries beyond the inline ones, allocated one by one (stable addresses) */
+    lock_entry *waiting_extend;
+    lock_set *ready_prev, *ready_next;
+    unsigned long visit; /* cycle search generation */
+};
+
+/* compat[held][requested] */
+static const unsigned char compat[LOCK_MODES][LOCK_MODES] = {
+    /*            PR PW SRO SX */
+    /* PR  */ {1, 1, 1, 0},
+    /* PW  */ {1, 1, 0, 0},
+    /* SRO */ {1, 0, 1, 0},
+    /* SX  */ {0, 0, 0, 0},
+};
+
+static struct {
+    lock_unit **buckets;
+    size_t nbuckets, count;
+    uint64_t seed;
+    lock_unit *keyspace;
+    lock_set *ready_head, *ready_tail;
+    struct event *ready_ev;
+    lock_stats stats;
+    unsigned long visit_gen;
+    lock_unit **work;
+    size_t nwork, capwork;
+} L;
+
+/* ---- unit table ---------------------------------------------------------------- */
+
+static uint64_t hash_bytes(int db, const char *p, size_t len)
+{
+    /* FNV-1a with a per-process seed and a final mix: keys come from
+     * clients, so the bucket of a key must not be predictable. */
+    uint64_t h = 1469598103934665603ULL ^ L.seed ^ (uint64_t)(uint32_t)db * 0x9E3779B97F4A7C15ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+void lock_unit_name(const char *key, size_t len, const char **name, size_t *name_len)
+{
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t start = (size_t)(open - key) + 1;
+        const char *close = memchr(key + start, '}', len - start);
+        if (close && close > key + start) {
+            *name = key + start;
+            *name_len = (size_t)(close - (key + start));
+            return;
+        }
+    }
+    *name = key;
+    *name_len = len;
+}
+
+static void table_grow(void)
+{
+    size_t n = L.nbuckets ? L.nbuckets * 2 : 1024;
+    lock_unit **b = calloc(n, sizeof(*b));
+    if (!b) abort();
+    for (size_t i = 0; i < L.nbuckets; i++) {
+        lock_unit *u = L.buckets[i];
+        while (u) {
+            lock_unit *next = u->hnext;
+            size_t idx = u->hash & (n - 1);
+            u->hnext = b[idx];
+            b[idx] = u;
+            u = next;
+        }
+    }
+    free(L.buckets);
+    L.buckets = b;
+    L.nbuckets = n;
+}
+
+static lock_unit *unit_get(int db, const char *name, size_t len)
+{
+    if (!L.nbuckets) table_grow();
+    uint64_t h = hash_bytes(db, name, len);
+    size_t idx = h & (L.nbuckets - 1);
+    for (lock_unit *u = L.buckets[idx]; u; u = u->hnext)
+        if (u->hash == h && u->db == db && u->len == len && !memcmp(u->name, name, len)) return u;
+    if (L.count >= L.nbuckets) {
+        table_grow();
+        idx = h & (L.nbuckets - 1);
+    }
+    lock_unit *u = calloc(1, sizeof(*u) + len + 1);
+    if (!u) abort();
+    u->hash = h;
+    u->db = db;
+    u->len = len;
+    memcpy(u->name, name, len);
+    u->hnext = L.buckets[idx];
+    L.buckets[idx] = u;
+    L.count++;
+    return u;
+}
+
+static void unit_unref(lock_unit *u)
+{
+    if (--u->refs || u == L.keyspace) return;
+    size_t idx = u->hash & (L.nbuckets - 1);
+    lock_unit **pp = &L.buckets[idx];
+    while (*pp != u) pp = &(*pp)->hnext;
+    *pp = u->hnext;
+    L.count--;
+    free(u);
+}
+
+/* ---- sets ---------------------------------------------------------------------- */
+
+static lock_entry *entry_at(lock_set *ls, int i)
+{
+    return i < INLINE_ENTRIES ? &ls->inline_entries[i] : ls->more[i - INLINE_ENTRIES];
+}
+
+static lock_entry *entry_new(lock_set *ls, lock_unit *u, int intent)
+{
+    lock_entry *e;
+    if (ls->n < INLINE_ENTRIES) {
+        e = &ls->inline_entries[ls->n];
+    } else {
+        int k = ls->n - INLINE_ENTRIES;
+        if (k == ls->cap) {
+            ls->cap = ls->cap ? ls->cap * 2 : 8;
+            ls->more = realloc(ls->more, sizeof(*ls->more) * (size_t)ls->cap);
+            if (!ls->more) abort();
+        }
+        e = malloc(sizeof(*e));
+        if (!e) abort();
+        ls->more[k] = e;
+    }
+    ls->n++;
+    memset(e, 0, sizeof(*e));
+    e->set = ls;
+    e->unit = u;
+    e->intent = (uint8_t)intent;
+    u->refs++;
+    return e;
+}
+
+lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx)
+{
+    lock_set *ls = calloc(1, sizeof(*ls));
+    if (!ls) abort();
+    ls->mode = mode;
+    ls->fn = fn;
+    ls->ctx = ctx;
+    return ls;
+}
+
+void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len)
+{
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    lock_unit *u = unit_get(db, name, nlen);
+    if (u->mark == ls) return; /* already in this set */
+    for (int i = 0; i < ls->n; i++) /* marks are only a fast path: confirm */
+        if (entry_at(ls, i)->unit == u) {
+            u->mark = ls;
+            return;
+        }
+    u->mark = ls;
+    entry_new(ls, u, 0);
+}
+
+void lock_set_add_keyspace(lock_set *ls)
+{
+    if (ls->has_keyspace) return;
+    ls->has_keyspace = 1;
+    L.keyspace->refs++;
+    L.keyspace->refs--;
+    entry_new(ls, L.keyspace, 0);
+}
+
+static int entry_compatible(const lock_entry *e, int mode)
+{
+    const lock_unit *u = e->unit;
+    for (int h = 0; h < LOCK_MODES; h++) {
+        if (u->full[h] && !compat[h][mode]) return 0;
+        if (!e->intent && u->intent[h] && !compat[h][mode]) return 0;
+    }
+    return 1;
+}
+
+static void holder_link(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    e->granted = 1;
+    e->prev = NULL;
+    e->next = u->holders;
+    if (u->holders) u->holders->prev = e;
+    u->holders = e;
+    if (e->intent) u->intent[e->set->mode]++;
+    else u->full[e->set->mode]++;
+}
+
+static void holder_unlink(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    if (e->prev) e->prev->next = e->next;
+    else u->holders = e->next;
+    if (e->next) e->next->prev = e->prev;
+    if (e->intent) u->intent[e->set->mode]--;
+    else u->full[e->set->mode]--;
+    e->granted = 0;
+}
+
+static void wait_append(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    e->next = NULL;
+    e->prev = u->wait_tail;
+    if (u->wait_tail) u->wait_tail->next = e;
+    else u->wait_head = e;
+    u->wait_tail = e;
+}
+
+/* Undeclared-key waits go ahead of ordinary waiters, behind earlier ones of their kind. */
+static void wait_insert_extend(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    lock_entry *after = NULL;
+    for (lock_entry *w = u->wait_head; w && w->extend; w = w->next) after = w;
+    e->prev = after;
+    e->next = after ? after->next : u->wait_head;
+    if (e->next) e->next->prev = e;
+    else u->wait_tail = e;
+    if (after) after->next = e;
+    else u->wait_head = e;
+}
+
+static void wait_unlink(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    if (e->prev) e->prev->next = e->next;
+    else u->wait_head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else u->wait_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void ready_push(lock_set *ls)
+{
+    if (ls->notify_pending) return;
+    ls->notify_pending = 1;
+    ls->ready_next = NULL;
+    ls->ready_prev = L.ready_tail;
+    if (L.ready_tail) L.ready_tail->ready_next = ls;
+    else L.ready_head = ls;
+    L.ready_tail = ls;
+    if (L.ready_ev) event_active(L.ready_ev, 0, 0);
+}
+
+static void ready_remove(lock_set *ls)
+{
+    if (!ls->notify_pending) return;
+    ls->notify_pending = 0;
+    if (ls->ready_prev) ls->ready_prev->ready_next = ls->ready_next;
+    else L.ready_head = ls->ready_next;
+    if (ls->ready_next) ls->ready_next->ready_prev = ls->ready_prev;
+    else L.ready_tail = ls->ready_prev;
+}
+
+static void ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* Callbacks may grant and queue more sets: take them one at a time. */
+    while (L.ready_head) {
+        lock_set *ls = L.ready_head;
+        ready_remove(ls);
+        if (ls->fn) ls->fn(ls, ls->ctx);
+    }
+}
+
+static void work_push(lock_unit *u)
+{
+    if (L.nwork == L.capwork) {
+        L.capwork = L.capwork ? L.capwork * 2 : 64;
+        L.work = realloc(L.work, sizeof(*L.work) * L.capwork);
+        if (!L.work) abort();
+    }
+    L.work[L.nwork++] = u;
+}
+
+/* A waiting set is granted when each of its entries heads its unit's queue
+ * and is compatible with the holders. */
+static int set_try_grant(lock_set *ls)
+{
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->granted) continue;
+        if (e->unit->wait_head != e || !entry_compatible(e, ls->mode)) return 0;
+    }
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->granted) continue;
+        wait_unlink(e);
+        holder_link(e);
+        work_push(e->unit); /* its queue has a new head */
+    }
+    ls->state = SET_GRANTED;
+    L.stats.sets_waiting--;
+    L.stats.sets_holding++;
+    return 1;
+}
+
+static void process_work(void)
+{
+    while (L.nwork) {
+        lock_unit *u = L.work[--L.nwork];
+        for (;;) {
+            lock_entry *head = u->wait_head;
+            if (!head) break;
+            if (head->extend) {
+                if (!entry_compatible(head, head->set->mode)) break;
+                wait_unlink(head);
+                holder_link(head);
+                head->set->waiting_extend = NULL;
+                ready_push(head->set);
+                continue;
+            }
+            if (!set_try_grant(head->set)) break;
+            ready_push(head->set);
+        }
+    }
+}
+
+static int conflicting_busy_holder(const lock_entry *e, int mode)
+{
+    for (const lock_entry *h = e->unit->holders; h; h = h->next) {
+        if (!h->set->busy) continue;
+        if (h->intent && e->intent) continue;
+        if (!compat[h->set->mode][mode]) return 1;
+    }
+    return 0;
+}
+
+int lock_set_acquire(lock_set *ls, int refuse_if_busy)
+{
+    if (!ls->has_keyspace) entry_new(ls, L.keyspace, 1);
+    int grantable = 1;
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->unit->wait_head || !entry_compatible(e, ls->mode)) {
+            grantable = 0;
+            if (refuse_if_busy && conflicting_busy_holder(e, ls->mode)) {
+                L.stats.busy_refusals++;
+                return LOCK_BUSY;
+            }
+        }
+    }
+    if (grantable) {
+        for (int i = 0; i < ls->n; i++) holder_link(entry_at(ls, i));
+        ls->state = SET_GRANTED;
+        L.stats.sets_holding++;
+        L.stats.granted_immediately++;
+        return LOCK_GRANTED;
+    }
+    for (int i = 0; i < ls->n; i++) wait_append(entry_at(ls, i));
+    ls->state = SET_WAITING;
+    L.stats.sets_waiting++;
+    L.stats.waited++;
+    return LOCK_WAITING;
+}
+
+void lock_set_release_all(lock_set *ls)
+{
+    ready_remove(ls);
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        lock_unit *u = e->unit;
+        if (e->granted) holder_unlink(e);
+        else if (ls->state != SET_NEW || e->extend) wait_unlink(e);
+        if (u->mark == ls) u->mark = NULL;
+        if (u->refs > 1 || u == L.keyspace) work_push(u);
+        unit_unref(u);
+        if (i >= INLINE_ENTRIES) free(ls->more[i - INLINE_ENTRIES]);
+    }
+    if (ls->state == SET_GRANTED) L.stats.sets_holding--;
+    else if (ls->state == SET_WAITING) L.stats.sets_waiting--;
+    ls->n = 0;
+    ls->state = SET_NEW;
+    ls->has_keyspace = 0;
+    ls->waiting_extend = NULL;
+    process_work();
+}
+
+void lock_set_release(lock_set *ls)
+{
+    lock_set_release_all(ls);
+    free(ls->more);
+    free(ls);
+}
+
+void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn)
+{
+    ls->is_script = 1;
+    ls->abort_fn = abort_fn;
+}
+
+void lock_set_set_busy(lock_set *ls, int busy) { ls->busy = busy != 0; }
+void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
+int lock_set_unit_count(const lock_set *ls) { return ls->n; }
+
+int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len)
+{
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at((lock_set *)ls, i);
+        if (e->granted && !e->intent && e->unit->db == db && e->unit->len == nlen &&
+            !memcmp(e->unit->name, name, nlen))
+            return 1;
+    }
+    return 0;
+}
+
+/* Depth-first search over "waits for" edges from unit u: does it lead back
+ * to `target`? Only scripts waiting for an undeclared key wait while
+ * holding, so the graph is small. *victim gets a member that has not
+ * written, if any. */
+static int cycle_from(lock_unit *u, int mode, lock_set *target, lock_set **victim, int depth)
+{
+    if (depth > 64) return 1; /* pathological: treat as a cycle rather than recurse forever */
+    for (int pass = 0; pass < 2; pass++) {
+        lock_entry *list = pass == 0 ? u->holders : u->wait_head;
+        for (lock_entry *h = list; h; h = h->next) {
+            if (pass == 1 && !h->extend) break;
+            lock_set *hs = h->set;
+            if (pass == 0 && compat[hs->mode][mode]) continue;
+            if (hs == target) return 1;
+            if (hs->visit == L.visit_gen) continue;
+            hs->visit = L.visit_gen;
+            if (!hs->waiting_extend) continue;
+            if (cycle_from(hs->waiting_extend->unit, hs->mode, target, victim, depth + 1)) {
+                if (!hs->written && !*victim) *victim = hs;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
+{
+    if (lock_set_holds(ls, db, key, len)) return LOCK_GRANTED;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        const char *name;
+        size_t nlen;
+        lock_unit_name(key, len, &name, &nlen);
+        lock_unit *u = unit_get(db, name, nlen);
+        int extend_waiters = u->wait_head && u->wait_head->extend;
+        lock_entry probe = {.unit = u};
+        if (!extend_waiters && entry_compatible(&probe, ls->mode)) {
+            holder_link(entry_new(ls, u, 0));
+            return LOCK_GRANTED;
+        }
+        L.visit_gen++;
+        lock_set *victim = NULL;
+        u->refs++; /* keep u while a victim releases */
+        int cycle = cycle_from(u, ls->mode, ls, &victim, 0);
+        if (!cycle) {
+            lock_entry *e = entry_new(ls, u, 0);
+            u->refs--;
+            e->extend = 1;
+            wait_insert_extend(e);
+            ls->waiting_extend = e;
+            return LOCK_WAITING;
+        }
+        L.stats.deadlocks++;
+        if (!ls->written || !victim || !victim->abort_fn) {
+            unit_unref(u);
+            return LOCK_DEADLOCK;
+        }
+        /* The requester has written and cannot be re-run: abort another
+         * member of the cycle that has not, then look again. */
+        L.stats.aborts++;
+        victim->abort_fn(victim, victim->ctx);
+        unit_unref(u);
+    }
+    return LOCK_DEADLOCK;
+}
+
+void locks_get_stats(lock_stats *st)
+{
+    *st = L.stats;
+    st->units = L.count;
+}
+
+void locks_init(struct event_base *base)
+{
+    if (RAND_bytes((unsigned char *)&L.seed, sizeof(L.seed)) != 1) L.seed = (uint64_t)(uintptr_t)&L;
+    L.keyspace = unit_get(-1, "", 0);
+    L.keyspace->refs = 1;
+    if (base) L.ready_ev = event_new(base, -1, 0, ready_cb, NULL);
+}
+
+void locks_shutdown(void)
+{
+    if (L.ready_ev) event_free(L.ready_ev);
+    for (size_t i = 0; i < L.nbuckets; i++) {
+        lock_unit *u = L.buckets[i];
+        while (u) {
+            lock_unit *next = u->hnext;
+            free(u);
+            u = next;
+        }
+    }
+    free(L.buckets);
+    free(L.work);
+    memset(&L, 0, sizeof(L));
+}

@@ -1,0 +1,81 @@
+/* Key locks: the promise that no plain command and no other script going
+ * through the proxy sees a script's keys half done.
+ *
+ * A lock unit is (db, name): name is the key's {hash tag} when it has a
+ * non-empty one, else the whole key. One more unit stands for the whole
+ * keyspace: commands such as FLUSHALL or KEYS hold it fully; every keyed
+ * request holds it as an intent, so the two kinds exclude each other by mode.
+ *
+ * A lock set is one request's units, enqueued on all of them in one step and
+ * granted when, on each unit, it is compatible with the holders and nobody is
+ * queued ahead of it (strict FIFO). A request only ever waits for earlier
+ * ones, so declared-key locking cannot deadlock. Scripts may add undeclared
+ * keys while they run (lock_set_extend); those waits are checked for cycles. */
+#ifndef EVALPROXY_LOCKS_H
+#define EVALPROXY_LOCKS_H
+
+#include <stddef.h>
+
+struct event_base;
+
+enum lock_mode {
+    LOCK_PLAIN_READ = 0,
+    LOCK_PLAIN_WRITE = 1,
+    LOCK_SCRIPT_RO = 2,   /* shares with plain reads and other read-only scripts */
+    LOCK_SCRIPT_EXCL = 3, /* conflicts with everything */
+    LOCK_MODES = 4,
+};
+
+enum lock_result {
+    LOCK_GRANTED = 0,  /* held now; the callback will not be called for this step */
+    LOCK_WAITING = 1,  /* queued; the callback runs from the event loop once granted */
+    LOCK_BUSY = 2,     /* would wait behind a script past busy-reply-threshold */
+    LOCK_DEADLOCK = 3, /* extend: waiting would close a cycle and the requester must give up */
+};
+
+typedef struct lock_set lock_set;
+typedef void lock_granted_fn(lock_set *ls, void *ctx);
+/* Asked to abort a script to break a cycle: the owner must release its locks
+ * (lock_set_release or lock_set_release_all) before returning. */
+typedef void lock_abort_fn(lock_set *ls, void *ctx);
+
+void locks_init(struct event_base *base);
+void locks_shutdown(void);
+
+lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx);
+void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len);
+void lock_set_add_keyspace(lock_set *ls); /* the whole keyspace, fully */
+/* Enqueue on every unit at once (plus the keyspace intent). With
+ * refuse_if_busy, LOCK_BUSY is returned instead of waiting behind a busy
+ * script (and nothing is held or queued). */
+int lock_set_acquire(lock_set *ls, int refuse_if_busy);
+/* Releases everything held, or cancels the wait, and frees the set. */
+void lock_set_release(lock_set *ls);
+
+/* For scripts. */
+void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn);
+void lock_set_set_busy(lock_set *ls, int busy);       /* past busy-reply-threshold */
+void lock_set_set_written(lock_set *ls, int written); /* has made a write */
+int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
+/* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the
+ * callback runs when granted) or LOCK_DEADLOCK. A cycle is broken by
+ * aborting a member that has not written; the requester itself first. */
+int lock_set_extend(lock_set *ls, int db, const char *key, size_t len);
+/* Keys (as unit names) of a set, to carry learned keys into a re-run. */
+int lock_set_unit_count(const lock_set *ls);
+/* Releases everything held and cancels any wait, but keeps the set
+ * (for a script that is aborted and will be queued again). */
+void lock_set_release_all(lock_set *ls);
+
+typedef struct lock_stats {
+    unsigned long units;         /* units in the table */
+    unsigned long sets_holding;  /* lock sets currently granted */
+    unsigned long sets_waiting;  /* lock sets queued */
+    unsigned long long granted_immediately, waited, busy_refusals, deadlocks, aborts;
+} lock_stats;
+void locks_get_stats(lock_stats *st);
+
+/* The unit name of a key: its {hash tag} if non-empty, else the key. */
+void lock_unit_name(const char *key, size_t len, const char **name, size_t *name_len);
+
+#endif
