@@ -17,6 +17,7 @@
 
 #include "backends/backend.h"
 #include "proxy/config.h"
+#include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
@@ -38,6 +39,7 @@ static reply_slot *slot_get(void)
     }
     s->next = NULL;
     s->c = NULL;
+    s->locks = NULL;
     s->done = 0;
     s->discard = 0;
     return s;
@@ -249,6 +251,10 @@ void client_close(client *c)
 {
     if (c->flags & CLIENT_CLOSING) return;
     c->flags |= CLIENT_CLOSING;
+    if (c->waiting_locks) {
+        lock_set_release(c->waiting_locks);
+        c->waiting_locks = NULL;
+    }
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;

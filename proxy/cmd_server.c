@@ -446,7 +446,7 @@ static void config_get(client *c, int argc, char **argv, size_t *argvlen)
     config_get_finish(r, NULL);
 }
 
-static void config_set_command(client *c, int argc, char **argv, size_t *argvlen)
+static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if ((argc - 2) % 2 != 0) {
         reply_error(client_reply_buffer(c), "ERR wrong number of arguments for 'config|set' command");
@@ -458,7 +458,7 @@ static void config_set_command(client *c, int argc, char **argv, size_t *argvlen
         else store++;
     }
     if (!proxy) {
-        relay_command(c, argc, argv, argvlen);
+        relay_command(c, cmd, argc, argv, argvlen);
         return;
     }
     struct evbuffer *out = client_reply_buffer(c);
@@ -490,7 +490,7 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
     if (!strcmp(cmd->name, "config|get")) {
         config_get(c, argc, argv, argvlen);
     } else if (!strcmp(cmd->name, "config|set")) {
-        config_set_command(c, argc, argv, argvlen);
+        config_set_command(c, cmd, argc, argv, argvlen);
     } else if (!strcmp(cmd->name, "config|rewrite")) {
         char err[256];
         struct evbuffer *out = client_reply_buffer(c);
@@ -502,8 +502,8 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
         }
     } else if (!strcmp(cmd->name, "config|resetstat")) {
         memset(&server.stats, 0, sizeof(server.stats));
-        relay_command(c, argc, argv, argvlen);
+        relay_command(c, cmd, argc, argv, argvlen);
     } else {
-        relay_command(c, argc, argv, argvlen);
+        relay_command(c, cmd, argc, argv, argvlen);
     }
 }

@@ -13,6 +13,7 @@
 #include "proxy/command_table.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
+#include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
@@ -23,6 +24,10 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
 {
     reply_slot *s = ctx;
     client *c = s->c;
+    if (s->locks) {
+        lock_set_release(s->locks);
+        s->locks = NULL;
+    }
     if (c) {
         c->relay_inflight--;
         if (r->error) {
@@ -52,17 +57,21 @@ static int client_backend_conn(client *c)
     return c->backend_conn;
 }
 
-void relay_command(client *c, int argc, char **argv, size_t *argvlen)
+static void relay_send(client *c, lock_set *ls, int argc, char **argv, size_t *argvlen)
 {
     backend *b = server.backend;
     int conn = client_backend_conn(c);
     if (conn < 0) {
+        if (ls) lock_set_release(ls);
         server.stats.backend_errors++;
         reply_error(client_reply_buffer(c), backend_error(b));
         return;
     }
     reply_slot *s = client_slot_add(c);
+    s->locks = ls;
     if (backend_send(b, conn, c->db, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
+        if (ls) lock_set_release(ls);
+        s->locks = NULL;
         server.stats.backend_errors++;
         reply_error(s->buf, backend_error(b));
         client_slot_done(s);
@@ -70,6 +79,80 @@ void relay_command(client *c, int argc, char **argv, size_t *argvlen)
     }
     c->relay_inflight++;
     server.stats.relayed_commands++;
+}
+
+static void relay_lock_granted(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    c->waiting_locks = NULL;
+    /* The parser still holds this command: nothing was read while blocked. */
+    relay_send(c, ls, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    client_unblock(c);
+}
+
+/* Commands that read or change the whole keyspace (or another database). */
+static const char *const keyspace_commands[] = {
+    "flushall", "flushdb", "keys", "scan", "randomkey", "swapdb", "dbsize", "move", "copy", NULL,
+};
+
+/* The lock units a plain command needs, or NULL for none. */
+static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen,
+                              lock_granted_fn *fn, void *ctx)
+{
+    if (!cmd) {
+        /* Unknown to Redis 7.0: it may touch anything. */
+        lock_set *ls = lock_set_new(LOCK_PLAIN_WRITE, fn, ctx);
+        lock_set_add_keyspace(ls);
+        return ls;
+    }
+    int mode = (cmd->flags & CMD_WRITE) ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
+    const char *name = cmd->name;
+    for (const char *const *k = keyspace_commands; *k; k++) {
+        if (!strcmp(*k, name)) {
+            lock_set *ls = lock_set_new(mode, fn, ctx);
+            lock_set_add_keyspace(ls);
+            return ls;
+        }
+    }
+    if (cmd->key_spec_count == 0 && !cmd->getkeys) return NULL;
+    int stack_keys[32];
+    int *keys = stack_keys;
+    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 32);
+    if (n > 32) {
+        keys = malloc(sizeof(int) * (size_t)n);
+        if (!keys) abort();
+        n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, n);
+    }
+    lock_set *ls = NULL;
+    if (n < 0) {
+        /* Arguments the store will reject; lock broadly rather than guess. */
+        ls = lock_set_new(mode, fn, ctx);
+        lock_set_add_keyspace(ls);
+    } else if (n > 0) {
+        ls = lock_set_new(mode, fn, ctx);
+        for (int i = 0; i < n; i++) lock_set_add_key(ls, db, argv[keys[i]], argvlen[keys[i]]);
+    }
+    if (keys != stack_keys) free(keys);
+    return ls;
+}
+
+void relay_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    lock_set *ls = plain_command_locks(cmd, c->db, argc, argv, argvlen, relay_lock_granted, c);
+    if (ls) {
+        int rc = lock_set_acquire(ls, 1);
+        if (rc == LOCK_BUSY) {
+            lock_set_release(ls);
+            reply_error(client_reply_buffer(c), BUSY_ERROR);
+            return;
+        }
+        if (rc == LOCK_WAITING) {
+            c->waiting_locks = ls;
+            client_block(c);
+            return;
+        }
+    }
+    relay_send(c, ls, argc, argv, argvlen);
 }
 
 /* ---- the proxy's own view of commands -------------------------------------- */
@@ -211,7 +294,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
         c->last_cmd = "unknown";
-        relay_command(c, argc, argv, argvlen);
+        relay_command(c, NULL, argc, argv, argvlen);
         return;
     }
     if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
@@ -256,5 +339,5 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     default:
         break;
     }
-    relay_command(c, argc, argv, argvlen);
+    relay_command(c, cmd, argc, argv, argvlen);
 }

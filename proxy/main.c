@@ -20,6 +20,7 @@
 #include "backends/backend.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
+#include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 
@@ -230,6 +231,7 @@ int main(int argc, char **argv)
     server.start_time = time(NULL);
     make_run_id();
     dispatch_init();
+    locks_init(server.base);
 
     char err[512];
     server.backend = backend_create(server.base, config.backend_url, config.backend_connections, err, sizeof(err));
@@ -265,6 +267,7 @@ int main(int argc, char **argv)
     clients_shutdown();
     backend_free(server.backend);
     dispatch_free();
+    locks_shutdown();
     for (int i = 0; i < 2; i++) event_free(sig_events[i]);
     event_free(cron_ev);
     event_base_free(server.base);

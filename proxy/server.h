@@ -26,6 +26,7 @@ typedef struct reply_slot {
     struct reply_slot *next;
     client *c;            /* NULL once the client is gone: the reply is dropped */
     struct evbuffer *buf; /* the reply, when it completed out of order */
+    struct lock_set *locks; /* units held until the store answers */
     unsigned done : 1;
     unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
 } reply_slot;
@@ -60,6 +61,9 @@ struct client {
     const char *last_cmd; /* full name of the last command, for CLIENT LIST */
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
+    struct lock_set *waiting_locks; /* the command being dispatched waits for these */
+    const struct command_def *waiting_cmd;
+    struct script_call *script;     /* the script this client waits for */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
     client *prev, *next;
@@ -106,6 +110,8 @@ void clients_shutdown(void);
 
 /* dispatch.c */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
-void relay_command(client *c, int argc, char **argv, size_t *argvlen);
+void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* Busy error text, as Redis's. */
+#define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 
 #endif
