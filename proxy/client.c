@@ -20,6 +20,7 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
+#include "proxy/scripting.h"
 #include "proxy/server.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
@@ -255,6 +256,7 @@ void client_close(client *c)
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
     }
+    if (c->script) scripting_client_gone(c);
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;

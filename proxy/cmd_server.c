@@ -16,6 +16,7 @@
 #include "proxy/config.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
+#include "proxy/scripting.h"
 #include "proxy/server.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
@@ -355,6 +356,10 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
                             server.stats.rejected_connections, server.stats.net_input_bytes,
                             server.stats.relayed_commands, server.stats.backend_errors);
     }
+    if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
+        SECTION_SEP();
+        scripting_info(t);
+    }
     if (section_wanted(argc, argv, argvlen, "backend", 1)) {
         SECTION_SEP();
         evbuffer_add_printf(t, "# Backend\r\n");
@@ -482,6 +487,7 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
             return;
         }
     }
+    scripting_apply_config();
     reply_ok(out);
 }
 

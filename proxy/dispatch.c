@@ -16,6 +16,7 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
+#include "proxy/scripting.h"
 #include "proxy/server.h"
 
 /* ---- relaying ------------------------------------------------------------ */
@@ -165,7 +166,10 @@ typedef struct local_command {
 static const local_command local_commands[] = {
     {"ping", cmd_ping},       {"echo", cmd_echo},       {"hello", cmd_hello},     {"auth", cmd_auth},
     {"select", cmd_select},   {"reset", cmd_reset},     {"client", cmd_client},   {"command", cmd_command},
-    {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {NULL, NULL},
+    {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {"eval", cmd_eval},
+    {"evalsha", cmd_eval},    {"eval_ro", cmd_eval},    {"evalsha_ro", cmd_eval}, {"script", cmd_script},
+    {"function", cmd_function_unsupported}, {"fcall", cmd_function_unsupported},
+    {"fcall_ro", cmd_function_unsupported}, {NULL, NULL},
 };
 
 /* Administration of the store itself: refused unless backend-admin-commands. */
@@ -183,11 +187,7 @@ static const char *const stateful_commands[] = {
     "unsubscribe", "punsubscribe", "sunsubscribe", NULL,
 };
 
-static const char *const scripting_commands[] = {
-    "eval", "evalsha", "eval_ro", "evalsha_ro", "script", "function", "fcall", "fcall_ro", NULL,
-};
-
-enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL, KIND_SCRIPTING };
+enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL };
 
 typedef struct command_route {
     int kind;
@@ -216,7 +216,6 @@ void dispatch_init(void)
         if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
         else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
         else if (in_list(stateful_commands, name)) r->kind = KIND_STATEFUL;
-        else if (in_list(scripting_commands, name)) r->kind = KIND_SCRIPTING;
         else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_STATEFUL;
     }
 }
@@ -306,6 +305,12 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     c->last_cmd = cmd->name;
+    /* busy-reply-scope all: while any script is past busy-reply-threshold,
+     * every command but the few Redis allows gets -BUSY, as in Redis. */
+    if (config.busy_reply_scope_all && scripting_busy_count() && !(cmd->flags & CMD_ALLOW_BUSY)) {
+        reply_error(client_reply_buffer(c), BUSY_ERROR);
+        return;
+    }
 
     const command_route *r = &routes[top - command_table];
     switch (r->kind) {
@@ -331,9 +336,6 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
-        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
-        return;
-    case KIND_SCRIPTING:
         reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
         return;
     default:

@@ -24,7 +24,8 @@ struct lock_unit {
     uint64_t hash;
     int db; /* -1: the keyspace unit */
     unsigned refs;
-    unsigned full[LOCK_MODES], intent[LOCK_MODES];
+    unsigned full[LOCK_MODES], intent[LOCK_MODES];   /* holders by mode */
+    unsigned full_wait[LOCK_MODES], intent_wait;      /* waiters */
     lock_entry *holders;
     lock_entry *wait_head, *wait_tail;
     const lock_set *mark; /* dedupe while building a set */
@@ -42,7 +43,7 @@ struct lock_set {
     lock_granted_fn *fn;
     void *ctx;
     lock_abort_fn *abort_fn;
-    unsigned is_script : 1, busy : 1, written : 1, has_keyspace : 1, notify_pending : 1;
+    unsigned is_script : 1, busy : 1, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
     lock_entry **more; /* entries beyond the inline ones, allocated one by one (stable addresses) */
@@ -92,7 +93,7 @@ static uint64_t hash_bytes(int db, const char *p, size_t len)
 
 void lock_unit_name(const char *key, size_t len, const char **name, size_t *name_len)
 {
-    const char *open = memchr(key, '{', len);
+    const char *open = len ? memchr(key, '{', len) : NULL;
     if (open) {
         size_t start = (size_t)(open - key) + 1;
         const char *close = memchr(key + start, '}', len - start);
@@ -209,7 +210,8 @@ void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len)
     lock_unit_name(key, len, &name, &nlen);
     lock_unit *u = unit_get(db, name, nlen);
     if (u->mark == ls) return; /* already in this set */
-    for (int i = 0; i < ls->n; i++) /* marks are only a fast path: confirm */
+    /* Another set may have moved the mark: look, unless no set uses the unit. */
+    for (int i = 0; u->refs && i < ls->n; i++)
         if (entry_at(ls, i)->unit == u) {
             u->mark = ls;
             return;
@@ -222,8 +224,6 @@ void lock_set_add_keyspace(lock_set *ls)
 {
     if (ls->has_keyspace) return;
     ls->has_keyspace = 1;
-    L.keyspace->refs++;
-    L.keyspace->refs--;
     entry_new(ls, L.keyspace, 0);
 }
 
@@ -260,9 +260,16 @@ static void holder_unlink(lock_entry *e)
     e->granted = 0;
 }
 
+static void wait_count(lock_entry *e, int d)
+{
+    if (e->intent) e->unit->intent_wait += (unsigned)d;
+    else e->unit->full_wait[e->set->mode] += (unsigned)d;
+}
+
 static void wait_append(lock_entry *e)
 {
     lock_unit *u = e->unit;
+    wait_count(e, 1);
     e->next = NULL;
     e->prev = u->wait_tail;
     if (u->wait_tail) u->wait_tail->next = e;
@@ -275,6 +282,7 @@ static void wait_insert_extend(lock_entry *e)
 {
     lock_unit *u = e->unit;
     lock_entry *after = NULL;
+    wait_count(e, 1);
     for (lock_entry *w = u->wait_head; w && w->extend; w = w->next) after = w;
     e->prev = after;
     e->next = after ? after->next : u->wait_head;
@@ -287,6 +295,7 @@ static void wait_insert_extend(lock_entry *e)
 static void wait_unlink(lock_entry *e)
 {
     lock_unit *u = e->unit;
+    wait_count(e, -1);
     if (e->prev) e->prev->next = e->next;
     else u->wait_head = e->next;
     if (e->next) e->next->prev = e->prev;

@@ -22,6 +22,7 @@
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
+#include "proxy/scripting.h"
 #include "proxy/server.h"
 
 server_state server;
@@ -232,6 +233,10 @@ int main(int argc, char **argv)
     make_run_id();
     dispatch_init();
     locks_init(server.base);
+    if (scripting_init() != 0) {
+        log_warning("cannot start the Lua engine");
+        return 1;
+    }
 
     char err[512];
     server.backend = backend_create(server.base, config.backend_url, config.backend_connections, err, sizeof(err));
@@ -265,6 +270,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
     if (config.unixsocket) unlink(config.unixsocket);
     clients_shutdown();
+    scripting_shutdown();
     backend_free(server.backend);
     dispatch_free();
     locks_shutdown();

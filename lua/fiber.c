@@ -1,0 +1,196 @@
+#include "lua/fiber.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+/* AddressSanitizer must be told about every stack switch, or it reports
+ * false stack-buffer errors and mishandles longjmp across Lua's pcalls. */
+#if defined(__SANITIZE_ADDRESS__)
+#define FIBER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FIBER_ASAN 1
+#endif
+#endif
+
+#ifdef FIBER_ASAN
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define DEFAULT_STACK (4u << 20)
+#else
+#define DEFAULT_STACK (1u << 20)
+#endif
+
+typedef struct stack_block {
+    struct stack_block *next;
+    void *base;    /* mmap'd region, guard page first */
+    size_t total;  /* guard + usable */
+} stack_block;
+
+struct fiber_pool {
+    size_t stack_size;
+    size_t page;
+    unsigned max_idle, idle;
+    stack_block *free_list;
+};
+
+struct fiber {
+    fiber_pool *pool;
+    ucontext_t ctx, caller;
+    fiber_fn fn;
+    void *arg;
+    void *stack;       /* usable area (above the guard page) */
+    size_t stack_size;
+    void *mapping;
+    size_t mapping_size;
+    int started, finished;
+#ifdef FIBER_ASAN
+    void *fake_stack;          /* ASan's fake stack of whichever side is switched out */
+    const void *caller_bottom; /* caller's stack, learnt at each switch in */
+    size_t caller_size;
+#endif
+};
+
+fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle) {
+    fiber_pool *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->page = (size_t)sysconf(_SC_PAGESIZE);
+    if (stack_size == 0) stack_size = DEFAULT_STACK;
+    p->stack_size = (stack_size + p->page - 1) / p->page * p->page;
+    p->max_idle = max_idle;
+    return p;
+}
+
+void fiber_pool_free(fiber_pool *p) {
+    if (!p) return;
+    while (p->free_list) {
+        stack_block *b = p->free_list;
+        p->free_list = b->next;
+        munmap(b->base, b->total);
+        free(b);
+    }
+    free(p);
+}
+
+size_t fiber_pool_stack_size(const fiber_pool *p) { return p->stack_size; }
+unsigned fiber_pool_idle(const fiber_pool *p) { return p->idle; }
+
+static int stack_get(fiber_pool *p, fiber *f) {
+    if (p->free_list) {
+        stack_block *b = p->free_list;
+        p->free_list = b->next;
+        p->idle--;
+        f->mapping = b->base;
+        f->mapping_size = b->total;
+        free(b);
+    } else {
+        size_t total = p->stack_size + p->page;
+        void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+        if (m == MAP_FAILED) return -1;
+        /* Guard page at the low end: stacks grow down, an overflow faults. */
+        if (mprotect(m, p->page, PROT_NONE) != 0) {
+            munmap(m, total);
+            return -1;
+        }
+        f->mapping = m;
+        f->mapping_size = total;
+    }
+    f->stack = (char *)f->mapping + p->page;
+    f->stack_size = p->stack_size;
+#ifdef FIBER_ASAN
+    /* A reused stack may still carry poisoning from an abandoned fiber. */
+    ASAN_UNPOISON_MEMORY_REGION(f->stack, f->stack_size);
+#endif
+    return 0;
+}
+
+static void stack_put(fiber_pool *p, fiber *f) {
+    stack_block *b = NULL;
+    if (p->idle < p->max_idle) b = malloc(sizeof(*b));
+    if (!b) {
+        munmap(f->mapping, f->mapping_size);
+        return;
+    }
+    b->base = f->mapping;
+    b->total = f->mapping_size;
+    b->next = p->free_list;
+    p->free_list = b;
+    p->idle++;
+}
+
+static void fiber_entry(unsigned hi, unsigned lo) {
+    fiber *f = (fiber *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
+#ifdef FIBER_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &f->caller_bottom, &f->caller_size);
+#endif
+    f->fn(f->arg);
+    f->finished = 1;
+#ifdef FIBER_ASAN
+    /* NULL: this fiber's fake stack can be released, it never runs again. */
+    __sanitizer_start_switch_fiber(NULL, f->caller_bottom, f->caller_size);
+#endif
+    swapcontext(&f->ctx, &f->caller);
+    abort(); /* never resumed after finishing */
+}
+
+/* getcontext "returns twice": keep it away from fiber_new's locals. */
+__attribute__((noinline)) static int get_context(ucontext_t *c) { return getcontext(c); }
+
+fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
+    fiber *f = calloc(1, sizeof(*f));
+    if (!f) return NULL;
+    f->pool = p;
+    f->fn = fn;
+    f->arg = arg;
+    if (stack_get(p, f) != 0) {
+        free(f);
+        return NULL;
+    }
+    if (get_context(&f->ctx) != 0) {
+        stack_put(p, f);
+        free(f);
+        return NULL;
+    }
+    f->ctx.uc_stack.ss_sp = f->stack;
+    f->ctx.uc_stack.ss_size = f->stack_size;
+    f->ctx.uc_link = NULL;
+    uintptr_t v = (uintptr_t)f;
+    makecontext(&f->ctx, (void (*)(void))fiber_entry, 2, (unsigned)(v >> 32), (unsigned)(v & 0xffffffffu));
+    return f;
+}
+
+void fiber_resume(fiber *f) {
+    if (f->finished) return;
+    f->started = 1;
+#ifdef FIBER_ASAN
+    void *fake = NULL;
+    __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
+#endif
+    swapcontext(&f->caller, &f->ctx);
+#ifdef FIBER_ASAN
+    __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+#endif
+}
+
+void fiber_yield(fiber *f) {
+#ifdef FIBER_ASAN
+    __sanitizer_start_switch_fiber(&f->fake_stack, f->caller_bottom, f->caller_size);
+#endif
+    swapcontext(&f->ctx, &f->caller);
+#ifdef FIBER_ASAN
+    __sanitizer_finish_switch_fiber(f->fake_stack, &f->caller_bottom, &f->caller_size);
+#endif
+}
+
+int fiber_finished(const fiber *f) { return f->finished; }
+
+void fiber_free(fiber *f) {
+    if (!f) return;
+    stack_put(f->pool, f);
+    free(f);
+}

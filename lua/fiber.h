@@ -1,0 +1,36 @@
+/* Fibers: a function running on its own C stack (ucontext), switched to and
+ * from the caller's stack. A script suspended inside redis.call, a Lua
+ * metamethod or a table.sort comparator keeps its whole C call chain on its
+ * fiber stack, which is what Lua 5.1 coroutines cannot do.
+ *
+ * Stacks are mmap'd with a PROT_NONE guard page below them and pooled. */
+#ifndef EVALPROXY_FIBER_H
+#define EVALPROXY_FIBER_H
+
+#include <stddef.h>
+
+typedef struct fiber fiber;
+typedef struct fiber_pool fiber_pool;
+typedef void (*fiber_fn)(void *arg);
+
+/* stack_size 0: the default (1 MiB, 4 MiB under AddressSanitizer). max_idle:
+ * how many unused stacks to keep for reuse. */
+fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle);
+/* Every fiber of the pool must be freed first. */
+void fiber_pool_free(fiber_pool *p);
+size_t fiber_pool_stack_size(const fiber_pool *p);
+unsigned fiber_pool_idle(const fiber_pool *p);
+
+/* A fiber that will run fn(arg) when first resumed; NULL if out of memory. */
+fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg);
+/* From the caller's stack: run the fiber until it yields or fn returns. */
+void fiber_resume(fiber *f);
+/* From inside the fiber: switch back to whoever resumed it. */
+void fiber_yield(fiber *f);
+/* Non-zero once fn has returned. */
+int fiber_finished(const fiber *f);
+/* Release a fiber that is not running: finished, or suspended and never to be
+ * resumed again (its stack is simply dropped and returned to the pool). */
+void fiber_free(fiber *f);
+
+#endif

@@ -1,0 +1,1557 @@
+/* The script engine: sandbox, script cache, runs on fibers, redis.* API. */
+#include "lua/script_engine.h"
+#include "lua/fiber.h"
+#include "lua/lua_libs.h"
+#include "lua/script_internal.h"
+
+#include <ctype.h>
+#include <lauxlib.h>
+#include <lua-bitop.h>
+#include <lua-cjson.h>
+#include <lualib.h>
+#include <math.h>
+#include <openssl/sha.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define REDIS_VERSION_STR "7.0.15"
+#define REDIS_VERSION_NUM 0x0007000f
+
+/* Instructions between two looks at the clock. */
+#define HOOK_COUNT 1000
+
+/* Registry keys (addresses of these statics). */
+static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
+
+struct script {
+    struct script *next; /* hash chain */
+    char sha[41];
+    int flags;
+    int factory_ref; /* registry: function returning a new closure of the body */
+    char *body;
+    size_t len;
+};
+
+enum run_state { RS_RUNNING, RS_WAITING, RS_YIELDED, RS_FINISHED, RS_KILLED };
+
+struct script_run {
+    script_engine *e;
+    struct script_run *prev, *next; /* engine's in-flight list */
+    lua_State *L;
+    int thread_ref;
+    fiber *fib;
+    enum run_state state;
+    char sha[41];
+    int script_flags, run_flags;
+    int resp;
+    int written;
+    int in_callback; /* inside host->call/log/acl_check, on the fiber */
+    int reply_ready;
+    int killed;
+    char *kill_err;
+    void *userdata;
+    int factory_ref;
+    /* arguments for the fiber's setup */
+    int numkeys, nargs;
+    char **kv;       /* keys then args, copied */
+    size_t *kvlen;
+    /* redis.call in progress */
+    sbuf argbuf;     /* numbers formatted as strings */
+    char **call_argv; /* the pending call's argv (freed if the run is killed) */
+    size_t *call_lens;
+    sbuf in;         /* the answer, as RESP bytes */
+    sbuf out;        /* the final reply */
+    unsigned long long slice_start, cpu_usec;
+};
+
+struct script_engine {
+    lua_State *L;
+    script_host host;
+    void *host_ctx;
+    size_t mem_used, mem_limit;
+    int enforce;  /* the limit applies (a run or a compile is in progress) */
+    unsigned time_slice_usec;
+    uint64_t rand48; /* math.random state, shared as in Redis */
+    script_run *current;
+    script_run *runs;
+    size_t nruns;
+    fiber_pool *pool;
+    struct script **buckets;
+    size_t nbuckets, nscripts, scripts_mem;
+};
+
+static unsigned long long now_usec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+static script_engine *engine_of(lua_State *L) {
+    void *ud;
+    lua_getallocf(L, &ud);
+    return ud;
+}
+
+/* ---- allocator -------------------------------------------------------------- */
+
+static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+    script_engine *e = ud;
+    if (nsize == 0) {
+        free(ptr);
+        e->mem_used -= osize;
+        return NULL;
+    }
+    /* Shrinking must never fail (Lua relies on it); growing past the limit
+     * fails with a Lua memory error, which the script can see. */
+    if (e->enforce && e->mem_limit && nsize > osize && e->mem_used - osize + nsize > e->mem_limit)
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (!p) return NULL;
+    e->mem_used = e->mem_used - osize + nsize;
+    return p;
+}
+
+static int l_panic(lua_State *L) {
+    fprintf(stderr, "evalproxy: unprotected Lua error: %s\n", lua_tostring(L, -1));
+    abort();
+}
+
+/* ---- SHA1 ------------------------------------------------------------------- */
+
+static void sha1hex(char out[41], const char *s, size_t len) {
+    unsigned char h[SHA_DIGEST_LENGTH];
+    static const char hex[] = "0123456789abcdef";
+    SHA1((const unsigned char *)s, len, h);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++) {
+        out[i * 2] = hex[h[i] >> 4];
+        out[i * 2 + 1] = hex[h[i] & 15];
+    }
+    out[40] = '\0';
+}
+
+/* ---- errors as Redis raises them -------------------------------------------- */
+
+/* Raise {err="ERR <msg>"} (Redis's luaPushError + lua_error). */
+static int raise_err(lua_State *L, const char *msg) {
+    conv_push_error(L, msg, strlen(msg));
+    return lua_error(L);
+}
+
+/* The readonly-table error has no position when raised from a C library
+ * function (rawset, setmetatable), as in Redis. */
+static int raise_readonly_nopos(lua_State *L) {
+    lua_pushliteral(L, "Attempt to modify a readonly table");
+    return lua_error(L);
+}
+
+/* ---- sandbox ---------------------------------------------------------------- */
+
+/* __newindex of every protected table: the position is the caller's. */
+static int l_readonly_newindex(lua_State *L) { return luaL_error(L, "Attempt to modify a readonly table"); }
+
+/* __index of the globals: reading an undefined global is an error. */
+static int l_nonexistent_global(lua_State *L) {
+    if (lua_gettop(L) != 2) return luaL_error(L, "Wrong number of arguments to luaProtectedTableError");
+    if (!lua_isstring(L, -1) && !lua_isnumber(L, -1))
+        return luaL_error(L, "Second argument to luaProtectedTableError must be a string or number");
+    return luaL_error(L, "Script attempted to access nonexistent global variable '%s'", lua_tostring(L, -1));
+}
+
+/* Push RO[t] (the table a proxy or run environment reads through, true for
+ * other protected tables, nil for ordinary tables). */
+static void ro_lookup(lua_State *L, int idx) {
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    lua_pushlightuserdata(L, &REG_RO);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+}
+
+static int is_readonly(lua_State *L, int idx) {
+    if (!lua_istable(L, idx)) return 0;
+    ro_lookup(L, idx);
+    int r = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* Mark the table at idx readonly; backing_idx 0: no backing table. */
+static void ro_mark(lua_State *L, int idx, int backing_idx) {
+    idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+    if (backing_idx < 0) backing_idx = lua_gettop(L) + backing_idx + 1;
+    lua_pushlightuserdata(L, &REG_RO);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, idx);
+    if (backing_idx) lua_pushvalue(L, backing_idx);
+    else lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* Replace the table on top with a readonly proxy reading through to it.
+ * Stock Lua 5.1 has no readonly tables: writes to a proxy always reach
+ * __newindex, and our rawset/setmetatable/next/rawget know proxies. */
+static void make_proxy(lua_State *L) {
+    int real = lua_gettop(L);
+    lua_newtable(L);                 /* proxy */
+    lua_createtable(L, 0, 2);        /* its metatable */
+    lua_pushvalue(L, real);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    ro_mark(L, -1, 0);
+    lua_setmetatable(L, -2);
+    ro_mark(L, -1, real);
+    lua_replace(L, real);
+}
+
+static int l_rawset(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+}
+
+/* Readonly tables read through a chain: run environment -> its KEYS/ARGV/_G
+ * table -> the shared globals; library proxy -> library. Collect the chain of
+ * the table at idx (at most 4 levels) as stack indices. */
+static int ro_chain(lua_State *L, int idx, int *lv) {
+    int n = 0;
+    lv[n++] = idx;
+    while (n < 4) {
+        ro_lookup(L, lv[n - 1]);
+        if (!lua_istable(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        lv[n++] = lua_gettop(L);
+    }
+    return n;
+}
+
+static int l_rawget(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+    int lv[4];
+    int n = ro_chain(L, 1, lv);
+    for (int i = 0; i < n; i++) {
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lv[i]);
+        if (!lua_isnil(L, -1) || i == n - 1) return 1;
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int l_setmetatable(lua_State *L) {
+    int t = lua_type(L, 2);
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_argcheck(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table expected");
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    if (luaL_getmetafield(L, 1, "__metatable")) luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
+}
+
+static int l_getmetatable(lua_State *L) {
+    luaL_checkany(L, 1);
+    if (lua_istable(L, 1)) {
+        ro_lookup(L, 1);
+        /* A library proxy shows its library's metatable (none), never the
+         * proxy's own, which leads to the writable table. */
+        if (lua_istable(L, -1) && !luaL_getmetafield(L, 1, "__metatable")) {
+            lua_replace(L, 1);
+            lua_settop(L, 1);
+        } else {
+            lua_settop(L, 1);
+        }
+    }
+    if (!lua_getmetatable(L, 1)) {
+        lua_pushnil(L);
+        return 1;
+    }
+    luaL_getmetafield(L, 1, "__metatable");
+    return 1;
+}
+
+/* next() that sees through proxies and run environments: the keys of each
+ * level of the chain in turn, skipping those shadowed by an earlier level. */
+static int l_next(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 2);
+    int lv[4];
+    int n = ro_chain(L, 1, lv);
+    if (n == 1) {
+        if (lua_next(L, 1)) return 2;
+        lua_pushnil(L);
+        return 1;
+    }
+    int level = 0;
+    if (!lua_isnil(L, 2)) {
+        /* the level the key came from: the first that has it */
+        for (level = 0; level < n; level++) {
+            lua_pushvalue(L, 2);
+            lua_rawget(L, lv[level]);
+            int has = !lua_isnil(L, -1);
+            lua_pop(L, 1);
+            if (has) break;
+        }
+        if (level == n) return luaL_error(L, "invalid key to 'next'");
+    }
+    lua_pushvalue(L, 2);
+    for (; level < n; level++) {
+        while (lua_next(L, lv[level])) {
+            int shadowed = 0;
+            for (int i = 0; i < level && !shadowed; i++) {
+                lua_pushvalue(L, -2);
+                lua_rawget(L, lv[i]);
+                shadowed = !lua_isnil(L, -1);
+                lua_pop(L, 1);
+            }
+            if (!shadowed) return 2;
+            lua_pop(L, 1); /* keep the key, continue */
+        }
+        lua_pushnil(L); /* next level from its start */
+    }
+    return 1;
+}
+
+static int l_pairs(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Redis's pcall: an error that is a table with an 'err' string becomes that
+ * string, as scripts written before 7.0 expect. */
+static int l_pcall(lua_State *L) {
+    int argc = lua_gettop(L);
+    if (argc == 0) {
+        /* Redis ends up calling its own placeholder `true` */
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "attempt to call a boolean value");
+        return 2;
+    }
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    if (lua_pcall(L, argc - 1, LUA_MULTRET, 0)) {
+        lua_remove(L, 1);
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "err");
+            if (lua_isstring(L, -1)) lua_replace(L, -2);
+            else lua_pop(L, 1);
+        }
+        lua_pushboolean(L, 0);
+        lua_insert(L, 1);
+    }
+    return lua_gettop(L);
+}
+
+/* Redis 7.0's Lua never loads bytecode: a binary chunk goes to the text
+ * parser, which stops at its first byte. Reproduce that error text. */
+static int load_text(lua_State *L, const char *s, size_t len, const char *chunkname) {
+    if (len > 0 && s[0] == 27) {
+        if (luaL_loadbuffer(L, "\001", 1, chunkname) != 0) {
+            size_t ml;
+            const char *m = lua_tolstring(L, -1, &ml);
+            const char *at = strstr(m, "'char(1)'");
+            if (at) {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                luaL_addlstring(&b, m, (size_t)(at - m));
+                luaL_addstring(&b, "'char(27)'");
+                luaL_addstring(&b, at + 9);
+                luaL_pushresult(&b);
+                lua_remove(L, -2);
+            }
+        }
+        return 1;
+    }
+    return luaL_loadbuffer(L, s, len, chunkname);
+}
+
+static int l_loadstring(lua_State *L) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *name = luaL_optstring(L, 2, s);
+    if (load_text(L, s, len, name) == 0) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int l_load(lua_State *L) {
+    const char *name = luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 2);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (;;) {
+        lua_pushvalue(L, 1);
+        lua_call(L, 0, 1);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            break;
+        }
+        if (!lua_isstring(L, -1)) return luaL_error(L, "reader function must return a string");
+        size_t l;
+        lua_tolstring(L, -1, &l);
+        if (l == 0) {
+            lua_pop(L, 1);
+            break;
+        }
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (load_text(L, s, len, name) == 0) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* ---- math.random: Redis's drand48-style generator ----------------------------- */
+
+#define RAND48_MASK ((1ull << 48) - 1)
+#define RAND48_MAX 2147483647
+
+static int32_t rand48_next(script_engine *e) {
+    e->rand48 = (e->rand48 * 0x5DEECE66Dull + 0xB) & RAND48_MASK;
+    return (int32_t)(e->rand48 >> 17);
+}
+
+static int l_math_random(lua_State *L) {
+    script_engine *e = engine_of(L);
+    lua_Number r = (lua_Number)(rand48_next(e) % RAND48_MAX) / (lua_Number)RAND48_MAX;
+    switch (lua_gettop(L)) {
+    case 0: lua_pushnumber(L, r); break;
+    case 1: {
+        int u = luaL_checkint(L, 1);
+        luaL_argcheck(L, 1 <= u, 1, "interval is empty");
+        lua_pushnumber(L, floor(r * u) + 1);
+        break;
+    }
+    case 2: {
+        int l = luaL_checkint(L, 1);
+        int u = luaL_checkint(L, 2);
+        luaL_argcheck(L, l <= u, 2, "interval is empty");
+        lua_pushnumber(L, floor(r * (u - l + 1)) + l);
+        break;
+    }
+    default: return luaL_error(L, "wrong number of arguments");
+    }
+    return 1;
+}
+
+static int l_math_randomseed(lua_State *L) {
+    script_engine *e = engine_of(L);
+    uint32_t seed = (uint32_t)luaL_checkint(L, 1);
+    e->rand48 = ((uint64_t)seed << 16) | 0x330E;
+    return 0;
+}
+
+/* ---- redis.* ---------------------------------------------------------------- */
+
+static script_run *current_run(lua_State *L) { return engine_of(L)->current; }
+
+/* A killed run never runs Lua code again: leave the fiber for good. */
+static void check_killed(script_run *r) {
+    if (r->killed) {
+        r->state = RS_KILLED;
+        fiber_yield(r->fib);
+        abort(); /* never resumed */
+    }
+}
+
+/* Collect redis.call-style arguments into argv; 0 on success, else an error
+ * table has been pushed (Redis's texts). Strings stay on the stack. */
+static int collect_args(lua_State *L, script_run *r, int *argcp, char ***argvp, size_t **lenp) {
+    int argc = lua_gettop(L);
+    *argcp = argc;
+    if (argc == 0) {
+        conv_push_error(L, "Please specify at least one argument for this redis lib call",
+                        strlen("Please specify at least one argument for this redis lib call"));
+        return -1;
+    }
+    char **argv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *lens = malloc(sizeof(size_t) * (size_t)argc);
+    size_t *offs = malloc(sizeof(size_t) * (size_t)argc);
+    if (!argv || !lens || !offs) {
+        free(argv);
+        free(lens);
+        free(offs);
+        return luaL_error(L, "not enough memory");
+    }
+    sb_reset(&r->argbuf);
+    int bad = 0;
+    for (int j = 0; j < argc; j++) {
+        offs[j] = (size_t)-1;
+        if (lua_type(L, j + 1) == LUA_TNUMBER) {
+            /* Not lua_tolstring: Redis keeps all 17 significant digits. */
+            char tmp[64];
+            int n = snprintf(tmp, sizeof(tmp), "%.17g", (double)lua_tonumber(L, j + 1));
+            offs[j] = r->argbuf.len;
+            lens[j] = (size_t)n;
+            sb_add(&r->argbuf, tmp, (size_t)n + 1);
+        } else {
+            argv[j] = (char *)lua_tolstring(L, j + 1, &lens[j]);
+            if (!argv[j]) {
+                bad = 1;
+                break;
+            }
+        }
+    }
+    if (!bad && r->argbuf.oom) {
+        free(argv);
+        free(lens);
+        free(offs);
+        return luaL_error(L, "not enough memory");
+    }
+    if (!bad)
+        for (int j = 0; j < argc; j++)
+            if (offs[j] != (size_t)-1) argv[j] = r->argbuf.p + offs[j];
+    free(offs);
+    if (bad) {
+        free(argv);
+        free(lens);
+        conv_push_error(L, "Lua redis lib command arguments must be strings or integers",
+                        strlen("Lua redis lib command arguments must be strings or integers"));
+        return -1;
+    }
+    *argvp = argv;
+    *lenp = lens;
+    return 0;
+}
+
+static int generic_call(lua_State *L, int raise) {
+    script_engine *e = engine_of(L);
+    script_run *r = e->current;
+    if (!r) return raise_err(L, "redis.call/pcall can only be called inside a script invocation");
+    int argc;
+    char **argv;
+    size_t *lens;
+    if (collect_args(L, r, &argc, &argv, &lens) != 0) return raise ? lua_error(L) : 1;
+
+    sb_reset(&r->in);
+    r->reply_ready = 0;
+    r->in_callback = 1;
+    r->call_argv = argv;
+    r->call_lens = lens;
+    e->host.call(e->host_ctx, r, argc, argv, lens);
+    r->in_callback = 0;
+    check_killed(r);
+    if (!r->reply_ready) {
+        r->state = RS_WAITING;
+        fiber_yield(r->fib);
+        /* resumed with the answer (a killed run is never resumed) */
+        r->state = RS_RUNNING;
+    }
+    free(argv);
+    free(lens);
+    r->call_argv = NULL;
+    r->call_lens = NULL;
+    lua_settop(L, 0);
+    if (r->in.oom) return luaL_error(L, "not enough memory");
+    int iserr = conv_resp_to_lua(L, r->in.p ? r->in.p : "", r->in.len);
+    if (iserr != 0 && raise) return lua_error(L);
+    return 1;
+}
+
+static int l_redis_call(lua_State *L) { return generic_call(L, 1); }
+static int l_redis_pcall(lua_State *L) { return generic_call(L, 0); }
+
+static int l_redis_sha1hex(lua_State *L) {
+    if (lua_gettop(L) != 1) return raise_err(L, "wrong number of arguments");
+    size_t len = 0;
+    const char *s = lua_tolstring(L, 1, &len);
+    char hex[41];
+    sha1hex(hex, s ? s : "", s ? len : 0);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+static int l_redis_error_reply(lua_State *L) {
+    if (lua_gettop(L) != 1 || lua_type(L, -1) != LUA_TSTRING) {
+        conv_push_error(L, "wrong number or type of arguments", strlen("wrong number or type of arguments"));
+        return 1;
+    }
+    const char *s = lua_tostring(L, -1);
+    if (s[0] == '-') {
+        conv_push_error(L, s, strlen(s));
+    } else {
+        lua_pushliteral(L, "-");
+        lua_pushvalue(L, 1);
+        lua_concat(L, 2);
+        size_t l;
+        const char *m = lua_tolstring(L, -1, &l);
+        conv_push_error(L, m, strlen(m));
+    }
+    return 1;
+}
+
+static int l_redis_status_reply(lua_State *L) {
+    if (lua_gettop(L) != 1 || lua_type(L, -1) != LUA_TSTRING) {
+        conv_push_error(L, "wrong number or type of arguments", strlen("wrong number or type of arguments"));
+        return 1;
+    }
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "ok");
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    return 1;
+}
+
+static int l_redis_log(lua_State *L) {
+    int argc = lua_gettop(L);
+    if (argc < 2) return raise_err(L, "redis.log() requires two arguments or more.");
+    if (!lua_isnumber(L, -argc)) return raise_err(L, "First argument must be a number (log level).");
+    int level = (int)lua_tonumber(L, -argc);
+    if (level < SCRIPT_LOG_DEBUG || level > SCRIPT_LOG_WARNING) return raise_err(L, "Invalid debug level.");
+    script_engine *e = engine_of(L);
+    if (!e->host.log) return 0;
+    sbuf msg = {0};
+    for (int j = 1; j < argc; j++) {
+        size_t len;
+        const char *s = lua_tolstring(L, (-argc) + j, &len);
+        if (s) {
+            if (j != 1) sb_add(&msg, " ", 1);
+            sb_add(&msg, s, len);
+        }
+    }
+    script_run *r = e->current;
+    if (r) r->in_callback = 1;
+    e->host.log(e->host_ctx, level, msg.p ? msg.p : "", msg.len);
+    if (r) {
+        r->in_callback = 0;
+        sb_free(&msg);
+        check_killed(r);
+    } else {
+        sb_free(&msg);
+    }
+    return 0;
+}
+
+static int l_redis_setresp(lua_State *L) {
+    script_run *r = current_run(L);
+    if (!r) return raise_err(L, "redis.setresp can only be called inside a script invocation");
+    if (lua_gettop(L) != 1) return raise_err(L, "redis.setresp() requires one argument.");
+    int resp = (int)lua_tonumber(L, -1);
+    if (resp != 2 && resp != 3) return raise_err(L, "RESP version must be 2 or 3.");
+    r->resp = resp;
+    return 0;
+}
+
+static int l_redis_set_repl(lua_State *L) {
+    script_run *r = current_run(L);
+    if (!r) return raise_err(L, "redis.set_repl can only be called inside a script invocation");
+    if (lua_gettop(L) != 1) return raise_err(L, "redis.set_repl() requires two arguments.");
+    int flags = (int)lua_tonumber(L, -1);
+    if ((flags & ~3) != 0) return raise_err(L, "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.");
+    return 0;
+}
+
+static int l_redis_acl_check_cmd(lua_State *L) {
+    script_engine *e = engine_of(L);
+    script_run *r = e->current;
+    if (!r) return raise_err(L, "redis.acl_check_cmd can only be called inside a script invocation");
+    int argc;
+    char **argv;
+    size_t *lens;
+    if (collect_args(L, r, &argc, &argv, &lens) != 0) return lua_error(L);
+    int ok = 1;
+    if (e->host.acl_check) {
+        r->in_callback = 1;
+        ok = e->host.acl_check(e->host_ctx, r, argc, argv, lens);
+        r->in_callback = 0;
+    }
+    free(argv);
+    free(lens);
+    check_killed(r);
+    if (ok < 0) return raise_err(L, "Invalid command passed to redis.acl_check_cmd()");
+    lua_pushboolean(L, ok);
+    return 1;
+}
+
+static int l_redis_breakpoint(lua_State *L) {
+    lua_pushboolean(L, 0); /* no debugger session is ever active */
+    return 1;
+}
+
+static int l_redis_debug(lua_State *L) { return 0; }
+
+static int l_redis_replicate_commands(lua_State *L) {
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ---- time slices -------------------------------------------------------------- */
+
+static void count_hook(lua_State *L, lua_Debug *ar) {
+    script_engine *e = engine_of(L);
+    script_run *r = e->current;
+    if (!r || !e->time_slice_usec) return;
+    unsigned long long now = now_usec();
+    if (now - r->slice_start < e->time_slice_usec) return;
+    r->state = RS_YIELDED;
+    fiber_yield(r->fib);
+    r->state = RS_RUNNING;
+}
+
+/* ---- state setup -------------------------------------------------------------- */
+
+static const char ERRH_SRC[] =
+    "local dbg, type, tostring = debug, type, tostring\n"
+    "return function (err)\n"
+    "  local i = dbg.getinfo(2,'nSl')\n"
+    "  if i and i.what == 'C' then\n"
+    "    i = dbg.getinfo(3,'nSl')\n"
+    "  end\n"
+    "  if type(err) ~= 'table' then\n"
+    "    err = {err='ERR ' .. tostring(err)}\n"
+    "  end\n"
+    "  if i then\n"
+    "    err['source'] = i.source\n"
+    "    err['line'] = i.currentline\n"
+    "  end\n"
+    "  return err\n"
+    "end\n";
+
+/* Call luaopen_x and leave its module table on the stack (dropping any
+ * global it made in the setup state). */
+static void open_lib(lua_State *L, lua_CFunction f, const char *name) {
+    lua_pushcfunction(L, f);
+    lua_pushstring(L, name);
+    lua_call(L, 1, 1);
+    if (!lua_istable(L, -1)) {
+        lua_pop(L, 1);
+        lua_getglobal(L, name);
+    }
+}
+
+static void set_fn(lua_State *L, const char *name, lua_CFunction f) {
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+}
+
+static void set_num(lua_State *L, const char *name, lua_Number n) {
+    lua_pushnumber(L, n);
+    lua_setfield(L, -2, name);
+}
+
+static int setup_state(lua_State *L) {
+    /* The setup state's own globals hold the real libraries; scripts never
+     * see this table. */
+    lua_pushlightuserdata(L, &REG_RO);
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    lua_pushcfunction(L, luaopen_base);
+    lua_pushstring(L, "");
+    lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_table);
+    lua_pushstring(L, LUA_TABLIBNAME);
+    lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_string);
+    lua_pushstring(L, LUA_STRLIBNAME);
+    lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_math);
+    lua_pushstring(L, LUA_MATHLIBNAME);
+    lua_call(L, 1, 0);
+    lua_pushcfunction(L, luaopen_debug);
+    lua_pushstring(L, LUA_DBLIBNAME);
+    lua_call(L, 1, 0);
+
+    /* error handler, built while `debug` is still at hand */
+    if (luaL_loadbuffer(L, ERRH_SRC, sizeof(ERRH_SRC) - 1, "@err_handler_def") != 0) return -1;
+    lua_call(L, 0, 1);
+    lua_pushlightuserdata(L, &REG_ERRH);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    int errh = lua_gettop(L);
+
+    /* math.random / randomseed: Redis's portable generator */
+    lua_getglobal(L, "math");
+    set_fn(L, "random", l_math_random);
+    set_fn(L, "randomseed", l_math_randomseed);
+    lua_pop(L, 1);
+
+    /* The scripts' globals. */
+    lua_newtable(L);
+    int G = lua_gettop(L);
+    static const char *const base_names[] = {"assert", "collectgarbage", "error", "gcinfo", "ipairs", "select",
+                                             "tonumber", "tostring", "type", "unpack", "xpcall", "rawequal",
+                                             "_VERSION", NULL};
+    for (int i = 0; base_names[i]; i++) {
+        lua_getglobal(L, base_names[i]);
+        lua_setfield(L, G, base_names[i]);
+    }
+    set_fn(L, "pcall", l_pcall);
+    set_fn(L, "rawset", l_rawset);
+    set_fn(L, "rawget", l_rawget);
+    set_fn(L, "setmetatable", l_setmetatable);
+    set_fn(L, "getmetatable", l_getmetatable);
+    set_fn(L, "loadstring", l_loadstring);
+    set_fn(L, "load", l_load);
+    lua_pushcfunction(L, l_next);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, G, "next");
+    lua_pushcclosure(L, l_pairs, 1);
+    lua_setfield(L, G, "pairs");
+    lua_pushvalue(L, errh);
+    lua_setfield(L, G, "__redis__err__handler");
+
+    static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};
+    for (int i = 0; libs[i]; i++) {
+        lua_getglobal(L, libs[i]);
+        make_proxy(L);
+        lua_setfield(L, G, libs[i]);
+    }
+    open_lib(L, luaopen_cjson, "cjson");
+    make_proxy(L);
+    lua_setfield(L, G, "cjson");
+    open_lib(L, luaopen_struct, "struct");
+    make_proxy(L);
+    lua_setfield(L, G, "struct");
+    open_lib(L, luaopen_cmsgpack, "cmsgpack");
+    make_proxy(L);
+    lua_setfield(L, G, "cmsgpack");
+    open_lib(L, luaopen_bit, "bit");
+    make_proxy(L);
+    lua_setfield(L, G, "bit");
+
+    /* redis */
+    lua_newtable(L);
+    set_fn(L, "call", l_redis_call);
+    set_fn(L, "pcall", l_redis_pcall);
+    set_fn(L, "log", l_redis_log);
+    set_num(L, "LOG_DEBUG", SCRIPT_LOG_DEBUG);
+    set_num(L, "LOG_VERBOSE", SCRIPT_LOG_VERBOSE);
+    set_num(L, "LOG_NOTICE", SCRIPT_LOG_NOTICE);
+    set_num(L, "LOG_WARNING", SCRIPT_LOG_WARNING);
+    set_num(L, "REDIS_VERSION_NUM", REDIS_VERSION_NUM);
+    lua_pushstring(L, REDIS_VERSION_STR);
+    lua_setfield(L, -2, "REDIS_VERSION");
+    set_fn(L, "setresp", l_redis_setresp);
+    set_fn(L, "sha1hex", l_redis_sha1hex);
+    set_fn(L, "error_reply", l_redis_error_reply);
+    set_fn(L, "status_reply", l_redis_status_reply);
+    set_fn(L, "set_repl", l_redis_set_repl);
+    set_num(L, "REPL_NONE", 0);
+    set_num(L, "REPL_AOF", 1);
+    set_num(L, "REPL_SLAVE", 2);
+    set_num(L, "REPL_REPLICA", 2);
+    set_num(L, "REPL_ALL", 3);
+    set_fn(L, "acl_check_cmd", l_redis_acl_check_cmd);
+    set_fn(L, "breakpoint", l_redis_breakpoint);
+    set_fn(L, "debug", l_redis_debug);
+    set_fn(L, "replicate_commands", l_redis_replicate_commands);
+    make_proxy(L);
+    lua_setfield(L, G, "redis");
+
+    /* The string metatable reads through the string proxy and shows only a
+     * readonly view of itself. */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_getfield(L, G, "string");
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    make_proxy(L);
+    lua_setfield(L, -2, "__metatable");
+    ro_mark(L, -1, 0);
+    lua_pop(L, 2);
+
+    /* Globals' metatable: undefined reads and any write are errors. */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_nonexistent_global);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    ro_mark(L, -1, 0);
+    lua_setmetatable(L, G);
+    ro_mark(L, G, 0);
+
+    /* Metatable of each run's environment: reads fall through to the shared
+     * globals; getmetatable(_G) shows a readonly stand-in. */
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, G);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, l_nonexistent_global);
+    lua_setfield(L, -2, "__index");
+    make_proxy(L);
+    lua_setfield(L, -2, "__metatable");
+    ro_mark(L, -1, 0);
+    lua_pushlightuserdata(L, &REG_RUN_MT);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    lua_pushlightuserdata(L, &REG_GLOBALS);
+    lua_pushvalue(L, G);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    /* Nothing of the setup globals stays reachable by name. */
+    lua_settop(L, 0);
+    return 0;
+}
+
+script_engine *script_engine_new(const script_host *host, void *host_ctx) {
+    script_engine *e = calloc(1, sizeof(*e));
+    if (!e) return NULL;
+    e->host = *host;
+    e->host_ctx = host_ctx;
+    e->time_slice_usec = 2000;
+    e->rand48 = 0x1234ABCD330Eull;
+    e->nbuckets = 64;
+    e->buckets = calloc(e->nbuckets, sizeof(*e->buckets));
+    e->pool = fiber_pool_new(0, 64);
+    e->L = lua_newstate(l_alloc, e);
+    if (!e->buckets || !e->pool || !e->L) {
+        script_engine_free(e);
+        return NULL;
+    }
+    lua_atpanic(e->L, l_panic);
+    if (setup_state(e->L) != 0) {
+        script_engine_free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void run_free(script_run *r);
+
+void script_engine_free(script_engine *e) {
+    if (!e) return;
+    while (e->runs) run_free(e->runs);
+    if (e->buckets) {
+        for (size_t i = 0; i < e->nbuckets; i++) {
+            struct script *s = e->buckets[i];
+            while (s) {
+                struct script *n = s->next;
+                free(s->body);
+                free(s);
+                s = n;
+            }
+        }
+        free(e->buckets);
+    }
+    if (e->L) lua_close(e->L);
+    fiber_pool_free(e->pool);
+    free(e);
+}
+
+void script_engine_set_memory_limit(script_engine *e, size_t bytes) { e->mem_limit = bytes; }
+void script_engine_set_time_slice(script_engine *e, unsigned usec) { e->time_slice_usec = usec; }
+
+/* ---- script cache ----------------------------------------------------------- */
+
+static size_t sha_bucket(const script_engine *e, const char *sha) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < 40; i++) h = (h ^ (unsigned char)sha[i]) * 1099511628211ull;
+    return (size_t)(h & (e->nbuckets - 1));
+}
+
+const script *script_engine_find(script_engine *e, const char *sha, size_t len) {
+    if (len != 40) return NULL;
+    char low[41];
+    for (int i = 0; i < 40; i++) low[i] = (char)tolower((unsigned char)sha[i]);
+    low[40] = '\0';
+    for (struct script *s = e->buckets[sha_bucket(e, low)]; s; s = s->next)
+        if (memcmp(s->sha, low, 40) == 0) return s;
+    return NULL;
+}
+
+static void cache_grow(script_engine *e) {
+    size_t nb = e->nbuckets * 2;
+    struct script **b = calloc(nb, sizeof(*b));
+    if (!b) return;
+    struct script **old = e->buckets;
+    size_t on = e->nbuckets;
+    e->buckets = b;
+    e->nbuckets = nb;
+    for (size_t i = 0; i < on; i++) {
+        struct script *s = old[i];
+        while (s) {
+            struct script *n = s->next;
+            size_t k = sha_bucket(e, s->sha);
+            s->next = b[k];
+            b[k] = s;
+            s = n;
+        }
+    }
+    free(old);
+}
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, size_t alen) {
+    if (!err || !errlen) return;
+    snprintf(err, errlen, fmt, (int)alen, a);
+    /* Error replies are one line. */
+    for (char *p = err; *p; p++)
+        if (*p == '\r' || *p == '\n') *p = ' ';
+}
+
+/* Split a shebang line as Redis's sdssplitargs does (spaces, quotes);
+ * returns the number of parts or -1 on unbalanced quotes. Parts are written
+ * NUL-terminated into buf. */
+static int split_args(const char *s, size_t len, char *buf, char **parts, int maxparts) {
+    size_t i = 0;
+    int n = 0;
+    char *out = buf;
+    while (1) {
+        while (i < len && isspace((unsigned char)s[i])) i++;
+        if (i >= len) return n;
+        if (n == maxparts) return -1;
+        parts[n++] = out;
+        int inq = 0, insq = 0, done = 0;
+        while (!done) {
+            if (inq) {
+                if (i >= len) return -1;
+                if (s[i] == '\\' && i + 3 < len && s[i + 1] == 'x' && isxdigit((unsigned char)s[i + 2]) &&
+                    isxdigit((unsigned char)s[i + 3])) {
+                    char h[3] = {s[i + 2], s[i + 3], 0};
+                    *out++ = (char)strtol(h, NULL, 16);
+                    i += 3;
+                } else if (s[i] == '\\' && i + 1 < len) {
+                    char c;
+                    i++;
+                    switch (s[i]) {
+                    case 'n': c = '\n'; break;
+                    case 'r': c = '\r'; break;
+                    case 't': c = '\t'; break;
+                    case 'b': c = '\b'; break;
+                    case 'a': c = '\a'; break;
+                    default: c = s[i]; break;
+                    }
+                    *out++ = c;
+                } else if (s[i] == '"') {
+                    if (i + 1 < len && !isspace((unsigned char)s[i + 1])) return -1;
+                    done = 1;
+                } else {
+                    *out++ = s[i];
+                }
+            } else if (insq) {
+                if (i >= len) return -1;
+                if (s[i] == '\\' && i + 1 < len && s[i + 1] == '\'') {
+                    i++;
+                    *out++ = '\'';
+                } else if (s[i] == '\'') {
+                    if (i + 1 < len && !isspace((unsigned char)s[i + 1])) return -1;
+                    done = 1;
+                } else {
+                    *out++ = s[i];
+                }
+            } else {
+                if (i >= len) {
+                    done = 1;
+                    break;
+                }
+                switch (s[i]) {
+                case ' ':
+                case '\n':
+                case '\r':
+                case '\t':
+                case '\0': done = 1; break;
+                case '"': inq = 1; break;
+                case '\'': insq = 1; break;
+                default: *out++ = s[i]; break;
+                }
+            }
+            if (i < len) i++;
+        }
+        *out++ = '\0';
+    }
+}
+
+static const struct {
+    const char *name;
+    int flag;
+} shebang_flags[] = {
+    {"no-writes", SCRIPT_FLAG_NO_WRITES},   {"allow-oom", SCRIPT_FLAG_ALLOW_OOM},
+    {"allow-stale", SCRIPT_FLAG_ALLOW_STALE}, {"no-cluster", SCRIPT_FLAG_NO_CLUSTER},
+    {"allow-cross-slot-keys", SCRIPT_FLAG_ALLOW_CROSS_SLOT}, {NULL, 0},
+};
+
+/* Returns flags, or -1 with err set. *skip: bytes of the shebang line (its
+ * newline stays in the body so line numbers do not move). */
+static int parse_shebang(const char *body, size_t len, size_t *skip, char *err, size_t errlen) {
+    *skip = 0;
+    if (len < 2 || body[0] != '#' || body[1] != '!') return SCRIPT_FLAG_EVAL_COMPAT;
+    /* Redis looks for the newline with strchr: a NUL ends the search. */
+    size_t eol = 0;
+    while (eol < len && body[eol] != '\n' && body[eol] != '\0') eol++;
+    if (eol >= len || body[eol] != '\n') {
+        set_err(err, errlen, "ERR Invalid script shebang%.*s", "", 0);
+        return -1;
+    }
+    char *buf = malloc(eol + 1);
+    char **parts = malloc(sizeof(char *) * (eol / 2 + 2));
+    if (!buf || !parts) {
+        free(buf);
+        free(parts);
+        set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
+        return -1;
+    }
+    int n = split_args(body, eol, buf, parts, (int)(eol / 2 + 2));
+    int flags = 0;
+    if (n <= 0) {
+        set_err(err, errlen, "ERR Invalid engine in script shebang%.*s", "", 0);
+        flags = -1;
+    } else if (strcmp(parts[0], "#!lua") != 0) {
+        set_err(err, errlen, "ERR Unexpected engine in script shebang: %.*s", parts[0], strlen(parts[0]));
+        flags = -1;
+    } else {
+        for (int j = 1; j < n && flags >= 0; j++) {
+            if (strncmp(parts[j], "flags=", 6) == 0) {
+                const char *f = parts[j] + 6;
+                if (*f == '\0') continue; /* "flags=" alone: no flags */
+                for (;;) {
+                    const char *c = strchr(f, ',');
+                    size_t fl = c ? (size_t)(c - f) : strlen(f);
+                    int k;
+                    for (k = 0; shebang_flags[k].name; k++)
+                        if (strlen(shebang_flags[k].name) == fl && memcmp(shebang_flags[k].name, f, fl) == 0) break;
+                    if (!shebang_flags[k].name) {
+                        set_err(err, errlen, "ERR Unexpected flag in script shebang: %.*s", f, fl);
+                        flags = -1;
+                        break;
+                    }
+                    flags |= shebang_flags[k].flag;
+                    if (!c) break;
+                    f = c + 1;
+                }
+            } else {
+                set_err(err, errlen, "ERR Unknown lua shebang option: %.*s", parts[j], strlen(parts[j]));
+                flags = -1;
+            }
+        }
+    }
+    free(buf);
+    free(parts);
+    if (flags >= 0) *skip = eol;
+    return flags;
+}
+
+const script *script_engine_load(script_engine *e, const char *body, size_t len, char *err, size_t errlen) {
+    char sha[41];
+    sha1hex(sha, body, len);
+    const script *found = script_engine_find(e, sha, 40);
+    if (found) return found;
+
+    size_t skip;
+    int flags = parse_shebang(body, len, &skip, err, errlen);
+    if (flags < 0) return NULL;
+
+    lua_State *L = e->L;
+    e->enforce = 1;
+    /* Compile the body alone first: its errors are the ones Redis reports. */
+    int st = load_text(L, body + skip, len - skip, "@user_script");
+    if (st == LUA_ERRMEM) {
+        lua_pop(L, 1);
+        lua_gc(L, LUA_GCCOLLECT, 0);
+        st = load_text(L, body + skip, len - skip, "@user_script");
+    }
+    if (st != 0) {
+        size_t ml;
+        const char *m = lua_tolstring(L, -1, &ml);
+        if (!m) m = "unknown error", ml = strlen(m);
+        set_err(err, errlen, "ERR Error compiling script (new function): %.*s", m, ml);
+        lua_pop(L, 1);
+        e->enforce = 0;
+        return NULL;
+    }
+    lua_pop(L, 1);
+    /* Then as the body of a function, so that every run gets its own closure
+     * (its own environment) of the same compiled code. The prefix stays on
+     * line 1, so line numbers match. */
+    static const char pre[] = "return function(...) ";
+    static const char post[] = "\nend";
+    size_t wl = sizeof(pre) - 1 + (len - skip) + sizeof(post) - 1;
+    char *w = malloc(wl);
+    if (!w) {
+        e->enforce = 0;
+        set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
+        return NULL;
+    }
+    memcpy(w, pre, sizeof(pre) - 1);
+    memcpy(w + sizeof(pre) - 1, body + skip, len - skip);
+    memcpy(w + sizeof(pre) - 1 + (len - skip), post, sizeof(post) - 1);
+    st = luaL_loadbuffer(L, w, wl, "@user_script");
+    free(w);
+    e->enforce = 0;
+    if (st != 0) {
+        size_t ml;
+        const char *m = lua_tolstring(L, -1, &ml);
+        if (!m) m = "unknown error", ml = strlen(m);
+        set_err(err, errlen, "ERR Error compiling script (new function): %.*s", m, ml);
+        lua_pop(L, 1);
+        return NULL;
+    }
+    struct script *s = calloc(1, sizeof(*s));
+    char *copy = malloc(len ? len : 1);
+    if (!s || !copy) {
+        free(s);
+        free(copy);
+        lua_pop(L, 1);
+        set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
+        return NULL;
+    }
+    s->factory_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    memcpy(s->sha, sha, 41);
+    s->flags = flags;
+    memcpy(copy, body, len);
+    s->body = copy;
+    s->len = len;
+    if (e->nscripts >= e->nbuckets) cache_grow(e);
+    size_t k = sha_bucket(e, s->sha);
+    s->next = e->buckets[k];
+    e->buckets[k] = s;
+    e->nscripts++;
+    e->scripts_mem += len + sizeof(*s);
+    return s;
+}
+
+void script_engine_flush(script_engine *e) {
+    for (size_t i = 0; i < e->nbuckets; i++) {
+        struct script *s = e->buckets[i];
+        while (s) {
+            struct script *n = s->next;
+            /* Runs in flight hold their own closure; the factory can go. */
+            luaL_unref(e->L, LUA_REGISTRYINDEX, s->factory_ref);
+            free(s->body);
+            free(s);
+            s = n;
+        }
+        e->buckets[i] = NULL;
+    }
+    e->nscripts = 0;
+    e->scripts_mem = 0;
+    lua_gc(e->L, LUA_GCCOLLECT, 0);
+}
+
+size_t script_engine_count(const script_engine *e) { return e->nscripts; }
+size_t script_engine_scripts_memory(const script_engine *e) { return e->scripts_mem; }
+size_t script_engine_lua_memory(const script_engine *e) { return e->mem_used; }
+size_t script_engine_running(const script_engine *e) { return e->nruns; }
+int script_flags(const script *s) { return s->flags; }
+const char *script_sha(const script *s) { return s->sha; }
+const char *script_body(const script *s, size_t *len) {
+    if (len) *len = s->len;
+    return s->body;
+}
+
+/* ---- runs ------------------------------------------------------------------- */
+
+static void push_string_array(lua_State *L, char **v, size_t *l, int n) {
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushlstring(L, v[i], l[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+/* Append the error reply for a failed run; the error object is on top. */
+static void format_run_error(lua_State *L, script_run *r) {
+    sbuf *b = &r->out;
+    if (!lua_istable(L, -1)) {
+        const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
+        char tmp[256];
+        int n = snprintf(tmp, sizeof(tmp), "ERR Error running script %s, %.100s", r->sha, msg);
+        conv_error_line(b, tmp, (size_t)(n < (int)sizeof(tmp) ? n : (int)sizeof(tmp) - 1));
+        return;
+    }
+    sbuf t = {0};
+    lua_getfield(L, -1, "err");
+    if (lua_isstring(L, -1)) sb_adds(&t, lua_tostring(L, -1));
+    else sb_adds(&t, "ERR unknown error"); /* Redis 7.0.15 crashes here */
+    lua_pop(L, 1);
+    lua_getfield(L, -1, "source");
+    lua_getfield(L, -2, "line");
+    if (lua_isstring(L, -1) && lua_isstring(L, -2)) {
+        sb_adds(&t, " script: ");
+        sb_adds(&t, r->sha);
+        sb_adds(&t, ", on ");
+        sb_adds(&t, lua_tostring(L, -2));
+        sb_adds(&t, ":");
+        sb_adds(&t, lua_tostring(L, -1));
+        sb_adds(&t, ".");
+    }
+    lua_pop(L, 2);
+    if (t.oom) sb_adds(b, "-ERR Out of memory\r\n");
+    else conv_error_line(b, t.p, t.len);
+    sb_free(&t);
+}
+
+/* The body of a run, in protected mode on the run's thread and fiber. */
+static int run_protected(lua_State *L) {
+    script_run *r = lua_touserdata(L, 1);
+    /* The environment is an empty table, so that every write reaches
+     * __newindex (Redis's globals are readonly, KEYS and ARGV included);
+     * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
+    lua_newtable(L);
+    int env = lua_gettop(L);
+    lua_createtable(L, 0, 3);
+    int own = env + 1;
+    push_string_array(L, r->kv, r->kvlen, r->numkeys);
+    lua_setfield(L, own, "KEYS");
+    push_string_array(L, r->kv + r->numkeys, r->kvlen + r->numkeys, r->nargs);
+    lua_setfield(L, own, "ARGV");
+    lua_pushvalue(L, env);
+    lua_setfield(L, own, "_G");
+    lua_pushlightuserdata(L, &REG_GLOBALS);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_createtable(L, 0, 1); /* own's metatable */
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, own);
+    ro_mark(L, own, -1);
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, &REG_RUN_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX); /* template: __newindex, __metatable */
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, own);
+    lua_setfield(L, -2, "__index");
+    lua_getfield(L, -2, "__newindex");
+    lua_setfield(L, -2, "__newindex");
+    lua_getfield(L, -2, "__metatable");
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, env);
+    lua_pop(L, 1);
+    ro_mark(L, env, own);
+    lua_pop(L, 1); /* own */
+    /* The thread's globals are the environment too: loadstring'd code and
+     * coroutines created by the script see the same KEYS/ARGV. */
+    lua_pushvalue(L, env);
+    lua_replace(L, LUA_GLOBALSINDEX);
+
+    lua_pushlightuserdata(L, &REG_ERRH);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+    lua_call(L, 0, 1);
+    lua_pushvalue(L, env);
+    lua_setfenv(L, -2);
+    lua_remove(L, env);
+    /* stack: ud, handler, function */
+    int st = lua_pcall(L, 0, 1, -2);
+    lua_remove(L, 2);
+    /* stack: ud, result -- the same depth as Redis's, so the nesting at which
+     * "reached lua stack limit" appears is the same too */
+    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
+    else format_run_error(L, r);
+    return 0;
+}
+
+static void run_fiber_main(void *arg) {
+    script_run *r = arg;
+    int st = lua_cpcall(r->L, run_protected, r);
+    if (st != 0) {
+        sb_reset(&r->out);
+        format_run_error(r->L, r);
+    }
+    if (r->out.oom) {
+        sb_free(&r->out);
+        sb_adds(&r->out, "-ERR Out of memory\r\n");
+    }
+    lua_settop(r->L, 0);
+    r->state = RS_FINISHED;
+}
+
+static void run_free(script_run *r) {
+    script_engine *e = r->e;
+    int tight = e->mem_limit && e->mem_used > e->mem_limit / 2;
+    if (r->prev) r->prev->next = r->next;
+    else e->runs = r->next;
+    if (r->next) r->next->prev = r->prev;
+    e->nruns--;
+    if (r->thread_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->thread_ref);
+    if (r->fib) fiber_free(r->fib);
+    if (r->kv) {
+        for (int i = 0; i < r->numkeys + r->nargs; i++) free(r->kv[i]);
+        free(r->kv);
+    }
+    free(r->kvlen);
+    free(r->call_argv);
+    free(r->call_lens);
+    free(r->kill_err);
+    sb_free(&r->argbuf);
+    sb_free(&r->in);
+    sb_free(&r->out);
+    free(r);
+    /* Lua 5.1 has no emergency collection: reclaim a finished run's garbage
+     * before it can make the next script fail. */
+    if (tight) lua_gc(e->L, LUA_GCCOLLECT, 0);
+}
+
+/* The kill error: Redis's text, with the position the script stopped at. */
+static void format_kill(script_run *r) {
+    sb_reset(&r->out);
+    if (r->kill_err) {
+        conv_error_line(&r->out, r->kill_err, strlen(r->kill_err));
+        return;
+    }
+    sbuf t = {0};
+    sb_adds(&t, "ERR Script killed by user with SCRIPT KILL...");
+    lua_Debug ar;
+    if (lua_getstack(r->L, 0, &ar) && lua_getinfo(r->L, "Sl", &ar)) {
+        if (strcmp(ar.what, "C") == 0 && !(lua_getstack(r->L, 1, &ar) && lua_getinfo(r->L, "Sl", &ar))) {
+            /* no Lua caller: no position */
+        } else {
+            sb_addf(&t, " script: %s, on %s:%d.", r->sha, ar.source, ar.currentline);
+        }
+    }
+    conv_error_line(&r->out, t.p ? t.p : "", t.len);
+    sb_free(&t);
+}
+
+/* Switch into the run; afterwards act on why it came back. Returns 1 if the
+ * run ended (and was freed). */
+static int run_resume(script_run *r) {
+    script_engine *e = r->e;
+    script_run *prev = e->current;
+    int prev_enforce = e->enforce;
+    e->current = r;
+    e->enforce = 1;
+    r->state = RS_RUNNING;
+    r->slice_start = now_usec();
+    fiber_resume(r->fib);
+    r->cpu_usec += now_usec() - r->slice_start;
+    e->current = prev;
+    e->enforce = prev_enforce;
+    switch (r->state) {
+    case RS_FINISHED:
+        e->host.done(e->host_ctx, r, r->out.p ? r->out.p : "", r->out.len);
+        run_free(r);
+        return 1;
+    case RS_KILLED:
+        format_kill(r);
+        e->host.done(e->host_ctx, r, r->out.p ? r->out.p : "", r->out.len);
+        run_free(r);
+        return 1;
+    case RS_YIELDED:
+        if (e->host.yield) e->host.yield(e->host_ctx, r);
+        break;
+    default: break;
+    }
+    return 0;
+}
+
+script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,
+                             int nargs, char **args, size_t *arglens, int run_flags, void *userdata) {
+    script_run *r = calloc(1, sizeof(*r));
+    if (!r) return NULL;
+    r->e = e;
+    r->thread_ref = LUA_NOREF;
+    memcpy(r->sha, s->sha, 41);
+    r->script_flags = s->flags;
+    r->factory_ref = s->factory_ref;
+    r->run_flags = run_flags;
+    r->resp = 2;
+    r->userdata = userdata;
+    r->numkeys = numkeys;
+    r->nargs = nargs;
+    r->next = e->runs;
+    if (e->runs) e->runs->prev = r;
+    e->runs = r;
+    e->nruns++;
+    int n = numkeys + nargs;
+    r->kv = calloc((size_t)(n ? n : 1), sizeof(char *));
+    r->kvlen = calloc((size_t)(n ? n : 1), sizeof(size_t));
+    int ok = r->kv && r->kvlen;
+    for (int i = 0; ok && i < n; i++) {
+        const char *src = i < numkeys ? keys[i] : args[i - numkeys];
+        size_t l = i < numkeys ? keylens[i] : arglens[i - numkeys];
+        r->kv[i] = malloc(l + 1);
+        if (!r->kv[i]) {
+            ok = 0;
+            break;
+        }
+        memcpy(r->kv[i], src, l);
+        r->kv[i][l] = '\0';
+        r->kvlen[i] = l;
+    }
+    if (ok) r->fib = fiber_new(e->pool, run_fiber_main, r);
+    if (ok && r->fib) {
+        /* The thread is created outside the memory limit: a run always
+         * starts, and fails inside if the script itself needs too much. */
+        r->L = lua_newthread(e->L);
+        r->thread_ref = luaL_ref(e->L, LUA_REGISTRYINDEX);
+        lua_sethook(r->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    } else {
+        ok = 0;
+    }
+    if (!ok) {
+        static const char oom[] = "-ERR Out of memory\r\n";
+        e->host.done(e->host_ctx, r, oom, sizeof(oom) - 1);
+        run_free(r);
+        return NULL;
+    }
+    return run_resume(r) ? NULL : r;
+}
+
+void *script_run_userdata(const script_run *r) { return r->userdata; }
+int script_run_flags(const script_run *r) { return r->run_flags; }
+int script_run_script_flags(const script_run *r) { return r->script_flags; }
+const char *script_run_sha(const script_run *r) { return r->sha; }
+int script_run_resp(const script_run *r) { return r->resp; }
+void script_run_mark_written(script_run *r) { r->written = 1; }
+int script_run_has_written(const script_run *r) { return r->written; }
+unsigned long long script_run_cpu_usec(const script_run *r) { return r->cpu_usec; }
+int script_run_waiting(const script_run *r) { return r->state == RS_WAITING || r->in_callback; }
+
+static void answer(script_run *r) {
+    r->reply_ready = 1;
+    if (r->in_callback) return; /* redis.call picks it up when call() returns */
+    if (r->state == RS_WAITING) run_resume(r);
+}
+
+void script_run_reply(script_run *r, const redisReply *reply) {
+    sb_reset(&r->in);
+    conv_reply_to_resp(&r->in, reply);
+    answer(r);
+}
+
+void script_run_reply_raw(script_run *r, const char *proto, size_t len) {
+    sb_reset(&r->in);
+    sb_add(&r->in, proto, len);
+    answer(r);
+}
+
+void script_run_reply_error(script_run *r, const char *err) {
+    sb_reset(&r->in);
+    sb_add(&r->in, "-", 1);
+    sb_adds(&r->in, err);
+    sb_add(&r->in, "\r\n", 2);
+    answer(r);
+}
+
+void script_run_continue(script_run *r) {
+    if (r->state == RS_YIELDED) run_resume(r);
+}
+
+void script_run_kill(script_run *r, const char *err) {
+    if (r->killed) return;
+    r->killed = 1;
+    if (err) r->kill_err = strdup(err);
+    if (r->in_callback) return; /* the fiber leaves when the callback returns */
+    script_engine *e = r->e;
+    format_kill(r);
+    e->host.done(e->host_ctx, r, r->out.p ? r->out.p : "", r->out.len);
+    run_free(r);
+}

@@ -1,0 +1,158 @@
+/* The script engine: Redis 7.0-compatible EVAL scripts in Lua 5.1.
+ *
+ * One lua_State per engine (one engine per event-loop thread). Each run gets
+ * its own Lua thread on its own fiber (C stack), so a script can be suspended
+ * inside redis.call from anywhere (pcall, metamethods, iterators, sort
+ * comparators, gsub callbacks) while the event loop serves everyone else.
+ * No sockets here: the host carries out redis.call and tells the engine the
+ * answer.
+ *
+ * Threading: every function must be called from the engine's thread, from the
+ * event loop side, except where a host callback says otherwise. */
+#ifndef EVALPROXY_SCRIPT_ENGINE_H
+#define EVALPROXY_SCRIPT_ENGINE_H
+
+#include <stddef.h>
+#include <hiredis/hiredis.h>
+
+/* hiredis 0.14 only knows RESP2 reply types; RESP3 replies can still be
+ * handed over with the type numbers of later hiredis versions (DOUBLE's,
+ * BIGNUM's and VERB's text in str/len; VERB's str starts with "txt:"). */
+#ifndef REDIS_REPLY_DOUBLE
+#define REDIS_REPLY_DOUBLE 7
+#endif
+#ifndef REDIS_REPLY_BOOL
+#define REDIS_REPLY_BOOL 8
+#endif
+#ifndef REDIS_REPLY_MAP
+#define REDIS_REPLY_MAP 9
+#endif
+#ifndef REDIS_REPLY_SET
+#define REDIS_REPLY_SET 10
+#endif
+#ifndef REDIS_REPLY_ATTR
+#define REDIS_REPLY_ATTR 11
+#endif
+#ifndef REDIS_REPLY_PUSH
+#define REDIS_REPLY_PUSH 12
+#endif
+#ifndef REDIS_REPLY_BIGNUM
+#define REDIS_REPLY_BIGNUM 13
+#endif
+#ifndef REDIS_REPLY_VERB
+#define REDIS_REPLY_VERB 14
+#endif
+
+typedef struct script_engine script_engine;
+typedef struct script script;
+typedef struct script_run script_run;
+
+/* Script flags (script_flags), from the shebang; as Redis 7.0's. */
+#define SCRIPT_FLAG_NO_WRITES (1 << 0)
+#define SCRIPT_FLAG_ALLOW_OOM (1 << 1)
+#define SCRIPT_FLAG_ALLOW_STALE (1 << 2)
+#define SCRIPT_FLAG_NO_CLUSTER (1 << 3)
+#define SCRIPT_FLAG_EVAL_COMPAT (1 << 4) /* no shebang: pre-7.0 semantics */
+#define SCRIPT_FLAG_ALLOW_CROSS_SLOT (1 << 5)
+
+/* Run flags (script_run_start). */
+#define SCRIPT_RUN_RO (1 << 0)    /* EVAL_RO / EVALSHA_RO */
+#define SCRIPT_RUN_RESP3 (1 << 1) /* the client speaks RESP3 (HELLO 3): shapes the final reply */
+
+/* redis.log levels, as Redis's LL_*. */
+#define SCRIPT_LOG_DEBUG 0
+#define SCRIPT_LOG_VERBOSE 1
+#define SCRIPT_LOG_NOTICE 2
+#define SCRIPT_LOG_WARNING 3
+
+typedef struct script_host {
+    /* redis.call / redis.pcall from a running script, argv already validated
+     * as Redis does (at least one argument, strings or numbers). Called on the
+     * run's fiber stack. The host checks the command and answers either during
+     * this callback or later from the event loop, with script_run_reply*(); the
+     * script stays suspended until then. argv stays valid until answered.
+     * script_run_resp() says which protocol the script asked for. */
+    void (*call)(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen);
+    /* The run used up its time slice: call script_run_continue(run) from the
+     * event loop soon. Called from the event-loop side. */
+    void (*yield)(void *host_ctx, script_run *run);
+    /* The run finished; reply is the complete RESP reply for the client.
+     * Called from the event-loop side; the run is freed right after. */
+    void (*done)(void *host_ctx, script_run *run, const char *reply, size_t len);
+    /* redis.log(level, ...): the message is the arguments joined by spaces.
+     * Optional (NULL: dropped). */
+    void (*log)(void *host_ctx, int level, const char *msg, size_t len);
+    /* redis.acl_check_cmd(argv...): 1 allowed, 0 denied, -1 unknown command.
+     * Optional (NULL: every known command allowed, see is_command). */
+    int (*acl_check)(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen);
+} script_host;
+
+/* A new engine (its own lua_State); NULL if out of memory. */
+script_engine *script_engine_new(const script_host *host, void *host_ctx);
+/* Frees the engine; in-flight runs are dropped without done(). */
+void script_engine_free(script_engine *e);
+/* Cap on the Lua heap in bytes (0 = none). A script that needs more fails
+ * with an error; the process is never at risk. */
+void script_engine_set_memory_limit(script_engine *e, size_t bytes);
+/* Longest stretch of CPU a run gets before yielding to the event loop. */
+void script_engine_set_time_slice(script_engine *e, unsigned usec);
+
+/* SCRIPT LOAD / EVAL body: parse the shebang, compile, cache by SHA1.
+ * Returns the script (valid until script_engine_flush) or NULL with err set to
+ * the RESP error text Redis 7.0 gives, without the leading '-' and CRLF
+ * (e.g. "ERR Error compiling script (new function): user_script:1: ..."). */
+const script *script_engine_load(script_engine *e, const char *body, size_t len, char *err, size_t errlen);
+/* EVALSHA / SCRIPT EXISTS: the cached script with this SHA1 (hex, any case),
+ * or NULL. */
+const script *script_engine_find(script_engine *e, const char *sha, size_t len);
+/* SCRIPT FLUSH: forget every script; in-flight runs keep working. */
+void script_engine_flush(script_engine *e);
+/* INFO: scripts cached, bytes of their bodies, and the Lua heap in use. */
+size_t script_engine_count(const script_engine *e);
+size_t script_engine_scripts_memory(const script_engine *e);
+size_t script_engine_lua_memory(const script_engine *e);
+/* Runs started and not yet done. */
+size_t script_engine_running(const script_engine *e);
+
+int script_flags(const script *s);      /* SCRIPT_FLAG_* */
+const char *script_sha(const script *s); /* 40 lowercase hex digits */
+const char *script_body(const script *s, size_t *len);
+
+/* Start a run on its own fiber: it runs until its first redis.call, a
+ * time-slice yield or its end. keys/args are copied. Returns the run, or NULL
+ * when it already finished (done() has then been called). */
+script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,
+                             int nargs, char **args, size_t *arglens, int run_flags, void *userdata);
+void *script_run_userdata(const script_run *r);
+/* The run's SCRIPT_RUN_* flags. */
+int script_run_flags(const script_run *r);
+/* The running script's SCRIPT_FLAG_* (from its shebang). */
+int script_run_script_flags(const script_run *r);
+const char *script_run_sha(const script_run *r);
+/* Protocol the script selected with redis.setresp (2 or 3). */
+int script_run_resp(const script_run *r);
+/* The host tells the engine the run wrote (for SCRIPT KILL / UNKILLABLE). */
+void script_run_mark_written(script_run *r);
+int script_run_has_written(const script_run *r);
+/* Microseconds of CPU the run has used so far (for busy-reply-threshold). */
+unsigned long long script_run_cpu_usec(const script_run *r);
+/* Non-zero while the run waits for the answer to a redis.call. */
+int script_run_waiting(const script_run *r);
+
+/* Answer the pending redis.call with the store's reply. From the event loop
+ * (the run resumes before this returns, and may finish and be freed) or from
+ * within the call() callback. */
+void script_run_reply(script_run *r, const redisReply *reply);
+/* The same with one complete raw RESP2/RESP3 reply. */
+void script_run_reply_raw(script_run *r, const char *proto, size_t len);
+/* The same with an error reply; err is the text without '-' and CRLF. */
+void script_run_reply_error(script_run *r, const char *err);
+/* Resume a run after yield(). */
+void script_run_continue(script_run *r);
+/* SCRIPT KILL (or abort before a re-run): the run never resumes; it ends with
+ * the error err (NULL: Redis's "Script killed by user with SCRIPT KILL..."
+ * with the script/line suffix) and done() is called, from the event loop
+ * before this returns, or when the call() callback in progress returns. */
+void script_run_kill(script_run *r, const char *err);
+
+#endif

@@ -1,0 +1,45 @@
+/* Shared between the script engine's files; not part of the public API. */
+#ifndef EVALPROXY_SCRIPT_INTERNAL_H
+#define EVALPROXY_SCRIPT_INTERNAL_H
+
+#include <stddef.h>
+#include <lua.h>
+#include <hiredis/hiredis.h>
+
+/* A growable byte buffer (malloc'd, never in the Lua heap, so filling it can
+ * not raise a Lua error). */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom; /* an allocation failed; contents are incomplete */
+} sbuf;
+
+void sb_reset(sbuf *b);
+void sb_free(sbuf *b);
+void sb_add(sbuf *b, const void *s, size_t n);
+void sb_adds(sbuf *b, const char *s);
+void sb_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Serialize a hiredis reply (RESP2 types, plus RESP3 types by the numbers in
+ * script_engine.h) as RESP bytes. */
+void conv_reply_to_resp(sbuf *b, const redisReply *r);
+
+/* Parse one complete RESP2/RESP3 reply and push it as Lua value(s) the way
+ * Redis 7.0 hands replies to scripts. Returns 1 if the top-level reply is an
+ * error (a table {err=...} was pushed), 0 otherwise; -1 on malformed input
+ * (an error table was pushed). Raises Lua errors (memory). */
+int conv_resp_to_lua(lua_State *L, const char *p, size_t len);
+
+/* Push {err=...} built like Redis's luaPushErrorBuff: "-CODE msg" keeps CODE,
+ * anything else gets the generic "ERR " code; \r\n trimmed at the ends. */
+void conv_push_error(lua_State *L, const char *s, size_t len);
+
+/* Convert the value on top of the stack into a RESP reply, consuming it, the
+ * way Redis 7.0 replies with a script's return value. script_resp is the
+ * script's redis.setresp choice, client_resp the client's protocol. */
+void conv_lua_to_resp(lua_State *L, sbuf *b, int script_resp, int client_resp);
+
+/* Append "-<text>\r\n" with CR/LF inside text mapped to spaces. */
+void conv_error_line(sbuf *b, const char *text, size_t len);
+
+#endif

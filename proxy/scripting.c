@@ -1,0 +1,695 @@
+/* EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT: each script call takes the
+ * lock units of its keys, runs in the engine (lua/) on its own fiber, and
+ * every redis.call it makes goes to the store while the proxy serves
+ * everyone else. */
+#include "proxy/scripting.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "backends/backend.h"
+#include "lua/script_engine.h"
+#include "proxy/config.h"
+#include "proxy/locks.h"
+#include "proxy/log.h"
+#include "proxy/reply.h"
+#include "proxy/server.h"
+
+/* A kill marker that tells done() the run is to be started again. */
+#define RERUN_MARKER "ERR evalproxy internal: rerun"
+
+typedef struct learned_key {
+    int db;
+    size_t len;
+    char *key;
+} learned_key;
+
+typedef struct script_call {
+    client *c; /* NULL once the client is gone */
+    reply_slot *slot;
+    char sha[41];
+    int numkeys, nargs;
+    char **keys, **args;
+    size_t *keylens, *arglens;
+    int run_flags;
+    int lock_mode;
+    int start_db, db;
+    lock_set *locks;
+    script_run *run;
+    /* The redis.call being checked or waiting for an undeclared key. */
+    int call_argc;
+    char **call_argv;
+    size_t *call_argvlen;
+    const command_def *call_cmd;
+    learned_key *learned;
+    int nlearned, caplearned;
+    unsigned inflight;  /* store requests not answered yet */
+    unsigned depth;     /* engine calls on the stack for this call */
+    unsigned scheduled; /* deferred events that will touch this call */
+    unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
+    unsigned attempts;
+    struct script_call *prev, *next;
+} script_call;
+
+static script_engine *engine;
+static script_call *calls; /* every call not yet freed */
+static unsigned busy_count;
+static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors;
+
+static void call_acquire(script_call *sc, int refuse_if_busy);
+static void call_proceed(script_call *sc);
+
+/* ---- lifetime ------------------------------------------------------------------- */
+
+static void call_maybe_free(script_call *sc)
+{
+    if (!sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    if (sc->prev) sc->prev->next = sc->next;
+    else calls = sc->next;
+    if (sc->next) sc->next->prev = sc->prev;
+    for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
+    free(sc->learned);
+    free(sc->keys); /* one block with every copied argument */
+    free(sc);
+}
+
+static void set_busy(script_call *sc, int busy)
+{
+    if (sc->busy == (unsigned)(busy != 0)) return;
+    sc->busy = busy != 0;
+    if (busy) busy_count++;
+    else busy_count--;
+    if (sc->locks) lock_set_set_busy(sc->locks, busy);
+}
+
+/* The final reply goes to the client (if still there); locks are released. */
+static void call_finish(script_call *sc, const char *reply, size_t len)
+{
+    set_busy(sc, 0);
+    if (sc->locks) {
+        lock_set_release(sc->locks);
+        sc->locks = NULL;
+    }
+    reply_slot *s = sc->slot;
+    sc->slot = NULL;
+    if (s) {
+        if (s->c && reply) evbuffer_add(s->buf, reply, len);
+        client_slot_done(s);
+    }
+    if (sc->c) {
+        client *c = sc->c;
+        c->script = NULL;
+        sc->c = NULL;
+        client_unblock(c);
+    }
+    sc->finished = 1;
+    call_maybe_free(sc);
+}
+
+static void call_finish_error(script_call *sc, const char *err)
+{
+    struct evbuffer *b = evbuffer_new();
+    reply_error(b, err);
+    size_t len = evbuffer_get_length(b);
+    call_finish(sc, (const char *)evbuffer_pullup(b, -1), len);
+    evbuffer_free(b);
+}
+
+/* ---- engine host callbacks ---------------------------------------------------- */
+
+static void store_reply_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    if (r->error) script_run_reply_error(sc->run, r->error);
+    else script_run_reply(sc->run, r->parsed);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
+
+static void learn_key(script_call *sc, int db, const char *key, size_t len)
+{
+    for (int i = 0; i < sc->nlearned; i++)
+        if (sc->learned[i].db == db && sc->learned[i].len == len && !memcmp(sc->learned[i].key, key, len)) return;
+    if (sc->nlearned == sc->caplearned) {
+        sc->caplearned = sc->caplearned ? sc->caplearned * 2 : 4;
+        sc->learned = realloc(sc->learned, sizeof(*sc->learned) * (size_t)sc->caplearned);
+        if (!sc->learned) abort();
+    }
+    learned_key *lk = &sc->learned[sc->nlearned++];
+    lk->db = db;
+    lk->len = len;
+    lk->key = malloc(len + 1);
+    if (!lk->key) abort();
+    memcpy(lk->key, key, len);
+    lk->key[len] = '\0';
+}
+
+/* Checks the undeclared keys of the pending redis.call, locking them on
+ * first touch; returns 1 when every key is held, 0 when the call is
+ * suspended (waiting, or answered with an error). */
+static int call_keys_ready(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (cmd->key_spec_count == 0 && !cmd->getkeys) return 1;
+    int stack_keys[32];
+    int *keys = stack_keys;
+    int n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 32);
+    if (n > 32) {
+        keys = malloc(sizeof(int) * (size_t)n);
+        if (!keys) abort();
+        n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, n);
+    }
+    int ready = 1;
+    for (int i = 0; i < n && ready; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t klen = sc->call_argvlen[keys[i]];
+        if (lock_set_holds(sc->locks, sc->db, key, klen)) continue;
+        if (config.lua_undeclared_keys_error) {
+            char err[300];
+            snprintf(err, sizeof(err),
+                     "ERR script accessed key '%.*s' that was not declared in KEYS (lua-undeclared-keys error)",
+                     (int)(klen > 200 ? 200 : klen), key);
+            answer_error(sc, err);
+            ready = 0;
+            break;
+        }
+        learn_key(sc, sc->db, key, klen);
+        int rc = lock_set_extend(sc->locks, sc->db, key, klen);
+        if (rc == LOCK_GRANTED) continue;
+        ready = 0;
+        if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
+        /* LOCK_DEADLOCK */
+        if (!sc->written) {
+            /* Nothing written yet: start again later with this key declared. */
+            sc->rerun = 1;
+            stat_reruns++;
+            script_run_kill(sc->run, RERUN_MARKER);
+        } else {
+            char err[300];
+            stat_deadlock_errors++;
+            snprintf(err, sizeof(err),
+                     "ERR script accessed undeclared key '%.*s' held by another script that waits for this one; "
+                     "declare it in KEYS",
+                     (int)(klen > 200 ? 200 : klen), key);
+            answer_error(sc, err);
+        }
+    }
+    if (keys != stack_keys) free(keys);
+    return ready;
+}
+
+/* Checks done: send the pending redis.call to the store. */
+static void call_send(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) {
+        if (!sc->written) {
+            sc->written = 1;
+            script_run_mark_written(sc->run);
+            lock_set_set_written(sc->locks, 1);
+        }
+    }
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn < 0 || backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_PARSED,
+                                 store_reply_cb, sc) != 0) {
+        answer_error(sc, backend_error(b));
+        return;
+    }
+    sc->inflight++;
+}
+
+static void call_proceed(script_call *sc)
+{
+    if (call_keys_ready(sc)) call_send(sc);
+}
+
+static void host_call(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    const command_def *top = command_lookup(argv[0], argvlen[0]);
+    const command_def *cmd = top;
+    if (top && top->subcommand_count && argc >= 2) cmd = command_lookup_sub(top, argv[1], argvlen[1]);
+    if (!cmd) {
+        answer_error(sc, "ERR Unknown Redis command called from script");
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+        answer_error(sc, "ERR Wrong number of args calling Redis command from script");
+        return;
+    }
+    if (cmd->flags & CMD_NOSCRIPT) {
+        answer_error(sc, "ERR This Redis command is not allowed from script");
+        return;
+    }
+    int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
+    if (read_only && (cmd->flags & CMD_WRITE)) {
+        answer_error(sc, "ERR Write commands are not allowed from read-only scripts.");
+        return;
+    }
+    if (cmd->flags & CMD_BLOCKING) {
+        char err[160];
+        snprintf(err, sizeof(err), "ERR blocking command '%s' is not supported inside scripts by evalproxy yet",
+                 cmd->name);
+        answer_error(sc, err);
+        return;
+    }
+    if (!strcmp(cmd->name, "select")) {
+        /* SELECT inside a script changes the script's database only. */
+        long long id;
+        if (!string_to_ll(argv[1], argvlen[1], &id)) {
+            answer_error(sc, "ERR value is not an integer or out of range");
+        } else if (id < 0 || id >= config.databases) {
+            answer_error(sc, "ERR DB index is out of range");
+        } else {
+            sc->db = (int)id;
+            script_run_reply_raw(run, "+OK\r\n", 5);
+        }
+        return;
+    }
+    sc->call_argc = argc;
+    sc->call_argv = argv;
+    sc->call_argvlen = argvlen;
+    sc->call_cmd = cmd;
+    call_proceed(sc);
+}
+
+static void continue_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    script_call *sc = arg;
+    sc->scheduled--;
+    if (!sc->finished && sc->run) {
+        sc->depth++;
+        script_run_continue(sc->run);
+        sc->depth--;
+    }
+    call_maybe_free(sc);
+}
+
+static void host_yield(void *host_ctx, script_run *run)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    if (!sc->busy && script_run_cpu_usec(run) >= (unsigned long long)config.busy_reply_threshold * 1000ULL) {
+        log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
+        set_busy(sc, 1);
+    }
+    static const struct timeval zero = {0, 0};
+    sc->scheduled++;
+    event_base_once(server.base, -1, EV_TIMEOUT, continue_cb, sc, &zero);
+}
+
+static void rerun_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    script_call *sc = arg;
+    sc->scheduled--;
+    if (!sc->finished) call_acquire(sc, 0);
+    call_maybe_free(sc);
+}
+
+static void host_done(void *host_ctx, script_run *run, const char *reply, size_t len)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = NULL;
+    stat_scripts_run++;
+    if (sc->rerun) {
+        /* Aborted before any write: run again once the other script is done,
+         * this time with the keys it reached declared up front. */
+        sc->rerun = 0;
+        sc->started = 0;
+        set_busy(sc, 0);
+        if (sc->locks) {
+            lock_set_release(sc->locks);
+            sc->locks = NULL;
+        }
+        static const struct timeval zero = {0, 0};
+        sc->scheduled++;
+        event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+        return;
+    }
+    call_finish(sc, reply, len);
+}
+
+static void host_log(void *host_ctx, int level, const char *msg, size_t len)
+{
+    static const int map[] = {LL_DEBUG, LL_VERBOSE, LL_NOTICE, LL_WARNING};
+    log_raw(level >= 0 && level <= 3 ? map[level] : LL_NOTICE, msg, len);
+}
+
+static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
+{
+    const command_def *top = command_lookup(argv[0], argvlen[0]);
+    if (!top) return -1;
+    return 1; /* the default user may run every command */
+}
+
+static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check};
+
+/* ---- starting calls --------------------------------------------------------------- */
+
+static void call_start(script_call *sc)
+{
+    const script *s = script_engine_find(engine, sc->sha, 40);
+    if (!s) {
+        /* SCRIPT FLUSH ran while this call waited for its keys. */
+        call_finish_error(sc, "NOSCRIPT No matching script. Please use EVAL.");
+        return;
+    }
+    sc->started = 1;
+    sc->attempts++;
+    sc->db = sc->start_db;
+    sc->depth++;
+    script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens, sc->run_flags,
+                     sc);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void call_lock_granted(lock_set *ls, void *ctx)
+{
+    script_call *sc = ctx;
+    if (sc->finished) return;
+    if (!sc->started) {
+        call_start(sc);
+        return;
+    }
+    /* An undeclared key was granted: go on with the suspended redis.call. */
+    if (!sc->run) return;
+    sc->depth++;
+    call_proceed(sc);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* Another script needs this one out of the way to break a lock cycle; it has
+ * not written, so it is aborted and run again later. */
+static void call_abort(lock_set *ls, void *ctx)
+{
+    script_call *sc = ctx;
+    lock_set_release_all(ls);
+    if (!sc->run) return;
+    sc->rerun = 1;
+    stat_reruns++;
+    sc->depth++;
+    script_run_kill(sc->run, RERUN_MARKER);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void call_acquire(script_call *sc, int refuse_if_busy)
+{
+    if (sc->locks) lock_set_release(sc->locks);
+    lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
+    lock_set_mark_script(ls, call_abort);
+    for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
+    for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
+    sc->locks = ls;
+    sc->written = 0;
+    int rc = lock_set_acquire(ls, refuse_if_busy);
+    if (rc == LOCK_BUSY) {
+        call_finish_error(sc, BUSY_ERROR);
+        return;
+    }
+    if (rc == LOCK_GRANTED) call_start(sc);
+}
+
+static script_call *call_new(client *c, const script *s, int numkeys, char **keys, size_t *keylens, int nargs,
+                             char **args, size_t *arglens, int run_flags)
+{
+    /* One block: the call, then pointer arrays, then the argument bytes. */
+    size_t bytes = 0;
+    for (int i = 0; i < numkeys; i++) bytes += keylens[i] + 1;
+    for (int i = 0; i < nargs; i++) bytes += arglens[i] + 1;
+    size_t n = (size_t)numkeys + (size_t)nargs;
+    char *block = malloc(n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
+    script_call *sc = calloc(1, sizeof(*sc));
+    if (!block || !sc) abort();
+    char **ptrs = (char **)block;
+    size_t *lens = (size_t *)(block + n * sizeof(char *));
+    char *data = block + n * (sizeof(char *) + sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        const char *src = i < (size_t)numkeys ? keys[i] : args[i - (size_t)numkeys];
+        size_t len = i < (size_t)numkeys ? keylens[i] : arglens[i - (size_t)numkeys];
+        memcpy(data, src, len);
+        data[len] = '\0';
+        ptrs[i] = data;
+        lens[i] = len;
+        data += len + 1;
+    }
+    sc->keys = ptrs;
+    sc->keylens = lens;
+    sc->args = ptrs + numkeys;
+    sc->arglens = lens + numkeys;
+    sc->numkeys = numkeys;
+    sc->nargs = nargs;
+    memcpy(sc->sha, script_sha(s), 40);
+    sc->sha[40] = '\0';
+    sc->run_flags = run_flags;
+    int ro = (run_flags & SCRIPT_RUN_RO) || (script_flags(s) & SCRIPT_FLAG_NO_WRITES);
+    sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
+    sc->c = c;
+    sc->start_db = sc->db = c->db;
+    sc->next = calls;
+    if (calls) calls->prev = sc;
+    calls = sc;
+    return sc;
+}
+
+/* ---- commands --------------------------------------------------------------------- */
+
+void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    int by_sha = !strncmp(cmd->name, "evalsha", 7);
+    int ro = strstr(cmd->name, "_ro") != NULL;
+    long long numkeys;
+    if (!string_to_ll(argv[2], argvlen[2], &numkeys)) {
+        reply_error(client_reply_buffer(c), "ERR value is not an integer or out of range");
+        return;
+    }
+    if (numkeys > argc - 3) {
+        reply_error(client_reply_buffer(c), "ERR Number of keys can't be greater than number of args");
+        return;
+    }
+    if (numkeys < 0) {
+        reply_error(client_reply_buffer(c), "ERR Number of keys can't be negative");
+        return;
+    }
+    const script *s;
+    if (by_sha) {
+        s = script_engine_find(engine, argv[1], argvlen[1]);
+        if (!s) {
+            reply_error(client_reply_buffer(c), "NOSCRIPT No matching script. Please use EVAL.");
+            return;
+        }
+    } else {
+        char err[1024];
+        s = script_engine_load(engine, argv[1], argvlen[1], err, sizeof(err));
+        if (!s) {
+            reply_error(client_reply_buffer(c), err);
+            return;
+        }
+    }
+    int flags = script_flags(s);
+    if (ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
+        reply_error(client_reply_buffer(c), "ERR Can not execute a script with write flag using *_ro command.");
+        return;
+    }
+    int n = (int)numkeys;
+    script_call *sc = call_new(c, s, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
+                               ro ? SCRIPT_RUN_RO : 0);
+    sc->slot = client_slot_add(c);
+    c->script = (struct script_call *)sc;
+    client_block(c);
+    call_acquire(sc, 1);
+}
+
+static const char *const script_help[] = {
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+    NULL,
+};
+
+static void script_kill(client *c)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    int busy = 0, written = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (!sc->busy || sc->finished || !sc->run) continue;
+        busy++;
+        written += sc->written;
+    }
+    if (!busy) {
+        reply_error(out, "NOTBUSY No scripts in execution right now.");
+        return;
+    }
+    if (written) {
+        reply_error(out, "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
+                         "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
+                         "NOSAVE command.");
+        return;
+    }
+    reply_ok(out);
+    script_call *sc = calls;
+    while (sc) {
+        script_call *next = sc->next;
+        if (sc->busy && !sc->finished && sc->run) {
+            stat_killed++;
+            sc->depth++;
+            script_run_kill(sc->run, NULL);
+            sc->depth--;
+            call_maybe_free(sc);
+        }
+        sc = next;
+    }
+}
+
+void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    const char *sub = cmd->name + 7; /* "script|" */
+    struct evbuffer *out;
+    if (!strcmp(sub, "load")) {
+        char err[1024];
+        const script *s = script_engine_load(engine, argv[2], argvlen[2], err, sizeof(err));
+        out = client_reply_buffer(c);
+        if (!s) reply_error(out, err);
+        else reply_bulk(out, script_sha(s), 40);
+    } else if (!strcmp(sub, "exists")) {
+        out = client_reply_buffer(c);
+        reply_array(out, argc - 2);
+        for (int i = 2; i < argc; i++) reply_integer(out, script_engine_find(engine, argv[i], argvlen[i]) != NULL);
+    } else if (!strcmp(sub, "flush")) {
+        out = client_reply_buffer(c);
+        if (argc > 3 || (argc == 3 && strcasecmp(argv[2], "sync") && strcasecmp(argv[2], "async"))) {
+            reply_error(out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            return;
+        }
+        script_engine_flush(engine);
+        reply_ok(out);
+    } else if (!strcmp(sub, "kill")) {
+        script_kill(c);
+    } else if (!strcmp(sub, "help")) {
+        out = client_reply_buffer(c);
+        long long n = 0;
+        while (script_help[n]) n++;
+        reply_array(out, n);
+        for (long long i = 0; i < n; i++) reply_status(out, script_help[i]);
+    } else if (!strcmp(sub, "debug")) {
+        reply_error(client_reply_buffer(c), "ERR SCRIPT DEBUG is not supported by evalproxy");
+    } else {
+        reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%s'. Try SCRIPT HELP.", argv[1]);
+    }
+}
+
+void cmd_function_unsupported(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", cmd->name);
+}
+
+/* ---- glue ---------------------------------------------------------------------------- */
+
+void scripting_client_gone(client *c)
+{
+    script_call *sc = (script_call *)c->script;
+    c->script = NULL;
+    if (!sc) return;
+    sc->c = NULL;
+    if (!sc->started && !sc->finished) {
+        /* Still waiting for its keys: nothing ran, nothing to finish. */
+        call_finish(sc, NULL, 0);
+    }
+    /* A running script carries on (its effects are atomic); its reply is dropped. */
+}
+
+unsigned scripting_busy_count(void) { return busy_count; }
+
+void scripting_apply_config(void)
+{
+    if (!engine) return;
+    script_engine_set_memory_limit(engine, (size_t)config.lua_memory_limit);
+    script_engine_set_time_slice(engine, (unsigned)config.lua_time_slice_us);
+}
+
+void scripting_info(struct evbuffer *out)
+{
+    lock_stats st;
+    locks_get_stats(&st);
+    evbuffer_add_printf(out,
+                        "# Scripting\r\n"
+                        "number_of_cached_scripts:%zu\r\n"
+                        "used_memory_lua:%zu\r\n"
+                        "used_memory_scripts:%zu\r\n"
+                        "scripts_running:%zu\r\n"
+                        "scripts_busy:%u\r\n"
+                        "scripts_finished:%llu\r\n"
+                        "scripts_rerun:%llu\r\n"
+                        "scripts_killed:%llu\r\n"
+                        "scripts_deadlock_errors:%llu\r\n"
+                        "\r\n# Locks\r\n"
+                        "lock_units:%lu\r\n"
+                        "lock_sets_holding:%lu\r\n"
+                        "lock_sets_waiting:%lu\r\n"
+                        "lock_granted_immediately:%llu\r\n"
+                        "lock_waited:%llu\r\n"
+                        "lock_busy_refusals:%llu\r\n"
+                        "lock_deadlocks:%llu\r\n",
+                        script_engine_count(engine), script_engine_lua_memory(engine),
+                        script_engine_scripts_memory(engine), script_engine_running(engine), busy_count,
+                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, st.units, st.sets_holding,
+                        st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
+}
+
+int scripting_init(void)
+{
+    engine = script_engine_new(&host, NULL);
+    if (!engine) return -1;
+    scripting_apply_config();
+    return 0;
+}
+
+void scripting_shutdown(void)
+{
+    script_engine_free(engine);
+    engine = NULL;
+    while (calls) {
+        script_call *sc = calls;
+        calls = sc->next;
+        if (sc->locks) lock_set_release(sc->locks);
+        for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
+        free(sc->learned);
+        free(sc->keys);
+        free(sc);
+    }
+}
