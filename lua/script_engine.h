@@ -82,8 +82,8 @@ typedef struct script_host {
     /* redis.log(level, ...): the message is the arguments joined by spaces.
      * Optional (NULL: dropped). */
     void (*log)(void *host_ctx, int level, const char *msg, size_t len);
-    /* redis.acl_check_cmd(argv...): 1 allowed, 0 denied, -1 unknown command.
-     * Optional (NULL: every known command allowed, see is_command). */
+    /* redis.acl_check_cmd(argv...): 1 allowed, 0 denied, -1 unknown command
+     * (the script then gets Redis's error). Optional (NULL: always allowed). */
     int (*acl_check)(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen);
 } script_host;
 

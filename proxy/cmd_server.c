@@ -179,7 +179,7 @@ void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_
         for (int i = 2; i < argc; i++) {
             const command_def *d = lookup_full_name(argv[i], argvlen[i]);
             if (d) evbuffer_add(out, d->info_resp, d->info_len);
-            else reply_null_array(out);
+            else reply_null_bulk(out); /* Redis 7.0 answers a null bulk here */
         }
     } else if (arg_is(sub, sublen, "docs")) {
         out = client_reply_buffer(c);

@@ -348,14 +348,27 @@ static void work_push(lock_unit *u)
     L.work[L.nwork++] = u;
 }
 
+/* A keyed request's intent on the keyspace unit conflicts only with full
+ * keyspace holders and with full requests queued ahead of it (`ahead`, by
+ * mode). Intents never conflict with each other, and one compatible with every
+ * full request ahead cannot delay them, so it is taken as soon as this holds,
+ * even while its set still waits for keys: otherwise a request waiting for one
+ * key would hold back requests for unrelated keys through the keyspace queue. */
+static int intent_ok(const lock_unit *u, int mode, const unsigned *ahead)
+{
+    for (int h = 0; h < LOCK_MODES; h++)
+        if ((u->full[h] || ahead[h]) && !compat[h][mode]) return 0;
+    return 1;
+}
+
 /* A waiting set is granted when each of its entries heads its unit's queue
- * and is compatible with the holders. */
+ * and is compatible with the holders (intents are taken by unit_process). */
 static int set_try_grant(lock_set *ls)
 {
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
         if (e->granted) continue;
-        if (e->unit->wait_head != e || !entry_compatible(e, ls->mode)) return 0;
+        if (e->intent || e->unit->wait_head != e || !entry_compatible(e, ls->mode)) return 0;
     }
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
@@ -370,25 +383,54 @@ static int set_try_grant(lock_set *ls)
     return 1;
 }
 
+static int grant_head(lock_entry *head)
+{
+    if (head->extend) {
+        if (!entry_compatible(head, head->set->mode)) return 0;
+        wait_unlink(head);
+        holder_link(head);
+        head->set->waiting_extend = NULL;
+        ready_push(head->set);
+        return 1;
+    }
+    if (!set_try_grant(head->set)) return 0;
+    ready_push(head->set);
+    return 1;
+}
+
+/* Grants what the queue of u allows now: full entries strictly from the head,
+ * intents (keyspace unit only) wherever intent_ok holds. */
+static void unit_process(lock_unit *u)
+{
+    unsigned ahead[LOCK_MODES] = {0};
+    unsigned intents_kept = 0;
+    lock_entry *w = u->wait_head;
+    while (w) {
+        lock_entry *next = w->next;
+        if (w->intent) {
+            if (intent_ok(u, w->set->mode, ahead)) {
+                wait_unlink(w);
+                holder_link(w);
+                if (set_try_grant(w->set)) ready_push(w->set);
+            } else {
+                intents_kept++;
+            }
+        } else if (w == u->wait_head && grant_head(w)) {
+            /* The holders changed: start again from the new head. */
+            memset(ahead, 0, sizeof(ahead));
+            intents_kept = 0;
+            next = u->wait_head;
+        } else {
+            ahead[w->set->mode]++;
+            if (intents_kept == u->intent_wait) break; /* no intent behind that could pass */
+        }
+        w = next;
+    }
+}
+
 static void process_work(void)
 {
-    while (L.nwork) {
-        lock_unit *u = L.work[--L.nwork];
-        for (;;) {
-            lock_entry *head = u->wait_head;
-            if (!head) break;
-            if (head->extend) {
-                if (!entry_compatible(head, head->set->mode)) break;
-                wait_unlink(head);
-                holder_link(head);
-                head->set->waiting_extend = NULL;
-                ready_push(head->set);
-                continue;
-            }
-            if (!set_try_grant(head->set)) break;
-            ready_push(head->set);
-        }
-    }
+    while (L.nwork) unit_process(L.work[--L.nwork]);
 }
 
 static int conflicting_busy_holder(const lock_entry *e, int mode)
@@ -403,11 +445,16 @@ static int conflicting_busy_holder(const lock_entry *e, int mode)
 
 int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 {
-    if (!ls->has_keyspace) entry_new(ls, L.keyspace, 1);
+    if (!ls->has_keyspace && !ls->has_intent) { /* once: acquire may be retried after LOCK_BUSY */
+        entry_new(ls, L.keyspace, 1);
+        ls->has_intent = 1;
+    }
     int grantable = 1;
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
-        if (e->unit->wait_head || !entry_compatible(e, ls->mode)) {
+        int ok = e->intent ? intent_ok(e->unit, ls->mode, e->unit->full_wait)
+                           : !e->unit->wait_head && entry_compatible(e, ls->mode);
+        if (!ok) {
             grantable = 0;
             if (refuse_if_busy && conflicting_busy_holder(e, ls->mode)) {
                 L.stats.busy_refusals++;
@@ -422,7 +469,11 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
         L.stats.granted_immediately++;
         return LOCK_GRANTED;
     }
-    for (int i = 0; i < ls->n; i++) wait_append(entry_at(ls, i));
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->intent && intent_ok(e->unit, ls->mode, e->unit->full_wait)) holder_link(e);
+        else wait_append(e);
+    }
     ls->state = SET_WAITING;
     L.stats.sets_waiting++;
     L.stats.waited++;
@@ -447,6 +498,7 @@ void lock_set_release_all(lock_set *ls)
     ls->n = 0;
     ls->state = SET_NEW;
     ls->has_keyspace = 0;
+    ls->has_intent = 0;
     ls->waiting_extend = NULL;
     process_work();
 }
@@ -482,24 +534,26 @@ int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len)
     return 0;
 }
 
-/* Depth-first search over "waits for" edges from unit u: does it lead back
- * to `target`? Only scripts waiting for an undeclared key wait while
- * holding, so the graph is small. *victim gets a member that has not
- * written, if any. */
-static int cycle_from(lock_unit *u, int mode, lock_set *target, lock_set **victim, int depth)
+/* Depth-first search over "waits for" edges from an entry of mode `mode`
+ * waiting on unit u (self, or NULL for one about to be queued behind every
+ * extend waiter): does it lead back to `target`? Only scripts waiting for an
+ * undeclared key wait while holding, so the graph is small. *victim gets a
+ * member that has not written, if any. */
+static int cycle_from(lock_unit *u, int mode, const lock_entry *self, lock_set *target, lock_set **victim,
+                      int depth)
 {
     if (depth > 64) return 1; /* pathological: treat as a cycle rather than recurse forever */
     for (int pass = 0; pass < 2; pass++) {
         lock_entry *list = pass == 0 ? u->holders : u->wait_head;
         for (lock_entry *h = list; h; h = h->next) {
-            if (pass == 1 && !h->extend) break;
+            if (pass == 1 && (!h->extend || h == self)) break; /* only those ahead block it */
             lock_set *hs = h->set;
             if (pass == 0 && compat[hs->mode][mode]) continue;
             if (hs == target) return 1;
             if (hs->visit == L.visit_gen) continue;
             hs->visit = L.visit_gen;
             if (!hs->waiting_extend) continue;
-            if (cycle_from(hs->waiting_extend->unit, hs->mode, target, victim, depth + 1)) {
+            if (cycle_from(hs->waiting_extend->unit, hs->mode, hs->waiting_extend, target, victim, depth + 1)) {
                 if (!hs->written && !*victim) *victim = hs;
                 return 1;
             }
@@ -525,7 +579,7 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         L.visit_gen++;
         lock_set *victim = NULL;
         u->refs++; /* keep u while a victim releases */
-        int cycle = cycle_from(u, ls->mode, ls, &victim, 0);
+        int cycle = cycle_from(u, ls->mode, NULL, ls, &victim, 0);
         if (!cycle) {
             lock_entry *e = entry_new(ls, u, 0);
             u->refs--;

@@ -25,7 +25,7 @@
 #include "proxy/scripting.h"
 #include "proxy/server.h"
 
-server_state server;
+
 
 #define MAX_LISTENERS (CONFIG_MAX_BIND + 1)
 static struct evconnlistener *listeners[MAX_LISTENERS];

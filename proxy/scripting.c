@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -53,10 +54,18 @@ typedef struct script_call {
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned attempts;
+    unsigned long long start_ms; /* when the run started (monotonic) */
     struct script_call *prev, *next;
 } script_call;
 
 static script_engine *engine;
+
+static unsigned long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
 static script_call *calls; /* every call not yet freed */
 static unsigned busy_count;
 static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors;
@@ -306,13 +315,17 @@ static void host_yield(void *host_ctx, script_run *run)
 {
     script_call *sc = script_run_userdata(run);
     sc->run = run;
-    if (!sc->busy && script_run_cpu_usec(run) >= (unsigned long long)config.busy_reply_threshold * 1000ULL) {
+    /* Like Redis, "busy" is wall time since the script started; only a
+     * script that keeps the CPU (it yields here) can become busy. */
+    if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
         log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
         set_busy(sc, 1);
     }
-    static const struct timeval zero = {0, 0};
+    /* A timer, not an immediate activation: libevent runs activated events
+     * in the same loop turn, which would starve the sockets. */
+    static const struct timeval soon = {0, 1};
     sc->scheduled++;
-    event_base_once(server.base, -1, EV_TIMEOUT, continue_cb, sc, &zero);
+    event_base_once(server.base, -1, EV_TIMEOUT, continue_cb, sc, &soon);
 }
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg)
@@ -375,6 +388,7 @@ static void call_start(script_call *sc)
     }
     sc->started = 1;
     sc->attempts++;
+    sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
     sc->depth++;
     script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens, sc->run_flags,

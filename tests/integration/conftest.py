@@ -78,6 +78,19 @@ def real_proxy(proxy):
 @pytest.fixture
 def diff(oracle, proxy):
     """A Differ with both sides flushed."""
+    if isinstance(proxy, harness.ProxyProcess) and not proxy.alive():
+        pytest.fail("the proxy is no longer running (exit status %s)\n%s"
+                    % (proxy.proc.returncode, proxy.diagnostics()), pytrace=False)
     d = harness.Differ(oracle, proxy)
     d.flushall()
     return d
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Tests that kill and restart the store run last, so that a proxy which
+    # fails to recover cannot take every later test down with it.
+    items.sort(key=lambda item: 1 if item.get_closest_marker("store_restart") else 0)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "store_restart: kills and restarts the store")

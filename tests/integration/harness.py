@@ -556,6 +556,18 @@ def _show(raw, limit=600):
     return s
 
 
+def _first_difference(e, a):
+    """Where two long replies start to differ (short ones are easy to read)."""
+    if not isinstance(e, bytes) or not isinstance(a, bytes) or max(len(e), len(a)) <= 200:
+        return ""
+    n = 0
+    while n < min(len(e), len(a)) and e[n] == a[n]:
+        n += 1
+    lo = max(0, n - 40)
+    return ("\n    first difference at byte %d: oracle ...%r... proxy ...%r..."
+            % (n, e[lo:n + 60], a[lo:n + 60]))
+
+
 class Differ:
     """Runs the same requests against the oracle and the proxy and compares
     the raw reply bytes."""
@@ -569,9 +581,10 @@ class Differ:
                 r = c.call("FLUSHALL")
                 assert r == b"+OK\r\n", "FLUSHALL on %s answered %r" % (ep.name, r)
 
-    def run(self, steps, fresh=True):
+    def run(self, steps):
         """Run all steps on a new connection to each side; assert every reply
         is byte-identical. Returns the oracle's raw replies."""
+        __tracebackhide__ = True  # the assertion text says everything
         steps = [as_step(s) for s in steps]
         with self.oracle.connect() as oc:
             expected = run_steps(oc, steps)
@@ -585,9 +598,10 @@ class Differ:
                 problems.append("step %d (%s): the oracle itself failed: %s"
                                 % (i, st.describe(), e))
                 continue
-            if _normalize(st, e) != _normalize(st, a):
-                problems.append("step %d: %s\n    oracle: %s\n    proxy:  %s"
-                                % (i, st.describe(), _show(e), _show(a)))
+            ne, na = _normalize(st, e), _normalize(st, a)
+            if ne != na:
+                problems.append("step %d: %s\n    oracle: %s\n    proxy:  %s%s"
+                                % (i, st.describe(), _show(e), _show(a), _first_difference(ne, na)))
         if problems:
             raise AssertionError("replies differ (%s vs %s):\n%s"
                                  % (self.oracle.name, self.proxy.name, "\n".join(problems)))
@@ -595,12 +609,9 @@ class Differ:
 
     def run_pipeline(self, commands):
         """Send every command in one write and compare the replies as a whole."""
+        __tracebackhide__ = True
         data = b"".join(encode_command(*c) for c in commands)
         return self.run([Step(raw=data, replies=len(commands))])
-
-
-def sanitizer_lines(text):
-    return [l for l in text.splitlines() if any(m in l for m in SANITIZER_MARKERS)]
 
 
 def count_error_lines(text):

@@ -1,6 +1,6 @@
 """Checks of the proxy process itself (not differential): a benchmark run,
 surviving a store restart on the same client connection, and many clients
-pipelining at once. They need the real proxy, so they skip under
+pipelining at once. Those need the real proxy, so they skip under
 EVALPROXY_TARGET=store."""
 
 import selectors
@@ -14,6 +14,17 @@ from harness import (ConnectionClosed, ReplyTimeout, RespConnection, count_error
                      encode_command)
 
 BENCH_TESTS = "ping,set,get,incr,lpush,rpush,lpop,rpop,sadd,hset,spop,zadd,lrange,mset"
+
+
+def test_store_has_no_scripting(store):
+    # The store runs with the scripting commands renamed away, so anything
+    # that works through the proxy cannot have been delegated to them.
+    with store.connect() as c:
+        for cmd in (("EVAL", "return 1", "0"), ("EVALSHA", "a" * 40, "0"), ("SCRIPT", "FLUSH"),
+                    ("FUNCTION", "LIST"), ("FCALL", "f", "0"), ("EVAL_RO", "return 1", "0")):
+            r = c.call(*cmd)
+            assert r.startswith(b"-ERR unknown command '%s'" % cmd[0].encode()), (cmd, r)
+        assert c.call("PING") == b"+PONG\r\n"
 
 
 def test_redis_benchmark(real_proxy):
@@ -62,6 +73,7 @@ def _poll_until_ok(conn, deadline):
                 "restart; last replies: %r" % (last,))
 
 
+@pytest.mark.store_restart
 def test_store_restart(real_proxy, store):
     clients = [real_proxy.connect() for _ in range(3)]
     try:
@@ -103,27 +115,7 @@ def test_many_clients_pipelining(real_proxy):
         payloads = [encode_command("INCR", "many:%d" % i) * per_client for i in range(nclients)]
         for c, p in zip(conns, payloads):
             c.send(p)
-        sel = selectors.DefaultSelector()
-        got = {}
-        for i, c in enumerate(conns):
-            c.sock.setblocking(False)
-            sel.register(c.sock, selectors.EVENT_READ, i)
-            got[i] = bytearray()
-        deadline = time.monotonic() + 60
-        pending = set(range(nclients))
-        while pending and time.monotonic() < deadline:
-            for key, _ in sel.select(timeout=1.0):
-                i = key.data
-                data = key.fileobj.recv(65536)
-                if not data:
-                    pending.discard(i)
-                    sel.unregister(key.fileobj)
-                    continue
-                got[i] += data
-                if len(got[i]) >= len(expected):
-                    pending.discard(i)
-                    sel.unregister(key.fileobj)
-        sel.close()
+        got = _read_all(conns, len(expected), timeout=60)
         wrong = [i for i in range(nclients) if bytes(got[i]) != expected]
         assert not wrong, ("%d of %d clients got wrong or incomplete replies; client %d got %r"
                            % (len(wrong), nclients, wrong[0], bytes(got[wrong[0]])[:300]))
@@ -133,3 +125,78 @@ def test_many_clients_pipelining(real_proxy):
     finally:
         for c in conns:
             c.close()
+
+
+def _read_all(conns, expected_len, timeout):
+    """Read from every connection until each has expected_len bytes (or EOF)."""
+    sel = selectors.DefaultSelector()
+    got = {}
+    for i, c in enumerate(conns):
+        c.sock.setblocking(False)
+        sel.register(c.sock, selectors.EVENT_READ, i)
+        got[i] = bytearray()
+    deadline = time.monotonic() + timeout
+    pending = set(range(len(conns)))
+    while pending and time.monotonic() < deadline:
+        for key, _ in sel.select(timeout=1.0):
+            i = key.data
+            data = key.fileobj.recv(65536)
+            got[i] += data
+            if not data or len(got[i]) >= expected_len:
+                pending.discard(i)
+                sel.unregister(key.fileobj)
+    sel.close()
+    return got
+
+
+def test_shared_key_concurrency(real_proxy):
+    # Many clients pipelining INCR on one key: no increment may be lost and
+    # each client must see its own replies strictly increasing.
+    nclients, per_client = 50, 200
+    conns = [real_proxy.connect() for _ in range(nclients)]
+    try:
+        assert conns[0].call("DEL", "shared:ctr") in (b":0\r\n", b":1\r\n")
+        for c in conns:
+            c.send(encode_command("INCR", "shared:ctr") * per_client)
+        # Replies are ":N\r\n" with N up to nclients*per_client; read per client.
+        results = {}
+        for i, c in enumerate(conns):
+            c.sock.setblocking(True)
+            try:
+                results[i] = c.read_replies(per_client, timeout=30)
+            except (ReplyTimeout, ConnectionClosed):
+                pytest.fail("client %d did not get its %d replies" % (i, per_client))
+        for i, replies in results.items():
+            vals = [int(r[1:-2]) for r in replies]
+            assert all(r.startswith(b":") for r in replies), replies[:5]
+            assert vals == sorted(vals) and len(set(vals)) == len(vals), \
+                "client %d saw non-increasing counter values: %r" % (i, vals[:20])
+        everything = sorted(v for replies in results.values() for v in
+                            (int(r[1:-2]) for r in replies))
+        assert everything == list(range(1, nclients * per_client + 1)), "lost or repeated increments"
+        assert conns[0].call("GET", "shared:ctr") == b"$%d\r\n%d\r\n" % (
+            len(str(nclients * per_client)), nclients * per_client)
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_blocking_client_does_not_stall_others(real_proxy):
+    waiter = real_proxy.connect()
+    other = real_proxy.connect()
+    try:
+        assert other.call("DEL", "blk:q") in (b":0\r\n", b":1\r\n")
+        waiter.send_command("BLPOP", "blk:q", "5")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert other.call("SET", "blk:other", "v", timeout=2) == b"+OK\r\n"
+        assert other.call("GET", "blk:other", timeout=2) == b"$1\r\nv\r\n"
+        assert time.monotonic() - t0 < 1.0, "a blocked client stalled another connection"
+        assert other.call("RPUSH", "blk:q", "job", timeout=2) == b":1\r\n"
+        r = waiter.read_reply(timeout=3)
+        assert r == b"*2\r\n$5\r\nblk:q\r\n$3\r\njob\r\n", r
+        # The waiting connection is usable afterwards.
+        assert waiter.call("GET", "blk:other", timeout=2) == b"$1\r\nv\r\n"
+    finally:
+        waiter.close()
+        other.close()

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Runs every test for each build that is present:
+#   release:  ./evalproxy          and build/release/tests/test_*
+#   san:      build/san/evalproxy  and build/san/tests/test_*   (ASan + UBSan)
+# SUITES=release|san|"release san" picks the builds (default: both).
+# Each build runs its cmocka unit test binaries, then the pytest integration
+# suite against that build's proxy binary. The last line is the total:
+#   N passed, N failed[, N skipped]
+# and the exit status is non-zero if anything failed, a runner crashed, or
+# nothing ran at all.
+
+set -u
+cd "$(dirname "$0")/.." || exit 2
+
+PYTHON=/usr/bin/python3
+# Builds asked for explicitly must exist; by default a missing build is skipped.
+if [ -n "${SUITES:-}" ]; then explicit=1; else explicit=0; fi
+SUITES=${SUITES:-release san}
+# The suite must exercise the real proxy binary, never the store stand-in.
+unset EVALPROXY_TARGET
+# Keep the source tree free of __pycache__ directories.
+export PYTHONDONTWRITEBYTECODE=1
+UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
+IT_TIMEOUT=${IT_TIMEOUT:-1800}
+
+total_pass=0
+total_fail=0
+total_skip=0
+problems=()
+summaries=()
+
+logdir=$(mktemp -d "${TMPDIR:-/tmp}/evalproxy-tests.XXXXXX")
+trap 'rm -rf "$logdir"' EXIT
+
+summary() { # build what passed failed skipped
+    local line
+    line=$(printf '%-8s %-34s %5d passed, %d failed' "$1" "$2" "$3" "$4")
+    if [ "$5" -gt 0 ]; then line="$line, $5 skipped"; fi
+    summaries+=("$line")
+    echo "== $line"
+}
+
+# Sum the numbers cmocka prints in "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)".
+cmocka_count() { # file PASSED|FAILED
+    sed -n "s/^\[  $2  \] \([0-9][0-9]*\) test(s).*/\1/p" "$1" | awk '{s+=$1} END {print s+0}'
+}
+
+run_unit() { # build binary
+    local build=$1 bin=$2 name log rc pass fail
+    name=$(basename "$bin")
+    log="$logdir/$build-$name.log"
+    timeout "$UNIT_TIMEOUT" "$bin" >"$log" 2>&1
+    rc=$?
+    pass=$(cmocka_count "$log" PASSED)
+    fail=$(cmocka_count "$log" FAILED)
+    if [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ]; then
+        # Crashed, timed out or a sanitizer aborted it: not a clean test failure.
+        fail=1
+        problems+=("$build unit $name: exited with status $rc without a cmocka failure count")
+    elif [ "$rc" -ne 0 ]; then
+        problems+=("$build unit $name: $fail failed")
+    elif [ $((pass + fail)) -eq 0 ]; then
+        fail=1
+        problems+=("$build unit $name: ran no tests")
+    fi
+    if [ "$fail" -gt 0 ]; then
+        echo "---- $build/$name output ----"
+        cat "$log"
+        echo "----"
+    fi
+    total_pass=$((total_pass + pass))
+    total_fail=$((total_fail + fail))
+    summary "$build" "unit $name" "$pass" "$fail" 0
+}
+
+# Reads "N passed", "N failed", "N skipped", "N error(s)" from pytest's final summary.
+pytest_count() { # file word
+    local line
+    line=$(grep -E '^(=+ )?[0-9a-z ,]+ in [0-9.]+s( \([0-9:]+\))?( =+)?$' "$1" | tail -n 1)
+    echo "$line" | grep -oE "[0-9]+ $2" | awk '{s+=$1} END {print s+0}'
+}
+
+run_integration() { # build binary
+    local build=$1 bin=$2 log rc pass fail skip errors
+    log="$logdir/$build-integration.log"
+    echo "-- $build: pytest tests/integration (EVALPROXY_BIN=$bin)"
+    EVALPROXY_BIN="$bin" timeout "$IT_TIMEOUT" \
+        "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    pass=$(pytest_count "$log" passed)
+    fail=$(pytest_count "$log" failed)
+    skip=$(pytest_count "$log" skipped)
+    errors=$(pytest_count "$log" error)
+    fail=$((fail + errors))
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; then
+        # 2 interrupted, 3 internal error, 4 usage, 5 nothing collected, 124 timeout.
+        fail=$((fail + 1))
+        problems+=("$build integration: pytest exited with status $rc")
+    elif [ "$rc" -eq 1 ] && [ "$fail" -eq 0 ]; then
+        fail=1
+        problems+=("$build integration: pytest failed without a failure count")
+    elif [ "$fail" -gt 0 ]; then
+        problems+=("$build integration: $fail failed")
+    elif [ "$pass" -eq 0 ]; then
+        fail=1
+        problems+=("$build integration: no test passed")
+    fi
+    total_pass=$((total_pass + pass))
+    total_fail=$((total_fail + fail))
+    total_skip=$((total_skip + skip))
+    summary "$build" "integration" "$pass" "$fail" "$skip"
+}
+
+builds_run=0
+for build in $SUITES; do
+    case "$build" in
+        release)
+            bin=./evalproxy
+            unitdir=build/release/tests
+            unset ASAN_OPTIONS UBSAN_OPTIONS
+            ;;
+        san)
+            bin=build/san/evalproxy
+            unitdir=build/san/tests
+            export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+            export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+            ;;
+        *)
+            echo "unknown suite '$build' in SUITES (use release and/or san)" >&2
+            problems+=("unknown suite $build")
+            total_fail=$((total_fail + 1))
+            continue
+            ;;
+    esac
+    if [ ! -x "$bin" ]; then
+        echo "-- $build: $bin not built, skipping this build"
+        if [ "$explicit" -eq 1 ]; then
+            problems+=("$build: $bin is missing")
+            total_fail=$((total_fail + 1))
+        fi
+        continue
+    fi
+    builds_run=$((builds_run + 1))
+    echo "== $build build: $bin"
+    unset CMOCKA_MESSAGE_OUTPUT CMOCKA_XML_FILE
+    found_unit=0
+    for t in "$unitdir"/test_*; do
+        [ -f "$t" ] && [ -x "$t" ] || continue
+        found_unit=1
+        run_unit "$build" "$t"
+    done
+    if [ "$found_unit" -eq 0 ]; then
+        echo "-- $build: no unit test binaries in $unitdir"
+    fi
+    run_integration "$build" "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+done
+
+echo
+echo "Summary:"
+for s in "${summaries[@]+"${summaries[@]}"}"; do
+    echo "  $s"
+done
+for p in "${problems[@]+"${problems[@]}"}"; do
+    echo "  problem: $p"
+done
+
+if [ "$builds_run" -eq 0 ] || [ $((total_pass + total_fail)) -eq 0 ]; then
+    echo "  problem: no tests ran"
+    total_fail=$((total_fail + 1))
+fi
+
+final="$total_pass passed, $total_fail failed"
+if [ "$total_skip" -gt 0 ]; then final="$final, $total_skip skipped"; fi
+echo "$final"
+[ "$total_fail" -eq 0 ]
