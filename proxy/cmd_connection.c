@@ -127,8 +127,7 @@ void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t 
             reply_error(out, "ERR Protocol version is not an integer or out of range");
             return;
         }
-        /* RESP3 is not spoken yet: refuse it as Redis refuses unknown versions. */
-        if (ver < 2 || ver > 2) {
+        if (ver < 2 || ver > 3) {
             reply_error(out, "NOPROTO unsupported protocol version");
             return;
         }
@@ -161,6 +160,12 @@ void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t 
         reply_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                          "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
                          "select the RESP protocol version at the same time");
+        return;
+    }
+    if (ver == 3) {
+        /* RESP3 is not spoken yet: refused once the options are known good,
+         * with the text Redis gives for versions it does not speak. */
+        reply_error(out, "NOPROTO unsupported protocol version");
         return;
     }
     if (name) set_name(&c->name, name, nlen);
