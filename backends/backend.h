@@ -40,6 +40,12 @@ typedef struct backend_ops {
     /* "name:value\r\n" lines for INFO. */
     void (*info)(backend *b, struct evbuffer *out);
     void (*free)(backend *b);
+    /* A connection of one client's own (MULTI/WATCH spans, blocking
+     * commands): usable at once, never shared, never reconnected. Returns
+     * its id for send(), or -1. Released connections in good order are kept
+     * for reuse; reuse 0 closes it (its pending callbacks are dropped). */
+    int (*open_dedicated)(backend *b);
+    void (*release_dedicated)(backend *b, int conn, int reuse);
 } backend_ops;
 
 struct backend {
@@ -62,6 +68,11 @@ static inline int backend_send(backend *b, int conn, int db, int argc, char **ar
 static inline const char *backend_error(backend *b) { return b->ops->error(b); }
 static inline void backend_info(backend *b, struct evbuffer *out) { b->ops->info(b, out); }
 static inline void backend_free(backend *b) { if (b) b->ops->free(b); }
+static inline int backend_open_dedicated(backend *b) { return b->ops->open_dedicated(b); }
+static inline void backend_release_dedicated(backend *b, int conn, int reuse)
+{
+    b->ops->release_dedicated(b, conn, reuse);
+}
 
 /* Parsed form of a backend URL. */
 typedef struct backend_url {

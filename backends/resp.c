@@ -26,6 +26,7 @@ static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 2000
+#define DEDICATED_BASE 1000000
 
 typedef struct pending_req {
     backend_reply_fn *fn;
@@ -48,6 +49,10 @@ typedef struct resp_conn {
     struct event *retry_ev;
     unsigned backoff_ms;
     unsigned long long connects;
+    unsigned dedicated : 1; /* one client's own connection: never reconnected */
+    unsigned in_use : 1;    /* dedicated and lent out */
+    unsigned delivering : 1;  /* inside deliver_replies: callbacks are running */
+    unsigned free_after : 1;  /* released from a callback: freed once they return */
 } resp_conn;
 
 typedef struct resp_backend {
@@ -55,6 +60,8 @@ typedef struct resp_backend {
     struct event_base *evb;
     backend_url url;
     resp_conn *conns;
+    resp_conn **dconns; /* dedicated connections; ids DEDICATED_BASE + index */
+    int ndconns;
     redisReplyObjectFunctions *parse_fns; /* hiredis's default reply objects */
     char error[256];
     char last_cause[128];
@@ -149,10 +156,10 @@ static void conn_drop(resp_conn *c, const char *why)
     c->state = CONN_DOWN;
     snprintf(c->rb->last_cause, sizeof(c->rb->last_cause), "%s", why);
     set_unavailable_error(c->rb);
-    if (was_ready) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
+    if (was_ready && !c->dedicated) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
     else log_verbose("backend %s connection %d: %s", c->rb->base.display, c->idx, why);
     fail_pending(c, was_ready ? "connection lost" : why);
-    schedule_retry(c);
+    if (!c->dedicated) schedule_retry(c);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -164,7 +171,18 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- reading --------------------------------------------------------------- */
 
+static void conn_free_dedicated(resp_conn *c);
+static void deliver_replies_loop(resp_conn *c);
+
 static void deliver_replies(resp_conn *c)
+{
+    c->delivering = 1;
+    deliver_replies_loop(c);
+    c->delivering = 0;
+    if (c->free_after) conn_free_dedicated(c);
+}
+
+static void deliver_replies_loop(resp_conn *c)
 {
     resp_backend *rb = c->rb;
     struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -218,7 +236,7 @@ static void deliver_replies(resp_conn *c)
         size_t before = evbuffer_get_length(in);
         if (p.fn) p.fn(p.ctx, &br);
         if (p.mode == BACKEND_PARSED) freeReplyObject(obj);
-        if (!c->bev) return; /* a callback closed things down */
+        if (!c->bev || c->free_after) return; /* a callback closed things down */
         size_t taken = before - evbuffer_get_length(in);
         if (taken < reply_len) evbuffer_drain(in, reply_len - taken);
         c->fed -= reply_len;
@@ -242,6 +260,7 @@ static void handshake_cb(void *ctx, const backend_reply *r)
         conn_drop(c, why); /* safe here: deliver_replies stops when bev is gone */
         return;
     }
+    if (c->dedicated) return;
     c->state = CONN_READY;
     c->backoff_ms = 0;
     log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
@@ -258,6 +277,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         bufferevent_set_timeouts(c->bev, NULL, NULL);
         c->connects++;
+        if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
         const backend_url *u = &c->rb->url;
         if (u->password) {
@@ -311,7 +331,8 @@ static void conn_connect(resp_conn *c)
         if (rc != 0 || !res) {
             snprintf(rb->last_cause, sizeof(rb->last_cause), "cannot resolve %s: %s", rb->url.host, gai_strerror(rc));
             set_unavailable_error(rb);
-            schedule_retry(c);
+            c->state = CONN_DOWN;
+            if (!c->dedicated) schedule_retry(c);
             return;
         }
         memcpy(&ss, res->ai_addr, res->ai_addrlen);
@@ -334,10 +355,19 @@ static void conn_connect(resp_conn *c)
 
 /* ---- backend_ops ----------------------------------------------------------- */
 
+static resp_conn *conn_at(resp_backend *rb, int conn)
+{
+    if (conn >= 0 && conn < rb->base.connections) return &rb->conns[conn];
+    if (conn >= DEDICATED_BASE && conn - DEDICATED_BASE < rb->ndconns) return rb->dconns[conn - DEDICATED_BASE];
+    return NULL;
+}
+
 static int rb_conn_ready(backend *b, int conn)
 {
-    resp_backend *rb = (resp_backend *)b;
-    return conn >= 0 && conn < b->connections && rb->conns[conn].state == CONN_READY;
+    resp_conn *c = conn_at((resp_backend *)b, conn);
+    /* A dedicated connection takes commands while it is still connecting:
+     * they wait in its buffer behind the handshake. */
+    return c && (c->state == CONN_READY || (c->dedicated && c->state != CONN_DOWN));
 }
 
 static int rb_pick(backend *b, unsigned hint)
@@ -359,7 +389,7 @@ static int rb_send(backend *b, int conn, int db, int argc, char **argv, const si
         set_unavailable_error(rb);
         return -1;
     }
-    resp_conn *c = &rb->conns[conn];
+    resp_conn *c = conn_at(rb, conn);
     struct evbuffer *out = bufferevent_get_output(c->bev);
     if (c->db != db) {
         /* Multiplexed connections follow each client's database lazily. */
@@ -374,6 +404,89 @@ static int rb_send(backend *b, int conn, int db, int argc, char **argv, const si
     write_command(out, argc, argv, argvlen);
     q_push(c, fn, ctx, mode);
     return 0;
+}
+
+static void conn_free_dedicated(resp_conn *c)
+{
+    /* Whoever waits on it has gone: drop the callbacks, do not call them. */
+    c->qlen = 0;
+    if (c->bev) bufferevent_free(c->bev);
+    if (c->reader) redisReaderFree(c->reader);
+    if (c->retry_ev) event_free(c->retry_ev);
+    free(c->q);
+    free(c);
+}
+
+static int rb_open_dedicated(backend *b)
+{
+    resp_backend *rb = (resp_backend *)b;
+    int free_slot = -1;
+    for (int i = 0; i < rb->ndconns; i++) {
+        resp_conn *c = rb->dconns[i];
+        if (!c) {
+            if (free_slot < 0) free_slot = i;
+            continue;
+        }
+        if (c->in_use) continue;
+        if (c->state == CONN_DOWN) { /* closed by the store while idle */
+            conn_free_dedicated(c);
+            rb->dconns[i] = NULL;
+            if (free_slot < 0) free_slot = i;
+            continue;
+        }
+        c->in_use = 1;
+        return DEDICATED_BASE + i;
+    }
+    if (free_slot < 0) {
+        rb->dconns = realloc(rb->dconns, sizeof(*rb->dconns) * (size_t)(rb->ndconns + 1));
+        if (!rb->dconns) abort();
+        free_slot = rb->ndconns++;
+    }
+    resp_conn *c = calloc(1, sizeof(*c));
+    if (!c) abort();
+    c->rb = rb;
+    c->idx = DEDICATED_BASE + free_slot;
+    c->dedicated = 1;
+    c->in_use = 1;
+    rb->dconns[free_slot] = c;
+    conn_connect(c);
+    if (c->state == CONN_DOWN) {
+        rb->dconns[free_slot] = NULL;
+        conn_free_dedicated(c);
+        return -1;
+    }
+    c->db = 0;
+    const backend_url *u = &rb->url;
+    if (u->password) {
+        char *argv[3];
+        size_t lens[3];
+        int argc = 0;
+        argv[argc] = "AUTH", lens[argc++] = 4;
+        if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
+        argv[argc] = u->password, lens[argc++] = strlen(u->password);
+        write_command(bufferevent_get_output(c->bev), argc, argv, lens);
+        q_push(c, handshake_cb, c, BACKEND_PARSED);
+    }
+    return c->idx;
+}
+
+static void rb_release_dedicated(backend *b, int conn, int reuse)
+{
+    resp_backend *rb = (resp_backend *)b;
+    resp_conn *c = conn_at(rb, conn);
+    if (!c || !c->dedicated) return;
+    if (reuse && c->state != CONN_DOWN && c->qlen == 0) {
+        c->in_use = 0;
+        return;
+    }
+    rb->dconns[conn - DEDICATED_BASE] = NULL;
+    if (c->delivering) {
+        /* Released from one of its own reply callbacks. */
+        c->free_after = 1;
+        c->qlen = 0;
+        return;
+    }
+    conn_free_dedicated(c);
 }
 
 static const char *rb_error(backend *b)
@@ -399,6 +512,13 @@ static void rb_info(backend *b, struct evbuffer *out)
     evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
     evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
     evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", rb->replies, rb->failures);
+    int dedicated = 0, lent = 0;
+    for (int i = 0; i < rb->ndconns; i++) {
+        if (!rb->dconns[i]) continue;
+        dedicated++;
+        lent += rb->dconns[i]->in_use;
+    }
+    evbuffer_add_printf(out, "backend_dedicated_connections:%d\r\nbackend_dedicated_in_use:%d\r\n", dedicated, lent);
     for (int i = 0; i < b->connections; i++)
         evbuffer_add_printf(out, "backend_conn%d:state=%s,db=%d,pending=%zu\r\n", i, state_names[rb->conns[i].state],
                             rb->conns[i].db, rb->conns[i].qlen);
@@ -418,13 +538,20 @@ static void rb_free(backend *b)
         free(c->q);
     }
     free(rb->conns);
+    for (int i = 0; i < rb->ndconns; i++)
+        if (rb->dconns[i]) {
+            fail_pending(rb->dconns[i], "shutting down");
+            conn_free_dedicated(rb->dconns[i]);
+        }
+    free(rb->dconns);
     backend_url_free(&rb->url);
     free(rb->parse_fns);
     free(b->display);
     free(rb);
 }
 
-static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free};
+static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free,
+                                     rb_open_dedicated, rb_release_dedicated};
 
 backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections)
 {

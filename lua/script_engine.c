@@ -467,6 +467,15 @@ static int l_math_randomseed(lua_State *L) {
 
 static script_run *current_run(lua_State *L) { return engine_of(L)->current; }
 
+/* coroutine.running: each run has a Lua thread of its own, where Redis runs
+ * every script on the main thread; the run's own thread answers nil as the
+ * main thread does, and coroutines the script made answer themselves. */
+static int l_coroutine_running(lua_State *L) {
+    script_run *r = current_run(L);
+    if (lua_pushthread(L) || (r && r->L == L)) lua_pushnil(L);
+    return 1;
+}
+
 /* A killed run never runs Lua code again: leave the fiber for good. */
 static void check_killed(script_run *r) {
     if (r->killed) {
@@ -816,6 +825,10 @@ static int setup_state(lua_State *L) {
     lua_setfield(L, G, "pairs");
     lua_pushvalue(L, errh);
     lua_setfield(L, G, "__redis__err__handler");
+
+    lua_getglobal(L, "coroutine");
+    set_fn(L, "running", l_coroutine_running);
+    lua_pop(L, 1);
 
     static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};
     for (int i = 0; libs[i]; i++) {

@@ -21,6 +21,7 @@
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
+#include "proxy/transactions.h"
 #include "proxy/server.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
@@ -219,6 +220,9 @@ client *client_create(int fd, int is_unix)
     c->db = server.backend ? server.backend->default_db : 0;
     c->authenticated = 0;
     c->backend_conn = -1;
+    c->watch_conn = -1;
+    c->dedicated_conn = -1;
+    c->exec_new_db = -1;
     c->ctime = c->last_interaction = time(NULL);
     request_parser_init(&c->parser);
     c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
@@ -257,6 +261,12 @@ void client_close(client *c)
         c->waiting_locks = NULL;
     }
     if (c->script) scripting_client_gone(c);
+    if (c->exec_pending) {
+        multi_state *m = c->exec_pending;
+        c->exec_pending = NULL;
+        c->multi = m; /* freed below with the rest of the transaction state */
+    }
+    transactions_client_gone(c);
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;

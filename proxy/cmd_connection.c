@@ -15,6 +15,7 @@
 #include "proxy/config.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
+#include "proxy/transactions.h"
 
 #define SYNTAX_ERR "ERR syntax error"
 
@@ -207,6 +208,7 @@ void cmd_select(client *c, const command_def *cmd, int argc, char **argv, size_t
 
 void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    transactions_reset(c);
     c->db = server.backend ? server.backend->default_db : 0;
     c->resp = 2;
     set_name(&c->name, NULL, 0);

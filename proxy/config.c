@@ -53,6 +53,7 @@ static const config_def config_defs[] = {
     {"backend", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_url, 0, 0, NULL, NULL, NULL},
     {"backend-connections", NULL, CT_INT, CF_IMMUTABLE, &config.backend_connections, 1, 256, NULL, NULL, NULL},
     {"backend-admin-commands", NULL, CT_BOOL, 0, &config.backend_admin_commands, 0, 1, NULL, NULL, NULL},
+    {"backend-blocking-connections", NULL, CT_LL, 0, &config.backend_blocking_connections, 0, 100000, NULL, NULL, NULL},
     {"backend-connect-timeout", NULL, CT_LL, 0, &config.backend_connect_timeout_ms, 1, 3600000, NULL, NULL, NULL},
     {"requirepass", NULL, CT_STRING, 0, &config.requirepass, 0, 0, NULL, NULL, NULL},
     {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 1000000, NULL, NULL, NULL},
@@ -99,6 +100,7 @@ void config_init_defaults(void)
     config.backend_connections = 4;
     config.backend_admin_commands = 0;
     config.backend_connect_timeout_ms = 2000;
+    config.backend_blocking_connections = 1024;
     config.maxclients = 10000;
     config.timeout = 0;
     config.tcp_keepalive = 300;

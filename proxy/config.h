@@ -24,6 +24,7 @@ typedef struct proxy_config {
     int backend_connections;
     int backend_admin_commands;
     long long backend_connect_timeout_ms;
+    long long backend_blocking_connections;
     char *requirepass;
     int maxclients;
     int timeout;        /* seconds; 0 = never close idle clients */

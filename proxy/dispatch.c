@@ -17,6 +17,7 @@
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
+#include "proxy/transactions.h"
 #include "proxy/server.h"
 
 /* ---- relaying ------------------------------------------------------------ */
@@ -45,12 +46,23 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
         }
     }
     client_slot_done(s);
+    if (c && !c->relay_inflight && c->drain_fn && !(c->flags & CLIENT_CLOSING)) {
+        void (*fn)(client *) = c->drain_fn;
+        c->drain_fn = NULL;
+        fn(c);
+    }
+}
+
+void client_when_drained(client *c, void (*fn)(client *c))
+{
+    if (!c->relay_inflight) fn(c);
+    else c->drain_fn = fn;
 }
 
 /* The connection a client's next relayed command goes out on. A client keeps
  * its connection while it has commands in flight, so the store runs them in
  * the order the client sent them. */
-static int client_backend_conn(client *c)
+int client_shared_conn(client *c)
 {
     backend *b = server.backend;
     if (c->relay_inflight && backend_conn_ready(b, c->backend_conn)) return c->backend_conn;
@@ -61,7 +73,7 @@ static int client_backend_conn(client *c)
 static void relay_send(client *c, lock_set *ls, int argc, char **argv, size_t *argvlen)
 {
     backend *b = server.backend;
-    int conn = client_backend_conn(c);
+    int conn = client_shared_conn(c);
     if (conn < 0) {
         if (ls) lock_set_release(ls);
         server.stats.backend_errors++;
@@ -96,6 +108,13 @@ static const char *const keyspace_commands[] = {
     "flushall", "flushdb", "keys", "scan", "randomkey", "swapdb", "dbsize", "move", "copy", NULL,
 };
 
+int command_is_keyspace_wide(const command_def *cmd)
+{
+    for (const char *const *k = keyspace_commands; *k; k++)
+        if (!strcmp(*k, cmd->name)) return 1;
+    return 0;
+}
+
 /* The lock units a plain command needs, or NULL for none. */
 static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen,
                               lock_granted_fn *fn, void *ctx)
@@ -107,13 +126,10 @@ static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, c
         return ls;
     }
     int mode = (cmd->flags & CMD_WRITE) ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
-    const char *name = cmd->name;
-    for (const char *const *k = keyspace_commands; *k; k++) {
-        if (!strcmp(*k, name)) {
-            lock_set *ls = lock_set_new(mode, fn, ctx);
-            lock_set_add_keyspace(ls);
-            return ls;
-        }
+    if (command_is_keyspace_wide(cmd)) {
+        lock_set *ls = lock_set_new(mode, fn, ctx);
+        lock_set_add_keyspace(ls);
+        return ls;
     }
     if (cmd->key_spec_count == 0 && !cmd->getkeys) return NULL;
     int stack_keys[32];
@@ -169,7 +185,8 @@ static const local_command local_commands[] = {
     {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {"eval", cmd_eval},
     {"evalsha", cmd_eval},    {"eval_ro", cmd_eval},    {"evalsha_ro", cmd_eval}, {"script", cmd_script},
     {"function", cmd_function_unsupported}, {"fcall", cmd_function_unsupported},
-    {"fcall_ro", cmd_function_unsupported}, {NULL, NULL},
+    {"fcall_ro", cmd_function_unsupported}, {"multi", cmd_multi}, {"exec", cmd_exec},
+    {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch}, {NULL, NULL},
 };
 
 /* Administration of the store itself: refused unless backend-admin-commands. */
@@ -183,11 +200,10 @@ static const char *const connection_takeover_commands[] = {"monitor", "sync", "p
 
 /* Commands that hold state on a connection, carried by later work. */
 static const char *const stateful_commands[] = {
-    "multi", "exec", "discard", "watch", "unwatch", "subscribe", "psubscribe", "ssubscribe",
-    "unsubscribe", "punsubscribe", "sunsubscribe", NULL,
+    "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", NULL,
 };
 
-enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL };
+enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL, KIND_BLOCKING };
 
 typedef struct command_route {
     int kind;
@@ -216,7 +232,7 @@ void dispatch_init(void)
         if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
         else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
         else if (in_list(stateful_commands, name)) r->kind = KIND_STATEFUL;
-        else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_STATEFUL;
+        else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_BLOCKING;
     }
 }
 
@@ -281,6 +297,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         }
         if (!cmd) {
             reply_unknown_subcommand(c, argv);
+            multi_flag_dirty(c);
             return;
         }
     }
@@ -288,8 +305,10 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     if (!cmd) {
         /* Commands Redis 7.0 lacks may be the store's own: relay them, but
          * never for a client that has not authenticated. */
-        if (!authed) {
+        if (!authed || c->multi) {
+            /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */
             reply_unknown_command(c, argc, argv);
+            multi_flag_dirty(c);
             return;
         }
         c->last_cmd = "unknown";
@@ -298,10 +317,12 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     }
     if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
         reply_errorf(client_reply_buffer(c), "ERR wrong number of arguments for '%s' command", cmd->name);
+        multi_flag_dirty(c);
         return;
     }
     if (!authed && !(cmd->flags & CMD_NO_AUTH)) {
         reply_error(client_reply_buffer(c), "NOAUTH Authentication required.");
+        multi_flag_dirty(c);
         return;
     }
     c->last_cmd = cmd->name;
@@ -313,6 +334,14 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     }
 
     const command_route *r = &routes[top - command_table];
+    if (c->multi) {
+        const char *n = top->name;
+        if (strcmp(n, "exec") && strcmp(n, "discard") && strcmp(n, "multi") && strcmp(n, "watch") &&
+            strcmp(n, "reset")) {
+            multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
+            return;
+        }
+    }
     switch (r->kind) {
     case KIND_LOCAL:
         r->handler(c, cmd, argc, argv, argvlen);
@@ -327,7 +356,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     case KIND_TAKEOVER:
         reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy", top->name);
         return;
-    case KIND_STATEFUL:
+    case KIND_BLOCKING:
         /* XREAD/XREADGROUP only block with BLOCK; without it they are plain reads. */
         if (!strcmp(top->name, "xread") || !strcmp(top->name, "xreadgroup")) {
             int blocking = 0;
@@ -336,6 +365,9 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
+        blocking_command(c, cmd);
+        return;
+    case KIND_STATEFUL:
         reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
         return;
     default:

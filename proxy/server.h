@@ -20,6 +20,7 @@ struct backend;
 struct command_def;
 
 typedef struct client client;
+typedef struct multi_state multi_state;
 
 /* One reply owed to a client, in request order. */
 typedef struct reply_slot {
@@ -64,6 +65,14 @@ struct client {
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
     const struct command_def *waiting_cmd;
     struct script_call *script;     /* the script this client waits for */
+    struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
+    struct multi_state *exec_pending;  /* EXEC waiting for its locks */
+    int exec_new_db;                   /* database after a running EXEC with SELECT, or -1 */
+    int watch_conn;                    /* connection of its own holding WATCH, or -1 */
+    int dedicated_conn;                /* own connection with a request in flight, or -1 */
+    reply_slot *dedicated_slot;        /* that request's reply */
+    int dedicated_blocking;            /* the request is a blocking command */
+    void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
     client *prev, *next;
@@ -110,6 +119,10 @@ void clients_shutdown(void);
 
 /* dispatch.c */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
+int client_shared_conn(client *c);
+/* Runs fn now if nothing the client relayed is in flight, else when it is. */
+void client_when_drained(client *c, void (*fn)(client *c));
+int command_is_keyspace_wide(const struct command_def *cmd);
 void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Busy error text, as Redis's. */
 #define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."

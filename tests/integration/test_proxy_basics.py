@@ -181,7 +181,6 @@ def test_shared_key_concurrency(real_proxy):
             c.close()
 
 
-@pytest.mark.xfail(strict=True, reason="blocking commands are not carried yet")
 def test_blocking_client_does_not_stall_others(real_proxy):
     waiter = real_proxy.connect()
     other = real_proxy.connect()

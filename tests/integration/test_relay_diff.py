@@ -17,20 +17,8 @@ from harness import Ref, Step, encode_command, parse_reply
 CASES = []
 
 
-# Cases that need what the proxy does not carry yet (transactions, blocking
-# commands, RESP3). Strict: once the proxy carries them the marks must go.
+# Cases that need what the proxy does not carry yet (RESP3). Strict: once the proxy carries them the marks must go.
 NOT_CARRIED_YET = {
-    "blocking-with-data": "blocking commands are not carried yet",
-    "blocking-timeout": "blocking commands are not carried yet",
-    "zpop": "BZPOPMIN/BZPOPMAX are not carried yet",
-    "zmpop": "BZMPOP is not carried yet",
-    "xread": "XREAD BLOCK is not carried yet",
-    "multi-exec": "MULTI/EXEC is not carried yet",
-    "multi-discard": "MULTI/EXEC is not carried yet",
-    "multi-queue-error": "MULTI/EXEC is not carried yet",
-    "multi-exec-runtime-error": "MULTI/EXEC is not carried yet",
-    "multi-nested": "MULTI/EXEC is not carried yet",
-    "watch-unwatch": "WATCH is not carried yet",
     "resp3-replies": "RESP3 (HELLO 3) is not spoken yet",
 }
 
@@ -626,7 +614,6 @@ def test_pipeline_across_types_and_dbs(diff):
     diff.run_pipeline(cmds)
 
 
-@pytest.mark.xfail(strict=True, reason="blocking commands are not carried yet")
 def test_pipeline_with_blocking_command(diff):
     # A blocking command that times out in the middle of a pipeline must not
     # reorder the replies of the commands after it.
@@ -635,7 +622,6 @@ def test_pipeline_with_blocking_command(diff):
     diff.run_pipeline(cmds)
 
 
-@pytest.mark.xfail(strict=True, reason="MULTI/EXEC is not carried yet")
 def test_pipeline_multi_exec(diff):
     cmds = [("MULTI",), ("SET", "k", 1), ("INCR", "k"), ("EXEC",)] * 50 + [("GET", "k")]
     diff.run_pipeline(cmds)

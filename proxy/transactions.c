@@ -1,0 +1,468 @@
+/* MULTI/EXEC/DISCARD/WATCH/UNWATCH and blocking commands.
+ *
+ * A transaction is queued in the proxy (with Redis's +QUEUED and its errors)
+ * and at EXEC goes to the store as MULTI, the commands and EXEC written
+ * back to back on one connection, so the store runs it atomically and its
+ * EXEC reply goes to the client as it is. The union of the queued commands'
+ * lock units is held until that reply, which isolates it from scripts.
+ * WATCH pins a connection of the client's own for the WATCH ... EXEC span,
+ * so the store itself tells whether a watched key changed.
+ * A blocking command gets a connection of its own from a bounded pool, so
+ * it never stalls the shared pipelined connections. */
+#include "proxy/transactions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "backends/backend.h"
+#include "proxy/config.h"
+#include "proxy/locks.h"
+#include "proxy/log.h"
+#include "proxy/reply.h"
+#include "proxy/server.h"
+
+typedef struct queued_command {
+    const command_def *cmd;
+    int argc;
+    char **argv; /* argv, argvlen and the bytes: one block */
+    size_t *argvlen;
+} queued_command;
+
+struct multi_state {
+    queued_command *cmds;
+    int count, cap;
+    int dirty; /* a command was rejected while queueing: EXEC aborts */
+};
+
+static unsigned blocking_in_use;
+
+static void multi_free(multi_state *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->count; i++) free(m->cmds[i].argv);
+    free(m->cmds);
+    free(m);
+}
+
+static void unwatch(client *c)
+{
+    if (c->watch_conn >= 0) {
+        backend_release_dedicated(server.backend, c->watch_conn, 0);
+        c->watch_conn = -1;
+    }
+}
+
+void transactions_client_gone(client *c)
+{
+    multi_free(c->multi);
+    c->multi = NULL;
+    if (c->dedicated_conn >= 0) {
+        /* A blocking command or an EXEC is in flight on it: closing the
+         * connection unblocks the store side; the callbacks are dropped, so
+         * finish their slot here. */
+        if (c->dedicated_conn != c->watch_conn) {
+            backend_release_dedicated(server.backend, c->dedicated_conn, 0);
+            if (c->dedicated_blocking) blocking_in_use--;
+        }
+        reply_slot *s = c->dedicated_slot;
+        if (s) {
+            if (s->locks) {
+                lock_set_release(s->locks);
+                s->locks = NULL;
+            }
+            s->done = 1;
+        }
+        c->dedicated_conn = -1;
+        c->dedicated_slot = NULL;
+    }
+    unwatch(c);
+}
+
+void transactions_reset(client *c)
+{
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+}
+
+void multi_flag_dirty(client *c)
+{
+    if (c->multi) c->multi->dirty = 1;
+}
+
+/* ---- queueing -------------------------------------------------------------- */
+
+/* Local commands that the store can run inside its own transaction. */
+static int store_can_run(const command_def *cmd)
+{
+    static const char *const ok[] = {"ping", "echo", "time", "select", NULL};
+    for (const char *const *p = ok; *p; p++)
+        if (!strcmp(*p, cmd->name)) return 1;
+    return 0;
+}
+
+int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen)
+{
+    multi_state *m = c->multi;
+    struct evbuffer *out = client_reply_buffer(c);
+    if (cmd->flags & CMD_NO_MULTI) {
+        reply_error(out, "ERR Command not allowed inside a transaction");
+        m->dirty = 1;
+        return 1;
+    }
+    if (is_local && !store_can_run(cmd)) {
+        reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
+        m->dirty = 1;
+        return 1;
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
+    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
+    if (!block) abort();
+    queued_command q = {cmd, argc, (char **)block, (size_t *)(block + (size_t)argc * sizeof(char *))};
+    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, argv[i], argvlen[i]);
+        data[argvlen[i]] = '\0';
+        q.argv[i] = data;
+        q.argvlen[i] = argvlen[i];
+        data += argvlen[i] + 1;
+    }
+    if (m->count == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->cmds = realloc(m->cmds, sizeof(*m->cmds) * (size_t)m->cap);
+        if (!m->cmds) abort();
+    }
+    m->cmds[m->count++] = q;
+    reply_status(out, "QUEUED");
+    return 1;
+}
+
+/* ---- EXEC -------------------------------------------------------------------- */
+
+typedef struct exec_call {
+    client *c;
+    multi_state *m;
+    lock_set *locks;
+    int new_db; /* the client's database after EXEC (SELECT inside), or -1 */
+} exec_call;
+
+static void exec_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (s->locks) {
+        lock_set_release(s->locks);
+        s->locks = NULL;
+    }
+    if (c) {
+        int new_db = c->exec_new_db;
+        c->exec_new_db = -1;
+        if (c->dedicated_slot == s) {
+            c->dedicated_slot = NULL;
+            c->dedicated_conn = -1;
+        }
+        if (r->error) {
+            reply_error(s->buf, r->error);
+        } else {
+            /* A SELECT inside a transaction that ran moves the client. */
+            char first[2] = {0, 0};
+            evbuffer_copyout(r->raw, first, 2);
+            if (new_db >= 0 && first[0] == '*' && first[1] != '-') c->db = new_db;
+            evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+        }
+        /* WATCH ends with EXEC, as in Redis. */
+        if (c->watch_conn >= 0) unwatch(c);
+        client_slot_done(s);
+        client_unblock(c);
+        return;
+    }
+    client_slot_done(s);
+}
+
+/* Returns 1 when the transaction went out (the client stays blocked until
+ * EXEC's reply), 0 when it failed at once (an error reply is queued). */
+static int exec_send(client *c, multi_state *m, lock_set *ls)
+{
+    backend *b = server.backend;
+    int pinned = c->watch_conn >= 0;
+    int conn = pinned ? c->watch_conn : client_shared_conn(c);
+    int db = c->db, new_db = -1;
+    reply_slot *s = client_slot_add(c);
+    s->locks = ls;
+    char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+    size_t ml[1] = {5}, el[1] = {4};
+    int ok = conn >= 0 && backend_send(b, conn, db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0;
+    for (int i = 0; ok && i < m->count; i++) {
+        queued_command *q = &m->cmds[i];
+        ok = backend_send(b, conn, db, q->argc, q->argv, q->argvlen, BACKEND_RAW, NULL, NULL) == 0;
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases) new_db = (int)id;
+        }
+    }
+    if (ok) ok = backend_send(b, conn, db, 1, ev, el, BACKEND_RAW, exec_reply_cb, s) == 0;
+    if (ok && new_db >= 0) {
+        /* The store's connection moved with the SELECT: bring it back to the
+         * database the proxy believes it is in. */
+        char num[16];
+        int n = snprintf(num, sizeof(num), "%d", db);
+        char *sv[2] = {"SELECT", num};
+        size_t sl[2] = {6, (size_t)n};
+        backend_send(b, conn, db, 2, sv, sl, BACKEND_RAW, NULL, NULL);
+    }
+    multi_free(m);
+    if (!ok) {
+        /* Nothing was sent, or the connection fails and errors every reply. */
+        if (s->locks) lock_set_release(s->locks);
+        s->locks = NULL;
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        unwatch(c);
+        return 0;
+    }
+    c->exec_new_db = new_db;
+    if (pinned) {
+        c->dedicated_conn = conn;
+        c->dedicated_slot = s;
+    }
+    return 1; /* later commands wait for EXEC's reply: they must not overtake it */
+}
+
+static void exec_lock_granted(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    c->waiting_locks = NULL;
+    multi_state *m = c->exec_pending;
+    c->exec_pending = NULL;
+    if (!exec_send(c, m, ls)) client_unblock(c);
+}
+
+static void exec_after_drain(client *c)
+{
+    multi_state *m = c->exec_pending;
+    /* Every queued command's units, in one set. */
+    int write = 0, keyspace = 0;
+    for (int i = 0; i < m->count; i++) {
+        if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
+    }
+    lock_set *ls = lock_set_new(write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ, exec_lock_granted, c);
+    int db = c->db;
+    for (int i = 0; i < m->count && !keyspace; i++) {
+        queued_command *q = &m->cmds[i];
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases) db = (int)id;
+            continue;
+        }
+        if (command_is_keyspace_wide(q->cmd)) {
+            keyspace = 1;
+            break;
+        }
+        if (!q->cmd->key_spec_count && !q->cmd->getkeys) continue;
+        int keys[64];
+        int n = command_get_keys(q->cmd, q->argc, q->argv, q->argvlen, keys, NULL, 64);
+        if (n < 0 || n > 64) {
+            keyspace = 1;
+            break;
+        }
+        for (int k = 0; k < n; k++) lock_set_add_key(ls, db, q->argv[keys[k]], q->argvlen[keys[k]]);
+    }
+    if (keyspace) lock_set_add_keyspace(ls);
+    int rc = lock_set_acquire(ls, 1);
+    if (rc == LOCK_BUSY) {
+        lock_set_release(ls);
+        multi_free(m);
+        c->exec_pending = NULL;
+        unwatch(c);
+        reply_error(client_reply_buffer(c), BUSY_ERROR);
+        client_unblock(c);
+        return;
+    }
+    if (rc == LOCK_WAITING) {
+        c->waiting_locks = ls;
+        return;
+    }
+    c->exec_pending = NULL;
+    if (!exec_send(c, m, ls)) client_unblock(c);
+}
+
+static void exec_command(client *c)
+{
+    multi_state *m = c->multi;
+    struct evbuffer *out;
+    if (!m) {
+        reply_error(client_reply_buffer(c), "ERR EXEC without MULTI");
+        return;
+    }
+    c->multi = NULL;
+    if (m->dirty) {
+        out = client_reply_buffer(c);
+        reply_error(out, "EXECABORT Transaction discarded because of previous errors.");
+        multi_free(m);
+        unwatch(c);
+        return;
+    }
+    c->exec_pending = m;
+    client_block(c);
+    /* With WATCH the transaction goes on the client's own connection: the
+     * commands it sent before must have run first. */
+    if (c->watch_conn >= 0) client_when_drained(c, exec_after_drain);
+    else exec_after_drain(c);
+}
+
+/* ---- WATCH ----------------------------------------------------------------- */
+
+static void watch_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (c) {
+        if (r->error) reply_error(s->buf, r->error);
+        else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+        if (c->dedicated_slot == s) {
+            c->dedicated_slot = NULL;
+            c->dedicated_conn = -1;
+        }
+        client_slot_done(s);
+        client_unblock(c);
+        return;
+    }
+    client_slot_done(s);
+}
+
+static void watch_after_drain(client *c)
+{
+    int argc = c->parser.argc;
+    char **argv = c->parser.argv;
+    size_t *argvlen = c->parser.argvlen;
+    backend *b = server.backend;
+    reply_slot *s = client_slot_add(c);
+    if (backend_send(b, c->watch_conn, c->db, argc, argv, argvlen, BACKEND_RAW, watch_reply_cb, s) != 0) {
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        unwatch(c);
+        client_unblock(c);
+        return;
+    }
+    c->dedicated_conn = c->watch_conn;
+    c->dedicated_slot = s;
+}
+
+static void watch_command(client *c)
+{
+    if (c->multi) {
+        reply_error(client_reply_buffer(c), "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    if (c->watch_conn < 0) {
+        c->watch_conn = backend_open_dedicated(server.backend);
+        if (c->watch_conn < 0) {
+            reply_error(client_reply_buffer(c), backend_error(server.backend));
+            return;
+        }
+    }
+    client_block(c);
+    client_when_drained(c, watch_after_drain);
+}
+
+/* ---- blocking commands ------------------------------------------------------- */
+
+static void blocking_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (!c) {
+        client_slot_done(s);
+        return;
+    }
+    if (r->error) reply_error(s->buf, r->error);
+    else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+    backend_release_dedicated(server.backend, c->dedicated_conn, 1);
+    blocking_in_use--;
+    c->dedicated_conn = -1;
+    c->dedicated_slot = NULL;
+    c->dedicated_blocking = 0;
+    client_slot_done(s);
+    client_unblock(c);
+}
+
+static void blocking_after_drain(client *c)
+{
+    backend *b = server.backend;
+    int conn = backend_open_dedicated(b);
+    if (conn < 0) {
+        reply_error(client_reply_buffer(c), backend_error(b));
+        client_unblock(c);
+        return;
+    }
+    reply_slot *s = client_slot_add(c);
+    if (backend_send(b, conn, c->db, c->parser.argc, c->parser.argv, c->parser.argvlen, BACKEND_RAW,
+                     blocking_reply_cb, s) != 0) {
+        backend_release_dedicated(b, conn, 0);
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        client_unblock(c);
+        return;
+    }
+    blocking_in_use++;
+    c->dedicated_conn = conn;
+    c->dedicated_slot = s;
+    c->dedicated_blocking = 1;
+}
+
+void blocking_command(client *c, const command_def *cmd)
+{
+    (void)cmd;
+    if ((long long)blocking_in_use >= config.backend_blocking_connections) {
+        reply_errorf(client_reply_buffer(c),
+                     "ERR no store connection left for blocking commands (backend-blocking-connections is %lld)",
+                     config.backend_blocking_connections);
+        return;
+    }
+    client_block(c);
+    /* Commands the client sent before must reach the store first. */
+    client_when_drained(c, blocking_after_drain);
+}
+
+unsigned blocking_clients(void) { return blocking_in_use; }
+
+/* ---- entry points --------------------------------------------------------------- */
+
+void cmd_multi(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (c->multi) {
+        reply_error(client_reply_buffer(c), "ERR MULTI calls can not be nested");
+        return;
+    }
+    c->multi = calloc(1, sizeof(*c->multi));
+    if (!c->multi) abort();
+    reply_ok(client_reply_buffer(c));
+}
+
+void cmd_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen) { exec_command(c); }
+
+void cmd_discard(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!c->multi) {
+        reply_error(client_reply_buffer(c), "ERR DISCARD without MULTI");
+        return;
+    }
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+    reply_ok(client_reply_buffer(c));
+}
+
+void cmd_watch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen) { watch_command(c); }
+
+void cmd_unwatch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    unwatch(c);
+    reply_ok(client_reply_buffer(c));
+}

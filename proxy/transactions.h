@@ -1,0 +1,20 @@
+/* MULTI/EXEC/DISCARD/WATCH/UNWATCH, and blocking commands on connections of
+ * their own. */
+#ifndef EVALPROXY_TRANSACTIONS_H
+#define EVALPROXY_TRANSACTIONS_H
+
+#include "proxy/commands.h"
+
+command_handler cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch;
+
+/* Queues a command while the client is in MULTI (+QUEUED or Redis's error). */
+int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen);
+/* A command was rejected while queueing: EXEC will answer EXECABORT. */
+void multi_flag_dirty(client *c);
+/* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
+void blocking_command(client *c, const command_def *cmd);
+unsigned blocking_clients(void);
+void transactions_client_gone(client *c);
+void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
+
+#endif
