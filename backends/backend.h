@@ -46,6 +46,10 @@ typedef struct backend_ops {
      * for reuse; reuse 0 closes it (its pending callbacks are dropped). */
     int (*open_dedicated)(backend *b);
     void (*release_dedicated)(backend *b, int conn, int reuse);
+    /* Turns a dedicated connection into a subscriber: replies nobody asked
+     * for (messages, subscribe confirmations) go to fn, parsed; sends on it
+     * expect no reply of their own. fn gets an error when it is lost. */
+    void (*set_push)(backend *b, int conn, backend_reply_fn *fn, void *ctx);
 } backend_ops;
 
 struct backend {
@@ -69,6 +73,10 @@ static inline const char *backend_error(backend *b) { return b->ops->error(b); }
 static inline void backend_info(backend *b, struct evbuffer *out) { b->ops->info(b, out); }
 static inline void backend_free(backend *b) { if (b) b->ops->free(b); }
 static inline int backend_open_dedicated(backend *b) { return b->ops->open_dedicated(b); }
+static inline void backend_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
+{
+    b->ops->set_push(b, conn, fn, ctx);
+}
 static inline void backend_release_dedicated(backend *b, int conn, int reuse)
 {
     b->ops->release_dedicated(b, conn, reuse);

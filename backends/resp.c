@@ -52,6 +52,8 @@ typedef struct resp_conn {
     unsigned dedicated : 1; /* one client's own connection: never reconnected */
     unsigned in_use : 1;    /* dedicated and lent out */
     unsigned delivering : 1;  /* inside deliver_replies: callbacks are running */
+    backend_reply_fn *push_fn; /* subscriber connection: every unrequested reply goes here */
+    void *push_ctx;
     unsigned free_after : 1;  /* released from a callback: freed once they return */
 } resp_conn;
 
@@ -159,6 +161,14 @@ static void conn_drop(resp_conn *c, const char *why)
     if (was_ready && !c->dedicated) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
     else log_verbose("backend %s connection %d: %s", c->rb->base.display, c->idx, why);
     fail_pending(c, was_ready ? "connection lost" : why);
+    if (c->push_fn) {
+        char err[300];
+        snprintf(err, sizeof(err), "ERR backend %s: %s", c->rb->base.display, why);
+        backend_reply r = {.error = err};
+        backend_reply_fn *fn = c->push_fn;
+        c->push_fn = NULL;
+        fn(c->push_ctx, &r);
+    }
     if (!c->dedicated) schedule_retry(c);
 }
 
@@ -210,7 +220,7 @@ static void deliver_replies_loop(resp_conn *c)
         if (r->len == r->pos) return;
         if (r->ridx == -1) {
             /* A new reply begins: build objects only if its requester wants them. */
-            int mode = c->qlen ? c->q[c->qhead].mode : BACKEND_RAW;
+            int mode = c->qlen ? c->q[c->qhead].mode : (c->push_fn ? BACKEND_PARSED : BACKEND_RAW);
             r->fn = mode == BACKEND_PARSED ? rb->parse_fns : NULL;
         }
         void *obj = NULL;
@@ -222,6 +232,20 @@ static void deliver_replies_loop(resp_conn *c)
         }
         if (!obj) return; /* incomplete */
         size_t reply_len = c->fed - (r->len - r->pos);
+        if (c->qlen == 0 && c->push_fn) {
+            backend_reply br = {0};
+            br.parsed = obj;
+            br.raw = in;
+            br.raw_len = reply_len;
+            size_t before = evbuffer_get_length(in);
+            c->push_fn(c->push_ctx, &br);
+            freeReplyObject(obj);
+            if (!c->bev || c->free_after) return;
+            size_t taken = before - evbuffer_get_length(in);
+            if (taken < reply_len) evbuffer_drain(in, reply_len - taken);
+            c->fed -= reply_len;
+            continue;
+        }
         if (c->qlen == 0) {
             if (r->fn) freeReplyObject(obj);
             conn_drop(c, "unexpected reply from store");
@@ -402,7 +426,7 @@ static int rb_send(backend *b, int conn, int db, int argc, char **argv, const si
         c->db = db;
     }
     write_command(out, argc, argv, argvlen);
-    q_push(c, fn, ctx, mode);
+    if (!c->push_fn) q_push(c, fn, ctx, mode);
     return 0;
 }
 
@@ -410,6 +434,7 @@ static void conn_free_dedicated(resp_conn *c)
 {
     /* Whoever waits on it has gone: drop the callbacks, do not call them. */
     c->qlen = 0;
+    c->push_fn = NULL;
     if (c->bev) bufferevent_free(c->bev);
     if (c->reader) redisReaderFree(c->reader);
     if (c->retry_ev) event_free(c->retry_ev);
@@ -489,6 +514,14 @@ static void rb_release_dedicated(backend *b, int conn, int reuse)
     conn_free_dedicated(c);
 }
 
+static void rb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
+{
+    resp_conn *c = conn_at((resp_backend *)b, conn);
+    if (!c) return;
+    c->push_fn = fn;
+    c->push_ctx = ctx;
+}
+
 static const char *rb_error(backend *b)
 {
     resp_backend *rb = (resp_backend *)b;
@@ -551,7 +584,7 @@ static void rb_free(backend *b)
 }
 
 static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free,
-                                     rb_open_dedicated, rb_release_dedicated};
+                                     rb_open_dedicated, rb_release_dedicated, rb_set_push};
 
 backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections)
 {

@@ -766,7 +766,11 @@ static int setup_state(lua_State *L) {
     lua_pushlightuserdata(L, &REG_RO);
     lua_newtable(L);
     lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "k");
+    /* Weak values too: Lua 5.1 has no ephemerons, and a run's environment
+     * maps to a table whose _G leads back to it, so with weak keys alone
+     * every run would stay alive for good. Each backing table is also held
+     * by its key's metatable, so no entry is lost while its key lives. */
+    lua_pushliteral(L, "kv");
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);

@@ -22,6 +22,7 @@
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
 #include "proxy/transactions.h"
+#include "proxy/pubsub.h"
 #include "proxy/server.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
@@ -91,7 +92,7 @@ static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix
 static void client_check_output_limits(client *c)
 {
     if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
-    const obuf_limit *l = &config.obuf_limits[CLIENT_CLASS_NORMAL];
+    const obuf_limit *l = &config.obuf_limits[pubsub_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
     size_t used = evbuffer_get_length(bufferevent_get_output(c->bev));
     int hard = l->hard && used >= l->hard;
     int soft = 0;
@@ -123,6 +124,8 @@ static void client_flush_slots(client *c)
     }
     client_check_output_limits(c);
 }
+
+void client_output_written(client *c) { client_check_output_limits(c); }
 
 struct evbuffer *client_reply_buffer(client *c)
 {
@@ -267,6 +270,7 @@ void client_close(client *c)
         c->multi = m; /* freed below with the rest of the transaction state */
     }
     transactions_client_gone(c);
+    pubsub_client_gone(c);
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;
@@ -308,9 +312,14 @@ void clients_reap(void)
     }
 }
 
-void clients_shutdown(void)
+void clients_close_all(void)
 {
     while (server.clients) client_close(server.clients);
+}
+
+void clients_shutdown(void)
+{
+    clients_close_all();
     clients_reap();
     if (reap_ev) event_free(reap_ev);
     reap_ev = NULL;
@@ -399,14 +408,17 @@ void client_describe(client *c, struct evbuffer *out)
     if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
     if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
     if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
+    if (pubsub_subscribed(c)) flags[nf++] = 'P';
+    if (c->multi) flags[nf++] = 'x';
     if (!nf) flags[nf++] = 'N';
     flags[nf] = '\0';
     evbuffer_add_printf(out,
-                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=0 psub=0 "
-                        "ssub=0 multi=-1 qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
+                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
+                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
                         "omem=%zu tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d",
                         (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
                         (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
+                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
                         request_parser_pending(&c->parser), obl, c->slots_pending, obl,
                         c->last_cmd ? c->last_cmd : "NULL", c->resp);
     if (c->lib_name || c->lib_ver)
@@ -421,7 +433,7 @@ void clients_cron(void)
     client *c = server.clients;
     while (c) {
         client *next = c->next;
-        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 &&
+        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 && !pubsub_subscribed(c) &&
             now - c->last_interaction > config.timeout) {
             log_verbose("Closing idle client id=%llu addr=%s", (unsigned long long)c->id, c->addr);
             client_close(c);

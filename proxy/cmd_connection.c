@@ -16,6 +16,7 @@
 #include "proxy/reply.h"
 #include "proxy/server.h"
 #include "proxy/transactions.h"
+#include "proxy/pubsub.h"
 
 #define SYNTAX_ERR "ERR syntax error"
 
@@ -27,9 +28,18 @@ static int arg_is(const char *arg, size_t len, const char *word)
 void cmd_ping(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     struct evbuffer *out = client_reply_buffer(c);
-    if (argc > 2) reply_errorf(out, "ERR wrong number of arguments for '%s' command", cmd->name);
-    else if (argc == 2) reply_bulk(out, argv[1], argvlen[1]);
-    else reply_status(out, "PONG");
+    if (argc > 2) {
+        reply_errorf(out, "ERR wrong number of arguments for '%s' command", cmd->name);
+    } else if (pubsub_subscribed(c) && c->resp == 2) {
+        /* Subscribed RESP2 clients get PING's answer in message shape. */
+        reply_array(out, 2);
+        reply_bulk(out, "pong", 4);
+        reply_bulk(out, argc == 2 ? argv[1] : "", argc == 2 ? argvlen[1] : 0);
+    } else if (argc == 2) {
+        reply_bulk(out, argv[1], argvlen[1]);
+    } else {
+        reply_status(out, "PONG");
+    }
 }
 
 void cmd_echo(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
@@ -209,6 +219,7 @@ void cmd_select(client *c, const command_def *cmd, int argc, char **argv, size_t
 void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     transactions_reset(c);
+    pubsub_client_gone(c);
     c->db = server.backend ? server.backend->default_db : 0;
     c->resp = 2;
     set_name(&c->name, NULL, 0);

@@ -17,6 +17,7 @@
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
+#include "proxy/pubsub.h"
 #include "proxy/server.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
@@ -359,6 +360,11 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
     if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
         SECTION_SEP();
         scripting_info(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "pubsub", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Pubsub\r\n");
+        pubsub_info(t);
     }
     if (section_wanted(argc, argv, argvlen, "backend", 1)) {
         SECTION_SEP();

@@ -18,6 +18,7 @@
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
 #include "proxy/transactions.h"
+#include "proxy/pubsub.h"
 #include "proxy/server.h"
 
 /* ---- relaying ------------------------------------------------------------ */
@@ -186,7 +187,10 @@ static const local_command local_commands[] = {
     {"evalsha", cmd_eval},    {"eval_ro", cmd_eval},    {"evalsha_ro", cmd_eval}, {"script", cmd_script},
     {"function", cmd_function_unsupported}, {"fcall", cmd_function_unsupported},
     {"fcall_ro", cmd_function_unsupported}, {"multi", cmd_multi}, {"exec", cmd_exec},
-    {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch}, {NULL, NULL},
+    {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch},
+    {"subscribe", cmd_subscribe}, {"psubscribe", cmd_subscribe}, {"ssubscribe", cmd_subscribe},
+    {"unsubscribe", cmd_unsubscribe}, {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
+    {"publish", cmd_publish}, {"spublish", cmd_publish}, {"pubsub", cmd_pubsub}, {NULL, NULL},
 };
 
 /* Administration of the store itself: refused unless backend-admin-commands. */
@@ -199,9 +203,7 @@ static const char *const admin_commands[] = {
 static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
 
 /* Commands that hold state on a connection, carried by later work. */
-static const char *const stateful_commands[] = {
-    "subscribe", "psubscribe", "ssubscribe", "unsubscribe", "punsubscribe", "sunsubscribe", NULL,
-};
+static const char *const stateful_commands[] = {NULL};
 
 enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL, KIND_BLOCKING };
 
@@ -326,6 +328,19 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     c->last_cmd = cmd->name;
+    /* A RESP2 client with subscriptions may only run these, as in Redis. */
+    if (pubsub_subscribed(c) && c->resp == 2) {
+        static const char *const allowed[] = {"ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
+                                              "psubscribe", "punsubscribe", "quit", "reset", NULL};
+        if (!in_list(allowed, top->name)) {
+            reply_errorf(client_reply_buffer(c),
+                         "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+                         "allowed in this context",
+                         cmd->name);
+            multi_flag_dirty(c);
+            return;
+        }
+    }
     /* busy-reply-scope all: while any script is past busy-reply-threshold,
      * every command but the few Redis allows gets -BUSY, as in Redis. */
     if (config.busy_reply_scope_all && scripting_busy_count() && !(cmd->flags & CMD_ALLOW_BUSY)) {

@@ -23,6 +23,7 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/scripting.h"
+#include "proxy/pubsub.h"
 #include "proxy/server.h"
 
 
@@ -269,9 +270,12 @@ int main(int argc, char **argv)
     /* Orderly teardown, so leak checkers see a clean exit. */
     for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
     if (config.unixsocket) unlink(config.unixsocket);
-    clients_shutdown();
+    scripting_begin_shutdown();
+    clients_close_all();
+    backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
     scripting_shutdown();
-    backend_free(server.backend);
+    pubsub_shutdown();
+    clients_shutdown();
     dispatch_free();
     locks_shutdown();
     for (int i = 0; i < 2; i++) event_free(sig_events[i]);

@@ -59,6 +59,7 @@ typedef struct script_call {
 } script_call;
 
 static script_engine *engine;
+static int stopping; /* shutdown: store callbacks must not resume scripts */
 
 static unsigned long long monotonic_ms(void)
 {
@@ -77,7 +78,7 @@ static void call_proceed(script_call *sc);
 
 static void call_maybe_free(script_call *sc)
 {
-    if (!sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
     if (sc->prev) sc->prev->next = sc->next;
     else calls = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
@@ -135,7 +136,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
-    if (sc->finished || !sc->run) {
+    if (stopping || sc->finished || !sc->run) {
         call_maybe_free(sc);
         return;
     }
@@ -220,6 +221,34 @@ static int call_keys_ready(script_call *sc)
     return ready;
 }
 
+static int has_block_option(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcasecmp(argv[i], "streams")) return 0;
+        if (!strcasecmp(argv[i], "block")) return 1;
+    }
+    return 0;
+}
+
+/* A blocking command inside a script must not block (Redis runs it as if
+ * its timeout had passed). Inside a transaction the store runs it exactly
+ * that way: MULTI, the command, EXEC, and the script gets EXEC's only element. */
+static void unwrap_exec_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    if (r->error) script_run_reply_error(sc->run, r->error);
+    else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
+    else script_run_reply(sc->run, r->parsed);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 /* Checks done: send the pending redis.call to the store. */
 static void call_send(script_call *sc)
 {
@@ -233,6 +262,19 @@ static void call_send(script_call *sc)
     }
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
+        char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+        size_t ml[1] = {5}, el[1] = {4};
+        if (backend_send(b, conn, sc->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
+            backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_RAW, NULL, NULL) ==
+                0 &&
+            backend_send(b, conn, sc->db, 1, ev, el, BACKEND_PARSED, unwrap_exec_cb, sc) == 0) {
+            sc->inflight++;
+            return;
+        }
+        answer_error(sc, backend_error(b));
+        return;
+    }
     if (conn < 0 || backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_PARSED,
                                  store_reply_cb, sc) != 0) {
         answer_error(sc, backend_error(b));
@@ -246,10 +288,27 @@ static void call_proceed(script_call *sc)
     if (call_keys_ready(sc)) call_send(sc);
 }
 
+/* Redis's may-replicate commands (not reported by COMMAND): read-only
+ * scripts treat them as writes. */
+static int may_replicate(const command_def *cmd)
+{
+    return !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish") || !strcmp(cmd->name, "pfcount");
+}
+
+static void check_busy(script_call *sc)
+{
+    /* Like Redis, "busy" is wall time since the script started. */
+    if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
+        log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
+        set_busy(sc, 1);
+    }
+}
+
 static void host_call(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
 {
     script_call *sc = script_run_userdata(run);
     sc->run = run;
+    check_busy(sc);
     const command_def *top = command_lookup(argv[0], argvlen[0]);
     const command_def *cmd = top;
     if (top && top->subcommand_count && argc >= 2) cmd = command_lookup_sub(top, argv[1], argvlen[1]);
@@ -266,14 +325,13 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         return;
     }
     int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
-    if (read_only && (cmd->flags & CMD_WRITE)) {
+    if (read_only && ((cmd->flags & CMD_WRITE) || may_replicate(cmd))) {
         answer_error(sc, "ERR Write commands are not allowed from read-only scripts.");
         return;
     }
-    if (cmd->flags & CMD_BLOCKING) {
+    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) && has_block_option(argc, argv)) {
         char err[160];
-        snprintf(err, sizeof(err), "ERR blocking command '%s' is not supported inside scripts by evalproxy yet",
-                 cmd->name);
+        snprintf(err, sizeof(err), "ERR %s command is not allowed with BLOCK option from scripts", cmd->name);
         answer_error(sc, err);
         return;
     }
@@ -315,12 +373,7 @@ static void host_yield(void *host_ctx, script_run *run)
 {
     script_call *sc = script_run_userdata(run);
     sc->run = run;
-    /* Like Redis, "busy" is wall time since the script started; only a
-     * script that keeps the CPU (it yields here) can become busy. */
-    if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
-        log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
-        set_busy(sc, 1);
-    }
+    check_busy(sc);
     /* A timer, not an immediate activation: libevent runs activated events
      * in the same loop turn, which would starve the sockets. */
     static const struct timeval soon = {0, 1};
@@ -621,7 +674,11 @@ void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t
         reply_array(out, n);
         for (long long i = 0; i < n; i++) reply_status(out, script_help[i]);
     } else if (!strcmp(sub, "debug")) {
-        reply_error(client_reply_buffer(c), "ERR SCRIPT DEBUG is not supported by evalproxy");
+        out = client_reply_buffer(c);
+        if (!strcasecmp(argv[2], "no")) reply_ok(out);
+        else if (!strcasecmp(argv[2], "yes") || !strcasecmp(argv[2], "sync"))
+            reply_error(out, "ERR SCRIPT DEBUG (the Lua debugger) is not supported by evalproxy");
+        else reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
     } else {
         reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%s'. Try SCRIPT HELP.", argv[1]);
     }
@@ -639,12 +696,9 @@ void scripting_client_gone(client *c)
     script_call *sc = (script_call *)c->script;
     c->script = NULL;
     if (!sc) return;
+    /* The script runs (or carries on) as Redis would run a command it has
+     * read; only its reply is dropped. */
     sc->c = NULL;
-    if (!sc->started && !sc->finished) {
-        /* Still waiting for its keys: nothing ran, nothing to finish. */
-        call_finish(sc, NULL, 0);
-    }
-    /* A running script carries on (its effects are atomic); its reply is dropped. */
 }
 
 unsigned scripting_busy_count(void) { return busy_count; }
@@ -693,14 +747,18 @@ int scripting_init(void)
     return 0;
 }
 
+void scripting_begin_shutdown(void) { stopping = 1; }
+
 void scripting_shutdown(void)
 {
+    stopping = 1;
     script_engine_free(engine);
     engine = NULL;
     while (calls) {
         script_call *sc = calls;
         calls = sc->next;
         if (sc->locks) lock_set_release(sc->locks);
+        if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
         for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
         free(sc->learned);
         free(sc->keys);

@@ -6,6 +6,7 @@
 #include "proxy/commands.h"
 
 int scripting_init(void);
+void scripting_begin_shutdown(void); /* before the backend goes: no script resumes */
 void scripting_shutdown(void);
 
 command_handler cmd_eval, cmd_script, cmd_function_unsupported;

@@ -66,6 +66,7 @@ struct client {
     const struct command_def *waiting_cmd;
     struct script_call *script;     /* the script this client waits for */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
+    struct client_pubsub *pubsub;      /* subscriptions, or NULL */
     struct multi_state *exec_pending;  /* EXEC waiting for its locks */
     int exec_new_db;                   /* database after a running EXEC with SELECT, or -1 */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
@@ -110,11 +111,13 @@ void client_close_after_reply(client *c); /* after what is queued has been writt
 struct evbuffer *client_reply_buffer(client *c);
 reply_slot *client_slot_add(client *c);
 void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
+void client_output_written(client *c); /* checks output buffer limits */
 void client_block(client *c);
 void client_unblock(client *c);
 void client_describe(client *c, struct evbuffer *out); /* one CLIENT LIST line */
 void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
+void clients_close_all(void);
 void clients_shutdown(void);
 
 /* dispatch.c */

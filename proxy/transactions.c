@@ -90,6 +90,8 @@ void transactions_reset(client *c)
     unwatch(c);
 }
 
+int multi_length(const client *c) { return c->multi ? c->multi->count : -1; }
+
 void multi_flag_dirty(client *c)
 {
     if (c->multi) c->multi->dirty = 1;

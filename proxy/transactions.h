@@ -11,6 +11,7 @@ command_handler cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch;
 int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen);
 /* A command was rejected while queueing: EXEC will answer EXECABORT. */
 void multi_flag_dirty(client *c);
+int multi_length(const client *c); /* queued commands, -1 outside MULTI */
 /* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
 void blocking_command(client *c, const command_def *cmd);
 unsigned blocking_clients(void);

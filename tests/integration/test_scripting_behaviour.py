@@ -197,7 +197,7 @@ FIBER_SCRIPTS = [
     ("index", "local t = setmetatable({}, {__index=function(t, k) "
               "return redis.call('hget', KEYS[3], k) end}) return {t.a, t.b, t.zz}"),
     ("iterator", "local function it(k) local i = -1 return function() i = i + 1 "
-                 "return redis.call('lindex', k, i) end end "
+                 "local v = redis.call('lindex', k, i) if v then return v end end end "
                  "local r = {} for v in it(KEYS[4]) do r[#r+1] = v end return r"),
     ("sort", "local t = {'a', 'b', 'c'} table.sort(t, function(x, y) "
              "return tonumber(redis.call('hget', KEYS[3], x)) > "
@@ -329,9 +329,13 @@ def test_thousand_pipelined_scripts_over_fifty_connections(clean):
 # busy scripts, SCRIPT KILL
 
 LOOP = "local i = 0\nwhile true do i = i + 1 end"
-WRITE_THEN_SPIN = ("redis.call('set', KEYS[1], 'written')\n"
-                   "local t = os.clock()\n"
-                   "while os.clock() - t < tonumber(ARGV[1]) do end\n"
+# Redis 7.0 scripts have no clock of their own: TIME from the store bounds
+# the spin, which stays mostly on the CPU (so it becomes busy).
+NOW = ("local function now() local t = redis.call('TIME') "
+       "return tonumber(t[1]) + tonumber(t[2]) / 1e6 end\n")
+WRITE_THEN_SPIN = ("redis.call('set', KEYS[1], 'written')\n" + NOW +
+                   "local t0 = now()\n"
+                   "while now() - t0 < tonumber(ARGV[1]) do for i = 1, 3000000 do end end\n"
                    "return 'finished'")
 
 
@@ -407,6 +411,30 @@ def test_busy_script_that_wrote_is_unkillable(clean):
             spinner.close()
 
 
+def test_script_looping_on_redis_call_is_killable(clean):
+    proxy = clean
+    body = NOW + ("local t0 = now()\n"
+                  "while now() - t0 < 3 do redis.call('get', KEYS[1]) end\n"
+                  "return 'ran out'")
+    with ConfigOverride(proxy, busy_reply_threshold="300"):
+        looper = proxy.connect()
+        try:
+            looper.send(encode_command("EVAL", body, 1, "rl:key"))
+            time.sleep(0.8)
+            with proxy.connect() as c:
+                r = c.call("GET", "rl:key", timeout=1)
+                assert r.startswith(b"-BUSY "), r
+                assert c.call("SCRIPT", "KILL") == b"+OK\r\n"
+            r = looper.read_reply(timeout=5)
+            assert r.startswith(b"-ERR Script killed by user with SCRIPT KILL..."), r
+        finally:
+            try:
+                looper.read_reply(timeout=10)
+            except Exception:
+                pass
+            looper.close()
+
+
 def test_busy_reply_matches_redis_text(oracle, clean):
     # The -BUSY text the proxy gives is Redis's own.
     proxy = clean
@@ -438,6 +466,24 @@ def test_busy_reply_matches_redis_text(oracle, clean):
 # ---------------------------------------------------------------------------
 # memory limit, deep recursion, huge replies
 
+def lua_live_kb(conn):
+    r = conn.call("EVAL", "collectgarbage('collect') return collectgarbage('count')", 0)
+    return int(parse_reply(r))
+
+
+def test_finished_runs_leave_no_lua_memory(clean):
+    # Each run's environment must become garbage once the run is over.
+    with clean.connect() as c:
+        for body in ("return 1", "return redis.call('incr', KEYS[1])", "return _G.KEYS[1]",
+                     "local t = setmetatable({}, {__index=function() return 1 end}) return t.x"):
+            before = lua_live_kb(c)
+            c.send(encode_command("EVAL", body, 1, "leak:k") * 3000)
+            for r in c.read_replies(3000):
+                assert not r.startswith(b"-"), r
+            after = lua_live_kb(c)
+            assert after - before < 300, (body, before, after)
+
+
 def test_memory_bomb_fails_cleanly(clean):
     proxy = clean
     with ConfigOverride(proxy, lua_memory_limit="8mb"):
@@ -450,7 +496,8 @@ def test_memory_bomb_fails_cleanly(clean):
             assert r.startswith(b"-"), r[:200]
             # the engine and the proxy go on
             assert c.call("PING") == b"+PONG\r\n"
-            assert c.call("EVAL", "return redis.call('incr', KEYS[1])", 1, "after") == b":1\r\n"
+            r = c.call("EVAL", "return redis.call('incr', KEYS[1])", 1, "after")
+            assert r == b":1\r\n", r
             assert c.call("EVAL", "local t = {} for i = 1, 1000 do t[i] = i end return #t",
                           0) == b":1000\r\n"
 
@@ -497,9 +544,9 @@ def test_error_table_without_err_field(clean):
 
 # Holds KEYS[1], spins so that both scripts hold their declared key, then
 # reads the other's key (undeclared) before writing anything.
-CROSS = """
-local t = os.clock()
-while os.clock() - t < 0.4 do end
+CROSS = NOW + """
+local t0 = now()
+while now() - t0 < 0.4 do end
 local other = redis.call('get', ARGV[1]) or 'none'
 redis.call('incr', KEYS[1])
 return other
@@ -559,30 +606,51 @@ def test_undeclared_keys_error_mode(clean):
 
 def test_client_disconnect_mid_script(clean):
     proxy = clean
-    body = ("local t = os.clock() while os.clock() - t < 0.5 do end "
+    # spins on the CPU, then writes
+    body = (NOW + "local t0 = now() while now() - t0 < 0.5 do end "
             "redis.call('set', KEYS[1], ARGV[1]) "
             "redis.call('rpush', KEYS[2], ARGV[1]) return 1")
     for i in range(5):
         s = socket.create_connection((proxy.host, proxy.port))
-        s.sendall(encode_command("EVAL", body, 2, "dc:k%d" % i, "dc:list", "v%d" % i))
+        s.sendall(encode_command("EVAL", body, 2, "dc:k%d" % i, "{dc%d}:list" % i, "v%d" % i))
+        time.sleep(0.05)
         s.close()
-    # a script waiting in a redis.call when its client leaves
+    # goes away while the script waits on its redis.calls
     s = socket.create_connection((proxy.host, proxy.port))
-    s.sendall(encode_command("EVAL", "redis.call('blpop', KEYS[1], 0) "
-                             "for i = 1, 50 do redis.call('incr', KEYS[2]) end return 1", 2,
-                             "dc:q", "dc:n"))
+    s.sendall(encode_command("EVAL", "for i = 1, 300 do redis.call('incr', KEYS[1]) end return 1",
+                             1, "dc:n"))
     s.close()
     deadline = time.monotonic() + 15
     with proxy.connect() as c:
         while time.monotonic() < deadline:
             vals = parse_reply(c.call("MGET", *["dc:k%d" % i for i in range(5)] + ["dc:n"]))
-            if all(vals):
+            if all(vals[:5]) and vals[5] == b"300":
                 break
             time.sleep(0.1)
-        assert vals == [b"v%d" % i for i in range(5)] + [b"50"], vals
-        assert sorted(parse_reply(c.call("LRANGE", "dc:list", 0, -1))) == [
-            b"v%d" % i for i in range(5)]
+        assert vals == [b"v%d" % i for i in range(5)] + [b"300"], vals
+        for i in range(5):
+            assert parse_reply(c.call("LRANGE", "{dc%d}:list" % i, 0, -1)) == [b"v%d" % i]
     assert_no_lock_leak(proxy)
+
+
+def test_client_disconnect_while_script_waits_for_lock(clean):
+    proxy = clean
+    body = (NOW + "local t0 = now() while now() - t0 < 0.5 do end "
+            "redis.call('set', KEYS[1], ARGV[1]) return 1")
+    with proxy.connect() as first:
+        first.send(encode_command("EVAL", body, 1, "dq:k", "first"))
+        time.sleep(0.1)
+        s = socket.create_connection((proxy.host, proxy.port))
+        s.sendall(encode_command("EVAL", body, 1, "dq:k", "second"))
+        time.sleep(0.1)
+        s.close()
+        assert first.read_reply() == b":1\r\n"
+    assert_no_lock_leak(proxy)
+    with proxy.connect() as c:
+        deadline = time.monotonic() + 5
+        while c.call("GET", "dq:k") != b"$6\r\nsecond\r\n" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert c.call("GET", "dq:k") == b"$6\r\nsecond\r\n"
 
 
 # ---------------------------------------------------------------------------
@@ -625,3 +693,39 @@ def test_eval_with_store_down(lonely_proxy):
         assert c.call("EVAL", "return 40 + 2", 0, timeout=15) == b":42\r\n"
         assert c.call("PING") == b"+PONG\r\n"
     assert_no_lock_leak(proxy)
+
+
+# ---------------------------------------------------------------------------
+# shutting down while scripts run
+
+def _sigterm_during(workdir, proxy, name, body):
+    st = harness.RedisServer("store-" + name, str(workdir / (name + "-store")),
+                             rename_scripting=True)
+    st.start()
+    p = harness.ProxyProcess(proxy.binary, st, str(workdir / (name + "-proxy")))
+    try:
+        p.start()
+        c = p.connect()
+        c.send(encode_command("EVAL", body, 1, "k"))
+        time.sleep(0.5)
+        status = p.stop()
+        c.close()
+        return status, p.sanitizer_report()
+    finally:
+        p.stop()
+        st.stop()
+
+
+SAN_BUILD = "/san/" in os.environ.get("EVALPROXY_BIN", "")
+
+
+def test_sigterm_while_script_waits_for_store(workdir, real_proxy):
+    status, report = _sigterm_during(workdir, real_proxy, "term-wait%d" % os.getpid(),
+                                     "while true do redis.call('incr', KEYS[1]) end")
+    assert status in (0, -15) and not report, (status, report[:3000])
+
+
+def test_sigterm_while_script_loops(workdir, real_proxy):
+    status, report = _sigterm_during(workdir, real_proxy, "term-loop%d" % os.getpid(),
+                                     "while true do end")
+    assert status in (0, -15) and not report, (status, report[:3000])

@@ -86,11 +86,6 @@ SETRESP3_CALLS = pytest.mark.xfail(strict=True, reason=(
     "proxy bug: redis.call after redis.setresp(3) still gets the store's RESP2 reply "
     "(proxy/scripting.c never consults script_run_resp()), so maps, sets, doubles and "
     "nulls reach the script in their RESP2 shapes"))
-MAY_REPLICATE = pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: read-only scripts (EVAL_RO, flags=no-writes) may call PUBLISH/SPUBLISH/"
-    "PFCOUNT; Redis refuses every write or may-replicate command with 'Write commands are "
-    "not allowed from read-only scripts.' (host_call checks CMD_WRITE only, and the "
-    "command table lacks CMD_MAY_REPLICATE on these)"))
 EVAL_IN_MULTI = pytest.mark.xfail(strict=True, reason=(
     "proxy limitation: EVAL/EVALSHA inside MULTI answers '-ERR command 'eval' inside "
     "MULTI is not supported by evalproxy yet' where Redis queues it"))
@@ -502,9 +497,9 @@ S("shebang-compile-error", "#!lua\nreturn 1 +")
 S("shebang-not-first", "#no shebang\nreturn 1", ro=True)
 S("shebang-uppercase", "#!LUA\nreturn 1")
 S("shebang-no-writes-publish", "#!lua flags=no-writes\nreturn redis.call('publish','ch','m')",
-  marks=MAY_REPLICATE)
+  )
 S("shebang-no-writes-pfcount", "#!lua flags=no-writes\nreturn redis.call('pfcount',KEYS[1])",
-  keys=("hll",), setup=["PFADD hll a b"], marks=MAY_REPLICATE)
+  keys=("hll",), setup=["PFADD hll a b"])
 S("shebang-no-writes-keys-read", "#!lua flags=no-writes\nreturn redis.call('mget',KEYS[1],KEYS[2])",
   keys=("a", "b"), setup=["MSET a 1 b 2"], ro=True)
 S("shebang-allow-oom-write", "#!lua flags=allow-oom\nreturn redis.call('set',KEYS[1],'v')",
@@ -520,10 +515,10 @@ R("ro-write-pcall-err", "return redis.pcall('set',KEYS[1],'1').err", keys=("x",)
 R("ro-write-after-read", "local v = redis.call('get',KEYS[1])\nredis.call('del',KEYS[1])\n"
   "return v", keys=("x",), setup=["SET x keep"], after=["GET x"])
 R("ro-incr", "return redis.call('incr',KEYS[1])", keys=("n",))
-R("ro-publish", "return redis.call('publish','ch','msg')", marks=MAY_REPLICATE)
-R("ro-spublish", "return redis.call('spublish','ch','msg')", marks=MAY_REPLICATE)
+R("ro-publish", "return redis.call('publish','ch','msg')")
+R("ro-spublish", "return redis.call('spublish','ch','msg')")
 R("ro-pfcount", "return redis.call('pfcount',KEYS[1])", keys=("hll",), setup=["PFADD hll a"],
-  marks=MAY_REPLICATE)
+  )
 R("ro-pfadd", "return redis.call('pfadd',KEYS[1],'x')", keys=("hll",))
 R("ro-read", "return redis.call('get',KEYS[1])", keys=("x",), setup=["SET x val"])
 R("ro-shebang-without-no-writes", "#!lua\nreturn redis.call('get',KEYS[1])", keys=("x",))
@@ -824,10 +819,7 @@ S("cmd-expire-ttl", "redis.call('set',KEYS[1],'v','ex',100000) return redis.call
 S("cmd-xadd-xlen", "redis.call('xadd',KEYS[1],'1-1','f','v') return redis.call('xlen',KEYS[1])",
   keys=("st",))
 S("cmd-xread-block-in-script", "return redis.pcall('xread','block','0','streams',KEYS[1],'$')",
-  keys=("st",), marks=pytest.mark.xfail(strict=True, reason=(
-      "proxy bug: XREAD BLOCK from a script gets \"-ERR blocking command 'xread' is not "
-      "supported inside scripts by evalproxy yet\" instead of Redis's \"-ERR xread command "
-      "is not allowed with BLOCK option from scripts\"")))
+  keys=("st",))
 S("cmd-brpoplpush-empty", "return redis.call('brpoplpush',KEYS[1],KEYS[2],0)",
   keys=("src", "dst"))
 S("cmd-blmove-data", "return redis.call('blmove',KEYS[1],KEYS[2],'left','right',0)",
@@ -890,9 +882,7 @@ S("sb-G-G", "return rawequal(_G, _G._G)", ro=True)
 S("sb-select-negative", "return select(-1, 'a', 'b')", ro=True)
 
 C("script-help", "SCRIPT HELP")
-C("script-debug", "SCRIPT DEBUG NO", "SCRIPT DEBUG BOGUS", marks=pytest.mark.xfail(
-    strict=True, reason="proxy limitation: SCRIPT DEBUG answers '-ERR SCRIPT DEBUG is not "
-    "supported by evalproxy' where Redis answers +OK to SCRIPT DEBUG NO"))
+C("script-debug", "SCRIPT DEBUG NO", "SCRIPT DEBUG BOGUS")
 C("eval-numkeys-with-hash-tags", EV("return redis.call('mget',KEYS[1],KEYS[2])", "{t}a", "{t}b"),
   "MSET {t}a 1 {t}b 2", EV("return redis.call('mget',KEYS[1],KEYS[2])", "{t}a", "{t}b"))
 C("evalsha-after-script-flush-and-eval", EV("return 'x1'"), "SCRIPT FLUSH",
@@ -1102,7 +1092,7 @@ def _sha(body, *kv, numkeys):
 C("seed-lock-setnx-acquire-release",
   EV(LOCK_ACQUIRE_SETNX, "my_lock", args=("100000", "owner-1")),
   EV(LOCK_ACQUIRE_SETNX, "my_lock", args=("100000", "owner-2")),
-  "GET my_lock", "PTTL my_lock",
+  "GET my_lock", "TTL my_lock",
   EV(LOCK_RELEASE, "my_lock", args=("owner-2",)), "GET my_lock",
   EV(LOCK_RELEASE, "my_lock", args=("owner-1",)), "EXISTS my_lock",
   EV(LOCK_ACQUIRE_SETNX, "my_lock", args=("100000", "owner-2")), "GET my_lock")

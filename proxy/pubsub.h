@@ -1,0 +1,17 @@
+/* Pub/sub through one shared subscriber connection, fanned out in the proxy. */
+#ifndef EVALPROXY_PUBSUB_H
+#define EVALPROXY_PUBSUB_H
+
+#include "proxy/commands.h"
+
+command_handler cmd_subscribe, cmd_unsubscribe, cmd_publish, cmd_pubsub;
+
+/* Channels + patterns (shard 0), or shard channels (shard 1). */
+int pubsub_count(const client *c, int shard);
+int pubsub_subscribed(const client *c);
+int pubsub_count_kind(const client *c, int kind); /* 0 channels, 1 patterns, 2 shard */
+void pubsub_client_gone(client *c); /* also RESET */
+void pubsub_info(struct evbuffer *out);
+void pubsub_shutdown(void);
+
+#endif
