@@ -130,7 +130,14 @@ void client_output_written(client *c) { client_check_output_limits(c); }
 struct evbuffer *client_reply_buffer(client *c)
 {
     if (c->flags & CLIENT_REPLY_SKIP) {
-        /* The reply goes nowhere: a slot marked discard, completed at once. */
+        /* The reply goes nowhere. Behind replies still in flight it takes a
+         * discarded slot (so order holds); otherwise a scratch buffer. */
+        if (!c->slots_head) {
+            static struct evbuffer *scratch;
+            if (!scratch) scratch = evbuffer_new();
+            evbuffer_drain(scratch, evbuffer_get_length(scratch));
+            return scratch;
+        }
         reply_slot *s = client_slot_add(c);
         s->done = 1;
         return s->buf;

@@ -169,7 +169,7 @@ void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t 
     }
     if (!c->authenticated && config.requirepass) {
         reply_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
-                         "HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and "
+                         "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
                          "select the RESP protocol version at the same time");
         return;
     }
@@ -202,8 +202,12 @@ void cmd_select(client *c, const command_def *cmd, int argc, char **argv, size_t
 {
     struct evbuffer *out = client_reply_buffer(c);
     long long id;
-    if (!string_to_ll(argv[1], argvlen[1], &id) || id < -2147483648LL || id > 2147483647LL) {
+    if (!string_to_ll(argv[1], argvlen[1], &id)) {
         reply_error(out, "ERR value is not an integer or out of range");
+        return;
+    }
+    if (id < -2147483648LL || id > 2147483647LL) {
+        reply_error(out, "ERR value is out of range, value must between -2147483648 and 2147483647");
         return;
     }
     /* The store's databases are selected lazily on the shared connections;

@@ -46,6 +46,14 @@ static void add_all_info(struct evbuffer *out)
 static const char *const kspec_flag_names[] = {"RO", "RW", "OW", "RM", "access", "update", "insert", "delete",
                                                "not_key", "incomplete", "variable_flags"};
 
+static int numkeys_command(const command_def *cmd)
+{
+    static const char *const names[] = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", NULL};
+    for (const char *const *n = names; *n; n++)
+        if (!strcmp(*n, cmd->name)) return 1;
+    return 0;
+}
+
 static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, int with_flags)
 {
     struct evbuffer *out = client_reply_buffer(c);
@@ -73,7 +81,10 @@ static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, i
         if (!keys || !flags) abort();
         found = command_get_keys(cmd, n, cargv, clen, keys, flags, found);
     }
-    if (found < 0) {
+    if (found <= 0 && numkeys_command(cmd)) {
+        /* Redis answers these with no keys rather than an error. */
+        reply_array(out, 0);
+    } else if (found < 0) {
         reply_error(out, "ERR Invalid arguments specified for command");
     } else if (found == 0) {
         reply_error(out, "ERR The command has no key arguments");
@@ -128,7 +139,8 @@ static void command_list(client *c, int argc, char **argv, size_t *argvlen)
             long long count = 0;
             for (int i = 0; i < command_table_count; i++) {
                 const command_def *d = &command_table[i];
-                if (memmem(d->info_resp, d->info_len, needle + 1, (size_t)nl - 1)) list_add_name(tmp, &count, d, NULL, 0);
+                if (!d->subcommand_count && memmem(d->info_resp, d->info_len, needle + 1, (size_t)nl - 1))
+                    list_add_name(tmp, &count, d, NULL, 0);
                 for (int s = 0; s < d->subcommand_count; s++) {
                     const command_def *sd = &d->subcommands[s];
                     if (memmem(sd->info_resp, sd->info_len, needle + 1, (size_t)nl - 1))
@@ -229,7 +241,7 @@ void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_
             "GETKEYSANDFLAGS <full-command>",
             "    Return the keys and the access flags from a full Redis command.",
             "HELP",
-            "    Print this help.",
+            "    Prints this help.",
             NULL,
         };
         out = client_reply_buffer(c);
@@ -457,6 +469,47 @@ static void config_get(client *c, int argc, char **argv, size_t *argvlen)
     config_get_finish(r, NULL);
 }
 
+/* Old values of the proxy directives a CONFIG SET changed, to undo it. */
+typedef struct config_undo {
+    reply_slot *slot;
+    int n;
+    char *names[64];
+    char *values[64];
+} config_undo;
+
+static void config_undo_apply(config_undo *u)
+{
+    for (int i = u->n - 1; i >= 0; i--) config_set(u->names[i], u->values[i], strlen(u->values[i]));
+    scripting_apply_config();
+}
+
+static void config_undo_free(config_undo *u)
+{
+    for (int i = 0; i < u->n; i++) {
+        free(u->names[i]);
+        free(u->values[i]);
+    }
+    free(u);
+}
+
+static void config_set_store_cb(void *ctx, const backend_reply *br)
+{
+    config_undo *u = ctx;
+    reply_slot *s = u->slot;
+    if (br->error) {
+        config_undo_apply(u);
+        reply_error(s->buf, br->error);
+    } else {
+        /* The store's answer decides; its error undoes the proxy's part too. */
+        char first = 0;
+        evbuffer_copyout(br->raw, &first, 1);
+        if (first == '-') config_undo_apply(u);
+        evbuffer_remove_buffer(br->raw, s->buf, br->raw_len);
+    }
+    config_undo_free(u);
+    client_slot_done(s);
+}
+
 static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if ((argc - 2) % 2 != 0) {
@@ -465,36 +518,77 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
     }
     int proxy = 0, store = 0;
     for (int i = 2; i < argc; i += 2) {
-        if (config_is_proxy_directive(argv[i], argvlen[i])) proxy++;
+        const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        for (int j = 2; j < i; j += 2) {
+            const char *cj = config_canonical_name(argv[j], argvlen[j]);
+            if (!strcasecmp(argv[i], argv[j]) || (ci && cj && ci == cj)) {
+                reply_errorf(client_reply_buffer(c),
+                             "ERR CONFIG SET failed (possibly related to argument '%s') - duplicate parameter",
+                             argv[i]);
+                return;
+            }
+        }
+        if (ci) proxy++;
         else store++;
     }
     if (!proxy) {
         relay_command(c, cmd, argc, argv, argvlen);
         return;
     }
-    struct evbuffer *out = client_reply_buffer(c);
-    if (store) {
-        for (int i = 2; i < argc; i += 2) {
-            if (!config_is_proxy_directive(argv[i], argvlen[i])) {
-                reply_errorf(out,
-                             "ERR CONFIG SET failed (possibly related to argument '%s') - "
-                             "cannot set proxy and store parameters in one CONFIG SET",
-                             argv[i]);
-                return;
-            }
-        }
+    if (proxy > 64) {
+        reply_error(client_reply_buffer(c), "ERR CONFIG SET failed - too many parameters");
+        return;
     }
+    /* All or nothing, as in Redis: remember, apply, undo on the first failure. */
+    config_undo *u = calloc(1, sizeof(*u));
+    if (!u) abort();
+    char old[1024];
     for (int i = 2; i < argc; i += 2) {
+        if (!config_canonical_name(argv[i], argvlen[i])) continue;
+        config_get_value(argv[i], old, sizeof(old));
         const char *why = config_set(argv[i], argv[i + 1], argvlen[i + 1]);
         if (why) {
+            config_undo_apply(u);
+            config_undo_free(u);
+            struct evbuffer *out = client_reply_buffer(c);
             if (!strcmp(why, "Unknown option"))
                 reply_errorf(out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'", argv[i]);
             else reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s", argv[i], why);
             return;
         }
+        u->names[u->n] = strdup(argv[i]);
+        u->values[u->n] = strdup(old);
+        if (!u->names[u->n] || !u->values[u->n]) abort();
+        u->n++;
     }
     scripting_apply_config();
-    reply_ok(out);
+    if (!store) {
+        config_undo_free(u);
+        reply_ok(client_reply_buffer(c));
+        return;
+    }
+    /* The store's parameters go to the store in one CONFIG SET of their own. */
+    char **sargv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *slens = malloc(sizeof(size_t) * (size_t)argc);
+    if (!sargv || !slens) abort();
+    int sargc = 0;
+    for (int i = 0; i < 2; i++) sargv[sargc] = argv[i], slens[sargc++] = argvlen[i];
+    for (int i = 2; i < argc; i += 2) {
+        if (config_canonical_name(argv[i], argvlen[i])) continue;
+        sargv[sargc] = argv[i], slens[sargc++] = argvlen[i];
+        sargv[sargc] = argv[i + 1], slens[sargc++] = argvlen[i + 1];
+    }
+    u->slot = client_slot_add(c);
+    int conn = client_shared_conn(c);
+    if (conn < 0 || backend_send(server.backend, conn, c->db, sargc, sargv, slens, BACKEND_RAW, config_set_store_cb,
+                                 u) != 0) {
+        config_undo_apply(u);
+        reply_error(u->slot->buf, backend_error(server.backend));
+        client_slot_done(u->slot);
+        config_undo_free(u);
+    }
+    free(sargv);
+    free(slens);
 }
 
 void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)

@@ -9,6 +9,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "backends/backend.h"
 #include "proxy/log.h"
 
 proxy_config config;
@@ -368,7 +369,7 @@ static int get_bind(char *buf, size_t len)
     return (int)(off < len ? off : len - 1);
 }
 
-static const char *class_names[CLIENT_CLASS_COUNT] = {"normal", "replica", "pubsub"};
+static const char *class_names[CLIENT_CLASS_COUNT] = {"normal", "slave", "pubsub"};
 
 static const char *set_obuf(int argc, char **argv)
 {
@@ -446,14 +447,14 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         long long ll;
         int err = 0;
         if (d->type == CT_MEM) ll = mem_to_ll(v, &err);
-        else err = !string_to_ll(v, strlen(v), &ll);
-        if (d->type == CT_INT && d->ptr == &config.unixsocketperm && err) {
+        else if (d->ptr == &config.unixsocketperm) {
+            /* File modes are octal, with or without a leading 0, as in Redis. */
             char *end;
             errno = 0;
             ll = strtoll(v, &end, 8);
-            err = (*end != '\0' || errno != 0);
-        }
-        if (err) return "argument couldn't be parsed into an integer";
+            err = (*v == '\0' || *end != '\0' || errno != 0);
+        } else err = !string_to_ll(v, strlen(v), &ll);
+        if (err) return d->type == CT_MEM ? "argument must be a memory value" : "argument couldn't be parsed into an integer";
         if (ll < d->min || ll > d->max) {
             snprintf(why, sizeof(why), "argument must be between %lld and %lld inclusive", d->min, d->max);
             return why;
@@ -463,6 +464,11 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         return NULL;
     }
     case CT_STRING:
+        if (d->ptr == &config.backend_url) {
+            backend_url u;
+            if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
+            backend_url_free(&u);
+        }
         set_string((char **)d->ptr, v);
         return NULL;
     case CT_ENUM: {
@@ -558,6 +564,18 @@ int config_load_args(int argc, char **argv, char *err, size_t errlen)
     return 0;
 }
 
+/* The store's password never leaves the proxy: "redis://user:****@host". */
+static int redact_url(const char *url, char *buf, size_t len)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    if (!at) return snprintf(buf, len, "%s", url);
+    const char *cred = scheme + 3;
+    const char *colon = memchr(cred, ':', (size_t)(at - cred));
+    if (!colon) return snprintf(buf, len, "%.*s****%s", (int)(cred - url), url, at);
+    return snprintf(buf, len, "%.*s****%s", (int)(colon + 1 - url), url, at);
+}
+
 static int format_value(const config_def *d, char *buf, size_t len)
 {
     switch (d->type) {
@@ -569,6 +587,7 @@ static int format_value(const config_def *d, char *buf, size_t len)
     case CT_MEM: return snprintf(buf, len, "%lld", *(long long *)d->ptr);
     case CT_STRING: {
         const char *s = *(char **)d->ptr;
+        if (d->ptr == &config.backend_url && s) return redact_url(s, buf, len);
         return snprintf(buf, len, "%s", s ? s : "");
     }
     case CT_ENUM:
@@ -585,6 +604,20 @@ static int format_value(const config_def *d, char *buf, size_t len)
         return snprintf(buf, len, "%s", "");
     }
     return 0;
+}
+
+int config_get_value(const char *name, char *buf, size_t len)
+{
+    const config_def *d = find_def(name, strlen(name));
+    if (!d) return -1;
+    if (d->ptr == &config.backend_url) return snprintf(buf, len, "%s", config.backend_url ? config.backend_url : "");
+    return format_value(d, buf, len);
+}
+
+const char *config_canonical_name(const char *name, size_t len)
+{
+    const config_def *d = find_def(name, len);
+    return d ? d->name : NULL;
 }
 
 int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn, void *ctx)
@@ -632,6 +665,28 @@ const char *config_set(const char *name, const char *value, size_t vlen)
     return why;
 }
 
+/* One line as the loader reads it back: values quoted where needed
+ * (multi-word directives such as bind stay as words). */
+static void write_directive(FILE *out, const config_def *d, const char *val)
+{
+    int words = d->type == CT_SPECIAL && d->set_special != set_logfile && d->set_special != set_loglevel;
+    int plain = val[0] != '\0';
+    for (const char *p = val; *p && plain; p++)
+        if (*p <= ' ' || *p == '"' || *p == '\'' || *p == '\\' || (unsigned char)*p >= 127) plain = 0;
+    if (words || plain) {
+        fprintf(out, "%s %s\n", d->name, val);
+        return;
+    }
+    fprintf(out, "%s \"", d->name);
+    for (const char *p = val; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+        else if (ch < ' ' || ch >= 127) fprintf(out, "\\x%02x", ch);
+        else fputc(ch, out);
+    }
+    fputs("\"\n", out);
+}
+
 /* Rewrites the directives the proxy knows, in place where they appear, and
  * appends the ones that are missing; every other line is kept as it was. */
 int config_rewrite(char *err, size_t errlen)
@@ -668,7 +723,7 @@ int config_rewrite(char *err, size_t errlen)
         if (seen[idx]) continue; /* drop duplicates: one line per directive */
         seen[idx] = 1;
         format_value(d, val, sizeof(val));
-        fprintf(mem, "%s %s\n", d->name, val);
+        write_directive(mem, d, val);
     }
     fclose(fp);
     for (size_t i = 0; i < ndefs; i++) {
@@ -676,7 +731,7 @@ int config_rewrite(char *err, size_t errlen)
         if (seen[i] || d->type == CT_SPECIAL) continue;
         format_value(d, val, sizeof(val));
         if (d->type == CT_STRING && val[0] == '\0') continue;
-        fprintf(mem, "%s %s\n", d->name, val);
+        write_directive(mem, d, val);
     }
     fclose(mem);
     free(line);

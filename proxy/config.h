@@ -62,6 +62,10 @@ typedef void config_visit_fn(void *ctx, const char *name, const char *value, siz
 int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn, void *ctx);
 /* 1 if `name` is one of the proxy's directives (or aliases). */
 int config_is_proxy_directive(const char *name, size_t len);
+/* The current value as CONFIG GET shows it (unredacted); -1 if unknown. */
+int config_get_value(const char *name, char *buf, size_t len);
+/* The directive's own name for a name or alias, or NULL. */
+const char *config_canonical_name(const char *name, size_t len);
 /* CONFIG SET name value: NULL on success or the reason text. */
 const char *config_set(const char *name, const char *value, size_t vlen);
 /* CONFIG REWRITE: rewrites the loaded file. 0 or -1 with reason in err. */
