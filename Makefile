@@ -100,15 +100,20 @@ bench: deps evalproxy
 	@bench/run.sh
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
-FUZZ_LIB_SRCS := proxy/request_parser.c
+FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
+build/fuzz/fuzz_request_parser: tests/fuzz/fuzz_request_parser.c proxy/request_parser.c
 	@mkdir -p build/fuzz
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS) -o $@ $^ $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+build/fuzz/fuzz_script_reply: tests/fuzz/fuzz_script_reply.c $(wildcard lua/*.c)
+	@mkdir -p build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 fuzz: deps $(FUZZ_TARGETS)
 	@for t in $(FUZZ_TARGETS); do echo "== $$t"; mkdir -p build/fuzz/corpus-$$(basename $$t); \
-	  $$t -max_total_time=$${FUZZ_SECONDS:-60} build/fuzz/corpus-$$(basename $$t) tests/fuzz/seeds || exit 1; done
+	  seeds=tests/fuzz/seeds/$$(basename $$t); [ -d $$seeds ] || seeds=tests/fuzz/seeds; \
+	  $$t -max_total_time=$${FUZZ_SECONDS:-60} build/fuzz/corpus-$$(basename $$t) $$seeds || exit 1; done
 
 clean:
 	rm -rf build evalproxy
