@@ -271,7 +271,7 @@ void client_close(client *c)
         c->waiting_locks = NULL;
     }
     if (c->script) scripting_client_gone(c);
-    if (c->exec_pending) {
+    if (c->exec_pending && !c->exec_locks) {
         multi_state *m = c->exec_pending;
         c->exec_pending = NULL;
         c->multi = m; /* freed below with the rest of the transaction state */

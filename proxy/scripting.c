@@ -53,6 +53,9 @@ typedef struct script_call {
     unsigned depth;     /* engine calls on the stack for this call */
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
+    unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
+    scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
+    void *done_ctx;
     unsigned attempts;
     unsigned long long start_ms; /* when the run started (monotonic) */
     struct script_call *prev, *next;
@@ -101,9 +104,17 @@ static void set_busy(script_call *sc, int busy)
 static void call_finish(script_call *sc, const char *reply, size_t len)
 {
     set_busy(sc, 0);
-    if (sc->locks) {
-        lock_set_release(sc->locks);
-        sc->locks = NULL;
+    if (sc->locks && !sc->borrowed_locks) lock_set_release(sc->locks);
+    sc->locks = NULL;
+    if (sc->done_fn) {
+        scripting_done_fn *fn = sc->done_fn;
+        sc->done_fn = NULL;
+        sc->finished = 1;
+        sc->depth++; /* the transaction may go on from here: keep sc alive */
+        fn(sc->done_ctx, reply ? reply : "", reply ? len : 0);
+        sc->depth--;
+        call_maybe_free(sc);
+        return;
     }
     reply_slot *s = sc->slot;
     sc->slot = NULL;
@@ -202,7 +213,7 @@ static int call_keys_ready(script_call *sc)
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
         /* LOCK_DEADLOCK */
-        if (!sc->written) {
+        if (!sc->written && !sc->borrowed_locks) {
             /* Nothing written yet: start again later with this key declared. */
             sc->rerun = 1;
             stat_reruns++;
@@ -471,6 +482,7 @@ static void call_lock_granted(lock_set *ls, void *ctx)
 static void call_abort(lock_set *ls, void *ctx)
 {
     script_call *sc = ctx;
+    if (sc->borrowed_locks) return;
     lock_set_release_all(ls);
     if (!sc->run) return;
     sc->rerun = 1;
@@ -542,50 +554,101 @@ static script_call *call_new(client *c, const script *s, int numkeys, char **key
 
 /* ---- commands --------------------------------------------------------------------- */
 
-void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+/* EVAL's argument checks, in Redis's order: the script to run, or NULL
+ * with the error text in err. */
+static const script *eval_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *numkeys,
+                                  int *ro, char *err, size_t errlen)
 {
     int by_sha = !strncmp(cmd->name, "evalsha", 7);
-    int ro = strstr(cmd->name, "_ro") != NULL;
-    long long numkeys;
-    if (!string_to_ll(argv[2], argvlen[2], &numkeys)) {
-        reply_error(client_reply_buffer(c), "ERR value is not an integer or out of range");
-        return;
+    *ro = strstr(cmd->name, "_ro") != NULL;
+    long long n;
+    if (!string_to_ll(argv[2], argvlen[2], &n)) {
+        snprintf(err, errlen, "ERR value is not an integer or out of range");
+        return NULL;
     }
-    if (numkeys > argc - 3) {
-        reply_error(client_reply_buffer(c), "ERR Number of keys can't be greater than number of args");
-        return;
+    if (n > argc - 3) {
+        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
+        return NULL;
     }
-    if (numkeys < 0) {
-        reply_error(client_reply_buffer(c), "ERR Number of keys can't be negative");
-        return;
+    if (n < 0) {
+        snprintf(err, errlen, "ERR Number of keys can't be negative");
+        return NULL;
     }
+    *numkeys = (int)n;
     const script *s;
     if (by_sha) {
         s = script_engine_find(engine, argv[1], argvlen[1]);
         if (!s) {
-            reply_error(client_reply_buffer(c), "NOSCRIPT No matching script. Please use EVAL.");
-            return;
+            snprintf(err, errlen, "NOSCRIPT No matching script. Please use EVAL.");
+            return NULL;
         }
     } else {
-        char err[1024];
-        s = script_engine_load(engine, argv[1], argvlen[1], err, sizeof(err));
-        if (!s) {
-            reply_error(client_reply_buffer(c), err);
-            return;
-        }
+        s = script_engine_load(engine, argv[1], argvlen[1], err, errlen);
+        if (!s) return NULL;
     }
     int flags = script_flags(s);
-    if (ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
-        reply_error(client_reply_buffer(c), "ERR Can not execute a script with write flag using *_ro command.");
+    if (*ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
+        snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        return NULL;
+    }
+    return s;
+}
+
+void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    char err[1024];
+    int n, ro;
+    const script *s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, sizeof(err));
+    if (!s) {
+        reply_error(client_reply_buffer(c), err);
         return;
     }
-    int n = (int)numkeys;
     script_call *sc = call_new(c, s, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
                                ro ? SCRIPT_RUN_RO : 0);
     sc->slot = client_slot_add(c);
     c->script = (struct script_call *)sc;
     client_block(c);
     call_acquire(sc, 1);
+}
+
+int scripting_is_eval(const command_def *cmd)
+{
+    return !strcmp(cmd->name, "eval") || !strcmp(cmd->name, "evalsha") || !strcmp(cmd->name, "eval_ro") ||
+           !strcmp(cmd->name, "evalsha_ro");
+}
+
+int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *first)
+{
+    long long n;
+    if (argc < 3 || !string_to_ll(argv[2], argvlen[2], &n) || n < 0 || n > argc - 3) return 0;
+    *first = 3;
+    return (int)n;
+}
+
+void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                            struct lock_set *held, int db, scripting_done_fn *done, void *ctx)
+{
+    char err[1024];
+    int n, ro;
+    const script *s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, sizeof(err));
+    if (!s) {
+        struct evbuffer *b = evbuffer_new();
+        reply_error(b, err);
+        size_t len = evbuffer_get_length(b);
+        done(ctx, (const char *)evbuffer_pullup(b, -1), len);
+        evbuffer_free(b);
+        return;
+    }
+    script_call *sc = call_new(c, s, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
+                               ro ? SCRIPT_RUN_RO : 0);
+    /* Inside EXEC: the transaction holds the locks and gets the reply. */
+    sc->c = NULL;
+    sc->start_db = sc->db = db;
+    sc->locks = held;
+    sc->borrowed_locks = 1;
+    sc->done_fn = done;
+    sc->done_ctx = ctx;
+    call_start(sc);
 }
 
 static const char *const script_help[] = {

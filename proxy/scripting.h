@@ -11,6 +11,17 @@ void scripting_shutdown(void);
 
 command_handler cmd_eval, cmd_script, cmd_function_unsupported;
 
+typedef void scripting_done_fn(void *ctx, const char *reply, size_t len);
+struct lock_set;
+/* EVAL and friends (for MULTI/EXEC, which runs them in their place). */
+int scripting_is_eval(const command_def *cmd);
+/* Declared keys of an EVAL line: their count, the first at argv[*first]. */
+int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *first);
+/* Runs an EVAL inside EXEC under the transaction's locks (held) in database
+ * db; done gets its reply (also for argument errors). */
+void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                            struct lock_set *held, int db, scripting_done_fn *done, void *ctx);
+
 /* A client closed while it waits for (or runs) a script. */
 void scripting_client_gone(client *c);
 /* Scripts running past busy-reply-threshold right now. */

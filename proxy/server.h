@@ -67,7 +67,9 @@ struct client {
     struct script_call *script;     /* the script this client waits for */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */
-    struct multi_state *exec_pending;  /* EXEC waiting for its locks */
+    struct multi_state *exec_pending;  /* EXEC waiting for its locks (or a WATCH check) */
+    struct lock_set *exec_locks;       /* that EXEC's locks, during a WATCH check */
+    struct exec_run *exec_run;         /* EXEC the proxy runs itself (scripts inside) */
     int exec_new_db;                   /* database after a running EXEC with SELECT, or -1 */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
     int dedicated_conn;                /* own connection with a request in flight, or -1 */

@@ -24,6 +24,7 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
+#include "proxy/scripting.h"
 #include "proxy/server.h"
 
 typedef struct queued_command {
@@ -40,6 +41,26 @@ struct multi_state {
 };
 
 static unsigned blocking_in_use;
+
+typedef struct exec_elem {
+    struct exec_run *er;
+    int index;
+} exec_elem;
+
+typedef struct exec_run {
+    client *c; /* NULL once the client is gone */
+    multi_state *m;
+    lock_set *ls;
+    reply_slot *slot;
+    struct evbuffer **replies; /* one per queued command */
+    exec_elem *elems;
+    int next;      /* next command to start */
+    int pending;   /* store replies outstanding */
+    int script_running;
+    int stepping;
+    int db, start_db;
+} exec_run;
+
 
 static void multi_free(multi_state *m)
 {
@@ -61,6 +82,18 @@ void transactions_client_gone(client *c)
 {
     multi_free(c->multi);
     c->multi = NULL;
+    if (c->exec_run) {
+        /* It runs to the end, as Redis runs what it has read; the reply is dropped. */
+        c->exec_run->c = NULL;
+        c->exec_run = NULL;
+    }
+    if (c->exec_locks) {
+        /* A WATCH check was in flight: its callback goes with the pinned connection. */
+        lock_set_release(c->exec_locks);
+        c->exec_locks = NULL;
+        multi_free(c->exec_pending);
+        c->exec_pending = NULL;
+    }
     if (c->dedicated_conn >= 0) {
         /* A blocking command or an EXEC is in flight on it: closing the
          * connection unblocks the store side; the callbacks are dropped, so
@@ -117,7 +150,7 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
         m->dirty = 1;
         return 1;
     }
-    if (is_local && !store_can_run(cmd)) {
+    if (is_local && !store_can_run(cmd) && !scripting_is_eval(cmd)) {
         reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
         m->dirty = 1;
         return 1;
@@ -236,24 +269,193 @@ static int exec_send(client *c, multi_state *m, lock_set *ls)
     return 1; /* later commands wait for EXEC's reply: they must not overtake it */
 }
 
+/* ---- EXEC run by the proxy (scripts inside) ------------------------------------ */
+
+static void exec_run_step(exec_run *er);
+
+static void exec_run_finish(exec_run *er)
+{
+    reply_slot *s = er->slot;
+    reply_array(s->buf, er->m->count);
+    for (int i = 0; i < er->m->count; i++) {
+        evbuffer_add_buffer(s->buf, er->replies[i]);
+        evbuffer_free(er->replies[i]);
+    }
+    lock_set_release(er->ls);
+    client *c = er->c;
+    if (c) {
+        c->exec_run = NULL;
+        c->db = er->db; /* a SELECT inside moves the client, as in Redis */
+    }
+    client_slot_done(s);
+    multi_free(er->m);
+    free(er->replies);
+    free(er->elems);
+    free(er);
+    if (c) client_unblock(c);
+}
+
+static void exec_elem_cb(void *ctx, const backend_reply *r)
+{
+    exec_elem *el = ctx;
+    exec_run *er = el->er;
+    if (r->error) reply_error(er->replies[el->index], r->error);
+    else evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    er->pending--;
+    exec_run_step(er);
+}
+
+static void exec_script_done(void *ctx, const char *reply, size_t len)
+{
+    exec_elem *el = ctx;
+    exec_run *er = el->er;
+    evbuffer_add(er->replies[el->index], reply, len);
+    er->script_running = 0;
+    exec_run_step(er);
+}
+
+/* Commands go out in order; a script starts once everything before it has
+ * answered (its calls may take another connection), and what follows it
+ * waits for it. */
+static void exec_run_step(exec_run *er)
+{
+    backend *b = server.backend;
+    /* A script may finish inside scripting_eval_in_exec, which steps again:
+     * the outer call carries on instead of nesting. */
+    if (er->stepping) return;
+    er->stepping = 1;
+    while (!er->script_running && er->next < er->m->count) {
+        int i = er->next;
+        queued_command *q = &er->m->cmds[i];
+        if (scripting_is_eval(q->cmd)) {
+            if (er->pending) return;
+            er->next++;
+            er->script_running = 1;
+            scripting_eval_in_exec(er->c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done,
+                                   &er->elems[i]);
+            continue;
+        }
+        er->next++;
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (!string_to_ll(q->argv[1], q->argvlen[1], &id)) {
+                reply_error(er->replies[i], "ERR value is not an integer or out of range");
+            } else if (id < 0 || id >= config.databases) {
+                reply_error(er->replies[i], "ERR DB index is out of range");
+            } else {
+                er->db = (int)id;
+                reply_ok(er->replies[i]);
+            }
+            continue;
+        }
+        int conn = backend_pick(b, er->c ? (unsigned)er->c->id : 0);
+        if (conn < 0 || backend_send(b, conn, er->db, q->argc, q->argv, q->argvlen, BACKEND_RAW, exec_elem_cb,
+                                     &er->elems[i]) != 0) {
+            reply_error(er->replies[i], backend_error(b));
+            continue;
+        }
+        er->pending++;
+    }
+    er->stepping = 0;
+    if (!er->script_running && !er->pending && er->next == er->m->count) exec_run_finish(er);
+}
+
+static void exec_run_start(client *c, multi_state *m, lock_set *ls)
+{
+    exec_run *er = calloc(1, sizeof(*er));
+    if (!er) abort();
+    er->c = c;
+    er->m = m;
+    er->ls = ls;
+    er->db = er->start_db = c->db;
+    er->replies = calloc((size_t)m->count, sizeof(*er->replies));
+    er->elems = calloc((size_t)m->count, sizeof(*er->elems));
+    if (!er->replies || !er->elems) abort();
+    for (int i = 0; i < m->count; i++) {
+        er->replies[i] = evbuffer_new();
+        er->elems[i].er = er;
+        er->elems[i].index = i;
+    }
+    er->slot = client_slot_add(c);
+    c->exec_run = er;
+    exec_run_step(er);
+}
+
+/* With WATCH, an empty transaction on the pinned connection asks the store
+ * whether a watched key changed; the proxy's locks are already held. */
+static void watch_check_cb(void *ctx, const backend_reply *r)
+{
+    client *c = ctx;
+    multi_state *m = c->exec_pending;
+    lock_set *ls = c->exec_locks;
+    c->exec_pending = NULL;
+    c->exec_locks = NULL;
+    char first[2] = {0, 0};
+    if (!r->error) evbuffer_copyout(r->raw, first, 2);
+    unwatch(c);
+    if (r->error || first[0] != '*' || first[1] == '-') {
+        struct evbuffer *out = client_reply_buffer(c);
+        if (r->error) reply_error(out, r->error);
+        else reply_null_array(out);
+        lock_set_release(ls);
+        multi_free(m);
+        client_unblock(c);
+        return;
+    }
+    exec_run_start(c, m, ls);
+}
+
+static int has_scripts(const multi_state *m)
+{
+    for (int i = 0; i < m->count; i++)
+        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+    return 0;
+}
+
+static void exec_go(client *c, multi_state *m, lock_set *ls)
+{
+    if (!has_scripts(m)) {
+        if (!exec_send(c, m, ls)) client_unblock(c);
+        return;
+    }
+    if (c->watch_conn >= 0) {
+        char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+        size_t ml[1] = {5}, el[1] = {4};
+        backend *b = server.backend;
+        c->exec_pending = m;
+        c->exec_locks = ls;
+        if (backend_send(b, c->watch_conn, c->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
+            backend_send(b, c->watch_conn, c->db, 1, ev, el, BACKEND_RAW, watch_check_cb, c) == 0)
+            return;
+        c->exec_pending = NULL;
+        c->exec_locks = NULL;
+        unwatch(c);
+    }
+    exec_run_start(c, m, ls);
+}
+
 static void exec_lock_granted(lock_set *ls, void *ctx)
 {
     client *c = ctx;
     c->waiting_locks = NULL;
     multi_state *m = c->exec_pending;
     c->exec_pending = NULL;
-    if (!exec_send(c, m, ls)) client_unblock(c);
+    exec_go(c, m, ls);
 }
 
 static void exec_after_drain(client *c)
 {
     multi_state *m = c->exec_pending;
     /* Every queued command's units, in one set. */
-    int write = 0, keyspace = 0;
+    int write = 0, keyspace = 0, scripts = 0;
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
+        if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
     }
-    lock_set *ls = lock_set_new(write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ, exec_lock_granted, c);
+    /* With scripts inside, the proxy runs the transaction itself: it must
+     * exclude everyone from its keys for the whole span. */
+    int mode = scripts ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
+    lock_set *ls = lock_set_new(mode, exec_lock_granted, c);
     int db = c->db;
     for (int i = 0; i < m->count && !keyspace; i++) {
         queued_command *q = &m->cmds[i];
@@ -265,6 +467,11 @@ static void exec_after_drain(client *c)
         if (command_is_keyspace_wide(q->cmd)) {
             keyspace = 1;
             break;
+        }
+        if (scripting_is_eval(q->cmd)) {
+            int first, n = scripting_eval_keys(q->cmd, q->argc, q->argv, q->argvlen, &first);
+            for (int k = 0; k < n; k++) lock_set_add_key(ls, db, q->argv[first + k], q->argvlen[first + k]);
+            continue;
         }
         if (!q->cmd->key_spec_count && !q->cmd->getkeys) continue;
         int keys[64];
@@ -291,7 +498,7 @@ static void exec_after_drain(client *c)
         return;
     }
     c->exec_pending = NULL;
-    if (!exec_send(c, m, ls)) client_unblock(c);
+    exec_go(c, m, ls);
 }
 
 static void exec_command(client *c)

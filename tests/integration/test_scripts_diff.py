@@ -86,9 +86,6 @@ SETRESP3_CALLS = pytest.mark.xfail(strict=True, reason=(
     "proxy bug: redis.call after redis.setresp(3) still gets the store's RESP2 reply "
     "(proxy/scripting.c never consults script_run_resp()), so maps, sets, doubles and "
     "nulls reach the script in their RESP2 shapes"))
-EVAL_IN_MULTI = pytest.mark.xfail(strict=True, reason=(
-    "proxy limitation: EVAL/EVALSHA inside MULTI answers '-ERR command 'eval' inside "
-    "MULTI is not supported by evalproxy yet' where Redis queues it"))
 HELLO3 = pytest.mark.xfail(strict=True, reason=(
     "proxy bug: HELLO 3 answers -NOPROTO, so RESP3 clients cannot get RESP3 script "
     "replies (map, set, double, big number, verbatim, null)"))
@@ -940,9 +937,9 @@ C("script-load-binary-body", ("SCRIPT", "LOAD", b"return '\x00\xff'"),
 C("script-load-shebang", ("SCRIPT", "LOAD", "#!lua flags=no-writes\nreturn 'sb'"),
   ("EVALSHA_RO", sha1("#!lua flags=no-writes\nreturn 'sb'"), 0))
 C("eval-in-multi", "MULTI", EV("return redis.call('incr',KEYS[1])", "m"), "INCR m", "EXEC",
-  "GET m", marks=EVAL_IN_MULTI)
+  "GET m")
 C("evalsha-in-multi", ("SCRIPT", "LOAD", "return 'inmulti'"), "MULTI",
-  ("EVALSHA", sha1("return 'inmulti'"), 0), "EXEC", marks=EVAL_IN_MULTI)
+  ("EVALSHA", sha1("return 'inmulti'"), 0), "EXEC")
 C("eval-pipelined", Step(raw=b"".join(
     [encode_command("EVAL", "return redis.call('incr',KEYS[1])", 1, "cnt")] * 50
     + [encode_command("GET", "cnt")]), replies=51))
