@@ -266,7 +266,9 @@ void client_close(client *c)
 {
     if (c->flags & CLIENT_CLOSING) return;
     c->flags |= CLIENT_CLOSING;
-    if (c->waiting_locks) {
+    if (c->waiting_locks && c->waiting_relay) {
+        relay_orphan_waiting(c); /* it still runs once its locks are free */
+    } else if (c->waiting_locks) {
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
     }

@@ -95,10 +95,75 @@ static void relay_send(client *c, lock_set *ls, int argc, char **argv, size_t *a
     server.stats.relayed_commands++;
 }
 
+/* A command whose client went away while it waited for its locks: it
+ * still runs, as Redis runs every command it has read, and its reply is
+ * dropped. */
+typedef struct orphan_command {
+    struct orphan_command *prev, *next; /* still waiting or in flight, for shutdown */
+    lock_set *ls;
+    int argc;
+    char **argv; /* argv, lengths and bytes in one block */
+    size_t *argvlen;
+    int db;
+} orphan_command;
+
+static orphan_command *orphans;
+
+static void orphan_free(orphan_command *o)
+{
+    if (o->prev) o->prev->next = o->next;
+    else orphans = o->next;
+    if (o->next) o->next->prev = o->prev;
+    if (o->ls) lock_set_release(o->ls);
+    free(o->argv);
+    free(o);
+}
+
+static void orphan_reply_cb(void *ctx, const backend_reply *r) { orphan_free(ctx); }
+
+static void orphan_lock_granted(lock_set *ls, void *ctx)
+{
+    orphan_command *o = ctx;
+    backend *b = server.backend;
+    int conn = backend_pick(b, 0);
+    if (conn < 0 || backend_send(b, conn, o->db, o->argc, o->argv, o->argvlen, BACKEND_RAW, orphan_reply_cb, o) != 0)
+        orphan_free(o);
+}
+
+void relay_orphan_waiting(client *c)
+{
+    lock_set *ls = c->waiting_locks;
+    c->waiting_locks = NULL;
+    int argc = c->parser.argc;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += c->parser.argvlen[i] + 1;
+    orphan_command *o = calloc(1, sizeof(*o));
+    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
+    if (!o || !block) abort();
+    o->argv = (char **)block;
+    o->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
+    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, c->parser.argv[i], c->parser.argvlen[i]);
+        data[c->parser.argvlen[i]] = '\0';
+        o->argv[i] = data;
+        o->argvlen[i] = c->parser.argvlen[i];
+        data += c->parser.argvlen[i] + 1;
+    }
+    o->argc = argc;
+    o->db = c->db;
+    o->ls = ls;
+    o->next = orphans;
+    if (orphans) orphans->prev = o;
+    orphans = o;
+    lock_set_retarget(ls, orphan_lock_granted, o);
+}
+
 static void relay_lock_granted(lock_set *ls, void *ctx)
 {
     client *c = ctx;
     c->waiting_locks = NULL;
+    c->waiting_relay = 0;
     /* The parser still holds this command: nothing was read while blocked. */
     relay_send(c, ls, c->parser.argc, c->parser.argv, c->parser.argvlen);
     client_unblock(c);
@@ -166,6 +231,7 @@ void relay_command(client *c, const command_def *cmd, int argc, char **argv, siz
         }
         if (rc == LOCK_WAITING) {
             c->waiting_locks = ls;
+            c->waiting_relay = 1;
             client_block(c);
             return;
         }
@@ -240,6 +306,7 @@ void dispatch_init(void)
 
 void dispatch_free(void)
 {
+    while (orphans) orphan_free(orphans);
     free(routes);
     routes = NULL;
 }

@@ -510,6 +510,12 @@ void lock_set_release(lock_set *ls)
     free(ls);
 }
 
+void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx)
+{
+    ls->fn = fn;
+    ls->ctx = ctx;
+}
+
 void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn)
 {
     ls->is_script = 1;

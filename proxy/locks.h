@@ -49,6 +49,8 @@ void lock_set_add_keyspace(lock_set *ls); /* the whole keyspace, fully */
  * refuse_if_busy, LOCK_BUSY is returned instead of waiting behind a busy
  * script (and nothing is held or queued). */
 int lock_set_acquire(lock_set *ls, int refuse_if_busy);
+/* Changes who is told of the grant (a waiting set changing hands). */
+void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx);
 /* Releases everything held, or cancels the wait, and frees the set. */
 void lock_set_release(lock_set *ls);
 

@@ -63,6 +63,7 @@ struct client {
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
+    int waiting_relay;              /* ... and it is a plain relayed command */
     const struct command_def *waiting_cmd;
     struct script_call *script;     /* the script this client waits for */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
@@ -128,6 +129,9 @@ int client_shared_conn(client *c);
 /* Runs fn now if nothing the client relayed is in flight, else when it is. */
 void client_when_drained(client *c, void (*fn)(client *c));
 int command_is_keyspace_wide(const struct command_def *cmd);
+/* The client closes while its relayed command waits for locks: hand the
+ * command over so it still runs. */
+void relay_orphan_waiting(client *c);
 void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Busy error text, as Redis's. */
 #define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
