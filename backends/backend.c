@@ -71,8 +71,9 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
         }
         return 0;
     }
-    if (strcmp(u->scheme, "redis") != 0) {
-        snprintf(err, errlen, "unsupported backend scheme '%s' (expected redis:// or unix://)", u->scheme);
+    if (strcmp(u->scheme, "redis") != 0 && strcmp(u->scheme, "memcached") != 0) {
+        snprintf(err, errlen, "unsupported backend scheme '%s' (expected redis://, unix:// or memcached://)",
+                 u->scheme);
         return -1;
     }
     const char *at = strrchr(rest, '@');
@@ -106,7 +107,7 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
         u->host = dup_range(hp, hlen, 0);
         if (colon) portp = colon + 1;
     }
-    u->port = 6379;
+    u->port = strcmp(u->scheme, "memcached") ? 6379 : 11211;
     if (portp) {
         size_t plen = (size_t)(rest + hplen - portp);
         char buf[16];
@@ -130,7 +131,8 @@ backend *backend_create(struct event_base *base, const char *url, int connection
 {
     backend_url u;
     if (backend_url_parse(url, &u, err, errlen) != 0) return NULL;
-    backend *b = backend_resp_create(base, &u, connections);
+    backend *b = !strcmp(u.scheme, "memcached") ? backend_memcached_create(base, &u, connections)
+                                                : backend_resp_create(base, &u, connections);
     backend_url_free(&u);
     return b;
 }

@@ -95,5 +95,6 @@ int backend_url_parse(const char *url, backend_url *out, char *err, size_t errle
 void backend_url_free(backend_url *u);
 
 backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections);
+backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections);
 
 #endif

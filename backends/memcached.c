@@ -1,0 +1,798 @@
+/* memcached backend: Redis string and key commands translated to the
+ * memcached 1.6 meta protocol (mg, ms, md, ma, mn). Each Redis command is a
+ * small request object that issues meta commands on one pipelined
+ * connection and builds the Redis reply as RESP bytes; replies leave in
+ * request order per connection. Read-modify-write commands read the CAS
+ * token and write with it, retrying a bounded number of times, so writers
+ * that bypass the proxy cannot be overwritten silently. */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "backends/backend.h"
+#include "backends/memcached_int.h"
+#include "proxy/log.h"
+
+enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY };
+static const char *state_names[] = {"down", "connecting", "ready"};
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define CONNECT_TIMEOUT_MS 2000
+
+/* ---- small helpers --------------------------------------------------------- */
+
+long long mc_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Redis's string2ll: no spaces, no '+', no leading zeros, at most 20 chars. */
+int mc_parse_ll(const char *s, size_t len, long long *out)
+{
+    if (len == 0 || len >= 21) return 0;
+    if (len == 1 && s[0] == '0') {
+        *out = 0;
+        return 1;
+    }
+    size_t i = 0;
+    int neg = 0;
+    if (s[0] == '-') {
+        neg = 1;
+        if (++i == len) return 0;
+    }
+    if (s[i] < '1' || s[i] > '9') return 0;
+    unsigned long long v = 0;
+    for (; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (ULLONG_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (unsigned long long)LLONG_MAX + 1) return 0;
+        *out = (long long)(0 - v);
+    } else {
+        if (v > (unsigned long long)LLONG_MAX) return 0;
+        *out = (long long)v;
+    }
+    return 1;
+}
+
+/* Redis's string2ld: strtold over the whole string, no leading space, no NaN. */
+int mc_parse_ld(const char *s, size_t len, long double *out)
+{
+    char buf[5 * 1024];
+    if (len == 0 || len >= sizeof(buf)) return 0;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    long double v = strtold(buf, &end);
+    if (buf[0] == ' ' || (buf[0] >= '\t' && buf[0] <= '\r') || *end != '\0' ||
+        (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) || isnan(v))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* Redis's human long double format: %.17Lf without trailing zeros. */
+size_t mc_format_ld(char *buf, size_t cap, long double v)
+{
+    int l = snprintf(buf, cap, "%.17Lf", v);
+    if (l < 0 || (size_t)l >= cap) return 0;
+    if (strchr(buf, '.')) {
+        char *p = buf + l - 1;
+        while (*p == '0') {
+            p--;
+            l--;
+        }
+        if (*p == '.') l--;
+    }
+    if (l == 2 && buf[0] == '-' && buf[1] == '0') {
+        buf[0] = '0';
+        l = 1;
+    }
+    buf[l] = '\0';
+    return (size_t)l;
+}
+
+void mc_add_simple(struct evbuffer *o, const char *s) { evbuffer_add_printf(o, "+%s\r\n", s); }
+void mc_add_error(struct evbuffer *o, const char *s) { evbuffer_add_printf(o, "-%s\r\n", s); }
+void mc_add_int(struct evbuffer *o, long long v) { evbuffer_add_printf(o, ":%lld\r\n", v); }
+void mc_add_null(struct evbuffer *o) { evbuffer_add(o, "$-1\r\n", 5); }
+void mc_add_bulk(struct evbuffer *o, const char *p, size_t len)
+{
+    evbuffer_add_printf(o, "$%zu\r\n", len);
+    evbuffer_add(o, p, len);
+    evbuffer_add(o, "\r\n", 2);
+}
+
+/* ---- keys ------------------------------------------------------------------ */
+
+/* A Redis key (db, bytes) becomes one memcached key, injectively:
+ * - db 0 keys of 1..250 bytes not starting with 0x01 are stored as they are,
+ *   so tools that talk to memcached directly see the same names;
+ * - everything else is 0x01 <db> ':' <key>, or, when that is too long for
+ *   memcached, 0x01 <db> '#' <sha256(key)>.
+ * Keys with bytes memcached's text protocol cannot carry go out base64
+ * encoded with the meta `b` flag. */
+#define MC_KEY_MAX 250
+
+static int text_safe(const unsigned char *k, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (k[i] <= 32 || k[i] >= 127) return 0;
+    return 1;
+}
+
+static size_t b64_len(size_t n) { return (n + 2) / 3 * 4; }
+
+/* 1 if `k` can go on the wire (as text or base64) within memcached's limit. */
+static int wire_ok(const unsigned char *k, size_t len)
+{
+    if (len == 0 || len > MC_KEY_MAX) return 0;
+    return text_safe(k, len) || b64_len(len) <= MC_KEY_MAX;
+}
+
+size_t mc_map_key(int db, const char *key, size_t klen, unsigned char *out)
+{
+    const unsigned char *k = (const unsigned char *)key;
+    if (db == 0 && klen >= 1 && k[0] != 0x01 && wire_ok(k, klen)) {
+        memcpy(out, k, klen);
+        return klen;
+    }
+    int n = snprintf((char *)out, 32, "\x01%d:", db);
+    if (wire_ok(out, (size_t)n + klen) || (klen == 0)) {
+        memcpy(out + n, k, klen);
+        return (size_t)n + klen;
+    }
+    out[n - 1] = '#';
+    unsigned int mdlen = 0;
+    EVP_Digest(key, klen, out + n, &mdlen, EVP_sha256(), NULL);
+    return (size_t)n + mdlen;
+}
+
+/* Appends " <key>" to a meta command line; 1 when the caller must add the
+ * `b` flag (base64 key). */
+static int put_key(struct evbuffer *o, const unsigned char *k, size_t len)
+{
+    evbuffer_add(o, " ", 1);
+    if (text_safe(k, len)) {
+        evbuffer_add(o, k, len);
+        return 0;
+    }
+    char enc[b64_len(MC_KEY_MAX) + 4];
+    int n = EVP_EncodeBlock((unsigned char *)enc, k, (int)len);
+    evbuffer_add(o, enc, (size_t)n);
+    return 1;
+}
+
+/* Inverse of the mapping for names listed by metadump: returns the db, or
+ * -1 for keys that are not ours; *name is NULL for digested names. */
+int mc_unmap_key(const unsigned char *k, size_t len, const unsigned char **name, size_t *nlen)
+{
+    if (len == 0) return -1;
+    if (k[0] != 0x01) {
+        *name = k;
+        *nlen = len;
+        return 0;
+    }
+    size_t i = 1;
+    int db = 0;
+    while (i < len && k[i] >= '0' && k[i] <= '9') {
+        db = db * 10 + (k[i] - '0');
+        if (db > 1000000) return -1;
+        i++;
+    }
+    if (i == 1 || i >= len) return -1;
+    if (k[i] == ':') {
+        *name = k + i + 1;
+        *nlen = len - i - 1;
+    } else if (k[i] == '#') {
+        *name = NULL;
+        *nlen = 0;
+    } else {
+        return -1;
+    }
+    return db;
+}
+
+/* ---- connection, queues ----------------------------------------------------- */
+
+static void conn_connect(mc_conn *c);
+static void pump(mc_conn *c);
+static void deliver(mc_conn *c);
+
+static void exp_push(mc_conn *c, mc_req *r, int tag, int dump)
+{
+    if (c->elen == c->ecap) {
+        size_t ncap = c->ecap ? c->ecap * 2 : 64;
+        mc_expect *n = malloc(ncap * sizeof(*n));
+        if (!n) abort();
+        for (size_t i = 0; i < c->elen; i++) n[i] = c->exp[(c->ehead + i) % c->ecap];
+        free(c->exp);
+        c->exp = n;
+        c->ecap = ncap;
+        c->ehead = 0;
+    }
+    c->exp[(c->ehead + c->elen) % c->ecap] = (mc_expect){r, tag, dump};
+    c->elen++;
+    r->pending++;
+}
+
+static struct evbuffer *conn_out(mc_conn *c) { return bufferevent_get_output(c->bev); }
+
+void mc_issue_mg(mc_req *r, const char *flags, int tag)
+{
+    struct evbuffer *o = conn_out(r->c);
+    evbuffer_add(o, "mg", 2);
+    if (put_key(o, r->mkey, r->mklen)) evbuffer_add(o, " b", 2);
+    if (flags && *flags) evbuffer_add_printf(o, " %s", flags);
+    evbuffer_add(o, "\r\n", 2);
+    exp_push(r->c, r, tag, 0);
+}
+
+void mc_issue_mg_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag)
+{
+    struct evbuffer *o = conn_out(r->c);
+    evbuffer_add(o, "mg", 2);
+    if (put_key(o, k, klen)) evbuffer_add(o, " b", 2);
+    if (flags && *flags) evbuffer_add_printf(o, " %s", flags);
+    evbuffer_add(o, "\r\n", 2);
+    exp_push(r->c, r, tag, 0);
+}
+
+void mc_issue_ms_key(mc_req *r, const unsigned char *k, size_t klen, const char *val, size_t vlen,
+                     const char *flags, int tag)
+{
+    struct evbuffer *o = conn_out(r->c);
+    evbuffer_add(o, "ms", 2);
+    int b64 = put_key(o, k, klen);
+    evbuffer_add_printf(o, " %zu", vlen); /* flags, b included, follow the length */
+    if (b64) evbuffer_add(o, " b", 2);
+    if (flags && *flags) evbuffer_add_printf(o, " %s", flags);
+    evbuffer_add(o, "\r\n", 2);
+    evbuffer_add(o, val, vlen);
+    evbuffer_add(o, "\r\n", 2);
+    exp_push(r->c, r, tag, 0);
+}
+
+void mc_issue_ms(mc_req *r, const char *val, size_t vlen, const char *flags, int tag)
+{
+    mc_issue_ms_key(r, r->mkey, r->mklen, val, vlen, flags, tag);
+}
+
+void mc_issue_md_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag)
+{
+    struct evbuffer *o = conn_out(r->c);
+    evbuffer_add(o, "md", 2);
+    if (put_key(o, k, klen)) evbuffer_add(o, " b", 2);
+    if (flags && *flags) evbuffer_add_printf(o, " %s", flags);
+    evbuffer_add(o, "\r\n", 2);
+    exp_push(r->c, r, tag, 0);
+}
+
+void mc_issue_md(mc_req *r, const char *flags, int tag) { mc_issue_md_key(r, r->mkey, r->mklen, flags, tag); }
+
+void mc_issue_raw(mc_req *r, const char *line, int tag, int dump)
+{
+    evbuffer_add_printf(conn_out(r->c), "%s\r\n", line);
+    exp_push(r->c, r, tag, dump);
+}
+
+/* ---- failure and reconnection ---------------------------------------------- */
+
+static void set_unavailable_error(mc_backend *mb)
+{
+    snprintf(mb->error, sizeof(mb->error), "ERR backend %s is unavailable: %s", mb->base.display,
+             mb->last_cause[0] ? mb->last_cause : "not connected");
+}
+
+static void req_free(mc_req *r)
+{
+    if (r->out) evbuffer_free(r->out);
+    if (r->aux) evbuffer_free(r->aux);
+    free(r->scratch);
+    free(r->args);
+    free(r);
+}
+
+static void fail_requests(mc_conn *c, const char *why)
+{
+    char err[300];
+    snprintf(err, sizeof(err), "ERR backend %s: %s", c->mb->base.display, why);
+    backend_reply br = {.error = err};
+    c->elen = 0;
+    c->nmore = 0;
+    while (c->head) {
+        mc_req *r = c->head;
+        c->head = r->next;
+        if (!c->head) c->tail = NULL;
+        c->mb->failures++;
+        if (r->fn) r->fn(r->ctx, &br);
+        req_free(r);
+    }
+}
+
+static void schedule_retry(mc_conn *c)
+{
+    if (c->backoff_ms == 0) c->backoff_ms = BACKOFF_MIN_MS;
+    struct timeval tv = {c->backoff_ms / 1000, (c->backoff_ms % 1000) * 1000};
+    evtimer_add(c->retry_ev, &tv);
+    c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
+}
+
+static void conn_drop(mc_conn *c, const char *why)
+{
+    int was_ready = c->state == CONN_READY;
+    if (c->bev) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    c->state = CONN_DOWN;
+    snprintf(c->mb->last_cause, sizeof(c->mb->last_cause), "%s", why);
+    set_unavailable_error(c->mb);
+    if (was_ready) log_warning("backend %s connection %d lost: %s", c->mb->base.display, c->idx, why);
+    else log_verbose("backend %s connection %d: %s", c->mb->base.display, c->idx, why);
+    fail_requests(c, was_ready ? "connection lost" : why);
+    schedule_retry(c);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_connect(arg);
+}
+
+/* ---- request lifecycle ------------------------------------------------------ */
+
+void mc_finish(mc_req *r)
+{
+    if (r->done) return;
+    r->done = 1;
+    if (r->more) {
+        r->more = 0;
+        r->c->nmore--;
+    }
+}
+
+void mc_fail(mc_req *r, const char *err)
+{
+    evbuffer_drain(r->out, evbuffer_get_length(r->out));
+    mc_add_error(r->out, err);
+    mc_finish(r);
+}
+
+/* Starts queued requests in order. A request that may still issue meta
+ * commands after its first replies holds back later ones, so that the store
+ * sees each connection's commands in the order the proxy sent them. */
+static void pump(mc_conn *c)
+{
+    while (c->next_start && c->nmore == 0 && c->state == CONN_READY) {
+        mc_req *r = c->next_start;
+        c->next_start = r->next;
+        r->started = 1;
+        int a = r->cmd->arity;
+        if ((a > 0 && r->argc != a) || (a < 0 && r->argc < -a)) {
+            char err[200];
+            snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", r->cmd->name);
+            mc_fail(r, err);
+            continue;
+        }
+        if (r->argc >= 2) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
+        r->cmd->handler(r, MC_START, NULL);
+        if (!r->done && r->pending == 0) mc_fail(r, "ERR internal error: request issued nothing");
+    }
+}
+
+static void deliver(mc_conn *c)
+{
+    mc_backend *mb = c->mb;
+    while (c->head && c->head->done && c->head->pending == 0) {
+        mc_req *r = c->head;
+        c->head = r->next;
+        if (!c->head) c->tail = NULL;
+        mb->replies++;
+        backend_reply br = {0};
+        redisReply *parsed = NULL;
+        size_t len = evbuffer_get_length(r->out);
+        if (r->mode == BACKEND_PARSED && r->fn) {
+            redisReader *rd = redisReaderCreate();
+            if (!rd) abort();
+            unsigned char *p = evbuffer_pullup(r->out, -1);
+            redisReaderFeed(rd, (const char *)p, len);
+            void *obj = NULL;
+            if (redisReaderGetReply(rd, &obj) != REDIS_OK || !obj) br.error = "ERR internal error: bad reply";
+            parsed = obj;
+            redisReaderFree(rd);
+            br.parsed = parsed;
+        }
+        br.raw = r->out;
+        br.raw_len = len;
+        if (r->fn) r->fn(r->ctx, &br);
+        if (parsed) freeReplyObject(parsed);
+        req_free(r);
+    }
+}
+
+static void deliver_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    deliver(arg);
+}
+
+/* ---- reading meta replies ---------------------------------------------------- */
+
+static void parse_flags(mc_resp *m, const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && *p == ' ') p++;
+        if (p >= end) break;
+        const char *tok = p;
+        while (p < end && *p != ' ') p++;
+        char f = tok[0];
+        char num[32];
+        size_t n = (size_t)(p - tok - 1);
+        if (n >= sizeof(num)) continue;
+        memcpy(num, tok + 1, n);
+        num[n] = '\0';
+        if (f == 't') {
+            m->has_t = 1;
+            m->t = strtoll(num, NULL, 10);
+        } else if (f == 'c') {
+            m->has_c = 1;
+            m->cas = strtoull(num, NULL, 10);
+        } else if (f == 's') {
+            m->has_s = 1;
+            m->size = strtoull(num, NULL, 10);
+        }
+    }
+}
+
+static void handle_reply(mc_conn *c, mc_resp *m)
+{
+    mc_expect e = c->exp[c->ehead];
+    c->ehead = (c->ehead + 1) % c->ecap;
+    c->elen--;
+    mc_req *r = e.r;
+    r->pending--;
+    if (!r->done) r->cmd->handler(r, e.tag, m);
+    if (!r->done && r->pending == 0) mc_fail(r, "ERR internal error: request stalled");
+}
+
+/* One dump line ("key=... exp=..."), or its END. */
+static int read_dump(mc_conn *c, struct evbuffer *in)
+{
+    size_t n;
+    char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+    if (!line) return 0;
+    mc_req *r = c->exp[c->ehead].r;
+    mc_resp m = {0};
+    if (!strcmp(line, "END") || !strncmp(line, "ERROR", 5) || !strncmp(line, "CLIENT_ERROR", 12) ||
+        !strncmp(line, "SERVER_ERROR", 12) || !strncmp(line, "BUSY", 4)) {
+        if (!strcmp(line, "END")) memcpy(m.code, "EN", 3);
+        else memcpy(m.code, "ER", 3);
+        m.line = line;
+        m.linelen = n;
+        handle_reply(c, &m);
+    } else if (!r->done) {
+        memcpy(m.code, "KY", 3);
+        m.line = line;
+        m.linelen = n;
+        r->cmd->handler(r, c->exp[c->ehead].tag, &m);
+    }
+    free(line);
+    return 1;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    mc_conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0) break;
+        if (c->elen == 0) {
+            conn_drop(c, "unexpected reply from store");
+            return;
+        }
+        if (c->exp[c->ehead].dump) {
+            if (!read_dump(c, in)) break;
+            if (!c->bev) return;
+            continue;
+        }
+        size_t eol_len = 0;
+        struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        if (eol.pos < 0) {
+            if (avail > 8192) {
+                conn_drop(c, "protocol error from store: line too long");
+                return;
+            }
+            break;
+        }
+        size_t hlen = (size_t)eol.pos;
+        char *h = (char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
+        mc_resp m = {0};
+        size_t total = hlen + 2;
+        size_t vlen = 0;
+        if (hlen >= 2) {
+            m.code[0] = h[0];
+            m.code[1] = h[1];
+        }
+        if (hlen >= 3 && !memcmp(h, "VA ", 3)) {
+            char *end;
+            vlen = strtoull(h + 3, &end, 10);
+            if (avail < hlen + 2 + vlen + 2) {
+                /* Ask for the whole value before waking up again. */
+                bufferevent_setwatermark(bev, EV_READ, hlen + 2 + vlen + 2, 0);
+                break;
+            }
+            bufferevent_setwatermark(bev, EV_READ, 0, 0);
+            total = hlen + 2 + vlen + 2;
+            size_t flags_at = (size_t)(end - h); /* the pullup below may move the line */
+            h = (char *)evbuffer_pullup(in, (ev_ssize_t)total);
+            parse_flags(&m, h + flags_at, h + hlen);
+            m.val = h + hlen + 2;
+            m.vlen = vlen;
+        } else if ((hlen >= 5 && !memcmp(h, "ERROR", 5)) || (hlen >= 12 && !memcmp(h + 6, "_ERROR", 6))) {
+            memcpy(m.code, "ER", 3);
+        } else if (hlen >= 2) {
+            parse_flags(&m, h + 2, h + hlen);
+        }
+        m.line = h;
+        m.linelen = hlen;
+        handle_reply(c, &m);
+        evbuffer_drain(in, total);
+        if (!c->bev) return;
+    }
+    pump(c);
+    deliver(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    mc_conn *c = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        int fd = bufferevent_getfd(c->bev);
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        c->connects++;
+        c->state = CONN_READY;
+        c->backoff_ms = 0;
+        log_verbose("backend %s connection %d ready", c->mb->base.display, c->idx);
+        return;
+    }
+    const char *why;
+    char buf[128];
+    if (what & BEV_EVENT_TIMEOUT) {
+        why = "connection timed out";
+    } else if (what & BEV_EVENT_EOF) {
+        why = "connection closed by store";
+    } else {
+        int e = EVUTIL_SOCKET_ERROR();
+        snprintf(buf, sizeof(buf), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
+        why = buf;
+    }
+    conn_drop(c, why);
+}
+
+static void conn_connect(mc_conn *c)
+{
+    mc_backend *mb = c->mb;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", mb->port);
+    int rc = getaddrinfo(mb->host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(mb->last_cause, sizeof(mb->last_cause), "cannot resolve %s: %s", mb->host, gai_strerror(rc));
+        set_unavailable_error(mb);
+        c->state = CONN_DOWN;
+        schedule_retry(c);
+        return;
+    }
+    c->bev = bufferevent_socket_new(mb->evb, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev) abort();
+    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    c->state = CONN_CONNECTING;
+    int ok = bufferevent_socket_connect(c->bev, res->ai_addr, (int)res->ai_addrlen);
+    freeaddrinfo(res);
+    if (ok != 0) conn_drop(c, strerror(errno));
+}
+
+/* ---- backend_ops --------------------------------------------------------------- */
+
+static mc_conn *conn_at(mc_backend *mb, int conn)
+{
+    if (conn >= 0 && conn < mb->base.connections) return &mb->conns[conn];
+    return NULL;
+}
+
+static int mb_conn_ready(backend *b, int conn)
+{
+    mc_conn *c = conn_at((mc_backend *)b, conn);
+    return c && c->state == CONN_READY;
+}
+
+static int mb_pick(backend *b, unsigned hint)
+{
+    mc_backend *mb = (mc_backend *)b;
+    int n = b->connections;
+    for (int i = 0; i < n; i++) {
+        int idx = (int)((hint + (unsigned)i) % (unsigned)n);
+        if (mb->conns[idx].state == CONN_READY) return idx;
+    }
+    return -1;
+}
+
+static int mb_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen, int mode,
+                   backend_reply_fn *fn, void *ctx)
+{
+    mc_backend *mb = (mc_backend *)b;
+    if (!mb_conn_ready(b, conn) || argc < 1) {
+        set_unavailable_error(mb);
+        return -1;
+    }
+    mc_conn *c = conn_at(mb, conn);
+    /* One allocation for the argument copies: they outlive the caller's. */
+    size_t bytes = (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
+    mc_req *r = calloc(1, sizeof(*r));
+    char *blk = malloc(bytes);
+    if (!r || !blk) abort();
+    r->args = blk;
+    r->argv = (char **)blk;
+    r->argvlen = (size_t *)(blk + (size_t)argc * sizeof(char *));
+    char *p = blk + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        memcpy(p, argv[i], argvlen[i]);
+        p[argvlen[i]] = '\0';
+        r->argv[i] = p;
+        r->argvlen[i] = argvlen[i];
+        p += argvlen[i] + 1;
+    }
+    r->argc = argc;
+    r->c = c;
+    r->db = db;
+    r->mode = mode;
+    r->fn = fn;
+    r->ctx = ctx;
+    r->out = evbuffer_new();
+    if (!r->out) abort();
+    r->cmd = mc_lookup(argv[0], argvlen[0]);
+    if (c->tail) c->tail->next = r;
+    else c->head = r;
+    c->tail = r;
+    if (!c->next_start) c->next_start = r;
+    pump(c);
+    if (c->head && c->head->done && c->head->pending == 0) event_active(c->deliver_ev, EV_TIMEOUT, 1);
+    return 0;
+}
+
+static const char *mb_error(backend *b)
+{
+    mc_backend *mb = (mc_backend *)b;
+    if (!mb->error[0]) set_unavailable_error(mb);
+    return mb->error;
+}
+
+static void mb_info(backend *b, struct evbuffer *out)
+{
+    mc_backend *mb = (mc_backend *)b;
+    int ready = 0;
+    unsigned long long connects = 0;
+    size_t pending = 0;
+    for (int i = 0; i < b->connections; i++) {
+        ready += mb->conns[i].state == CONN_READY;
+        connects += mb->conns[i].connects;
+        for (mc_req *r = mb->conns[i].head; r; r = r->next) pending++;
+    }
+    evbuffer_add_printf(out, "backend_type:memcached\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
+                        ready ? "up" : "down");
+    evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
+    evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
+    evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", mb->replies, mb->failures);
+    for (int i = 0; i < b->connections; i++)
+        evbuffer_add_printf(out, "backend_conn%d:state=%s\r\n", i, state_names[mb->conns[i].state]);
+}
+
+static void mb_free(backend *b)
+{
+    mc_backend *mb = (mc_backend *)b;
+    for (int i = 0; i < b->connections; i++) {
+        mc_conn *c = &mb->conns[i];
+        if (c->bev) bufferevent_free(c->bev);
+        c->bev = NULL;
+        c->state = CONN_DOWN;
+        fail_requests(c, "shutting down");
+        if (c->retry_ev) event_free(c->retry_ev);
+        if (c->deliver_ev) event_free(c->deliver_ev);
+        free(c->exp);
+    }
+    free(mb->conns);
+    free(mb->host);
+    free(b->display);
+    free(mb);
+}
+
+/* Transactions, blocking commands and pub/sub have no meaning on memcached:
+ * no dedicated connections, so those commands fail with the backend error. */
+static int mb_open_dedicated(backend *b)
+{
+    mc_backend *mb = (mc_backend *)b;
+    snprintf(mb->error, sizeof(mb->error), "ERR this command is not supported by the memcached backend");
+    return -1;
+}
+
+static void mb_release_dedicated(backend *b, int conn, int reuse)
+{
+    (void)b;
+    (void)conn;
+    (void)reuse;
+}
+
+static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
+{
+    (void)b;
+    (void)conn;
+    (void)fn;
+    (void)ctx;
+}
+
+static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
+                                   mb_open_dedicated, mb_release_dedicated, mb_set_push};
+
+backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections)
+{
+    mc_backend *mb = calloc(1, sizeof(*mb));
+    if (!mb) abort();
+    mb->base.ops = &mc_ops;
+    mb->base.connections = connections;
+    mb->base.default_db = 0;
+    mb->evb = base;
+    mb->host = strdup(u->host);
+    mb->port = u->port;
+    char disp[300];
+    if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
+    else snprintf(disp, sizeof(disp), "%s:%d", u->host, u->port);
+    mb->base.display = strdup(disp);
+    mb->conns = calloc((size_t)connections, sizeof(mc_conn));
+    if (!mb->conns) abort();
+    snprintf(mb->last_cause, sizeof(mb->last_cause), "connecting");
+    for (int i = 0; i < connections; i++) {
+        mc_conn *c = &mb->conns[i];
+        c->mb = mb;
+        c->idx = i;
+        c->retry_ev = evtimer_new(base, retry_cb, c);
+        c->deliver_ev = event_new(base, -1, 0, deliver_cb, c);
+        conn_connect(c);
+    }
+    return &mb->base;
+}

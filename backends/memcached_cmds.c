@@ -1,0 +1,1061 @@
+/* Redis commands on memcached: each handler is a small state machine over
+ * meta replies (tag MC_START begins it) that builds Redis 7.0's exact reply. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+
+#include <event2/buffer.h>
+
+#include "backends/memcached_int.h"
+
+#define ERR_NOT_INT "ERR value is not an integer or out of range"
+#define ERR_SYNTAX "ERR syntax error"
+#define ERR_OVERFLOW "ERR increment or decrement would overflow"
+#define ERR_FLOAT "ERR value is not a valid float"
+#define MC_RELATIVE_MAX 2592000LL /* memcached reads larger TTLs as unix times */
+#define PROTO_MAX_BULK_LEN (512LL * 1024 * 1024)
+
+static int is(const mc_resp *m, const char *code) { return m && m->code[0] == code[0] && m->code[1] == code[1]; }
+
+/* A reply memcached gave that has no Redis counterpart. */
+static void store_error(mc_req *r, const mc_resp *m)
+{
+    char err[300];
+    if (m && is(m, "ER") && memmem(m->line, m->linelen, "too large", 9))
+        snprintf(err, sizeof(err), "ERR value is too large for the memcached backend (item size limit)");
+    else if (m && is(m, "ER") && memmem(m->line, m->linelen, "out of memory", 13))
+        snprintf(err, sizeof(err), "OOM memcached is out of memory");
+    else
+        snprintf(err, sizeof(err), "ERR unexpected reply from memcached: %.*s", m ? (int)(m->linelen > 200 ? 200 : m->linelen) : 0,
+                 m ? m->line : "");
+    mc_fail(r, err);
+}
+
+static int arg_ll(mc_req *r, int i, long long *v) { return mc_parse_ll(r->argv[i], r->argvlen[i], v); }
+
+static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[i], s); }
+
+/* ---- expiry --------------------------------------------------------------------- */
+
+/* memcached's T token for an absolute expiry time in ms: whole seconds,
+ * rounded up so a key never goes before Redis would expire it; -1 when
+ * already past (stored expired). */
+static long long T_from_abs_ms(long long when_ms)
+{
+    long long now = mc_now_ms();
+    if (when_ms <= now) return -1;
+    long long rel = (when_ms - now + 999) / 1000;
+    if (rel > MC_RELATIVE_MAX) return (when_ms + 999) / 1000;
+    return rel;
+}
+
+/* T token that keeps a remaining TTL (mg's t: -1 = none). */
+static long long T_keep(long long t)
+{
+    if (t < 0) return 0;
+    if (t == 0) return 1;
+    if (t > MC_RELATIVE_MAX) return mc_now_ms() / 1000 + t;
+    return t;
+}
+
+/* " T<n>" or nothing when T is 0 (no expiry). */
+static void T_flag(char *buf, size_t cap, long long T)
+{
+    if (T == 0) buf[0] = '\0';
+    else snprintf(buf, cap, " T%lld", T);
+}
+
+/* ---- read-modify-write with CAS ----------------------------------------------- */
+
+static void rmw_read(mc_req *r)
+{
+    mc_multi(r);
+    r->step = 1;
+    mc_issue_mg(r, "v c t", 1);
+}
+
+/* Writes the new value: over the item read (CAS) or as a new item. */
+static void rmw_write(mc_req *r, const mc_resp *read, const char *val, size_t vlen, long long T)
+{
+    char flags[96], tf[40];
+    T_flag(tf, sizeof(tf), T);
+    if (is(read, "VA")) snprintf(flags, sizeof(flags), "C%llu%s", read->cas, tf);
+    else snprintf(flags, sizeof(flags), "ME%s", tf);
+    r->step = 2;
+    mc_issue_ms(r, val, vlen, flags, 2);
+}
+
+/* The item changed under us (a writer that bypassed the proxy): again. */
+static void rmw_retry(mc_req *r)
+{
+    if (++r->retries > MC_CAS_RETRIES) {
+        mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
+        return;
+    }
+    evbuffer_drain(r->out, evbuffer_get_length(r->out));
+    r->cmd->handler(r, MC_START, NULL);
+}
+
+/* Common tail of a read-modify-write: the write's answer. */
+static void rmw_written(mc_req *r, const mc_resp *m)
+{
+    if (is(m, "HD")) mc_finish(r);
+    else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) rmw_retry(r);
+    else store_error(r, m);
+}
+
+/* ---- GET / SET family ------------------------------------------------------------ */
+
+static void h_get(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        mc_issue_mg(r, "v", 0);
+        return;
+    }
+    if (is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
+    else if (is(m, "EN")) mc_add_null(r->out);
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+enum {
+    F_NX = 1, F_XX = 2, F_GET = 4, F_KEEPTTL = 8, F_PERSIST = 16,
+    F_EX = 32, F_PX = 64, F_EXAT = 128, F_PXAT = 256,
+};
+#define F_ANYEXP (F_EX | F_PX | F_EXAT | F_PXAT)
+
+/* Redis 7.0's parseExtendedStringArgumentsOrReply. is_set: SET, else GETEX. */
+static int parse_string_opts(mc_req *r, int is_set, int *flags, int *exp_arg)
+{
+    *flags = 0;
+    *exp_arg = -1;
+    for (int j = is_set ? 3 : 2; j < r->argc; j++) {
+        const char *o = r->argv[j];
+        int has_next = j < r->argc - 1;
+        int f = *flags;
+        if (!strcasecmp(o, "nx") && !(f & F_XX) && is_set) *flags |= F_NX;
+        else if (!strcasecmp(o, "xx") && !(f & F_NX) && is_set) *flags |= F_XX;
+        else if (!strcasecmp(o, "get") && is_set) *flags |= F_GET;
+        else if (!strcasecmp(o, "keepttl") && !(f & (F_PERSIST | F_ANYEXP)) && is_set) *flags |= F_KEEPTTL;
+        else if (!strcasecmp(o, "persist") && !is_set && !(f & (F_ANYEXP | F_KEEPTTL))) *flags |= F_PERSIST;
+        else if (!strcasecmp(o, "ex") && !(f & (F_KEEPTTL | F_PERSIST | F_EXAT | F_PX | F_PXAT)) && has_next) {
+            *flags |= F_EX;
+            *exp_arg = ++j;
+        } else if (!strcasecmp(o, "px") && !(f & (F_KEEPTTL | F_PERSIST | F_EX | F_EXAT | F_PXAT)) && has_next) {
+            *flags |= F_PX;
+            *exp_arg = ++j;
+        } else if (!strcasecmp(o, "exat") && !(f & (F_KEEPTTL | F_PERSIST | F_EX | F_PX | F_PXAT)) && has_next) {
+            *flags |= F_EXAT;
+            *exp_arg = ++j;
+        } else if (!strcasecmp(o, "pxat") && !(f & (F_KEEPTTL | F_PERSIST | F_EX | F_EXAT | F_PX)) && has_next) {
+            *flags |= F_PXAT;
+            *exp_arg = ++j;
+        } else {
+            mc_fail(r, ERR_SYNTAX);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void expire_time_error(mc_req *r, const char *cmd)
+{
+    char err[120];
+    snprintf(err, sizeof(err), "ERR invalid expire time in '%s' command", cmd);
+    mc_fail(r, err);
+}
+
+/* Redis 7.0's getExpireMillisecondsOrReply: the absolute expiry in ms. */
+static int expire_ms(mc_req *r, int arg, int flags, const char *cmd, long long *when)
+{
+    long long v;
+    if (!arg_ll(r, arg, &v)) {
+        mc_fail(r, ERR_NOT_INT);
+        return 0;
+    }
+    int seconds = flags & (F_EX | F_EXAT);
+    if (v <= 0 || (seconds && v > LLONG_MAX / 1000)) {
+        expire_time_error(r, cmd);
+        return 0;
+    }
+    if (seconds) v *= 1000;
+    if (flags & (F_EX | F_PX)) {
+        long long now = mc_now_ms();
+        if (v > LLONG_MAX - now) {
+            expire_time_error(r, cmd);
+            return 0;
+        }
+        v += now;
+    }
+    *when = v;
+    return 1;
+}
+
+/* SET, SETEX, PSETEX, SETNX, GETSET share this once their options are known:
+ * r->n1 = flags, r->n2 = T token, argument 2 the value. */
+static void set_run(mc_req *r, int tag, const mc_resp *m)
+{
+    int flags = (int)r->n1;
+    const char *val = r->argv[2];
+    size_t vlen = r->argvlen[2];
+    if (!(flags & (F_GET | F_KEEPTTL))) {
+        if (tag == MC_START) {
+            char f[64], tf[40];
+            T_flag(tf, sizeof(tf), r->n2);
+            snprintf(f, sizeof(f), "%s%s", flags & F_NX ? "ME" : flags & F_XX ? "MR" : "", tf);
+            mc_issue_ms(r, val, vlen, f[0] == ' ' ? f + 1 : f, 0);
+            return;
+        }
+        if (is(m, "HD")) {
+            if (r->n3) mc_add_int(r->out, 1);
+            else mc_add_simple(r->out, "OK");
+        } else if (is(m, "NS") || is(m, "NF")) {
+            if (r->n3) mc_add_int(r->out, 0);
+            else mc_add_null(r->out);
+        } else {
+            return store_error(r, m);
+        }
+        mc_finish(r);
+        return;
+    }
+    if (tag == MC_START) return rmw_read(r);
+    if (tag == 1) {
+        int found = is(m, "VA");
+        if (!found && !is(m, "EN")) return store_error(r, m);
+        if (flags & F_GET) {
+            if (found) mc_add_bulk(r->out, m->val, m->vlen);
+            else mc_add_null(r->out);
+        }
+        if ((flags & F_NX && found) || (flags & F_XX && !found)) {
+            if (!(flags & F_GET)) mc_add_null(r->out);
+            return mc_finish(r);
+        }
+        if (!(flags & F_GET)) mc_add_simple(r->out, "OK");
+        long long T = r->n2;
+        if (flags & F_KEEPTTL) T = found && m->has_t ? T_keep(m->t) : 0;
+        rmw_write(r, m, val, vlen, T);
+        return;
+    }
+    rmw_written(r, m);
+}
+
+static void h_set(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START && !r->started_opts) {
+        int flags, ea;
+        if (!parse_string_opts(r, 1, &flags, &ea)) return;
+        long long when = 0;
+        if (ea >= 0 && !expire_ms(r, ea, flags, "set", &when)) return;
+        r->n1 = flags;
+        r->n2 = ea >= 0 ? T_from_abs_ms(when) : 0;
+        r->started_opts = 1;
+    }
+    set_run(r, tag, m);
+}
+
+static void h_setnx(mc_req *r, int tag, const mc_resp *m)
+{
+    r->n1 = F_NX;
+    r->n3 = 1; /* integer reply */
+    set_run(r, tag, m);
+}
+
+static void setex_common(mc_req *r, int tag, const mc_resp *m, int unit, const char *name)
+{
+    if (tag == MC_START && !r->started_opts) {
+        long long when;
+        /* SETEX key seconds value: the value is argument 3. */
+        char *v = r->argv[3];
+        size_t vl = r->argvlen[3];
+        r->argv[3] = r->argv[2];
+        r->argvlen[3] = r->argvlen[2];
+        r->argv[2] = v;
+        r->argvlen[2] = vl;
+        if (!expire_ms(r, 3, unit, name, &when)) return;
+        r->n1 = 0;
+        r->n2 = T_from_abs_ms(when);
+        r->started_opts = 1;
+    }
+    set_run(r, tag, m);
+}
+
+static void h_setex(mc_req *r, int tag, const mc_resp *m) { setex_common(r, tag, m, F_EX, "setex"); }
+static void h_psetex(mc_req *r, int tag, const mc_resp *m) { setex_common(r, tag, m, F_PX, "psetex"); }
+
+static void h_getset(mc_req *r, int tag, const mc_resp *m)
+{
+    r->n1 = F_GET;
+    r->n2 = 0;
+    set_run(r, tag, m);
+}
+
+static void h_getdel(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        mc_multi(r);
+        mc_issue_mg(r, "v c", 1);
+        return;
+    }
+    if (tag == 1) {
+        if (is(m, "EN")) {
+            mc_add_null(r->out);
+            return mc_finish(r);
+        }
+        if (!is(m, "VA")) return store_error(r, m);
+        mc_add_bulk(r->out, m->val, m->vlen);
+        char f[40];
+        snprintf(f, sizeof(f), "C%llu", m->cas);
+        mc_issue_md(r, f, 2);
+        return;
+    }
+    rmw_written(r, m);
+}
+
+static void h_getex(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        int flags, ea;
+        if (!parse_string_opts(r, 0, &flags, &ea)) return;
+        long long when = 0;
+        if (ea >= 0 && !expire_ms(r, ea, flags, "getex", &when)) return;
+        char f[48];
+        if (ea >= 0) snprintf(f, sizeof(f), "v T%lld", T_from_abs_ms(when));
+        else if (flags & F_PERSIST) snprintf(f, sizeof(f), "v T0");
+        else snprintf(f, sizeof(f), "v");
+        mc_issue_mg(r, f, 0);
+        return;
+    }
+    h_get(r, tag, m);
+}
+
+static void h_mget(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        evbuffer_add_printf(r->out, "*%d\r\n", r->argc - 1);
+        for (int i = 1; i < r->argc; i++) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_mg_key(r, k, kl, "v", i);
+        }
+        return;
+    }
+    /* Replies arrive in key order: append as they come. */
+    if (is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
+    else if (is(m, "EN")) mc_add_null(r->out);
+    else return store_error(r, m);
+    if (r->pending == 0) mc_finish(r);
+}
+
+static void h_mset(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (r->argc % 2 == 0) {
+            char err[120];
+            snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", r->cmd->name);
+            return mc_fail(r, err);
+        }
+        for (int i = 1; i + 1 < r->argc; i += 2) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_ms_key(r, k, kl, r->argv[i + 1], r->argvlen[i + 1], "", i);
+        }
+        return;
+    }
+    if (!is(m, "HD")) return store_error(r, m);
+    if (r->pending == 0) {
+        mc_add_simple(r->out, "OK");
+        mc_finish(r);
+    }
+}
+
+/* MSETNX: existence first, then adds (memcached cannot make the whole
+ * check-and-set atomic against writers that bypass the proxy). */
+static void h_msetnx(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (r->argc % 2 == 0) return mc_fail(r, "ERR wrong number of arguments for 'msetnx' command");
+        mc_multi(r);
+        r->n1 = 0;
+        for (int i = 1; i + 1 < r->argc; i += 2) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_mg_key(r, k, kl, "", 1);
+        }
+        return;
+    }
+    if (tag == 1) {
+        if (is(m, "HD")) r->n1++;
+        else if (!is(m, "EN")) return store_error(r, m);
+        if (r->pending) return;
+        if (r->n1) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        for (int i = 1; i + 1 < r->argc; i += 2) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_ms_key(r, k, kl, r->argv[i + 1], r->argvlen[i + 1], "", 2);
+        }
+        return;
+    }
+    if (!is(m, "HD")) return store_error(r, m);
+    if (r->pending == 0) {
+        mc_add_int(r->out, 1);
+        mc_finish(r);
+    }
+}
+
+/* ---- keys -------------------------------------------------------------------------- */
+
+static void h_del(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        for (int i = 1; i < r->argc; i++) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_md_key(r, k, kl, "", i);
+        }
+        return;
+    }
+    if (is(m, "HD")) r->n1++;
+    else if (!is(m, "NF")) return store_error(r, m);
+    if (r->pending == 0) {
+        mc_add_int(r->out, r->n1);
+        mc_finish(r);
+    }
+}
+
+static void h_exists(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        for (int i = 1; i < r->argc; i++) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+            mc_issue_mg_key(r, k, kl, "", i);
+        }
+        return;
+    }
+    if (is(m, "HD")) r->n1++;
+    else if (!is(m, "EN")) return store_error(r, m);
+    if (r->pending == 0) {
+        mc_add_int(r->out, r->n1);
+        mc_finish(r);
+    }
+}
+
+static void h_type(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) return mc_issue_mg(r, "", 0);
+    if (is(m, "HD")) mc_add_simple(r->out, "string");
+    else if (is(m, "EN")) mc_add_simple(r->out, "none");
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+static void h_strlen(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) return mc_issue_mg(r, "s", 0);
+    if (is(m, "HD")) mc_add_int(r->out, (long long)m->size);
+    else if (is(m, "EN")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+/* TTL, PTTL, EXPIRETIME, PEXPIRETIME: r->n1 says which. */
+static void ttl_common(mc_req *r, int tag, const mc_resp *m, int which)
+{
+    if (tag == MC_START) return mc_issue_mg(r, "t", 0);
+    if (is(m, "EN")) mc_add_int(r->out, -2);
+    else if (!is(m, "HD")) return store_error(r, m);
+    else if (!m->has_t || m->t < 0) mc_add_int(r->out, -1);
+    else if (which == 0) mc_add_int(r->out, m->t);
+    else if (which == 1) mc_add_int(r->out, m->t * 1000);
+    else if (which == 2) mc_add_int(r->out, mc_now_ms() / 1000 + m->t);
+    else mc_add_int(r->out, (mc_now_ms() / 1000 + m->t) * 1000);
+    mc_finish(r);
+}
+
+static void h_ttl(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 0); }
+static void h_pttl(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 1); }
+static void h_expiretime(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 2); }
+static void h_pexpiretime(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 3); }
+
+static void h_persist(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        mc_multi(r);
+        return mc_issue_mg(r, "t", 1);
+    }
+    if (tag == 1) {
+        if (is(m, "EN") || (is(m, "HD") && (!m->has_t || m->t < 0))) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        if (!is(m, "HD")) return store_error(r, m);
+        return mc_issue_mg(r, "T0", 2);
+    }
+    if (is(m, "HD")) mc_add_int(r->out, 1);
+    else if (is(m, "EN")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+static void h_touch(mc_req *r, int tag, const mc_resp *m) { h_exists(r, tag, m); }
+
+enum { X_NX = 1, X_XX = 2, X_GT = 4, X_LT = 8 };
+
+/* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, as Redis 7.0's expireGenericCommand.
+ * r->n1 = absolute expiry in ms, r->n2 = NX/XX/GT/LT. */
+static void expire_common(mc_req *r, int tag, const mc_resp *m, int seconds, int relative, const char *name)
+{
+    if (tag == MC_START) {
+        int flag = 0;
+        for (int j = 3; j < r->argc; j++) {
+            if (arg_is(r, j, "nx")) flag |= X_NX;
+            else if (arg_is(r, j, "xx")) flag |= X_XX;
+            else if (arg_is(r, j, "gt")) flag |= X_GT;
+            else if (arg_is(r, j, "lt")) flag |= X_LT;
+            else {
+                char err[200];
+                snprintf(err, sizeof(err), "ERR Unsupported option %.150s", r->argv[j]);
+                return mc_fail(r, err);
+            }
+        }
+        if ((flag & X_NX) && (flag & (X_XX | X_GT | X_LT)))
+            return mc_fail(r, "ERR NX and XX, GT or LT options at the same time are not compatible");
+        if ((flag & X_GT) && (flag & X_LT))
+            return mc_fail(r, "ERR GT and LT options at the same time are not compatible");
+        long long when;
+        if (!arg_ll(r, 2, &when)) return mc_fail(r, ERR_NOT_INT);
+        if (seconds) {
+            if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) return expire_time_error(r, name);
+            when *= 1000;
+        }
+        long long base = relative ? mc_now_ms() : 0;
+        if (when > LLONG_MAX - base) return expire_time_error(r, name);
+        when += base;
+        r->n1 = when;
+        r->n2 = flag;
+        mc_multi(r);
+        return mc_issue_mg(r, "t", 1);
+    }
+    if (tag == 1) {
+        if (is(m, "EN")) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        if (!is(m, "HD")) return store_error(r, m);
+        long long when = r->n1, flag = r->n2;
+        long long cur = (!m->has_t || m->t < 0) ? -1 : mc_now_ms() + m->t * 1000;
+        if (((flag & X_NX) && cur != -1) || ((flag & X_XX) && cur == -1) ||
+            ((flag & X_GT) && (when <= cur || cur == -1)) || ((flag & X_LT) && cur != -1 && when >= cur)) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        if (when <= mc_now_ms()) return mc_issue_md(r, "", 2);
+        char f[40];
+        snprintf(f, sizeof(f), "T%lld", T_from_abs_ms(when));
+        return mc_issue_mg(r, f, 2);
+    }
+    if (is(m, "HD")) mc_add_int(r->out, 1);
+    else if (is(m, "EN") || is(m, "NF")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+static void h_expire(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 1, 1, "expire"); }
+static void h_pexpire(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 0, 1, "pexpire"); }
+static void h_expireat(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 1, 0, "expireat"); }
+static void h_pexpireat(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 0, 0, "pexpireat"); }
+
+/* ---- numbers and string edits ------------------------------------------------------ */
+
+/* INCR, DECR, INCRBY, DECRBY: r->n1 = the delta. */
+static void incr_common(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) return rmw_read(r);
+    if (tag == 1) {
+        long long old = 0, delta = r->n1;
+        int found = is(m, "VA");
+        if (!found && !is(m, "EN")) return store_error(r, m);
+        if (found && !mc_parse_ll(m->val, m->vlen, &old)) return mc_fail(r, ERR_NOT_INT);
+        if ((delta < 0 && old < 0 && delta < LLONG_MIN - old) || (delta > 0 && old > 0 && delta > LLONG_MAX - old))
+            return mc_fail(r, ERR_OVERFLOW);
+        long long v = old + delta;
+        char buf[32];
+        int n = snprintf(buf, sizeof(buf), "%lld", v);
+        mc_add_int(r->out, v);
+        return rmw_write(r, m, buf, (size_t)n, found && m->has_t ? T_keep(m->t) : 0);
+    }
+    rmw_written(r, m);
+}
+
+static void h_incr(mc_req *r, int tag, const mc_resp *m)
+{
+    r->n1 = 1;
+    incr_common(r, tag, m);
+}
+
+static void h_decr(mc_req *r, int tag, const mc_resp *m)
+{
+    r->n1 = -1;
+    incr_common(r, tag, m);
+}
+
+static void h_incrby(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START && !arg_ll(r, 2, &r->n1)) return mc_fail(r, ERR_NOT_INT);
+    incr_common(r, tag, m);
+}
+
+static void h_decrby(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        long long d;
+        if (!arg_ll(r, 2, &d)) return mc_fail(r, ERR_NOT_INT);
+        if (d == LLONG_MIN) return mc_fail(r, "ERR decrement would overflow");
+        r->n1 = -d;
+    }
+    incr_common(r, tag, m);
+}
+
+static void h_incrbyfloat(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        long double d;
+        if (!mc_parse_ld(r->argv[2], r->argvlen[2], &d)) return mc_fail(r, ERR_FLOAT);
+        return rmw_read(r);
+    }
+    if (tag == 1) {
+        long double incr = 0, v = 0;
+        mc_parse_ld(r->argv[2], r->argvlen[2], &incr);
+        int found = is(m, "VA");
+        if (!found && !is(m, "EN")) return store_error(r, m);
+        if (found && !mc_parse_ld(m->val, m->vlen, &v)) return mc_fail(r, ERR_FLOAT);
+        v += incr;
+        if (isnan(v) || isinf(v)) return mc_fail(r, "ERR increment would produce NaN or Infinity");
+        char buf[5200];
+        size_t n = mc_format_ld(buf, sizeof(buf), v);
+        mc_add_bulk(r->out, buf, n);
+        return rmw_write(r, m, buf, n, found && m->has_t ? T_keep(m->t) : 0);
+    }
+    rmw_written(r, m);
+}
+
+static void h_append(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) return rmw_read(r);
+    if (tag == 1) {
+        int found = is(m, "VA");
+        if (!found && !is(m, "EN")) return store_error(r, m);
+        size_t ol = found ? m->vlen : 0, al = r->argvlen[2];
+        char *nv = malloc(ol + al + 1);
+        if (!nv) abort();
+        if (ol) memcpy(nv, m->val, ol);
+        memcpy(nv + ol, r->argv[2], al);
+        mc_add_int(r->out, (long long)(ol + al));
+        rmw_write(r, m, nv, ol + al, found && m->has_t ? T_keep(m->t) : 0);
+        free(nv);
+        return;
+    }
+    rmw_written(r, m);
+}
+
+static void h_setrange(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        long long off;
+        if (!arg_ll(r, 2, &off)) return mc_fail(r, ERR_NOT_INT);
+        if (off < 0) return mc_fail(r, "ERR offset is out of range");
+        r->n1 = off;
+        return rmw_read(r);
+    }
+    if (tag == 1) {
+        int found = is(m, "VA");
+        if (!found && !is(m, "EN")) return store_error(r, m);
+        size_t ol = found ? m->vlen : 0, al = r->argvlen[3];
+        long long off = r->n1;
+        if (al == 0) {
+            mc_add_int(r->out, (long long)ol);
+            return mc_finish(r);
+        }
+        if (off + (long long)al > PROTO_MAX_BULK_LEN)
+            return mc_fail(r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        size_t nl = (size_t)off + al > ol ? (size_t)off + al : ol;
+        char *nv = calloc(1, nl + 1);
+        if (!nv) abort();
+        if (ol) memcpy(nv, m->val, ol);
+        memcpy(nv + off, r->argv[3], al);
+        mc_add_int(r->out, (long long)nl);
+        rmw_write(r, m, nv, nl, found && m->has_t ? T_keep(m->t) : 0);
+        free(nv);
+        return;
+    }
+    rmw_written(r, m);
+}
+
+static void h_getrange(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (!arg_ll(r, 2, &r->n1) || !arg_ll(r, 3, &r->n2)) return mc_fail(r, ERR_NOT_INT);
+        return mc_issue_mg(r, "v", 0);
+    }
+    if (is(m, "EN")) {
+        mc_add_bulk(r->out, "", 0);
+        return mc_finish(r);
+    }
+    if (!is(m, "VA")) return store_error(r, m);
+    long long start = r->n1, end = r->n2, len = (long long)m->vlen;
+    if (start < 0 && end < 0 && start > end) {
+        mc_add_bulk(r->out, "", 0);
+        return mc_finish(r);
+    }
+    if (start < 0) start = len + start;
+    if (end < 0) end = len + end;
+    if (start < 0) start = 0;
+    if (end < 0) end = 0;
+    if (end >= len) end = len - 1;
+    if (start > end || len == 0) mc_add_bulk(r->out, "", 0);
+    else mc_add_bulk(r->out, m->val + start, (size_t)(end - start + 1));
+    mc_finish(r);
+}
+
+/* ---- keyspace (through lru_crawler metadump) ------------------------------------------ */
+
+/* Redis's glob-style pattern match (stringmatchlen, case-sensitive). */
+static int glob_match(const char *p, size_t pl, const char *s, size_t sl)
+{
+    while (pl && sl) {
+        switch (*p) {
+        case '*':
+            while (pl > 1 && p[1] == '*') p++, pl--;
+            if (pl == 1) return 1;
+            for (size_t i = 0; i <= sl; i++)
+                if (glob_match(p + 1, pl - 1, s + i, sl - i)) return 1;
+            return 0;
+        case '?':
+            s++, sl--;
+            break;
+        case '[': {
+            p++, pl--;
+            int neg = pl && *p == '^';
+            if (neg) p++, pl--;
+            int match = 0;
+            while (pl && *p != ']') {
+                if (*p == '\\' && pl >= 2) {
+                    p++, pl--;
+                    if (*p == *s) match = 1;
+                } else if (pl >= 3 && p[1] == '-') {
+                    unsigned char a = (unsigned char)p[0], b = (unsigned char)p[2], c = (unsigned char)*s;
+                    if (a > b) {
+                        unsigned char t = a;
+                        a = b;
+                        b = t;
+                    }
+                    if (c >= a && c <= b) match = 1;
+                    p += 2, pl -= 2;
+                } else if (*p == *s) {
+                    match = 1;
+                }
+                p++, pl--;
+            }
+            if (neg) match = !match;
+            if (!match) return 0;
+            s++, sl--;
+            if (!pl) return sl == 0; /* unterminated class: Redis stops here too */
+            break;
+        }
+        case '\\':
+            if (pl >= 2) p++, pl--;
+            /* fall through */
+        default:
+            if (*p != *s) return 0;
+            s++, sl--;
+            break;
+        }
+        p++, pl--;
+    }
+    while (pl && *p == '*') p++, pl--;
+    return pl == 0 && sl == 0;
+}
+
+static int unhex(int c) { return c >= '0' && c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
+
+/* A metadump line: the item's key (decoded) and whether it is live. */
+static size_t dump_key(const mc_resp *m, unsigned char *k, int *live)
+{
+    const char *p = m->line, *end = m->line + m->linelen;
+    *live = 0;
+    if (m->linelen < 4 || memcmp(p, "key=", 4)) return 0;
+    p += 4;
+    size_t n = 0;
+    while (p < end && *p != ' ' && n < MC_MAPPED_MAX) {
+        if (*p == '%' && end - p >= 3) {
+            k[n++] = (unsigned char)(unhex(p[1]) * 16 + unhex(p[2]));
+            p += 3;
+        } else {
+            k[n++] = (unsigned char)*p++;
+        }
+    }
+    const char *e = memmem(m->line, m->linelen, " exp=", 5);
+    long long exp = e ? strtoll(e + 5, NULL, 10) : -1;
+    *live = exp < 0 || exp > mc_now_ms() / 1000;
+    return n;
+}
+
+/* Calls fn for each live key of the request's database. */
+typedef void dump_fn(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl);
+
+static int dump_line(mc_req *r, const mc_resp *m, dump_fn *fn)
+{
+    if (!is(m, "KY")) return 0;
+    unsigned char k[MC_MAPPED_MAX];
+    int live;
+    size_t kl = dump_key(m, k, &live);
+    if (!kl || !live) return 1;
+    const unsigned char *name;
+    size_t nl;
+    if (mc_unmap_key(k, kl, &name, &nl) != r->db) return 1;
+    fn(r, k, kl, name, nl);
+    return 1;
+}
+
+static void count_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
+{
+    (void)mk, (void)mkl, (void)name, (void)nl;
+    r->n1++;
+}
+
+static void h_dbsize(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+    }
+    if (dump_line(r, m, count_key)) return;
+    if (!is(m, "EN")) return store_error(r, m);
+    mc_add_int(r->out, r->n1);
+    mc_finish(r);
+}
+
+static void delete_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
+{
+    (void)name, (void)nl;
+    mc_issue_md_key(r, mk, mkl, "", 1);
+}
+
+static int flush_args_ok(mc_req *r)
+{
+    if (r->argc > 2 || (r->argc == 2 && !arg_is(r, 1, "sync") && !arg_is(r, 1, "async"))) {
+        mc_fail(r, ERR_SYNTAX);
+        return 0;
+    }
+    return 1;
+}
+
+static void h_flushall(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (!flush_args_ok(r)) return;
+        return mc_issue_raw(r, "flush_all", 0, 0);
+    }
+    if (!is(m, "OK")) return store_error(r, m);
+    mc_add_simple(r->out, "OK");
+    mc_finish(r);
+}
+
+static void h_flushdb(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (!flush_args_ok(r)) return;
+        mc_multi(r);
+        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+    }
+    if (tag == 0) {
+        if (dump_line(r, m, delete_key)) return;
+        if (!is(m, "EN")) return store_error(r, m);
+        r->step = 1; /* the dump is over; deletes may still be answering */
+    }
+    /* A delete answering NF: someone else deleted the key meanwhile. */
+    if (r->step == 1 && r->pending == 0) {
+        mc_add_simple(r->out, "OK");
+        mc_finish(r);
+    }
+}
+
+static void collect_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
+{
+    (void)mk, (void)mkl;
+    if (!name) return; /* a digested long name cannot be listed */
+    const char *pat = r->scratch_len ? r->argv[r->scratch_len] : "*";
+    size_t pl = r->scratch_len ? r->argvlen[r->scratch_len] : 1;
+    if (!glob_match(pat, pl, (const char *)name, nl)) return;
+    mc_add_bulk(r->aux, (const char *)name, nl);
+    r->n1++;
+}
+
+/* KEYS pattern, SCAN cursor [MATCH p] [COUNT n] [TYPE t]: everything in one pass. */
+static void keys_common(mc_req *r, int tag, const mc_resp *m, int scan)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        r->n2 = 1; /* listing wanted (SCAN TYPE other than string: none) */
+        r->scratch_len = scan ? 0 : 1; /* argument index of the pattern */
+        if (scan) {
+            long long cur;
+            if (!arg_ll(r, 1, &cur) && !(r->argvlen[1] > 0 && strspn(r->argv[1], "0123456789") == r->argvlen[1]))
+                return mc_fail(r, "ERR invalid cursor");
+            for (int j = 2; j < r->argc; j++) {
+                if (j + 1 >= r->argc) return mc_fail(r, ERR_SYNTAX);
+                if (arg_is(r, j, "match")) r->scratch_len = (size_t)(j + 1);
+                else if (arg_is(r, j, "count")) {
+                    long long n;
+                    if (!arg_ll(r, j + 1, &n)) return mc_fail(r, ERR_NOT_INT);
+                    if (n < 1) return mc_fail(r, ERR_SYNTAX);
+                } else if (arg_is(r, j, "type")) {
+                    if (!arg_is(r, j + 1, "string")) r->n2 = 0;
+                } else {
+                    return mc_fail(r, ERR_SYNTAX);
+                }
+                j++;
+            }
+        }
+        r->aux = evbuffer_new();
+        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+    }
+    if (dump_line(r, m, collect_key)) return;
+    if (!is(m, "EN")) return store_error(r, m);
+    struct evbuffer *keys = r->aux;
+    if (scan) evbuffer_add(r->out, "*2\r\n$1\r\n0\r\n", 11);
+    if (!r->n2) evbuffer_add(r->out, "*0\r\n", 4);
+    else {
+        evbuffer_add_printf(r->out, "*%lld\r\n", r->n1);
+        evbuffer_add_buffer(r->out, keys);
+    }
+    mc_finish(r);
+}
+
+static void h_keys(mc_req *r, int tag, const mc_resp *m) { keys_common(r, tag, m, 0); }
+static void h_scan(mc_req *r, int tag, const mc_resp *m) { keys_common(r, tag, m, 1); }
+
+/* ---- answered here ------------------------------------------------------------------ */
+
+static void h_ping(mc_req *r, int tag, const mc_resp *m)
+{
+    (void)tag, (void)m;
+    if (r->argc > 2) return mc_fail(r, "ERR wrong number of arguments for 'ping' command");
+    if (r->argc == 2) mc_add_bulk(r->out, r->argv[1], r->argvlen[1]);
+    else mc_add_simple(r->out, "PONG");
+    mc_finish(r);
+}
+
+static void h_echo(mc_req *r, int tag, const mc_resp *m)
+{
+    (void)tag, (void)m;
+    mc_add_bulk(r->out, r->argv[1], r->argvlen[1]);
+    mc_finish(r);
+}
+
+static void h_time(mc_req *r, int tag, const mc_resp *m)
+{
+    (void)tag, (void)m;
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    char a[24], b[24];
+    int na = snprintf(a, sizeof(a), "%ld", (long)tv.tv_sec), nb = snprintf(b, sizeof(b), "%ld", (long)tv.tv_usec);
+    evbuffer_add(r->out, "*2\r\n", 4);
+    mc_add_bulk(r->out, a, (size_t)na);
+    mc_add_bulk(r->out, b, (size_t)nb);
+    mc_finish(r);
+}
+
+static void h_info(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+    }
+    if (dump_line(r, m, count_key)) return;
+    char buf[128];
+    int n = r->n1 ? snprintf(buf, sizeof(buf), "# Keyspace\r\ndb%d:keys=%lld,expires=0,avg_ttl=0\r\n", r->db, r->n1)
+                  : snprintf(buf, sizeof(buf), "# Keyspace\r\n");
+    mc_add_bulk(r->out, buf, (size_t)n);
+    mc_finish(r);
+}
+
+static void h_unsupported(mc_req *r, int tag, const mc_resp *m)
+{
+    (void)tag, (void)m;
+    char err[200];
+    size_t n = r->argvlen[0] > 100 ? 100 : r->argvlen[0];
+    char name[101];
+    for (size_t i = 0; i < n; i++) {
+        char ch = r->argv[0][i];
+        name[i] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : (ch < 32 ? ' ' : ch);
+    }
+    name[n] = '\0';
+    snprintf(err, sizeof(err), "ERR command '%s' is not supported by the memcached backend", name);
+    mc_fail(r, err);
+}
+
+static const mc_cmd commands[] = {
+    {"get", 2, h_get},
+    {"set", -3, h_set},
+    {"setnx", 3, h_setnx},
+    {"setex", 4, h_setex},
+    {"psetex", 4, h_psetex},
+    {"getset", 3, h_getset},
+    {"getdel", 2, h_getdel},
+    {"getex", -2, h_getex},
+    {"mget", -2, h_mget},
+    {"mset", -3, h_mset},
+    {"msetnx", -3, h_msetnx},
+    {"del", -2, h_del},
+    {"unlink", -2, h_del},
+    {"exists", -2, h_exists},
+    {"touch", -2, h_touch},
+    {"type", 2, h_type},
+    {"strlen", 2, h_strlen},
+    {"ttl", 2, h_ttl},
+    {"pttl", 2, h_pttl},
+    {"expiretime", 2, h_expiretime},
+    {"pexpiretime", 2, h_pexpiretime},
+    {"persist", 2, h_persist},
+    {"expire", -3, h_expire},
+    {"pexpire", -3, h_pexpire},
+    {"expireat", -3, h_expireat},
+    {"pexpireat", -3, h_pexpireat},
+    {"incr", 2, h_incr},
+    {"decr", 2, h_decr},
+    {"incrby", 3, h_incrby},
+    {"decrby", 3, h_decrby},
+    {"incrbyfloat", 3, h_incrbyfloat},
+    {"append", 3, h_append},
+    {"setrange", 4, h_setrange},
+    {"getrange", 4, h_getrange},
+    {"substr", 4, h_getrange},
+    {"dbsize", 1, h_dbsize},
+    {"flushall", -1, h_flushall},
+    {"flushdb", -1, h_flushdb},
+    {"keys", 2, h_keys},
+    {"scan", -2, h_scan},
+    {"ping", -1, h_ping},
+    {"echo", 2, h_echo},
+    {"time", 1, h_time},
+    {"info", -1, h_info},
+};
+
+static const mc_cmd unsupported = {"", -1, h_unsupported};
+
+const mc_cmd *mc_lookup(const char *name, size_t len)
+{
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+        if (strlen(commands[i].name) == len && !strncasecmp(commands[i].name, name, len)) return &commands[i];
+    return &unsupported;
+}

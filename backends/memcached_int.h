@@ -1,0 +1,135 @@
+/* Internals shared by the memcached backend's connection layer
+ * (memcached.c) and its Redis command translations (memcached_cmds.c). */
+#ifndef EVALPROXY_MEMCACHED_INT_H
+#define EVALPROXY_MEMCACHED_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backends/backend.h"
+
+struct event;
+struct bufferevent;
+
+#define MC_START (-1)        /* handler tag: begin (or begin again after a CAS conflict) */
+#define MC_MAPPED_MAX 300    /* room for any mapped key */
+#define MC_CAS_RETRIES 100
+
+/* One reply from memcached. code: "VA" "HD" "EN" "NF" "NS" "EX" "MN",
+ * "ER" for ERROR/CLIENT_ERROR/SERVER_ERROR lines, "KY" for a metadump line. */
+typedef struct mc_resp {
+    char code[3];
+    const char *line; /* the header line (without CRLF) */
+    size_t linelen;
+    const char *val;  /* VA: the value */
+    size_t vlen;
+    long long t;
+    unsigned long long cas, size;
+    unsigned has_t : 1, has_c : 1, has_s : 1;
+} mc_resp;
+
+struct mc_req;
+typedef void mc_handler(struct mc_req *r, int tag, const mc_resp *m);
+
+typedef struct mc_cmd {
+    const char *name;
+    int arity; /* Redis's: n exact, -n at least n */
+    mc_handler *handler;
+} mc_cmd;
+
+struct mc_conn;
+
+typedef struct mc_req {
+    struct mc_req *next;
+    struct mc_conn *c;
+    const mc_cmd *cmd;
+    backend_reply_fn *fn;
+    void *ctx;
+    int mode, db;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+    void *args;               /* the allocation behind argv */
+    struct evbuffer *out;     /* the Redis reply being built */
+    int pending;              /* meta replies still to come */
+    unsigned started : 1, done : 1, more : 1, started_opts : 1;
+    int step, retries;
+    long long n1, n2, n3;     /* per-command scratch numbers */
+    void *scratch;            /* per-command scratch memory (freed with the request) */
+    size_t scratch_len;
+    struct evbuffer *aux;     /* per-command scratch buffer (freed with the request) */
+    unsigned char mkey[MC_MAPPED_MAX]; /* argv[1] mapped */
+    size_t mklen;
+} mc_req;
+
+typedef struct mc_expect {
+    mc_req *r;
+    int tag;
+    int dump; /* an lru_crawler metadump: lines until END */
+} mc_expect;
+
+struct mc_backend;
+
+typedef struct mc_conn {
+    struct mc_backend *mb;
+    int idx;
+    int state;
+    struct bufferevent *bev;
+    mc_req *head, *tail;  /* every request not yet answered, in order */
+    mc_req *next_start;   /* first request not yet started */
+    int nmore;            /* started requests that may still issue commands */
+    mc_expect *exp;       /* meta replies expected, in order */
+    size_t ehead, elen, ecap;
+    struct event *retry_ev, *deliver_ev;
+    unsigned backoff_ms;
+    unsigned long long connects;
+} mc_conn;
+
+typedef struct mc_backend {
+    backend base;
+    struct event_base *evb;
+    char *host;
+    int port;
+    mc_conn *conns;
+    char error[256];
+    char last_cause[128];
+    unsigned long long replies, failures;
+} mc_backend;
+
+/* memcached.c */
+long long mc_now_ms(void);
+int mc_parse_ll(const char *s, size_t len, long long *out);
+int mc_parse_ld(const char *s, size_t len, long double *out);
+size_t mc_format_ld(char *buf, size_t cap, long double v);
+size_t mc_map_key(int db, const char *key, size_t klen, unsigned char *out);
+int mc_unmap_key(const unsigned char *k, size_t len, const unsigned char **name, size_t *nlen);
+void mc_add_simple(struct evbuffer *o, const char *s);
+void mc_add_error(struct evbuffer *o, const char *s);
+void mc_add_int(struct evbuffer *o, long long v);
+void mc_add_null(struct evbuffer *o);
+void mc_add_bulk(struct evbuffer *o, const char *p, size_t len);
+void mc_issue_mg(mc_req *r, const char *flags, int tag);
+void mc_issue_mg_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag);
+void mc_issue_ms(mc_req *r, const char *val, size_t vlen, const char *flags, int tag);
+void mc_issue_ms_key(mc_req *r, const unsigned char *k, size_t klen, const char *val, size_t vlen,
+                     const char *flags, int tag);
+void mc_issue_md(mc_req *r, const char *flags, int tag);
+void mc_issue_md_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag);
+void mc_issue_raw(mc_req *r, const char *line, int tag, int dump);
+void mc_finish(mc_req *r);
+void mc_fail(mc_req *r, const char *err);
+
+/* Marks a request that will issue more meta commands after its first
+ * replies: later requests on its connection wait until it is done. */
+static inline void mc_multi(mc_req *r)
+{
+    if (!r->more) {
+        r->more = 1;
+        r->c->nmore++;
+    }
+}
+
+/* memcached_cmds.c */
+const mc_cmd *mc_lookup(const char *name, size_t len);
+
+#endif

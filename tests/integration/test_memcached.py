@@ -1,0 +1,458 @@
+"""The memcached backend, differentially: the same Redis commands go to the
+proxy in front of a real memcached and to a redis-server 7.0 oracle, and the
+replies must be byte-identical. Expiry is compared where memcached's
+whole-second resolution gives the same answer (TTL in seconds); PTTL is
+checked with the documented rounding (whole seconds, rounded up).
+
+This module starts its own memcached, proxy and oracle on free loopback ports.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import Step, encode_command
+
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+
+pytestmark = pytest.mark.skipif(not os.path.exists(MEMCACHED), reason="memcached is not installed")
+
+
+class Memcached(harness.Endpoint):
+    def __init__(self):
+        super().__init__("memcached", harness.HOST, harness.free_port())
+        self.proc = None
+
+    def start(self, timeout=10.0):
+        args = [MEMCACHED, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "nobody"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with socket.create_connection((self.host, self.port), timeout=1) as s:
+                    s.sendall(b"mn\r\n")
+                    if s.recv(16).startswith(b"MN"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("memcached did not start on port %d" % self.port)
+
+    def raw(self, data):
+        """Sends meta commands straight to memcached; returns what it answered."""
+        with socket.create_connection((self.host, self.port), timeout=5) as s:
+            s.sendall(data + b"mn\r\n")
+            buf = b""
+            while not buf.endswith(b"MN\r\n"):
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+            return buf[:-4]
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def mc_env(tmp_path_factory):
+    work = tmp_path_factory.mktemp("evalproxy-mc")
+    mc = Memcached().start()
+    oracle = harness.RedisServer("oracle", str(work / "oracle")).start()
+    binary = os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+    proxy = harness.ProxyProcess(binary, oracle, str(work / "proxy"))
+    i = proxy.args.index("--backend")
+    proxy.args[i + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    try:
+        proxy.start()
+    except Exception:
+        oracle.stop()
+        mc.stop()
+        raise
+    yield mc, oracle, proxy
+    status = proxy.stop()
+    oracle.stop()
+    mc.stop()
+    report = proxy.sanitizer_report()
+    if report:
+        pytest.fail("the proxy printed a sanitizer report:\n" + report, pytrace=False)
+    assert status in (0, -15), "proxy exit status %s\n%s" % (status, proxy.diagnostics())
+
+
+@pytest.fixture
+def mdiff(mc_env):
+    mc, oracle, proxy = mc_env
+    assert proxy.alive(), proxy.diagnostics()
+    d = harness.Differ(oracle, proxy)
+    d.flushall()
+    return d
+
+
+CASES = []
+
+
+def case(name, *steps):
+    CASES.append(pytest.param(list(steps), id=name))
+
+
+BIG = b"x" * 300000
+BIN = bytes(range(256))
+
+# ---- GET / SET -------------------------------------------------------------
+case("get-missing", "GET nokey")
+case("set-get", "SET k v", "GET k")
+case("set-overwrite", "SET k v", "SET k w", "GET k")
+case("set-empty-value", ("SET", "k", ""), "GET k", "STRLEN k", "EXISTS k")
+case("set-binary-value", ("SET", "k", BIN), "GET k", "STRLEN k")
+case("set-crlf-value", ("SET", "k", b"a\r\nb\r\n"), "GET k")
+case("set-large-value", ("SET", "k", BIG), "GET k", "STRLEN k")
+case("set-nx", "SET k v NX", "SET k w NX", "GET k")
+case("set-xx", "SET k v XX", "GET k", "SET k v", "SET k w XX", "GET k")
+case("set-get-opt", "SET k v GET", "SET k w GET", "GET k")
+case("set-nx-get", "SET k v NX GET", "SET k w NX GET", "GET k")
+case("set-xx-get", "SET k v XX GET", "EXISTS k", "SET k a", "SET k b XX GET", "GET k")
+case("set-ex", "SET k v EX 100", "TTL k", "GET k")
+case("set-px", "SET k v PX 100000", "TTL k")
+case("set-past-exat", "SET k v EXAT 1", "EXISTS k", "GET k")
+case("set-past-pxat", "SET k v PXAT 1", "GET k")
+case("set-keepttl", "SET k v EX 1000", "SET k w KEEPTTL", "TTL k", "GET k", "SET k x", "TTL k")
+case("set-keepttl-new", "SET k v KEEPTTL", "TTL k", "GET k")
+case("set-clears-ttl", "SET k v EX 100", "SET k v", "TTL k")
+case("set-case-insensitive", "SET k v ex 100 nx", "TTL k", "set k w Xx get", "GET k")
+case("set-ex-twice", "SET k v EX 10 EX 100", "TTL k")
+for i, bad in enumerate(["SET k v EX 0", "SET k v EX -5", "SET k v EX abc", "SET k v PX 0",
+                         "SET k v NX XX", "SET k v XX NX", "SET k v EX 10 PX 100",
+                         "SET k v KEEPTTL EX 10", "SET k v EX 10 KEEPTTL", "SET k v FOO",
+                         "SET k v EX", "SET k v EX 99999999999999999999",
+                         "SET k v EX 9223372036854775807", "SET k v PX 9223372036854775807",
+                         "SET k v EXAT 0", "SET k v PXAT -1", "SET k v PERSIST", "SET k v EX 1.5",
+                         "SET k v EX 10 EXAT 100", "SET k v GET GET NX"]):
+    case("set-error-%d" % i, bad, "EXISTS k")
+case("set-arity", "SET k", "SET")
+case("setnx", "SETNX k v", "SETNX k w", "GET k")
+case("setex", "SETEX k 100 v", "GET k", "TTL k")
+case("setex-errors", "SETEX k 0 v", "SETEX k -1 v", "SETEX k x v", "SETEX k 10", "EXISTS k")
+case("psetex", "PSETEX k 100000 v", "GET k", "TTL k")
+case("psetex-errors", "PSETEX k 0 v", "PSETEX k abc v", "EXISTS k")
+case("getset", "GETSET k v", "GETSET k w", "GET k")
+case("getset-clears-ttl", "SET k v EX 100", "GETSET k w", "TTL k")
+case("getdel", "SET k v", "GETDEL k", "GETDEL k", "EXISTS k")
+case("getex-plain", "SET k v", "GETEX k", "TTL k")
+case("getex-ex", "SET k v", "GETEX k EX 100", "TTL k")
+case("getex-px", "SET k v", "GETEX k PX 100000", "TTL k")
+case("getex-persist", "SET k v EX 100", "GETEX k PERSIST", "TTL k")
+case("getex-past", "SET k v", "GETEX k EXAT 1", "EXISTS k")
+case("getex-missing", "GETEX nokey EX 10", "EXISTS nokey")
+case("getex-errors", "SET k v", "GETEX k NX", "GETEX k EX 0", "GETEX k EX", "GETEX k PERSIST EX 10",
+     "GETEX k KEEPTTL", "GETEX k EX abc", "TTL k")
+case("mget", "SET a 1", "SET c 3", "MGET a b c", "MGET b", "MGET a a a")
+case("mset", "MSET a 1 b 2 c 3", "MGET a b c", "MSET a", "MSET a 1 b", "GET a")
+case("msetnx", "MSETNX a 1 b 2", "MSETNX b 3 c 4", "MGET a b c", "MSETNX a", "MSETNX x 1 y")
+
+# ---- keys ---------------------------------------------------------------------
+case("del", "SET a 1", "SET b 2", "DEL a b c", "DEL a", "EXISTS a b")
+case("del-duplicate", "SET a 1", "DEL a a")
+case("unlink", "SET a 1", "UNLINK a b", "GET a")
+case("exists-count", "SET a 1", "EXISTS a a b a")
+case("touch", "SET a 1", "TOUCH a b a")
+case("type", "SET a 1", "TYPE a", "TYPE b")
+case("strlen", "SET a hello", "STRLEN a", "STRLEN b")
+case("binary-keys", ("SET", b"a b", "1"), ("SET", b"\x00\x01\xff", "2"), ("SET", b"", "3"),
+     ("GET", b"a b"), ("GET", b"\x00\x01\xff"), ("GET", b""), ("EXISTS", b"a b", b"", b"\x00"))
+case("control-keys", ("SET", b"k\r\nx", "1"), ("SET", b"k\tx", "2"), ("GET", b"k\r\nx"),
+     ("GET", b"k\tx"), ("DEL", b"k\r\nx"), ("GET", b"k\r\nx"), ("GET", b"k\tx"))
+case("long-keys", ("SET", b"L" * 250, "a"), ("SET", b"L" * 251, "b"), ("SET", b"L" * 5000, "c"),
+     ("SET", b"L" * 5001, "d"), ("MGET", b"L" * 250, b"L" * 251, b"L" * 5000, b"L" * 5001),
+     ("DEL", b"L" * 5000), ("GET", b"L" * 5001), ("GET", b"L" * 5000))
+case("long-binary-keys", ("SET", b" " * 200, "a"), ("SET", b" " * 201, "b"), ("GET", b" " * 200),
+     ("GET", b" " * 201), ("STRLEN", b" " * 201))
+case("prefix-like-keys", ("SET", b"\x010:a", "x"), ("SET", "a", "y"), ("GET", b"\x010:a"),
+     ("GET", "a"), ("SET", b"\x01", "z"), ("GET", b"\x01"))
+case("utf8-keys", ("SET", "ключ", "значение"), ("GET", "ключ"), ("STRLEN", "ключ"))
+case("dbsize", "DBSIZE", "MSET a 1 b 2 c 3", "DBSIZE", "DEL a", "DBSIZE")
+case("flushdb", "MSET a 1 b 2", "FLUSHDB", "DBSIZE", "GET a", "FLUSHDB ASYNC", "FLUSHDB foo")
+case("flushall", "MSET a 1 b 2", "FLUSHALL SYNC", "DBSIZE", "FLUSHALL x", "FLUSHALL a b")
+case("keys", "MSET a1 1 a2 2 b1 3", Step(args=("KEYS", "a*"), unordered=True),
+     Step(args=("KEYS", "*"), unordered=True), "KEYS z*", Step(args=("KEYS", "?1"), unordered=True),
+     Step(args=("KEYS", "[ab]2"), unordered=True))
+case("scan", "MSET a1 1 a2 2 b1 3", Step(args=("SCAN", "0", "COUNT", "1000"), unordered=True, nested=1),
+     Step(args=("SCAN", "0", "MATCH", "a*", "COUNT", "1000"), unordered=True, nested=1),
+     "SCAN 0 TYPE list", "SCAN 0 COUNT 0", "SCAN 0 FOO 1", "SCAN abc")
+case("select-namespaces", "SET k db0", "SELECT 1", "GET k", "SET k db1", "GET k", "DBSIZE",
+     "SELECT 0", "GET k", "DBSIZE", "SELECT 1", "FLUSHDB", "SELECT 0", "GET k")
+
+# ---- numbers -------------------------------------------------------------------
+case("incr-new", "INCR n", "INCR n", "GET n")
+case("decr-new", "DECR n", "DECR n", "GET n")
+case("incrby", "INCRBY n 10", "INCRBY n -25", "GET n")
+case("decrby", "DECRBY n 10", "DECRBY n -25", "GET n")
+case("incr-negative", "SET n -5", "INCR n", "INCRBY n -100", "GET n")
+case("incr-max", "SET n 9223372036854775806", "INCR n", "INCR n", "GET n")
+case("decr-min", "SET n -9223372036854775807", "DECR n", "DECR n", "GET n")
+case("incrby-overflow", "SET n 1", "INCRBY n 9223372036854775807", "DECRBY n -9223372036854775807",
+     "GET n")
+case("decrby-min", "SET n 0", "DECRBY n -9223372036854775808", "DECRBY n 9223372036854775807", "GET n")
+case("incrby-minint", "SET n 0", "INCRBY n -9223372036854775808", "GET n")
+for i, v in enumerate(["abc", "1.5", " 1", "1 ", "+1", "01", "-0", "", "99999999999999999999",
+                       "9223372036854775808", "0x10", "1e3"]):
+    case("incr-not-integer-%d" % i, ("SET", "n", v), "INCR n", "GET n")
+for i, v in enumerate(["abc", "1.5", "", "9223372036854775808", " 5", "+5"]):
+    case("incrby-bad-arg-%d" % i, ("INCRBY", "n", v), "EXISTS n")
+case("incr-keeps-ttl", "SET n 5 EX 100", "INCR n", "TTL n", "INCRBYFLOAT n 1.5", "TTL n")
+case("incr-value-zero", "SET n 0", "INCR n", "SET n -1", "INCR n")
+for i, (start, inc) in enumerate([("10.5", "0.1"), ("5.0e3", "2.0e2"), ("3", "1.1"), ("1", "-1"),
+                                  ("0", "1e-5"), ("-1.5", "0.5"), ("10", "-10.1"), ("1", "1e17"),
+                                  ("17179869184", "1.5"), ("0.1", "0.2")]):
+    case("incrbyfloat-%d" % i, ("SET", "f", start), ("INCRBYFLOAT", "f", inc), "GET f")
+case("incrbyfloat-new", "INCRBYFLOAT f 3.0", "INCRBYFLOAT f 2", "GET f")
+for i, v in enumerate(["abc", "", " 1", "nan", "1.5x"]):
+    case("incrbyfloat-bad-%d" % i, ("INCRBYFLOAT", "f", v), ("SET", "g", v), "INCRBYFLOAT g 1",
+         "EXISTS f")
+case("incrbyfloat-inf", "SET f 1", "INCRBYFLOAT f inf", "SET g inf", "INCRBYFLOAT g 1", "GET f")
+case("incrbyfloat-huge", "SET f 1e308", "INCRBYFLOAT f 1e308", "GET f")
+
+# ---- string edits -----------------------------------------------------------------
+case("append", "APPEND k hello", "APPEND k ' world'", "GET k", "STRLEN k")
+case("append-empty", ("APPEND", "k", ""), "EXISTS k", "GET k")
+case("append-binary", ("APPEND", "k", b"\x00\xff"), ("APPEND", "k", b"\r\n"), "GET k")
+case("append-keeps-ttl", "SET k v EX 100", "APPEND k w", "TTL k")
+for i, (s, e) in enumerate([(0, 3), (0, -1), (-3, -1), (5, 3), (-100, 100), (100, 200), (-1, -5),
+                            (3, 3), (0, 0), (-1, -1), (2, -2)]):
+    case("getrange-%d" % i, "SET k 'This is a string'", "GETRANGE k %d %d" % (s, e))
+case("getrange-missing", "GETRANGE k 0 -1", "GETRANGE k a 1", "GETRANGE k 0 b")
+case("getrange-empty", ("SET", "k", ""), "GETRANGE k 0 -1")
+case("substr", "SET k hello", "SUBSTR k 1 3")
+case("setrange", "SET k 'Hello World'", "SETRANGE k 6 Redis", "GET k")
+case("setrange-new", "SETRANGE k 5 abc", "GET k", "STRLEN k")
+case("setrange-extend", "SET k ab", "SETRANGE k 4 cd", "GET k")
+case("setrange-empty", ("SETRANGE", "k", "3", ""), "EXISTS k", "SET j abc", ("SETRANGE", "j", "10", ""),
+     "GET j")
+case("setrange-errors", "SETRANGE k -1 x", "SETRANGE k abc x", "SETRANGE k 536870912 x", "EXISTS k")
+
+# ---- expiry -------------------------------------------------------------------------
+case("expire", "SET k v", "EXPIRE k 100", "TTL k", "EXPIRE nokey 100")
+case("pexpire", "SET k v", "PEXPIRE k 100000", "TTL k")
+case("expire-past", "SET k v", "EXPIRE k -1", "EXISTS k", "SET k v", "EXPIREAT k 1", "GET k",
+     "SET k v", "PEXPIRE k 0", "GET k")
+case("expire-nx", "SET k v", "EXPIRE k 100 NX", "EXPIRE k 200 NX", "TTL k")
+case("expire-xx", "SET k v", "EXPIRE k 100 XX", "TTL k", "EXPIRE k 100", "EXPIRE k 200 XX", "TTL k")
+case("expire-gt", "SET k v", "EXPIRE k 100 GT", "EXPIRE k 100", "EXPIRE k 50 GT", "EXPIRE k 200 GT",
+     "TTL k")
+case("expire-lt", "SET k v", "EXPIRE k 100 LT", "TTL k", "EXPIRE k 200 LT", "EXPIRE k 50 LT", "TTL k")
+case("expire-errors", "SET k v", "EXPIRE k 10 NX XX", "EXPIRE k 10 GT LT", "EXPIRE k 10 FOO",
+     "EXPIRE k abc", "EXPIRE k 9223372036854775807", "PEXPIRE k 9223372036854775807",
+     "EXPIREAT k 99999999999999999999", "EXPIRE k", "TTL k")
+case("expire-case", "SET k v", "expire k 100 nx", "TTL k")
+case("ttl-states", "TTL k", "SET k v", "TTL k", "EXPIRE k 1000", "TTL k")
+case("pttl-states", "PTTL k", "SET k v", "PTTL k")
+case("expiretime-states", "EXPIRETIME k", "SET k v", "EXPIRETIME k", "PEXPIRETIME k")
+case("persist", "SET k v EX 100", "PERSIST k", "TTL k", "PERSIST k", "PERSIST nokey")
+
+# ---- misc and unsupported ---------------------------------------------------------------
+case("ping-echo", "PING", "PING hi", "ECHO hello", ("ECHO", b""))
+case("arity", "GET", "GET a b", "MGET", "DEL", "INCRBY n", "GETRANGE k 1", "TTL", "EXISTS")
+
+
+@pytest.mark.parametrize("steps", CASES)
+def test_memcached_diff(mdiff, steps):
+    mdiff.run(steps)
+
+
+def test_pipeline(mdiff):
+    cmds = []
+    for i in range(200):
+        cmds += [("SET", "k%d" % (i % 7), str(i)), ("INCR", "n"), ("APPEND", "a", "x"),
+                 ("GET", "k%d" % (i % 7)), ("GETSET", "g", str(i)), ("MGET", "k1", "n", "a")]
+    mdiff.run_pipeline(cmds)
+
+
+def test_unsupported_commands(mc_env):
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("LPUSH", "l", "a") == b"-ERR command 'lpush' is not supported by the memcached backend\r\n"
+        assert c.call("HSET", "h", "f", "v") == b"-ERR command 'hset' is not supported by the memcached backend\r\n"
+        assert c.call("GET", "still-works") == b"$-1\r\n"
+
+
+def test_pttl_rounds_up(mc_env, mdiff):
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "k", "v", "PX", "1500") == b"+OK\r\n"
+        assert c.call("PTTL", "k") == b":2000\r\n"
+        assert c.call("PEXPIRE", "k", "1") == b":1\r\n"
+        assert c.call("TTL", "k") == b":1\r\n"
+
+
+@pytest.mark.parametrize("cmds", [
+    [("SET", "k", "v", "EXAT", "{s}")], [("SET", "k", "v", "PXAT", "{ms}")],
+    [("SET", "k", "v"), ("EXPIREAT", "k", "{s}")], [("SET", "k", "v"), ("PEXPIREAT", "k", "{ms}")],
+    [("SET", "k", "v"), ("GETEX", "k", "EXAT", "{s}")], [("SET", "k", "v", "EX", "8000000")],
+])
+def test_absolute_expiry_within_rounding(mc_env, mdiff, cmds):
+    """Absolute times: memcached holds whole seconds (rounded up) and converts
+    unix times with its own clock, so TTL may be off by up to 2s."""
+    _, oracle, proxy = mc_env
+    now = time.time() + 1000
+    ttls = []
+    for ep in (oracle, proxy):
+        with ep.connect() as c:
+            for cmd in cmds:
+                c.call(*[a.format(s=int(now), ms=int(now * 1000)) for a in cmd])
+            ttls.append(int(harness.parse_reply(c.call("TTL", "k"))))
+    assert abs(ttls[0] - ttls[1]) <= 2, ttls
+
+
+def test_expiry_happens(mc_env, mdiff):
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "k", "v", "EX", "1") == b"+OK\r\n"
+        time.sleep(2.2)
+        assert c.call("GET", "k") == b"$-1\r\n"
+
+
+def test_value_too_large(mc_env, mdiff):
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        r = c.call("SET", "k", b"x" * (2 * 1024 * 1024))
+        assert r.startswith(b"-ERR value is too large for the memcached backend"), r
+        assert c.call("PING") == b"+PONG\r\n"
+
+
+def test_plain_db0_keys_visible_in_memcached(mc_env, mdiff):
+    mc, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "shared", "hello") == b"+OK\r\n"
+    assert mc.raw(b"mg shared v\r\n") == b"VA 5\r\nhello\r\n"
+    mc.raw(b"ms shared 2\r\nhi\r\n")
+    with proxy.connect() as c:
+        assert c.call("GET", "shared") == b"$2\r\nhi\r\n"
+
+
+def test_no_lost_increments_with_outside_writer(mc_env, mdiff):
+    """A writer that bypasses the proxy (CAS loop straight on memcached) and
+    INCRs through the proxy: every increment counts."""
+    mc, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "ctr", "0") == b"+OK\r\n"
+    n_outside, n_proxy = 300, 300
+
+    def outside():
+        s = socket.create_connection((mc.host, mc.port), timeout=5)
+        f = s.makefile("rb")
+        done = 0
+        while done < n_outside:
+            s.sendall(b"mg ctr v c\r\n")
+            hdr = f.readline().split()
+            val = f.readline().strip()
+            cas = [t for t in hdr if t.startswith(b"c")][0][1:]
+            nv = str(int(val) + 1).encode()
+            s.sendall(b"ms ctr %d C%s\r\n%s\r\n" % (len(nv), cas, nv))
+            if f.readline().startswith(b"HD"):
+                done += 1
+        s.close()
+
+    t = threading.Thread(target=outside)
+    t.start()
+    with proxy.connect() as c:
+        for _ in range(n_proxy // 50):
+            c.send(b"".join(encode_command("INCR", "ctr") for _ in range(50)))
+            for r in c.read_replies(50):
+                assert r.startswith(b":"), r
+    t.join(30)
+    with proxy.connect() as c:
+        assert c.call("GET", "ctr") == b"$3\r\n600\r\n"
+
+
+def test_scripts_on_memcached(mc_env, mdiff):
+    mdiff.run([
+        ("EVAL", "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCRBY', KEYS[1], 5)", "1", "k", "10"),
+        ("EVAL", "return redis.call('GET', KEYS[1])", "1", "k"),
+        ("EVAL", "return redis.pcall('INCR', KEYS[1])", "1", "s"),
+        ("EVAL", "redis.call('SET', KEYS[1], 'x'); return redis.pcall('INCR', KEYS[1])", "1", "s"),
+        ("EVAL", "return redis.call('MGET', KEYS[1], KEYS[2], 'nokey')", "2", "k", "s"),
+        ("EVAL", "return redis.call('SET', KEYS[1], 'v', 'NX')", "1", "k"),
+        ("EVAL", "return redis.call('EXISTS', KEYS[1], KEYS[2])", "2", "k", "zz"),
+    ])
+
+
+def test_transfers_conserve_total(mc_env, mdiff):
+    """Concurrent scripted transfers between accounts keep the total."""
+    _, _, proxy = mc_env
+    script = ("local a = tonumber(redis.call('GET', KEYS[1])) "
+              "local n = tonumber(ARGV[1]) "
+              "if a < n then return 0 end "
+              "redis.call('DECRBY', KEYS[1], n) redis.call('INCRBY', KEYS[2], n) return 1")
+    accounts = ["acct%d" % i for i in range(5)]
+    with proxy.connect() as c:
+        for a in accounts:
+            assert c.call("SET", a, "1000") == b"+OK\r\n"
+
+    def worker(seed):
+        import random
+        rnd = random.Random(seed)
+        with proxy.connect() as c:
+            for _ in range(100):
+                src, dst = rnd.sample(accounts, 2)
+                r = c.call("EVAL", script, "2", src, dst, str(rnd.randint(1, 50)))
+                assert r in (b":0\r\n", b":1\r\n"), r
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with proxy.connect() as c:
+        total = sum(int(harness.parse_reply(c.call("GET", a))) for a in accounts)
+    assert total == 5000
+
+
+def test_memcached_down_fails_fast(tmp_path):
+    mc = Memcached().start()
+    oracle_stub = harness.Endpoint("none", harness.HOST, 1)
+    binary = os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+    proxy = harness.ProxyProcess(binary, oracle_stub, str(tmp_path / "proxy"))
+    i = proxy.args.index("--backend")
+    proxy.args[i + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    proxy.start()
+    try:
+        with proxy.connect() as c:
+            assert c.call("SET", "k", "v") == b"+OK\r\n"
+        mc.stop()
+        time.sleep(0.3)
+        with proxy.connect() as c:
+            r = c.call("GET", "k")
+            assert r.startswith(b"-ERR backend 127.0.0.1:%d" % mc.port), r
+        port = mc.port
+        mc2 = Memcached()
+        mc2.port = port
+        mc2.start()
+        try:
+            deadline = time.time() + 10
+            r = None
+            while time.time() < deadline:
+                with proxy.connect() as c:
+                    r = c.call("SET", "k", "again")
+                if r == b"+OK\r\n":
+                    break
+                time.sleep(0.1)
+            assert r == b"+OK\r\n", r
+        finally:
+            mc2.stop()
+    finally:
+        assert proxy.stop() in (0, -15)
+        mc.stop()
