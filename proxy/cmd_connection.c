@@ -519,10 +519,26 @@ void cmd_client(client *c, const command_def *cmd, int argc, char **argv, size_t
         reply_bulk_cstr(out, "prefixes");
         reply_array(out, 0);
     } else if (arg_is(sub, sublen, "unblock")) {
-        out = client_reply_buffer(c);
         long long v;
-        if (!string_to_ll(argv[2], argvlen[2], &v)) reply_error(out, "ERR value is not an integer or out of range");
-        else reply_integer(out, 0);
+        int with_error = 0;
+        if (!string_to_ll(argv[2], argvlen[2], &v)) {
+            reply_error(client_reply_buffer(c), "ERR value is not an integer or out of range");
+            return;
+        }
+        if (argc == 4) {
+            if (arg_is(argv[3], argvlen[3], "error")) with_error = 1;
+            else if (!arg_is(argv[3], argvlen[3], "timeout")) {
+                reply_error(client_reply_buffer(c), "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+                return;
+            }
+        }
+        int done = 0;
+        for (client *o = server.clients; o; o = o->next)
+            if (o->id == (unsigned long long)v) {
+                done = blocking_unblock(o, with_error);
+                break;
+            }
+        reply_integer(client_reply_buffer(c), done);
     } else if (arg_is(sub, sublen, "help")) {
         reply_help(client_reply_buffer(c), client_help);
     } else {

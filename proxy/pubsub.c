@@ -31,6 +31,13 @@ typedef struct subscribe_wait {
     int pending; /* topics of this command not yet confirmed by the store */
 } subscribe_wait;
 
+/* A SUBSCRIBE waits for the store to confirm its own subscribe operation:
+ * the need-th operation on the topic (whatever follows it). */
+typedef struct topic_waiter {
+    subscribe_wait *w;
+    unsigned need;
+} topic_waiter;
+
 typedef struct topic {
     struct topic *hnext;
     int kind;
@@ -40,7 +47,8 @@ typedef struct topic {
     int nsubs, capsubs;
     unsigned ops_sent, ops_done; /* SUB/UNSUB sent to the store and confirmed */
     int at_store;                /* the last operation sent was a subscribe */
-    subscribe_wait **waiters;
+    int fanning;                 /* a message is being delivered: keep the topic */
+    topic_waiter *waiters;
     int nwaiters, capwaiters;
 } topic;
 
@@ -131,24 +139,32 @@ static void topic_free(topic *t)
     free(t);
 }
 
-static int topic_confirmed(const topic *t) { return t->at_store && t->ops_done == t->ops_sent; }
-
-/* Answers every SUBSCRIBE that waited for this topic. */
-static void topic_release_waiters(topic *t)
+static void wait_done(subscribe_wait *w)
 {
-    for (int i = 0; i < t->nwaiters; i++) {
-        subscribe_wait *w = t->waiters[i];
-        if (--w->pending == 0) {
-            client_slot_done(w->slot);
-            free(w);
-        }
+    if (--w->pending == 0) {
+        client_slot_done(w->slot);
+        free(w);
     }
-    t->nwaiters = 0;
 }
+
+/* Answers the SUBSCRIBEs whose operation the store has confirmed (all of
+ * them when everything is released, e.g. the connection is lost). */
+static void topic_release_waiters_upto(topic *t, unsigned done, int all)
+{
+    int keep = 0;
+    for (int i = 0; i < t->nwaiters; i++) {
+        if (all || t->waiters[i].need <= done) wait_done(t->waiters[i].w);
+        else t->waiters[keep++] = t->waiters[i];
+    }
+    t->nwaiters = keep;
+}
+
+static void topic_release_waiters(topic *t) { topic_release_waiters_upto(t, 0, 1); }
 
 static void topic_maybe_free(topic *t)
 {
-    if (t->nsubs == 0 && t->nwaiters == 0 && t->ops_done == t->ops_sent && !t->at_store) topic_free(t);
+    if (t->nsubs == 0 && t->nwaiters == 0 && t->ops_done == t->ops_sent && !t->at_store && !t->fanning)
+        topic_free(t);
 }
 
 /* ---- the store side ------------------------------------------------------------ */
@@ -179,13 +195,19 @@ static void fanout(topic *t, struct evbuffer *msg)
 {
     size_t len = evbuffer_get_length(msg);
     const unsigned char *bytes = evbuffer_pullup(msg, -1);
-    for (int i = 0; i < t->nsubs; i++) {
+    /* Backwards: a subscriber closed for its output limit is swapped out of
+     * the array with one already served, so nobody is skipped. */
+    t->fanning++;
+    for (int i = t->nsubs - 1; i >= 0; i--) {
+        if (i >= t->nsubs) continue;
         client *c = t->subs[i];
         if (c->flags & CLIENT_CLOSING) continue;
         evbuffer_add(client_reply_buffer(c), bytes, len);
-        client_output_written(c);
         P.deliveries++;
+        client_output_written(c);
     }
+    t->fanning--;
+    topic_maybe_free(t);
 }
 
 static int element_is(const redisReply *r, const char *word)
@@ -252,7 +274,7 @@ static void push_cb(void *ctx, const backend_reply *br)
         topic *t = topic_find(k, name->str, name->len);
         if (!t) return;
         if (t->ops_done < t->ops_sent) t->ops_done++;
-        if (topic_confirmed(t)) topic_release_waiters(t);
+        topic_release_waiters_upto(t, t->ops_done, 0);
         topic_maybe_free(t);
         return;
     }
@@ -393,20 +415,19 @@ static void subscribe_command(client *c, int kind, int argc, char **argv, size_t
         topic *t = topic_get(kind, argv[i], argvlen[i]);
         if (!client_has(client_ps(c), t)) subscribe_one(c, t);
         reply_sub_event(s->buf, sub_word[kind], t, NULL, 0, pubsub_count(c, kind == KIND_SHARD));
-        if (!topic_confirmed(t) && P.conn >= 0) {
+        if (t->at_store && t->ops_done < t->ops_sent && P.conn >= 0) {
             if (t->nwaiters == t->capwaiters) {
                 t->capwaiters = t->capwaiters ? t->capwaiters * 2 : 4;
                 t->waiters = realloc(t->waiters, sizeof(*t->waiters) * (size_t)t->capwaiters);
                 if (!t->waiters) abort();
             }
-            t->waiters[t->nwaiters++] = w;
+            t->waiters[t->nwaiters].w = w;
+            t->waiters[t->nwaiters].need = t->ops_sent; /* the subscribe just sent (or in flight) */
+            t->nwaiters++;
             w->pending++;
         }
     }
-    if (--w->pending == 0) {
-        client_slot_done(s);
-        free(w);
-    }
+    wait_done(w);
 }
 
 static void unsubscribe_command(client *c, int kind, int argc, char **argv, size_t *argvlen)
@@ -588,8 +609,7 @@ void pubsub_shutdown(void)
         topic *t = P.buckets[i];
         while (t) {
             topic *next = t->hnext;
-            for (int w = 0; w < t->nwaiters; w++)
-                if (--t->waiters[w]->pending == 0) free(t->waiters[w]);
+            for (int w = 0; w < t->nwaiters; w++) wait_done(t->waiters[w].w); /* frees the orphaned slot */
             free(t->subs);
             free(t->waiters);
             free(t->name);

@@ -76,6 +76,7 @@ struct client {
     int dedicated_conn;                /* own connection with a request in flight, or -1 */
     reply_slot *dedicated_slot;        /* that request's reply */
     int dedicated_blocking;            /* the request is a blocking command */
+    const struct command_def *blocking_cmd;
     void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;

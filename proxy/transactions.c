@@ -594,6 +594,7 @@ static void blocking_reply_cb(void *ctx, const backend_reply *r)
     else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
     backend_release_dedicated(server.backend, c->dedicated_conn, 1);
     blocking_in_use--;
+    c->blocking_cmd = NULL;
     c->dedicated_conn = -1;
     c->dedicated_slot = NULL;
     c->dedicated_blocking = 0;
@@ -623,6 +624,28 @@ static void blocking_after_drain(client *c)
     c->dedicated_conn = conn;
     c->dedicated_slot = s;
     c->dedicated_blocking = 1;
+    c->blocking_cmd = command_lookup(c->parser.argv[0], c->parser.argvlen[0]);
+}
+
+int blocking_unblock(client *c, int with_error)
+{
+    if (!c->dedicated_blocking || c->dedicated_conn < 0 || !c->dedicated_slot) return 0;
+    const command_def *cmd = c->blocking_cmd;
+    if (cmd && !strcmp(cmd->name, "wait")) return 0; /* as in Redis: WAIT is not unblockable */
+    /* Closing its store connection ends the wait at the store; the client
+     * gets what a timeout gives, or the UNBLOCKED error. */
+    backend_release_dedicated(server.backend, c->dedicated_conn, 0);
+    blocking_in_use--;
+    reply_slot *s = c->dedicated_slot;
+    if (with_error) reply_error(s->buf, "UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    else if (cmd && (!strcmp(cmd->name, "blmove") || !strcmp(cmd->name, "brpoplpush"))) reply_null_bulk(s->buf);
+    else reply_null_array(s->buf);
+    c->dedicated_conn = -1;
+    c->dedicated_slot = NULL;
+    c->dedicated_blocking = 0;
+    client_slot_done(s);
+    client_unblock(c);
+    return 1;
 }
 
 void blocking_command(client *c, const command_def *cmd)

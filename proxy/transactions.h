@@ -15,6 +15,8 @@ int multi_length(const client *c); /* queued commands, -1 outside MULTI */
 /* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
 void blocking_command(client *c, const command_def *cmd);
 unsigned blocking_clients(void);
+/* CLIENT UNBLOCK: 1 if c was blocked in a blocking command and is now answered. */
+int blocking_unblock(client *c, int with_error);
 void transactions_client_gone(client *c);
 void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
 
