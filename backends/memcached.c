@@ -299,6 +299,32 @@ void mc_issue_raw(mc_req *r, const char *line, int tag, int dump)
     exp_push(r->c, r, tag, dump);
 }
 
+void mc_issue_dump(mc_req *r, int tag)
+{
+    mc_issue_raw(r, r->c->mb->dump_all ? "lru_crawler metadump all" : "lru_crawler metadump hash", tag, 1);
+}
+
+static void dump_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    mc_req *r = arg;
+    r->pending--;
+    mc_issue_dump(r, r->timer_tag);
+}
+
+void mc_issue_dump_later(mc_req *r, int tag, unsigned ms)
+{
+    if (!r->timer) {
+        r->timer = evtimer_new(r->c->mb->evb, dump_timer_cb, r);
+        if (!r->timer) abort();
+    }
+    r->timer_tag = tag;
+    r->pending++; /* keeps the request from being taken as stalled or delivered */
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(r->timer, &tv);
+}
+
 /* ---- failure and reconnection ---------------------------------------------- */
 
 static void set_unavailable_error(mc_backend *mb)
@@ -311,6 +337,7 @@ static void req_free(mc_req *r)
 {
     if (r->out) evbuffer_free(r->out);
     if (r->aux) evbuffer_free(r->aux);
+    if (r->timer) event_free(r->timer);
     free(r->scratch);
     free(r->args);
     free(r);
@@ -390,6 +417,9 @@ static void pump(mc_conn *c)
 {
     while (c->next_start && c->nmore == 0 && c->state == CONN_READY) {
         mc_req *r = c->next_start;
+        /* memcached refuses a metadump behind replies it still owes
+         * ("cannot pipeline other commands before metadump"). */
+        if ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0) break;
         c->next_start = r->next;
         r->started = 1;
         int a = r->cmd->arity;
@@ -466,6 +496,9 @@ static void parse_flags(mc_resp *m, const char *p, const char *end)
         } else if (f == 's') {
             m->has_s = 1;
             m->size = strtoull(num, NULL, 10);
+        } else if (f == 'f') {
+            m->has_f = 1;
+            m->flags = strtoull(num, NULL, 10);
         }
     }
 }
@@ -489,8 +522,9 @@ static int read_dump(mc_conn *c, struct evbuffer *in)
     if (!line) return 0;
     mc_req *r = c->exp[c->ehead].r;
     mc_resp m = {0};
-    if (!strcmp(line, "END") || !strncmp(line, "ERROR", 5) || !strncmp(line, "CLIENT_ERROR", 12) ||
-        !strncmp(line, "SERVER_ERROR", 12) || !strncmp(line, "BUSY", 4)) {
+    /* Every item line starts "key="; anything else (END, BUSY, BADCLASS,
+     * an error) ends the dump. */
+    if (strncmp(line, "key=", 4)) {
         if (!strcmp(line, "END")) memcpy(m.code, "EN", 3);
         else memcpy(m.code, "ER", 3);
         m.line = line;
@@ -563,8 +597,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         m.line = h;
         m.linelen = hlen;
         handle_reply(c, &m);
+        if (!c->bev) return; /* dropped: `in` went with it */
         evbuffer_drain(in, total);
-        if (!c->bev) return;
     }
     pump(c);
     deliver(c);

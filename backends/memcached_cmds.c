@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "backends/memcached_int.h"
+#include "proxy/config.h"
 
 #define ERR_NOT_INT "ERR value is not an integer or out of range"
 #define ERR_SYNTAX "ERR syntax error"
@@ -21,17 +22,22 @@
 
 static int is(const mc_resp *m, const char *code) { return m && m->code[0] == code[0] && m->code[1] == code[1]; }
 
-/* A reply memcached gave that has no Redis counterpart. */
+/* A reply memcached gave that has no Redis counterpart, as a Redis error. */
+static void store_error_text(const mc_resp *m, char *err, size_t cap)
+{
+    if (m && is(m, "ER") && memmem(m->line, m->linelen, "too large", 9))
+        snprintf(err, cap, "ERR value is too large for the memcached backend (item size limit)");
+    else if (m && is(m, "ER") && memmem(m->line, m->linelen, "out of memory", 13))
+        snprintf(err, cap, "OOM memcached is out of memory");
+    else
+        snprintf(err, cap, "ERR unexpected reply from memcached: %.*s", m ? (int)(m->linelen > 200 ? 200 : m->linelen) : 0,
+                 m ? m->line : "");
+}
+
 static void store_error(mc_req *r, const mc_resp *m)
 {
     char err[300];
-    if (m && is(m, "ER") && memmem(m->line, m->linelen, "too large", 9))
-        snprintf(err, sizeof(err), "ERR value is too large for the memcached backend (item size limit)");
-    else if (m && is(m, "ER") && memmem(m->line, m->linelen, "out of memory", 13))
-        snprintf(err, sizeof(err), "OOM memcached is out of memory");
-    else
-        snprintf(err, sizeof(err), "ERR unexpected reply from memcached: %.*s", m ? (int)(m->linelen > 200 ? 200 : m->linelen) : 0,
-                 m ? m->line : "");
+    store_error_text(m, err, sizeof(err));
     mc_fail(r, err);
 }
 
@@ -332,16 +338,27 @@ static void h_getex(mc_req *r, int tag, const mc_resp *m)
     h_get(r, tag, m);
 }
 
+/* One meta command per key, pipelined. (Quiet mode, q with an mn marker,
+ * was measured slower on memcached 1.6.18: it spends more CPU on suppressed
+ * replies than it saves in reply lines.) */
+enum { MK_MG, MK_MS, MK_MD };
+
+static void issue_each_key(mc_req *r, int kind, const char *flags, int first, int step)
+{
+    for (int i = first; i < r->argc; i += step) {
+        unsigned char k[MC_MAPPED_MAX];
+        size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
+        if (kind == MK_MG) mc_issue_mg_key(r, k, kl, flags, i);
+        else if (kind == MK_MD) mc_issue_md_key(r, k, kl, flags, i);
+        else mc_issue_ms_key(r, k, kl, r->argv[i + 1], r->argvlen[i + 1], flags, i);
+    }
+}
+
 static void h_mget(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         evbuffer_add_printf(r->out, "*%d\r\n", r->argc - 1);
-        for (int i = 1; i < r->argc; i++) {
-            unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_mg_key(r, k, kl, "v", i);
-        }
-        return;
+        return issue_each_key(r, MK_MG, "v", 1, 1);
     }
     /* Replies arrive in key order: append as they come. */
     if (is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
@@ -358,12 +375,7 @@ static void h_mset(mc_req *r, int tag, const mc_resp *m)
             snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", r->cmd->name);
             return mc_fail(r, err);
         }
-        for (int i = 1; i + 1 < r->argc; i += 2) {
-            unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_ms_key(r, k, kl, r->argv[i + 1], r->argvlen[i + 1], "", i);
-        }
-        return;
+        return issue_each_key(r, MK_MS, "", 1, 2);
     }
     if (!is(m, "HD")) return store_error(r, m);
     if (r->pending == 0) {
@@ -415,12 +427,7 @@ static void h_del(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        for (int i = 1; i < r->argc; i++) {
-            unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_md_key(r, k, kl, "", i);
-        }
-        return;
+        return issue_each_key(r, MK_MD, "", 1, 1);
     }
     if (is(m, "HD")) r->n1++;
     else if (!is(m, "NF")) return store_error(r, m);
@@ -434,12 +441,7 @@ static void h_exists(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        for (int i = 1; i < r->argc; i++) {
-            unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_mg_key(r, k, kl, "", i);
-        }
-        return;
+        return issue_each_key(r, MK_MG, "", 1, 1);
     }
     if (is(m, "HD")) r->n1++;
     else if (!is(m, "EN")) return store_error(r, m);
@@ -573,6 +575,146 @@ static void h_expire(mc_req *r, int tag, const mc_resp *m) { expire_common(r, ta
 static void h_pexpire(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 0, 1, "pexpire"); }
 static void h_expireat(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 1, 0, "expireat"); }
 static void h_pexpireat(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 0, 0, "pexpireat"); }
+
+/* ---- COPY, RENAME, RENAMENX ------------------------------------------------------------ */
+
+/* " T<n> F<flags>" for a copy of the item `m` (its TTL and client flags). */
+static void copy_flags(char *buf, size_t cap, const mc_resp *m, const char *mode)
+{
+    char tf[40];
+    T_flag(tf, sizeof(tf), m->has_t ? T_keep(m->t) : 0);
+    snprintf(buf, cap, "%s%sF%llu%s", mode, *mode ? " " : "", m->has_f ? m->flags : 0ULL, tf);
+}
+
+/* COPY source destination [DB n] [REPLACE], as Redis 7.0's copyCommand.
+ * One read and one write: an outside writer changing the source in between
+ * is ordered after the copy, and ME (add) keeps an outside writer's new
+ * destination when REPLACE is not given. */
+static void h_copy(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        long long dbid = r->db;
+        int replace = 0;
+        for (int j = 3; j < r->argc; j++) {
+            if (arg_is(r, j, "replace")) {
+                replace = 1;
+            } else if (arg_is(r, j, "db") && j + 1 < r->argc) {
+                if (!arg_ll(r, j + 1, &dbid)) return mc_fail(r, ERR_NOT_INT);
+                if (dbid < INT_MIN || dbid > INT_MAX)
+                    return mc_fail(r, "ERR value is out of range, value must between -2147483648 and 2147483647");
+                if (dbid < 0 || dbid >= config.databases) return mc_fail(r, "ERR DB index is out of range");
+                j++;
+            } else {
+                return mc_fail(r, ERR_SYNTAX);
+            }
+        }
+        if (dbid == r->db && r->argvlen[1] == r->argvlen[2] && !memcmp(r->argv[1], r->argv[2], r->argvlen[1]))
+            return mc_fail(r, "ERR source and destination objects are the same");
+        r->n1 = dbid;
+        r->n2 = replace;
+        mc_multi(r);
+        return mc_issue_mg(r, "v t f", 1);
+    }
+    if (tag == 1) {
+        if (is(m, "EN")) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        if (!is(m, "VA")) return store_error(r, m);
+        unsigned char k[MC_MAPPED_MAX];
+        size_t kl = mc_map_key((int)r->n1, r->argv[2], r->argvlen[2], k);
+        char f[96];
+        copy_flags(f, sizeof(f), m, r->n2 ? "" : "ME");
+        return mc_issue_ms_key(r, k, kl, m->val, m->vlen, f, 2);
+    }
+    if (is(m, "HD")) mc_add_int(r->out, 1);
+    else if (is(m, "NS")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+/* RENAME and RENAMENX, as Redis 7.0's renameGenericCommand. The source is
+ * read with its CAS and deleted only if it is still what was read (else
+ * read again, bounded), then the destination is written. Deleting first
+ * means no writer that bypasses the proxy ever sees the value under both
+ * names (a counter moved while it is incremented would count twice); if
+ * the destination cannot be written, the source is put back.
+ * The source item read is kept in r->scratch (value) and r->n1 (T), r->n3
+ * (client flags); r->n2 = its CAS. */
+static void rename_reply(mc_req *r, int nx, int moved)
+{
+    if (nx) mc_add_int(r->out, moved);
+    else mc_add_simple(r->out, "OK");
+    mc_finish(r);
+}
+
+static void rename_common(mc_req *r, int tag, const mc_resp *m, int nx)
+{
+    int same = r->argvlen[1] == r->argvlen[2] && !memcmp(r->argv[1], r->argv[2], r->argvlen[1]);
+    unsigned char k[MC_MAPPED_MAX];
+    size_t kl = mc_map_key(r->db, r->argv[2], r->argvlen[2], k);
+    char f[96], tf[40];
+    switch (tag) {
+    case MC_START:
+        mc_multi(r);
+        return mc_issue_mg(r, same ? "" : "v c t f", 1);
+    case 1: /* the source */
+        if (is(m, "EN")) return mc_fail(r, "ERR no such key");
+        if (same) {
+            if (!is(m, "HD")) return store_error(r, m);
+            return rename_reply(r, nx, 0);
+        }
+        if (!is(m, "VA")) return store_error(r, m);
+        free(r->scratch);
+        r->scratch = malloc(m->vlen ? m->vlen : 1);
+        if (!r->scratch) abort();
+        memcpy(r->scratch, m->val, m->vlen);
+        r->scratch_len = m->vlen;
+        r->n1 = m->has_t ? T_keep(m->t) : 0;
+        r->n2 = (long long)m->cas;
+        r->n3 = m->has_f ? (long long)m->flags : 0;
+        if (nx) return mc_issue_mg_key(r, k, kl, "", 2);
+        /* RENAME overwrites whatever the destination holds */
+        /* fall through */
+    case 2: /* RENAMENX: does the destination exist? */
+        if (tag == 2) {
+            if (is(m, "HD")) return rename_reply(r, nx, 0);
+            if (!is(m, "EN")) return store_error(r, m);
+        }
+        snprintf(f, sizeof(f), "C%llu", (unsigned long long)r->n2);
+        return mc_issue_md(r, f, 3);
+    case 3: /* the source deleted, if unchanged */
+        if (is(m, "EX") || is(m, "NF")) {
+            /* Changed or deleted by a writer that bypasses the proxy: again. */
+            if (++r->retries > MC_CAS_RETRIES)
+                return mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
+            return mc_issue_mg(r, "v c t f", 1);
+        }
+        if (!is(m, "HD")) return store_error(r, m);
+        T_flag(tf, sizeof(tf), r->n1);
+        snprintf(f, sizeof(f), "%sF%llu%s", nx ? "ME " : "", (unsigned long long)r->n3, tf);
+        return mc_issue_ms_key(r, k, kl, r->scratch, r->scratch_len, f, 4);
+    case 4: /* the destination written */
+        if (is(m, "HD")) return rename_reply(r, nx, 1);
+        /* RENAMENX lost a race for the destination, or the store refused
+         * the write: put the source back, then answer. */
+        if (nx && is(m, "NS")) {
+            mc_add_int(r->out, 0);
+        } else {
+            char err[300];
+            store_error_text(m, err, sizeof(err));
+            mc_add_error(r->out, err);
+        }
+        T_flag(tf, sizeof(tf), r->n1);
+        snprintf(f, sizeof(f), "ME F%llu%s", (unsigned long long)r->n3, tf);
+        return mc_issue_ms(r, r->scratch, r->scratch_len, f, 5);
+    default: /* the source put back (or a newer one is there): reply as decided */
+        mc_finish(r);
+    }
+}
+
+static void h_rename(mc_req *r, int tag, const mc_resp *m) { rename_common(r, tag, m, 0); }
+static void h_renamenx(mc_req *r, int tag, const mc_resp *m) { rename_common(r, tag, m, 1); }
 
 /* ---- numbers and string edits ------------------------------------------------------ */
 
@@ -826,6 +968,38 @@ static int dump_line(mc_req *r, const mc_resp *m, dump_fn *fn)
     return 1;
 }
 
+#define DUMP_BUSY_RETRIES 100
+
+/* A dump that ended without END: memcached's crawler was busy (its own
+ * expiry crawl, or another connection's dump), or the store has no hash
+ * walk. 1 when the dump was sent again (now or a little later). */
+static int dump_again(mc_req *r, const mc_resp *m, int tag)
+{
+    if (!is(m, "ER")) return 0;
+    if (m->linelen >= 4 && !memcmp(m->line, "BUSY", 4)) {
+        if (++r->retries > DUMP_BUSY_RETRIES) {
+            mc_fail(r, "ERR memcached's LRU crawler stayed busy, try again");
+            return 1;
+        }
+        mc_issue_dump_later(r, tag, (unsigned)(r->retries < 10 ? 5 * r->retries : 50));
+        return 1;
+    }
+    if (!r->c->mb->dump_all && m->linelen >= 8 && !memcmp(m->line, "BADCLASS", 8)) {
+        r->c->mb->dump_all = 1; /* memcached before `metadump hash` */
+        mc_issue_dump(r, tag);
+        return 1;
+    }
+    return 0;
+}
+
+/* The first dump of a request: nothing else may go out on the connection
+ * until it is over, so that a retried dump keeps its place. */
+static void dump_start(mc_req *r, int tag)
+{
+    mc_multi(r);
+    mc_issue_dump(r, tag);
+}
+
 static void count_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
 {
     (void)mk, (void)mkl, (void)name, (void)nl;
@@ -836,9 +1010,9 @@ static void h_dbsize(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+        return dump_start(r, 0);
     }
-    if (dump_line(r, m, count_key)) return;
+    if (dump_line(r, m, count_key) || dump_again(r, m, 0)) return;
     if (!is(m, "EN")) return store_error(r, m);
     mc_add_int(r->out, r->n1);
     mc_finish(r);
@@ -874,11 +1048,10 @@ static void h_flushdb(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         if (!flush_args_ok(r)) return;
-        mc_multi(r);
-        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+        return dump_start(r, 0);
     }
     if (tag == 0) {
-        if (dump_line(r, m, delete_key)) return;
+        if (dump_line(r, m, delete_key) || dump_again(r, m, 0)) return;
         if (!is(m, "EN")) return store_error(r, m);
         r->step = 1; /* the dump is over; deletes may still be answering */
     }
@@ -927,9 +1100,10 @@ static void keys_common(mc_req *r, int tag, const mc_resp *m, int scan)
             }
         }
         r->aux = evbuffer_new();
-        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+        if (!r->aux) abort();
+        return dump_start(r, 0);
     }
-    if (dump_line(r, m, collect_key)) return;
+    if (dump_line(r, m, collect_key) || dump_again(r, m, 0)) return;
     if (!is(m, "EN")) return store_error(r, m);
     struct evbuffer *keys = r->aux;
     if (scan) evbuffer_add(r->out, "*2\r\n$1\r\n0\r\n", 11);
@@ -937,6 +1111,37 @@ static void keys_common(mc_req *r, int tag, const mc_resp *m, int scan)
     else {
         evbuffer_add_printf(r->out, "*%lld\r\n", r->n1);
         evbuffer_add_buffer(r->out, keys);
+    }
+    mc_finish(r);
+}
+
+/* RANDOMKEY: one live key of the database picked uniformly over a dump
+ * (reservoir sampling). Digested long names cannot be listed, so they are
+ * never picked. */
+static void pick_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
+{
+    (void)mk, (void)mkl;
+    if (!name) return;
+    if (random() % ++r->n1 != 0) return;
+    evbuffer_drain(r->aux, evbuffer_get_length(r->aux));
+    evbuffer_add(r->aux, name, nl);
+}
+
+static void h_randomkey(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        r->n1 = 0;
+        r->aux = evbuffer_new();
+        if (!r->aux) abort();
+        return dump_start(r, 0);
+    }
+    if (dump_line(r, m, pick_key) || dump_again(r, m, 0)) return;
+    if (!is(m, "EN")) return store_error(r, m);
+    if (r->n1 == 0) {
+        mc_add_null(r->out);
+    } else {
+        size_t n = evbuffer_get_length(r->aux);
+        mc_add_bulk(r->out, (const char *)evbuffer_pullup(r->aux, -1), n);
     }
     mc_finish(r);
 }
@@ -979,9 +1184,10 @@ static void h_info(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        return mc_issue_raw(r, "lru_crawler metadump all", 0, 1);
+        return dump_start(r, 0);
     }
-    if (dump_line(r, m, count_key)) return;
+    if (dump_line(r, m, count_key) || dump_again(r, m, 0)) return;
+    if (!is(m, "EN")) return store_error(r, m);
     char buf[128];
     int n = r->n1 ? snprintf(buf, sizeof(buf), "# Keyspace\r\ndb%d:keys=%lld,expires=0,avg_ttl=0\r\n", r->db, r->n1)
                   : snprintf(buf, sizeof(buf), "# Keyspace\r\n");
@@ -1005,53 +1211,57 @@ static void h_unsupported(mc_req *r, int tag, const mc_resp *m)
 }
 
 static const mc_cmd commands[] = {
-    {"get", 2, h_get},
-    {"set", -3, h_set},
-    {"setnx", 3, h_setnx},
-    {"setex", 4, h_setex},
-    {"psetex", 4, h_psetex},
-    {"getset", 3, h_getset},
-    {"getdel", 2, h_getdel},
-    {"getex", -2, h_getex},
-    {"mget", -2, h_mget},
-    {"mset", -3, h_mset},
-    {"msetnx", -3, h_msetnx},
-    {"del", -2, h_del},
-    {"unlink", -2, h_del},
-    {"exists", -2, h_exists},
-    {"touch", -2, h_touch},
-    {"type", 2, h_type},
-    {"strlen", 2, h_strlen},
-    {"ttl", 2, h_ttl},
-    {"pttl", 2, h_pttl},
-    {"expiretime", 2, h_expiretime},
-    {"pexpiretime", 2, h_pexpiretime},
-    {"persist", 2, h_persist},
-    {"expire", -3, h_expire},
-    {"pexpire", -3, h_pexpire},
-    {"expireat", -3, h_expireat},
-    {"pexpireat", -3, h_pexpireat},
-    {"incr", 2, h_incr},
-    {"decr", 2, h_decr},
-    {"incrby", 3, h_incrby},
-    {"decrby", 3, h_decrby},
-    {"incrbyfloat", 3, h_incrbyfloat},
-    {"append", 3, h_append},
-    {"setrange", 4, h_setrange},
-    {"getrange", 4, h_getrange},
-    {"substr", 4, h_getrange},
-    {"dbsize", 1, h_dbsize},
-    {"flushall", -1, h_flushall},
-    {"flushdb", -1, h_flushdb},
-    {"keys", 2, h_keys},
-    {"scan", -2, h_scan},
-    {"ping", -1, h_ping},
-    {"echo", 2, h_echo},
-    {"time", 1, h_time},
-    {"info", -1, h_info},
+    {"get", 2, h_get, 0},
+    {"set", -3, h_set, 0},
+    {"setnx", 3, h_setnx, 0},
+    {"setex", 4, h_setex, 0},
+    {"psetex", 4, h_psetex, 0},
+    {"getset", 3, h_getset, 0},
+    {"getdel", 2, h_getdel, 0},
+    {"getex", -2, h_getex, 0},
+    {"mget", -2, h_mget, 0},
+    {"mset", -3, h_mset, 0},
+    {"msetnx", -3, h_msetnx, 0},
+    {"del", -2, h_del, 0},
+    {"unlink", -2, h_del, 0},
+    {"exists", -2, h_exists, 0},
+    {"touch", -2, h_touch, 0},
+    {"copy", -3, h_copy, 0},
+    {"rename", 3, h_rename, 0},
+    {"renamenx", 3, h_renamenx, 0},
+    {"randomkey", 1, h_randomkey, MC_CMD_DUMP},
+    {"type", 2, h_type, 0},
+    {"strlen", 2, h_strlen, 0},
+    {"ttl", 2, h_ttl, 0},
+    {"pttl", 2, h_pttl, 0},
+    {"expiretime", 2, h_expiretime, 0},
+    {"pexpiretime", 2, h_pexpiretime, 0},
+    {"persist", 2, h_persist, 0},
+    {"expire", -3, h_expire, 0},
+    {"pexpire", -3, h_pexpire, 0},
+    {"expireat", -3, h_expireat, 0},
+    {"pexpireat", -3, h_pexpireat, 0},
+    {"incr", 2, h_incr, 0},
+    {"decr", 2, h_decr, 0},
+    {"incrby", 3, h_incrby, 0},
+    {"decrby", 3, h_decrby, 0},
+    {"incrbyfloat", 3, h_incrbyfloat, 0},
+    {"append", 3, h_append, 0},
+    {"setrange", 4, h_setrange, 0},
+    {"getrange", 4, h_getrange, 0},
+    {"substr", 4, h_getrange, 0},
+    {"dbsize", 1, h_dbsize, MC_CMD_DUMP},
+    {"flushall", -1, h_flushall, 0},
+    {"flushdb", -1, h_flushdb, MC_CMD_DUMP},
+    {"keys", 2, h_keys, MC_CMD_DUMP},
+    {"scan", -2, h_scan, MC_CMD_DUMP},
+    {"ping", -1, h_ping, 0},
+    {"echo", 2, h_echo, 0},
+    {"time", 1, h_time, 0},
+    {"info", -1, h_info, MC_CMD_DUMP},
 };
 
-static const mc_cmd unsupported = {"", -1, h_unsupported};
+static const mc_cmd unsupported = {"", -1, h_unsupported, 0};
 
 const mc_cmd *mc_lookup(const char *name, size_t len)
 {

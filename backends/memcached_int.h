@@ -24,17 +24,21 @@ typedef struct mc_resp {
     const char *val;  /* VA: the value */
     size_t vlen;
     long long t;
-    unsigned long long cas, size;
-    unsigned has_t : 1, has_c : 1, has_s : 1;
+    unsigned long long cas, size, flags;
+    unsigned has_t : 1, has_c : 1, has_s : 1, has_f : 1;
 } mc_resp;
 
 struct mc_req;
 typedef void mc_handler(struct mc_req *r, int tag, const mc_resp *m);
 
+/* mc_cmd flags */
+#define MC_CMD_DUMP 1 /* sends lru_crawler metadump: only on a connection with no reply owed */
+
 typedef struct mc_cmd {
     const char *name;
     int arity; /* Redis's: n exact, -n at least n */
     mc_handler *handler;
+    int flags;
 } mc_cmd;
 
 struct mc_conn;
@@ -60,6 +64,8 @@ typedef struct mc_req {
     struct evbuffer *aux;     /* per-command scratch buffer (freed with the request) */
     unsigned char mkey[MC_MAPPED_MAX]; /* argv[1] mapped */
     size_t mklen;
+    struct event *timer;      /* a dump waiting for the crawler to be free */
+    int timer_tag;
 } mc_req;
 
 typedef struct mc_expect {
@@ -94,6 +100,7 @@ typedef struct mc_backend {
     char error[256];
     char last_cause[128];
     unsigned long long replies, failures;
+    int dump_all; /* the store has no `metadump hash`: walk the LRUs instead */
 } mc_backend;
 
 /* memcached.c */
@@ -116,6 +123,12 @@ void mc_issue_ms_key(mc_req *r, const unsigned char *k, size_t klen, const char 
 void mc_issue_md(mc_req *r, const char *flags, int tag);
 void mc_issue_md_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag);
 void mc_issue_raw(mc_req *r, const char *line, int tag, int dump);
+/* Lists every item: `lru_crawler metadump hash` where the store has it (an
+ * LRU walk skips items that are being read or bumped meanwhile), else
+ * `metadump all`. Lines come as "KY", then "EN" or "ER". */
+void mc_issue_dump(mc_req *r, int tag);
+/* The same dump again after `ms` milliseconds (the crawler was busy). */
+void mc_issue_dump_later(mc_req *r, int tag, unsigned ms);
 void mc_finish(mc_req *r);
 void mc_fail(mc_req *r, const char *err);
 

@@ -100,17 +100,48 @@ static pending_req q_pop(resp_conn *c)
 
 /* ---- writing ------------------------------------------------------------- */
 
+/* Appends "<prefix><n>\r\n" to buf; returns its length. */
+static size_t format_header(char *buf, char prefix, size_t n)
+{
+    char digits[24];
+    size_t d = 0;
+    do {
+        digits[d++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    size_t len = 0;
+    buf[len++] = prefix;
+    while (d) buf[len++] = digits[--d];
+    buf[len++] = '\r';
+    buf[len++] = '\n';
+    return len;
+}
+
+/* Encodes a command as a RESP multibulk. Small arguments are gathered into
+ * one stack buffer so a typical command costs a single evbuffer_add. */
 static void write_command(struct evbuffer *out, int argc, char **argv, const size_t *argvlen)
 {
-    char hdr[32];
-    int n = snprintf(hdr, sizeof(hdr), "*%d\r\n", argc);
-    evbuffer_add(out, hdr, (size_t)n);
+    char buf[4096];
+    size_t used = format_header(buf, '*', (size_t)argc);
     for (int i = 0; i < argc; i++) {
-        n = snprintf(hdr, sizeof(hdr), "$%zu\r\n", argvlen[i]);
-        evbuffer_add(out, hdr, (size_t)n);
-        evbuffer_add(out, argv[i], argvlen[i]);
-        evbuffer_add(out, "\r\n", 2);
+        if (used + 32 + argvlen[i] > sizeof(buf)) {
+            evbuffer_add(out, buf, used);
+            used = 0;
+        }
+        used += format_header(buf + used, '$', argvlen[i]);
+        if (argvlen[i] + 2 > sizeof(buf) - used) {
+            evbuffer_add(out, buf, used);
+            evbuffer_add(out, argv[i], argvlen[i]);
+            memcpy(buf, "\r\n", 2);
+            used = 2;
+            continue;
+        }
+        memcpy(buf + used, argv[i], argvlen[i]);
+        used += argvlen[i];
+        buf[used++] = '\r';
+        buf[used++] = '\n';
     }
+    evbuffer_add(out, buf, used);
 }
 
 /* ---- failure and reconnection ------------------------------------------- */

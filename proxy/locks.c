@@ -74,6 +74,15 @@ static struct {
     size_t nwork, capwork;
 } L;
 
+/* Finished sets and small units are kept for reuse: a plain command takes
+ * and releases locks on the hot path, which must not allocate when warm. */
+#define POOL_MAX 4096
+#define SMALL_UNIT 48
+static lock_set *free_sets;
+static unsigned free_sets_count;
+static lock_unit *free_units;
+static unsigned free_units_count;
+
 /* ---- unit table ---------------------------------------------------------------- */
 
 static uint64_t hash_bytes(int db, const char *p, size_t len)
@@ -138,7 +147,15 @@ static lock_unit *unit_get(int db, const char *name, size_t len)
         table_grow();
         idx = h & (L.nbuckets - 1);
     }
-    lock_unit *u = calloc(1, sizeof(*u) + len + 1);
+    lock_unit *u;
+    if (len < SMALL_UNIT && free_units) {
+        u = free_units;
+        free_units = u->hnext;
+        free_units_count--;
+        memset(u, 0, sizeof(*u));
+    } else {
+        u = calloc(1, sizeof(*u) + (len < SMALL_UNIT ? SMALL_UNIT : len + 1));
+    }
     if (!u) abort();
     u->hash = h;
     u->db = db;
@@ -158,6 +175,12 @@ static void unit_unref(lock_unit *u)
     while (*pp != u) pp = &(*pp)->hnext;
     *pp = u->hnext;
     L.count--;
+    if (u->len < SMALL_UNIT && free_units_count < POOL_MAX) {
+        u->hnext = free_units;
+        free_units = u;
+        free_units_count++;
+        return;
+    }
     free(u);
 }
 
@@ -195,7 +218,18 @@ static lock_entry *entry_new(lock_set *ls, lock_unit *u, int intent)
 
 lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx)
 {
-    lock_set *ls = calloc(1, sizeof(*ls));
+    lock_set *ls = free_sets;
+    if (ls) {
+        free_sets = ls->ready_next;
+        free_sets_count--;
+        lock_entry **more = ls->more;
+        int cap = ls->cap;
+        memset(ls, 0, sizeof(*ls));
+        ls->more = more;
+        ls->cap = cap;
+    } else {
+        ls = calloc(1, sizeof(*ls));
+    }
     if (!ls) abort();
     ls->mode = mode;
     ls->fn = fn;
@@ -506,6 +540,12 @@ void lock_set_release_all(lock_set *ls)
 void lock_set_release(lock_set *ls)
 {
     lock_set_release_all(ls);
+    if (free_sets_count < POOL_MAX && ls->cap <= 64) {
+        ls->ready_next = free_sets;
+        free_sets = ls;
+        free_sets_count++;
+        return;
+    }
     free(ls->more);
     free(ls);
 }
@@ -636,4 +676,17 @@ void locks_shutdown(void)
     free(L.buckets);
     free(L.work);
     memset(&L, 0, sizeof(L));
+    while (free_sets) {
+        lock_set *ls = free_sets;
+        free_sets = ls->ready_next;
+        free(ls->more);
+        free(ls);
+    }
+    free_sets_count = 0;
+    while (free_units) {
+        lock_unit *u = free_units;
+        free_units = u->hnext;
+        free(u);
+    }
+    free_units_count = 0;
 }
