@@ -57,6 +57,8 @@ struct backend {
     char *display;  /* host:port or path; never credentials */
     int connections;
     int default_db; /* the database new clients start in */
+    int has_transactions; /* the store runs MULTI/EXEC itself */
+    int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
 };
 
 /* Creates the backend for a URL (redis://, unix://). NULL with err set on a bad URL. */

@@ -622,6 +622,8 @@ backend *backend_resp_create(struct event_base *base, const backend_url *u, int 
     resp_backend *rb = calloc(1, sizeof(*rb));
     if (!rb) abort();
     rb->base.ops = &resp_ops;
+    rb->base.has_transactions = 1;
+    rb->base.has_dedicated = 1;
     rb->base.connections = connections;
     rb->base.default_db = u->db;
     rb->evb = base;

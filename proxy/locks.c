@@ -83,6 +83,13 @@ static unsigned free_sets_count;
 static lock_unit *free_units;
 static unsigned free_units_count;
 
+/* Write versions for WATCH where the store cannot watch: a counter per hash
+ * bucket of units, bumped when a writer releases the unit. A collision can
+ * only make EXEC fail spuriously (clients retry), never miss a write. */
+#define VERSION_BUCKETS 65536
+static uint64_t unit_versions[VERSION_BUCKETS];
+static uint64_t keyspace_version;
+
 /* ---- unit table ---------------------------------------------------------------- */
 
 static uint64_t hash_bytes(int db, const char *p, size_t len)
@@ -517,9 +524,15 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 void lock_set_release_all(lock_set *ls)
 {
     ready_remove(ls);
+    int wrote = ls->state == SET_GRANTED &&
+                (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
         lock_unit *u = e->unit;
+        if (wrote && e->granted && !e->intent) {
+            if (u == L.keyspace) keyspace_version++;
+            else unit_versions[u->hash & (VERSION_BUCKETS - 1)]++;
+        }
         if (e->granted) holder_unlink(e);
         else if (ls->state != SET_NEW || e->extend) wait_unlink(e);
         if (u->mark == ls) u->mark = NULL;
@@ -646,6 +659,14 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         unit_unref(u);
     }
     return LOCK_DEADLOCK;
+}
+
+uint64_t lock_write_version(int db, const char *key, size_t len)
+{
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    return unit_versions[hash_bytes(db, name, nlen) & (VERSION_BUCKETS - 1)] + keyspace_version;
 }
 
 void locks_get_stats(lock_stats *st)

@@ -69,6 +69,11 @@ int lock_set_unit_count(const lock_set *ls);
  * (for a script that is aborted and will be queued again). */
 void lock_set_release_all(lock_set *ls);
 
+/* For WATCH without the store's help: changes whenever a writer through the
+ * proxy releases the key's unit (or anything keyspace-wide). */
+#include <stdint.h>
+uint64_t lock_write_version(int db, const char *key, size_t len);
+
 typedef struct lock_stats {
     unsigned long units;         /* units in the table */
     unsigned long sets_holding;  /* lock sets currently granted */

@@ -21,6 +21,7 @@ struct command_def;
 
 typedef struct client client;
 typedef struct multi_state multi_state;
+typedef struct watch_versions watch_versions;
 
 /* One reply owed to a client, in request order. */
 typedef struct reply_slot {
@@ -73,6 +74,7 @@ struct client {
     struct exec_run *exec_run;         /* EXEC the proxy runs itself (scripts inside) */
     int exec_new_db;                   /* database after a running EXEC with SELECT, or -1 */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
+    watch_versions *watch_versions;    /* WATCH by write versions (stores that cannot watch) */
     int dedicated_conn;                /* own connection with a request in flight, or -1 */
     reply_slot *dedicated_slot;        /* that request's reply */
     int dedicated_blocking;            /* the request is a blocking command */

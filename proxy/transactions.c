@@ -34,6 +34,18 @@ typedef struct queued_command {
     size_t *argvlen;
 } queued_command;
 
+typedef struct watched_key {
+    int db;
+    char *key;
+    size_t len;
+    uint64_t version;
+} watched_key;
+
+struct watch_versions {
+    watched_key *keys;
+    int n, cap;
+};
+
 struct multi_state {
     queued_command *cmds;
     int count, cap;
@@ -41,6 +53,7 @@ struct multi_state {
 };
 
 static unsigned blocking_in_use;
+static int has_scripts(const multi_state *m);
 
 typedef struct exec_elem {
     struct exec_run *er;
@@ -72,6 +85,12 @@ static void multi_free(multi_state *m)
 
 static void unwatch(client *c)
 {
+    if (c->watch_versions) {
+        for (int i = 0; i < c->watch_versions->n; i++) free(c->watch_versions->keys[i].key);
+        free(c->watch_versions->keys);
+        free(c->watch_versions);
+        c->watch_versions = NULL;
+    }
     if (c->watch_conn >= 0) {
         backend_release_dedicated(server.backend, c->watch_conn, 0);
         c->watch_conn = -1;
@@ -412,9 +431,31 @@ static int has_scripts(const multi_state *m)
     return 0;
 }
 
+/* WATCH without a pinned connection: did a writer through the proxy touch
+ * a watched key since? */
+static int watched_changed(client *c)
+{
+    watch_versions *w = c->watch_versions;
+    if (!w) return 0;
+    for (int i = 0; i < w->n; i++)
+        if (lock_write_version(w->keys[i].db, w->keys[i].key, w->keys[i].len) != w->keys[i].version) return 1;
+    return 0;
+}
+
 static void exec_go(client *c, multi_state *m, lock_set *ls)
 {
-    if (!has_scripts(m)) {
+    if (c->watch_versions) {
+        int changed = watched_changed(c);
+        unwatch(c);
+        if (changed) {
+            reply_null_array(client_reply_buffer(c));
+            lock_set_release(ls);
+            multi_free(m);
+            client_unblock(c);
+            return;
+        }
+    }
+    if (!has_scripts(m) && server.backend->has_transactions) {
         if (!exec_send(c, m, ls)) client_unblock(c);
         return;
     }
@@ -454,8 +495,10 @@ static void exec_after_drain(client *c)
     }
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */
-    int mode = scripts ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
+    int by_proxy = scripts || !server.backend->has_transactions;
+    int mode = by_proxy ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
     lock_set *ls = lock_set_new(mode, exec_lock_granted, c);
+    if (by_proxy && write) lock_set_set_written(ls, 1); /* so WATCHers see it */
     int db = c->db;
     for (int i = 0; i < m->count && !keyspace; i++) {
         queued_command *q = &m->cmds[i];
@@ -521,7 +564,8 @@ static void exec_command(client *c)
     client_block(c);
     /* With WATCH the transaction goes on the client's own connection: the
      * commands it sent before must have run first. */
-    if (c->watch_conn >= 0) client_when_drained(c, exec_after_drain);
+    if (c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m))
+        client_when_drained(c, exec_after_drain);
     else exec_after_drain(c);
 }
 
@@ -563,10 +607,44 @@ static void watch_after_drain(client *c)
     c->dedicated_slot = s;
 }
 
+static void watch_versions_after_drain(client *c)
+{
+    if (!c->watch_versions) {
+        c->watch_versions = calloc(1, sizeof(*c->watch_versions));
+        if (!c->watch_versions) abort();
+    }
+    watch_versions *w = c->watch_versions;
+    for (int i = 1; i < c->parser.argc; i++) {
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 8;
+            w->keys = realloc(w->keys, sizeof(*w->keys) * (size_t)w->cap);
+            if (!w->keys) abort();
+        }
+        size_t len = c->parser.argvlen[i];
+        char *key = malloc(len + 1);
+        if (!key) abort();
+        memcpy(key, c->parser.argv[i], len);
+        key[len] = '\0';
+        w->keys[w->n].db = c->db;
+        w->keys[w->n].key = key;
+        w->keys[w->n].len = len;
+        w->keys[w->n].version = lock_write_version(c->db, key, len);
+        w->n++;
+    }
+    reply_ok(client_reply_buffer(c));
+    client_unblock(c);
+}
+
 static void watch_command(client *c)
 {
     if (c->multi) {
         reply_error(client_reply_buffer(c), "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    if (!server.backend->has_dedicated) {
+        /* The store cannot watch: the proxy's write versions do. */
+        client_block(c);
+        client_when_drained(c, watch_versions_after_drain);
         return;
     }
     if (c->watch_conn < 0) {
