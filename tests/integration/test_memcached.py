@@ -664,6 +664,40 @@ def test_scripts_on_memcached(mc_env, mdiff):
     ])
 
 
+# ---- transactions: memcached has none, so the proxy runs EXEC itself -------------
+case("multi-exec", "SET a 1", "MULTI", "INCR a", "INCRBY a 5", "GET a", "SET b x", "EXEC", "MGET a b")
+case("multi-exec-errors", "SET s v", "MULTI", "INCR s", "SET t 1", "EXEC", "GET t")
+case("multi-queue-error", "MULTI", "SET k", "SET k v", "EXEC", "EXISTS k")
+case("multi-discard", "MULTI", "SET k 1", "DISCARD", "EXISTS k", "EXEC", "DISCARD")
+case("multi-select", "SET k zero", "MULTI", "SELECT 2", "SET k two", "EXEC", "GET k", "SELECT 0", "GET k")
+case("multi-eval", "MULTI", ("EVAL", "return redis.call('incrby', KEYS[1], 7)", "1", "n"), "GET n", "EXEC")
+case("watch-no-change", "SET w 1", "WATCH w", "MULTI", "INCR w", "EXEC", "GET w")
+case("watch-own-change", "SET w 1", "WATCH w", "SET w 5", "MULTI", "INCR w", "EXEC", "GET w")
+case("watch-unwatch", "SET w 1", "WATCH w", "SET w 5", "UNWATCH", "MULTI", "INCR w", "EXEC", "GET w")
+
+
+def test_watch_sees_other_clients_writes(mc_env, mdiff):
+    """WATCH on a store that cannot watch: the proxy's write versions see a
+    write from another client (plain or scripted) and EXEC answers nil."""
+    _, _, proxy = mc_env
+    with proxy.connect() as a, proxy.connect() as b:
+        assert a.call("SET", "w", "1") == b"+OK\r\n"
+        for writer in (("SET", "w", "2"), ("EVAL", "return redis.call('incr', KEYS[1])", "1", "w"),
+                       ("DEL", "w")):
+            assert a.call("WATCH", "w") == b"+OK\r\n"
+            b.call(*writer)
+            assert a.call("MULTI") == b"+OK\r\n"
+            assert a.call("INCR", "w") == b"+QUEUED\r\n"
+            assert a.call("EXEC") == b"*-1\r\n", writer
+        # A write to another key leaves the transaction alone.
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        b.call("SET", "other", "1")
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("SET", "w", "9") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*1\r\n+OK\r\n"
+        assert a.call("INFO", "locks").count(b"lock_sets_holding:0") == 1
+
+
 def test_transfers_conserve_total(mc_env, mdiff):
     """Concurrent scripted transfers between accounts keep the total."""
     _, _, proxy = mc_env
