@@ -1,5 +1,6 @@
 #include "lua/fiber.h"
 
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,8 @@ struct fiber_pool {
     size_t page;
     unsigned max_idle, idle;
     stack_block *free_list;
+    ucontext_t template_ctx;
+    int have_template;
 };
 
 struct fiber {
@@ -48,6 +51,12 @@ struct fiber {
     void *mapping;
     size_t mapping_size;
     int started, finished;
+#ifndef FIBER_ASAN
+    /* After the first entry, switches are _setjmp/_longjmp: unlike
+     * swapcontext they do not save the signal mask, which costs a system
+     * call per switch. */
+    jmp_buf fiber_jb, caller_jb;
+#endif
 #ifdef FIBER_ASAN
     void *fake_stack;          /* ASan's fake stack of whichever side is switched out */
     const void *caller_bottom; /* caller's stack, learnt at each switch in */
@@ -133,8 +142,10 @@ static void fiber_entry(unsigned hi, unsigned lo) {
 #ifdef FIBER_ASAN
     /* NULL: this fiber's fake stack can be released, it never runs again. */
     __sanitizer_start_switch_fiber(NULL, f->caller_bottom, f->caller_size);
-#endif
     swapcontext(&f->ctx, &f->caller);
+#else
+    _longjmp(f->caller_jb, 1);
+#endif
     abort(); /* never resumed after finishing */
 }
 
@@ -151,11 +162,19 @@ fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
         free(f);
         return NULL;
     }
-    if (get_context(&f->ctx) != 0) {
-        stack_put(p, f);
-        free(f);
-        return NULL;
+    if (!p->have_template) {
+        if (get_context(&p->template_ctx) != 0) {
+            stack_put(p, f);
+            free(f);
+            return NULL;
+        }
+        p->have_template = 1;
     }
+    /* A copy of one captured context: no getcontext system call per fiber. */
+    f->ctx = p->template_ctx;
+#if defined(__x86_64__) && defined(__GLIBC__)
+    f->ctx.uc_mcontext.fpregs = &f->ctx.__fpregs_mem; /* the copy points at its own FP area */
+#endif
     f->ctx.uc_stack.ss_sp = f->stack;
     f->ctx.uc_stack.ss_size = f->stack_size;
     f->ctx.uc_link = NULL;
@@ -164,28 +183,37 @@ fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
     return f;
 }
 
+#ifdef FIBER_ASAN
 void fiber_resume(fiber *f) {
     if (f->finished) return;
     f->started = 1;
-#ifdef FIBER_ASAN
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
-#endif
     swapcontext(&f->caller, &f->ctx);
-#ifdef FIBER_ASAN
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
-#endif
 }
 
 void fiber_yield(fiber *f) {
-#ifdef FIBER_ASAN
     __sanitizer_start_switch_fiber(&f->fake_stack, f->caller_bottom, f->caller_size);
-#endif
     swapcontext(&f->ctx, &f->caller);
-#ifdef FIBER_ASAN
     __sanitizer_finish_switch_fiber(f->fake_stack, &f->caller_bottom, &f->caller_size);
-#endif
 }
+#else
+void fiber_resume(fiber *f) {
+    if (f->finished) return;
+    if (_setjmp(f->caller_jb)) return; /* the fiber yielded or finished */
+    if (!f->started) {
+        f->started = 1;
+        swapcontext(&f->caller, &f->ctx); /* first entry: onto the new stack */
+        abort(); /* the fiber comes back through caller_jb, never here */
+    }
+    _longjmp(f->fiber_jb, 1);
+}
+
+void fiber_yield(fiber *f) {
+    if (!_setjmp(f->fiber_jb)) _longjmp(f->caller_jb, 1);
+}
+#endif
 
 int fiber_finished(const fiber *f) { return f->finished; }
 
