@@ -89,11 +89,92 @@ static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix
 
 /* ---- output ---------------------------------------------------------------- */
 
+/* Replies are written by the proxy itself once per event-loop turn, for every
+ * client that got output, like Redis's write before sleeping: one writev per
+ * client per turn and no write-interest toggling while sockets keep up. Only
+ * a client whose socket is full gets libevent's write events until drained. */
+static client **flush_list;
+static size_t flush_count, flush_cap;
+static struct event *flush_ev;
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    client *c = arg;
+    if (info->n_added == 0 || c->flush_queued || (c->flags & CLIENT_CLOSING)) return;
+    if (flush_count == flush_cap) {
+        flush_cap = flush_cap ? flush_cap * 2 : 64;
+        flush_list = realloc(flush_list, sizeof(*flush_list) * flush_cap);
+        if (!flush_list) abort();
+    }
+    flush_list[flush_count++] = c;
+    c->flush_queued = 1;
+    if (!flush_ev) flush_ev = event_new(server.base, -1, 0, flush_cb, NULL);
+    if (flush_count == 1) event_active(flush_ev, 0, 0);
+}
+
+static void flush_unqueue(client *c)
+{
+    if (!c->flush_queued) return;
+    for (size_t i = 0; i < flush_count; i++)
+        if (flush_list[i] == c) {
+            flush_list[i] = flush_list[--flush_count];
+            break;
+        }
+    c->flush_queued = 0;
+}
+
+static void client_write_now(client *c)
+{
+    struct evbuffer *out = c->out;
+    while (evbuffer_get_length(out)) {
+        int n = evbuffer_write(out, c->fd);
+        if (n > 0) {
+            server.stats.net_output_bytes += (unsigned long long)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+        if (n < 0) {
+            client_close(c);
+            return;
+        }
+        break;
+    }
+    if (evbuffer_get_length(out)) {
+        event_add(c->write_ev, NULL); /* the socket is full: go on when it drains */
+        return;
+    }
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
+}
+
+static void write_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    if (!(c->flags & CLIENT_CLOSING)) client_write_now(c);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* Writing may close clients (which unqueue themselves): take one at a time. */
+    while (flush_count) {
+        client *c = flush_list[--flush_count];
+        c->flush_queued = 0;
+        if (!(c->flags & CLIENT_CLOSING) && c->bev) client_write_now(c);
+    }
+}
+
+
 static void client_check_output_limits(client *c)
 {
     if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
     const obuf_limit *l = &config.obuf_limits[pubsub_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
-    size_t used = evbuffer_get_length(bufferevent_get_output(c->bev));
+    size_t used = evbuffer_get_length(c->out);
     int hard = l->hard && used >= l->hard;
     int soft = 0;
     if (l->soft && used >= l->soft) {
@@ -113,7 +194,7 @@ static void client_check_output_limits(client *c)
 /* Moves every completed reply at the head of the queue to the socket. */
 static void client_flush_slots(client *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->out;
     while (c->slots_head && c->slots_head->done) {
         reply_slot *s = c->slots_head;
         c->slots_head = s->next;
@@ -142,7 +223,7 @@ struct evbuffer *client_reply_buffer(client *c)
         s->done = 1;
         return s->buf;
     }
-    if (!c->slots_head) return bufferevent_get_output(c->bev);
+    if (!c->slots_head) return c->out;
     reply_slot *s = client_slot_add(c);
     s->done = 1;
     return s->buf;
@@ -172,7 +253,7 @@ void client_slot_done(reply_slot *s)
     }
     if (c->slots_head == s) client_flush_slots(c);
     if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev &&
-        evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+        evbuffer_get_length(c->out) == 0)
         client_close(c);
 }
 
@@ -198,12 +279,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     client_process_input(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    client *c = arg;
-    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
-}
+
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
@@ -252,8 +328,13 @@ client *client_create(int fd, int is_unix)
     c->bev = bufferevent_socket_new(server.base, fd, BEV_OPT_CLOSE_ON_FREE);
     c->resume_ev = event_new(server.base, -1, 0, resume_cb, c);
     if (!c->bev || !c->resume_ev) abort();
-    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ);
+    /* Output bypasses the bufferevent: see client_write_now. */
+    c->out = evbuffer_new();
+    c->write_ev = event_new(server.base, fd, EV_WRITE, write_ready_cb, c);
+    if (!c->out || !c->write_ev) abort();
+    evbuffer_add_cb(c->out, output_cb, c);
     c->next = server.clients;
     if (server.clients) server.clients->prev = c;
     server.clients = c;
@@ -296,6 +377,11 @@ void client_close(client *c)
     else server.clients = c->next;
     if (c->next) c->next->prev = c->prev;
     server.clients_count--;
+    flush_unqueue(c);
+    event_free(c->write_ev);
+    c->write_ev = NULL;
+    evbuffer_free(c->out);
+    c->out = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_free(c->resume_ev);
@@ -332,6 +418,11 @@ void clients_shutdown(void)
     clients_reap();
     if (reap_ev) event_free(reap_ev);
     reap_ev = NULL;
+    if (flush_ev) event_free(flush_ev);
+    flush_ev = NULL;
+    free(flush_list);
+    flush_list = NULL;
+    flush_count = flush_cap = 0;
     while (free_slots) {
         reply_slot *s = free_slots;
         free_slots = s->next;
@@ -377,7 +468,7 @@ static void client_process_input(client *c)
             c->flags &= ~(CLIENT_REPLY_OFF | CLIENT_REPLY_SKIP | CLIENT_REPLY_SKIP_NEXT);
             reply_error(client_reply_buffer(c), c->parser.error);
             client_close_after_reply(c);
-            if (!c->slots_head && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) client_close(c);
+            if (!c->slots_head && evbuffer_get_length(c->out) == 0) client_close(c);
             return;
         }
         if ((long long)request_parser_pending(&c->parser) > config.client_query_buffer_limit) {
@@ -410,7 +501,7 @@ static void client_process_input(client *c)
 void client_describe(client *c, struct evbuffer *out)
 {
     time_t now = time(NULL);
-    size_t obl = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
+    size_t obl = c->bev ? evbuffer_get_length(c->out) : 0;
     char flags[8];
     int nf = 0;
     if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';

@@ -39,8 +39,7 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
         } else if (!s->discard) {
             if (c->slots_head == s) {
                 /* In order already: straight to the socket, no intermediate copy. */
-                evbuffer_remove_buffer(r->raw, bufferevent_get_output(c->bev), r->raw_len);
-                server.stats.net_output_bytes += r->raw_len;
+                evbuffer_remove_buffer(r->raw, c->out, r->raw_len);
             } else {
                 evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
             }
@@ -348,7 +347,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         c->flags &= ~CLIENT_REPLY_SKIP;
         reply_ok(client_reply_buffer(c));
         client_close_after_reply(c);
-        if (!c->slots_head && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) client_close(c);
+        if (!c->slots_head && evbuffer_get_length(c->out) == 0) client_close(c);
         return;
     }
 

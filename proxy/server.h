@@ -48,7 +48,9 @@ struct client {
     uint64_t id;
     int fd;
     int flags;
-    struct bufferevent *bev;
+    struct bufferevent *bev;  /* input */
+    struct evbuffer *out;     /* replies waiting to be written */
+    struct event *write_ev;   /* armed only while the socket is full */
     struct event *resume_ev;
     request_parser parser;
     char addr[64], laddr[64];
@@ -80,6 +82,7 @@ struct client {
     int dedicated_blocking;            /* the request is a blocking command */
     const struct command_def *blocking_cmd;
     void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
+    int flush_queued;       /* has output to write this loop turn */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
     client *prev, *next;
