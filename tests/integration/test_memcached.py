@@ -719,14 +719,31 @@ def test_transfers_conserve_total(mc_env, mdiff):
                 r = c.call("EVAL", script, "2", src, dst, str(rnd.randint(1, 50)))
                 assert r in (b":0\r\n", b":1\r\n"), r
 
+    observed = []
+    stop = threading.Event()
+
+    def reader():
+        # Plain MGETs through the proxy must never see a transfer half done.
+        with proxy.connect() as c:
+            while not stop.is_set():
+                values = harness.parse_reply(c.call("MGET", *accounts))
+                observed.append(sum(int(v) for v in values))
+
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
-    for t in threads:
+    readers = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads + readers:
         t.start()
     for t in threads:
         t.join(60)
+    stop.set()
+    for t in readers:
+        t.join(10)
     with proxy.connect() as c:
         total = sum(int(harness.parse_reply(c.call("GET", a))) for a in accounts)
+        locks = c.call("INFO", "locks")
     assert total == 5000
+    assert observed and all(t == 5000 for t in observed), sorted(set(observed))
+    assert b"lock_sets_holding:0" in locks and b"lock_sets_waiting:0" in locks
 
 
 def test_memcached_down_fails_fast(tmp_path):
