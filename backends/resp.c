@@ -27,6 +27,7 @@ static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
 #define BACKOFF_MAX_MS 2000
 #define CONNECT_TIMEOUT_MS 2000
 #define DEDICATED_BASE 1000000
+#define DEDICATED_IDLE_MAX 16
 
 typedef struct pending_req {
     backend_reply_fn *fn;
@@ -532,8 +533,15 @@ static void rb_release_dedicated(backend *b, int conn, int reuse)
     resp_conn *c = conn_at(rb, conn);
     if (!c || !c->dedicated) return;
     if (reuse && c->state != CONN_DOWN && c->qlen == 0) {
-        c->in_use = 0;
-        return;
+        /* Keep a few idle ones for the next WATCH or blocking command; a
+         * burst of blocked clients must not leave hundreds open. */
+        int idle = 0;
+        for (int i = 0; i < rb->ndconns; i++)
+            if (rb->dconns[i] && !rb->dconns[i]->in_use) idle++;
+        if (idle < DEDICATED_IDLE_MAX) {
+            c->in_use = 0;
+            return;
+        }
     }
     rb->dconns[conn - DEDICATED_BASE] = NULL;
     if (c->delivering) {
