@@ -28,6 +28,7 @@
 #include "backends/backend.h"
 #include "backends/memcached_int.h"
 #include "proxy/log.h"
+#include "proxy/strconv.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY };
 static const char *state_names[] = {"down", "connecting", "ready"};
@@ -45,37 +46,8 @@ long long mc_now_ms(void)
     return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
-/* Redis's string2ll: no spaces, no '+', no leading zeros, at most 20 chars. */
-int mc_parse_ll(const char *s, size_t len, long long *out)
-{
-    if (len == 0 || len >= 21) return 0;
-    if (len == 1 && s[0] == '0') {
-        *out = 0;
-        return 1;
-    }
-    size_t i = 0;
-    int neg = 0;
-    if (s[0] == '-') {
-        neg = 1;
-        if (++i == len) return 0;
-    }
-    if (s[i] < '1' || s[i] > '9') return 0;
-    unsigned long long v = 0;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (unsigned long long)LLONG_MAX + 1) return 0;
-        *out = (long long)(0 - v);
-    } else {
-        if (v > (unsigned long long)LLONG_MAX) return 0;
-        *out = (long long)v;
-    }
-    return 1;
-}
+/* Redis's string2ll (shared with the proxy). */
+int mc_parse_ll(const char *s, size_t len, long long *out) { return string_to_ll(s, len, out); }
 
 /* Redis's string2ld: strtold over the whole string, no leading space, no NaN. */
 int mc_parse_ld(const char *s, size_t len, long double *out)

@@ -3,6 +3,7 @@
  * lookupCommand and getKeysFromCommandWithSpecs, so the answers match
  * COMMAND GETKEYS on a real redis-server. */
 #include "proxy/command_table.h"
+#include "proxy/strconv.h"
 
 #include <limits.h>
 #include <string.h>
@@ -102,38 +103,6 @@ static int arg_is(const keyres *r, int i, const char *word) {
     return 1;
 }
 
-/* Redis's string2ll: strict decimal, no sign but '-', no leading zeros, no
- * spaces, fits in a long long. */
-static int strict_ll(const char *s, size_t len, long long *out) {
-    if (len == 0 || len >= 21) return 0;
-    if (len == 1 && s[0] == '0') {
-        *out = 0;
-        return 1;
-    }
-    size_t i = 0;
-    int neg = 0;
-    if (s[0] == '-') {
-        neg = 1;
-        i = 1;
-        if (len == 1) return 0;
-    }
-    if (s[i] < '1' || s[i] > '9') return 0;
-    unsigned long long v = 0;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') return 0;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (ULLONG_MAX - d) / 10) return 0;
-        v = v * 10 + d;
-    }
-    if (neg) {
-        if (v > (unsigned long long)LLONG_MAX + 1) return 0;
-        *out = v == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)v;
-    } else {
-        if (v > (unsigned long long)LLONG_MAX) return 0;
-        *out = (long long)v;
-    }
-    return 1;
-}
 
 /* C's atoi as Redis's getkeys procs use it: leading spaces, optional sign,
  * digits, stop at anything else (including NUL); int of a saturated long. */
@@ -198,7 +167,7 @@ static int keys_from_specs(const command_def *cmd, keyres *r) {
             long long numkeys;
             int idx = first + spec->keynumidx;
             if (idx < 0 || idx >= argc) return -1;
-            if (!strict_ll(r->argv[idx], arg_len(r->argv, r->argvlen, idx), &numkeys) || numkeys < 0)
+            if (!string_to_ll(r->argv[idx], arg_len(r->argv, r->argvlen, idx), &numkeys) || numkeys < 0)
                 return -1;
             first += spec->firstkey;
             /* Redis narrows numkeys to int; huge values end up out of range

@@ -72,7 +72,7 @@ const char *config_set(const char *name, const char *value, size_t vlen);
 int config_rewrite(char *err, size_t errlen);
 
 /* Redis's string helpers. */
-int string_to_ll(const char *s, size_t len, long long *out);
+#include "proxy/strconv.h"
 long long mem_to_ll(const char *p, int *err);
 int string_match(const char *pattern, size_t patlen, const char *s, size_t slen, int nocase);
 /* Splits a line into arguments like Redis's sdssplitargs (quotes, escapes).

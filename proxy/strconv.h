@@ -1,0 +1,12 @@
+/* Redis's strict integer parsing (string2ll), shared by the proxy and the
+ * backends that translate commands. */
+#ifndef EVALPROXY_STRCONV_H
+#define EVALPROXY_STRCONV_H
+
+#include <stddef.h>
+
+/* 1 and *out set when s is a decimal long long as Redis accepts it: no
+ * spaces, no '+', no leading zeros; else 0. */
+int string_to_ll(const char *s, size_t len, long long *out);
+
+#endif
