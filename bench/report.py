@@ -3,20 +3,30 @@
 
     report.py RAW_CSV MEMORY_CSV RESULTS_CSV RESULTS_TXT [--note TEXT]
 
-RAW_CSV rows: rep,target,pipeline,test,rps (one per redis-benchmark result).
-Each cell of the table is the best of the repeated runs; the spread between
-runs (worst/best) is shown too. Exits non-zero if a cell has no measurement.
+RAW_CSV rows: rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us
+(one per redis-benchmark result; pipeline is 16, 1 or c1 = -c 1 -P 1).
+Each throughput cell is the best of the repeated runs; the spread between runs
+(worst/best) is shown too. Latencies and CPU per request are medians of the runs.
+Exits non-zero if a cell has no measurement.
 """
 import argparse
 import csv
+import statistics
 import sys
 from collections import defaultdict
 
-RELAY_TESTS = ["SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "MSET (10 keys)"]
-SCRIPT_TESTS = ["EVALSHA incr", "EVALSHA get"]
+RELAY_TESTS = ["SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "MSET (10 keys)", "LRANGE_100"]
+SCRIPT_TESTS = ["EVALSHA incr", "EVALSHA get", "EVALSHA 3-call", "EVAL incr"]
 TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc"]
-MC_TESTS = ["SET", "GET", "INCR", "MSET (10 keys)"] + SCRIPT_TESTS
-PIPELINES = ["16", "1"]
+MC_TESTS = ["SET", "GET", "INCR", "MSET (10 keys)", "EVALSHA incr", "EVALSHA get"]
+PIPELINES = ["16", "1", "c1"]
+MODE_NAMES = {"16": "-P 16", "1": "-P 1", "c1": "-c 1"}
+# Tests run with -c 1 (the others only with -c 50 at -P 16 and -P 1).
+C1_TESTS = ["SET", "GET", "EVALSHA incr"]
+
+
+def tests_for(p):
+    return [t for t in RELAY_TESTS + SCRIPT_TESTS if p != "c1" or t in C1_TESTS]
 
 
 def ratio(a, b):
@@ -41,9 +51,20 @@ def main():
     args = ap.parse_args()
 
     runs = defaultdict(list)  # (test, pipeline, target) -> [rps...]
+    extra = defaultdict(lambda: defaultdict(list))  # (test, pipeline, target) -> column -> [v...]
     with open(args.raw, newline="") as f:
         for row in csv.DictReader(f):
-            runs[(row["test"], row["pipeline"], row["target"])].append(float(row["rps"]))
+            key = (row["test"], row["pipeline"], row["target"])
+            runs[key].append(float(row["rps"]))
+            for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us"):
+                try:
+                    extra[key][col].append(float(row.get(col) or ""))
+                except ValueError:
+                    pass
+
+    def med(test, p, target, col):
+        v = extra.get((test, p, target), {}).get(col)
+        return statistics.median(v) if v else None
 
     def best(test, p, target):
         v = runs.get((test, p, target))
@@ -57,19 +78,23 @@ def main():
     missing = []
     rows = []  # dicts for the CSV and the table
     for p in PIPELINES:
-        for test in RELAY_TESTS + SCRIPT_TESTS:
+        for test in tests_for(p):
             targets = ["evalproxy", "native"] if test in SCRIPT_TESTS else ["store", "evalproxy", "twemproxy"]
-            if have_mc and test in MC_TESTS:
+            if have_mc and test in MC_TESTS and p != "c1":
                 targets.append("evalproxy-mc")
             r = {"test": test, "pipeline": p}
             for t in TARGETS:
                 r[t] = best(test, p, t)
+                for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us"):
+                    r[t + ":" + col] = med(test, p, t, col)
             for t in targets:
                 if r[t] is None:
                     missing.append("%s -P %s on %s" % (test, p, t))
             r["evalproxy/store"] = ratio(r["evalproxy"], r["store"])
             r["evalproxy/twemproxy"] = ratio(r["evalproxy"], r["twemproxy"])
             r["evalproxy/native"] = ratio(r["evalproxy"], r["native"])
+            # The reference: the store for relay, native redis for scripts.
+            r["ref"] = "native" if test in SCRIPT_TESTS else "store"
             r["mc/evalproxy"] = ratio(r["evalproxy-mc"], r["evalproxy"])
             sp = [spread(test, p, t) for t in targets]
             sp = [s for s in sp if s is not None]
@@ -84,29 +109,32 @@ def main():
     ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy"]
     with open(args.results_csv, "w", newline="") as f:
         w = csv.writer(f)
+        xcols = [(t, col) for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us") for t in TARGETS]
         w.writerow(["metric", "pipeline", "unit", "store", "evalproxy", "twemproxy", "native", "evalproxy_mc",
                     "evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
-                    "evalproxy_mc_per_evalproxy"])
+                    "evalproxy_mc_per_evalproxy"]
+                   + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
         for r in rows:
             w.writerow([r["test"], r["pipeline"], "req/s"]
                        + ["" if r[t] is None else "%.0f" % r[t] for t in TARGETS]
-                       + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys])
+                       + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys]
+                       + ["" if r[t + ":" + c] is None else "%.3f" % r[t + ":" + c] for t, c in xcols])
         procs = {"evalproxy-mc": "evalproxy_mc"}
         for when in ("start", "end"):
             for i, what in ((0, "peak_rss_vmhwm"), (1, "rss_vmrss")):
                 w.writerow(["%s_%s" % (what, when), "", "kB"]
                            + [mem.get(procs.get(t, t), {}).get(when, ("", ""))[i] for t in TARGETS]
-                           + ["", "", "", ""])
+                           + ["", "", "", ""] + [""] * len(xcols))
 
     lines = []
     shown = TARGETS if have_mc else TARGETS[:-1]
     shown_ratios = ratio_keys if have_mc else ratio_keys[:-1]
     names = {"native": "native(7.0)", "evalproxy-mc": "evalproxy->memcached", "mc/evalproxy": "mc/redis"}
-    head = (["test", "-P"] + [names.get(t, t) for t in shown] + [names.get(k, k) for k in shown_ratios]
+    head = (["test", "mode"] + [names.get(t, t) for t in shown] + [names.get(k, k) for k in shown_ratios]
             + ["run spread"])
     table = [head]
     for r in rows:
-        table.append([r["test"], r["pipeline"]]
+        table.append([r["test"], MODE_NAMES[r["pipeline"]]]
                      + [fmt_rps(r[t]) for t in shown]
                      + [fmt_ratio(r[k]) for k in shown_ratios]
                      + [fmt_ratio(r["min_spread"])])
@@ -124,8 +152,48 @@ def main():
         lines.append(line(row))
     lines.append("")
     lines.append("'run spread' = worst/best run of the cells in that row (1.00 = identical runs).")
-    lines.append("EVALSHA rows: evalproxy runs the script and sends the command to the store;")
-    lines.append("'native' is redis-server 7.0 running the same script itself.")
+    lines.append("EVALSHA/EVAL rows: evalproxy runs the script and sends the commands to the store;")
+    lines.append("'native' is redis-server 7.0 running the same script itself. -c 1: one client, -P 1.")
+    lines.append("EVALSHA 3-call: SET, INCR, GET on KEYS[1]; EVAL incr: EVAL with the full script text.")
+
+    # Latency and CPU table: evalproxy against its reference (and twemproxy for relay).
+    def f2(v):
+        return "-" if v is None else "{:.3f}".format(v)
+
+    def f1(v):
+        return "-" if v is None else "{:.2f}".format(v)
+
+    lhead = ["test", "mode", "p50 ref", "p50 evalproxy", "p50 twem", "p99 ref", "p99 evalproxy", "p99 twem",
+             "cpu ref", "cpu store@evalproxy", "cpu evalproxy", "cpu store@twem", "cpu twem"]
+    ltable = [lhead]
+    for r in rows:
+        ref = r["ref"]
+        relay = ref == "store"
+        ltable.append([r["test"] + ("" if relay else " (ref native)"), MODE_NAMES[r["pipeline"]],
+                       f2(r[ref + ":p50_ms"]), f2(r["evalproxy:p50_ms"]),
+                       f2(r["twemproxy:p50_ms"]) if relay else "",
+                       f2(r[ref + ":p99_ms"]), f2(r["evalproxy:p99_ms"]),
+                       f2(r["twemproxy:p99_ms"]) if relay else "",
+                       f1(r[ref + ":server_cpu_us"]), f1(r["evalproxy:server_cpu_us"]),
+                       f1(r["evalproxy:proxy_cpu_us"]),
+                       f1(r["twemproxy:server_cpu_us"]) if relay else "",
+                       f1(r["twemproxy:proxy_cpu_us"]) if relay else ""])
+    lw = [max(len(row[i]) for row in ltable) for i in range(len(lhead))]
+
+    def lline(row):
+        return "  ".join(c.ljust(lw[i]) if i == 0 else c.rjust(lw[i]) for i, c in enumerate(row))
+
+    lines.append("")
+    lines.append("Latency, ms (p50/p99 from redis-benchmark) and CPU, microseconds per request (utime+stime")
+    lines.append("from /proc/PID/stat around each run, all threads); medians of the repeated runs.")
+    lines.append("ref = the store direct for relay rows, native redis-server for script rows;")
+    lines.append("store@X = the store's CPU when the requests go through X.")
+    lines.append(lline(lhead))
+    lines.append(lline(["-" * w for w in lw]))
+    for i, row in enumerate(ltable[1:]):
+        if i and row[1] != ltable[i][1]:
+            lines.append("")
+        lines.append(lline(row))
     if have_mc:
         lines.append("evalproxy->memcached: evalproxy with a memcached backend; mc/redis = it over evalproxy")
         lines.append("in front of the redis-server store.")
@@ -144,8 +212,8 @@ def main():
     for p in PIPELINES:
         rel = [r for r in rows if r["pipeline"] == p and r["test"] in RELAY_TESTS]
         scr = [r for r in rows if r["pipeline"] == p and r["test"] in SCRIPT_TESTS]
-        lines.append("  -P %-2s  relay: evalproxy/store %s  evalproxy/twemproxy %s   EVALSHA: evalproxy/native %s"
-                     % (p, fmt_ratio(geomean([r["evalproxy/store"] for r in rel])),
+        lines.append("  %-5s  relay: evalproxy/store %s  evalproxy/twemproxy %s   EVALSHA: evalproxy/native %s"
+                     % (MODE_NAMES[p], fmt_ratio(geomean([r["evalproxy/store"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/twemproxy"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/native"] for r in scr]))))
 

@@ -8,11 +8,15 @@
 # targets interleaved, and the best run is reported.
 #
 # Knobs (environment):
-#   BENCH_REPS       runs per measurement (default 3; the best is reported)
-#   BENCH_N_P16      requests per test with -P 16 (default 100000)
-#   BENCH_N_P1       requests per test with -P 1  (default 30000)
-#   BENCH_CLIENTS    redis-benchmark -c          (default 50)
-#   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 280)
+#   PIN              1 (default): store, proxies and native redis on core 0,
+#                    redis-benchmark on core 1 (taskset); 0: no pinning
+#   QUICK            1: one run per measurement, fewer requests (under 2 minutes)
+#   BENCH_REPS       runs per measurement (default 3; QUICK=1: 1; the best is reported)
+#   BENCH_N_P16      requests per test with -P 16 (default 100000; QUICK=1: 20000)
+#   BENCH_N_P1       requests per test with -P 1  (default 30000; QUICK=1: 8000)
+#   BENCH_N_C1       requests per test with -c 1  (default 10000; QUICK=1: 3000)
+#   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
+#   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 540)
 #   EVALPROXY        the binary to measure (default ./evalproxy)
 #   BENCH_MEMCACHED  1: also evalproxy in front of memcached (set,get,incr,mset and
 #                    EVALSHA; default 0). redis-benchmark cannot speak the memcache
@@ -23,27 +27,53 @@ cd "$(dirname "$0")/.."
 
 OUT=build/bench
 RUN=$OUT/run
-REPS=${BENCH_REPS:-3}
+QUICK=${QUICK:-0}
+PIN=${PIN:-1}
+if [ "$QUICK" = 1 ]; then
+  REPS=${BENCH_REPS:-1}; N_P16=${BENCH_N_P16:-20000}; N_P1=${BENCH_N_P1:-8000}; N_C1=${BENCH_N_C1:-3000}
+  N_MC=${BENCH_N_MC:-5000}
+else
+  REPS=${BENCH_REPS:-3}; N_P16=${BENCH_N_P16:-100000}; N_P1=${BENCH_N_P1:-30000}; N_C1=${BENCH_N_C1:-10000}
+  N_MC=${BENCH_N_MC:-20000}
+fi
 MEMCACHED=${BENCH_MEMCACHED:-0}
 MC_TESTS=set,get,incr,mset
-N_MC=${BENCH_N_MC:-20000}
-N_P16=${BENCH_N_P16:-100000}
-N_P1=${BENCH_N_P1:-30000}
 CLIENTS=${BENCH_CLIENTS:-50}
 RANGE=10000
-MAX_SECONDS=${BENCH_MAX_SECONDS:-280}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-540}
 TESTS=set,get,incr,lpush,lpop,sadd,hset,mset
+C1_TESTS=set,get   # relay tests also run with -c 1
 PYTHON=${PYTHON:-/usr/bin/python3}
 [ -x "$PYTHON" ] || PYTHON=python3
 
 rm -rf "$RUN"
 mkdir -p "$RUN"
-RAW=$OUT/raw.csv        # rep,target,pipeline,test,rps — every single run
+# Every single run: pipeline is 16, 1 or c1 (-c 1 -P 1); latencies in ms; CPU in
+# microseconds per request of the server that executes the commands (the store, or
+# native for native) and of the proxy in the path (evalproxy or twemproxy), from /proc.
+RAW=$OUT/raw.csv
 MEM=$OUT/memory.csv     # process,when,vmhwm_kb,vmrss_kb
-echo "rep,target,pipeline,test,rps" > "$RAW"
+echo "rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us" > "$RAW"
 echo "process,when,vmhwm_kb,vmrss_kb" > "$MEM"
 
 die() { echo "bench: $*" >&2; exit 1; }
+
+# CPU pinning: servers and proxies share core 0, the load generator gets core 1.
+SRV_PIN=(); LOAD_PIN=()
+if [ "$PIN" = 1 ]; then
+  if ! command -v taskset >/dev/null; then
+    echo "bench: taskset not found (util-linux); running unpinned" >&2; PIN=0
+  elif [ "$(nproc)" -lt 2 ]; then
+    echo "bench: fewer than 2 usable cores; running unpinned" >&2; PIN=0
+  else
+    SRV_PIN=(taskset -c 0); LOAD_PIN=(taskset -c 1)
+  fi
+fi
+if [ "$PIN" = 1 ]; then
+  PIN_NOTE="pinned: store, proxies and native redis on core 0, redis-benchmark on core 1 (PIN=0 disables)"
+else
+  PIN_NOTE="unpinned (PIN=0): all processes share the $(nproc) cores"
+fi
 
 for tool in redis-server redis-cli redis-benchmark nutcracker; do
   command -v "$tool" >/dev/null || die "$tool not found (make deps installs it)"
@@ -86,7 +116,7 @@ PY
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
-  "$@" >"$RUN/$name.log" 2>&1 &
+  "${SRV_PIN[@]}" "$@" >"$RUN/$name.log" 2>&1 &
   PIDS+=($!)
   NAMES+=("$name")
   eval "${name}_PID=$!"
@@ -178,7 +208,8 @@ mem start
 
 echo "bench: store :$STORE_PORT  evalproxy :$PROXY_PORT  twemproxy :$TWEM_PORT  native :$NATIVE_PORT"
 [ "$MEMCACHED" = 1 ] && echo "bench: memcached :$MC_PORT  evalproxy-mc (evalproxy in front of memcached) :$MC_PROXY_PORT"
-echo "bench: -c $CLIENTS -r $RANGE, -n $N_P16 with -P 16, -n $N_P1 with -P 1; $REPS runs each, targets interleaved, best reported"
+echo "bench: -c $CLIENTS -r $RANGE, -n $N_P16 with -P 16, -n $N_P1 with -P 1, -n $N_C1 with -c 1; $REPS runs each, targets interleaved, best reported"
+echo "bench: $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1")"
 
 # ---------------------------------------------------------------- benchmarks
 port_of() {
@@ -189,6 +220,30 @@ port_of() {
   esac
 }
 
+# cpu_ticks PID: utime+stime (all threads) in clock ticks; empty if PID is gone.
+# Fields after the ')' that closes the command name: state is $1, utime $12, stime $13.
+cpu_ticks() {
+  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
+  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
+}
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+server_pid_of() {  # the process that executes the commands for TARGET
+  case $1 in
+    store|evalproxy|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
+    evalproxy-mc) echo "${memcached_PID:-}" ;;
+  esac
+}
+proxy_pid_of() {
+  case $1 in
+    evalproxy) echo "${evalproxy_PID:-}" ;; twemproxy) echo "${twemproxy_PID:-}" ;;
+    evalproxy-mc) echo "${evalproxy_mc_PID:-}" ;;
+  esac
+}
+us_per_req() {  # us_per_req BEFORE AFTER REQUESTS
+  [ -n "$1" ] && [ -n "$2" ] || return 0
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (b - a) * 1e6 / hz / n }'
+}
+
 FAILED=0
 check_time() {
   if [ "$SECONDS" -gt "$MAX_SECONDS" ]; then
@@ -196,21 +251,31 @@ check_time() {
   fi
 }
 
-# bench REP TARGET PIPELINE LABEL EXPECTED_ROWS ARGS... : run redis-benchmark, append to RAW.
+# bench REP TARGET MODE LABEL EXPECTED_ROWS ARGS... : run redis-benchmark, append to RAW.
+# MODE: 16 (-P 16), 1 (-P 1) or c1 (-c 1 -P 1).
 # LABEL: empty to keep redis-benchmark's test names, else the name of the one row.
+# CPU per request is over the whole redis-benchmark run, so pass one test per run.
 bench() {
-  local rep=$1 target=$2 p=$3 label=$4 expect=$5; shift 5
-  local n=$N_P1 out rc rows
-  [ "$p" -gt 1 ] && n=$N_P16
-  [ "$target" = evalproxy-mc ] && n=$N_MC
-  out=$RUN/bench-$target-P$p-$rep-${label:-std}.csv
+  local rep=$1 target=$2 mode=$3 label=$4 expect=$5; shift 5
+  local n=$N_P1 p=$mode c=$CLIENTS out rc rows spid ppid s0 s1 p0 p1 scpu pcpu
+  case $mode in
+    16) n=$N_P16 ;;
+    c1) n=$N_C1; p=1; c=1 ;;
+  esac
+  [ "$target" = evalproxy-mc ] && [ "$mode" != c1 ] && n=$N_MC
+  out=$RUN/bench-$target-$mode-$rep-$(tr -c 'A-Za-z0-9_.-' '_' <<<"${label:-$*}" | cut -c1-60).csv
   check_time
-  timeout 120 redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c "$CLIENTS" -n "$n" \
+  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
+  s0=$(cpu_ticks "$spid"); p0=$(cpu_ticks "$ppid")
+  timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c "$c" -n "$n" \
     -P "$p" -r "$RANGE" --csv "$@" >"$out" 2>"$out.err" &
   CHILD=$!
   wait "$CHILD"
   rc=$?
   CHILD=
+  s1=$(cpu_ticks "$spid"); p1=$(cpu_ticks "$ppid")
+  scpu=$(us_per_req "$s0" "$s1" "$((n * expect))")
+  pcpu=$(us_per_req "$p0" "$p1" "$((n * expect))")
   rows=$(grep -c '^"[A-Z]' "$out" 2>/dev/null)
   if [ "$rc" -ne 0 ] || [ "${rows:-0}" -ne "$expect" ] \
      || grep -qE 'Error from server|Could not connect|Connection reset' "$out" "$out.err"; then
@@ -219,24 +284,41 @@ bench() {
     FAILED=1
     return 1
   fi
-  # "TEST","rps",... -> rep,target,pipeline,test,rps
-  tail -n +2 "$out" | while IFS=, read -r test rps _; do
-    test=${test//\"/}; rps=${rps//\"/}
+  # "test","rps","avg","min","p50","p95","p99","max" -> RAW
+  # (the test name may hold commas, e.g. an EVAL with its script: count from the end)
+  tail -n +2 "$out" | awk -F, '{ t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
+      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) }' \
+  | while IFS=$'\t' read -r test rps p50 p99; do
     [ -n "$label" ] && test=$label
-    echo "$rep,$target,$p,$test,$rps" >> "$RAW"
+    echo "$rep,$target,$mode,$test,$rps,$p50,$p99,$scpu,$pcpu" >> "$RAW"
   done
   printf '.'
 }
 
-NTESTS=$(tr ',' '\n' <<<"$TESTS" | wc -l)
+# LRANGE_100: a 100-element list on the store, read whole (redis-benchmark's own
+# lrange_100 test would LPUSH first, in the same run, and blur the CPU figures).
+redis-cli -h 127.0.0.1 -p "$STORE_PORT" DEL bench:list >/dev/null
+redis-cli -h 127.0.0.1 -p "$STORE_PORT" RPUSH bench:list $(seq -f 'element-%03g' 100) >/dev/null
+[ "$(redis-cli -h 127.0.0.1 -p "$STORE_PORT" LLEN bench:list)" = 100 ] || die "could not fill bench:list"
+
 printf 'bench: relay'
 for rep in $(seq "$REPS"); do
-  for p in 16 1; do
-    for target in store evalproxy twemproxy; do
-      bench "$rep" "$target" "$p" "" "$NTESTS" -t "$TESTS"
+  for mode in 16 1 c1; do
+    tests=$TESTS; [ "$mode" = c1 ] && tests=$C1_TESTS
+    for t in ${tests//,/ }; do
+      for target in store evalproxy twemproxy; do
+        bench "$rep" "$target" "$mode" "" 1 -t "$t"
+      done
     done
-    if [ "$MEMCACHED" = 1 ]; then
-      bench "$rep" evalproxy-mc "$p" "" "$(tr ',' '\n' <<<"$MC_TESTS" | wc -l)" -t "$MC_TESTS"
+    if [ "$mode" != c1 ]; then
+      for target in store evalproxy twemproxy; do
+        bench "$rep" "$target" "$mode" "LRANGE_100" 1 LRANGE bench:list 0 99
+      done
+    fi
+    if [ "$MEMCACHED" = 1 ] && [ "$mode" != c1 ]; then
+      for t in ${MC_TESTS//,/ }; do
+        bench "$rep" evalproxy-mc "$mode" "" 1 -t "$t"
+      done
     fi
   done
 done
@@ -245,17 +327,19 @@ echo
 # Scripts: the same script body, loaded on the proxy and on the native server.
 INCR_SCRIPT="return redis.call('incr', KEYS[1])"
 GET_SCRIPT="return redis.call('get', KEYS[1])"
+THREE_SCRIPT="redis.call('set', KEYS[1], ARGV[1]); redis.call('incr', KEYS[1]); return redis.call('get', KEYS[1])"
 sha() {  # sha TARGET BODY
   timeout 5 redis-cli -h 127.0.0.1 -p "$(port_of "$1")" SCRIPT LOAD "$2" 2>&1
 }
 INCR_SHA_P=$(sha evalproxy "$INCR_SCRIPT"); GET_SHA_P=$(sha evalproxy "$GET_SCRIPT")
 INCR_SHA_N=$(sha native "$INCR_SCRIPT");    GET_SHA_N=$(sha native "$GET_SCRIPT")
-for s in "$INCR_SHA_P" "$GET_SHA_P" "$INCR_SHA_N" "$GET_SHA_N"; do
+THREE_SHA_P=$(sha evalproxy "$THREE_SCRIPT"); THREE_SHA_N=$(sha native "$THREE_SCRIPT")
+for s in "$INCR_SHA_P" "$GET_SHA_P" "$INCR_SHA_N" "$GET_SHA_N" "$THREE_SHA_P" "$THREE_SHA_N"; do
   [[ $s =~ ^[0-9a-f]{40}$ ]] || die "SCRIPT LOAD failed: $s"
 done
-[ "$INCR_SHA_P" = "$INCR_SHA_N" ] && [ "$GET_SHA_P" = "$GET_SHA_N" ] \
+[ "$INCR_SHA_P" = "$INCR_SHA_N" ] && [ "$GET_SHA_P" = "$GET_SHA_N" ] && [ "$THREE_SHA_P" = "$THREE_SHA_N" ] \
   || die "SCRIPT LOAD gave different SHA1s on evalproxy and redis-server"
-INCR_SHA=$INCR_SHA_P; GET_SHA=$GET_SHA_P
+INCR_SHA=$INCR_SHA_P; GET_SHA=$GET_SHA_P; THREE_SHA=$THREE_SHA_P
 SCRIPT_TARGETS="evalproxy native"
 if [ "$MEMCACHED" = 1 ]; then
   SCRIPT_TARGETS="evalproxy native evalproxy-mc"
@@ -281,10 +365,15 @@ done
 
 printf 'bench: scripts'
 for rep in $(seq "$REPS"); do
-  for p in 16 1; do
+  for mode in 16 1 c1; do
     for target in $SCRIPT_TARGETS; do
-      bench "$rep" "$target" "$p" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
-      bench "$rep" "$target" "$p" "EVALSHA get" 1 EVALSHA "$GET_SHA" 1 'bench:get:__rand_int__'
+      [ "$mode" = c1 ] && [ "$target" = evalproxy-mc ] && continue
+      bench "$rep" "$target" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+      [ "$mode" = c1 ] && continue
+      bench "$rep" "$target" "$mode" "EVALSHA get" 1 EVALSHA "$GET_SHA" 1 'bench:get:__rand_int__'
+      [ "$target" = evalproxy-mc ] && continue
+      bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5
+      bench "$rep" "$target" "$mode" "EVAL incr" 1 EVAL "$INCR_SCRIPT" 1 'bench:incr:__rand_int__'
     done
   done
 done
@@ -305,7 +394,7 @@ mem end
 cleanup
 
 "$PYTHON" bench/report.py "$RAW" "$MEM" "$OUT/results.csv" "$OUT/results.txt" \
-  --note "$CLIENTS clients, -r $RANGE, -n $N_P16 with -P 16 and $N_P1 with -P 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc)"); best of $REPS runs per cell, targets interleaved; redis-benchmark on the same $(nproc)-core machine. ${SECONDS}s total." \
+  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc)"); best of $REPS runs per cell, targets interleaved; redis-benchmark on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
   || FAILED=1
 
 if [ "$FAILED" -ne 0 ]; then
