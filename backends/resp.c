@@ -322,6 +322,23 @@ static void handshake_cb(void *ctx, const backend_reply *r)
     log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
 }
 
+/* Queues AUTH as the connection's first command when the URL has a
+ * password; returns whether it did. */
+static int queue_auth(resp_conn *c)
+{
+    const backend_url *u = &c->rb->url;
+    if (!u->password) return 0;
+    char *argv[3];
+    size_t lens[3];
+    int argc = 0;
+    argv[argc] = "AUTH", lens[argc++] = 4;
+    if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
+    argv[argc] = u->password, lens[argc++] = strlen(u->password);
+    write_command(bufferevent_get_output(c->bev), argc, argv, lens);
+    q_push(c, handshake_cb, c, BACKEND_PARSED);
+    return 1;
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     resp_conn *c = arg;
@@ -335,16 +352,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         c->connects++;
         if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
-        const backend_url *u = &c->rb->url;
-        if (u->password) {
-            char *argv[3];
-            size_t lens[3];
-            int argc = 0;
-            argv[argc] = "AUTH", lens[argc++] = 4;
-            if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
-            argv[argc] = u->password, lens[argc++] = strlen(u->password);
-            write_command(bufferevent_get_output(c->bev), argc, argv, lens);
-            q_push(c, handshake_cb, c, BACKEND_PARSED);
+        if (queue_auth(c)) {
             c->state = CONN_HANDSHAKE;
         } else {
             c->state = CONN_READY;
@@ -513,17 +521,7 @@ static int rb_open_dedicated(backend *b)
         return -1;
     }
     c->db = 0;
-    const backend_url *u = &rb->url;
-    if (u->password) {
-        char *argv[3];
-        size_t lens[3];
-        int argc = 0;
-        argv[argc] = "AUTH", lens[argc++] = 4;
-        if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
-        argv[argc] = u->password, lens[argc++] = strlen(u->password);
-        write_command(bufferevent_get_output(c->bev), argc, argv, lens);
-        q_push(c, handshake_cb, c, BACKEND_PARSED);
-    }
+    queue_auth(c); /* commands sent from now on wait behind it */
     return c->idx;
 }
 

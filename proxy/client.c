@@ -449,8 +449,6 @@ void client_unblock(client *c)
 static void client_process_input(client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    uint64_t id = c->id;
-    (void)id;
     while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED))) {
         size_t len = evbuffer_get_length(in);
         if (len == 0) break;

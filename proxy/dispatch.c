@@ -267,10 +267,7 @@ static const char *const admin_commands[] = {
 /* Commands that would take over a shared store connection: never relayed. */
 static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
 
-/* Commands that hold state on a connection, carried by later work. */
-static const char *const stateful_commands[] = {NULL};
-
-enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_STATEFUL, KIND_BLOCKING };
+enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_BLOCKING };
 
 typedef struct command_route {
     int kind;
@@ -298,7 +295,6 @@ void dispatch_init(void)
         if (r->kind) continue;
         if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
         else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
-        else if (in_list(stateful_commands, name)) r->kind = KIND_STATEFUL;
         else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_BLOCKING;
     }
 }
@@ -447,9 +443,6 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             if (!blocking) break;
         }
         blocking_command(c, cmd);
-        return;
-    case KIND_STATEFUL:
-        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", top->name);
         return;
     default:
         break;
