@@ -47,25 +47,38 @@ static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[
 
 /* ---- expiry --------------------------------------------------------------------- */
 
+/* memcached's clock ticks once a second and an item goes at the first tick
+ * that reaches its expiry, so an item stored with T=n can vanish up to a
+ * second early. Every stored TTL carries one second of headroom, so a key
+ * never goes before Redis would have expired it; what is reported (TTL,
+ * PTTL, EXPIRETIME, NX/XX/GT/LT comparisons) subtracts it again. */
+#define MC_TTL_HEADROOM 1
+
 /* memcached's T token for an absolute expiry time in ms: whole seconds,
- * rounded up so a key never goes before Redis would expire it; -1 when
- * already past (stored expired). */
+ * rounded up, plus the headroom; -1 when already past (stored expired). */
 static long long T_from_abs_ms(long long when_ms)
 {
     long long now = mc_now_ms();
     if (when_ms <= now) return -1;
-    long long rel = (when_ms - now + 999) / 1000;
-    if (rel > MC_RELATIVE_MAX) return (when_ms + 999) / 1000;
+    long long rel = (when_ms - now + 999) / 1000 + MC_TTL_HEADROOM;
+    if (rel > MC_RELATIVE_MAX) return (when_ms + 999) / 1000 + MC_TTL_HEADROOM;
     return rel;
 }
 
-/* T token that keeps a remaining TTL (mg's t: -1 = none). */
+/* T token that keeps a remaining TTL as mg's t reports it (-1 = none); the
+ * headroom is already part of it. */
 static long long T_keep(long long t)
 {
     if (t < 0) return 0;
     if (t == 0) return 1;
     if (t > MC_RELATIVE_MAX) return mc_now_ms() / 1000 + t;
     return t;
+}
+
+/* The remaining TTL in seconds a client is told for mg's t (t >= 0). */
+static long long ttl_reported(long long t)
+{
+    return t > MC_TTL_HEADROOM ? t - MC_TTL_HEADROOM : 0;
 }
 
 /* " T<n>" or nothing when T is 0 (no expiry). */
@@ -476,10 +489,10 @@ static void ttl_common(mc_req *r, int tag, const mc_resp *m, int which)
     if (is(m, "EN")) mc_add_int(r->out, -2);
     else if (!is(m, "HD")) return store_error(r, m);
     else if (!m->has_t || m->t < 0) mc_add_int(r->out, -1);
-    else if (which == 0) mc_add_int(r->out, m->t);
-    else if (which == 1) mc_add_int(r->out, m->t * 1000);
-    else if (which == 2) mc_add_int(r->out, mc_now_ms() / 1000 + m->t);
-    else mc_add_int(r->out, (mc_now_ms() / 1000 + m->t) * 1000);
+    else if (which == 0) mc_add_int(r->out, ttl_reported(m->t));
+    else if (which == 1) mc_add_int(r->out, ttl_reported(m->t) * 1000);
+    else if (which == 2) mc_add_int(r->out, mc_now_ms() / 1000 + ttl_reported(m->t));
+    else mc_add_int(r->out, (mc_now_ms() / 1000 + ttl_reported(m->t)) * 1000);
     mc_finish(r);
 }
 
@@ -554,7 +567,7 @@ static void expire_common(mc_req *r, int tag, const mc_resp *m, int seconds, int
         }
         if (!is(m, "HD")) return store_error(r, m);
         long long when = r->n1, flag = r->n2;
-        long long cur = (!m->has_t || m->t < 0) ? -1 : mc_now_ms() + m->t * 1000;
+        long long cur = (!m->has_t || m->t < 0) ? -1 : mc_now_ms() + ttl_reported(m->t) * 1000;
         if (((flag & X_NX) && cur != -1) || ((flag & X_XX) && cur == -1) ||
             ((flag & X_GT) && (when <= cur || cur == -1)) || ((flag & X_LT) && cur != -1 && when >= cur)) {
             mc_add_int(r->out, 0);

@@ -563,13 +563,51 @@ def test_unsupported_commands(mc_env):
         assert c.call("GET", "still-works") == b"$-1\r\n"
 
 
+def after_memcached_tick(mc):
+    """Returns just after memcached's once-a-second clock has ticked, so the
+    next few hundred milliseconds see no tick."""
+    mc.raw(b"ms __tick 1 T1000\r\nx\r\n")
+    first = mc.raw(b"mg __tick t\r\n")
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        if mc.raw(b"mg __tick t\r\n") != first:
+            return
+        time.sleep(0.005)
+    raise AssertionError("memcached's clock did not tick")
+
+
 def test_pttl_rounds_up(mc_env, mdiff):
-    _, _, proxy = mc_env
+    mc, _, proxy = mc_env
     with proxy.connect() as c:
+        after_memcached_tick(mc)
         assert c.call("SET", "k", "v", "PX", "1500") == b"+OK\r\n"
         assert c.call("PTTL", "k") == b":2000\r\n"
         assert c.call("PEXPIRE", "k", "1") == b":1\r\n"
         assert c.call("TTL", "k") == b":1\r\n"
+        assert c.call("EXPIRE", "k", "10") == b":1\r\n"
+        assert c.call("TTL", "k") == b":10\r\n"
+        assert c.call("EXPIRE", "k", "10", "GT") == b":0\r\n"
+        assert c.call("EXPIRE", "k", "11", "GT") == b":1\r\n"
+        assert c.call("EXPIRE", "k", "11", "LT") == b":0\r\n"
+
+
+@pytest.mark.parametrize("ms", ["1000", "1", "300"])
+def test_expiry_never_early(mc_env, mdiff, ms):
+    """A key set just before memcached's clock ticks still lives as long as
+    Redis would keep it: its TTL is never rounded down by the tick."""
+    mc, _, proxy = mc_env
+    with proxy.connect() as c:
+        after_memcached_tick(mc)
+        time.sleep(0.9)
+        assert c.call("SET", "k", "v", "PX", ms) == b"+OK\r\n"
+        time.sleep(0.2)
+        got = c.call("GET", "k")
+        # Redis would still hold a 1000 ms key after 200 ms; a 1 or 300 ms key
+        # may be held up to the rounded second but must be gone within 2 s.
+        if ms == "1000":
+            assert got == b"$1\r\nv\r\n"
+        time.sleep(2.0)
+        assert c.call("GET", "k") == b"$-1\r\n"
 
 
 @pytest.mark.parametrize("cmds", [
