@@ -25,6 +25,8 @@
 
 /* Registry keys (addresses of these statics). */
 static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
+/* Functions: their shared environment, its metatable, the load-time API. */
+static char REG_FENV, REG_FENV_MT, REG_LIBAPI;
 
 struct script {
     struct script *next; /* hash chain */
@@ -45,6 +47,8 @@ struct script_run {
     fiber *fib;
     enum run_state state;
     char sha[41];
+    char *fname; /* a function's name (errors show it where scripts show their SHA1) */
+    int is_function;
     int script_flags, run_flags;
     int resp;
     int written;
@@ -81,7 +85,12 @@ struct script_engine {
     fiber_pool *pool;
     struct script **buckets;
     size_t nbuckets, nscripts, scripts_mem;
+    fn_registry *functions;
+    fn_loader *loading;                /* FUNCTION LOAD in progress */
+    unsigned long long load_start_usec;
 };
+
+static const char *run_label(const script_run *r) { return r->fname ? r->fname : r->sha; }
 
 static unsigned long long now_usec(void) {
     struct timespec ts;
@@ -760,6 +769,61 @@ static void set_num(lua_State *L, const char *name, lua_Number n) {
     lua_setfield(L, -2, name);
 }
 
+static int l_register_function(lua_State *L);
+
+/* Guard the table on top: undefined reads are Redis's nonexistent-global
+ * error and writes are refused; marked readonly. */
+static void guard_table(lua_State *L) {
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, l_nonexistent_global);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    ro_mark(L, -1, 0);
+    lua_setmetatable(L, -2);
+    ro_mark(L, -1, 0);
+}
+
+/* Functions' environment: an empty table reading through its metatable's
+ * __index, which is the load-time API while a library loads (only `redis`
+ * with register_function, log and the version fields, as Redis 7.0) and the
+ * scripts' globals G otherwise. Callbacks keep it as their environment. */
+static void setup_functions(lua_State *L, int G) {
+    lua_newtable(L); /* the load-time globals */
+    lua_newtable(L); /* the load-time redis table */
+    set_fn(L, "register_function", l_register_function);
+    set_fn(L, "log", l_redis_log);
+    set_num(L, "LOG_DEBUG", SCRIPT_LOG_DEBUG);
+    set_num(L, "LOG_VERBOSE", SCRIPT_LOG_VERBOSE);
+    set_num(L, "LOG_NOTICE", SCRIPT_LOG_NOTICE);
+    set_num(L, "LOG_WARNING", SCRIPT_LOG_WARNING);
+    set_num(L, "REDIS_VERSION_NUM", REDIS_VERSION_NUM);
+    lua_pushstring(L, REDIS_VERSION_STR);
+    lua_setfield(L, -2, "REDIS_VERSION");
+    guard_table(L);
+    lua_setfield(L, -2, "redis");
+    guard_table(L);
+    lua_pushlightuserdata(L, &REG_LIBAPI);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    lua_newtable(L); /* the environment */
+    lua_createtable(L, 0, 3);
+    lua_pushvalue(L, G);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    ro_mark(L, -1, 0);
+    lua_pushlightuserdata(L, &REG_FENV_MT);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_setmetatable(L, -2);
+    ro_mark(L, -1, G);
+    lua_pushlightuserdata(L, &REG_FENV);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+}
+
 static int setup_state(lua_State *L) {
     /* The setup state's own globals hold the real libraries; scripts never
      * see this table. */
@@ -925,6 +989,8 @@ static int setup_state(lua_State *L) {
     lua_pushvalue(L, G);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
+    setup_functions(L, G);
+
     /* Nothing of the setup globals stays reachable by name. */
     lua_settop(L, 0);
     return 0;
@@ -950,6 +1016,7 @@ script_engine *script_engine_new(const script_host *host, void *host_ctx) {
         script_engine_free(e);
         return NULL;
     }
+    e->functions = fn_registry_new();
     return e;
 }
 
@@ -970,6 +1037,7 @@ void script_engine_free(script_engine *e) {
         }
         free(e->buckets);
     }
+    if (e->L) fn_registry_free(e, e->functions);
     if (e->L) lua_close(e->L);
     fiber_pool_free(e->pool);
     free(e);
@@ -1028,7 +1096,7 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, si
 /* Split a shebang line as Redis's sdssplitargs does (spaces, quotes);
  * returns the number of parts or -1 on unbalanced quotes. Parts are written
  * NUL-terminated into buf. */
-static int split_args(const char *s, size_t len, char *buf, char **parts, int maxparts) {
+int engine_split_args(const char *s, size_t len, char *buf, char **parts, int maxparts) {
     size_t i = 0;
     int n = 0;
     char *out = buf;
@@ -1126,7 +1194,7 @@ static int parse_shebang(const char *body, size_t len, size_t *skip, char *err, 
         set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
         return -1;
     }
-    int n = split_args(body, eol, buf, parts, (int)(eol / 2 + 2));
+    int n = engine_split_args(body, eol, buf, parts, (int)(eol / 2 + 2));
     int flags = 0;
     if (n <= 0) {
         set_err(err, errlen, "ERR Invalid engine in script shebang%.*s", "", 0);
@@ -1274,6 +1342,176 @@ const char *script_body(const script *s, size_t *len) {
     return s->body;
 }
 
+/* ---- functions: loading libraries ------------------------------------------------ */
+
+#define LOAD_TIMEOUT_USEC 500000ull
+
+fn_registry *engine_functions(script_engine *e) { return e->functions; }
+void engine_set_functions(script_engine *e, fn_registry *reg) { e->functions = reg; }
+void engine_unref(script_engine *e, int ref) { luaL_unref(e->L, LUA_REGISTRYINDEX, ref); }
+
+int engine_flag_by_name(const char *name) {
+    for (int k = 0; shebang_flags[k].name; k++)
+        if (!strcasecmp(shebang_flags[k].name, name)) return shebang_flags[k].flag;
+    return 0;
+}
+
+const char *script_flag_name(int bit_index) {
+    for (int k = 0; shebang_flags[k].name; k++)
+        if (shebang_flags[k].flag == (1 << bit_index)) return shebang_flags[k].name;
+    return NULL;
+}
+
+/* A library's top level has half a second, as in Redis. */
+static void load_hook(lua_State *L, lua_Debug *ar) {
+    script_engine *e = engine_of(L);
+    if (e->loading && now_usec() - e->load_start_usec > LOAD_TIMEOUT_USEC) {
+        lua_sethook(L, load_hook, LUA_MASKLINE, 0);
+        raise_err(L, "FUNCTION LOAD timeout");
+    }
+}
+
+/* The {function_name=..., callback=..., flags={...}, description=...} form,
+ * with Redis 7.0's checks in Redis's order. The callback ends up at index 2,
+ * the name and description (or nil) at 3 and 4, flags in *flags. */
+static const char *register_named_args(lua_State *L, int *flags) {
+    if (!lua_istable(L, 1))
+        return "calling redis.register_function with a single argument is only applicable to Lua table "
+               "(representing named arguments).";
+    lua_settop(L, 1);
+    lua_pushnil(L); /* 2: callback */
+    lua_pushnil(L); /* 3: name */
+    lua_pushnil(L); /* 4: description */
+    lua_pushnil(L); /* 5: iteration key */
+    while (lua_next(L, 1)) {
+        /* 5: key, 6: value */
+        if (!lua_isstring(L, 5)) return "named argument key given to redis.register_function is not a string";
+        lua_pushvalue(L, 5);
+        const char *key = lua_tostring(L, -1);
+        lua_pop(L, 1);
+        if (!strcasecmp(key, "function_name")) {
+            if (!lua_isstring(L, 6)) return "function_name argument given to redis.register_function must be a string";
+            lua_pushvalue(L, 6);
+            lua_tostring(L, -1);
+            lua_replace(L, 3);
+        } else if (!strcasecmp(key, "description")) {
+            if (!lua_isstring(L, 6)) return "description argument given to redis.register_function must be a string";
+            lua_pushvalue(L, 6);
+            lua_tostring(L, -1);
+            lua_replace(L, 4);
+        } else if (!strcasecmp(key, "callback")) {
+            if (!lua_isfunction(L, 6)) return "callback argument given to redis.register_function must be a function";
+            lua_pushvalue(L, 6);
+            lua_replace(L, 2);
+        } else if (!strcasecmp(key, "flags")) {
+            if (!lua_istable(L, 6))
+                return "flags argument to redis.register_function must be a table representing function flags";
+            int f = 0;
+            for (int j = 1;; j++) {
+                lua_rawgeti(L, 6, j);
+                if (lua_isnil(L, -1)) {
+                    lua_pop(L, 1);
+                    break;
+                }
+                int bit = lua_isstring(L, -1) ? engine_flag_by_name(lua_tostring(L, -1)) : 0;
+                lua_pop(L, 1);
+                if (!bit) return "unknown flag given";
+                f |= bit;
+            }
+            *flags = f;
+        } else {
+            return "unknown argument given to redis.register_function";
+        }
+        lua_settop(L, 5);
+    }
+    if (lua_isnil(L, 3)) return "redis.register_function must get a function name argument";
+    if (lua_isnil(L, 2)) return "redis.register_function must get a callback argument";
+    return NULL;
+}
+
+static int l_register_function(lua_State *L) {
+    script_engine *e = engine_of(L);
+    if (!e->loading) return raise_err(L, "redis.register_function can only be called on FUNCTION LOAD command");
+    int argc = lua_gettop(L);
+    if (argc < 1 || argc > 2) return raise_err(L, "wrong number of arguments to redis.register_function");
+    int flags = 0;
+    const char *bad;
+    if (argc == 1) {
+        bad = register_named_args(L, &flags);
+    } else {
+        bad = NULL;
+        if (!lua_isstring(L, 1)) bad = "first argument to redis.register_function must be a string";
+        else if (!lua_isfunction(L, 2)) bad = "second argument to redis.register_function must be a function";
+        if (!bad) {
+            lua_settop(L, 2);
+            lua_pushvalue(L, 1);
+            lua_tostring(L, -1); /* 3: name */
+            lua_pushnil(L);      /* 4: no description */
+        }
+    }
+    if (bad) return raise_err(L, bad);
+    size_t nlen, dlen = 0;
+    const char *name = lua_tolstring(L, 3, &nlen);
+    const char *desc = lua_isnil(L, 4) ? NULL : lua_tolstring(L, 4, &dlen);
+    lua_pushvalue(L, 2);
+    int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (fn_loader_add(e->loading, name, nlen, desc, dlen, flags, ref, &bad) != 0) return raise_err(L, bad);
+    return 0;
+}
+
+int engine_run_library(script_engine *e, const char *code, size_t len, fn_loader *ld, char *err, size_t errlen) {
+    lua_State *L = e->L;
+    int top = lua_gettop(L);
+    int rc = -1;
+    e->enforce = 1;
+    lua_pushlightuserdata(L, &REG_FENV_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    int mt = lua_gettop(L);
+    lua_pushlightuserdata(L, &REG_LIBAPI);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, mt, "__index");
+    lua_pushlightuserdata(L, &REG_ERRH);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    int st = load_text(L, code, len, "@user_function");
+    if (st != 0) {
+        size_t ml;
+        const char *m = lua_tolstring(L, -1, &ml);
+        if (!m) m = "unknown error", ml = strlen(m);
+        set_err(err, errlen, "ERR Error compiling function: %.*s", m, ml);
+        goto done;
+    }
+    lua_pushlightuserdata(L, &REG_FENV);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setfenv(L, -2);
+    e->loading = ld;
+    e->load_start_usec = now_usec();
+    lua_sethook(L, load_hook, LUA_MASKCOUNT, 100000);
+    st = lua_pcall(L, 0, 0, -2);
+    lua_sethook(L, NULL, 0, 0);
+    e->loading = NULL;
+    if (st != 0) {
+        const char *m = NULL;
+        size_t ml = 0;
+        if (lua_istable(L, -1)) {
+            lua_getfield(L, -1, "err");
+            m = lua_tolstring(L, -1, &ml);
+        } else {
+            m = lua_tolstring(L, -1, &ml);
+        }
+        if (!m) m = "unknown error", ml = strlen(m);
+        set_err(err, errlen, "ERR Error registering functions: %.*s", m, ml);
+        goto done;
+    }
+    rc = 0;
+done:
+    lua_pushlightuserdata(L, &REG_GLOBALS);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_setfield(L, mt, "__index");
+    lua_settop(L, top);
+    e->enforce = 0;
+    return rc;
+}
+
 /* ---- runs ------------------------------------------------------------------- */
 
 static void push_string_array(lua_State *L, char **v, size_t *l, int n) {
@@ -1290,7 +1528,7 @@ static void format_run_error(lua_State *L, script_run *r) {
     if (!lua_istable(L, -1)) {
         const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
         char tmp[256];
-        int n = snprintf(tmp, sizeof(tmp), "ERR Error running script %s, %.100s", r->sha, msg);
+        int n = snprintf(tmp, sizeof(tmp), "ERR Error running script %s, %.100s", run_label(r), msg);
         conv_error_line(b, tmp, (size_t)(n < (int)sizeof(tmp) ? n : (int)sizeof(tmp) - 1));
         return;
     }
@@ -1303,7 +1541,7 @@ static void format_run_error(lua_State *L, script_run *r) {
     lua_getfield(L, -2, "line");
     if (lua_isstring(L, -1) && lua_isstring(L, -2)) {
         sb_adds(&t, " script: ");
-        sb_adds(&t, r->sha);
+        sb_adds(&t, run_label(r));
         sb_adds(&t, ", on ");
         sb_adds(&t, lua_tostring(L, -2));
         sb_adds(&t, ":");
@@ -1317,8 +1555,28 @@ static void format_run_error(lua_State *L, script_run *r) {
 }
 
 /* The body of a run, in protected mode on the run's thread and fiber. */
+static int run_function_protected(lua_State *L, script_run *r) {
+    /* Callbacks run in the functions' environment (no KEYS, no ARGV); the
+     * thread's globals are the same, for loadstring'd code. */
+    lua_pushlightuserdata(L, &REG_FENV);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_replace(L, LUA_GLOBALSINDEX);
+    lua_pushlightuserdata(L, &REG_ERRH);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+    push_string_array(L, r->kv, r->kvlen, r->numkeys);
+    push_string_array(L, r->kv + r->numkeys, r->kvlen + r->numkeys, r->nargs);
+    /* stack: ud, handler, function, keys, args */
+    int st = lua_pcall(L, 2, 1, 2);
+    lua_remove(L, 2);
+    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
+    else format_run_error(L, r);
+    return 0;
+}
+
 static int run_protected(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
+    if (r->is_function) return run_function_protected(L, r);
     /* The environment is an empty table, so that every write reaches
      * __newindex (Redis's globals are readonly, KEYS and ARGV included);
      * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
@@ -1407,6 +1665,7 @@ static void run_free(script_run *r) {
     free(r->call_argv);
     free(r->call_lens);
     free(r->kill_err);
+    free(r->fname);
     sb_free(&r->argbuf);
     sb_free(&r->in);
     sb_free(&r->out);
@@ -1430,7 +1689,7 @@ static void format_kill(script_run *r) {
         if (strcmp(ar.what, "C") == 0 && !(lua_getstack(r->L, 1, &ar) && lua_getinfo(r->L, "Sl", &ar))) {
             /* no Lua caller: no position */
         } else {
-            sb_addf(&t, " script: %s, on %s:%d.", r->sha, ar.source, ar.currentline);
+            sb_addf(&t, " script: %s, on %s:%d.", run_label(r), ar.source, ar.currentline);
         }
     }
     conv_error_line(&r->out, t.p ? t.p : "", t.len);
@@ -1469,15 +1728,27 @@ static int run_resume(script_run *r) {
     return 0;
 }
 
-script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,
-                             int nargs, char **args, size_t *arglens, int run_flags, void *userdata) {
+static script_run *run_start(script_engine *e, const script *s, const script_function *f, int numkeys, char **keys,
+                             size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags,
+                             void *userdata) {
     script_run *r = calloc(1, sizeof(*r));
     if (!r) return NULL;
     r->e = e;
     r->thread_ref = LUA_NOREF;
-    memcpy(r->sha, s->sha, 41);
-    r->script_flags = s->flags;
-    r->factory_ref = s->factory_ref;
+    if (s) {
+        memcpy(r->sha, s->sha, 41);
+        r->script_flags = s->flags;
+        r->factory_ref = s->factory_ref;
+    } else {
+        r->is_function = 1;
+        r->fname = strdup(script_function_name(f));
+        if (!r->fname) {
+            free(r);
+            return NULL;
+        }
+        r->script_flags = script_function_flags(f);
+        r->factory_ref = engine_function_ref(f);
+    }
     r->run_flags = run_flags;
     r->resp = 2;
     r->userdata = userdata;
@@ -1522,10 +1793,21 @@ script_run *script_run_start(script_engine *e, const script *s, int numkeys, cha
     return run_resume(r) ? NULL : r;
 }
 
+script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,
+                             int nargs, char **args, size_t *arglens, int run_flags, void *userdata) {
+    return run_start(e, s, NULL, numkeys, keys, keylens, nargs, args, arglens, run_flags, userdata);
+}
+
+script_run *script_run_start_function(script_engine *e, const script_function *f, int numkeys, char **keys,
+                                      size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags,
+                                      void *userdata) {
+    return run_start(e, NULL, f, numkeys, keys, keylens, nargs, args, arglens, run_flags, userdata);
+}
+
 void *script_run_userdata(const script_run *r) { return r->userdata; }
 int script_run_flags(const script_run *r) { return r->run_flags; }
 int script_run_script_flags(const script_run *r) { return r->script_flags; }
-const char *script_run_sha(const script_run *r) { return r->sha; }
+const char *script_run_sha(const script_run *r) { return run_label(r); }
 int script_run_resp(const script_run *r) { return r->resp; }
 void script_run_mark_written(script_run *r) { r->written = 1; }
 int script_run_has_written(const script_run *r) { return r->written; }

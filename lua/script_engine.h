@@ -155,4 +155,55 @@ void script_run_continue(script_run *r);
  * before this returns, or when the call() callback in progress returns. */
 void script_run_kill(script_run *r, const char *err);
 
+/* ---- Functions (FUNCTION LOAD / FCALL) ----------------------------------------
+ * Libraries ("#!lua name=lib" + redis.register_function) live in the same
+ * Lua state as EVAL scripts but in their own environment: at load time the
+ * code sees only redis.register_function, redis.log and the version fields;
+ * at run time callbacks see the scripts' globals, without KEYS and ARGV. */
+typedef struct script_library script_library;
+typedef struct script_function script_function;
+
+/* FUNCTION RESTORE policies. */
+enum { SCRIPT_RESTORE_APPEND, SCRIPT_RESTORE_REPLACE, SCRIPT_RESTORE_FLUSH };
+
+/* FUNCTION LOAD [REPLACE]: compile and run the library code, register its
+ * functions. Returns the library (its name is the reply) or NULL with err set
+ * to Redis 7.0's error text (without '-' and CRLF). All or nothing. */
+const script_library *script_functions_load(script_engine *e, const char *code, size_t len, int replace, char *err,
+                                            size_t errlen);
+/* FUNCTION DELETE: 0, or -1 when there is no such library. */
+int script_functions_delete(script_engine *e, const char *name, size_t len);
+/* FUNCTION FLUSH. */
+void script_functions_flush(script_engine *e);
+/* FUNCTION RESTORE: the libraries' codes as a payload carries them. 0, or -1
+ * with err set; nothing changes on error. */
+int script_functions_restore(script_engine *e, int n, const char *const *codes, const size_t *lens, int policy,
+                             char *err, size_t errlen);
+/* FCALL: a function by name (case-insensitive, as Redis), or NULL. */
+const script_function *script_function_find(script_engine *e, const char *name, size_t len);
+
+size_t script_library_count(const script_engine *e);
+size_t script_function_count(const script_engine *e);
+/* Libraries in name order: i from 0 to script_library_count() - 1. */
+const script_library *script_library_at(const script_engine *e, size_t i);
+const char *script_library_name(const script_library *l);
+const char *script_library_code(const script_library *l, size_t *len);
+int script_library_function_count(const script_library *l);
+/* A library's functions in name order. */
+const script_function *script_library_function(const script_library *l, int i);
+const char *script_function_name(const script_function *f);
+/* NULL when the function has no description. */
+const char *script_function_desc(const script_function *f, size_t *len);
+int script_function_flags(const script_function *f); /* SCRIPT_FLAG_* */
+/* Name of each SCRIPT_FLAG_* bit as Redis lists it (NULL for none), in
+ * Redis's order: no-writes, allow-oom, allow-stale, no-cluster,
+ * allow-cross-slot-keys. */
+const char *script_flag_name(int bit_index);
+
+/* Start a function call, as script_run_start does for a script. Errors name
+ * the function where scripts show their SHA1. */
+script_run *script_run_start_function(script_engine *e, const script_function *f, int numkeys, char **keys,
+                                      size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags,
+                                      void *userdata);
+
 #endif

@@ -42,4 +42,31 @@ void conv_lua_to_resp(lua_State *L, sbuf *b, int script_resp, int client_resp);
 /* Append "-<text>\r\n" with CR/LF inside text mapped to spaces. */
 void conv_error_line(sbuf *b, const char *text, size_t len);
 
+/* ---- between script_engine.c and script_functions.c ---- */
+struct script_engine;
+typedef struct fn_registry fn_registry;
+typedef struct fn_loader fn_loader;
+
+/* The engine's library registry (created with the engine). */
+fn_registry *engine_functions(struct script_engine *e);
+void engine_set_functions(struct script_engine *e, fn_registry *reg);
+fn_registry *fn_registry_new(void);
+void fn_registry_free(struct script_engine *e, fn_registry *reg);
+/* Compile `code` (starting at the shebang's newline) and run it in the load
+ * environment with a 500 ms limit; each redis.register_function goes to
+ * fn_loader_add. 0, or -1 with err set ("Error compiling function: ...",
+ * "Error registering functions: ..."). */
+int engine_run_library(struct script_engine *e, const char *code, size_t len, fn_loader *ld, char *err,
+                       size_t errlen);
+/* redis.register_function: 0, or -1 with *err (a static text). The loader
+ * owns ref from then on (also on error: it is released). */
+int fn_loader_add(fn_loader *ld, const char *name, size_t nlen, const char *desc, size_t dlen, int flags, int ref,
+                  const char **err);
+void engine_unref(struct script_engine *e, int ref);
+int engine_function_ref(const void *f); /* the callback's registry ref */
+/* Redis's sdssplitargs: parts NUL-terminated into buf; -1 on bad quotes. */
+int engine_split_args(const char *s, size_t len, char *buf, char **parts, int maxparts);
+/* The SCRIPT_FLAG_* of a flag name (case-insensitive), 0 if unknown. */
+int engine_flag_by_name(const char *name);
+
 #endif

@@ -42,6 +42,7 @@ typedef struct proxy_config {
     long long lua_memory_limit;
     int lua_undeclared_keys_error;
     long long lua_time_slice_us;
+    char *functions_file; /* NULL: libraries are not kept across restarts */
 } proxy_config;
 
 extern proxy_config config;

@@ -238,6 +238,7 @@ int main(int argc, char **argv)
         log_warning("cannot start the Lua engine");
         return 1;
     }
+    if (functions_load_file() != 0) return 1;
 
     char err[512];
     server.backend = backend_create(server.base, config.backend_url, config.backend_connections, err, sizeof(err));

@@ -34,6 +34,7 @@ typedef struct script_call {
     client *c; /* NULL once the client is gone */
     reply_slot *slot;
     char sha[41];
+    char *fname; /* FCALL: the function's name (looked up again when the run starts) */
     int numkeys, nargs;
     char **keys, **args;
     size_t *keylens, *arglens;
@@ -88,6 +89,7 @@ static void call_maybe_free(script_call *sc)
     for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
     free(sc->learned);
     free(sc->keys); /* one block with every copied argument */
+    free(sc->fname);
     free(sc);
 }
 
@@ -444,19 +446,34 @@ static const script_host host = {host_call, host_yield, host_done, host_log, hos
 
 static void call_start(script_call *sc)
 {
-    const script *s = script_engine_find(engine, sc->sha, 40);
-    if (!s) {
-        /* SCRIPT FLUSH ran while this call waited for its keys. */
-        call_finish_error(sc, "NOSCRIPT No matching script. Please use EVAL.");
-        return;
+    const script *s = NULL;
+    const script_function *f = NULL;
+    if (sc->fname) {
+        f = script_function_find(engine, sc->fname, strlen(sc->fname));
+        if (!f) {
+            /* FUNCTION DELETE/FLUSH ran while this call waited for its keys. */
+            call_finish_error(sc, "ERR Function not found");
+            return;
+        }
+    } else {
+        s = script_engine_find(engine, sc->sha, 40);
+        if (!s) {
+            /* SCRIPT FLUSH ran while this call waited for its keys. */
+            call_finish_error(sc, "NOSCRIPT No matching script. Please use EVAL.");
+            return;
+        }
     }
     sc->started = 1;
     sc->attempts++;
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
     sc->depth++;
-    script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens, sc->run_flags,
-                     sc);
+    if (f)
+        script_run_start_function(engine, f, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
+                                  sc->run_flags, sc);
+    else
+        script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
+                         sc->run_flags, sc);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -510,8 +527,9 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     if (rc == LOCK_GRANTED) call_start(sc);
 }
 
-static script_call *call_new(client *c, const script *s, int numkeys, char **keys, size_t *keylens, int nargs,
-                             char **args, size_t *arglens, int run_flags)
+/* A call of script s or (s NULL) of function f. */
+static script_call *call_new(client *c, const script *s, const script_function *f, int numkeys, char **keys,
+                             size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags)
 {
     /* One block: the call, then pointer arrays, then the argument bytes. */
     size_t bytes = 0;
@@ -539,10 +557,15 @@ static script_call *call_new(client *c, const script *s, int numkeys, char **key
     sc->arglens = lens + numkeys;
     sc->numkeys = numkeys;
     sc->nargs = nargs;
-    memcpy(sc->sha, script_sha(s), 40);
-    sc->sha[40] = '\0';
+    if (s) {
+        memcpy(sc->sha, script_sha(s), 40);
+        sc->sha[40] = '\0';
+    } else {
+        sc->fname = strdup(script_function_name(f));
+        if (!sc->fname) abort();
+    }
     sc->run_flags = run_flags;
-    int ro = (run_flags & SCRIPT_RUN_RO) || (script_flags(s) & SCRIPT_FLAG_NO_WRITES);
+    int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
     sc->start_db = sc->db = c->db;
@@ -594,17 +617,62 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
     return s;
 }
 
+static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
+
+/* FCALL's argument checks, in Redis's order: the function to run, or NULL
+ * with the error text in err. */
+static const script_function *fcall_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                            int *numkeys, int *ro, char *err, size_t errlen)
+{
+    *ro = !strcmp(cmd->name, "fcall_ro");
+    const script_function *f = script_function_find(engine, argv[1], argvlen[1]);
+    if (!f) {
+        snprintf(err, errlen, "ERR Function not found");
+        return NULL;
+    }
+    long long n;
+    if (!string_to_ll(argv[2], argvlen[2], &n)) {
+        snprintf(err, errlen, "ERR Bad number of keys provided");
+        return NULL;
+    }
+    if (n > argc - 3) {
+        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
+        return NULL;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "ERR Number of keys can't be negative");
+        return NULL;
+    }
+    if (*ro && !(script_function_flags(f) & SCRIPT_FLAG_NO_WRITES)) {
+        snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        return NULL;
+    }
+    *numkeys = (int)n;
+    return f;
+}
+
+/* The call an EVAL* or FCALL* line asks for, or NULL with err. */
+static script_call *call_prepare(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                 char *err, size_t errlen)
+{
+    int n, ro;
+    const script *s = NULL;
+    const script_function *f = NULL;
+    if (is_fcall(cmd)) f = fcall_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
+    else s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
+    if (!s && !f) return NULL;
+    return call_new(c, s, f, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
+                    ro ? SCRIPT_RUN_RO : 0);
+}
+
 void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     char err[1024];
-    int n, ro;
-    const script *s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, sizeof(err));
-    if (!s) {
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
         reply_error(client_reply_buffer(c), err);
         return;
     }
-    script_call *sc = call_new(c, s, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
-                               ro ? SCRIPT_RUN_RO : 0);
     sc->slot = client_slot_add(c);
     c->script = (struct script_call *)sc;
     client_block(c);
@@ -614,7 +682,7 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
 int scripting_is_eval(const command_def *cmd)
 {
     return !strcmp(cmd->name, "eval") || !strcmp(cmd->name, "evalsha") || !strcmp(cmd->name, "eval_ro") ||
-           !strcmp(cmd->name, "evalsha_ro");
+           !strcmp(cmd->name, "evalsha_ro") || !strcmp(cmd->name, "fcall") || !strcmp(cmd->name, "fcall_ro");
 }
 
 int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *first)
@@ -629,9 +697,8 @@ void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **
                             struct lock_set *held, int db, scripting_done_fn *done, void *ctx)
 {
     char err[1024];
-    int n, ro;
-    const script *s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, sizeof(err));
-    if (!s) {
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
         struct evbuffer *b = evbuffer_new();
         reply_error(b, err);
         size_t len = evbuffer_get_length(b);
@@ -639,8 +706,6 @@ void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **
         evbuffer_free(b);
         return;
     }
-    script_call *sc = call_new(c, s, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
-                               ro ? SCRIPT_RUN_RO : 0);
     /* Inside EXEC: the transaction holds the locks and gets the reply. */
     sc->c = NULL;
     sc->start_db = sc->db = db;
@@ -672,14 +737,27 @@ static const char *const script_help[] = {
     NULL,
 };
 
-static void script_kill(client *c)
+#define BUSY_EVAL_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+#define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+
+/* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
+ * as in Redis, each refuses when only the other kind is busy. */
+void scripting_kill(client *c, int is_eval)
 {
     struct evbuffer *out = client_reply_buffer(c);
-    int busy = 0, written = 0;
+    int busy = 0, other = 0, written = 0;
     for (script_call *sc = calls; sc; sc = sc->next) {
         if (!sc->busy || sc->finished || !sc->run) continue;
+        if ((sc->fname == NULL) != is_eval) {
+            other++;
+            continue;
+        }
         busy++;
         written += sc->written;
+    }
+    if (!busy && other) {
+        reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
+        return;
     }
     if (!busy) {
         reply_error(out, "NOTBUSY No scripts in execution right now.");
@@ -695,7 +773,7 @@ static void script_kill(client *c)
     script_call *sc = calls;
     while (sc) {
         script_call *next = sc->next;
-        if (sc->busy && !sc->finished && sc->run) {
+        if (sc->busy && !sc->finished && sc->run && (sc->fname == NULL) == is_eval) {
             stat_killed++;
             sc->depth++;
             script_run_kill(sc->run, NULL);
@@ -729,7 +807,7 @@ void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t
         script_engine_flush(engine);
         reply_ok(out);
     } else if (!strcmp(sub, "kill")) {
-        script_kill(c);
+        scripting_kill(c, 1);
     } else if (!strcmp(sub, "help")) {
         out = client_reply_buffer(c);
         long long n = 0;
@@ -747,9 +825,50 @@ void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t
     }
 }
 
-void cmd_function_unsupported(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+script_engine *scripting_engine(void) { return engine; }
+
+int scripting_function_stats(struct evbuffer *out)
 {
-    reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy yet", cmd->name);
+    script_call *busy_fn = NULL;
+    int busy_eval = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (!sc->busy || sc->finished || !sc->run) continue;
+        if (sc->fname && !busy_fn) busy_fn = sc;
+        if (!sc->fname) busy_eval = 1;
+    }
+    if (busy_eval && !busy_fn) {
+        reply_error(out, BUSY_EVAL_ERROR);
+        return -1;
+    }
+    reply_array(out, 4);
+    reply_bulk_cstr(out, "running_script");
+    if (!busy_fn) {
+        reply_null_bulk(out);
+    } else {
+        script_call *sc = busy_fn;
+        reply_array(out, 6);
+        reply_bulk_cstr(out, "name");
+        reply_bulk_cstr(out, sc->fname);
+        reply_bulk_cstr(out, "command");
+        reply_array(out, 3 + sc->numkeys + sc->nargs);
+        reply_bulk_cstr(out, (sc->run_flags & SCRIPT_RUN_RO) ? "fcall_ro" : "fcall");
+        reply_bulk_cstr(out, sc->fname);
+        char num[24];
+        reply_bulk(out, num, (size_t)snprintf(num, sizeof(num), "%d", sc->numkeys));
+        for (int i = 0; i < sc->numkeys; i++) reply_bulk(out, sc->keys[i], sc->keylens[i]);
+        for (int i = 0; i < sc->nargs; i++) reply_bulk(out, sc->args[i], sc->arglens[i]);
+        reply_bulk_cstr(out, "duration_ms");
+        reply_integer(out, (long long)(monotonic_ms() - sc->start_ms));
+    }
+    reply_bulk_cstr(out, "engines");
+    reply_array(out, 2);
+    reply_bulk_cstr(out, "LUA");
+    reply_array(out, 4);
+    reply_bulk_cstr(out, "libraries_count");
+    reply_integer(out, (long long)script_library_count(engine));
+    reply_bulk_cstr(out, "functions_count");
+    reply_integer(out, (long long)script_function_count(engine));
+    return 0;
 }
 
 /* ---- glue ---------------------------------------------------------------------------- */
@@ -825,6 +944,7 @@ void scripting_shutdown(void)
         for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
         free(sc->learned);
         free(sc->keys);
+        free(sc->fname);
         free(sc);
     }
 }

@@ -9,7 +9,18 @@ int scripting_init(void);
 void scripting_begin_shutdown(void); /* before the backend goes: no script resumes */
 void scripting_shutdown(void);
 
-command_handler cmd_eval, cmd_script, cmd_function_unsupported;
+command_handler cmd_eval, cmd_script, cmd_function;
+
+struct script_engine;
+/* The engine (for FUNCTION, in proxy/functions.c). */
+struct script_engine *scripting_engine(void);
+/* SCRIPT KILL (is_eval) / FUNCTION KILL; the reply goes to c. */
+void scripting_kill(client *c, int is_eval);
+/* FUNCTION STATS's reply (or Redis's BUSY error while an EVAL is busy). */
+int scripting_function_stats(struct evbuffer *out);
+/* Loads the functions-file at start: 0, or -1 (logged) when it is unreadable
+ * or invalid. */
+int functions_load_file(void);
 
 typedef void scripting_done_fn(void *ctx, const char *reply, size_t len);
 struct lock_set;
