@@ -182,6 +182,53 @@ static int get_string(reader *r, char **s, size_t *slen)
     return 0;
 }
 
+/* The format of Redis 7.0's release candidates: name, engine, an optional
+ * description and the code without its shebang, which is rebuilt here. */
+static int read_pre_ga(reader *r, char **code, size_t *code_len, const char **err)
+{
+    char *name = NULL, *engine = NULL, *desc = NULL, *body = NULL;
+    size_t name_len, engine_len, desc_len, body_len;
+    uint64_t has_desc;
+    int encoded, rc = -1;
+    if (get_string(r, &name, &name_len) != 0) {
+        *err = "ERR Failed loading library name";
+        goto done;
+    }
+    if (get_string(r, &engine, &engine_len) != 0) {
+        *err = "ERR Failed loading engine name";
+        goto done;
+    }
+    if (get_len(r, &has_desc, &encoded) != 0 || encoded) {
+        *err = "ERR Failed loading library description indicator";
+        goto done;
+    }
+    if (has_desc && get_string(r, &desc, &desc_len) != 0) {
+        *err = "ERR Failed loading library description";
+        goto done;
+    }
+    if (get_string(r, &body, &body_len) != 0) {
+        *err = "ERR Failed loading library payload";
+        goto done;
+    }
+    *code_len = 2 + engine_len + 6 + name_len + 1 + body_len;
+    *code = malloc(*code_len);
+    if (!*code) abort();
+    char *o = *code;
+    memcpy(o, "#!", 2), o += 2;
+    memcpy(o, engine, engine_len), o += engine_len;
+    memcpy(o, " name=", 6), o += 6;
+    memcpy(o, name, name_len), o += name_len;
+    *o++ = '\n';
+    memcpy(o, body, body_len);
+    rc = 0;
+done:
+    free(name);
+    free(engine);
+    free(desc);
+    free(body);
+    return rc;
+}
+
 void function_payload_free(int n, char **codes, size_t *lens)
 {
     for (int i = 0; i < n; i++) free(codes[i]);
@@ -203,15 +250,13 @@ int function_payload_decode(const char *p, size_t len, int *n, char ***codes, si
     for (int i = 0; i < 8; i++) crc |= (uint64_t)u[len - 8 + i] << (8 * i);
     if (crc64_redis(0, u, len - 8) != crc) goto bad_payload;
 
-    reader r = {u, 0, len - 10};
+    /* Strings may run into the version and checksum, as with Redis's
+     * reader; only a new entry must start before them. */
+    reader r = {u, 0, len};
     int cap = 0;
-    while (r.pos < r.end) {
+    while (r.end - r.pos > 10) {
         unsigned char type = u[r.pos++];
-        if (type == RDB_OPCODE_FUNCTION_PRE_GA) {
-            *err = "ERR Pre-GA function format not supported";
-            goto fail;
-        }
-        if (type != RDB_OPCODE_FUNCTION2) {
+        if (type != RDB_OPCODE_FUNCTION2 && type != RDB_OPCODE_FUNCTION_PRE_GA) {
             *err = "ERR given type is not a function";
             goto fail;
         }
@@ -221,7 +266,9 @@ int function_payload_decode(const char *p, size_t len, int *n, char ***codes, si
             *lens = realloc(*lens, sizeof(**lens) * (size_t)cap);
             if (!*codes || !*lens) abort();
         }
-        if (get_string(&r, &(*codes)[*n], &(*lens)[*n]) != 0) {
+        if (type == RDB_OPCODE_FUNCTION_PRE_GA) {
+            if (read_pre_ga(&r, &(*codes)[*n], &(*lens)[*n], err) != 0) goto fail;
+        } else if (get_string(&r, &(*codes)[*n], &(*lens)[*n]) != 0) {
             *err = "ERR Failed loading library payload";
             goto fail;
         }
