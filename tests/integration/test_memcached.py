@@ -819,3 +819,32 @@ def test_memcached_down_fails_fast(tmp_path):
     finally:
         assert proxy.stop() in (0, -15)
         mc.stop()
+
+
+def test_functions_on_memcached(mc_env, mdiff):
+    """FCALL runs on memcached like EVAL: the same libraries, replies and
+    errors as Redis 7.0."""
+    _, oracle, proxy = mc_env
+    lib = ("#!lua name=mclib\n"
+           "redis.register_function('bump', function(keys, args)\n"
+           "  local v = redis.call('INCRBY', keys[1], args[1])\n"
+           "  redis.call('EXPIRE', keys[1], 100)\n"
+           "  return {v, redis.call('GET', keys[1]), redis.call('TTL', keys[1])}\n"
+           "end)\n"
+           "redis.register_function{function_name='peek', callback=function(keys)\n"
+           "  return redis.call('GET', keys[1]) end, flags={'no-writes'}}\n")
+    try:
+        mdiff.run([
+            ("FUNCTION", "LOAD", lib),
+            ("FCALL", "bump", "1", "fn:k", "5"),
+            ("FCALL", "bump", "1", "fn:k", "-2"),
+            ("FCALL_RO", "peek", "1", "fn:k"),
+            ("FCALL_RO", "bump", "1", "fn:k", "1"),
+            ("SET", "fn:s", "abc"),
+            ("FCALL", "bump", "1", "fn:s", "1"),
+            ("FCALL", "nosuch", "0"),
+        ])
+    finally:
+        for ep in (oracle, proxy):
+            with ep.connect() as c:
+                c.call("FUNCTION", "FLUSH")
