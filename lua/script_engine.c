@@ -26,7 +26,7 @@
 /* Registry keys (addresses of these statics). */
 static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
 /* Functions: their shared environment, its metatable, the load-time API. */
-static char REG_FENV, REG_FENV_MT, REG_LIBAPI;
+static char REG_FENV, REG_FENV_MT, REG_LIBAPI, REG_FGLOBALS;
 
 struct script {
     struct script *next; /* hash chain */
@@ -787,8 +787,23 @@ static void guard_table(lua_State *L) {
 /* Functions' environment: an empty table reading through its metatable's
  * __index, which is the load-time API while a library loads (only `redis`
  * with register_function, log and the version fields, as Redis 7.0) and the
- * scripts' globals G otherwise. Callbacks keep it as their environment. */
+ * functions' globals otherwise: the scripts' globals without EVAL's error
+ * handler, plus _G (the environment itself). Callbacks keep it as their
+ * environment. */
 static void setup_functions(lua_State *L, int G) {
+    lua_newtable(L); /* the functions' globals */
+    int GF = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, G)) {
+        if (lua_type(L, -2) == LUA_TSTRING && !strcmp(lua_tostring(L, -2), "__redis__err__handler")) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, GF);
+    }
+
     lua_newtable(L); /* the load-time globals */
     lua_newtable(L); /* the load-time redis table */
     set_fn(L, "register_function", l_register_function);
@@ -808,8 +823,10 @@ static void setup_functions(lua_State *L, int G) {
     lua_rawset(L, LUA_REGISTRYINDEX);
 
     lua_newtable(L); /* the environment */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, GF, "_G");
     lua_createtable(L, 0, 3);
-    lua_pushvalue(L, G);
+    lua_pushvalue(L, GF);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_readonly_newindex);
     lua_setfield(L, -2, "__newindex");
@@ -818,10 +835,16 @@ static void setup_functions(lua_State *L, int G) {
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
     lua_setmetatable(L, -2);
-    ro_mark(L, -1, G);
+    ro_mark(L, -1, GF);
     lua_pushlightuserdata(L, &REG_FENV);
     lua_insert(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, GF);
+    guard_table(L);
+    lua_pushlightuserdata(L, &REG_FGLOBALS);
+    lua_insert(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1); /* GF */
 }
 
 static int setup_state(lua_State *L) {
@@ -1504,7 +1527,7 @@ int engine_run_library(script_engine *e, const char *code, size_t len, fn_loader
     }
     rc = 0;
 done:
-    lua_pushlightuserdata(L, &REG_GLOBALS);
+    lua_pushlightuserdata(L, &REG_FGLOBALS);
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_setfield(L, mt, "__index");
     lua_settop(L, top);

@@ -617,3 +617,42 @@ def test_function_stats_while_an_eval_is_busy(proxy, bank):
     finally:
         with proxy.connect() as c:
             c.call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+RUNTIME_PROBES = [
+    "return type(_G)",
+    "return type(getfenv)",
+    "return tostring(rawget(_G, 'string') ~= nil)",
+    "local n = 0 for k, v in pairs(_G) do n = n + 1 end return n",
+    "local t = {} for k in pairs(_G) do t[#t + 1] = k end table.sort(t) return t",
+    "return type(os)",
+    "return tostring(getmetatable(_G) ~= nil)",
+    "return type(__redis__err__handler)",
+    "return redis.REDIS_VERSION_NUM",
+    "return type(math.random)",
+    "setmetatable(_G, nil) return 1",
+    "_G.x = 1 return 1",
+    "rawset(_G, 'x', 1) return 1",
+    "return rawget(_G, 'nosuch')",
+    "return _G.nosuch",
+    "return type(_G._G)",
+    "return cjson.encode({1, 2})",
+    "return bit.band(7, 3)",
+    "return struct.pack('>I2', 258)",
+    "return cmsgpack.unpack(cmsgpack.pack({1, 'a'}))",
+    "return string.rep('x', 3)",
+    "local c = coroutine.create(function() return redis.call('PING') end) return {coroutine.resume(c)}",
+    "return redis.call('PING')",
+    "return pcall(redis.call, 'NOSUCH')",
+    "return type(redis.setresp)",
+    "return type(redis.acl_check_cmd)",
+    "return redis.acl_check_cmd('GET', 'x')",
+    "return math.random(100)",
+    "return loadstring('return type(KEYS)')()",
+]
+
+
+@pytest.mark.parametrize("body", RUNTIME_PROBES)
+def test_function_runtime_environment(fdiff, body):
+    lib = "#!lua name=probe\nredis.register_function('p', function(keys, args) %s end)" % body
+    fdiff.run([("FUNCTION", "LOAD", lib), ("FCALL", "p", "0")])
