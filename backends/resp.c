@@ -3,12 +3,10 @@
  * objects only for the callers that ask for them); relayed replies leave as
  * the bytes the store sent. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -18,6 +16,7 @@
 #include <hiredis/hiredis.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 #include "proxy/log.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
@@ -62,6 +61,7 @@ typedef struct resp_backend {
     backend base;
     struct event_base *evb;
     backend_url url;
+    store_addr addr; /* points into url */
     resp_conn *conns;
     resp_conn **dconns; /* dedicated connections; ids DEDICATED_BASE + index */
     int ndconns;
@@ -342,13 +342,8 @@ static int queue_auth(resp_conn *c)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     resp_conn *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
-        int fd = bufferevent_getfd(c->bev);
-        int one = 1;
-        if (c->rb->url.host[0] != '/') setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        store_conn_established(bev, &c->rb->addr);
         c->connects++;
         if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
@@ -361,60 +356,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         }
         return;
     }
-    const char *why;
-    char buf[128];
-    if (what & BEV_EVENT_TIMEOUT) {
-        why = "connection timed out";
-    } else if (what & BEV_EVENT_EOF) {
-        why = "connection closed by store";
-    } else {
-        int e = EVUTIL_SOCKET_ERROR();
-        snprintf(buf, sizeof(buf), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
-        why = buf;
-    }
-    conn_drop(c, why);
+    char buf[160];
+    conn_drop(c, store_conn_failure(bev, what, buf, sizeof(buf)));
 }
 
 static void conn_connect(resp_conn *c)
 {
     resp_backend *rb = c->rb;
-    struct sockaddr_storage ss;
-    socklen_t sslen = 0;
-    memset(&ss, 0, sizeof(ss));
-    if (rb->url.host[0] == '/') {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        sun->sun_family = AF_UNIX;
-        snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", rb->url.host);
-        sslen = sizeof(*sun);
-    } else {
-        struct addrinfo hints = {0}, *res = NULL;
-        hints.ai_socktype = SOCK_STREAM;
-        char port[16];
-        snprintf(port, sizeof(port), "%d", rb->url.port);
-        int rc = getaddrinfo(rb->url.host, port, &hints, &res);
-        if (rc != 0 || !res) {
-            snprintf(rb->last_cause, sizeof(rb->last_cause), "cannot resolve %s: %s", rb->url.host, gai_strerror(rc));
-            set_unavailable_error(rb);
-            c->state = CONN_DOWN;
-            if (!c->dedicated) schedule_retry(c);
-            return;
-        }
-        memcpy(&ss, res->ai_addr, res->ai_addrlen);
-        sslen = (socklen_t)res->ai_addrlen;
-        freeaddrinfo(res);
-    }
-    c->bev = bufferevent_socket_new(rb->evb, -1, BEV_OPT_CLOSE_ON_FREE);
-    c->reader = redisReaderCreateWithFunctions(NULL);
-    if (!c->bev || !c->reader) abort();
+    char why[160];
     c->fed = 0;
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
     c->state = CONN_CONNECTING;
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
-        conn_drop(c, strerror(errno));
+    c->bev = store_conn_open(rb->evb, &rb->addr, CONNECT_TIMEOUT_MS, read_cb, event_cb, c, why, sizeof(why));
+    if (!c->bev) {
+        conn_drop(c, why);
+        return;
     }
+    c->reader = redisReaderCreateWithFunctions(NULL);
+    if (!c->reader) abort();
 }
 
 /* ---- backend_ops ----------------------------------------------------------- */
@@ -639,6 +597,8 @@ backend *backend_resp_create(struct event_base *base, const backend_url *u, int 
     rb->url.user = u->user ? strdup(u->user) : NULL;
     rb->url.password = u->password ? strdup(u->password) : NULL;
     memcpy(rb->url.scheme, u->scheme, sizeof(rb->url.scheme));
+    rb->addr.host = rb->url.host;
+    rb->addr.port = rb->url.port;
     char disp[300];
     if (u->host[0] == '/') snprintf(disp, sizeof(disp), "%s", u->host);
     else if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
