@@ -24,6 +24,7 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "backends/backend.h"
 #include "backends/conn.h"
@@ -349,6 +350,9 @@ static void conn_drop(mc_conn *c, const char *why)
         c->bev = NULL;
     }
     c->state = CONN_DOWN;
+    /* A TLS failure needs the operator: said once at warning level. */
+    if (!was_ready && !strncmp(why, "TLS ", 4) && strcmp(why, c->mb->last_cause) != 0)
+        log_warning("backend %s: %s", c->mb->base.display, why);
     snprintf(c->mb->last_cause, sizeof(c->mb->last_cause), "%s", why);
     set_unavailable_error(c->mb);
     if (was_ready) log_warning("backend %s connection %d lost: %s", c->mb->base.display, c->idx, why);
@@ -688,8 +692,9 @@ static void mb_info(backend *b, struct evbuffer *out)
         connects += mb->conns[i].connects;
         for (mc_req *r = mb->conns[i].head; r; r = r->next) pending++;
     }
-    evbuffer_add_printf(out, "backend_type:memcached\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
-                        ready ? "up" : "down");
+    evbuffer_add_printf(out,
+                        "backend_type:memcached\r\nbackend_address:%s\r\nbackend_status:%s\r\nbackend_tls:%s\r\n",
+                        b->display, ready ? "up" : "down", mb->addr.tls ? "yes" : "no");
     evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
     evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
     evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", mb->replies, mb->failures);
@@ -712,6 +717,7 @@ static void mb_free(backend *b)
     }
     free(mb->conns);
     free(mb->host);
+    SSL_CTX_free(mb->addr.tls);
     free(b->display);
     free(mb);
 }
@@ -743,7 +749,8 @@ static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
                                    mb_open_dedicated, mb_release_dedicated, mb_set_push};
 
-backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections)
+backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                                  int tls_verify)
 {
     mc_backend *mb = calloc(1, sizeof(*mb));
     if (!mb) abort();
@@ -755,6 +762,8 @@ backend *backend_memcached_create(struct event_base *base, const backend_url *u,
     mb->port = u->port;
     mb->addr.host = mb->host;
     mb->addr.port = mb->port;
+    if (tls && SSL_CTX_up_ref(tls) == 1) mb->addr.tls = tls;
+    mb->addr.tls_verify = tls_verify;
     char disp[300];
     if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
     else snprintf(disp, sizeof(disp), "%s:%d", u->host, u->port);

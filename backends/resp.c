@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 
 #include "backends/backend.h"
 #include "backends/conn.h"
@@ -188,6 +189,10 @@ static void conn_drop(resp_conn *c, const char *why)
     }
     c->fed = 0;
     c->state = CONN_DOWN;
+    /* A TLS failure (bad certificate, wrong name) needs the operator: said
+     * once at warning level, not on every retry. */
+    if (!was_ready && !strncmp(why, "TLS ", 4) && strcmp(why, c->rb->last_cause) != 0)
+        log_warning("backend %s: %s", c->rb->base.display, why);
     snprintf(c->rb->last_cause, sizeof(c->rb->last_cause), "%s", why);
     set_unavailable_error(c->rb);
     if (was_ready && !c->dedicated) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
@@ -535,8 +540,8 @@ static void rb_info(backend *b, struct evbuffer *out)
         pending += rb->conns[i].qlen;
         connects += rb->conns[i].connects;
     }
-    evbuffer_add_printf(out, "backend_type:resp\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
-                        ready ? "up" : "down");
+    evbuffer_add_printf(out, "backend_type:resp\r\nbackend_address:%s\r\nbackend_status:%s\r\nbackend_tls:%s\r\n",
+                        b->display, ready ? "up" : "down", rb->addr.tls ? "yes" : "no");
     evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
     evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
     evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", rb->replies, rb->failures);
@@ -573,6 +578,7 @@ static void rb_free(backend *b)
         }
     free(rb->dconns);
     backend_url_free(&rb->url);
+    SSL_CTX_free(rb->addr.tls);
     free(rb->parse_fns);
     free(b->display);
     free(rb);
@@ -581,7 +587,8 @@ static void rb_free(backend *b)
 static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free,
                                      rb_open_dedicated, rb_release_dedicated, rb_set_push};
 
-backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections)
+backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                             int tls_verify)
 {
     resp_backend *rb = calloc(1, sizeof(*rb));
     if (!rb) abort();
@@ -599,6 +606,8 @@ backend *backend_resp_create(struct event_base *base, const backend_url *u, int 
     memcpy(rb->url.scheme, u->scheme, sizeof(rb->url.scheme));
     rb->addr.host = rb->url.host;
     rb->addr.port = rb->url.port;
+    if (tls && SSL_CTX_up_ref(tls) == 1) rb->addr.tls = tls;
+    rb->addr.tls_verify = tls_verify;
     char disp[300];
     if (u->host[0] == '/') snprintf(disp, sizeof(disp), "%s", u->host);
     else if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
