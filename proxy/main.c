@@ -25,6 +25,7 @@
 #include "proxy/log.h"
 #include "proxy/scripting.h"
 #include "proxy/pubsub.h"
+#include "proxy/reply.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
 
@@ -57,13 +58,11 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)sa;
     (void)socklen;
     int kind = (int)(intptr_t)arg;
-    if (server.clients_count >= (unsigned long)config.maxclients) {
-        /* A TLS client could not read a plain error: it is just closed. */
-        if (kind != LISTEN_TLS) {
-            static const char err[] = "-ERR max number of clients reached\r\n";
-            ssize_t w = write(fd, err, sizeof(err) - 1);
-            (void)w;
-        }
+    int over_limit = server.clients_count >= (unsigned long)config.maxclients;
+    if (over_limit && kind != LISTEN_TLS) {
+        static const char err[] = "-ERR max number of clients reached\r\n";
+        ssize_t w = write(fd, err, sizeof(err) - 1);
+        (void)w;
         close(fd);
         server.stats.rejected_connections++;
         return;
@@ -73,7 +72,17 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         close(fd);
         return;
     }
-    client_create(fd, kind == LISTEN_UNIX, ssl);
+    client *c = client_create(fd, kind == LISTEN_UNIX, ssl);
+    if (over_limit) {
+        /* A TLS client reads the error only through TLS: it goes out after
+         * the handshake, then the connection closes. */
+        server.stats.connections_received--;
+        server.stats.rejected_connections++;
+        reply_error(client_reply_buffer(c), "ERR max number of clients reached");
+        /* Reads stay on: the handshake needs them (requests are not read
+         * once the client is marked). */
+        c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+    }
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)

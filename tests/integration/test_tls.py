@@ -379,6 +379,30 @@ def test_protocol_versions(tls_proxy, certs):
     assert "Invalid tls-protocols specified" in tls_proxy.log()
 
 
+def test_ciphers_and_ciphersuites(tls_proxy, certs):
+    only12 = client_ctx(certs, max_version=ssl.TLSVersion.TLSv1_2)
+    only13 = client_ctx(certs, min_version=ssl.TLSVersion.TLSv1_3)
+
+    def cipher(ctx):
+        with tls_conn(tls_proxy.tls_port, ctx) as c:
+            assert c.call("PING") == b"+PONG\r\n"
+            return c.sock.cipher()[0]
+
+    with RespConnection(HOST, tls_proxy.port) as admin:
+        try:
+            for suite in ("TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"):
+                assert admin.call("CONFIG", "SET", "tls-ciphersuites", suite) == b"+OK\r\n"
+                assert cipher(only13) == suite
+            for name in ("ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"):
+                assert admin.call("CONFIG", "SET", "tls-ciphers", name) == b"+OK\r\n"
+                assert cipher(only12) == name
+            assert admin.call("CONFIG", "SET", "tls-ciphers", "NO-SUCH-CIPHER").startswith(
+                b"-ERR CONFIG SET failed (possibly related to argument 'tls-ciphers') - Unable to update TLS")
+            assert cipher(only12) == "ECDHE-ECDSA-CHACHA20-POLY1305"
+        finally:
+            assert admin.call("CONFIG", "SET", "tls-ciphers", "", "tls-ciphersuites", "") == b"+OK\r\n"
+
+
 def test_plain_client_on_tls_port_is_cut_off(tls_proxy, certs):
     before = connected_clients(tls_proxy.port)
     for payload in (b"PING\r\n", b"*1\r\n$4\r\nPING\r\n" * 100, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"):
@@ -417,6 +441,22 @@ def test_tls_only_with_port_0(certs, store, tmp_path):
             # Protocol errors close a TLS client just as a plain one.
             c.send(b"*1\r\n$x\r\n")
             assert c.read_until_close().startswith(b"-ERR Protocol error")
+
+
+def test_maxclients_reply_reaches_a_tls_client(certs, store, tmp_path):
+    ctx = client_ctx(certs, cert=None)
+    p = TlsProxy(str(tmp_path), "redis://%s:%d" % (store.host, store.port),
+                 tls_args=server_tls_args(certs, auth="no"), extra=["--maxclients", "2"])
+    with running(p):
+        with RespConnection(HOST, p.port) as first, tls_conn(p.tls_port, ctx) as second:
+            assert second.call("PING") == b"+PONG\r\n"
+            with tls_conn(p.tls_port, ctx) as third:
+                assert third.read_until_close() == b"-ERR max number of clients reached\r\n"
+            assert first.call("PING") == b"+PONG\r\n"
+            stats = first.call("INFO", "stats").decode()
+            assert "rejected_connections:1\r\n" in stats
+        wait_for(lambda: connected_clients(p.port) == 1, what="the clients to be gone")
+        assert tls_ping(p.tls_port, ctx) == b"+PONG\r\n"
 
 
 def test_certificate_reload_keeps_open_connections(certs, store, tmp_path):
