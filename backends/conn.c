@@ -162,7 +162,9 @@ struct bufferevent *store_conn_open(struct event_base *base, const store_addr *a
     bufferevent_setcb(bev, readcb, NULL, eventcb, arg);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(bev, NULL, &tv);
+    /* For TLS the timeout also covers the handshake, which waits on reads:
+     * a store that accepts but never answers must not hang the connection. */
+    bufferevent_set_timeouts(bev, a->tls ? &tv : NULL, &tv);
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
         snprintf(why, whylen, "%s", strerror(errno));
         bufferevent_free(bev);

@@ -688,6 +688,40 @@ def test_rediss_store_certificate_checks(tls_store, certs, tmp_path, case):
             wait_for(lambda: _unavailable(p2, "u:nv") == "$-1\r\n", what="an unverified connection")
 
 
+def test_rediss_store_that_never_answers_the_handshake(certs, tmp_path):
+    """A listener that accepts and stays silent: the handshake times out
+    (backend connect timeout), the store is unavailable, the proxy serves on."""
+    silent = socket.socket()
+    silent.bind((HOST, 0))
+    silent.listen(64)
+    accepted = []
+    stop = threading.Event()
+
+    def accept_loop():
+        silent.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    t = threading.Thread(target=accept_loop)
+    t.start()
+    try:
+        p = store_proxy(tmp_path, "rediss://localhost:%d" % silent.getsockname()[1], certs)
+        with running(p):
+            wait_for(lambda: "connection timed out" in p.log(), timeout=20, what="the handshake timeout")
+            err = _unavailable(p)
+            assert err.startswith("-ERR backend ") and "is unavailable" in err, err
+            assert tls_ping(p.tls_port, client_ctx(certs)) == b"+PONG\r\n"
+    finally:
+        stop.set()
+        t.join(5)
+        for c in accepted:
+            c.close()
+        silent.close()
+
+
 def test_rediss_store_that_requires_a_client_certificate(certs, tmp_path):
     s = TlsRedis("tls-store-auth", str(tmp_path / "store"), certs, auth_clients="yes")
     s.start()
