@@ -93,8 +93,12 @@ SSL_CTX *store_tls_ctx_new(const store_tls_options *o, char *err, size_t errlen)
             goto fail;
         }
     }
+    /* Nothing left on OpenSSL's error queue for a later connection to
+     * mistake for its own failure. */
+    ERR_clear_error();
     return ctx;
 fail:
+    ERR_clear_error();
     SSL_CTX_free(ctx);
     return NULL;
 }
