@@ -105,17 +105,19 @@ class Certs:
 @pytest.fixture(scope="module")
 def certs():
     d = tempfile.mkdtemp(prefix="evalproxy-tls-")
-    c = Certs(d)
-    c.ca("ca")
-    c.ca("otherca")
-    c.leaf("server", "ca")
-    c.leaf("server2", "ca", cn="reloaded")
-    c.leaf("expired", "ca", expired=True)
-    c.leaf("client", "ca", cn="client", san=None)
-    c.leaf("wrongclient", "otherca", cn="intruder", san=None)
-    c.encrypt_key("server", "key-pass-123")
-    yield c
-    shutil.rmtree(d, ignore_errors=True)
+    try:
+        c = Certs(d)
+        c.ca("ca")
+        c.ca("otherca")
+        c.leaf("server", "ca")
+        c.leaf("server2", "ca", cn="reloaded")
+        c.leaf("expired", "ca", expired=True)
+        c.leaf("client", "ca", cn="client", san=None)
+        c.leaf("wrongclient", "otherca", cn="intruder", san=None)
+        c.encrypt_key("server", "key-pass-123")
+        yield c
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def client_ctx(certs, cert="client", ca="ca", min_version=None, max_version=None):
