@@ -1,5 +1,8 @@
 /* Backend URLs and the choice of implementation. */
 #include "backends/backend.h"
+#include "backends/conn.h"
+
+#include <openssl/ssl.h>
 
 #include <ctype.h>
 #include <stdio.h>
@@ -48,7 +51,7 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
     memset(u, 0, sizeof(*u));
     const char *sep = strstr(url, "://");
     if (!sep || (size_t)(sep - url) >= sizeof(u->scheme)) {
-        snprintf(err, errlen, "backend URL must look like redis://host:port[/db] or unix:///path");
+        snprintf(err, errlen, "backend URL must look like redis://host:port[/db], rediss://host:port[/db] or unix:///path");
         return -1;
     }
     memcpy(u->scheme, url, (size_t)(sep - url));
@@ -71,11 +74,15 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
         }
         return 0;
     }
-    if (strcmp(u->scheme, "redis") != 0 && strcmp(u->scheme, "memcached") != 0) {
-        snprintf(err, errlen, "unsupported backend scheme '%s' (expected redis://, unix:// or memcached://)",
+    int memcached = !strcmp(u->scheme, "memcached") || !strcmp(u->scheme, "memcacheds");
+    if (strcmp(u->scheme, "redis") != 0 && strcmp(u->scheme, "rediss") != 0 && !memcached) {
+        snprintf(err, errlen,
+                 "unsupported backend scheme '%s' (expected redis://, rediss://, unix://, memcached:// or "
+                 "memcacheds://)",
                  u->scheme);
         return -1;
     }
+    u->tls = !strcmp(u->scheme, "rediss") || !strcmp(u->scheme, "memcacheds");
     const char *at = strrchr(rest, '@');
     if (at) {
         const char *colon = memchr(rest, ':', (size_t)(at - rest));
@@ -107,7 +114,7 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
         u->host = dup_range(hp, hlen, 0);
         if (colon) portp = colon + 1;
     }
-    u->port = strcmp(u->scheme, "memcached") ? 6379 : 11211;
+    u->port = memcached ? 11211 : 6379;
     if (portp) {
         size_t plen = (size_t)(rest + hplen - portp);
         char buf[16];
@@ -122,17 +129,32 @@ int backend_url_parse(const char *url, backend_url *u, char *err, size_t errlen)
     if (slash && slash[1] && parse_db(slash + 1, &u->db) != 0) goto bad;
     return 0;
 bad:
-    snprintf(err, errlen, "invalid backend URL (expected redis://[user:password@]host:port[/db])");
+    snprintf(err, errlen, "invalid backend URL (expected %s://[user:password@]host:port[/db])", u->scheme);
     backend_url_free(u);
     return -1;
 }
 
-backend *backend_create(struct event_base *base, const char *url, int connections, char *err, size_t errlen)
+backend *backend_create(struct event_base *base, const char *url, int connections,
+                        const store_tls_options *tls, char *err, size_t errlen)
 {
     backend_url u;
     if (backend_url_parse(url, &u, err, errlen) != 0) return NULL;
-    backend *b = !strcmp(u.scheme, "memcached") ? backend_memcached_create(base, &u, connections)
-                                                : backend_resp_create(base, &u, connections);
+    SSL_CTX *ctx = NULL;
+    int verify = 0;
+    if (u.tls) {
+        static const store_tls_options defaults = {.verify = 1};
+        if (!tls) tls = &defaults;
+        verify = tls->verify;
+        ctx = store_tls_ctx_new(tls, err, errlen);
+        if (!ctx) {
+            backend_url_free(&u);
+            return NULL;
+        }
+    }
+    int memcached = !strncmp(u.scheme, "memcached", 9);
+    backend *b = memcached ? backend_memcached_create(base, &u, connections, ctx, verify)
+                           : backend_resp_create(base, &u, connections, ctx, verify);
+    SSL_CTX_free(ctx); /* the backend holds its own reference */
     backend_url_free(&u);
     return b;
 }

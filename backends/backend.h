@@ -9,6 +9,7 @@
 
 struct event_base;
 struct evbuffer;
+typedef struct ssl_ctx_st SSL_CTX;
 
 enum backend_reply_mode {
     BACKEND_RAW = 0,    /* reply bytes are handed over untouched */
@@ -61,8 +62,13 @@ struct backend {
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
 };
 
-/* Creates the backend for a URL (redis://, unix://). NULL with err set on a bad URL. */
-backend *backend_create(struct event_base *base, const char *url, int connections, char *err, size_t errlen);
+struct store_tls_options;
+
+/* Creates the backend for a URL (redis://, rediss://, unix://, memcached://,
+ * memcacheds://); tls applies to the TLS schemes. NULL with err set on a bad
+ * URL or TLS setup. */
+backend *backend_create(struct event_base *base, const char *url, int connections,
+                        const struct store_tls_options *tls, char *err, size_t errlen);
 
 static inline int backend_pick(backend *b, unsigned hint) { return b->ops->pick(b, hint); }
 static inline int backend_conn_ready(backend *b, int conn) { return b->ops->conn_ready(b, conn); }
@@ -87,6 +93,7 @@ static inline void backend_release_dedicated(backend *b, int conn, int reuse)
 /* Parsed form of a backend URL. */
 typedef struct backend_url {
     char scheme[16];
+    int tls;         /* rediss://, memcacheds:// */
     char *host;      /* or unix socket path */
     int port;
     char *user, *password;
@@ -96,7 +103,10 @@ typedef struct backend_url {
 int backend_url_parse(const char *url, backend_url *out, char *err, size_t errlen);
 void backend_url_free(backend_url *u);
 
-backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections);
-backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections);
+/* tls: the client context for TLS URLs (the backend takes a reference), else NULL. */
+backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                             int tls_verify);
+backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                                  int tls_verify);
 
 #endif

@@ -24,8 +24,10 @@
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 #include "backends/memcached_int.h"
 #include "proxy/log.h"
 #include "proxy/strconv.h"
@@ -348,6 +350,9 @@ static void conn_drop(mc_conn *c, const char *why)
         c->bev = NULL;
     }
     c->state = CONN_DOWN;
+    /* A TLS failure needs the operator: said once at warning level. */
+    if (!was_ready && !strncmp(why, "TLS ", 4) && strcmp(why, c->mb->last_cause) != 0)
+        log_warning("backend %s: %s", c->mb->base.display, why);
     snprintf(c->mb->last_cause, sizeof(c->mb->last_cause), "%s", why);
     set_unavailable_error(c->mb);
     if (was_ready) log_warning("backend %s connection %d lost: %s", c->mb->base.display, c->idx, why);
@@ -579,58 +584,25 @@ static void read_cb(struct bufferevent *bev, void *arg)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     mc_conn *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
-        int fd = bufferevent_getfd(c->bev);
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        store_conn_established(bev, &c->mb->addr);
         c->connects++;
         c->state = CONN_READY;
         c->backoff_ms = 0;
         log_verbose("backend %s connection %d ready", c->mb->base.display, c->idx);
         return;
     }
-    const char *why;
-    char buf[128];
-    if (what & BEV_EVENT_TIMEOUT) {
-        why = "connection timed out";
-    } else if (what & BEV_EVENT_EOF) {
-        why = "connection closed by store";
-    } else {
-        int e = EVUTIL_SOCKET_ERROR();
-        snprintf(buf, sizeof(buf), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
-        why = buf;
-    }
-    conn_drop(c, why);
+    char buf[160];
+    conn_drop(c, store_conn_failure(bev, what, buf, sizeof(buf)));
 }
 
 static void conn_connect(mc_conn *c)
 {
     mc_backend *mb = c->mb;
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_socktype = SOCK_STREAM;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", mb->port);
-    int rc = getaddrinfo(mb->host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(mb->last_cause, sizeof(mb->last_cause), "cannot resolve %s: %s", mb->host, gai_strerror(rc));
-        set_unavailable_error(mb);
-        c->state = CONN_DOWN;
-        schedule_retry(c);
-        return;
-    }
-    c->bev = bufferevent_socket_new(mb->evb, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (!c->bev) abort();
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    char why[160];
     c->state = CONN_CONNECTING;
-    int ok = bufferevent_socket_connect(c->bev, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
-    if (ok != 0) conn_drop(c, strerror(errno));
+    c->bev = store_conn_open(mb->evb, &mb->addr, CONNECT_TIMEOUT_MS, read_cb, event_cb, c, why, sizeof(why));
+    if (!c->bev) conn_drop(c, why);
 }
 
 /* ---- backend_ops --------------------------------------------------------------- */
@@ -720,8 +692,9 @@ static void mb_info(backend *b, struct evbuffer *out)
         connects += mb->conns[i].connects;
         for (mc_req *r = mb->conns[i].head; r; r = r->next) pending++;
     }
-    evbuffer_add_printf(out, "backend_type:memcached\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
-                        ready ? "up" : "down");
+    evbuffer_add_printf(out,
+                        "backend_type:memcached\r\nbackend_address:%s\r\nbackend_status:%s\r\nbackend_tls:%s\r\n",
+                        b->display, ready ? "up" : "down", mb->addr.tls ? "yes" : "no");
     evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
     evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
     evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", mb->replies, mb->failures);
@@ -744,6 +717,7 @@ static void mb_free(backend *b)
     }
     free(mb->conns);
     free(mb->host);
+    SSL_CTX_free(mb->addr.tls);
     free(b->display);
     free(mb);
 }
@@ -775,7 +749,8 @@ static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
                                    mb_open_dedicated, mb_release_dedicated, mb_set_push};
 
-backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections)
+backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                                  int tls_verify)
 {
     mc_backend *mb = calloc(1, sizeof(*mb));
     if (!mb) abort();
@@ -785,6 +760,10 @@ backend *backend_memcached_create(struct event_base *base, const backend_url *u,
     mb->evb = base;
     mb->host = strdup(u->host);
     mb->port = u->port;
+    mb->addr.host = mb->host;
+    mb->addr.port = mb->port;
+    if (tls && SSL_CTX_up_ref(tls) == 1) mb->addr.tls = tls;
+    mb->addr.tls_verify = tls_verify;
     char disp[300];
     if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);
     else snprintf(disp, sizeof(disp), "%s:%d", u->host, u->port);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 
 struct event;
 struct bufferevent;
@@ -96,6 +97,7 @@ typedef struct mc_backend {
     struct event_base *evb;
     char *host;
     int port;
+    store_addr addr; /* points at host */
     mc_conn *conns;
     char error[256];
     char last_cause[128];

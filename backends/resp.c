@@ -3,12 +3,10 @@
  * objects only for the callers that ask for them); relayed replies leave as
  * the bytes the store sent. */
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -16,8 +14,10 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <openssl/ssl.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 #include "proxy/log.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
@@ -62,6 +62,7 @@ typedef struct resp_backend {
     backend base;
     struct event_base *evb;
     backend_url url;
+    store_addr addr; /* points into url */
     resp_conn *conns;
     resp_conn **dconns; /* dedicated connections; ids DEDICATED_BASE + index */
     int ndconns;
@@ -188,6 +189,10 @@ static void conn_drop(resp_conn *c, const char *why)
     }
     c->fed = 0;
     c->state = CONN_DOWN;
+    /* A TLS failure (bad certificate, wrong name) needs the operator: said
+     * once at warning level, not on every retry. */
+    if (!was_ready && !strncmp(why, "TLS ", 4) && strcmp(why, c->rb->last_cause) != 0)
+        log_warning("backend %s: %s", c->rb->base.display, why);
     snprintf(c->rb->last_cause, sizeof(c->rb->last_cause), "%s", why);
     set_unavailable_error(c->rb);
     if (was_ready && !c->dedicated) log_warning("backend %s connection %d lost: %s", c->rb->base.display, c->idx, why);
@@ -342,13 +347,8 @@ static int queue_auth(resp_conn *c)
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     resp_conn *c = arg;
-    (void)bev;
     if (what & BEV_EVENT_CONNECTED) {
-        int fd = bufferevent_getfd(c->bev);
-        int one = 1;
-        if (c->rb->url.host[0] != '/') setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        store_conn_established(bev, &c->rb->addr);
         c->connects++;
         if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
@@ -361,60 +361,23 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         }
         return;
     }
-    const char *why;
-    char buf[128];
-    if (what & BEV_EVENT_TIMEOUT) {
-        why = "connection timed out";
-    } else if (what & BEV_EVENT_EOF) {
-        why = "connection closed by store";
-    } else {
-        int e = EVUTIL_SOCKET_ERROR();
-        snprintf(buf, sizeof(buf), "%s", e ? evutil_socket_error_to_string(e) : "connection error");
-        why = buf;
-    }
-    conn_drop(c, why);
+    char buf[160];
+    conn_drop(c, store_conn_failure(bev, what, buf, sizeof(buf)));
 }
 
 static void conn_connect(resp_conn *c)
 {
     resp_backend *rb = c->rb;
-    struct sockaddr_storage ss;
-    socklen_t sslen = 0;
-    memset(&ss, 0, sizeof(ss));
-    if (rb->url.host[0] == '/') {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        sun->sun_family = AF_UNIX;
-        snprintf(sun->sun_path, sizeof(sun->sun_path), "%s", rb->url.host);
-        sslen = sizeof(*sun);
-    } else {
-        struct addrinfo hints = {0}, *res = NULL;
-        hints.ai_socktype = SOCK_STREAM;
-        char port[16];
-        snprintf(port, sizeof(port), "%d", rb->url.port);
-        int rc = getaddrinfo(rb->url.host, port, &hints, &res);
-        if (rc != 0 || !res) {
-            snprintf(rb->last_cause, sizeof(rb->last_cause), "cannot resolve %s: %s", rb->url.host, gai_strerror(rc));
-            set_unavailable_error(rb);
-            c->state = CONN_DOWN;
-            if (!c->dedicated) schedule_retry(c);
-            return;
-        }
-        memcpy(&ss, res->ai_addr, res->ai_addrlen);
-        sslen = (socklen_t)res->ai_addrlen;
-        freeaddrinfo(res);
-    }
-    c->bev = bufferevent_socket_new(rb->evb, -1, BEV_OPT_CLOSE_ON_FREE);
-    c->reader = redisReaderCreateWithFunctions(NULL);
-    if (!c->bev || !c->reader) abort();
+    char why[160];
     c->fed = 0;
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-    struct timeval tv = {CONNECT_TIMEOUT_MS / 1000, (CONNECT_TIMEOUT_MS % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
     c->state = CONN_CONNECTING;
-    if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&ss, (int)sslen) != 0) {
-        conn_drop(c, strerror(errno));
+    c->bev = store_conn_open(rb->evb, &rb->addr, CONNECT_TIMEOUT_MS, read_cb, event_cb, c, why, sizeof(why));
+    if (!c->bev) {
+        conn_drop(c, why);
+        return;
     }
+    c->reader = redisReaderCreateWithFunctions(NULL);
+    if (!c->reader) abort();
 }
 
 /* ---- backend_ops ----------------------------------------------------------- */
@@ -577,8 +540,8 @@ static void rb_info(backend *b, struct evbuffer *out)
         pending += rb->conns[i].qlen;
         connects += rb->conns[i].connects;
     }
-    evbuffer_add_printf(out, "backend_type:resp\r\nbackend_address:%s\r\nbackend_status:%s\r\n", b->display,
-                        ready ? "up" : "down");
+    evbuffer_add_printf(out, "backend_type:resp\r\nbackend_address:%s\r\nbackend_status:%s\r\nbackend_tls:%s\r\n",
+                        b->display, ready ? "up" : "down", rb->addr.tls ? "yes" : "no");
     evbuffer_add_printf(out, "backend_connections:%d\r\nbackend_connections_ready:%d\r\n", b->connections, ready);
     evbuffer_add_printf(out, "backend_pending_requests:%zu\r\nbackend_connects:%llu\r\n", pending, connects);
     evbuffer_add_printf(out, "backend_replies:%llu\r\nbackend_failed_requests:%llu\r\n", rb->replies, rb->failures);
@@ -615,6 +578,7 @@ static void rb_free(backend *b)
         }
     free(rb->dconns);
     backend_url_free(&rb->url);
+    SSL_CTX_free(rb->addr.tls);
     free(rb->parse_fns);
     free(b->display);
     free(rb);
@@ -623,7 +587,8 @@ static void rb_free(backend *b)
 static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free,
                                      rb_open_dedicated, rb_release_dedicated, rb_set_push};
 
-backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections)
+backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
+                             int tls_verify)
 {
     resp_backend *rb = calloc(1, sizeof(*rb));
     if (!rb) abort();
@@ -639,6 +604,10 @@ backend *backend_resp_create(struct event_base *base, const backend_url *u, int 
     rb->url.user = u->user ? strdup(u->user) : NULL;
     rb->url.password = u->password ? strdup(u->password) : NULL;
     memcpy(rb->url.scheme, u->scheme, sizeof(rb->url.scheme));
+    rb->addr.host = rb->url.host;
+    rb->addr.port = rb->url.port;
+    if (tls && SSL_CTX_up_ref(tls) == 1) rb->addr.tls = tls;
+    rb->addr.tls_verify = tls_verify;
     char disp[300];
     if (u->host[0] == '/') snprintf(disp, sizeof(disp), "%s", u->host);
     else if (strchr(u->host, ':')) snprintf(disp, sizeof(disp), "[%s]:%d", u->host, u->port);

@@ -13,7 +13,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "backends/backend.h"
 #include "proxy/config.h"
@@ -24,6 +26,7 @@
 #include "proxy/transactions.h"
 #include "proxy/pubsub.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
 static reply_slot *free_slots;
@@ -125,9 +128,24 @@ static void flush_unqueue(client *c)
     c->flush_queued = 0;
 }
 
+/* Output not yet handed to the kernel: the proxy's buffer, plus for TLS
+ * what the bufferevent still has to encrypt and send. */
+static size_t client_pending_output(client *c)
+{
+    return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
 static void client_write_now(client *c)
 {
     struct evbuffer *out = c->out;
+    if (c->flags & CLIENT_TLS) {
+        /* TLS records are written by the bufferevent: hand it the whole turn's output. */
+        size_t n = evbuffer_get_length(out);
+        if (n && bufferevent_write_buffer(c->bev, out) == 0) server.stats.net_output_bytes += n;
+        if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0)
+            client_close(c);
+        return;
+    }
     while (evbuffer_get_length(out)) {
         int n = evbuffer_write(out, c->fd);
         if (n > 0) {
@@ -174,7 +192,7 @@ static void client_check_output_limits(client *c)
 {
     if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
     const obuf_limit *l = &config.obuf_limits[pubsub_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
-    size_t used = evbuffer_get_length(c->out);
+    size_t used = client_pending_output(c);
     int hard = l->hard && used >= l->hard;
     int soft = 0;
     if (l->soft && used >= l->soft) {
@@ -252,8 +270,7 @@ void client_slot_done(reply_slot *s)
         return;
     }
     if (c->slots_head == s) client_flush_slots(c);
-    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev &&
-        evbuffer_get_length(c->out) == 0)
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev && client_pending_output(c) == 0)
         client_close(c);
 }
 
@@ -281,11 +298,31 @@ static void read_cb(struct bufferevent *bev, void *arg)
 
 
 
-static void event_cb(struct bufferevent *bev, short what, void *arg)
+/* TLS only: the bufferevent has sent everything it was given. */
+static void tls_written_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     client *c = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) client_close(c);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0) client_close(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    client *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->flags |= CLIENT_TLS_READY; /* the TLS handshake is done */
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        char why[256];
+        const char *tls_why = (c->flags & CLIENT_TLS) ? tls_bufferevent_error(bev, why, sizeof(why)) : NULL;
+        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY))
+            log_verbose("Error accepting a client connection: %s (addr=%s laddr=%s)",
+                        tls_why ? tls_why : "connection closed during the TLS handshake", c->addr, c->laddr);
+        else if (tls_why)
+            log_verbose("TLS error on client id=%llu addr=%s: %s", (unsigned long long)c->id, c->addr, tls_why);
+        client_close(c);
+    }
 }
 
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
@@ -295,7 +332,7 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     client_process_input(arg);
 }
 
-client *client_create(int fd, int is_unix)
+client *client_create(int fd, int is_unix, SSL *ssl)
 {
     client *c = calloc(1, sizeof(*c));
     if (!c) abort();
@@ -325,12 +362,20 @@ client *client_create(int fd, int is_unix)
             setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         }
     }
-    c->bev = bufferevent_socket_new(server.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (ssl) {
+        /* Same client from here on; the bufferevent does the handshake and
+         * the record layer, and reads start once the handshake is done. */
+        c->flags |= CLIENT_TLS;
+        c->bev = bufferevent_openssl_socket_new(server.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(server.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
     c->resume_ev = event_new(server.base, -1, 0, resume_cb, c);
     if (!c->bev || !c->resume_ev) abort();
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_setcb(c->bev, read_cb, ssl ? tls_written_cb : NULL, event_cb, c);
     bufferevent_enable(c->bev, EV_READ);
-    /* Output bypasses the bufferevent: see client_write_now. */
+    /* Plain output bypasses the bufferevent: see client_write_now. */
     c->out = evbuffer_new();
     c->write_ev = event_new(server.base, fd, EV_WRITE, write_ready_cb, c);
     if (!c->out || !c->write_ev) abort();
@@ -499,7 +544,7 @@ static void client_process_input(client *c)
 void client_describe(client *c, struct evbuffer *out)
 {
     time_t now = time(NULL);
-    size_t obl = c->bev ? evbuffer_get_length(c->out) : 0;
+    size_t obl = c->bev ? client_pending_output(c) : 0;
     char flags[8];
     int nf = 0;
     if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';

@@ -19,6 +19,7 @@
 #include "proxy/scripting.h"
 #include "proxy/pubsub.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {
@@ -324,6 +325,7 @@ static void info_server(struct evbuffer *t)
                         "process_id:%d\r\n"
                         "run_id:%s\r\n"
                         "tcp_port:%d\r\n"
+                        "tls_port:%d\r\n"
                         "server_time_usec:%lld\r\n"
                         "uptime_in_seconds:%lld\r\n"
                         "uptime_in_days:%lld\r\n"
@@ -331,7 +333,7 @@ static void info_server(struct evbuffer *t)
                         "config_file:%s\r\n"
                         "evalproxy_version:%s\r\n",
                         REDIS_COMPAT_VERSION, u.sysname, u.release, u.machine, (int)(sizeof(void *) * 8),
-                        (int)getpid(), server.run_id, config.port,
+                        (int)getpid(), server.run_id, config.port, config.tls_port,
                         (long long)tv.tv_sec * 1000000 + tv.tv_usec, uptime, uptime / 86400, exe,
                         config_file_path ? config_file_path : "", EVALPROXY_VERSION);
 }
@@ -475,12 +477,18 @@ typedef struct config_undo {
     int n;
     char *names[64];
     char *values[64];
+    int tls_rebuilt; /* the TLS context was rebuilt from the new values */
 } config_undo;
 
 static void config_undo_apply(config_undo *u)
 {
     for (int i = u->n - 1; i >= 0; i--) config_set(u->names[i], u->values[i], strlen(u->values[i]));
     scripting_apply_config();
+    if (u->tls_rebuilt) {
+        /* Back to a context made from the old values. */
+        char err[512];
+        if (tls_configure(err, sizeof(err)) != 0) log_warning("Restoring the TLS configuration: %s", err);
+    }
 }
 
 static void config_undo_free(config_undo *u)
@@ -562,6 +570,26 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         u->n++;
     }
     scripting_apply_config();
+    /* The tls-* values take effect together, in one new context (the first
+     * one named is the argument the error points at, as in Redis). */
+    const char *tls_arg = NULL;
+    for (int i = 2; i < argc && !tls_arg; i += 2)
+        if (config_canonical_name(argv[i], argvlen[i]) && tls_is_context_directive(argv[i], argvlen[i]))
+            tls_arg = argv[i];
+    if (tls_arg) {
+        char err[512];
+        if (tls_configure(err, sizeof(err)) != 0) {
+            log_warning("Failed to update the TLS configuration: %s", err);
+            config_undo_apply(u); /* the old context was never replaced */
+            config_undo_free(u);
+            reply_errorf(client_reply_buffer(c),
+                         "ERR CONFIG SET failed (possibly related to argument '%s') - Unable to update TLS "
+                         "configuration. Check server logs.",
+                         tls_arg);
+            return;
+        }
+        u->tls_rebuilt = 1;
+    }
     if (!store) {
         config_undo_free(u);
         reply_ok(client_reply_buffer(c));

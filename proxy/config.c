@@ -37,6 +37,10 @@ static const config_enum loglevel_enum[] = {
     {"warning", LL_WARNING}, {"nothing", LL_NOTHING}, {NULL, 0}};
 static const config_enum busy_scope_enum[] = {{"keys", 0}, {"all", 1}, {NULL, 0}};
 static const config_enum undeclared_enum[] = {{"lock", 0}, {"error", 1}, {NULL, 0}};
+static const config_enum tls_auth_enum[] = {{"no", TLS_AUTH_CLIENTS_NO},
+                                            {"yes", TLS_AUTH_CLIENTS_YES},
+                                            {"optional", TLS_AUTH_CLIENTS_OPTIONAL},
+                                            {NULL, 0}};
 
 static const char *set_bind(int argc, char **argv);
 static int get_bind(char *buf, size_t len);
@@ -73,6 +77,26 @@ static const config_def config_defs[] = {
     {"lua-undeclared-keys", NULL, CT_ENUM, 0, &config.lua_undeclared_keys_error, 0, 0, undeclared_enum, NULL, NULL},
     {"lua-time-slice", NULL, CT_LL, 0, &config.lua_time_slice_us, 100, 1000000, NULL, NULL, NULL},
     {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
+    /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
+    {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},
+    {"tls-cert-file", NULL, CT_STRING, 0, &config.tls_cert_file, 0, 0, NULL, NULL, NULL},
+    {"tls-key-file", NULL, CT_STRING, 0, &config.tls_key_file, 0, 0, NULL, NULL, NULL},
+    {"tls-key-file-pass", NULL, CT_STRING, 0, &config.tls_key_file_pass, 0, 0, NULL, NULL, NULL},
+    {"tls-ca-cert-file", NULL, CT_STRING, 0, &config.tls_ca_cert_file, 0, 0, NULL, NULL, NULL},
+    {"tls-ca-cert-dir", NULL, CT_STRING, 0, &config.tls_ca_cert_dir, 0, 0, NULL, NULL, NULL},
+    {"tls-auth-clients", NULL, CT_ENUM, 0, &config.tls_auth_clients, 0, 0, tls_auth_enum, NULL, NULL},
+    {"tls-protocols", NULL, CT_STRING, 0, &config.tls_protocols, 0, 0, NULL, NULL, NULL},
+    {"tls-ciphers", NULL, CT_STRING, 0, &config.tls_ciphers, 0, 0, NULL, NULL, NULL},
+    {"tls-ciphersuites", NULL, CT_STRING, 0, &config.tls_ciphersuites, 0, 0, NULL, NULL, NULL},
+    {"tls-prefer-server-ciphers", NULL, CT_BOOL, 0, &config.tls_prefer_server_ciphers, 0, 1, NULL, NULL, NULL},
+    {"tls-session-caching", NULL, CT_BOOL, 0, &config.tls_session_caching, 0, 1, NULL, NULL, NULL},
+    {"tls-session-cache-size", NULL, CT_INT, 0, &config.tls_session_cache_size, 0, INT_MAX, NULL, NULL, NULL},
+    {"tls-session-cache-timeout", NULL, CT_INT, 0, &config.tls_session_cache_timeout, 0, INT_MAX, NULL, NULL, NULL},
+    {"backend-tls-ca-cert-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_ca_cert_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-ca-cert-dir", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_ca_cert_dir, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-cert-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_cert_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-key-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_key_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-verify", NULL, CT_BOOL, CF_IMMUTABLE, &config.backend_tls_verify, 0, 1, NULL, NULL, NULL},
     {NULL, NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL},
 };
 
@@ -118,6 +142,13 @@ void config_init_defaults(void)
     config.lua_memory_limit = 0;
     config.lua_undeclared_keys_error = 0;
     config.lua_time_slice_us = 2000;
+    config.tls_port = 0;
+    config.tls_auth_clients = TLS_AUTH_CLIENTS_YES;
+    config.tls_prefer_server_ciphers = 0;
+    config.tls_session_caching = 1;
+    config.tls_session_cache_size = 20 * 1024;
+    config.tls_session_cache_timeout = 300;
+    config.backend_tls_verify = 1;
 }
 
 /* ---- Redis's small string helpers ---------------------------------------- */

@@ -13,6 +13,8 @@ typedef struct obuf_limit {
     long long soft_seconds;
 } obuf_limit;
 
+enum tls_auth_clients { TLS_AUTH_CLIENTS_NO = 0, TLS_AUTH_CLIENTS_YES, TLS_AUTH_CLIENTS_OPTIONAL };
+
 typedef struct proxy_config {
     char *bind[CONFIG_MAX_BIND];
     int bind_count;
@@ -43,6 +45,19 @@ typedef struct proxy_config {
     int lua_undeclared_keys_error;
     long long lua_time_slice_us;
     char *functions_file; /* NULL: libraries are not kept across restarts */
+    /* TLS for clients (tls-*), as Redis's directives. */
+    int tls_port;
+    char *tls_cert_file, *tls_key_file, *tls_key_file_pass;
+    char *tls_ca_cert_file, *tls_ca_cert_dir;
+    int tls_auth_clients;
+    char *tls_protocols, *tls_ciphers, *tls_ciphersuites;
+    int tls_prefer_server_ciphers;
+    int tls_session_caching;
+    int tls_session_cache_size, tls_session_cache_timeout;
+    /* TLS towards rediss:// and memcacheds:// stores. */
+    char *backend_tls_ca_cert_file, *backend_tls_ca_cert_dir;
+    char *backend_tls_cert_file, *backend_tls_key_file;
+    int backend_tls_verify;
 } proxy_config;
 
 extern proxy_config config;

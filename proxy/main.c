@@ -18,17 +18,23 @@
 #include <openssl/rand.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/scripting.h"
 #include "proxy/pubsub.h"
+#include "proxy/reply.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 
 
 
-#define MAX_LISTENERS (CONFIG_MAX_BIND + 1)
+#define MAX_LISTENERS (2 * CONFIG_MAX_BIND + 1)
+
+/* What a listener accepts; passed to accept_cb as its argument. */
+enum listener_kind { LISTEN_TCP = 0, LISTEN_UNIX, LISTEN_TLS };
 static struct evconnlistener *listeners[MAX_LISTENERS];
 static int listener_count;
 static struct event *sig_events[3];
@@ -51,8 +57,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     (void)l;
     (void)sa;
     (void)socklen;
-    int is_unix = arg != NULL;
-    if (server.clients_count >= (unsigned long)config.maxclients) {
+    int kind = (int)(intptr_t)arg;
+    int over_limit = server.clients_count >= (unsigned long)config.maxclients;
+    if (over_limit && kind != LISTEN_TLS) {
         static const char err[] = "-ERR max number of clients reached\r\n";
         ssize_t w = write(fd, err, sizeof(err) - 1);
         (void)w;
@@ -60,7 +67,22 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         server.stats.rejected_connections++;
         return;
     }
-    client_create(fd, is_unix);
+    SSL *ssl = NULL;
+    if (kind == LISTEN_TLS && !(ssl = tls_new_server_ssl())) {
+        close(fd);
+        return;
+    }
+    client *c = client_create(fd, kind == LISTEN_UNIX, ssl);
+    if (over_limit) {
+        /* A TLS client reads the error only through TLS: it goes out after
+         * the handshake, then the connection closes. */
+        server.stats.connections_received--;
+        server.stats.rejected_connections++;
+        reply_error(client_reply_buffer(c), "ERR max number of clients reached");
+        /* Reads stay on: the handshake needs them (requests are not read
+         * once the client is marked). */
+        c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+    }
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -71,7 +93,7 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
 }
 
-static int listen_tcp(const char *addr)
+static int listen_tcp(const char *addr, int port, int kind)
 {
     int optional = addr[0] == '-';
     if (optional) addr++;
@@ -81,13 +103,13 @@ static int listen_tcp(const char *addr)
     if (strchr(addr, ':')) {
         struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
         s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)config.port);
+        s6->sin6_port = htons((uint16_t)port);
         if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1) goto bad;
         len = sizeof(*s6);
     } else {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
         s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)config.port);
+        s4->sin_port = htons((uint16_t)port);
         if (!strcmp(addr, "*")) s4->sin_addr.s_addr = htonl(INADDR_ANY);
         else if (inet_pton(AF_INET, addr, &s4->sin_addr) != 1) goto bad;
         len = sizeof(*s4);
@@ -95,14 +117,16 @@ static int listen_tcp(const char *addr)
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
     if (ss.ss_family == AF_INET6) flags |= LEV_OPT_BIND_IPV6ONLY;
     struct evconnlistener *l =
-        evconnlistener_new_bind(server.base, accept_cb, NULL, flags, config.tcp_backlog, (struct sockaddr *)&ss, (int)len);
+        evconnlistener_new_bind(server.base, accept_cb, (void *)(intptr_t)kind, flags, config.tcp_backlog,
+                                (struct sockaddr *)&ss, (int)len);
     if (!l) {
         int e = errno;
         if (optional && (e == EADDRNOTAVAIL || e == EAFNOSUPPORT || e == EPROTONOSUPPORT)) {
             log_verbose("Skipping optional bind address %s: %s", addr, strerror(e));
             return 0;
         }
-        log_warning("Could not create server TCP listening socket %s:%d: %s", addr, config.port, strerror(e));
+        log_warning("Could not create server %s listening socket %s:%d: %s", kind == LISTEN_TLS ? "TLS" : "TCP", addr,
+                    port, strerror(e));
         return -1;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);
@@ -124,7 +148,7 @@ static int listen_unix(const char *path)
     }
     strcpy(sun.sun_path, path);
     unlink(path);
-    struct evconnlistener *l = evconnlistener_new_bind(server.base, accept_cb, (void *)1,
+    struct evconnlistener *l = evconnlistener_new_bind(server.base, accept_cb, (void *)(intptr_t)LISTEN_UNIX,
                                                        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
                                                        config.tcp_backlog, (struct sockaddr *)&sun, sizeof(sun));
     if (!l) {
@@ -203,6 +227,10 @@ static int load_configuration(int argc, char **argv, int *test_only)
         return -1;
     }
     backend_url_free(&u);
+    if (config.tls_port && tls_configure(err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\nFailed to configure TLS: %s\n", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -241,13 +269,23 @@ int main(int argc, char **argv)
     if (functions_load_file() != 0) return 1;
 
     char err[512];
-    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, err, sizeof(err));
+    store_tls_options store_tls = {
+        .ca_file = config.backend_tls_ca_cert_file,
+        .ca_dir = config.backend_tls_ca_cert_dir,
+        .cert_file = config.backend_tls_cert_file,
+        .key_file = config.backend_tls_key_file,
+        .verify = config.backend_tls_verify,
+    };
+    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, &store_tls, err,
+                                    sizeof(err));
     if (!server.backend) {
         log_warning("backend: %s", err);
         return 1;
     }
     for (int i = 0; i < config.bind_count; i++)
-        if (config.port && listen_tcp(config.bind[i]) != 0) return 1;
+        if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
+    for (int i = 0; i < config.bind_count; i++)
+        if (config.tls_port && listen_tcp(config.bind[i], config.tls_port, LISTEN_TLS) != 0) return 1;
     if (config.unixsocket && listen_unix(config.unixsocket) != 0) return 1;
     if (listener_count == 0) {
         log_warning("Configured to not listen anywhere, exiting.");
@@ -263,8 +301,9 @@ int main(int argc, char **argv)
     struct timeval tick = {1, 0};
     event_add(cron_ev, &tick);
 
-    log_notice("evalproxy %s (Redis %s compatible) started, pid=%d, port=%d, backend=%s", EVALPROXY_VERSION,
-               REDIS_COMPAT_VERSION, (int)getpid(), config.port, server.backend->display);
+    log_notice("evalproxy %s (Redis %s compatible) started, pid=%d, port=%d, tls-port=%d, backend=%s",
+               EVALPROXY_VERSION, REDIS_COMPAT_VERSION, (int)getpid(), config.port, config.tls_port,
+               server.backend->display);
     log_notice("Ready to accept connections");
     event_base_dispatch(server.base);
 
@@ -279,6 +318,7 @@ int main(int argc, char **argv)
     clients_shutdown();
     dispatch_free();
     locks_shutdown();
+    tls_shutdown();
     for (int i = 0; i < 2; i++) event_free(sig_events[i]);
     event_free(cron_ev);
     event_base_free(server.base);

@@ -18,6 +18,7 @@ struct evbuffer;
 struct event;
 struct backend;
 struct command_def;
+struct ssl_st;
 
 typedef struct client client;
 typedef struct multi_state multi_state;
@@ -42,6 +43,8 @@ enum client_flags {
     CLIENT_REPLY_SKIP = 1 << 5, /* this command's reply is skipped */
     CLIENT_NO_EVICT = 1 << 6,
     CLIENT_BLOCKED = 1 << 7,    /* waiting: later commands stay unread */
+    CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
+    CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
 };
 
 struct client {
@@ -112,7 +115,7 @@ typedef struct server_state {
 extern server_state server;
 
 /* client.c */
-client *client_create(int fd, int is_unix);
+client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
 void client_close(client *c);             /* now: pending replies are dropped */
 void client_close_after_reply(client *c); /* after what is queued has been written */
 /* Where to write a reply that is ready now: the socket's buffer, or a slot

@@ -7,6 +7,7 @@ import re
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import time
 
@@ -67,14 +68,22 @@ class ConnectionClosed(Exception):
 
 
 class RespConnection:
-    """A plain socket speaking RESP. read_reply() returns the exact bytes of
-    one complete reply (RESP2 and RESP3 types, nested to any depth)."""
+    """A socket speaking RESP (TLS when given an ssl_context). read_reply()
+    returns the exact bytes of one complete reply (RESP2 and RESP3 types,
+    nested to any depth)."""
 
-    def __init__(self, host, port, timeout=REPLY_TIMEOUT, connect_timeout=5.0):
+    def __init__(self, host, port, timeout=REPLY_TIMEOUT, connect_timeout=5.0,
+                 ssl_context=None, server_hostname=None):
         self.host, self.port = host, port
         self.timeout = timeout
         self.sock = socket.create_connection((host, port), timeout=connect_timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname or host)
+            except BaseException:
+                self.sock.close()
+                raise
         self.sock.settimeout(timeout)
         self.buf = bytearray()
         self.closed_by_peer = False
@@ -106,7 +115,7 @@ class RespConnection:
             chunk = self.sock.recv(1 << 20)
         except socket.timeout:
             raise ReplyTimeout()
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLEOFError, ssl.SSLZeroReturnError):
             chunk = b""
         if not chunk:
             self.closed_by_peer = True

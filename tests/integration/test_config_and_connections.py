@@ -27,7 +27,9 @@ from harness import (HOST, ConnectionClosed, ProxyProcess, RedisServer, ReplyTim
 # Directives that exist only in the proxy (Redis 7.0 has no such parameter).
 PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "backend-blocking-connections", "backend-connect-timeout", "busy-reply-scope",
-              "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice"}
+              "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice",
+              "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
+              "backend-tls-key-file", "backend-tls-verify"}
 
 PASSWORD = "Sekr1t-pw"
 

@@ -1,0 +1,47 @@
+/* Opening a store connection, shared by the RESP and memcached backends:
+ * name resolution, a non-blocking connect with a timeout, TLS (certificate
+ * and host name checks, SNI) when the URL asks for it, socket options once
+ * connected, and the text that says why a connection failed. */
+#ifndef EVALPROXY_BACKEND_CONN_H
+#define EVALPROXY_BACKEND_CONN_H
+
+#include <stddef.h>
+
+#include <event2/bufferevent.h>
+
+struct event_base;
+typedef struct ssl_ctx_st SSL_CTX;
+
+/* Where a store listens. */
+typedef struct store_addr {
+    const char *host; /* name, IP literal, or a unix socket path (starts with '/') */
+    int port;
+    SSL_CTX *tls;     /* NULL: plain TCP */
+    int tls_verify;   /* check the chain and that it names host */
+} store_addr;
+
+/* How the proxy talks TLS to a store (backend-tls-* directives). */
+typedef struct store_tls_options {
+    const char *ca_file, *ca_dir; /* neither: the system's trusted CAs */
+    const char *cert_file, *key_file; /* the proxy's own certificate, optional */
+    int verify;
+} store_tls_options;
+
+/* A client context for store connections; NULL with the reason in err. */
+SSL_CTX *store_tls_ctx_new(const store_tls_options *o, char *err, size_t errlen);
+
+/* Starts connecting; the event callback gets BEV_EVENT_CONNECTED once the
+ * connection is usable (for TLS: after the handshake), or an error/timeout/EOF. Returns NULL with the
+ * reason in why when it cannot even start. */
+struct bufferevent *store_conn_open(struct event_base *base, const store_addr *a, long timeout_ms,
+                                    bufferevent_data_cb readcb, bufferevent_event_cb eventcb, void *arg,
+                                    char *why, size_t whylen);
+
+/* On BEV_EVENT_CONNECTED: socket options, and the connect timeout lifted. */
+void store_conn_established(struct bufferevent *bev, const store_addr *a);
+
+/* Why the event callback saw `what` on bev, as a short text in buf. TLS
+ * failures start with "TLS ". */
+const char *store_conn_failure(struct bufferevent *bev, short what, char *buf, size_t len);
+
+#endif
