@@ -60,7 +60,14 @@ struct backend {
     int default_db; /* the database new clients start in */
     int has_transactions; /* the store runs MULTI/EXEC itself */
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
+    long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
 };
+
+/* A connection attempt's time limit. */
+static inline long long backend_connect_timeout(const backend *b)
+{
+    return b->connect_timeout_ms > 0 ? b->connect_timeout_ms : 2000;
+}
 
 struct store_tls_options;
 

@@ -37,7 +37,6 @@ static const char *state_names[] = {"down", "connecting", "ready"};
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define CONNECT_TIMEOUT_MS 2000
 
 /* ---- small helpers --------------------------------------------------------- */
 
@@ -601,7 +600,7 @@ static void conn_connect(mc_conn *c)
     mc_backend *mb = c->mb;
     char why[160];
     c->state = CONN_CONNECTING;
-    c->bev = store_conn_open(mb->evb, &mb->addr, CONNECT_TIMEOUT_MS, read_cb, event_cb, c, why, sizeof(why));
+    c->bev = store_conn_open(mb->evb, &mb->addr, backend_connect_timeout(&mb->base), read_cb, event_cb, c, why, sizeof(why));
     if (!c->bev) conn_drop(c, why);
 }
 

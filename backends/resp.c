@@ -25,7 +25,6 @@ static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
-#define CONNECT_TIMEOUT_MS 2000
 #define DEDICATED_BASE 1000000
 #define DEDICATED_IDLE_MAX 16
 
@@ -371,7 +370,7 @@ static void conn_connect(resp_conn *c)
     char why[160];
     c->fed = 0;
     c->state = CONN_CONNECTING;
-    c->bev = store_conn_open(rb->evb, &rb->addr, CONNECT_TIMEOUT_MS, read_cb, event_cb, c, why, sizeof(why));
+    c->bev = store_conn_open(rb->evb, &rb->addr, backend_connect_timeout(&rb->base), read_cb, event_cb, c, why, sizeof(why));
     if (!c->bev) {
         conn_drop(c, why);
         return;

@@ -472,6 +472,13 @@ static void config_get(client *c, int argc, char **argv, size_t *argvlen)
 }
 
 /* Old values of the proxy directives a CONFIG SET changed, to undo it. */
+/* Directives that take effect through other modules' state. */
+static void apply_runtime_config(void)
+{
+    scripting_apply_config();
+    if (server.backend) server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+}
+
 typedef struct config_undo {
     reply_slot *slot;
     int n;
@@ -483,7 +490,7 @@ typedef struct config_undo {
 static void config_undo_apply(config_undo *u)
 {
     for (int i = u->n - 1; i >= 0; i--) config_set(u->names[i], u->values[i], strlen(u->values[i]));
-    scripting_apply_config();
+    apply_runtime_config();
     if (u->tls_rebuilt) {
         /* Back to a context made from the old values. */
         char err[512];
@@ -569,7 +576,7 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         if (!u->names[u->n] || !u->values[u->n]) abort();
         u->n++;
     }
-    scripting_apply_config();
+    apply_runtime_config();
     /* The tls-* values take effect together, in one new context (the first
      * one named is the argument the error points at, as in Redis). */
     const char *tls_arg = NULL;

@@ -582,7 +582,8 @@ static int redact_url(const char *url, char *buf, size_t len)
     return snprintf(buf, len, "%.*s****%s", (int)(colon + 1 - url), url, at);
 }
 
-static int format_value(const config_def *d, char *buf, size_t len)
+/* redact: the store password becomes ****, as everywhere but CONFIG REWRITE. */
+static int format_value(const config_def *d, char *buf, size_t len, int redact)
 {
     switch (d->type) {
     case CT_BOOL: return snprintf(buf, len, "%s", *(int *)d->ptr ? "yes" : "no");
@@ -593,7 +594,7 @@ static int format_value(const config_def *d, char *buf, size_t len)
     case CT_MEM: return snprintf(buf, len, "%lld", *(long long *)d->ptr);
     case CT_STRING: {
         const char *s = *(char **)d->ptr;
-        if (d->ptr == &config.backend_url && s) return redact_url(s, buf, len);
+        if (redact && d->ptr == &config.backend_url && s) return redact_url(s, buf, len);
         return snprintf(buf, len, "%s", s ? s : "");
     }
     case CT_ENUM:
@@ -617,7 +618,7 @@ int config_get_value(const char *name, char *buf, size_t len)
     const config_def *d = find_def(name, strlen(name));
     if (!d) return -1;
     if (d->ptr == &config.backend_url) return snprintf(buf, len, "%s", config.backend_url ? config.backend_url : "");
-    return format_value(d, buf, len);
+    return format_value(d, buf, len, 1);
 }
 
 const char *config_canonical_name(const char *name, size_t len)
@@ -634,7 +635,7 @@ int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn,
         int hit = string_match(pattern, patlen, d->name, strlen(d->name), 1);
         int alias_hit = d->alias && string_match(pattern, patlen, d->alias, strlen(d->alias), 1);
         if (!hit && !alias_hit) continue;
-        int n = format_value(d, buf, sizeof(buf));
+        int n = format_value(d, buf, sizeof(buf), 1);
         if (n < 0) n = 0;
         if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
         /* Redis reports the name that matched; for an exact alias, the alias. */
@@ -728,14 +729,14 @@ int config_rewrite(char *err, size_t errlen)
         size_t idx = (size_t)(d - config_defs);
         if (seen[idx]) continue; /* drop duplicates: one line per directive */
         seen[idx] = 1;
-        format_value(d, val, sizeof(val));
+        format_value(d, val, sizeof(val), 0);
         write_directive(mem, d, val);
     }
     fclose(fp);
     for (size_t i = 0; i < ndefs; i++) {
         const config_def *d = &config_defs[i];
         if (seen[i] || d->type == CT_SPECIAL) continue;
-        format_value(d, val, sizeof(val));
+        format_value(d, val, sizeof(val), 0);
         if (d->type == CT_STRING && val[0] == '\0') continue;
         write_directive(mem, d, val);
     }

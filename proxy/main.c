@@ -282,6 +282,7 @@ int main(int argc, char **argv)
         log_warning("backend: %s", err);
         return 1;
     }
+    server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
     for (int i = 0; i < config.bind_count; i++)

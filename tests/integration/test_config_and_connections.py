@@ -464,6 +464,21 @@ def test_config_rewrite(binary, store, tmp_path):
     assert r.returncode == 0, (r, text)
 
 
+def test_config_rewrite_keeps_the_store_password(binary, tmp_path):
+    """CONFIG GET shows the store password as ****; CONFIG REWRITE must still
+    write the real one, or the rewritten file would lock the proxy out."""
+    with own_redis(tmp_path / "s", "pwstore", password=PASSWORD) as s:
+        conf = tmp_path / "proxy.conf"
+        url = "redis://:%s@%s:%d" % (PASSWORD, s.host, s.port)
+        conf.write_text("bind 127.0.0.1\nbackend %s\n" % url)
+        with own_proxy(tmp_path / "p", url, conf=conf) as p:
+            with p.connect() as c:
+                assert c.call("SET", "rw:k", "1") == b"+OK\r\n"
+                assert PASSWORD.encode() not in c.call("CONFIG", "GET", "backend")
+                assert c.call("CONFIG", "REWRITE") == b"+OK\r\n"
+        assert "backend %s" % url in conf.read_text().splitlines()
+
+
 def test_config_rewrite_without_file(real_proxy):
     with real_proxy.connect() as c:
         assert c.call("CONFIG", "REWRITE") == b"-ERR The server is running without a config file\r\n"
