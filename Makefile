@@ -14,7 +14,7 @@ DEB_BUILD := build-essential pkg-config libevent-dev libhiredis-dev liblua5.1-0-
              libssl-dev lua-cjson-dev lua-bitop-dev
 DEB_TEST := redis-server redis-tools memcached python3 python3-redis python3-pytest \
             libcmocka-dev clang openssl
-DEB_BENCH := nutcracker
+DEB_BENCH := nutcracker libmemcached-tools
 
 PYTHON := /usr/bin/python3
 CC ?= cc

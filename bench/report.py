@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Turn bench/run.sh's raw measurements into the results table.
 
-    report.py RAW_CSV MEMORY_CSV RESULTS_CSV RESULTS_TXT [--note TEXT]
+    report.py RAW_CSV MEMORY_CSV RESULTS_CSV RESULTS_TXT [--scale SCALE_CSV] [--clients N] [--note TEXT]
 
-RAW_CSV rows: rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us
-(one per redis-benchmark result; pipeline is 16, 1 or c1 = -c 1 -P 1).
+RAW_CSV rows: rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us,avg_ms
+(one per redis-benchmark result; pipeline is 16, 1 or c1 = -c 1 -P 1; and one per
+memcaslap run, test "memcaslap get/set 9:1", targets memcached and twemproxy-mc,
+ops/s in rps and its mean latency in avg_ms).
+SCALE_CSV: metric,value lines from bench/scale.py.
 Each throughput cell is the best of the repeated runs; the spread between runs
 (worst/best) is shown too. Latencies and CPU per request are medians of the runs.
 Exits non-zero if a cell has no measurement.
@@ -18,6 +21,14 @@ from collections import defaultdict
 RELAY_TESTS = ["SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "MSET (10 keys)", "LRANGE_100"]
 SCRIPT_TESTS = ["EVALSHA incr", "EVALSHA get", "EVALSHA 3-call", "EVAL incr"]
 TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc"]
+MC_TARGETS = ["memcached", "twemproxy-mc"]  # measured with memcaslap
+MEMCASLAP_TEST = "memcaslap get/set 9:1"
+# evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
+# one request outstanding per connection on both sides.
+MC_VS_DIRECT = ["SET", "GET", "EVALSHA get", "EVALSHA incr"]
+XCOLS = ("p50_ms", "p99_ms", "avg_ms", "server_cpu_us", "proxy_cpu_us")
+# Targets of the benchmark issue for the scale rows, KiB each.
+SCALE_TARGET_KIB = {"idle connection": 4, "script in flight": 32}
 MC_TESTS = ["SET", "GET", "INCR", "MSET (10 keys)", "EVALSHA incr", "EVALSHA get"]
 PIPELINES = ["16", "1", "c1"]
 MODE_NAMES = {"16": "-P 16", "1": "-P 1", "c1": "-c 1"}
@@ -47,6 +58,8 @@ def main():
     ap.add_argument("memory")
     ap.add_argument("results_csv")
     ap.add_argument("results_txt")
+    ap.add_argument("--scale", default=None)
+    ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--note", default="")
     args = ap.parse_args()
 
@@ -56,7 +69,7 @@ def main():
         for row in csv.DictReader(f):
             key = (row["test"], row["pipeline"], row["target"])
             runs[key].append(float(row["rps"]))
-            for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us"):
+            for col in XCOLS:
                 try:
                     extra[key][col].append(float(row.get(col) or ""))
                 except ValueError:
@@ -83,9 +96,9 @@ def main():
             if have_mc and test in MC_TESTS and p != "c1":
                 targets.append("evalproxy-mc")
             r = {"test": test, "pipeline": p}
-            for t in TARGETS:
+            for t in TARGETS + MC_TARGETS:
                 r[t] = best(test, p, t)
-                for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us"):
+                for col in XCOLS:
                     r[t + ":" + col] = med(test, p, t, col)
             for t in targets:
                 if r[t] is None:
@@ -96,39 +109,104 @@ def main():
             # The reference: the store for relay, native redis for scripts.
             r["ref"] = "native" if test in SCRIPT_TESTS else "store"
             r["mc/evalproxy"] = ratio(r["evalproxy-mc"], r["evalproxy"])
+            r["twemproxy-mc/memcached"] = None
+            r["evalproxy-mc/memcached"] = None
             sp = [spread(test, p, t) for t in targets]
             sp = [s for s in sp if s is not None]
             r["min_spread"] = min(sp) if sp else None
             rows.append(r)
+
+    # memcaslap: memcached direct and twemproxy in front of it.
+    have_mcs = any(k[0] == MEMCASLAP_TEST for k in runs)
+    mc_direct = best(MEMCASLAP_TEST, "1", "memcached")
+    mcs_row = None
+    if have_mcs:
+        mcs_row = {"test": MEMCASLAP_TEST, "pipeline": "1", "ref": "memcached"}
+        for t in TARGETS + MC_TARGETS:
+            mcs_row[t] = best(MEMCASLAP_TEST, "1", t)
+            for col in XCOLS:
+                mcs_row[t + ":" + col] = med(MEMCASLAP_TEST, "1", t, col)
+        for t in MC_TARGETS:
+            if mcs_row[t] is None:
+                missing.append("%s on %s" % (MEMCASLAP_TEST, t))
+        for k in ("evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
+                  "evalproxy-mc/memcached"):
+            mcs_row[k] = None
+        mcs_row["twemproxy-mc/memcached"] = ratio(mcs_row["twemproxy-mc"], mc_direct)
+        sp = [spread(MEMCASLAP_TEST, "1", t) for t in MC_TARGETS]
+        sp = [x for x in sp if x is not None]
+        mcs_row["min_spread"] = min(sp) if sp else None
+        for r in rows:
+            if r["pipeline"] == "1" and r["test"] in MC_VS_DIRECT:
+                r["evalproxy-mc/memcached"] = ratio(r["evalproxy-mc"], mc_direct)
+
+    scale = {}
+    if args.scale:
+        with open(args.scale, newline="") as f:
+            for row in csv.reader(f):
+                if len(row) == 2:
+                    try:
+                        scale[row[0]] = float(row[1])
+                    except ValueError:
+                        pass
+        for k in ("kib_per_idle_connection", "kib_per_script"):
+            if k not in scale:
+                missing.append("scale: " + k)
 
     mem = defaultdict(dict)  # process -> when -> (hwm, rss)
     with open(args.memory, newline="") as f:
         for row in csv.DictReader(f):
             mem[row["process"]][row["when"]] = (row["vmhwm_kb"], row["vmrss_kb"])
 
-    ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy"]
+    ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
+                  "twemproxy-mc/memcached", "evalproxy-mc/memcached"]
+    csv_targets = TARGETS + MC_TARGETS
     with open(args.results_csv, "w", newline="") as f:
         w = csv.writer(f)
-        xcols = [(t, col) for col in ("p50_ms", "p99_ms", "server_cpu_us", "proxy_cpu_us") for t in TARGETS]
-        w.writerow(["metric", "pipeline", "unit", "store", "evalproxy", "twemproxy", "native", "evalproxy_mc",
-                    "evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
-                    "evalproxy_mc_per_evalproxy"]
+        xcols = [(t, col) for col in XCOLS for t in csv_targets]
+        # evalproxy_mc_per_memcached: redis-benchmark against evalproxy-mc over
+        # memcaslap against memcached direct (different load generators).
+        w.writerow(["metric", "pipeline", "unit"] + [t.replace("-", "_") for t in csv_targets]
+                   + ["evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
+                      "evalproxy_mc_per_evalproxy", "twemproxy_mc_per_memcached", "evalproxy_mc_per_memcached",
+                      "target"]
                    + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
-        for r in rows:
-            w.writerow([r["test"], r["pipeline"], "req/s"]
-                       + ["" if r[t] is None else "%.0f" % r[t] for t in TARGETS]
-                       + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys]
+        for r in rows + ([mcs_row] if mcs_row else []):
+            w.writerow([r["test"], r["pipeline"], "ops/s" if r is mcs_row else "req/s"]
+                       + ["" if r[t] is None else "%.0f" % r[t] for t in csv_targets]
+                       + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys] + [""]
                        + ["" if r[t + ":" + c] is None else "%.3f" % r[t + ":" + c] for t, c in xcols])
+        blank_ratios = [""] * (len(ratio_keys) + 1)
         procs = {"evalproxy-mc": "evalproxy_mc"}
         for when in ("start", "end"):
             for i, what in ((0, "peak_rss_vmhwm"), (1, "rss_vmrss")):
                 w.writerow(["%s_%s" % (what, when), "", "kB"]
-                           + [mem.get(procs.get(t, t), {}).get(when, ("", ""))[i] for t in TARGETS]
-                           + ["", "", "", ""] + [""] * len(xcols))
+                           + [mem.get(procs.get(t, t), {}).get(when, ("", ""))[i] for t in csv_targets]
+                           + blank_ratios + [""] * len(xcols))
+        # Scale rows: the evalproxy column (an evalproxy started for them alone).
+        ev = csv_targets.index("evalproxy")
+
+        def scale_row(metric, unit, value, fmt, target=""):
+            if value is None:
+                return
+            cells = [""] * len(csv_targets)
+            cells[ev] = fmt % value
+            w.writerow([metric, "", unit] + cells + [""] * len(ratio_keys) + [target] + [""] * len(xcols))
+
+        if scale:
+            scale_row("idle connection", "KiB each", scale.get("kib_per_idle_connection"), "%.3f",
+                      "<= %d" % SCALE_TARGET_KIB["idle connection"])
+            scale_row("script in flight", "KiB each", scale.get("kib_per_script"), "%.3f",
+                      "<= %d" % SCALE_TARGET_KIB["script in flight"])
+            scale_row("scale idle connections", "connections", scale.get("idle_connections"), "%.0f")
+            scale_row("scale scripts_running peak", "scripts", scale.get("scripts_running_peak"), "%.0f")
+            for k, label in (("rss_before_kb", "before"), ("rss_idle_kb", "idle connections open"),
+                             ("rss_scripts_kb", "scripts in flight"), ("rss_closed_kb", "connections closed")):
+                scale_row("scale rss_vmrss " + label, "kB", scale.get(k), "%.0f")
 
     lines = []
     shown = TARGETS if have_mc else TARGETS[:-1]
-    shown_ratios = ratio_keys if have_mc else ratio_keys[:-1]
+    shown_ratios = ratio_keys[:4] if have_mc else ratio_keys[:3]
     names = {"native": "native(7.0)", "evalproxy-mc": "evalproxy->memcached", "mc/evalproxy": "mc/redis"}
     head = (["test", "mode"] + [names.get(t, t) for t in shown] + [names.get(k, k) for k in shown_ratios]
             + ["run spread"])
@@ -216,6 +294,70 @@ def main():
                      % (MODE_NAMES[p], fmt_ratio(geomean([r["evalproxy/store"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/twemproxy"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/native"] for r in scr]))))
+
+    if have_mcs:
+        def fa(v):
+            return "-" if v is None else "{:.3f}".format(v)
+
+        lines.append("")
+        lines.append("memcached: memcaslap (memcache protocol, get/set 9:1, -c %d) against memcached direct and"
+                     % args.clients)
+        lines.append("twemproxy in front of it; evalproxy in front of memcached speaks RESP only, so it is")
+        lines.append("measured with redis-benchmark (-P 1 rows of the table above), and compared with memcaslap's")
+        lines.append("memcached direct figure: DIFFERENT LOAD GENERATORS, a rough indication only.")
+        mhead = ["load generator", "target", "test", "ops/s", "avg ms", "cpu memcached", "cpu proxy",
+                 "/ memcached direct", "run spread"]
+        mt = [mhead]
+        for t, name in (("memcached", "memcached direct"), ("twemproxy-mc", "twemproxy->memcached")):
+            mt.append(["memcaslap", name, "get/set 9:1", fmt_rps(mcs_row[t]), fa(mcs_row[t + ":avg_ms"]),
+                       fmt_ratio(mcs_row[t + ":server_cpu_us"]),
+                       "" if t == "memcached" else fmt_ratio(mcs_row[t + ":proxy_cpu_us"]),
+                       fmt_ratio(ratio(mcs_row[t], mc_direct)), fmt_ratio(spread(MEMCASLAP_TEST, "1", t))])
+        for r in rows:
+            if r["pipeline"] == "1" and r["test"] in MC_VS_DIRECT and r["evalproxy-mc"] is not None:
+                t = "evalproxy-mc"
+                mt.append(["redis-benchmark", "evalproxy->memcached", r["test"] + " -P 1", fmt_rps(r[t]),
+                           fa(r[t + ":avg_ms"]), fmt_ratio(r[t + ":server_cpu_us"]),
+                           fmt_ratio(r[t + ":proxy_cpu_us"]),
+                           fmt_ratio(r["evalproxy-mc/memcached"]) + " *", fmt_ratio(spread(r["test"], "1", t))])
+        mw = [max(len(row[i]) for row in mt) for i in range(len(mhead))]
+        for i, row in enumerate(mt):
+            lines.append("  ".join(c.ljust(mw[j]) if j < 3 else c.rjust(mw[j]) for j, c in enumerate(row)))
+            if i == 0:
+                lines.append("  ".join("-" * x for x in mw))
+        lines.append("avg ms: mean latency (memcaslap prints no percentiles); cpu: microseconds per operation.")
+        lines.append("* evalproxy->memcached by redis-benchmark over memcached direct by memcaslap.")
+
+    if scale:
+        def kb(k):
+            v = scale.get(k)
+            return "-" if v is None else "{:,.0f}".format(v)
+
+        def kib(k):
+            v = scale.get(k)
+            return "-" if v is None else "{:.2f}".format(v)
+
+        lines.append("")
+        lines.append("Scale: VmRSS of an evalproxy started for this alone (/proc/PID/status), kB; targets from")
+        lines.append("the benchmark issue (nothing is checked against them)")
+        shead = ["measurement", "count", "VmRSS before", "VmRSS during", "KiB each", "target"]
+        st = [shead,
+              ["idle connections (each answered PING)", kb("idle_connections"), kb("rss_before_kb"),
+               kb("rss_idle_kb"), kib("kib_per_idle_connection"),
+               "<= %d KiB" % SCALE_TARGET_KIB["idle connection"]],
+              ["scripts in flight (INFO scripts_running)", kb("scripts_running_peak"), kb("rss_idle_kb"),
+               kb("rss_scripts_kb"), kib("kib_per_script"),
+               "<= %d KiB" % SCALE_TARGET_KIB["script in flight"]]]
+        sw = [max(len(row[i]) for row in st) for i in range(len(shead))]
+        for i, row in enumerate(st):
+            lines.append("  ".join(c.ljust(sw[j]) if j == 0 else c.rjust(sw[j]) for j, c in enumerate(row)))
+            if i == 0:
+                lines.append("  ".join("-" * x for x in sw))
+        lines.append("Scripts: %s of the idle connections each run a script on its own key (a CPU loop, TIME"
+                     % kb("scripts_sent"))
+        lines.append("between rounds, until a common deadline), all started and suspended at once; KiB each =")
+        lines.append("(VmRSS at the most scripts running - VmRSS with the idle connections) / scripts running.")
+        lines.append("VmRSS after closing every connection: %s kB." % kb("rss_closed_kb"))
 
     lines.append("")
     lines.append("Memory, kB (VmHWM = peak RSS, VmRSS = current; at start = all processes up, before any load)")

@@ -8,8 +8,9 @@
 # targets interleaved, and the best run is reported.
 #
 # Knobs (environment):
-#   PIN              1 (default): store, proxies and native redis on core 0,
-#                    redis-benchmark on core 1 (taskset); 0: no pinning
+#   PIN              1 (default): store, proxies, memcached and native redis on core 0,
+#                    redis-benchmark, memcaslap and bench/scale.py on core 1 (taskset);
+#                    0: no pinning
 #   QUICK            1: one run per measurement, fewer requests (under 2 minutes)
 #   BENCH_REPS       runs per measurement (default 3; QUICK=1: 1; the best is reported)
 #   BENCH_N_P16      requests per test with -P 16 (default 100000; QUICK=1: 20000)
@@ -18,10 +19,16 @@
 #   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
 #   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 540)
 #   EVALPROXY        the binary to measure (default ./evalproxy)
-#   BENCH_MEMCACHED  1: also evalproxy in front of memcached (set,get,incr,mset and
-#                    EVALSHA; default 0). redis-benchmark cannot speak the memcache
-#                    protocol, so twemproxy in front of memcached is not measured.
+#   BENCH_MEMCACHED  1 (default): also memcached: memcaslap (get/set 9:1) against
+#                    memcached direct and twemproxy in front of memcached, and
+#                    redis-benchmark against evalproxy in front of memcached (set, get,
+#                    incr, mset and EVALSHA); 0: none of these
 #   BENCH_N_MC       requests per test against evalproxy-mc, any -P (default 20000)
+#   BENCH_MC_SECONDS seconds per memcaslap run (default 5; QUICK=1: 2)
+#   BENCH_SCALE      1 (default): memory per idle connection and per script in flight,
+#                    on an evalproxy of its own (bench/scale.py); 0: skipped
+#   BENCH_SCALE_CONNS    idle connections (default 10000)
+#   BENCH_SCALE_SCRIPTS  scripts in flight at once, on as many of them (default 1000)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,12 +38,15 @@ QUICK=${QUICK:-0}
 PIN=${PIN:-1}
 if [ "$QUICK" = 1 ]; then
   REPS=${BENCH_REPS:-1}; N_P16=${BENCH_N_P16:-20000}; N_P1=${BENCH_N_P1:-8000}; N_C1=${BENCH_N_C1:-3000}
-  N_MC=${BENCH_N_MC:-5000}
+  N_MC=${BENCH_N_MC:-5000}; MC_SECONDS=${BENCH_MC_SECONDS:-2}
 else
   REPS=${BENCH_REPS:-3}; N_P16=${BENCH_N_P16:-100000}; N_P1=${BENCH_N_P1:-30000}; N_C1=${BENCH_N_C1:-10000}
-  N_MC=${BENCH_N_MC:-20000}
+  N_MC=${BENCH_N_MC:-20000}; MC_SECONDS=${BENCH_MC_SECONDS:-5}
 fi
-MEMCACHED=${BENCH_MEMCACHED:-0}
+MEMCACHED=${BENCH_MEMCACHED:-1}
+SCALE=${BENCH_SCALE:-1}
+SCALE_CONNS=${BENCH_SCALE_CONNS:-10000}
+SCALE_SCRIPTS=${BENCH_SCALE_SCRIPTS:-1000}
 MC_TESTS=set,get,incr,mset
 CLIENTS=${BENCH_CLIENTS:-50}
 RANGE=10000
@@ -53,12 +63,14 @@ mkdir -p "$RUN"
 # native for native) and of the proxy in the path (evalproxy or twemproxy), from /proc.
 RAW=$OUT/raw.csv
 MEM=$OUT/memory.csv     # process,when,vmhwm_kb,vmrss_kb
-echo "rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us" > "$RAW"
+SCALE_CSV=$OUT/scale.csv  # metric,value from bench/scale.py
+echo "rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us,avg_ms" > "$RAW"
+rm -f "$SCALE_CSV"
 echo "process,when,vmhwm_kb,vmrss_kb" > "$MEM"
 
 die() { echo "bench: $*" >&2; exit 1; }
 
-# CPU pinning: servers and proxies share core 0, the load generator gets core 1.
+# CPU pinning: servers and proxies share core 0, the load generators get core 1.
 SRV_PIN=(); LOAD_PIN=()
 if [ "$PIN" = 1 ]; then
   if ! command -v taskset >/dev/null; then
@@ -70,7 +82,7 @@ if [ "$PIN" = 1 ]; then
   fi
 fi
 if [ "$PIN" = 1 ]; then
-  PIN_NOTE="pinned: store, proxies and native redis on core 0, redis-benchmark on core 1 (PIN=0 disables)"
+  PIN_NOTE="pinned: store, proxies and native redis on core 0, load generators (redis-benchmark, memcaslap, bench/scale.py) on core 1 (PIN=0 disables)"
 else
   PIN_NOTE="unpinned (PIN=0): all processes share the $(nproc) cores"
 fi
@@ -78,6 +90,17 @@ fi
 for tool in redis-server redis-cli redis-benchmark nutcracker; do
   command -v "$tool" >/dev/null || die "$tool not found (make deps installs it)"
 done
+if [ "$MEMCACHED" = 1 ]; then
+  for tool in memcached memcaslap; do
+    command -v "$tool" >/dev/null || die "$tool not found (make deps installs it; BENCH_MEMCACHED=0 skips memcached)"
+  done
+fi
+# Open files as far as allowed: the scale rows hold $SCALE_CONNS connections on
+# the proxy (which inherits this limit) and in bench/scale.py.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$SCALE" = 1 ] && [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((SCALE_CONNS + 200)) ]; then
+  die "open files limit $(ulimit -n) is too low for BENCH_SCALE_CONNS=$SCALE_CONNS (raise ulimit -Hn, lower it, or BENCH_SCALE=0)"
+fi
 EVALPROXY=${EVALPROXY:-./evalproxy}
 [ -x "$EVALPROXY" ] || die "$EVALPROXY not built (make evalproxy)"
 
@@ -103,16 +126,17 @@ trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # Distinct free loopback ports, all bound at once then released.
-read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT < <("$PYTHON" - <<'PY'
+read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT \
+  TWEM_MC_PORT SCALE_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(7):
+for _ in range(9):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()
 PY
 )
-[ -n "${MC_PROXY_PORT:-}" ] || die "could not find free ports"
+[ -n "${SCALE_PORT:-}" ] || die "could not find free ports"
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
@@ -157,7 +181,8 @@ appendonly no
 daemonize no
 dir $PWD/$RUN
 CONF
-# twemproxy: one pool, the store as its only server.
+# twemproxy: one pool, the store as its only server (and with BENCH_MEMCACHED=1 a
+# second, memcache-protocol pool with memcached as its only server).
 cat > "$RUN/nutcracker.yml" <<CONF
 bench:
   listen: 127.0.0.1:$TWEM_PORT
@@ -170,6 +195,20 @@ bench:
   servers:
    - 127.0.0.1:$STORE_PORT:1
 CONF
+if [ "$MEMCACHED" = 1 ]; then
+  cat >> "$RUN/nutcracker.yml" <<CONF
+bench_mc:
+  listen: 127.0.0.1:$TWEM_MC_PORT
+  hash: fnv1a_64
+  distribution: ketama
+  redis: false
+  auto_eject_hosts: false
+  preconnect: true
+  timeout: 5000
+  servers:
+   - 127.0.0.1:$MC_PORT:1
+CONF
+fi
 nutcracker -t -c "$RUN/nutcracker.yml" >"$RUN/nutcracker-test.log" 2>&1 \
   || { cat "$RUN/nutcracker-test.log" >&2; die "nutcracker rejected its configuration"; }
 
@@ -177,6 +216,21 @@ start store  redis-server "$RUN/store.conf"
 start native redis-server "$RUN/native.conf"
 wait_ping store "$STORE_PORT"
 wait_ping native "$NATIVE_PORT"
+# memcache protocol probe: mc_probe PORT -> 0 if a set is STORED within 2s.
+mc_probe() {
+  local fd line=
+  exec {fd}<>"/dev/tcp/127.0.0.1/$1" || return 1
+  printf 'set bench:probe 0 0 1\r\n1\r\n' >&"$fd"
+  IFS= read -r -t 2 line <&"$fd"
+  exec {fd}>&-
+  [ "${line%$'\r'}" = STORED ]
+} 2>/dev/null
+if [ "$MEMCACHED" = 1 ]; then  # before twemproxy, which connects to it at start
+  mc_user=(); [ "$(id -u)" = 0 ] && mc_user=(-u nobody)
+  start memcached memcached "${mc_user[@]}" -l 127.0.0.1 -p "$MC_PORT" -U 0 -m 256
+  for _ in $(seq 50); do mc_probe "$MC_PORT" && break; sleep 0.1; done
+  mc_probe "$MC_PORT" || { tail -20 "$RUN/memcached.log" >&2; die "memcached does not answer on :$MC_PORT"; }
+fi
 start evalproxy "$EVALPROXY" --bind 127.0.0.1 --port "$PROXY_PORT" \
   --backend "redis://127.0.0.1:$STORE_PORT" --loglevel warning
 start twemproxy nutcracker -c "$RUN/nutcracker.yml" -s "$TWEM_STATS_PORT" -a 127.0.0.1 \
@@ -184,10 +238,8 @@ start twemproxy nutcracker -c "$RUN/nutcracker.yml" -s "$TWEM_STATS_PORT" -a 127
 wait_ping evalproxy "$PROXY_PORT"
 wait_ping twemproxy "$TWEM_PORT"
 if [ "$MEMCACHED" = 1 ]; then
-  command -v memcached >/dev/null || die "memcached not found (make deps installs it)"
-  mc_user=(); [ "$(id -u)" = 0 ] && mc_user=(-u nobody)
-  start memcached memcached "${mc_user[@]}" -l 127.0.0.1 -p "$MC_PORT" -U 0 -m 256
-  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$MC_PORT") 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 50); do mc_probe "$TWEM_MC_PORT" && break; sleep 0.1; done
+  mc_probe "$TWEM_MC_PORT" || die "twemproxy's memcache pool does not answer on :$TWEM_MC_PORT"
   start evalproxy_mc "$EVALPROXY" --bind 127.0.0.1 --port "$MC_PROXY_PORT" \
     --backend "memcached://127.0.0.1:$MC_PORT" --loglevel warning
   wait_ping evalproxy_mc "$MC_PROXY_PORT"
@@ -207,7 +259,7 @@ mem() {  # mem WHEN: VmHWM/VmRSS of every process we started
 mem start
 
 echo "bench: store :$STORE_PORT  evalproxy :$PROXY_PORT  twemproxy :$TWEM_PORT  native :$NATIVE_PORT"
-[ "$MEMCACHED" = 1 ] && echo "bench: memcached :$MC_PORT  evalproxy-mc (evalproxy in front of memcached) :$MC_PROXY_PORT"
+[ "$MEMCACHED" = 1 ] && echo "bench: memcached :$MC_PORT  twemproxy-mc (twemproxy in front of memcached) :$TWEM_MC_PORT  evalproxy-mc (evalproxy in front of memcached) :$MC_PROXY_PORT"
 echo "bench: -c $CLIENTS -r $RANGE, -n $N_P16 with -P 16, -n $N_P1 with -P 1, -n $N_C1 with -c 1; $REPS runs each, targets interleaved, best reported"
 echo "bench: $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1")"
 
@@ -217,6 +269,7 @@ port_of() {
     store) echo "$STORE_PORT" ;; evalproxy) echo "$PROXY_PORT" ;;
     twemproxy) echo "$TWEM_PORT" ;; native) echo "$NATIVE_PORT" ;;
     evalproxy-mc) echo "$MC_PROXY_PORT" ;;
+    memcached) echo "$MC_PORT" ;; twemproxy-mc) echo "$TWEM_MC_PORT" ;;
   esac
 }
 
@@ -230,13 +283,14 @@ CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 server_pid_of() {  # the process that executes the commands for TARGET
   case $1 in
     store|evalproxy|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
-    evalproxy-mc) echo "${memcached_PID:-}" ;;
+    evalproxy-mc|memcached|twemproxy-mc) echo "${memcached_PID:-}" ;;
   esac
 }
 proxy_pid_of() {
   case $1 in
     evalproxy) echo "${evalproxy_PID:-}" ;; twemproxy) echo "${twemproxy_PID:-}" ;;
     evalproxy-mc) echo "${evalproxy_mc_PID:-}" ;;
+    twemproxy-mc) echo "${twemproxy_PID:-}" ;;
   esac
 }
 us_per_req() {  # us_per_req BEFORE AFTER REQUESTS
@@ -287,11 +341,48 @@ bench() {
   # "test","rps","avg","min","p50","p95","p99","max" -> RAW
   # (the test name may hold commas, e.g. an EVAL with its script: count from the end)
   tail -n +2 "$out" | awk -F, '{ t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
-      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) }' \
-  | while IFS=$'\t' read -r test rps p50 p99; do
+      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) "\t" $(NF-5) }' \
+  | while IFS=$'\t' read -r test rps p50 p99 avg; do
     [ -n "$label" ] && test=$label
-    echo "$rep,$target,$mode,$test,$rps,$p50,$p99,$scpu,$pcpu" >> "$RAW"
+    echo "$rep,$target,$mode,$test,$rps,$p50,$p99,$scpu,$pcpu,$avg" >> "$RAW"
   done
+  printf '.'
+}
+
+# memcaslap REP TARGET: memcaslap (memcache protocol, get/set 9:1, its default
+# mix) for MC_SECONDS against memcached or twemproxy-mc; ops/s, the mean latency
+# (memcaslap prints no percentiles; -S prints its mean, min, max) and CPU per op
+# into RAW as test "memcaslap get/set 9:1" with mode 1 (each of the $CLIENTS
+# connections has one request outstanding).
+MC_TEST="memcaslap get/set 9:1"
+memcaslap_run() {
+  local rep=$1 target=$2 out rc ops tps avg spid ppid s0 s1 p0 p1 scpu pcpu
+  out=$RUN/memcaslap-$target-$rep.txt
+  check_time
+  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
+  s0=$(cpu_ticks "$spid"); p0=$(cpu_ticks "$ppid")
+  timeout $((MC_SECONDS + 60)) "${LOAD_PIN[@]}" memcaslap -s "127.0.0.1:$(port_of "$target")" \
+    -T 1 -c "$CLIENTS" -t "${MC_SECONDS}s" -S "${MC_SECONDS}s" >"$out" 2>&1 &
+  CHILD=$!
+  wait "$CHILD"
+  rc=$?
+  CHILD=
+  s1=$(cpu_ticks "$spid"); p1=$(cpu_ticks "$ppid")
+  # "Run time: 5.0s Ops: 214379 TPS: 71443 Net_rate: 59.2M/s"
+  read -r ops tps < <(awk '/^Run time:/ { for (i = 1; i < NF; i++) { if ($i == "Ops:") o = $(i+1); if ($i == "TPS:") t = $(i+1) }
+                                         print o, t }' "$out")
+  # "Total Statistics (N events)" then "   Avg:  945" (microseconds)
+  avg=$(awk '/^Total Statistics \(/ { f = 1 } f && $1 == "Avg:" { printf "%.3f", $2 / 1000; exit }' "$out")
+  if [ "$rc" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ] || [ -z "$tps" ] \
+     || grep -qiE 'error|failed|refused' "$out"; then
+    echo "bench: memcaslap against $target failed (rc $rc):" >&2
+    tr -d '\033' <"$out" | sed 's/^/  | /' | tail -8 >&2
+    FAILED=1
+    return 1
+  fi
+  scpu=$(us_per_req "$s0" "$s1" "$ops")
+  pcpu=$(us_per_req "$p0" "$p1" "$ops")
+  echo "$rep,$target,1,$MC_TEST,$tps,,,$scpu,$pcpu,$avg" >> "$RAW"
   printf '.'
 }
 
@@ -379,6 +470,16 @@ for rep in $(seq "$REPS"); do
 done
 echo
 
+if [ "$MEMCACHED" = 1 ]; then
+  printf 'bench: memcaslap'
+  for rep in $(seq "$REPS"); do
+    for target in memcached twemproxy-mc; do
+      memcaslap_run "$rep" "$target"
+    done
+  done
+  echo
+fi
+
 # Sanity: the script ran and changed the store (through evalproxy) as on native.
 for port in "$STORE_PORT" "$NATIVE_PORT"; do
   k=$(redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'bench:incr:*' | head -1)
@@ -391,10 +492,37 @@ for i in "${!PIDS[@]}"; do
 done
 
 mem end
+
+# Scale: an evalproxy of its own (nothing else has used its memory), in front of
+# the same store, with room for the connections; scripts never reach -BUSY.
+if [ "$SCALE" = 1 ]; then
+  check_time
+  echo "bench: scale: $SCALE_CONNS idle connections, then $SCALE_SCRIPTS scripts in flight on them"
+  start evalproxy_scale "$EVALPROXY" --bind 127.0.0.1 --port "$SCALE_PORT" \
+    --backend "redis://127.0.0.1:$STORE_PORT" --loglevel warning \
+    --maxclients $((SCALE_CONNS * 2)) --busy-reply-threshold 600000
+  wait_ping evalproxy_scale "$SCALE_PORT"
+  timeout 300 "${LOAD_PIN[@]}" "$PYTHON" bench/scale.py "$SCALE_PORT" "$evalproxy_scale_PID" \
+    --conns "$SCALE_CONNS" --scripts "$SCALE_SCRIPTS" >"$SCALE_CSV.tmp" 2>"$RUN/scale.err" &
+  CHILD=$!
+  wait "$CHILD"
+  rc=$?
+  CHILD=
+  if [ "$rc" -ne 0 ]; then
+    echo "bench: scale measurement failed (rc $rc):" >&2
+    sed 's/^/  | /' "$RUN/scale.err" | tail -8 >&2
+    FAILED=1
+  else
+    mv "$SCALE_CSV.tmp" "$SCALE_CSV"
+  fi
+  kill -0 "$evalproxy_scale_PID" 2>/dev/null || { echo "bench: evalproxy_scale died during the run" >&2; FAILED=1; }
+fi
+
 cleanup
 
-"$PYTHON" bench/report.py "$RAW" "$MEM" "$OUT/results.csv" "$OUT/results.txt" \
-  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc)"); best of $REPS runs per cell, targets interleaved; redis-benchmark on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
+SCALE_ARGS=(); [ -f "$SCALE_CSV" ] && SCALE_ARGS=(--scale "$SCALE_CSV")
+"$PYTHON" bench/report.py "$RAW" "$MEM" "$OUT/results.csv" "$OUT/results.txt" "${SCALE_ARGS[@]}" --clients "$CLIENTS" \
+  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc); memcaslap -T 1 -c $CLIENTS -t ${MC_SECONDS}s"); best of $REPS runs per cell, targets interleaved; load generators on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
   || FAILED=1
 
 if [ "$FAILED" -ne 0 ]; then
