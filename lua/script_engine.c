@@ -32,6 +32,7 @@ struct script {
     struct script *next; /* hash chain */
     char sha[41];
     int flags;
+    unsigned host_bits; /* the host's notes about this script */
     int factory_ref; /* registry: function returning a new closure of the body */
     char *body;
     size_t len;
@@ -1028,7 +1029,7 @@ script_engine *script_engine_new(const script_host *host, void *host_ctx) {
     e->rand48 = 0x1234ABCD330Eull;
     e->nbuckets = 64;
     e->buckets = calloc(e->nbuckets, sizeof(*e->buckets));
-    e->pool = fiber_pool_new(0, 64);
+    e->pool = fiber_pool_new(0, 1024);
     e->L = lua_newstate(l_alloc, e);
     if (!e->buckets || !e->pool || !e->L) {
         script_engine_free(e);
@@ -1359,6 +1360,8 @@ size_t script_engine_scripts_memory(const script_engine *e) { return e->scripts_
 size_t script_engine_lua_memory(const script_engine *e) { return e->mem_used; }
 size_t script_engine_running(const script_engine *e) { return e->nruns; }
 int script_flags(const script *s) { return s->flags; }
+unsigned script_host_bits(const script *s) { return s->host_bits; }
+void script_set_host_bits(const script *s, unsigned bits) { ((struct script *)s)->host_bits = bits; }
 const char *script_sha(const script *s) { return s->sha; }
 const char *script_body(const script *s, size_t *len) {
     if (len) *len = s->len;

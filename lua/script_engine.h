@@ -115,6 +115,10 @@ size_t script_engine_lua_memory(const script_engine *e);
 size_t script_engine_running(const script_engine *e);
 
 int script_flags(const script *s);      /* SCRIPT_FLAG_* */
+/* Bits the host keeps with a script (or function) for as long as it is
+ * cached; the engine never reads them. */
+unsigned script_host_bits(const script *s);
+void script_set_host_bits(const script *s, unsigned bits);
 const char *script_sha(const script *s); /* 40 lowercase hex digits */
 const char *script_body(const script *s, size_t *len);
 
@@ -195,6 +199,8 @@ const char *script_function_name(const script_function *f);
 /* NULL when the function has no description. */
 const char *script_function_desc(const script_function *f, size_t *len);
 int script_function_flags(const script_function *f); /* SCRIPT_FLAG_* */
+unsigned script_function_host_bits(const script_function *f);
+void script_function_set_host_bits(const script_function *f, unsigned bits);
 /* Name of each SCRIPT_FLAG_* bit as Redis lists it (NULL for none), in
  * Redis's order: no-writes, allow-oom, allow-stale, no-cluster,
  * allow-cross-slot-keys. */

@@ -19,6 +19,7 @@ struct script_function {
     char *desc; /* NULL: none */
     size_t desc_len;
     int flags;
+    unsigned host_bits;
     int ref; /* registry ref of the callback */
     struct script_library *lib;
     struct script_function *hnext; /* index chain */
@@ -449,4 +450,9 @@ const char *script_function_desc(const script_function *f, size_t *len)
     return f->desc;
 }
 int script_function_flags(const script_function *f) { return f->flags; }
+unsigned script_function_host_bits(const script_function *f) { return f->host_bits; }
+void script_function_set_host_bits(const script_function *f, unsigned bits)
+{
+    ((script_function *)f)->host_bits = bits;
+}
 int engine_function_ref(const void *f) { return ((const script_function *)f)->ref; }

@@ -44,6 +44,7 @@ typedef struct proxy_config {
     long long lua_memory_limit;
     int lua_undeclared_keys_error;
     long long lua_time_slice_us;
+    int lua_script_pipelining;
     char *functions_file; /* NULL: libraries are not kept across restarts */
     /* TLS for clients (tls-*), as Redis's directives. */
     int tls_port;

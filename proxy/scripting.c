@@ -21,6 +21,13 @@
 #include "proxy/reply.h"
 #include "proxy/server.h"
 
+/* Host bits kept with each script and function. */
+#define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
+#define SCRIPT_BIT_UNDECLARED 2u /* a run touched a key not in KEYS */
+/* lua-script-pipelining: scripts one client may have running at once (each
+ * holds a fiber and its arguments); past it the client waits as usual. */
+#define MAX_PIPELINED_PER_CLIENT 64
+
 /* A kill marker that tells done() the run is to be started again. */
 #define RERUN_MARKER "ERR evalproxy internal: rerun"
 
@@ -55,6 +62,8 @@ typedef struct script_call {
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
+    unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
+    unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
     unsigned attempts;
@@ -73,7 +82,7 @@ static unsigned long long monotonic_ms(void)
 }
 static script_call *calls; /* every call not yet freed */
 static unsigned busy_count;
-static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors;
+static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined;
 
 static void call_acquire(script_call *sc, int refuse_if_busy);
 static void call_proceed(script_call *sc);
@@ -126,9 +135,13 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     }
     if (sc->c) {
         client *c = sc->c;
-        c->script = NULL;
         sc->c = NULL;
-        client_unblock(c);
+        if (sc->pipelined) {
+            c->scripts_pipelined--;
+        } else {
+            c->script = NULL;
+            client_unblock(c);
+        }
     }
     sc->finished = 1;
     call_maybe_free(sc);
@@ -210,6 +223,7 @@ static int call_keys_ready(script_call *sc)
             break;
         }
         learn_key(sc, sc->db, key, klen);
+        sc->undeclared = 1;
         int rc = lock_set_extend(sc->locks, sc->db, key, klen);
         if (rc == LOCK_GRANTED) continue;
         ready = 0;
@@ -404,11 +418,26 @@ static void rerun_cb(evutil_socket_t fd, short what, void *arg)
     call_maybe_free(sc);
 }
 
+/* What a finished run taught about its script: whether it keeps to its
+ * declared keys (only such scripts are pipelined). */
+static void note_run(script_call *sc)
+{
+    unsigned add = sc->undeclared ? SCRIPT_BIT_UNDECLARED : SCRIPT_BIT_RAN;
+    if (sc->fname) {
+        const script_function *f = script_function_find(engine, sc->fname, strlen(sc->fname));
+        if (f) script_function_set_host_bits(f, script_function_host_bits(f) | add);
+    } else {
+        const script *s = script_engine_find(engine, sc->sha, 40);
+        if (s) script_set_host_bits(s, script_host_bits(s) | add);
+    }
+}
+
 static void host_done(void *host_ctx, script_run *run, const char *reply, size_t len)
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
     stat_scripts_run++;
+    note_run(sc);
     if (sc->rerun) {
         /* Aborted before any write: run again once the other script is done,
          * this time with the keys it reached declared up front. */
@@ -617,6 +646,26 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
     return s;
 }
 
+/* lua-script-pipelining: a script whose earlier runs all kept to their
+ * declared keys may run while its client's next commands are read. Its keys
+ * are locked in request order, so commands on the same keys still run after
+ * it; commands on other keys may run before it ends. */
+static int may_pipeline(const script_call *sc)
+{
+    if (!config.lua_script_pipelining) return 0;
+    unsigned bits;
+    if (sc->fname) {
+        const script_function *f = script_function_find(engine, sc->fname, strlen(sc->fname));
+        if (!f) return 0;
+        bits = script_function_host_bits(f);
+    } else {
+        const script *s = script_engine_find(engine, sc->sha, 40);
+        if (!s) return 0;
+        bits = script_host_bits(s);
+    }
+    return (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
+}
+
 static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
 
 /* FCALL's argument checks, in Redis's order: the function to run, or NULL
@@ -674,6 +723,24 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
         return;
     }
     sc->slot = client_slot_add(c);
+    if (c->scripts_pipelined < MAX_PIPELINED_PER_CLIENT && may_pipeline(sc)) {
+        /* The client goes on with its next commands while this one runs,
+         * unless it has to wait for its keys. */
+        sc->pipelined = 1;
+        c->scripts_pipelined++;
+        stat_pipelined++;
+        sc->depth++;
+        call_acquire(sc, 1);
+        if (!sc->started && !sc->finished) {
+            sc->pipelined = 0;
+            c->scripts_pipelined--;
+            c->script = (struct script_call *)sc;
+            client_block(c);
+        }
+        sc->depth--;
+        call_maybe_free(sc);
+        return;
+    }
     c->script = (struct script_call *)sc;
     client_block(c);
     call_acquire(sc, 1);
@@ -875,12 +942,11 @@ int scripting_function_stats(struct evbuffer *out)
 
 void scripting_client_gone(client *c)
 {
-    script_call *sc = (script_call *)c->script;
+    /* Its scripts run (or carry on) as Redis would run a command it has
+     * read; only their replies are dropped. */
     c->script = NULL;
-    if (!sc) return;
-    /* The script runs (or carries on) as Redis would run a command it has
-     * read; only its reply is dropped. */
-    sc->c = NULL;
+    for (script_call *sc = calls; sc; sc = sc->next)
+        if (sc->c == c) sc->c = NULL;
 }
 
 unsigned scripting_busy_count(void) { return busy_count; }
@@ -907,6 +973,7 @@ void scripting_info(struct evbuffer *out)
                         "scripts_rerun:%llu\r\n"
                         "scripts_killed:%llu\r\n"
                         "scripts_deadlock_errors:%llu\r\n"
+                        "scripts_pipelined:%llu\r\n"
                         "\r\n# Locks\r\n"
                         "lock_units:%lu\r\n"
                         "lock_sets_holding:%lu\r\n"
@@ -917,7 +984,7 @@ void scripting_info(struct evbuffer *out)
                         "lock_deadlocks:%llu\r\n",
                         script_engine_count(engine), script_engine_lua_memory(engine),
                         script_engine_scripts_memory(engine), script_engine_running(engine), busy_count,
-                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, st.units, st.sets_holding,
+                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
                         st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
 }
 

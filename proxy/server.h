@@ -72,6 +72,7 @@ struct client {
     int waiting_relay;              /* ... and it is a plain relayed command */
     const struct command_def *waiting_cmd;
     struct script_call *script;     /* the script this client waits for */
+    unsigned scripts_pipelined;     /* its scripts running while it goes on */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */
     struct multi_state *exec_pending;  /* EXEC waiting for its locks (or a WATCH check) */
