@@ -29,7 +29,7 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "backend-blocking-connections", "backend-connect-timeout", "busy-reply-scope",
               "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice",
               "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
-              "backend-tls-key-file", "backend-tls-verify", "functions-file"}
+              "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining"}
 
 PASSWORD = "Sekr1t-pw"
 
