@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
@@ -197,6 +198,10 @@ static int load_configuration(int argc, char **argv, int *test_only)
         fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
         return -1;
     }
+    if (acl_load_startup(config.aclfile, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
+        return -1;
+    }
     backend_url u;
     if (backend_url_parse(config.backend_url, &u, err, sizeof(err)) != 0) {
         fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", err);
@@ -278,6 +283,7 @@ int main(int argc, char **argv)
     clients_shutdown();
     dispatch_free();
     locks_shutdown();
+    acl_shutdown();
     for (int i = 0; i < 2; i++) event_free(sig_events[i]);
     event_free(cron_ev);
     event_base_free(server.base);
