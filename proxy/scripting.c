@@ -342,7 +342,7 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         int rc = acl_script_check(sc->user, sc->c, cmd, argc, argv, argvlen);
         if (rc != ACL_OK) {
             answer_error(sc, rc == ACL_DENIED_CMD   ? "ERR The user executing the script can't run this command or subcommand"
-                             : rc == ACL_DENIED_KEY ? "ERR The user executing the script can't access at least one of the keys mentioned in the command"
+                             : rc == ACL_DENIED_KEY ? "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"
                                                     : "ERR The user executing the script can't publish to the channel mentioned in the command");
             return;
         }
