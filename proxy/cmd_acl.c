@@ -15,6 +15,7 @@
 #include "proxy/config.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
+#include "proxy/transactions.h"
 
 int client_auth_required(const client *c)
 {
@@ -64,13 +65,22 @@ int acl_client_allows(client *c, const command_def *cmd, int argc, char **argv, 
     int rc = acl_check_command(c->user, cmd, argc, argv, argvlen, &pos);
     if (rc == ACL_OK) return 1;
     log_denial(c, c->user, rc, c->multi ? ACL_CTX_MULTI : ACL_CTX_TOPLEVEL, cmd, argv, argvlen, pos);
-    struct evbuffer *out = client_reply_buffer(c);
+    char msg[256];
     if (rc == ACL_DENIED_CMD)
-        reply_errorf(out, "NOPERM this user has no permissions to run the '%s' command", cmd->name);
+        snprintf(msg, sizeof(msg), "NOPERM this user has no permissions to run the '%s' command", cmd->name);
     else if (rc == ACL_DENIED_KEY)
-        reply_error(out, "NOPERM this user has no permissions to access one of the keys used as arguments");
+        snprintf(msg, sizeof(msg), "NOPERM this user has no permissions to access one of the keys used as arguments");
     else
-        reply_error(out, "NOPERM this user has no permissions to access one of the channels used as arguments");
+        snprintf(msg, sizeof(msg),
+                 "NOPERM this user has no permissions to access one of the channels used as arguments");
+    struct evbuffer *out = client_reply_buffer(c);
+    if (!strcmp(cmd->name, "exec")) {
+        /* A refused EXEC ends the transaction, as any EXEC Redis rejects. */
+        reply_errorf(out, "EXECABORT Transaction discarded because of: %s", msg);
+        transactions_reset(c);
+    } else {
+        reply_error(out, msg);
+    }
     return 0;
 }
 
@@ -135,7 +145,7 @@ static const char *const acl_help[] = {
     "WHOAMI",
     "    Return the current connection username.",
     "HELP",
-    "    Print this help.",
+    "    Prints this help.",
     NULL,
 };
 
@@ -295,7 +305,7 @@ void cmd_acl(client *c, const command_def *cmd, int argc, char **argv, size_t *a
         reply_integer(out, deleted);
     } else if (arg_is(sub, sublen, "getuser") && argc == 3) {
         acl_user *u = acl_find_user(argv[2], argvlen[2]);
-        if (!u) reply_errorf(out, "ERR Can not find user '%s' in ACL", argv[2]);
+        if (!u) reply_null_bulk(out);
         else acl_getuser(out, u);
     } else if ((arg_is(sub, sublen, "list") || arg_is(sub, sublen, "users")) && argc == 2) {
         int just_names = arg_is(sub, sublen, "users"), n;
