@@ -1182,7 +1182,7 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
             if (u == default_user) continue;
             u->deleted = 1;
             acl_user_retain(u); /* gone() may drop the clients' references */
-            gone(ctx, u);
+            if (gone) gone(ctx, u);
             acl_user_release(u);
         }
         free(old_users);
