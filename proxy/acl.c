@@ -737,8 +737,9 @@ static int key_allowed(const acl_user *u, const char *key, size_t len, uint32_t 
 
 /* PSUBSCRIBE patterns must appear literally in the user's list; channels
  * are matched against the list's patterns. */
-static int channel_allowed(const acl_user *u, const char *ch, size_t len, int literal)
+int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal)
 {
+    if (u->sel_flags & ACL_SEL_ALLCHANNELS) return 1;
     for (int i = 0; i < u->nchannels; i++) {
         if (literal ? (u->chanlens[i] == len && !memcmp(u->channels[i], ch, len))
                     : string_match(u->channels[i], u->chanlens[i], ch, len, 0))
@@ -795,13 +796,24 @@ int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char 
         else if (!strcmp(n, "subscribe") || !strcmp(n, "ssubscribe")) last = argc - 1;
         else if (!strcmp(n, "psubscribe")) last = argc - 1, literal = 1;
         for (int j = first; j <= last && j < argc; j++) {
-            if (!channel_allowed(u, argv[j], argvlen ? argvlen[j] : strlen(argv[j]), literal)) {
+            if (!acl_channel_allowed(u, argv[j], argvlen ? argvlen[j] : strlen(argv[j]), literal)) {
                 if (argpos) *argpos = j;
                 return ACL_DENIED_CHANNEL;
             }
         }
     }
     return ACL_OK;
+}
+
+int acl_channels_subset(const acl_user *a, const acl_user *b)
+{
+    for (int i = 0; i < a->nchannels; i++) {
+        int found = 0;
+        for (int j = 0; j < b->nchannels && !found; j++)
+            found = a->chanlens[i] == b->chanlens[j] && !memcmp(a->channels[i], b->channels[j], a->chanlens[i]);
+        if (!found) return 0;
+    }
+    return 1;
 }
 
 /* ---- descriptions --------------------------------------------------------------------- */

@@ -104,6 +104,11 @@ void acl_set_default_password(const char *pass);
 int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char **argv, size_t *argvlen,
                       int *argpos);
 
+/* A channel (literal: a PSUBSCRIBE pattern, compared as it is) against the user's channel patterns. */
+int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal);
+/* 1 if every channel pattern of a is also one of b's. */
+int acl_channels_subset(const acl_user *a, const acl_user *b);
+
 /* Descriptions, malloc'd strings. */
 char *acl_describe_user(const acl_user *u);        /* what follows "user <name> " */
 char *acl_describe_commands(const acl_user *u);    /* "+@all -get" */

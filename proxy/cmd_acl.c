@@ -13,6 +13,7 @@
 #include "proxy/acl.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
+#include "proxy/pubsub.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
 #include "proxy/transactions.h"
@@ -181,6 +182,30 @@ static void acl_getuser(struct evbuffer *out, const acl_user *u)
     reply_array(out, 0);
 }
 
+static int topic_allowed(void *ctx, const char *name, size_t len, int is_pattern)
+{
+    return acl_channel_allowed(ctx, name, len, is_pattern);
+}
+
+/* Subscribers of a user whose channel permissions shrink lose their
+ * connection when a subscription is no longer allowed. As in Redis, nothing
+ * is checked when the new rules allow every channel or keep every channel
+ * pattern the user had. */
+static void close_revoked_subscribers(client *self, acl_user *old, acl_user *upcoming)
+{
+    if ((upcoming->sel_flags & ACL_SEL_ALLCHANNELS) || acl_channels_subset(old, upcoming)) return;
+    client *o = server.clients;
+    while (o) {
+        client *next = o->next;
+        if (o->user == old && pubsub_subscribed(o) && !(o->flags & CLIENT_CLOSING) &&
+            !pubsub_client_topics_pass(o, topic_allowed, upcoming)) {
+            if (o == self) client_close_after_reply(o);
+            else client_close(o);
+        }
+        o = next;
+    }
+}
+
 static void acl_setuser(client *c, struct evbuffer *out, int argc, char **argv, size_t *argvlen)
 {
     if (acl_has_spaces(argv[2], argvlen[2])) {
@@ -199,6 +224,7 @@ static void acl_setuser(client *c, struct evbuffer *out, int argc, char **argv, 
             return;
         }
     }
+    if (u) close_revoked_subscribers(c, u, tmp);
     if (!u) u = acl_create_user(argv[2], argvlen[2]);
     acl_user_copy(u, tmp);
     acl_user_free(tmp);

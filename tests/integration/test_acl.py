@@ -514,3 +514,32 @@ def test_config_rewrite_keeps_users(store, tmp_path):
     r = subprocess.run([proxy_binary(), "--test-config", str(conf)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=20)
     assert r.returncode == 0, r.stderr
+
+
+def _subscriber_fates(ep, new_rules):
+    """Two subscribers of one user; the user's channels change. Which of
+    them keeps its connection?"""
+    with ep.connect() as admin:
+        assert admin.call("ACL", "SETUSER", "sub", "reset", "on", ">s", "~*", "&a*", "&b*", "+@all") == b"+OK\r\n"
+        with ep.connect() as sa, ep.connect() as sb:
+            for c, ch in ((sa, "a1"), (sb, "b1")):
+                assert c.call("AUTH", "sub", "s") == b"+OK\r\n"
+                assert c.call("SUBSCRIBE", ch).startswith(b"*3\r\n$9\r\nsubscribe")
+            assert admin.call("ACL", "SETUSER", "sub", *new_rules) == b"+OK\r\n"
+            fates = []
+            for c in (sa, sb):
+                try:
+                    fates.append(c.call("PING"))
+                except (harness.ConnectionClosed, OSError):
+                    fates.append("closed")
+        assert admin.call("ACL", "DELUSER", "sub") == b":1\r\n"
+    return fates
+
+
+@pytest.mark.parametrize("rules", [
+    ("resetchannels", "&a*"), ("resetchannels", "&b1"), ("allchannels",), ("&c*",),
+    ("resetchannels",), ("resetchannels", "&a*", "&b*", "&c"),
+], ids=lambda r: " ".join(r))
+def test_revoked_channels_close_subscribers(pair, rules):
+    fates = _subscriber_fates(pair.oracle, rules)
+    assert fates == _subscriber_fates(pair.proxy, rules)
