@@ -174,25 +174,25 @@ static void bit_set(uint64_t *bits, int id, int v)
     else bits[id / 64] &= ~(1ULL << (id % 64));
 }
 
-static void firstargs_reset_one(acl_user *u, int id)
+static void firstargs_reset_one(acl_selector *s, int id)
 {
-    if (!u || !u->firstargs || !u->firstargs[id]) return;
-    for (char **a = u->firstargs[id]; *a; a++) free(*a);
-    free(u->firstargs[id]);
-    u->firstargs[id] = NULL;
+    if (!s || !s->firstargs || !s->firstargs[id]) return;
+    for (char **a = s->firstargs[id]; *a; a++) free(*a);
+    free(s->firstargs[id]);
+    s->firstargs[id] = NULL;
 }
 
-static void firstargs_reset(acl_user *u)
+static void firstargs_reset(acl_selector *s)
 {
-    if (!u->firstargs) return;
-    for (int i = 0; i < id_count; i++) firstargs_reset_one(u, i);
-    free(u->firstargs);
-    u->firstargs = NULL;
+    if (!s->firstargs) return;
+    for (int i = 0; i < id_count; i++) firstargs_reset_one(s, i);
+    free(s->firstargs);
+    s->firstargs = NULL;
 }
 
 /* Allowing or blocking a container covers its subcommands as well. u may be
  * NULL when only the bitmap matters (describing rules). */
-static void change_perm(acl_user *u, uint64_t *bits, int *sel_flags, int id, int allow)
+static void change_perm(acl_selector *u, uint64_t *bits, int *sel_flags, int id, int allow)
 {
     bit_set(bits, id, allow);
     if (!allow && sel_flags) *sel_flags &= ~ACL_SEL_ALLCOMMANDS;
@@ -205,7 +205,7 @@ static void change_perm(acl_user *u, uint64_t *bits, int *sel_flags, int id, int
     }
 }
 
-static void apply_category(acl_user *u, uint64_t *bits, int *sel_flags, uint32_t cat, int allow)
+static void apply_category(acl_selector *u, uint64_t *bits, int *sel_flags, uint32_t cat, int allow)
 {
     for (int i = 0; i < id_count; i++)
         if (id_categories[i] & cat) change_perm(u, bits, sel_flags, i, allow);
@@ -213,10 +213,16 @@ static void apply_category(acl_user *u, uint64_t *bits, int *sel_flags, uint32_t
 
 /* ---- users --------------------------------------------------------------------- */
 
-static void update_unrestricted(acl_user *u)
+static int selector_unrestricted(const acl_selector *s)
 {
     int all = ACL_SEL_ALLKEYS | ACL_SEL_ALLCHANNELS | ACL_SEL_ALLCOMMANDS;
-    u->unrestricted = (u->sel_flags & all) == all;
+    return (s->flags & all) == all;
+}
+
+static void update_unrestricted(acl_user *u)
+{
+    u->unrestricted = selector_unrestricted(&u->root);
+    for (int i = 0; i < u->nselectors; i++) u->unrestricted |= selector_unrestricted(&u->selectors[i]);
 }
 
 acl_user *acl_user_new_unlinked(const char *name, size_t len)
@@ -229,50 +235,54 @@ acl_user *acl_user_new_unlinked(const char *name, size_t len)
     return u;
 }
 
-static void clear_keys(acl_user *u)
+static void clear_keys(acl_selector *s)
 {
-    for (int i = 0; i < u->nkeys; i++) free(u->keys[i].pattern);
-    free(u->keys);
-    u->keys = NULL;
-    u->nkeys = 0;
+    for (int i = 0; i < s->nkeys; i++) free(s->keys[i].pattern);
+    free(s->keys);
+    s->keys = NULL;
+    s->nkeys = 0;
 }
 
-static void clear_channels(acl_user *u)
+static void clear_channels(acl_selector *s)
 {
-    for (int i = 0; i < u->nchannels; i++) free(u->channels[i]);
-    free(u->channels);
-    free(u->chanlens);
-    u->channels = NULL;
-    u->chanlens = NULL;
-    u->nchannels = 0;
+    for (int i = 0; i < s->nchannels; i++) free(s->channels[i]);
+    free(s->channels);
+    free(s->chanlens);
+    s->channels = NULL;
+    s->chanlens = NULL;
+    s->nchannels = 0;
+}
+
+static void selector_clear(acl_selector *s)
+{
+    clear_keys(s);
+    clear_channels(s);
+    firstargs_reset(s);
+    memset(s, 0, sizeof(*s));
+}
+
+static void clear_selectors(acl_user *u)
+{
+    for (int i = 0; i < u->nselectors; i++) selector_clear(&u->selectors[i]);
+    free(u->selectors);
+    u->selectors = NULL;
+    u->nselectors = 0;
 }
 
 void acl_user_free(acl_user *u)
 {
     if (!u) return;
-    clear_keys(u);
-    clear_channels(u);
-    firstargs_reset(u);
+    selector_clear(&u->root);
+    clear_selectors(u);
     free(u->passwords);
     free(u->name);
     free(u);
 }
 
-void acl_user_copy(acl_user *dst, const acl_user *src)
+static void selector_copy(acl_selector *dst, const acl_selector *src)
 {
-    clear_keys(dst);
-    clear_channels(dst);
-    firstargs_reset(dst);
-    free(dst->passwords);
+    selector_clear(dst);
     dst->flags = src->flags;
-    dst->npasswords = src->npasswords;
-    dst->passwords = NULL;
-    if (src->npasswords) {
-        dst->passwords = malloc(sizeof(*dst->passwords) * (size_t)src->npasswords);
-        if (!dst->passwords) abort();
-        memcpy(dst->passwords, src->passwords, sizeof(*dst->passwords) * (size_t)src->npasswords);
-    }
-    dst->sel_flags = src->sel_flags;
     memcpy(dst->cmd_bits, src->cmd_bits, sizeof(dst->cmd_bits));
     dst->future_commands = src->future_commands;
     if (src->firstargs) {
@@ -299,6 +309,26 @@ void acl_user_copy(acl_user *dst, const acl_user *src)
             dst->channels[i] = xmemdup(src->channels[i], src->chanlens[i]);
             dst->chanlens[i] = src->chanlens[i];
         }
+    }
+}
+
+void acl_user_copy(acl_user *dst, const acl_user *src)
+{
+    free(dst->passwords);
+    dst->flags = src->flags;
+    dst->npasswords = src->npasswords;
+    dst->passwords = NULL;
+    if (src->npasswords) {
+        dst->passwords = malloc(sizeof(*dst->passwords) * (size_t)src->npasswords);
+        if (!dst->passwords) abort();
+        memcpy(dst->passwords, src->passwords, sizeof(*dst->passwords) * (size_t)src->npasswords);
+    }
+    selector_copy(&dst->root, &src->root);
+    clear_selectors(dst);
+    if (src->nselectors) {
+        dst->selectors = xcalloc((size_t)src->nselectors, sizeof(acl_selector));
+        for (int i = 0; i < src->nselectors; i++) selector_copy(&dst->selectors[i], &src->selectors[i]);
+        dst->nselectors = src->nselectors;
     }
     dst->unrestricted = src->unrestricted;
 }
@@ -482,9 +512,9 @@ static int op_is(const char *op, size_t len, const char *word)
     return strlen(word) == len && !strncasecmp(op, word, len);
 }
 
-static int add_key_pattern(acl_user *u, const char *op, size_t len)
+static int add_key_pattern(acl_selector *u, const char *op, size_t len)
 {
-    if (u->sel_flags & ACL_SEL_ALLKEYS) return ACL_ERR_KEYS_AFTER_ALL;
+    if (u->flags & ACL_SEL_ALLKEYS) return ACL_ERR_KEYS_AFTER_ALL;
     int perms = 0;
     size_t off = 1;
     if (op[0] == '%') {
@@ -508,20 +538,20 @@ static int add_key_pattern(acl_user *u, const char *op, size_t len)
     for (int i = 0; i < u->nkeys; i++) {
         if (u->keys[i].len == plen && !memcmp(u->keys[i].pattern, pat, plen)) {
             u->keys[i].perms |= perms;
-            u->sel_flags &= ~ACL_SEL_ALLKEYS;
+            u->flags &= ~ACL_SEL_ALLKEYS;
             return ACL_ERR_NONE;
         }
     }
     u->keys = realloc(u->keys, sizeof(*u->keys) * (size_t)(u->nkeys + 1));
     if (!u->keys) abort();
     u->keys[u->nkeys++] = (acl_key_pattern){xmemdup(pat, plen), plen, perms};
-    u->sel_flags &= ~ACL_SEL_ALLKEYS;
+    u->flags &= ~ACL_SEL_ALLKEYS;
     return ACL_ERR_NONE;
 }
 
-static int add_channel(acl_user *u, const char *op, size_t len)
+static int add_channel(acl_selector *u, const char *op, size_t len)
 {
-    if (u->sel_flags & ACL_SEL_ALLCHANNELS) return ACL_ERR_CHANS_AFTER_ALL;
+    if (u->flags & ACL_SEL_ALLCHANNELS) return ACL_ERR_CHANS_AFTER_ALL;
     const char *pat = op + 1;
     size_t plen = len - 1;
     if (acl_has_spaces(pat, plen)) return ACL_ERR_SYNTAX;
@@ -536,11 +566,11 @@ static int add_channel(acl_user *u, const char *op, size_t len)
         u->chanlens[u->nchannels] = plen;
         u->nchannels++;
     }
-    u->sel_flags &= ~ACL_SEL_ALLCHANNELS;
+    u->flags &= ~ACL_SEL_ALLCHANNELS;
     return ACL_ERR_NONE;
 }
 
-static void add_firstarg(acl_user *u, int id, const char *arg, size_t len)
+static void add_firstarg(acl_selector *u, int id, const char *arg, size_t len)
 {
     if (!u->firstargs) u->firstargs = xcalloc((size_t)id_count, sizeof(char **));
     int n = 0;
@@ -554,7 +584,7 @@ static void add_firstarg(acl_user *u, int id, const char *arg, size_t len)
     u->firstargs[id][n + 1] = NULL;
 }
 
-static int allow_command_rule(acl_user *u, const char *name, size_t len)
+static int allow_command_rule(acl_selector *u, const char *name, size_t len)
 {
     const char *bar = NULL;
     for (size_t i = len; i > 0; i--)
@@ -565,7 +595,7 @@ static int allow_command_rule(acl_user *u, const char *name, size_t len)
     if (!bar) {
         const command_def *cmd = command_lookup(name, len);
         if (!cmd) return ACL_ERR_UNKNOWN;
-        change_perm(u, u->cmd_bits, &u->sel_flags, command_id(cmd), 1);
+        change_perm(u, u->cmd_bits, &u->flags, command_id(cmd), 1);
         return ACL_ERR_NONE;
     }
     const command_def *cmd = lookup_full(name, (size_t)(bar - name));
@@ -577,7 +607,7 @@ static int allow_command_rule(acl_user *u, const char *name, size_t len)
     if (cmd->subcommand_count) {
         const command_def *sc = lookup_full(name, len);
         if (!sc) return ACL_ERR_UNKNOWN;
-        change_perm(u, u->cmd_bits, &u->sel_flags, command_id(sc), 1);
+        change_perm(u, u->cmd_bits, &u->flags, command_id(sc), 1);
     } else {
         /* "+select|0": the command stays blocked except with this first argument. */
         add_firstarg(u, command_id(cmd), sub, sublen);
@@ -585,29 +615,29 @@ static int allow_command_rule(acl_user *u, const char *name, size_t len)
     return ACL_ERR_NONE;
 }
 
-static int set_selector_rule(acl_user *u, const char *op, size_t len)
+static int set_selector_rule(acl_selector *u, const char *op, size_t len)
 {
     if (op_is(op, len, "allkeys") || op_is(op, len, "~*")) {
-        u->sel_flags |= ACL_SEL_ALLKEYS;
+        u->flags |= ACL_SEL_ALLKEYS;
         clear_keys(u);
     } else if (op_is(op, len, "resetkeys")) {
-        u->sel_flags &= ~ACL_SEL_ALLKEYS;
+        u->flags &= ~ACL_SEL_ALLKEYS;
         clear_keys(u);
     } else if (op_is(op, len, "allchannels") || op_is(op, len, "&*")) {
-        u->sel_flags |= ACL_SEL_ALLCHANNELS;
+        u->flags |= ACL_SEL_ALLCHANNELS;
         clear_channels(u);
     } else if (op_is(op, len, "resetchannels")) {
-        u->sel_flags &= ~ACL_SEL_ALLCHANNELS;
+        u->flags &= ~ACL_SEL_ALLCHANNELS;
         clear_channels(u);
     } else if (op_is(op, len, "allcommands") || op_is(op, len, "+@all")) {
         memset(u->cmd_bits, 0xff, sizeof(u->cmd_bits));
         u->future_commands = 1;
-        u->sel_flags |= ACL_SEL_ALLCOMMANDS;
+        u->flags |= ACL_SEL_ALLCOMMANDS;
         firstargs_reset(u);
     } else if (op_is(op, len, "nocommands") || op_is(op, len, "-@all")) {
         memset(u->cmd_bits, 0, sizeof(u->cmd_bits));
         u->future_commands = 0;
-        u->sel_flags &= ~ACL_SEL_ALLCOMMANDS;
+        u->flags &= ~ACL_SEL_ALLCOMMANDS;
         firstargs_reset(u);
     } else if (op[0] == '~' || op[0] == '%') {
         return add_key_pattern(u, op, len);
@@ -618,14 +648,39 @@ static int set_selector_rule(acl_user *u, const char *op, size_t len)
     } else if (op[0] == '-' && (len < 2 || op[1] != '@')) {
         const command_def *cmd = lookup_full(op + 1, len - 1);
         if (!cmd) return ACL_ERR_UNKNOWN;
-        change_perm(u, u->cmd_bits, &u->sel_flags, command_id(cmd), 0);
+        change_perm(u, u->cmd_bits, &u->flags, command_id(cmd), 0);
     } else if (op[0] == '+' || op[0] == '-') {
         uint32_t cat = acl_category_by_name(op + 2, len - 2);
         if (!cat) return ACL_ERR_UNKNOWN;
-        apply_category(u, u->cmd_bits, &u->sel_flags, cat, op[0] == '+');
+        apply_category(u, u->cmd_bits, &u->flags, cat, op[0] == '+');
     } else {
         return ACL_ERR_SYNTAX;
     }
+    return ACL_ERR_NONE;
+}
+
+/* "(rule rule ...)": a new selector with these rules, or none if one fails. */
+static int add_selector(acl_user *u, const char *op, size_t len)
+{
+    char *inner = xmemdup(op + 1, len - 2);
+    int argc = 0;
+    char **argv = split_args(inner, &argc);
+    free(inner);
+    if (!argv) return ACL_ERR_SYNTAX;
+    acl_selector sel;
+    memset(&sel, 0, sizeof(sel));
+    for (int i = 0; i < argc; i++) {
+        int rc = set_selector_rule(&sel, argv[i], strlen(argv[i]));
+        if (rc != ACL_ERR_NONE) {
+            selector_clear(&sel);
+            free_args(argv, argc);
+            return rc;
+        }
+    }
+    free_args(argv, argc);
+    u->selectors = realloc(u->selectors, sizeof(acl_selector) * (size_t)(u->nselectors + 1));
+    if (!u->selectors) abort();
+    u->selectors[u->nselectors++] = sel;
     return ACL_ERR_NONE;
 }
 
@@ -675,19 +730,19 @@ static int set_user_rule(acl_user *u, const char *op, size_t len)
         memmove(u->passwords + i, u->passwords + i + 1, sizeof(*u->passwords) * (size_t)(u->npasswords - i - 1));
         u->npasswords--;
     } else if (op[0] == '(' && op[len - 1] == ')') {
-        /* Selectors are not supported: refused rather than half applied. */
-        return ACL_ERR_SYNTAX;
+        return add_selector(u, op, len);
     } else if (op_is(op, len, "clearselectors")) {
-        /* Only the root selector exists: nothing to clear. */
+        clear_selectors(u);
     } else if (op_is(op, len, "reset")) {
         set_user_rule(u, "resetpass", 9);
         set_user_rule(u, "resetkeys", 9);
         set_user_rule(u, "resetchannels", 13);
         set_user_rule(u, "off", 3);
         set_user_rule(u, "sanitize-payload", 16);
+        set_user_rule(u, "clearselectors", 14);
         set_user_rule(u, "-@all", 5);
     } else {
-        return set_selector_rule(u, op, len);
+        return set_selector_rule(&u->root, op, len);
     }
     return ACL_ERR_NONE;
 }
@@ -722,30 +777,101 @@ const char *acl_error_text(int err)
 
 /* ---- checks ------------------------------------------------------------------------ */
 
-static int key_allowed(const acl_user *u, const char *key, size_t len, uint32_t kflags)
+static int key_allowed(const acl_selector *s, const char *key, size_t len, uint32_t kflags)
 {
+    if (s->flags & ACL_SEL_ALLKEYS) return 1;
     int need = 0;
     if (kflags & KSPEC_ACCESS) need |= ACL_PERM_READ;
     if (kflags & (KSPEC_INSERT | KSPEC_DELETE | KSPEC_UPDATE)) need |= ACL_PERM_WRITE;
-    for (int i = 0; i < u->nkeys; i++) {
-        const acl_key_pattern *p = &u->keys[i];
+    for (int i = 0; i < s->nkeys; i++) {
+        const acl_key_pattern *p = &s->keys[i];
         if ((p->perms & need) != need) continue;
         if (string_match(p->pattern, p->len, key, len, 0)) return 1;
     }
     return 0;
 }
 
-/* PSUBSCRIBE patterns must appear literally in the user's list; channels
- * are matched against the list's patterns. */
-int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal)
+/* PSUBSCRIBE patterns must appear literally in the list; channels are
+ * matched against the list's patterns. */
+static int channel_in_list(const acl_selector *s, const char *ch, size_t len, int literal)
 {
-    if (u->sel_flags & ACL_SEL_ALLCHANNELS) return 1;
-    for (int i = 0; i < u->nchannels; i++) {
-        if (literal ? (u->chanlens[i] == len && !memcmp(u->channels[i], ch, len))
-                    : string_match(u->channels[i], u->chanlens[i], ch, len, 0))
+    for (int i = 0; i < s->nchannels; i++) {
+        if (literal ? (s->chanlens[i] == len && !memcmp(s->channels[i], ch, len))
+                    : string_match(s->channels[i], s->chanlens[i], ch, len, 0))
             return 1;
     }
     return 0;
+}
+
+int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal)
+{
+    for (int i = -1; i < u->nselectors; i++) {
+        const acl_selector *s = i < 0 ? &u->root : &u->selectors[i];
+        if ((s->flags & ACL_SEL_ALLCHANNELS) || channel_in_list(s, ch, len, literal)) return 1;
+    }
+    return 0;
+}
+
+/* The keys of a command, found once for every selector that asks. */
+typedef struct key_cache {
+    int ready, n;
+    int *keys;
+    uint32_t *flags;
+    int stack_keys[32];
+    uint32_t stack_flags[32];
+} key_cache;
+
+static void key_cache_fill(key_cache *kc, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    kc->ready = 1;
+    kc->keys = kc->stack_keys;
+    kc->flags = kc->stack_flags;
+    kc->n = command_get_keys(cmd, argc, argv, argvlen, kc->keys, kc->flags, 32);
+    if (kc->n > 32) {
+        kc->keys = malloc(sizeof(int) * (size_t)kc->n);
+        kc->flags = malloc(sizeof(uint32_t) * (size_t)kc->n);
+        if (!kc->keys || !kc->flags) abort();
+        kc->n = command_get_keys(cmd, argc, argv, argvlen, kc->keys, kc->flags, kc->n);
+    }
+    /* Arguments the command would reject name no keys, as in Redis. */
+    if (kc->n < 0) kc->n = 0;
+}
+
+static int selector_check(const acl_selector *s, const command_def *cmd, int id, int argc, char **argv,
+                          size_t *argvlen, int *argpos, key_cache *kc)
+{
+    if (!(s->flags & ACL_SEL_ALLCOMMANDS) && !(cmd->flags & CMD_NO_AUTH) && !bit_get(s->cmd_bits, id)) {
+        char **allowed = s->firstargs ? s->firstargs[id] : NULL;
+        int idx = id_parent[id] >= 0 ? 2 : 1;
+        if (!allowed || argc <= idx) return ACL_DENIED_CMD;
+        int hit = 0;
+        for (; *allowed && !hit; allowed++) hit = !strcasecmp(argv[idx], *allowed);
+        if (!hit) return ACL_DENIED_CMD;
+    }
+    if (!(s->flags & ACL_SEL_ALLKEYS) && (cmd->key_spec_count || cmd->getkeys)) {
+        if (!kc->ready) key_cache_fill(kc, cmd, argc, argv, argvlen);
+        for (int i = 0; i < kc->n; i++) {
+            int k = kc->keys[i];
+            if (!key_allowed(s, argv[k], argvlen ? argvlen[k] : strlen(argv[k]), kc->flags[i])) {
+                *argpos = k;
+                return ACL_DENIED_KEY;
+            }
+        }
+    }
+    if (!(s->flags & ACL_SEL_ALLCHANNELS)) {
+        const char *n = cmd->name;
+        int last = -1, literal = 0;
+        if (!strcmp(n, "publish") || !strcmp(n, "spublish")) last = 1;
+        else if (!strcmp(n, "subscribe") || !strcmp(n, "ssubscribe")) last = argc - 1;
+        else if (!strcmp(n, "psubscribe")) last = argc - 1, literal = 1;
+        for (int j = 1; j <= last && j < argc; j++) {
+            if (!channel_in_list(s, argv[j], argvlen ? argvlen[j] : strlen(argv[j]), literal)) {
+                *argpos = j;
+                return ACL_DENIED_CHANNEL;
+            }
+        }
+    }
+    return ACL_OK;
 }
 
 int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char **argv, size_t *argvlen,
@@ -754,66 +880,60 @@ int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char 
     if (u->unrestricted) return ACL_OK;
     int id = command_id(cmd);
     if (id < 0) return ACL_DENIED_CMD;
-    if (!(u->sel_flags & ACL_SEL_ALLCOMMANDS) && !(cmd->flags & CMD_NO_AUTH) && !bit_get(u->cmd_bits, id)) {
-        char **allowed = u->firstargs ? u->firstargs[id] : NULL;
-        int idx = id_parent[id] >= 0 ? 2 : 1;
-        if (!allowed || argc <= idx) return ACL_DENIED_CMD;
-        int hit = 0;
-        for (; *allowed && !hit; allowed++) hit = !strcasecmp(argv[idx], *allowed);
-        if (!hit) return ACL_DENIED_CMD;
-    }
-    if (!(u->sel_flags & ACL_SEL_ALLKEYS) && (cmd->key_spec_count || cmd->getkeys)) {
-        int stack_keys[32];
-        uint32_t stack_flags[32];
-        int *keys = stack_keys;
-        uint32_t *kflags = stack_flags;
-        int n = command_get_keys(cmd, argc, argv, argvlen, keys, kflags, 32);
-        if (n > 32) {
-            keys = malloc(sizeof(int) * (size_t)n);
-            kflags = malloc(sizeof(uint32_t) * (size_t)n);
-            if (!keys || !kflags) abort();
-            n = command_get_keys(cmd, argc, argv, argvlen, keys, kflags, n);
-        }
-        int rc = ACL_OK;
-        for (int i = 0; i < n; i++) {
-            int k = keys[i];
-            if (!key_allowed(u, argv[k], argvlen ? argvlen[k] : strlen(argv[k]), kflags[i])) {
-                if (argpos) *argpos = k;
-                rc = ACL_DENIED_KEY;
-                break;
-            }
-        }
-        if (keys != stack_keys) {
-            free(keys);
-            free(kflags);
-        }
-        if (rc != ACL_OK) return rc;
-    }
-    if (!(u->sel_flags & ACL_SEL_ALLCHANNELS)) {
-        const char *n = cmd->name;
-        int first = 1, last = -1, literal = 0;
-        if (!strcmp(n, "publish") || !strcmp(n, "spublish")) last = 1;
-        else if (!strcmp(n, "subscribe") || !strcmp(n, "ssubscribe")) last = argc - 1;
-        else if (!strcmp(n, "psubscribe")) last = argc - 1, literal = 1;
-        for (int j = first; j <= last && j < argc; j++) {
-            if (!acl_channel_allowed(u, argv[j], argvlen ? argvlen[j] : strlen(argv[j]), literal)) {
-                if (argpos) *argpos = j;
-                return ACL_DENIED_CHANNEL;
-            }
+    key_cache kc;
+    kc.ready = 0;
+    /* One selector that allows the command is enough. Otherwise Redis
+     * reports the most specific denial (channel > key > command), and among
+     * equals the one at the latest argument. */
+    int relevant = ACL_DENIED_CMD, last_pos = 0, rc = ACL_DENIED_CMD;
+    for (int i = -1; i < u->nselectors; i++) {
+        const acl_selector *s = i < 0 ? &u->root : &u->selectors[i];
+        int pos = 0;
+        rc = selector_check(s, cmd, id, argc, argv, argvlen, &pos, &kc);
+        if (rc == ACL_OK) break;
+        if (rc > relevant || (rc == relevant && pos > last_pos)) {
+            relevant = rc;
+            last_pos = pos;
         }
     }
-    return ACL_OK;
+    if (kc.ready && kc.keys != kc.stack_keys) {
+        free(kc.keys);
+        free(kc.flags);
+    }
+    if (rc == ACL_OK) return ACL_OK;
+    if (argpos) *argpos = last_pos;
+    return relevant;
 }
 
-int acl_channels_subset(const acl_user *a, const acl_user *b)
+static void collect_channels(const acl_user *u, const acl_selector **list, int *n)
 {
-    for (int i = 0; i < a->nchannels; i++) {
-        int found = 0;
-        for (int j = 0; j < b->nchannels && !found; j++)
-            found = a->chanlens[i] == b->chanlens[j] && !memcmp(a->channels[i], b->channels[j], a->chanlens[i]);
-        if (!found) return 0;
-    }
-    return 1;
+    *n = 0;
+    list[(*n)++] = &u->root;
+    for (int i = 0; i < u->nselectors; i++) list[(*n)++] = &u->selectors[i];
+}
+
+int acl_channels_may_revoke(const acl_user *old, const acl_user *upcoming)
+{
+    const acl_selector **a = xcalloc((size_t)old->nselectors + 1, sizeof(*a));
+    const acl_selector **b = xcalloc((size_t)upcoming->nselectors + 1, sizeof(*b));
+    int na, nb, revoked = 0;
+    collect_channels(old, a, &na);
+    collect_channels(upcoming, b, &nb);
+    for (int j = 0; j < nb; j++)
+        if (b[j]->flags & ACL_SEL_ALLCHANNELS) goto done;
+    for (int i = 0; i < na && !revoked; i++)
+        for (int c = 0; c < a[i]->nchannels && !revoked; c++) {
+            int found = 0;
+            for (int j = 0; j < nb && !found; j++)
+                for (int d = 0; d < b[j]->nchannels && !found; d++)
+                    found = a[i]->chanlens[c] == b[j]->chanlens[d] &&
+                            !memcmp(a[i]->channels[c], b[j]->channels[d], a[i]->chanlens[c]);
+            if (!found) revoked = 1;
+        }
+done:
+    free(a);
+    free(b);
+    return revoked;
 }
 
 /* ---- descriptions --------------------------------------------------------------------- */
@@ -853,7 +973,7 @@ static void count_category(const uint64_t *bits, uint32_t cat, unsigned long *on
         }
 }
 
-static void describe_single(const acl_user *u, uint64_t *fake, int id, strbuf *b)
+static void describe_single(const acl_selector *u, uint64_t *fake, int id, strbuf *b)
 {
     int userbit = bit_get(u->cmd_bits, id), fakebit = bit_get(fake, id);
     if (userbit != fakebit) {
@@ -879,7 +999,7 @@ static void describe_single(const acl_user *u, uint64_t *fake, int id, strbuf *b
  * after the other, then single commands to make the bitmap match exactly.
  * Single commands follow the command table's order (Redis's follows its
  * hash table, which varies from one process to the next). */
-char *acl_describe_commands(const acl_user *u)
+char *acl_describe_commands(const acl_selector *u)
 {
     strbuf b = {0};
     int additive = !u->future_commands;
@@ -922,10 +1042,10 @@ static void describe_pattern(strbuf *b, const acl_key_pattern *p)
     sb_add(b, p->pattern, p->len);
 }
 
-char *acl_describe_keys(const acl_user *u)
+char *acl_describe_keys(const acl_selector *u)
 {
     strbuf b = {0};
-    if (u->sel_flags & ACL_SEL_ALLKEYS) {
+    if (u->flags & ACL_SEL_ALLKEYS) {
         sb_cat(&b, "~*");
     } else {
         for (int i = 0; i < u->nkeys; i++) {
@@ -936,10 +1056,10 @@ char *acl_describe_keys(const acl_user *u)
     return sb_done(&b);
 }
 
-char *acl_describe_channels(const acl_user *u)
+char *acl_describe_channels(const acl_selector *u)
 {
     strbuf b = {0};
-    if (u->sel_flags & ACL_SEL_ALLCHANNELS) {
+    if (u->flags & ACL_SEL_ALLCHANNELS) {
         sb_cat(&b, "&*");
     } else {
         for (int i = 0; i < u->nchannels; i++) {
@@ -949,6 +1069,32 @@ char *acl_describe_channels(const acl_user *u)
         }
     }
     return sb_done(&b);
+}
+
+/* Keys, channels, then command rules, as one selector appears in ACL LIST. */
+static void describe_selector(strbuf *b, const acl_selector *s)
+{
+    if (s->flags & ACL_SEL_ALLKEYS) {
+        sb_cat(b, "~* ");
+    } else {
+        for (int i = 0; i < s->nkeys; i++) {
+            describe_pattern(b, &s->keys[i]);
+            sb_cat(b, " ");
+        }
+    }
+    if (s->flags & ACL_SEL_ALLCHANNELS) {
+        sb_cat(b, "&* ");
+    } else {
+        sb_cat(b, "resetchannels ");
+        for (int i = 0; i < s->nchannels; i++) {
+            sb_cat(b, "&");
+            sb_add(b, s->channels[i], s->chanlens[i]);
+            sb_cat(b, " ");
+        }
+    }
+    char *rules = acl_describe_commands(s);
+    sb_cat(b, rules);
+    free(rules);
 }
 
 char *acl_describe_user(const acl_user *u)
@@ -968,28 +1114,55 @@ char *acl_describe_user(const acl_user *u)
         sb_add(&b, u->passwords[i], 64);
         sb_cat(&b, " ");
     }
-    if (u->sel_flags & ACL_SEL_ALLKEYS) {
-        sb_cat(&b, "~* ");
-    } else {
-        for (int i = 0; i < u->nkeys; i++) {
-            describe_pattern(&b, &u->keys[i]);
-            sb_cat(&b, " ");
-        }
+    for (int i = -1; i < u->nselectors; i++) {
+        const acl_selector *s = i < 0 ? &u->root : &u->selectors[i];
+        if (i >= 0) sb_cat(&b, " (");
+        describe_selector(&b, s);
+        if (i >= 0) sb_cat(&b, ")");
     }
-    if (u->sel_flags & ACL_SEL_ALLCHANNELS) {
-        sb_cat(&b, "&* ");
-    } else {
-        sb_cat(&b, "resetchannels ");
-        for (int i = 0; i < u->nchannels; i++) {
-            sb_cat(&b, "&");
-            sb_add(&b, u->channels[i], u->chanlens[i]);
-            sb_cat(&b, " ");
-        }
-    }
-    char *rules = acl_describe_commands(u);
-    sb_cat(&b, rules);
-    free(rules);
     return b.s;
+}
+
+char **acl_merge_selector_args(int argc, char **argv, size_t *argvlen, int *merged_argc, size_t **merged_lens,
+                               int *bad)
+{
+    char **out = xcalloc((size_t)argc + 1, sizeof(char *));
+    size_t *lens = xcalloc((size_t)argc + 1, sizeof(size_t));
+    int n = 0, open_at = -1;
+    strbuf cur = {0};
+    for (int j = 0; j < argc; j++) {
+        const char *op = argv[j];
+        size_t len = argvlen[j];
+        if (open_at < 0 && len && op[0] == '(' && op[len - 1] != ')') {
+            open_at = j;
+            cur.len = 0;
+            sb_add(&cur, op, len);
+            continue;
+        }
+        if (open_at >= 0) {
+            sb_cat(&cur, " ");
+            sb_add(&cur, op, len);
+            if (len && op[len - 1] == ')') {
+                out[n] = xmemdup(cur.s, cur.len);
+                lens[n++] = cur.len;
+                open_at = -1;
+            }
+            continue;
+        }
+        out[n] = xmemdup(op, len);
+        lens[n++] = len;
+    }
+    free(cur.s);
+    if (open_at >= 0) {
+        for (int i = 0; i < n; i++) free(out[i]);
+        free(out);
+        free(lens);
+        *bad = open_at;
+        return NULL;
+    }
+    *merged_argc = n;
+    *merged_lens = lens;
+    return out;
 }
 
 /* ---- configuration and the ACL file ------------------------------------------------ */
@@ -1013,13 +1186,25 @@ const char *acl_config_user(int argc, char **argv)
                      acl_error_text(ACL_ERR_DUPLICATE_USER));
             return why;
         }
+    size_t *lens = xcalloc((size_t)argc, sizeof(size_t));
+    for (int i = 1; i < argc; i++) lens[i] = strlen(argv[i]);
+    int nrules = 0, bad = 0;
+    size_t *rlens = NULL;
+    char **rules = acl_merge_selector_args(argc - 1, argv + 1, lens + 1, &nrules, &rlens, &bad);
+    free(lens);
+    if (!rules) {
+        snprintf(why, sizeof(why), "Error in user declaration '%s': Unmatched parenthesis", argv[1 + bad]);
+        return why;
+    }
+    free(rlens);
     /* Rules are tried on a scratch user now so mistakes stop the start. */
     acl_user *fake = acl_user_new_unlinked("", 0);
-    for (int i = 1; i < argc; i++) {
-        int rc = acl_set_user(fake, argv[i], strlen(argv[i]));
+    for (int i = 0; i < nrules; i++) {
+        int rc = acl_set_user(fake, rules[i], strlen(rules[i]));
         if (rc != ACL_ERR_NONE && rc != ACL_ERR_UNKNOWN) {
+            snprintf(why, sizeof(why), "Error in user declaration '%s': %s", rules[i], acl_error_text(rc));
             acl_user_free(fake);
-            snprintf(why, sizeof(why), "Error in user declaration '%s': %s", argv[i], acl_error_text(rc));
+            free_args(rules, nrules);
             return why;
         }
     }
@@ -1027,9 +1212,11 @@ const char *acl_config_user(int argc, char **argv)
     pending = realloc(pending, sizeof(*pending) * (size_t)(npending + 1));
     if (!pending) abort();
     pending_user *p = &pending[npending++];
-    p->argc = argc;
-    p->argv = xcalloc((size_t)argc, sizeof(char *));
-    for (int i = 0; i < argc; i++) p->argv[i] = xmemdup(argv[i], strlen(argv[i]));
+    p->argc = nrules + 1;
+    p->argv = xcalloc((size_t)nrules + 1, sizeof(char *));
+    p->argv[0] = xmemdup(argv[0], strlen(argv[0]));
+    for (int i = 0; i < nrules; i++) p->argv[i + 1] = rules[i];
+    free(rules);
     return NULL;
 }
 
@@ -1158,14 +1345,24 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
                 if (!u) {
                     errs_printf(&errs, "WARNING: Duplicate user '%s' found on line %d. ", argv[1], linenum);
                 } else {
-                    for (int j = 2; j < argc; j++) {
-                        char *op = argv[j];
-                        size_t oplen = strlen(op);
+                    size_t *lens = xcalloc((size_t)argc, sizeof(size_t));
+                    for (int j = 2; j < argc; j++) lens[j] = strlen(argv[j]);
+                    int nrules = 0, bad = 0;
+                    size_t *rlens = NULL;
+                    char **rules = acl_merge_selector_args(argc - 2, argv + 2, lens + 2, &nrules, &rlens, &bad);
+                    free(lens);
+                    if (!rules)
+                        errs_printf(&errs, "%s:%d: Unmatched parenthesis in selector definition.", path, linenum);
+                    for (int j = 0; rules && j < nrules; j++) {
+                        char *op = rules[j];
+                        size_t oplen = rlens[j];
                         while (oplen && trim_char(op[oplen - 1], "\t\r\n")) op[--oplen] = '\0';
                         while (trim_char(*op, "\t\r\n")) op++, oplen--;
                         int rc = acl_set_user(u, op, oplen);
                         if (rc != ACL_ERR_NONE) errs_printf(&errs, "%s:%d: %s. ", path, linenum, acl_error_text(rc));
                     }
+                    if (rules) free_args(rules, nrules);
+                    free(rlens);
                 }
             }
             free(argv);

@@ -49,13 +49,11 @@ typedef struct acl_key_pattern {
     int perms; /* ACL_PERM_* */
 } acl_key_pattern;
 
-typedef struct acl_user {
-    char *name;
-    size_t namelen;
-    int flags;                 /* ACL_USER_* */
-    char (*passwords)[65];     /* SHA-256 hex of each password, in order */
-    int npasswords;
-    int sel_flags;             /* ACL_SEL_* of the root selector */
+/* What a selector allows: commands, keys and channels. A user has its root
+ * selector and, optionally, more `(...)` selectors; a command is allowed
+ * when one of them allows it. */
+typedef struct acl_selector {
+    int flags;                 /* ACL_SEL_* */
     uint64_t cmd_bits[ACL_CMD_WORDS];
     int future_commands;       /* started from +@all: commands not in the table run too */
     char ***firstargs;         /* per command id: NULL-terminated allowed first args, or NULL */
@@ -64,6 +62,17 @@ typedef struct acl_user {
     char **channels;
     size_t *chanlens;
     int nchannels;
+} acl_selector;
+
+typedef struct acl_user {
+    char *name;
+    size_t namelen;
+    int flags;                 /* ACL_USER_* */
+    char (*passwords)[65];     /* SHA-256 hex of each password, in order */
+    int npasswords;
+    acl_selector root;
+    acl_selector *selectors;   /* the (...) ones */
+    int nselectors;
     int unrestricted; /* all commands, keys and channels: checks can be skipped */
     int refs;         /* clients and running scripts using it */
     int deleted;      /* no longer in the users table: freed at refs == 0 */
@@ -106,14 +115,21 @@ int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char 
 
 /* A channel (literal: a PSUBSCRIBE pattern, compared as it is) against the user's channel patterns. */
 int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal);
-/* 1 if every channel pattern of a is also one of b's. */
-int acl_channels_subset(const acl_user *a, const acl_user *b);
+/* Whether a change of the user from old to upcoming may leave subscribers
+ * with channels they may no longer use (Redis's test: upcoming has no
+ * selector with all channels, and some channel pattern of old is gone). */
+int acl_channels_may_revoke(const acl_user *old, const acl_user *upcoming);
+/* Merges selector arguments split by spaces ("(~x" "+get)") into one.
+ * Returns a malloc'd array of pointers (elements malloc'd) and its size,
+ * or NULL with *bad set to the index of the unmatched "(" argument. */
+char **acl_merge_selector_args(int argc, char **argv, size_t *argvlen, int *merged_argc, size_t **merged_lens,
+                               int *bad);
 
 /* Descriptions, malloc'd strings. */
 char *acl_describe_user(const acl_user *u);        /* what follows "user <name> " */
-char *acl_describe_commands(const acl_user *u);    /* "+@all -get" */
-char *acl_describe_keys(const acl_user *u);        /* GETUSER keys */
-char *acl_describe_channels(const acl_user *u);    /* GETUSER channels */
+char *acl_describe_commands(const acl_selector *s); /* "+@all -get" */
+char *acl_describe_keys(const acl_selector *s);     /* GETUSER keys */
+char *acl_describe_channels(const acl_selector *s); /* GETUSER channels */
 
 /* Categories. */
 const char *const *acl_category_names(void);       /* NULL-terminated, Redis's order */

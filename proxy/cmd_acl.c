@@ -156,6 +156,16 @@ static void reply_bulk_free(struct evbuffer *out, char *s)
     free(s);
 }
 
+static void describe_selector_fields(struct evbuffer *out, const acl_selector *s)
+{
+    reply_bulk_cstr(out, "commands");
+    reply_bulk_free(out, acl_describe_commands(s));
+    reply_bulk_cstr(out, "keys");
+    reply_bulk_free(out, acl_describe_keys(s));
+    reply_bulk_cstr(out, "channels");
+    reply_bulk_free(out, acl_describe_channels(s));
+}
+
 static void acl_getuser(struct evbuffer *out, const acl_user *u)
 {
     static const struct { int flag; const char *name; } flag_names[] = {
@@ -163,6 +173,7 @@ static void acl_getuser(struct evbuffer *out, const acl_user *u)
         {ACL_USER_SKIP_SANITIZE, "skip-sanitize-payload"}, {ACL_USER_SANITIZE, "sanitize-payload"}, {0, NULL},
     };
     reply_array(out, 12);
+    /* The root selector at the top, the others under "selectors". */
     reply_bulk_cstr(out, "flags");
     int n = 0;
     for (int i = 0; flag_names[i].name; i++) n += !!(u->flags & flag_names[i].flag);
@@ -172,14 +183,13 @@ static void acl_getuser(struct evbuffer *out, const acl_user *u)
     reply_bulk_cstr(out, "passwords");
     reply_array(out, u->npasswords);
     for (int i = 0; i < u->npasswords; i++) reply_bulk(out, u->passwords[i], 64);
-    reply_bulk_cstr(out, "commands");
-    reply_bulk_free(out, acl_describe_commands(u));
-    reply_bulk_cstr(out, "keys");
-    reply_bulk_free(out, acl_describe_keys(u));
-    reply_bulk_cstr(out, "channels");
-    reply_bulk_free(out, acl_describe_channels(u));
+    describe_selector_fields(out, &u->root);
     reply_bulk_cstr(out, "selectors");
-    reply_array(out, 0);
+    reply_array(out, u->nselectors);
+    for (int i = 0; i < u->nselectors; i++) {
+        reply_array(out, 6);
+        describe_selector_fields(out, &u->selectors[i]);
+    }
 }
 
 static int topic_allowed(void *ctx, const char *name, size_t len, int is_pattern)
@@ -193,7 +203,7 @@ static int topic_allowed(void *ctx, const char *name, size_t len, int is_pattern
  * pattern the user had. */
 static void close_revoked_subscribers(client *self, acl_user *old, acl_user *upcoming)
 {
-    if ((upcoming->sel_flags & ACL_SEL_ALLCHANNELS) || acl_channels_subset(old, upcoming)) return;
+    if (!acl_channels_may_revoke(old, upcoming)) return;
     client *o = server.clients;
     while (o) {
         client *next = o->next;
@@ -212,17 +222,29 @@ static void acl_setuser(client *c, struct evbuffer *out, int argc, char **argv, 
         reply_error(out, "ERR Usernames can't contain spaces or null characters");
         return;
     }
+    int nrules = 0, bad = 0;
+    size_t *lens = NULL;
+    char **rules = acl_merge_selector_args(argc - 3, argv + 3, argvlen + 3, &nrules, &lens, &bad);
+    if (!rules) {
+        reply_errorf(out, "ERR Unmatched parenthesis in acl selector starting at '%s'.", argv[3 + bad]);
+        return;
+    }
     /* Every rule is staged on a copy: all of them apply, or none. */
     acl_user *u = acl_find_user(argv[2], argvlen[2]);
     acl_user *tmp = acl_user_new_unlinked(argv[2], argvlen[2]);
     if (u) acl_user_copy(tmp, u);
-    for (int j = 3; j < argc; j++) {
-        int rc = acl_set_user(tmp, argv[j], argvlen[j]);
-        if (rc != ACL_ERR_NONE) {
-            reply_errorf(out, "ERR Error in ACL SETUSER modifier '%s': %s", argv[j], acl_error_text(rc));
-            acl_user_free(tmp);
-            return;
-        }
+    int rc = ACL_ERR_NONE;
+    for (int j = 0; j < nrules && rc == ACL_ERR_NONE; j++) {
+        rc = acl_set_user(tmp, rules[j], lens[j]);
+        if (rc != ACL_ERR_NONE)
+            reply_errorf(out, "ERR Error in ACL SETUSER modifier '%s': %s", rules[j], acl_error_text(rc));
+    }
+    for (int j = 0; j < nrules; j++) free(rules[j]);
+    free(rules);
+    free(lens);
+    if (rc != ACL_ERR_NONE) {
+        acl_user_free(tmp);
+        return;
     }
     if (u) close_revoked_subscribers(c, u, tmp);
     if (!u) u = acl_create_user(argv[2], argvlen[2]);

@@ -23,6 +23,8 @@ USERS = {
     "pubber": ("ppw", "on >ppw ~* resetchannels &chan:* &literal* -@all +@pubsub +@read +ping +eval +acl"),
     "sleeper": ("spw", "off >spw ~* &* +@all"),
     "free": ("", "on nopass ~* &* +@all"),
+    "multi": ("mpw", "on >mpw ~app:* resetchannels -@all +get +multi +exec +eval (~wo:* +set +lpush) "
+                     "(%R~ro:* &chan:* +@read +publish +subscribe)"),
 }
 USER_LINES = ["user %s %s" % (name, rules) for name, (_, rules) in USERS.items()]
 
@@ -104,7 +106,7 @@ COMMANDS = [
     ("SSUBSCRIBE", "chan:2"),
 ]
 
-RESTRICTED = ["app", "reader", "limited", "pubber"]
+RESTRICTED = ["app", "reader", "limited", "pubber", "multi"]
 
 
 @pytest.mark.parametrize("user", RESTRICTED)
@@ -148,11 +150,22 @@ def test_hello_auth_as_user(pair):
 def _sorted_rules(line):
     # Single command rules come in Redis's hash table order, which changes
     # from one process to the next; compare them as a set after the
-    # categories, which have a fixed order.
-    words = line.split(" ")
-    head = [w for w in words if not (w[:1] in "+-" and not w.startswith(("+@", "-@")))]
-    singles = sorted(w for w in words if w[:1] in "+-" and not w.startswith(("+@", "-@")))
-    return head + singles
+    # categories, which have a fixed order. Each "(...)" selector apart.
+    groups, cur = [], []
+    for w in line.split(" "):
+        if w.startswith("("):
+            groups.append(cur)
+            cur = [w[1:]]
+        else:
+            cur.append(w)
+        if w.endswith(")") and len(groups) and cur and cur[0] != "":
+            cur[-1] = cur[-1][:-1]
+    groups.append(cur)
+    out = []
+    for g in groups:
+        single = [w for w in g if w[:1] in "+-" and not w.startswith(("+@", "-@"))]
+        out.append([w for w in g if w not in single] + sorted(single))
+    return out
 
 
 def _list_as_rules(raw):
@@ -171,6 +184,8 @@ def test_acl_getuser_matches_redis(pair, user):
         with ep.connect() as c:
             r = parse_reply(c.call("ACL", "GETUSER", user))
             r[5] = _sorted_rules(r[5].decode())
+            for sel in r[11]:
+                sel[1] = _sorted_rules(sel[1].decode())
             return r
     assert get(pair.oracle) == get(pair.proxy)
 
@@ -196,6 +211,10 @@ def test_acl_getuser_matches_redis(pair, user):
     ["on", "nocommands", "+@scripting", "+@transaction"],
     ["skip-sanitize-payload", "on", "+@all"],
     ["sanitize-payload", "+@hash", "+@list", "+@set", "+@sortedset"],
+    ["on", "~a", "+get", "(~b +set)", "(&c* %R~d* +@read)"],
+    ["on", "(~x", "+get)", "()", "(allkeys", "allchannels", "allcommands)"],
+    ["on", "(~x +get)", "clearselectors", "(~y +set)"],
+    ["on", "(~x +get)", "reset", "on"],
 ], ids=lambda r: " ".join(r)[:50])
 def test_acl_setuser_then_describe(pair, rules):
     name = "t_%d" % (abs(hash(tuple(rules))) % 100000)
@@ -205,6 +224,8 @@ def test_acl_setuser_then_describe(pair, rules):
             r = [c.call("ACL", "SETUSER", name, *rules), parse_reply(c.call("ACL", "GETUSER", name)),
                  c.call("ACL", "DELUSER", name)]
             r[1][5] = _sorted_rules(r[1][5].decode())
+            for sel in r[1][11]:
+                sel[1] = _sorted_rules(sel[1].decode())
             return r
     assert session(pair.oracle) == session(pair.proxy)
 
@@ -223,6 +244,10 @@ def test_acl_setuser_then_describe(pair, rules):
     ("DRYRUN", "app", "config", "get", "x"), ("DRYRUN", "reader", "lmove", "ro:1", "wo:1", "left", "left"),
     ("DRYRUN", "reader", "copy", "rw:1", "ro:2"), ("DRYRUN", "free", "flushall"),
     ("DRYRUN", "limited", "select", "0"), ("DRYRUN", "limited", "select", "1"), ("GETUSER",), ("SETUSER",),
+    ("SETUSER", "bad", "(~x", "+get"), ("SETUSER", "bad", "on", "(~x +nosuch)"), ("SETUSER", "bad", "(foo)"),
+    ("SETUSER", "bad", "(~x", "foo)"), ("DRYRUN", "multi", "set", "wo:1", "v"), ("DRYRUN", "multi", "set", "ro:1", "v"),
+    ("DRYRUN", "multi", "publish", "chan:1", "m"), ("DRYRUN", "multi", "publish", "zz", "m"),
+    ("DRYRUN", "multi", "lpush", "app:1", "v"), ("DRYRUN", "multi", "del", "app:1"),
 ], ids=lambda a: " ".join(a)[:50])
 def test_acl_command_replies_match_redis(pair, args):
     pair.run([("ACL",) + args, ("ACL", "USERS")])
@@ -443,9 +468,16 @@ def test_acl_save_and_load_round_trip(store, tmp_path):
             assert alice.call("GET", "a:2") == b"$-1\r\n"
 
             # A good file replaces the users; clients of replaced users are closed.
-            aclfile.write_text("\n".join(saved[:2]) + "\nuser carol on >c ~* +@all\n")
+            aclfile.write_text("\n".join(saved[:2]) + "\nuser carol on >c ~* +@all\n"
+                               "user sel on nopass -@all (~s:* resetchannels -@all +get) (&c +publish)\n")
             assert admin.call("ACL", "LOAD") == b"+OK\r\n"
-            assert parse_reply(admin.call("ACL", "USERS")) == [b"alice", b"bob", b"carol", b"default"]
+            assert parse_reply(admin.call("ACL", "USERS")) == [b"alice", b"bob", b"carol", b"default", b"sel"]
+            assert admin.call("ACL", "DRYRUN", "sel", "get", "s:1") == b"+OK\r\n"
+            assert admin.call("ACL", "DRYRUN", "sel", "publish", "c", "m") == b"+OK\r\n"
+            assert admin.call("ACL", "DRYRUN", "sel", "set", "s:1", "v").startswith(b"$")
+            aclfile.write_text("user sel on (~x +get\n")
+            r = admin.call("ACL", "LOAD")
+            assert b"Unmatched parenthesis in selector definition." in r, r
             with pytest.raises((harness.ConnectionClosed, OSError)):
                 alice.call("GET", "a:2")
             assert admin.call("ACL", "WHOAMI") == b"$7\r\ndefault\r\n"
@@ -504,12 +536,14 @@ def test_config_rewrite_keeps_users(store, tmp_path):
     with _running(p):
         with p.connect() as c:
             assert c.call("ACL", "SETUSER", "b", "on", "nopass", "+get") == b"+OK\r\n"
+            assert c.call("ACL", "SETUSER", "c", "on", "nopass", "(~c:* +set)") == b"+OK\r\n"
             assert c.call("CONFIG", "REWRITE") == b"+OK\r\n"
     lines = conf.read_text().splitlines()
     users = [l for l in lines if l.startswith("user ")]
     assert users[0].startswith("user a on #") and users[0].endswith(" ~a:* resetchannels +@all"), users
     assert users[1] == "user b on nopass resetchannels -@all +get", users
-    assert users[2] == "user default on nopass ~* &* +@all", users
+    assert users[2] == "user c on nopass resetchannels -@all (~c:* resetchannels -@all +set)", users
+    assert users[3] == "user default on nopass ~* &* +@all", users
     # ... and the rewritten file starts the proxy with the same users.
     r = subprocess.run([proxy_binary(), "--test-config", str(conf)], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=20)

@@ -82,7 +82,7 @@ static void test_errors(void **state)
         {"foo", ACL_ERR_SYNTAX},                  {"#abc", ACL_ERR_BAD_HASH},
         {"+config|get|x", ACL_ERR_SUB_FIRSTARG},  {"+config|", ACL_ERR_SYNTAX},
         {"+config|nosuch", ACL_ERR_UNKNOWN},      {"-select|0", ACL_ERR_UNKNOWN},
-        {"%X~a", ACL_ERR_SYNTAX},                 {"(~x +get)", ACL_ERR_SYNTAX},
+        {"%X~a", ACL_ERR_SYNTAX},                 {"(~x foo)", ACL_ERR_SYNTAX},
         {"<nosuch", ACL_ERR_NO_SUCH_PASS},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -163,6 +163,53 @@ static void test_channel_checks(void **state)
     assert_int_equal(check(u, &pos, 2, "psubscribe", "lit"), ACL_OK);
     assert_int_equal(check(u, &pos, 2, "unsubscribe", "anything"), ACL_OK);
     acl_user_free(u);
+}
+
+static void test_selectors(void **state)
+{
+    int pos = -1;
+    acl_user *u = user_with("on ~a:* -@all +get");
+    assert_int_equal(acl_set_user(u, "(~b:* +set)", 11), ACL_ERR_NONE);
+    assert_int_equal(acl_set_user(u, "(%R~c:* &ch +@read +publish)", 28), ACL_ERR_NONE);
+    assert_int_equal(acl_set_user(u, "(~x +nosuch)", 12), ACL_ERR_UNKNOWN);
+    assert_int_equal(u->nselectors, 2);
+    char *d = acl_describe_user(u);
+    assert_string_equal(d, "on ~a:* resetchannels -@all +get (~b:* resetchannels -@all +set) "
+                           "(%R~c:* resetchannels &ch -@all +@read +publish)");
+    free(d);
+    assert_int_equal(check(u, &pos, 2, "get", "a:1"), ACL_OK);
+    assert_int_equal(check(u, &pos, 3, "set", "b:1", "v"), ACL_OK);
+    assert_int_equal(check(u, &pos, 2, "get", "c:1"), ACL_OK);
+    assert_int_equal(check(u, &pos, 3, "set", "a:1", "v"), ACL_DENIED_KEY);
+    assert_int_equal(check(u, &pos, 3, "publish", "ch", "m"), ACL_OK);
+    /* The most specific denial wins: a channel beats a command. */
+    assert_int_equal(check(u, &pos, 3, "publish", "other", "m"), ACL_DENIED_CHANNEL);
+    assert_int_equal(check(u, &pos, 2, "del", "a:1"), ACL_DENIED_CMD);
+    acl_user *copy = acl_user_new_unlinked("c", 1);
+    acl_user_copy(copy, u);
+    assert_int_equal(copy->nselectors, 2);
+    assert_int_equal(acl_set_user(u, "clearselectors", 14), ACL_ERR_NONE);
+    assert_int_equal(u->nselectors, 0);
+    assert_int_equal(check(u, &pos, 3, "set", "b:1", "v"), ACL_DENIED_CMD);
+    assert_int_equal(check(copy, &pos, 3, "set", "b:1", "v"), ACL_OK);
+    acl_user_free(copy);
+    acl_user_free(u);
+
+    char *args[] = {"on", "(~x", "+get)", "(&c)", "+ping"};
+    size_t lens[] = {2, 3, 5, 4, 5};
+    int n = 0, bad = -1;
+    size_t *mlens = NULL;
+    char **merged = acl_merge_selector_args(5, args, lens, &n, &mlens, &bad);
+    assert_non_null(merged);
+    assert_int_equal(n, 4);
+    assert_string_equal(merged[1], "(~x +get)");
+    assert_int_equal(mlens[1], 9);
+    for (int i = 0; i < n; i++) free(merged[i]);
+    free(merged);
+    free(mlens);
+    char *open_args[] = {"on", "(~x", "+get"};
+    assert_null(acl_merge_selector_args(3, open_args, lens, &n, &mlens, &bad));
+    assert_int_equal(bad, 1);
 }
 
 static void test_unrestricted_fast_path(void **state)
@@ -269,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_describe),          cmocka_unit_test(test_passwords),
         cmocka_unit_test(test_errors),            cmocka_unit_test(test_command_checks),
         cmocka_unit_test(test_key_checks),        cmocka_unit_test(test_channel_checks),
+        cmocka_unit_test(test_selectors),
         cmocka_unit_test(test_unrestricted_fast_path), cmocka_unit_test(test_credentials),
         cmocka_unit_test(test_log_grouping),      cmocka_unit_test(test_acl_file),
         cmocka_unit_test(test_category_table),
