@@ -85,6 +85,24 @@ int acl_client_allows(client *c, const command_def *cmd, int argc, char **argv, 
     return 0;
 }
 
+char *acl_exec_recheck(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    int pos = 0;
+    int rc = acl_check_command(c->user, cmd, argc, argv, argvlen, &pos);
+    if (rc == ACL_OK) return NULL;
+    log_denial(c, c->user, rc, ACL_CTX_MULTI, cmd, argv, argvlen, pos);
+    const char *why = rc == ACL_DENIED_CMD ? "no permission to execute the command or subcommand"
+                      : rc == ACL_DENIED_KEY ? "no permission to touch the specified keys"
+                                             : "no permission to access one of the channels used as arguments";
+    char *err = NULL;
+    if (asprintf(&err,
+                 "NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC call. "
+                 "This command is no longer allowed for the following reason: %s",
+                 why) < 0)
+        abort();
+    return err;
+}
+
 int acl_script_check(acl_user *u, client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     int pos = 0;

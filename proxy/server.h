@@ -142,6 +142,9 @@ int acl_client_allows(client *c, const struct command_def *cmd, int argc, char *
  * logged with the lua context. */
 int acl_script_check(struct acl_user *u, client *c, const struct command_def *cmd, int argc, char **argv,
                      size_t *argvlen);
+/* EXEC's second check of a queued command: NULL, or the NOPERM error
+ * (malloc'd) that takes its place in EXEC's reply; logged as multi. */
+char *acl_exec_recheck(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* ACL LOG's client-info: the CLIENT LIST line. malloc'd, *len set. */
 char *client_info_string(client *c, size_t *len);
 

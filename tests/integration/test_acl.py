@@ -577,3 +577,29 @@ def _subscriber_fates(ep, new_rules):
 def test_revoked_channels_close_subscribers(pair, rules):
     fates = _subscriber_fates(pair.oracle, rules)
     assert fates == _subscriber_fates(pair.proxy, rules)
+
+
+def _exec_after_rules_change(ep, queued, new_rules):
+    with ep.connect() as admin, ep.connect() as c:
+        assert admin.call("ACL", "SETUSER", "ex", "reset", "on", ">e", "~k*", "&c*", "+@all") == b"+OK\r\n"
+        assert c.call("AUTH", "ex", "e") == b"+OK\r\n"
+        out = [c.call("MULTI")] + [c.call(*q) for q in queued]
+        out.append(admin.call("ACL", "SETUSER", "ex", *new_rules))
+        assert admin.call("ACL", "LOG", "RESET") == b"+OK\r\n"
+        out.append(c.call("EXEC"))
+        out.append(c.call("GET", "k2"))
+        log = parse_reply(admin.call("ACL", "LOG"))
+        out.append([e[:10] for e in log])
+        assert admin.call("ACL", "DELUSER", "ex") == b":1\r\n"
+    return out
+
+
+@pytest.mark.parametrize("queued, rules", [
+    ([("GET", "k1"), ("SET", "k2", "v"), ("GET", "k3"), ("PING",)], ("-get", "resetkeys", "~k3")),
+    ([("SET", "k2", "v"), ("INCR", "k9")], ("-incr",)),
+    ([("SET", "k2", "v"), ("GET", "k2")], ("+ping",)),
+    ([("EVAL", "return redis.call('get', KEYS[1])", "1", "k1"), ("SET", "k2", "v")], ("-eval",)),
+], ids=["mixed", "one", "unchanged", "script"])
+def test_exec_checks_again_after_rules_change(pair, queued, rules):
+    assert _exec_after_rules_change(pair.oracle, queued, rules) == \
+        _exec_after_rules_change(pair.proxy, queued, rules)
