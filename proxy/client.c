@@ -18,6 +18,7 @@
 #include <openssl/ssl.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
@@ -342,6 +343,8 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->resp = 2;
     c->db = server.backend ? server.backend->default_db : 0;
     c->authenticated = 0;
+    c->user = acl_default_user();
+    acl_user_retain(c->user);
     c->backend_conn = -1;
     c->watch_conn = -1;
     c->dedicated_conn = -1;
@@ -445,6 +448,7 @@ void clients_reap(void)
         client *c = closed_clients;
         closed_clients = c->next;
         request_parser_free(&c->parser);
+        acl_user_release(c->user);
         free(c->name);
         free(c->lib_name);
         free(c->lib_ver);
@@ -500,7 +504,7 @@ static void client_process_input(client *c)
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t consumed = 0;
-        c->parser.authenticated = c->authenticated || !config.requirepass;
+        c->parser.authenticated = !client_auth_required(c);
         c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
         int rc = request_parser_feed(&c->parser, v.iov_base, v.iov_len, &consumed);
         evbuffer_drain(in, consumed);
@@ -558,12 +562,12 @@ void client_describe(client *c, struct evbuffer *out)
     evbuffer_add_printf(out,
                         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
                         "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
-                        "omem=%zu tot-mem=0 events=r cmd=%s user=default redir=-1 resp=%d",
+                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
                         (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
                         (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
                         pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
                         request_parser_pending(&c->parser), obl, c->slots_pending, obl,
-                        c->last_cmd ? c->last_cmd : "NULL", c->resp);
+                        c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
     if (c->lib_name || c->lib_ver)
         evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",
                             c->lib_ver ? c->lib_ver : "");

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/reply.h"
@@ -60,24 +61,21 @@ void cmd_time(client *c, const command_def *cmd, int argc, char **argv, size_t *
     reply_bulk(out, buf, (size_t)n);
 }
 
-/* Constant time for equal lengths, so timing does not leak the password. */
-static int password_matches(const char *given, size_t len)
+/* AUTH and HELLO AUTH: the user's credentials, as Redis checks them; a
+ * failure goes to the ACL log. */
+static int authenticate(client *c, const char *user, size_t ulen, const char *pass, size_t plen, const char *cmdname)
 {
-    const char *want = config.requirepass;
-    size_t wlen = strlen(want);
-    unsigned char diff = (unsigned char)(wlen != len);
-    for (size_t i = 0; i < len; i++) diff |= (unsigned char)(given[i] ^ want[i % (wlen ? wlen : 1)]);
-    return diff == 0;
-}
-
-/* The default user: nopass unless requirepass is set. */
-static int authenticate(client *c, const char *user, size_t ulen, const char *pass, size_t plen)
-{
-    if (!arg_is(user, ulen, "default")) return 0;
-    if (!config.requirepass || password_matches(pass, plen)) {
+    acl_user *u = acl_check_credentials(user, ulen, pass, plen);
+    if (u) {
         c->authenticated = 1;
+        client_set_user(c, u);
         return 1;
     }
+    size_t clen;
+    char *cinfo = client_info_string(c, &clen);
+    acl_log_add(ACL_DENIED_AUTH, c->multi ? ACL_CTX_MULTI : ACL_CTX_TOPLEVEL, cmdname, strlen(cmdname), user, ulen,
+                cinfo, clen, config.acllog_max_len);
+    free(cinfo);
     return 0;
 }
 
@@ -93,7 +91,7 @@ void cmd_auth(client *c, const command_def *cmd, int argc, char **argv, size_t *
     const char *user = "default", *pass;
     size_t ulen = 7, plen;
     if (argc == 2) {
-        if (!config.requirepass) {
+        if (acl_default_user()->flags & ACL_USER_NOPASS) {
             reply_error(out, "ERR AUTH <password> called without any password configured for the default user. "
                              "Are you sure your configuration is correct?");
             return;
@@ -103,7 +101,7 @@ void cmd_auth(client *c, const command_def *cmd, int argc, char **argv, size_t *
         user = argv[1], ulen = argvlen[1];
         pass = argv[2], plen = argvlen[2];
     }
-    if (authenticate(c, user, ulen, pass, plen)) reply_ok(out);
+    if (authenticate(c, user, ulen, pass, plen, argv[0])) reply_ok(out);
     else reply_error(out, WRONGPASS);
 }
 
@@ -163,11 +161,11 @@ void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t 
             return;
         }
     }
-    if (user && !authenticate(c, user, ulen, pass, plen)) {
+    if (user && !authenticate(c, user, ulen, pass, plen, argv[0])) {
         reply_error(out, WRONGPASS);
         return;
     }
-    if (!c->authenticated && config.requirepass) {
+    if (client_auth_required(c)) {
         reply_error(out, "NOAUTH HELLO must be called with the client already authenticated, otherwise the "
                          "HELLO AUTH <user> <pass> option can be used to authenticate the client and "
                          "select the RESP protocol version at the same time");
@@ -229,6 +227,7 @@ void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t 
     set_name(&c->name, NULL, 0);
     c->flags &= ~(CLIENT_REPLY_OFF | CLIENT_REPLY_SKIP_NEXT | CLIENT_REPLY_SKIP | CLIENT_NO_EVICT);
     c->authenticated = 0;
+    client_set_user(c, acl_default_user());
     reply_status(client_reply_buffer(c), "RESET");
 }
 
@@ -399,6 +398,10 @@ static void client_kill(client *c, int argc, char **argv, size_t *argvlen)
         } else if (arg_is(o, olen, "laddr")) {
             laddr = v;
         } else if (arg_is(o, olen, "user")) {
+            if (!acl_find_user(v, vlen)) {
+                reply_errorf(out, "ERR No such user '%s'", v);
+                return;
+            }
             user = v;
         } else if (arg_is(o, olen, "skipme")) {
             if (arg_is(v, vlen, "yes")) skipme = 1;
@@ -428,7 +431,7 @@ static void client_kill(client *c, int argc, char **argv, size_t *argvlen)
         if (id && o->id != id) match = 0;
         if (addr && strcmp(o->addr, addr)) match = 0;
         if (laddr && strcmp(o->laddr, laddr)) match = 0;
-        if (user && strcmp(user, "default")) match = 0;
+        if (user && strcmp(user, o->user->name)) match = 0;
         if (type_given && !type_normal) match = 0;
         if (maxage && now - o->ctime < maxage) match = 0;
         if (o == c && skipme) match = 0;

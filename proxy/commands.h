@@ -14,6 +14,8 @@ void dispatch_free(void);
 
 /* cmd_connection.c */
 command_handler cmd_ping, cmd_echo, cmd_hello, cmd_auth, cmd_select, cmd_reset, cmd_client, cmd_time;
+/* cmd_acl.c */
+command_handler cmd_acl;
 /* cmd_server.c */
 command_handler cmd_command, cmd_info, cmd_config;
 

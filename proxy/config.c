@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/log.h"
 
 proxy_config config;
@@ -61,6 +62,8 @@ static const config_def config_defs[] = {
     {"backend-blocking-connections", NULL, CT_LL, 0, &config.backend_blocking_connections, 0, 100000, NULL, NULL, NULL},
     {"backend-connect-timeout", NULL, CT_LL, 0, &config.backend_connect_timeout_ms, 1, 3600000, NULL, NULL, NULL},
     {"requirepass", NULL, CT_STRING, 0, &config.requirepass, 0, 0, NULL, NULL, NULL},
+    {"aclfile", NULL, CT_STRING, CF_IMMUTABLE, &config.aclfile, 0, 0, NULL, NULL, NULL},
+    {"acllog-max-len", NULL, CT_LL, 0, &config.acllog_max_len, 0, LLONG_MAX, NULL, NULL, NULL},
     {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 1000000, NULL, NULL, NULL},
     {"timeout", NULL, CT_INT, 0, &config.timeout, 0, INT_MAX, NULL, NULL, NULL},
     {"tcp-keepalive", NULL, CT_INT, 0, &config.tcp_keepalive, 0, INT_MAX, NULL, NULL, NULL},
@@ -138,6 +141,7 @@ void config_init_defaults(void)
     config.obuf_limits[CLIENT_CLASS_PUBSUB] = (obuf_limit){32ULL << 20, 8ULL << 20, 60};
     config.loglevel = LL_NOTICE;
     config.databases = 16;
+    config.acllog_max_len = 128;
     config.busy_reply_threshold = 5000;
     config.busy_reply_scope_all = 0;
     config.lua_memory_limit = 0;
@@ -477,6 +481,8 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
             backend_url_free(&u);
         }
         set_string((char **)d->ptr, v);
+        /* requirepass is the default user's password, as in Redis. */
+        if (d->ptr == &config.requirepass) acl_set_default_password(config.requirepass);
         return NULL;
     case CT_ENUM: {
         for (const config_enum *e = d->enums; e->name; e++) {
@@ -497,6 +503,8 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
 const char *config_apply(int argc, char **argv, int at_startup)
 {
     (void)at_startup;
+    /* "user name rules..." may appear many times: not a directive with one value. */
+    if (!strcasecmp(argv[0], "user") && argc >= 2) return acl_config_user(argc - 1, argv + 1);
     const config_def *d = find_def(argv[0], strlen(argv[0]));
     if (!d) return "Bad directive or wrong number of arguments";
     return apply_def(d, argc - 1, argv + 1);
@@ -718,10 +726,15 @@ int config_rewrite(char *err, size_t errlen)
     char *line = NULL;
     size_t cap = 0;
     char val[1024];
+    int had_users = 0;
     while (getline(&line, &cap, fp) >= 0) {
         char *p = line;
         while (*p && isspace((unsigned char)*p)) p++;
         size_t nl = strcspn(p, " \t\r\n");
+        if (nl == 4 && !strncasecmp(p, "user", 4)) {
+            had_users = 1;
+            continue; /* written again below from the current users */
+        }
         const config_def *d = (*p == '#' || nl == 0) ? NULL : find_def(p, nl);
         if (!d) {
             fputs(line, mem);
@@ -740,6 +753,13 @@ int config_rewrite(char *err, size_t errlen)
         format_value(d, val, sizeof(val), 0);
         if (d->type == CT_STRING && val[0] == '\0') continue;
         write_directive(mem, d, val);
+    }
+    /* Users go to the file unless an ACL file holds them; a proxy that never
+     * had users keeps its file free of the built-in default user. */
+    if (!(config.aclfile && config.aclfile[0]) && (had_users || !acl_is_pristine())) {
+        char *users = acl_config_lines();
+        fputs(users, mem);
+        free(users);
     }
     fclose(mem);
     free(line);

@@ -28,6 +28,8 @@ typedef struct proxy_config {
     long long backend_connect_timeout_ms;
     long long backend_blocking_connections;
     char *requirepass;
+    char *aclfile;
+    long long acllog_max_len;
     int maxclients;
     int timeout;        /* seconds; 0 = never close idle clients */
     int tcp_keepalive;  /* seconds */

@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/command_table.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
@@ -255,13 +256,13 @@ static const local_command local_commands[] = {
     {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch},
     {"subscribe", cmd_subscribe}, {"psubscribe", cmd_subscribe}, {"ssubscribe", cmd_subscribe},
     {"unsubscribe", cmd_unsubscribe}, {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
-    {"publish", cmd_publish}, {"spublish", cmd_publish}, {"pubsub", cmd_pubsub}, {NULL, NULL},
+    {"publish", cmd_publish}, {"spublish", cmd_publish}, {"pubsub", cmd_pubsub}, {"acl", cmd_acl}, {NULL, NULL},
 };
 
 /* Administration of the store itself: refused unless backend-admin-commands. */
 static const char *const admin_commands[] = {
     "shutdown", "debug", "replicaof", "slaveof", "failover", "module", "save", "bgsave", "bgrewriteaof",
-    "acl", "cluster", "pfdebug", "pfselftest", "lastsave", NULL,
+    "cluster", "pfdebug", "pfselftest", "lastsave", NULL,
 };
 
 /* Commands that would take over a shared store connection: never relayed. */
@@ -355,7 +356,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             /* CLIENT SETINFO (Redis 7.2) is sent by current client libraries on connect. */
             struct evbuffer *out = client_reply_buffer(c);
             if (argc != 4) reply_error(out, "ERR wrong number of arguments for 'client|setinfo' command");
-            else if (!c->authenticated && config.requirepass) reply_error(out, "NOAUTH Authentication required.");
+            else if (client_auth_required(c)) reply_error(out, "NOAUTH Authentication required.");
             else cmd_client(c, top, argc, argv, argvlen);
             return;
         }
@@ -365,11 +366,12 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
     }
-    int authed = c->authenticated || !config.requirepass;
+    int authed = !client_auth_required(c);
     if (!cmd) {
         /* Commands Redis 7.0 lacks may be the store's own: relay them, but
-         * never for a client that has not authenticated. */
-        if (!authed || c->multi) {
+         * never for a client that has not authenticated, nor for a user
+         * whose rules could not cover them. */
+        if (!authed || c->multi || !c->user->unrestricted) {
             /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */
             reply_unknown_command(c, argc, argv);
             multi_flag_dirty(c);
@@ -386,6 +388,10 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     }
     if (!authed && !(cmd->flags & CMD_NO_AUTH)) {
         reply_error(client_reply_buffer(c), "NOAUTH Authentication required.");
+        multi_flag_dirty(c);
+        return;
+    }
+    if (!c->user->unrestricted && !acl_client_allows(c, cmd, argc, argv, argvlen)) {
         multi_flag_dirty(c);
         return;
     }

@@ -19,6 +19,7 @@
 
 #include "backends/backend.h"
 #include "backends/conn.h"
+#include "proxy/acl.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
@@ -221,6 +222,10 @@ static int load_configuration(int argc, char **argv, int *test_only)
         fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
         return -1;
     }
+    if (acl_load_startup(config.aclfile, err, sizeof(err)) != 0) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n%s\n", err);
+        return -1;
+    }
     backend_url u;
     if (backend_url_parse(config.backend_url, &u, err, sizeof(err)) != 0) {
         fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", err);
@@ -320,6 +325,7 @@ int main(int argc, char **argv)
     dispatch_free();
     locks_shutdown();
     tls_shutdown();
+    acl_shutdown();
     for (int i = 0; i < 2; i++) event_free(sig_events[i]);
     event_free(cron_ev);
     event_base_free(server.base);

@@ -329,6 +329,18 @@ static struct client_pubsub *client_ps(client *c)
     return c->pubsub;
 }
 
+int pubsub_client_topics_pass(const client *c, int (*ok)(void *ctx, const char *name, size_t len, int is_pattern),
+                              void *ctx)
+{
+    if (!c->pubsub) return 1;
+    for (int k = 0; k < KINDS; k++)
+        for (int i = 0; i < c->pubsub->count[k]; i++) {
+            const topic *t = c->pubsub->topics[k][i];
+            if (!ok(ctx, t->name, t->len, k == KIND_PATTERN)) return 0;
+        }
+    return 1;
+}
+
 int pubsub_count(const client *c, int shard)
 {
     if (!c->pubsub) return 0;

@@ -11,6 +11,9 @@ int pubsub_count(const client *c, int shard);
 int pubsub_subscribed(const client *c);
 int pubsub_count_kind(const client *c, int kind); /* 0 channels, 1 patterns, 2 shard */
 void pubsub_client_gone(client *c); /* also RESET */
+/* 1 if ok() accepts every channel and pattern the client is subscribed to. */
+int pubsub_client_topics_pass(const client *c, int (*ok)(void *ctx, const char *name, size_t len, int is_pattern),
+                              void *ctx);
 void pubsub_info(struct evbuffer *out);
 void pubsub_shutdown(void);
 

@@ -2,6 +2,7 @@
  * lock units of its keys, runs in the engine (lua/) on its own fiber, and
  * every redis.call it makes goes to the store while the proxy serves
  * everyone else. */
+#include "proxy/acl.h"
 #include "proxy/scripting.h"
 
 #include <stdio.h>
@@ -68,6 +69,7 @@ typedef struct script_call {
     void *done_ctx;
     unsigned attempts;
     unsigned long long start_ms; /* when the run started (monotonic) */
+    struct acl_user *user;       /* who ran the script: its redis.call are checked against it */
     struct script_call *prev, *next;
 } script_call;
 
@@ -99,6 +101,7 @@ static void call_maybe_free(script_call *sc)
     free(sc->learned);
     free(sc->keys); /* one block with every copied argument */
     free(sc->fname);
+    acl_user_release(sc->user);
     free(sc);
 }
 
@@ -351,6 +354,15 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         answer_error(sc, "ERR This Redis command is not allowed from script");
         return;
     }
+    if (!sc->user->unrestricted) {
+        int rc = acl_script_check(sc->user, sc->c, cmd, argc, argv, argvlen);
+        if (rc != ACL_OK) {
+            answer_error(sc, rc == ACL_DENIED_CMD   ? "ERR The user executing the script can't run this command or subcommand"
+                             : rc == ACL_DENIED_KEY ? "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"
+                                                    : "ERR The user executing the script can't publish to the channel mentioned in the command");
+            return;
+        }
+    }
     int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
     if (read_only && ((cmd->flags & CMD_WRITE) || may_replicate(cmd))) {
         answer_error(sc, "ERR Write commands are not allowed from read-only scripts.");
@@ -464,9 +476,11 @@ static void host_log(void *host_ctx, int level, const char *msg, size_t len)
 
 static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
 {
-    const command_def *top = command_lookup(argv[0], argvlen[0]);
-    if (!top) return -1;
-    return 1; /* the default user may run every command */
+    const command_def *cmd = command_lookup(argv[0], argvlen[0]);
+    if (cmd && cmd->subcommand_count && argc >= 2) cmd = command_lookup_sub(cmd, argv[1], argvlen[1]);
+    if (!cmd) return -1;
+    script_call *sc = script_run_userdata(run);
+    return acl_check_command(sc->user, cmd, argc, argv, argvlen, NULL) == ACL_OK;
 }
 
 static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check};
@@ -597,6 +611,8 @@ static script_call *call_new(client *c, const script *s, const script_function *
     int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
+    sc->user = c->user;
+    acl_user_retain(sc->user);
     sc->start_db = sc->db = c->db;
     sc->next = calls;
     if (calls) calls->prev = sc;

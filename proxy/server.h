@@ -61,6 +61,7 @@ struct client {
     char *lib_name, *lib_ver;
     int db;
     int authenticated;
+    struct acl_user *user;  /* default until AUTH as another user; never NULL */
     int resp;
     time_t ctime;
     time_t last_interaction;
@@ -132,6 +133,24 @@ void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);
 void clients_shutdown(void);
+
+/* cmd_acl.c */
+/* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
+int client_auth_required(const client *c);
+void client_set_user(client *c, struct acl_user *u);
+/* The ACL check before a command runs or is queued: 1 allowed, else the
+ * NOPERM error is sent, the denial logged, and 0 returned. */
+int acl_client_allows(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* The check of a command a script calls, for the user who ran the script
+ * (c is that client, or NULL once it is gone): ACL_OK or ACL_DENIED_*,
+ * logged with the lua context. */
+int acl_script_check(struct acl_user *u, client *c, const struct command_def *cmd, int argc, char **argv,
+                     size_t *argvlen);
+/* EXEC's second check of a queued command: NULL, or the NOPERM error
+ * (malloc'd) that takes its place in EXEC's reply; logged as multi. */
+char *acl_exec_recheck(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* ACL LOG's client-info: the CLIENT LIST line. malloc'd, *len set. */
+char *client_info_string(client *c, size_t *len);
 
 /* dispatch.c */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);

@@ -20,6 +20,7 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "proxy/acl.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
@@ -32,6 +33,7 @@ typedef struct queued_command {
     int argc;
     char **argv; /* argv, argvlen and the bytes: one block */
     size_t *argvlen;
+    char *acl_error; /* refused at EXEC: the user's rules changed since it was queued */
 } queued_command;
 
 typedef struct watched_key {
@@ -50,6 +52,7 @@ struct multi_state {
     queued_command *cmds;
     int count, cap;
     int dirty; /* a command was rejected while queueing: EXEC aborts */
+    int acl_refused; /* some command got acl_error at EXEC */
 };
 
 static unsigned blocking_in_use;
@@ -78,7 +81,10 @@ typedef struct exec_run {
 static void multi_free(multi_state *m)
 {
     if (!m) return;
-    for (int i = 0; i < m->count; i++) free(m->cmds[i].argv);
+    for (int i = 0; i < m->count; i++) {
+        free(m->cmds[i].argv);
+        free(m->cmds[i].acl_error);
+    }
     free(m->cmds);
     free(m);
 }
@@ -178,7 +184,7 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
     for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
     char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
     if (!block) abort();
-    queued_command q = {cmd, argc, (char **)block, (size_t *)(block + (size_t)argc * sizeof(char *))};
+    queued_command q = {cmd, argc, (char **)block, (size_t *)(block + (size_t)argc * sizeof(char *)), NULL};
     char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
     for (int i = 0; i < argc; i++) {
         memcpy(data, argv[i], argvlen[i]);
@@ -346,6 +352,11 @@ static void exec_run_step(exec_run *er)
     while (!er->script_running && er->next < er->m->count) {
         int i = er->next;
         queued_command *q = &er->m->cmds[i];
+        if (q->acl_error) {
+            er->next++;
+            reply_error(er->replies[i], q->acl_error);
+            continue;
+        }
         if (scripting_is_eval(q->cmd)) {
             if (er->pending) return;
             er->next++;
@@ -424,8 +435,11 @@ static void watch_check_cb(void *ctx, const backend_reply *r)
     exec_run_start(c, m, ls);
 }
 
+/* Also true when a command is refused at EXEC: the proxy then runs the
+ * transaction itself, answering the refused command with its error. */
 static int has_scripts(const multi_state *m)
 {
+    if (m->acl_refused) return 1;
     for (int i = 0; i < m->count; i++)
         if (scripting_is_eval(m->cmds[i].cmd)) return 1;
     return 0;
@@ -560,6 +574,14 @@ static void exec_command(client *c)
         unwatch(c);
         return;
     }
+    /* As Redis, EXEC checks every command again: the user's rules may have
+     * changed since it was queued. */
+    if (!c->user->unrestricted)
+        for (int i = 0; i < m->count; i++) {
+            queued_command *q = &m->cmds[i];
+            q->acl_error = acl_exec_recheck(c, q->cmd, q->argc, q->argv, q->argvlen);
+            if (q->acl_error) m->acl_refused = 1;
+        }
     c->exec_pending = m;
     client_block(c);
     /* With WATCH the transaction goes on the client's own connection: the
