@@ -603,3 +603,46 @@ def _exec_after_rules_change(ep, queued, new_rules):
 def test_exec_checks_again_after_rules_change(pair, queued, rules):
     assert _exec_after_rules_change(pair.oracle, queued, rules) == \
         _exec_after_rules_change(pair.proxy, queued, rules)
+
+
+# ---------------------------------------------------------------------------
+# Functions obey the caller's rules as EVAL scripts do.
+
+ACL_LIB = ("#!lua name=acllib\n"
+           "redis.register_function('fset', function(keys, args) return redis.call('SET', keys[1], args[1]) end)\n"
+           "redis.register_function('fget_other', function(keys) return redis.call('GET', 'other:key') end)\n"
+           "redis.register_function('fpcall', function(keys) return redis.pcall('SET', keys[1], 'v') end)\n"
+           "redis.register_function('fcheck', function(keys) return redis.acl_check_cmd('SET', keys[1], 'v') end)\n"
+           "redis.register_function{function_name='fro', callback=function(keys) return redis.call('GET', keys[1]) end,"
+           " flags={'no-writes'}}\n")
+
+FCALLS = [
+    ("FCALL", "fset", "1", "app:1", "v"),
+    ("FCALL", "fset", "1", "other:1", "v"),
+    ("FCALL", "fset", "1", "wo:1", "v"),
+    ("FCALL", "fget_other", "0"),
+    ("FCALL", "fpcall", "1", "other:2"),
+    ("FCALL", "fpcall", "1", "app:2"),
+    ("FCALL", "fcheck", "1", "app:3"),
+    ("FCALL", "fcheck", "1", "other:3"),
+    ("FCALL_RO", "fro", "1", "ro:1"),
+    ("FCALL_RO", "fro", "1", "app:1"),
+    ("FUNCTION", "STATS"),
+    ("FUNCTION", "DELETE", "acllib"),
+]
+
+
+@pytest.mark.parametrize("user", RESTRICTED + ["free"])
+@pytest.mark.parametrize("cmd", FCALLS, ids=lambda c: " ".join(c)[:40])
+def test_functions_obey_the_callers_acl(pair, user, cmd):
+    for ep in (pair.oracle, pair.proxy):
+        with ep.connect() as c:
+            c.call("FUNCTION", "FLUSH")
+            assert c.call("FUNCTION", "LOAD", ACL_LIB) == b"$6\r\nacllib\r\n"
+    try:
+        login = ("AUTH", user, "x") if user == "free" else auth(user)
+        pair.run([login, cmd])
+    finally:
+        for ep in (pair.oracle, pair.proxy):
+            with ep.connect() as c:
+                c.call("FUNCTION", "FLUSH")
