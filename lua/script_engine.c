@@ -61,8 +61,10 @@ struct script_run {
     int factory_ref;
     /* arguments for the fiber's setup */
     int numkeys, nargs;
-    char **kv;       /* keys then args, copied */
-    size_t *kvlen;
+    /* The caller's keys and args: read only by the run's first slice, which
+     * runs inside script_run_start, so they are borrowed, not copied. */
+    char **keys, **args;
+    size_t *keylens, *arglens;
     /* redis.call in progress */
     sbuf argbuf;     /* numbers formatted as strings */
     char **call_argv; /* the pending call's argv (freed if the run is killed) */
@@ -1590,8 +1592,8 @@ static int run_function_protected(lua_State *L, script_run *r) {
     lua_pushlightuserdata(L, &REG_ERRH);
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
-    push_string_array(L, r->kv, r->kvlen, r->numkeys);
-    push_string_array(L, r->kv + r->numkeys, r->kvlen + r->numkeys, r->nargs);
+    push_string_array(L, r->keys, r->keylens, r->numkeys);
+    push_string_array(L, r->args, r->arglens, r->nargs);
     /* stack: ud, handler, function, keys, args */
     int st = lua_pcall(L, 2, 1, 2);
     lua_remove(L, 2);
@@ -1610,9 +1612,9 @@ static int run_protected(lua_State *L) {
     int env = lua_gettop(L);
     lua_createtable(L, 0, 3);
     int own = env + 1;
-    push_string_array(L, r->kv, r->kvlen, r->numkeys);
+    push_string_array(L, r->keys, r->keylens, r->numkeys);
     lua_setfield(L, own, "KEYS");
-    push_string_array(L, r->kv + r->numkeys, r->kvlen + r->numkeys, r->nargs);
+    push_string_array(L, r->args, r->arglens, r->nargs);
     lua_setfield(L, own, "ARGV");
     lua_pushvalue(L, env);
     lua_setfield(L, own, "_G");
@@ -1683,11 +1685,6 @@ static void run_free(script_run *r) {
     e->nruns--;
     if (r->thread_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->thread_ref);
     if (r->fib) fiber_free(r->fib);
-    if (r->kv) {
-        for (int i = 0; i < r->numkeys + r->nargs; i++) free(r->kv[i]);
-        free(r->kv);
-    }
-    free(r->kvlen);
     free(r->call_argv);
     free(r->call_lens);
     free(r->kill_err);
@@ -1784,24 +1781,13 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
     if (e->runs) e->runs->prev = r;
     e->runs = r;
     e->nruns++;
-    int n = numkeys + nargs;
-    r->kv = calloc((size_t)(n ? n : 1), sizeof(char *));
-    r->kvlen = calloc((size_t)(n ? n : 1), sizeof(size_t));
-    int ok = r->kv && r->kvlen;
-    for (int i = 0; ok && i < n; i++) {
-        const char *src = i < numkeys ? keys[i] : args[i - numkeys];
-        size_t l = i < numkeys ? keylens[i] : arglens[i - numkeys];
-        r->kv[i] = malloc(l + 1);
-        if (!r->kv[i]) {
-            ok = 0;
-            break;
-        }
-        memcpy(r->kv[i], src, l);
-        r->kv[i][l] = '\0';
-        r->kvlen[i] = l;
-    }
-    if (ok) r->fib = fiber_new(e->pool, run_fiber_main, r);
-    if (ok && r->fib) {
+    r->keys = keys;
+    r->keylens = keylens;
+    r->args = args;
+    r->arglens = arglens;
+    r->fib = fiber_new(e->pool, run_fiber_main, r);
+    int ok = r->fib != NULL;
+    if (ok) {
         /* The thread is created outside the memory limit: a run always
          * starts, and fails inside if the script itself needs too much. */
         r->L = lua_newthread(e->L);
@@ -1816,7 +1802,10 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
         run_free(r);
         return NULL;
     }
-    return run_resume(r) ? NULL : r;
+    if (run_resume(r)) return NULL;
+    r->keys = r->args = NULL; /* consumed by the first slice */
+    r->keylens = r->arglens = NULL;
+    return r;
 }
 
 script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,

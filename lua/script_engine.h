@@ -123,7 +123,7 @@ const char *script_sha(const script *s); /* 40 lowercase hex digits */
 const char *script_body(const script *s, size_t *len);
 
 /* Start a run on its own fiber: it runs until its first redis.call, a
- * time-slice yield or its end. keys/args are copied. Returns the run, or NULL
+ * time-slice yield or its end. keys/args are read before this returns. Returns the run, or NULL
  * when it already finished (done() has then been called). */
 script_run *script_run_start(script_engine *e, const script *s, int numkeys, char **keys, size_t *keylens,
                              int nargs, char **args, size_t *arglens, int run_flags, void *userdata);
