@@ -566,11 +566,11 @@ def test_fcalls_on_disjoint_keys_run_concurrently(proxy, bank):
     with proxy.connect() as c:
         assert c.call("FCALL", "spin", "1", "conc:b", "0") == b":1\r\n"
         other_done = time.monotonic()
+        # the same key waits for the slow call: it sees its increment
         assert c.call("FCALL", "spin", "1", "conc:a", "0") == b":2\r\n"
-        same_done = time.monotonic()
     t.join(30)
     assert result["slow"] == b":1\r\n"
-    assert other_done < result["slow_done"] <= same_done
+    assert other_done < result["slow_done"]
 
 
 def test_function_kill_and_stats(proxy, bank):
