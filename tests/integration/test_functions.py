@@ -557,7 +557,7 @@ def test_fcalls_on_disjoint_keys_run_concurrently(proxy, bank):
 
     def slow():
         with proxy.connect() as c:
-            result["slow"] = c.call("FCALL", "spin", "1", "conc:a", "600000")
+            result["slow"] = c.call("FCALL", "spin", "1", "conc:a", "1500000")
             result["slow_done"] = time.monotonic()
 
     t = threading.Thread(target=slow)
