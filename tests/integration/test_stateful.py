@@ -593,6 +593,26 @@ def _script_publish(ep):
     return out
 
 
+def _multi_publish(ep):
+    out = []
+    with ep.connect() as sub, ep.connect() as psub, ep.connect() as caller:
+        out.append(sub.call("SUBSCRIBE", "from-multi"))
+        out.append(psub.call("PSUBSCRIBE", "from-*"))
+        caller.send(encode_command("MULTI") + encode_command("SET", "k", "v")
+                    + encode_command("PUBLISH", "from-multi", b"payload\x00\xff")
+                    + encode_command("PUBLISH", "nobody-listens", "x") + encode_command("EXEC"))
+        out.append(caller.read_replies(5))
+        out.append(sub.read_reply())
+        out.append(psub.read_reply())
+    return out
+
+
+def test_multi_publish_reaches_subscribers(oracle, proxy):
+    proxy_quiet(proxy)
+    t = compare_scenario(oracle, proxy, _multi_publish)
+    assert t[2][4] == b"*3\r\n+OK\r\n:2\r\n:0\r\n", t
+
+
 def test_script_publish_reaches_subscribers(oracle, proxy):
     proxy_quiet(proxy)
     t = compare_scenario(oracle, proxy, _script_publish)
