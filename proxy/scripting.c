@@ -105,6 +105,17 @@ static void call_maybe_free(script_call *sc)
     free(sc);
 }
 
+/* The script (or, for FCALL, the function) this call runs, looked up by
+ * SHA1 or name since SCRIPT FLUSH / FUNCTION DELETE may have dropped it. */
+static int call_target(const script_call *sc, const script **s, const script_function **f)
+{
+    *s = NULL;
+    *f = NULL;
+    if (sc->fname) *f = script_function_find(engine, sc->fname, strlen(sc->fname));
+    else *s = script_engine_find(engine, sc->sha, 40);
+    return *s || *f;
+}
+
 static void set_busy(script_call *sc, int busy)
 {
     if (sc->busy == (unsigned)(busy != 0)) return;
@@ -435,13 +446,11 @@ static void rerun_cb(evutil_socket_t fd, short what, void *arg)
 static void note_run(script_call *sc)
 {
     unsigned add = sc->undeclared ? SCRIPT_BIT_UNDECLARED : SCRIPT_BIT_RAN;
-    if (sc->fname) {
-        const script_function *f = script_function_find(engine, sc->fname, strlen(sc->fname));
-        if (f) script_function_set_host_bits(f, script_function_host_bits(f) | add);
-    } else {
-        const script *s = script_engine_find(engine, sc->sha, 40);
-        if (s) script_set_host_bits(s, script_host_bits(s) | add);
-    }
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) return;
+    if (f) script_function_set_host_bits(f, script_function_host_bits(f) | add);
+    else script_set_host_bits(s, script_host_bits(s) | add);
 }
 
 static void host_done(void *host_ctx, script_run *run, const char *reply, size_t len)
@@ -489,22 +498,12 @@ static const script_host host = {host_call, host_yield, host_done, host_log, hos
 
 static void call_start(script_call *sc)
 {
-    const script *s = NULL;
-    const script_function *f = NULL;
-    if (sc->fname) {
-        f = script_function_find(engine, sc->fname, strlen(sc->fname));
-        if (!f) {
-            /* FUNCTION DELETE/FLUSH ran while this call waited for its keys. */
-            call_finish_error(sc, "ERR Function not found");
-            return;
-        }
-    } else {
-        s = script_engine_find(engine, sc->sha, 40);
-        if (!s) {
-            /* SCRIPT FLUSH ran while this call waited for its keys. */
-            call_finish_error(sc, "NOSCRIPT No matching script. Please use EVAL.");
-            return;
-        }
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) {
+        /* SCRIPT FLUSH, FUNCTION DELETE/FLUSH ran while this call waited for its keys. */
+        call_finish_error(sc, sc->fname ? "ERR Function not found" : "NOSCRIPT No matching script. Please use EVAL.");
+        return;
     }
     sc->started = 1;
     sc->attempts++;
@@ -622,6 +621,28 @@ static script_call *call_new(client *c, const script *s, const script_function *
 
 /* ---- commands --------------------------------------------------------------------- */
 
+/* The numkeys argument of EVAL* and FCALL* (argv[2]); not_int is the
+ * command's own text for a non-number. 0 with err set when it is invalid. */
+static int parse_numkeys(int argc, char **argv, size_t *argvlen, const char *not_int, int *numkeys, char *err,
+                         size_t errlen)
+{
+    long long n;
+    if (!string_to_ll(argv[2], argvlen[2], &n)) {
+        snprintf(err, errlen, "%s", not_int);
+        return 0;
+    }
+    if (n > argc - 3) {
+        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
+        return 0;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "ERR Number of keys can't be negative");
+        return 0;
+    }
+    *numkeys = (int)n;
+    return 1;
+}
+
 /* EVAL's argument checks, in Redis's order: the script to run, or NULL
  * with the error text in err. */
 static const script *eval_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *numkeys,
@@ -629,20 +650,8 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
 {
     int by_sha = !strncmp(cmd->name, "evalsha", 7);
     *ro = strstr(cmd->name, "_ro") != NULL;
-    long long n;
-    if (!string_to_ll(argv[2], argvlen[2], &n)) {
-        snprintf(err, errlen, "ERR value is not an integer or out of range");
+    if (!parse_numkeys(argc, argv, argvlen, "ERR value is not an integer or out of range", numkeys, err, errlen))
         return NULL;
-    }
-    if (n > argc - 3) {
-        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
-        return NULL;
-    }
-    if (n < 0) {
-        snprintf(err, errlen, "ERR Number of keys can't be negative");
-        return NULL;
-    }
-    *numkeys = (int)n;
     const script *s;
     if (by_sha) {
         s = script_engine_find(engine, argv[1], argvlen[1]);
@@ -669,16 +678,10 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
 static int may_pipeline(const script_call *sc)
 {
     if (!config.lua_script_pipelining) return 0;
-    unsigned bits;
-    if (sc->fname) {
-        const script_function *f = script_function_find(engine, sc->fname, strlen(sc->fname));
-        if (!f) return 0;
-        bits = script_function_host_bits(f);
-    } else {
-        const script *s = script_engine_find(engine, sc->sha, 40);
-        if (!s) return 0;
-        bits = script_host_bits(s);
-    }
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) return 0;
+    unsigned bits = f ? script_function_host_bits(f) : script_host_bits(s);
     return (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
 }
 
@@ -695,24 +698,11 @@ static const script_function *fcall_prepare(const command_def *cmd, int argc, ch
         snprintf(err, errlen, "ERR Function not found");
         return NULL;
     }
-    long long n;
-    if (!string_to_ll(argv[2], argvlen[2], &n)) {
-        snprintf(err, errlen, "ERR Bad number of keys provided");
-        return NULL;
-    }
-    if (n > argc - 3) {
-        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
-        return NULL;
-    }
-    if (n < 0) {
-        snprintf(err, errlen, "ERR Number of keys can't be negative");
-        return NULL;
-    }
+    if (!parse_numkeys(argc, argv, argvlen, "ERR Bad number of keys provided", numkeys, err, errlen)) return NULL;
     if (*ro && !(script_function_flags(f) & SCRIPT_FLAG_NO_WRITES)) {
         snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
         return NULL;
     }
-    *numkeys = (int)n;
     return f;
 }
 
