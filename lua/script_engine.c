@@ -774,6 +774,19 @@ static void set_num(lua_State *L, const char *name, lua_Number n) {
 
 static int l_register_function(lua_State *L);
 
+/* redis.log, the LOG_* levels and the version fields: in the scripts'
+ * `redis` table and in the one a library sees while it loads. */
+static void set_log_and_version(lua_State *L) {
+    set_fn(L, "log", l_redis_log);
+    set_num(L, "LOG_DEBUG", SCRIPT_LOG_DEBUG);
+    set_num(L, "LOG_VERBOSE", SCRIPT_LOG_VERBOSE);
+    set_num(L, "LOG_NOTICE", SCRIPT_LOG_NOTICE);
+    set_num(L, "LOG_WARNING", SCRIPT_LOG_WARNING);
+    set_num(L, "REDIS_VERSION_NUM", REDIS_VERSION_NUM);
+    lua_pushstring(L, REDIS_VERSION_STR);
+    lua_setfield(L, -2, "REDIS_VERSION");
+}
+
 /* Guard the table on top: undefined reads are Redis's nonexistent-global
  * error and writes are refused; marked readonly. */
 static void guard_table(lua_State *L) {
@@ -810,14 +823,7 @@ static void setup_functions(lua_State *L, int G) {
     lua_newtable(L); /* the load-time globals */
     lua_newtable(L); /* the load-time redis table */
     set_fn(L, "register_function", l_register_function);
-    set_fn(L, "log", l_redis_log);
-    set_num(L, "LOG_DEBUG", SCRIPT_LOG_DEBUG);
-    set_num(L, "LOG_VERBOSE", SCRIPT_LOG_VERBOSE);
-    set_num(L, "LOG_NOTICE", SCRIPT_LOG_NOTICE);
-    set_num(L, "LOG_WARNING", SCRIPT_LOG_WARNING);
-    set_num(L, "REDIS_VERSION_NUM", REDIS_VERSION_NUM);
-    lua_pushstring(L, REDIS_VERSION_STR);
-    lua_setfield(L, -2, "REDIS_VERSION");
+    set_log_and_version(L);
     guard_table(L);
     lua_setfield(L, -2, "redis");
     guard_table(L);
@@ -947,14 +953,7 @@ static int setup_state(lua_State *L) {
     lua_newtable(L);
     set_fn(L, "call", l_redis_call);
     set_fn(L, "pcall", l_redis_pcall);
-    set_fn(L, "log", l_redis_log);
-    set_num(L, "LOG_DEBUG", SCRIPT_LOG_DEBUG);
-    set_num(L, "LOG_VERBOSE", SCRIPT_LOG_VERBOSE);
-    set_num(L, "LOG_NOTICE", SCRIPT_LOG_NOTICE);
-    set_num(L, "LOG_WARNING", SCRIPT_LOG_WARNING);
-    set_num(L, "REDIS_VERSION_NUM", REDIS_VERSION_NUM);
-    lua_pushstring(L, REDIS_VERSION_STR);
-    lua_setfield(L, -2, "REDIS_VERSION");
+    set_log_and_version(L);
     set_fn(L, "setresp", l_redis_setresp);
     set_fn(L, "sha1hex", l_redis_sha1hex);
     set_fn(L, "error_reply", l_redis_error_reply);
@@ -984,15 +983,10 @@ static int setup_state(lua_State *L) {
     ro_mark(L, -1, 0);
     lua_pop(L, 2);
 
-    /* Globals' metatable: undefined reads and any write are errors. */
-    lua_createtable(L, 0, 2);
-    lua_pushcfunction(L, l_nonexistent_global);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_readonly_newindex);
-    lua_setfield(L, -2, "__newindex");
-    ro_mark(L, -1, 0);
-    lua_setmetatable(L, G);
-    ro_mark(L, G, 0);
+    /* Globals: undefined reads and any write are errors. */
+    lua_pushvalue(L, G);
+    guard_table(L);
+    lua_pop(L, 1);
 
     /* Metatable of each run's environment: reads fall through to the shared
      * globals; getmetatable(_G) shows a readonly stand-in. */
@@ -1117,6 +1111,14 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, si
     /* Error replies are one line. */
     for (char *p = err; *p; p++)
         if (*p == '\r' || *p == '\n') *p = ' ';
+}
+
+/* set_err with the Lua error message on top of the stack. */
+static void set_err_top(lua_State *L, char *err, size_t errlen, const char *fmt) {
+    size_t ml;
+    const char *m = lua_tolstring(L, -1, &ml);
+    if (!m) m = "unknown error", ml = strlen(m);
+    set_err(err, errlen, fmt, m, ml);
 }
 
 /* Split a shebang line as Redis's sdssplitargs does (spaces, quotes);
@@ -1280,10 +1282,7 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
         st = load_text(L, body + skip, len - skip, "@user_script");
     }
     if (st != 0) {
-        size_t ml;
-        const char *m = lua_tolstring(L, -1, &ml);
-        if (!m) m = "unknown error", ml = strlen(m);
-        set_err(err, errlen, "ERR Error compiling script (new function): %.*s", m, ml);
+        set_err_top(L, err, errlen, "ERR Error compiling script (new function): %.*s");
         lua_pop(L, 1);
         e->enforce = 0;
         return NULL;
@@ -1308,10 +1307,7 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
     free(w);
     e->enforce = 0;
     if (st != 0) {
-        size_t ml;
-        const char *m = lua_tolstring(L, -1, &ml);
-        if (!m) m = "unknown error", ml = strlen(m);
-        set_err(err, errlen, "ERR Error compiling script (new function): %.*s", m, ml);
+        set_err_top(L, err, errlen, "ERR Error compiling script (new function): %.*s");
         lua_pop(L, 1);
         return NULL;
     }
@@ -1502,10 +1498,7 @@ int engine_run_library(script_engine *e, const char *code, size_t len, fn_loader
     lua_rawget(L, LUA_REGISTRYINDEX);
     int st = load_text(L, code, len, "@user_function");
     if (st != 0) {
-        size_t ml;
-        const char *m = lua_tolstring(L, -1, &ml);
-        if (!m) m = "unknown error", ml = strlen(m);
-        set_err(err, errlen, "ERR Error compiling function: %.*s", m, ml);
+        set_err_top(L, err, errlen, "ERR Error compiling function: %.*s");
         goto done;
     }
     lua_pushlightuserdata(L, &REG_FENV);
@@ -1518,16 +1511,8 @@ int engine_run_library(script_engine *e, const char *code, size_t len, fn_loader
     lua_sethook(L, NULL, 0, 0);
     e->loading = NULL;
     if (st != 0) {
-        const char *m = NULL;
-        size_t ml = 0;
-        if (lua_istable(L, -1)) {
-            lua_getfield(L, -1, "err");
-            m = lua_tolstring(L, -1, &ml);
-        } else {
-            m = lua_tolstring(L, -1, &ml);
-        }
-        if (!m) m = "unknown error", ml = strlen(m);
-        set_err(err, errlen, "ERR Error registering functions: %.*s", m, ml);
+        if (lua_istable(L, -1)) lua_getfield(L, -1, "err");
+        set_err_top(L, err, errlen, "ERR Error registering functions: %.*s");
         goto done;
     }
     rc = 0;
