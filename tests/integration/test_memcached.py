@@ -29,8 +29,15 @@ class Memcached(harness.Endpoint):
         super().__init__("memcached", harness.HOST, harness.free_port())
         self.proc = None
 
+    def extra_args(self):
+        return []
+
+    def probe_socket(self, raw):
+        """The socket to speak meta commands over on a fresh connection."""
+        return raw
+
     def start(self, timeout=10.0):
-        args = [MEMCACHED, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64"]
+        args = [MEMCACHED, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64"] + self.extra_args()
         if os.geteuid() == 0:
             args += ["-u", "nobody"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -38,14 +45,15 @@ class Memcached(harness.Endpoint):
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                with socket.create_connection((self.host, self.port), timeout=1) as s:
-                    s.sendall(b"mn\r\n")
-                    if s.recv(16).startswith(b"MN"):
-                        return self
-            except OSError:
+                with socket.create_connection((self.host, self.port), timeout=1) as raw:
+                    with self.probe_socket(raw) as s:
+                        s.sendall(b"mn\r\n")
+                        if s.recv(16).startswith(b"MN"):
+                            return self
+            except OSError:  # ssl.SSLError is an OSError too
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError("memcached did not start on port %d" % self.port)
+        raise RuntimeError("%s did not start on port %d" % (self.name, self.port))
 
     def raw(self, data):
         """Sends meta commands straight to memcached; returns what it answered."""

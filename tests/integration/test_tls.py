@@ -20,9 +20,9 @@ import pytest
 
 import harness
 from harness import HOST, ConnectionClosed, ReplyTimeout, RespConnection, Step
+from test_memcached import MEMCACHED, Memcached
 
 OPENSSL = shutil.which("openssl")
-MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
 REDIS_CLI = shutil.which("redis-cli")
 
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl command line tool is not installed")
@@ -783,43 +783,22 @@ def test_store_credentials_never_leak(certs, tmp_path):
 # ---------------------------------------------------------------------------
 # memcached over TLS
 
-class TlsMemcached(harness.Endpoint):
+class TlsMemcached(Memcached):
+    """memcached -Z with the tests' server certificate."""
+
     def __init__(self, certs):
-        super().__init__("memcached-tls", HOST, harness.free_port())
+        super().__init__()
+        self.name = "memcached-tls"
         self.certs = certs
-        self.proc = None
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         self.ctx.load_verify_locations(certs.path("ca.crt"))
 
-    def start(self, timeout=10.0):
-        args = [MEMCACHED, "-l", self.host, "-p", str(self.port), "-U", "0", "-m", "64", "-Z",
-                "-o", "ssl_chain_cert=%s,ssl_key=%s" % (self.certs.path("server.crt"),
-                                                        self.certs.path("server.key"))]
-        if os.geteuid() == 0:
-            args += ["-u", "nobody"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection((self.host, self.port), timeout=1) as raw:
-                    with self.ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                        s.sendall(b"mn\r\n")
-                        if s.recv(16).startswith(b"MN"):
-                            return self
-            except (OSError, ssl.SSLError):
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("memcached -Z did not start on port %d" % self.port)
+    def extra_args(self):
+        return ["-Z", "-o", "ssl_chain_cert=%s,ssl_key=%s" % (self.certs.path("server.crt"),
+                                                              self.certs.path("server.key"))]
 
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+    def probe_socket(self, raw):
+        return self.ctx.wrap_socket(raw, server_hostname="localhost")
 
 
 def _memcached_has_tls():
