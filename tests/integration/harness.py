@@ -623,5 +623,17 @@ class Differ:
         return self.run([Step(raw=data, replies=len(commands))])
 
 
+def info_fields(conn, section=None):
+    """INFO [section] as a dict of its name:value lines."""
+    r = parse_reply(conn.call("INFO", section) if section else conn.call("INFO"))
+    assert isinstance(r, bytes), r
+    out = {}
+    for line in r.decode("latin-1").splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v
+    return out
+
+
 def count_error_lines(text):
     return [l for l in text.splitlines() if re.search(r"\berr(or)?\b", l, re.I)]

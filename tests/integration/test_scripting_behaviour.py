@@ -21,15 +21,7 @@ def sha1(body):
     return hashlib.sha1(body.encode()).hexdigest()
 
 
-def info_fields(conn, section=None):
-    raw = conn.call("INFO", section) if section else conn.call("INFO")
-    text = parse_reply(raw).decode()
-    out = {}
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
+info_fields = harness.info_fields
 
 
 def wait_locks_idle(proxy, timeout=5.0):

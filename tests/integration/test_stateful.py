@@ -17,6 +17,8 @@ import time
 
 import pytest
 
+import harness
+
 from harness import (HOST, ConnectionClosed, ProxyProcess, RedisServer, ReplyTimeout, Step,
                      encode_command, parse_reply)
 from conftest import proxy_binary
@@ -27,14 +29,7 @@ def raw(data, replies=1):
 
 
 def info(conn, section):
-    r = parse_reply(conn.call("INFO", section))
-    assert isinstance(r, bytes), r
-    out = {}
-    for line in r.decode("latin-1").splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
+    return harness.info_fields(conn, section)
 
 
 def wait_until(pred, timeout=10.0, what="condition"):

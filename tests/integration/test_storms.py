@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+import harness
+
 from harness import ProxyProcess, RedisServer, encode_command, parse_reply
 from conftest import proxy_binary
 
@@ -40,14 +42,7 @@ NOFILE = _raise_nofile(8192)
 
 
 def info(conn, section):
-    r = parse_reply(conn.call("INFO", section))
-    assert isinstance(r, bytes), r
-    out = {}
-    for line in r.decode("latin-1").splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k] = v
-    return out
+    return harness.info_fields(conn, section)
 
 
 def info_int(conn, section, field):
