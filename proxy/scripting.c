@@ -64,6 +64,7 @@ typedef struct script_call {
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
+    unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
@@ -608,6 +609,8 @@ static script_call *call_new(client *c, const script *s, const script_function *
     }
     sc->run_flags = run_flags;
     int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
+    unsigned bits = s ? script_host_bits(s) : script_function_host_bits(f);
+    sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
     sc->user = c->user;
@@ -675,15 +678,7 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
  * declared keys may run while its client's next commands are read. Its keys
  * are locked in request order, so commands on the same keys still run after
  * it; commands on other keys may run before it ends. */
-static int may_pipeline(const script_call *sc)
-{
-    if (!config.lua_script_pipelining) return 0;
-    const script *s;
-    const script_function *f;
-    if (!call_target(sc, &s, &f)) return 0;
-    unsigned bits = f ? script_function_host_bits(f) : script_host_bits(s);
-    return (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
-}
+static int may_pipeline(const script_call *sc) { return config.lua_script_pipelining && sc->keeps_to_keys; }
 
 static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
 
