@@ -7,7 +7,8 @@
 # Starts a store (scripting renamed away) and evalproxy on free loopback
 # ports, records `perf record -g` on evalproxy for the duration of the run,
 # prints the top of `perf report`, and stops everything. The perf data stays
-# in build/bench/profile/perf.data.
+# in build/bench/profile/perf.data. CALLGRAPH=dwarf records call chains
+# through libraries built without frame pointers (libc, liblua).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-relay}; shift || true
@@ -44,10 +45,11 @@ ready() { for _ in $(seq 50); do [ "$(timeout 2 redis-cli -p "$1" PING 2>/dev/nu
   echo "profile: nothing answers PING on :$1" >&2; exit 1; }
 ready "$STORE_PORT"
 "$EVALPROXY" --bind 127.0.0.1 --port "$PROXY_PORT" --backend "redis://127.0.0.1:$STORE_PORT" \
-  --loglevel warning >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=($PROXY_PID)
+  --loglevel warning ${PROXY_ARGS:-} >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=($PROXY_PID)
 ready "$PROXY_PORT"
 
-perf record -g -F 2000 -p "$PROXY_PID" -o "$DIR/perf.data" >"$DIR/perf.log" 2>&1 & PERF_PID=$!
+CALLGRAPH=${CALLGRAPH:-fp}
+perf record --call-graph "$CALLGRAPH" -F 2000 -p "$PROXY_PID" -o "$DIR/perf.data" >"$DIR/perf.log" 2>&1 & PERF_PID=$!
 sleep 0.5
 case $WORKLOAD in
   relay)

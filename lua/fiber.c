@@ -37,6 +37,10 @@ struct fiber_pool {
     size_t page;
     unsigned max_idle, idle;
     stack_block *free_list;
+    /* Fibers whose function returned, parked on their own stacks: the next
+     * fiber_new restarts one with a jump, no new context and no system call. */
+    struct fiber *parked;
+    unsigned nparked;
     ucontext_t template_ctx;
     int have_template;
 };
@@ -51,6 +55,7 @@ struct fiber {
     void *mapping;
     size_t mapping_size;
     int started, finished;
+    struct fiber *next_parked;
 #ifndef FIBER_ASAN
     /* After the first entry, switches are _setjmp/_longjmp: unlike
      * swapcontext they do not save the signal mask, which costs a system
@@ -74,8 +79,16 @@ fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle) {
     return p;
 }
 
+static void stack_put(fiber_pool *p, fiber *f);
+
 void fiber_pool_free(fiber_pool *p) {
     if (!p) return;
+    while (p->parked) {
+        fiber *f = p->parked;
+        p->parked = f->next_parked;
+        munmap(f->mapping, f->mapping_size);
+        free(f);
+    }
     while (p->free_list) {
         stack_block *b = p->free_list;
         p->free_list = b->next;
@@ -86,7 +99,7 @@ void fiber_pool_free(fiber_pool *p) {
 }
 
 size_t fiber_pool_stack_size(const fiber_pool *p) { return p->stack_size; }
-unsigned fiber_pool_idle(const fiber_pool *p) { return p->idle; }
+unsigned fiber_pool_idle(const fiber_pool *p) { return p->idle + p->nparked; }
 
 static int stack_get(fiber_pool *p, fiber *f) {
     if (p->free_list) {
@@ -120,7 +133,7 @@ static int stack_get(fiber_pool *p, fiber *f) {
 
 static void stack_put(fiber_pool *p, fiber *f) {
     stack_block *b = NULL;
-    if (p->idle < p->max_idle) b = malloc(sizeof(*b));
+    if (p->idle + p->nparked < p->max_idle) b = malloc(sizeof(*b));
     if (!b) {
         munmap(f->mapping, f->mapping_size);
         return;
@@ -137,22 +150,28 @@ static void fiber_entry(unsigned hi, unsigned lo) {
 #ifdef FIBER_ASAN
     __sanitizer_finish_switch_fiber(NULL, &f->caller_bottom, &f->caller_size);
 #endif
-    f->fn(f->arg);
-    f->finished = 1;
-#ifdef FIBER_ASAN
-    /* NULL: this fiber's fake stack can be released, it never runs again. */
-    __sanitizer_start_switch_fiber(NULL, f->caller_bottom, f->caller_size);
-    swapcontext(&f->ctx, &f->caller);
-#else
-    _longjmp(f->caller_jb, 1);
-#endif
-    abort(); /* never resumed after finishing */
+    /* When fn returns the fiber yields, finished; fiber_new may restart it
+     * from here with another function. */
+    for (;;) {
+        f->fn(f->arg);
+        f->finished = 1;
+        fiber_yield(f);
+    }
 }
 
 /* getcontext "returns twice": keep it away from fiber_new's locals. */
 __attribute__((noinline)) static int get_context(ucontext_t *c) { return getcontext(c); }
 
 fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
+    if (p->parked) {
+        fiber *f = p->parked;
+        p->parked = f->next_parked;
+        p->nparked--;
+        f->fn = fn;
+        f->arg = arg;
+        f->finished = 0;
+        return f;
+    }
     fiber *f = calloc(1, sizeof(*f));
     if (!f) return NULL;
     f->pool = p;
@@ -219,6 +238,20 @@ int fiber_finished(const fiber *f) { return f->finished; }
 
 void fiber_free(fiber *f) {
     if (!f) return;
-    stack_put(f->pool, f);
+    fiber_pool *p = f->pool;
+    if (f->finished && p->nparked < p->max_idle) {
+        f->next_parked = p->parked;
+        p->parked = f;
+        p->nparked++;
+        if (p->idle + p->nparked > p->max_idle) { /* a whole fiber beats a bare stack */
+            stack_block *b = p->free_list;
+            p->free_list = b->next;
+            p->idle--;
+            munmap(b->base, b->total);
+            free(b);
+        }
+        return;
+    }
+    stack_put(p, f);
     free(f);
 }

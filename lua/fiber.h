@@ -14,7 +14,8 @@ typedef struct fiber_pool fiber_pool;
 typedef void (*fiber_fn)(void *arg);
 
 /* stack_size 0: the default (1 MiB, 4 MiB under AddressSanitizer). max_idle:
- * how many unused stacks to keep for reuse. */
+ * how many finished fibers and stacks of abandoned ones, together, to keep
+ * for reuse. */
 fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle);
 /* Every fiber of the pool must be freed first. */
 void fiber_pool_free(fiber_pool *p);
@@ -29,8 +30,9 @@ void fiber_resume(fiber *f);
 void fiber_yield(fiber *f);
 /* Non-zero once fn has returned. */
 int fiber_finished(const fiber *f);
-/* Release a fiber that is not running: finished, or suspended and never to be
- * resumed again (its stack is simply dropped and returned to the pool). */
+/* Release a fiber that is not running: finished (kept whole, to be handed
+ * out again by fiber_new), or suspended and never to be resumed again (its
+ * stack is simply dropped and returned to the pool). */
 void fiber_free(fiber *f);
 
 #endif

@@ -66,10 +66,27 @@ void sb_addf(sbuf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
+/* A RESP header: the type byte, a decimal integer, CRLF. Hot enough (every
+ * reply and every bulk) that it does not go through printf. */
+void sb_add_header(sbuf *b, char type, long long v) {
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    tmp[--i] = '\n';
+    tmp[--i] = '\r';
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    tmp[--i] = type;
+    sb_add(b, tmp + i, sizeof(tmp) - i);
+}
+
 /* ---- redisReply -> RESP --------------------------------------------------- */
 
 static void bulk(sbuf *b, char type, const char *s, size_t len) {
-    sb_addf(b, "%c%zu\r\n", type, len);
+    sb_add_header(b, type, (long long)len);
     sb_add(b, s, len);
     sb_add(b, "\r\n", 2);
 }
@@ -90,7 +107,7 @@ void conv_reply_to_resp(sbuf *b, const redisReply *r) {
     case REDIS_REPLY_STRING: bulk(b, '$', r->str, r->len); break;
     case REDIS_REPLY_STATUS: line(b, '+', r->str, r->len); break;
     case REDIS_REPLY_ERROR: line(b, '-', r->str, r->len); break;
-    case REDIS_REPLY_INTEGER: sb_addf(b, ":%lld\r\n", r->integer); break;
+    case REDIS_REPLY_INTEGER: sb_add_header(b, ':', r->integer); break;
     case REDIS_REPLY_NIL: sb_adds(b, "$-1\r\n"); break;
     case REDIS_REPLY_DOUBLE: line(b, ',', r->str, r->len); break;
     case REDIS_REPLY_BOOL: sb_adds(b, r->integer ? "#t\r\n" : "#f\r\n"); break;
@@ -98,14 +115,14 @@ void conv_reply_to_resp(sbuf *b, const redisReply *r) {
     case REDIS_REPLY_VERB: bulk(b, '=', r->str, r->len); break;
     case REDIS_REPLY_MAP:
     case REDIS_REPLY_ATTR:
-        sb_addf(b, "%c%zu\r\n", r->type == REDIS_REPLY_MAP ? '%' : '|', r->elements / 2);
+        sb_add_header(b, r->type == REDIS_REPLY_MAP ? '%' : '|', (long long)(r->elements / 2));
         for (i = 0; i < r->elements; i++) conv_reply_to_resp(b, r->element[i]);
         break;
     case REDIS_REPLY_SET:
     case REDIS_REPLY_PUSH:
     case REDIS_REPLY_ARRAY:
     default:
-        sb_addf(b, "%c%zu\r\n", r->type == REDIS_REPLY_SET ? '~' : '*', r->elements);
+        sb_add_header(b, r->type == REDIS_REPLY_SET ? '~' : '*', (long long)r->elements);
         for (i = 0; i < r->elements; i++) conv_reply_to_resp(b, r->element[i]);
         break;
     }
@@ -454,7 +471,7 @@ static int start_value(lua_State *L, sbuf *b, int script_resp, int client_resp, 
             else sb_adds(b, v ? ":1\r\n" : ":0\r\n");
         }
         break;
-    case LUA_TNUMBER: sb_addf(b, ":%lld\r\n", num_to_ll(lua_tonumber(L, -1))); break;
+    case LUA_TNUMBER: sb_add_header(b, ':', num_to_ll(lua_tonumber(L, -1))); break;
     case LUA_TTABLE:
         if (rawfield(L, "err") == LUA_TSTRING) {
             lua_pop(L, 1);
@@ -514,7 +531,7 @@ static int start_value(lua_State *L, sbuf *b, int script_resp, int client_resp, 
                 } else {
                     char f3[3] = {' ', ' ', ' '};
                     for (int i = 0; i < 3 && fmt[i]; i++) f3[i] = fmt[i];
-                    sb_addf(b, "=%zu\r\n", len + 4);
+                    sb_add_header(b, '=', (long long)(len + 4));
                     sb_add(b, f3, 3);
                     sb_add(b, ":", 1);
                     sb_add(b, s, len);
@@ -533,8 +550,7 @@ static int start_value(lua_State *L, sbuf *b, int script_resp, int client_resp, 
                 lua_pop(L, 1);
                 n++;
             }
-            if (client_resp == 3) sb_addf(b, "%%%ld\r\n", n);
-            else sb_addf(b, "*%ld\r\n", n * 2);
+            sb_add_header(b, client_resp == 3 ? '%' : '*', client_resp == 3 ? n : n * 2);
             lua_pushnil(L);
             fr->kind = FR_MAP;
             fr->phase = PH_NEXT;
@@ -548,7 +564,7 @@ static int start_value(lua_State *L, sbuf *b, int script_resp, int client_resp, 
                 lua_pop(L, 1);
                 n++;
             }
-            sb_addf(b, "%c%ld\r\n", client_resp == 3 ? '~' : '*', n);
+            sb_add_header(b, client_resp == 3 ? '~' : '*', n);
             lua_pushnil(L);
             fr->kind = FR_SET;
             fr->phase = PH_NEXT;
@@ -564,7 +580,7 @@ static int start_value(lua_State *L, sbuf *b, int script_resp, int client_resp, 
                 if (nil) break;
                 n++;
             }
-            sb_addf(b, "*%ld\r\n", n);
+            sb_add_header(b, '*', n);
             fr->kind = FR_ARRAY;
             fr->j = 1;
             fr->n = n;

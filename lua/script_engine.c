@@ -42,9 +42,12 @@ enum run_state { RS_RUNNING, RS_WAITING, RS_YIELDED, RS_FINISHED, RS_KILLED };
 
 struct script_run {
     script_engine *e;
-    struct script_run *prev, *next; /* engine's in-flight list */
+    struct script_run *prev, *next; /* engine's in-flight list, or the spare list */
+    /* Kept when a finished run is reused (run_alloc): the Lua thread and the
+     * EVAL environment built on it, and the buffers. */
     lua_State *L;
     int thread_ref;
+    int env_ref, own_ref; /* EVAL's empty globals proxy and its KEYS/ARGV/_G table */
     fiber *fib;
     enum run_state state;
     char sha[41];
@@ -85,6 +88,8 @@ struct script_engine {
     script_run *current;
     script_run *runs;
     size_t nruns;
+    script_run *spare; /* finished runs kept for reuse */
+    unsigned nspare;
     fiber_pool *pool;
     struct script **buckets;
     size_t nbuckets, nscripts, scripts_mem;
@@ -1041,10 +1046,12 @@ script_engine *script_engine_new(const script_host *host, void *host_ctx) {
 }
 
 static void run_free(script_run *r);
+static void spare_drop(script_engine *e);
 
 void script_engine_free(script_engine *e) {
     if (!e) return;
     while (e->runs) run_free(e->runs);
+    spare_drop(e);
     if (e->buckets) {
         for (size_t i = 0; i < e->nbuckets; i++) {
             struct script *s = e->buckets[i];
@@ -1350,6 +1357,7 @@ void script_engine_flush(script_engine *e) {
     }
     e->nscripts = 0;
     e->scripts_mem = 0;
+    spare_drop(e);
     lua_gc(e->L, LUA_GCCOLLECT, 0);
 }
 
@@ -1587,9 +1595,23 @@ static int run_function_protected(lua_State *L, script_run *r) {
     return 0;
 }
 
+static int run_in_env(lua_State *L, script_run *r, int env);
+
 static int run_protected(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
     if (r->is_function) return run_function_protected(L, r);
+    if (r->env_ref != LUA_NOREF) {
+        /* A reused thread: its environment stays, only KEYS and ARGV change. */
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
+        int env = lua_gettop(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->own_ref);
+        push_string_array(L, r->keys, r->keylens, r->numkeys);
+        lua_setfield(L, env + 1, "KEYS");
+        push_string_array(L, r->args, r->arglens, r->nargs);
+        lua_setfield(L, env + 1, "ARGV");
+        lua_pop(L, 1);
+        return run_in_env(L, r, env);
+    }
     /* The environment is an empty table, so that every write reaches
      * __newindex (Redis's globals are readonly, KEYS and ARGV included);
      * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
@@ -1623,7 +1645,14 @@ static int run_protected(lua_State *L) {
     lua_setmetatable(L, env);
     lua_pop(L, 1);
     ro_mark(L, env, own);
-    lua_pop(L, 1); /* own */
+    r->own_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops own */
+    lua_pushvalue(L, env);
+    r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    return run_in_env(L, r, env);
+}
+
+/* Stack: ud, env. Runs the script with env as its globals. */
+static int run_in_env(lua_State *L, script_run *r, int env) {
     /* The thread's globals are the environment too: loadstring'd code and
      * coroutines created by the script see the same KEYS/ARGV. */
     lua_pushvalue(L, env);
@@ -1661,6 +1690,61 @@ static void run_fiber_main(void *arg) {
     r->state = RS_FINISHED;
 }
 
+/* Finished runs kept with their Lua thread and environment: a run costs no
+ * thread, no environment tables and no buffers while the pool has one. */
+#define RUN_SPARE_MAX 1024
+#define RUN_SPARE_BUF_MAX (16 * 1024) /* larger buffers are not kept */
+
+static void run_destroy(script_run *r) {
+    script_engine *e = r->e;
+    if (r->thread_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->thread_ref);
+    if (r->env_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->env_ref);
+    if (r->own_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->own_ref);
+    sb_free(&r->argbuf);
+    sb_free(&r->in);
+    sb_free(&r->out);
+    free(r);
+}
+
+static void spare_drop(script_engine *e) {
+    while (e->spare) {
+        script_run *r = e->spare;
+        e->spare = r->next;
+        run_destroy(r);
+    }
+    e->nspare = 0;
+}
+
+/* A cleared run: a spare one (its thread and buffers kept) or a new one. */
+static script_run *run_alloc(script_engine *e) {
+    script_run *r = e->spare;
+    if (!r) {
+        r = calloc(1, sizeof(*r));
+        if (!r) return NULL;
+        r->thread_ref = r->env_ref = r->own_ref = LUA_NOREF;
+        return r;
+    }
+    e->spare = r->next;
+    e->nspare--;
+    script_run keep = *r;
+    memset(r, 0, sizeof(*r));
+    r->L = keep.L;
+    r->thread_ref = keep.thread_ref;
+    r->env_ref = keep.env_ref;
+    r->own_ref = keep.own_ref;
+    r->argbuf = keep.argbuf;
+    r->in = keep.in;
+    r->out = keep.out;
+    sb_reset(&r->argbuf);
+    sb_reset(&r->in);
+    sb_reset(&r->out);
+    return r;
+}
+
+static void sb_trim(sbuf *b) {
+    if (b->cap > RUN_SPARE_BUF_MAX) sb_free(b);
+}
+
 static void run_free(script_run *r) {
     script_engine *e = r->e;
     int tight = e->mem_limit && e->mem_used > e->mem_limit / 2;
@@ -1668,19 +1752,38 @@ static void run_free(script_run *r) {
     else e->runs = r->next;
     if (r->next) r->next->prev = r->prev;
     e->nruns--;
-    if (r->thread_ref != LUA_NOREF) luaL_unref(e->L, LUA_REGISTRYINDEX, r->thread_ref);
     if (r->fib) fiber_free(r->fib);
     free(r->call_argv);
     free(r->call_lens);
     free(r->kill_err);
     free(r->fname);
-    sb_free(&r->argbuf);
-    sb_free(&r->in);
-    sb_free(&r->out);
-    free(r);
+    /* Only a run that ended by itself leaves its thread clean to reuse. */
+    if (r->state == RS_FINISHED && !r->killed && r->L && !tight && e->nspare < RUN_SPARE_MAX) {
+        if (r->own_ref != LUA_NOREF) {
+            /* Drop this run's KEYS and ARGV (no allocation: the keys exist). */
+            lua_rawgeti(e->L, LUA_REGISTRYINDEX, r->own_ref);
+            lua_pushnil(e->L);
+            lua_setfield(e->L, -2, "KEYS");
+            lua_pushnil(e->L);
+            lua_setfield(e->L, -2, "ARGV");
+            lua_pop(e->L, 1);
+        }
+        sb_trim(&r->argbuf);
+        sb_trim(&r->in);
+        sb_trim(&r->out);
+        r->prev = NULL;
+        r->next = e->spare;
+        e->spare = r;
+        e->nspare++;
+        return;
+    }
+    run_destroy(r);
     /* Lua 5.1 has no emergency collection: reclaim a finished run's garbage
-     * before it can make the next script fail. */
-    if (tight) lua_gc(e->L, LUA_GCCOLLECT, 0);
+     * (and the spare threads) before it can make the next script fail. */
+    if (tight) {
+        spare_drop(e);
+        lua_gc(e->L, LUA_GCCOLLECT, 0);
+    }
 }
 
 /* The kill error: Redis's text, with the position the script stopped at. */
@@ -1739,10 +1842,9 @@ static int run_resume(script_run *r) {
 static script_run *run_start(script_engine *e, const script *s, const script_function *f, int numkeys, char **keys,
                              size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags,
                              void *userdata) {
-    script_run *r = calloc(1, sizeof(*r));
+    script_run *r = run_alloc(e);
     if (!r) return NULL;
     r->e = e;
-    r->thread_ref = LUA_NOREF;
     if (s) {
         memcpy(r->sha, s->sha, 41);
         r->script_flags = s->flags;
@@ -1751,7 +1853,7 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
         r->is_function = 1;
         r->fname = strdup(script_function_name(f));
         if (!r->fname) {
-            free(r);
+            run_destroy(r);
             return NULL;
         }
         r->script_flags = script_function_flags(f);
@@ -1772,14 +1874,12 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
     r->arglens = arglens;
     r->fib = fiber_new(e->pool, run_fiber_main, r);
     int ok = r->fib != NULL;
-    if (ok) {
+    if (ok && !r->L) {
         /* The thread is created outside the memory limit: a run always
          * starts, and fails inside if the script itself needs too much. */
         r->L = lua_newthread(e->L);
         r->thread_ref = luaL_ref(e->L, LUA_REGISTRYINDEX);
         lua_sethook(r->L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
-    } else {
-        ok = 0;
     }
     if (!ok) {
         static const char oom[] = "-ERR Out of memory\r\n";

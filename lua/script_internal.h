@@ -17,6 +17,7 @@ typedef struct sbuf {
 void sb_reset(sbuf *b);
 void sb_free(sbuf *b);
 void sb_add(sbuf *b, const void *s, size_t n);
+void sb_add_header(sbuf *b, char type, long long v);
 void sb_adds(sbuf *b, const char *s);
 void sb_addf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -103,10 +103,9 @@ static struct event *flush_ev;
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
 
-static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+static void flush_queue(client *c)
 {
-    client *c = arg;
-    if (info->n_added == 0 || c->flush_queued || (c->flags & CLIENT_CLOSING)) return;
+    if (c->flush_queued || (c->flags & CLIENT_CLOSING)) return;
     if (flush_count == flush_cap) {
         flush_cap = flush_cap ? flush_cap * 2 : 64;
         flush_list = realloc(flush_list, sizeof(*flush_list) * flush_cap);
@@ -116,6 +115,26 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
     c->flush_queued = 1;
     if (!flush_ev) flush_ev = event_new(server.base, -1, 0, flush_cb, NULL);
     if (flush_count == 1) event_active(flush_ev, 0, 0);
+}
+
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    if (info->n_added) flush_queue(arg);
+}
+
+/* A client whose pipeline is held up by its own script (running, or just
+ * ended with the rest of its input still to read) gets its replies together
+ * once that input is consumed, as Redis answers a pipeline read in one go:
+ * one write instead of one per script. Bounded, and re-queued by
+ * client_process_input whenever it stops reading. */
+#define FLUSH_HOLD_MAX (64 * 1024)
+
+static int flush_can_wait(client *c)
+{
+    if (!c->script && !c->resume_pending) return 0;
+    if (evbuffer_get_length(c->out) >= FLUSH_HOLD_MAX) return 0;
+    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
 }
 
 static void flush_unqueue(client *c)
@@ -184,7 +203,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     while (flush_count) {
         client *c = flush_list[--flush_count];
         c->flush_queued = 0;
-        if (!(c->flags & CLIENT_CLOSING) && c->bev) client_write_now(c);
+        if (!(c->flags & CLIENT_CLOSING) && c->bev && !flush_can_wait(c)) client_write_now(c);
     }
 }
 
@@ -330,7 +349,9 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    client_process_input(arg);
+    client *c = arg;
+    c->resume_pending = 0;
+    client_process_input(c);
 }
 
 client *client_create(int fd, int is_unix, SSL *ssl)
@@ -492,6 +513,7 @@ void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }
 void client_unblock(client *c)
 {
     c->flags &= ~CLIENT_BLOCKED;
+    c->resume_pending = 1;
     event_active(c->resume_ev, 0, 0);
 }
 
@@ -541,6 +563,7 @@ static void client_process_input(client *c)
             c->flags &= ~CLIENT_REPLY_SKIP;
         }
     }
+    if (evbuffer_get_length(c->out)) flush_queue(c); /* output held by flush_can_wait */
 }
 
 /* ---- CLIENT LIST and cron ------------------------------------------------------ */

@@ -145,7 +145,8 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     reply_slot *s = sc->slot;
     sc->slot = NULL;
     if (s) {
-        if (s->c && reply) evbuffer_add(s->buf, reply, len);
+        /* A reply at the head of its client's queue goes straight out. */
+        if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
         client_slot_done(s);
     }
     if (sc->c) {

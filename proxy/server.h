@@ -88,6 +88,7 @@ struct client {
     const struct command_def *blocking_cmd;
     void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
     int flush_queued;       /* has output to write this loop turn */
+    int resume_pending;     /* resume_ev is active: input will be read again this turn */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
     client *prev, *next;
