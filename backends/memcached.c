@@ -386,13 +386,34 @@ void mc_fail(mc_req *r, const char *err)
     mc_finish(r);
 }
 
+/* Whether r (not started) may start while earlier requests on its
+ * connection may still issue meta commands: only a one-key command whose
+ * key none of them touches, behind one-key commands only. Such requests
+ * commute, so the store still sees every key's commands in request order. */
+#define MC_PASS_SCAN_MAX 64
+static int may_pass(mc_conn *c, mc_req *r)
+{
+    if (!(r->cmd->flags & MC_CMD_ONE_KEY) || r->argc < 2) return 0;
+    int scanned = 0;
+    for (mc_req *o = c->head; o && o != r; o = o->next) {
+        if (++scanned > MC_PASS_SCAN_MAX) return 0;
+        if (o->done || !o->more) continue;
+        if (!(o->cmd->flags & MC_CMD_ONE_KEY)) return 0;
+        if (o->mklen == r->mklen && !memcmp(o->mkey, r->mkey, r->mklen)) return 0;
+    }
+    return 1;
+}
+
 /* Starts queued requests in order. A request that may still issue meta
- * commands after its first replies holds back later ones, so that the store
- * sees each connection's commands in the order the proxy sent them. */
+ * commands after its first replies holds back later ones (except those
+ * may_pass lets by), so that the store sees each key's commands in the
+ * order the proxy sent them. */
 static void pump(mc_conn *c)
 {
-    while (c->next_start && c->nmore == 0 && c->state == CONN_READY) {
+    while (c->next_start && c->state == CONN_READY) {
         mc_req *r = c->next_start;
+        if (r->argc >= 2) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
+        if (c->nmore && !may_pass(c, r)) break;
         /* memcached refuses a metadump behind replies it still owes
          * ("cannot pipeline other commands before metadump"). */
         if ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0) break;
@@ -405,7 +426,6 @@ static void pump(mc_conn *c)
             mc_fail(r, err);
             continue;
         }
-        if (r->argc >= 2) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
         r->cmd->handler(r, MC_START, NULL);
         if (!r->done && r->pending == 0) mc_fail(r, "ERR internal error: request issued nothing");
     }

@@ -34,6 +34,7 @@ typedef void mc_handler(struct mc_req *r, int tag, const mc_resp *m);
 
 /* mc_cmd flags */
 #define MC_CMD_DUMP 1 /* sends lru_crawler metadump: only on a connection with no reply owed */
+#define MC_CMD_ONE_KEY 2 /* touches argv[1] and no other item */
 
 typedef struct mc_cmd {
     const char *name;

@@ -66,6 +66,7 @@ typedef struct script_call {
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
+    unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
     unsigned attempts;
@@ -448,6 +449,7 @@ static void rerun_cb(evutil_socket_t fd, short what, void *arg)
 static void note_run(script_call *sc)
 {
     unsigned add = sc->undeclared ? SCRIPT_BIT_UNDECLARED : SCRIPT_BIT_RAN;
+    if (sc->host_bits & add) return; /* nothing new: no second lookup */
     const script *s;
     const script_function *f;
     if (!call_target(sc, &s, &f)) return;
@@ -611,6 +613,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     sc->run_flags = run_flags;
     int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
     unsigned bits = s ? script_host_bits(s) : script_function_host_bits(f);
+    sc->host_bits = bits;
     sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;

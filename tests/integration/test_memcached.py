@@ -563,6 +563,35 @@ def test_pipeline(mdiff):
     mdiff.run_pipeline(cmds)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pipeline_mixed_keys(mdiff, seed):
+    """Read-modify-write commands on one key let later one-key commands on
+    other keys start before they finish; every key must still see its
+    commands in order, and multi-key commands wait for all of them."""
+    import random
+    rnd = random.Random(seed)
+    keys = ["m%d" % i for i in range(6)]
+    one_key = [
+        lambda k: ("INCR", k), lambda k: ("INCRBY", k, str(rnd.randint(-5, 5))), lambda k: ("DECR", k),
+        lambda k: ("GET", k), lambda k: ("SET", k, str(rnd.randint(0, 9))), lambda k: ("APPEND", k, "1"),
+        lambda k: ("SETRANGE", k, "0", "7"), lambda k: ("GETDEL", k), lambda k: ("INCRBYFLOAT", k, "0.5"),
+        lambda k: ("SETNX", k, "3"), lambda k: ("GETSET", k, "4"), lambda k: ("STRLEN", k),
+    ]
+    multi_key = [
+        lambda: ("MGET",) + tuple(rnd.sample(keys, 3)), lambda: ("DEL", rnd.choice(keys)),
+        lambda: ("RENAME",) + tuple(rnd.sample(keys, 2)), lambda: ("EXISTS",) + tuple(rnd.sample(keys, 2)),
+        lambda: ("MSET", rnd.choice(keys), "5", rnd.choice(keys), "6"),
+    ]
+    cmds = []
+    for _ in range(600):
+        if rnd.random() < 0.1:
+            cmds.append(rnd.choice(multi_key)())
+        else:
+            cmds.append(rnd.choice(one_key)(rnd.choice(keys)))
+    cmds.append(("MGET",) + tuple(keys))
+    mdiff.run_pipeline(cmds)
+
+
 def test_unsupported_commands(mc_env):
     _, _, proxy = mc_env
     with proxy.connect() as c:
