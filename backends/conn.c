@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -12,6 +13,7 @@
 
 #include <arpa/inet.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -208,4 +210,73 @@ const char *store_conn_failure(struct bufferevent *bev, short what, char *buf, s
     int e = EVUTIL_SOCKET_ERROR();
     snprintf(buf, len, "%s", e ? evutil_socket_error_to_string(e) : "connection error");
     return buf;
+}
+
+/* ---- writing ------------------------------------------------------------------ */
+
+static store_writer **wq;
+static size_t wq_n, wq_cap;
+static struct event *wq_ev;
+
+static void writer_flush(store_writer *w)
+{
+    struct bufferevent *bev = w->bev;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    while (evbuffer_get_length(out) && evbuffer_write(out, fd) > 0) {
+    }
+    /* Left over (socket full, or an error the write event will report). */
+    if (evbuffer_get_length(out)) bufferevent_enable(bev, EV_WRITE);
+    else if (bufferevent_get_enabled(bev) & EV_WRITE) bufferevent_disable(bev, EV_WRITE);
+}
+
+static void wq_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (wq_n) {
+        store_writer *w = wq[--wq_n];
+        w->queued = 0;
+        if (w->direct) writer_flush(w);
+    }
+}
+
+void store_writer_soon(store_writer *w)
+{
+    if (!w->direct || w->queued) return;
+    if (wq_n == wq_cap) {
+        wq_cap = wq_cap ? wq_cap * 2 : 16;
+        wq = realloc(wq, sizeof(*wq) * wq_cap);
+        if (!wq) abort();
+    }
+    if (!wq_ev) {
+        wq_ev = event_new(bufferevent_get_base(w->bev), -1, 0, wq_cb, NULL);
+        if (!wq_ev) abort();
+    }
+    wq[wq_n++] = w;
+    w->queued = 1;
+    if (wq_n == 1) event_active(wq_ev, 0, 0);
+}
+
+void store_writer_connected(store_writer *w, struct bufferevent *bev, const store_addr *a)
+{
+    w->bev = bev;
+    if (a->tls) return;
+    bufferevent_disable(bev, EV_WRITE);
+    w->direct = 1;
+    if (evbuffer_get_length(bufferevent_get_output(bev))) store_writer_soon(w);
+}
+
+void store_writer_forget(store_writer *w)
+{
+    w->direct = 0;
+    w->bev = NULL;
+    if (!w->queued) return;
+    for (size_t i = 0; i < wq_n; i++)
+        if (wq[i] == w) {
+            wq[i] = wq[--wq_n];
+            break;
+        }
+    w->queued = 0;
 }

@@ -44,4 +44,24 @@ void store_conn_established(struct bufferevent *bev, const store_addr *a);
  * failures start with "TLS ". */
 const char *store_conn_failure(struct bufferevent *bev, short what, char *buf, size_t len);
 
+/* Requests are written by the proxy itself once per event-loop turn, like
+ * client replies: every command queued in the turn goes out in one write,
+ * with no write event (two epoll_ctl calls and one more loop turn) per
+ * batch. Only a full socket hands the rest to the bufferevent's write
+ * event. TLS connections keep the bufferevent's own writes. A backend embeds
+ * one store_writer per connection. */
+typedef struct store_writer {
+    struct bufferevent *bev;
+    unsigned direct : 1; /* connected, plain TCP: written by store_writer_flush */
+    unsigned queued : 1; /* in the list for this loop turn */
+} store_writer;
+
+/* On BEV_EVENT_CONNECTED (after store_conn_established): take over the
+ * writes of a plain connection; output already queued goes this turn. */
+void store_writer_connected(store_writer *w, struct bufferevent *bev, const store_addr *a);
+/* Output was added to the bufferevent: write it at the end of this turn. */
+void store_writer_soon(store_writer *w);
+/* Before the bufferevent is freed (or the writer's memory is). */
+void store_writer_forget(store_writer *w);
+
 #endif

@@ -208,6 +208,7 @@ static void exp_push(mc_conn *c, mc_req *r, int tag, int dump)
         c->ehead = 0;
     }
     c->exp[(c->ehead + c->elen) % c->ecap] = (mc_expect){r, tag, dump};
+    store_writer_soon(&c->writer); /* its command is in the output */
     c->elen++;
     r->pending++;
 }
@@ -344,6 +345,7 @@ static void schedule_retry(mc_conn *c)
 static void conn_drop(mc_conn *c, const char *why)
 {
     int was_ready = c->state == CONN_READY;
+    store_writer_forget(&c->writer);
     if (c->bev) {
         bufferevent_free(c->bev);
         c->bev = NULL;
@@ -605,6 +607,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     mc_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         store_conn_established(bev, &c->mb->addr);
+        store_writer_connected(&c->writer, bev, &c->mb->addr);
         c->connects++;
         c->state = CONN_READY;
         c->backoff_ms = 0;
@@ -726,6 +729,7 @@ static void mb_free(backend *b)
     mc_backend *mb = (mc_backend *)b;
     for (int i = 0; i < b->connections; i++) {
         mc_conn *c = &mb->conns[i];
+        store_writer_forget(&c->writer);
         if (c->bev) bufferevent_free(c->bev);
         c->bev = NULL;
         c->state = CONN_DOWN;

@@ -91,6 +91,7 @@ typedef struct mc_conn {
     struct event *retry_ev, *deliver_ev;
     unsigned backoff_ms;
     unsigned long long connects;
+    store_writer writer;
 } mc_conn;
 
 typedef struct mc_backend {

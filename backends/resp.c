@@ -55,8 +55,7 @@ typedef struct resp_conn {
     backend_reply_fn *push_fn; /* subscriber connection: every unrequested reply goes here */
     void *push_ctx;
     unsigned free_after : 1;  /* released from a callback: freed once they return */
-    unsigned direct : 1;      /* connected, plain TCP: the proxy writes the socket itself */
-    unsigned write_queued : 1; /* in its backend's write list for this loop turn */
+    store_writer writer;
 } resp_conn;
 
 typedef struct resp_backend {
@@ -71,76 +70,10 @@ typedef struct resp_backend {
     char error[256];
     char last_cause[128];
     unsigned long long replies, failures;
-    /* Connections with requests written this loop turn (see conn_write_soon). */
-    resp_conn **wq;
-    size_t wq_n, wq_cap;
-    struct event *wq_ev;
 } resp_backend;
 
 static void conn_connect(resp_conn *c);
 
-/* ---- writing --------------------------------------------------------------- */
-
-/* Requests are written by the proxy itself once per event-loop turn, like
- * client replies: every command queued in the turn goes out in one write,
- * without a write event (and its epoll_ctl calls and extra loop turn) per
- * batch. Only a full socket hands the rest to the bufferevent's write event.
- * TLS connections keep the bufferevent's own writes (it owns the records). */
-static void conn_write_now(resp_conn *c)
-{
-    struct bufferevent *bev = c->bev;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    while (evbuffer_get_length(out) && evbuffer_write(out, fd) > 0) {
-    }
-    /* Left over (socket full, or an error the write event will report). */
-    if (evbuffer_get_length(out)) bufferevent_enable(bev, EV_WRITE);
-    else if (bufferevent_get_enabled(bev) & EV_WRITE) bufferevent_disable(bev, EV_WRITE);
-}
-
-static void wq_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    resp_backend *rb = arg;
-    while (rb->wq_n) {
-        resp_conn *c = rb->wq[--rb->wq_n];
-        c->write_queued = 0;
-        if (c->bev && c->direct) conn_write_now(c);
-    }
-}
-
-static void conn_write_soon(resp_conn *c)
-{
-    resp_backend *rb = c->rb;
-    if (!c->direct || c->write_queued) return;
-    if (rb->wq_n == rb->wq_cap) {
-        rb->wq_cap = rb->wq_cap ? rb->wq_cap * 2 : 16;
-        rb->wq = realloc(rb->wq, sizeof(*rb->wq) * rb->wq_cap);
-        if (!rb->wq) abort();
-    }
-    if (!rb->wq_ev) {
-        rb->wq_ev = event_new(rb->evb, -1, 0, wq_cb, rb);
-        if (!rb->wq_ev) abort();
-    }
-    rb->wq[rb->wq_n++] = c;
-    c->write_queued = 1;
-    if (rb->wq_n == 1) event_active(rb->wq_ev, 0, 0);
-}
-
-/* The connection's socket is going away: out of the write list. */
-static void conn_write_forget(resp_conn *c)
-{
-    resp_backend *rb = c->rb;
-    c->direct = 0;
-    if (!c->write_queued) return;
-    for (size_t i = 0; i < rb->wq_n; i++)
-        if (rb->wq[i] == c) {
-            rb->wq[i] = rb->wq[--rb->wq_n];
-            break;
-        }
-    c->write_queued = 0;
-}
 
 /* ---- request queue (ring buffer, grows, never shrinks) ------------------- */
 
@@ -247,7 +180,7 @@ static void schedule_retry(resp_conn *c)
 static void conn_drop(resp_conn *c, const char *why)
 {
     int was_ready = c->state == CONN_READY;
-    conn_write_forget(c);
+    store_writer_forget(&c->writer);
     if (c->bev) {
         bufferevent_free(c->bev);
         c->bev = NULL;
@@ -409,7 +342,7 @@ static int queue_auth(resp_conn *c)
     if (u->user) argv[argc] = u->user, lens[argc++] = strlen(u->user);
     argv[argc] = u->password, lens[argc++] = strlen(u->password);
     write_command(bufferevent_get_output(c->bev), argc, argv, lens);
-    conn_write_soon(c);
+    store_writer_soon(&c->writer);
     q_push(c, handshake_cb, c, BACKEND_PARSED);
     return 1;
 }
@@ -420,11 +353,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         store_conn_established(bev, &c->rb->addr);
         c->connects++;
-        if (!c->rb->addr.tls) {
-            bufferevent_disable(bev, EV_WRITE); /* from here on, conn_write_soon */
-            c->direct = 1;
-            if (evbuffer_get_length(bufferevent_get_output(bev))) conn_write_soon(c);
-        }
+        store_writer_connected(&c->writer, bev, &c->rb->addr);
         if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
         if (queue_auth(c)) {
@@ -504,7 +433,7 @@ static int rb_send(backend *b, int conn, int db, int argc, char **argv, const si
         c->db = db;
     }
     write_command(out, argc, argv, argvlen);
-    conn_write_soon(c);
+    store_writer_soon(&c->writer);
     if (!c->push_fn) q_push(c, fn, ctx, mode);
     return 0;
 }
@@ -514,7 +443,7 @@ static void conn_free_dedicated(resp_conn *c)
     /* Whoever waits on it has gone: drop the callbacks, do not call them. */
     c->qlen = 0;
     c->push_fn = NULL;
-    conn_write_forget(c);
+    store_writer_forget(&c->writer);
     if (c->bev) bufferevent_free(c->bev);
     if (c->reader) redisReaderFree(c->reader);
     if (c->retry_ev) event_free(c->retry_ev);
@@ -639,7 +568,7 @@ static void rb_free(backend *b)
     resp_backend *rb = (resp_backend *)b;
     for (int i = 0; i < b->connections; i++) {
         resp_conn *c = &rb->conns[i];
-        conn_write_forget(c);
+        store_writer_forget(&c->writer);
         if (c->bev) bufferevent_free(c->bev);
         c->bev = NULL;
         c->state = CONN_DOWN;
@@ -655,8 +584,6 @@ static void rb_free(backend *b)
             conn_free_dedicated(rb->dconns[i]);
         }
     free(rb->dconns);
-    if (rb->wq_ev) event_free(rb->wq_ev);
-    free(rb->wq);
     backend_url_free(&rb->url);
     SSL_CTX_free(rb->addr.tls);
     free(rb->parse_fns);
