@@ -125,16 +125,67 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 
 /* A client whose pipeline is held up by its own script (running, or just
  * ended with the rest of its input still to read) gets its replies together
- * once that input is consumed, as Redis answers a pipeline read in one go:
- * one write instead of one per script. Bounded, and re-queued by
+ * once that input is consumed and its last script is done, as Redis answers
+ * a pipeline read in one go: one write instead of one per script. Bounded in
+ * size, and in time once the input is consumed (a slow last script does not
+ * hold the replies before it for more than HOLD_USEC); re-queued by
  * client_process_input whenever it stops reading. */
 #define FLUSH_HOLD_MAX (64 * 1024)
+#define HOLD_USEC 2000
+
+static client **held;
+static size_t held_count, held_cap;
+static struct event *held_ev;
+
+static void held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (held_count) {
+        client *c = held[--held_count];
+        c->hold_over = 1;
+        flush_queue(c);
+    }
+}
+
+static void held_add(client *c)
+{
+    if (held_count == held_cap) {
+        held_cap = held_cap ? held_cap * 2 : 64;
+        held = realloc(held, sizeof(*held) * held_cap);
+        if (!held) abort();
+    }
+    if (!held_ev) held_ev = evtimer_new(server.base, held_cb, NULL);
+    if (!held_ev) abort();
+    held[held_count++] = c;
+    c->held = 1;
+    if (held_count == 1) {
+        struct timeval tv = {0, HOLD_USEC};
+        evtimer_add(held_ev, &tv);
+    }
+}
+
+/* Output written or client gone: the hold is over. */
+static void held_remove(client *c)
+{
+    if (c->held && !c->hold_over)
+        for (size_t i = 0; i < held_count; i++)
+            if (held[i] == c) {
+                held[i] = held[--held_count];
+                break;
+            }
+    c->held = c->hold_over = 0;
+}
 
 static int flush_can_wait(client *c)
 {
     if (!c->script && !c->resume_pending) return 0;
     if (evbuffer_get_length(c->out) >= FLUSH_HOLD_MAX) return 0;
-    return evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) return 1;
+    if (!c->script || c->hold_over) return 0;
+    if (!c->held) held_add(c);
+    return 1;
 }
 
 static void flush_unqueue(client *c)
@@ -158,6 +209,7 @@ static size_t client_pending_output(client *c)
 static void client_write_now(client *c)
 {
     struct evbuffer *out = c->out;
+    if (c->held) held_remove(c);
     if (c->flags & CLIENT_TLS) {
         /* TLS records are written by the bufferevent: hand it the whole turn's output. */
         size_t n = evbuffer_get_length(out);
@@ -447,6 +499,7 @@ void client_close(client *c)
     if (c->next) c->next->prev = c->prev;
     server.clients_count--;
     flush_unqueue(c);
+    held_remove(c);
     event_free(c->write_ev);
     c->write_ev = NULL;
     evbuffer_free(c->out);

@@ -89,6 +89,8 @@ struct client {
     void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
     int flush_queued;       /* has output to write this loop turn */
     int resume_pending;     /* resume_ev is active: input will be read again this turn */
+    unsigned held : 1;      /* output held for its running script (flush_can_wait) */
+    unsigned hold_over : 1; /* that hold has lasted long enough: write */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
     client *prev, *next;

@@ -381,6 +381,28 @@ def test_infinite_loop_others_work_then_script_kill(clean):
             looper.close()
 
 
+def test_pipeline_replies_before_a_slow_last_script(clean):
+    """Replies before a client's last pipelined script are held for it only
+    briefly: PONG and the first script's reply arrive while the second script
+    still loops (long before any busy threshold)."""
+    proxy = clean
+    with ConfigOverride(proxy, busy_reply_threshold="300"):
+        looper = proxy.connect()
+        try:
+            looper.send(encode_command("PING") + encode_command("EVAL", "return 1", 0) +
+                        encode_command("EVAL", LOOP, 1, "hold:key"))
+            # The loop never ends by itself: these come while it runs.
+            assert looper.read_reply(timeout=5) == b"+PONG\r\n"
+            assert looper.read_reply(timeout=5) == b":1\r\n"
+            assert wait_busy(proxy), "the looping script never became busy"
+            with proxy.connect() as c:
+                assert c.call("SCRIPT", "KILL") == b"+OK\r\n"
+            r = looper.read_reply(timeout=10)
+            assert r.startswith(b"-ERR Script killed by user with SCRIPT KILL..."), r
+        finally:
+            looper.close()
+
+
 def test_busy_script_that_wrote_is_unkillable(clean):
     proxy = clean
     with ConfigOverride(proxy, busy_reply_threshold="300"):
