@@ -20,7 +20,9 @@ from collections import defaultdict
 
 RELAY_TESTS = ["SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "MSET (10 keys)", "LRANGE_100"]
 SCRIPT_TESTS = ["EVALSHA incr", "EVALSHA get", "EVALSHA 3-call", "EVAL incr"]
-TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc"]
+TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc", "evalproxy-pl"]
+# evalproxy-pl: evalproxy with lua-script-pipelining yes, for these rows only.
+PL_TESTS = {("EVALSHA incr", "16"), ("EVALSHA 3-call", "16")}
 MC_TARGETS = ["memcached", "twemproxy-mc"]  # measured with memcaslap
 MEMCASLAP_TEST = "memcaslap get/set 9:1"
 # evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
@@ -95,6 +97,8 @@ def main():
             targets = ["evalproxy", "native"] if test in SCRIPT_TESTS else ["store", "evalproxy", "twemproxy"]
             if have_mc and test in MC_TESTS and p != "c1":
                 targets.append("evalproxy-mc")
+            if (test, p) in PL_TESTS:
+                targets.append("evalproxy-pl")
             r = {"test": test, "pipeline": p}
             for t in TARGETS + MC_TARGETS:
                 r[t] = best(test, p, t)
@@ -106,6 +110,7 @@ def main():
             r["evalproxy/store"] = ratio(r["evalproxy"], r["store"])
             r["evalproxy/twemproxy"] = ratio(r["evalproxy"], r["twemproxy"])
             r["evalproxy/native"] = ratio(r["evalproxy"], r["native"])
+            r["pl/native"] = ratio(r["evalproxy-pl"], r["native"])
             # The reference: the store for relay, native redis for scripts.
             r["ref"] = "native" if test in SCRIPT_TESTS else "store"
             r["mc/evalproxy"] = ratio(r["evalproxy-mc"], r["evalproxy"])
@@ -130,7 +135,7 @@ def main():
             if mcs_row[t] is None:
                 missing.append("%s on %s" % (MEMCASLAP_TEST, t))
         for k in ("evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
-                  "evalproxy-mc/memcached"):
+                  "evalproxy-mc/memcached", "pl/native"):
             mcs_row[k] = None
         mcs_row["twemproxy-mc/memcached"] = ratio(mcs_row["twemproxy-mc"], mc_direct)
         sp = [spread(MEMCASLAP_TEST, "1", t) for t in MC_TARGETS]
@@ -159,7 +164,7 @@ def main():
             mem[row["process"]][row["when"]] = (row["vmhwm_kb"], row["vmrss_kb"])
 
     ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
-                  "twemproxy-mc/memcached", "evalproxy-mc/memcached"]
+                  "twemproxy-mc/memcached", "evalproxy-mc/memcached", "pl/native"]
     csv_targets = TARGETS + MC_TARGETS
     with open(args.results_csv, "w", newline="") as f:
         w = csv.writer(f)
@@ -169,7 +174,7 @@ def main():
         w.writerow(["metric", "pipeline", "unit"] + [t.replace("-", "_") for t in csv_targets]
                    + ["evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
                       "evalproxy_mc_per_evalproxy", "twemproxy_mc_per_memcached", "evalproxy_mc_per_memcached",
-                      "target"]
+                      "evalproxy_pl_per_native", "target"]
                    + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
         for r in rows + ([mcs_row] if mcs_row else []):
             w.writerow([r["test"], r["pipeline"], "ops/s" if r is mcs_row else "req/s"]
@@ -294,6 +299,12 @@ def main():
                      % (MODE_NAMES[p], fmt_ratio(geomean([r["evalproxy/store"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/twemproxy"] for r in rel])),
                         fmt_ratio(geomean([r["evalproxy/native"] for r in scr]))))
+    pl = [r for r in rows if (r["test"], r["pipeline"]) in PL_TESTS and r["evalproxy-pl"]]
+    if pl:
+        lines.append("  lua-script-pipelining yes (evalproxy-pl), -P 16: "
+                     + ", ".join("%s %s req/s = %s x native (default: %s)"
+                                 % (r["test"], fmt_rps(r["evalproxy-pl"]), fmt_ratio(r["pl/native"]),
+                                    fmt_ratio(r["evalproxy/native"])) for r in pl))
 
     if have_mcs:
         def fa(v):
@@ -363,7 +374,7 @@ def main():
     lines.append("Memory, kB (VmHWM = peak RSS, VmRSS = current; at start = all processes up, before any load)")
     mhead = ["process", "VmHWM start", "VmHWM end", "VmRSS start", "VmRSS end"]
     mtable = [mhead]
-    for t in ["evalproxy", "twemproxy", "store", "native", "evalproxy_mc", "memcached"]:
+    for t in ["evalproxy", "evalproxy_pl", "twemproxy", "store", "native", "evalproxy_mc", "memcached"]:
         if t not in mem:
             continue
         m = mem.get(t, {})

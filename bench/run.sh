@@ -127,16 +127,16 @@ trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # Distinct free loopback ports, all bound at once then released.
 read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT \
-  TWEM_MC_PORT SCALE_PORT < <("$PYTHON" - <<'PY'
+  TWEM_MC_PORT SCALE_PORT PL_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(9):
+for _ in range(10):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()
 PY
 )
-[ -n "${SCALE_PORT:-}" ] || die "could not find free ports"
+[ -n "${PL_PORT:-}" ] || die "could not find free ports"
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
@@ -236,6 +236,10 @@ start evalproxy "$EVALPROXY" --bind 127.0.0.1 --port "$PROXY_PORT" \
 start twemproxy nutcracker -c "$RUN/nutcracker.yml" -s "$TWEM_STATS_PORT" -a 127.0.0.1 \
   -o "$RUN/nutcracker.out" -v 4
 wait_ping evalproxy "$PROXY_PORT"
+# evalproxy-pl: the same with lua-script-pipelining (scripts rows, -P 16 only)
+start evalproxy_pl "$EVALPROXY" --bind 127.0.0.1 --port "$PL_PORT" \
+  --backend "redis://127.0.0.1:$STORE_PORT" --loglevel warning --lua-script-pipelining yes
+wait_ping evalproxy_pl "$PL_PORT"
 wait_ping twemproxy "$TWEM_PORT"
 if [ "$MEMCACHED" = 1 ]; then
   for _ in $(seq 50); do mc_probe "$TWEM_MC_PORT" && break; sleep 0.1; done
@@ -266,7 +270,7 @@ echo "bench: $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1")"
 # ---------------------------------------------------------------- benchmarks
 port_of() {
   case $1 in
-    store) echo "$STORE_PORT" ;; evalproxy) echo "$PROXY_PORT" ;;
+    store) echo "$STORE_PORT" ;; evalproxy) echo "$PROXY_PORT" ;; evalproxy-pl) echo "$PL_PORT" ;;
     twemproxy) echo "$TWEM_PORT" ;; native) echo "$NATIVE_PORT" ;;
     evalproxy-mc) echo "$MC_PROXY_PORT" ;;
     memcached) echo "$MC_PORT" ;; twemproxy-mc) echo "$TWEM_MC_PORT" ;;
@@ -282,13 +286,14 @@ cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 server_pid_of() {  # the process that executes the commands for TARGET
   case $1 in
-    store|evalproxy|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
+    store|evalproxy|evalproxy-pl|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
     evalproxy-mc|memcached|twemproxy-mc) echo "${memcached_PID:-}" ;;
   esac
 }
 proxy_pid_of() {
   case $1 in
     evalproxy) echo "${evalproxy_PID:-}" ;; twemproxy) echo "${twemproxy_PID:-}" ;;
+    evalproxy-pl) echo "${evalproxy_pl_PID:-}" ;;
     evalproxy-mc) echo "${evalproxy_mc_PID:-}" ;;
     twemproxy-mc) echo "${twemproxy_PID:-}" ;;
   esac
@@ -431,9 +436,13 @@ done
 [ "$INCR_SHA_P" = "$INCR_SHA_N" ] && [ "$GET_SHA_P" = "$GET_SHA_N" ] && [ "$THREE_SHA_P" = "$THREE_SHA_N" ] \
   || die "SCRIPT LOAD gave different SHA1s on evalproxy and redis-server"
 INCR_SHA=$INCR_SHA_P; GET_SHA=$GET_SHA_P; THREE_SHA=$THREE_SHA_P
-SCRIPT_TARGETS="evalproxy native"
+for b in "$INCR_SCRIPT" "$THREE_SCRIPT"; do
+  s=$(sha evalproxy-pl "$b")
+  [ "$s" = "$INCR_SHA" ] || [ "$s" = "$THREE_SHA" ] || die "SCRIPT LOAD on evalproxy-pl failed: $s"
+done
+SCRIPT_TARGETS="evalproxy native evalproxy-pl"
 if [ "$MEMCACHED" = 1 ]; then
-  SCRIPT_TARGETS="evalproxy native evalproxy-mc"
+  SCRIPT_TARGETS="evalproxy native evalproxy-pl evalproxy-mc"
   for b in "$INCR_SCRIPT" "$GET_SCRIPT"; do
     s=$(sha evalproxy-mc "$b")
     [ "$s" = "$INCR_SHA" ] || [ "$s" = "$GET_SHA" ] || die "SCRIPT LOAD on evalproxy-mc failed: $s"
@@ -459,7 +468,12 @@ for rep in $(seq "$REPS"); do
   for mode in 16 1 c1; do
     for target in $SCRIPT_TARGETS; do
       [ "$mode" = c1 ] && [ "$target" = evalproxy-mc ] && continue
+      [ "$mode" != 16 ] && [ "$target" = evalproxy-pl ] && continue
       bench "$rep" "$target" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+      if [ "$target" = evalproxy-pl ]; then
+        bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5
+        continue
+      fi
       [ "$mode" = c1 ] && continue
       bench "$rep" "$target" "$mode" "EVALSHA get" 1 EVALSHA "$GET_SHA" 1 'bench:get:__rand_int__'
       [ "$target" = evalproxy-mc ] && continue
