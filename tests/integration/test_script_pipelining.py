@@ -143,3 +143,30 @@ def test_client_vanishing_with_pipelined_scripts(real_proxy, pipelining):
     with real_proxy.connect() as c:
         assert c.call("PING") == b"+PONG\r\n"
     assert_no_lock_leak(real_proxy)
+
+
+def test_pipelined_scripts_capped_across_clients(real_proxy, store, pipelining):
+    """At most 128 scripts run pipelined at once over all clients; past that
+    a client's script runs the ordinary way (the client waits for it). With
+    the store paused every script started stays in flight, so the count of
+    running scripts shows the cap; afterwards every reply is right."""
+    (incr,) = _warm(pipelining, INCR)
+    clients = [harness.RespConnection(real_proxy.host, real_proxy.port) for _ in range(20)]
+    try:
+        with store.connect() as s:
+            assert s.call("CLIENT", "PAUSE", "1500") == b"+OK\r\n"
+        for i, c in enumerate(clients):
+            c.send(b"".join(encode_command("EVALSHA", incr, "1", "cap:%d:%d" % (i, j)) for j in range(30)))
+        time.sleep(0.3)  # the proxy reads them while the store is paused
+        with real_proxy.connect() as c:
+            fields = dict(line.split(":", 1) for line in
+                          c.call("INFO", "scripting").decode().split("\r\n") if ":" in line)
+        running = int(fields["scripts_running"])
+        # 128 pipelined, plus at most one ordinary script per client
+        assert 20 < running <= 128 + 20, running
+        for i, c in enumerate(clients):
+            got = c.read_replies(30, timeout=10)
+            assert got == [b":1\r\n"] * 30, (i, got)
+    finally:
+        for c in clients:
+            c.close()
