@@ -35,7 +35,7 @@ MC_TESTS = ["SET", "GET", "INCR", "MSET (10 keys)", "EVALSHA incr", "EVALSHA get
 PIPELINES = ["16", "1", "c1"]
 MODE_NAMES = {"16": "-P 16", "1": "-P 1", "c1": "-c 1"}
 # Tests run with -c 1 (the others only with -c 50 at -P 16 and -P 1).
-C1_TESTS = ["SET", "GET", "EVALSHA incr"]
+C1_TESTS = ["SET", "GET", "EVALSHA incr", "EVALSHA 3-call"]
 
 
 def tests_for(p):

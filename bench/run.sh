@@ -470,7 +470,7 @@ for rep in $(seq "$REPS"); do
       [ "$mode" = c1 ] && [ "$target" = evalproxy-mc ] && continue
       [ "$mode" != 16 ] && [ "$target" = evalproxy-pl ] && continue
       bench "$rep" "$target" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
-      if [ "$target" = evalproxy-pl ]; then
+      if [ "$target" = evalproxy-pl ] || { [ "$mode" = c1 ] && [ "$target" != evalproxy-mc ]; }; then
         bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5
         continue
       fi
