@@ -194,8 +194,9 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
         return;
     }
     sc->depth++;
+    /* The store's RESP2 bytes go to the script as they are: no reply objects. */
     if (r->error) script_run_reply_error(sc->run, r->error);
-    else script_run_reply(sc->run, r->parsed);
+    else script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -329,7 +330,7 @@ static void call_send(script_call *sc)
         answer_error(sc, backend_error(b));
         return;
     }
-    if (conn < 0 || backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_PARSED,
+    if (conn < 0 || backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_RAW,
                                  store_reply_cb, sc) != 0) {
         answer_error(sc, backend_error(b));
         return;
