@@ -1076,15 +1076,19 @@ void script_engine_set_time_slice(script_engine *e, unsigned usec) { e->time_sli
 /* ---- script cache ----------------------------------------------------------- */
 
 static size_t sha_bucket(const script_engine *e, const char *sha) {
+    /* SHA1 digits are already uniform: 16 of them (64 bits) spread enough. */
     uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < 40; i++) h = (h ^ (unsigned char)sha[i]) * 1099511628211ull;
+    for (int i = 0; i < 16; i++) h = (h ^ (unsigned char)sha[i]) * 1099511628211ull;
     return (size_t)(h & (e->nbuckets - 1));
 }
 
 const script *script_engine_find(script_engine *e, const char *sha, size_t len) {
     if (len != 40) return NULL;
     char low[41];
-    for (int i = 0; i < 40; i++) low[i] = (char)tolower((unsigned char)sha[i]);
+    for (int i = 0; i < 40; i++) {
+        unsigned char ch = (unsigned char)sha[i];
+        low[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+    }
     low[40] = '\0';
     for (struct script *s = e->buckets[sha_bucket(e, low)]; s; s = s->next)
         if (memcmp(s->sha, low, 40) == 0) return s;
