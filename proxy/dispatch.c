@@ -174,12 +174,6 @@ static const char *const keyspace_commands[] = {
     "flushall", "flushdb", "keys", "scan", "randomkey", "swapdb", "dbsize", "move", "copy", NULL,
 };
 
-int command_is_keyspace_wide(const command_def *cmd)
-{
-    for (const char *const *k = keyspace_commands; *k; k++)
-        if (!strcmp(*k, cmd->name)) return 1;
-    return 0;
-}
 
 /* The lock units a plain command needs, or NULL for none. */
 static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen,
@@ -273,6 +267,7 @@ enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_
 typedef struct command_route {
     int kind;
     command_handler *handler;
+    unsigned keyspace : 1; /* command_is_keyspace_wide */
 } command_route;
 
 static command_route *routes; /* indexed like command_table */
@@ -291,6 +286,7 @@ void dispatch_init(void)
     for (int i = 0; i < command_table_count; i++) {
         const char *name = command_table[i].name;
         command_route *r = &routes[i];
+        r->keyspace = in_list(keyspace_commands, name);
         for (const local_command *lc = local_commands; lc->name; lc++)
             if (!strcmp(lc->name, name)) r->kind = KIND_LOCAL, r->handler = lc->handler;
         if (r->kind) continue;
@@ -298,6 +294,15 @@ void dispatch_init(void)
         else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
         else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_BLOCKING;
     }
+}
+
+int command_is_keyspace_wide(const command_def *cmd)
+{
+    /* Top-level commands: looked up once, in dispatch_init. */
+    uintptr_t p = (uintptr_t)cmd, base = (uintptr_t)command_table;
+    if (routes && p >= base && p < base + (uintptr_t)command_table_count * sizeof(*cmd))
+        return routes[(p - base) / sizeof(*cmd)].keyspace;
+    return in_list(keyspace_commands, cmd->name);
 }
 
 void dispatch_free(void)
