@@ -88,6 +88,7 @@ static unsigned free_units_count;
  * only make EXEC fail spuriously (clients retry), never miss a write. */
 #define VERSION_BUCKETS 65536
 static uint64_t unit_versions[VERSION_BUCKETS];
+static unsigned version_watchers; /* see locks_watchers */
 static uint64_t keyspace_version;
 
 /* ---- unit table ---------------------------------------------------------------- */
@@ -524,7 +525,7 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 void lock_set_release_all(lock_set *ls)
 {
     ready_remove(ls);
-    int wrote = ls->state == SET_GRANTED &&
+    int wrote = version_watchers && ls->state == SET_GRANTED &&
                 (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
@@ -660,6 +661,8 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
     }
     return LOCK_DEADLOCK;
 }
+
+void locks_watchers(int delta) { version_watchers += (unsigned)delta; }
 
 uint64_t lock_write_version(int db, const char *key, size_t len)
 {

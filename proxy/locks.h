@@ -73,6 +73,9 @@ void lock_set_release_all(lock_set *ls);
  * proxy releases the key's unit (or anything keyspace-wide). */
 #include <stdint.h>
 uint64_t lock_write_version(int db, const char *key, size_t len);
+/* Versions change only while someone watches by them (+1 when a WATCH by
+ * versions starts, -1 when it ends): earlier writes cannot matter to it. */
+void locks_watchers(int delta);
 
 typedef struct lock_stats {
     unsigned long units;         /* units in the table */

@@ -96,6 +96,7 @@ static void unwatch(client *c)
         free(c->watch_versions->keys);
         free(c->watch_versions);
         c->watch_versions = NULL;
+        locks_watchers(-1);
     }
     if (c->watch_conn >= 0) {
         backend_release_dedicated(server.backend, c->watch_conn, 0);
@@ -637,6 +638,7 @@ static void watch_versions_after_drain(client *c)
     if (!c->watch_versions) {
         c->watch_versions = calloc(1, sizeof(*c->watch_versions));
         if (!c->watch_versions) abort();
+        locks_watchers(1);
     }
     watch_versions *w = c->watch_versions;
     for (int i = 1; i < c->parser.argc; i++) {
