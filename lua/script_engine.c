@@ -70,8 +70,10 @@ struct script_run {
     size_t *keylens, *arglens;
     /* redis.call in progress */
     sbuf argbuf;     /* numbers formatted as strings */
-    char **call_argv; /* the pending call's argv (freed if the run is killed) */
-    size_t *call_lens;
+    /* redis.call's argument arrays, reused from call to call (and run to run) */
+    char **argv_buf;
+    size_t *lens_buf, *offs_buf;
+    int args_cap;
     sbuf in;         /* the answer, as RESP bytes */
     sbuf out;        /* the final reply */
     unsigned long long slice_start, cpu_usec;
@@ -512,15 +514,20 @@ static int collect_args(lua_State *L, script_run *r, int *argcp, char ***argvp, 
                         strlen("Please specify at least one argument for this redis lib call"));
         return -1;
     }
-    char **argv = malloc(sizeof(char *) * (size_t)argc);
-    size_t *lens = malloc(sizeof(size_t) * (size_t)argc);
-    size_t *offs = malloc(sizeof(size_t) * (size_t)argc);
-    if (!argv || !lens || !offs) {
-        free(argv);
-        free(lens);
-        free(offs);
-        return luaL_error(L, "not enough memory");
+    if (argc > r->args_cap) {
+        int cap = argc < 8 ? 8 : argc;
+        char **a = realloc(r->argv_buf, sizeof(char *) * (size_t)cap);
+        if (a) r->argv_buf = a;
+        size_t *l = a ? realloc(r->lens_buf, sizeof(size_t) * (size_t)cap) : NULL;
+        if (l) r->lens_buf = l;
+        size_t *o = l ? realloc(r->offs_buf, sizeof(size_t) * (size_t)cap) : NULL;
+        if (o) r->offs_buf = o;
+        if (!o) return luaL_error(L, "not enough memory");
+        r->args_cap = cap;
     }
+    char **argv = r->argv_buf;
+    size_t *lens = r->lens_buf;
+    size_t *offs = r->offs_buf;
     sb_reset(&r->argbuf);
     int bad = 0;
     for (int j = 0; j < argc; j++) {
@@ -540,19 +547,11 @@ static int collect_args(lua_State *L, script_run *r, int *argcp, char ***argvp, 
             }
         }
     }
-    if (!bad && r->argbuf.oom) {
-        free(argv);
-        free(lens);
-        free(offs);
-        return luaL_error(L, "not enough memory");
-    }
+    if (!bad && r->argbuf.oom) return luaL_error(L, "not enough memory");
     if (!bad)
         for (int j = 0; j < argc; j++)
             if (offs[j] != (size_t)-1) argv[j] = r->argbuf.p + offs[j];
-    free(offs);
     if (bad) {
-        free(argv);
-        free(lens);
         conv_push_error(L, "Lua redis lib command arguments must be strings or integers",
                         strlen("Lua redis lib command arguments must be strings or integers"));
         return -1;
@@ -574,8 +573,6 @@ static int generic_call(lua_State *L, int raise) {
     sb_reset(&r->in);
     r->reply_ready = 0;
     r->in_callback = 1;
-    r->call_argv = argv;
-    r->call_lens = lens;
     e->host.call(e->host_ctx, r, argc, argv, lens);
     r->in_callback = 0;
     check_killed(r);
@@ -585,10 +582,6 @@ static int generic_call(lua_State *L, int raise) {
         /* resumed with the answer (a killed run is never resumed) */
         r->state = RS_RUNNING;
     }
-    free(argv);
-    free(lens);
-    r->call_argv = NULL;
-    r->call_lens = NULL;
     lua_settop(L, 0);
     if (r->in.oom) return luaL_error(L, "not enough memory");
     int iserr = conv_resp_to_lua(L, r->in.p ? r->in.p : "", r->in.len);
@@ -703,8 +696,6 @@ static int l_redis_acl_check_cmd(lua_State *L) {
         ok = e->host.acl_check(e->host_ctx, r, argc, argv, lens);
         r->in_callback = 0;
     }
-    free(argv);
-    free(lens);
     check_killed(r);
     if (ok < 0) return raise_err(L, "Invalid command passed to redis.acl_check_cmd()");
     lua_pushboolean(L, ok);
@@ -1707,6 +1698,9 @@ static void run_destroy(script_run *r) {
     sb_free(&r->argbuf);
     sb_free(&r->in);
     sb_free(&r->out);
+    free(r->argv_buf);
+    free(r->lens_buf);
+    free(r->offs_buf);
     free(r);
 }
 
@@ -1739,6 +1733,10 @@ static script_run *run_alloc(script_engine *e) {
     r->argbuf = keep.argbuf;
     r->in = keep.in;
     r->out = keep.out;
+    r->argv_buf = keep.argv_buf;
+    r->lens_buf = keep.lens_buf;
+    r->offs_buf = keep.offs_buf;
+    r->args_cap = keep.args_cap;
     sb_reset(&r->argbuf);
     sb_reset(&r->in);
     sb_reset(&r->out);
@@ -1757,8 +1755,6 @@ static void run_free(script_run *r) {
     if (r->next) r->next->prev = r->prev;
     e->nruns--;
     if (r->fib) fiber_free(r->fib);
-    free(r->call_argv);
-    free(r->call_lens);
     free(r->kill_err);
     free(r->fname);
     /* Only a run that ended by itself leaves its thread clean to reuse. */
@@ -1775,6 +1771,14 @@ static void run_free(script_run *r) {
         sb_trim(&r->argbuf);
         sb_trim(&r->in);
         sb_trim(&r->out);
+        if (r->args_cap > 64) { /* a huge call's arrays are not kept */
+            free(r->argv_buf);
+            free(r->lens_buf);
+            free(r->offs_buf);
+            r->argv_buf = NULL;
+            r->lens_buf = r->offs_buf = NULL;
+            r->args_cap = 0;
+        }
         r->prev = NULL;
         r->next = e->spare;
         e->spare = r;
