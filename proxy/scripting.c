@@ -106,10 +106,9 @@ static void call_maybe_free(script_call *sc)
     if (sc->next) sc->next->prev = sc->prev;
     for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
     free(sc->learned);
-    free(sc->keys); /* one block with every copied argument */
     free(sc->fname);
     acl_user_release(sc->user);
-    free(sc);
+    free(sc); /* with its keys and arguments */
 }
 
 /* The script (or, for FCALL, the function) this call runs, looked up by
@@ -593,9 +592,11 @@ static script_call *call_new(client *c, const script *s, const script_function *
     for (int i = 0; i < numkeys; i++) bytes += keylens[i] + 1;
     for (int i = 0; i < nargs; i++) bytes += arglens[i] + 1;
     size_t n = (size_t)numkeys + (size_t)nargs;
-    char *block = malloc(n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
-    script_call *sc = calloc(1, sizeof(*sc));
-    if (!block || !sc) abort();
+    size_t head = (sizeof(script_call) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    script_call *sc = malloc(head + n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
+    if (!sc) abort();
+    memset(sc, 0, sizeof(*sc));
+    char *block = (char *)sc + head;
     char **ptrs = (char **)block;
     size_t *lens = (size_t *)(block + n * sizeof(char *));
     char *data = block + n * (sizeof(char *) + sizeof(size_t));
@@ -1029,8 +1030,7 @@ void scripting_shutdown(void)
         if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
         for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
         free(sc->learned);
-        free(sc->keys);
         free(sc->fname);
-        free(sc);
+        free(sc); /* with its keys and arguments */
     }
 }
