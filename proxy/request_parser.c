@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 enum {
@@ -458,6 +459,52 @@ void request_parser_free(request_parser *p)
     p->argc = 0;
 }
 
+/* A well-formed multibulk command that is all in `s`, parsed in one pass.
+ * Anything else (incomplete, malformed, past a limit) returns 0 with the
+ * command still empty, and the states below take it from its first byte,
+ * so partial input and every error behave exactly as there. */
+static int fast_multibulk(request_parser *p, const char *s, size_t avail, size_t *used)
+{
+    size_t window = sizeof(p->hdr) + 1; /* a longer header line is an error */
+    const char *cr = memchr(s, '\r', avail < window ? avail : window);
+    long long n, len;
+    if (!cr || (size_t)(cr - s) + 2 > avail)
+        return 0;
+    if (!rp_string2ll(s + 1, (size_t)(cr - s) - 1, &n) || n <= 0 || n > RP_ARGV_KEEP ||
+        (n > PROTO_UNAUTH_MAX_MULTIBULK && !p->authenticated))
+        return 0;
+    size_t q = (size_t)(cr - s) + 2; /* the byte after '\r' is not looked at */
+    args_reserve(p, n);
+    for (long long i = 0; i < n; i++) {
+        if (q >= avail || s[q] != '$')
+            goto slow;
+        size_t rest = avail - q;
+        cr = memchr(s + q, '\r', rest < window ? rest : window);
+        if (!cr)
+            goto slow;
+        size_t hl = (size_t)(cr - (s + q));
+        if (!rp_string2ll(s + q + 1, hl - 1, &len) || len < 0 || len > p->proto_max_bulk_len ||
+            (len > PROTO_UNAUTH_MAX_BULK && !p->authenticated))
+            goto slow;
+        size_t data = q + hl + 2;
+        if (data > avail || avail - data < (size_t)len + 2)
+            goto slow;
+        arena_grow(p, p->arena_len + (size_t)len + 1, SIZE_MAX);
+        p->offsets[p->argc] = p->arena_len;
+        memcpy(p->arena + p->arena_len, s + data, (size_t)len);
+        p->arena_len += (size_t)len;
+        arg_end(p);
+        q = data + (size_t)len + 2; /* nor are the two bytes after the data */
+    }
+    *used = q;
+    finish(p, 0);
+    return 1;
+slow:
+    p->argc = 0;
+    p->arena_len = 0;
+    return 0;
+}
+
 int request_parser_feed(request_parser *p, const char *buf, size_t len, size_t *consumed)
 {
     size_t pos = 0;
@@ -476,6 +523,14 @@ int request_parser_feed(request_parser *p, const char *buf, size_t len, size_t *
 
         switch (p->state) {
         case RP_START:
+            if (*s == '*') {
+                size_t used;
+                if (fast_multibulk(p, s, avail, &used)) {
+                    pos += used;
+                    rc = REQUEST_PARSE_DONE;
+                    break;
+                }
+            }
             /* Redis decides per command on the first byte. */
             p->line_total = 0;
             p->line_len = 0;

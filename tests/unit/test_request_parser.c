@@ -513,6 +513,52 @@ static void test_chunk_equivalence_pipeline(void **state)
     }
 }
 
+/* Whole-buffer feeds take a one-pass path for complete multibulk commands;
+ * byte-at-a-time feeds never can. Random pipelines, some valid and some
+ * damaged (a byte changed, dropped or cut off), must give the same
+ * transcript both ways, for either authentication state and bulk limit. */
+static void test_one_pass_matches_bytewise(void **state)
+{
+    (void)state;
+    static const char alphabet[] = "*$\r\n0123456789-+ aZ\0";
+    srand(4242);
+    for (int round = 0; round < 3000; round++) {
+        char in[512];
+        size_t len = 0;
+        int ncmd = 1 + rand() % 4;
+        for (int c = 0; c < ncmd && len < 300; c++) {
+            int argc = rand() % 13; /* past the unauthenticated limit of 10 too */
+            len += (size_t)snprintf(in + len, sizeof(in) - len, "*%d\r\n", argc);
+            for (int a = 0; a < argc && len < 400; a++) {
+                int alen = rand() % 9;
+                len += (size_t)snprintf(in + len, sizeof(in) - len, "$%d\r\n", alen);
+                for (int k = 0; k < alen; k++) in[len++] = (char)('a' + rand() % 26);
+                in[len++] = '\r';
+                in[len++] = '\n';
+            }
+        }
+        int damage = rand() % 4;
+        if (damage == 1 && len) {
+            in[rand() % len] = alphabet[rand() % (sizeof(alphabet) - 1)];
+        } else if (damage == 2 && len > 1) {
+            size_t at = (size_t)rand() % len;
+            memmove(in + at, in + at + 1, len - at - 1);
+            len--;
+        } else if (damage == 3 && len) {
+            len = (size_t)rand() % len;
+        }
+        opts o = {rand() % 2, rand() % 3 == 0 ? 5 : 0};
+        char *whole = run_opts(in, len, 0, o);
+        char *bytes = run_opts(in, len, 1, o);
+        char *sevens = run_opts(in, len, 7, o);
+        if (strcmp(whole, bytes) != 0 || strcmp(whole, sevens) != 0)
+            fail_msg("round %d:\n whole: %s\n bytes: %s\nsevens: %s", round, whole, bytes, sevens);
+        free(whole);
+        free(bytes);
+        free(sevens);
+    }
+}
+
 static void test_large_bulk(void **state)
 {
     (void)state;
@@ -670,6 +716,7 @@ int main(void)
         cmocka_unit_test(test_inline_unbalanced),
         cmocka_unit_test(test_too_big_inline),
         cmocka_unit_test(test_chunk_equivalence_pipeline),
+        cmocka_unit_test(test_one_pass_matches_bytewise),
         cmocka_unit_test(test_large_bulk),
         cmocka_unit_test(test_arena_reused),
         cmocka_unit_test(test_many_arguments),
