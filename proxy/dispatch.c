@@ -32,6 +32,10 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
         lock_set_release(s->locks);
         s->locks = NULL;
     }
+    if (s->unlocked) {
+        s->unlocked = 0;
+        locks_unlocked_end(s->unlocked_write);
+    }
     if (c) {
         c->relay_inflight--;
         if (r->error) {
@@ -71,7 +75,8 @@ int client_shared_conn(client *c)
     return c->backend_conn;
 }
 
-static void relay_send(client *c, lock_set *ls, int argc, char **argv, size_t *argvlen)
+/* unlocked: 0, or sent without locks (1: a read, 2: may write). */
+static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **argv, size_t *argvlen)
 {
     backend *b = server.backend;
     int conn = client_shared_conn(c);
@@ -90,6 +95,11 @@ static void relay_send(client *c, lock_set *ls, int argc, char **argv, size_t *a
         reply_error(s->buf, backend_error(b));
         client_slot_done(s);
         return;
+    }
+    if (unlocked) {
+        s->unlocked = 1;
+        s->unlocked_write = unlocked == 2;
+        locks_unlocked_begin();
     }
     c->relay_inflight++;
     server.stats.relayed_commands++;
@@ -165,7 +175,7 @@ static void relay_lock_granted(lock_set *ls, void *ctx)
     c->waiting_locks = NULL;
     c->waiting_relay = 0;
     /* The parser still holds this command: nothing was read while blocked. */
-    relay_send(c, ls, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    relay_send(c, ls, 0, c->parser.argc, c->parser.argv, c->parser.argvlen);
     client_unblock(c);
 }
 
@@ -215,6 +225,11 @@ static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, c
 
 void relay_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    if (locks_plain_free()) {
+        /* No script or transaction holds or wants a lock: nothing to wait for. */
+        relay_send(c, NULL, cmd && !(cmd->flags & CMD_WRITE) ? 1 : 2, argc, argv, argvlen);
+        return;
+    }
     lock_set *ls = plain_command_locks(cmd, c->db, argc, argv, argvlen, relay_lock_granted, c);
     if (ls) {
         int rc = lock_set_acquire(ls, 1);
@@ -230,7 +245,7 @@ void relay_command(client *c, const command_def *cmd, int argc, char **argv, siz
             return;
         }
     }
-    relay_send(c, ls, argc, argv, argvlen);
+    relay_send(c, ls, 0, argc, argv, argvlen);
 }
 
 /* ---- the proxy's own view of commands -------------------------------------- */

@@ -50,6 +50,8 @@ struct lock_set {
     lock_entry *waiting_extend;
     lock_set *ready_prev, *ready_next;
     unsigned long visit; /* cycle search generation */
+    lock_set *drain_next; /* waiting for the unlocked plain requests to end */
+    unsigned draining : 1;
 };
 
 /* compat[held][requested] */
@@ -89,6 +91,15 @@ static unsigned free_units_count;
 #define VERSION_BUCKETS 65536
 static uint64_t unit_versions[VERSION_BUCKETS];
 static unsigned version_watchers; /* see locks_watchers */
+
+/* Plain requests may go without a set while no script or transaction set
+ * exists: plain modes never conflict, so such a set could only have been
+ * granted at once. A script or transaction set then first waits until every
+ * request sent that way has been answered (locks_unlocked_end). */
+static unsigned long unlocked_inflight;
+static unsigned long nonplain_sets;
+static lock_set *drain_head, *drain_tail;
+static struct event *drain_ev;
 static uint64_t keyspace_version;
 
 /* ---- unit table ---------------------------------------------------------------- */
@@ -242,7 +253,45 @@ lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx)
     ls->mode = mode;
     ls->fn = fn;
     ls->ctx = ctx;
+    if (mode >= LOCK_SCRIPT_RO) nonplain_sets++;
     return ls;
+}
+
+int locks_plain_free(void) { return nonplain_sets == 0 && version_watchers == 0; }
+void locks_unlocked_begin(void) { unlocked_inflight++; }
+
+void locks_unlocked_end(int wrote)
+{
+    /* A WATCH by versions opened meanwhile cannot tell which key it wrote. */
+    if (wrote && version_watchers) keyspace_version++;
+    if (--unlocked_inflight == 0 && drain_head && drain_ev) event_active(drain_ev, 0, 0);
+}
+
+static void drain_unlink(lock_set *ls)
+{
+    lock_set **pp = &drain_head, *prev = NULL;
+    while (*pp != ls) {
+        prev = *pp;
+        pp = &(*pp)->drain_next;
+    }
+    *pp = ls->drain_next;
+    if (drain_tail == ls) drain_tail = prev;
+    ls->drain_next = NULL;
+    ls->draining = 0;
+    L.stats.sets_waiting--;
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* In arrival order; a callback may release or add sets. */
+    while (drain_head && unlocked_inflight == 0) {
+        lock_set *ls = drain_head;
+        drain_unlink(ls);
+        if (lock_set_acquire(ls, 0) == LOCK_GRANTED) ls->fn(ls, ls->ctx);
+    }
 }
 
 void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len)
@@ -487,6 +536,15 @@ static int conflicting_busy_holder(const lock_entry *e, int mode)
 
 int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 {
+    if (ls->mode >= LOCK_SCRIPT_RO && unlocked_inflight) {
+        ls->draining = 1;
+        ls->drain_next = NULL;
+        if (drain_tail) drain_tail->drain_next = ls;
+        else drain_head = ls;
+        drain_tail = ls;
+        L.stats.sets_waiting++;
+        return LOCK_WAITING;
+    }
     if (!ls->has_keyspace && !ls->has_intent) { /* once: acquire may be retried after LOCK_BUSY */
         entry_new(ls, L.keyspace, 1);
         ls->has_intent = 1;
@@ -524,6 +582,7 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 
 void lock_set_release_all(lock_set *ls)
 {
+    if (ls->draining) drain_unlink(ls); /* nothing enqueued on its units yet */
     ready_remove(ls);
     int wrote = version_watchers && ls->state == SET_GRANTED &&
                 (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
@@ -554,6 +613,7 @@ void lock_set_release_all(lock_set *ls)
 void lock_set_release(lock_set *ls)
 {
     lock_set_release_all(ls);
+    if (ls->mode >= LOCK_SCRIPT_RO) nonplain_sets--;
     if (free_sets_count < POOL_MAX && ls->cap <= 64) {
         ls->ready_next = free_sets;
         free_sets = ls;
@@ -684,11 +744,16 @@ void locks_init(struct event_base *base)
     L.keyspace = unit_get(-1, "", 0);
     L.keyspace->refs = 1;
     if (base) L.ready_ev = event_new(base, -1, 0, ready_cb, NULL);
+    if (base) drain_ev = event_new(base, -1, 0, drain_cb, NULL);
 }
 
 void locks_shutdown(void)
 {
     if (L.ready_ev) event_free(L.ready_ev);
+    if (drain_ev) event_free(drain_ev);
+    drain_ev = NULL;
+    drain_head = drain_tail = NULL;
+    unlocked_inflight = nonplain_sets = 0;
     for (size_t i = 0; i < L.nbuckets; i++) {
         lock_unit *u = L.buckets[i];
         while (u) {

@@ -54,6 +54,14 @@ void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx);
 /* Releases everything held, or cancels the wait, and frees the set. */
 void lock_set_release(lock_set *ls);
 
+/* Plain requests need no set while no script or transaction set exists
+ * (and nobody watches by versions): locks_plain_free() says so. Such a
+ * request is counted from sending to its answer; a script or transaction
+ * set acquired meanwhile waits (LOCK_WAITING) until the count is back to 0. */
+int locks_plain_free(void);
+void locks_unlocked_begin(void);
+void locks_unlocked_end(int wrote); /* wrote: it may have written */
+
 /* For scripts. */
 void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn);
 void lock_set_set_busy(lock_set *ls, int busy);       /* past busy-reply-threshold */

@@ -32,6 +32,8 @@ typedef struct reply_slot {
     struct lock_set *locks; /* units held until the store answers */
     unsigned done : 1;
     unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
+    unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
+    unsigned unlocked_write : 1; /* ... and it may write */
 } reply_slot;
 
 enum client_flags {

@@ -1332,6 +1332,47 @@ static void test_stress(void **state)
     for (unsigned seed = 1; seed <= 150; seed++) stress_round(seed, 3000);
 }
 
+/* Plain requests sent without a set (locks_plain_free) hold back script
+ * and transaction sets until every one of them is answered; plain sets are
+ * not held back; a set cancelled while held back is simply gone. */
+static void test_unlocked_plain_drain(void **state)
+{
+    (void)state;
+    req a, b, c, p;
+    lock_stats st;
+    assert_true(locks_plain_free());
+    locks_unlocked_begin();
+    locks_unlocked_begin();
+    assert_int_equal(acq(&a, 1, LOCK_SCRIPT_EXCL, 0, KEYS("k")), LOCK_WAITING);
+    assert_false(locks_plain_free());
+    assert_int_equal(acq(&b, 2, LOCK_SCRIPT_RO, 0, KEYS("other")), LOCK_WAITING);
+    assert_int_equal(acq(&c, 3, LOCK_SCRIPT_EXCL, 0, KEYS("x")), LOCK_WAITING);
+    assert_int_equal(acq(&p, 4, LOCK_PLAIN_WRITE, 0, KEYS("k")), LOCK_GRANTED); /* plain: never held back */
+    stats(&st);
+    assert_int_equal(st.sets_waiting, 3);
+    rel(&c); /* cancelled while held back */
+    reset_order();
+    locks_unlocked_end(1);
+    run_loop();
+    assert_int_equal(a.calls + b.calls, 0); /* one request still out */
+    locks_unlocked_end(0);
+    run_loop();
+    /* in arrival order; the exclusive one then waits for the plain holder */
+    assert_int_equal(b.calls, 1);
+    assert_int_equal(a.calls, 0);
+    assert_true(holds(&b, 0, "other"));
+    rel(&p);
+    run_loop();
+    assert_int_equal(a.calls, 1);
+    assert_true(holds(&a, 0, "k"));
+    assert_int_equal(c.calls, 0);
+    rel(&a);
+    rel(&b);
+    assert_true(locks_plain_free());
+    stats(&st);
+    assert_int_equal(st.sets_waiting, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1360,6 +1401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadlock_three, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_false_deadlock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_all_reusable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unlocked_plain_drain, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stress, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
