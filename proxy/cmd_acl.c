@@ -313,8 +313,7 @@ static void acl_dryrun(struct evbuffer *out, int argc, char **argv, size_t *argv
     int n = argc - 3;
     char **cargv = argv + 3;
     size_t *clen = argvlen + 3;
-    const command_def *cmd = command_lookup(cargv[0], clen[0]);
-    if (cmd && cmd->subcommand_count && n >= 2) cmd = command_lookup_sub(cmd, cargv[1], clen[1]);
+    const command_def *cmd = command_resolve(n, cargv, clen, NULL);
     if (!cmd) {
         reply_errorf(out, "ERR Command '%s' not found", cargv[0]);
         return;

@@ -61,8 +61,7 @@ static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, i
     int n = argc - 2;
     char **cargv = argv + 2;
     size_t *clen = argvlen + 2;
-    const command_def *cmd = command_lookup(cargv[0], clen[0]);
-    if (cmd && cmd->subcommand_count && n >= 2) cmd = command_lookup_sub(cmd, cargv[1], clen[1]);
+    const command_def *cmd = command_resolve(n, cargv, clen, NULL);
     if (!cmd) {
         reply_error(out, "ERR Invalid command specified");
         return;

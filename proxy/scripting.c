@@ -363,9 +363,7 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     script_call *sc = script_run_userdata(run);
     sc->run = run;
     check_busy(sc);
-    const command_def *top = command_lookup(argv[0], argvlen[0]);
-    const command_def *cmd = top;
-    if (top && top->subcommand_count && argc >= 2) cmd = command_lookup_sub(top, argv[1], argvlen[1]);
+    const command_def *cmd = command_resolve(argc, argv, argvlen, NULL);
     if (!cmd) {
         answer_error(sc, "ERR Unknown Redis command called from script");
         return;
@@ -499,8 +497,7 @@ static void host_log(void *host_ctx, int level, const char *msg, size_t len)
 
 static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
 {
-    const command_def *cmd = command_lookup(argv[0], argvlen[0]);
-    if (cmd && cmd->subcommand_count && argc >= 2) cmd = command_lookup_sub(cmd, argv[1], argvlen[1]);
+    const command_def *cmd = command_resolve(argc, argv, argvlen, NULL);
     if (!cmd) return -1;
     script_call *sc = script_run_userdata(run);
     return acl_check_command(sc->user, cmd, argc, argv, argvlen, NULL) == ACL_OK;
