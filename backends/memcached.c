@@ -414,7 +414,8 @@ static void pump(mc_conn *c)
 {
     while (c->next_start && c->state == CONN_READY) {
         mc_req *r = c->next_start;
-        if (r->argc >= 2) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
+        /* Mapped once (never 0 bytes long), though pump may look at r again. */
+        if (r->argc >= 2 && !r->mklen) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
         if (c->nmore && !may_pass(c, r)) break;
         /* memcached refuses a metadump behind replies it still owes
          * ("cannot pipeline other commands before metadump"). */

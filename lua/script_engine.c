@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <time.h>
 
@@ -43,11 +44,6 @@ enum run_state { RS_RUNNING, RS_WAITING, RS_YIELDED, RS_FINISHED, RS_KILLED };
 struct script_run {
     script_engine *e;
     struct script_run *prev, *next; /* engine's in-flight list, or the spare list */
-    /* Kept when a finished run is reused (run_alloc): the Lua thread and the
-     * EVAL environment built on it, and the buffers. */
-    lua_State *L;
-    int thread_ref;
-    int env_ref, own_ref; /* EVAL's empty globals proxy and its KEYS/ARGV/_G table */
     fiber *fib;
     enum run_state state;
     char sha[41];
@@ -68,15 +64,21 @@ struct script_run {
      * runs inside script_run_start, so they are borrowed, not copied. */
     char **keys, **args;
     size_t *keylens, *arglens;
+    unsigned long long slice_start, cpu_usec;
+    /* From here on, kept when a finished run is reused (run_alloc clears
+     * only what comes before L): the Lua thread, the EVAL environment built
+     * on it, and the buffers. */
+    lua_State *L;
+    int thread_ref;
+    int env_ref, own_ref; /* EVAL's empty globals proxy and its KEYS/ARGV/_G table */
     /* redis.call in progress */
     sbuf argbuf;     /* numbers formatted as strings */
-    /* redis.call's argument arrays, reused from call to call (and run to run) */
+    /* redis.call's argument arrays, reused from call to call */
     char **argv_buf;
     size_t *lens_buf, *offs_buf;
     int args_cap;
     sbuf in;         /* the answer, as RESP bytes */
     sbuf out;        /* the final reply */
-    unsigned long long slice_start, cpu_usec;
 };
 
 struct script_engine {
@@ -1724,19 +1726,7 @@ static script_run *run_alloc(script_engine *e) {
     }
     e->spare = r->next;
     e->nspare--;
-    script_run keep = *r;
-    memset(r, 0, sizeof(*r));
-    r->L = keep.L;
-    r->thread_ref = keep.thread_ref;
-    r->env_ref = keep.env_ref;
-    r->own_ref = keep.own_ref;
-    r->argbuf = keep.argbuf;
-    r->in = keep.in;
-    r->out = keep.out;
-    r->argv_buf = keep.argv_buf;
-    r->lens_buf = keep.lens_buf;
-    r->offs_buf = keep.offs_buf;
-    r->args_cap = keep.args_cap;
+    memset(r, 0, offsetof(script_run, L));
     sb_reset(&r->argbuf);
     sb_reset(&r->in);
     sb_reset(&r->out);
