@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 
 #include "proxy/config.h"
+#include "proxy/files.h"
 
 /* ---- command ids and categories -------------------------------------------- */
 
@@ -1293,18 +1294,13 @@ static int trim_char(char ch, const char *set) { return ch && strchr(set, ch) !=
 char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void *ctx)
 {
     acl_init();
-    FILE *fp = fopen(path, "r");
     strbuf errs = {0};
-    if (!fp) {
+    size_t text_len;
+    char *text = file_read_all(path, &text_len);
+    if (!text) {
         errs_printf(&errs, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
         return errs.s;
     }
-    strbuf text = {0};
-    char buf[1024];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), fp)) > 0) sb_add(&text, buf, n);
-    fclose(fp);
-    sb_add(&text, "", 0);
 
     /* Loaded into a new set, swapped in only if every line is good. */
     acl_user **old_users = users;
@@ -1312,7 +1308,7 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
     users = NULL;
     nusers = 0;
     int linenum = 0;
-    char *cursor = text.s;
+    char *cursor = text;
     for (;;) {
         char *nl = strchr(cursor, '\n');
         if (nl) *nl = '\0';
@@ -1370,7 +1366,7 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
         if (!nl) break;
         cursor = nl + 1;
     }
-    free(text.s);
+    free(text);
     acl_user **new_users = users;
     int new_n = nusers;
     if (errs.len == 0) {
@@ -1442,15 +1438,7 @@ char *acl_config_lines(void)
 int acl_save_file(const char *path)
 {
     char *text = acl_config_lines();
-    size_t len = strlen(text);
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)getpid());
-    FILE *fp = fopen(tmp, "w");
-    int rc = 0;
-    if (!fp || fwrite(text, 1, len, fp) != len) rc = -1;
-    if (fp && fclose(fp) != 0) rc = -1;
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1;
-    if (rc != 0) unlink(tmp);
+    int rc = file_write_atomic(path, text, strlen(text));
     free(text);
     return rc;
 }

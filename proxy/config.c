@@ -11,6 +11,7 @@
 
 #include "backends/backend.h"
 #include "proxy/acl.h"
+#include "proxy/files.h"
 #include "proxy/log.h"
 
 proxy_config config;
@@ -764,17 +765,8 @@ int config_rewrite(char *err, size_t errlen)
     fclose(mem);
     free(line);
     free(seen);
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp-rewrite", config_file_path);
-    FILE *wf = fopen(tmp, "w");
-    int rc = 0;
-    if (!wf || fwrite(out, 1, outlen, wf) != outlen || fflush(wf) != 0) rc = -1;
-    if (wf && fclose(wf) != 0) rc = -1;
-    if (rc == 0 && rename(tmp, config_file_path) != 0) rc = -1;
-    if (rc != 0) {
-        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
-        unlink(tmp);
-    }
+    int rc = file_write_atomic(config_file_path, out, outlen);
+    if (rc != 0) snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
     free(out);
     return rc;
 }

@@ -16,6 +16,7 @@
 #include "lua/script_engine.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
+#include "proxy/files.h"
 #include "proxy/function_payload.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
@@ -81,63 +82,25 @@ static char *dump_payload(size_t *len)
     return p;
 }
 
-/* After every change: write the file next to its final name, then rename,
- * so a crash leaves the old or the new set, never half of one. */
+/* After every change; a crash leaves the old or the new set (file_write_atomic). */
 static void persist(void)
 {
     if (!config.functions_file) return;
     size_t len;
     char *p = dump_payload(&len);
-    size_t plen = strlen(config.functions_file);
-    char *tmp = malloc(plen + 32);
-    if (!tmp) abort();
-    snprintf(tmp, plen + 32, "%s.tmp-%ld", config.functions_file, (long)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int ok = fd >= 0;
-    size_t off = 0;
-    while (ok && off < len) {
-        ssize_t w = write(fd, p + off, len - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) ok = 0;
-        else off += (size_t)w;
-    }
-    if (ok && fsync(fd) != 0) ok = 0;
-    if (fd >= 0 && close(fd) != 0) ok = 0;
-    if (ok && rename(tmp, config.functions_file) != 0) ok = 0;
-    if (!ok) {
+    if (file_write_atomic(config.functions_file, p, len) != 0)
         log_warning("cannot write functions-file %s: %s", config.functions_file, strerror(errno));
-        unlink(tmp);
-    }
-    free(tmp);
     free(p);
 }
 
 int functions_load_file(void)
 {
     if (!config.functions_file) return 0;
-    FILE *f = fopen(config.functions_file, "rb");
-    if (!f) {
+    size_t len;
+    char *buf = file_read_all(config.functions_file, &len);
+    if (!buf) {
         if (errno == ENOENT) return 0;
         log_warning("cannot read functions-file %s: %s", config.functions_file, strerror(errno));
-        return -1;
-    }
-    size_t cap = 65536, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) abort();
-    size_t r;
-    while ((r = fread(buf + len, 1, cap - len, f)) > 0) {
-        len += r;
-        if (len == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            if (!buf) abort();
-        }
-    }
-    int read_error = ferror(f);
-    fclose(f);
-    if (read_error) {
-        log_warning("cannot read functions-file %s", config.functions_file);
-        free(buf);
         return -1;
     }
     int rc = 0;
