@@ -12,11 +12,13 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "proxy/config.h"
 #include "proxy/files.h"
+#include "proxy/reply.h"
 
 /* ---- command ids and categories -------------------------------------------- */
 
@@ -939,30 +941,14 @@ done:
 
 /* ---- descriptions --------------------------------------------------------------------- */
 
-typedef struct strbuf {
-    char *s;
-    size_t len, cap;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s, size_t len)
+static struct evbuffer *buf_new(void)
 {
-    if (b->len + len + 1 > b->cap) {
-        b->cap = (b->len + len + 1) * 2;
-        b->s = realloc(b->s, b->cap);
-        if (!b->s) abort();
-    }
-    memcpy(b->s + b->len, s, len);
-    b->len += len;
-    b->s[b->len] = '\0';
+    struct evbuffer *b = evbuffer_new();
+    if (!b) abort();
+    return b;
 }
 
-static void sb_cat(strbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-static char *sb_done(strbuf *b)
-{
-    if (!b->s) sb_add(b, "", 0);
-    return b->s;
-}
+static void buf_cat(struct evbuffer *b, const char *s) { evbuffer_add(b, s, strlen(s)); }
 
 static void count_category(const uint64_t *bits, uint32_t cat, unsigned long *on, unsigned long *off)
 {
@@ -974,24 +960,24 @@ static void count_category(const uint64_t *bits, uint32_t cat, unsigned long *on
         }
 }
 
-static void describe_single(const acl_selector *u, uint64_t *fake, int id, strbuf *b)
+static void describe_single(const acl_selector *u, uint64_t *fake, int id, struct evbuffer *b)
 {
     int userbit = bit_get(u->cmd_bits, id), fakebit = bit_get(fake, id);
     if (userbit != fakebit) {
-        sb_cat(b, userbit ? "+" : "-");
-        sb_cat(b, ids[id]->name);
-        sb_cat(b, " ");
+        buf_cat(b, userbit ? "+" : "-");
+        buf_cat(b, ids[id]->name);
+        buf_cat(b, " ");
         change_perm(NULL, fake, NULL, id, userbit);
     }
     if (id < command_table_count)
         for (int s = 0; s < command_table[id].subcommand_count; s++) describe_single(u, fake, first_sub_id[id] + s, b);
     if (!userbit && u->firstargs && u->firstargs[id]) {
         for (char **a = u->firstargs[id]; *a; a++) {
-            sb_cat(b, "+");
-            sb_cat(b, ids[id]->name);
-            sb_cat(b, "|");
-            sb_cat(b, *a);
-            sb_cat(b, " ");
+            buf_cat(b, "+");
+            buf_cat(b, ids[id]->name);
+            buf_cat(b, "|");
+            buf_cat(b, *a);
+            buf_cat(b, " ");
         }
     }
 }
@@ -1002,12 +988,12 @@ static void describe_single(const acl_selector *u, uint64_t *fake, int id, strbu
  * hash table, which varies from one process to the next). */
 char *acl_describe_commands(const acl_selector *u)
 {
-    strbuf b = {0};
+    struct evbuffer *b = buf_new();
     int additive = !u->future_commands;
     uint64_t fake[ACL_CMD_WORDS], temp[ACL_CMD_WORDS];
     memset(fake, additive ? 0 : 0xff, sizeof(fake));
     memcpy(temp, u->cmd_bits, sizeof(temp));
-    sb_cat(&b, additive ? "-@all " : "+@all ");
+    buf_cat(b, additive ? "-@all " : "+@all ");
     char applied[32] = {0};
     for (;;) {
         int best = -1;
@@ -1026,75 +1012,76 @@ char *acl_describe_commands(const acl_selector *u)
         if (best < 0) break;
         apply_category(NULL, fake, NULL, 1u << best, additive);
         apply_category(NULL, temp, NULL, 1u << best, !additive);
-        sb_cat(&b, additive ? "+@" : "-@");
-        sb_cat(&b, category_names[best]);
-        sb_cat(&b, " ");
+        buf_cat(b, additive ? "+@" : "-@");
+        buf_cat(b, category_names[best]);
+        buf_cat(b, " ");
         applied[best] = 1;
     }
-    for (int i = 0; i < command_table_count; i++) describe_single(u, fake, i, &b);
-    b.len--; /* the last space */
-    b.s[b.len] = '\0';
-    return b.s;
+    for (int i = 0; i < command_table_count; i++) describe_single(u, fake, i, b);
+    size_t len;
+    char *text = buffer_take_string(b, &len);
+    if (len) text[len - 1] = '\0'; /* the last space */
+    return text;
 }
 
-static void describe_pattern(strbuf *b, const acl_key_pattern *p)
+static void describe_pattern(struct evbuffer *b, const acl_key_pattern *p)
 {
-    sb_cat(b, p->perms == ACL_PERM_ALL ? "~" : p->perms == ACL_PERM_READ ? "%R~" : "%W~");
-    sb_add(b, p->pattern, p->len);
+    buf_cat(b, p->perms == ACL_PERM_ALL ? "~" : p->perms == ACL_PERM_READ ? "%R~" : "%W~");
+    evbuffer_add(b, p->pattern, p->len);
 }
 
 char *acl_describe_keys(const acl_selector *u)
 {
-    strbuf b = {0};
+    struct evbuffer *b = buf_new();
     if (u->flags & ACL_SEL_ALLKEYS) {
-        sb_cat(&b, "~*");
+        buf_cat(b, "~*");
     } else {
         for (int i = 0; i < u->nkeys; i++) {
-            if (i) sb_cat(&b, " ");
-            describe_pattern(&b, &u->keys[i]);
+            if (i) buf_cat(b, " ");
+            describe_pattern(b, &u->keys[i]);
         }
     }
-    return sb_done(&b);
+    return buffer_take_string(b, NULL);
 }
 
 char *acl_describe_channels(const acl_selector *u)
 {
-    strbuf b = {0};
+    struct evbuffer *b = buf_new();
     if (u->flags & ACL_SEL_ALLCHANNELS) {
-        sb_cat(&b, "&*");
+        buf_cat(b, "&*");
     } else {
         for (int i = 0; i < u->nchannels; i++) {
-            if (i) sb_cat(&b, " ");
-            sb_cat(&b, "&");
-            sb_add(&b, u->channels[i], u->chanlens[i]);
+            if (i) buf_cat(b, " ");
+            buf_cat(b, "&");
+            evbuffer_add(b, u->channels[i], u->chanlens[i]);
         }
     }
-    return sb_done(&b);
+    return buffer_take_string(b, NULL);
 }
 
 /* Keys, channels, then command rules, as one selector appears in ACL LIST. */
-static void describe_selector(strbuf *b, const acl_selector *s)
+static void describe_selector(struct evbuffer *b, const acl_selector *s)
 {
     if (s->flags & ACL_SEL_ALLKEYS) {
-        sb_cat(b, "~* ");
+        buf_cat(b, "~* ");
     } else {
         for (int i = 0; i < s->nkeys; i++) {
             describe_pattern(b, &s->keys[i]);
-            sb_cat(b, " ");
+            buf_cat(b, " ");
         }
     }
     if (s->flags & ACL_SEL_ALLCHANNELS) {
-        sb_cat(b, "&* ");
+        buf_cat(b, "&* ");
     } else {
-        sb_cat(b, "resetchannels ");
+        buf_cat(b, "resetchannels ");
         for (int i = 0; i < s->nchannels; i++) {
-            sb_cat(b, "&");
-            sb_add(b, s->channels[i], s->chanlens[i]);
-            sb_cat(b, " ");
+            buf_cat(b, "&");
+            evbuffer_add(b, s->channels[i], s->chanlens[i]);
+            buf_cat(b, " ");
         }
     }
     char *rules = acl_describe_commands(s);
-    sb_cat(b, rules);
+    buf_cat(b, rules);
     free(rules);
 }
 
@@ -1104,24 +1091,24 @@ char *acl_describe_user(const acl_user *u)
         {ACL_USER_ON, "on"}, {ACL_USER_OFF, "off"}, {ACL_USER_NOPASS, "nopass"},
         {ACL_USER_SKIP_SANITIZE, "skip-sanitize-payload"}, {ACL_USER_SANITIZE, "sanitize-payload"}, {0, NULL},
     };
-    strbuf b = {0};
+    struct evbuffer *b = buf_new();
     for (int i = 0; flag_names[i].name; i++)
         if (u->flags & flag_names[i].flag) {
-            sb_cat(&b, flag_names[i].name);
-            sb_cat(&b, " ");
+            buf_cat(b, flag_names[i].name);
+            buf_cat(b, " ");
         }
     for (int i = 0; i < u->npasswords; i++) {
-        sb_cat(&b, "#");
-        sb_add(&b, u->passwords[i], 64);
-        sb_cat(&b, " ");
+        buf_cat(b, "#");
+        evbuffer_add(b, u->passwords[i], 64);
+        buf_cat(b, " ");
     }
     for (int i = -1; i < u->nselectors; i++) {
         const acl_selector *s = i < 0 ? &u->root : &u->selectors[i];
-        if (i >= 0) sb_cat(&b, " (");
-        describe_selector(&b, s);
-        if (i >= 0) sb_cat(&b, ")");
+        if (i >= 0) buf_cat(b, " (");
+        describe_selector(b, s);
+        if (i >= 0) buf_cat(b, ")");
     }
-    return b.s;
+    return buffer_take_string(b, NULL);
 }
 
 char **acl_merge_selector_args(int argc, char **argv, size_t *argvlen, int *merged_argc, size_t **merged_lens,
@@ -1130,22 +1117,23 @@ char **acl_merge_selector_args(int argc, char **argv, size_t *argvlen, int *merg
     char **out = xcalloc((size_t)argc + 1, sizeof(char *));
     size_t *lens = xcalloc((size_t)argc + 1, sizeof(size_t));
     int n = 0, open_at = -1;
-    strbuf cur = {0};
+    struct evbuffer *cur = buf_new();
     for (int j = 0; j < argc; j++) {
         const char *op = argv[j];
         size_t len = argvlen[j];
         if (open_at < 0 && len && op[0] == '(' && op[len - 1] != ')') {
             open_at = j;
-            cur.len = 0;
-            sb_add(&cur, op, len);
+            evbuffer_drain(cur, evbuffer_get_length(cur));
+            evbuffer_add(cur, op, len);
             continue;
         }
         if (open_at >= 0) {
-            sb_cat(&cur, " ");
-            sb_add(&cur, op, len);
+            buf_cat(cur, " ");
+            evbuffer_add(cur, op, len);
             if (len && op[len - 1] == ')') {
-                out[n] = xmemdup(cur.s, cur.len);
-                lens[n++] = cur.len;
+                lens[n] = evbuffer_get_length(cur);
+                out[n] = xmemdup((const char *)evbuffer_pullup(cur, -1), lens[n]);
+                n++;
                 open_at = -1;
             }
             continue;
@@ -1153,7 +1141,7 @@ char **acl_merge_selector_args(int argc, char **argv, size_t *argvlen, int *merg
         out[n] = xmemdup(op, len);
         lens[n++] = len;
     }
-    free(cur.s);
+    evbuffer_free(cur);
     if (open_at >= 0) {
         for (int i = 0; i < n; i++) free(out[i]);
         free(out);
@@ -1277,29 +1265,17 @@ int acl_load_startup(const char *aclfile, char *err, size_t errlen)
     return 0;
 }
 
-static void errs_printf(strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void errs_printf(strbuf *b, const char *fmt, ...)
-{
-    char tmp[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    sb_add(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 static int trim_char(char ch, const char *set) { return ch && strchr(set, ch) != NULL; }
 
 char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void *ctx)
 {
     acl_init();
-    strbuf errs = {0};
+    struct evbuffer *errs = buf_new();
     size_t text_len;
     char *text = file_read_all(path, &text_len);
     if (!text) {
-        errs_printf(&errs, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
-        return errs.s;
+        evbuffer_add_printf(errs, "Error loading ACLs, opening file '%s': %s", path, strerror(errno));
+        return buffer_take_string(errs, NULL);
     }
 
     /* Loaded into a new set, swapped in only if every line is good. */
@@ -1333,13 +1309,13 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
                 p = sp + 1;
             }
             if (strcmp(argv[0], "user") || argc < 2) {
-                errs_printf(&errs, "%s:%d should start with user keyword followed by the username. ", path, linenum);
+                evbuffer_add_printf(errs, "%s:%d should start with user keyword followed by the username. ", path, linenum);
             } else if (acl_has_spaces(argv[1], strlen(argv[1]))) {
-                errs_printf(&errs, "'%s:%d: username '%s' contains invalid characters. ", path, linenum, argv[1]);
+                evbuffer_add_printf(errs, "'%s:%d: username '%s' contains invalid characters. ", path, linenum, argv[1]);
             } else {
                 acl_user *u = acl_create_user(argv[1], strlen(argv[1]));
                 if (!u) {
-                    errs_printf(&errs, "WARNING: Duplicate user '%s' found on line %d. ", argv[1], linenum);
+                    evbuffer_add_printf(errs, "WARNING: Duplicate user '%s' found on line %d. ", argv[1], linenum);
                 } else {
                     size_t *lens = xcalloc((size_t)argc, sizeof(size_t));
                     for (int j = 2; j < argc; j++) lens[j] = strlen(argv[j]);
@@ -1348,14 +1324,14 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
                     char **rules = acl_merge_selector_args(argc - 2, argv + 2, lens + 2, &nrules, &rlens, &bad);
                     free(lens);
                     if (!rules)
-                        errs_printf(&errs, "%s:%d: Unmatched parenthesis in selector definition.", path, linenum);
+                        evbuffer_add_printf(errs, "%s:%d: Unmatched parenthesis in selector definition.", path, linenum);
                     for (int j = 0; rules && j < nrules; j++) {
                         char *op = rules[j];
                         size_t oplen = rlens[j];
                         while (oplen && trim_char(op[oplen - 1], "\t\r\n")) op[--oplen] = '\0';
                         while (trim_char(*op, "\t\r\n")) op++, oplen--;
                         int rc = acl_set_user(u, op, oplen);
-                        if (rc != ACL_ERR_NONE) errs_printf(&errs, "%s:%d: %s. ", path, linenum, acl_error_text(rc));
+                        if (rc != ACL_ERR_NONE) evbuffer_add_printf(errs, "%s:%d: %s. ", path, linenum, acl_error_text(rc));
                     }
                     if (rules) free_args(rules, nrules);
                     free(rlens);
@@ -1369,7 +1345,7 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
     free(text);
     acl_user **new_users = users;
     int new_n = nusers;
-    if (errs.len == 0) {
+    if (evbuffer_get_length(errs) == 0) {
         /* The default user keeps its identity (clients refer to it); it takes
          * the file's rules, or the built-in ones if the file has none. */
         users = old_users;
@@ -1408,7 +1384,7 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
         }
         free(new_users);
         pristine = 0;
-        free(errs.s);
+        evbuffer_free(errs);
         return NULL;
     }
     for (int i = 0; i < new_n; i++) acl_user_free(new_users[i]);
@@ -1416,23 +1392,23 @@ char *acl_load_file(const char *path, void (*gone)(void *ctx, acl_user *u), void
     users = old_users;
     nusers = old_n;
     pristine = old_pristine;
-    sb_cat(&errs, "WARNING: ACL errors detected, no change to the previously active ACL rules was performed");
-    return errs.s;
+    buf_cat(errs, "WARNING: ACL errors detected, no change to the previously active ACL rules was performed");
+    return buffer_take_string(errs, NULL);
 }
 
 char *acl_config_lines(void)
 {
-    strbuf b = {0};
+    struct evbuffer *b = buf_new();
     for (int i = 0; i < nusers; i++) {
-        sb_cat(&b, "user ");
-        sb_add(&b, users[i]->name, users[i]->namelen);
-        sb_cat(&b, " ");
+        buf_cat(b, "user ");
+        evbuffer_add(b, users[i]->name, users[i]->namelen);
+        buf_cat(b, " ");
         char *d = acl_describe_user(users[i]);
-        sb_cat(&b, d);
+        buf_cat(b, d);
         free(d);
-        sb_cat(&b, "\n");
+        buf_cat(b, "\n");
     }
-    return sb_done(&b);
+    return buffer_take_string(b, NULL);
 }
 
 int acl_save_file(const char *path)

@@ -37,11 +37,8 @@ char *client_info_string(client *c, size_t *len)
     struct evbuffer *tmp = evbuffer_new();
     if (!tmp) abort();
     client_describe(c, tmp);
-    size_t n = evbuffer_get_length(tmp);
-    char *s = malloc(n + 1);
-    if (!s) abort();
-    evbuffer_remove(tmp, s, n);
-    evbuffer_free(tmp);
+    size_t n;
+    char *s = buffer_take_string(tmp, &n);
     if (n && s[n - 1] == '\n') n--; /* one line, without CLIENT LIST's newline */
     s[n] = '\0';
     *len = n;

@@ -66,3 +66,15 @@ void reply_bulk_cstr(struct evbuffer *b, const char *s) { reply_bulk(b, s, strle
 void reply_null_bulk(struct evbuffer *b) { evbuffer_add(b, "$-1\r\n", 5); }
 void reply_null_array(struct evbuffer *b) { evbuffer_add(b, "*-1\r\n", 5); }
 void reply_array(struct evbuffer *b, long long n) { add_prefixed_number(b, '*', n); }
+
+char *buffer_take_string(struct evbuffer *b, size_t *len)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    if (!s) abort();
+    evbuffer_remove(b, s, n);
+    evbuffer_free(b);
+    s[n] = '\0';
+    if (len) *len = n;
+    return s;
+}

@@ -19,4 +19,8 @@ void reply_null_array(struct evbuffer *b);
 void reply_array(struct evbuffer *b, long long n);
 void reply_ok(struct evbuffer *b);
 
+/* Not a reply: the buffer's bytes as a malloc'd NUL-terminated string (its
+ * length in *len when len is not NULL); the buffer is freed. */
+char *buffer_take_string(struct evbuffer *b, size_t *len);
+
 #endif
