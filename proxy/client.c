@@ -98,8 +98,32 @@ static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix
  * client that got output, like Redis's write before sleeping: one writev per
  * client per turn and no write-interest toggling while sockets keep up. Only
  * a client whose socket is full gets libevent's write events until drained. */
-static client **flush_list;
-static size_t flush_count, flush_cap;
+/* Clients waiting for something this loop turn, in no particular order. */
+typedef struct client_list {
+    client **v;
+    size_t n, cap;
+} client_list;
+
+static void list_push(client_list *l, client *c)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = realloc(l->v, sizeof(*l->v) * l->cap);
+        if (!l->v) abort();
+    }
+    l->v[l->n++] = c;
+}
+
+static void list_remove(client_list *l, client *c)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] == c) {
+            l->v[i] = l->v[--l->n];
+            return;
+        }
+}
+
+static client_list flush_list;
 static struct event *flush_ev;
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg);
@@ -107,15 +131,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg);
 static void flush_queue(client *c)
 {
     if (c->flush_queued || (c->flags & CLIENT_CLOSING)) return;
-    if (flush_count == flush_cap) {
-        flush_cap = flush_cap ? flush_cap * 2 : 64;
-        flush_list = realloc(flush_list, sizeof(*flush_list) * flush_cap);
-        if (!flush_list) abort();
-    }
-    flush_list[flush_count++] = c;
+    list_push(&flush_list, c);
     c->flush_queued = 1;
     if (!flush_ev) flush_ev = event_new(server.base, -1, 0, flush_cb, NULL);
-    if (flush_count == 1) event_active(flush_ev, 0, 0);
+    if (flush_list.n == 1) event_active(flush_ev, 0, 0);
 }
 
 static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
@@ -134,8 +153,7 @@ static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info,
 #define FLUSH_HOLD_MAX (64 * 1024)
 #define HOLD_USEC 2000
 
-static client **held;
-static size_t held_count, held_cap;
+static client_list held;
 static struct event *held_ev;
 
 static void held_cb(evutil_socket_t fd, short what, void *arg)
@@ -143,8 +161,8 @@ static void held_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    while (held_count) {
-        client *c = held[--held_count];
+    while (held.n) {
+        client *c = held.v[--held.n];
         c->hold_over = 1;
         flush_queue(c);
     }
@@ -152,16 +170,11 @@ static void held_cb(evutil_socket_t fd, short what, void *arg)
 
 static void held_add(client *c)
 {
-    if (held_count == held_cap) {
-        held_cap = held_cap ? held_cap * 2 : 64;
-        held = realloc(held, sizeof(*held) * held_cap);
-        if (!held) abort();
-    }
     if (!held_ev) held_ev = evtimer_new(server.base, held_cb, NULL);
     if (!held_ev) abort();
-    held[held_count++] = c;
+    list_push(&held, c);
     c->held = 1;
-    if (held_count == 1) {
+    if (held.n == 1) {
         struct timeval tv = {0, HOLD_USEC};
         evtimer_add(held_ev, &tv);
     }
@@ -170,12 +183,7 @@ static void held_add(client *c)
 /* Output written or client gone: the hold is over. */
 static void held_remove(client *c)
 {
-    if (c->held && !c->hold_over)
-        for (size_t i = 0; i < held_count; i++)
-            if (held[i] == c) {
-                held[i] = held[--held_count];
-                break;
-            }
+    if (c->held && !c->hold_over) list_remove(&held, c);
     c->held = c->hold_over = 0;
 }
 
@@ -192,11 +200,7 @@ static int flush_can_wait(client *c)
 static void flush_unqueue(client *c)
 {
     if (!c->flush_queued) return;
-    for (size_t i = 0; i < flush_count; i++)
-        if (flush_list[i] == c) {
-            flush_list[i] = flush_list[--flush_count];
-            break;
-        }
+    list_remove(&flush_list, c);
     c->flush_queued = 0;
 }
 
@@ -253,8 +257,8 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     /* Writing may close clients (which unqueue themselves): take one at a time. */
-    while (flush_count) {
-        client *c = flush_list[--flush_count];
+    while (flush_list.n) {
+        client *c = flush_list.v[--flush_list.n];
         c->flush_queued = 0;
         if (!(c->flags & CLIENT_CLOSING) && c->bev && !flush_can_wait(c)) client_write_now(c);
     }
@@ -544,9 +548,11 @@ void clients_shutdown(void)
     reap_ev = NULL;
     if (flush_ev) event_free(flush_ev);
     flush_ev = NULL;
-    free(flush_list);
-    flush_list = NULL;
-    flush_count = flush_cap = 0;
+    if (held_ev) event_free(held_ev);
+    held_ev = NULL;
+    free(flush_list.v);
+    free(held.v);
+    flush_list = held = (client_list){0};
     while (free_slots) {
         reply_slot *s = free_slots;
         free_slots = s->next;
