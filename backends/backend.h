@@ -33,9 +33,11 @@ typedef struct backend_ops {
     int (*conn_ready)(backend *b, int conn);
     /* Queue a command on `conn` to run in database `db`. 0, or -1 when the
      * connection cannot take it (see error()). The callback runs later, never
-     * from inside send. */
-    int (*send)(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen,
-                int mode, backend_reply_fn *fn, void *ctx);
+     * from inside send. `session` names whose command it is (a client): a
+     * backend that may start a command before an earlier one on the same
+     * connection is done does so only across sessions, never for 0. */
+    int (*send)(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx);
     /* Why the store is unusable right now, as a Redis error text. */
     const char *(*error)(backend *b);
     /* "name:value\r\n" lines for INFO. */
@@ -82,7 +84,13 @@ static inline int backend_conn_ready(backend *b, int conn) { return b->ops->conn
 static inline int backend_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen,
                                int mode, backend_reply_fn *fn, void *ctx)
 {
-    return b->ops->send(b, conn, db, argc, argv, argvlen, mode, fn, ctx);
+    return b->ops->send(b, conn, db, 0, argc, argv, argvlen, mode, fn, ctx);
+}
+/* The same for one client's command (session: its id, never 0). */
+static inline int backend_send_for(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+{
+    return b->ops->send(b, conn, db, session, argc, argv, argvlen, mode, fn, ctx);
 }
 static inline const char *backend_error(backend *b) { return b->ops->error(b); }
 static inline void backend_info(backend *b, struct evbuffer *out) { b->ops->info(b, out); }

@@ -390,17 +390,18 @@ void mc_fail(mc_req *r, const char *err)
 
 /* Whether r (not started) may start while earlier requests on its
  * connection may still issue meta commands: only a one-key command whose
- * key none of them touches, behind one-key commands only. Such requests
- * commute, so the store still sees every key's commands in request order. */
+ * key none of them touches, behind one-key commands of other sessions only.
+ * Such requests commute, so the store still sees every key's commands in
+ * request order, and every client's commands in its own order. */
 #define MC_PASS_SCAN_MAX 64
 static int may_pass(mc_conn *c, mc_req *r)
 {
-    if (!(r->cmd->flags & MC_CMD_ONE_KEY) || r->argc < 2) return 0;
+    if (!(r->cmd->flags & MC_CMD_ONE_KEY) || r->argc < 2 || !r->session) return 0;
     int scanned = 0;
     for (mc_req *o = c->head; o && o != r; o = o->next) {
         if (++scanned > MC_PASS_SCAN_MAX) return 0;
         if (o->done || !o->more) continue;
-        if (!(o->cmd->flags & MC_CMD_ONE_KEY)) return 0;
+        if (!(o->cmd->flags & MC_CMD_ONE_KEY) || o->session == r->session || !o->session) return 0;
         if (o->mklen == r->mklen && !memcmp(o->mkey, r->mkey, r->mklen)) return 0;
     }
     return 1;
@@ -653,8 +654,8 @@ static int mb_pick(backend *b, unsigned hint)
     return -1;
 }
 
-static int mb_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen, int mode,
-                   backend_reply_fn *fn, void *ctx)
+static int mb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
 {
     mc_backend *mb = (mc_backend *)b;
     if (!mb_conn_ready(b, conn) || argc < 1) {
@@ -682,6 +683,7 @@ static int mb_send(backend *b, int conn, int db, int argc, char **argv, const si
     r->argc = argc;
     r->c = c;
     r->db = db;
+    r->session = session;
     r->mode = mode;
     r->fn = fn;
     r->ctx = ctx;

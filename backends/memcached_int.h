@@ -52,6 +52,7 @@ typedef struct mc_req {
     backend_reply_fn *fn;
     void *ctx;
     int mode, db;
+    unsigned long long session; /* whose command (backend_send_for), 0: unknown */
     int argc;
     char **argv;
     size_t *argvlen;

@@ -412,8 +412,8 @@ static int rb_pick(backend *b, unsigned hint)
     return -1;
 }
 
-static int rb_send(backend *b, int conn, int db, int argc, char **argv, const size_t *argvlen, int mode,
-                   backend_reply_fn *fn, void *ctx)
+static int rb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
 {
     resp_backend *rb = (resp_backend *)b;
     if (!rb_conn_ready(b, conn)) {

@@ -88,7 +88,7 @@ static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **a
     }
     reply_slot *s = client_slot_add(c);
     s->locks = ls;
-    if (backend_send(b, conn, c->db, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
+    if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
         if (ls) lock_set_release(ls);
         s->locks = NULL;
         server.stats.backend_errors++;

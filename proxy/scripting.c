@@ -71,6 +71,7 @@ typedef struct script_call {
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
+    unsigned long long client_id; /* whose script (stays when the client goes) */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
     unsigned attempts;
@@ -329,8 +330,8 @@ static void call_send(script_call *sc)
         answer_error(sc, backend_error(b));
         return;
     }
-    if (conn < 0 || backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_RAW,
-                                 store_reply_cb, sc) != 0) {
+    if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, sc->call_argc, sc->call_argv,
+                                     sc->call_argvlen, BACKEND_RAW, store_reply_cb, sc) != 0) {
         answer_error(sc, backend_error(b));
         return;
     }
@@ -626,6 +627,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
+    sc->client_id = c->id;
     sc->user = c->user;
     acl_user_retain(sc->user);
     sc->start_db = sc->db = c->db;

@@ -587,6 +587,54 @@ def test_pipeline(mdiff):
     mdiff.run_pipeline(cmds)
 
 
+def _mixed_pipeline(rnd, keys):
+    one_key = [
+        lambda k: ("INCR", k), lambda k: ("INCRBY", k, str(rnd.randint(-5, 5))), lambda k: ("DECR", k),
+        lambda k: ("GET", k), lambda k: ("SET", k, str(rnd.randint(0, 9))), lambda k: ("APPEND", k, "1"),
+        lambda k: ("SETRANGE", k, "0", "7"), lambda k: ("GETDEL", k), lambda k: ("INCRBYFLOAT", k, "0.5"),
+        lambda k: ("SETNX", k, "3"), lambda k: ("GETSET", k, "4"), lambda k: ("STRLEN", k),
+    ]
+    multi_key = [
+        lambda: ("MGET",) + tuple(rnd.sample(keys, 3)), lambda: ("DEL", rnd.choice(keys)),
+        lambda: ("RENAME",) + tuple(rnd.sample(keys, 2)), lambda: ("EXISTS",) + tuple(rnd.sample(keys, 2)),
+        lambda: ("MSET", rnd.choice(keys), "5", rnd.choice(keys), "6"),
+    ]
+    cmds = []
+    for _ in range(600):
+        if rnd.random() < 0.1:
+            cmds.append(rnd.choice(multi_key)())
+        else:
+            cmds.append(rnd.choice(one_key)(rnd.choice(keys)))
+    cmds.append(("MGET",) + tuple(keys))
+    return cmds
+
+
+def test_pipelines_of_many_clients(mc_env, mdiff):
+    """Eight clients (two per memcached connection) pipeline mixed commands
+    at once, each on keys of its own: a read-modify-write of one client lets
+    other clients' one-key commands start behind it. Every client gets the
+    replies Redis gives for its pipeline."""
+    import random
+    _, oracle, proxy = mc_env
+    pipelines = [_mixed_pipeline(random.Random(100 + i), ["c%d:%d" % (i, k) for k in range(5)]) for i in range(8)]
+    want = []
+    with oracle.connect() as o:
+        for cmds in pipelines:
+            o.send(b"".join(encode_command(*c) for c in cmds))
+            want.append(o.read_replies(len(cmds)))
+    conns = [proxy.connect() for _ in pipelines]
+    try:
+        for c, cmds in zip(conns, pipelines):
+            c.send(b"".join(encode_command(*x) for x in cmds))
+        for i, (c, cmds) in enumerate(zip(conns, pipelines)):
+            got = c.read_replies(len(cmds), timeout=30)
+            for j, (g, w) in enumerate(zip(got, want[i])):
+                assert g == w, (i, j, cmds[j], g, w)
+    finally:
+        for c in conns:
+            c.close()
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pipeline_mixed_keys(mdiff, seed):
     """Read-modify-write commands on one key let later one-key commands on
