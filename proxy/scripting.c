@@ -982,10 +982,7 @@ void scripting_info(struct evbuffer *out)
     lock_stats st;
     locks_get_stats(&st);
     evbuffer_add_printf(out,
-                        "# Scripting\r\n"
-                        "number_of_cached_scripts:%zu\r\n"
-                        "used_memory_lua:%zu\r\n"
-                        "used_memory_scripts:%zu\r\n"
+                        "# Scripting\r\n" /* the cache and the Lua heap: INFO memory */
                         "scripts_running:%zu\r\n"
                         "scripts_busy:%u\r\n"
                         "scripts_finished:%llu\r\n"
@@ -1001,8 +998,7 @@ void scripting_info(struct evbuffer *out)
                         "lock_waited:%llu\r\n"
                         "lock_busy_refusals:%llu\r\n"
                         "lock_deadlocks:%llu\r\n",
-                        script_engine_count(engine), script_engine_lua_memory(engine),
-                        script_engine_scripts_memory(engine), script_engine_running(engine), busy_count,
+                        script_engine_running(engine), busy_count,
                         stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
                         st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
 }
