@@ -748,8 +748,10 @@ static void mb_free(backend *b)
     free(mb);
 }
 
-/* Transactions, blocking commands and pub/sub have no meaning on memcached:
- * no dedicated connections, so those commands fail with the backend error. */
+/* No dedicated connections on memcached: WATCH falls back to the proxy's
+ * write versions, transactions run command by command under the proxy's
+ * locks, pub/sub is carried by the proxy alone, and blocking commands fail
+ * with the backend error. */
 static int mb_open_dedicated(backend *b)
 {
     mc_backend *mb = (mc_backend *)b;

@@ -19,6 +19,7 @@
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
+#include "proxy/pubsub.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
 
@@ -315,6 +316,7 @@ static void call_send(script_call *sc)
             lock_set_set_written(sc->locks, 1);
         }
     }
+    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
     if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {

@@ -1,18 +1,24 @@
-"""INFO memory and INFO cpu with Redis 7.0's fields.
+"""INFO memory and INFO cpu with Redis 7.0's fields, and pub/sub carried by
+the proxy itself in front of a store that has none (memcached).
 
-The checks compare field names, their order and their formats with a
-redis-server 7.0 oracle (the values are the proxy's own).
+The INFO checks compare field names, their order and their formats with a
+redis-server 7.0 oracle (the values are the proxy's own). The pub/sub
+checks run the scenarios of test_stateful.py, and a few more, on the oracle
+and on a proxy in front of a real memcached, and compare the transcripts
+byte for byte.
 """
 
 import os
 import re
+import socket
 
 import pytest
 
 import harness
 import test_stateful as stateful
 from conftest import proxy_binary
-from harness import ProxyProcess, parse_reply
+from harness import ProxyProcess, Step, encode_command, parse_reply
+from test_memcached import MEMCACHED, Memcached
 
 
 def info_text(conn, *sections):
@@ -214,3 +220,238 @@ def test_info_cpu_counts_the_proxys_time(fresh_proxy):
         ticks = os.sysconf("SC_CLK_TCK")
         kernel = (int(fields[11]) + int(fields[12])) / ticks
         assert abs(kernel - (after["used_cpu_user"] + after["used_cpu_sys"])) < 0.5, kernel
+
+
+# ---------------------------------------------------------------------------
+# Pub/sub in front of memcached
+
+@pytest.fixture(scope="module")
+def mproxy(tmp_path_factory):
+    if not os.path.exists(MEMCACHED):
+        pytest.skip("memcached is not installed")
+    work = tmp_path_factory.mktemp("evalproxy-mc-pubsub")
+    mc = Memcached().start()
+    p = ProxyProcess(proxy_binary(), mc, str(work / "proxy"))
+    i = p.args.index("--backend")
+    p.args[i + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    try:
+        p.start()
+    except Exception:
+        mc.stop()
+        raise
+    yield p
+    status = p.stop()
+    mc.stop()
+    report = p.sanitizer_report()
+    if report:
+        pytest.fail("the proxy printed a sanitizer report:\n" + report, pytrace=False)
+    assert status in (0, -15), "proxy exit status %s\n%s" % (status, p.diagnostics())
+
+
+def pubsub_info(conn):
+    return harness.info_fields(conn, "pubsub")
+
+
+def assert_pubsub_clean_and_working(proxy):
+    """Nothing left subscribed at the proxy, and a message still goes round."""
+    with proxy.connect() as c:
+        wait_until(lambda: pubsub_info(c)["pubsub_topics"] == "0", what="topics freed")
+        assert pubsub_info(c)["pubsub_store_connection"] == "none"
+        assert c.call("PUBSUB", "NUMPAT") == b":0\r\n"
+        assert c.call("PUBSUB", "CHANNELS") == b"*0\r\n"
+        assert c.call("PUBSUB", "SHARDCHANNELS") == b"*0\r\n"
+        with proxy.connect() as sub:
+            assert sub.call("SUBSCRIBE", "check") == b"*3\r\n$9\r\nsubscribe\r\n$5\r\ncheck\r\n:1\r\n"
+            assert c.call("PUBLISH", "check", "m") == b":1\r\n"
+            assert sub.read_reply() == b"*3\r\n$7\r\nmessage\r\n$5\r\ncheck\r\n$1\r\nm\r\n"
+
+
+def _script_pubsub_calls(ep):
+    """PUBLISH, SPUBLISH and PUBSUB from scripts and functions; the read-only
+    forms refuse to publish."""
+    out = []
+    with ep.connect() as sub, ep.connect() as psub, ep.connect() as caller:
+        out.append(sub.call("SUBSCRIBE", "sc:a", "sc:b"))
+        out.append(sub.read_reply())
+        out.append(sub.call("SSUBSCRIBE", "sc:shard"))
+        out.append(psub.call("PSUBSCRIBE", "sc:*", "sc:?"))
+        out.append(psub.read_reply())
+        out.append(caller.call("EVAL", "return {redis.call('PUBLISH', 'sc:a', 'one'),"
+                               " redis.call('SPUBLISH', 'sc:shard', 'two'),"
+                               " redis.call('PUBLISH', 'sc:zz', 'three'),"
+                               " redis.call('SPUBLISH', 'sc:a', 'nobody')}", "0"))
+        out.append(sorted(sub.read_replies(2)))
+        out.append(sorted(psub.read_replies(3)))
+        out.append(caller.call("EVAL", "return {redis.call('PUBSUB', 'NUMSUB', 'sc:a', 'sc:x'),"
+                               " redis.call('PUBSUB', 'NUMPAT'),"
+                               " redis.call('PUBSUB', 'SHARDNUMSUB', 'sc:shard'),"
+                               " redis.call('PUBSUB', 'CHANNELS', 'sc:[a]'),"
+                               " redis.call('PUBSUB', 'SHARDCHANNELS')}", "0"))
+        out.append(caller.call("EVAL", "return redis.pcall('PUBSUB', 'CHANNELS', 'a', 'b')", "0"))
+        out.append(caller.call("EVAL_RO", "return redis.call('PUBLISH', 'sc:a', 'ro')", "0"))
+        out.append(caller.call("EVAL", "#!lua flags=no-writes\nreturn redis.call('PUBLISH', 'sc:a', 'x')", "0"))
+        out.append(caller.call("EVAL", "return redis.pcall('PUBLISH', 'sc:a')", "0"))
+        out.append(caller.call("FUNCTION", "LOAD", "REPLACE",
+                               "#!lua name=pslib\nredis.register_function('pub', function(k, a)"
+                               " return redis.call('PUBLISH', a[1], a[2]) end)"))
+        out.append(caller.call("FCALL", "pub", "0", "sc:b", "via-function"))
+        out.append(sub.read_reply())
+        out.append(sorted(psub.read_replies(2)))
+        out.append(caller.call("FCALL_RO", "pub", "0", "sc:b", "ro"))
+        out.append(caller.call("FUNCTION", "DELETE", "pslib"))
+    return out
+
+
+def _multi_spublish(ep):
+    out = []
+    with ep.connect() as sub, ep.connect() as caller:
+        out.append(sub.call("SSUBSCRIBE", "mx:s"))
+        out.append(sub.call("SUBSCRIBE", "mx:c"))
+        caller.send(encode_command("MULTI") + encode_command("SPUBLISH", "mx:s", "a")
+                    + encode_command("SET", "mx:k", "1")
+                    + encode_command("PUBLISH", "mx:c", "b") + encode_command("SPUBLISH", "mx:c", "c")
+                    + encode_command("PUBLISH", "mx:s", "d")
+                    + encode_command("EXEC"))
+        out.append(caller.read_replies(7))
+        out.append(sub.read_replies(2))
+        out.append(caller.call("GET", "mx:k"))
+        # PUBSUB inside MULTI: in front of memcached the proxy answers it (a
+        # RESP store runs the transaction itself, and the proxy refuses it).
+        caller.send(encode_command("MULTI") + encode_command("PUBSUB", "NUMSUB", "mx:c", "mx:s")
+                    + encode_command("PUBSUB", "SHARDNUMSUB", "mx:s") + encode_command("PUBSUB", "NUMPAT")
+                    + encode_command("PUBSUB", "CHANNELS", "mx:*") + encode_command("PUBSUB", "SHARDCHANNELS")
+                    + encode_command("PUBLISH", "mx:c", "e") + encode_command("EXEC"))
+        out.append(caller.read_replies(8))
+        out.append(sub.read_reply())
+    return out
+
+
+def _pubsub_basic(ep):
+    out = stateful._pubsub_basic(ep)
+    # NOSUCHCMD while subscribed: a command Redis does not know is relayed,
+    # and memcached answers that it is not supported.
+    assert b"NOSUCHCMD" in out[22] or b"nosuchcmd" in out[22], out[22]
+    del out[22]
+    return out
+
+
+SCENARIOS = {
+    "basic": _pubsub_basic,
+    "unsubscribe-all": stateful._pubsub_unsubscribe_all,
+    "counts": stateful._pubsub_counts,
+    "binary": stateful._pubsub_binary,
+    "pattern-matching": stateful._pattern_counts,
+    "reset-quit": stateful._pubsub_reset_quit,
+    "script-publish": stateful._script_publish,
+    "multi-publish": stateful._multi_publish,
+    "client-list": stateful._client_list_fields,
+    "script-pubsub-calls": _script_pubsub_calls,
+    "multi-spublish": _multi_spublish,
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_memcached_pubsub_matches_redis(oracle, mproxy, name):
+    stateful.compare_scenario(oracle, mproxy, SCENARIOS[name])
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_memcached_pubsub_replies_and_errors(oracle, mproxy):
+    d = harness.Differ(oracle, mproxy)
+    d.flushall()
+    d.run([("PUBSUB", "HELP"), ("PUBSUB", "CHANNELS", "a", "b"), ("pubsub", "shardchannels", "a", "b"),
+           ("PUBSUB", "NUMPAT", "x"), ("PUBSUB", "NOPE"), ("PUBSUB",), ("PUBSUB", "HELP", "x"),
+           ("PUBSUB", "NUMSUB"), ("PUBSUB", "SHARDNUMSUB"), ("PUBSUB", "CHANNELS"),
+           ("PUBSUB", "SHARDCHANNELS", "*"), ("PUBSUB", "NUMSUB", "a", "a", ""),
+           ("PUBLISH",), ("PUBLISH", "a"), ("PUBLISH", "a", "b", "c"), ("SPUBLISH", "a"),
+           ("PUBLISH", "", ""), ("SPUBLISH", "", "x"), ("PUBLISH", "a", "b")])
+    # Pipelined with plain commands, in order.
+    d.run([Step(raw=b"".join(encode_command(*c) for c in [
+        ("SET", "k", "v"), ("PUBLISH", "p", "1"), ("GET", "k"), ("PUBSUB", "NUMSUB", "p"),
+        ("PUBLISH", "p", "2"), ("DEL", "k"), ("SPUBLISH", "p", "3"), ("PING",)]), replies=8)])
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_memcached_publish_after_the_publishers_writes(mproxy):
+    """A subscriber that reads a key when the message comes sees what the
+    publisher wrote before PUBLISH (a 1 MB value takes a while to reach
+    memcached)."""
+    big = b"v" * 1000000
+    with mproxy.connect() as sub, mproxy.connect() as pub, mproxy.connect() as reader:
+        assert sub.call("SUBSCRIBE", "written")[:1] == b"*"
+        for i in range(10):
+            value = b"%d:" % i + big
+            pub.send(encode_command("SET", "wk", value) + encode_command("PUBLISH", "written", str(i)))
+            msg = parse_reply(sub.read_reply())
+            assert msg == [b"message", b"written", str(i).encode()]
+            got = reader.call("GET", "wk")
+            assert got[:20] == (b"$%d\r\n" % len(value) + value)[:20], (i, got[:20])
+            assert pub.read_replies(2) == [b"+OK\r\n", b":1\r\n"]
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_memcached_subscribers_that_leave_are_forgotten(mproxy):
+    conns = []
+    for i in range(40):
+        c = mproxy.connect()
+        c.send_command("SUBSCRIBE", "gone:%d" % (i % 7), "gone:all")
+        c.send_command("PSUBSCRIBE", "gone:*")
+        c.send_command("SSUBSCRIBE", "gone:s%d" % (i % 3))
+        c.read_replies(4)
+        conns.append(c)
+    with mproxy.connect() as pub:
+        assert pub.call("PUBSUB", "NUMSUB", "gone:all") == b"*2\r\n$8\r\ngone:all\r\n:40\r\n"
+        assert pub.call("PUBLISH", "gone:all", "x") == b":80\r\n"
+        assert pub.call("SPUBLISH", "gone:s1", "x") == b":13\r\n"
+        for i, c in enumerate(conns):
+            if i % 2:
+                c.close()  # abruptly, with messages unread
+            else:
+                c.send_command("UNSUBSCRIBE")
+                c.send_command("QUIT")
+        wait_until(lambda: pub.call("PUBSUB", "NUMSUB", "gone:all") == b"*2\r\n$8\r\ngone:all\r\n:0\r\n",
+                   what="subscribers gone")
+        assert pub.call("PUBLISH", "gone:all", "x") == b":0\r\n"
+        assert pub.call("SPUBLISH", "gone:s1", "x") == b":0\r\n"
+    for c in conns:
+        c.close()
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_memcached_slow_subscriber_hits_the_pubsub_output_limit(mproxy):
+    """The pubsub class of client-output-buffer-limit applies to the proxy's
+    own subscribers: one that does not read is closed, the others go on."""
+    with mproxy.connect() as admin:
+        old = parse_reply(admin.call("CONFIG", "GET", "client-output-buffer-limit"))[1]
+        assert admin.call("CONFIG", "SET", "client-output-buffer-limit",
+                          "normal 0 0 0 pubsub 1mb 0 0") == b"+OK\r\n"
+    try:
+        slow = socket.create_connection((mproxy.host, mproxy.port))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(encode_command("SUBSCRIBE", "flood"))
+        with mproxy.connect() as fast, mproxy.connect() as pub:
+            assert fast.call("SUBSCRIBE", "flood")[:1] == b"*"
+            wait_until(lambda: pub.call("PUBSUB", "NUMSUB", "flood") == b"*2\r\n$5\r\nflood\r\n:2\r\n",
+                       what="two subscribers")
+            payload = b"p" * 65536
+            counts = []
+            for i in range(200):
+                counts.append(parse_reply(pub.call("PUBLISH", "flood", payload)))
+                fast.read_reply()
+            assert counts[0] == 2 and counts[-1] == 1, counts
+            assert pub.call("PUBSUB", "NUMSUB", "flood") == b"*2\r\n$5\r\nflood\r\n:1\r\n"
+            with open(mproxy.logfile) as f:
+                assert "overcoming of output buffer limits" in f.read()
+        slow.close()
+    finally:
+        with mproxy.connect() as admin:
+            assert admin.call("CONFIG", "SET", "client-output-buffer-limit", old) == b"+OK\r\n"
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_multi_spublish_on_a_redis_store(oracle, proxy):
+    """SPUBLISH runs inside MULTI, as PUBLISH does (through a RESP store)."""
+    stateful.proxy_quiet(proxy)
+    d = harness.Differ(oracle, proxy)
+    d.flushall()
+    d.run(["MULTI", "SPUBLISH nobody m", "SET k v", "EXEC", "GET k"])
