@@ -572,10 +572,37 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
                             server.stats.rejected_connections, server.stats.net_input_bytes,
                             server.stats.relayed_commands, server.stats.backend_errors);
     }
-    /* Redis's order: CPU follows Stats; the proxy's own sections come after. */
+    /* Redis's sections in Redis's order; the proxy's own come before Keyspace.
+     * Replication, Modules and Cluster say what a lone Redis 7.0 master
+     * without modules would: clients read role and cluster_enabled there. */
+    if (section_wanted(argc, argv, argvlen, "replication", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t,
+                            "# Replication\r\n"
+                            "role:master\r\n"
+                            "connected_slaves:0\r\n"
+                            "master_failover_state:no-failover\r\n"
+                            "master_replid:%s\r\n"
+                            "master_replid2:0000000000000000000000000000000000000000\r\n"
+                            "master_repl_offset:0\r\n"
+                            "second_repl_offset:-1\r\n"
+                            "repl_backlog_active:0\r\n"
+                            "repl_backlog_size:1048576\r\n"
+                            "repl_backlog_first_byte_offset:0\r\n"
+                            "repl_backlog_histlen:0\r\n",
+                            server.run_id);
+    }
     if (section_wanted(argc, argv, argvlen, "cpu", 1)) {
         SECTION_SEP();
         info_cpu(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "module_list", 1) || section_wanted(argc, argv, argvlen, "modules", 0)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Modules\r\n");
+    }
+    if (section_wanted(argc, argv, argvlen, "cluster", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
     }
     if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
         SECTION_SEP();

@@ -58,14 +58,19 @@ def fresh_proxy(tmp_path, store):
 # INFO memory, INFO cpu
 
 # The sections Redis 7.0 has that the proxy answers; its own (Scripting,
-# Locks, Pubsub, Backend) come between CPU and Keyspace.
-REDIS_SECTIONS_OF_PROXY = ("Server", "Clients", "Memory", "Stats", "CPU", "Keyspace")
+# Locks, Pubsub, Backend) come between Cluster and Keyspace.
+REDIS_SECTIONS_OF_PROXY = ("Server", "Clients", "Memory", "Stats", "Replication", "CPU", "Modules",
+                           "Cluster", "Keyspace")
+# Sections whose field names and order are Redis's exactly.
+SAME_FIELDS = ("Memory", "CPU", "Replication", "Modules", "Cluster")
 
 
 @pytest.mark.parametrize("args", [("memory",), ("cpu",), ("MEMORY",), ("memory", "cpu"),
-                                  ("cpu", "memory"), (), ("default",), ("all",), ("everything",)],
+                                  ("cpu", "memory"), (), ("default",), ("all",), ("everything",),
+                                  ("replication",), ("modules",), ("module_list",), ("cluster",),
+                                  ("cluster", "server", "cpu", "modules")],
                          ids=lambda a: "-".join(a) or "no-args")
-def test_info_memory_and_cpu_fields_and_order_match_redis(oracle, real_proxy, args):
+def test_info_sections_fields_and_order_match_redis(oracle, real_proxy, args):
     with oracle.connect() as oc, real_proxy.connect() as pc:
         want = info_sections(info_text(oc, *args))
         got = info_sections(info_text(pc, *args))
@@ -76,7 +81,7 @@ def test_info_memory_and_cpu_fields_and_order_match_redis(oracle, real_proxy, ar
     heads = [h for h, _ in got]
     if "Keyspace" in heads:
         assert heads[-1] == "Keyspace", heads
-    for section in ("Memory", "CPU"):
+    for section in SAME_FIELDS:
         w = dict(want).get(section)
         g = dict(got).get(section)
         assert (w is None) == (g is None), (section, heads)
