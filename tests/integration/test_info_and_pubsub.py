@@ -11,6 +11,7 @@ byte for byte.
 import os
 import re
 import socket
+import time
 
 import pytest
 
@@ -370,6 +371,14 @@ def test_memcached_pubsub_replies_and_errors(oracle, mproxy):
            ("PUBSUB", "SHARDCHANNELS", "*"), ("PUBSUB", "NUMSUB", "a", "a", ""),
            ("PUBLISH",), ("PUBLISH", "a"), ("PUBLISH", "a", "b", "c"), ("SPUBLISH", "a"),
            ("PUBLISH", "", ""), ("SPUBLISH", "", "x"), ("PUBLISH", "a", "b")])
+    # Subscriptions pipelined with other commands (test_stateful's cases).
+    first = [("SUBSCRIBE", "pp1", "pp2", "pp1"), ("PING",), ("GET", "k"), ("PSUBSCRIBE", "pp*"),
+             ("PING", "x"), ("SSUBSCRIBE", "pps")]
+    d.run([Step(raw=b"".join(encode_command(*c) for c in first), replies=8),
+           Step(raw=b"".join(encode_command(*c) for c in [
+               ("UNSUBSCRIBE", "pp2"), ("PUNSUBSCRIBE", "pp*"), ("UNSUBSCRIBE", "pp1"),
+               ("GET", "k"), ("SUNSUBSCRIBE", "pps", "pps"), ("ECHO", "done")]), replies=7)])
+    d.run([Step(raw=b"".join(encode_command(*c) for c in stateful.PIPELINED_UNSUBSCRIBE), replies=3)])
     # Pipelined with plain commands, in order.
     d.run([Step(raw=b"".join(encode_command(*c) for c in [
         ("SET", "k", "v"), ("PUBLISH", "p", "1"), ("GET", "k"), ("PUBSUB", "NUMSUB", "p"),
@@ -460,3 +469,59 @@ def test_multi_spublish_on_a_redis_store(oracle, proxy):
     d = harness.Differ(oracle, proxy)
     d.flushall()
     d.run(["MULTI", "SPUBLISH nobody m", "SET k v", "EXEC", "GET k"])
+
+
+def test_memcached_script_publish_counts_as_a_write(mproxy):
+    """A message a script has published cannot be taken back: SCRIPT KILL
+    refuses (UNKILLABLE), the script runs to its end, and the subscriber
+    gets the message once. A script that has not published can be killed."""
+    busy = ("%s local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end "
+            "local t0 = ms() while ms() - t0 < 1500 do end return 'done'")
+    with mproxy.connect() as admin, mproxy.connect() as sub, mproxy.connect() as runner:
+        old = parse_reply(admin.call("CONFIG", "GET", "busy-reply-threshold"))[1]
+        assert admin.call("CONFIG", "SET", "busy-reply-threshold", "200") == b"+OK\r\n"
+        try:
+            assert sub.call("SUBSCRIBE", "kw")[:1] == b"*"
+            for publishes in (True, False):
+                body = busy % ("redis.call('PUBLISH', 'kw', 'once')" if publishes else "")
+                runner.send_command("EVAL", body, "0")
+                deadline = time.monotonic() + 5
+                while True:  # SCRIPT KILL answers NOTBUSY until the script is busy
+                    r = admin.call("SCRIPT", "KILL")
+                    if not r.startswith(b"-NOTBUSY") or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+                if publishes:
+                    assert r.startswith(b"-UNKILLABLE Sorry the script already executed write commands"), r
+                    assert runner.read_reply() == b"$4\r\ndone\r\n"
+                    assert sub.read_reply() == b"*3\r\n$7\r\nmessage\r\n$2\r\nkw\r\n$4\r\nonce\r\n"
+                else:
+                    assert r == b"+OK\r\n", r
+                    assert runner.read_reply().startswith(b"-ERR Script killed by user with SCRIPT KILL")
+            with pytest.raises(harness.ReplyTimeout):
+                sub.read_reply(timeout=0.3)
+        finally:
+            assert admin.call("CONFIG", "SET", "busy-reply-threshold", old) == b"+OK\r\n"
+    assert_pubsub_clean_and_working(mproxy)
+
+
+def test_memcached_script_of_local_answers_lets_others_run(mproxy):
+    """A script that loops on calls the memcached backend answers itself
+    (TIME, PING) is served one call per loop turn: other clients are
+    answered meanwhile rather than after the script."""
+    body = ("local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end "
+            "local t0 = ms() local n = 0 while ms() - t0 < 1000 do redis.call('PING') n = n + 1 end "
+            "return n > 0 and 1 or 0")
+    with mproxy.connect() as runner, mproxy.connect() as other:
+        assert other.call("PING") == b"+PONG\r\n"
+        runner.send_command("EVAL", body, "0")
+        time.sleep(0.1)
+        worst = 0.0
+        for _ in range(5):
+            t = time.monotonic()
+            assert other.call("SET", "side", "x") == b"+OK\r\n"
+            assert other.call("PING") == b"+PONG\r\n"
+            worst = max(worst, time.monotonic() - t)
+            time.sleep(0.05)
+        assert runner.read_reply() == b":1\r\n"
+        assert worst < 0.3, worst
