@@ -1,6 +1,5 @@
 /* Server commands the proxy answers (or merges with the store's answer):
  * COMMAND from the generated table, INFO, CONFIG. */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 
 #include "backends/backend.h"
 #include "lua/script_engine.h"
+#include "proxy/alloc_stats.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
@@ -342,27 +342,6 @@ static void info_server(struct evbuffer *t)
 
 /* ---- INFO memory and cpu: the proxy's own figures, in Redis 7.0's fields ------- */
 
-#ifdef __SANITIZE_ADDRESS__
-/* The sanitizer's allocator serves malloc: ask it, not glibc. */
-size_t __sanitizer_get_current_allocated_bytes(void);
-size_t __sanitizer_get_heap_size(void);
-#endif
-
-/* Bytes the program has allocated (the Lua heap included: Lua allocates
- * with malloc), and bytes the allocator holds from the system for them. */
-static void allocator_figures(size_t *allocated, size_t *held)
-{
-#ifdef __SANITIZE_ADDRESS__
-    *allocated = __sanitizer_get_current_allocated_bytes();
-    *held = __sanitizer_get_heap_size();
-#else
-    struct mallinfo2 mi = mallinfo2();
-    *allocated = mi.uordblks + mi.hblkhd;
-    *held = mi.arena + mi.hblkhd;
-#endif
-    if (*held < *allocated) *held = *allocated;
-}
-
 static size_t process_rss(void)
 {
     FILE *f = fopen("/proc/self/statm", "r");
@@ -380,8 +359,7 @@ static struct {
 
 static size_t sample_used_memory(void)
 {
-    size_t used, held;
-    allocator_figures(&used, &held);
+    size_t used = alloc_stats_used();
     if (!mem.sampled) {
         mem.sampled = 1;
         mem.startup = used;
@@ -433,8 +411,7 @@ static size_t functions_memory(const script_engine *e)
 static void info_memory(struct evbuffer *t)
 {
     char h_used[32], h_rss[32], h_peak[32], h_sys[32], h_lua[32], h_vm[32], h_scripts[32], h_max[32];
-    size_t used = sample_used_memory(), allocated, held;
-    allocator_figures(&allocated, &held);
+    size_t used = sample_used_memory();
     size_t rss = process_rss();
     size_t sys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
     script_engine *e = scripting_engine();
@@ -446,11 +423,12 @@ static void info_memory(struct evbuffer *t)
         clients += sizeof(*o) + evbuffer_get_length(o->out);
         if (o->bev) clients += evbuffer_get_length(bufferevent_get_input(o->bev));
     }
-    /* A proxy keeps no dataset: all it holds is overhead. */
+    /* A proxy keeps no dataset: all it holds is overhead. The allocator's
+     * own figures are what Redis built with libc malloc shows: allocated is
+     * used_memory, active and resident the RSS (the Lua heap is counted in
+     * used_memory here, so it is not taken off). */
     double peak_perc = mem.peak ? (double)used * 100 / (double)mem.peak : 0;
-    double frag = allocated ? (double)held / (double)allocated : 0;
-    double rss_extra = held ? (double)rss / (double)held : 0;
-    double total_frag = used ? (double)rss / (double)used : 0;
+    double frag = used ? (double)rss / (double)used : 0;
     evbuffer_add_printf(t,
                         "# Memory\r\n"
                         "used_memory:%zu\r\n"
@@ -489,8 +467,8 @@ static void info_memory(struct evbuffer *t)
                         "allocator_frag_bytes:%zu\r\n"
                         "allocator_rss_ratio:1.00\r\n"
                         "allocator_rss_bytes:0\r\n"
-                        "rss_overhead_ratio:%.2f\r\n"
-                        "rss_overhead_bytes:%zd\r\n"
+                        "rss_overhead_ratio:1.00\r\n"
+                        "rss_overhead_bytes:0\r\n"
                         "mem_fragmentation_ratio:%.2f\r\n"
                         "mem_fragmentation_bytes:%zd\r\n"
                         "mem_not_counted_for_evict:0\r\n"
@@ -505,13 +483,13 @@ static void info_memory(struct evbuffer *t)
                         "lazyfree_pending_objects:0\r\n"
                         "lazyfreed_objects:0\r\n",
                         used, human(h_used, sizeof(h_used), used), rss, human(h_rss, sizeof(h_rss), rss), mem.peak,
-                        human(h_peak, sizeof(h_peak), mem.peak), peak_perc, used, mem.startup, allocated, held, held,
+                        human(h_peak, sizeof(h_peak), mem.peak), peak_perc, used, mem.startup, used, rss, rss,
                         sys, human(h_sys, sizeof(h_sys), sys), lua, lua, human(h_lua, sizeof(h_lua), (size_t)lua),
                         scripts_eval, e ? script_engine_count(e) : 0, e ? script_function_count(e) : 0,
                         e ? script_library_count(e) : 0, lua, human(h_vm, sizeof(h_vm), (size_t)lua), functions,
                         scripts_eval + functions, human(h_scripts, sizeof(h_scripts), (size_t)(scripts_eval + functions)),
-                        human(h_max, sizeof(h_max), 0), frag, held - allocated, rss_extra, (ssize_t)(rss - held),
-                        total_frag, (ssize_t)(rss - used), clients);
+                        human(h_max, sizeof(h_max), 0), frag, rss > used ? rss - used : 0, frag,
+                        (ssize_t)(rss - used), clients);
 }
 
 static void info_cpu(struct evbuffer *t)
