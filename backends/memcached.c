@@ -435,11 +435,20 @@ static void pump(mc_conn *c)
     }
 }
 
+static const struct timeval next_turn = {0, 0};
+
+/* Hands over the finished replies at the head of the queue, up to the last
+ * request queued when it starts: a request a callback sends (a script's
+ * next call) waits for the next loop turn even when it needed no reply from
+ * memcached (PING, TIME), so that a script calling those in a loop cannot
+ * keep the proxy from reading its other clients. */
 static void deliver(mc_conn *c)
 {
     mc_backend *mb = c->mb;
-    while (c->head && c->head->done && c->head->pending == 0) {
+    mc_req *last = c->tail;
+    while (last && c->head && c->head->done && c->head->pending == 0) {
         mc_req *r = c->head;
+        if (r == last) last = NULL;
         c->head = r->next;
         if (!c->head) c->tail = NULL;
         mb->replies++;
@@ -463,6 +472,7 @@ static void deliver(mc_conn *c)
         if (parsed) freeReplyObject(parsed);
         req_free(r);
     }
+    if (c->head && c->head->done && c->head->pending == 0 && c->deliver_ev) evtimer_add(c->deliver_ev, &next_turn);
 }
 
 static void deliver_cb(evutil_socket_t fd, short what, void *arg)
@@ -695,7 +705,9 @@ static int mb_send(backend *b, int conn, int db, unsigned long long session, int
     c->tail = r;
     if (!c->next_start) c->next_start = r;
     pump(c);
-    if (c->head && c->head->done && c->head->pending == 0) event_active(c->deliver_ev, EV_TIMEOUT, 1);
+    /* Answered without memcached: delivered on the next loop turn, after
+     * the sockets (an active event would run in this one). */
+    if (c->head && c->head->done && c->head->pending == 0) evtimer_add(c->deliver_ev, &next_turn);
     return 0;
 }
 
@@ -748,8 +760,10 @@ static void mb_free(backend *b)
     free(mb);
 }
 
-/* Transactions, blocking commands and pub/sub have no meaning on memcached:
- * no dedicated connections, so those commands fail with the backend error. */
+/* No dedicated connections on memcached: WATCH falls back to the proxy's
+ * write versions, transactions run command by command under the proxy's
+ * locks, pub/sub is carried by the proxy alone, and blocking commands fail
+ * with the backend error. */
 static int mb_open_dedicated(backend *b)
 {
     mc_backend *mb = (mc_backend *)b;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -12,6 +13,8 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "lua/script_engine.h"
+#include "proxy/alloc_stats.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
@@ -337,6 +340,179 @@ static void info_server(struct evbuffer *t)
                         config_file_path ? config_file_path : "", EVALPROXY_VERSION);
 }
 
+/* ---- INFO memory and cpu: the proxy's own figures, in Redis 7.0's fields ------- */
+
+static size_t process_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct {
+    size_t startup, peak;
+    int sampled;
+} mem;
+
+static size_t sample_used_memory(void)
+{
+    size_t used = alloc_stats_used();
+    if (!mem.sampled) {
+        mem.sampled = 1;
+        mem.startup = used;
+    }
+    if (used > mem.peak) mem.peak = used;
+    return used;
+}
+
+void info_cron(void) { sample_used_memory(); }
+
+/* Redis's bytesToHuman. */
+static const char *human(char *buf, size_t cap, unsigned long long n)
+{
+    static const char units[] = "KMGTP";
+    if (n < 1024) {
+        snprintf(buf, cap, "%lluB", n);
+        return buf;
+    }
+    double d = (double)n / 1024;
+    int u = 0;
+    while (u < 4 && d >= 1024) {
+        d /= 1024;
+        u++;
+    }
+    if (d >= 1024) snprintf(buf, cap, "%lluB", n); /* past petabytes, as Redis */
+    else snprintf(buf, cap, "%.2f%c", d, units[u]);
+    return buf;
+}
+
+/* Function libraries' code and names: what Redis counts as the
+ * functions' cache. */
+static size_t functions_memory(const script_engine *e)
+{
+    size_t bytes = 0, dlen;
+    for (size_t i = 0; i < script_library_count(e); i++) {
+        const script_library *l = script_library_at(e, i);
+        size_t clen;
+        script_library_code(l, &clen);
+        bytes += clen + strlen(script_library_name(l));
+        for (int f = 0; f < script_library_function_count(l); f++) {
+            const script_function *fn = script_library_function(l, f);
+            bytes += strlen(script_function_name(fn));
+            if (script_function_desc(fn, &dlen)) bytes += dlen;
+        }
+    }
+    return bytes;
+}
+
+static void info_memory(struct evbuffer *t)
+{
+    char h_used[32], h_rss[32], h_peak[32], h_sys[32], h_lua[32], h_vm[32], h_scripts[32], h_max[32];
+    size_t used = sample_used_memory();
+    size_t rss = process_rss();
+    size_t sys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    script_engine *e = scripting_engine();
+    long long lua = e ? (long long)script_engine_lua_memory(e) : 0;
+    long long scripts_eval = e ? (long long)script_engine_scripts_memory(e) : 0;
+    long long functions = e ? (long long)functions_memory(e) : 0;
+    size_t clients = 0;
+    for (client *o = server.clients; o; o = o->next) {
+        clients += sizeof(*o) + evbuffer_get_length(o->out);
+        if (o->bev) clients += evbuffer_get_length(bufferevent_get_input(o->bev));
+    }
+    /* A proxy keeps no dataset: all it holds is overhead. The allocator's
+     * own figures are what Redis built with libc malloc shows: allocated is
+     * used_memory, active and resident the RSS (the Lua heap is counted in
+     * used_memory here, so it is not taken off). */
+    double peak_perc = mem.peak ? (double)used * 100 / (double)mem.peak : 0;
+    double frag = used ? (double)rss / (double)used : 0;
+    evbuffer_add_printf(t,
+                        "# Memory\r\n"
+                        "used_memory:%zu\r\n"
+                        "used_memory_human:%s\r\n"
+                        "used_memory_rss:%zu\r\n"
+                        "used_memory_rss_human:%s\r\n"
+                        "used_memory_peak:%zu\r\n"
+                        "used_memory_peak_human:%s\r\n"
+                        "used_memory_peak_perc:%.2f%%\r\n"
+                        "used_memory_overhead:%zu\r\n"
+                        "used_memory_startup:%zu\r\n"
+                        "used_memory_dataset:0\r\n"
+                        "used_memory_dataset_perc:0.00%%\r\n"
+                        "allocator_allocated:%zu\r\n"
+                        "allocator_active:%zu\r\n"
+                        "allocator_resident:%zu\r\n"
+                        "total_system_memory:%zu\r\n"
+                        "total_system_memory_human:%s\r\n"
+                        "used_memory_lua:%lld\r\n"
+                        "used_memory_vm_eval:%lld\r\n"
+                        "used_memory_lua_human:%s\r\n"
+                        "used_memory_scripts_eval:%lld\r\n"
+                        "number_of_cached_scripts:%zu\r\n"
+                        "number_of_functions:%zu\r\n"
+                        "number_of_libraries:%zu\r\n"
+                        "used_memory_vm_functions:0\r\n"
+                        "used_memory_vm_total:%lld\r\n"
+                        "used_memory_vm_total_human:%s\r\n"
+                        "used_memory_functions:%lld\r\n"
+                        "used_memory_scripts:%lld\r\n"
+                        "used_memory_scripts_human:%s\r\n"
+                        "maxmemory:0\r\n"
+                        "maxmemory_human:%s\r\n"
+                        "maxmemory_policy:noeviction\r\n"
+                        "allocator_frag_ratio:%.2f\r\n"
+                        "allocator_frag_bytes:%zu\r\n"
+                        "allocator_rss_ratio:1.00\r\n"
+                        "allocator_rss_bytes:0\r\n"
+                        "rss_overhead_ratio:1.00\r\n"
+                        "rss_overhead_bytes:0\r\n"
+                        "mem_fragmentation_ratio:%.2f\r\n"
+                        "mem_fragmentation_bytes:%zd\r\n"
+                        "mem_not_counted_for_evict:0\r\n"
+                        "mem_replication_backlog:0\r\n"
+                        "mem_total_replication_buffers:0\r\n"
+                        "mem_clients_slaves:0\r\n"
+                        "mem_clients_normal:%zu\r\n"
+                        "mem_cluster_links:0\r\n"
+                        "mem_aof_buffer:0\r\n"
+                        "mem_allocator:libc\r\n"
+                        "active_defrag_running:0\r\n"
+                        "lazyfree_pending_objects:0\r\n"
+                        "lazyfreed_objects:0\r\n",
+                        used, human(h_used, sizeof(h_used), used), rss, human(h_rss, sizeof(h_rss), rss), mem.peak,
+                        human(h_peak, sizeof(h_peak), mem.peak), peak_perc, used, mem.startup, used, rss, rss,
+                        sys, human(h_sys, sizeof(h_sys), sys), lua, lua, human(h_lua, sizeof(h_lua), (size_t)lua),
+                        scripts_eval, e ? script_engine_count(e) : 0, e ? script_function_count(e) : 0,
+                        e ? script_library_count(e) : 0, lua, human(h_vm, sizeof(h_vm), (size_t)lua), functions,
+                        scripts_eval + functions, human(h_scripts, sizeof(h_scripts), (size_t)(scripts_eval + functions)),
+                        human(h_max, sizeof(h_max), 0), frag, rss > used ? rss - used : 0, frag,
+                        (ssize_t)(rss - used), clients);
+}
+
+static void info_cpu(struct evbuffer *t)
+{
+    struct rusage self, children, thread;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    getrusage(RUSAGE_THREAD, &thread);
+    evbuffer_add_printf(t,
+                        "# CPU\r\n"
+                        "used_cpu_sys:%ld.%06ld\r\n"
+                        "used_cpu_user:%ld.%06ld\r\n"
+                        "used_cpu_sys_children:%ld.%06ld\r\n"
+                        "used_cpu_user_children:%ld.%06ld\r\n"
+                        "used_cpu_sys_main_thread:%ld.%06ld\r\n"
+                        "used_cpu_user_main_thread:%ld.%06ld\r\n",
+                        (long)self.ru_stime.tv_sec, (long)self.ru_stime.tv_usec, (long)self.ru_utime.tv_sec,
+                        (long)self.ru_utime.tv_usec, (long)children.ru_stime.tv_sec,
+                        (long)children.ru_stime.tv_usec, (long)children.ru_utime.tv_sec,
+                        (long)children.ru_utime.tv_usec, (long)thread.ru_stime.tv_sec, (long)thread.ru_stime.tv_usec,
+                        (long)thread.ru_utime.tv_sec, (long)thread.ru_utime.tv_usec);
+}
+
 void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     info_request *ir = calloc(1, sizeof(*ir));
@@ -356,6 +532,10 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
         evbuffer_add_printf(t, "# Clients\r\nconnected_clients:%lu\r\nmaxclients:%d\r\nblocked_clients:%lu\r\n",
                             server.clients_count, config.maxclients, blocked);
     }
+    if (section_wanted(argc, argv, argvlen, "memory", 1)) {
+        SECTION_SEP();
+        info_memory(t);
+    }
     if (section_wanted(argc, argv, argvlen, "stats", 1)) {
         SECTION_SEP();
         evbuffer_add_printf(t,
@@ -369,6 +549,38 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
                             server.stats.connections_received, server.stats.commands_processed,
                             server.stats.rejected_connections, server.stats.net_input_bytes,
                             server.stats.relayed_commands, server.stats.backend_errors);
+    }
+    /* Redis's sections in Redis's order; the proxy's own come before Keyspace.
+     * Replication, Modules and Cluster say what a lone Redis 7.0 master
+     * without modules would: clients read role and cluster_enabled there. */
+    if (section_wanted(argc, argv, argvlen, "replication", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t,
+                            "# Replication\r\n"
+                            "role:master\r\n"
+                            "connected_slaves:0\r\n"
+                            "master_failover_state:no-failover\r\n"
+                            "master_replid:%s\r\n"
+                            "master_replid2:0000000000000000000000000000000000000000\r\n"
+                            "master_repl_offset:0\r\n"
+                            "second_repl_offset:-1\r\n"
+                            "repl_backlog_active:0\r\n"
+                            "repl_backlog_size:1048576\r\n"
+                            "repl_backlog_first_byte_offset:0\r\n"
+                            "repl_backlog_histlen:0\r\n",
+                            server.run_id);
+    }
+    if (section_wanted(argc, argv, argvlen, "cpu", 1)) {
+        SECTION_SEP();
+        info_cpu(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "module_list", 1) || section_wanted(argc, argv, argvlen, "modules", 0)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Modules\r\n");
+    }
+    if (section_wanted(argc, argv, argvlen, "cluster", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
     }
     if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
         SECTION_SEP();

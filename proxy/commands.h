@@ -18,5 +18,7 @@ command_handler cmd_ping, cmd_echo, cmd_hello, cmd_auth, cmd_select, cmd_reset, 
 command_handler cmd_acl;
 /* cmd_server.c */
 command_handler cmd_command, cmd_info, cmd_config;
+/* Samples the memory in use for INFO's peak (from the server's cron). */
+void info_cron(void);
 
 #endif

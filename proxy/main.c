@@ -175,6 +175,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     clients_cron();
+    info_cron();
 }
 
 static void write_pidfile(void)
@@ -311,6 +312,7 @@ int main(int argc, char **argv)
                EVALPROXY_VERSION, REDIS_COMPAT_VERSION, (int)getpid(), config.port, config.tls_port,
                server.backend->display);
     log_notice("Ready to accept connections");
+    info_cron(); /* the memory in use at startup */
     event_base_dispatch(server.base);
 
     /* Orderly teardown, so leak checkers see a clean exit. */

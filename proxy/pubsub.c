@@ -2,7 +2,12 @@
  * channel (or pattern) on one subscriber connection to the store and fans
  * each message out to its clients. Many subscribers never mean many store
  * connections. A SUBSCRIBE is answered once the store has confirmed the
- * subscription, so a message published after the reply is never missed. */
+ * subscription, so a message published after the reply is never missed.
+ *
+ * A store without pub/sub (memcached: no connection of the proxy's own to
+ * subscribe on) leaves the proxy as the pub/sub server: the same topics
+ * and subscribers, with PUBLISH and PUBSUB answered here, from clients,
+ * scripts and transactions alike. */
 #include "proxy/pubsub.h"
 
 #include <stdio.h>
@@ -14,6 +19,7 @@
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "lua/script_engine.h"
 #include "proxy/config.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
@@ -50,6 +56,7 @@ typedef struct topic {
     int fanning;                 /* a message is being delivered: keep the topic */
     topic_waiter *waiters;
     int nwaiters, capwaiters;
+    int pattern_index; /* in P.patterns (patterns only) */
 } topic;
 
 struct client_pubsub {
@@ -64,7 +71,13 @@ static struct {
     int dead_conn;     /* a lost one, released from the timer */
     struct event *retry_ev;
     unsigned long long messages, deliveries;
+    topic **patterns; /* every pattern topic: PUBLISH looks at these only */
+    int npatterns, cappatterns;
 } P = {.conn = -1, .dead_conn = -1};
+
+/* The store has no pub/sub of its own (no subscriber connection to be had,
+ * as on memcached): the proxy is the pub/sub server. */
+static int carried_here(void) { return server.backend && !server.backend->has_dedicated; }
 
 /* ---- topic table ----------------------------------------------------------------- */
 
@@ -123,6 +136,15 @@ static topic *topic_get(int kind, const char *name, size_t len)
     t->hnext = P.buckets[idx];
     P.buckets[idx] = t;
     P.count++;
+    if (kind == KIND_PATTERN) {
+        if (P.npatterns == P.cappatterns) {
+            P.cappatterns = P.cappatterns ? P.cappatterns * 2 : 16;
+            P.patterns = realloc(P.patterns, sizeof(*P.patterns) * (size_t)P.cappatterns);
+            if (!P.patterns) abort();
+        }
+        t->pattern_index = P.npatterns;
+        P.patterns[P.npatterns++] = t;
+    }
     return t;
 }
 
@@ -133,6 +155,11 @@ static void topic_free(topic *t)
     while (*pp != t) pp = &(*pp)->hnext;
     *pp = t->hnext;
     P.count--;
+    if (t->kind == KIND_PATTERN) {
+        topic *last = P.patterns[--P.npatterns];
+        P.patterns[t->pattern_index] = last;
+        last->pattern_index = t->pattern_index;
+    }
     free(t->subs);
     free(t->waiters);
     free(t->name);
@@ -379,7 +406,7 @@ static void subscribe_one(client *c, topic *t)
         if (!t->subs) abort();
     }
     t->subs[t->nsubs++] = c;
-    if (!t->at_store) {
+    if (!t->at_store && !carried_here()) {
         if (P.conn < 0) open_conn();
         else store_op(t, 1);
     }
@@ -510,12 +537,12 @@ static void local_receivers(int kind, const char *ch, size_t len, long long *cli
     if (t && t->nsubs) *clients += t->nsubs;
     if (t && t->at_store) *store_side += 1;
     if (kind != KIND_CHANNEL) return;
-    for (size_t i = 0; i < P.nbuckets; i++)
-        for (topic *p = P.buckets[i]; p; p = p->hnext) {
-            if (p->kind != KIND_PATTERN || !string_match(p->name, p->len, ch, len, 0)) continue;
-            *clients += p->nsubs;
-            if (p->at_store) *store_side += 1;
-        }
+    for (int i = 0; i < P.npatterns; i++) {
+        topic *p = P.patterns[i];
+        if (!string_match(p->name, p->len, ch, len, 0)) continue;
+        *clients += p->nsubs;
+        if (p->at_store) *store_side += 1;
+    }
 }
 
 typedef struct count_fix {
@@ -594,13 +621,209 @@ static void relay_with_count_fix(client *c, int kind, int is_numsub, int argc, c
     }
 }
 
+/* ---- the proxy as the pub/sub server (stores without pub/sub) ----------------- */
+
+/* Delivers a message as Redis does: the channel's subscribers first, then
+ * every matching pattern's (shard channels have no patterns). Returns the
+ * receivers, counted as Redis counts them. */
+static long long publish_here(int kind, const char *ch, size_t chlen, const char *msg, size_t msglen)
+{
+    topic *stack[16], **hit = stack;
+    int nhit = 0, caphit = 16;
+    topic *t = topic_find(kind, ch, chlen);
+    if (t && t->nsubs) hit[nhit++] = t;
+    for (int i = 0; kind == KIND_CHANNEL && i < P.npatterns; i++) {
+        topic *p = P.patterns[i];
+        if (!p->nsubs || !string_match(p->name, p->len, ch, chlen, 0)) continue;
+        if (nhit == caphit) {
+            caphit *= 2;
+            topic **n = malloc(sizeof(*n) * (size_t)caphit);
+            if (!n) abort();
+            memcpy(n, hit, sizeof(*n) * (size_t)nhit);
+            if (hit != stack) free(hit);
+            hit = n;
+        }
+        hit[nhit++] = p;
+    }
+    P.messages++;
+    /* Counted and pinned before any delivery: a subscriber closed for its
+     * output limit leaves its topics, which must outlive this loop. */
+    long long receivers = 0;
+    for (int i = 0; i < nhit; i++) {
+        receivers += hit[i]->nsubs;
+        hit[i]->fanning++;
+    }
+    struct evbuffer *m = evbuffer_new();
+    for (int i = 0; i < nhit; i++) {
+        topic *h = hit[i];
+        if (h->kind == KIND_PATTERN) {
+            add_message_header(m, 4, "pmessage");
+            reply_bulk(m, h->name, h->len);
+        } else {
+            add_message_header(m, 3, kind == KIND_SHARD ? "smessage" : "message");
+        }
+        reply_bulk(m, ch, chlen);
+        reply_bulk(m, msg, msglen);
+        fanout(h, m);
+        evbuffer_drain(m, evbuffer_get_length(m));
+    }
+    evbuffer_free(m);
+    for (int i = 0; i < nhit; i++) {
+        hit[i]->fanning--;
+        topic_maybe_free(hit[i]);
+    }
+    if (hit != stack) free(hit);
+    return receivers;
+}
+
+static void add_channel_list(struct evbuffer *out, int kind, const char *pat, size_t patlen)
+{
+    struct evbuffer *names = evbuffer_new();
+    long long n = 0;
+    for (size_t i = 0; i < P.nbuckets; i++)
+        for (topic *t = P.buckets[i]; t; t = t->hnext) {
+            if (t->kind != kind || !t->nsubs || (pat && !string_match(pat, patlen, t->name, t->len, 0))) continue;
+            reply_bulk(names, t->name, t->len);
+            n++;
+        }
+    reply_array(out, n);
+    evbuffer_add_buffer(out, names);
+    evbuffer_free(names);
+}
+
+static const char *const pubsub_help[] = {
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+    NULL,
+};
+
+/* PUBSUB <subcommand> (argc >= 2, arity checked) from the proxy's topics. */
+static void pubsub_command_here(const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                struct evbuffer *out)
+{
+    const char *sub = strchr(cmd->name, '|');
+    sub = sub ? sub + 1 : "";
+    int shard = !strncmp(sub, "shard", 5);
+    if (!strcmp(sub, "help")) {
+        long long n = 0;
+        while (pubsub_help[n]) n++;
+        reply_array(out, n);
+        for (long long i = 0; i < n; i++) reply_status(out, pubsub_help[i]);
+    } else if ((!strcmp(sub, "channels") || !strcmp(sub, "shardchannels")) && argc <= 3) {
+        add_channel_list(out, shard ? KIND_SHARD : KIND_CHANNEL, argc == 3 ? argv[2] : NULL,
+                         argc == 3 ? argvlen[2] : 0);
+    } else if (!strcmp(sub, "numsub") || !strcmp(sub, "shardnumsub")) {
+        reply_array(out, 2LL * (argc - 2));
+        for (int i = 2; i < argc; i++) {
+            topic *t = topic_find(shard ? KIND_SHARD : KIND_CHANNEL, argv[i], argvlen[i]);
+            reply_bulk(out, argv[i], argvlen[i]);
+            reply_integer(out, t ? t->nsubs : 0);
+        }
+    } else if (!strcmp(sub, "numpat")) {
+        long long n = 0;
+        for (int i = 0; i < P.npatterns; i++) n += P.patterns[i]->nsubs > 0;
+        reply_integer(out, n);
+    } else {
+        reply_errorf(out, "ERR unknown subcommand or wrong number of arguments for '%.128s'. Try PUBSUB HELP.",
+                     argv[1]);
+    }
+}
+
+static int is_publish(const command_def *cmd)
+{
+    return !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
+}
+
+int pubsub_carried_here(const command_def *cmd)
+{
+    return carried_here() && (is_publish(cmd) || !strncmp(cmd->name, "pubsub|", 7));
+}
+
+int pubsub_run_here(const command_def *cmd, int argc, char **argv, size_t *argvlen, struct evbuffer *out)
+{
+    if (!pubsub_carried_here(cmd)) return 0;
+    if (is_publish(cmd)) {
+        int kind = cmd->name[0] == 's' ? KIND_SHARD : KIND_CHANNEL;
+        reply_integer(out, publish_here(kind, argv[1], argvlen[1], argv[2], argvlen[2]));
+        return 1;
+    }
+    pubsub_command_here(cmd, argc, argv, argvlen, out);
+    return 1;
+}
+
+int pubsub_script_call(struct script_run *run, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!pubsub_carried_here(cmd)) return 0;
+    struct evbuffer *r = evbuffer_new();
+    pubsub_run_here(cmd, argc, argv, argvlen, r);
+    size_t len = evbuffer_get_length(r);
+    script_run_reply_raw(run, (const char *)evbuffer_pullup(r, -1), len);
+    evbuffer_free(r);
+    return 1;
+}
+
+/* A client's PUBLISH goes out once the commands it sent before have taken
+ * effect at the store, as Redis orders them: a subscriber that reads a key
+ * on the message sees what the publisher wrote first. A no-op behind them
+ * on the client's store connection says when. */
+typedef struct publish_wait {
+    reply_slot *slot;
+    int kind;
+    size_t chlen, msglen;
+    char data[]; /* the channel, then the message */
+} publish_wait;
+
+static void publish_wait_cb(void *ctx, const backend_reply *br)
+{
+    (void)br; /* a failed store connection still lets the message go */
+    publish_wait *w = ctx;
+    reply_integer(w->slot->buf, publish_here(w->kind, w->data, w->chlen, w->data + w->chlen, w->msglen));
+    client_slot_done(w->slot);
+    free(w);
+}
+
+static void publish_in_order(client *c, int kind, char **argv, size_t *argvlen)
+{
+    publish_wait *w = malloc(sizeof(*w) + argvlen[1] + argvlen[2] + 1);
+    if (!w) abort();
+    w->kind = kind;
+    w->chlen = argvlen[1];
+    w->msglen = argvlen[2];
+    memcpy(w->data, argv[1], argvlen[1]);
+    memcpy(w->data + argvlen[1], argv[2], argvlen[2]);
+    w->slot = client_slot_add(c);
+    char *pv[1] = {"PING"};
+    size_t pl[1] = {4};
+    int conn = client_shared_conn(c);
+    if (conn < 0 ||
+        backend_send_for(server.backend, conn, c->db, c->id, 1, pv, pl, BACKEND_RAW, publish_wait_cb, w) != 0)
+        publish_wait_cb(w, NULL);
+}
+
+/* ---- commands ------------------------------------------------------------------ */
+
 void cmd_publish(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    relay_with_count_fix(c, !strcmp(cmd->name, "spublish") ? KIND_SHARD : KIND_CHANNEL, 0, argc, argv, argvlen, 1);
+    int kind = !strcmp(cmd->name, "spublish") ? KIND_SHARD : KIND_CHANNEL;
+    if (carried_here()) publish_in_order(c, kind, argv, argvlen);
+    else relay_with_count_fix(c, kind, 0, argc, argv, argvlen, 1);
 }
 
 void cmd_pubsub(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    if (pubsub_run_here(cmd, argc, argv, argvlen, client_reply_buffer(c))) return;
     if (!strcmp(cmd->name, "pubsub|numsub")) relay_with_count_fix(c, KIND_CHANNEL, 1, argc, argv, argvlen, 2);
     else if (!strcmp(cmd->name, "pubsub|shardnumsub")) relay_with_count_fix(c, KIND_SHARD, 1, argc, argv, argvlen, 2);
     else relay_command(c, cmd, argc, argv, argvlen);
@@ -608,9 +831,11 @@ void cmd_pubsub(client *c, const command_def *cmd, int argc, char **argv, size_t
 
 void pubsub_info(struct evbuffer *out)
 {
+    /* "none": the store has no pub/sub and the proxy carries it alone. */
     evbuffer_add_printf(out, "pubsub_topics:%zu\r\npubsub_store_connection:%s\r\npubsub_messages:%llu\r\n"
                              "pubsub_deliveries:%llu\r\n",
-                        P.count, P.conn >= 0 ? "up" : "down", P.messages, P.deliveries);
+                        P.count, carried_here() ? "none" : P.conn >= 0 ? "up" : "down", P.messages,
+                        P.deliveries);
 }
 
 void pubsub_shutdown(void)
@@ -632,4 +857,7 @@ void pubsub_shutdown(void)
     free(P.buckets);
     P.buckets = NULL;
     P.nbuckets = P.count = 0;
+    free(P.patterns);
+    P.patterns = NULL;
+    P.npatterns = P.cappatterns = 0;
 }

@@ -15,6 +15,16 @@ void pubsub_client_gone(client *c); /* also RESET */
 int pubsub_client_topics_pass(const client *c, int (*ok)(void *ctx, const char *name, size_t len, int is_pattern),
                               void *ctx);
 void pubsub_info(struct evbuffer *out);
+/* A store without pub/sub (memcached) leaves it to the proxy: PUBLISH,
+ * SPUBLISH and PUBSUB are the proxy's own, also inside scripts and
+ * transactions. */
+int pubsub_carried_here(const command_def *cmd);
+/* Such a command from a transaction, answered here (1, the reply added to
+ * out), or 0: it goes to the store as other commands do. */
+int pubsub_run_here(const command_def *cmd, int argc, char **argv, size_t *argvlen, struct evbuffer *out);
+/* The same for a script's redis.call: 1 when the call was answered. */
+struct script_run;
+int pubsub_script_call(struct script_run *run, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 void pubsub_shutdown(void);
 
 #endif

@@ -19,6 +19,7 @@
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
+#include "proxy/pubsub.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
 
@@ -315,6 +316,7 @@ static void call_send(script_call *sc)
             lock_set_set_written(sc->locks, 1);
         }
     }
+    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
     if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
@@ -982,10 +984,7 @@ void scripting_info(struct evbuffer *out)
     lock_stats st;
     locks_get_stats(&st);
     evbuffer_add_printf(out,
-                        "# Scripting\r\n"
-                        "number_of_cached_scripts:%zu\r\n"
-                        "used_memory_lua:%zu\r\n"
-                        "used_memory_scripts:%zu\r\n"
+                        "# Scripting\r\n" /* the cache and the Lua heap: INFO memory */
                         "scripts_running:%zu\r\n"
                         "scripts_busy:%u\r\n"
                         "scripts_finished:%llu\r\n"
@@ -1001,8 +1000,7 @@ void scripting_info(struct evbuffer *out)
                         "lock_waited:%llu\r\n"
                         "lock_busy_refusals:%llu\r\n"
                         "lock_deadlocks:%llu\r\n",
-                        script_engine_count(engine), script_engine_lua_memory(engine),
-                        script_engine_scripts_memory(engine), script_engine_running(engine), busy_count,
+                        script_engine_running(engine), busy_count,
                         stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
                         st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
 }
