@@ -1,0 +1,259 @@
+"""How script runs are scheduled, sliced, killed and answered: redis.call
+answered without a store round trip still yields to the event loop; CPU-bound
+runs share the event loop fairly with I/O; SCRIPT KILL / FUNCTION KILL stop
+every busy script that has not written; the default Lua heap cap; SORT BY
+<constant> on a set from a script, byte for byte against Redis."""
+
+import itertools
+import os
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import encode_command, parse_reply
+
+info_fields = harness.info_fields
+
+KILLED = b"-ERR Script killed by user with SCRIPT KILL..."
+UNKILLABLE = (b"-UNKILLABLE Sorry the script already executed write commands against the dataset. "
+              b"You can either wait the script termination or kill the server in a hard way using "
+              b"the SHUTDOWN NOSAVE command.\r\n")
+NOTBUSY = b"-NOTBUSY No scripts in execution right now.\r\n"
+
+
+class ConfigOverride:
+    """CONFIG SET through the proxy, restored afterwards."""
+
+    def __init__(self, proxy, **values):
+        self.proxy, self.values, self.saved = proxy, values, {}
+
+    def __enter__(self):
+        with self.proxy.connect() as c:
+            for k, v in self.values.items():
+                name = k.replace("_", "-")
+                got = parse_reply(c.call("CONFIG", "GET", name))
+                self.saved[name] = got[1]
+                assert c.call("CONFIG", "SET", name, v) == b"+OK\r\n", name
+        return self
+
+    def __exit__(self, *exc):
+        with self.proxy.connect() as c:
+            for name, v in self.saved.items():
+                assert c.call("CONFIG", "SET", name, v) == b"+OK\r\n"
+
+
+def wait_idle(proxy, timeout=10.0):
+    """Waits until no script runs and no lock is held; returns INFO's fields."""
+    deadline = time.monotonic() + timeout
+    with proxy.connect() as c:
+        while True:
+            f = info_fields(c)
+            if (f.get("scripts_running") == "0" and f.get("lock_sets_holding") == "0"
+                    and f.get("lock_sets_waiting") == "0") or time.monotonic() > deadline:
+                return f
+            time.sleep(0.02)
+
+
+def assert_idle(proxy):
+    f = wait_idle(proxy)
+    assert f.get("scripts_running") == "0", f
+    assert f.get("lock_sets_holding") == "0", f
+    assert f.get("lock_sets_waiting") == "0", f
+
+
+def busy_count(proxy):
+    with proxy.connect() as c:
+        return int(info_fields(c).get("scripts_busy", "0"))
+
+
+def wait_busy(proxy, n=1, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if busy_count(proxy) >= n:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.fixture
+def clean(real_proxy):
+    with real_proxy.connect() as c:
+        assert c.call("FLUSHALL") == b"+OK\r\n"
+        assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
+    yield real_proxy
+    assert_idle(real_proxy)
+
+
+@pytest.fixture(scope="module")
+def mc_proxy(store, tmp_path_factory):
+    """A proxy of its own in front of a memcached."""
+    from test_memcached import MEMCACHED, Memcached
+    if not os.path.exists(MEMCACHED):
+        pytest.skip("memcached is not installed")
+    work = tmp_path_factory.mktemp("evalproxy-sched-mc")
+    mc = Memcached().start()
+    binary = os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+    proxy = harness.ProxyProcess(binary, store, str(work / "proxy"))
+    i = proxy.args.index("--backend")
+    proxy.args[i + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    try:
+        proxy.start()
+    except Exception:
+        mc.stop()
+        raise
+    yield proxy
+    status = proxy.stop()
+    mc.stop()
+    report = proxy.sanitizer_report()
+    if report:
+        pytest.fail("the proxy printed a sanitizer report:\n" + report, pytrace=False)
+    assert status in (0, -15), "proxy exit status %s\n%s" % (status, proxy.diagnostics())
+
+
+@pytest.fixture
+def mc_clean(mc_proxy):
+    assert mc_proxy.alive(), mc_proxy.diagnostics()
+    with mc_proxy.connect() as c:
+        assert c.call("FLUSHALL") == b"+OK\r\n"
+        assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
+    yield mc_proxy
+    assert_idle(mc_proxy)
+
+
+# ---------------------------------------------------------------------------
+# redis.call answered without a store round trip, in a tight loop
+
+# (id, body, extra setup) -- each loops forever on a call the proxy or the
+# backend answers itself; `pcall` variants catch the error inside Lua.
+LOCAL_LOOPS = [
+    ("ping", "while true do redis.call('ping') end"),
+    ("ping-arg", "while true do redis.call('ping', 'x') end"),
+    ("echo", "while true do redis.call('echo', 'x') end"),
+    ("select", "while true do redis.call('select', 0) end"),
+    ("select-bad", "while true do redis.pcall('select', 99999) end"),
+    ("unknown", "while true do redis.pcall('nosuchcommand') end"),
+    ("arity", "while true do redis.pcall('get') end"),
+    ("noscript", "while true do redis.pcall('eval', 'return 1', 0) end"),
+    ("noscript-multi", "while true do redis.pcall('multi') end"),
+    ("block", "while true do redis.pcall('xread', 'BLOCK', '0', 'STREAMS', 's', '0') end"),
+    ("pcall-ping", "while true do pcall(redis.call, 'ping') end"),
+    ("pcall-unknown", "while true do pcall(redis.call, 'nosuchcommand') end"),
+    ("pcall-arity", "while true do pcall(redis.call, 'set', 'k') end"),
+    ("no-args", "while true do pcall(redis.call) end"),
+    ("bad-arg", "while true do pcall(redis.call, 'get', {}) end"),
+    ("acl-check", "while true do redis.acl_check_cmd('get', 'k') end"),
+]
+# Answered by the memcached backend itself, without a request to memcached.
+MC_LOCAL_LOOPS = [
+    ("unsupported", "while true do redis.pcall('lrange', KEYS[1], 0, -1) end"),
+    ("unsupported-sort-ro", "while true do redis.pcall('sort_ro', KEYS[1]) end"),
+    ("backend-arity", "while true do redis.pcall('ping', 'a', 'b') end"),
+    ("backend-not-int", "while true do redis.pcall('getrange', KEYS[1], 'a', 'b') end"),
+    ("backend-cursor", "while true do redis.pcall('scan', 'x') end"),
+    ("backend-syntax", "while true do redis.pcall('scan', '0', 'match') end"),
+    ("echo-pcall", "while true do pcall(redis.call, 'echo', 'x') end"),
+]
+
+
+_rounds = itertools.count()
+
+
+def others_are_served(proxy, rounds=10, limit=2.0):
+    """Other clients get their replies promptly while a script loops."""
+    n = "other:n:%d" % next(_rounds)
+    with proxy.connect(timeout=limit) as c:
+        for i in range(rounds):
+            t0 = time.monotonic()
+            assert c.call("PING") == b"+PONG\r\n"
+            assert c.call("SET", "other:%d" % i, i) == b"+OK\r\n"
+            assert c.call("GET", "other:%d" % i) == b"$%d\r\n%d\r\n" % (len(str(i)), i)
+            assert c.call("EVAL", "return redis.call('incr', KEYS[1])", 1, n) == b":%d\r\n" % (i + 1)
+            took = time.monotonic() - t0
+            assert took < limit, "one round took %.2fs beside the looping script" % took
+
+
+def kill_until(proxy, command, expect=b"+OK\r\n", timeout=10.0):
+    """Sends SCRIPT KILL (or FUNCTION KILL) until the script is busy enough
+    to be killed; returns the last reply."""
+    deadline = time.monotonic() + timeout
+    with proxy.connect(timeout=5) as c:
+        while True:
+            r = c.call(*command.split())
+            if r == expect or time.monotonic() > deadline:
+                return r
+            time.sleep(0.02)
+
+
+def loop_then_kill(proxy, body, eval_cmd="EVAL", keys=("loop:key",), conn=None):
+    looper = conn or proxy.connect()
+    try:
+        looper.send(encode_command(eval_cmd, body, len(keys), *keys))
+        time.sleep(0.05)
+        others_are_served(proxy)
+        assert kill_until(proxy, "SCRIPT KILL") == b"+OK\r\n"
+        r = looper.read_reply(timeout=5)
+        assert r.startswith(KILLED), r
+        assert looper.call("PING") == b"+PONG\r\n"
+    finally:
+        looper.close()
+
+
+@pytest.mark.parametrize("body", [b for _, b in LOCAL_LOOPS], ids=[i for i, _ in LOCAL_LOOPS])
+def test_local_answers_yield_redis_store(clean, body):
+    with ConfigOverride(clean, busy_reply_threshold="100"):
+        loop_then_kill(clean, body)
+
+
+@pytest.mark.parametrize("body", [b for _, b in LOCAL_LOOPS + MC_LOCAL_LOOPS],
+                         ids=[i for i, _ in LOCAL_LOOPS + MC_LOCAL_LOOPS])
+def test_local_answers_yield_memcached(mc_clean, body):
+    with ConfigOverride(mc_clean, busy_reply_threshold="100"):
+        loop_then_kill(mc_clean, body)
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_refused_by_proxy_loops_yield(request, backend):
+    """Calls the proxy refuses for the script's own reasons: a read-only
+    script writing, an undeclared key in `lua-undeclared-keys error` mode, a
+    command the script's user may not run."""
+    proxy = request.getfixturevalue("clean" if backend == "redis" else "mc_clean")
+    with ConfigOverride(proxy, busy_reply_threshold="100"):
+        loop_then_kill(proxy, "while true do redis.pcall('set', KEYS[1], 'v') end", eval_cmd="EVAL_RO")
+        loop_then_kill(proxy, "while true do pcall(redis.call, 'incr', KEYS[1]) end", eval_cmd="EVAL_RO")
+        with ConfigOverride(proxy, lua_undeclared_keys="error"):
+            loop_then_kill(proxy, "while true do redis.pcall('get', 'undeclared') end")
+        with proxy.connect() as c:
+            assert c.call("ACL", "SETUSER", "looper", "on", ">pw", "+@all", "-echo", "~*", "&*") == b"+OK\r\n"
+        try:
+            conn = proxy.connect()
+            assert conn.call("AUTH", "looper", "pw") == b"+OK\r\n"
+            loop_then_kill(proxy, "while true do redis.pcall('echo', 'x') end", conn=conn)
+        finally:
+            with proxy.connect() as c:
+                c.call("ACL", "DELUSER", "looper")
+
+
+FN_LIB = ("#!lua name=schedlib\n"
+          "redis.register_function('pingloop', function() while true do redis.call('ping') end end)\n"
+          "redis.register_function('echoloop', function() while true do pcall(redis.call, 'echo', 'x') end end)\n")
+
+
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_function_local_answers_yield(request, backend):
+    proxy = request.getfixturevalue("clean" if backend == "redis" else "mc_clean")
+    with ConfigOverride(proxy, busy_reply_threshold="100"):
+        with proxy.connect() as c:
+            assert c.call("FUNCTION", "LOAD", FN_LIB) == b"$8\r\nschedlib\r\n"
+        for fn in ("pingloop", "echoloop"):
+            looper = proxy.connect()
+            try:
+                looper.send(encode_command("FCALL", fn, 0))
+                time.sleep(0.05)
+                others_are_served(proxy)
+                assert kill_until(proxy, "FUNCTION KILL") == b"+OK\r\n"
+                r = looper.read_reply(timeout=5)
+                assert r.startswith(KILLED), r
+            finally:
+                looper.close()
