@@ -67,6 +67,7 @@ typedef struct script_call {
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
+    unsigned queued : 1;         /* in the run queue: used up its time slice */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
@@ -78,6 +79,7 @@ typedef struct script_call {
     unsigned long long start_ms; /* when the run started (monotonic) */
     struct acl_user *user;       /* who ran the script: its redis.call are checked against it */
     struct script_call *prev, *next;
+    struct script_call *rq_next; /* run queue order */
 } script_call;
 
 static script_engine *engine;
@@ -88,6 +90,12 @@ static unsigned long long monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+static unsigned long long monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
 }
 static script_call *calls; /* every call not yet freed */
 static unsigned busy_count;
@@ -417,18 +425,70 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     call_proceed(sc);
 }
 
-static void continue_cb(evutil_socket_t fd, short what, void *arg)
+/* ---- the run queue ---------------------------------------------------------------
+ * Runs that used up their time slice wait here in order. Each event-loop turn
+ * gives them one slice of CPU between them, round robin, so however many
+ * scripts are CPU-bound, a plain command or a script whose store reply came
+ * in waits about one slice for the proxy to read it, not one slice per
+ * CPU-bound script. */
+static script_call *runq_head, *runq_tail;
+static struct event *runq_ev;
+
+static void runq_remove(script_call *sc)
+{
+    if (!sc->queued) return;
+    script_call **p = &runq_head, *prev = NULL;
+    while (*p != sc) {
+        prev = *p;
+        p = &(*p)->rq_next;
+    }
+    *p = sc->rq_next;
+    if (runq_tail == sc) runq_tail = prev;
+    sc->rq_next = NULL;
+    sc->queued = 0;
+    sc->scheduled--;
+}
+
+static void runq_arm(void)
+{
+    /* A timer, not an immediate activation: libevent runs activated events
+     * in the same loop turn, which would starve the sockets. */
+    static const struct timeval soon = {0, 1};
+    if (!evtimer_pending(runq_ev, NULL)) evtimer_add(runq_ev, &soon);
+}
+
+static void runq_push(script_call *sc)
+{
+    if (sc->queued) return;
+    sc->queued = 1;
+    sc->scheduled++;
+    sc->rq_next = NULL;
+    if (runq_tail) runq_tail->rq_next = sc;
+    else runq_head = sc;
+    runq_tail = sc;
+    runq_arm();
+}
+
+static void runq_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    script_call *sc = arg;
-    sc->scheduled--;
-    if (!sc->finished && sc->run) {
-        sc->depth++;
-        script_run_continue(sc->run);
-        sc->depth--;
+    (void)arg;
+    unsigned long long budget = (unsigned long long)config.lua_time_slice_us, t0 = monotonic_us();
+    while (runq_head) {
+        unsigned long long used = monotonic_us() - t0;
+        if (used >= budget) break;
+        script_call *sc = runq_head;
+        runq_remove(sc);
+        if (!sc->finished && sc->run) {
+            sc->depth++;
+            /* It comes back to the tail if it yields again. */
+            script_run_continue_for(sc->run, (unsigned)(budget - used));
+            sc->depth--;
+        }
+        call_maybe_free(sc);
     }
-    call_maybe_free(sc);
+    if (runq_head) runq_arm();
 }
 
 static void host_yield(void *host_ctx, script_run *run)
@@ -436,11 +496,7 @@ static void host_yield(void *host_ctx, script_run *run)
     script_call *sc = script_run_userdata(run);
     sc->run = run;
     check_busy(sc);
-    /* A timer, not an immediate activation: libevent runs activated events
-     * in the same loop turn, which would starve the sockets. */
-    static const struct timeval soon = {0, 1};
-    sc->scheduled++;
-    event_base_once(server.base, -1, EV_TIMEOUT, continue_cb, sc, &soon);
+    runq_push(sc);
 }
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg)
@@ -470,6 +526,7 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
+    runq_remove(sc); /* killed while it waited for its turn */
     stat_scripts_run++;
     note_run(sc);
     if (sc->rerun) {
@@ -1011,6 +1068,8 @@ int scripting_init(void)
 {
     engine = script_engine_new(&host, NULL);
     if (!engine) return -1;
+    runq_ev = evtimer_new(server.base, runq_cb, NULL);
+    if (!runq_ev) return -1;
     scripting_apply_config();
     return 0;
 }
@@ -1022,6 +1081,9 @@ void scripting_shutdown(void)
     stopping = 1;
     script_engine_free(engine);
     engine = NULL;
+    if (runq_ev) event_free(runq_ev);
+    runq_ev = NULL;
+    runq_head = runq_tail = NULL;
     while (calls) {
         script_call *sc = calls;
         calls = sc->next;
