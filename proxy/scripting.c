@@ -884,11 +884,13 @@ static const char *const script_help[] = {
 #define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
- * as in Redis, each refuses when only the other kind is busy. */
+ * as in Redis, each refuses when only the other kind is busy. The proxy runs
+ * many scripts at once: every busy one that has not written is killed, and
+ * -UNKILLABLE comes only when each busy one has written. */
 void scripting_kill(client *c, int is_eval)
 {
     struct evbuffer *out = client_reply_buffer(c);
-    int busy = 0, other = 0, written = 0;
+    int busy = 0, other = 0, killable = 0;
     for (script_call *sc = calls; sc; sc = sc->next) {
         if (!sc->busy || sc->finished || !sc->run) continue;
         if ((sc->fname == NULL) != is_eval) {
@@ -896,7 +898,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        written += sc->written;
+        killable += !sc->written;
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -906,7 +908,7 @@ void scripting_kill(client *c, int is_eval)
         reply_error(out, "NOTBUSY No scripts in execution right now.");
         return;
     }
-    if (written) {
+    if (!killable) {
         reply_error(out, "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
                          "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
                          "NOSAVE command.");
@@ -915,14 +917,15 @@ void scripting_kill(client *c, int is_eval)
     reply_ok(out);
     script_call *sc = calls;
     while (sc) {
-        script_call *next = sc->next;
-        if (sc->busy && !sc->finished && sc->run && (sc->fname == NULL) == is_eval) {
+        /* Killing ends the run and may free sc: keep it alive to step on. */
+        sc->depth++;
+        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
             stat_killed++;
-            sc->depth++;
             script_run_kill(sc->run, NULL);
-            sc->depth--;
-            call_maybe_free(sc);
         }
+        script_call *next = sc->next;
+        sc->depth--;
+        call_maybe_free(sc);
         sc = next;
     }
 }

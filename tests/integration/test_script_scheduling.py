@@ -257,3 +257,169 @@ def test_function_local_answers_yield(request, backend):
                 assert r.startswith(KILLED), r
             finally:
                 looper.close()
+
+
+# ---------------------------------------------------------------------------
+# CPU-bound scripts and everyone else
+
+SPIN = "local i = 0 while true do i = i + 1 end"
+
+
+def timed_traffic(proxy, rounds=100):
+    """Seconds for sequential PINGs, GETs (a store round trip each) and a
+    script making 100 store calls one after another."""
+    with proxy.connect(timeout=60) as c:
+        t0 = time.monotonic()
+        for i in range(rounds):
+            assert c.call("PING") == b"+PONG\r\n"
+            assert c.call("GET", "traffic:missing") == b"$-1\r\n"
+        r = c.call("EVAL", "for i = 1, 100 do redis.call('incr', KEYS[1]) end return redis.call('get', KEYS[1])",
+                   1, "traffic:n")
+        assert r.startswith(b"$"), r
+        return time.monotonic() - t0
+
+
+def start_spinners(proxy, n, prefix):
+    conns = []
+    for i in range(n):
+        c = proxy.connect()
+        c.send(encode_command("EVAL", SPIN, 1, "%s:%d" % (prefix, i)))
+        conns.append(c)
+    return conns
+
+
+def kill_all(proxy, conns):
+    with ConfigOverride(proxy, busy_reply_threshold="0"):
+        for c in conns:
+            assert kill_until(proxy, "SCRIPT KILL") in (b"+OK\r\n", NOTBUSY)
+        for c in conns:
+            r = c.read_reply(timeout=10)
+            assert r.startswith(KILLED), r
+            c.close()
+
+
+def test_cpu_bound_scripts_do_not_multiply_latency(clean):
+    """With one CPU-bound script every command waits up to about one time
+    slice; with six it must not wait six: CPU-bound runs share one slice per
+    event-loop turn."""
+    times = {}
+    for n in (1, 6):
+        spinners = start_spinners(clean, n, "spin%d" % n)
+        try:
+            time.sleep(0.1)
+            times[n] = timed_traffic(clean)
+        finally:
+            kill_all(clean, spinners)
+    # Round robin: about the same with six as with one (before: ~6x or worse).
+    assert times[6] < 2.5 * times[1] + 0.3, times
+
+
+def test_cpu_bound_scripts_all_progress(clean):
+    """Runs that share the slice budget each get their turn: finite
+    CPU-bound scripts started together all finish, close together."""
+    body = "local n = 0 for i = 1, tonumber(ARGV[1]) do n = n + 1 end return n"
+    conns = [clean.connect(timeout=60) for _ in range(4)]
+    try:
+        t0 = time.monotonic()
+        for i, c in enumerate(conns):
+            c.send(encode_command("EVAL", body, 1, "fair:%d" % i, 3000000))
+        done = []
+        for c in conns:
+            assert c.read_reply() == b":3000000\r\n"
+            done.append(time.monotonic() - t0)
+        with clean.connect() as c:
+            assert c.call("PING") == b"+PONG\r\n"
+        # Each got a share all along: the first to finish is not far ahead of the last.
+        assert done[0] > 0.4 * done[-1], done
+    finally:
+        for c in conns:
+            c.close()
+
+
+# ---------------------------------------------------------------------------
+# SCRIPT KILL / FUNCTION KILL with several busy scripts
+
+NOW = ("local function now() local t = redis.call('TIME') "
+       "return tonumber(t[1]) + tonumber(t[2]) / 1e6 end\n")
+WRITE_THEN_SPIN = ("redis.call('set', KEYS[1], 'written')\n" + NOW +
+                   "local t0 = now()\n"
+                   "while now() - t0 < tonumber(ARGV[1]) do for i = 1, 300000 do end end\n"
+                   "return 'finished'")
+BUSY_EVAL = (b"-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n")
+BUSY_FUNCTION = (b"-BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.\r\n")
+
+KILL_LIB = ("#!lua name=killlib\n"
+            "redis.register_function('spin', function() local i = 0 while true do i = i + 1 end end)\n"
+            "redis.register_function('writespin', function(keys, args)\n" +
+            WRITE_THEN_SPIN.replace("KEYS[1]", "keys[1]").replace("ARGV[1]", "args[1]") + "\nend)\n")
+
+
+def test_script_kill_spares_only_scripts_that_wrote(clean):
+    proxy = clean
+    with ConfigOverride(proxy, busy_reply_threshold="100"):
+        writer = proxy.connect(timeout=20)
+        spinners = [proxy.connect() for _ in range(2)]
+        try:
+            writer.send(encode_command("EVAL", WRITE_THEN_SPIN, 1, "kw:written", "2.5"))
+            for i, s in enumerate(spinners):
+                s.send(encode_command("EVAL", SPIN, 1, "kw:spin%d" % i))
+            assert wait_busy(proxy, 3), "the three scripts never became busy"
+            with proxy.connect() as c:
+                # The runaway read-only scripts are stopped despite the writer.
+                assert c.call("SCRIPT", "KILL") == b"+OK\r\n"
+                for s in spinners:
+                    r = s.read_reply(timeout=5)
+                    assert r.startswith(KILLED), r
+                    assert s.call("PING") == b"+PONG\r\n"
+                # Only the writer is left: it cannot be killed.
+                assert c.call("SCRIPT", "KILL") == UNKILLABLE
+                # A new runaway beside it is killable again.
+                spinners[0].send(encode_command("EVAL", SPIN, 1, "kw:spin9"))
+                assert wait_busy(proxy, 2)
+                assert c.call("SCRIPT", "KILL") == b"+OK\r\n"
+                assert spinners[0].read_reply(timeout=5).startswith(KILLED)
+                assert c.call("SCRIPT", "KILL") == UNKILLABLE
+                assert c.call("FUNCTION", "KILL") == BUSY_EVAL
+            assert writer.read_reply(timeout=15) == b"$8\r\nfinished\r\n"
+            with proxy.connect() as c:
+                assert c.call("GET", "kw:written") == b"$7\r\nwritten\r\n"
+                assert c.call("SCRIPT", "KILL") == NOTBUSY
+                assert c.call("FUNCTION", "KILL") == NOTBUSY
+        finally:
+            for s in spinners + [writer]:
+                s.close()
+
+
+def test_function_kill_spares_only_functions_that_wrote(clean):
+    proxy = clean
+    with ConfigOverride(proxy, busy_reply_threshold="100"):
+        with proxy.connect() as c:
+            assert c.call("FUNCTION", "LOAD", KILL_LIB) == b"$7\r\nkilllib\r\n"
+        writer = proxy.connect(timeout=20)
+        spinners = [proxy.connect() for _ in range(2)]
+        evaler = proxy.connect()
+        try:
+            writer.send(encode_command("FCALL", "writespin", 1, "fk:written", "2.5"))
+            for i, s in enumerate(spinners):
+                s.send(encode_command("FCALL", "spin", 1, "fk:spin%d" % i))
+            assert wait_busy(proxy, 3)
+            with proxy.connect() as c:
+                # Only functions are busy: SCRIPT KILL refuses as Redis does.
+                assert c.call("SCRIPT", "KILL") == BUSY_FUNCTION
+                assert c.call("FUNCTION", "KILL") == b"+OK\r\n"
+                for s in spinners:
+                    r = s.read_reply(timeout=5)
+                    assert r.startswith(KILLED), r
+                assert c.call("FUNCTION", "KILL") == UNKILLABLE
+                # A busy EVAL beside the busy function: each KILL takes its own kind.
+                evaler.send(encode_command("EVAL", SPIN, 1, "fk:eval"))
+                assert wait_busy(proxy, 2)
+                assert c.call("FUNCTION", "KILL") == UNKILLABLE
+                assert c.call("SCRIPT", "KILL") == b"+OK\r\n"
+                assert evaler.read_reply(timeout=5).startswith(KILLED)
+            assert writer.read_reply(timeout=15) == b"$8\r\nfinished\r\n"
+            with proxy.connect() as c:
+                assert c.call("FUNCTION", "KILL") == NOTBUSY
+        finally:
+            for s in spinners + [writer, evaler]:
+                s.close()
