@@ -312,6 +312,89 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
     call_maybe_free(sc);
 }
 
+/* SORT and SORT_RO with a constant BY pattern (one without '*') do not sort,
+ * except that Redis sorts a set ALPHA, without the BY, when a script asks
+ * (or with STORE, which the store sees itself), so that the reply does not
+ * depend on the set's internal order. The store cannot know the call comes
+ * from a script: such a call asks the key's type first and, for a set, sends
+ * the command with ALPHA in place of its BY options. Whether a call needs it
+ * is read from its options as Redis parses them; any other SORT goes as is. */
+static int sort_needs_type(const command_def *cmd, int argc, char **argv)
+{
+    int readonly = !strcmp(cmd->name, "sort_ro");
+    if (!readonly && strcmp(cmd->name, "sort")) return 0;
+    int dontsort = 0;
+    for (int j = 2; j < argc; j++) {
+        int left = argc - j - 1;
+        if (!strcasecmp(argv[j], "asc") || !strcasecmp(argv[j], "desc") || !strcasecmp(argv[j], "alpha")) continue;
+        if (!strcasecmp(argv[j], "limit") && left >= 2) {
+            j += 2;
+        } else if (!readonly && !strcasecmp(argv[j], "store") && left >= 1) {
+            return 0;
+        } else if (!strcasecmp(argv[j], "by") && left >= 1) {
+            if (!strchr(argv[j + 1], '*')) dontsort = 1; /* as Redis: the pattern up to a NUL */
+            j++;
+        } else if (!strcasecmp(argv[j], "get") && left >= 1) {
+            j++;
+        } else {
+            return 0; /* a syntax error: the store gives it */
+        }
+    }
+    return dontsort;
+}
+
+static void sort_type_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    int argc = sc->call_argc;
+    char **argv = sc->call_argv, **sargv = NULL;
+    size_t *argvlen = sc->call_argvlen, *slen = NULL;
+    static const char set_reply[] = "+set\r\n";
+    if (!r->error && r->raw_len == sizeof(set_reply) - 1 &&
+        !memcmp(evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), set_reply, r->raw_len)) {
+        /* A set: the same options (sort_needs_type parsed them) without BY, and ALPHA. */
+        sargv = malloc(sizeof(char *) * (size_t)(argc + 1));
+        slen = malloc(sizeof(size_t) * (size_t)(argc + 1));
+        if (!sargv || !slen) abort();
+        int n = 0;
+        for (int j = 0; j < argc; j++) {
+            int left = argc - j - 1, take = 0;
+            if (j >= 2 && !strcasecmp(argv[j], "by") && left >= 1) {
+                j++;
+                continue;
+            }
+            if (j >= 2 && !strcasecmp(argv[j], "limit") && left >= 2) take = 2;
+            else if (j >= 2 && !strcasecmp(argv[j], "get") && left >= 1) take = 1;
+            for (int k = 0; k <= take; k++, n++) {
+                sargv[n] = argv[j + k];
+                slen[n] = argvlen[j + k];
+            }
+            j += take;
+        }
+        sargv[n] = "ALPHA";
+        slen[n++] = 5;
+        argc = n;
+        argv = sargv;
+        argvlen = slen;
+    }
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, argc, argv, argvlen, BACKEND_RAW,
+                                     store_reply_cb, sc) != 0)
+        answer_error(sc, backend_error(b));
+    else sc->inflight++;
+    free(sargv);
+    free(slen);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 /* Checks done: send the pending redis.call to the store. */
 static void call_send(script_call *sc)
 {
@@ -325,6 +408,16 @@ static void call_send(script_call *sc)
     }
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
+        char *tv[2] = {"TYPE", sc->call_argv[1]};
+        size_t tl[2] = {4, sc->call_argvlen[1]};
+        if (backend_send_for(b, conn, sc->db, sc->client_id, 2, tv, tl, BACKEND_RAW, sort_type_cb, sc) == 0) {
+            sc->inflight++;
+            return;
+        }
+        answer_error(sc, backend_error(b));
+        return;
+    }
     if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
         char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
         size_t ml[1] = {5}, el[1] = {4};

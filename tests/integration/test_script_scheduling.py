@@ -423,3 +423,105 @@ def test_function_kill_spares_only_functions_that_wrote(clean):
         finally:
             for s in spinners + [writer, evaler]:
                 s.close()
+
+
+# ---------------------------------------------------------------------------
+# SORT BY <constant> from a script, against Redis
+
+SORT_SETUP = [
+    ("SADD", "sint", 3, 1, 10, 2, 20, -5),
+    ("SADD", "sstr", "b", "a", "c", "10", "2", "B", "ab", ""),
+    ("SADD", "sbig") + tuple("m%03d" % ((i * 37) % 211) for i in range(211)),
+    ("SADD", "sone", "x"),
+    ("RPUSH", "list", "c", "a", "b", "10", "2"),
+    ("ZADD", "zset", 3, "c", 1, "a", 2, "b", 0, "z"),
+    ("SET", "str", "x"),
+    ("MSET", "w_a", 5, "w_b", 2, "w_c", 9, "w_1", 4, "w_2", 1, "w_3", 7, "w_10", 3, "w_20", 0),
+    ("HSET", "h_a", "f", "ha"), ("HSET", "h_1", "f", "h1"), ("HSET", "h_10", "f", "h10"),
+]
+SORT_OPTIONS = [
+    ("BY", "nosort"),
+    ("by", "NOSORT"),
+    ("BY", ""),
+    ("BY", "nosort", "DESC"),
+    ("BY", "nosort", "ASC"),
+    ("DESC", "BY", "nosort"),
+    ("BY", "nosort", "LIMIT", 0, 2),
+    ("BY", "nosort", "LIMIT", 1, 10),
+    ("BY", "nosort", "LIMIT", 2, -1),
+    ("BY", "nosort", "LIMIT", -1, 3),
+    ("BY", "nosort", "LIMIT", 100, 3),
+    ("BY", "nosort", "DESC", "LIMIT", 1, 2),
+    ("LIMIT", 0, 3, "BY", "nosort"),
+    ("BY", "nosort", "ALPHA"),
+    ("BY", "nosort", "ALPHA", "DESC"),
+    ("BY", "nosort", "GET", "#"),
+    ("BY", "nosort", "GET", "w_*"),
+    ("BY", "nosort", "GET", "#", "GET", "w_*", "GET", "h_*->f"),
+    ("BY", "nosort", "GET", "nosuch_*", "GET", "#"),
+    ("BY", "nosort", "GET", "#", "LIMIT", 0, 2, "DESC"),
+    ("GET", "#", "BY", "nosort", "GET", "w_*"),
+    ("BY", "w_*", "BY", "nosort"),
+    ("BY", "nosort", "BY", "w_*"),
+    ("BY", "nosort", "BY", "other"),
+    ("BY", "w_*"),
+    ("BY", "w_*", "GET", "#", "DESC"),
+    ("ALPHA",),
+    ("ALPHA", "DESC", "LIMIT", 0, 3),
+    (),
+    ("BY", "nosort", "LIMIT", "x", 1),
+    ("BY", "nosort", "LIMIT", 0),
+    ("BY", "nosort", "FOO"),
+    ("BY",),
+    ("BY", "nosort", "GET"),
+    ("BY", "nosort", "STORE"),
+]
+SORT_KEYS = ["sint", "sstr", "sbig", "sone", "list", "zset", "nokey", "str"]
+SORT_SCRIPT = "return redis.pcall(ARGV[1], KEYS[1], unpack(ARGV, 2))"
+
+
+def test_sort_by_constant_in_scripts_matches_redis(diff):
+    """Redis sorts a set ALPHA (dropping BY) when SORT BY <constant> comes
+    from a script; lists and sorted sets keep their order."""
+    steps = list(SORT_SETUP)
+    for cmd in ("sort", "sort_ro"):
+        for key in SORT_KEYS:
+            for opts in SORT_OPTIONS:
+                steps.append(("EVAL", SORT_SCRIPT, 1, key, cmd) + opts)
+    diff.run(steps)
+    assert len(SORT_KEYS) * len(SORT_OPTIONS) * 2 >= 500
+
+
+def test_sort_by_constant_store_and_call_forms(diff):
+    """STORE (the store sorts the set itself), redis.call errors, SORT_RO's
+    refusal of STORE, read-only scripts and a key in another database."""
+    steps = list(SORT_SETUP)
+    for key in ("sint", "sstr", "list", "zset", "nokey"):
+        for opts in (("BY", "nosort"), ("BY", "nosort", "DESC", "LIMIT", 0, 3), ("BY", "nosort", "GET", "#")):
+            steps += [
+                ("EVAL", "return redis.call('sort', KEYS[1], unpack(ARGV))", 2, key, "dst", "BY", "nosort", "STORE", "dst", *opts[2:]),
+                ("LRANGE", "dst", 0, -1),
+                ("EVAL", "return redis.call('sort', KEYS[1], unpack(ARGV))", 1, key, *opts),
+                ("EVAL", "return redis.call('sort_ro', KEYS[1], unpack(ARGV))", 1, key, *opts),
+                ("EVAL_RO", "return redis.pcall('sort_ro', KEYS[1], unpack(ARGV))", 1, key, *opts),
+                ("EVAL_RO", "return redis.pcall('sort', KEYS[1], unpack(ARGV))", 1, key, *opts),
+                ("EVAL", "return redis.pcall('sort_ro', KEYS[1], 'BY', 'nosort', 'STORE', 'dst')", 1, key),
+            ]
+    steps += [
+        ("EVAL", "return redis.call('sort', KEYS[1], 'BY', 'nosort')", 1, "str"),
+        ("EVAL", "redis.call('select', 3) redis.call('sadd', KEYS[1], 'b', 'a', '10', '9') "
+                 "local r = redis.call('sort', KEYS[1], 'BY', 'k') redis.call('del', KEYS[1]) return r", 1, "s3"),
+        # Plain commands are relayed as they are: a list keeps its order.
+        ("SORT", "list", "BY", "nosort"),
+        ("SORT_RO", "zset", "BY", "nosort", "DESC"),
+    ]
+    diff.run(steps)
+
+
+def test_sort_on_memcached_still_refused(mc_clean):
+    with mc_clean.connect() as c:
+        for cmd in ("sort", "sort_ro"):
+            r = c.call("EVAL", "return redis.pcall('%s', KEYS[1], 'BY', 'nosort')" % cmd, 1, "k")
+            assert r == b"-ERR command '%s' is not supported by the memcached backend\r\n" % cmd.encode(), r
+            r = c.call("EVAL", "return redis.pcall('%s', KEYS[1])" % cmd, 1, "k")
+            assert r == b"-ERR command '%s' is not supported by the memcached backend\r\n" % cmd.encode(), r
