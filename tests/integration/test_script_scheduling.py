@@ -525,3 +525,23 @@ def test_sort_on_memcached_still_refused(mc_clean):
             assert r == b"-ERR command '%s' is not supported by the memcached backend\r\n" % cmd.encode(), r
             r = c.call("EVAL", "return redis.pcall('%s', KEYS[1])" % cmd, 1, "k")
             assert r == b"-ERR command '%s' is not supported by the memcached backend\r\n" % cmd.encode(), r
+
+
+# ---------------------------------------------------------------------------
+# The Lua heap's default cap
+
+def test_lua_memory_limit_default_protects_the_process(clean):
+    """Without configuration a runaway script stops at the default cap (1gb)
+    instead of taking the machine's memory; scripts of Redis's sizes fit."""
+    with clean.connect(timeout=120) as c:
+        assert parse_reply(c.call("CONFIG", "GET", "lua-memory-limit")) == [b"lua-memory-limit", b"1073741824"]
+        r = c.call("EVAL", "local s = string.rep('x', 2^20) while true do s = s .. s end", 0)
+        assert r.startswith(b"-ERR Error running script ") and b"not enough memory" in r, r[:300]
+        assert c.call("PING") == b"+PONG\r\n"
+        # A value read, doubled and returned; a table of many strings.
+        assert c.call("EVAL", "redis.call('set', KEYS[1], string.rep('v', 16 * 2^20)) "
+                              "local v = redis.call('get', KEYS[1]) redis.call('del', KEYS[1]) "
+                              "return #(v .. v)", 1, "big") == b":33554432\r\n"
+        assert c.call("EVAL", "local t = {} for i = 1, 2e5 do t[i] = 'item' .. i end return #t", 0) == b":200000\r\n"
+        used = int(info_fields(c)["used_memory_lua"])
+        assert used < 256 << 20, used
