@@ -144,6 +144,8 @@ LOCAL_LOOPS = [
     ("no-args", "while true do pcall(redis.call) end"),
     ("bad-arg", "while true do pcall(redis.call, 'get', {}) end"),
     ("acl-check", "while true do redis.acl_check_cmd('get', 'k') end"),
+    ("log", "while true do redis.log(redis.LOG_DEBUG, 'x') end"),
+    ("time", "while true do redis.call('time') end"),
 ]
 # Answered by the memcached backend itself, without a request to memcached.
 MC_LOCAL_LOOPS = [
@@ -233,6 +235,67 @@ def test_refused_by_proxy_loops_yield(request, backend):
         finally:
             with proxy.connect() as c:
                 c.call("ACL", "DELUSER", "looper")
+
+
+# Writes refused or answered by the memcached backend itself: the script has
+# written, so it cannot be killed; it runs for a while and must let others in.
+MC_LOCAL_WRITES = [
+    ("set-syntax", "redis.pcall('set', KEYS[1], 'v', 'EX', 'soon')"),
+    ("incrby-not-int", "redis.pcall('incrby', KEYS[1], 'many')"),
+    ("expire-not-int", "redis.pcall('expire', KEYS[1], 'soon')"),
+    ("setrange-negative", "redis.pcall('setrange', KEYS[1], -1, 'x')"),
+    ("unsupported-write", "redis.pcall('lpush', KEYS[1], 'x')"),
+    ("unsupported-sort", "redis.pcall('sort', KEYS[1], 'BY', 'nosort')"),
+    ("msetnx-arity", "redis.pcall('msetnx', KEYS[1], 'v', 'k2')"),
+]
+
+
+@pytest.mark.parametrize("call", [c for _, c in MC_LOCAL_WRITES], ids=[i for i, _ in MC_LOCAL_WRITES])
+def test_local_write_answers_yield_memcached(mc_clean, call):
+    # TIME is answered by the proxy on memcached too: the loop is CPU-bound.
+    body = ("local function now() local t = redis.call('time') return t[1] + t[2] / 1e6 end "
+            "local t = now() while now() - t < 1.5 do %s end return 'done'" % call)
+    looper = mc_clean.connect(timeout=30)
+    try:
+        looper.send(encode_command("EVAL", body, 1, "loop:key"))
+        time.sleep(0.05)
+        others_are_served(mc_clean, limit=1.0)
+        assert looper.read_reply() == b"$4\r\ndone\r\n"
+    finally:
+        looper.close()
+
+
+def test_loops_on_a_store_that_is_down_yield(store, tmp_path):
+    """A store that is down answers every call at once with an error."""
+    own = harness.RedisServer("own-store", str(tmp_path / "store"), rename_scripting=True).start()
+    binary = os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+    proxy = harness.ProxyProcess(binary, own, str(tmp_path / "proxy"),
+                                 extra_args=["--busy-reply-threshold", "100"]).start()
+    try:
+        own.kill()
+        with proxy.connect() as c:
+            deadline = time.monotonic() + 10
+            while not c.call("GET", "k").startswith(b"-ERR backend"):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for body in ("while true do redis.pcall('get', KEYS[1]) end",
+                     "while true do pcall(redis.call, 'echo', 'x') end"):
+            looper = proxy.connect()
+            try:
+                looper.send(encode_command("EVAL", body, 1, "loop:key"))
+                time.sleep(0.05)
+                with proxy.connect(timeout=2) as c:
+                    for _ in range(10):
+                        assert c.call("PING") == b"+PONG\r\n"
+                assert kill_until(proxy, "SCRIPT KILL") == b"+OK\r\n"
+                assert looper.read_reply(timeout=5).startswith(KILLED)
+            finally:
+                looper.close()
+    finally:
+        status = proxy.stop()
+        own.stop()
+        assert status in (0, -15), proxy.diagnostics()
+        assert not proxy.sanitizer_report(), proxy.sanitizer_report()
 
 
 FN_LIB = ("#!lua name=schedlib\n"
