@@ -328,15 +328,15 @@ def test_function_local_answers_yield(request, backend):
 SPIN = "local i = 0 while true do i = i + 1 end"
 
 
-def timed_traffic(proxy, rounds=100):
+def timed_traffic(proxy, rounds=60):
     """Seconds for sequential PINGs, GETs (a store round trip each) and a
-    script making 100 store calls one after another."""
+    script making 60 store calls one after another."""
     with proxy.connect(timeout=60) as c:
         t0 = time.monotonic()
         for i in range(rounds):
             assert c.call("PING") == b"+PONG\r\n"
             assert c.call("GET", "traffic:missing") == b"$-1\r\n"
-        r = c.call("EVAL", "for i = 1, 100 do redis.call('incr', KEYS[1]) end return redis.call('get', KEYS[1])",
+        r = c.call("EVAL", "for i = 1, 60 do redis.call('incr', KEYS[1]) end return redis.call('get', KEYS[1])",
                    1, "traffic:n")
         assert r.startswith(b"$"), r
         return time.monotonic() - t0
