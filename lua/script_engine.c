@@ -64,7 +64,10 @@ struct script_run {
      * runs inside script_run_start, so they are borrowed, not copied. */
     char **keys, **args;
     size_t *keylens, *arglens;
-    unsigned long long slice_start, cpu_usec;
+    /* Time slices: CPU used since the run last yielded for its slice,
+     * summed over resumes (a redis.call answered without a store round trip
+     * resumes it in the same event-loop turn), and this resume's cap. */
+    unsigned long long resume_start, slice_used, slice_cap, cpu_usec;
     /* From here on, kept when a finished run is reused (run_alloc clears
      * only what comes before L): the Lua thread, the EVAL environment built
      * on it, and the buffers. */
@@ -718,12 +721,15 @@ static int l_redis_replicate_commands(lua_State *L) {
 
 /* ---- time slices -------------------------------------------------------------- */
 
+/* A run yields once it has used its slice of CPU, counted over every resume
+ * since its last yield: a loop of calls answered at once (PING on memcached,
+ * errors the proxy gives) is as CPU-bound as a loop with no calls at all. */
 static void count_hook(lua_State *L, lua_Debug *ar) {
     script_engine *e = engine_of(L);
     script_run *r = e->current;
     if (!r || !e->time_slice_usec) return;
     unsigned long long now = now_usec();
-    if (now - r->slice_start < e->time_slice_usec) return;
+    if (r->slice_used + (now - r->resume_start) < r->slice_cap) return;
     r->state = RS_YIELDED;
     fiber_yield(r->fib);
     r->state = RS_RUNNING;
@@ -1805,18 +1811,23 @@ static void format_kill(script_run *r) {
     sb_free(&t);
 }
 
-/* Switch into the run; afterwards act on why it came back. Returns 1 if the
- * run ended (and was freed). */
-static int run_resume(script_run *r) {
+/* Switch into the run for at most cap microseconds of CPU (what is left of
+ * its slice counts too); afterwards act on why it came back. Returns 1 if
+ * the run ended (and was freed). */
+static int run_resume(script_run *r, unsigned long long cap) {
     script_engine *e = r->e;
     script_run *prev = e->current;
     int prev_enforce = e->enforce;
     e->current = r;
     e->enforce = 1;
     r->state = RS_RUNNING;
-    r->slice_start = now_usec();
+    r->slice_cap = cap;
+    r->resume_start = now_usec();
     fiber_resume(r->fib);
-    r->cpu_usec += now_usec() - r->slice_start;
+    unsigned long long ran = now_usec() - r->resume_start;
+    r->cpu_usec += ran;
+    /* A yield ends the slice; anything else keeps counting towards it. */
+    r->slice_used = r->state == RS_YIELDED ? 0 : r->slice_used + ran;
     e->current = prev;
     e->enforce = prev_enforce;
     switch (r->state) {
@@ -1885,7 +1896,7 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
         run_free(r);
         return NULL;
     }
-    if (run_resume(r)) return NULL;
+    if (run_resume(r, e->time_slice_usec)) return NULL;
     r->keys = r->args = NULL; /* consumed by the first slice */
     r->keylens = r->arglens = NULL;
     return r;
@@ -1915,7 +1926,7 @@ int script_run_waiting(const script_run *r) { return r->state == RS_WAITING || r
 static void answer(script_run *r) {
     r->reply_ready = 1;
     if (r->in_callback) return; /* redis.call picks it up when call() returns */
-    if (r->state == RS_WAITING) run_resume(r);
+    if (r->state == RS_WAITING) run_resume(r, r->e->time_slice_usec);
 }
 
 void script_run_reply(script_run *r, const redisReply *reply) {
@@ -1939,7 +1950,12 @@ void script_run_reply_error(script_run *r, const char *err) {
 }
 
 void script_run_continue(script_run *r) {
-    if (r->state == RS_YIELDED) run_resume(r);
+    if (r->state == RS_YIELDED) run_resume(r, r->e->time_slice_usec);
+}
+
+void script_run_continue_for(script_run *r, unsigned usec) {
+    unsigned long long slice = r->e->time_slice_usec;
+    if (r->state == RS_YIELDED) run_resume(r, usec < slice ? usec : slice);
 }
 
 void script_run_kill(script_run *r, const char *err) {

@@ -94,7 +94,9 @@ void script_engine_free(script_engine *e);
 /* Cap on the Lua heap in bytes (0 = none). A script that needs more fails
  * with an error; the process is never at risk. */
 void script_engine_set_memory_limit(script_engine *e, size_t bytes);
-/* Longest stretch of CPU a run gets before yielding to the event loop. */
+/* Longest stretch of CPU a run gets before yielding to the event loop,
+ * summed over its resumes since it last yielded (calls answered at once do
+ * not start a new slice). */
 void script_engine_set_time_slice(script_engine *e, unsigned usec);
 
 /* SCRIPT LOAD / EVAL body: parse the shebang, compile, cache by SHA1.
@@ -151,8 +153,10 @@ void script_run_reply(script_run *r, const redisReply *reply);
 void script_run_reply_raw(script_run *r, const char *proto, size_t len);
 /* The same with an error reply; err is the text without '-' and CRLF. */
 void script_run_reply_error(script_run *r, const char *err);
-/* Resume a run after yield(). */
+/* Resume a run after yield(), for one time slice. */
 void script_run_continue(script_run *r);
+/* The same for at most usec of CPU (a scheduler's share of its budget). */
+void script_run_continue_for(script_run *r, unsigned usec);
 /* SCRIPT KILL (or abort before a re-run): the run never resumes; it ends with
  * the error err (NULL: Redis's "Script killed by user with SCRIPT KILL..."
  * with the script/line suffix) and done() is called, from the event loop

@@ -145,7 +145,7 @@ void config_init_defaults(void)
     config.acllog_max_len = 128;
     config.busy_reply_threshold = 5000;
     config.busy_reply_scope_all = 0;
-    config.lua_memory_limit = 0;
+    config.lua_memory_limit = 1024LL * 1024 * 1024; /* 1gb: see proxy.conf */
     config.lua_undeclared_keys_error = 0;
     config.lua_time_slice_us = 2000;
     config.tls_port = 0;

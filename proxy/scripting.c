@@ -68,6 +68,7 @@ typedef struct script_call {
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
+    unsigned queued : 1;         /* in the run queue: used up its time slice */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
@@ -79,6 +80,7 @@ typedef struct script_call {
     unsigned long long start_ms; /* when the run started (monotonic) */
     struct acl_user *user;       /* who ran the script: its redis.call are checked against it */
     struct script_call *prev, *next;
+    struct script_call *rq_next; /* run queue order */
 } script_call;
 
 static script_engine *engine;
@@ -89,6 +91,12 @@ static unsigned long long monotonic_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+static unsigned long long monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
 }
 static script_call *calls; /* every call not yet freed */
 static unsigned busy_count;
@@ -305,6 +313,89 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
     call_maybe_free(sc);
 }
 
+/* SORT and SORT_RO with a constant BY pattern (one without '*') do not sort,
+ * except that Redis sorts a set ALPHA, without the BY, when a script asks
+ * (or with STORE, which the store sees itself), so that the reply does not
+ * depend on the set's internal order. The store cannot know the call comes
+ * from a script: such a call asks the key's type first and, for a set, sends
+ * the command with ALPHA in place of its BY options. Whether a call needs it
+ * is read from its options as Redis parses them; any other SORT goes as is. */
+static int sort_needs_type(const command_def *cmd, int argc, char **argv)
+{
+    int readonly = !strcmp(cmd->name, "sort_ro");
+    if (!readonly && strcmp(cmd->name, "sort")) return 0;
+    int dontsort = 0;
+    for (int j = 2; j < argc; j++) {
+        int left = argc - j - 1;
+        if (!strcasecmp(argv[j], "asc") || !strcasecmp(argv[j], "desc") || !strcasecmp(argv[j], "alpha")) continue;
+        if (!strcasecmp(argv[j], "limit") && left >= 2) {
+            j += 2;
+        } else if (!readonly && !strcasecmp(argv[j], "store") && left >= 1) {
+            return 0;
+        } else if (!strcasecmp(argv[j], "by") && left >= 1) {
+            if (!strchr(argv[j + 1], '*')) dontsort = 1; /* as Redis: the pattern up to a NUL */
+            j++;
+        } else if (!strcasecmp(argv[j], "get") && left >= 1) {
+            j++;
+        } else {
+            return 0; /* a syntax error: the store gives it */
+        }
+    }
+    return dontsort;
+}
+
+static void sort_type_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    int argc = sc->call_argc;
+    char **argv = sc->call_argv, **sargv = NULL;
+    size_t *argvlen = sc->call_argvlen, *slen = NULL;
+    static const char set_reply[] = "+set\r\n";
+    if (!r->error && r->raw_len == sizeof(set_reply) - 1 &&
+        !memcmp(evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), set_reply, r->raw_len)) {
+        /* A set: the same options (sort_needs_type parsed them) without BY, and ALPHA. */
+        sargv = malloc(sizeof(char *) * (size_t)(argc + 1));
+        slen = malloc(sizeof(size_t) * (size_t)(argc + 1));
+        if (!sargv || !slen) abort();
+        int n = 0;
+        for (int j = 0; j < argc; j++) {
+            int left = argc - j - 1, take = 0;
+            if (j >= 2 && !strcasecmp(argv[j], "by") && left >= 1) {
+                j++;
+                continue;
+            }
+            if (j >= 2 && !strcasecmp(argv[j], "limit") && left >= 2) take = 2;
+            else if (j >= 2 && !strcasecmp(argv[j], "get") && left >= 1) take = 1;
+            for (int k = 0; k <= take; k++, n++) {
+                sargv[n] = argv[j + k];
+                slen[n] = argvlen[j + k];
+            }
+            j += take;
+        }
+        sargv[n] = "ALPHA";
+        slen[n++] = 5;
+        argc = n;
+        argv = sargv;
+        argvlen = slen;
+    }
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, argc, argv, argvlen, BACKEND_RAW,
+                                     store_reply_cb, sc) != 0)
+        answer_error(sc, backend_error(b));
+    else sc->inflight++;
+    free(sargv);
+    free(slen);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 /* Checks done: send the pending redis.call to the store. */
 static void call_send(script_call *sc)
 {
@@ -319,6 +410,16 @@ static void call_send(script_call *sc)
     if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
+        char *tv[2] = {"TYPE", sc->call_argv[1]};
+        size_t tl[2] = {4, sc->call_argvlen[1]};
+        if (backend_send_for(b, conn, sc->db, sc->client_id, 2, tv, tl, BACKEND_RAW, sort_type_cb, sc) == 0) {
+            sc->inflight++;
+            return;
+        }
+        answer_error(sc, backend_error(b));
+        return;
+    }
     if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
         char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
         size_t ml[1] = {5}, el[1] = {4};
@@ -419,18 +520,74 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     call_proceed(sc);
 }
 
-static void continue_cb(evutil_socket_t fd, short what, void *arg)
+/* ---- the run queue ---------------------------------------------------------------
+ * Runs that used up their time slice wait here in order. Each event-loop turn
+ * gives them one slice of CPU between them, round robin, so however many
+ * scripts are CPU-bound, a plain command or a script whose store reply came
+ * in waits about one slice for the proxy to read it, not one slice per
+ * CPU-bound script. */
+static script_call *runq_head, *runq_tail;
+static struct event *runq_ev;
+
+static void runq_remove(script_call *sc)
+{
+    if (!sc->queued) return;
+    script_call **p = &runq_head, *prev = NULL;
+    while (*p != sc) {
+        prev = *p;
+        p = &(*p)->rq_next;
+    }
+    *p = sc->rq_next;
+    if (runq_tail == sc) runq_tail = prev;
+    sc->rq_next = NULL;
+    sc->queued = 0;
+    sc->scheduled--;
+}
+
+static void runq_arm(void)
+{
+    /* A timer, not an immediate activation: libevent runs activated events
+     * in the same loop turn, which would starve the sockets. The delay counts
+     * from the time libevent read before this turn's callbacks, so it is
+     * over by the next turn, whose poll waits at most the timer's resolution
+     * (1 ms with epoll) and only while no socket is ready: a client's next
+     * command usually arrives in that window rather than behind a slice. */
+    static const struct timeval soon = {0, 1};
+    if (!evtimer_pending(runq_ev, NULL)) evtimer_add(runq_ev, &soon);
+}
+
+static void runq_push(script_call *sc)
+{
+    if (sc->queued) return;
+    sc->queued = 1;
+    sc->scheduled++;
+    sc->rq_next = NULL;
+    if (runq_tail) runq_tail->rq_next = sc;
+    else runq_head = sc;
+    runq_tail = sc;
+    runq_arm();
+}
+
+static void runq_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    script_call *sc = arg;
-    sc->scheduled--;
-    if (!sc->finished && sc->run) {
-        sc->depth++;
-        script_run_continue(sc->run);
-        sc->depth--;
+    (void)arg;
+    unsigned long long budget = (unsigned long long)config.lua_time_slice_us, t0 = monotonic_us();
+    while (runq_head) {
+        unsigned long long used = monotonic_us() - t0;
+        if (used >= budget) break;
+        script_call *sc = runq_head;
+        runq_remove(sc);
+        if (!sc->finished && sc->run) {
+            sc->depth++;
+            /* It comes back to the tail if it yields again. */
+            script_run_continue_for(sc->run, (unsigned)(budget - used));
+            sc->depth--;
+        }
+        call_maybe_free(sc);
     }
-    call_maybe_free(sc);
+    if (runq_head) runq_arm();
 }
 
 static void host_yield(void *host_ctx, script_run *run)
@@ -438,11 +595,7 @@ static void host_yield(void *host_ctx, script_run *run)
     script_call *sc = script_run_userdata(run);
     sc->run = run;
     check_busy(sc);
-    /* A timer, not an immediate activation: libevent runs activated events
-     * in the same loop turn, which would starve the sockets. */
-    static const struct timeval soon = {0, 1};
-    sc->scheduled++;
-    event_base_once(server.base, -1, EV_TIMEOUT, continue_cb, sc, &soon);
+    runq_push(sc);
 }
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg)
@@ -472,6 +625,7 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
+    runq_remove(sc); /* killed while it waited for its turn */
     stat_scripts_run++;
     note_run(sc);
     if (sc->rerun) {
@@ -829,11 +983,13 @@ static const char *const script_help[] = {
 #define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
- * as in Redis, each refuses when only the other kind is busy. */
+ * as in Redis, each refuses when only the other kind is busy. The proxy runs
+ * many scripts at once: every busy one that has not written is killed, and
+ * -UNKILLABLE comes only when each busy one has written. */
 void scripting_kill(client *c, int is_eval)
 {
     struct evbuffer *out = client_reply_buffer(c);
-    int busy = 0, other = 0, written = 0;
+    int busy = 0, other = 0, killable = 0;
     for (script_call *sc = calls; sc; sc = sc->next) {
         if (!sc->busy || sc->finished || !sc->run) continue;
         if ((sc->fname == NULL) != is_eval) {
@@ -841,7 +997,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        written += sc->written;
+        killable += !sc->written;
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -851,7 +1007,7 @@ void scripting_kill(client *c, int is_eval)
         reply_error(out, "NOTBUSY No scripts in execution right now.");
         return;
     }
-    if (written) {
+    if (!killable) {
         reply_error(out, "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
                          "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
                          "NOSAVE command.");
@@ -860,14 +1016,15 @@ void scripting_kill(client *c, int is_eval)
     reply_ok(out);
     script_call *sc = calls;
     while (sc) {
-        script_call *next = sc->next;
-        if (sc->busy && !sc->finished && sc->run && (sc->fname == NULL) == is_eval) {
+        /* Killing ends the run and may free sc: keep it alive to step on. */
+        sc->depth++;
+        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
             stat_killed++;
-            sc->depth++;
             script_run_kill(sc->run, NULL);
-            sc->depth--;
-            call_maybe_free(sc);
         }
+        script_call *next = sc->next;
+        sc->depth--;
+        call_maybe_free(sc);
         sc = next;
     }
 }
@@ -1009,6 +1166,8 @@ int scripting_init(void)
 {
     engine = script_engine_new(&host, NULL);
     if (!engine) return -1;
+    runq_ev = evtimer_new(server.base, runq_cb, NULL);
+    if (!runq_ev) return -1;
     scripting_apply_config();
     return 0;
 }
@@ -1020,6 +1179,9 @@ void scripting_shutdown(void)
     stopping = 1;
     script_engine_free(engine);
     engine = NULL;
+    if (runq_ev) event_free(runq_ev);
+    runq_ev = NULL;
+    runq_head = runq_tail = NULL;
     while (calls) {
         script_call *sc = calls;
         calls = sc->next;

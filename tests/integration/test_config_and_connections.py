@@ -294,7 +294,7 @@ def test_config_get_proxy_directives_match_redis(real_proxy, oracle, store):
         assert got[b"backend-admin-commands"] == b"no"
         assert got[b"backend-connect-timeout"] == b"2000"
         assert got[b"busy-reply-scope"] == b"keys"
-        assert got[b"lua-memory-limit"] == b"0"
+        assert got[b"lua-memory-limit"] == b"1073741824"
         assert got[b"lua-undeclared-keys"] == b"lock"
         assert got[b"lua-time-slice"] == b"2000"
         assert got[b"lua-time-limit"] == b"5000"

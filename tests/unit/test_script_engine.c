@@ -1009,6 +1009,52 @@ static void test_other_runs_while_one_loops(void **state) {
     script_engine_set_time_slice(E, 2000);
 }
 
+/* Calls answered as soon as they are made, from the event-loop side (as
+ * the memcached backend answers PING), resume the run each time: the slice
+ * counts over those resumes, so the run still yields. */
+static void test_slice_counts_across_answers(void **state) {
+    char err[256];
+    const char *body = "while true do redis.call('ping') end";
+    const script *s = script_engine_load(E, body, strlen(body), err, sizeof(err));
+    script_engine_set_time_slice(E, 1000);
+    H.defer_all = 1;
+    H.nyielded = 0;
+    result res = {0};
+    unsigned long y0 = H.yields;
+    script_run *r = script_run_start(E, s, 0, NULL, NULL, 0, NULL, NULL, 0, &res);
+    assert_non_null(r);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double took = 0;
+    while (H.yields == y0 && took < 2.0) {
+        assert_true(H.queue != NULL);
+        loop_once(); /* answers the call: the run resumes and calls again */
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    }
+    assert_true(H.yields > y0);
+    assert_true(took < 0.5);
+    /* continued for a share of a slice, it yields again within it */
+    assert_int_equal(H.nyielded, 1);
+    H.nyielded = 0;
+    while (!H.nyielded) {
+        if (H.queue) loop_once();
+        else script_run_continue_for(r, 100);
+    }
+    script_run_kill(r, NULL);
+    while (H.queue) {
+        pending *p = H.queue;
+        H.queue = p->next;
+        pending_free(p);
+    }
+    H.tail = NULL;
+    H.nyielded = 0;
+    assert_true(res.done);
+    free(res.reply);
+    H.defer_all = 0;
+    script_engine_set_time_slice(E, 2000);
+}
+
 static void test_memory_limit(void **state) {
     script_engine *e2 = script_engine_new(&test_host, NULL);
     script_engine_set_memory_limit(e2, 8 << 20);
@@ -1225,6 +1271,7 @@ int main(void) {
         cmocka_unit_test(test_kill_in_callback),
         cmocka_unit_test(test_infinite_loop),
         cmocka_unit_test(test_other_runs_while_one_loops),
+        cmocka_unit_test(test_slice_counts_across_answers),
         cmocka_unit_test(test_memory_limit),
         cmocka_unit_test(test_flush_in_flight),
         cmocka_unit_test(test_resp3_client),
