@@ -23,7 +23,6 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
-#include "proxy/scripting.h"
 #include "proxy/transactions.h"
 #include "proxy/pubsub.h"
 #include "proxy/server.h"
@@ -355,6 +354,18 @@ void client_slot_done(reply_slot *s)
 
 static void client_process_input(client *c);
 static client *closed_clients;
+
+/* What features keep for a client (scripts, transactions, subscriptions)
+ * is let go by the hooks they register, not by client.c naming each one. */
+#define CLOSE_HOOKS_MAX 8
+static client_close_hook *close_hooks[CLOSE_HOOKS_MAX];
+static int close_hooks_count;
+
+void client_add_close_hook(client_close_hook *fn)
+{
+    if (close_hooks_count == CLOSE_HOOKS_MAX) abort();
+    close_hooks[close_hooks_count++] = fn;
+}
 static struct event *reap_ev;
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
@@ -479,14 +490,14 @@ void client_close(client *c)
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
     }
-    if (c->script) scripting_client_gone(c);
     if (c->exec_pending && !c->exec_locks) {
         multi_state *m = c->exec_pending;
         c->exec_pending = NULL;
         c->multi = m; /* freed below with the rest of the transaction state */
     }
-    transactions_client_gone(c);
-    pubsub_client_gone(c);
+    /* Every hook runs, whatever state the client is in: after this nothing
+     * but its reply slots (cleared next) may point at it. */
+    for (int i = 0; i < close_hooks_count; i++) close_hooks[i](c);
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;

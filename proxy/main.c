@@ -29,6 +29,7 @@
 #include "proxy/reply.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
+#include "proxy/transactions.h"
 
 
 
@@ -266,6 +267,11 @@ int main(int argc, char **argv)
     server.start_time = time(NULL);
     make_run_id();
     dispatch_init();
+    /* Each feature lets go of a closing client: scripts (pipelined ones
+     * too) drop their reply, transactions and subscriptions end. */
+    client_add_close_hook(scripting_client_gone);
+    client_add_close_hook(transactions_client_gone);
+    client_add_close_hook(pubsub_client_gone);
     locks_init(server.base);
     if (scripting_init() != 0) {
         log_warning("cannot start the Lua engine");

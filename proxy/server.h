@@ -125,6 +125,10 @@ extern server_state server;
 client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
 void client_close(client *c);             /* now: pending replies are dropped */
 void client_close_after_reply(client *c); /* after what is queued has been written */
+/* A feature that keeps a client pointer (or state for it) anywhere lets it
+ * go in a hook: every hook runs on every close, in the order added. */
+typedef void client_close_hook(client *c);
+void client_add_close_hook(client_close_hook *fn);
 /* Where to write a reply that is ready now: the socket's buffer, or a slot
  * kept in order behind replies still in flight. */
 struct evbuffer *client_reply_buffer(client *c);

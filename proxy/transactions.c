@@ -65,6 +65,8 @@ typedef struct exec_elem {
 
 typedef struct exec_run {
     client *c; /* NULL once the client is gone */
+    uint64_t client_id;
+    struct acl_user *user; /* whose transaction: its scripts run as this user */
     multi_state *m;
     lock_set *ls;
     reply_slot *slot;
@@ -318,6 +320,7 @@ static void exec_run_finish(exec_run *er)
     }
     client_slot_done(s);
     multi_free(er->m);
+    acl_user_release(er->user);
     free(er->replies);
     free(er->elems);
     free(er);
@@ -365,7 +368,9 @@ static void exec_run_step(exec_run *er)
             if (er->pending) return;
             er->next++;
             er->script_running = 1;
-            scripting_eval_in_exec(er->c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done,
+            /* Its client may be gone: the script still runs as its user. */
+            client gone = {.id = er->client_id, .user = er->user, .db = er->db};
+            scripting_eval_in_exec(er->c ? er->c : &gone, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done,
                                    &er->elems[i]);
             continue;
         }
@@ -399,6 +404,9 @@ static void exec_run_start(client *c, multi_state *m, lock_set *ls)
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
     er->c = c;
+    er->client_id = c->id;
+    er->user = c->user;
+    acl_user_retain(er->user);
     er->m = m;
     er->ls = ls;
     er->db = er->start_db = c->db;

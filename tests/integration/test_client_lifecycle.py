@@ -1,0 +1,330 @@
+"""A client's life from accept to close, at the edges: clients that vanish
+(FIN or RST) at every stage of what the proxy does for them, on the RESP
+store and on memcached, under the sanitizer build too; the file-descriptor
+limit and maxclients; clients that never read their replies.
+
+Each module-level environment runs its own proxy, so a sanitizer report or
+a crash is pinned on the test that caused it."""
+
+import os
+import resource
+import shutil
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import encode_command, info_fields, parse_reply
+from test_memcached import MEMCACHED, Memcached
+
+HEAVY = "local x = 0 for i = 1, %d do x = x + i end return redis.call('INCR', KEYS[1])"
+INCR = "return redis.call('INCR', KEYS[1])"
+
+
+def proxy_binary():
+    return os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+
+
+def is_sanitizer_build():
+    return "/san/" in proxy_binary() or os.path.basename(os.path.dirname(proxy_binary())) == "san"
+
+
+class Env:
+    """A store, a proxy in front of it, and checks after each test."""
+
+    def __init__(self, kind, proxy, store):
+        self.kind, self.proxy, self.store = kind, proxy, store
+
+    def connect(self, **kw):
+        return self.proxy.connect(**kw)
+
+    def check(self):
+        report = self.proxy.sanitizer_report()
+        assert not report, "the proxy printed a sanitizer report:\n" + report
+        assert self.proxy.alive(), "the proxy died\n" + self.proxy.diagnostics()
+
+
+def start_proxy(work, store, backend_url, extra=()):
+    p = harness.ProxyProcess(proxy_binary(), store, str(work), extra_args=list(extra))
+    if backend_url:
+        i = p.args.index("--backend")
+        p.args[i + 1] = backend_url
+    p.start()
+    return p
+
+
+def stop_proxy(p):
+    status = p.stop()
+    report = p.sanitizer_report()
+    assert not report, "the proxy printed a sanitizer report:\n" + report
+    assert status in (0, -15), "proxy exit status %s\n%s" % (status, p.diagnostics())
+
+
+@pytest.fixture(scope="module", params=["redis", "memcached"])
+def env(request, tmp_path_factory):
+    work = tmp_path_factory.mktemp("evalproxy-life-" + request.param)
+    extra = ["--lua-time-slice", "1000", "--backend-blocking-connections", "64"]
+    if request.param == "redis":
+        store = harness.RedisServer("store", str(work / "store"), rename_scripting=True).start()
+        proxy = start_proxy(work / "proxy", store, None, extra)
+    else:
+        if not os.path.exists(MEMCACHED):
+            pytest.skip("memcached is not installed")
+        store = Memcached().start()
+        proxy = start_proxy(work / "proxy", store, "memcached://%s:%d" % (store.host, store.port), extra)
+    e = Env(request.param, proxy, store)
+    yield e
+    try:
+        stop_proxy(proxy)
+    finally:
+        store.stop()
+
+
+@pytest.fixture
+def life(env):
+    env.check()
+    with env.connect() as c:
+        c.call("FLUSHALL")
+        c.call("CONFIG", "SET", "lua-script-pipelining", "no")
+    yield env
+    env.check()
+    assert_idle(env)
+    env.check()
+
+
+def assert_idle(env, timeout=10.0):
+    """No lock held or waited for, no script running: and a command on the
+    keys every test uses answers at once."""
+    deadline = time.monotonic() + timeout
+    with env.connect() as c:
+        while True:
+            f = info_fields(c)
+            idle = (f.get("lock_sets_holding") == "0" and f.get("lock_sets_waiting") == "0"
+                    and f.get("scripts_running") == "0")
+            if idle or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert idle, {k: f.get(k) for k in ("lock_sets_holding", "lock_sets_waiting", "scripts_running")}
+        t0 = time.monotonic()
+        for k in ("k", "k2", "{t}a", "{t}b"):
+            r = c.call("EVAL", "return redis.call('SET', KEYS[1], 'free')", "1", k, timeout=5)
+            assert r == b"+OK\r\n", r
+        assert time.monotonic() - t0 < 2.0
+
+
+def raw_connect(env):
+    s = socket.create_connection((env.proxy.host, env.proxy.port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+def vanish(s, how):
+    """Closes a client socket: "fin" (an orderly close) or "rst" (SO_LINGER 0)."""
+    if how == "rst":
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def client_id(s):
+    s.sendall(encode_command("CLIENT", "ID"))
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        buf += s.recv(64)
+    return int(buf[1:-2])
+
+
+def victim(env, how):
+    s = raw_connect(env)
+    return s, (client_id(s) if how in ("kill", "unblock") else None)
+
+
+def end_victim(env, s, cid, how):
+    """The client goes: "fin", "rst", or "kill"/"unblock" (another client
+    runs CLIENT KILL ID / CLIENT UNBLOCK ERROR on it, then it closes)."""
+    if how == "kill":
+        with env.connect() as c:
+            # :0 when it is gone already (QUIT)
+            assert c.call("CLIENT", "KILL", "ID", str(cid)) in (b":0\r\n", b":1\r\n")
+        how = "fin"
+    elif how == "unblock":
+        with env.connect() as c:
+            r = c.call("CLIENT", "UNBLOCK", str(cid), "ERROR")
+            assert r in (b":0\r\n", b":1\r\n"), r
+        time.sleep(0.02)
+        how = "fin"
+    vanish(s, how)
+
+
+def send_and_vanish(env, payload, how, delay=0.002):
+    s, cid = victim(env, how)
+    s.sendall(payload)
+    time.sleep(delay)
+    end_victim(env, s, cid, how)
+
+
+def heavy(n=300000):
+    return HEAVY % n
+
+
+# ---- clients that vanish ---------------------------------------------------
+
+@pytest.mark.parametrize("how", ["rst", "fin"])
+def test_pipelined_scripts_client_resets(life, how):
+    """Pipelined scripts keep running after their client is gone; the store's
+    replies for them must not reach the freed client."""
+    with life.connect() as c:
+        c.call("CONFIG", "SET", "lua-script-pipelining", "yes")
+        body = heavy()
+        assert c.call("EVAL", body, "1", "k") == b":1\r\n"
+    for round_ in range(3):
+        payload = b"".join(encode_command("EVAL", body, "1", "k%d" % i) for i in range(8))
+        send_and_vanish(life, payload, how)
+        time.sleep(0.3)
+        life.check()
+
+
+# CPU-bound for ARGV[1] loop turns (30M: a few hundred ms), then a write.
+SPIN = "local x = 0 for i = 1, tonumber(ARGV[1]) do x = x + i end return redis.call('INCR', KEYS[1])"
+# Reads its declared key, spins, then touches an undeclared one: two of
+# these on crossed keys wait for each other, and one is re-run.
+CROSS = ("redis.call('GET', KEYS[1]) local x = 0 for i = 1, tonumber(ARGV[2]) do x = x + i end "
+         "return redis.call('INCR', ARGV[1])")
+CALLS = "for i = 1, tonumber(ARGV[1]) do redis.call('INCR', KEYS[1]) end return 1"
+
+
+def spin_seconds():
+    return "30000000"
+
+
+class Holder:
+    """Another client holding the lock on key k with a spinning script."""
+
+    def __init__(self, env, key="k", seconds=None):
+        self.conn = env.connect()
+        self.conn.send_command("EVAL", SPIN, "1", key, seconds or spin_seconds())
+        time.sleep(0.03)
+
+    def finish(self):
+        r = self.conn.read_reply(timeout=20)
+        self.conn.close()
+        return r
+
+
+def cmd(*args):
+    return encode_command(*args)
+
+
+def stage_payloads(env):
+    """name -> (setup, payload, needs): what a client sends before it
+    vanishes. setup is run first on another connection when set."""
+    s = spin_seconds()
+    return {
+        # scripts
+        "script-running": [cmd("EVAL", SPIN, "1", "k", s)],
+        "script-waiting-for-store": [cmd("EVAL", CALLS, "1", "k", "2000")],
+        "scripts-pipelined": [cmd("EVAL", SPIN, "1", "k%d" % i, "300000") for i in range(8)]
+        + [cmd("EVAL", CALLS, "1", "k%d" % i, "200") for i in range(8)],
+        "scripts-pipelined-then-get": [cmd("EVAL", CALLS, "1", "k%d" % i, "200") for i in range(8)]
+        + [cmd("GET", "k0"), cmd("EVAL", SPIN, "1", "k0", s)],
+        # relays
+        "relays-in-flight": [cmd("INCR", "k%d" % (i % 7)) for i in range(3000)],
+        "mixed-pipeline": [cmd("INCR", "k"), cmd("EVAL", CALLS, "1", "k", "100"), cmd("GET", "k"),
+                           cmd("MSET", "k", "1", "k2", "2"), cmd("EVAL", SPIN, "1", "k2", s)] * 20,
+        # transactions
+        "multi-exec": [cmd("MULTI"), cmd("INCR", "k"), cmd("SET", "k2", "v"), cmd("EXEC")] * 50,
+        "exec-with-scripts": [cmd("MULTI"), cmd("EVAL", SPIN, "1", "k", s), cmd("EVAL", CALLS, "1", "k", "50"),
+                              cmd("INCR", "k2"), cmd("EXEC")],
+        "watch-exec": [cmd("WATCH", "k"), cmd("MULTI"), cmd("EVAL", CALLS, "1", "k", "500"), cmd("EXEC")],
+        "watch-exec-plain": [cmd("INCR", "k")] * 200 + [cmd("WATCH", "k", "k2"), cmd("MULTI"), cmd("INCR", "k"),
+                                                       cmd("EXEC")],
+        # drain callbacks: commands that wait until what was relayed before is answered
+        "drain-then-watch": [cmd("INCR", "k")] * 500 + [cmd("WATCH", "k2"), cmd("GET", "k2")],
+        # pub/sub
+        "subscribed": [cmd("SUBSCRIBE", "ch1", "ch2"), cmd("PSUBSCRIBE", "c*")],
+        # connection state changes with work in flight
+        "quit-mid-pipeline": [cmd("EVAL", CALLS, "1", "k%d" % i, "100") for i in range(8)]
+        + [cmd("INCR", "k"), cmd("QUIT"), cmd("INCR", "k")],
+        "reset-mid-script": [cmd("EVAL", CALLS, "1", "k%d" % i, "100") for i in range(4)]
+        + [cmd("MULTI"), cmd("RESET"), cmd("EVAL", SPIN, "1", "k", s)],
+        "memcached-rmw-queue": [cmd("INCR", "k"), cmd("APPEND", "k2", "x"), cmd("GET", "k"), cmd("INCRBY", "k", "3"),
+                                cmd("SET", "k", "1")] * 200,
+    }
+
+
+BLOCKING_STAGES = {
+    # a blocking command at the store (the RESP store only)
+    "blocking-command": [cmd("BLPOP", "list", "5")],
+    "drain-then-blocking": [cmd("INCR", "k")] * 300 + [cmd("BLPOP", "list", "5")],
+}
+
+WAIT_STAGES = ["script-waiting-for-locks", "relay-waiting-for-locks", "exec-waiting-for-locks",
+               "pipelined-waiting-for-locks"]
+
+STAGES = sorted(list(stage_payloads(None)) + list(BLOCKING_STAGES) + WAIT_STAGES + ["script-rerun"])
+
+
+def run_stage(env, stage, how, delay):
+    payloads = stage_payloads(env)
+    if stage in BLOCKING_STAGES:
+        if env.kind != "redis":
+            pytest.skip("blocking commands need the RESP store")
+        send_and_vanish(env, b"".join(BLOCKING_STAGES[stage]), how, delay)
+        return
+    if stage == "script-rerun":
+        a, aid = victim(env, how)
+        b, bid = victim(env, how)
+        a.sendall(cmd("EVAL", CROSS, "1", "{t}a", "{t}b", "10000000"))
+        b.sendall(cmd("EVAL", CROSS, "1", "{t}b", "{t}a", "10000000"))
+        time.sleep(delay + 0.15)
+        end_victim(env, a, aid, how)
+        time.sleep(0.05)
+        end_victim(env, b, bid, how)
+        return
+    if stage in WAIT_STAGES:
+        holder = Holder(env)
+        if stage == "script-waiting-for-locks":
+            payload = cmd("EVAL", SPIN, "1", "k", "1000")
+        elif stage == "relay-waiting-for-locks":
+            payload = cmd("GET", "k") + cmd("INCR", "k") + cmd("GET", "k2")
+        elif stage == "exec-waiting-for-locks":
+            payload = cmd("MULTI") + cmd("INCR", "k") + cmd("EXEC")
+        else:
+            with env.connect() as c:
+                c.call("CONFIG", "SET", "lua-script-pipelining", "yes")
+            payload = b"".join(cmd("EVAL", CALLS, "1", k, "20") for k in ("k2", "k", "k2", "k"))
+        send_and_vanish(env, payload, how, delay)
+        holder.finish()
+        return
+    if stage == "memcached-rmw-queue" and env.kind != "memcached":
+        pytest.skip("memcached only")
+    if stage.startswith("scripts-pipelined") or stage == "quit-mid-pipeline" or stage == "reset-mid-script":
+        with env.connect() as c:
+            c.call("CONFIG", "SET", "lua-script-pipelining", "yes")
+            # scripts are pipelined once a run kept to their declared keys
+            c.call("EVAL", CALLS, "1", "warm", "1")
+            c.call("EVAL", SPIN, "1", "warm", "1")
+    payload = b"".join(payloads[stage])
+    send_and_vanish(env, payload, how, delay)
+
+
+# How long after its last write each kind of client goes: at once (the
+# proxy has read its commands but done little) or while the work is on.
+VANISH_DELAY = {"rst": 0.002, "fin": 0.05, "kill": 0.02, "unblock": 0.05}
+
+
+@pytest.mark.parametrize("how", ["rst", "fin", "kill", "unblock"])
+@pytest.mark.parametrize("stage", STAGES)
+def test_client_vanishes(life, stage, how):
+    """A client disconnects while the proxy works for it: nothing of it may
+    be touched after it is freed, and nothing it held stays locked."""
+    run_stage(life, stage, how, VANISH_DELAY[how])
+    time.sleep(0.1)
+    life.check()
+    # SUBSCRIBE'd channels: a message after the subscriber is gone
+    with life.connect() as c:
+        if life.kind == "redis":
+            c.call("PUBLISH", "ch1", "hello")
