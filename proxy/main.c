@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -87,12 +88,129 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
+/* Out of file descriptors, accept fails while the connection stays queued:
+ * the listeners would wake the loop at once, forever. They pause instead and
+ * try again after ACCEPT_PAUSE_MS, or as soon as a client closes; the error
+ * is logged once per ACCEPT_LOG_SECONDS with how often it happened. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_SECONDS 10
+static struct event *accept_resume_ev;
+static int accept_paused;
+static time_t accept_logged_at;
+static unsigned long accept_errors_unlogged;
+
+static void listeners_enable(int on)
+{
+    for (int i = 0; i < listener_count; i++) {
+        if (on) evconnlistener_enable(listeners[i]);
+        else evconnlistener_disable(listeners[i]);
+    }
+}
+
+static void accept_resume(void)
+{
+    if (!accept_paused) return;
+    accept_paused = 0;
+    evtimer_del(accept_resume_ev);
+    listeners_enable(1);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    accept_resume();
+}
+
+/* A close frees a descriptor: accept again. */
+static void accept_client_closed(client *c)
+{
+    (void)c;
+    accept_resume();
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     (void)l;
     (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
+    time_t now = time(NULL);
+    if (now - accept_logged_at >= ACCEPT_LOG_SECONDS) {
+        if (accept_errors_unlogged)
+            log_warning("Accepting client connection: %s (%lu more since the last report)",
+                        evutil_socket_error_to_string(err), accept_errors_unlogged);
+        else log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
+        accept_logged_at = now;
+        accept_errors_unlogged = 0;
+    } else {
+        accept_errors_unlogged++;
+    }
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) return;
+    if (!accept_paused && accept_resume_ev) {
+        accept_paused = 1;
+        listeners_enable(0);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(accept_resume_ev, &tv);
+    }
+}
+
+/* Redis's rule at start: room for maxclients plus a reserve of descriptors
+ * (here also the shared store connections). The limit is raised if it can
+ * be; otherwise maxclients shrinks to fit, with Redis's warnings. */
+#define MIN_RESERVED_FDS 32
+
+static int adjust_open_files_limit(void)
+{
+    rlim_t reserved = (rlim_t)MIN_RESERVED_FDS + (rlim_t)config.backend_connections;
+    rlim_t maxfiles = (rlim_t)config.maxclients + reserved;
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == -1) {
+        log_warning("Unable to obtain the current NOFILE limit (%s), assuming 1024 and setting the max clients "
+                    "configuration accordingly.",
+                    strerror(errno));
+        config.maxclients = (int)(1024 - reserved);
+        return 0;
+    }
+    rlim_t oldlimit = limit.rlim_cur;
+    if (oldlimit >= maxfiles) return 0;
+    /* Try the full number, then less and less, down to what is set now. */
+    rlim_t best = maxfiles;
+    int setrlimit_error = 0;
+    while (best > oldlimit) {
+        limit.rlim_cur = best;
+        if (limit.rlim_max < best) limit.rlim_max = best;
+        if (setrlimit(RLIMIT_NOFILE, &limit) != -1) break;
+        setrlimit_error = errno;
+        getrlimit(RLIMIT_NOFILE, &limit);
+        if (best < 16) {
+            best = oldlimit;
+            break;
+        }
+        best -= 16;
+    }
+    if (best < oldlimit) best = oldlimit;
+    if (best >= maxfiles) {
+        log_notice("Increased maximum number of open files to %llu (it was originally set to %llu).",
+                   (unsigned long long)maxfiles, (unsigned long long)oldlimit);
+        return 0;
+    }
+    int old_maxclients = config.maxclients;
+    if (best <= reserved) {
+        log_warning("Your current 'ulimit -n' of %llu is not enough for the server to start. Please increase your "
+                    "open file limit to at least %llu. Exiting.",
+                    (unsigned long long)oldlimit, (unsigned long long)maxfiles);
+        return -1;
+    }
+    config.maxclients = (int)(best - reserved);
+    log_warning("You requested maxclients of %d requiring at least %llu max file descriptors.", old_maxclients,
+                (unsigned long long)maxfiles);
+    log_warning("Server can't set maximum open files to %llu because of OS error: %s.", (unsigned long long)maxfiles,
+                strerror(setrlimit_error));
+    log_warning("Current maximum open files is %llu. maxclients has been reduced to %d to compensate for low "
+                "ulimit. If you need higher maxclients increase 'ulimit -n'.",
+                (unsigned long long)best, config.maxclients);
+    return 0;
 }
 
 static int listen_tcp(const char *addr, int port, int kind)
@@ -158,6 +276,7 @@ static int listen_unix(const char *path)
         return -1;
     }
     if (config.unixsocketperm) chmod(path, (mode_t)config.unixsocketperm);
+    evconnlistener_set_error_cb(l, accept_error_cb);
     listeners[listener_count++] = l;
     return 0;
 }
@@ -259,6 +378,7 @@ int main(int argc, char **argv)
     log_set_level(config.loglevel);
     signal(SIGPIPE, SIG_IGN);
 
+    if (adjust_open_files_limit() != 0) return 1;
     server.base = event_base_new();
     if (!server.base) {
         fprintf(stderr, "cannot create the event loop\n");
@@ -272,6 +392,8 @@ int main(int argc, char **argv)
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
+    client_add_close_hook(accept_client_closed);
+    accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);
     if (scripting_init() != 0) {
         log_warning("cannot start the Lua engine");
@@ -321,6 +443,10 @@ int main(int argc, char **argv)
 
     /* Orderly teardown, so leak checkers see a clean exit. */
     for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
+    listener_count = 0;
+    event_free(accept_resume_ev);
+    accept_resume_ev = NULL;
+    accept_paused = 0;
     if (config.unixsocket) unlink(config.unixsocket);
     scripting_begin_shutdown();
     clients_close_all();

@@ -328,3 +328,181 @@ def test_client_vanishes(life, stage, how):
     with life.connect() as c:
         if life.kind == "redis":
             c.call("PUBLISH", "ch1", "hello")
+
+
+# ---- the file-descriptor limit and maxclients -------------------------------
+
+SETPRIV = shutil.which("setpriv")
+
+
+def low_nofile(soft, hard):
+    def pre():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return pre
+
+
+class LimitedProxy(harness.ProxyProcess):
+    """The proxy started with RLIMIT_NOFILE = nofile, soft and hard (and
+    without CAP_SYS_RESOURCE, so that it cannot lift the hard limit); with
+    can_raise, only the soft limit is that low."""
+
+    def __init__(self, store, workdir, nofile, can_raise=False, extra=()):
+        super().__init__(proxy_binary(), store, workdir, extra_args=list(extra))
+        self.nofile, self.can_raise = nofile, can_raise
+
+    def start(self, timeout=30.0):
+        self._stderr = open(self.stderr_path, "ab")
+        args = list(self.args)
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if not self.can_raise and os.geteuid() == 0 and SETPRIV:
+            args = [SETPRIV, "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"] + args
+        self.proc = subprocess.Popen(args, stdout=self._stderr, stderr=self._stderr, cwd=self.workdir,
+                                     start_new_session=True,
+                                     preexec_fn=low_nofile(self.nofile, hard if self.can_raise else self.nofile))
+        harness.wait_for_ping(self.host, self.port, timeout, self.proc, "proxy")
+        return self
+
+    def cpu_seconds(self):
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def log_size(self):
+        return os.path.getsize(self.logfile) if os.path.exists(self.logfile) else 0
+
+    def log_text(self):
+        return self._read(self.logfile, 10 ** 6)
+
+
+@pytest.fixture(scope="module")
+def fd_store(tmp_path_factory):
+    work = tmp_path_factory.mktemp("evalproxy-fds")
+    store = harness.RedisServer("store", str(work / "store"), rename_scripting=True).start()
+    yield store, work
+    store.stop()
+
+
+@pytest.fixture
+def limited(fd_store, request):
+    store, work = fd_store
+    started = []
+
+    def start(nofile, can_raise=False, extra=()):
+        p = LimitedProxy(store, str(work / ("proxy-%s-%d" % (request.node.name, len(started)))), nofile,
+                         can_raise, extra)
+        started.append(p)
+        return p.start()
+
+    yield start
+    for p in started:
+        stop_proxy(p)
+
+
+def open_clients(proxy, n):
+    """n connections; returns them with what each got first: None while it
+    is served (PING answered), else the error line or b"" for a close."""
+    conns = []
+    for _ in range(n):
+        try:
+            s = socket.create_connection((proxy.host, proxy.port), timeout=5)
+        except OSError:
+            conns.append((None, b"connect failed"))
+            continue
+        conns.append((s, None))
+    out = []
+    for s, err in conns:
+        if s is None:
+            out.append((s, err))
+            continue
+        try:
+            s.settimeout(0.5)
+            s.sendall(encode_command("PING"))
+            got = s.recv(100)
+        except socket.timeout:
+            got = b"(no answer yet)"
+        except OSError:
+            got = b""
+        out.append((s, None if got == b"+PONG\r\n" else got))
+    return out
+
+
+def test_maxclients_fitted_to_a_low_fd_limit(limited):
+    """A hard limit the proxy cannot raise: maxclients shrinks to fit, with
+    Redis's warnings, and clients past it get Redis's error."""
+    p = limited(128)
+    with p.connect() as c:
+        maxclients = int(info_fields(c)["maxclients"])
+    assert 0 < maxclients <= 128 - 32, maxclients
+    log = p.log_text()
+    assert "You requested maxclients of 10000 requiring at least" in log, log[-2000:]
+    assert "maxclients has been reduced to %d to compensate for low ulimit" % maxclients in log
+    clients = open_clients(p, maxclients + 20)
+    served = [s for s, err in clients if err is None]
+    refused = [err for s, err in clients if err is not None]
+    assert len(served) == maxclients, (len(served), refused[:3])
+    assert refused and all(e in (b"-ERR max number of clients reached\r\n", b"") for e in refused), refused[:5]
+    for s, _ in clients:
+        if s:
+            s.close()
+    time.sleep(0.3)
+    with p.connect() as c:
+        assert c.call("PING") == b"+PONG\r\n"
+
+
+def test_fd_limit_raised_when_allowed(limited):
+    """A soft limit below what maxclients needs is raised (up to the hard
+    limit) to maxclients + the reserve."""
+    p = limited(256, can_raise=True, extra=["--maxclients", "2000"])
+    with p.connect() as c:
+        assert info_fields(c)["maxclients"] == "2000"
+    with open("/proc/%d/limits" % p.proc.pid) as f:
+        line = [ln for ln in f if ln.startswith("Max open files")][0]
+    assert int(line.split()[3]) >= 2000 + 32, line
+    assert "Increased maximum number of open files to" in p.log_text()
+
+
+def test_out_of_fds_accept_backs_off(limited, fd_store):
+    """Descriptors run out below maxclients (each blocked client also holds a
+    store connection of its own): the proxy neither spins nor floods its log,
+    and accepts again once descriptors are free."""
+    p = limited(128, extra=["--maxclients", "90", "--loglevel", "notice"])
+    blocked = []
+    # Each BLPOP client takes two descriptors: its socket and its store connection.
+    for i in range(60):
+        try:
+            s = socket.create_connection((p.host, p.port), timeout=5)
+        except OSError:
+            break
+        s.sendall(encode_command("BLPOP", "never:%d" % i, "0"))
+        blocked.append(s)
+    time.sleep(0.5)
+    extra = []
+    for _ in range(30):
+        try:
+            extra.append(socket.create_connection((p.host, p.port), timeout=2))
+        except OSError:
+            pass
+    time.sleep(0.3)
+    cpu0, log0 = p.cpu_seconds(), p.log_size()
+    time.sleep(3.0)
+    cpu = p.cpu_seconds() - cpu0
+    logged = p.log_size() - log0
+    assert cpu < 0.5, "the proxy used %.2fs of CPU in 3s while out of descriptors" % cpu
+    assert logged < 4096, "the log grew by %d bytes in 3s" % logged
+    # The queued clients get an answer (served, refused, or closed) once
+    # descriptors are free again.
+    for s in blocked:
+        s.close()
+    time.sleep(0.5)
+    for s in extra:
+        s.settimeout(5)
+        try:
+            s.sendall(encode_command("PING"))
+            got = s.recv(100)
+        except OSError:
+            got = b""
+        assert got in (b"+PONG\r\n", b"-ERR max number of clients reached\r\n", b""), got
+        s.close()
+    with p.connect() as c:
+        assert c.call("PING") == b"+PONG\r\n"
+        assert c.call("BLPOP", "never:x", "0.01") == b"*-1\r\n"
