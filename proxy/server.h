@@ -47,6 +47,7 @@ enum client_flags {
     CLIENT_BLOCKED = 1 << 7,    /* waiting: later commands stay unread */
     CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
     CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
+    CLIENT_PACED = 1 << 10,     /* owed too much output: its input waits unread */
 };
 
 struct client {
@@ -95,6 +96,7 @@ struct client {
     unsigned hold_over : 1; /* that hold has lasted long enough: write */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
+    size_t reply_size_guess; /* its recent replies' size, for pacing */
     client *prev, *next;
 };
 

@@ -506,3 +506,131 @@ def test_out_of_fds_accept_backs_off(limited, fd_store):
     with p.connect() as c:
         assert c.call("PING") == b"+PONG\r\n"
         assert c.call("BLPOP", "never:x", "0.01") == b"*-1\r\n"
+
+
+# ---- clients that never read their replies ----------------------------------
+
+@pytest.fixture
+def big_env(fd_store, request):
+    store, work = fd_store
+    p = harness.ProxyProcess(proxy_binary(), store, str(work / ("proxy-" + request.node.name)))
+    p.start()
+    yield p
+    stop_proxy(p)
+
+
+def proxy_rss_mb(p):
+    with open("/proc/%d/status" % p.proc.pid) as f:
+        return int([ln for ln in f if ln.startswith("VmRSS")][0].split()[1]) // 1024
+
+
+def unread_big_replies(p, clients=10, gets=100):
+    """clients connections each pipeline `gets` GETs of a 1 MiB value and
+    never read; returns the sockets."""
+    hogs = []
+    for _ in range(clients):
+        s = socket.create_connection((p.host, p.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(encode_command("GET", "big") * gets)
+        hogs.append(s)
+    return hogs
+
+
+def test_unread_big_replies_do_not_stall_others(big_env):
+    """Ten clients that pipeline 100 GETs of 1 MiB and never read: another
+    client's GET is answered promptly, and the proxy does not buffer the
+    gigabyte they asked for (their input waits instead)."""
+    p = big_env
+    with p.connect() as c:
+        c.call("SET", "big", b"x" * (1 << 20))
+        c.call("SET", "small", "1")
+        hogs = unread_big_replies(p)
+        try:
+            time.sleep(0.05)
+            worst = 0.0
+            for _ in range(8):
+                t0 = time.monotonic()
+                assert c.call("GET", "small", timeout=60) == b"$1\r\n1\r\n"
+                worst = max(worst, time.monotonic() - t0)
+                time.sleep(0.1)
+            rss = proxy_rss_mb(p)
+            # Before pacing: 11-33 s and 800 MB on a 2-core machine.
+            assert worst < 3.0, "an unrelated GET took %.2fs" % worst
+            assert rss < 300, "the proxy holds %d MB for clients that do not read" % rss
+            # The slow clients are paced, not dropped: they get every reply
+            # once they read.
+            s = hogs[0]
+            s.settimeout(30)
+            want = len(b"$1048576\r\n") + (1 << 20) + 2
+            got = 0
+            while got < want * 100:
+                d = s.recv(1 << 20)
+                assert d, "connection closed after %d bytes" % got
+                got += len(d)
+            assert got == want * 100
+        finally:
+            for s in hogs:
+                s.close()
+
+
+def test_output_buffer_limit_closes_a_client_that_never_reads(big_env):
+    """client-output-buffer-limit normal: a client over the hard limit is
+    closed with Redis's log line; others carry on."""
+    p = big_env
+    with p.connect() as c:
+        c.call("SET", "big", b"x" * (1 << 20))
+        assert c.call("CONFIG", "SET", "client-output-buffer-limit", "normal 512kb 0 0") == b"+OK\r\n"
+        try:
+            s, = unread_big_replies(p, clients=1, gets=20)
+            s.settimeout(10)
+            deadline = time.monotonic() + 10
+            closed = False
+            buf = b""
+            while time.monotonic() < deadline:
+                try:
+                    d = s.recv(1 << 16)
+                except ConnectionResetError:
+                    closed = True
+                    break
+                if not d:
+                    closed = True
+                    break
+                buf += d
+                time.sleep(0.01)
+            s.close()
+            assert closed
+            assert len(buf) < 20 * (1 << 20)
+            log = p._read(p.logfile, 10 ** 6)
+            assert "scheduled to be closed ASAP for overcoming of output buffer limits." in log
+            line = [ln for ln in log.splitlines() if "overcoming of output buffer limits" in ln][-1]
+            # Redis names the client with its CLIENT LIST fields
+            assert " laddr=" in line and " cmd=get " in line, line
+        finally:
+            c.call("CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0")
+        assert c.call("PING") == b"+PONG\r\n"
+
+
+def test_soft_output_limit_over_time(big_env):
+    """The soft limit closes a client that stays over it for soft-seconds."""
+    p = big_env
+    with p.connect() as c:
+        c.call("SET", "big", b"x" * (1 << 20))
+        assert c.call("CONFIG", "SET", "client-output-buffer-limit", "normal 0 256kb 1") == b"+OK\r\n"
+        try:
+            s, = unread_big_replies(p, clients=1, gets=20)
+            t0 = time.monotonic()
+            s.settimeout(10)
+            time.sleep(0.5)
+            with p.connect() as other:
+                assert b"cmd=get" in other.call("CLIENT", "LIST")  # still there before soft-seconds
+            closed_after = None
+            while time.monotonic() - t0 < 8:
+                with p.connect() as other:
+                    if b"cmd=get" not in other.call("CLIENT", "LIST"):
+                        closed_after = time.monotonic() - t0
+                        break
+                time.sleep(0.2)
+            s.close()
+            assert closed_after is not None and closed_after > 0.9, closed_after
+        finally:
+            c.call("CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0")
