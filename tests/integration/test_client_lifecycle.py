@@ -264,7 +264,7 @@ BLOCKING_STAGES = {
 WAIT_STAGES = ["script-waiting-for-locks", "relay-waiting-for-locks", "exec-waiting-for-locks",
                "pipelined-waiting-for-locks"]
 
-STAGES = sorted(list(stage_payloads(None)) + list(BLOCKING_STAGES) + WAIT_STAGES + ["script-rerun"])
+STAGES = sorted(list(stage_payloads(None)) + list(BLOCKING_STAGES) + WAIT_STAGES + ["script-rerun", "paced"])
 
 
 def run_stage(env, stage, how, delay):
@@ -298,6 +298,16 @@ def run_stage(env, stage, how, delay):
             payload = b"".join(cmd("EVAL", CALLS, "1", k, "20") for k in ("k2", "k", "k2", "k"))
         send_and_vanish(env, payload, how, delay)
         holder.finish()
+        return
+    if stage == "paced":
+        # owed more than it reads: its input waits (read events off)
+        with env.connect() as c:
+            c.call("SET", "big", b"x" * (512 * 1024))
+        s, cid = victim(env, how)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(cmd("GET", "big") * 40 + cmd("EVAL", CALLS, "1", "k", "50") + cmd("GET", "big") * 10)
+        time.sleep(delay + 0.2)
+        end_victim(env, s, cid, how)
         return
     if stage == "memcached-rmw-queue" and env.kind != "memcached":
         pytest.skip("memcached only")
@@ -634,3 +644,32 @@ def test_soft_output_limit_over_time(big_env):
             assert closed_after is not None and closed_after > 0.9, closed_after
         finally:
             c.call("CONFIG", "SET", "client-output-buffer-limit", "normal 0 0 0")
+
+
+# ---- QUIT and RESET with work in flight, against Redis ------------------------
+
+@pytest.fixture
+def pipelined_diff(diff, real_proxy):
+    from test_scripting_behaviour import ConfigOverride
+    with ConfigOverride(real_proxy, lua_script_pipelining="yes"):
+        # a script is pipelined once a run of it kept to its declared keys
+        diff.run([("EVAL", CALLS, "1", "warm", "1"), ("EVAL", INCR, "1", "warm")])
+        yield diff
+
+
+def test_quit_mid_pipeline_matches_redis(pipelined_diff):
+    """QUIT behind pipelined scripts: every reply before it, +OK, close;
+    nothing after it runs."""
+    raw = b"".join([cmd("EVAL", CALLS, "1", "q%d" % i, "30") for i in range(8)]
+                   + [cmd("EVAL", INCR, "1", "q0"), cmd("INCR", "q1"), cmd("QUIT"), cmd("INCR", "q1")])
+    pipelined_diff.run([harness.Step(raw=raw, close=True)])
+    pipelined_diff.run([("MGET",) + tuple("q%d" % i for i in range(8))])
+
+
+def test_reset_mid_pipeline_matches_redis(pipelined_diff):
+    """RESET behind pipelined scripts and inside MULTI: the scripts finish
+    and answer in order, the transaction is gone."""
+    raw = b"".join([cmd("EVAL", CALLS, "1", "r%d" % i, "30") for i in range(4)]
+                   + [cmd("MULTI"), cmd("INCR", "r0"), cmd("RESET"), cmd("EVAL", INCR, "1", "r0"), cmd("EXEC"),
+                      cmd("GET", "r0")])
+    pipelined_diff.run([harness.Step(raw=raw, replies=10)])
