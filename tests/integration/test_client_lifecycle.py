@@ -110,7 +110,7 @@ def assert_idle(env, timeout=10.0):
             time.sleep(0.05)
         assert idle, {k: f.get(k) for k in ("lock_sets_holding", "lock_sets_waiting", "scripts_running")}
         t0 = time.monotonic()
-        for k in ("k", "k2", "{t}a", "{t}b"):
+        for k in ("k", "k2", "xa", "xb"):
             r = c.call("EVAL", "return redis.call('SET', KEYS[1], 'free')", "1", k, timeout=5)
             assert r == b"+OK\r\n", r
         assert time.monotonic() - t0 < 2.0
@@ -275,14 +275,23 @@ def run_stage(env, stage, how, delay):
         send_and_vanish(env, b"".join(BLOCKING_STAGES[stage]), how, delay)
         return
     if stage == "script-rerun":
+        # scripts keep running once their client is gone: the cycle comes
+        # all the same, and one of them is re-run
+        with env.connect() as c:
+            reruns = int(info_fields(c)["scripts_rerun"])
         a, aid = victim(env, how)
         b, bid = victim(env, how)
-        a.sendall(cmd("EVAL", CROSS, "1", "{t}a", "{t}b", "10000000"))
-        b.sendall(cmd("EVAL", CROSS, "1", "{t}b", "{t}a", "10000000"))
-        time.sleep(delay + 0.15)
+        a.sendall(cmd("EVAL", CROSS, "1", "xa", "xb", "20000000"))
+        b.sendall(cmd("EVAL", CROSS, "1", "xb", "xa", "20000000"))
+        time.sleep(delay)
         end_victim(env, a, aid, how)
-        time.sleep(0.05)
+        time.sleep(0.3)
         end_victim(env, b, bid, how)
+        deadline = time.monotonic() + 10
+        with env.connect() as c:
+            while int(info_fields(c)["scripts_rerun"]) == reruns and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert int(info_fields(c)["scripts_rerun"]) > reruns
         return
     if stage in WAIT_STAGES:
         holder = Holder(env)
