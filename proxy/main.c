@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -153,64 +152,6 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
         struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
         evtimer_add(accept_resume_ev, &tv);
     }
-}
-
-/* Redis's rule at start: room for maxclients plus a reserve of descriptors
- * (here also the shared store connections). The limit is raised if it can
- * be; otherwise maxclients shrinks to fit, with Redis's warnings. */
-#define MIN_RESERVED_FDS 32
-
-static int adjust_open_files_limit(void)
-{
-    rlim_t reserved = (rlim_t)MIN_RESERVED_FDS + (rlim_t)config.backend_connections;
-    rlim_t maxfiles = (rlim_t)config.maxclients + reserved;
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == -1) {
-        log_warning("Unable to obtain the current NOFILE limit (%s), assuming 1024 and setting the max clients "
-                    "configuration accordingly.",
-                    strerror(errno));
-        config.maxclients = (int)(1024 - reserved);
-        return 0;
-    }
-    rlim_t oldlimit = limit.rlim_cur;
-    if (oldlimit >= maxfiles) return 0;
-    /* Try the full number, then less and less, down to what is set now. */
-    rlim_t best = maxfiles;
-    int setrlimit_error = 0;
-    while (best > oldlimit) {
-        limit.rlim_cur = best;
-        if (limit.rlim_max < best) limit.rlim_max = best;
-        if (setrlimit(RLIMIT_NOFILE, &limit) != -1) break;
-        setrlimit_error = errno;
-        getrlimit(RLIMIT_NOFILE, &limit);
-        if (best < 16) {
-            best = oldlimit;
-            break;
-        }
-        best -= 16;
-    }
-    if (best < oldlimit) best = oldlimit;
-    if (best >= maxfiles) {
-        log_notice("Increased maximum number of open files to %llu (it was originally set to %llu).",
-                   (unsigned long long)maxfiles, (unsigned long long)oldlimit);
-        return 0;
-    }
-    int old_maxclients = config.maxclients;
-    if (best <= reserved) {
-        log_warning("Your current 'ulimit -n' of %llu is not enough for the server to start. Please increase your "
-                    "open file limit to at least %llu. Exiting.",
-                    (unsigned long long)oldlimit, (unsigned long long)maxfiles);
-        return -1;
-    }
-    config.maxclients = (int)(best - reserved);
-    log_warning("You requested maxclients of %d requiring at least %llu max file descriptors.", old_maxclients,
-                (unsigned long long)maxfiles);
-    log_warning("Server can't set maximum open files to %llu because of OS error: %s.", (unsigned long long)maxfiles,
-                strerror(setrlimit_error));
-    log_warning("Current maximum open files is %llu. maxclients has been reduced to %d to compensate for low "
-                "ulimit. If you need higher maxclients increase 'ulimit -n'.",
-                (unsigned long long)best, config.maxclients);
-    return 0;
 }
 
 static int listen_tcp(const char *addr, int port, int kind)
@@ -378,7 +319,9 @@ int main(int argc, char **argv)
     log_set_level(config.loglevel);
     signal(SIGPIPE, SIG_IGN);
 
-    if (adjust_open_files_limit() != 0) return 1;
+    int fit = server_fit_open_files(config.maxclients);
+    if (fit < 0) return 1;
+    config.maxclients = fit;
     server.base = event_base_new();
     if (!server.base) {
         fprintf(stderr, "cannot create the event loop\n");

@@ -123,6 +123,13 @@ typedef struct server_state {
 
 extern server_state server;
 
+/* server.c */
+/* Fits maxclients to the open-files limit as Redis does: raises
+ * RLIMIT_NOFILE towards maxclients plus a reserve, and returns the
+ * maxclients that fits (logged when less), or -1 when not even the reserve
+ * does. */
+int server_fit_open_files(int maxclients);
+
 /* client.c */
 client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
 void client_close(client *c);             /* now: pending replies are dropped */

@@ -480,6 +480,27 @@ def test_fd_limit_raised_when_allowed(limited):
     assert "Increased maximum number of open files to" in p.log_text()
 
 
+def test_config_set_maxclients_checks_the_fd_limit(limited):
+    """CONFIG SET maxclients beyond what the descriptors allow fails with
+    Redis's error and keeps the old value; within them it is raised."""
+    p = limited(128)
+    with p.connect() as c:
+        fit = int(info_fields(c)["maxclients"])
+        assert c.call("CONFIG", "SET", "maxclients", str(fit - 10)) == b"+OK\r\n"
+        r = c.call("CONFIG", "SET", "maxclients", "5000")
+        assert r == (b"-ERR CONFIG SET failed (possibly related to argument 'maxclients') - The operating system "
+                     b"is not able to handle the specified number of clients, try with %d\r\n" % fit), r
+        assert c.call("CONFIG", "GET", "maxclients") == b"*2\r\n$10\r\nmaxclients\r\n$%d\r\n%d\r\n" % (
+            len(str(fit - 10)), fit - 10)
+        assert c.call("CONFIG", "SET", "maxclients", str(fit)) == b"+OK\r\n"
+    q = limited(256, can_raise=True, extra=["--maxclients", "100"])
+    with q.connect() as c:
+        assert c.call("CONFIG", "SET", "maxclients", "3000") == b"+OK\r\n"
+    with open("/proc/%d/limits" % q.proc.pid) as f:
+        line = [ln for ln in f if ln.startswith("Max open files")][0]
+    assert int(line.split()[3]) >= 3000 + 32, line
+
+
 def test_out_of_fds_accept_backs_off(limited, fd_store):
     """Descriptors run out below maxclients (each blocked client also holds a
     store connection of its own): the proxy neither spins nor floods its log,
