@@ -398,6 +398,7 @@ void client_slot_done(reply_slot *s)
 
 static void client_process_input(client *c);
 static client *closed_clients;
+static struct event *reap_ev;
 
 /* What features keep for a client (scripts, transactions, subscriptions)
  * is let go by the hooks they register, not by client.c naming each one. */
@@ -410,7 +411,6 @@ void client_add_close_hook(client_close_hook *fn)
     if (close_hooks_count == CLOSE_HOOKS_MAX) abort();
     close_hooks[close_hooks_count++] = fn;
 }
-static struct event *reap_ev;
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {

@@ -370,8 +370,8 @@ static void exec_run_step(exec_run *er)
             er->script_running = 1;
             /* Its client may be gone: the script still runs as its user. */
             client gone = {.id = er->client_id, .user = er->user, .db = er->db};
-            scripting_eval_in_exec(er->c ? er->c : &gone, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done,
-                                   &er->elems[i]);
+            scripting_eval_in_exec(er->c ? er->c : &gone, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db,
+                                   exec_script_done, &er->elems[i]);
             continue;
         }
         er->next++;

@@ -113,7 +113,7 @@ def assert_idle(env, timeout=10.0):
         for k in ("k", "k2", "xa", "xb"):
             r = c.call("EVAL", "return redis.call('SET', KEYS[1], 'free')", "1", k, timeout=5)
             assert r == b"+OK\r\n", r
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 5.0, "a command on the same keys waited %.1fs" % (time.monotonic() - t0)
 
 
 def raw_connect(env):
