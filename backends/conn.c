@@ -21,6 +21,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#define STORE_READ_MAX (256 * 1024)
+
 static int is_unix_path(const store_addr *a) { return a->host[0] == '/'; }
 
 static int resolve(const store_addr *a, struct sockaddr_storage *ss, socklen_t *sslen, char *why, size_t whylen)
@@ -166,6 +168,9 @@ struct bufferevent *store_conn_open(struct event_base *base, const store_addr *a
         }
     }
     bufferevent_setcb(bev, readcb, NULL, eventcb, arg);
+    /* Replies are read in big bites: a store connection that many clients
+     * share must drain fast, and libevent's default is 16 KiB a wakeup. */
+    bufferevent_set_max_single_read(bev, STORE_READ_MAX);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
     /* For TLS the timeout also covers the handshake, which waits on reads:

@@ -23,7 +23,6 @@
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
-#include "proxy/scripting.h"
 #include "proxy/transactions.h"
 #include "proxy/pubsub.h"
 #include "proxy/server.h"
@@ -140,7 +139,11 @@ static void flush_queue(client *c)
 static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     (void)buf;
-    if (info->n_added) flush_queue(arg);
+    if (!info->n_added) return;
+    client *c = arg;
+    /* Roughly one add per reply: what its next replies will weigh. */
+    c->reply_size_guess = (c->reply_size_guess + info->n_added) / 2;
+    flush_queue(c);
 }
 
 /* A client whose pipeline is held up by its own script (running, or just
@@ -211,6 +214,41 @@ static size_t client_pending_output(client *c)
     return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* ---- pacing ------------------------------------------------------------------ */
+
+/* A client that does not read its replies must not make the proxy buffer
+ * without bound, nor fill the shared store connections with replies that
+ * others' replies queue behind. While what it is owed (output not written,
+ * plus its relayed commands in flight at the size its replies have had) is
+ * over PACE_BYTES, its input waits unread; it goes on once that drains.
+ * Before its first reply a client is assumed to get big ones, so a pipeline
+ * of huge replies starts only a few; small replies soon open the way. */
+#define PACE_BYTES (1024 * 1024)
+#define PACE_FIRST_GUESS PACE_BYTES
+
+static int client_over_pace(client *c)
+{
+    size_t owed = client_pending_output(c);
+    if (owed >= PACE_BYTES) return 1;
+    return c->relay_inflight && owed + (size_t)c->relay_inflight * c->reply_size_guess >= PACE_BYTES;
+}
+
+static void client_pace(client *c)
+{
+    c->flags |= CLIENT_PACED;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+/* Its replies were written or arrived: read its input again if it may. */
+static void client_pace_check(client *c)
+{
+    if (!(c->flags & CLIENT_PACED) || (c->flags & CLIENT_CLOSING) || client_over_pace(c)) return;
+    c->flags &= ~CLIENT_PACED;
+    if (!(c->flags & CLIENT_CLOSE_AFTER_REPLY)) bufferevent_enable(c->bev, EV_READ);
+    c->resume_pending = 1;
+    event_active(c->resume_ev, 0, 0);
+}
+
 static void client_write_now(client *c)
 {
     struct evbuffer *out = c->out;
@@ -219,6 +257,7 @@ static void client_write_now(client *c)
         /* TLS records are written by the bufferevent: hand it the whole turn's output. */
         size_t n = evbuffer_get_length(out);
         if (n && bufferevent_write_buffer(c->bev, out) == 0) server.stats.net_output_bytes += n;
+        client_pace_check(c);
         if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0)
             client_close(c);
         return;
@@ -236,6 +275,7 @@ static void client_write_now(client *c)
         }
         break;
     }
+    client_pace_check(c);
     if (evbuffer_get_length(out)) {
         event_add(c->write_ev, NULL); /* the socket is full: go on when it drains */
         return;
@@ -280,8 +320,10 @@ static void client_check_output_limits(client *c)
         c->obuf_soft_since = 0;
     }
     if (hard || soft) {
-        log_warning("Client id=%llu addr=%s scheduled to be closed ASAP for overcoming of output buffer limits.",
-                    (unsigned long long)c->id, c->addr);
+        size_t len;
+        char *info = client_info_string(c, &len);
+        log_warning("Client %s scheduled to be closed ASAP for overcoming of output buffer limits.", info);
+        free(info);
         client_close(c);
     }
 }
@@ -349,6 +391,7 @@ void client_slot_done(reply_slot *s)
     if (c->slots_head == s) client_flush_slots(c);
     if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev && client_pending_output(c) == 0)
         client_close(c);
+    else client_pace_check(c);
 }
 
 /* ---- lifecycle ---------------------------------------------------------------- */
@@ -356,6 +399,18 @@ void client_slot_done(reply_slot *s)
 static void client_process_input(client *c);
 static client *closed_clients;
 static struct event *reap_ev;
+
+/* What features keep for a client (scripts, transactions, subscriptions)
+ * is let go by the hooks they register, not by client.c naming each one. */
+#define CLOSE_HOOKS_MAX 8
+static client_close_hook *close_hooks[CLOSE_HOOKS_MAX];
+static int close_hooks_count;
+
+void client_add_close_hook(client_close_hook *fn)
+{
+    if (close_hooks_count == CLOSE_HOOKS_MAX) abort();
+    close_hooks[close_hooks_count++] = fn;
+}
 
 static void reap_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -380,6 +435,7 @@ static void tls_written_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     client *c = arg;
+    client_pace_check(c);
     if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0) client_close(c);
 }
 
@@ -427,6 +483,7 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->watch_conn = -1;
     c->dedicated_conn = -1;
     c->exec_new_db = -1;
+    c->reply_size_guess = PACE_FIRST_GUESS;
     c->ctime = c->last_interaction = time(NULL);
     request_parser_init(&c->parser);
     c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
@@ -479,14 +536,14 @@ void client_close(client *c)
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
     }
-    if (c->script) scripting_client_gone(c);
     if (c->exec_pending && !c->exec_locks) {
         multi_state *m = c->exec_pending;
         c->exec_pending = NULL;
         c->multi = m; /* freed below with the rest of the transaction state */
     }
-    transactions_client_gone(c);
-    pubsub_client_gone(c);
+    /* Every hook runs, whatever state the client is in: after this nothing
+     * but its reply slots (cleared next) may point at it. */
+    for (int i = 0; i < close_hooks_count; i++) close_hooks[i](c);
     /* Replies still in flight are dropped when they arrive. */
     for (reply_slot *s = c->slots_head; s;) {
         reply_slot *next = s->next;
@@ -580,9 +637,13 @@ void client_unblock(client *c)
 static void client_process_input(client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED))) {
+    while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED))) {
         size_t len = evbuffer_get_length(in);
         if (len == 0) break;
+        if (client_over_pace(c)) {
+            client_pace(c);
+            break;
+        }
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
         size_t consumed = 0;

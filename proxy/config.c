@@ -13,6 +13,7 @@
 #include "proxy/acl.h"
 #include "proxy/files.h"
 #include "proxy/log.h"
+#include "proxy/server.h"
 
 proxy_config config;
 char *config_file_path;
@@ -470,6 +471,16 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         if (ll < d->min || ll > d->max) {
             snprintf(why, sizeof(why), "argument must be between %lld and %lld inclusive", d->min, d->max);
             return why;
+        }
+        if (d->ptr == &config.maxclients && server.base && ll > config.maxclients) {
+            /* Running: more clients need more descriptors, as in Redis. */
+            int fit = server_fit_open_files((int)ll);
+            if (fit < ll) {
+                snprintf(why, sizeof(why),
+                         "The operating system is not able to handle the specified number of clients, try with %d",
+                         fit);
+                return why;
+            }
         }
         if (d->type == CT_INT) *(int *)d->ptr = (int)ll;
         else *(long long *)d->ptr = ll;

@@ -29,6 +29,7 @@
 #include "proxy/reply.h"
 #include "proxy/server.h"
 #include "proxy/tls.h"
+#include "proxy/transactions.h"
 
 
 
@@ -86,12 +87,71 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
 }
 
+/* Out of file descriptors, accept fails while the connection stays queued:
+ * the listeners would wake the loop at once, forever. They pause instead and
+ * try again after ACCEPT_PAUSE_MS, or as soon as a client closes; the error
+ * is logged once per ACCEPT_LOG_SECONDS with how often it happened. */
+#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_SECONDS 10
+static struct event *accept_resume_ev;
+static int accept_paused;
+static time_t accept_logged_at;
+static unsigned long accept_errors_unlogged;
+
+static void listeners_enable(int on)
+{
+    for (int i = 0; i < listener_count; i++) {
+        if (on) evconnlistener_enable(listeners[i]);
+        else evconnlistener_disable(listeners[i]);
+    }
+}
+
+static void accept_resume(void)
+{
+    if (!accept_paused) return;
+    accept_paused = 0;
+    evtimer_del(accept_resume_ev);
+    listeners_enable(1);
+}
+
+static void accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    accept_resume();
+}
+
+/* A close frees a descriptor: accept again. */
+static void accept_client_closed(client *c)
+{
+    (void)c;
+    accept_resume();
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     (void)l;
     (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
-    log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
+    time_t now = time(NULL);
+    if (now - accept_logged_at >= ACCEPT_LOG_SECONDS) {
+        if (accept_errors_unlogged)
+            log_warning("Accepting client connection: %s (%lu more since the last report)",
+                        evutil_socket_error_to_string(err), accept_errors_unlogged);
+        else log_warning("Accepting client connection: %s", evutil_socket_error_to_string(err));
+        accept_logged_at = now;
+        accept_errors_unlogged = 0;
+    } else {
+        accept_errors_unlogged++;
+    }
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) return;
+    if (!accept_paused && accept_resume_ev) {
+        accept_paused = 1;
+        listeners_enable(0);
+        struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+        evtimer_add(accept_resume_ev, &tv);
+    }
 }
 
 static int listen_tcp(const char *addr, int port, int kind)
@@ -157,6 +217,7 @@ static int listen_unix(const char *path)
         return -1;
     }
     if (config.unixsocketperm) chmod(path, (mode_t)config.unixsocketperm);
+    evconnlistener_set_error_cb(l, accept_error_cb);
     listeners[listener_count++] = l;
     return 0;
 }
@@ -259,6 +320,9 @@ int main(int argc, char **argv)
     log_set_level(config.loglevel);
     signal(SIGPIPE, SIG_IGN);
 
+    int fit = server_fit_open_files(config.maxclients);
+    if (fit < 0) return 1;
+    config.maxclients = fit;
     server.base = event_base_new();
     if (!server.base) {
         fprintf(stderr, "cannot create the event loop\n");
@@ -267,6 +331,13 @@ int main(int argc, char **argv)
     server.start_time = time(NULL);
     make_run_id();
     dispatch_init();
+    /* Each feature lets go of a closing client: scripts (pipelined ones
+     * too) drop their reply, transactions and subscriptions end. */
+    client_add_close_hook(scripting_client_gone);
+    client_add_close_hook(transactions_client_gone);
+    client_add_close_hook(pubsub_client_gone);
+    client_add_close_hook(accept_client_closed);
+    accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);
     if (scripting_init() != 0) {
         log_warning("cannot start the Lua engine");
@@ -317,6 +388,10 @@ int main(int argc, char **argv)
 
     /* Orderly teardown, so leak checkers see a clean exit. */
     for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
+    listener_count = 0;
+    event_free(accept_resume_ev);
+    accept_resume_ev = NULL;
+    accept_paused = 0;
     if (config.unixsocket) unlink(config.unixsocket);
     scripting_begin_shutdown();
     clients_close_all();

@@ -47,6 +47,7 @@ enum client_flags {
     CLIENT_BLOCKED = 1 << 7,    /* waiting: later commands stay unread */
     CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
     CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
+    CLIENT_PACED = 1 << 10,     /* owed too much output: its input waits unread */
 };
 
 struct client {
@@ -95,6 +96,7 @@ struct client {
     unsigned hold_over : 1; /* that hold has lasted long enough: write */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
+    size_t reply_size_guess; /* its recent replies' size, for pacing */
     client *prev, *next;
 };
 
@@ -121,10 +123,21 @@ typedef struct server_state {
 
 extern server_state server;
 
+/* server.c */
+/* Fits maxclients to the open-files limit as Redis does: raises
+ * RLIMIT_NOFILE towards maxclients plus a reserve, and returns the
+ * maxclients that fits (logged when less), or -1 when not even the reserve
+ * does. */
+int server_fit_open_files(int maxclients);
+
 /* client.c */
 client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
 void client_close(client *c);             /* now: pending replies are dropped */
 void client_close_after_reply(client *c); /* after what is queued has been written */
+/* A feature that keeps a client pointer (or state for it) anywhere lets it
+ * go in a hook: every hook runs on every close, in the order added. */
+typedef void client_close_hook(client *c);
+void client_add_close_hook(client_close_hook *fn);
 /* Where to write a reply that is ready now: the socket's buffer, or a slot
  * kept in order behind replies still in flight. */
 struct evbuffer *client_reply_buffer(client *c);

@@ -66,6 +66,8 @@ typedef struct exec_elem {
 
 typedef struct exec_run {
     client *c; /* NULL once the client is gone */
+    uint64_t client_id;
+    struct acl_user *user; /* whose transaction: its scripts run as this user */
     multi_state *m;
     lock_set *ls;
     reply_slot *slot;
@@ -320,6 +322,7 @@ static void exec_run_finish(exec_run *er)
     }
     client_slot_done(s);
     multi_free(er->m);
+    acl_user_release(er->user);
     free(er->replies);
     free(er->elems);
     free(er);
@@ -367,8 +370,10 @@ static void exec_run_step(exec_run *er)
             if (er->pending) return;
             er->next++;
             er->script_running = 1;
-            scripting_eval_in_exec(er->c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done,
-                                   &er->elems[i]);
+            /* Its client may be gone: the script still runs as its user. */
+            client gone = {.id = er->client_id, .user = er->user, .db = er->db};
+            scripting_eval_in_exec(er->c ? er->c : &gone, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db,
+                                   exec_script_done, &er->elems[i]);
             continue;
         }
         er->next++;
@@ -402,6 +407,9 @@ static void exec_run_start(client *c, multi_state *m, lock_set *ls)
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
     er->c = c;
+    er->client_id = c->id;
+    er->user = c->user;
+    acl_user_retain(er->user);
     er->m = m;
     er->ls = ls;
     er->db = er->start_db = c->db;
