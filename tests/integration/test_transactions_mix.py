@@ -1,0 +1,160 @@
+"""MULTI/EXEC with plain commands, scripts and functions mixed in, WATCH, and
+the errors around them, compared byte for byte with redis-server 7.0 on both
+stores (a redis-server without scripting, and memcached); after every case
+nothing may stay locked. Also: WATCH by write versions on memcached (no
+false aborts, every true conflict), the BUSY and EXECABORT texts, the inline
+request limit, the memcached backend's refusal text and the single backend
+directive."""
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+import harness
+from harness import Differ, Step, encode_command, parse_reply
+from test_memcached import MEMCACHED, Memcached
+
+info_fields = harness.info_fields
+GET_SCRIPT = "return redis.call('GET', KEYS[1])"
+INCR_SCRIPT = "return redis.call('INCR', KEYS[1])"
+LIB = ("#!lua name=txlib\n"
+       "redis.register_function('myget', function(keys, args) return redis.call('GET', keys[1]) end)\n"
+       "redis.register_function('myincr', function(keys, args) return redis.call('INCR', keys[1]) end)\n"
+       "redis.register_function{function_name='myro', callback=function(keys, args) "
+       "return redis.call('GET', keys[1]) end, flags={'no-writes'}}\n"
+       "redis.register_function('myerr', function(keys, args) error('boom') end)\n"
+       "redis.register_function('myrep', function(keys, args) return redis.error_reply('MY failed') end)\n")
+
+
+def _proxy_binary():
+    return os.path.abspath(os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy"))
+
+
+def assert_idle(proxy, keys=("a", "b")):
+    """Nothing holds or waits for a lock; the keys and DBSIZE answer at once."""
+    deadline = time.monotonic() + 5
+    with proxy.connect(timeout=2) as c:
+        while True:
+            f = info_fields(c)
+            idle = (f["lock_sets_holding"] == "0" and f["lock_sets_waiting"] == "0"
+                    and f["scripts_running"] == "0")
+            if idle or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        assert idle, {k: v for k, v in f.items() if k.startswith(("lock_", "scripts_"))}
+        for k in keys:
+            assert c.call("TYPE", k, timeout=1).startswith(b"+")
+        assert c.call("DBSIZE", timeout=1).startswith(b":")
+
+
+@pytest.fixture(scope="module")
+def mc_env(tmp_path_factory):
+    if not os.path.exists(MEMCACHED):
+        pytest.skip("memcached is not installed")
+    work = tmp_path_factory.mktemp("evalproxy-txmix")
+    mc = Memcached().start()
+    oracle = harness.RedisServer("oracle", str(work / "oracle")).start()
+    binary = _proxy_binary()
+    proxy = harness.ProxyProcess(binary, oracle, str(work / "proxy"))
+    proxy.args[proxy.args.index("--backend") + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    try:
+        proxy.start()
+    except Exception:
+        oracle.stop()
+        mc.stop()
+        raise
+    yield mc, oracle, proxy
+    status = proxy.stop()
+    oracle.stop()
+    mc.stop()
+    report = proxy.sanitizer_report()
+    if report:
+        pytest.fail("the proxy printed a sanitizer report:\n" + report, pytrace=False)
+    assert status in (0, -15), "proxy exit status %s\n%s" % (status, proxy.diagnostics())
+
+
+@pytest.fixture
+def mc_proxy(mc_env):
+    _, oracle, proxy = mc_env
+    assert proxy.alive(), proxy.diagnostics()
+    Differ(oracle, proxy).flushall()
+    return proxy
+
+
+@pytest.fixture(scope="module")
+def auth_pair(tmp_path_factory, store):
+    """An oracle and a proxy with requirepass pw (set after start: the
+    harness waits for +PONG)."""
+    work = tmp_path_factory.mktemp("evalproxy-txauth")
+    oracle = harness.RedisServer("oracle-auth", str(work / "oracle")).start()
+    binary = _proxy_binary()
+    proxy = harness.ProxyProcess(binary, store, str(work / "proxy"))
+    try:
+        proxy.start()
+        for ep in (oracle, proxy):
+            with ep.connect() as c:
+                assert c.call("CONFIG", "SET", "requirepass", "pw") == b"+OK\r\n"
+        yield Differ(oracle, proxy)
+    finally:
+        status = proxy.stop()
+        oracle.stop()
+    report = proxy.sanitizer_report()
+    assert not report, report
+    assert status in (0, -15), proxy.diagnostics()
+
+
+# ---------------------------------------------------------------------------
+# One backend: a second one is an error, in a file, on the command line, mixed.
+
+def _run(*args):
+    return subprocess.run([_proxy_binary()] + list(args), capture_output=True, timeout=20)
+
+
+REASON = "the store is already named %s; a proxy has exactly one backend"
+
+
+def test_second_backend_in_a_file(tmp_path):
+    conf = tmp_path / "two.conf"
+    conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\n# comment\n\nbackend memcached://127.0.0.1:11211\n")
+    r = _run("--test-config", str(conf))
+    assert r.returncode == 1, r
+    assert ("%s:5: 'backend': " % conf + REASON % ("at %s:2" % conf)) in r.stderr.decode(), r.stderr
+    # The same line twice is no better; nor is a start without --test-config.
+    conf.write_text("backend redis://127.0.0.1:6379\nbackend redis://127.0.0.1:6379\n")
+    r = _run(str(conf), "--port", str(harness.free_port()))
+    assert r.returncode == 1, r
+    assert ("%s:2: 'backend': " % conf + REASON % ("at %s:1" % conf)) in r.stderr.decode(), r.stderr
+
+
+def test_second_backend_on_the_command_line(tmp_path):
+    r = _run("--test-config", "--backend", "redis://127.0.0.1:6379", "--port", "7000",
+             "--backend", "redis://127.0.0.1:6380")
+    assert r.returncode == 1, r
+    assert "command line: '--backend': " + REASON % "on the command line" in r.stderr.decode(), r.stderr
+
+
+def test_second_backend_file_and_command_line(tmp_path):
+    conf = tmp_path / "one.conf"
+    conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\n")
+    r = _run("--test-config", str(conf), "--backend", "redis://127.0.0.1:6380")
+    assert r.returncode == 1, r
+    assert ("command line: '--backend': " + REASON % ("at %s:2" % conf)) in r.stderr.decode(), r.stderr
+    # One backend, wherever it is, is fine; so is the shipped file with --backend.
+    assert _run("--test-config", str(conf)).returncode == 0
+    assert _run("--test-config", "--backend", "memcached://127.0.0.1:11211").returncode == 0
+    shipped = os.path.join(harness.REPO_ROOT, "proxy.conf")
+    assert _run("--test-config", shipped, "--backend", "redis://127.0.0.1:6390").returncode == 0
+
+
+def test_config_set_backend_unchanged(real_proxy):
+    with real_proxy.connect() as c:
+        for args in (("backend", "redis://127.0.0.1:1"), ("backend", "redis://127.0.0.1:1", "port", "5")):
+            assert c.call("CONFIG", "SET", *args) == (
+                b"-ERR CONFIG SET failed (possibly related to argument 'backend') - can't set immutable config\r\n")
+        assert c.call("PING") == b"+PONG\r\n"
