@@ -110,6 +110,58 @@ def auth_pair(tmp_path_factory, store):
 
 
 # ---------------------------------------------------------------------------
+# The inline request limit: Redis checks PROTO_INLINE_MAX_SIZE (64 KiB) after
+# each read, and only while the buffer holds no line end.
+
+def inline_echo(n, end=b"\r\n"):
+    """An inline ECHO line of n bytes before its end."""
+    return b"ECHO " + b"x" * (n - 5) + end
+
+
+@pytest.mark.parametrize("n", [65534, 65535, 65536, 65537, 65538])
+@pytest.mark.parametrize("end", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+def test_inline_near_the_limit_in_one_write(diff, n, end):
+    diff.run([Step(raw=inline_echo(n, end)), "PING"])
+
+
+@pytest.mark.parametrize("n", [65535, 65536, 65537])
+def test_inline_near_the_limit_in_many_writes(diff, n):
+    # Pieces with pauses: each is a read of its own. Past 64 KiB without a
+    # line end is an error; at or below it the line completes with its end.
+    line = inline_echo(n, b"")
+    pieces = [line[i:i + 16384] for i in range(0, len(line), 16384)]
+    if n > 65536:
+        diff.run([Step(raw=pieces, close=True)])
+    else:
+        diff.run([Step(raw=pieces + [b"\r\n"]), "PING"])
+
+
+@pytest.mark.parametrize("n", [65536, 65537])
+def test_inline_without_line_end(diff, n):
+    line = inline_echo(n, b"")
+    if n > 65536:
+        diff.run([Step(raw=line, close=True)])
+    else:
+        # Still waited on; its end in a later read completes it.
+        diff.run([Step(raw=[line, b"\r\n"]), "PING"])
+
+
+def test_inline_limit_pipelined_and_multibulk(diff):
+    big = inline_echo(65536)
+    diff.run([Step(raw=encode_command("SET", "k", "v") + big + b"PING\r\n" + encode_command("GET", "k"),
+                   replies=4)])
+    # A multibulk count line of more than 64 KiB with its end in the same read.
+    diff.run([Step(raw=b"*" + b"1" * 65536 + b"\r\n", close=True)])
+    diff.run([Step(raw=[b"*" + b"1" * 65535, b"11"], close=True)])
+    diff.run([Step(raw=b"*1\r\n$" + b"1" * 65536, close=True)])
+
+
+def test_inline_near_the_limit_unauthenticated(auth_pair):
+    auth_pair.run([Step(raw=inline_echo(65536)), Step(raw=inline_echo(65535, b"\n")),
+                   Step(raw=inline_echo(65537, b""), close=True)])
+
+
+# ---------------------------------------------------------------------------
 # One backend: a second one is an error, in a file, on the command line, mixed.
 
 def _run(*args):
