@@ -748,12 +748,13 @@ static void mb_free(backend *b)
     free(mb);
 }
 
-/* Transactions, blocking commands and pub/sub have no meaning on memcached:
- * no dedicated connections, so those commands fail with the backend error. */
+/* Blocking commands and pub/sub have no meaning on memcached: there are no
+ * dedicated connections (has_dedicated is 0), and the proxy sends blocking
+ * commands the ordinary way, so they are refused by name like any other
+ * command memcached lacks. The error text stays the store's availability. */
 static int mb_open_dedicated(backend *b)
 {
-    mc_backend *mb = (mc_backend *)b;
-    snprintf(mb->error, sizeof(mb->error), "ERR this command is not supported by the memcached backend");
+    (void)b;
     return -1;
 }
 

@@ -468,7 +468,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
-        blocking_command(c, cmd);
+        blocking_command(c, cmd, argc, argv, argvlen);
         return;
     default:
         break;

@@ -753,9 +753,14 @@ int blocking_unblock(client *c, int with_error)
     return 1;
 }
 
-void blocking_command(client *c, const command_def *cmd)
+void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    (void)cmd;
+    if (!server.backend->has_dedicated) {
+        /* No connection of its own to block on: the store gets it like any
+         * other command (memcached refuses it with its usual text). */
+        relay_command(c, cmd, argc, argv, argvlen);
+        return;
+    }
     if ((long long)blocking_in_use >= config.backend_blocking_connections) {
         reply_errorf(client_reply_buffer(c),
                      "ERR no store connection left for blocking commands (backend-blocking-connections is %lld)",

@@ -13,7 +13,7 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 void multi_flag_dirty(client *c);
 int multi_length(const client *c); /* queued commands, -1 outside MULTI */
 /* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
-void blocking_command(client *c, const command_def *cmd);
+void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 unsigned blocking_clients(void);
 /* CLIENT UNBLOCK: 1 if c was blocked in a blocking command and is now answered. */
 int blocking_unblock(client *c, int with_error);

@@ -162,6 +162,83 @@ def test_inline_near_the_limit_unauthenticated(auth_pair):
 
 
 # ---------------------------------------------------------------------------
+# The memcached backend refuses what it lacks with one text, on every path.
+
+def refusal(name):
+    return b"-ERR command '%s' is not supported by the memcached backend" % name.encode()
+
+
+def test_memcached_refusals_have_one_text(mc_proxy):
+    with mc_proxy.connect() as c:
+        c.call("FUNCTION", "LOAD", "REPLACE",
+               "#!lua name=mcref\nredis.register_function('pushf', function(k) "
+               "return redis.call('LPUSH', k[1], 'x') end)")
+        plain = {
+            ("LPUSH", "l", "a"): "lpush", ("HSET", "h", "f", "v"): "hset", ("BLPOP", "l", "0.1"): "blpop",
+            ("BRPOP", "l", "0"): "brpop", ("BLMOVE", "a", "b", "LEFT", "RIGHT", "0.1"): "blmove",
+            ("BRPOPLPUSH", "a", "b", "0.1"): "brpoplpush", ("BLMPOP", "0.1", "1", "l", "LEFT"): "blmpop",
+            ("BZPOPMIN", "z", "0.1"): "bzpopmin", ("XREAD", "BLOCK", "10", "STREAMS", "s", "0"): "xread",
+            ("XREAD", "STREAMS", "s", "0"): "xread", ("OBJECT", "ENCODING", "k"): "object",
+            ("MEMORY", "USAGE", "k"): "memory", ("SWAPDB", "0", "1"): "swapdb", ("SORT", "l"): "sort",
+            ("NOSUCHCOMMAND", "x"): "nosuchcommand", ("Zadd", "z", "1", "m"): "zadd",
+        }
+        for cmd, name in plain.items():
+            assert c.call(*cmd) == refusal(name) + b"\r\n", cmd
+        # Inside MULTI, run by the proxy at EXEC (a command Redis does not
+        # know is refused there by Redis's own rule instead).
+        del plain[("NOSUCHCOMMAND", "x")]
+        assert c.call("MULTI") == b"+OK\r\n"
+        for cmd in plain:
+            assert c.call(*cmd) == b"+QUEUED\r\n"
+        r = parse_reply(c.call("EXEC"))
+        assert r == [("ERR", refusal(name)[1:]) for name in plain.values()], r
+        # From scripts (Redis adds where the script failed) and pcall.
+        r = c.call("EVAL", "return redis.call('LPUSH', KEYS[1], 'a')", "1", "l")
+        assert r.startswith(refusal("lpush") + b" script: "), r
+        r = c.call("EVAL", "return redis.pcall('HSET', KEYS[1], 'f', 'v')", "1", "h")
+        assert r == refusal("hset") + b"\r\n", r
+        r = c.call("EVAL", "return redis.call('OBJECT', 'ENCODING', KEYS[1])", "1", "k")
+        assert r.startswith(refusal("object") + b" script: "), r
+        r = c.call("FCALL", "pushf", "1", "l")
+        assert r.startswith(refusal("lpush") + b" script: "), r
+        assert c.call("MULTI") == b"+OK\r\n"
+        assert c.call("EVAL", "return redis.call('LPUSH', KEYS[1], 'a')", "1", "l") == b"+QUEUED\r\n"
+        assert c.call("BLPOP", "l", "0") == b"+QUEUED\r\n"
+        r = c.call("EXEC")
+        assert r.startswith(b"*2\r\n" + refusal("lpush") + b" script: "), r
+        assert r.endswith(refusal("blpop") + b"\r\n"), r
+        assert c.call("GET", "still-works") == b"$-1\r\n"
+    assert_idle(mc_proxy, keys=("l",))
+
+
+def test_memcached_down_error_after_a_refusal(tmp_path):
+    """A refusal leaves no text behind: with memcached down, every command
+    gets the unavailable error."""
+    mc = Memcached().start()
+    proxy = harness.ProxyProcess(
+        _proxy_binary(),
+        mc, str(tmp_path / "proxy"))
+    proxy.args[proxy.args.index("--backend") + 1] = "memcached://%s:%d" % (mc.host, mc.port)
+    proxy.start()
+    try:
+        mc.stop()
+        unavailable = b"-ERR backend %s:%d is unavailable: " % (mc.host.encode(), mc.port)
+        with proxy.connect() as c:
+            deadline = time.monotonic() + 10
+            while not c.call("GET", "k").startswith(unavailable) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            for cmd in (("BLPOP", "l", "0.1"), ("GET", "k"), ("XREAD", "BLOCK", "5", "STREAMS", "s", "0"),
+                        ("SET", "k", "v")):
+                r = c.call(*cmd)
+                assert r.startswith(unavailable), (cmd, r)
+    finally:
+        status = proxy.stop()
+        mc.stop()
+    assert not proxy.sanitizer_report(), proxy.sanitizer_report()
+    assert status in (0, -15), proxy.diagnostics()
+
+
+# ---------------------------------------------------------------------------
 # One backend: a second one is an error, in a file, on the command line, mixed.
 
 def _run(*args):
