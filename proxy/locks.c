@@ -43,7 +43,8 @@ struct lock_set {
     lock_granted_fn *fn;
     void *ctx;
     lock_abort_fn *abort_fn;
-    unsigned is_script : 1, busy : 1, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned is_script : 1, busy : 2, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
     lock_entry **more; /* entries beyond the inline ones, allocated one by one (stable addresses) */
@@ -91,6 +92,7 @@ static unsigned free_units_count;
 #define VERSION_BUCKETS 65536
 static uint64_t unit_versions[VERSION_BUCKETS];
 static unsigned version_watchers; /* see locks_watchers */
+static unsigned busy_sets[3];      /* by lock_busy_kind */
 
 /* Plain requests may go without a set while no script or transaction set
  * exists: plain modes never conflict, so such a set could only have been
@@ -524,12 +526,13 @@ static void process_work(void)
     while (L.nwork) unit_process(L.work[--L.nwork]);
 }
 
+/* The busy kind of a holder e's set would wait for, or 0. */
 static int conflicting_busy_holder(const lock_entry *e, int mode)
 {
     for (const lock_entry *h = e->unit->holders; h; h = h->next) {
         if (!h->set->busy) continue;
         if (h->intent && e->intent) continue;
-        if (!compat[h->set->mode][mode]) return 1;
+        if (!compat[h->set->mode][mode]) return h->set->busy;
     }
     return 0;
 }
@@ -556,8 +559,10 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
                            : !e->unit->wait_head && entry_compatible(e, ls->mode);
         if (!ok) {
             grantable = 0;
-            if (refuse_if_busy && conflicting_busy_holder(e, ls->mode)) {
+            int busy = refuse_if_busy ? conflicting_busy_holder(e, ls->mode) : 0;
+            if (busy) {
                 L.stats.busy_refusals++;
+                ls->refused_by = (unsigned)busy;
                 return LOCK_BUSY;
             }
         }
@@ -612,6 +617,7 @@ void lock_set_release_all(lock_set *ls)
 
 void lock_set_release(lock_set *ls)
 {
+    lock_set_set_busy(ls, 0);
     lock_set_release_all(ls);
     if (ls->mode >= LOCK_SCRIPT_RO) nonplain_sets--;
     if (free_sets_count < POOL_MAX && ls->cap <= 64) {
@@ -636,7 +642,20 @@ void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn)
     ls->abort_fn = abort_fn;
 }
 
-void lock_set_set_busy(lock_set *ls, int busy) { ls->busy = busy != 0; }
+void lock_set_set_busy(lock_set *ls, int busy)
+{
+    if (busy != LOCK_BUSY_EVAL && busy != LOCK_BUSY_FUNCTION) busy = busy ? LOCK_BUSY_EVAL : 0;
+    if (ls->busy) busy_sets[ls->busy]--;
+    if (busy) busy_sets[busy]++;
+    ls->busy = (unsigned)busy;
+}
+
+int lock_set_busy_kind(const lock_set *ls) { return ls->refused_by ? (int)ls->refused_by : LOCK_BUSY_EVAL; }
+
+int locks_busy_kind(void)
+{
+    return busy_sets[LOCK_BUSY_EVAL] ? LOCK_BUSY_EVAL : busy_sets[LOCK_BUSY_FUNCTION] ? LOCK_BUSY_FUNCTION : 0;
+}
 void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
 int lock_set_unit_count(const lock_set *ls) { return ls->n; }
 
@@ -765,6 +784,7 @@ void locks_shutdown(void)
     free(L.buckets);
     free(L.work);
     memset(&L, 0, sizeof(L));
+    memset(busy_sets, 0, sizeof(busy_sets));
     while (free_sets) {
         lock_set *ls = free_sets;
         free_sets = ls->ready_next;

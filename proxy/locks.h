@@ -64,7 +64,14 @@ void locks_unlocked_end(int wrote); /* wrote: it may have written */
 
 /* For scripts. */
 void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn);
-void lock_set_set_busy(lock_set *ls, int busy);       /* past busy-reply-threshold */
+/* Past busy-reply-threshold: LOCK_BUSY_EVAL or LOCK_BUSY_FUNCTION (which
+ * decides the text of the BUSY error), or 0 when no longer busy. */
+enum lock_busy_kind { LOCK_BUSY_EVAL = 1, LOCK_BUSY_FUNCTION = 2 };
+void lock_set_set_busy(lock_set *ls, int busy);
+/* After LOCK_BUSY: the kind of the busy holder that refused ls. */
+int lock_set_busy_kind(const lock_set *ls);
+/* The kind of the busy sets (LOCK_BUSY_EVAL when any is an EVAL), or 0. */
+int locks_busy_kind(void);
 void lock_set_set_written(lock_set *ls, int written); /* has made a write */
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
 /* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the

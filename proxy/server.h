@@ -169,5 +169,8 @@ void relay_orphan_waiting(client *c);
 void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Busy error text, as Redis's. */
 #define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+/* Redis's BUSY text for a busy script of that lock_busy_kind (EVAL: SCRIPT
+ * KILL; FCALL: FUNCTION KILL). */
+const char *busy_error(int kind);
 
 #endif

@@ -156,6 +156,16 @@ void multi_flag_dirty(client *c)
     if (c->multi) c->multi->dirty = 1;
 }
 
+void exec_reject(client *c, const char *error)
+{
+    /* As Redis: a rejected EXEC discards the transaction and the WATCH,
+     * inside MULTI or not. */
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+    reply_errorf(client_reply_buffer(c), "EXECABORT Transaction discarded because of: %s", error);
+}
+
 /* ---- queueing -------------------------------------------------------------- */
 
 /* Local commands that the store can run inside its own transaction. */
@@ -174,11 +184,6 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 {
     multi_state *m = c->multi;
     struct evbuffer *out = client_reply_buffer(c);
-    if (cmd->flags & CMD_NO_MULTI) {
-        reply_error(out, "ERR Command not allowed inside a transaction");
-        m->dirty = 1;
-        return 1;
-    }
     if (is_local && !store_can_run(cmd) && !scripting_is_eval(cmd)) {
         reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
         m->dirty = 1;
@@ -546,11 +551,13 @@ static void exec_after_drain(client *c)
     if (keyspace) lock_set_add_keyspace(ls);
     int rc = lock_set_acquire(ls, 1);
     if (rc == LOCK_BUSY) {
+        /* As Redis rejects EXEC while a script is busy: the transaction is discarded. */
+        const char *busy = busy_error(lock_set_busy_kind(ls));
         lock_set_release(ls);
         multi_free(m);
         c->exec_pending = NULL;
         unwatch(c);
-        reply_error(client_reply_buffer(c), BUSY_ERROR);
+        reply_errorf(client_reply_buffer(c), "EXECABORT Transaction discarded because of: %s", busy);
         client_unblock(c);
         return;
     }

@@ -17,6 +17,9 @@ void blocking_command(client *c, const command_def *cmd, int argc, char **argv, 
 unsigned blocking_clients(void);
 /* CLIENT UNBLOCK: 1 if c was blocked in a blocking command and is now answered. */
 int blocking_unblock(client *c, int with_error);
+/* EXEC refused before it runs (NOAUTH, arity, ...): Redis's EXECABORT with
+ * that error (without its '-'); the transaction and the WATCH end. */
+void exec_reject(client *c, const char *error);
 void transactions_client_gone(client *c);
 void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
 

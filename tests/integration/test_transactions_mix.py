@@ -239,6 +239,124 @@ def test_memcached_down_error_after_a_refusal(tmp_path):
 
 
 # ---------------------------------------------------------------------------
+# BUSY texts: a busy FUNCTION is killed with FUNCTION KILL, a busy EVAL with
+# SCRIPT KILL; EXEC refused while busy is an EXECABORT (Redis's rejectCommand).
+
+BUSY_LIB = ("#!lua name=busylib\n"
+            "redis.register_function('spin', function(keys, args) "
+            "local t = 0 while true do t = t + 1 end end)\n")
+SPIN_EVAL = "local t = 0 while true do t = t + 1 end"
+
+
+@contextlib.contextmanager
+def busy_script(ep, kind, scope=None):
+    """A script spinning on key bz past busy-reply-threshold (200 ms)."""
+    conf = ep.connect()
+    saved = parse_reply(conf.call("CONFIG", "GET", "busy-reply-threshold"))[1]
+    assert conf.call("CONFIG", "SET", "busy-reply-threshold", "200") == b"+OK\r\n"
+    if scope:
+        assert conf.call("CONFIG", "SET", "busy-reply-scope", scope) == b"+OK\r\n"
+    conf.call("FUNCTION", "LOAD", "REPLACE", BUSY_LIB)
+    spinner = ep.connect(timeout=20)
+    if kind == "function":
+        spinner.send_command("FCALL", "spin", "1", "bz")
+    else:
+        spinner.send_command("EVAL", SPIN_EVAL, "1", "bz")
+    try:
+        time.sleep(0.5)
+        yield
+    finally:
+        with ep.connect() as k:
+            r = k.call("FUNCTION" if kind == "function" else "SCRIPT", "KILL")
+            assert r == b"+OK\r\n", r
+        spinner.read_reply(timeout=20)
+        spinner.close()
+        conf.call("CONFIG", "SET", "busy-reply-threshold", saved)
+        if scope:
+            conf.call("CONFIG", "SET", "busy-reply-scope", "keys")
+        conf.close()
+
+
+def _busy_transcript(ep, kind, scope):
+    with ep.connect() as q:
+        # A transaction queued before the script got busy, executed during it.
+        q.call("MULTI")
+        q.call("SET", "bz", "1")
+        with busy_script(ep, kind, scope if ep.name == "proxy" and scope != "keys" else None):
+            with ep.connect() as c, ep.connect() as w:
+                got = [c.call("GET", "bz"), c.call("SET", "bz", "2"),
+                       c.call("EVAL", GET_SCRIPT, "1", "bz"), c.call("FCALL", "spin", "1", "bz"),
+                       q.call("EXEC"), w.call("WATCH", "bz")]
+                if scope == "all":
+                    # Every command but the few Redis allows while busy.
+                    got += [q.call("EXEC"), c.call("PING"), c.call("GET", "unrelated"), c.call("MULTI"),
+                            c.call("GET", "bz"), c.call("EXEC"), c.call("EXEC"), c.call("DISCARD")]
+        return got
+
+
+@pytest.mark.parametrize("scope", ["keys", "all"])
+@pytest.mark.parametrize("kind", ["function", "eval"])
+def test_busy_texts_match_redis(oracle, real_proxy, kind, scope):
+    expected = _busy_transcript(oracle, kind, scope)
+    actual = _busy_transcript(real_proxy, kind, scope)
+    assert actual == expected
+    assert_idle(real_proxy, keys=("bz",))
+
+
+# ---------------------------------------------------------------------------
+# EXEC rejected before it runs: EXECABORT with the reason, as Redis's
+# rejectCommand; the transaction and the WATCH end.
+
+AUTH_CASES = {
+    "multi-set-exec": [("MULTI",), ("SET", "a", "1"), ("EXEC",)],
+    "multi-exec": [("MULTI",), ("EXEC",)],
+    "multi-discard": [("MULTI",), ("DISCARD",)],
+    "exec": [("EXEC",)],
+    "exec-args": [("EXEC", "x")],
+    "discard": [("DISCARD",)],
+    "watch": [("WATCH", "a")],
+    "unwatch": [("UNWATCH",)],
+    "multi-unknown-exec": [("MULTI",), ("NOSUCH",), ("EXEC",)],
+    "multi-arity-exec": [("MULTI",), ("GET",), ("EXEC",)],
+    "multi-eval-exec": [("MULTI",), ("EVAL", "return 1", "0"), ("EXEC",)],
+    "hello-multi-exec": [("HELLO", "2"), ("MULTI",), ("EXEC",)],
+    "wrongpass-multi-exec": [("AUTH", "bad"), ("MULTI",), ("EXEC",)],
+    "multi-auth-then": [("MULTI",), ("AUTH", "pw"), ("MULTI",), ("SET", "ax", "1"), ("EXEC",), ("GET", "ax")],
+    "auth-then": [("AUTH", "pw"), ("MULTI",), ("SET", "ax", "2"), ("EXEC",), ("GET", "ax")],
+    "multi-reset": [("MULTI",), ("RESET",), ("EXEC",)],
+    "multi-quit": [("MULTI",), Step(args=("QUIT",), close=True)],
+    # Authenticated: an EXEC refused for its arity also ends the transaction.
+    "auth-exec-args": [("AUTH", "pw"), ("SET", "ay", "0"), ("MULTI",), ("SET", "ay", "3"), ("EXEC", "x"),
+                       ("EXEC",), ("GET", "ay")],
+    "auth-exec-args-outside": [("AUTH", "pw"), ("EXEC", "x"), ("MULTI",), ("EXEC",)],
+    "auth-discard-args": [("AUTH", "pw"), ("MULTI",), ("DISCARD", "x"), ("EXEC",)],
+    "auth-multi-args": [("AUTH", "pw"), ("MULTI", "x"), ("MULTI",), ("EXEC",)],
+}
+
+
+@pytest.mark.parametrize("steps", list(AUTH_CASES.values()), ids=list(AUTH_CASES))
+def test_unauthenticated_transactions_match_redis(auth_pair, steps):
+    auth_pair.run(steps)
+
+
+def test_exec_refused_ends_the_watch(real_proxy, oracle):
+    """EXEC with arguments (refused) unwatches: a later transaction is not
+    aborted by a write to the key watched before."""
+    out = []
+    for ep in (oracle, real_proxy):
+        with ep.connect() as a, ep.connect() as b:
+            got = [a.call("WATCH", "ew"), a.call("EXEC", "x"), b.call("SET", "ew", "1"),
+                   a.call("MULTI"), a.call("SET", "ew", "2"), a.call("EXEC"), a.call("GET", "ew")]
+            out.append(got)
+    assert out[1] == out[0]
+    assert out[0][1].startswith(b"-EXECABORT Transaction discarded because of: wrong number")
+
+
+def test_exec_in_subscribed_context_matches_redis(diff):
+    diff.run([("SUBSCRIBE", "ch"), ("EXEC",), ("MULTI",), ("UNSUBSCRIBE", "ch"), ("EXEC",)])
+
+
+# ---------------------------------------------------------------------------
 # One backend: a second one is an error, in a file, on the command line, mixed.
 
 def _run(*args):
