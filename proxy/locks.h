@@ -84,13 +84,18 @@ int lock_set_unit_count(const lock_set *ls);
  * (for a script that is aborted and will be queued again). */
 void lock_set_release_all(lock_set *ls);
 
-/* For WATCH without the store's help: changes whenever a writer through the
- * proxy releases the key's unit (or anything keyspace-wide). */
+/* WATCH without the store's help: a watched key's version changes whenever
+ * a writer through the proxy releases a set naming that key (or anything
+ * keyspace-wide).
+ * While any key is watched, plain requests take sets (locks_plain_free is
+ * 0); a watcher takes its versions only after acquiring an empty
+ * LOCK_SCRIPT_RO set, which waits for the requests sent without one, so no
+ * write it cannot see is still in flight. */
+typedef struct lock_watch lock_watch;
 #include <stdint.h>
-uint64_t lock_write_version(int db, const char *key, size_t len);
-/* Versions change only while someone watches by them (+1 when a WATCH by
- * versions starts, -1 when it ends): earlier writes cannot matter to it. */
-void locks_watchers(int delta);
+lock_watch *lock_watch_begin(int db, const char *key, size_t len);
+uint64_t lock_watch_version(const lock_watch *w);
+void lock_watch_end(lock_watch *w);
 
 typedef struct lock_stats {
     unsigned long units;         /* units in the table */

@@ -37,15 +37,15 @@ typedef struct queued_command {
 } queued_command;
 
 typedef struct watched_key {
-    int db;
-    char *key;
-    size_t len;
+    lock_watch *w;
     uint64_t version;
 } watched_key;
 
 struct watch_versions {
     watched_key *keys;
     int n, cap;
+    int snapped;        /* keys[0..snapped) have their versions */
+    lock_set *settle;   /* waits for requests in flight without a set */
 };
 
 struct multi_state {
@@ -89,15 +89,19 @@ static void multi_free(multi_state *m)
     free(m);
 }
 
+static void watch_versions_free(watch_versions *w)
+{
+    if (!w) return;
+    if (w->settle) lock_set_release(w->settle);
+    for (int i = 0; i < w->n; i++) lock_watch_end(w->keys[i].w);
+    free(w->keys);
+    free(w);
+}
+
 static void unwatch(client *c)
 {
-    if (c->watch_versions) {
-        for (int i = 0; i < c->watch_versions->n; i++) free(c->watch_versions->keys[i].key);
-        free(c->watch_versions->keys);
-        free(c->watch_versions);
-        c->watch_versions = NULL;
-        locks_watchers(-1);
-    }
+    watch_versions_free(c->watch_versions);
+    c->watch_versions = NULL;
     if (c->watch_conn >= 0) {
         backend_release_dedicated(server.backend, c->watch_conn, 0);
         c->watch_conn = -1;
@@ -461,7 +465,7 @@ static int watched_changed(client *c)
     watch_versions *w = c->watch_versions;
     if (!w) return 0;
     for (int i = 0; i < w->n; i++)
-        if (lock_write_version(w->keys[i].db, w->keys[i].key, w->keys[i].len) != w->keys[i].version) return 1;
+        if (lock_watch_version(w->keys[i].w) != w->keys[i].version) return 1;
     return 0;
 }
 
@@ -640,12 +644,24 @@ static void watch_after_drain(client *c)
     c->dedicated_slot = s;
 }
 
+/* Every request sent without a set has been answered: the versions of the
+ * keys just watched now include every write that could precede the WATCH. */
+static void watch_versions_settled(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    watch_versions *w = c->watch_versions;
+    w->settle = NULL;
+    lock_set_release(ls);
+    for (; w->snapped < w->n; w->snapped++) w->keys[w->snapped].version = lock_watch_version(w->keys[w->snapped].w);
+    reply_ok(client_reply_buffer(c));
+    client_unblock(c);
+}
+
 static void watch_versions_after_drain(client *c)
 {
     if (!c->watch_versions) {
         c->watch_versions = calloc(1, sizeof(*c->watch_versions));
         if (!c->watch_versions) abort();
-        locks_watchers(1);
     }
     watch_versions *w = c->watch_versions;
     for (int i = 1; i < c->parser.argc; i++) {
@@ -654,19 +670,17 @@ static void watch_versions_after_drain(client *c)
             w->keys = realloc(w->keys, sizeof(*w->keys) * (size_t)w->cap);
             if (!w->keys) abort();
         }
-        size_t len = c->parser.argvlen[i];
-        char *key = malloc(len + 1);
-        if (!key) abort();
-        memcpy(key, c->parser.argv[i], len);
-        key[len] = '\0';
-        w->keys[w->n].db = c->db;
-        w->keys[w->n].key = key;
-        w->keys[w->n].len = len;
-        w->keys[w->n].version = lock_write_version(c->db, key, len);
+        /* From here plain requests take sets, so their writes count. */
+        w->keys[w->n].w = lock_watch_begin(c->db, c->parser.argv[i], c->parser.argvlen[i]);
+        w->keys[w->n].version = 0;
         w->n++;
     }
-    reply_ok(client_reply_buffer(c));
-    client_unblock(c);
+    lock_set *ls = lock_set_new(LOCK_SCRIPT_RO, watch_versions_settled, c);
+    if (lock_set_acquire(ls, 0) == LOCK_GRANTED) {
+        watch_versions_settled(ls, c);
+        return;
+    }
+    w->settle = ls; /* released by unwatch should the client go meanwhile */
 }
 
 static void watch_command(client *c)

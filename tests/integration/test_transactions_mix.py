@@ -357,6 +357,142 @@ def test_exec_in_subscribed_context_matches_redis(diff):
 
 
 # ---------------------------------------------------------------------------
+# WATCH by write versions (memcached): no false aborts, every true conflict
+
+def _watch_round(c, key="w"):
+    assert c.call("WATCH", key) == b"+OK\r\n"
+    c.call("GET", key)
+    assert c.call("MULTI") == b"+OK\r\n"
+    assert c.call("INCR", key) == b"+QUEUED\r\n"
+    return c.call("EXEC", timeout=20)
+
+
+def test_watch_unrelated_writes_never_abort(mc_proxy):
+    """Other clients write other keys as fast as they can (plain commands,
+    scripts, transactions; keys sharing the watched key's {hash tag}
+    included): 100 WATCH ... EXEC rounds, none aborted."""
+    stop = threading.Event()
+    errors = []
+
+    def writer(i):
+        try:
+            with mc_proxy.connect() as c:
+                n = 0
+                while not stop.is_set():
+                    k = "other%d:%d" % (i, n % 50)
+                    batch = [("INCR", k), ("SET", "{w}x%d" % i, n), ("INCR", "{tag}other%d" % i),
+                             ("EVAL", INCR_SCRIPT, "1", "script%d" % i),
+                             ("MULTI",), ("INCR", k), ("EXEC",)]
+                    c.send(b"".join(encode_command(*x) for x in batch))
+                    c.read_replies(len(batch))
+                    n += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.2)
+        with mc_proxy.connect() as a:
+            aborted = 0
+            for key in ["w"] * 50 + ["{w}a"] * 25 + ["{tag}w"] * 25:
+                r = _watch_round(a, key)
+                assert r == b"*-1\r\n" or r.startswith(b"*1\r\n:"), r
+                aborted += r == b"*-1\r\n"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors
+    assert aborted == 0, "%d of 100 EXECs aborted by writes to other keys" % aborted
+    assert_idle(mc_proxy)
+
+
+CONFLICTS = [
+    ("SET", "w", "2"),
+    ("INCR", "w"),
+    ("DEL", "w"),
+    ("APPEND", "w", "x"),
+    ("MSET", "z", "1", "w", "3"),
+    ("RENAME", "src", "w"),
+    ("EXPIRE", "w", "100"),
+    ("EVAL", INCR_SCRIPT, "1", "w"),
+    ("EVAL", "return redis.call('SET', ARGV[1], 'undeclared')", "0", "w"),
+    ("FCALL", "myincr", "1", "w"),
+    ("FLUSHDB",),
+    ("FLUSHALL",),
+]
+
+
+@pytest.mark.parametrize("writer", CONFLICTS + ["multi", "multi-script", "select-db"],
+                         ids=lambda w: w if isinstance(w, str) else " ".join(w)[:30])
+@pytest.mark.parametrize("key", ["w", "{t}w"])
+def test_watch_true_conflicts_abort(mc_env, mc_proxy, writer, key):
+    """A write to the watched key by any path through the proxy aborts EXEC
+    (as it does on Redis); compared with the oracle."""
+    _, oracle, proxy = mc_env
+    if isinstance(writer, tuple):
+        writer = tuple(key if a == "w" else a for a in writer)
+    transcripts = []
+    for ep in (oracle, proxy):
+        with ep.connect() as a, ep.connect() as b:
+            assert b.call("MSET", key, "1", "src", "9") == b"+OK\r\n"
+            b.call("FUNCTION", "LOAD", "REPLACE", LIB)
+            got = [a.call("WATCH", key)]
+            if writer == "multi":
+                got += [b.call("MULTI"), b.call("SET", key, "5"), b.call("EXEC")]
+            elif writer == "multi-script":
+                got += [b.call("MULTI"), b.call("EVAL", INCR_SCRIPT, "1", key), b.call("EXEC")]
+            elif writer == "select-db":
+                # The same name in another database is another key.
+                got += [b.call("SELECT", "3"), b.call("SET", key, "5"), b.call("SELECT", "0")]
+            else:
+                got.append(b.call(*writer))
+            got += [a.call("MULTI"), a.call("SET", key, "10"), a.call("EXEC"), a.call("GET", key)]
+            transcripts.append(got)
+    assert transcripts[1] == transcripts[0]
+    assert_idle(proxy)
+
+
+def test_watch_loses_no_concurrent_write(mc_proxy):
+    """Read-modify-write under WATCH while another client increments the
+    same key (pipelined, so some writes are in flight as WATCH starts): every
+    committed transaction saw every earlier increment, so none is lost."""
+    stop = threading.Event()
+    sent = [0]
+
+    def incrementer():
+        with mc_proxy.connect() as b:
+            while not stop.is_set():
+                b.send(b"".join(encode_command("INCR", "w") for _ in range(10)))
+                b.read_replies(10)
+                sent[0] += 10
+                time.sleep(0.003)
+
+    t = threading.Thread(target=incrementer)
+    t.start()
+    commits = 0
+    try:
+        with mc_proxy.connect() as a:
+            for _ in range(60):
+                assert a.call("WATCH", "w") == b"+OK\r\n"
+                v = int(parse_reply(a.call("GET", "w")) or 0)
+                assert a.call("MULTI") == b"+OK\r\n"
+                assert a.call("SET", "w", v + 1000) == b"+QUEUED\r\n"
+                r = a.call("EXEC", timeout=20)
+                assert r in (b"*1\r\n+OK\r\n", b"*-1\r\n"), r
+                commits += r != b"*-1\r\n"
+    finally:
+        stop.set()
+        t.join()
+    with mc_proxy.connect() as a:
+        assert int(parse_reply(a.call("GET", "w"))) == sent[0] + 1000 * commits
+    assert commits > 0
+    assert_idle(mc_proxy, keys=("w",))
+
+
+# ---------------------------------------------------------------------------
 # One backend: a second one is an error, in a file, on the command line, mixed.
 
 def _run(*args):
