@@ -322,6 +322,7 @@ int command_is_keyspace_wide(const command_def *cmd)
 
 void dispatch_free(void)
 {
+    transactions_shutdown();
     while (orphans) orphan_free(orphans);
     free(routes);
     routes = NULL;

@@ -21,6 +21,7 @@ int blocking_unblock(client *c, int with_error);
  * that error (without its '-'); the transaction and the WATCH end. */
 void exec_reject(client *c, const char *error);
 void transactions_client_gone(client *c);
+void transactions_shutdown(void); /* after the backend: frees EXECs still in flight */
 void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
 
 #endif

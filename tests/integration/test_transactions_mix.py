@@ -493,6 +493,323 @@ def test_watch_loses_no_concurrent_write(mc_proxy):
 
 
 # ---------------------------------------------------------------------------
+# MULTI/EXEC mixes: plain commands, scripts, functions and errors, with and
+# without WATCH, on both stores
+
+# The elements a transaction is made of; each takes a key ("a" or "b").
+# "str" holds "abc" (INCR on it fails at run time), "n" holds "5".
+ELEMENTS = {
+    "set": lambda k: ("SET", k, "1"),
+    "get": lambda k: ("GET", k),
+    "incr": lambda k: ("INCR", k),
+    "mset": lambda k: ("MSET", k, "7", "n", "6"),
+    "del": lambda k: ("DEL", k),
+    "runtime_err": lambda k: ("INCR", "str"),
+    "unknown": lambda k: ("NOSUCHCOMMAND", k),
+    "arity": lambda k: ("GET",),
+    "eval": lambda k: ("EVAL", GET_SCRIPT, "1", k),
+    "eval_write": lambda k: ("EVAL", INCR_SCRIPT, "1", k),
+    "eval_ro": lambda k: ("EVAL_RO", GET_SCRIPT, "1", k),
+    "eval_call_err": lambda k: ("EVAL", INCR_SCRIPT, "1", "str"),
+    "eval_pcall": lambda k: ("EVAL", "return redis.pcall('INCR', KEYS[1])", "1", "str"),
+    "eval_lua_err": lambda k: ("EVAL", "error('x')", "0"),
+    "eval_reply_err": lambda k: ("EVAL", "return redis.error_reply('MY err')", "0"),
+    "eval_compile_err": lambda k: ("EVAL", "return (", "0"),
+    "eval_bad_numkeys": lambda k: ("EVAL", "return 1", "-1"),
+    "eval_undeclared": lambda k: ("EVAL", "redis.call('SET', 'und', ARGV[1]) return redis.call('GET', 'und')",
+                                  "0", k),
+    "evalsha": lambda k: ("EVALSHA", "<sha>", "1", k),
+    "evalsha_ro": lambda k: ("EVALSHA_RO", "<sha>", "1", k),
+    "evalsha_missing": lambda k: ("EVALSHA", "f" * 40, "1", k),
+    "fcall": lambda k: ("FCALL", "myget", "1", k),
+    "fcall_write": lambda k: ("FCALL", "myincr", "1", k),
+    "fcall_ro": lambda k: ("FCALL_RO", "myro", "1", k),
+    "fcall_fails": lambda k: ("FCALL", "myincr", "1", "str"),
+    "fcall_err": lambda k: ("FCALL", "myerr", "0"),
+    "fcall_error_reply": lambda k: ("FCALL", "myrep", "0"),
+    "fcall_missing": lambda k: ("FCALL", "nosuchfunction", "0"),
+    "fcall_ro_writes": lambda k: ("FCALL_RO", "myincr", "1", k),
+    "select1": lambda k: ("SELECT", "1"),
+    "select0": lambda k: ("SELECT", "0"),
+    "select_bad": lambda k: ("SELECT", "99"),
+    "dbsize": lambda k: ("DBSIZE",),
+    "flushdb": lambda k: ("FLUSHDB",),
+    "exists": lambda k: ("EXISTS", k, "n", "str"),
+    "ping": lambda k: ("PING",),
+    "echo": lambda k: ("ECHO", k),
+}
+# Differences of the store, not of transactions: memcached has no lists.
+REDIS_ONLY = {"wrongtype": lambda k: ("LPUSH", "str", "x")}
+
+ORDERS = [
+    ["set", "eval"],  # the reported hang
+    ["eval", "set"],
+    ["set", "eval", "get"],
+    ["get", "eval_write", "incr"],
+    ["set", "evalsha"],
+    ["set", "evalsha_ro", "get"],
+    ["set", "fcall"],
+    ["incr", "fcall_write", "fcall_ro"],
+    ["set", "eval", "set", "fcall", "get", "evalsha", "incr"],
+    ["eval", "fcall", "evalsha"],
+    ["runtime_err", "eval"],
+    ["eval", "runtime_err", "get"],
+    ["set", "eval_call_err", "get"],
+    ["set", "eval_pcall", "incr"],
+    ["set", "eval_lua_err", "get"],
+    ["eval_reply_err", "set"],
+    ["set", "eval_compile_err", "incr"],
+    ["set", "eval_bad_numkeys"],
+    ["set", "eval_undeclared", "get"],
+    ["set", "eval_ro", "eval_write"],
+    ["set", "evalsha_missing", "get"],
+    ["set", "fcall_fails", "get"],
+    ["fcall_err", "incr"],
+    ["set", "fcall_error_reply"],
+    ["set", "fcall_missing", "incr"],
+    ["set", "fcall_ro_writes", "get"],
+    ["select1", "set", "eval", "select0", "get"],
+    ["select1", "fcall_write", "select_bad", "eval_write"],
+    ["set", "dbsize", "eval", "exists"],
+    ["eval", "dbsize", "fcall"],
+    ["set", "flushdb", "eval_write", "exists"],
+    ["ping", "eval", "echo"],
+    ["mset", "del", "eval_write"],
+    ["unknown", "set", "eval"],  # queue-time errors: EXECABORT
+    ["set", "eval", "arity"],
+    ["fcall", "unknown"],
+]
+
+WATCHES = ["none", "untouched", "touched", "other-key-touched"]
+
+
+class Env:
+    """One store behind the proxy, and the oracle."""
+
+    def __init__(self, name, oracle, proxy):
+        self.name, self.oracle, self.proxy = name, oracle, proxy
+        self.elements = dict(ELEMENTS)
+        if name == "redis":
+            self.elements.update(REDIS_ONLY)
+
+    def reset(self):
+        """Both sides in the same state; returns GET_SCRIPT's sha1."""
+        sha = None
+        for ep in (self.oracle, self.proxy):
+            with ep.connect() as c:
+                assert c.call("FLUSHALL") == b"+OK\r\n"
+                assert c.call("MSET", "str", "abc", "n", "5") == b"+OK\r\n"
+                r = c.call("FUNCTION", "LOAD", "REPLACE", LIB)
+                assert r == b"$5\r\ntxlib\r\n", (ep, r)
+                sha = parse_reply(c.call("SCRIPT", "LOAD", GET_SCRIPT))
+        return sha.decode()
+
+    def command(self, name, key, sha):
+        return tuple(sha if a == "<sha>" else a for a in self.elements[name](key))
+
+
+def run_transaction(env, names, keys, sha, watch="none"):
+    """The same transaction on the oracle and the proxy (a second client
+    touches a watched key in between when asked); returns both transcripts."""
+    out = []
+    for ep in (env.oracle, env.proxy):
+        got = []
+        with ep.connect(timeout=5) as c, ep.connect(timeout=5) as other:
+            try:
+                if watch != "none":
+                    got.append(c.call("WATCH", "a", "n"))
+                    if watch == "touched":
+                        got.append(other.call("SET", "a", "other"))
+                    elif watch == "other-key-touched":
+                        got.append(other.call("SET", "b", "other"))
+                got.append(c.call("MULTI"))
+                for name, key in zip(names, keys):
+                    got.append(c.call(*env.command(name, key, sha)))
+                got.append(c.call("EXEC"))
+                got.append(c.call("PING"))  # the client goes on after EXEC
+                got.append(c.call("SELECT", "0"))
+                got.append(other.call("MGET", "a", "b", "n", "str", "und"))
+                got.append(other.call("DBSIZE"))
+            except harness.ReplyTimeout:
+                got.append("<<no reply>>")
+        out.append(got)
+    return out
+
+
+@pytest.fixture(params=["redis", "memcached"])
+def env(request, oracle, real_proxy):
+    if request.param == "redis":
+        e = Env("redis", oracle, real_proxy)
+    else:
+        _, mc_oracle, mc_proxy = request.getfixturevalue("mc_env")
+        e = Env("memcached", mc_oracle, mc_proxy)
+    assert e.proxy.alive(), e.proxy.diagnostics()
+    return e
+
+
+
+@pytest.mark.parametrize("watch", WATCHES)
+@pytest.mark.parametrize("names", ORDERS, ids=["-".join(o) for o in ORDERS])
+def test_transaction_mix(env, names, watch):
+    sha = env.reset()
+    keys = ["a" if i % 2 == 0 else "b" for i in range(len(names))]
+    expected, actual = run_transaction(env, names, keys, sha, watch)
+    assert actual == expected, "%s on %s, watch %s" % (names, env.name, watch)
+    assert_idle(env.proxy, keys=("a", "b", "und"))
+
+
+def test_wrongtype_inside_exec_with_scripts(real_proxy, oracle):
+    env = Env("redis", oracle, real_proxy)
+    for names in (["wrongtype", "eval"], ["set", "eval", "wrongtype", "fcall"]):
+        for watch in ("none", "untouched", "touched"):
+            sha = env.reset()
+            expected, actual = run_transaction(env, names, ["a", "b", "a", "b"], sha, watch)
+            assert actual == expected, (names, watch)
+            assert_idle(real_proxy)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_generated_transactions(env, seed):
+    """Seeded random transactions of every element, with and without WATCH."""
+    rnd = random.Random(seed * 7919 + (0 if env.name == "redis" else 1))
+    names = sorted(env.elements)
+    for _ in range(12):
+        seq = [rnd.choice(names) for _ in range(rnd.randint(1, 6))]
+        keys = [rnd.choice("ab") for _ in seq]
+        watch = rnd.choice(WATCHES)
+        sha = env.reset()
+        expected, actual = run_transaction(env, seq, keys, sha, watch)
+        assert actual == expected, "seed %d: %s %s watch %s" % (seed, seq, keys, watch)
+        assert_idle(env.proxy, keys=("a", "b", "und"))
+
+
+def test_queued_commands_wait_for_a_busy_key(env):
+    """A transaction whose key a long script holds waits, then runs; a second
+    client's plain command on the same key answers once both are done."""
+    sha = env.reset()
+    loop = "local t = 0 for i = 1, 4000000 do t = t + i end redis.call('SET', KEYS[1], 'looped') return t"
+    with env.proxy.connect() as s, env.proxy.connect() as c:
+        s.send_command("EVAL", loop, "1", "a")
+        time.sleep(0.05)
+        assert c.call("MULTI") == b"+OK\r\n"
+        for cmd in (("SET", "a", "1"), ("EVAL", INCR_SCRIPT, "1", "a"), ("EVALSHA", sha, "1", "a")):
+            assert c.call(*cmd) == b"+QUEUED\r\n"
+        assert c.call("EXEC", timeout=20) == b"*3\r\n+OK\r\n:2\r\n$1\r\n2\r\n"
+        assert s.read_reply(timeout=20).startswith(b":")
+    assert_idle(env.proxy)
+
+
+# ---------------------------------------------------------------------------
+# A client that goes away before EXEC's reply: as Redis, the transaction it
+# sent still runs, and nothing stays locked.
+
+DISCONNECTS = {
+    "plain-then-script": [("SET", "a", "1"), ("EVAL", INCR_SCRIPT, "1", "a"), ("GET", "a")],
+    "script-then-plain": [("EVAL", INCR_SCRIPT, "1", "a"), ("SET", "b", "1")],
+    "slow-script": [("SET", "a", "1"),
+                    ("EVAL", "local t = 0 for i = 1, 3000000 do t = t + i end return redis.call('INCR', KEYS[1])",
+                     "1", "a"), ("INCR", "b")],
+    "function": [("SET", "a", "1"), ("FCALL", "myincr", "1", "a"), ("SET", "b", "2")],
+    "plain-only": [("SET", "a", "1"), ("INCR", "a"), ("SET", "b", "2")],
+}
+HOLD_A = ("EVAL", "local t = 0 for i = 1, 2000000 do t = t + i end return redis.call('INCR', KEYS[1])", "1", "a")
+
+
+def _send_and_vanish(ep, commands, watch):
+    c = ep.connect()
+    if watch:
+        assert c.call("WATCH", "b") == b"+OK\r\n"
+    # Commands still in flight when EXEC arrives (on keys nobody holds).
+    data = encode_command("GET", "c") + encode_command("INCR", "n")
+    data += encode_command("MULTI") + b"".join(encode_command(*x) for x in commands) + encode_command("EXEC")
+    c.send(data)
+    c.sock.shutdown(socket.SHUT_RDWR)
+    c.close()
+
+
+def _same_data_soon(env, keys=("a", "b", "n")):
+    """The proxy's store reaches the oracle's state (what the vanished
+    client's transaction leaves behind); then nothing is locked."""
+    with env.oracle.connect() as o:
+        want = o.call("MGET", *keys)
+    deadline = time.monotonic() + 15
+    with env.proxy.connect() as p:
+        while True:
+            got = p.call("MGET", *keys)
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    assert got == want
+    assert_idle(env.proxy)
+
+
+@pytest.mark.parametrize("watch", [False, True], ids=["no-watch", "watch"])
+@pytest.mark.parametrize("case", sorted(DISCONNECTS))
+def test_client_gone_before_exec_reply(env, case, watch):
+    """The EXEC is read and its client gone before the reply: it runs, as in
+    Redis. First while its client's other commands are in flight, then while
+    a script holds its key (the EXEC waits for the lock)."""
+    env.reset()
+    commands = DISCONNECTS[case]
+    for ep in (env.oracle, env.proxy):
+        _send_and_vanish(ep, commands, watch)
+    _same_data_soon(env)
+    for ep in (env.oracle, env.proxy):
+        with ep.connect() as holder:
+            holder.send_command(*HOLD_A)
+            time.sleep(0.02)
+            _send_and_vanish(ep, commands, watch)
+            assert holder.read_reply(timeout=20).startswith(b":")
+    _same_data_soon(env)
+
+
+def test_redis_py_pipelines_with_registered_scripts(env):
+    redis = pytest.importorskip("redis")
+    results = []
+    for ep in (env.oracle, env.proxy):
+        env.reset()
+        r = redis.Redis(host=ep.host, port=ep.port, socket_timeout=10)
+        r.script_flush()
+        incr = r.register_script(INCR_SCRIPT)
+        get = r.register_script(GET_SCRIPT)
+        got = []
+        p = r.pipeline(transaction=True)
+        p.set("a", 1)
+        incr(keys=["a"], client=p)  # not in the script cache yet: loaded before MULTI
+        get(keys=["a"], client=p)
+        p.incr("b")
+        p.fcall("myincr", 1, "b")
+        got.append(p.execute())
+        with r.pipeline(transaction=True) as p:
+            p.watch("a")
+            p.multi()
+            incr(keys=["a"], client=p)
+            p.get("a")
+            got.append(p.execute())
+        with r.pipeline(transaction=True) as p:
+            p.watch("a")
+            redis.Redis(host=ep.host, port=ep.port).set("a", 40)
+            p.multi()
+            incr(keys=["a"], client=p)
+            try:
+                got.append(p.execute())
+            except redis.WatchError:
+                got.append("watch-error")
+        p = r.pipeline(transaction=True)
+        p.set("str", "x")
+        incr(keys=["str"], client=p)
+        p.get("a")
+        got.append([type(x).__name__ if isinstance(x, Exception) else x
+                    for x in p.execute(raise_on_error=False)])
+        got.append(r.mget("a", "b", "str"))
+        r.close()
+        results.append(got)
+    assert results[1] == results[0]
+    assert results[0][2] == "watch-error"
+    assert_idle(env.proxy)
+
+
+# ---------------------------------------------------------------------------
 # One backend: a second one is an error, in a file, on the command line, mixed.
 
 def _run(*args):
