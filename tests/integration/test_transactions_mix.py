@@ -339,6 +339,27 @@ def test_unauthenticated_transactions_match_redis(auth_pair, steps):
     auth_pair.run(steps)
 
 
+REFUSED_INSIDE_MULTI = [
+    [("MULTI",), ("MULTI", "x"), ("EXEC",)],
+    [("MULTI",), ("WATCH",), ("EXEC",)],
+    [("MULTI",), ("DISCARD", "x"), ("EXEC",)],
+    [("MULTI",), ("UNWATCH", "x"), ("EXEC",)],
+    [("MULTI",), ("WATCH", "k"), ("EXEC",)],
+    [("MULTI",), ("MULTI",), ("EXEC",)],
+    [("MULTI",), ("SET", "k", "v"), ("EXEC", "x"), ("EXEC",), ("GET", "k")],
+    [("MULTI",), ("CLIENT", "NOSUCH"), ("EXEC",)],
+    [("MULTI",), ("CONFIG", "GET"), ("EXEC",)],
+    [("MULTI",), ("EVAL", "return 1"), ("EXEC",)],
+    [("MULTI",), ("FCALL",), ("SET", "k", "v"), ("EXEC",)],
+    [("MULTI",), ("RESET",), ("EXEC",)],
+]
+
+
+@pytest.mark.parametrize("steps", REFUSED_INSIDE_MULTI, ids=lambda s: " ".join(" ".join(c) for c in s)[:40])
+def test_refused_inside_multi_match_redis(diff, steps):
+    diff.run(steps)
+
+
 def test_exec_refused_ends_the_watch(real_proxy, oracle):
     """EXEC with arguments (refused) unwatches: a later transaction is not
     aborted by a write to the key watched before."""
