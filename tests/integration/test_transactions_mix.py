@@ -263,7 +263,18 @@ def busy_script(ep, kind, scope=None):
     else:
         spinner.send_command("EVAL", SPIN_EVAL, "1", "bz")
     try:
-        time.sleep(0.5)
+        # Redis answers nothing until the script is busy, then BUSY (as the
+        # proxy with busy-reply-scope all); with keys, the proxy tells in INFO.
+        deadline = time.monotonic() + 10
+        with ep.connect(timeout=10) as w:
+            while True:
+                r = w.call("PING")
+                busy = r.startswith(b"-BUSY") or (
+                    r == b"+PONG\r\n" and ep.name == "proxy" and info_fields(w, "scripting")["scripts_busy"] != "0")
+                if busy or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+        assert busy
         yield
     finally:
         with ep.connect() as k:
@@ -489,14 +500,16 @@ def test_watch_loses_no_concurrent_write(mc_proxy):
                 b.send(b"".join(encode_command("INCR", "w") for _ in range(10)))
                 b.read_replies(10)
                 sent[0] += 10
-                time.sleep(0.003)
+                time.sleep(0.003 if sent[0] % 50 else 0.05)
 
     t = threading.Thread(target=incrementer)
     t.start()
     commits = 0
     try:
         with mc_proxy.connect() as a:
-            for _ in range(60):
+            for _ in range(300):
+                if commits >= 5:
+                    break
                 assert a.call("WATCH", "w") == b"+OK\r\n"
                 v = int(parse_reply(a.call("GET", "w")) or 0)
                 assert a.call("MULTI") == b"+OK\r\n"
@@ -779,6 +792,11 @@ def test_client_gone_before_exec_reply(env, case, watch):
         with ep.connect() as holder:
             holder.send_command(*HOLD_A)
             time.sleep(0.02)
+            if ep is env.proxy:
+                with ep.connect() as w:  # the holder runs before the EXEC is read
+                    deadline = time.monotonic() + 10
+                    while info_fields(w, "scripting")["scripts_running"] == "0" and time.monotonic() < deadline:
+                        time.sleep(0.005)
             _send_and_vanish(ep, commands, watch)
             assert holder.read_reply(timeout=20).startswith(b":")
     _same_data_soon(env)
