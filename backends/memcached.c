@@ -762,12 +762,12 @@ static void mb_free(backend *b)
 
 /* No dedicated connections on memcached: WATCH falls back to the proxy's
  * write versions, transactions run command by command under the proxy's
- * locks, pub/sub is carried by the proxy alone, and blocking commands fail
- * with the backend error. */
+ * locks, pub/sub is carried by the proxy alone, and blocking commands are
+ * sent the ordinary way, so they are refused by name like any other command
+ * memcached lacks. The error text stays the store's availability. */
 static int mb_open_dedicated(backend *b)
 {
-    mc_backend *mb = (mc_backend *)b;
-    snprintf(mb->error, sizeof(mb->error), "ERR this command is not supported by the memcached backend");
+    (void)b;
     return -1;
 }
 

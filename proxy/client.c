@@ -482,7 +482,6 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->backend_conn = -1;
     c->watch_conn = -1;
     c->dedicated_conn = -1;
-    c->exec_new_db = -1;
     c->reply_size_guess = PACE_FIRST_GUESS;
     c->ctime = c->last_interaction = time(NULL);
     request_parser_init(&c->parser);
@@ -535,11 +534,6 @@ void client_close(client *c)
     } else if (c->waiting_locks) {
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
-    }
-    if (c->exec_pending && !c->exec_locks) {
-        multi_state *m = c->exec_pending;
-        c->exec_pending = NULL;
-        c->multi = m; /* freed below with the rest of the transaction state */
     }
     /* Every hook runs, whatever state the client is in: after this nothing
      * but its reply slots (cleared next) may point at it. */

@@ -119,8 +119,16 @@ static void set_string(char **slot, const char *v)
     *slot = (v && v[0]) ? xstrdup(v) : NULL;
 }
 
+/* Where the loaders are (for a directive that may be given only once), and
+ * where the store was named: "at file:line" or "on the command line"; ""
+ * while only the default names it. */
+static const char *load_file;
+static int load_line;
+static char backend_origin[512];
+
 void config_init_defaults(void)
 {
+    backend_origin[0] = '\0';
     for (int i = 0; i < config.bind_count; i++) free(config.bind[i]);
     config.bind_count = 2;
     config.bind[0] = xstrdup("127.0.0.1");
@@ -519,6 +527,20 @@ const char *config_apply(int argc, char **argv, int at_startup)
     if (!strcasecmp(argv[0], "user") && argc >= 2) return acl_config_user(argc - 1, argv + 1);
     const config_def *d = find_def(argv[0], strlen(argv[0]));
     if (!d) return "Bad directive or wrong number of arguments";
+    if (d->ptr == &config.backend_url && at_startup) {
+        /* One store per proxy: a second one would silently replace the first. */
+        static char why[640];
+        if (backend_origin[0]) {
+            snprintf(why, sizeof(why),
+                     "the store is already named %s; a proxy has exactly one backend", backend_origin);
+            return why;
+        }
+        const char *err = apply_def(d, argc - 1, argv + 1);
+        if (err) return err;
+        if (load_file) snprintf(backend_origin, sizeof(backend_origin), "at %s:%d", load_file, load_line);
+        else snprintf(backend_origin, sizeof(backend_origin), "on the command line");
+        return NULL;
+    }
     return apply_def(d, argc - 1, argv + 1);
 }
 
@@ -546,7 +568,10 @@ int config_load_file(const char *path, char *err, size_t errlen)
             break;
         }
         if (argc == 0) { free_args(argv, argc); continue; }
+        load_file = path;
+        load_line = lineno;
         const char *why = config_apply(argc, argv, 1);
+        load_file = NULL;
         if (why) {
             snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, argv[0], why);
             free_args(argv, argc);

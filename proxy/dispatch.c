@@ -234,8 +234,8 @@ void relay_command(client *c, const command_def *cmd, int argc, char **argv, siz
     if (ls) {
         int rc = lock_set_acquire(ls, 1);
         if (rc == LOCK_BUSY) {
+            reply_error(client_reply_buffer(c), busy_error(lock_set_busy_kind(ls)));
             lock_set_release(ls);
-            reply_error(client_reply_buffer(c), BUSY_ERROR);
             return;
         }
         if (rc == LOCK_WAITING) {
@@ -322,9 +322,30 @@ int command_is_keyspace_wide(const command_def *cmd)
 
 void dispatch_free(void)
 {
+    transactions_shutdown();
     while (orphans) orphan_free(orphans);
     free(routes);
     routes = NULL;
+}
+
+const char *busy_error(int kind)
+{
+    return kind == LOCK_BUSY_FUNCTION
+               ? "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+               : BUSY_ERROR;
+}
+
+/* A command refused before it runs, as Redis's rejectCommand: inside MULTI
+ * it flags the transaction, and a refused EXEC discards it (EXECABORT, with
+ * the reason as Redis words it: its own texts have no "ERR " there). */
+static void reject_command(client *c, const command_def *cmd, const char *error)
+{
+    if (cmd && !strcmp(cmd->name, "exec")) {
+        exec_reject(c, strncmp(error, "ERR ", 4) ? error : error + 4);
+        return;
+    }
+    multi_flag_dirty(c);
+    reply_error(client_reply_buffer(c), error);
 }
 
 /* Redis 7.0: "unknown command 'x', with args beginning with: 'a' 'b' " where
@@ -402,13 +423,17 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
-        reply_errorf(client_reply_buffer(c), "ERR wrong number of arguments for '%s' command", cmd->name);
-        multi_flag_dirty(c);
+        char err[128];
+        snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", cmd->name);
+        reject_command(c, cmd, err);
         return;
     }
     if (!authed && !(cmd->flags & CMD_NO_AUTH)) {
-        reply_error(client_reply_buffer(c), "NOAUTH Authentication required.");
-        multi_flag_dirty(c);
+        reject_command(c, cmd, "NOAUTH Authentication required.");
+        return;
+    }
+    if (c->multi && (cmd->flags & CMD_NO_MULTI)) {
+        reject_command(c, cmd, "ERR Command not allowed inside a transaction");
         return;
     }
     if (!c->user->unrestricted && !acl_client_allows(c, cmd, argc, argv, argvlen)) {
@@ -421,18 +446,19 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         static const char *const allowed[] = {"ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
                                               "psubscribe", "punsubscribe", "quit", "reset", NULL};
         if (!in_list(allowed, top->name)) {
-            reply_errorf(client_reply_buffer(c),
-                         "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
-                         "allowed in this context",
-                         cmd->name);
-            multi_flag_dirty(c);
+            char err[256];
+            snprintf(err, sizeof(err),
+                     "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+                     "allowed in this context",
+                     cmd->name);
+            reject_command(c, cmd, err);
             return;
         }
     }
     /* busy-reply-scope all: while any script is past busy-reply-threshold,
      * every command but the few Redis allows gets -BUSY, as in Redis. */
     if (config.busy_reply_scope_all && scripting_busy_count() && !(cmd->flags & CMD_ALLOW_BUSY)) {
-        reply_error(client_reply_buffer(c), BUSY_ERROR);
+        reject_command(c, cmd, busy_error(locks_busy_kind()));
         return;
     }
 
@@ -468,7 +494,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
-        blocking_command(c, cmd);
+        blocking_command(c, cmd, argc, argv, argvlen);
         return;
     default:
         break;

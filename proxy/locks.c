@@ -36,6 +36,7 @@ struct lock_unit {
 enum set_state { SET_NEW = 0, SET_WAITING, SET_GRANTED };
 
 #define INLINE_ENTRIES 3
+#define INLINE_KEYS 4
 
 struct lock_set {
     int mode;
@@ -43,7 +44,8 @@ struct lock_set {
     lock_granted_fn *fn;
     void *ctx;
     lock_abort_fn *abort_fn;
-    unsigned is_script : 1, busy : 1, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned is_script : 1, busy : 2, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
     lock_entry **more; /* entries beyond the inline ones, allocated one by one (stable addresses) */
@@ -52,6 +54,11 @@ struct lock_set {
     unsigned long visit; /* cycle search generation */
     lock_set *drain_next; /* waiting for the unlocked plain requests to end */
     unsigned draining : 1;
+    /* The keys themselves (hashed), not their units: a writer's release
+     * bumps the versions of exactly these for WATCH. */
+    int nkeys, capkeys;
+    uint64_t inline_keys[INLINE_KEYS];
+    uint64_t *more_keys;
 };
 
 /* compat[held][requested] */
@@ -85,12 +92,24 @@ static unsigned free_sets_count;
 static lock_unit *free_units;
 static unsigned free_units_count;
 
-/* Write versions for WATCH where the store cannot watch: a counter per hash
- * bucket of units, bumped when a writer releases the unit. A collision can
- * only make EXEC fail spuriously (clients retry), never miss a write. */
-#define VERSION_BUCKETS 65536
-static uint64_t unit_versions[VERSION_BUCKETS];
-static unsigned version_watchers; /* see locks_watchers */
+/* Write versions for WATCH where the store cannot watch: each watched key
+ * (by its seeded 64-bit hash, so two keys share a version with probability
+ * 2^-64, and a shared version can only fail an EXEC, never miss a write)
+ * counts the writers that released a set naming it; keyspace-wide writers
+ * count for every key. Keys of one {hash tag} share a lock unit but not a
+ * version. */
+struct lock_watch {
+    lock_watch *next;
+    uint64_t hash;
+    unsigned refs;
+    uint64_t version;
+};
+static struct {
+    lock_watch **buckets;
+    size_t nbuckets, count;
+} W;
+static unsigned version_watchers; /* see lock_watch_begin */
+static unsigned busy_sets[3];      /* by lock_busy_kind */
 
 /* Plain requests may go without a set while no script or transaction set
  * exists: plain modes never conflict, so such a set could only have been
@@ -100,7 +119,7 @@ static unsigned long unlocked_inflight;
 static unsigned long nonplain_sets;
 static lock_set *drain_head, *drain_tail;
 static struct event *drain_ev;
-static uint64_t keyspace_version;
+static uint64_t keyspace_version; /* keyspace-wide writes released */
 
 /* ---- unit table ---------------------------------------------------------------- */
 
@@ -242,10 +261,13 @@ lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx)
         free_sets = ls->ready_next;
         free_sets_count--;
         lock_entry **more = ls->more;
-        int cap = ls->cap;
+        int cap = ls->cap, capkeys = ls->capkeys;
+        uint64_t *more_keys = ls->more_keys;
         memset(ls, 0, sizeof(*ls));
         ls->more = more;
         ls->cap = cap;
+        ls->more_keys = more_keys;
+        ls->capkeys = capkeys;
     } else {
         ls = calloc(1, sizeof(*ls));
     }
@@ -262,8 +284,9 @@ void locks_unlocked_begin(void) { unlocked_inflight++; }
 
 void locks_unlocked_end(int wrote)
 {
-    /* A WATCH by versions opened meanwhile cannot tell which key it wrote. */
-    if (wrote && version_watchers) keyspace_version++;
+    /* No version to bump: a WATCH takes its versions only once every request
+     * sent without a set has been answered (see lock_watch_begin). */
+    (void)wrote;
     if (--unlocked_inflight == 0 && drain_head && drain_ev) event_active(drain_ev, 0, 0);
 }
 
@@ -294,12 +317,30 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void set_note_key(lock_set *ls, uint64_t h)
+{
+    if (ls->nkeys < INLINE_KEYS) {
+        ls->inline_keys[ls->nkeys++] = h;
+        return;
+    }
+    int k = ls->nkeys - INLINE_KEYS;
+    if (k == ls->capkeys) {
+        ls->capkeys = ls->capkeys ? ls->capkeys * 2 : 8;
+        ls->more_keys = realloc(ls->more_keys, sizeof(*ls->more_keys) * (size_t)ls->capkeys);
+        if (!ls->more_keys) abort();
+    }
+    ls->more_keys[k] = h;
+    ls->nkeys++;
+}
+
 void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len)
 {
     const char *name;
     size_t nlen;
     lock_unit_name(key, len, &name, &nlen);
     lock_unit *u = unit_get(db, name, nlen);
+    /* A key without a hash tag is its unit's name: the same hash. */
+    set_note_key(ls, nlen == len ? u->hash : hash_bytes(db, key, len));
     if (u->mark == ls) return; /* already in this set */
     /* Another set may have moved the mark: look, unless no set uses the unit. */
     for (int i = 0; u->refs && i < ls->n; i++)
@@ -524,12 +565,13 @@ static void process_work(void)
     while (L.nwork) unit_process(L.work[--L.nwork]);
 }
 
+/* The busy kind of a holder e's set would wait for, or 0. */
 static int conflicting_busy_holder(const lock_entry *e, int mode)
 {
     for (const lock_entry *h = e->unit->holders; h; h = h->next) {
         if (!h->set->busy) continue;
         if (h->intent && e->intent) continue;
-        if (!compat[h->set->mode][mode]) return 1;
+        if (!compat[h->set->mode][mode]) return h->set->busy;
     }
     return 0;
 }
@@ -556,8 +598,10 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
                            : !e->unit->wait_head && entry_compatible(e, ls->mode);
         if (!ok) {
             grantable = 0;
-            if (refuse_if_busy && conflicting_busy_holder(e, ls->mode)) {
+            int busy = refuse_if_busy ? conflicting_busy_holder(e, ls->mode) : 0;
+            if (busy) {
                 L.stats.busy_refusals++;
+                ls->refused_by = (unsigned)busy;
                 return LOCK_BUSY;
             }
         }
@@ -584,15 +628,19 @@ void lock_set_release_all(lock_set *ls)
 {
     if (ls->draining) drain_unlink(ls); /* nothing enqueued on its units yet */
     ready_remove(ls);
-    int wrote = version_watchers && ls->state == SET_GRANTED &&
+    int wrote = ls->state == SET_GRANTED &&
                 (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
+    if (wrote && W.count)
+        for (int i = 0; i < ls->nkeys; i++) {
+            uint64_t h = i < INLINE_KEYS ? ls->inline_keys[i] : ls->more_keys[i - INLINE_KEYS];
+            for (lock_watch *w = W.buckets[h & (W.nbuckets - 1)]; w; w = w->next)
+                if (w->hash == h) w->version++;
+        }
+    ls->nkeys = 0;
     for (int i = 0; i < ls->n; i++) {
         lock_entry *e = entry_at(ls, i);
         lock_unit *u = e->unit;
-        if (wrote && e->granted && !e->intent) {
-            if (u == L.keyspace) keyspace_version++;
-            else unit_versions[u->hash & (VERSION_BUCKETS - 1)]++;
-        }
+        if (wrote && e->granted && !e->intent && u == L.keyspace) keyspace_version++;
         if (e->granted) holder_unlink(e);
         else if (ls->state != SET_NEW || e->extend) wait_unlink(e);
         if (u->mark == ls) u->mark = NULL;
@@ -612,15 +660,17 @@ void lock_set_release_all(lock_set *ls)
 
 void lock_set_release(lock_set *ls)
 {
+    lock_set_set_busy(ls, 0);
     lock_set_release_all(ls);
     if (ls->mode >= LOCK_SCRIPT_RO) nonplain_sets--;
-    if (free_sets_count < POOL_MAX && ls->cap <= 64) {
+    if (free_sets_count < POOL_MAX && ls->cap <= 64 && ls->capkeys <= 64) {
         ls->ready_next = free_sets;
         free_sets = ls;
         free_sets_count++;
         return;
     }
     free(ls->more);
+    free(ls->more_keys);
     free(ls);
 }
 
@@ -636,7 +686,20 @@ void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn)
     ls->abort_fn = abort_fn;
 }
 
-void lock_set_set_busy(lock_set *ls, int busy) { ls->busy = busy != 0; }
+void lock_set_set_busy(lock_set *ls, int busy)
+{
+    if (busy != LOCK_BUSY_EVAL && busy != LOCK_BUSY_FUNCTION) busy = busy ? LOCK_BUSY_EVAL : 0;
+    if (ls->busy) busy_sets[ls->busy]--;
+    if (busy) busy_sets[busy]++;
+    ls->busy = (unsigned)busy;
+}
+
+int lock_set_busy_kind(const lock_set *ls) { return ls->refused_by ? (int)ls->refused_by : LOCK_BUSY_EVAL; }
+
+int locks_busy_kind(void)
+{
+    return busy_sets[LOCK_BUSY_EVAL] ? LOCK_BUSY_EVAL : busy_sets[LOCK_BUSY_FUNCTION] ? LOCK_BUSY_FUNCTION : 0;
+}
 void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
 int lock_set_unit_count(const lock_set *ls) { return ls->n; }
 
@@ -684,6 +747,7 @@ static int cycle_from(lock_unit *u, int mode, const lock_entry *self, lock_set *
 
 int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
 {
+    set_note_key(ls, hash_bytes(db, key, len));
     if (lock_set_holds(ls, db, key, len)) return LOCK_GRANTED;
     for (int attempt = 0; attempt < 16; attempt++) {
         const char *name;
@@ -722,14 +786,56 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
     return LOCK_DEADLOCK;
 }
 
-void locks_watchers(int delta) { version_watchers += (unsigned)delta; }
-
-uint64_t lock_write_version(int db, const char *key, size_t len)
+lock_watch *lock_watch_begin(int db, const char *key, size_t len)
 {
-    const char *name;
-    size_t nlen;
-    lock_unit_name(key, len, &name, &nlen);
-    return unit_versions[hash_bytes(db, name, nlen) & (VERSION_BUCKETS - 1)] + keyspace_version;
+    uint64_t h = hash_bytes(db, key, len);
+    version_watchers++;
+    if (!W.nbuckets) {
+        W.nbuckets = 256;
+        W.buckets = calloc(W.nbuckets, sizeof(*W.buckets));
+        if (!W.buckets) abort();
+    }
+    for (lock_watch *w = W.buckets[h & (W.nbuckets - 1)]; w; w = w->next)
+        if (w->hash == h) {
+            w->refs++;
+            return w;
+        }
+    if (W.count >= W.nbuckets) {
+        size_t n = W.nbuckets * 2;
+        lock_watch **b = calloc(n, sizeof(*b));
+        if (!b) abort();
+        for (size_t i = 0; i < W.nbuckets; i++)
+            while (W.buckets[i]) {
+                lock_watch *w = W.buckets[i];
+                W.buckets[i] = w->next;
+                w->next = b[w->hash & (n - 1)];
+                b[w->hash & (n - 1)] = w;
+            }
+        free(W.buckets);
+        W.buckets = b;
+        W.nbuckets = n;
+    }
+    lock_watch *w = calloc(1, sizeof(*w));
+    if (!w) abort();
+    w->hash = h;
+    w->refs = 1;
+    w->next = W.buckets[h & (W.nbuckets - 1)];
+    W.buckets[h & (W.nbuckets - 1)] = w;
+    W.count++;
+    return w;
+}
+
+uint64_t lock_watch_version(const lock_watch *w) { return w->version + keyspace_version; }
+
+void lock_watch_end(lock_watch *w)
+{
+    version_watchers--;
+    if (--w->refs) return;
+    lock_watch **pp = &W.buckets[w->hash & (W.nbuckets - 1)];
+    while (*pp != w) pp = &(*pp)->next;
+    *pp = w->next;
+    W.count--;
+    free(w);
 }
 
 void locks_get_stats(lock_stats *st)
@@ -765,10 +871,21 @@ void locks_shutdown(void)
     free(L.buckets);
     free(L.work);
     memset(&L, 0, sizeof(L));
+    memset(busy_sets, 0, sizeof(busy_sets));
+    version_watchers = 0;
+    for (size_t i = 0; i < W.nbuckets; i++)
+        while (W.buckets[i]) {
+            lock_watch *w = W.buckets[i];
+            W.buckets[i] = w->next;
+            free(w);
+        }
+    free(W.buckets);
+    memset(&W, 0, sizeof(W));
     while (free_sets) {
         lock_set *ls = free_sets;
         free_sets = ls->ready_next;
         free(ls->more);
+        free(ls->more_keys);
         free(ls);
     }
     free_sets_count = 0;

@@ -64,7 +64,14 @@ void locks_unlocked_end(int wrote); /* wrote: it may have written */
 
 /* For scripts. */
 void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn);
-void lock_set_set_busy(lock_set *ls, int busy);       /* past busy-reply-threshold */
+/* Past busy-reply-threshold: LOCK_BUSY_EVAL or LOCK_BUSY_FUNCTION (which
+ * decides the text of the BUSY error), or 0 when no longer busy. */
+enum lock_busy_kind { LOCK_BUSY_EVAL = 1, LOCK_BUSY_FUNCTION = 2 };
+void lock_set_set_busy(lock_set *ls, int busy);
+/* After LOCK_BUSY: the kind of the busy holder that refused ls. */
+int lock_set_busy_kind(const lock_set *ls);
+/* The kind of the busy sets (LOCK_BUSY_EVAL when any is an EVAL), or 0. */
+int locks_busy_kind(void);
 void lock_set_set_written(lock_set *ls, int written); /* has made a write */
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
 /* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the
@@ -77,13 +84,18 @@ int lock_set_unit_count(const lock_set *ls);
  * (for a script that is aborted and will be queued again). */
 void lock_set_release_all(lock_set *ls);
 
-/* For WATCH without the store's help: changes whenever a writer through the
- * proxy releases the key's unit (or anything keyspace-wide). */
+/* WATCH without the store's help: a watched key's version changes whenever
+ * a writer through the proxy releases a set naming that key (or anything
+ * keyspace-wide).
+ * While any key is watched, plain requests take sets (locks_plain_free is
+ * 0); a watcher takes its versions only after acquiring an empty
+ * LOCK_SCRIPT_RO set, which waits for the requests sent without one, so no
+ * write it cannot see is still in flight. */
+typedef struct lock_watch lock_watch;
 #include <stdint.h>
-uint64_t lock_write_version(int db, const char *key, size_t len);
-/* Versions change only while someone watches by them (+1 when a WATCH by
- * versions starts, -1 when it ends): earlier writes cannot matter to it. */
-void locks_watchers(int delta);
+lock_watch *lock_watch_begin(int db, const char *key, size_t len);
+uint64_t lock_watch_version(const lock_watch *w);
+void lock_watch_end(lock_watch *w);
 
 typedef struct lock_stats {
     unsigned long units;         /* units in the table */

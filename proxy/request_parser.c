@@ -4,11 +4,11 @@
  *
  * Redis keeps the whole query buffer and rescans it after every read; this
  * parser keeps only what it needs (the open line and the arguments so far) and
- * walks each byte once, so results do not depend on how input is chunked. Where
- * Redis's outcome depends on read sizes (the 64 KB line limit is checked only
- * after a read), the parser takes the byte-at-a-time outcome: a line errors as
- * soon as more than PROTO_INLINE_MAX_SIZE bytes are buffered without its
- * terminator. */
+ * walks each byte once. Results do not depend on how input is chunked, except
+ * where Redis's do not either: the 64 KB line limit. Redis checks it after
+ * each read, and only when the buffer holds no line end yet, so a longer line
+ * whose end arrives in the same read is accepted; here a feed call stands for
+ * a read, and the check is made when one has used up its input. */
 #include "proxy/request_parser.h"
 
 #include <limits.h>
@@ -144,6 +144,11 @@ static void reset_command(request_parser *p)
     p->bulk_have = 0;
     p->skip_left = 0;
     p->state = RP_START;
+    if (p->line_cap > PROTO_INLINE_MAX_SIZE) {
+        free(p->line);
+        p->line = NULL;
+        p->line_cap = 0;
+    }
     if (p->arena_cap > RP_ARENA_KEEP) {
         p->arena = rp_realloc(p->arena, RP_ARENA_KEEP);
         p->arena_cap = RP_ARENA_KEEP;
@@ -293,17 +298,11 @@ static int inline_complete(request_parser *p, const char *s, size_t n)
 
 static int step_inline(request_parser *p, const char *s, size_t avail, size_t *pos)
 {
-    size_t room = PROTO_INLINE_MAX_SIZE - p->line_total;
-    size_t scan = avail < room + 1 ? avail : room + 1;
     size_t i;
 
-    for (i = 0; i < scan; i++)
+    for (i = 0; i < avail; i++)
         if (s[i] == '\n' || s[i] == '\0')
             break;
-    if (i > room) {
-        *pos += room + 1;
-        return fail(p, too_big_text(KIND_INLINE));
-    }
     if (i < avail && s[i] == '\n') {
         *pos += i + 1;
         if (p->line_len == 0)
@@ -326,8 +325,6 @@ static int step_inline(request_parser *p, const char *s, size_t avail, size_t *p
         size_t cap = p->line_cap ? p->line_cap * 2 : 256;
         if (cap < p->line_len + i)
             cap = p->line_len + i;
-        if (cap > PROTO_INLINE_MAX_SIZE)
-            cap = PROTO_INLINE_MAX_SIZE;
         p->line = rp_realloc(p->line, cap);
         p->line_cap = cap;
     }
@@ -338,17 +335,11 @@ static int step_inline(request_parser *p, const char *s, size_t avail, size_t *p
 
 static int step_hdr(request_parser *p, const char *s, size_t avail, size_t *pos)
 {
-    size_t room = PROTO_INLINE_MAX_SIZE - p->line_total;
-    size_t scan = avail < room + 1 ? avail : room + 1;
     size_t i;
 
-    for (i = 0; i < scan; i++)
+    for (i = 0; i < avail; i++)
         if (s[i] == '\r' || s[i] == '\0')
             break;
-    if (i > room) {
-        *pos += room + 1;
-        return fail(p, too_big_text(p->line_kind));
-    }
     if (p->line_total < sizeof(p->hdr)) {
         size_t keep = sizeof(p->hdr) - p->line_total;
         memcpy(p->hdr + p->line_total, s, i < keep ? i : keep);
@@ -570,24 +561,21 @@ int request_parser_feed(request_parser *p, const char *buf, size_t len, size_t *
             }
             break;
         }
-        case RP_SWALLOW: {
+        case RP_SWALLOW:
             /* Redis's strchr stops at the NUL, so it never finds the line's
              * end; everything after it piles up until the 64 KB limit. */
-            size_t room = PROTO_INLINE_MAX_SIZE - p->line_total;
-            if (avail > room) {
-                pos += room + 1;
-                rc = fail(p, too_big_text(p->line_kind));
-            } else {
-                p->line_total += avail;
-                pos += avail;
-            }
+            p->line_total += avail;
+            pos += avail;
             break;
-        }
         default:
             rc = fail(p, "internal parser state");
             break;
         }
     }
+    /* The end of a read: a line still open past the limit is refused. */
+    if (rc == REQUEST_PARSE_MORE && p->line_total > PROTO_INLINE_MAX_SIZE &&
+        (p->state == RP_INLINE || p->state == RP_HDR || p->state == RP_SWALLOW))
+        rc = fail(p, too_big_text(p->line_kind));
     *consumed = pos;
     return rc;
 }

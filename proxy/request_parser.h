@@ -5,7 +5,7 @@
 
 #include <stddef.h>
 
-#define PROTO_INLINE_MAX_SIZE (1024 * 64) /* max inline line / count line */
+#define PROTO_INLINE_MAX_SIZE (1024 * 64) /* inline or count line still open at the end of a read */
 #define PROTO_UNAUTH_MAX_MULTIBULK 10     /* multibulk count before AUTH */
 #define PROTO_UNAUTH_MAX_BULK 16384       /* bulk length before AUTH */
 
@@ -56,7 +56,9 @@ void request_parser_free(request_parser *p);
  * one command is complete (the caller feeds the rest afterwards), MORE when all
  * input was consumed without completing a command, ERROR on a protocol error
  * (after which the connection must be closed, as Redis does). Empty inline
- * lines and multibulks of count <= 0 are skipped, as in Redis. */
+ * lines and multibulks of count <= 0 are skipped, as in Redis. Each call
+ * stands for one read: a line left open at its end with more than
+ * PROTO_INLINE_MAX_SIZE bytes is an error, as Redis checks after a read. */
 int request_parser_feed(request_parser *p, const char *buf, size_t len, size_t *consumed);
 
 /* Bytes currently buffered inside the parser for an incomplete command

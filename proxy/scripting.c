@@ -138,7 +138,7 @@ static void set_busy(script_call *sc, int busy)
     sc->busy = busy != 0;
     if (busy) busy_count++;
     else busy_count--;
-    if (sc->locks) lock_set_set_busy(sc->locks, busy);
+    if (sc->locks) lock_set_set_busy(sc->locks, busy ? (sc->fname ? LOCK_BUSY_FUNCTION : LOCK_BUSY_EVAL) : 0);
 }
 
 /* The final reply goes to the client (if still there); locks are released. */
@@ -731,7 +731,7 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     sc->written = 0;
     int rc = lock_set_acquire(ls, refuse_if_busy);
     if (rc == LOCK_BUSY) {
-        call_finish_error(sc, BUSY_ERROR);
+        call_finish_error(sc, busy_error(lock_set_busy_kind(ls)));
         return;
     }
     if (rc == LOCK_GRANTED) call_start(sc);

@@ -79,10 +79,7 @@ struct client {
     unsigned scripts_pipelined;     /* its scripts running while it goes on */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */
-    struct multi_state *exec_pending;  /* EXEC waiting for its locks (or a WATCH check) */
-    struct lock_set *exec_locks;       /* that EXEC's locks, during a WATCH check */
-    struct exec_run *exec_run;         /* EXEC the proxy runs itself (scripts inside) */
-    int exec_new_db;                   /* database after a running EXEC with SELECT, or -1 */
+    struct exec_run *exec_run;         /* its EXEC, from its read to its reply */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
     watch_versions *watch_versions;    /* WATCH by write versions (stores that cannot watch) */
     int dedicated_conn;                /* own connection with a request in flight, or -1 */
@@ -182,5 +179,8 @@ void relay_orphan_waiting(client *c);
 void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Busy error text, as Redis's. */
 #define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+/* Redis's BUSY text for a busy script of that lock_busy_kind (EVAL: SCRIPT
+ * KILL; FCALL: FUNCTION KILL). */
+const char *busy_error(int kind);
 
 #endif

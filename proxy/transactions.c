@@ -18,13 +18,13 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "backends/backend.h"
 #include "proxy/acl.h"
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
-#include "proxy/pubsub.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
 #include "proxy/server.h"
@@ -38,15 +38,15 @@ typedef struct queued_command {
 } queued_command;
 
 typedef struct watched_key {
-    int db;
-    char *key;
-    size_t len;
+    lock_watch *w;
     uint64_t version;
 } watched_key;
 
 struct watch_versions {
     watched_key *keys;
     int n, cap;
+    int snapped;        /* keys[0..snapped) have their versions */
+    lock_set *settle;   /* waits for requests in flight without a set */
 };
 
 struct multi_state {
@@ -59,27 +59,45 @@ struct multi_state {
 static unsigned blocking_in_use;
 static int has_scripts(const multi_state *m);
 
+enum exec_phase {
+    EXEC_DRAIN,  /* waiting for the client's relayed commands to be answered */
+    EXEC_LOCKS,  /* waiting for its lock units */
+    EXEC_CHECK,  /* asking the store whether a watched key changed */
+    EXEC_STORE,  /* sent to the store as one MULTI ... EXEC */
+    EXEC_RUN,    /* run command by command by the proxy (scripts inside) */
+};
+
 typedef struct exec_elem {
     struct exec_run *er;
     int index;
 } exec_elem;
 
+/* One EXEC, from the moment it is read to its reply. It does not depend on
+ * its client: a client that goes away meanwhile has its transaction run to
+ * the end, as Redis runs a command it has read; only the reply is dropped. */
 typedef struct exec_run {
+    struct exec_run *older, *newer; /* every EXEC not finished, for shutdown */
     client *c; /* NULL once the client is gone */
-    uint64_t client_id;
-    struct acl_user *user; /* whose transaction: its scripts run as this user */
+    unsigned long long client_id;
+    struct acl_user *user; /* who ran EXEC: its scripts' calls are checked against it */
     multi_state *m;
     lock_set *ls;
     reply_slot *slot;
+    int watch_conn;     /* the client's WATCH connection, taken over at EXEC, or -1 */
+    watch_versions *wv; /* its WATCH by versions, taken over at EXEC */
+    int phase;
+    int db;     /* where the commands run; a SELECT inside moves it */
+    int new_db; /* EXEC_STORE: the client's database after it (SELECT inside), or -1 */
+    /* EXEC_RUN */
     struct evbuffer **replies; /* one per queued command */
     exec_elem *elems;
     int next;      /* next command to start */
     int pending;   /* store replies outstanding */
     int script_running;
     int stepping;
-    int db, start_db;
 } exec_run;
 
+static exec_run *exec_runs;
 
 static void multi_free(multi_state *m)
 {
@@ -92,39 +110,44 @@ static void multi_free(multi_state *m)
     free(m);
 }
 
+static void watch_versions_free(watch_versions *w)
+{
+    if (!w) return;
+    if (w->settle) lock_set_release(w->settle);
+    for (int i = 0; i < w->n; i++) lock_watch_end(w->keys[i].w);
+    free(w->keys);
+    free(w);
+}
+
 static void unwatch(client *c)
 {
-    if (c->watch_versions) {
-        for (int i = 0; i < c->watch_versions->n; i++) free(c->watch_versions->keys[i].key);
-        free(c->watch_versions->keys);
-        free(c->watch_versions);
-        c->watch_versions = NULL;
-        locks_watchers(-1);
-    }
+    watch_versions_free(c->watch_versions);
+    c->watch_versions = NULL;
     if (c->watch_conn >= 0) {
         backend_release_dedicated(server.backend, c->watch_conn, 0);
         c->watch_conn = -1;
     }
 }
 
+static void exec_continue_gone(evutil_socket_t fd, short what, void *arg);
+
 void transactions_client_gone(client *c)
 {
     multi_free(c->multi);
     c->multi = NULL;
-    if (c->exec_run) {
-        /* It runs to the end, as Redis runs what it has read; the reply is dropped. */
-        c->exec_run->c = NULL;
+    exec_run *er = c->exec_run;
+    if (er) {
+        er->c = NULL;
         c->exec_run = NULL;
-    }
-    if (c->exec_locks) {
-        /* A WATCH check was in flight: its callback goes with the pinned connection. */
-        lock_set_release(c->exec_locks);
-        c->exec_locks = NULL;
-        multi_free(c->exec_pending);
-        c->exec_pending = NULL;
+        /* Its client's relayed commands no longer report when they are
+         * answered: go on from the event loop (the locks keep the order). */
+        if (er->phase == EXEC_DRAIN) {
+            static const struct timeval zero = {0, 0};
+            event_base_once(server.base, -1, EV_TIMEOUT, exec_continue_gone, er, &zero);
+        }
     }
     if (c->dedicated_conn >= 0) {
-        /* A blocking command or an EXEC is in flight on it: closing the
+        /* A blocking command or a WATCH is in flight on it: closing the
          * connection unblocks the store side; the callbacks are dropped, so
          * finish their slot here. */
         if (c->dedicated_conn != c->watch_conn) {
@@ -159,16 +182,24 @@ void multi_flag_dirty(client *c)
     if (c->multi) c->multi->dirty = 1;
 }
 
+void exec_reject(client *c, const char *error)
+{
+    /* As Redis: a rejected EXEC discards the transaction and the WATCH,
+     * inside MULTI or not. */
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+    reply_errorf(client_reply_buffer(c), "EXECABORT Transaction discarded because of: %s", error);
+}
+
 /* ---- queueing -------------------------------------------------------------- */
 
-/* Local commands that the store can run inside its own transaction. */
 /* Commands the proxy answers itself outside MULTI that the store can run
  * inside one. PUBLISH reaches the proxy's subscribers through its shared
  * subscriber connection; its count is then the store's (as from a script). */
 static int store_can_run(const command_def *cmd)
 {
-    static const char *const ok[] = {"ping", "echo", "time", "select", "publish", "spublish", NULL};
-    if (pubsub_carried_here(cmd)) return 1; /* PUBSUB where the proxy is the pub/sub server */
+    static const char *const ok[] = {"ping", "echo", "time", "select", "publish", NULL};
     for (const char *const *p = ok; *p; p++)
         if (!strcmp(*p, cmd->name)) return 1;
     return 0;
@@ -178,11 +209,6 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 {
     multi_state *m = c->multi;
     struct evbuffer *out = client_reply_buffer(c);
-    if (cmd->flags & CMD_NO_MULTI) {
-        reply_error(out, "ERR Command not allowed inside a transaction");
-        m->dirty = 1;
-        return 1;
-    }
     if (is_local && !store_can_run(cmd) && !scripting_is_eval(cmd)) {
         reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
         m->dirty = 1;
@@ -213,69 +239,95 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 
 /* ---- EXEC -------------------------------------------------------------------- */
 
-typedef struct exec_call {
-    client *c;
-    multi_state *m;
-    lock_set *locks;
-    int new_db; /* the client's database after EXEC (SELECT inside), or -1 */
-} exec_call;
-
-static void exec_reply_cb(void *ctx, const backend_reply *r)
+static void exec_unwatch(exec_run *er)
 {
-    reply_slot *s = ctx;
-    client *c = s->c;
-    if (s->locks) {
-        lock_set_release(s->locks);
-        s->locks = NULL;
+    watch_versions_free(er->wv);
+    er->wv = NULL;
+    if (er->watch_conn >= 0) {
+        backend_release_dedicated(server.backend, er->watch_conn, 0);
+        er->watch_conn = -1;
     }
-    if (c) {
-        int new_db = c->exec_new_db;
-        c->exec_new_db = -1;
-        if (c->dedicated_slot == s) {
-            c->dedicated_slot = NULL;
-            c->dedicated_conn = -1;
-        }
-        if (r->error) {
-            reply_error(s->buf, r->error);
-        } else {
-            /* A SELECT inside a transaction that ran moves the client. */
-            char first[2] = {0, 0};
-            evbuffer_copyout(r->raw, first, 2);
-            if (new_db >= 0 && first[0] == '*' && first[1] != '-') c->db = new_db;
-            evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
-        }
-        /* WATCH ends with EXEC, as in Redis. */
-        if (c->watch_conn >= 0) unwatch(c);
-        client_slot_done(s);
-        client_unblock(c);
-        return;
-    }
-    client_slot_done(s);
 }
 
-/* Returns 1 when the transaction went out (the client stays blocked until
- * EXEC's reply), 0 when it failed at once (an error reply is queued). */
-static int exec_send(client *c, multi_state *m, lock_set *ls)
+static void exec_free(exec_run *er)
+{
+    if (er->newer) er->newer->older = er->older;
+    else exec_runs = er->older;
+    if (er->older) er->older->newer = er->newer;
+    if (er->replies)
+        for (int i = 0; i < er->m->count; i++)
+            if (er->replies[i]) evbuffer_free(er->replies[i]);
+    free(er->replies);
+    free(er->elems);
+    multi_free(er->m);
+    acl_user_release(er->user);
+    free(er);
+}
+
+/* The reply is in er->slot->buf: release everything and let the client go on. */
+static void exec_finish(exec_run *er)
+{
+    if (er->ls) lock_set_release(er->ls);
+    er->ls = NULL;
+    exec_unwatch(er);
+    client *c = er->c;
+    if (c) c->exec_run = NULL;
+    client_slot_done(er->slot);
+    exec_free(er);
+    if (c) client_unblock(c);
+}
+
+static void exec_finish_error(exec_run *er, const char *error)
+{
+    reply_error(er->slot->buf, error);
+    exec_finish(er);
+}
+
+static void exec_store_reply_cb(void *ctx, const backend_reply *r)
+{
+    exec_run *er = ctx;
+    if (r->error) {
+        reply_error(er->slot->buf, r->error);
+    } else {
+        /* A SELECT inside a transaction that ran moves the client. */
+        char first[2] = {0, 0};
+        evbuffer_copyout(r->raw, first, 2);
+        if (er->c && er->new_db >= 0 && first[0] == '*' && first[1] != '-') er->c->db = er->new_db;
+        evbuffer_remove_buffer(r->raw, er->slot->buf, r->raw_len);
+    }
+    exec_finish(er);
+}
+
+/* The store runs the transaction: MULTI, the commands and EXEC back to back
+ * on one connection (the pinned WATCH one, if any). */
+static void exec_send(exec_run *er)
 {
     backend *b = server.backend;
-    int pinned = c->watch_conn >= 0;
-    int conn = pinned ? c->watch_conn : client_shared_conn(c);
-    int db = c->db, new_db = -1;
-    reply_slot *s = client_slot_add(c);
-    s->locks = ls;
+    int conn = er->watch_conn >= 0 ? er->watch_conn
+               : er->c               ? client_shared_conn(er->c)
+                                     : backend_pick(b, (unsigned)er->client_id);
+    int db = er->db;
     char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
     size_t ml[1] = {5}, el[1] = {4};
+    multi_state *m = er->m;
     int ok = conn >= 0 && backend_send(b, conn, db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0;
     for (int i = 0; ok && i < m->count; i++) {
         queued_command *q = &m->cmds[i];
         ok = backend_send(b, conn, db, q->argc, q->argv, q->argvlen, BACKEND_RAW, NULL, NULL) == 0;
         if (!strcmp(q->cmd->name, "select")) {
             long long id;
-            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases) new_db = (int)id;
+            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                er->new_db = (int)id;
         }
     }
-    if (ok) ok = backend_send(b, conn, db, 1, ev, el, BACKEND_RAW, exec_reply_cb, s) == 0;
-    if (ok && new_db >= 0) {
+    if (ok) ok = backend_send(b, conn, db, 1, ev, el, BACKEND_RAW, exec_store_reply_cb, er) == 0;
+    if (!ok) {
+        /* Nothing was sent, or the connection fails and errors every reply. */
+        exec_finish_error(er, backend_error(b));
+        return;
+    }
+    er->phase = EXEC_STORE;
+    if (er->new_db >= 0) {
         /* The store's connection moved with the SELECT: bring it back to the
          * database the proxy believes it is in. */
         char num[16];
@@ -284,22 +336,6 @@ static int exec_send(client *c, multi_state *m, lock_set *ls)
         size_t sl[2] = {6, (size_t)n};
         backend_send(b, conn, db, 2, sv, sl, BACKEND_RAW, NULL, NULL);
     }
-    multi_free(m);
-    if (!ok) {
-        /* Nothing was sent, or the connection fails and errors every reply. */
-        if (s->locks) lock_set_release(s->locks);
-        s->locks = NULL;
-        reply_error(s->buf, backend_error(b));
-        client_slot_done(s);
-        unwatch(c);
-        return 0;
-    }
-    c->exec_new_db = new_db;
-    if (pinned) {
-        c->dedicated_conn = conn;
-        c->dedicated_slot = s;
-    }
-    return 1; /* later commands wait for EXEC's reply: they must not overtake it */
 }
 
 /* ---- EXEC run by the proxy (scripts inside) ------------------------------------ */
@@ -308,25 +344,11 @@ static void exec_run_step(exec_run *er);
 
 static void exec_run_finish(exec_run *er)
 {
-    reply_slot *s = er->slot;
-    reply_array(s->buf, er->m->count);
-    for (int i = 0; i < er->m->count; i++) {
-        evbuffer_add_buffer(s->buf, er->replies[i]);
-        evbuffer_free(er->replies[i]);
-    }
-    lock_set_release(er->ls);
-    client *c = er->c;
-    if (c) {
-        c->exec_run = NULL;
-        c->db = er->db; /* a SELECT inside moves the client, as in Redis */
-    }
-    client_slot_done(s);
-    multi_free(er->m);
-    acl_user_release(er->user);
-    free(er->replies);
-    free(er->elems);
-    free(er);
-    if (c) client_unblock(c);
+    struct evbuffer *out = er->slot->buf;
+    reply_array(out, er->m->count);
+    for (int i = 0; i < er->m->count; i++) evbuffer_add_buffer(out, er->replies[i]);
+    if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
+    exec_finish(er);
 }
 
 static void exec_elem_cb(void *ctx, const backend_reply *r)
@@ -348,6 +370,22 @@ static void exec_script_done(void *ctx, const char *reply, size_t len)
     exec_run_step(er);
 }
 
+/* A script inside EXEC takes its client's id, user and database; once the
+ * client is gone they come from the transaction, through a stand-in. */
+static void exec_start_script(exec_run *er, queued_command *q, exec_elem *el)
+{
+    client stand_in, *c = er->c;
+    if (!c) {
+        memset(&stand_in, 0, sizeof(stand_in));
+        stand_in.id = er->client_id;
+        stand_in.user = er->user;
+        stand_in.db = er->db;
+        stand_in.watch_conn = stand_in.dedicated_conn = stand_in.backend_conn = -1;
+        c = &stand_in;
+    }
+    scripting_eval_in_exec(c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done, el);
+}
+
 /* Commands go out in order; a script starts once everything before it has
  * answered (its calls may take another connection), and what follows it
  * waits for it. */
@@ -367,17 +405,13 @@ static void exec_run_step(exec_run *er)
             continue;
         }
         if (scripting_is_eval(q->cmd)) {
-            if (er->pending) return;
+            if (er->pending) break; /* exec_elem_cb steps again once they have answered */
             er->next++;
             er->script_running = 1;
-            /* Its client may be gone: the script still runs as its user. */
-            client gone = {.id = er->client_id, .user = er->user, .db = er->db};
-            scripting_eval_in_exec(er->c ? er->c : &gone, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db,
-                                   exec_script_done, &er->elems[i]);
+            exec_start_script(er, q, &er->elems[i]);
             continue;
         }
         er->next++;
-        if (pubsub_run_here(q->cmd, q->argc, q->argv, q->argvlen, er->replies[i])) continue;
         if (!strcmp(q->cmd->name, "select")) {
             long long id;
             if (!string_to_ll(q->argv[1], q->argvlen[1], &id)) {
@@ -390,7 +424,7 @@ static void exec_run_step(exec_run *er)
             }
             continue;
         }
-        int conn = backend_pick(b, er->c ? (unsigned)er->c->id : 0);
+        int conn = backend_pick(b, (unsigned)er->client_id);
         if (conn < 0 || backend_send(b, conn, er->db, q->argc, q->argv, q->argvlen, BACKEND_RAW, exec_elem_cb,
                                      &er->elems[i]) != 0) {
             reply_error(er->replies[i], backend_error(b));
@@ -402,27 +436,19 @@ static void exec_run_step(exec_run *er)
     if (!er->script_running && !er->pending && er->next == er->m->count) exec_run_finish(er);
 }
 
-static void exec_run_start(client *c, multi_state *m, lock_set *ls)
+static void exec_run_start(exec_run *er)
 {
-    exec_run *er = calloc(1, sizeof(*er));
-    if (!er) abort();
-    er->c = c;
-    er->client_id = c->id;
-    er->user = c->user;
-    acl_user_retain(er->user);
-    er->m = m;
-    er->ls = ls;
-    er->db = er->start_db = c->db;
+    multi_state *m = er->m;
+    er->phase = EXEC_RUN;
     er->replies = calloc((size_t)m->count, sizeof(*er->replies));
     er->elems = calloc((size_t)m->count, sizeof(*er->elems));
-    if (!er->replies || !er->elems) abort();
+    if (m->count && (!er->replies || !er->elems)) abort();
     for (int i = 0; i < m->count; i++) {
         er->replies[i] = evbuffer_new();
+        if (!er->replies[i]) abort();
         er->elems[i].er = er;
         er->elems[i].index = i;
     }
-    er->slot = client_slot_add(c);
-    c->exec_run = er;
     exec_run_step(er);
 }
 
@@ -430,24 +456,20 @@ static void exec_run_start(client *c, multi_state *m, lock_set *ls)
  * whether a watched key changed; the proxy's locks are already held. */
 static void watch_check_cb(void *ctx, const backend_reply *r)
 {
-    client *c = ctx;
-    multi_state *m = c->exec_pending;
-    lock_set *ls = c->exec_locks;
-    c->exec_pending = NULL;
-    c->exec_locks = NULL;
+    exec_run *er = ctx;
     char first[2] = {0, 0};
     if (!r->error) evbuffer_copyout(r->raw, first, 2);
-    unwatch(c);
-    if (r->error || first[0] != '*' || first[1] == '-') {
-        struct evbuffer *out = client_reply_buffer(c);
-        if (r->error) reply_error(out, r->error);
-        else reply_null_array(out);
-        lock_set_release(ls);
-        multi_free(m);
-        client_unblock(c);
+    exec_unwatch(er);
+    if (r->error) {
+        exec_finish_error(er, r->error);
         return;
     }
-    exec_run_start(c, m, ls);
+    if (first[0] != '*' || first[1] == '-') {
+        reply_null_array(er->slot->buf);
+        exec_finish(er);
+        return;
+    }
+    exec_run_start(er);
 }
 
 /* Also true when a command is refused at EXEC: the proxy then runs the
@@ -462,61 +484,62 @@ static int has_scripts(const multi_state *m)
 
 /* WATCH without a pinned connection: did a writer through the proxy touch
  * a watched key since? */
-static int watched_changed(client *c)
+static int watched_changed(const watch_versions *w)
 {
-    watch_versions *w = c->watch_versions;
-    if (!w) return 0;
     for (int i = 0; i < w->n; i++)
-        if (lock_write_version(w->keys[i].db, w->keys[i].key, w->keys[i].len) != w->keys[i].version) return 1;
+        if (lock_watch_version(w->keys[i].w) != w->keys[i].version) return 1;
     return 0;
 }
 
-static void exec_go(client *c, multi_state *m, lock_set *ls)
+static void exec_go(exec_run *er)
 {
-    if (c->watch_versions) {
-        int changed = watched_changed(c);
-        unwatch(c);
+    if (er->wv) {
+        int changed = watched_changed(er->wv);
+        exec_unwatch(er);
         if (changed) {
-            reply_null_array(client_reply_buffer(c));
-            lock_set_release(ls);
-            multi_free(m);
-            client_unblock(c);
+            reply_null_array(er->slot->buf);
+            exec_finish(er);
             return;
         }
     }
-    if (!has_scripts(m) && server.backend->has_transactions) {
-        if (!exec_send(c, m, ls)) client_unblock(c);
+    if (!has_scripts(er->m) && server.backend->has_transactions) {
+        exec_send(er);
         return;
     }
-    if (c->watch_conn >= 0) {
+    if (er->watch_conn >= 0) {
         char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
         size_t ml[1] = {5}, el[1] = {4};
         backend *b = server.backend;
-        c->exec_pending = m;
-        c->exec_locks = ls;
-        if (backend_send(b, c->watch_conn, c->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
-            backend_send(b, c->watch_conn, c->db, 1, ev, el, BACKEND_RAW, watch_check_cb, c) == 0)
+        if (backend_send(b, er->watch_conn, er->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
+            backend_send(b, er->watch_conn, er->db, 1, ev, el, BACKEND_RAW, watch_check_cb, er) == 0) {
+            er->phase = EXEC_CHECK;
             return;
-        c->exec_pending = NULL;
-        c->exec_locks = NULL;
-        unwatch(c);
+        }
+        exec_finish_error(er, backend_error(b));
+        return;
     }
-    exec_run_start(c, m, ls);
+    exec_run_start(er);
 }
 
 static void exec_lock_granted(lock_set *ls, void *ctx)
 {
-    client *c = ctx;
-    c->waiting_locks = NULL;
-    multi_state *m = c->exec_pending;
-    c->exec_pending = NULL;
-    exec_go(c, m, ls);
+    exec_run *er = ctx;
+    (void)ls;
+    exec_go(er);
 }
 
-static void exec_after_drain(client *c)
+/* Refused because of a busy script: as Redis rejects EXEC then, the
+ * transaction is discarded. */
+static void exec_busy(exec_run *er, const char *busy)
 {
-    multi_state *m = c->exec_pending;
-    /* Every queued command's units, in one set. */
+    reply_errorf(er->slot->buf, "EXECABORT Transaction discarded because of: %s", busy);
+    exec_finish(er);
+}
+
+/* Every queued command's units, in one set, then run it. */
+static void exec_lock(exec_run *er)
+{
+    multi_state *m = er->m;
     int write = 0, keyspace = 0, scripts = 0;
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
@@ -524,11 +547,11 @@ static void exec_after_drain(client *c)
     }
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */
-    int by_proxy = scripts || !server.backend->has_transactions;
+    int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused;
     int mode = by_proxy ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
-    lock_set *ls = lock_set_new(mode, exec_lock_granted, c);
+    lock_set *ls = lock_set_new(mode, exec_lock_granted, er);
     if (by_proxy && write) lock_set_set_written(ls, 1); /* so WATCHers see it */
-    int db = c->db;
+    int db = er->db;
     for (int i = 0; i < m->count && !keyspace; i++) {
         queued_command *q = &m->cmds[i];
         if (!strcmp(q->cmd->name, "select")) {
@@ -555,36 +578,35 @@ static void exec_after_drain(client *c)
         for (int k = 0; k < n; k++) lock_set_add_key(ls, db, q->argv[keys[k]], q->argvlen[keys[k]]);
     }
     if (keyspace) lock_set_add_keyspace(ls);
+    er->ls = ls;
+    er->phase = EXEC_LOCKS;
     int rc = lock_set_acquire(ls, 1);
     if (rc == LOCK_BUSY) {
-        lock_set_release(ls);
-        multi_free(m);
-        c->exec_pending = NULL;
-        unwatch(c);
-        reply_error(client_reply_buffer(c), BUSY_ERROR);
-        client_unblock(c);
+        exec_busy(er, busy_error(lock_set_busy_kind(ls)));
         return;
     }
-    if (rc == LOCK_WAITING) {
-        c->waiting_locks = ls;
-        return;
-    }
-    c->exec_pending = NULL;
-    exec_go(c, m, ls);
+    if (rc == LOCK_GRANTED) exec_go(er);
+}
+
+static void exec_drained(client *c) { exec_lock(c->exec_run); }
+
+static void exec_continue_gone(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    exec_lock(arg);
 }
 
 static void exec_command(client *c)
 {
     multi_state *m = c->multi;
-    struct evbuffer *out;
     if (!m) {
         reply_error(client_reply_buffer(c), "ERR EXEC without MULTI");
         return;
     }
     c->multi = NULL;
     if (m->dirty) {
-        out = client_reply_buffer(c);
-        reply_error(out, "EXECABORT Transaction discarded because of previous errors.");
+        reply_error(client_reply_buffer(c), "EXECABORT Transaction discarded because of previous errors.");
         multi_free(m);
         unwatch(c);
         return;
@@ -597,13 +619,47 @@ static void exec_command(client *c)
             q->acl_error = acl_exec_recheck(c, q->cmd, q->argc, q->argv, q->argvlen);
             if (q->acl_error) m->acl_refused = 1;
         }
-    c->exec_pending = m;
-    client_block(c);
     /* With WATCH the transaction goes on the client's own connection: the
      * commands it sent before must have run first. */
-    if (c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m))
-        client_when_drained(c, exec_after_drain);
-    else exec_after_drain(c);
+    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m);
+    exec_run *er = calloc(1, sizeof(*er));
+    if (!er) abort();
+    er->c = c;
+    er->client_id = c->id;
+    er->user = c->user;
+    acl_user_retain(er->user);
+    er->m = m;
+    er->db = c->db;
+    er->new_db = -1;
+    /* EXEC ends the WATCH, as in Redis; the transaction takes what it needs of it. */
+    er->watch_conn = c->watch_conn;
+    c->watch_conn = -1;
+    er->wv = c->watch_versions;
+    c->watch_versions = NULL;
+    er->slot = client_slot_add(c);
+    er->older = exec_runs;
+    if (exec_runs) exec_runs->newer = er;
+    exec_runs = er;
+    c->exec_run = er;
+    client_block(c);
+    er->phase = EXEC_DRAIN;
+    if (drain) client_when_drained(c, exec_drained);
+    else exec_lock(er);
+}
+
+void transactions_shutdown(void)
+{
+    /* The backend is gone; what is left never gets its replies. Scripts
+     * inside EXEC have already released the lock set they borrowed. */
+    while (exec_runs) {
+        exec_run *er = exec_runs;
+        if (er->ls && !er->script_running) lock_set_release(er->ls);
+        er->ls = NULL;
+        watch_versions_free(er->wv);
+        er->wv = NULL;
+        if (er->c) er->c->exec_run = NULL;
+        exec_free(er);
+    }
 }
 
 /* ---- WATCH ----------------------------------------------------------------- */
@@ -644,12 +700,24 @@ static void watch_after_drain(client *c)
     c->dedicated_slot = s;
 }
 
+/* Every request sent without a set has been answered: the versions of the
+ * keys just watched now include every write that could precede the WATCH. */
+static void watch_versions_settled(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    watch_versions *w = c->watch_versions;
+    w->settle = NULL;
+    lock_set_release(ls);
+    for (; w->snapped < w->n; w->snapped++) w->keys[w->snapped].version = lock_watch_version(w->keys[w->snapped].w);
+    reply_ok(client_reply_buffer(c));
+    client_unblock(c);
+}
+
 static void watch_versions_after_drain(client *c)
 {
     if (!c->watch_versions) {
         c->watch_versions = calloc(1, sizeof(*c->watch_versions));
         if (!c->watch_versions) abort();
-        locks_watchers(1);
     }
     watch_versions *w = c->watch_versions;
     for (int i = 1; i < c->parser.argc; i++) {
@@ -658,19 +726,17 @@ static void watch_versions_after_drain(client *c)
             w->keys = realloc(w->keys, sizeof(*w->keys) * (size_t)w->cap);
             if (!w->keys) abort();
         }
-        size_t len = c->parser.argvlen[i];
-        char *key = malloc(len + 1);
-        if (!key) abort();
-        memcpy(key, c->parser.argv[i], len);
-        key[len] = '\0';
-        w->keys[w->n].db = c->db;
-        w->keys[w->n].key = key;
-        w->keys[w->n].len = len;
-        w->keys[w->n].version = lock_write_version(c->db, key, len);
+        /* From here plain requests take sets, so their writes count. */
+        w->keys[w->n].w = lock_watch_begin(c->db, c->parser.argv[i], c->parser.argvlen[i]);
+        w->keys[w->n].version = 0;
         w->n++;
     }
-    reply_ok(client_reply_buffer(c));
-    client_unblock(c);
+    lock_set *ls = lock_set_new(LOCK_SCRIPT_RO, watch_versions_settled, c);
+    if (lock_set_acquire(ls, 0) == LOCK_GRANTED) {
+        watch_versions_settled(ls, c);
+        return;
+    }
+    w->settle = ls; /* released by unwatch should the client go meanwhile */
 }
 
 static void watch_command(client *c)
@@ -764,9 +830,14 @@ int blocking_unblock(client *c, int with_error)
     return 1;
 }
 
-void blocking_command(client *c, const command_def *cmd)
+void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    (void)cmd;
+    if (!server.backend->has_dedicated) {
+        /* No connection of its own to block on: the store gets it like any
+         * other command (memcached refuses it with its usual text). */
+        relay_command(c, cmd, argc, argv, argvlen);
+        return;
+    }
     if ((long long)blocking_in_use >= config.backend_blocking_connections) {
         reply_errorf(client_reply_buffer(c),
                      "ERR no store connection left for blocking commands (backend-blocking-connections is %lld)",

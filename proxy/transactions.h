@@ -13,11 +13,15 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 void multi_flag_dirty(client *c);
 int multi_length(const client *c); /* queued commands, -1 outside MULTI */
 /* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
-void blocking_command(client *c, const command_def *cmd);
+void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 unsigned blocking_clients(void);
 /* CLIENT UNBLOCK: 1 if c was blocked in a blocking command and is now answered. */
 int blocking_unblock(client *c, int with_error);
+/* EXEC refused before it runs (NOAUTH, arity, ...): Redis's EXECABORT with
+ * that error (without its '-'); the transaction and the WATCH end. */
+void exec_reject(client *c, const char *error);
 void transactions_client_gone(client *c);
+void transactions_shutdown(void); /* after the backend: frees EXECs still in flight */
 void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
 
 #endif

@@ -106,6 +106,9 @@ def own_proxy(workdir, backend_url, extra=(), conf=None, bind=None):
         p.args[i + 1:i + 2] = list(bind)
     if conf is not None:
         p.args.insert(1, str(conf))
+        if any(line.split()[:1] == ["backend"] for line in open(conf)):
+            i = p.args.index("--backend")  # the file names the store: once only
+            del p.args[i:i + 2]
     p.args += list(extra)
     p._stderr = open(p.stderr_path, "ab")
     p.proc = subprocess.Popen(p.args, stdout=p._stderr, stderr=p._stderr, cwd=p.workdir,

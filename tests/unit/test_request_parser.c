@@ -453,8 +453,50 @@ static void test_too_big_inline(void **state)
     assert_int_equal(strlen(t), 3 + 65535 + 2 + strlen("MORE pending=0"));
     free(t);
     free(s);
+    /* One more byte before '\n' is judged as Redis judges it, after each
+     * read: refused when a read leaves more than 64 KB without a line end,
+     * accepted when the line end comes in the same read. */
     s = filled("", 'A', 65536, "\r\n", &len);
-    expect_opts(s, len, DEFAULTS, ERRP "too big inline request");
+    t = run(s, len, 0);
+    assert_int_equal(strlen(t), 3 + 65536 + 2 + strlen("MORE pending=0"));
+    free(t);
+    t = run(s, len, 4096); /* the last read brings "\r\n" */
+    assert_int_equal(strlen(t), 3 + 65536 + 2 + strlen("MORE pending=0"));
+    free(t);
+    t = run(s, len, 1);
+    assert_string_equal(t, ERRP "too big inline request");
+    free(t);
+    t = run(s, len, 65537); /* the '\r' ends the first read */
+    assert_string_equal(t, ERRP "too big inline request");
+    free(t);
+    free(s);
+    /* A long line in one read is one command; read in pieces it is refused
+     * at the first read that leaves more than 64 KB open. */
+    s = filled("PING\r\nECHO ", 'A', 100000, "\r\nPING\r\n", &len);
+    t = run(s, len, 0);
+    assert_int_equal(strlen(t), strlen("I [PING]\nI [ECHO] []\nI [PING]\nMORE pending=0") + 100000);
+    free(t);
+    t = run(s, len, 16384);
+    assert_string_equal(t, "I [PING]\n" ERRP "too big inline request");
+    free(t);
+    free(s);
+    /* The same for count lines: with its '\r' in the same read, a long one
+     * is judged as a number. */
+    s = filled("*", '1', 70000, "\r\n", &len);
+    t = run(s, len, 0);
+    assert_string_equal(t, ERRP "invalid multibulk length");
+    free(t);
+    t = run(s, len, 4096);
+    assert_string_equal(t, ERRP "too big mbulk count string");
+    free(t);
+    free(s);
+    s = filled("*1\r\n$", '1', 70000, "\r\n", &len);
+    t = run(s, len, 0);
+    assert_string_equal(t, ERRP "invalid bulk length");
+    free(t);
+    t = run(s, len, 1000);
+    assert_string_equal(t, ERRP "too big bulk count string");
+    free(t);
     free(s);
 }
 
