@@ -25,6 +25,7 @@
 #include "proxy/config.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
+#include "proxy/pubsub.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
 #include "proxy/server.h"
@@ -199,7 +200,8 @@ void exec_reject(client *c, const char *error)
  * subscriber connection; its count is then the store's (as from a script). */
 static int store_can_run(const command_def *cmd)
 {
-    static const char *const ok[] = {"ping", "echo", "time", "select", "publish", NULL};
+    static const char *const ok[] = {"ping", "echo", "time", "select", "publish", "spublish", NULL};
+    if (pubsub_carried_here(cmd)) return 1; /* PUBSUB where the proxy is the pub/sub server */
     for (const char *const *p = ok; *p; p++)
         if (!strcmp(*p, cmd->name)) return 1;
     return 0;
@@ -412,6 +414,7 @@ static void exec_run_step(exec_run *er)
             continue;
         }
         er->next++;
+        if (pubsub_run_here(q->cmd, q->argc, q->argv, q->argvlen, er->replies[i])) continue;
         if (!strcmp(q->cmd->name, "select")) {
             long long id;
             if (!string_to_ll(q->argv[1], q->argvlen[1], &id)) {
