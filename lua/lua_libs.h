@@ -1,7 +1,8 @@
-/* The two Lua libraries Redis 7.0 embeds that Debian does not package.
- * Both behave like Redis's versions byte for byte: same functions, same
- * output, same error texts. Each registers its global table ("cmsgpack",
- * "struct") and leaves it on the stack. */
+/* The two Lua libraries Redis 7.0 embeds that Debian does not package, and
+ * the library functions the engine replaces. All behave like Redis's
+ * versions byte for byte: same functions, same output, same error texts.
+ * luaopen_cmsgpack and luaopen_struct register their global table
+ * ("cmsgpack", "struct") and leave it on the stack. */
 #ifndef EVALPROXY_LUA_LIBS_H
 #define EVALPROXY_LUA_LIBS_H
 
@@ -12,5 +13,10 @@ int luaopen_cmsgpack(lua_State *L);
 
 /* struct.pack, unpack, size. */
 int luaopen_struct(lua_State *L);
+
+/* Replacements for stock functions that crash on extreme arguments
+ * (lua_safelib.c): the global unpack and bit.tohex. */
+int lua_safe_unpack(lua_State *L);
+int lua_safe_bit_tohex(lua_State *L);
 
 #endif

@@ -469,7 +469,10 @@ static int l_math_random(lua_State *L) {
         int l = luaL_checkint(L, 1);
         int u = luaL_checkint(L, 2);
         luaL_argcheck(L, l <= u, 2, "interval is empty");
-        lua_pushnumber(L, floor(r * (u - l + 1)) + l);
+        /* Redis computes u - l + 1 in an int: it wraps (to 0 for the
+         * whole int range, which then always answers l). */
+        int span = (int)((uint32_t)u - (uint32_t)l + 1u);
+        lua_pushnumber(L, floor(r * span) + l);
         break;
     }
     default: return luaL_error(L, "wrong number of arguments");
@@ -910,6 +913,7 @@ static int setup_state(lua_State *L) {
         lua_setfield(L, G, base_names[i]);
     }
     set_fn(L, "pcall", l_pcall);
+    set_fn(L, "unpack", lua_safe_unpack);
     set_fn(L, "rawset", l_rawset);
     set_fn(L, "rawget", l_rawget);
     set_fn(L, "setmetatable", l_setmetatable);
@@ -944,6 +948,7 @@ static int setup_state(lua_State *L) {
     make_proxy(L);
     lua_setfield(L, G, "cmsgpack");
     open_lib(L, luaopen_bit, "bit");
+    set_fn(L, "tohex", lua_safe_bit_tohex);
     make_proxy(L);
     lua_setfield(L, G, "bit");
 
