@@ -18,13 +18,29 @@
 #endif
 #endif
 
+/* Redis runs scripts on its main thread's 8 MiB stack; a fiber gets as much
+ * (four times that under AddressSanitizer, whose frames are larger), so deep
+ * C recursion that passes on Redis passes here. The stacks are mmap'd with
+ * MAP_NORESERVE: only the pages a run touches cost memory. */
 #ifdef FIBER_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#define DEFAULT_STACK (4u << 20)
+#define DEFAULT_STACK (32u << 20)
+#define NO_ASAN __attribute__((no_sanitize_address))
 #else
-#define DEFAULT_STACK (1u << 20)
+#define DEFAULT_STACK (8u << 20)
+#define NO_ASAN
 #endif
+
+/* The top of a stack stays resident from run to run (ordinary scripts use a
+ * few KiB of it). A fiber whose run went deeper gives the rest back when it
+ * is parked or its stack pooled, so a deep run never leaves megabytes
+ * pinned. It went deeper if the band just below the kept part is not all
+ * zero: the band is zero while untouched and after being given back, and is
+ * wider than any C frame that could span it without writing to it (a
+ * luaL_Buffer is 8 KiB). */
+#define STACK_KEEP (64u << 10)
+#define STACK_BAND (12u << 10)
 
 typedef struct stack_block {
     struct stack_block *next;
@@ -81,6 +97,20 @@ fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle) {
 
 static void stack_put(fiber_pool *p, fiber *f);
 
+/* No ASan instrumentation: an abandoned fiber's frames leave the band's
+ * shadow poisoned. */
+NO_ASAN static int stack_went_deep(const fiber_pool *p, const char *stack) {
+    const uint64_t *w = (const uint64_t *)(stack + p->stack_size - STACK_KEEP - STACK_BAND);
+    uint64_t any = 0;
+    for (size_t i = 0; i < STACK_BAND / sizeof(*w); i++) any |= w[i];
+    return any != 0;
+}
+
+static void stack_trim(fiber_pool *p, void *stack) {
+    if (p->stack_size >= STACK_KEEP + STACK_BAND + p->page && stack_went_deep(p, stack))
+        madvise(stack, p->stack_size - STACK_KEEP, MADV_DONTNEED);
+}
+
 void fiber_pool_free(fiber_pool *p) {
     if (!p) return;
     while (p->parked) {
@@ -119,6 +149,8 @@ static int stack_get(fiber_pool *p, fiber *f) {
             munmap(m, total);
             return -1;
         }
+        /* Huge pages would make a few touched bytes cost 2 MiB. */
+        madvise((char *)m + p->page, p->stack_size, MADV_NOHUGEPAGE);
         f->mapping = m;
         f->mapping_size = total;
     }
@@ -138,6 +170,7 @@ static void stack_put(fiber_pool *p, fiber *f) {
         munmap(f->mapping, f->mapping_size);
         return;
     }
+    stack_trim(p, f->stack);
     b->base = f->mapping;
     b->total = f->mapping_size;
     b->next = p->free_list;
@@ -240,6 +273,7 @@ void fiber_free(fiber *f) {
     if (!f) return;
     fiber_pool *p = f->pool;
     if (f->finished && p->nparked < p->max_idle) {
+        stack_trim(p, f->stack);
         f->next_parked = p->parked;
         p->parked = f;
         p->nparked++;

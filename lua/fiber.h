@@ -13,7 +13,9 @@ typedef struct fiber fiber;
 typedef struct fiber_pool fiber_pool;
 typedef void (*fiber_fn)(void *arg);
 
-/* stack_size 0: the default (1 MiB, 4 MiB under AddressSanitizer). max_idle:
+/* stack_size 0: the default (8 MiB, 32 MiB under AddressSanitizer; only the
+ * touched pages cost memory, and a fiber that ran deep gives all but the
+ * top 64 KiB back when it is freed). max_idle:
  * how many finished fibers and stacks of abandoned ones, together, to keep
  * for reuse. */
 fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle);

@@ -19,4 +19,8 @@ int luaopen_struct(lua_State *L);
 int lua_safe_unpack(lua_State *L);
 int lua_safe_bit_tohex(lua_State *L);
 
+/* string.find, match, gmatch (and its alias gfind) and gsub without C
+ * recursion (lua_strmatch.c), set into the string table on top. */
+void lua_strmatch_install(lua_State *L);
+
 #endif

@@ -28,6 +28,8 @@
 static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
 /* Functions: their shared environment, its metatable, the load-time API. */
 static char REG_FENV, REG_FENV_MT, REG_LIBAPI, REG_FGLOBALS;
+/* A run's first and last step (run_prepare, run_finish). */
+static char REG_RUN_PREPARE, REG_RUN_FINISH;
 
 struct script {
     struct script *next; /* hash chain */
@@ -774,6 +776,8 @@ static void set_num(lua_State *L, const char *name, lua_Number n) {
 }
 
 static int l_register_function(lua_State *L);
+static int run_prepare(lua_State *L);
+static int run_finish(lua_State *L);
 
 /* redis.log, the LOG_* levels and the version fields: in the scripts'
  * `redis` table and in the one a library sees while it loads. */
@@ -932,6 +936,10 @@ static int setup_state(lua_State *L) {
     set_fn(L, "running", l_coroutine_running);
     lua_pop(L, 1);
 
+    lua_getglobal(L, "string");
+    lua_strmatch_install(L);
+    lua_pop(L, 1);
+
     static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};
     for (int i = 0; libs[i]; i++) {
         lua_getglobal(L, libs[i]);
@@ -1010,6 +1018,13 @@ static int setup_state(lua_State *L) {
 
     lua_pushlightuserdata(L, &REG_GLOBALS);
     lua_pushvalue(L, G);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    lua_pushlightuserdata(L, &REG_RUN_PREPARE);
+    lua_pushcfunction(L, run_prepare);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, &REG_RUN_FINISH);
+    lua_pushcfunction(L, run_finish);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
     setup_functions(L, G);
@@ -1545,8 +1560,21 @@ static void push_string_array(lua_State *L, char **v, size_t *l, int n) {
     }
 }
 
-/* Append the error reply for a failed run; the error object is on top. */
-static void format_run_error(lua_State *L, script_run *r) {
+/* Read field `name` of the table on top: with its metamethods, as Redis
+ * does, or raw (when an earlier read already failed). */
+static void get_err_field(lua_State *L, const char *name, int raw) {
+    if (!raw) {
+        lua_getfield(L, -1, name);
+        return;
+    }
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+}
+
+/* Append the error reply for a failed run; the error object is on top.
+ * raw: read its fields without metamethods (this is the second try, after
+ * a metamethod of the error object itself raised an error). */
+static void format_run_error(lua_State *L, script_run *r, int raw) {
     sbuf *b = &r->out;
     if (!lua_istable(L, -1)) {
         const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
@@ -1556,110 +1584,108 @@ static void format_run_error(lua_State *L, script_run *r) {
         return;
     }
     sbuf t = {0};
-    lua_getfield(L, -1, "err");
+    get_err_field(L, "err", raw);
     if (lua_isstring(L, -1)) sb_adds(&t, lua_tostring(L, -1));
     else sb_adds(&t, "ERR unknown error"); /* Redis 7.0.15 crashes here */
     lua_pop(L, 1);
-    lua_getfield(L, -1, "source");
-    lua_getfield(L, -2, "line");
-    if (lua_isstring(L, -1) && lua_isstring(L, -2)) {
+    get_err_field(L, "source", raw);
+    lua_insert(L, -2);
+    get_err_field(L, "line", raw);
+    lua_insert(L, -3);
+    /* stack: line, source, error object */
+    if (lua_isstring(L, -3) && lua_isstring(L, -2)) {
         sb_adds(&t, " script: ");
         sb_adds(&t, run_label(r));
         sb_adds(&t, ", on ");
         sb_adds(&t, lua_tostring(L, -2));
         sb_adds(&t, ":");
-        sb_adds(&t, lua_tostring(L, -1));
+        sb_adds(&t, lua_tostring(L, -3));
         sb_adds(&t, ".");
     }
-    lua_pop(L, 2);
+    lua_remove(L, -2);
+    lua_remove(L, -2);
     if (t.oom) sb_adds(b, "-ERR Out of memory\r\n");
     else conv_error_line(b, t.p, t.len);
     sb_free(&t);
 }
 
-/* The body of a run, in protected mode on the run's thread and fiber. */
-static int run_function_protected(lua_State *L, script_run *r) {
-    /* Callbacks run in the functions' environment (no KEYS, no ARGV); the
-     * thread's globals are the same, for loadstring'd code. */
-    lua_pushlightuserdata(L, &REG_FENV);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_replace(L, LUA_GLOBALSINDEX);
-    lua_pushlightuserdata(L, &REG_ERRH);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
-    push_string_array(L, r->keys, r->keylens, r->numkeys);
-    push_string_array(L, r->args, r->arglens, r->nargs);
-    /* stack: ud, handler, function, keys, args */
-    int st = lua_pcall(L, 2, 1, 2);
-    lua_remove(L, 2);
-    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
-    else format_run_error(L, r);
-    return 0;
-}
+/* A run is three calls on its thread, each from the bottom of the thread's
+ * C stack: prepare (protected), the script itself, finish (protected). The
+ * script's lua_pcall is the only C call below it, as in Redis, so the depth
+ * at which Lua reports "C stack overflow" (and the other nesting limits
+ * counted with it) is Redis's. */
 
-static int run_in_env(lua_State *L, script_run *r, int env);
-
-static int run_protected(lua_State *L) {
+/* Set the run up; returns the error handler, the function and its
+ * arguments. */
+static int run_prepare(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
-    if (r->is_function) return run_function_protected(L, r);
+    lua_settop(L, 0);
+    if (r->is_function) {
+        /* Callbacks run in the functions' environment (no KEYS, no ARGV);
+         * the thread's globals are the same, for loadstring'd code. */
+        lua_pushlightuserdata(L, &REG_FENV);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_replace(L, LUA_GLOBALSINDEX);
+        lua_pushlightuserdata(L, &REG_ERRH);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+        push_string_array(L, r->keys, r->keylens, r->numkeys);
+        push_string_array(L, r->args, r->arglens, r->nargs);
+        return 4;
+    }
+    int env;
     if (r->env_ref != LUA_NOREF) {
         /* A reused thread: its environment stays, only KEYS and ARGV change. */
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
-        int env = lua_gettop(L);
+        env = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->own_ref);
         push_string_array(L, r->keys, r->keylens, r->numkeys);
         lua_setfield(L, env + 1, "KEYS");
         push_string_array(L, r->args, r->arglens, r->nargs);
         lua_setfield(L, env + 1, "ARGV");
         lua_pop(L, 1);
-        return run_in_env(L, r, env);
+    } else {
+        /* The environment is an empty table, so that every write reaches
+         * __newindex (Redis's globals are readonly, KEYS and ARGV included);
+         * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
+        lua_newtable(L);
+        env = lua_gettop(L);
+        lua_createtable(L, 0, 3);
+        int own = env + 1;
+        push_string_array(L, r->keys, r->keylens, r->numkeys);
+        lua_setfield(L, own, "KEYS");
+        push_string_array(L, r->args, r->arglens, r->nargs);
+        lua_setfield(L, own, "ARGV");
+        lua_pushvalue(L, env);
+        lua_setfield(L, own, "_G");
+        lua_pushlightuserdata(L, &REG_GLOBALS);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, 0, 1); /* own's metatable */
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, own);
+        ro_mark(L, own, -1);
+        lua_pop(L, 1);
+        lua_pushlightuserdata(L, &REG_RUN_MT);
+        lua_rawget(L, LUA_REGISTRYINDEX); /* template: __newindex, __metatable */
+        lua_createtable(L, 0, 3);
+        lua_pushvalue(L, own);
+        lua_setfield(L, -2, "__index");
+        lua_getfield(L, -2, "__newindex");
+        lua_setfield(L, -2, "__newindex");
+        lua_getfield(L, -2, "__metatable");
+        lua_setfield(L, -2, "__metatable");
+        lua_setmetatable(L, env);
+        lua_pop(L, 1);
+        ro_mark(L, env, own);
+        r->own_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops own */
+        lua_pushvalue(L, env);
+        r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    /* The environment is an empty table, so that every write reaches
-     * __newindex (Redis's globals are readonly, KEYS and ARGV included);
-     * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
-    lua_newtable(L);
-    int env = lua_gettop(L);
-    lua_createtable(L, 0, 3);
-    int own = env + 1;
-    push_string_array(L, r->keys, r->keylens, r->numkeys);
-    lua_setfield(L, own, "KEYS");
-    push_string_array(L, r->args, r->arglens, r->nargs);
-    lua_setfield(L, own, "ARGV");
-    lua_pushvalue(L, env);
-    lua_setfield(L, own, "_G");
-    lua_pushlightuserdata(L, &REG_GLOBALS);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_createtable(L, 0, 1); /* own's metatable */
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, own);
-    ro_mark(L, own, -1);
-    lua_pop(L, 1);
-    lua_pushlightuserdata(L, &REG_RUN_MT);
-    lua_rawget(L, LUA_REGISTRYINDEX); /* template: __newindex, __metatable */
-    lua_createtable(L, 0, 3);
-    lua_pushvalue(L, own);
-    lua_setfield(L, -2, "__index");
-    lua_getfield(L, -2, "__newindex");
-    lua_setfield(L, -2, "__newindex");
-    lua_getfield(L, -2, "__metatable");
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, env);
-    lua_pop(L, 1);
-    ro_mark(L, env, own);
-    r->own_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops own */
-    lua_pushvalue(L, env);
-    r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return run_in_env(L, r, env);
-}
-
-/* Stack: ud, env. Runs the script with env as its globals. */
-static int run_in_env(lua_State *L, script_run *r, int env) {
     /* The thread's globals are the environment too: loadstring'd code and
      * coroutines created by the script see the same KEYS/ARGV. */
     lua_pushvalue(L, env);
     lua_replace(L, LUA_GLOBALSINDEX);
-
     lua_pushlightuserdata(L, &REG_ERRH);
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
@@ -1667,28 +1693,60 @@ static int run_in_env(lua_State *L, script_run *r, int env) {
     lua_pushvalue(L, env);
     lua_setfenv(L, -2);
     lua_remove(L, env);
-    /* stack: ud, handler, function */
-    int st = lua_pcall(L, 0, 1, -2);
+    return 2;
+}
+
+/* Arguments: the run, the script's status (0: it returned), its result or
+ * error object. Writes the reply. */
+static int run_finish(lua_State *L) {
+    script_run *r = lua_touserdata(L, 1);
+    int ok = lua_toboolean(L, 2);
     lua_remove(L, 2);
     /* stack: ud, result -- the same depth as Redis's, so the nesting at which
      * "reached lua stack limit" appears is the same too */
-    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
-    else format_run_error(L, r);
+    if (ok) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
+    else format_run_error(L, r, 0);
     return 0;
+}
+
+/* The C functions of a run's steps are made once (REG_RUN_PREPARE,
+ * REG_RUN_FINISH): calling them needs no allocation, so nothing outside a
+ * protected call can fail. */
+static void push_step(lua_State *L, void *key) {
+    lua_pushlightuserdata(L, key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
 static void run_fiber_main(void *arg) {
     script_run *r = arg;
-    int st = lua_cpcall(r->L, run_protected, r);
-    if (st != 0) {
+    lua_State *L = r->L;
+    lua_settop(L, 0);
+    push_step(L, &REG_RUN_PREPARE);
+    lua_pushlightuserdata(L, r);
+    int st = lua_pcall(L, 1, LUA_MULTRET, 0);
+    if (st == 0) {
+        /* stack: handler, function, arguments */
+        st = lua_pcall(L, lua_gettop(L) - 2, 1, 1);
+        lua_remove(L, 1);
+    }
+    /* stack: the result or the error object */
+    push_step(L, &REG_RUN_FINISH);
+    lua_insert(L, 1);
+    lua_pushlightuserdata(L, r);
+    lua_insert(L, 2);
+    lua_pushboolean(L, st == 0);
+    lua_insert(L, 3);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        /* The reply could not be made (memory), or the error object's own
+         * metamethods failed: report the new error, read raw. */
         sb_reset(&r->out);
-        format_run_error(r->L, r);
+        format_run_error(L, r, 1);
     }
     if (r->out.oom) {
         sb_free(&r->out);
         sb_adds(&r->out, "-ERR Out of memory\r\n");
     }
-    lua_settop(r->L, 0);
+    lua_settop(L, 0);
     r->state = RS_FINISHED;
 }
 

@@ -9,6 +9,12 @@ Most cases are batched: one script evaluates many expressions, each under
 pcall, and returns one row per expression (its status and results, long
 strings replaced by their length and SHA1)."""
 
+import sys
+
+import pytest
+
+# Deeply nested replies are read recursively.
+sys.setrecursionlimit(max(sys.getrecursionlimit(), 100000))
 
 ROW = r"""
 local function S(v)
@@ -47,6 +53,11 @@ def eval_step(body, *keys):
 def run_batches(diff, exprs, size=150):
     for i in range(0, len(exprs), size):
         diff.run([eval_step(batch(exprs[i:i + size]))])
+
+
+def proxy_eval(proxy, body, timeout=60):
+    with proxy.connect(timeout=timeout) as c:
+        return c.call("EVAL", body, 0)
 
 
 # Numbers at the edges of int, int32 and double conversions.
@@ -146,3 +157,147 @@ def test_math_random_whole_int_range(diff):
     ex += ["(function() math.randomseed(42) return math.random(1, 2, 3) end)()",
            "math.randomseed()"]
     diff.run([eval_step(batch(ex))])
+
+
+# ---------------------------------------------------------------------------
+# Deep C recursion: what passes on Redis passes, deeper ends in a Lua error
+
+NESTED = {
+    "gsub": "local function f(n) if n == 0 then return 'x' end "
+            "return (string.gsub('a', 'a', function() return f(n - 1) end)) end return f(N)",
+    "pcall": "local function f(n) if n == 0 then return 1 end local ok, v = pcall(f, n - 1) "
+             "if not ok then error(v, 0) end return v end return f(N)",
+    "xpcall": "local function f(n) if n == 0 then return 1 end local ok, v = xpcall(function() "
+              "return f(n - 1) end, function(e) return e end) if not ok then error(v, 0) end "
+              "return v end return f(N)",
+    "error-handler": "local function h(e) if type(e) == 'number' and e > 0 then error(e - 1) end "
+                     "return e end local ok, e = xpcall(function() error(N) end, h) "
+                     "return {tostring(ok), tostring(e)}",
+    "index": "local mt = {} mt.__index = function(t, k) if k == 0 then return 1 end "
+             "return setmetatable({}, mt)[k - 1] end return setmetatable({}, mt)[N]",
+    "newindex": "local mt = {} mt.__newindex = function(t, k, v) if k == 0 then return end "
+                "setmetatable({}, mt)[k - 1] = v end setmetatable({}, mt)[N] = 1 return 1",
+    "tostring": "local mt = {} mt.__tostring = function(t) if t.n == 0 then return 'x' end "
+                "return tostring(setmetatable({n = t.n - 1}, mt)) end "
+                "return tostring(setmetatable({n = N}, mt))",
+    "concat": "local mt = {} mt.__concat = function(a, b) if a.n == 0 then return 'x' end "
+              "return setmetatable({n = a.n - 1}, mt) .. 'y' end return setmetatable({n = N}, mt) .. 'y'",
+    "eq": "local mt = {} mt.__eq = function(a, b) if a.n == 0 then return true end "
+          "return setmetatable({n = a.n - 1}, mt) == setmetatable({n = 0}, mt) end "
+          "return tostring(setmetatable({n = N}, mt) == setmetatable({n = 0}, mt))",
+    "lt": "local mt = {} mt.__lt = function(a, b) if a.n == 0 then return true end "
+          "return setmetatable({n = a.n - 1}, mt) < b end "
+          "return tostring(setmetatable({n = N}, mt) < setmetatable({n = 0}, mt))",
+    "le": "local mt = {} mt.__le = function(a, b) if a.n == 0 then return true end "
+          "return setmetatable({n = a.n - 1}, mt) <= b end "
+          "return tostring(setmetatable({n = N}, mt) <= setmetatable({n = 0}, mt))",
+    "call": "local mt = {} mt.__call = function(self, n) if n == 0 then return 1 end "
+            "return setmetatable({}, mt)(n - 1) end return setmetatable({}, mt)(N)",
+    "sort": "local function f(n) if n == 0 then return 1 end local r local t = {1, 2} "
+            "table.sort(t, function(a, b) if not r then r = f(n - 1) end return a < b end) "
+            "return r end return f(N)",
+    "coroutine": "local function f(n) if n == 0 then return 1 end local co = coroutine.create(f) "
+                 "local ok, v = coroutine.resume(co, n - 1) if not ok then error(v, 0) end return v end "
+                 "return f(N)",
+    "coroutine-wrap": "local function f(n) if n == 0 then return 1 end "
+                      "return coroutine.wrap(f)(n - 1) end return f(N)",
+    "loadstring-paren": "local f, e = loadstring('return ' .. string.rep('(', N) .. '1' .. "
+                        "string.rep(')', N)) if not f then return e end return f()",
+    "loadstring-table": "local f, e = loadstring('return ' .. string.rep('{', N) .. string.rep('}', N)) "
+                        "if not f then return e end return type(f())",
+    "loadstring-function": "local f, e = loadstring(string.rep('local function f() ', N) .. "
+                           "string.rep(' end', N)) if not f then return e end return 1",
+    "loadstring-unary": "local f, e = loadstring('return ' .. string.rep('not ', N) .. '1') "
+                        "if not f then return e end return tostring(f())",
+    "loadstring-pow": "local f, e = loadstring('return 1' .. string.rep(' ^ 1', N)) "
+                      "if not f then return e end return f()",
+    "loadstring-concat": "local f, e = loadstring('return 1' .. string.rep(' .. 1', N)) "
+                         "if not f then return e end return #f()",
+    "loadstring-if": "local f, e = loadstring(string.rep('if true then ', N) .. string.rep(' end', N)) "
+                     "if not f then return e end return 1",
+    "loadstring-assignment": "local f, e = loadstring('local t = {} ' .. string.rep('t.x, ', N) .. "
+                             "'t.x = 1') if not f then return e end f() return 1",
+}
+
+
+# Nesting that never was a C recursion (__call is a plain Lua call) or stops
+# at once (an error handler that errors): checked next to a gsub that was.
+NESTED_FLAT = ("call", "error-handler")
+
+
+@pytest.mark.parametrize("kind", sorted(set(NESTED) - set(NESTED_FLAT)))
+def test_nested_c_calls_stop_where_redis_stops(diff, kind):
+    """Lua-to-C-to-Lua nesting is capped by Lua's C-call counter (200): the
+    deepest nesting Redis runs, and the first it refuses, give the same
+    replies. gsub and load keep an 8 KiB buffer per level, which overflowed
+    the old 1 MiB fiber stacks; the others were one level short."""
+    diff.run([eval_step(NESTED[kind].replace("N", str(n))) for n in (10, 150, 196, 197, 198, 199, 200, 300)])
+
+
+DATA = {
+    "cjson-encode-array": "local t = {} local c = t for i = 1, N do c[1] = {} c = c[1] end "
+                          "return cjson.encode(t)",
+    "cjson-encode-object": "local t = {} local c = t for i = 1, N do c.a = {} c = c.a end "
+                           "return cjson.encode(t)",
+    "cjson-encode-unlimited": "cjson.encode_max_depth(1000000) local t = {} local c = t "
+                              "for i = 1, N do c[1] = {} c = c[1] end return #cjson.encode(t)",
+    "cjson-decode": "return type(cjson.decode(string.rep('[', N) .. string.rep(']', N)))",
+    "cjson-decode-unlimited": "cjson.decode_max_depth(1000000) "
+                              "return type(cjson.decode(string.rep('[', N) .. string.rep(']', N)))",
+    "cmsgpack-unpack": "return type(cmsgpack.unpack(string.rep('\\145', N) .. '\\1'))",
+    "cmsgpack-pack": "local t = {} local c = t for i = 1, N do c[1] = {} c = c[1] end "
+                     "return #cmsgpack.pack(t)",
+    "reply": "local t = {} local c = t for i = 1, N do c[1] = {} c = c[1] end return t",
+}
+
+
+def test_other_nesting_matches_redis(diff):
+    """Nesting bounded by Lua's stack (8000 slots) rather than by C calls,
+    and nesting that is no C recursion at all, next to the 198-deep gsub
+    nesting that used to overflow the fiber."""
+    steps = [eval_step(NESTED["gsub"].replace("N", "198"))]
+    for kind in NESTED_FLAT:
+        steps += [eval_step(NESTED[kind].replace("N", str(n))) for n in (10, 198, 199, 200, 300)]
+    for kind in sorted(DATA):
+        steps += [eval_step(DATA[kind].replace("N", str(n))) for n in (999, 1000, 1001, 3999, 4000, 7990, 8000, 20000)]
+    diff.run(steps)
+
+
+# expression, its result, and the deepest N Redis takes with a margin (its
+# matcher uses 48 bytes of stack per 'a?' item and 96 per 'a*' item: it
+# crashes past about 174 000 and 87 000 of them).
+PATTERNS = {
+    "optional": ("string.find(string.rep('a', N), string.rep('a?', N))", "1 N", 120000),
+    "star": ("string.find(string.rep('a', N), string.rep('a*', N))", "1 N", 60000),
+    "minus": ("string.find(string.rep('a', N), string.rep('a-', N))", "1 0", 60000),
+    "plus": ("string.find(string.rep('a', N) .. 'b', string.rep('a+', 3) .. string.rep('a*', N) .. 'b')",
+             "1 N+1", 60000),
+    "match": ("#string.match(string.rep('a', N), string.rep('a?', N))", "N", 120000),
+    "gmatch": ("#string.gmatch(string.rep('a', N), string.rep('a?', N))()", "N", 120000),
+    "gsub": ("string.gsub(string.rep('a', N), string.rep('a?', N), 'b')", "bb 2", 120000),
+    "frontier": ("string.find(string.rep('a', N), '%f[a]' .. string.rep('a?', N))", "1 N", 120000),
+    "capture": ("string.find(string.rep('a', N), '(a)' .. string.rep('a?', N))", "1 N a", 120000),
+}
+
+
+def _pattern_script(expr, n):
+    return "return table.concat({%s}, ' ')" % expr.replace("N", str(n))
+
+
+@pytest.mark.parametrize("kind", sorted(PATTERNS))
+def test_long_patterns_match_redis(diff, kind):
+    """Lua 5.1's matcher recursed once per pattern item: 20 000 items
+    overflowed the fiber, where Redis (8 MiB stack) takes over 87 000."""
+    expr, _, deepest = PATTERNS[kind]
+    diff.run([eval_step(_pattern_script(expr, n)) for n in (10, 1000, 20000, deepest)])
+
+
+@pytest.mark.parametrize("kind", sorted(PATTERNS))
+def test_patterns_deeper_than_redis_can_go(real_proxy, kind):
+    """Past about 175 000 items Redis's own stack overflows (it crashes);
+    the proxy has no C recursion left there and answers."""
+    expr, expected, _ = PATTERNS[kind]
+    n = 400000
+    want = expected.replace("N+1", str(n + 1)).replace("N", str(n))
+    got = proxy_eval(real_proxy, _pattern_script(expr, n))
+    assert got == b"$%d\r\n%s\r\n" % (len(want), want.encode()), got[:200]
