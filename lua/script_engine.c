@@ -386,17 +386,14 @@ static int l_pcall(lua_State *L) {
  * parser, which stops at its first byte. Reproduce that error text. */
 static int load_text(lua_State *L, const char *s, size_t len, const char *chunkname) {
     if (len > 0 && s[0] == 27) {
+        static const char near[] = "'char(1)'";
         if (luaL_loadbuffer(L, "\001", 1, chunkname) != 0) {
             size_t ml;
             const char *m = lua_tolstring(L, -1, &ml);
-            const char *at = strstr(m, "'char(1)'");
-            if (at) {
-                luaL_Buffer b;
-                luaL_buffinit(L, &b);
-                luaL_addlstring(&b, m, (size_t)(at - m));
-                luaL_addstring(&b, "'char(27)'");
-                luaL_addstring(&b, at + 9);
-                luaL_pushresult(&b);
+            if (ml >= sizeof(near) - 1 && !memcmp(m + ml - (sizeof(near) - 1), near, sizeof(near) - 1)) {
+                lua_pushlstring(L, m, ml - (sizeof(near) - 1));
+                lua_pushliteral(L, "'char(27)'");
+                lua_concat(L, 2);
                 lua_remove(L, -2);
             }
         }
@@ -415,32 +412,50 @@ static int l_loadstring(lua_State *L) {
     return 2;
 }
 
-static int l_load(lua_State *L) {
-    const char *name = luaL_optstring(L, 2, "=(load)");
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 2);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (;;) {
-        lua_pushvalue(L, 1);
-        lua_call(L, 0, 1);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            break;
-        }
-        if (!lua_isstring(L, -1)) return luaL_error(L, "reader function must return a string");
-        size_t l;
-        lua_tolstring(L, -1, &l);
-        if (l == 0) {
-            lua_pop(L, 1);
-            break;
-        }
-        luaL_addvalue(&b);
+/* load(reader [, name]): Lua 5.1's, reading lazily through lua_load so the
+ * parser pulls chunks only as it needs them (a syntax error stops the
+ * reading, and reader errors make load return nil and the message), but
+ * never loading bytecode. The first byte of the stream is what would pick
+ * the bytecode loader; Redis's Lua always parses text. A first chunk that
+ * starts with ESC goes to the parser behind a space, which picks the text
+ * parser and changes nothing else: it fails on the ESC with Redis's error,
+ * having read as far as Redis does. */
+typedef struct load_reader {
+    int started;
+} load_reader;
+
+static const char *load_next_chunk(lua_State *L, size_t *size) {
+    luaL_checkstack(L, 2, "too many nested functions");
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+        *size = 0;
+        return NULL;
     }
-    luaL_pushresult(&b);
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (load_text(L, s, len, name) == 0) return 1;
+    if (!lua_isstring(L, -1)) luaL_error(L, "reader function must return a string");
+    lua_replace(L, 3); /* the reserved slot keeps the chunk alive while it is parsed */
+    return lua_tolstring(L, 3, size);
+}
+
+static const char *load_read(lua_State *L, void *ud, size_t *size) {
+    load_reader *rd = ud;
+    const char *chunk = load_next_chunk(L, size);
+    if (rd->started || !chunk || *size == 0) return chunk;
+    rd->started = 1;
+    if (chunk[0] != 27) return chunk;
+    lua_pushliteral(L, " ");
+    lua_pushvalue(L, 3);
+    lua_concat(L, 2);
+    lua_replace(L, 3);
+    return lua_tolstring(L, 3, size);
+}
+
+static int l_load(lua_State *L) {
+    load_reader rd = {0};
+    const char *chunkname = luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 3); /* function, name, the reserved slot */
+    if (lua_load(L, load_read, &rd, chunkname) == 0) return 1;
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
