@@ -14,10 +14,11 @@ int luaopen_cmsgpack(lua_State *L);
 /* struct.pack, unpack, size. */
 int luaopen_struct(lua_State *L);
 
-/* Replacements for stock functions that crash on extreme arguments
- * (lua_safelib.c): the global unpack and bit.tohex. */
+/* Replacements for stock functions that crash or stall on extreme arguments
+ * (lua_safelib.c): the global unpack, bit.tohex and string.rep. */
 int lua_safe_unpack(lua_State *L);
 int lua_safe_bit_tohex(lua_State *L);
+int lua_safe_string_rep(lua_State *L);
 
 /* string.find, match, gmatch (and its alias gfind) and gsub without C
  * recursion (lua_strmatch.c), set into the string table on top. */

@@ -57,3 +57,17 @@ int lua_safe_bit_tohex(lua_State *L) {
     lua_pushlstring(L, buf, (size_t)n);
     return 1;
 }
+
+/* string.rep(s, n): Lua 5.1's, but an empty s gives the empty string at
+ * once instead of after n (up to 2^31) empty appends. */
+int lua_safe_string_rep(lua_State *L) {
+    size_t l;
+    luaL_Buffer b;
+    const char *s = luaL_checklstring(L, 1, &l);
+    int n = luaL_checkint(L, 2);
+    if (l == 0) n = 0;
+    luaL_buffinit(L, &b);
+    while (n-- > 0) luaL_addlstring(&b, s, l);
+    luaL_pushresult(&b);
+    return 1;
+}

@@ -953,6 +953,7 @@ static int setup_state(lua_State *L) {
 
     lua_getglobal(L, "string");
     lua_strmatch_install(L);
+    set_fn(L, "rep", lua_safe_string_rep);
     lua_pop(L, 1);
 
     static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};

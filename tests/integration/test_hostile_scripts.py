@@ -10,6 +10,7 @@ pcall, and returns one row per expression (its status and results, long
 strings replaced by their length and SHA1)."""
 
 import sys
+import time
 
 import pytest
 
@@ -138,6 +139,16 @@ def test_unpack_huge_range_is_an_error(diff):
 
 def test_unpack_and_select_indices(diff):
     run_batches(diff, unpack_exprs())
+
+
+def test_string_rep_of_empty_string_is_immediate(real_proxy):
+    """string.rep('', n) appended nothing n times: 2^31 - 1 took seconds
+    of the event loop (Redis spends them too, blocked)."""
+    with real_proxy.connect() as c:
+        start = time.monotonic()
+        assert c.call("EVAL", "return {#string.rep('', 2147483647), #(''):rep(2147483647)}", 0) \
+            == b"*2\r\n:0\r\n:0\r\n"
+        assert time.monotonic() - start < 2
 
 
 def test_math_random_whole_int_range(diff):
