@@ -28,6 +28,9 @@
 static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
 /* Functions: their shared environment, its metatable, the load-time API. */
 static char REG_FENV, REG_FENV_MT, REG_LIBAPI, REG_FGLOBALS;
+/* getmetatable's readonly views: of the string metatable, and of the
+ * metatables the sandbox made (a table mapping each to its view). */
+static char REG_STRING_MT_VIEW, REG_MT_VIEWS;
 /* A run's first and last step (run_prepare, run_finish). */
 static char REG_RUN_PREPARE, REG_RUN_FINISH;
 
@@ -288,6 +291,11 @@ static int l_setmetatable(lua_State *L) {
 
 static int l_getmetatable(lua_State *L) {
     luaL_checkany(L, 1);
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushlightuserdata(L, &REG_STRING_MT_VIEW);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        return 1;
+    }
     if (lua_istable(L, 1)) {
         ro_lookup(L, 1);
         /* A library proxy shows its library's metatable (none), never the
@@ -303,7 +311,27 @@ static int l_getmetatable(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    luaL_getmetafield(L, 1, "__metatable");
+    if (luaL_getmetafield(L, 1, "__metatable")) return 1;
+    /* A metatable the sandbox made (the guard of a protected table) is
+     * shown through a readonly view, the same one each time: Redis's are
+     * readonly tables. */
+    ro_lookup(L, -1);
+    int made_here = lua_isboolean(L, -1);
+    lua_pop(L, 1);
+    if (!made_here) return 1;
+    int mt = lua_gettop(L);
+    lua_pushlightuserdata(L, &REG_MT_VIEWS);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, mt);
+    lua_rawget(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, mt);
+        make_proxy(L);
+        lua_pushvalue(L, mt);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
     return 1;
 }
 
@@ -355,6 +383,46 @@ static int l_pairs(lua_State *L) {
     lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
+}
+
+/* table.insert and table.remove as in Lua 5.1, except that they refuse to
+ * write into a readonly table, as Redis's lua_rawseti does: the library
+ * proxies would otherwise take integer keys that every later script sees. */
+static int l_table_insert(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int e = luaL_getn(L, 1) + 1; /* first empty element */
+    int pos;
+    switch (lua_gettop(L)) {
+    case 2: pos = e; break;
+    case 3: pos = luaL_checkint(L, 2); break;
+    default: return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    if (lua_gettop(L) == 3) {
+        if (pos > e) e = pos; /* grow the array if needed */
+        for (int i = e; i > pos; i--) { /* move up elements */
+            lua_rawgeti(L, 1, i - 1);
+            lua_rawseti(L, 1, i);
+        }
+    }
+    lua_rawseti(L, 1, pos);
+    return 0;
+}
+
+static int l_table_remove(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int e = luaL_getn(L, 1);
+    int pos = luaL_optint(L, 2, e);
+    if (!(1 <= pos && pos <= e)) return 0; /* nothing to remove */
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    lua_rawgeti(L, 1, pos);
+    for (; pos < e; pos++) {
+        lua_rawgeti(L, 1, pos + 1);
+        lua_rawseti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, 1, e);
+    return 1;
 }
 
 /* Redis's pcall: an error that is a table with an 'err' string becomes that
@@ -839,12 +907,31 @@ static void setup_functions(lua_State *L, int G) {
         lua_insert(L, -2);
         lua_rawset(L, GF);
     }
+    /* Their redis table lacks EVAL's debugger and replication calls. */
+    lua_getfield(L, GF, "redis");
+    ro_lookup(L, -1);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        const char *k = lua_tostring(L, -2);
+        if (!strcmp(k, "breakpoint") || !strcmp(k, "debug") || !strcmp(k, "replicate_commands")) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    make_proxy(L);
+    lua_setfield(L, GF, "redis");
+    lua_pop(L, 2);
 
     lua_newtable(L); /* the load-time globals */
     lua_newtable(L); /* the load-time redis table */
     set_fn(L, "register_function", l_register_function);
     set_log_and_version(L);
     guard_table(L);
+    make_proxy(L); /* so that no field of it can be replaced */
     lua_setfield(L, -2, "redis");
     guard_table(L);
     lua_pushlightuserdata(L, &REG_LIBAPI);
@@ -859,6 +946,15 @@ static void setup_functions(lua_State *L, int G) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_readonly_newindex);
     lua_setfield(L, -2, "__newindex");
+    /* getmetatable(_G) shows the same readonly stand-in as in EVAL (Redis:
+     * the globals' readonly error metatable), never this table or the
+     * functions' globals' guard, whose fields would lift the protection
+     * for every library. */
+    lua_pushlightuserdata(L, &REG_RUN_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "__metatable");
+    lua_setfield(L, -3, "__metatable");
+    lua_pop(L, 1);
     ro_mark(L, -1, 0);
     lua_pushlightuserdata(L, &REG_FENV_MT);
     lua_pushvalue(L, -2);
@@ -955,6 +1051,10 @@ static int setup_state(lua_State *L) {
     lua_strmatch_install(L);
     set_fn(L, "rep", lua_safe_string_rep);
     lua_pop(L, 1);
+    lua_getglobal(L, "table");
+    set_fn(L, "insert", l_table_insert);
+    set_fn(L, "remove", l_table_remove);
+    lua_pop(L, 1);
 
     static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};
     for (int i = 0; libs[i]; i++) {
@@ -998,17 +1098,21 @@ static int setup_state(lua_State *L) {
     make_proxy(L);
     lua_setfield(L, G, "redis");
 
-    /* The string metatable reads through the string proxy and shows only a
-     * readonly view of itself. */
+    /* The string metatable reads through the string proxy; getmetatable
+     * shows only a readonly view of it. */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_getfield(L, G, "string");
     lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    make_proxy(L);
-    lua_setfield(L, -2, "__metatable");
     ro_mark(L, -1, 0);
+    lua_pushlightuserdata(L, &REG_STRING_MT_VIEW);
+    lua_pushvalue(L, -2);
+    make_proxy(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lua_pop(L, 2);
+    lua_pushlightuserdata(L, &REG_MT_VIEWS);
+    lua_newtable(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
     /* Globals: undefined reads and any write are errors. */
     lua_pushvalue(L, G);
@@ -1444,6 +1548,11 @@ static const char *register_named_args(lua_State *L, int *flags) {
         return "calling redis.register_function with a single argument is only applicable to Lua table "
                "(representing named arguments).";
     lua_settop(L, 1);
+    /* A readonly proxy (the `redis` table) is iterated through to the
+     * table behind it, as Redis iterates its readonly table. */
+    ro_lookup(L, 1);
+    if (lua_istable(L, -1)) lua_replace(L, 1);
+    else lua_pop(L, 1);
     lua_pushnil(L); /* 2: callback */
     lua_pushnil(L); /* 3: name */
     lua_pushnil(L); /* 4: description */
@@ -1473,7 +1582,9 @@ static const char *register_named_args(lua_State *L, int *flags) {
                 return "flags argument to redis.register_function must be a table representing function flags";
             int f = 0;
             for (int j = 1;; j++) {
-                lua_rawgeti(L, 6, j);
+                /* with metamethods, as Redis reads it */
+                lua_pushnumber(L, j);
+                lua_gettable(L, 6);
                 if (lua_isnil(L, -1)) {
                     lua_pop(L, 1);
                     break;

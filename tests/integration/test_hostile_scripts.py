@@ -388,3 +388,240 @@ def test_load_reader_sweep(diff):
     anywhere, failing readers (load returns nil and the message, as Lua's
     lua_load does), huge chunks, binary chunks by load and loadstring."""
     diff.run([eval_step(body) for body in LOAD_CASES])
+
+
+# ---------------------------------------------------------------------------
+# Protected tables: globals, library tables, metatables
+
+LIBS = ("string", "table", "math", "cjson", "bit", "struct", "cmsgpack", "redis", "coroutine")
+
+# Redis's own "Try trick" tests (tests/unit/scripting.tcl), which its suite
+# runs through EVAL and through FCALL.
+REDIS_TRICKS = [
+    "setmetatable(_G, {})",
+    "local g = getmetatable(_G) g.__index = {}",
+    "redis = function() return 1 end",
+    "_G = {}",
+    "redis.call = function() return 1 end",
+    "cjson.encode = function() return 1 end",
+    "cmsgpack.pack = function() return 1 end",
+    "bit.lshift = function() return 1 end",
+    "loadfile('some file')",
+    "dofile('some file')",
+    "print('some data')",
+]
+
+PROTECTION_CASES = [
+    "local g = getmetatable(_G) g.__index = {} return 1",
+    "getmetatable(_G).__newindex = nil return 1",
+    "getmetatable(_G).__index = nil return 1",
+    "return rawset(getmetatable(_G), '__index', nil)",
+    "return setmetatable(getmetatable(_G), {})",
+    "return setmetatable(_G, {})",
+    "return setmetatable(_G, nil)",
+    "rawset(_G, 'x', 1) return 1",
+    "return type(rawget(_G, 'redis'))",
+    "return tostring(rawget(_G, 'nosuch'))",
+    "return tostring(rawequal(_G, _G))",
+    "return tostring(rawequal(_G, _G._G))",
+    "local n = 0 for k in pairs(_G) do n = n + 1 end return n",
+    "return type(next(_G))",
+    "return {pcall(next, _G, 'nosuch')}",
+    "local t = {} for k in pairs(getmetatable(_G)) do t[#t + 1] = k end table.sort(t) return t",
+    "return type(getmetatable(getmetatable(_G)))",
+    "return type(rawget(getmetatable(_G), '__metatable'))",
+    "return type(getmetatable(_G).__index)",
+    "_G.x = 1 return 1",
+    "x = 1 return 1",
+    "return tostring(#_G)",
+    "table.insert(_G, 1) return 1",
+    "table.insert(_G, 1, 1) return 1",
+    "table.sort(_G) return 1",
+    "return tostring(table.remove(_G))",
+    "return tostring(table.maxn(_G))",
+    "_G[1] = 1 return 1",
+    "getmetatable('').__index = {} return 1",
+    "getmetatable('').x = 1 return 1",
+    "rawset(getmetatable(''), 'x', 1) return 1",
+    "return setmetatable(getmetatable(''), {})",
+    "table.insert(getmetatable(''), 1) return 1",
+    "return type(getmetatable('').__index)",
+    "return tostring(getmetatable('').__index == string)",
+    "return tostring(rawget(getmetatable(''), '__metatable'))",
+    "return tostring(rawget(getmetatable(''), '__index') == string)",
+    "local t = {} for k in pairs(getmetatable('')) do t[#t + 1] = k end table.sort(t) return t",
+    "return type(getmetatable(getmetatable('')))",
+    "return tostring(getmetatable('') == getmetatable('x'))",
+    "return tostring(getmetatable(1))",
+    "return ('x'):rep(3)",
+    "KEYS = {} return 1",
+    "ARGV = {} return 1",
+    "rawset(KEYS, 1, 'x') return KEYS[1]",
+    "setmetatable(KEYS, {__index = function() return 'y' end}) return KEYS[5]",
+    "table.insert(KEYS, 'z') return #KEYS",
+    "loadstring('x = 1')() return 1",
+    "return tostring(loadstring('return _G')() == _G)",
+    "return loadstring('return rawset(_G, \"y\", 1)')()",
+    "local f = loadstring('return getmetatable(_G)') local g = f() g.__index = nil return 1",
+    "return type(load(function() return nil end))",
+    "local d local f = load(function() if d then return nil end d = 1 return 'x = 1' end) return {pcall(f)}",
+    "return pcall(rawset, _G, 'x', 1)",
+    "return {pcall(setmetatable, _G, {})}",
+    "return type(debug)", "return type(getfenv)", "return type(setfenv)", "return type(newproxy)",
+    "return type(loadfile)", "return type(dofile)", "return type(print)", "return type(module)",
+    "return type(require)", "return type(io)", "return type(os)", "return type(package)",
+    "local co = coroutine.create(function() x = 1 end) return {coroutine.resume(co)}",
+    "local co = coroutine.create(function() getmetatable(_G).__index = nil end) return {coroutine.resume(co)}",
+    "local co = coroutine.wrap(function() return rawset(string, 'x', 1) end) return {pcall(co)}",
+]
+for _lib in LIBS:
+    PROTECTION_CASES += [c.replace("LIB", _lib) for c in (
+        "LIB.x = 1 return 1",
+        "LIB.nosuch = nil return 1",
+        "rawset(LIB, 'x', 1) return 1",
+        "return setmetatable(LIB, {})",
+        "return type(getmetatable(LIB))",
+        "table.insert(LIB, 'x') return 1",
+        "return {pcall(table.insert, LIB, 'x')}",
+        "table.insert(LIB, 1, 'x') return 1",
+        "return tostring(table.remove(LIB))",
+        "return tostring(table.remove(LIB, 1))",
+        "table.sort(LIB) return 1",
+        "return #LIB",
+        "local n = 0 for k, v in pairs(LIB) do n = n + 1 end return n",
+        "local t = {} for k in pairs(LIB) do t[#t + 1] = k end table.sort(t) return t",
+        "return type(rawget(LIB, next(LIB)))",
+        "return tostring(rawequal(LIB, LIB))",
+        "LIB[1] = 1 return 1",
+        "rawset(LIB, 1, 1) return 1",
+        "return tostring(table.concat(LIB))",
+        "return tostring(unpack(LIB))",
+    )]
+
+# What every script and function must still see after an attempt.
+PROTECTION_INTACT_EVAL = [
+    ("EVAL", "loadfile('some file')", 0),
+    ("EVAL", "dofile('some file')", 0),
+    ("EVAL", "print('some data')", 0),
+    ("EVAL", "x = 5 return x", 0),
+    ("EVAL", "return {pcall(function() return string.x end), #string, #table, #redis}", 0),
+    ("EVAL", "local t = {} for k in pairs(getmetatable(_G)) do t[#t + 1] = k end return t", 0),
+]
+PROBE_LIB = ("#!lua name=probe\n"
+             "redis.register_function('probe', function()\n"
+             "  local r = {}\n"
+             "  for _, n in ipairs({'loadfile', 'dofile', 'print', 'nosuch'}) do\n"
+             "    r[#r + 1] = {pcall(function() return _G[n] end)}\n"
+             "  end\n"
+             "  r[#r + 1] = {pcall(function() x = 1 end)}\n"
+             "  r[#r + 1] = {pcall(function() return string.x end), #string, type(redis.log)}\n"
+             "  return r\n"
+             "end)")
+
+
+def protection_intact():
+    return PROTECTION_INTACT_EVAL + [("FUNCTION", "FLUSH"), ("FUNCTION", "LOAD", PROBE_LIB),
+                                     ("FCALL", "probe", 0), ("FUNCTION", "FLUSH")]
+
+
+def as_function(body):
+    """A library whose function runs body, as Redis's run_script does."""
+    return ("#!lua name=test\nredis.register_function('test', function(KEYS, ARGV)\n%s\nend)" % body)
+
+
+def _flush_functions(diff):
+    for ep in (diff.oracle, diff.proxy):
+        with ep.connect() as c:
+            assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
+
+
+def test_function_cannot_lift_global_protection(diff):
+    """getmetatable(_G) inside a function returned the functions' globals'
+    own guard metatable, writable: 'Try trick global protection 2' through
+    FCALL succeeded, and from then on (even after FUNCTION FLUSH) every
+    function could read undefined globals as nil and call loadfile."""
+    _flush_functions(diff)
+    steps = []
+    for body in REDIS_TRICKS:
+        steps += [("FUNCTION", "LOAD", "REPLACE", as_function(body)), ("FCALL", "test", 0)]
+        steps += protection_intact()
+    for body in REDIS_TRICKS:
+        steps += [("EVAL", body, 0)] + protection_intact()
+    diff.run(steps)
+
+
+def test_protected_tables_through_eval(diff):
+    """Every way a script can reach a protected table or metatable; after
+    each attempt EVAL and FCALL still see the protection. table.insert
+    used to write into the library tables, for every later script to see."""
+    _flush_functions(diff)
+    steps = []
+    for body in PROTECTION_CASES:
+        steps += [("EVAL", body, 1, "k1")] + PROTECTION_INTACT_EVAL
+    steps += protection_intact()
+    diff.run(steps)
+
+
+def test_protected_tables_through_functions(diff):
+    """The same attempts from a function's callback."""
+    _flush_functions(diff)
+    steps = []
+    for body in PROTECTION_CASES:
+        steps += [("FUNCTION", "LOAD", "REPLACE", as_function(body)), ("FCALL", "test", 1, "k1")]
+        steps += protection_intact()
+    diff.run(steps)
+
+
+LOAD_TIME_CASES = [
+    # the load-time redis table: its fields cannot be replaced either
+    "redis.log = nil",
+    "redis.register_function = nil",
+    "redis.LOG_DEBUG = 5",
+    "redis.REDIS_VERSION = 'x'",
+    "redis.x = 1",
+    "local x = redis.call",
+    "local x = redis.breakpoint",
+    "local x = rawset",
+    "local x = getmetatable",
+    "local x = _G",
+    "x = 1",
+    "local ok = pcall(function() end)",
+    # register_function's argument tables
+    "redis.register_function{function_name='g', callback=function() return 1 end, flags=redis}",
+    "redis.register_function(redis)",
+    "redis.register_function('g', redis)",
+    "redis.register_function{function_name=redis, callback=function() end}",
+    "redis.register_function{function_name='g', callback=redis.log}",
+    "redis.register_function{function_name='g', callback=function() return 1 end, description={}}",
+    "redis.register_function{function_name='g', callback=function() return 1 end, flags={'no-writes', 'no-writes'}}",
+    "redis.register_function{function_name='g', callback=function() return 1 end, flags={[1]='no-writes', [3]='bad'}}",
+    "redis.register_function{function_name='g', callback=function() return 1 end, flags={'no-writes', n=1}}",
+    "redis.register_function('g', function() return 1 end) redis.register_function('g', function() return 1 end)",
+]
+# a callback that kept the load-time redis table
+LOAD_TIME_KEPT = [
+    "return type(getmetatable(R))",
+    "getmetatable(R).__index = nil return 1",
+    "R.log = nil return 1",
+    "return {pcall(R.register_function, 'h', function() end)}",
+    "return type(R.call)",
+    "return R.REDIS_VERSION",
+    "local n = 0 for k in pairs(R) do n = n + 1 end return n",
+]
+
+
+def test_library_load_time_protection(diff):
+    """A library's top level sees only the load-time `redis` table; replacing
+    one of its fields used to succeed (the table itself held them) and
+    stayed for every later FUNCTION LOAD."""
+    _flush_functions(diff)
+    steps = []
+    for top in LOAD_TIME_CASES:
+        lib = "#!lua name=hostile\n%s\nredis.register_function('f', function() return 1 end)" % top
+        steps += [("FUNCTION", "FLUSH"), ("FUNCTION", "LOAD", lib), ("FCALL", "f", 0), ("FCALL", "g", 0)]
+        steps += protection_intact()
+    for body in LOAD_TIME_KEPT:
+        lib = "#!lua name=hostile\nlocal R = redis\nredis.register_function('f', function() %s end)" % body
+        steps += [("FUNCTION", "FLUSH"), ("FUNCTION", "LOAD", lib), ("FCALL", "f", 0)]
+        steps += protection_intact()
+    diff.run(steps)
