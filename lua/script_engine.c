@@ -1406,6 +1406,26 @@ static int parse_shebang(const char *body, size_t len, size_t *skip, char *err, 
     return flags;
 }
 
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+    sb_add(ud, p, n);
+    return 0;
+}
+
+/* Replace the function on top with its compiled form (a string), which
+ * each run loads a copy of; -1 if out of memory (the function is popped). */
+static int push_dumped_body(lua_State *L) {
+    sbuf d = {0};
+    lua_dump(L, dump_writer, &d);
+    lua_pop(L, 1);
+    if (d.oom || !d.p) {
+        sb_free(&d);
+        return -1;
+    }
+    lua_pushlstring(L, d.p, d.len);
+    sb_free(&d);
+    return 0;
+}
+
 const script *script_engine_load(script_engine *e, const char *body, size_t len, char *err, size_t errlen) {
     char sha[41];
     sha1hex(sha, body, len);
@@ -1431,7 +1451,6 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
         e->enforce = 0;
         return NULL;
     }
-    lua_pop(L, 1);
     /* Then as the body of a function, so that every run gets its own closure
      * (its own environment) of the same compiled code. The prefix stays on
      * line 1, so line numbers match. */
@@ -1440,6 +1459,7 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
     size_t wl = sizeof(pre) - 1 + (len - skip) + sizeof(post) - 1;
     char *w = malloc(wl);
     if (!w) {
+        lua_pop(L, 1);
         e->enforce = 0;
         set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
         return NULL;
@@ -1450,10 +1470,17 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
     st = luaL_loadbuffer(L, w, wl, "@user_script");
     free(w);
     e->enforce = 0;
-    if (st != 0) {
-        set_err_top(L, err, errlen, "ERR Error compiling script (new function): %.*s");
+    if (st == 0) {
+        lua_remove(L, -2); /* the body compiled alone */
+    } else {
+        /* The wrapper costs two of the parser's nesting levels: a body
+         * nested up to Redis's limit compiles only on its own. Each run of
+         * it then loads a copy of that compiled body (run_fiber_main). */
         lua_pop(L, 1);
-        return NULL;
+        if (push_dumped_body(L) != 0) {
+            set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
+            return NULL;
+        }
     }
     struct script *s = calloc(1, sizeof(*s));
     char *copy = malloc(len ? len : 1);
@@ -1743,10 +1770,13 @@ static void format_run_error(lua_State *L, script_run *r, int raw) {
  * counted with it) is Redis's. */
 
 /* Set the run up; returns the error handler, the function and its
- * arguments. */
+ * arguments. Argument 2: the script's body already loaded, or nil (it is
+ * made by its factory). */
 static int run_prepare(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
-    lua_settop(L, 0);
+    lua_remove(L, 1);
+    int preloaded = lua_isfunction(L, 1);
+    if (!preloaded) lua_settop(L, 0);
     if (r->is_function) {
         /* Callbacks run in the functions' environment (no KEYS, no ARGV);
          * the thread's globals are the same, for loadstring'd code. */
@@ -1815,11 +1845,16 @@ static int run_prepare(lua_State *L) {
     lua_replace(L, LUA_GLOBALSINDEX);
     lua_pushlightuserdata(L, &REG_ERRH);
     lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
-    lua_call(L, 0, 1);
+    if (preloaded) {
+        lua_pushvalue(L, 1);
+    } else {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+        lua_call(L, 0, 1);
+    }
     lua_pushvalue(L, env);
     lua_setfenv(L, -2);
     lua_remove(L, env);
+    if (preloaded) lua_remove(L, 1);
     return 2;
 }
 
@@ -1848,9 +1883,27 @@ static void run_fiber_main(void *arg) {
     script_run *r = arg;
     lua_State *L = r->L;
     lua_settop(L, 0);
+    int st = 0;
     push_step(L, &REG_RUN_PREPARE);
     lua_pushlightuserdata(L, r);
-    int st = lua_pcall(L, 1, LUA_MULTRET, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        /* A compiled body to load a copy of, here where no C call is below,
+         * so that loading takes the nesting Redis's parser took. */
+        size_t n;
+        const char *d = lua_tolstring(L, -1, &n);
+        st = luaL_loadbuffer(L, d, n, "@user_script");
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    if (st == 0) {
+        st = lua_pcall(L, 2, LUA_MULTRET, 0);
+    } else {
+        lua_replace(L, 1); /* keep only the error object */
+        lua_settop(L, 1);
+    }
     if (st == 0) {
         /* stack: handler, function, arguments */
         st = lua_pcall(L, lua_gettop(L) - 2, 1, 1);

@@ -9,6 +9,7 @@ Most cases are batched: one script evaluates many expressions, each under
 pcall, and returns one row per expression (its status and results, long
 strings replaced by their length and SHA1)."""
 
+import hashlib
 import sys
 import time
 
@@ -246,6 +247,31 @@ def test_nested_c_calls_stop_where_redis_stops(diff, kind):
     replies. gsub and load keep an 8 KiB buffer per level, which overflowed
     the old 1 MiB fiber stacks; the others were one level short."""
     diff.run([eval_step(NESTED[kind].replace("N", str(n))) for n in (10, 150, 196, 197, 198, 199, 200, 300)])
+
+
+SOURCE_NESTING = {
+    "parentheses": lambda n: "return " + "(" * n + "1" + ")" * n,
+    "tables": lambda n: "return " + "{" * n + "}" * n,
+    "if": lambda n: "local x = 1 " + "if x then " * n + " end" * n + " return 1",
+    "functions": lambda n: "local function f() " * n + " end" * n + " return 1",
+    "assignment": lambda n: "local t = {} " + "t.x, " * n + "t.x = 1 return 1",
+    "concat": lambda n: "return 1" + " .. 1" * n,
+    "unary": lambda n: "return " + "- " * n + "1",
+    "call-after": lambda n: "return " + "(" * n + "1" + ")" * n + " + #KEYS",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SOURCE_NESTING))
+def test_deeply_nested_script_source(diff, kind):
+    """A script's own source at the parser's nesting limit: the proxy
+    compiled each body a second time inside 'return function(...) end',
+    two levels deeper, and refused bodies Redis runs."""
+    make = SOURCE_NESTING[kind]
+    steps = []
+    for n in (150, 196, 197, 198, 199, 200, 201):
+        steps += [eval_step(make(n), "k"), ("SCRIPT", "LOAD", make(n))]
+    steps += [("EVALSHA", hashlib.sha1(make(198).encode()).hexdigest(), 1, "k")]
+    diff.run(steps)
 
 
 DATA = {
