@@ -67,7 +67,7 @@ int lua_safe_string_rep(lua_State *L) {
     int n = luaL_checkint(L, 2);
     if (l == 0) n = 0;
     luaL_buffinit(L, &b);
-    while (n-- > 0) luaL_addlstring(&b, s, l);
+    for (; n > 0; n--) luaL_addlstring(&b, s, l);
     luaL_pushresult(&b);
     return 1;
 }
