@@ -68,6 +68,12 @@ def proxy_eval(proxy, body, timeout=60):
         return c.call("EVAL", body, 0)
 
 
+def _flush_functions(diff):
+    for ep in (diff.oracle, diff.proxy):
+        with ep.connect() as c:
+            assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
+
+
 # Numbers at the edges of int, int32 and double conversions.
 EDGES = ["0", "1", "-1", "2", "100", "2147483647", "-2147483647", "-2147483648", "2147483648",
          "-2147483649", "4294967295", "4294967296", "4294967297", "-4294967296", "2^52", "2^53",
@@ -461,6 +467,22 @@ def test_nested_c_calls_stop_where_redis_stops(diff, kind):
     diff.run([eval_step(NESTED[kind].replace("N", str(n))) for n in (10, 150, 196, 197, 198, 199, 200, 300)])
 
 
+def test_nested_c_calls_in_functions(diff):
+    """The same limits in a function's callback (on a fiber) and at a
+    library's top level (which runs while FUNCTION LOAD is served)."""
+    _flush_functions(diff)
+    steps = []
+    for kind in ("gsub", "pcall", "index", "sort", "coroutine", "tostring", "loadstring-paren"):
+        for n in (150, 198, 199):
+            body = NESTED[kind].replace("N", str(n))
+            steps += [("FUNCTION", "LOAD", "REPLACE", "#!lua name=deep\nredis.register_function('f', "
+                       "function() %s end)" % body), ("FCALL", "f", 0),
+                      ("FUNCTION", "LOAD", "REPLACE", "#!lua name=deep\nlocal v = (function() %s end)()\n"
+                       "redis.register_function('f', function() return v end)" % body), ("FCALL", "f", 0)]
+    steps.append(("FUNCTION", "FLUSH"))
+    diff.run(steps)
+
+
 SOURCE_NESTING = {
     "parentheses": lambda n: "return " + "(" * n + "1" + ")" * n,
     "tables": lambda n: "return " + "{" * n + "}" * n,
@@ -766,12 +788,6 @@ def protection_intact():
 def as_function(body):
     """A library whose function runs body, as Redis's run_script does."""
     return ("#!lua name=test\nredis.register_function('test', function(KEYS, ARGV)\n%s\nend)" % body)
-
-
-def _flush_functions(diff):
-    for ep in (diff.oracle, diff.proxy):
-        with ep.connect() as c:
-            assert c.call("FUNCTION", "FLUSH") == b"+OK\r\n"
 
 
 def test_function_cannot_lift_global_protection(diff):
