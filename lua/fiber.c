@@ -26,21 +26,19 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define DEFAULT_STACK (32u << 20)
-#define NO_ASAN __attribute__((no_sanitize_address))
 #else
 #define DEFAULT_STACK (8u << 20)
-#define NO_ASAN
 #endif
 
 /* The top of a stack stays resident from run to run (ordinary scripts use a
- * few KiB of it). A fiber whose run went deeper gives the rest back when it
+ * few KiB of it). A fiber whose runs went deeper gives the rest back when it
  * is parked or its stack pooled, so a deep run never leaves megabytes
- * pinned. It went deeper if the band just below the kept part is not all
- * zero: the band is zero while untouched and after being given back, and is
- * wider than any C frame that could span it without writing to it (a
- * luaL_Buffer is 8 KiB). */
+ * pinned. How deep a fiber went is what fiber_note_depth() saw: no system
+ * call, and no look at the pages themselves (reading an untouched page maps
+ * it). */
 #define STACK_KEEP (64u << 10)
-#define STACK_BAND (12u << 10)
+
+char *fiber_depth_mark;
 
 typedef struct stack_block {
     struct stack_block *next;
@@ -71,6 +69,7 @@ struct fiber {
     void *mapping;
     size_t mapping_size;
     int started, finished;
+    char *depth_mark; /* lowest address noted on the stack since it was last trimmed */
     struct fiber *next_parked;
 #ifndef FIBER_ASAN
     /* After the first entry, switches are _setjmp/_longjmp: unlike
@@ -97,18 +96,12 @@ fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle) {
 
 static void stack_put(fiber_pool *p, fiber *f);
 
-/* No ASan instrumentation: an abandoned fiber's frames leave the band's
- * shadow poisoned. */
-NO_ASAN static int stack_went_deep(const fiber_pool *p, const char *stack) {
-    const uint64_t *w = (const uint64_t *)(stack + p->stack_size - STACK_KEEP - STACK_BAND);
-    uint64_t any = 0;
-    for (size_t i = 0; i < STACK_BAND / sizeof(*w); i++) any |= w[i];
-    return any != 0;
-}
-
-static void stack_trim(fiber_pool *p, void *stack) {
-    if (p->stack_size >= STACK_KEEP + STACK_BAND + p->page && stack_went_deep(p, stack))
-        madvise(stack, p->stack_size - STACK_KEEP, MADV_DONTNEED);
+/* Give back the pages below the kept top if a run went there. */
+static void stack_trim(fiber *f) {
+    char *top = (char *)f->stack + f->stack_size;
+    if (f->stack_size > STACK_KEEP && (uintptr_t)f->depth_mark < (uintptr_t)top - STACK_KEEP)
+        madvise(f->stack, f->stack_size - STACK_KEEP, MADV_DONTNEED);
+    f->depth_mark = top;
 }
 
 void fiber_pool_free(fiber_pool *p) {
@@ -156,6 +149,7 @@ static int stack_get(fiber_pool *p, fiber *f) {
     }
     f->stack = (char *)f->mapping + p->page;
     f->stack_size = p->stack_size;
+    f->depth_mark = (char *)f->stack + f->stack_size;
 #ifdef FIBER_ASAN
     /* A reused stack may still carry poisoning from an abandoned fiber. */
     ASAN_UNPOISON_MEMORY_REGION(f->stack, f->stack_size);
@@ -170,7 +164,7 @@ static void stack_put(fiber_pool *p, fiber *f) {
         munmap(f->mapping, f->mapping_size);
         return;
     }
-    stack_trim(p, f->stack);
+    stack_trim(f);
     b->base = f->mapping;
     b->total = f->mapping_size;
     b->next = p->free_list;
@@ -235,14 +229,29 @@ fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
     return f;
 }
 
+/* While a fiber runs, fiber_depth_mark is its mark; NULL on the caller's
+ * stack, where nothing is noted. */
+static char *depth_mark_enter(fiber *f) {
+    char *outer = fiber_depth_mark;
+    fiber_depth_mark = f->depth_mark;
+    return outer;
+}
+
+static void depth_mark_leave(fiber *f, char *outer) {
+    f->depth_mark = fiber_depth_mark;
+    fiber_depth_mark = outer;
+}
+
 #ifdef FIBER_ASAN
 void fiber_resume(fiber *f) {
     if (f->finished) return;
     f->started = 1;
+    char *outer = depth_mark_enter(f);
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
     swapcontext(&f->caller, &f->ctx);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+    depth_mark_leave(f, outer);
 }
 
 void fiber_yield(fiber *f) {
@@ -251,8 +260,7 @@ void fiber_yield(fiber *f) {
     __sanitizer_finish_switch_fiber(f->fake_stack, &f->caller_bottom, &f->caller_size);
 }
 #else
-void fiber_resume(fiber *f) {
-    if (f->finished) return;
+static void resume_switch(fiber *f) {
     if (_setjmp(f->caller_jb)) return; /* the fiber yielded or finished */
     if (!f->started) {
         f->started = 1;
@@ -260,6 +268,13 @@ void fiber_resume(fiber *f) {
         abort(); /* the fiber comes back through caller_jb, never here */
     }
     _longjmp(f->fiber_jb, 1);
+}
+
+void fiber_resume(fiber *f) {
+    if (f->finished) return;
+    char *outer = depth_mark_enter(f);
+    resume_switch(f);
+    depth_mark_leave(f, outer);
 }
 
 void fiber_yield(fiber *f) {
@@ -273,7 +288,7 @@ void fiber_free(fiber *f) {
     if (!f) return;
     fiber_pool *p = f->pool;
     if (f->finished && p->nparked < p->max_idle) {
-        stack_trim(p, f->stack);
+        stack_trim(f);
         f->next_parked = p->parked;
         p->parked = f;
         p->nparked++;

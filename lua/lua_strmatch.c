@@ -7,6 +7,7 @@
  * crashes. Here the same search runs as a loop over a stack of choice points
  * kept in the Lua heap (under lua-memory-limit), in the same order, with the
  * same results and the same errors raised at the same moments. */
+#include "lua/fiber.h"
 #include "lua/lua_libs.h"
 
 #include <ctype.h>
@@ -475,6 +476,7 @@ static void add_s(match_state *ms, luaL_Buffer *b, const char *s, const char *e)
 
 static void add_value(match_state *ms, luaL_Buffer *b, const char *s, const char *e) {
     lua_State *L = ms->L;
+    fiber_note_depth(); /* callbacks nest with an 8 KiB buffer per level */
     switch (lua_type(L, 3)) {
     case LUA_TNUMBER:
     case LUA_TSTRING: add_s(ms, b, s, e); return;

@@ -125,6 +125,9 @@ static script_engine *engine_of(lua_State *L) {
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     script_engine *e = ud;
+    /* Deep C recursion in a run (metamethods, callbacks, parsers, cjson's
+     * decoder) allocates on its way down: note how deep its fiber went. */
+    fiber_note_depth();
     if (nsize == 0) {
         free(ptr);
         e->mem_used -= osize;
@@ -429,6 +432,7 @@ static int l_table_remove(lua_State *L) {
  * string, as scripts written before 7.0 expect. */
 static int l_pcall(lua_State *L) {
     int argc = lua_gettop(L);
+    fiber_note_depth();
     if (argc == 0) {
         /* Redis ends up calling its own placeholder `true` */
         lua_pushboolean(L, 0);
@@ -493,6 +497,7 @@ typedef struct load_reader {
 } load_reader;
 
 static const char *load_next_chunk(lua_State *L, size_t *size) {
+    fiber_note_depth();
     luaL_checkstack(L, 2, "too many nested functions");
     lua_pushvalue(L, 1);
     lua_call(L, 0, 1);

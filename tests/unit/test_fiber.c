@@ -151,6 +151,7 @@ __attribute__((noinline)) static int dive(deep_state *s, int n)
     __asm__ volatile("" : : "r"(buf) : "memory");
     uintptr_t here = (uintptr_t)__builtin_frame_address(0);
     if (!s->deepest || here < s->deepest) s->deepest = here;
+    if (n == 0) fiber_note_depth();
     int r = 0;
     if (n > 0) r = dive(s, n - 1);
     else if (s->yield_at_bottom) fiber_yield(s->self);
@@ -179,9 +180,9 @@ static size_t resident_pages(uintptr_t lo, uintptr_t hi)
     return count;
 }
 
-/* The default stack takes a deep run; a fiber freed after one, finished
- * (parked) or suspended (its stack pooled), keeps only the top of its stack
- * resident. */
+/* The default stack takes a deep run; a fiber freed after one (its depth
+ * noted), finished (parked) or suspended (its stack pooled), keeps only the
+ * top of its stack resident. */
 static void test_deep_stack_pages_given_back(void **state)
 {
     (void)state;
