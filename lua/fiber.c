@@ -79,6 +79,7 @@ struct fiber {
 #endif
 #ifdef FIBER_ASAN
     void *fake_stack;          /* ASan's fake stack of whichever side is switched out */
+    void *yield_frame;         /* fiber_yield's frame at the last switch out */
     const void *caller_bottom; /* caller's stack, learnt at each switch in */
     size_t caller_size;
 #endif
@@ -150,14 +151,21 @@ static int stack_get(fiber_pool *p, fiber *f) {
     f->stack = (char *)f->mapping + p->page;
     f->stack_size = p->stack_size;
     f->depth_mark = (char *)f->stack + f->stack_size;
-#ifdef FIBER_ASAN
-    /* A reused stack may still carry poisoning from an abandoned fiber. */
-    ASAN_UNPOISON_MEMORY_REGION(f->stack, f->stack_size);
-#endif
     return 0;
 }
 
 static void stack_put(fiber_pool *p, fiber *f) {
+#ifdef FIBER_ASAN
+    /* The frames a fiber abandoned in the middle of its run never returned
+     * to unpoison their redzones: clear them (only them, between where it
+     * last yielded and the top; the whole stack's shadow is megabytes)
+     * before another fiber runs on this stack. */
+    if (f->yield_frame) {
+        char *from = (char *)f->yield_frame - 4096;
+        if (from < (char *)f->stack) from = f->stack;
+        ASAN_UNPOISON_MEMORY_REGION(from, (size_t)((char *)f->stack + f->stack_size - from));
+    }
+#endif
     stack_block *b = NULL;
     if (p->idle + p->nparked < p->max_idle) b = malloc(sizeof(*b));
     if (!b) {
@@ -255,6 +263,7 @@ void fiber_resume(fiber *f) {
 }
 
 void fiber_yield(fiber *f) {
+    f->yield_frame = __builtin_frame_address(0);
     __sanitizer_start_switch_fiber(&f->fake_stack, f->caller_bottom, f->caller_size);
     swapcontext(&f->ctx, &f->caller);
     __sanitizer_finish_switch_fiber(f->fake_stack, &f->caller_bottom, &f->caller_size);
