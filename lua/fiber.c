@@ -18,13 +18,27 @@
 #endif
 #endif
 
+/* Redis runs scripts on its main thread's 8 MiB stack; a fiber gets as much
+ * (four times that under AddressSanitizer, whose frames are larger), so deep
+ * C recursion that passes on Redis passes here. The stacks are mmap'd with
+ * MAP_NORESERVE: only the pages a run touches cost memory. */
 #ifdef FIBER_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
-#define DEFAULT_STACK (4u << 20)
+#define DEFAULT_STACK (32u << 20)
 #else
-#define DEFAULT_STACK (1u << 20)
+#define DEFAULT_STACK (8u << 20)
 #endif
+
+/* The top of a stack stays resident from run to run (ordinary scripts use a
+ * few KiB of it). A fiber whose runs went deeper gives the rest back when it
+ * is parked or its stack pooled, so a deep run never leaves megabytes
+ * pinned. How deep a fiber went is what fiber_note_depth() saw: no system
+ * call, and no look at the pages themselves (reading an untouched page maps
+ * it). */
+#define STACK_KEEP (64u << 10)
+
+char *fiber_depth_mark;
 
 typedef struct stack_block {
     struct stack_block *next;
@@ -55,6 +69,7 @@ struct fiber {
     void *mapping;
     size_t mapping_size;
     int started, finished;
+    char *depth_mark; /* lowest address noted on the stack since it was last trimmed */
     struct fiber *next_parked;
 #ifndef FIBER_ASAN
     /* After the first entry, switches are _setjmp/_longjmp: unlike
@@ -64,6 +79,7 @@ struct fiber {
 #endif
 #ifdef FIBER_ASAN
     void *fake_stack;          /* ASan's fake stack of whichever side is switched out */
+    void *yield_frame;         /* fiber_yield's frame at the last switch out */
     const void *caller_bottom; /* caller's stack, learnt at each switch in */
     size_t caller_size;
 #endif
@@ -80,6 +96,14 @@ fiber_pool *fiber_pool_new(size_t stack_size, unsigned max_idle) {
 }
 
 static void stack_put(fiber_pool *p, fiber *f);
+
+/* Give back the pages below the kept top if a run went there. */
+static void stack_trim(fiber *f) {
+    char *top = (char *)f->stack + f->stack_size;
+    if (f->stack_size > STACK_KEEP && (uintptr_t)f->depth_mark < (uintptr_t)top - STACK_KEEP)
+        madvise(f->stack, f->stack_size - STACK_KEEP, MADV_DONTNEED);
+    f->depth_mark = top;
+}
 
 void fiber_pool_free(fiber_pool *p) {
     if (!p) return;
@@ -119,25 +143,36 @@ static int stack_get(fiber_pool *p, fiber *f) {
             munmap(m, total);
             return -1;
         }
+        /* Huge pages would make a few touched bytes cost 2 MiB. */
+        madvise((char *)m + p->page, p->stack_size, MADV_NOHUGEPAGE);
         f->mapping = m;
         f->mapping_size = total;
     }
     f->stack = (char *)f->mapping + p->page;
     f->stack_size = p->stack_size;
-#ifdef FIBER_ASAN
-    /* A reused stack may still carry poisoning from an abandoned fiber. */
-    ASAN_UNPOISON_MEMORY_REGION(f->stack, f->stack_size);
-#endif
+    f->depth_mark = (char *)f->stack + f->stack_size;
     return 0;
 }
 
 static void stack_put(fiber_pool *p, fiber *f) {
+#ifdef FIBER_ASAN
+    /* The frames a fiber abandoned in the middle of its run never returned
+     * to unpoison their redzones: clear them (only them, between where it
+     * last yielded and the top; the whole stack's shadow is megabytes)
+     * before another fiber runs on this stack. */
+    if (f->yield_frame) {
+        char *from = (char *)f->yield_frame - 4096;
+        if (from < (char *)f->stack) from = f->stack;
+        ASAN_UNPOISON_MEMORY_REGION(from, (size_t)((char *)f->stack + f->stack_size - from));
+    }
+#endif
     stack_block *b = NULL;
     if (p->idle + p->nparked < p->max_idle) b = malloc(sizeof(*b));
     if (!b) {
         munmap(f->mapping, f->mapping_size);
         return;
     }
+    stack_trim(f);
     b->base = f->mapping;
     b->total = f->mapping_size;
     b->next = p->free_list;
@@ -202,24 +237,39 @@ fiber *fiber_new(fiber_pool *p, fiber_fn fn, void *arg) {
     return f;
 }
 
+/* While a fiber runs, fiber_depth_mark is its mark; NULL on the caller's
+ * stack, where nothing is noted. */
+static char *depth_mark_enter(fiber *f) {
+    char *outer = fiber_depth_mark;
+    fiber_depth_mark = f->depth_mark;
+    return outer;
+}
+
+static void depth_mark_leave(fiber *f, char *outer) {
+    f->depth_mark = fiber_depth_mark;
+    fiber_depth_mark = outer;
+}
+
 #ifdef FIBER_ASAN
 void fiber_resume(fiber *f) {
     if (f->finished) return;
     f->started = 1;
+    char *outer = depth_mark_enter(f);
     void *fake = NULL;
     __sanitizer_start_switch_fiber(&fake, f->stack, f->stack_size);
     swapcontext(&f->caller, &f->ctx);
     __sanitizer_finish_switch_fiber(fake, NULL, NULL);
+    depth_mark_leave(f, outer);
 }
 
 void fiber_yield(fiber *f) {
+    f->yield_frame = __builtin_frame_address(0);
     __sanitizer_start_switch_fiber(&f->fake_stack, f->caller_bottom, f->caller_size);
     swapcontext(&f->ctx, &f->caller);
     __sanitizer_finish_switch_fiber(f->fake_stack, &f->caller_bottom, &f->caller_size);
 }
 #else
-void fiber_resume(fiber *f) {
-    if (f->finished) return;
+static void resume_switch(fiber *f) {
     if (_setjmp(f->caller_jb)) return; /* the fiber yielded or finished */
     if (!f->started) {
         f->started = 1;
@@ -227,6 +277,13 @@ void fiber_resume(fiber *f) {
         abort(); /* the fiber comes back through caller_jb, never here */
     }
     _longjmp(f->fiber_jb, 1);
+}
+
+void fiber_resume(fiber *f) {
+    if (f->finished) return;
+    char *outer = depth_mark_enter(f);
+    resume_switch(f);
+    depth_mark_leave(f, outer);
 }
 
 void fiber_yield(fiber *f) {
@@ -240,6 +297,7 @@ void fiber_free(fiber *f) {
     if (!f) return;
     fiber_pool *p = f->pool;
     if (f->finished && p->nparked < p->max_idle) {
+        stack_trim(f);
         f->next_parked = p->parked;
         p->parked = f;
         p->nparked++;

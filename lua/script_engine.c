@@ -28,6 +28,11 @@
 static char REG_GLOBALS, REG_RUN_MT, REG_RO, REG_ERRH;
 /* Functions: their shared environment, its metatable, the load-time API. */
 static char REG_FENV, REG_FENV_MT, REG_LIBAPI, REG_FGLOBALS;
+/* getmetatable's readonly views: of the string metatable, and of the
+ * metatables the sandbox made (a table mapping each to its view). */
+static char REG_STRING_MT_VIEW, REG_MT_VIEWS;
+/* A run's first and last step (run_prepare, run_finish). */
+static char REG_RUN_PREPARE, REG_RUN_FINISH;
 
 struct script {
     struct script *next; /* hash chain */
@@ -123,6 +128,9 @@ static script_engine *engine_of(lua_State *L) {
 
 static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     script_engine *e = ud;
+    /* Deep C recursion in a run (metamethods, callbacks, parsers, cjson's
+     * decoder) allocates on its way down: note how deep its fiber went. */
+    fiber_note_depth();
     if (nsize == 0) {
         free(ptr);
         e->mem_used -= osize;
@@ -289,6 +297,11 @@ static int l_setmetatable(lua_State *L) {
 
 static int l_getmetatable(lua_State *L) {
     luaL_checkany(L, 1);
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        lua_pushlightuserdata(L, &REG_STRING_MT_VIEW);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        return 1;
+    }
     if (lua_istable(L, 1)) {
         ro_lookup(L, 1);
         /* A library proxy shows its library's metatable (none), never the
@@ -304,7 +317,27 @@ static int l_getmetatable(lua_State *L) {
         lua_pushnil(L);
         return 1;
     }
-    luaL_getmetafield(L, 1, "__metatable");
+    if (luaL_getmetafield(L, 1, "__metatable")) return 1;
+    /* A metatable the sandbox made (the guard of a protected table) is
+     * shown through a readonly view, the same one each time: Redis's are
+     * readonly tables. */
+    ro_lookup(L, -1);
+    int made_here = lua_isboolean(L, -1);
+    lua_pop(L, 1);
+    if (!made_here) return 1;
+    int mt = lua_gettop(L);
+    lua_pushlightuserdata(L, &REG_MT_VIEWS);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, mt);
+    lua_rawget(L, -2);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushvalue(L, mt);
+        make_proxy(L);
+        lua_pushvalue(L, mt);
+        lua_pushvalue(L, -2);
+        lua_rawset(L, -4);
+    }
     return 1;
 }
 
@@ -358,10 +391,51 @@ static int l_pairs(lua_State *L) {
     return 3;
 }
 
+/* table.insert and table.remove as in Lua 5.1, except that they refuse to
+ * write into a readonly table, as Redis's lua_rawseti does: the library
+ * proxies would otherwise take integer keys that every later script sees. */
+static int l_table_insert(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int e = luaL_getn(L, 1) + 1; /* first empty element */
+    int pos;
+    switch (lua_gettop(L)) {
+    case 2: pos = e; break;
+    case 3: pos = luaL_checkint(L, 2); break;
+    default: return luaL_error(L, "wrong number of arguments to 'insert'");
+    }
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    if (lua_gettop(L) == 3) {
+        if (pos > e) e = pos; /* grow the array if needed */
+        for (int i = e; i > pos; i--) { /* move up elements */
+            lua_rawgeti(L, 1, i - 1);
+            lua_rawseti(L, 1, i);
+        }
+    }
+    lua_rawseti(L, 1, pos);
+    return 0;
+}
+
+static int l_table_remove(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int e = luaL_getn(L, 1);
+    int pos = luaL_optint(L, 2, e);
+    if (!(1 <= pos && pos <= e)) return 0; /* nothing to remove */
+    if (is_readonly(L, 1)) return raise_readonly_nopos(L);
+    lua_rawgeti(L, 1, pos);
+    for (; pos < e; pos++) {
+        lua_rawgeti(L, 1, pos + 1);
+        lua_rawseti(L, 1, pos);
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, 1, e);
+    return 1;
+}
+
 /* Redis's pcall: an error that is a table with an 'err' string becomes that
  * string, as scripts written before 7.0 expect. */
 static int l_pcall(lua_State *L) {
     int argc = lua_gettop(L);
+    fiber_note_depth();
     if (argc == 0) {
         /* Redis ends up calling its own placeholder `true` */
         lua_pushboolean(L, 0);
@@ -387,17 +461,14 @@ static int l_pcall(lua_State *L) {
  * parser, which stops at its first byte. Reproduce that error text. */
 static int load_text(lua_State *L, const char *s, size_t len, const char *chunkname) {
     if (len > 0 && s[0] == 27) {
+        static const char near[] = "'char(1)'";
         if (luaL_loadbuffer(L, "\001", 1, chunkname) != 0) {
             size_t ml;
             const char *m = lua_tolstring(L, -1, &ml);
-            const char *at = strstr(m, "'char(1)'");
-            if (at) {
-                luaL_Buffer b;
-                luaL_buffinit(L, &b);
-                luaL_addlstring(&b, m, (size_t)(at - m));
-                luaL_addstring(&b, "'char(27)'");
-                luaL_addstring(&b, at + 9);
-                luaL_pushresult(&b);
+            if (ml >= sizeof(near) - 1 && !memcmp(m + ml - (sizeof(near) - 1), near, sizeof(near) - 1)) {
+                lua_pushlstring(L, m, ml - (sizeof(near) - 1));
+                lua_pushliteral(L, "'char(27)'");
+                lua_concat(L, 2);
                 lua_remove(L, -2);
             }
         }
@@ -416,32 +487,51 @@ static int l_loadstring(lua_State *L) {
     return 2;
 }
 
-static int l_load(lua_State *L) {
-    const char *name = luaL_optstring(L, 2, "=(load)");
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 2);
-    luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    for (;;) {
-        lua_pushvalue(L, 1);
-        lua_call(L, 0, 1);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            break;
-        }
-        if (!lua_isstring(L, -1)) return luaL_error(L, "reader function must return a string");
-        size_t l;
-        lua_tolstring(L, -1, &l);
-        if (l == 0) {
-            lua_pop(L, 1);
-            break;
-        }
-        luaL_addvalue(&b);
+/* load(reader [, name]): Lua 5.1's, reading lazily through lua_load so the
+ * parser pulls chunks only as it needs them (a syntax error stops the
+ * reading, and reader errors make load return nil and the message), but
+ * never loading bytecode. The first byte of the stream is what would pick
+ * the bytecode loader; Redis's Lua always parses text. A first chunk that
+ * starts with ESC goes to the parser behind a space, which picks the text
+ * parser and changes nothing else: it fails on the ESC with Redis's error,
+ * having read as far as Redis does. */
+typedef struct load_reader {
+    int started;
+} load_reader;
+
+static const char *load_next_chunk(lua_State *L, size_t *size) {
+    fiber_note_depth();
+    luaL_checkstack(L, 2, "too many nested functions");
+    lua_pushvalue(L, 1);
+    lua_call(L, 0, 1);
+    if (lua_isnil(L, -1)) {
+        *size = 0;
+        return NULL;
     }
-    luaL_pushresult(&b);
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (load_text(L, s, len, name) == 0) return 1;
+    if (!lua_isstring(L, -1)) luaL_error(L, "reader function must return a string");
+    lua_replace(L, 3); /* the reserved slot keeps the chunk alive while it is parsed */
+    return lua_tolstring(L, 3, size);
+}
+
+static const char *load_read(lua_State *L, void *ud, size_t *size) {
+    load_reader *rd = ud;
+    const char *chunk = load_next_chunk(L, size);
+    if (rd->started || !chunk || *size == 0) return chunk;
+    rd->started = 1;
+    if (chunk[0] != 27) return chunk;
+    lua_pushliteral(L, " ");
+    lua_pushvalue(L, 3);
+    lua_concat(L, 2);
+    lua_replace(L, 3);
+    return lua_tolstring(L, 3, size);
+}
+
+static int l_load(lua_State *L) {
+    load_reader rd = {0};
+    const char *chunkname = luaL_optstring(L, 2, "=(load)");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 3); /* function, name, the reserved slot */
+    if (lua_load(L, load_read, &rd, chunkname) == 0) return 1;
     lua_pushnil(L);
     lua_insert(L, -2);
     return 2;
@@ -472,7 +562,10 @@ static int l_math_random(lua_State *L) {
         int l = luaL_checkint(L, 1);
         int u = luaL_checkint(L, 2);
         luaL_argcheck(L, l <= u, 2, "interval is empty");
-        lua_pushnumber(L, floor(r * (u - l + 1)) + l);
+        /* Redis computes u - l + 1 in an int: it wraps (to 0 for the
+         * whole int range, which then always answers l). */
+        int span = (int)((uint32_t)u - (uint32_t)l + 1u);
+        lua_pushnumber(L, floor(r * span) + l);
         break;
     }
     default: return luaL_error(L, "wrong number of arguments");
@@ -777,6 +870,8 @@ static void set_num(lua_State *L, const char *name, lua_Number n) {
 }
 
 static int l_register_function(lua_State *L);
+static int run_prepare(lua_State *L);
+static int run_finish(lua_State *L);
 
 /* redis.log, the LOG_* levels and the version fields: in the scripts'
  * `redis` table and in the one a library sees while it loads. */
@@ -823,12 +918,31 @@ static void setup_functions(lua_State *L, int G) {
         lua_insert(L, -2);
         lua_rawset(L, GF);
     }
+    /* Their redis table lacks EVAL's debugger and replication calls. */
+    lua_getfield(L, GF, "redis");
+    ro_lookup(L, -1);
+    lua_newtable(L);
+    lua_pushnil(L);
+    while (lua_next(L, -3)) {
+        const char *k = lua_tostring(L, -2);
+        if (!strcmp(k, "breakpoint") || !strcmp(k, "debug") || !strcmp(k, "replicate_commands")) {
+            lua_pop(L, 1);
+            continue;
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, -4);
+    }
+    make_proxy(L);
+    lua_setfield(L, GF, "redis");
+    lua_pop(L, 2);
 
     lua_newtable(L); /* the load-time globals */
     lua_newtable(L); /* the load-time redis table */
     set_fn(L, "register_function", l_register_function);
     set_log_and_version(L);
     guard_table(L);
+    make_proxy(L); /* so that no field of it can be replaced */
     lua_setfield(L, -2, "redis");
     guard_table(L);
     lua_pushlightuserdata(L, &REG_LIBAPI);
@@ -843,6 +957,15 @@ static void setup_functions(lua_State *L, int G) {
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_readonly_newindex);
     lua_setfield(L, -2, "__newindex");
+    /* getmetatable(_G) shows the same readonly stand-in as in EVAL (Redis:
+     * the globals' readonly error metatable), never this table or the
+     * functions' globals' guard, whose fields would lift the protection
+     * for every library. */
+    lua_pushlightuserdata(L, &REG_RUN_MT);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    lua_getfield(L, -1, "__metatable");
+    lua_setfield(L, -3, "__metatable");
+    lua_pop(L, 1);
     ro_mark(L, -1, 0);
     lua_pushlightuserdata(L, &REG_FENV_MT);
     lua_pushvalue(L, -2);
@@ -916,6 +1039,7 @@ static int setup_state(lua_State *L) {
         lua_setfield(L, G, base_names[i]);
     }
     set_fn(L, "pcall", l_pcall);
+    set_fn(L, "unpack", lua_safe_unpack);
     set_fn(L, "rawset", l_rawset);
     set_fn(L, "rawget", l_rawget);
     set_fn(L, "setmetatable", l_setmetatable);
@@ -934,6 +1058,15 @@ static int setup_state(lua_State *L) {
     set_fn(L, "running", l_coroutine_running);
     lua_pop(L, 1);
 
+    lua_getglobal(L, "string");
+    lua_strmatch_install(L);
+    set_fn(L, "rep", lua_safe_string_rep);
+    lua_pop(L, 1);
+    lua_getglobal(L, "table");
+    set_fn(L, "insert", l_table_insert);
+    set_fn(L, "remove", l_table_remove);
+    lua_pop(L, 1);
+
     static const char *const libs[] = {"string", "table", "math", "coroutine", NULL};
     for (int i = 0; libs[i]; i++) {
         lua_getglobal(L, libs[i]);
@@ -950,6 +1083,7 @@ static int setup_state(lua_State *L) {
     make_proxy(L);
     lua_setfield(L, G, "cmsgpack");
     open_lib(L, luaopen_bit, "bit");
+    set_fn(L, "tohex", lua_safe_bit_tohex);
     make_proxy(L);
     lua_setfield(L, G, "bit");
 
@@ -975,17 +1109,21 @@ static int setup_state(lua_State *L) {
     make_proxy(L);
     lua_setfield(L, G, "redis");
 
-    /* The string metatable reads through the string proxy and shows only a
-     * readonly view of itself. */
+    /* The string metatable reads through the string proxy; getmetatable
+     * shows only a readonly view of it. */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);
     lua_getfield(L, G, "string");
     lua_setfield(L, -2, "__index");
-    lua_pushvalue(L, -1);
-    make_proxy(L);
-    lua_setfield(L, -2, "__metatable");
     ro_mark(L, -1, 0);
+    lua_pushlightuserdata(L, &REG_STRING_MT_VIEW);
+    lua_pushvalue(L, -2);
+    make_proxy(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
     lua_pop(L, 2);
+    lua_pushlightuserdata(L, &REG_MT_VIEWS);
+    lua_newtable(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
 
     /* Globals: undefined reads and any write are errors. */
     lua_pushvalue(L, G);
@@ -1011,6 +1149,13 @@ static int setup_state(lua_State *L) {
 
     lua_pushlightuserdata(L, &REG_GLOBALS);
     lua_pushvalue(L, G);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+
+    lua_pushlightuserdata(L, &REG_RUN_PREPARE);
+    lua_pushcfunction(L, run_prepare);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pushlightuserdata(L, &REG_RUN_FINISH);
+    lua_pushcfunction(L, run_finish);
     lua_rawset(L, LUA_REGISTRYINDEX);
 
     setup_functions(L, G);
@@ -1272,6 +1417,26 @@ static int parse_shebang(const char *body, size_t len, size_t *skip, char *err, 
     return flags;
 }
 
+static int dump_writer(lua_State *L, const void *p, size_t n, void *ud) {
+    sb_add(ud, p, n);
+    return 0;
+}
+
+/* Replace the function on top with its compiled form (a string), which
+ * each run loads a copy of; -1 if out of memory (the function is popped). */
+static int push_dumped_body(lua_State *L) {
+    sbuf d = {0};
+    lua_dump(L, dump_writer, &d);
+    lua_pop(L, 1);
+    if (d.oom || !d.p) {
+        sb_free(&d);
+        return -1;
+    }
+    lua_pushlstring(L, d.p, d.len);
+    sb_free(&d);
+    return 0;
+}
+
 const script *script_engine_load(script_engine *e, const char *body, size_t len, char *err, size_t errlen) {
     char sha[41];
     sha1hex(sha, body, len);
@@ -1297,7 +1462,6 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
         e->enforce = 0;
         return NULL;
     }
-    lua_pop(L, 1);
     /* Then as the body of a function, so that every run gets its own closure
      * (its own environment) of the same compiled code. The prefix stays on
      * line 1, so line numbers match. */
@@ -1306,6 +1470,7 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
     size_t wl = sizeof(pre) - 1 + (len - skip) + sizeof(post) - 1;
     char *w = malloc(wl);
     if (!w) {
+        lua_pop(L, 1);
         e->enforce = 0;
         set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
         return NULL;
@@ -1316,10 +1481,17 @@ const script *script_engine_load(script_engine *e, const char *body, size_t len,
     st = luaL_loadbuffer(L, w, wl, "@user_script");
     free(w);
     e->enforce = 0;
-    if (st != 0) {
-        set_err_top(L, err, errlen, "ERR Error compiling script (new function): %.*s");
+    if (st == 0) {
+        lua_remove(L, -2); /* the body compiled alone */
+    } else {
+        /* The wrapper costs two of the parser's nesting levels: a body
+         * nested up to Redis's limit compiles only on its own. Each run of
+         * it then loads a copy of that compiled body (run_fiber_main). */
         lua_pop(L, 1);
-        return NULL;
+        if (push_dumped_body(L) != 0) {
+            set_err(err, errlen, "ERR Out of memory%.*s", "", 0);
+            return NULL;
+        }
     }
     struct script *s = calloc(1, sizeof(*s));
     char *copy = malloc(len ? len : 1);
@@ -1414,6 +1586,11 @@ static const char *register_named_args(lua_State *L, int *flags) {
         return "calling redis.register_function with a single argument is only applicable to Lua table "
                "(representing named arguments).";
     lua_settop(L, 1);
+    /* A readonly proxy (the `redis` table) is iterated through to the
+     * table behind it, as Redis iterates its readonly table. */
+    ro_lookup(L, 1);
+    if (lua_istable(L, -1)) lua_replace(L, 1);
+    else lua_pop(L, 1);
     lua_pushnil(L); /* 2: callback */
     lua_pushnil(L); /* 3: name */
     lua_pushnil(L); /* 4: description */
@@ -1443,7 +1620,9 @@ static const char *register_named_args(lua_State *L, int *flags) {
                 return "flags argument to redis.register_function must be a table representing function flags";
             int f = 0;
             for (int j = 1;; j++) {
-                lua_rawgeti(L, 6, j);
+                /* with metamethods, as Redis reads it */
+                lua_pushnumber(L, j);
+                lua_gettable(L, 6);
                 if (lua_isnil(L, -1)) {
                     lua_pop(L, 1);
                     break;
@@ -1546,8 +1725,21 @@ static void push_string_array(lua_State *L, char **v, size_t *l, int n) {
     }
 }
 
-/* Append the error reply for a failed run; the error object is on top. */
-static void format_run_error(lua_State *L, script_run *r) {
+/* Read field `name` of the table on top: with its metamethods, as Redis
+ * does, or raw (when an earlier read already failed). */
+static void get_err_field(lua_State *L, const char *name, int raw) {
+    if (!raw) {
+        lua_getfield(L, -1, name);
+        return;
+    }
+    lua_pushstring(L, name);
+    lua_rawget(L, -2);
+}
+
+/* Append the error reply for a failed run; the error object is on top.
+ * raw: read its fields without metamethods (this is the second try, after
+ * a metamethod of the error object itself raised an error). */
+static void format_run_error(lua_State *L, script_run *r, int raw) {
     sbuf *b = &r->out;
     if (!lua_istable(L, -1)) {
         const char *msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
@@ -1557,139 +1749,195 @@ static void format_run_error(lua_State *L, script_run *r) {
         return;
     }
     sbuf t = {0};
-    lua_getfield(L, -1, "err");
+    get_err_field(L, "err", raw);
     if (lua_isstring(L, -1)) sb_adds(&t, lua_tostring(L, -1));
     else sb_adds(&t, "ERR unknown error"); /* Redis 7.0.15 crashes here */
     lua_pop(L, 1);
-    lua_getfield(L, -1, "source");
-    lua_getfield(L, -2, "line");
-    if (lua_isstring(L, -1) && lua_isstring(L, -2)) {
+    get_err_field(L, "source", raw);
+    lua_insert(L, -2);
+    get_err_field(L, "line", raw);
+    lua_insert(L, -3);
+    /* stack: line, source, error object */
+    if (lua_isstring(L, -3) && lua_isstring(L, -2)) {
         sb_adds(&t, " script: ");
         sb_adds(&t, run_label(r));
         sb_adds(&t, ", on ");
         sb_adds(&t, lua_tostring(L, -2));
         sb_adds(&t, ":");
-        sb_adds(&t, lua_tostring(L, -1));
+        sb_adds(&t, lua_tostring(L, -3));
         sb_adds(&t, ".");
     }
-    lua_pop(L, 2);
+    lua_remove(L, -2);
+    lua_remove(L, -2);
     if (t.oom) sb_adds(b, "-ERR Out of memory\r\n");
     else conv_error_line(b, t.p, t.len);
     sb_free(&t);
 }
 
-/* The body of a run, in protected mode on the run's thread and fiber. */
-static int run_function_protected(lua_State *L, script_run *r) {
-    /* Callbacks run in the functions' environment (no KEYS, no ARGV); the
-     * thread's globals are the same, for loadstring'd code. */
-    lua_pushlightuserdata(L, &REG_FENV);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_replace(L, LUA_GLOBALSINDEX);
-    lua_pushlightuserdata(L, &REG_ERRH);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
-    push_string_array(L, r->keys, r->keylens, r->numkeys);
-    push_string_array(L, r->args, r->arglens, r->nargs);
-    /* stack: ud, handler, function, keys, args */
-    int st = lua_pcall(L, 2, 1, 2);
-    lua_remove(L, 2);
-    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
-    else format_run_error(L, r);
-    return 0;
-}
+/* A run is three calls on its thread, each from the bottom of the thread's
+ * C stack: prepare (protected), the script itself, finish (protected). The
+ * script's lua_pcall is the only C call below it, as in Redis, so the depth
+ * at which Lua reports "C stack overflow" (and the other nesting limits
+ * counted with it) is Redis's. */
 
-static int run_in_env(lua_State *L, script_run *r, int env);
-
-static int run_protected(lua_State *L) {
+/* Set the run up; returns the error handler, the function and its
+ * arguments. Argument 2: the script's body already loaded, or nil (it is
+ * made by its factory). */
+static int run_prepare(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
-    if (r->is_function) return run_function_protected(L, r);
+    lua_remove(L, 1);
+    int preloaded = lua_isfunction(L, 1);
+    if (!preloaded) lua_settop(L, 0);
+    if (r->is_function) {
+        /* Callbacks run in the functions' environment (no KEYS, no ARGV);
+         * the thread's globals are the same, for loadstring'd code. */
+        lua_pushlightuserdata(L, &REG_FENV);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_replace(L, LUA_GLOBALSINDEX);
+        lua_pushlightuserdata(L, &REG_ERRH);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+        push_string_array(L, r->keys, r->keylens, r->numkeys);
+        push_string_array(L, r->args, r->arglens, r->nargs);
+        return 4;
+    }
+    int env;
     if (r->env_ref != LUA_NOREF) {
         /* A reused thread: its environment stays, only KEYS and ARGV change. */
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->env_ref);
-        int env = lua_gettop(L);
+        env = lua_gettop(L);
         lua_rawgeti(L, LUA_REGISTRYINDEX, r->own_ref);
         push_string_array(L, r->keys, r->keylens, r->numkeys);
         lua_setfield(L, env + 1, "KEYS");
         push_string_array(L, r->args, r->arglens, r->nargs);
         lua_setfield(L, env + 1, "ARGV");
         lua_pop(L, 1);
-        return run_in_env(L, r, env);
+    } else {
+        /* The environment is an empty table, so that every write reaches
+         * __newindex (Redis's globals are readonly, KEYS and ARGV included);
+         * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
+        lua_newtable(L);
+        env = lua_gettop(L);
+        lua_createtable(L, 0, 3);
+        int own = env + 1;
+        push_string_array(L, r->keys, r->keylens, r->numkeys);
+        lua_setfield(L, own, "KEYS");
+        push_string_array(L, r->args, r->arglens, r->nargs);
+        lua_setfield(L, own, "ARGV");
+        lua_pushvalue(L, env);
+        lua_setfield(L, own, "_G");
+        lua_pushlightuserdata(L, &REG_GLOBALS);
+        lua_rawget(L, LUA_REGISTRYINDEX);
+        lua_createtable(L, 0, 1); /* own's metatable */
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "__index");
+        lua_setmetatable(L, own);
+        ro_mark(L, own, -1);
+        lua_pop(L, 1);
+        lua_pushlightuserdata(L, &REG_RUN_MT);
+        lua_rawget(L, LUA_REGISTRYINDEX); /* template: __newindex, __metatable */
+        lua_createtable(L, 0, 3);
+        lua_pushvalue(L, own);
+        lua_setfield(L, -2, "__index");
+        lua_getfield(L, -2, "__newindex");
+        lua_setfield(L, -2, "__newindex");
+        lua_getfield(L, -2, "__metatable");
+        lua_setfield(L, -2, "__metatable");
+        lua_setmetatable(L, env);
+        lua_pop(L, 1);
+        ro_mark(L, env, own);
+        r->own_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops own */
+        lua_pushvalue(L, env);
+        r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
     }
-    /* The environment is an empty table, so that every write reaches
-     * __newindex (Redis's globals are readonly, KEYS and ARGV included);
-     * reads go to a table holding KEYS, ARGV and _G, then to the globals. */
-    lua_newtable(L);
-    int env = lua_gettop(L);
-    lua_createtable(L, 0, 3);
-    int own = env + 1;
-    push_string_array(L, r->keys, r->keylens, r->numkeys);
-    lua_setfield(L, own, "KEYS");
-    push_string_array(L, r->args, r->arglens, r->nargs);
-    lua_setfield(L, own, "ARGV");
-    lua_pushvalue(L, env);
-    lua_setfield(L, own, "_G");
-    lua_pushlightuserdata(L, &REG_GLOBALS);
-    lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_createtable(L, 0, 1); /* own's metatable */
-    lua_pushvalue(L, -2);
-    lua_setfield(L, -2, "__index");
-    lua_setmetatable(L, own);
-    ro_mark(L, own, -1);
-    lua_pop(L, 1);
-    lua_pushlightuserdata(L, &REG_RUN_MT);
-    lua_rawget(L, LUA_REGISTRYINDEX); /* template: __newindex, __metatable */
-    lua_createtable(L, 0, 3);
-    lua_pushvalue(L, own);
-    lua_setfield(L, -2, "__index");
-    lua_getfield(L, -2, "__newindex");
-    lua_setfield(L, -2, "__newindex");
-    lua_getfield(L, -2, "__metatable");
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, env);
-    lua_pop(L, 1);
-    ro_mark(L, env, own);
-    r->own_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops own */
-    lua_pushvalue(L, env);
-    r->env_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    return run_in_env(L, r, env);
-}
-
-/* Stack: ud, env. Runs the script with env as its globals. */
-static int run_in_env(lua_State *L, script_run *r, int env) {
     /* The thread's globals are the environment too: loadstring'd code and
      * coroutines created by the script see the same KEYS/ARGV. */
     lua_pushvalue(L, env);
     lua_replace(L, LUA_GLOBALSINDEX);
-
     lua_pushlightuserdata(L, &REG_ERRH);
     lua_rawget(L, LUA_REGISTRYINDEX);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
-    lua_call(L, 0, 1);
+    if (preloaded) {
+        lua_pushvalue(L, 1);
+    } else {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+        lua_call(L, 0, 1);
+    }
     lua_pushvalue(L, env);
     lua_setfenv(L, -2);
     lua_remove(L, env);
-    /* stack: ud, handler, function */
-    int st = lua_pcall(L, 0, 1, -2);
+    if (preloaded) lua_remove(L, 1);
+    return 2;
+}
+
+/* Arguments: the run, the script's status (0: it returned), its result or
+ * error object. Writes the reply. */
+static int run_finish(lua_State *L) {
+    script_run *r = lua_touserdata(L, 1);
+    int ok = lua_toboolean(L, 2);
     lua_remove(L, 2);
     /* stack: ud, result -- the same depth as Redis's, so the nesting at which
      * "reached lua stack limit" appears is the same too */
-    if (st == 0) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
-    else format_run_error(L, r);
+    if (ok) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
+    else format_run_error(L, r, 0);
     return 0;
+}
+
+/* The C functions of a run's steps are made once (REG_RUN_PREPARE,
+ * REG_RUN_FINISH): calling them needs no allocation, so nothing outside a
+ * protected call can fail. */
+static void push_step(lua_State *L, void *key) {
+    lua_pushlightuserdata(L, key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
 }
 
 static void run_fiber_main(void *arg) {
     script_run *r = arg;
-    int st = lua_cpcall(r->L, run_protected, r);
-    if (st != 0) {
+    lua_State *L = r->L;
+    lua_settop(L, 0);
+    int st = 0;
+    push_step(L, &REG_RUN_PREPARE);
+    lua_pushlightuserdata(L, r);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, r->factory_ref);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        /* A compiled body to load a copy of, here where no C call is below,
+         * so that loading takes the nesting Redis's parser took. */
+        size_t n;
+        const char *d = lua_tolstring(L, -1, &n);
+        st = luaL_loadbuffer(L, d, n, "@user_script");
+        lua_remove(L, -2);
+    } else {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+    }
+    if (st == 0) {
+        st = lua_pcall(L, 2, LUA_MULTRET, 0);
+    } else {
+        lua_replace(L, 1); /* keep only the error object */
+        lua_settop(L, 1);
+    }
+    if (st == 0) {
+        /* stack: handler, function, arguments */
+        st = lua_pcall(L, lua_gettop(L) - 2, 1, 1);
+        lua_remove(L, 1);
+    }
+    /* stack: the result or the error object */
+    push_step(L, &REG_RUN_FINISH);
+    lua_insert(L, 1);
+    lua_pushlightuserdata(L, r);
+    lua_insert(L, 2);
+    lua_pushboolean(L, st == 0);
+    lua_insert(L, 3);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        /* The reply could not be made (memory), or the error object's own
+         * metamethods failed: report the new error, read raw. */
         sb_reset(&r->out);
-        format_run_error(r->L, r);
+        format_run_error(L, r, 1);
     }
     if (r->out.oom) {
         sb_free(&r->out);
         sb_adds(&r->out, "-ERR Out of memory\r\n");
     }
-    lua_settop(r->L, 0);
+    lua_settop(L, 0);
     r->state = RS_FINISHED;
 }
 

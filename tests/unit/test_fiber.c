@@ -7,7 +7,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "lua/fiber.h"
 
@@ -133,6 +136,83 @@ static void test_interleaved_and_bounded(void **state)
     fiber_pool_free(p);
 }
 
+/* A run that goes deep: 4 KiB frames, the deepest frame's address kept. */
+typedef struct deep_state {
+    fiber *self;
+    int depth;
+    int yield_at_bottom;
+    uintptr_t top, deepest;
+} deep_state;
+
+__attribute__((noinline)) static int dive(deep_state *s, int n)
+{
+    char buf[4096];
+    memset(buf, n, sizeof(buf));
+    __asm__ volatile("" : : "r"(buf) : "memory");
+    uintptr_t here = (uintptr_t)__builtin_frame_address(0);
+    if (!s->deepest || here < s->deepest) s->deepest = here;
+    if (n == 0) fiber_note_depth();
+    int r = 0;
+    if (n > 0) r = dive(s, n - 1);
+    else if (s->yield_at_bottom) fiber_yield(s->self);
+    return r + buf[n & 4095];
+}
+
+static void deep_body(void *arg)
+{
+    deep_state *s = arg;
+    s->top = (uintptr_t)__builtin_frame_address(0);
+    dive(s, s->depth);
+}
+
+/* Pages of [lo, hi) that are resident. */
+static size_t resident_pages(uintptr_t lo, uintptr_t hi)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    lo &= ~(uintptr_t)(page - 1);
+    size_t n = (hi - lo + page - 1) / page;
+    unsigned char *vec = calloc(n, 1);
+    assert_non_null(vec);
+    assert_int_equal(mincore((void *)lo, hi - lo, vec), 0);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) count += vec[i] & 1;
+    free(vec);
+    return count;
+}
+
+/* The default stack takes a deep run; a fiber freed after one (its depth
+ * noted), finished (parked) or suspended (its stack pooled), keeps only the
+ * top of its stack resident. */
+static void test_deep_stack_pages_given_back(void **state)
+{
+    (void)state;
+    for (int abandoned = 0; abandoned <= 1; abandoned++) {
+        fiber_pool *p = fiber_pool_new(0, 4);
+        assert_true(fiber_pool_stack_size(p) >= (8u << 20));
+        deep_state s = {.depth = 1024, .yield_at_bottom = abandoned}; /* 4 MiB */
+        s.self = fiber_new(p, deep_body, &s);
+        assert_non_null(s.self);
+        fiber_resume(s.self);
+        assert_int_equal(fiber_finished(s.self), !abandoned);
+        uintptr_t lo = s.deepest, hi = s.top - (128u << 10);
+        assert_true(s.top - s.deepest > (4u << 20));
+        size_t deep = (hi - lo) / (size_t)sysconf(_SC_PAGESIZE);
+        assert_true(resident_pages(lo, hi) > deep / 2);
+        fiber_free(s.self);
+        assert_int_equal(fiber_pool_idle(p), 1);
+        assert_int_equal(resident_pages(lo, hi), 0);
+        assert_true(resident_pages(s.top - 4096, s.top) > 0); /* the top is kept */
+
+        /* A shallow run on the same stack leaves it as it is. */
+        step_state b = {.yields = 1, .fill = 'b'};
+        b.self = fiber_new(p, body, &b);
+        run_to_end(&b);
+        fiber_free(b.self);
+        assert_int_equal(resident_pages(lo, hi), 0);
+        fiber_pool_free(p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +220,7 @@ int main(void)
         cmocka_unit_test(test_finished_fiber_is_reused),
         cmocka_unit_test(test_abandoned_fiber_is_not_restarted),
         cmocka_unit_test(test_interleaved_and_bounded),
+        cmocka_unit_test(test_deep_stack_pages_given_back),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1065,10 +1065,62 @@ static void test_deep_decode_small_stack(void **state)
     free(got);
 }
 
+/* The engine's string.find/match/gmatch/gsub (lua_strmatch.c: Lua 5.1's
+ * matcher without recursion) against the stock ones, on random patterns
+ * and subjects: the same results, the same errors. */
+static const char strmatch_diff[] =
+    "local stock, mine = ...\n"
+    "local seed = 12345\n"
+    "local function rnd(n) seed = (seed * 1103515245 + 12345) % 2147483648 return seed % n + 1 end\n"
+    "local atoms = {'a', 'b', 'x', '.', '%a', '%d', '%s', '%w', '%', '%%', '[ab]', '[^a]', '[a-c]', '[%d]',\n"
+    "  '[', ']', '(', ')', '()', '*', '+', '-', '?', '^', '$', '%b()', '%bab', '%f[a]', '%f[%w]', '%f', '%1',\n"
+    "  '%2', '%0', '1', '\\0', '%z'}\n"
+    "local subj = {'a', 'b', 'x', '(', ')', '1', '2', ' ', 'ab', '\\0'}\n"
+    "local function gen(t, max) local o = {} for i = 1, rnd(max) do o[i] = t[rnd(#t)] end return table.concat(o) end\n"
+    "local function pack(...) local r = {} for i = 1, select('#', ...) do r[i] = tostring((select(i, ...))) end\n"
+    "  return select('#', ...) .. ':' .. table.concat(r, '|') end\n"
+    "local function run(f, ...) return pack(pcall(f, ...)) end\n"
+    "local function gm(g, s, p) local o = {} local ok, e = pcall(function()\n"
+    "  for a, b in g(s, p) do o[#o + 1] = tostring(a) .. ',' .. tostring(b) if #o > 30 then break end end end)\n"
+    "  return tostring(ok) .. tostring(e) .. table.concat(o, ';') end\n"
+    "local repl = {'<%0>', '%1', '%2', '%%', 'z', '%', function(a, b) return a end, {a = 'A', ab = false}, 7}\n"
+    "for i = 1, 20000 do\n"
+    "  local p, s = gen(atoms, 8), gen(subj, 12)\n"
+    "  local init = rnd(#s + 4) - 2\n"
+    "  local r, max = repl[rnd(#repl)], rnd(4) - 1\n"
+    "  local checks = {\n"
+    "    {run(stock.find, s, p, init), run(mine.find, s, p, init)},\n"
+    "    {run(stock.find, s, p, init, true), run(mine.find, s, p, init, true)},\n"
+    "    {run(stock.match, s, p, init), run(mine.match, s, p, init)},\n"
+    "    {gm(stock.gmatch, s, p), gm(mine.gmatch, s, p)},\n"
+    "    {run(stock.gsub, s, p, r), run(mine.gsub, s, p, r)},\n"
+    "    {run(stock.gsub, s, p, r, max), run(mine.gsub, s, p, r, max)},\n"
+    "  }\n"
+    "  for k, c in ipairs(checks) do\n"
+    "    if c[1] ~= c[2] then return 'case ' .. i .. '.' .. k .. ' s=' .. s .. ' p=' .. p .. ': ' .. c[1] .. ' vs ' .. c[2] end\n"
+    "  end\n"
+    "end\n"
+    "return 'same'\n";
+
+static void test_strmatch_matches_stock(void **state)
+{
+    (void)state;
+    lua_State *L = luaL_newstate();
+    assert_non_null(L);
+    luaL_openlibs(L);
+    assert_int_equal(luaL_loadbuffer(L, strmatch_diff, sizeof(strmatch_diff) - 1, "=strmatch"), 0);
+    lua_getglobal(L, "string");
+    lua_newtable(L);
+    lua_strmatch_install(L);
+    assert_int_equal(lua_pcall(L, 2, 1, 0), 0);
+    assert_string_equal(lua_tostring(L, -1), "same");
+    lua_close(L);
+}
+
 int main(void)
 {
     size_t n = sizeof vectors / sizeof vectors[0];
-    struct CMUnitTest *tests = calloc(n + 3, sizeof *tests);
+    struct CMUnitTest *tests = calloc(n + 4, sizeof *tests);
     assert_non_null(tests);
     for (size_t i = 0; i < n; i++) {
         tests[i].name = vectors[i].name;
@@ -1081,7 +1133,9 @@ int main(void)
     tests[n + 1].test_func = test_allocation_failure;
     tests[n + 2].name = "deep_decode_small_stack";
     tests[n + 2].test_func = test_deep_decode_small_stack;
-    int failed = _cmocka_run_group_tests("lua_libs", tests, n + 3, NULL, NULL);
+    tests[n + 3].name = "strmatch_matches_stock";
+    tests[n + 3].test_func = test_strmatch_matches_stock;
+    int failed = _cmocka_run_group_tests("lua_libs", tests, n + 4, NULL, NULL);
     free(tests);
     return failed;
 }
