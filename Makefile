@@ -47,7 +47,10 @@ BIN := $(BUILD)/evalproxy
 
 .PHONY: all deps deps-build run test test-unit test-integration test-san bench fuzz clean
 
-all: deps-build evalproxy
+# Packages first, then the build: under -j the compiler must not start before
+# the headers are installed.
+all: deps-build
+	@$(MAKE) --no-print-directory evalproxy
 
 # ./evalproxy is the release build; build/san/evalproxy the sanitizer build.
 evalproxy: $(BUILD)/evalproxy
