@@ -37,7 +37,9 @@ CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 LIBS_ALL = $(PKG_LIBS) -lm $(LIBS)
 
-SRCS := $(wildcard proxy/*.c backends/*.c lua/*.c)
+# Rooms, lowest first: util/ < lua/, backends/ < proxy/core/ < proxy/commands/ < proxy/main.c
+SRC_DIRS := util lua backends proxy/core proxy/commands proxy
+SRCS := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
 OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
 LIB_OBJS := $(filter-out $(BUILD)/proxy/main.o,$(OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
@@ -61,7 +63,7 @@ endif
 $(BIN): $(OBJS)
 	$(CC) $(LDFLAGS_ALL) -o $@ $^ $(LIBS_ALL)
 
-$(BUILD)/%.o: %.c $(wildcard proxy/*.h backends/*.h lua/*.h)
+$(BUILD)/%.o: %.c $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.h))
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -c -o $@ $<
 
@@ -105,7 +107,7 @@ bench: deps evalproxy
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_CFLAGS = -g -O1 -fsanitize=fuzzer,address,undefined -I. -D_GNU_SOURCE $(PKG_CFLAGS)
 
-build/fuzz/fuzz_request_parser: tests/fuzz/fuzz_request_parser.c proxy/request_parser.c
+build/fuzz/fuzz_request_parser: tests/fuzz/fuzz_request_parser.c proxy/core/request_parser.c
 	@mkdir -p build/fuzz
 	clang $(FUZZ_CFLAGS) -o $@ $^ $(PKG_LIBS)
 

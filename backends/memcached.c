@@ -29,8 +29,8 @@
 #include "backends/backend.h"
 #include "backends/conn.h"
 #include "backends/memcached_int.h"
-#include "proxy/log.h"
-#include "proxy/strconv.h"
+#include "util/log.h"
+#include "util/strconv.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY };
 static const char *state_names[] = {"down", "connecting", "ready"};

@@ -11,7 +11,7 @@
 #include <event2/buffer.h>
 
 #include "backends/memcached_int.h"
-#include "proxy/config.h"
+#include "proxy/core/config.h"
 
 #define ERR_NOT_INT "ERR value is not an integer or out of range"
 #define ERR_SYNTAX "ERR syntax error"

@@ -18,7 +18,7 @@
 
 #include "backends/backend.h"
 #include "backends/conn.h"
-#include "proxy/log.h"
+#include "util/log.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
 static const char *state_names[] = {"down", "connecting", "handshake", "ready"};

@@ -19,17 +19,17 @@
 
 #include "backends/backend.h"
 #include "backends/conn.h"
-#include "proxy/acl.h"
-#include "proxy/commands.h"
-#include "proxy/config.h"
-#include "proxy/locks.h"
-#include "proxy/log.h"
-#include "proxy/scripting.h"
-#include "proxy/pubsub.h"
-#include "proxy/reply.h"
-#include "proxy/server.h"
-#include "proxy/tls.h"
-#include "proxy/transactions.h"
+#include "proxy/core/acl.h"
+#include "proxy/core/commands.h"
+#include "proxy/core/config.h"
+#include "proxy/core/locks.h"
+#include "util/log.h"
+#include "proxy/commands/scripting.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/reply.h"
+#include "proxy/core/server.h"
+#include "proxy/core/tls.h"
+#include "proxy/commands/transactions.h"
 
 
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/request_parser.h"
+#include "proxy/core/request_parser.h"
 
 #define CHECK(cond)                                                           \
     do {                                                                      \

@@ -84,7 +84,7 @@ def EV(body, *keys, args=()):
 # Known proxy defects (proxy/, not the engine); strict, so a fix shows up.
 SETRESP3_CALLS = pytest.mark.xfail(strict=True, reason=(
     "proxy bug: redis.call after redis.setresp(3) still gets the store's RESP2 reply "
-    "(proxy/scripting.c never consults script_run_resp()), so maps, sets, doubles and "
+    "(proxy/commands/scripting.c never consults script_run_resp()), so maps, sets, doubles and "
     "nulls reach the script in their RESP2 shapes"))
 HELLO3 = pytest.mark.xfail(strict=True, reason=(
     "proxy bug: HELLO 3 answers -NOPROTO, so RESP3 clients cannot get RESP3 script "

@@ -1,4 +1,4 @@
-/* Unit tests for proxy/acl.c: rule parsing and its errors, the descriptions
+/* Unit tests for proxy/core/acl.c: rule parsing and its errors, the descriptions
  * ACL LIST and GETUSER show, the permission checks (commands, first
  * arguments, %R/%W key patterns, channels), passwords, the ACL log and the
  * ACL file. */
@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "proxy/acl.h"
+#include "proxy/core/acl.h"
 
 static acl_user *user_with(const char *rules)
 {

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/alloc_stats.h"
+#include "util/alloc_stats.h"
 
 /* Through a volatile sink, so the compiler keeps every allocation. */
 static void *volatile sink[16];

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "proxy/command_table.h"
+#include "proxy/core/command_table.h"
 
 #define MAXARGS 16
 

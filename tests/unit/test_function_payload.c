@@ -1,4 +1,4 @@
-/* Unit tests for FUNCTION DUMP / RESTORE payloads (proxy/function_payload.c):
+/* Unit tests for FUNCTION DUMP / RESTORE payloads (proxy/commands/function_payload.c):
  * Redis's CRC64, a payload written by redis-server 7.0.15 (LZF-compressed
  * code with an overlapping back reference), round trips of the proxy's own
  * payloads, and every way a payload can be refused. */
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/function_payload.h"
+#include "proxy/commands/function_payload.h"
 
 static void test_crc64_check_value(void **state)
 {

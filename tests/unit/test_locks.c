@@ -1,4 +1,4 @@
-/* Unit tests for the key lock table (proxy/locks.c): unit naming, the mode
+/* Unit tests for the key lock table (proxy/core/locks.c): unit naming, the mode
  * matrix, strict FIFO, the keyspace unit, cancellation, LOCK_BUSY, undeclared
  * keys with cycle breaking, and a randomized stress run with its own model of
  * who may hold what. Grant callbacks come from a real libevent loop. */
@@ -14,7 +14,7 @@
 
 #include <event2/event.h>
 
-#include "proxy/locks.h"
+#include "proxy/core/locks.h"
 
 /* ---- fixture and helpers ------------------------------------------------ */
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proxy/request_parser.h"
+#include "proxy/core/request_parser.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 

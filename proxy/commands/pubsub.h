@@ -1,0 +1,30 @@
+/* Pub/sub through one shared subscriber connection, fanned out in the proxy. */
+#ifndef EVALPROXY_PUBSUB_H
+#define EVALPROXY_PUBSUB_H
+
+#include "proxy/core/commands.h"
+
+command_handler cmd_subscribe, cmd_unsubscribe, cmd_publish, cmd_pubsub;
+
+/* Channels + patterns (shard 0), or shard channels (shard 1). */
+int pubsub_count(const client *c, int shard);
+int pubsub_subscribed(const client *c);
+int pubsub_count_kind(const client *c, int kind); /* 0 channels, 1 patterns, 2 shard */
+void pubsub_client_gone(client *c); /* also RESET */
+/* 1 if ok() accepts every channel and pattern the client is subscribed to. */
+int pubsub_client_topics_pass(const client *c, int (*ok)(void *ctx, const char *name, size_t len, int is_pattern),
+                              void *ctx);
+void pubsub_info(struct evbuffer *out);
+/* A store without pub/sub (memcached) leaves it to the proxy: PUBLISH,
+ * SPUBLISH and PUBSUB are the proxy's own, also inside scripts and
+ * transactions. */
+int pubsub_carried_here(const command_def *cmd);
+/* Such a command from a transaction, answered here (1, the reply added to
+ * out), or 0: it goes to the store as other commands do. */
+int pubsub_run_here(const command_def *cmd, int argc, char **argv, size_t *argvlen, struct evbuffer *out);
+/* The same for a script's redis.call: 1 when the call was answered. */
+struct script_run;
+int pubsub_script_call(struct script_run *run, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+void pubsub_shutdown(void);
+
+#endif

@@ -1,0 +1,1195 @@
+/* EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT: each script call takes the
+ * lock units of its keys, runs in the engine (lua/) on its own fiber, and
+ * every redis.call it makes goes to the store while the proxy serves
+ * everyone else. */
+#include "proxy/core/acl.h"
+#include "proxy/commands/scripting.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "backends/backend.h"
+#include "lua/script_engine.h"
+#include "proxy/core/config.h"
+#include "proxy/core/locks.h"
+#include "util/log.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/reply.h"
+#include "proxy/core/server.h"
+
+/* Host bits kept with each script and function. */
+#define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
+#define SCRIPT_BIT_UNDECLARED 2u /* a run touched a key not in KEYS */
+/* lua-script-pipelining: scripts one client may have running at once (each
+ * holds a fiber and its arguments); past it the client waits as usual. */
+#define MAX_PIPELINED_PER_CLIENT 64
+/* Past this many at once, more concurrency only spreads the work over more
+ * fiber stacks and Lua threads than the caches hold (measured: 800 at once ran
+ * slower than one per client); further scripts run the ordinary way. */
+#define MAX_PIPELINED_TOTAL 128
+
+/* A kill marker that tells done() the run is to be started again. */
+#define RERUN_MARKER "ERR evalproxy internal: rerun"
+
+typedef struct learned_key {
+    int db;
+    size_t len;
+    char *key;
+} learned_key;
+
+typedef struct script_call {
+    client *c; /* NULL once the client is gone */
+    reply_slot *slot;
+    char sha[41];
+    char *fname; /* FCALL: the function's name (looked up again when the run starts) */
+    int numkeys, nargs;
+    char **keys, **args;
+    size_t *keylens, *arglens;
+    int run_flags;
+    int lock_mode;
+    int start_db, db;
+    lock_set *locks;
+    script_run *run;
+    /* The redis.call being checked or waiting for an undeclared key. */
+    int call_argc;
+    char **call_argv;
+    size_t *call_argvlen;
+    const command_def *call_cmd;
+    learned_key *learned;
+    int nlearned, caplearned;
+    unsigned inflight;  /* store requests not answered yet */
+    unsigned depth;     /* engine calls on the stack for this call */
+    unsigned scheduled; /* deferred events that will touch this call */
+    unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
+    unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
+    unsigned queued : 1;         /* in the run queue: used up its time slice */
+    unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
+    unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
+    unsigned undeclared : 1;     /* this run touched a key not in KEYS */
+    unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
+    unsigned long long client_id; /* whose script (stays when the client goes) */
+    scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
+    void *done_ctx;
+    unsigned attempts;
+    unsigned long long start_ms; /* when the run started (monotonic) */
+    struct acl_user *user;       /* who ran the script: its redis.call are checked against it */
+    struct script_call *prev, *next;
+    struct script_call *rq_next; /* run queue order */
+} script_call;
+
+static script_engine *engine;
+static int stopping; /* shutdown: store callbacks must not resume scripts */
+
+static unsigned long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
+}
+static unsigned long long monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
+}
+static script_call *calls; /* every call not yet freed */
+static unsigned busy_count;
+static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined;
+static unsigned pipelined_running; /* pipelined scripts not finished, every client */
+
+static void call_acquire(script_call *sc, int refuse_if_busy);
+static void call_proceed(script_call *sc);
+
+/* ---- lifetime ------------------------------------------------------------------- */
+
+static void call_maybe_free(script_call *sc)
+{
+    if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    if (sc->prev) sc->prev->next = sc->next;
+    else calls = sc->next;
+    if (sc->next) sc->next->prev = sc->prev;
+    for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
+    free(sc->learned);
+    free(sc->fname);
+    acl_user_release(sc->user);
+    free(sc); /* with its keys and arguments */
+}
+
+/* The script (or, for FCALL, the function) this call runs, looked up by
+ * SHA1 or name since SCRIPT FLUSH / FUNCTION DELETE may have dropped it. */
+static int call_target(const script_call *sc, const script **s, const script_function **f)
+{
+    *s = NULL;
+    *f = NULL;
+    if (sc->fname) *f = script_function_find(engine, sc->fname, strlen(sc->fname));
+    else *s = script_engine_find(engine, sc->sha, 40);
+    return *s || *f;
+}
+
+static void set_busy(script_call *sc, int busy)
+{
+    if (sc->busy == (unsigned)(busy != 0)) return;
+    sc->busy = busy != 0;
+    if (busy) busy_count++;
+    else busy_count--;
+    if (sc->locks) lock_set_set_busy(sc->locks, busy ? (sc->fname ? LOCK_BUSY_FUNCTION : LOCK_BUSY_EVAL) : 0);
+}
+
+/* The final reply goes to the client (if still there); locks are released. */
+static void call_finish(script_call *sc, const char *reply, size_t len)
+{
+    set_busy(sc, 0);
+    if (sc->locks && !sc->borrowed_locks) lock_set_release(sc->locks);
+    sc->locks = NULL;
+    if (sc->done_fn) {
+        scripting_done_fn *fn = sc->done_fn;
+        sc->done_fn = NULL;
+        sc->finished = 1;
+        sc->depth++; /* the transaction may go on from here: keep sc alive */
+        fn(sc->done_ctx, reply ? reply : "", reply ? len : 0);
+        sc->depth--;
+        call_maybe_free(sc);
+        return;
+    }
+    reply_slot *s = sc->slot;
+    sc->slot = NULL;
+    if (s) {
+        /* A reply at the head of its client's queue goes straight out. */
+        if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
+        client_slot_done(s);
+    }
+    int was_pipelined = sc->pipelined;
+    if (was_pipelined) {
+        sc->pipelined = 0;
+        pipelined_running--;
+    }
+    if (sc->c) {
+        client *c = sc->c;
+        sc->c = NULL;
+        if (was_pipelined) {
+            c->scripts_pipelined--;
+        } else {
+            c->script = NULL;
+            client_unblock(c);
+        }
+    }
+    sc->finished = 1;
+    call_maybe_free(sc);
+}
+
+static void call_finish_error(script_call *sc, const char *err)
+{
+    struct evbuffer *b = evbuffer_new();
+    reply_error(b, err);
+    size_t len = evbuffer_get_length(b);
+    call_finish(sc, (const char *)evbuffer_pullup(b, -1), len);
+    evbuffer_free(b);
+}
+
+/* ---- engine host callbacks ---------------------------------------------------- */
+
+static void store_reply_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    /* The store's RESP2 bytes go to the script as they are: no reply objects. */
+    if (r->error) script_run_reply_error(sc->run, r->error);
+    else script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
+
+static void learn_key(script_call *sc, int db, const char *key, size_t len)
+{
+    for (int i = 0; i < sc->nlearned; i++)
+        if (sc->learned[i].db == db && sc->learned[i].len == len && !memcmp(sc->learned[i].key, key, len)) return;
+    if (sc->nlearned == sc->caplearned) {
+        sc->caplearned = sc->caplearned ? sc->caplearned * 2 : 4;
+        sc->learned = realloc(sc->learned, sizeof(*sc->learned) * (size_t)sc->caplearned);
+        if (!sc->learned) abort();
+    }
+    learned_key *lk = &sc->learned[sc->nlearned++];
+    lk->db = db;
+    lk->len = len;
+    lk->key = malloc(len + 1);
+    if (!lk->key) abort();
+    memcpy(lk->key, key, len);
+    lk->key[len] = '\0';
+}
+
+/* Checks the undeclared keys of the pending redis.call, locking them on
+ * first touch; returns 1 when every key is held, 0 when the call is
+ * suspended (waiting, or answered with an error). */
+static int call_keys_ready(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (cmd->key_spec_count == 0 && !cmd->getkeys) return 1;
+    int stack_keys[32];
+    int *keys = stack_keys;
+    int n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 32);
+    if (n > 32) {
+        keys = malloc(sizeof(int) * (size_t)n);
+        if (!keys) abort();
+        n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, n);
+    }
+    int ready = 1;
+    for (int i = 0; i < n && ready; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t klen = sc->call_argvlen[keys[i]];
+        if (lock_set_holds(sc->locks, sc->db, key, klen)) continue;
+        if (config.lua_undeclared_keys_error) {
+            char err[300];
+            snprintf(err, sizeof(err),
+                     "ERR script accessed key '%.*s' that was not declared in KEYS (lua-undeclared-keys error)",
+                     (int)(klen > 200 ? 200 : klen), key);
+            answer_error(sc, err);
+            ready = 0;
+            break;
+        }
+        learn_key(sc, sc->db, key, klen);
+        sc->undeclared = 1;
+        int rc = lock_set_extend(sc->locks, sc->db, key, klen);
+        if (rc == LOCK_GRANTED) continue;
+        ready = 0;
+        if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
+        /* LOCK_DEADLOCK */
+        if (!sc->written && !sc->borrowed_locks) {
+            /* Nothing written yet: start again later with this key declared. */
+            sc->rerun = 1;
+            stat_reruns++;
+            script_run_kill(sc->run, RERUN_MARKER);
+        } else {
+            char err[300];
+            stat_deadlock_errors++;
+            snprintf(err, sizeof(err),
+                     "ERR script accessed undeclared key '%.*s' held by another script that waits for this one; "
+                     "declare it in KEYS",
+                     (int)(klen > 200 ? 200 : klen), key);
+            answer_error(sc, err);
+        }
+    }
+    if (keys != stack_keys) free(keys);
+    return ready;
+}
+
+static int has_block_option(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcasecmp(argv[i], "streams")) return 0;
+        if (!strcasecmp(argv[i], "block")) return 1;
+    }
+    return 0;
+}
+
+/* A blocking command inside a script must not block (Redis runs it as if
+ * its timeout had passed). Inside a transaction the store runs it exactly
+ * that way: MULTI, the command, EXEC, and the script gets EXEC's only element. */
+static void unwrap_exec_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    if (r->error) script_run_reply_error(sc->run, r->error);
+    else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
+    else script_run_reply(sc->run, r->parsed);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* SORT and SORT_RO with a constant BY pattern (one without '*') do not sort,
+ * except that Redis sorts a set ALPHA, without the BY, when a script asks
+ * (or with STORE, which the store sees itself), so that the reply does not
+ * depend on the set's internal order. The store cannot know the call comes
+ * from a script: such a call asks the key's type first and, for a set, sends
+ * the command with ALPHA in place of its BY options. Whether a call needs it
+ * is read from its options as Redis parses them; any other SORT goes as is. */
+static int sort_needs_type(const command_def *cmd, int argc, char **argv)
+{
+    int readonly = !strcmp(cmd->name, "sort_ro");
+    if (!readonly && strcmp(cmd->name, "sort")) return 0;
+    int dontsort = 0;
+    for (int j = 2; j < argc; j++) {
+        int left = argc - j - 1;
+        if (!strcasecmp(argv[j], "asc") || !strcasecmp(argv[j], "desc") || !strcasecmp(argv[j], "alpha")) continue;
+        if (!strcasecmp(argv[j], "limit") && left >= 2) {
+            j += 2;
+        } else if (!readonly && !strcasecmp(argv[j], "store") && left >= 1) {
+            return 0;
+        } else if (!strcasecmp(argv[j], "by") && left >= 1) {
+            if (!strchr(argv[j + 1], '*')) dontsort = 1; /* as Redis: the pattern up to a NUL */
+            j++;
+        } else if (!strcasecmp(argv[j], "get") && left >= 1) {
+            j++;
+        } else {
+            return 0; /* a syntax error: the store gives it */
+        }
+    }
+    return dontsort;
+}
+
+static void sort_type_cb(void *ctx, const backend_reply *r)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (stopping || sc->finished || !sc->run) {
+        call_maybe_free(sc);
+        return;
+    }
+    sc->depth++;
+    int argc = sc->call_argc;
+    char **argv = sc->call_argv, **sargv = NULL;
+    size_t *argvlen = sc->call_argvlen, *slen = NULL;
+    static const char set_reply[] = "+set\r\n";
+    if (!r->error && r->raw_len == sizeof(set_reply) - 1 &&
+        !memcmp(evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), set_reply, r->raw_len)) {
+        /* A set: the same options (sort_needs_type parsed them) without BY, and ALPHA. */
+        sargv = malloc(sizeof(char *) * (size_t)(argc + 1));
+        slen = malloc(sizeof(size_t) * (size_t)(argc + 1));
+        if (!sargv || !slen) abort();
+        int n = 0;
+        for (int j = 0; j < argc; j++) {
+            int left = argc - j - 1, take = 0;
+            if (j >= 2 && !strcasecmp(argv[j], "by") && left >= 1) {
+                j++;
+                continue;
+            }
+            if (j >= 2 && !strcasecmp(argv[j], "limit") && left >= 2) take = 2;
+            else if (j >= 2 && !strcasecmp(argv[j], "get") && left >= 1) take = 1;
+            for (int k = 0; k <= take; k++, n++) {
+                sargv[n] = argv[j + k];
+                slen[n] = argvlen[j + k];
+            }
+            j += take;
+        }
+        sargv[n] = "ALPHA";
+        slen[n++] = 5;
+        argc = n;
+        argv = sargv;
+        argvlen = slen;
+    }
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, argc, argv, argvlen, BACKEND_RAW,
+                                     store_reply_cb, sc) != 0)
+        answer_error(sc, backend_error(b));
+    else sc->inflight++;
+    free(sargv);
+    free(slen);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* Checks done: send the pending redis.call to the store. */
+static void call_send(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) {
+        if (!sc->written) {
+            sc->written = 1;
+            script_run_mark_written(sc->run);
+            lock_set_set_written(sc->locks, 1);
+        }
+    }
+    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
+        char *tv[2] = {"TYPE", sc->call_argv[1]};
+        size_t tl[2] = {4, sc->call_argvlen[1]};
+        if (backend_send_for(b, conn, sc->db, sc->client_id, 2, tv, tl, BACKEND_RAW, sort_type_cb, sc) == 0) {
+            sc->inflight++;
+            return;
+        }
+        answer_error(sc, backend_error(b));
+        return;
+    }
+    if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
+        char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+        size_t ml[1] = {5}, el[1] = {4};
+        if (backend_send(b, conn, sc->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
+            backend_send(b, conn, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen, BACKEND_RAW, NULL, NULL) ==
+                0 &&
+            backend_send(b, conn, sc->db, 1, ev, el, BACKEND_PARSED, unwrap_exec_cb, sc) == 0) {
+            sc->inflight++;
+            return;
+        }
+        answer_error(sc, backend_error(b));
+        return;
+    }
+    if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, sc->call_argc, sc->call_argv,
+                                     sc->call_argvlen, BACKEND_RAW, store_reply_cb, sc) != 0) {
+        answer_error(sc, backend_error(b));
+        return;
+    }
+    sc->inflight++;
+}
+
+static void call_proceed(script_call *sc)
+{
+    if (call_keys_ready(sc)) call_send(sc);
+}
+
+/* Redis's may-replicate commands (not reported by COMMAND): read-only
+ * scripts treat them as writes. */
+static int may_replicate(const command_def *cmd)
+{
+    return !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish") || !strcmp(cmd->name, "pfcount");
+}
+
+static void check_busy(script_call *sc)
+{
+    /* Like Redis, "busy" is wall time since the script started. */
+    if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
+        log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
+        set_busy(sc, 1);
+    }
+}
+
+static void host_call(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    check_busy(sc);
+    const command_def *cmd = command_resolve(argc, argv, argvlen, NULL);
+    if (!cmd) {
+        answer_error(sc, "ERR Unknown Redis command called from script");
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+        answer_error(sc, "ERR Wrong number of args calling Redis command from script");
+        return;
+    }
+    if (cmd->flags & CMD_NOSCRIPT) {
+        answer_error(sc, "ERR This Redis command is not allowed from script");
+        return;
+    }
+    if (!sc->user->unrestricted) {
+        int rc = acl_script_check(sc->user, sc->c, cmd, argc, argv, argvlen);
+        if (rc != ACL_OK) {
+            answer_error(sc, rc == ACL_DENIED_CMD   ? "ERR The user executing the script can't run this command or subcommand"
+                             : rc == ACL_DENIED_KEY ? "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"
+                                                    : "ERR The user executing the script can't publish to the channel mentioned in the command");
+            return;
+        }
+    }
+    int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
+    if (read_only && ((cmd->flags & CMD_WRITE) || may_replicate(cmd))) {
+        answer_error(sc, "ERR Write commands are not allowed from read-only scripts.");
+        return;
+    }
+    if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) && has_block_option(argc, argv)) {
+        char err[160];
+        snprintf(err, sizeof(err), "ERR %s command is not allowed with BLOCK option from scripts", cmd->name);
+        answer_error(sc, err);
+        return;
+    }
+    if (!strcmp(cmd->name, "select")) {
+        /* SELECT inside a script changes the script's database only. */
+        long long id;
+        if (!string_to_ll(argv[1], argvlen[1], &id)) {
+            answer_error(sc, "ERR value is not an integer or out of range");
+        } else if (id < 0 || id >= config.databases) {
+            answer_error(sc, "ERR DB index is out of range");
+        } else {
+            sc->db = (int)id;
+            script_run_reply_raw(run, "+OK\r\n", 5);
+        }
+        return;
+    }
+    sc->call_argc = argc;
+    sc->call_argv = argv;
+    sc->call_argvlen = argvlen;
+    sc->call_cmd = cmd;
+    call_proceed(sc);
+}
+
+/* ---- the run queue ---------------------------------------------------------------
+ * Runs that used up their time slice wait here in order. Each event-loop turn
+ * gives them one slice of CPU between them, round robin, so however many
+ * scripts are CPU-bound, a plain command or a script whose store reply came
+ * in waits about one slice for the proxy to read it, not one slice per
+ * CPU-bound script. */
+static script_call *runq_head, *runq_tail;
+static struct event *runq_ev;
+
+static void runq_remove(script_call *sc)
+{
+    if (!sc->queued) return;
+    script_call **p = &runq_head, *prev = NULL;
+    while (*p != sc) {
+        prev = *p;
+        p = &(*p)->rq_next;
+    }
+    *p = sc->rq_next;
+    if (runq_tail == sc) runq_tail = prev;
+    sc->rq_next = NULL;
+    sc->queued = 0;
+    sc->scheduled--;
+}
+
+static void runq_arm(void)
+{
+    /* A timer, not an immediate activation: libevent runs activated events
+     * in the same loop turn, which would starve the sockets. The delay counts
+     * from the time libevent read before this turn's callbacks, so it is
+     * over by the next turn, whose poll waits at most the timer's resolution
+     * (1 ms with epoll) and only while no socket is ready: a client's next
+     * command usually arrives in that window rather than behind a slice. */
+    static const struct timeval soon = {0, 1};
+    if (!evtimer_pending(runq_ev, NULL)) evtimer_add(runq_ev, &soon);
+}
+
+static void runq_push(script_call *sc)
+{
+    if (sc->queued) return;
+    sc->queued = 1;
+    sc->scheduled++;
+    sc->rq_next = NULL;
+    if (runq_tail) runq_tail->rq_next = sc;
+    else runq_head = sc;
+    runq_tail = sc;
+    runq_arm();
+}
+
+static void runq_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    unsigned long long budget = (unsigned long long)config.lua_time_slice_us, t0 = monotonic_us();
+    while (runq_head) {
+        unsigned long long used = monotonic_us() - t0;
+        if (used >= budget) break;
+        script_call *sc = runq_head;
+        runq_remove(sc);
+        if (!sc->finished && sc->run) {
+            sc->depth++;
+            /* It comes back to the tail if it yields again. */
+            script_run_continue_for(sc->run, (unsigned)(budget - used));
+            sc->depth--;
+        }
+        call_maybe_free(sc);
+    }
+    if (runq_head) runq_arm();
+}
+
+static void host_yield(void *host_ctx, script_run *run)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    check_busy(sc);
+    runq_push(sc);
+}
+
+static void rerun_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    script_call *sc = arg;
+    sc->scheduled--;
+    if (!sc->finished) call_acquire(sc, 0);
+    call_maybe_free(sc);
+}
+
+/* What a finished run taught about its script: whether it keeps to its
+ * declared keys (only such scripts are pipelined). */
+static void note_run(script_call *sc)
+{
+    unsigned add = sc->undeclared ? SCRIPT_BIT_UNDECLARED : SCRIPT_BIT_RAN;
+    if (sc->host_bits & add) return; /* nothing new: no second lookup */
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) return;
+    if (f) script_function_set_host_bits(f, script_function_host_bits(f) | add);
+    else script_set_host_bits(s, script_host_bits(s) | add);
+}
+
+static void host_done(void *host_ctx, script_run *run, const char *reply, size_t len)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = NULL;
+    runq_remove(sc); /* killed while it waited for its turn */
+    stat_scripts_run++;
+    note_run(sc);
+    if (sc->rerun) {
+        /* Aborted before any write: run again once the other script is done,
+         * this time with the keys it reached declared up front. */
+        sc->rerun = 0;
+        sc->started = 0;
+        set_busy(sc, 0);
+        if (sc->locks) {
+            lock_set_release(sc->locks);
+            sc->locks = NULL;
+        }
+        static const struct timeval zero = {0, 0};
+        sc->scheduled++;
+        event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+        return;
+    }
+    call_finish(sc, reply, len);
+}
+
+static void host_log(void *host_ctx, int level, const char *msg, size_t len)
+{
+    static const int map[] = {LL_DEBUG, LL_VERBOSE, LL_NOTICE, LL_WARNING};
+    log_raw(level >= 0 && level <= 3 ? map[level] : LL_NOTICE, msg, len);
+}
+
+static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen)
+{
+    const command_def *cmd = command_resolve(argc, argv, argvlen, NULL);
+    if (!cmd) return -1;
+    script_call *sc = script_run_userdata(run);
+    return acl_check_command(sc->user, cmd, argc, argv, argvlen, NULL) == ACL_OK;
+}
+
+static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check};
+
+/* ---- starting calls --------------------------------------------------------------- */
+
+static void call_start(script_call *sc)
+{
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) {
+        /* SCRIPT FLUSH, FUNCTION DELETE/FLUSH ran while this call waited for its keys. */
+        call_finish_error(sc, sc->fname ? "ERR Function not found" : "NOSCRIPT No matching script. Please use EVAL.");
+        return;
+    }
+    sc->started = 1;
+    sc->attempts++;
+    sc->start_ms = monotonic_ms();
+    sc->db = sc->start_db;
+    sc->depth++;
+    if (f)
+        script_run_start_function(engine, f, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
+                                  sc->run_flags, sc);
+    else
+        script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
+                         sc->run_flags, sc);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void call_lock_granted(lock_set *ls, void *ctx)
+{
+    script_call *sc = ctx;
+    if (sc->finished) return;
+    if (!sc->started) {
+        call_start(sc);
+        return;
+    }
+    /* An undeclared key was granted: go on with the suspended redis.call. */
+    if (!sc->run) return;
+    sc->depth++;
+    call_proceed(sc);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* Another script needs this one out of the way to break a lock cycle; it has
+ * not written, so it is aborted and run again later. */
+static void call_abort(lock_set *ls, void *ctx)
+{
+    script_call *sc = ctx;
+    if (sc->borrowed_locks) return;
+    lock_set_release_all(ls);
+    if (!sc->run) return;
+    sc->rerun = 1;
+    stat_reruns++;
+    sc->depth++;
+    script_run_kill(sc->run, RERUN_MARKER);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static void call_acquire(script_call *sc, int refuse_if_busy)
+{
+    if (sc->locks) lock_set_release(sc->locks);
+    lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
+    lock_set_mark_script(ls, call_abort);
+    for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
+    for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
+    sc->locks = ls;
+    sc->written = 0;
+    int rc = lock_set_acquire(ls, refuse_if_busy);
+    if (rc == LOCK_BUSY) {
+        call_finish_error(sc, busy_error(lock_set_busy_kind(ls)));
+        return;
+    }
+    if (rc == LOCK_GRANTED) call_start(sc);
+}
+
+/* A call of script s or (s NULL) of function f. */
+static script_call *call_new(client *c, const script *s, const script_function *f, int numkeys, char **keys,
+                             size_t *keylens, int nargs, char **args, size_t *arglens, int run_flags)
+{
+    /* One block: the call, then pointer arrays, then the argument bytes. */
+    size_t bytes = 0;
+    for (int i = 0; i < numkeys; i++) bytes += keylens[i] + 1;
+    for (int i = 0; i < nargs; i++) bytes += arglens[i] + 1;
+    size_t n = (size_t)numkeys + (size_t)nargs;
+    size_t head = (sizeof(script_call) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
+    script_call *sc = malloc(head + n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
+    if (!sc) abort();
+    memset(sc, 0, sizeof(*sc));
+    char *block = (char *)sc + head;
+    char **ptrs = (char **)block;
+    size_t *lens = (size_t *)(block + n * sizeof(char *));
+    char *data = block + n * (sizeof(char *) + sizeof(size_t));
+    for (size_t i = 0; i < n; i++) {
+        const char *src = i < (size_t)numkeys ? keys[i] : args[i - (size_t)numkeys];
+        size_t len = i < (size_t)numkeys ? keylens[i] : arglens[i - (size_t)numkeys];
+        memcpy(data, src, len);
+        data[len] = '\0';
+        ptrs[i] = data;
+        lens[i] = len;
+        data += len + 1;
+    }
+    sc->keys = ptrs;
+    sc->keylens = lens;
+    sc->args = ptrs + numkeys;
+    sc->arglens = lens + numkeys;
+    sc->numkeys = numkeys;
+    sc->nargs = nargs;
+    if (s) {
+        memcpy(sc->sha, script_sha(s), 40);
+        sc->sha[40] = '\0';
+    } else {
+        sc->fname = strdup(script_function_name(f));
+        if (!sc->fname) abort();
+    }
+    sc->run_flags = run_flags;
+    int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
+    unsigned bits = s ? script_host_bits(s) : script_function_host_bits(f);
+    sc->host_bits = bits;
+    sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
+    sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
+    sc->c = c;
+    sc->client_id = c->id;
+    sc->user = c->user;
+    acl_user_retain(sc->user);
+    sc->start_db = sc->db = c->db;
+    sc->next = calls;
+    if (calls) calls->prev = sc;
+    calls = sc;
+    return sc;
+}
+
+/* ---- commands --------------------------------------------------------------------- */
+
+/* The numkeys argument of EVAL* and FCALL* (argv[2]); not_int is the
+ * command's own text for a non-number. 0 with err set when it is invalid. */
+static int parse_numkeys(int argc, char **argv, size_t *argvlen, const char *not_int, int *numkeys, char *err,
+                         size_t errlen)
+{
+    long long n;
+    if (!string_to_ll(argv[2], argvlen[2], &n)) {
+        snprintf(err, errlen, "%s", not_int);
+        return 0;
+    }
+    if (n > argc - 3) {
+        snprintf(err, errlen, "ERR Number of keys can't be greater than number of args");
+        return 0;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "ERR Number of keys can't be negative");
+        return 0;
+    }
+    *numkeys = (int)n;
+    return 1;
+}
+
+/* EVAL's argument checks, in Redis's order: the script to run, or NULL
+ * with the error text in err. */
+static const script *eval_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *numkeys,
+                                  int *ro, char *err, size_t errlen)
+{
+    int by_sha = !strncmp(cmd->name, "evalsha", 7);
+    *ro = strstr(cmd->name, "_ro") != NULL;
+    if (!parse_numkeys(argc, argv, argvlen, "ERR value is not an integer or out of range", numkeys, err, errlen))
+        return NULL;
+    const script *s;
+    if (by_sha) {
+        s = script_engine_find(engine, argv[1], argvlen[1]);
+        if (!s) {
+            snprintf(err, errlen, "NOSCRIPT No matching script. Please use EVAL.");
+            return NULL;
+        }
+    } else {
+        s = script_engine_load(engine, argv[1], argvlen[1], err, errlen);
+        if (!s) return NULL;
+    }
+    int flags = script_flags(s);
+    if (*ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
+        snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        return NULL;
+    }
+    return s;
+}
+
+/* lua-script-pipelining: a script whose earlier runs all kept to their
+ * declared keys may run while its client's next commands are read. Its keys
+ * are locked in request order, so commands on the same keys still run after
+ * it; commands on other keys may run before it ends. */
+static int may_pipeline(const script_call *sc) { return config.lua_script_pipelining && sc->keeps_to_keys; }
+
+static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
+
+/* FCALL's argument checks, in Redis's order: the function to run, or NULL
+ * with the error text in err. */
+static const script_function *fcall_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                            int *numkeys, int *ro, char *err, size_t errlen)
+{
+    *ro = !strcmp(cmd->name, "fcall_ro");
+    const script_function *f = script_function_find(engine, argv[1], argvlen[1]);
+    if (!f) {
+        snprintf(err, errlen, "ERR Function not found");
+        return NULL;
+    }
+    if (!parse_numkeys(argc, argv, argvlen, "ERR Bad number of keys provided", numkeys, err, errlen)) return NULL;
+    if (*ro && !(script_function_flags(f) & SCRIPT_FLAG_NO_WRITES)) {
+        snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        return NULL;
+    }
+    return f;
+}
+
+/* The call an EVAL* or FCALL* line asks for, or NULL with err. */
+static script_call *call_prepare(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                 char *err, size_t errlen)
+{
+    int n, ro;
+    const script *s = NULL;
+    const script_function *f = NULL;
+    if (is_fcall(cmd)) f = fcall_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
+    else s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
+    if (!s && !f) return NULL;
+    return call_new(c, s, f, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
+                    ro ? SCRIPT_RUN_RO : 0);
+}
+
+void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    char err[1024];
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
+        reply_error(client_reply_buffer(c), err);
+        return;
+    }
+    sc->slot = client_slot_add(c);
+    if (c->scripts_pipelined < MAX_PIPELINED_PER_CLIENT && pipelined_running < MAX_PIPELINED_TOTAL &&
+        may_pipeline(sc)) {
+        /* The client goes on with its next commands while this one runs,
+         * unless it has to wait for its keys. */
+        sc->pipelined = 1;
+        c->scripts_pipelined++;
+        pipelined_running++;
+        stat_pipelined++;
+        sc->depth++;
+        call_acquire(sc, 1);
+        if (!sc->started && !sc->finished) {
+            sc->pipelined = 0;
+            c->scripts_pipelined--;
+            pipelined_running--;
+            c->script = (struct script_call *)sc;
+            client_block(c);
+        }
+        sc->depth--;
+        call_maybe_free(sc);
+        return;
+    }
+    c->script = (struct script_call *)sc;
+    client_block(c);
+    call_acquire(sc, 1);
+}
+
+int scripting_is_eval(const command_def *cmd)
+{
+    return !strcmp(cmd->name, "eval") || !strcmp(cmd->name, "evalsha") || !strcmp(cmd->name, "eval_ro") ||
+           !strcmp(cmd->name, "evalsha_ro") || !strcmp(cmd->name, "fcall") || !strcmp(cmd->name, "fcall_ro");
+}
+
+int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *first)
+{
+    long long n;
+    if (argc < 3 || !string_to_ll(argv[2], argvlen[2], &n) || n < 0 || n > argc - 3) return 0;
+    *first = 3;
+    return (int)n;
+}
+
+void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                            struct lock_set *held, int db, scripting_done_fn *done, void *ctx)
+{
+    char err[1024];
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
+        struct evbuffer *b = evbuffer_new();
+        reply_error(b, err);
+        size_t len = evbuffer_get_length(b);
+        done(ctx, (const char *)evbuffer_pullup(b, -1), len);
+        evbuffer_free(b);
+        return;
+    }
+    /* Inside EXEC: the transaction holds the locks and gets the reply. */
+    sc->c = NULL;
+    sc->start_db = sc->db = db;
+    sc->locks = held;
+    sc->borrowed_locks = 1;
+    sc->done_fn = done;
+    sc->done_ctx = ctx;
+    call_start(sc);
+}
+
+static const char *const script_help[] = {
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+    NULL,
+};
+
+#define BUSY_EVAL_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+#define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+
+/* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
+ * as in Redis, each refuses when only the other kind is busy. The proxy runs
+ * many scripts at once: every busy one that has not written is killed, and
+ * -UNKILLABLE comes only when each busy one has written. */
+void scripting_kill(client *c, int is_eval)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    int busy = 0, other = 0, killable = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (!sc->busy || sc->finished || !sc->run) continue;
+        if ((sc->fname == NULL) != is_eval) {
+            other++;
+            continue;
+        }
+        busy++;
+        killable += !sc->written;
+    }
+    if (!busy && other) {
+        reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
+        return;
+    }
+    if (!busy) {
+        reply_error(out, "NOTBUSY No scripts in execution right now.");
+        return;
+    }
+    if (!killable) {
+        reply_error(out, "UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
+                         "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
+                         "NOSAVE command.");
+        return;
+    }
+    reply_ok(out);
+    script_call *sc = calls;
+    while (sc) {
+        /* Killing ends the run and may free sc: keep it alive to step on. */
+        sc->depth++;
+        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
+            stat_killed++;
+            script_run_kill(sc->run, NULL);
+        }
+        script_call *next = sc->next;
+        sc->depth--;
+        call_maybe_free(sc);
+        sc = next;
+    }
+}
+
+void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    const char *sub = cmd->name + 7; /* "script|" */
+    struct evbuffer *out;
+    if (!strcmp(sub, "load")) {
+        char err[1024];
+        const script *s = script_engine_load(engine, argv[2], argvlen[2], err, sizeof(err));
+        out = client_reply_buffer(c);
+        if (!s) reply_error(out, err);
+        else reply_bulk(out, script_sha(s), 40);
+    } else if (!strcmp(sub, "exists")) {
+        out = client_reply_buffer(c);
+        reply_array(out, argc - 2);
+        for (int i = 2; i < argc; i++) reply_integer(out, script_engine_find(engine, argv[i], argvlen[i]) != NULL);
+    } else if (!strcmp(sub, "flush")) {
+        out = client_reply_buffer(c);
+        if (argc > 3 || (argc == 3 && strcasecmp(argv[2], "sync") && strcasecmp(argv[2], "async"))) {
+            reply_error(out, "ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+            return;
+        }
+        script_engine_flush(engine);
+        reply_ok(out);
+    } else if (!strcmp(sub, "kill")) {
+        scripting_kill(c, 1);
+    } else if (!strcmp(sub, "help")) {
+        out = client_reply_buffer(c);
+        long long n = 0;
+        while (script_help[n]) n++;
+        reply_array(out, n);
+        for (long long i = 0; i < n; i++) reply_status(out, script_help[i]);
+    } else if (!strcmp(sub, "debug")) {
+        out = client_reply_buffer(c);
+        if (!strcasecmp(argv[2], "no")) reply_ok(out);
+        else if (!strcasecmp(argv[2], "yes") || !strcasecmp(argv[2], "sync"))
+            reply_error(out, "ERR SCRIPT DEBUG (the Lua debugger) is not supported by evalproxy");
+        else reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+    } else {
+        reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%s'. Try SCRIPT HELP.", argv[1]);
+    }
+}
+
+script_engine *scripting_engine(void) { return engine; }
+
+int scripting_function_stats(struct evbuffer *out)
+{
+    script_call *busy_fn = NULL;
+    int busy_eval = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (!sc->busy || sc->finished || !sc->run) continue;
+        if (sc->fname && !busy_fn) busy_fn = sc;
+        if (!sc->fname) busy_eval = 1;
+    }
+    if (busy_eval && !busy_fn) {
+        reply_error(out, BUSY_EVAL_ERROR);
+        return -1;
+    }
+    reply_array(out, 4);
+    reply_bulk_cstr(out, "running_script");
+    if (!busy_fn) {
+        reply_null_bulk(out);
+    } else {
+        script_call *sc = busy_fn;
+        reply_array(out, 6);
+        reply_bulk_cstr(out, "name");
+        reply_bulk_cstr(out, sc->fname);
+        reply_bulk_cstr(out, "command");
+        reply_array(out, 3 + sc->numkeys + sc->nargs);
+        reply_bulk_cstr(out, (sc->run_flags & SCRIPT_RUN_RO) ? "fcall_ro" : "fcall");
+        reply_bulk_cstr(out, sc->fname);
+        char num[24];
+        reply_bulk(out, num, (size_t)snprintf(num, sizeof(num), "%d", sc->numkeys));
+        for (int i = 0; i < sc->numkeys; i++) reply_bulk(out, sc->keys[i], sc->keylens[i]);
+        for (int i = 0; i < sc->nargs; i++) reply_bulk(out, sc->args[i], sc->arglens[i]);
+        reply_bulk_cstr(out, "duration_ms");
+        reply_integer(out, (long long)(monotonic_ms() - sc->start_ms));
+    }
+    reply_bulk_cstr(out, "engines");
+    reply_array(out, 2);
+    reply_bulk_cstr(out, "LUA");
+    reply_array(out, 4);
+    reply_bulk_cstr(out, "libraries_count");
+    reply_integer(out, (long long)script_library_count(engine));
+    reply_bulk_cstr(out, "functions_count");
+    reply_integer(out, (long long)script_function_count(engine));
+    return 0;
+}
+
+/* ---- glue ---------------------------------------------------------------------------- */
+
+void scripting_client_gone(client *c)
+{
+    /* Its scripts run (or carry on) as Redis would run a command it has
+     * read; only their replies are dropped. */
+    c->script = NULL;
+    for (script_call *sc = calls; sc; sc = sc->next)
+        if (sc->c == c) sc->c = NULL;
+}
+
+unsigned scripting_busy_count(void) { return busy_count; }
+
+void scripting_apply_config(void)
+{
+    if (!engine) return;
+    script_engine_set_memory_limit(engine, (size_t)config.lua_memory_limit);
+    script_engine_set_time_slice(engine, (unsigned)config.lua_time_slice_us);
+}
+
+void scripting_info(struct evbuffer *out)
+{
+    lock_stats st;
+    locks_get_stats(&st);
+    evbuffer_add_printf(out,
+                        "# Scripting\r\n" /* the cache and the Lua heap: INFO memory */
+                        "scripts_running:%zu\r\n"
+                        "scripts_busy:%u\r\n"
+                        "scripts_finished:%llu\r\n"
+                        "scripts_rerun:%llu\r\n"
+                        "scripts_killed:%llu\r\n"
+                        "scripts_deadlock_errors:%llu\r\n"
+                        "scripts_pipelined:%llu\r\n"
+                        "\r\n# Locks\r\n"
+                        "lock_units:%lu\r\n"
+                        "lock_sets_holding:%lu\r\n"
+                        "lock_sets_waiting:%lu\r\n"
+                        "lock_granted_immediately:%llu\r\n"
+                        "lock_waited:%llu\r\n"
+                        "lock_busy_refusals:%llu\r\n"
+                        "lock_deadlocks:%llu\r\n",
+                        script_engine_running(engine), busy_count,
+                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
+                        st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
+}
+
+int scripting_init(void)
+{
+    engine = script_engine_new(&host, NULL);
+    if (!engine) return -1;
+    runq_ev = evtimer_new(server.base, runq_cb, NULL);
+    if (!runq_ev) return -1;
+    scripting_apply_config();
+    return 0;
+}
+
+void scripting_begin_shutdown(void) { stopping = 1; }
+
+void scripting_shutdown(void)
+{
+    stopping = 1;
+    script_engine_free(engine);
+    engine = NULL;
+    if (runq_ev) event_free(runq_ev);
+    runq_ev = NULL;
+    runq_head = runq_tail = NULL;
+    while (calls) {
+        script_call *sc = calls;
+        calls = sc->next;
+        if (sc->locks) lock_set_release(sc->locks);
+        if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
+        for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
+        free(sc->learned);
+        free(sc->fname);
+        free(sc); /* with its keys and arguments */
+    }
+}

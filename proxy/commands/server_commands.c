@@ -1,0 +1,861 @@
+/* Server commands the proxy answers (or merges with the store's answer):
+ * COMMAND from the generated table, INFO, CONFIG. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "backends/backend.h"
+#include "lua/script_engine.h"
+#include "util/alloc_stats.h"
+#include "proxy/core/commands.h"
+#include "proxy/core/config.h"
+#include "util/log.h"
+#include "proxy/core/reply.h"
+#include "proxy/commands/scripting.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/server.h"
+#include "proxy/core/tls.h"
+
+static int arg_is(const char *arg, size_t len, const char *word)
+{
+    return strlen(word) == len && !strcasecmp(arg, word);
+}
+
+/* ---- COMMAND ------------------------------------------------------------------ */
+
+/* "config|get" style names reach subcommands, as in Redis's COMMAND INFO. */
+static const command_def *lookup_full_name(const char *name, size_t len)
+{
+    const char *bar = memchr(name, '|', len);
+    if (!bar) return command_lookup(name, len);
+    const command_def *top = command_lookup(name, (size_t)(bar - name));
+    if (!top || !top->subcommand_count) return NULL;
+    return command_lookup_sub(top, bar + 1, len - (size_t)(bar - name) - 1);
+}
+
+static void add_all_info(struct evbuffer *out)
+{
+    reply_array(out, command_table_count);
+    for (int i = 0; i < command_table_count; i++) evbuffer_add(out, command_table[i].info_resp, command_table[i].info_len);
+}
+
+static const char *const kspec_flag_names[] = {"RO", "RW", "OW", "RM", "access", "update", "insert", "delete",
+                                               "not_key", "incomplete", "variable_flags"};
+
+static int numkeys_command(const command_def *cmd)
+{
+    static const char *const names[] = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro", NULL};
+    for (const char *const *n = names; *n; n++)
+        if (!strcmp(*n, cmd->name)) return 1;
+    return 0;
+}
+
+static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, int with_flags)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    int n = argc - 2;
+    char **cargv = argv + 2;
+    size_t *clen = argvlen + 2;
+    const command_def *cmd = command_resolve(n, cargv, clen, NULL);
+    if (!cmd) {
+        reply_error(out, "ERR Invalid command specified");
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != n) || n < -cmd->arity) {
+        reply_error(out, "ERR Invalid number of arguments specified for command");
+        return;
+    }
+    int stack_keys[64];
+    uint32_t stack_flags[64];
+    int *keys = stack_keys;
+    uint32_t *flags = stack_flags;
+    int found = command_get_keys(cmd, n, cargv, clen, keys, flags, 64);
+    if (found > 64) {
+        keys = malloc(sizeof(int) * (size_t)found);
+        flags = malloc(sizeof(uint32_t) * (size_t)found);
+        if (!keys || !flags) abort();
+        found = command_get_keys(cmd, n, cargv, clen, keys, flags, found);
+    }
+    if (found <= 0 && numkeys_command(cmd)) {
+        /* Redis answers these with no keys rather than an error. */
+        reply_array(out, 0);
+    } else if (found < 0) {
+        reply_error(out, "ERR Invalid arguments specified for command");
+    } else if (found == 0) {
+        reply_error(out, "ERR The command has no key arguments");
+    } else {
+        reply_array(out, found);
+        for (int i = 0; i < found; i++) {
+            if (!with_flags) {
+                reply_bulk(out, cargv[keys[i]], clen[keys[i]]);
+                continue;
+            }
+            reply_array(out, 2);
+            reply_bulk(out, cargv[keys[i]], clen[keys[i]]);
+            int nf = 0;
+            for (unsigned b = 0; b < sizeof(kspec_flag_names) / sizeof(*kspec_flag_names); b++)
+                nf += (flags[i] >> b) & 1;
+            reply_array(out, nf);
+            for (unsigned b = 0; b < sizeof(kspec_flag_names) / sizeof(*kspec_flag_names); b++)
+                if ((flags[i] >> b) & 1) reply_status(out, kspec_flag_names[b]);
+        }
+    }
+    if (keys != stack_keys) {
+        free(keys);
+        free(flags);
+    }
+}
+
+static void list_add_name(struct evbuffer *tmp, long long *count, const command_def *d, const char *pattern,
+                          size_t patlen)
+{
+    if (pattern && !string_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
+    reply_bulk_cstr(tmp, d->name);
+    (*count)++;
+}
+
+static void command_list(client *c, int argc, char **argv, size_t *argvlen)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    const char *pattern = NULL;
+    size_t patlen = 0;
+    if (argc == 5 && arg_is(argv[2], argvlen[2], "filterby")) {
+        if (arg_is(argv[3], argvlen[3], "pattern")) {
+            pattern = argv[4];
+            patlen = argvlen[4];
+        } else if (arg_is(argv[3], argvlen[3], "module")) {
+            reply_array(out, 0); /* no modules behind the proxy */
+            return;
+        } else if (arg_is(argv[3], argvlen[3], "aclcat")) {
+            /* Match the category inside each command's COMMAND INFO entry. */
+            char needle[160];
+            int nl = snprintf(needle, sizeof(needle), "+@%.*s\r\n", (int)(argvlen[4] > 100 ? 100 : argvlen[4]), argv[4]);
+            struct evbuffer *tmp = evbuffer_new();
+            long long count = 0;
+            for (int i = 0; i < command_table_count; i++) {
+                const command_def *d = &command_table[i];
+                if (!d->subcommand_count && memmem(d->info_resp, d->info_len, needle + 1, (size_t)nl - 1))
+                    list_add_name(tmp, &count, d, NULL, 0);
+                for (int s = 0; s < d->subcommand_count; s++) {
+                    const command_def *sd = &d->subcommands[s];
+                    if (memmem(sd->info_resp, sd->info_len, needle + 1, (size_t)nl - 1))
+                        list_add_name(tmp, &count, sd, NULL, 0);
+                }
+            }
+            reply_array(out, count);
+            evbuffer_add_buffer(out, tmp);
+            evbuffer_free(tmp);
+            return;
+        } else {
+            reply_error(out, "ERR syntax error");
+            return;
+        }
+    } else if (argc != 2) {
+        reply_error(out, "ERR syntax error");
+        return;
+    }
+    struct evbuffer *tmp = evbuffer_new();
+    long long count = 0;
+    for (int i = 0; i < command_table_count; i++) {
+        const command_def *d = &command_table[i];
+        list_add_name(tmp, &count, d, pattern, patlen);
+        for (int s = 0; s < d->subcommand_count; s++) list_add_name(tmp, &count, &d->subcommands[s], pattern, patlen);
+    }
+    reply_array(out, count);
+    evbuffer_add_buffer(out, tmp);
+    evbuffer_free(tmp);
+}
+
+void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (argc == 1) {
+        add_all_info(client_reply_buffer(c));
+        return;
+    }
+    const char *sub = argv[1];
+    size_t sublen = argvlen[1];
+    struct evbuffer *out;
+    if (arg_is(sub, sublen, "count")) {
+        reply_integer(client_reply_buffer(c), command_table_count);
+    } else if (arg_is(sub, sublen, "info")) {
+        out = client_reply_buffer(c);
+        if (argc == 2) {
+            add_all_info(out);
+            return;
+        }
+        reply_array(out, argc - 2);
+        for (int i = 2; i < argc; i++) {
+            const command_def *d = lookup_full_name(argv[i], argvlen[i]);
+            if (d) evbuffer_add(out, d->info_resp, d->info_len);
+            else reply_null_bulk(out); /* Redis 7.0 answers a null bulk here */
+        }
+    } else if (arg_is(sub, sublen, "docs")) {
+        out = client_reply_buffer(c);
+        if (argc == 2) {
+            reply_array(out, 2LL * command_table_count);
+            for (int i = 0; i < command_table_count; i++)
+                evbuffer_add(out, command_table[i].docs_resp, command_table[i].docs_len);
+            return;
+        }
+        struct evbuffer *tmp = evbuffer_new();
+        long long found = 0;
+        for (int i = 2; i < argc; i++) {
+            const command_def *d = lookup_full_name(argv[i], argvlen[i]);
+            if (!d) continue;
+            evbuffer_add(tmp, d->docs_resp, d->docs_len);
+            found++;
+        }
+        reply_array(out, 2 * found);
+        evbuffer_add_buffer(out, tmp);
+        evbuffer_free(tmp);
+    } else if (arg_is(sub, sublen, "list")) {
+        command_list(c, argc, argv, argvlen);
+    } else if (arg_is(sub, sublen, "getkeys")) {
+        command_getkeys(c, argc, argv, argvlen, 0);
+    } else if (arg_is(sub, sublen, "getkeysandflags")) {
+        command_getkeys(c, argc, argv, argvlen, 1);
+    } else if (arg_is(sub, sublen, "help")) {
+        static const char *const help[] = {
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all Redis commands.",
+            "COUNT",
+            "    Return the total number of commands in this Redis server.",
+            "LIST",
+            "    Return a list of all commands in this Redis server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple Redis commands.",
+            "    If no command names are given, documentation details for all",
+            "    commands are returned.",
+            "GETKEYS <full-command>",
+            "    Return the keys from a full Redis command.",
+            "GETKEYSANDFLAGS <full-command>",
+            "    Return the keys and the access flags from a full Redis command.",
+            "HELP",
+            "    Prints this help.",
+            NULL,
+        };
+        out = client_reply_buffer(c);
+        long long n = 0;
+        while (help[n]) n++;
+        reply_array(out, n);
+        for (long long i = 0; i < n; i++) reply_status(out, help[i]);
+    }
+}
+
+/* ---- INFO ---------------------------------------------------------------------- */
+
+typedef struct info_request {
+    reply_slot *slot;
+    struct evbuffer *text; /* local sections, then the store's keyspace */
+    int want_keyspace;
+} info_request;
+
+static void info_finish(info_request *ir, const char *keyspace, size_t klen)
+{
+    reply_slot *s = ir->slot;
+    if (klen) {
+        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
+        evbuffer_add(ir->text, keyspace, klen);
+    } else if (ir->want_keyspace) {
+        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
+        evbuffer_add_printf(ir->text, "# Keyspace\r\n");
+    }
+    /* Redis ends the last section without a trailing blank line. */
+    size_t len = evbuffer_get_length(ir->text);
+    evbuffer_add_printf(s->buf, "$%zu\r\n", len);
+    evbuffer_add_buffer(s->buf, ir->text);
+    evbuffer_add(s->buf, "\r\n", 2);
+    evbuffer_free(ir->text);
+    free(ir);
+    client_slot_done(s);
+}
+
+static void info_keyspace_cb(void *ctx, const backend_reply *r)
+{
+    info_request *ir = ctx;
+    if (r->parsed && r->parsed->type == REDIS_REPLY_STRING) {
+        info_finish(ir, r->parsed->str, r->parsed->len);
+    } else {
+        info_finish(ir, NULL, 0);
+    }
+}
+
+static int section_wanted(int argc, char **argv, size_t *argvlen, const char *name, int is_default)
+{
+    if (argc == 1) return is_default;
+    for (int i = 1; i < argc; i++) {
+        if (arg_is(argv[i], argvlen[i], name)) return 1;
+        if (arg_is(argv[i], argvlen[i], "all") || arg_is(argv[i], argvlen[i], "everything")) return 1;
+        if (arg_is(argv[i], argvlen[i], "default") && is_default) return 1;
+    }
+    return 0;
+}
+
+static void info_server(struct evbuffer *t)
+{
+    struct utsname u;
+    uname(&u);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long uptime = (long long)(time(NULL) - server.start_time);
+    char exe[512];
+    ssize_t el = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[el > 0 ? el : 0] = '\0';
+    evbuffer_add_printf(t,
+                        "# Server\r\n"
+                        "redis_version:%s\r\n"
+                        "redis_git_sha1:00000000\r\n"
+                        "redis_git_dirty:0\r\n"
+                        "redis_build_id:0\r\n"
+                        "redis_mode:standalone\r\n"
+                        "os:%s %s %s\r\n"
+                        "arch_bits:%d\r\n"
+                        "multiplexing_api:epoll\r\n"
+                        "process_id:%d\r\n"
+                        "run_id:%s\r\n"
+                        "tcp_port:%d\r\n"
+                        "tls_port:%d\r\n"
+                        "server_time_usec:%lld\r\n"
+                        "uptime_in_seconds:%lld\r\n"
+                        "uptime_in_days:%lld\r\n"
+                        "executable:%s\r\n"
+                        "config_file:%s\r\n"
+                        "evalproxy_version:%s\r\n",
+                        REDIS_COMPAT_VERSION, u.sysname, u.release, u.machine, (int)(sizeof(void *) * 8),
+                        (int)getpid(), server.run_id, config.port, config.tls_port,
+                        (long long)tv.tv_sec * 1000000 + tv.tv_usec, uptime, uptime / 86400, exe,
+                        config_file_path ? config_file_path : "", EVALPROXY_VERSION);
+}
+
+/* ---- INFO memory and cpu: the proxy's own figures, in Redis 7.0's fields ------- */
+
+static size_t process_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static struct {
+    size_t startup, peak;
+    int sampled;
+} mem;
+
+static size_t sample_used_memory(void)
+{
+    size_t used = alloc_stats_used();
+    if (!mem.sampled) {
+        mem.sampled = 1;
+        mem.startup = used;
+    }
+    if (used > mem.peak) mem.peak = used;
+    return used;
+}
+
+void info_cron(void) { sample_used_memory(); }
+
+/* Redis's bytesToHuman. */
+static const char *human(char *buf, size_t cap, unsigned long long n)
+{
+    static const char units[] = "KMGTP";
+    if (n < 1024) {
+        snprintf(buf, cap, "%lluB", n);
+        return buf;
+    }
+    double d = (double)n / 1024;
+    int u = 0;
+    while (u < 4 && d >= 1024) {
+        d /= 1024;
+        u++;
+    }
+    if (d >= 1024) snprintf(buf, cap, "%lluB", n); /* past petabytes, as Redis */
+    else snprintf(buf, cap, "%.2f%c", d, units[u]);
+    return buf;
+}
+
+/* Function libraries' code and names: what Redis counts as the
+ * functions' cache. */
+static size_t functions_memory(const script_engine *e)
+{
+    size_t bytes = 0, dlen;
+    for (size_t i = 0; i < script_library_count(e); i++) {
+        const script_library *l = script_library_at(e, i);
+        size_t clen;
+        script_library_code(l, &clen);
+        bytes += clen + strlen(script_library_name(l));
+        for (int f = 0; f < script_library_function_count(l); f++) {
+            const script_function *fn = script_library_function(l, f);
+            bytes += strlen(script_function_name(fn));
+            if (script_function_desc(fn, &dlen)) bytes += dlen;
+        }
+    }
+    return bytes;
+}
+
+static void info_memory(struct evbuffer *t)
+{
+    char h_used[32], h_rss[32], h_peak[32], h_sys[32], h_lua[32], h_vm[32], h_scripts[32], h_max[32];
+    size_t used = sample_used_memory();
+    size_t rss = process_rss();
+    size_t sys = (size_t)sysconf(_SC_PHYS_PAGES) * (size_t)sysconf(_SC_PAGESIZE);
+    script_engine *e = scripting_engine();
+    long long lua = e ? (long long)script_engine_lua_memory(e) : 0;
+    long long scripts_eval = e ? (long long)script_engine_scripts_memory(e) : 0;
+    long long functions = e ? (long long)functions_memory(e) : 0;
+    size_t clients = 0;
+    for (client *o = server.clients; o; o = o->next) {
+        clients += sizeof(*o) + evbuffer_get_length(o->out);
+        if (o->bev) clients += evbuffer_get_length(bufferevent_get_input(o->bev));
+    }
+    /* A proxy keeps no dataset: all it holds is overhead. The allocator's
+     * own figures are what Redis built with libc malloc shows: allocated is
+     * used_memory, active and resident the RSS (the Lua heap is counted in
+     * used_memory here, so it is not taken off). */
+    double peak_perc = mem.peak ? (double)used * 100 / (double)mem.peak : 0;
+    double frag = used ? (double)rss / (double)used : 0;
+    evbuffer_add_printf(t,
+                        "# Memory\r\n"
+                        "used_memory:%zu\r\n"
+                        "used_memory_human:%s\r\n"
+                        "used_memory_rss:%zu\r\n"
+                        "used_memory_rss_human:%s\r\n"
+                        "used_memory_peak:%zu\r\n"
+                        "used_memory_peak_human:%s\r\n"
+                        "used_memory_peak_perc:%.2f%%\r\n"
+                        "used_memory_overhead:%zu\r\n"
+                        "used_memory_startup:%zu\r\n"
+                        "used_memory_dataset:0\r\n"
+                        "used_memory_dataset_perc:0.00%%\r\n"
+                        "allocator_allocated:%zu\r\n"
+                        "allocator_active:%zu\r\n"
+                        "allocator_resident:%zu\r\n"
+                        "total_system_memory:%zu\r\n"
+                        "total_system_memory_human:%s\r\n"
+                        "used_memory_lua:%lld\r\n"
+                        "used_memory_vm_eval:%lld\r\n"
+                        "used_memory_lua_human:%s\r\n"
+                        "used_memory_scripts_eval:%lld\r\n"
+                        "number_of_cached_scripts:%zu\r\n"
+                        "number_of_functions:%zu\r\n"
+                        "number_of_libraries:%zu\r\n"
+                        "used_memory_vm_functions:0\r\n"
+                        "used_memory_vm_total:%lld\r\n"
+                        "used_memory_vm_total_human:%s\r\n"
+                        "used_memory_functions:%lld\r\n"
+                        "used_memory_scripts:%lld\r\n"
+                        "used_memory_scripts_human:%s\r\n"
+                        "maxmemory:0\r\n"
+                        "maxmemory_human:%s\r\n"
+                        "maxmemory_policy:noeviction\r\n"
+                        "allocator_frag_ratio:%.2f\r\n"
+                        "allocator_frag_bytes:%zu\r\n"
+                        "allocator_rss_ratio:1.00\r\n"
+                        "allocator_rss_bytes:0\r\n"
+                        "rss_overhead_ratio:1.00\r\n"
+                        "rss_overhead_bytes:0\r\n"
+                        "mem_fragmentation_ratio:%.2f\r\n"
+                        "mem_fragmentation_bytes:%zd\r\n"
+                        "mem_not_counted_for_evict:0\r\n"
+                        "mem_replication_backlog:0\r\n"
+                        "mem_total_replication_buffers:0\r\n"
+                        "mem_clients_slaves:0\r\n"
+                        "mem_clients_normal:%zu\r\n"
+                        "mem_cluster_links:0\r\n"
+                        "mem_aof_buffer:0\r\n"
+                        "mem_allocator:libc\r\n"
+                        "active_defrag_running:0\r\n"
+                        "lazyfree_pending_objects:0\r\n"
+                        "lazyfreed_objects:0\r\n",
+                        used, human(h_used, sizeof(h_used), used), rss, human(h_rss, sizeof(h_rss), rss), mem.peak,
+                        human(h_peak, sizeof(h_peak), mem.peak), peak_perc, used, mem.startup, used, rss, rss,
+                        sys, human(h_sys, sizeof(h_sys), sys), lua, lua, human(h_lua, sizeof(h_lua), (size_t)lua),
+                        scripts_eval, e ? script_engine_count(e) : 0, e ? script_function_count(e) : 0,
+                        e ? script_library_count(e) : 0, lua, human(h_vm, sizeof(h_vm), (size_t)lua), functions,
+                        scripts_eval + functions, human(h_scripts, sizeof(h_scripts), (size_t)(scripts_eval + functions)),
+                        human(h_max, sizeof(h_max), 0), frag, rss > used ? rss - used : 0, frag,
+                        (ssize_t)(rss - used), clients);
+}
+
+static void info_cpu(struct evbuffer *t)
+{
+    struct rusage self, children, thread;
+    getrusage(RUSAGE_SELF, &self);
+    getrusage(RUSAGE_CHILDREN, &children);
+    getrusage(RUSAGE_THREAD, &thread);
+    evbuffer_add_printf(t,
+                        "# CPU\r\n"
+                        "used_cpu_sys:%ld.%06ld\r\n"
+                        "used_cpu_user:%ld.%06ld\r\n"
+                        "used_cpu_sys_children:%ld.%06ld\r\n"
+                        "used_cpu_user_children:%ld.%06ld\r\n"
+                        "used_cpu_sys_main_thread:%ld.%06ld\r\n"
+                        "used_cpu_user_main_thread:%ld.%06ld\r\n",
+                        (long)self.ru_stime.tv_sec, (long)self.ru_stime.tv_usec, (long)self.ru_utime.tv_sec,
+                        (long)self.ru_utime.tv_usec, (long)children.ru_stime.tv_sec,
+                        (long)children.ru_stime.tv_usec, (long)children.ru_utime.tv_sec,
+                        (long)children.ru_utime.tv_usec, (long)thread.ru_stime.tv_sec, (long)thread.ru_stime.tv_usec,
+                        (long)thread.ru_utime.tv_sec, (long)thread.ru_utime.tv_usec);
+}
+
+void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    info_request *ir = calloc(1, sizeof(*ir));
+    if (!ir) abort();
+    ir->text = evbuffer_new();
+    struct evbuffer *t = ir->text;
+    int sections = 0;
+#define SECTION_SEP() do { if (sections++) evbuffer_add(t, "\r\n", 2); } while (0)
+    if (section_wanted(argc, argv, argvlen, "server", 1)) {
+        SECTION_SEP();
+        info_server(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "clients", 1)) {
+        SECTION_SEP();
+        unsigned long blocked = 0;
+        for (client *o = server.clients; o; o = o->next) blocked += (o->flags & CLIENT_BLOCKED) != 0;
+        evbuffer_add_printf(t, "# Clients\r\nconnected_clients:%lu\r\nmaxclients:%d\r\nblocked_clients:%lu\r\n",
+                            server.clients_count, config.maxclients, blocked);
+    }
+    if (section_wanted(argc, argv, argvlen, "memory", 1)) {
+        SECTION_SEP();
+        info_memory(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "stats", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t,
+                            "# Stats\r\n"
+                            "total_connections_received:%llu\r\n"
+                            "total_commands_processed:%llu\r\n"
+                            "rejected_connections:%llu\r\n"
+                            "total_net_input_bytes:%llu\r\n"
+                            "relayed_commands:%llu\r\n"
+                            "backend_errors:%llu\r\n",
+                            server.stats.connections_received, server.stats.commands_processed,
+                            server.stats.rejected_connections, server.stats.net_input_bytes,
+                            server.stats.relayed_commands, server.stats.backend_errors);
+    }
+    /* Redis's sections in Redis's order; the proxy's own come before Keyspace.
+     * Replication, Modules and Cluster say what a lone Redis 7.0 master
+     * without modules would: clients read role and cluster_enabled there. */
+    if (section_wanted(argc, argv, argvlen, "replication", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t,
+                            "# Replication\r\n"
+                            "role:master\r\n"
+                            "connected_slaves:0\r\n"
+                            "master_failover_state:no-failover\r\n"
+                            "master_replid:%s\r\n"
+                            "master_replid2:0000000000000000000000000000000000000000\r\n"
+                            "master_repl_offset:0\r\n"
+                            "second_repl_offset:-1\r\n"
+                            "repl_backlog_active:0\r\n"
+                            "repl_backlog_size:1048576\r\n"
+                            "repl_backlog_first_byte_offset:0\r\n"
+                            "repl_backlog_histlen:0\r\n",
+                            server.run_id);
+    }
+    if (section_wanted(argc, argv, argvlen, "cpu", 1)) {
+        SECTION_SEP();
+        info_cpu(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "module_list", 1) || section_wanted(argc, argv, argvlen, "modules", 0)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Modules\r\n");
+    }
+    if (section_wanted(argc, argv, argvlen, "cluster", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
+    }
+    if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
+        SECTION_SEP();
+        scripting_info(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "pubsub", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Pubsub\r\n");
+        pubsub_info(t);
+    }
+    if (section_wanted(argc, argv, argvlen, "backend", 1)) {
+        SECTION_SEP();
+        evbuffer_add_printf(t, "# Backend\r\n");
+        backend_info(server.backend, t);
+    }
+#undef SECTION_SEP
+    ir->want_keyspace = section_wanted(argc, argv, argvlen, "keyspace", 1);
+    ir->slot = client_slot_add(c);
+    if (ir->want_keyspace) {
+        int conn = backend_pick(server.backend, (unsigned)c->id);
+        char *kargv[2] = {"INFO", "keyspace"};
+        size_t klens[2] = {4, 8};
+        if (conn >= 0 && backend_send(server.backend, conn, c->db, 2, kargv, klens, BACKEND_PARSED,
+                                      info_keyspace_cb, ir) == 0)
+            return;
+    }
+    info_finish(ir, NULL, 0);
+}
+
+/* ---- CONFIG ------------------------------------------------------------------------ */
+
+typedef struct config_get_request {
+    reply_slot *slot;
+    struct evbuffer *pairs; /* the proxy's own name/value pairs, RESP encoded */
+    long long count;
+    char **names; /* proxy names already reported */
+    int nnames, capnames;
+} config_get_request;
+
+static void config_get_visit(void *ctx, const char *name, const char *value, size_t vlen)
+{
+    config_get_request *r = ctx;
+    for (int i = 0; i < r->nnames; i++)
+        if (!strcmp(r->names[i], name)) return;
+    if (r->nnames == r->capnames) {
+        r->capnames = r->capnames ? r->capnames * 2 : 16;
+        r->names = realloc(r->names, sizeof(char *) * (size_t)r->capnames);
+        if (!r->names) abort();
+    }
+    r->names[r->nnames++] = (char *)name;
+    reply_bulk_cstr(r->pairs, name);
+    reply_bulk(r->pairs, value, vlen);
+    r->count++;
+}
+
+static void config_get_finish(config_get_request *r, const redisReply *store)
+{
+    struct evbuffer *out = r->slot->buf;
+    struct evbuffer *extra = evbuffer_new();
+    long long extra_count = 0;
+    if (store && store->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i + 1 < store->elements; i += 2) {
+            const redisReply *k = store->element[i], *v = store->element[i + 1];
+            if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+            /* The proxy's own directives shadow the store's (port, maxclients, ...). */
+            if (config_is_proxy_directive(k->str, k->len)) continue;
+            reply_bulk(extra, k->str, k->len);
+            reply_bulk(extra, v->str, v->len);
+            extra_count++;
+        }
+    }
+    reply_array(out, 2 * (r->count + extra_count));
+    evbuffer_add_buffer(out, r->pairs);
+    evbuffer_add_buffer(out, extra);
+    evbuffer_free(extra);
+    evbuffer_free(r->pairs);
+    free(r->names);
+    reply_slot *s = r->slot;
+    free(r);
+    client_slot_done(s);
+}
+
+static void config_get_cb(void *ctx, const backend_reply *br)
+{
+    config_get_finish(ctx, br->parsed);
+}
+
+static void config_get(client *c, int argc, char **argv, size_t *argvlen)
+{
+    config_get_request *r = calloc(1, sizeof(*r));
+    if (!r) abort();
+    r->pairs = evbuffer_new();
+    for (int i = 2; i < argc; i++) config_get_matching(argv[i], argvlen[i], config_get_visit, r);
+    r->slot = client_slot_add(c);
+    int conn = backend_pick(server.backend, (unsigned)c->id);
+    if (conn >= 0 &&
+        backend_send(server.backend, conn, c->db, argc, argv, argvlen, BACKEND_PARSED, config_get_cb, r) == 0)
+        return;
+    config_get_finish(r, NULL);
+}
+
+/* Old values of the proxy directives a CONFIG SET changed, to undo it. */
+/* Directives that take effect through other modules' state. */
+static void apply_runtime_config(void)
+{
+    scripting_apply_config();
+    if (server.backend) server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+}
+
+typedef struct config_undo {
+    reply_slot *slot;
+    int n;
+    char *names[64];
+    char *values[64];
+    int tls_rebuilt; /* the TLS context was rebuilt from the new values */
+} config_undo;
+
+static void config_undo_apply(config_undo *u)
+{
+    for (int i = u->n - 1; i >= 0; i--) config_set(u->names[i], u->values[i], strlen(u->values[i]));
+    apply_runtime_config();
+    if (u->tls_rebuilt) {
+        /* Back to a context made from the old values. */
+        char err[512];
+        if (tls_configure(err, sizeof(err)) != 0) log_warning("Restoring the TLS configuration: %s", err);
+    }
+}
+
+static void config_undo_free(config_undo *u)
+{
+    for (int i = 0; i < u->n; i++) {
+        free(u->names[i]);
+        free(u->values[i]);
+    }
+    free(u);
+}
+
+static void config_set_store_cb(void *ctx, const backend_reply *br)
+{
+    config_undo *u = ctx;
+    reply_slot *s = u->slot;
+    if (br->error) {
+        config_undo_apply(u);
+        reply_error(s->buf, br->error);
+    } else {
+        /* The store's answer decides; its error undoes the proxy's part too. */
+        char first = 0;
+        evbuffer_copyout(br->raw, &first, 1);
+        if (first == '-') config_undo_apply(u);
+        evbuffer_remove_buffer(br->raw, s->buf, br->raw_len);
+    }
+    config_undo_free(u);
+    client_slot_done(s);
+}
+
+static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if ((argc - 2) % 2 != 0) {
+        reply_error(client_reply_buffer(c), "ERR wrong number of arguments for 'config|set' command");
+        return;
+    }
+    int proxy = 0, store = 0;
+    for (int i = 2; i < argc; i += 2) {
+        const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        for (int j = 2; j < i; j += 2) {
+            const char *cj = config_canonical_name(argv[j], argvlen[j]);
+            if (!strcasecmp(argv[i], argv[j]) || (ci && cj && ci == cj)) {
+                reply_errorf(client_reply_buffer(c),
+                             "ERR CONFIG SET failed (possibly related to argument '%s') - duplicate parameter",
+                             argv[i]);
+                return;
+            }
+        }
+        if (ci) proxy++;
+        else store++;
+    }
+    if (!proxy) {
+        relay_command(c, cmd, argc, argv, argvlen);
+        return;
+    }
+    if (proxy > 64) {
+        reply_error(client_reply_buffer(c), "ERR CONFIG SET failed - too many parameters");
+        return;
+    }
+    /* All or nothing, as in Redis: remember, apply, undo on the first failure. */
+    config_undo *u = calloc(1, sizeof(*u));
+    if (!u) abort();
+    char old[1024];
+    for (int i = 2; i < argc; i += 2) {
+        if (!config_canonical_name(argv[i], argvlen[i])) continue;
+        config_get_value(argv[i], old, sizeof(old));
+        const char *why = config_set(argv[i], argv[i + 1], argvlen[i + 1]);
+        if (why) {
+            config_undo_apply(u);
+            config_undo_free(u);
+            struct evbuffer *out = client_reply_buffer(c);
+            if (!strcmp(why, "Unknown option"))
+                reply_errorf(out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'", argv[i]);
+            else reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s", argv[i], why);
+            return;
+        }
+        u->names[u->n] = strdup(argv[i]);
+        u->values[u->n] = strdup(old);
+        if (!u->names[u->n] || !u->values[u->n]) abort();
+        u->n++;
+    }
+    apply_runtime_config();
+    /* The tls-* values take effect together, in one new context (the first
+     * one named is the argument the error points at, as in Redis). */
+    const char *tls_arg = NULL;
+    for (int i = 2; i < argc && !tls_arg; i += 2)
+        if (config_canonical_name(argv[i], argvlen[i]) && tls_is_context_directive(argv[i], argvlen[i]))
+            tls_arg = argv[i];
+    if (tls_arg) {
+        char err[512];
+        if (tls_configure(err, sizeof(err)) != 0) {
+            log_warning("Failed to update the TLS configuration: %s", err);
+            config_undo_apply(u); /* the old context was never replaced */
+            config_undo_free(u);
+            reply_errorf(client_reply_buffer(c),
+                         "ERR CONFIG SET failed (possibly related to argument '%s') - Unable to update TLS "
+                         "configuration. Check server logs.",
+                         tls_arg);
+            return;
+        }
+        u->tls_rebuilt = 1;
+    }
+    if (!store) {
+        config_undo_free(u);
+        reply_ok(client_reply_buffer(c));
+        return;
+    }
+    /* The store's parameters go to the store in one CONFIG SET of their own. */
+    char **sargv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *slens = malloc(sizeof(size_t) * (size_t)argc);
+    if (!sargv || !slens) abort();
+    int sargc = 0;
+    for (int i = 0; i < 2; i++) sargv[sargc] = argv[i], slens[sargc++] = argvlen[i];
+    for (int i = 2; i < argc; i += 2) {
+        if (config_canonical_name(argv[i], argvlen[i])) continue;
+        sargv[sargc] = argv[i], slens[sargc++] = argvlen[i];
+        sargv[sargc] = argv[i + 1], slens[sargc++] = argvlen[i + 1];
+    }
+    u->slot = client_slot_add(c);
+    int conn = client_shared_conn(c);
+    if (conn < 0 || backend_send(server.backend, conn, c->db, sargc, sargv, slens, BACKEND_RAW, config_set_store_cb,
+                                 u) != 0) {
+        config_undo_apply(u);
+        reply_error(u->slot->buf, backend_error(server.backend));
+        client_slot_done(u->slot);
+        config_undo_free(u);
+    }
+    free(sargv);
+    free(slens);
+}
+
+void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!strcmp(cmd->name, "config|get")) {
+        config_get(c, argc, argv, argvlen);
+    } else if (!strcmp(cmd->name, "config|set")) {
+        config_set_command(c, cmd, argc, argv, argvlen);
+    } else if (!strcmp(cmd->name, "config|rewrite")) {
+        char err[256];
+        struct evbuffer *out = client_reply_buffer(c);
+        if (config_rewrite(err, sizeof(err)) == 0) {
+            log_notice("CONFIG REWRITE executed with success.");
+            reply_ok(out);
+        } else {
+            reply_errorf(out, "ERR %s", err);
+        }
+    } else if (!strcmp(cmd->name, "config|resetstat")) {
+        memset(&server.stats, 0, sizeof(server.stats));
+        relay_command(c, cmd, argc, argv, argvlen);
+    } else {
+        relay_command(c, cmd, argc, argv, argvlen);
+    }
+}

@@ -1,0 +1,890 @@
+/* MULTI/EXEC/DISCARD/WATCH/UNWATCH and blocking commands.
+ *
+ * A transaction is queued in the proxy (with Redis's +QUEUED and its errors)
+ * and at EXEC goes to the store as MULTI, the commands and EXEC written
+ * back to back on one connection, so the store runs it atomically and its
+ * EXEC reply goes to the client as it is. The union of the queued commands'
+ * lock units is held until that reply, which isolates it from scripts.
+ * WATCH pins a connection of the client's own for the WATCH ... EXEC span,
+ * so the store itself tells whether a watched key changed.
+ * A blocking command gets a connection of its own from a bounded pool, so
+ * it never stalls the shared pipelined connections. */
+#include "proxy/commands/transactions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "backends/backend.h"
+#include "proxy/core/acl.h"
+#include "proxy/core/config.h"
+#include "proxy/core/locks.h"
+#include "util/log.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/reply.h"
+#include "proxy/commands/scripting.h"
+#include "proxy/core/server.h"
+
+typedef struct queued_command {
+    const command_def *cmd;
+    int argc;
+    char **argv; /* argv, argvlen and the bytes: one block */
+    size_t *argvlen;
+    char *acl_error; /* refused at EXEC: the user's rules changed since it was queued */
+} queued_command;
+
+typedef struct watched_key {
+    lock_watch *w;
+    uint64_t version;
+} watched_key;
+
+struct watch_versions {
+    watched_key *keys;
+    int n, cap;
+    int snapped;        /* keys[0..snapped) have their versions */
+    lock_set *settle;   /* waits for requests in flight without a set */
+};
+
+struct multi_state {
+    queued_command *cmds;
+    int count, cap;
+    int dirty; /* a command was rejected while queueing: EXEC aborts */
+    int acl_refused; /* some command got acl_error at EXEC */
+};
+
+static unsigned blocking_in_use;
+static int has_scripts(const multi_state *m);
+
+enum exec_phase {
+    EXEC_DRAIN,  /* waiting for the client's relayed commands to be answered */
+    EXEC_LOCKS,  /* waiting for its lock units */
+    EXEC_CHECK,  /* asking the store whether a watched key changed */
+    EXEC_STORE,  /* sent to the store as one MULTI ... EXEC */
+    EXEC_RUN,    /* run command by command by the proxy (scripts inside) */
+};
+
+typedef struct exec_elem {
+    struct exec_run *er;
+    int index;
+} exec_elem;
+
+/* One EXEC, from the moment it is read to its reply. It does not depend on
+ * its client: a client that goes away meanwhile has its transaction run to
+ * the end, as Redis runs a command it has read; only the reply is dropped. */
+typedef struct exec_run {
+    struct exec_run *older, *newer; /* every EXEC not finished, for shutdown */
+    client *c; /* NULL once the client is gone */
+    unsigned long long client_id;
+    struct acl_user *user; /* who ran EXEC: its scripts' calls are checked against it */
+    multi_state *m;
+    lock_set *ls;
+    reply_slot *slot;
+    int watch_conn;     /* the client's WATCH connection, taken over at EXEC, or -1 */
+    watch_versions *wv; /* its WATCH by versions, taken over at EXEC */
+    int phase;
+    int db;     /* where the commands run; a SELECT inside moves it */
+    int new_db; /* EXEC_STORE: the client's database after it (SELECT inside), or -1 */
+    /* EXEC_RUN */
+    struct evbuffer **replies; /* one per queued command */
+    exec_elem *elems;
+    int next;      /* next command to start */
+    int pending;   /* store replies outstanding */
+    int script_running;
+    int stepping;
+} exec_run;
+
+static exec_run *exec_runs;
+
+static void multi_free(multi_state *m)
+{
+    if (!m) return;
+    for (int i = 0; i < m->count; i++) {
+        free(m->cmds[i].argv);
+        free(m->cmds[i].acl_error);
+    }
+    free(m->cmds);
+    free(m);
+}
+
+static void watch_versions_free(watch_versions *w)
+{
+    if (!w) return;
+    if (w->settle) lock_set_release(w->settle);
+    for (int i = 0; i < w->n; i++) lock_watch_end(w->keys[i].w);
+    free(w->keys);
+    free(w);
+}
+
+static void unwatch(client *c)
+{
+    watch_versions_free(c->watch_versions);
+    c->watch_versions = NULL;
+    if (c->watch_conn >= 0) {
+        backend_release_dedicated(server.backend, c->watch_conn, 0);
+        c->watch_conn = -1;
+    }
+}
+
+static void exec_continue_gone(evutil_socket_t fd, short what, void *arg);
+
+void transactions_client_gone(client *c)
+{
+    multi_free(c->multi);
+    c->multi = NULL;
+    exec_run *er = c->exec_run;
+    if (er) {
+        er->c = NULL;
+        c->exec_run = NULL;
+        /* Its client's relayed commands no longer report when they are
+         * answered: go on from the event loop (the locks keep the order). */
+        if (er->phase == EXEC_DRAIN) {
+            static const struct timeval zero = {0, 0};
+            event_base_once(server.base, -1, EV_TIMEOUT, exec_continue_gone, er, &zero);
+        }
+    }
+    if (c->dedicated_conn >= 0) {
+        /* A blocking command or a WATCH is in flight on it: closing the
+         * connection unblocks the store side; the callbacks are dropped, so
+         * finish their slot here. */
+        if (c->dedicated_conn != c->watch_conn) {
+            backend_release_dedicated(server.backend, c->dedicated_conn, 0);
+            if (c->dedicated_blocking) blocking_in_use--;
+        }
+        reply_slot *s = c->dedicated_slot;
+        if (s) {
+            if (s->locks) {
+                lock_set_release(s->locks);
+                s->locks = NULL;
+            }
+            s->done = 1;
+        }
+        c->dedicated_conn = -1;
+        c->dedicated_slot = NULL;
+    }
+    unwatch(c);
+}
+
+void transactions_reset(client *c)
+{
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+}
+
+int multi_length(const client *c) { return c->multi ? c->multi->count : -1; }
+
+void multi_flag_dirty(client *c)
+{
+    if (c->multi) c->multi->dirty = 1;
+}
+
+void exec_reject(client *c, const char *error)
+{
+    /* As Redis: a rejected EXEC discards the transaction and the WATCH,
+     * inside MULTI or not. */
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+    reply_errorf(client_reply_buffer(c), "EXECABORT Transaction discarded because of: %s", error);
+}
+
+/* ---- queueing -------------------------------------------------------------- */
+
+/* Commands the proxy answers itself outside MULTI that the store can run
+ * inside one. PUBLISH reaches the proxy's subscribers through its shared
+ * subscriber connection; its count is then the store's (as from a script). */
+static int store_can_run(const command_def *cmd)
+{
+    static const char *const ok[] = {"ping", "echo", "time", "select", "publish", "spublish", NULL};
+    if (pubsub_carried_here(cmd)) return 1; /* PUBSUB where the proxy is the pub/sub server */
+    for (const char *const *p = ok; *p; p++)
+        if (!strcmp(*p, cmd->name)) return 1;
+    return 0;
+}
+
+int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen)
+{
+    multi_state *m = c->multi;
+    struct evbuffer *out = client_reply_buffer(c);
+    if (is_local && !store_can_run(cmd) && !scripting_is_eval(cmd)) {
+        reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
+        m->dirty = 1;
+        return 1;
+    }
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
+    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
+    if (!block) abort();
+    queued_command q = {cmd, argc, (char **)block, (size_t *)(block + (size_t)argc * sizeof(char *)), NULL};
+    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, argv[i], argvlen[i]);
+        data[argvlen[i]] = '\0';
+        q.argv[i] = data;
+        q.argvlen[i] = argvlen[i];
+        data += argvlen[i] + 1;
+    }
+    if (m->count == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->cmds = realloc(m->cmds, sizeof(*m->cmds) * (size_t)m->cap);
+        if (!m->cmds) abort();
+    }
+    m->cmds[m->count++] = q;
+    reply_status(out, "QUEUED");
+    return 1;
+}
+
+/* ---- EXEC -------------------------------------------------------------------- */
+
+static void exec_unwatch(exec_run *er)
+{
+    watch_versions_free(er->wv);
+    er->wv = NULL;
+    if (er->watch_conn >= 0) {
+        backend_release_dedicated(server.backend, er->watch_conn, 0);
+        er->watch_conn = -1;
+    }
+}
+
+static void exec_free(exec_run *er)
+{
+    if (er->newer) er->newer->older = er->older;
+    else exec_runs = er->older;
+    if (er->older) er->older->newer = er->newer;
+    if (er->replies)
+        for (int i = 0; i < er->m->count; i++)
+            if (er->replies[i]) evbuffer_free(er->replies[i]);
+    free(er->replies);
+    free(er->elems);
+    multi_free(er->m);
+    acl_user_release(er->user);
+    free(er);
+}
+
+/* The reply is in er->slot->buf: release everything and let the client go on. */
+static void exec_finish(exec_run *er)
+{
+    if (er->ls) lock_set_release(er->ls);
+    er->ls = NULL;
+    exec_unwatch(er);
+    client *c = er->c;
+    if (c) c->exec_run = NULL;
+    client_slot_done(er->slot);
+    exec_free(er);
+    if (c) client_unblock(c);
+}
+
+static void exec_finish_error(exec_run *er, const char *error)
+{
+    reply_error(er->slot->buf, error);
+    exec_finish(er);
+}
+
+static void exec_store_reply_cb(void *ctx, const backend_reply *r)
+{
+    exec_run *er = ctx;
+    if (r->error) {
+        reply_error(er->slot->buf, r->error);
+    } else {
+        /* A SELECT inside a transaction that ran moves the client. */
+        char first[2] = {0, 0};
+        evbuffer_copyout(r->raw, first, 2);
+        if (er->c && er->new_db >= 0 && first[0] == '*' && first[1] != '-') er->c->db = er->new_db;
+        evbuffer_remove_buffer(r->raw, er->slot->buf, r->raw_len);
+    }
+    exec_finish(er);
+}
+
+/* The store runs the transaction: MULTI, the commands and EXEC back to back
+ * on one connection (the pinned WATCH one, if any). */
+static void exec_send(exec_run *er)
+{
+    backend *b = server.backend;
+    int conn = er->watch_conn >= 0 ? er->watch_conn
+               : er->c               ? client_shared_conn(er->c)
+                                     : backend_pick(b, (unsigned)er->client_id);
+    int db = er->db;
+    char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+    size_t ml[1] = {5}, el[1] = {4};
+    multi_state *m = er->m;
+    int ok = conn >= 0 && backend_send(b, conn, db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0;
+    for (int i = 0; ok && i < m->count; i++) {
+        queued_command *q = &m->cmds[i];
+        ok = backend_send(b, conn, db, q->argc, q->argv, q->argvlen, BACKEND_RAW, NULL, NULL) == 0;
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                er->new_db = (int)id;
+        }
+    }
+    if (ok) ok = backend_send(b, conn, db, 1, ev, el, BACKEND_RAW, exec_store_reply_cb, er) == 0;
+    if (!ok) {
+        /* Nothing was sent, or the connection fails and errors every reply. */
+        exec_finish_error(er, backend_error(b));
+        return;
+    }
+    er->phase = EXEC_STORE;
+    if (er->new_db >= 0) {
+        /* The store's connection moved with the SELECT: bring it back to the
+         * database the proxy believes it is in. */
+        char num[16];
+        int n = snprintf(num, sizeof(num), "%d", db);
+        char *sv[2] = {"SELECT", num};
+        size_t sl[2] = {6, (size_t)n};
+        backend_send(b, conn, db, 2, sv, sl, BACKEND_RAW, NULL, NULL);
+    }
+}
+
+/* ---- EXEC run by the proxy (scripts inside) ------------------------------------ */
+
+static void exec_run_step(exec_run *er);
+
+static void exec_run_finish(exec_run *er)
+{
+    struct evbuffer *out = er->slot->buf;
+    reply_array(out, er->m->count);
+    for (int i = 0; i < er->m->count; i++) evbuffer_add_buffer(out, er->replies[i]);
+    if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
+    exec_finish(er);
+}
+
+static void exec_elem_cb(void *ctx, const backend_reply *r)
+{
+    exec_elem *el = ctx;
+    exec_run *er = el->er;
+    if (r->error) reply_error(er->replies[el->index], r->error);
+    else evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    er->pending--;
+    exec_run_step(er);
+}
+
+static void exec_script_done(void *ctx, const char *reply, size_t len)
+{
+    exec_elem *el = ctx;
+    exec_run *er = el->er;
+    evbuffer_add(er->replies[el->index], reply, len);
+    er->script_running = 0;
+    exec_run_step(er);
+}
+
+/* A script inside EXEC takes its client's id, user and database; once the
+ * client is gone they come from the transaction, through a stand-in. */
+static void exec_start_script(exec_run *er, queued_command *q, exec_elem *el)
+{
+    client stand_in, *c = er->c;
+    if (!c) {
+        memset(&stand_in, 0, sizeof(stand_in));
+        stand_in.id = er->client_id;
+        stand_in.user = er->user;
+        stand_in.db = er->db;
+        stand_in.watch_conn = stand_in.dedicated_conn = stand_in.backend_conn = -1;
+        c = &stand_in;
+    }
+    scripting_eval_in_exec(c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done, el);
+}
+
+/* Commands go out in order; a script starts once everything before it has
+ * answered (its calls may take another connection), and what follows it
+ * waits for it. */
+static void exec_run_step(exec_run *er)
+{
+    backend *b = server.backend;
+    /* A script may finish inside scripting_eval_in_exec, which steps again:
+     * the outer call carries on instead of nesting. */
+    if (er->stepping) return;
+    er->stepping = 1;
+    while (!er->script_running && er->next < er->m->count) {
+        int i = er->next;
+        queued_command *q = &er->m->cmds[i];
+        if (q->acl_error) {
+            er->next++;
+            reply_error(er->replies[i], q->acl_error);
+            continue;
+        }
+        if (scripting_is_eval(q->cmd)) {
+            if (er->pending) break; /* exec_elem_cb steps again once they have answered */
+            er->next++;
+            er->script_running = 1;
+            exec_start_script(er, q, &er->elems[i]);
+            continue;
+        }
+        er->next++;
+        if (pubsub_run_here(q->cmd, q->argc, q->argv, q->argvlen, er->replies[i])) continue;
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (!string_to_ll(q->argv[1], q->argvlen[1], &id)) {
+                reply_error(er->replies[i], "ERR value is not an integer or out of range");
+            } else if (id < 0 || id >= config.databases) {
+                reply_error(er->replies[i], "ERR DB index is out of range");
+            } else {
+                er->db = (int)id;
+                reply_ok(er->replies[i]);
+            }
+            continue;
+        }
+        int conn = backend_pick(b, (unsigned)er->client_id);
+        if (conn < 0 || backend_send(b, conn, er->db, q->argc, q->argv, q->argvlen, BACKEND_RAW, exec_elem_cb,
+                                     &er->elems[i]) != 0) {
+            reply_error(er->replies[i], backend_error(b));
+            continue;
+        }
+        er->pending++;
+    }
+    er->stepping = 0;
+    if (!er->script_running && !er->pending && er->next == er->m->count) exec_run_finish(er);
+}
+
+static void exec_run_start(exec_run *er)
+{
+    multi_state *m = er->m;
+    er->phase = EXEC_RUN;
+    er->replies = calloc((size_t)m->count, sizeof(*er->replies));
+    er->elems = calloc((size_t)m->count, sizeof(*er->elems));
+    if (m->count && (!er->replies || !er->elems)) abort();
+    for (int i = 0; i < m->count; i++) {
+        er->replies[i] = evbuffer_new();
+        if (!er->replies[i]) abort();
+        er->elems[i].er = er;
+        er->elems[i].index = i;
+    }
+    exec_run_step(er);
+}
+
+/* With WATCH, an empty transaction on the pinned connection asks the store
+ * whether a watched key changed; the proxy's locks are already held. */
+static void watch_check_cb(void *ctx, const backend_reply *r)
+{
+    exec_run *er = ctx;
+    char first[2] = {0, 0};
+    if (!r->error) evbuffer_copyout(r->raw, first, 2);
+    exec_unwatch(er);
+    if (r->error) {
+        exec_finish_error(er, r->error);
+        return;
+    }
+    if (first[0] != '*' || first[1] == '-') {
+        reply_null_array(er->slot->buf);
+        exec_finish(er);
+        return;
+    }
+    exec_run_start(er);
+}
+
+/* Also true when a command is refused at EXEC: the proxy then runs the
+ * transaction itself, answering the refused command with its error. */
+static int has_scripts(const multi_state *m)
+{
+    if (m->acl_refused) return 1;
+    for (int i = 0; i < m->count; i++)
+        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+    return 0;
+}
+
+/* WATCH without a pinned connection: did a writer through the proxy touch
+ * a watched key since? */
+static int watched_changed(const watch_versions *w)
+{
+    for (int i = 0; i < w->n; i++)
+        if (lock_watch_version(w->keys[i].w) != w->keys[i].version) return 1;
+    return 0;
+}
+
+static void exec_go(exec_run *er)
+{
+    if (er->wv) {
+        int changed = watched_changed(er->wv);
+        exec_unwatch(er);
+        if (changed) {
+            reply_null_array(er->slot->buf);
+            exec_finish(er);
+            return;
+        }
+    }
+    if (!has_scripts(er->m) && server.backend->has_transactions) {
+        exec_send(er);
+        return;
+    }
+    if (er->watch_conn >= 0) {
+        char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
+        size_t ml[1] = {5}, el[1] = {4};
+        backend *b = server.backend;
+        if (backend_send(b, er->watch_conn, er->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&
+            backend_send(b, er->watch_conn, er->db, 1, ev, el, BACKEND_RAW, watch_check_cb, er) == 0) {
+            er->phase = EXEC_CHECK;
+            return;
+        }
+        exec_finish_error(er, backend_error(b));
+        return;
+    }
+    exec_run_start(er);
+}
+
+static void exec_lock_granted(lock_set *ls, void *ctx)
+{
+    exec_run *er = ctx;
+    (void)ls;
+    exec_go(er);
+}
+
+/* Refused because of a busy script: as Redis rejects EXEC then, the
+ * transaction is discarded. */
+static void exec_busy(exec_run *er, const char *busy)
+{
+    reply_errorf(er->slot->buf, "EXECABORT Transaction discarded because of: %s", busy);
+    exec_finish(er);
+}
+
+/* Every queued command's units, in one set, then run it. */
+static void exec_lock(exec_run *er)
+{
+    multi_state *m = er->m;
+    int write = 0, keyspace = 0, scripts = 0;
+    for (int i = 0; i < m->count; i++) {
+        if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
+        if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
+    }
+    /* With scripts inside, the proxy runs the transaction itself: it must
+     * exclude everyone from its keys for the whole span. */
+    int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused;
+    int mode = by_proxy ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
+    lock_set *ls = lock_set_new(mode, exec_lock_granted, er);
+    if (by_proxy && write) lock_set_set_written(ls, 1); /* so WATCHers see it */
+    int db = er->db;
+    for (int i = 0; i < m->count && !keyspace; i++) {
+        queued_command *q = &m->cmds[i];
+        if (!strcmp(q->cmd->name, "select")) {
+            long long id;
+            if (string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases) db = (int)id;
+            continue;
+        }
+        if (command_is_keyspace_wide(q->cmd)) {
+            keyspace = 1;
+            break;
+        }
+        if (scripting_is_eval(q->cmd)) {
+            int first, n = scripting_eval_keys(q->cmd, q->argc, q->argv, q->argvlen, &first);
+            for (int k = 0; k < n; k++) lock_set_add_key(ls, db, q->argv[first + k], q->argvlen[first + k]);
+            continue;
+        }
+        if (!q->cmd->key_spec_count && !q->cmd->getkeys) continue;
+        int keys[64];
+        int n = command_get_keys(q->cmd, q->argc, q->argv, q->argvlen, keys, NULL, 64);
+        if (n < 0 || n > 64) {
+            keyspace = 1;
+            break;
+        }
+        for (int k = 0; k < n; k++) lock_set_add_key(ls, db, q->argv[keys[k]], q->argvlen[keys[k]]);
+    }
+    if (keyspace) lock_set_add_keyspace(ls);
+    er->ls = ls;
+    er->phase = EXEC_LOCKS;
+    int rc = lock_set_acquire(ls, 1);
+    if (rc == LOCK_BUSY) {
+        exec_busy(er, busy_error(lock_set_busy_kind(ls)));
+        return;
+    }
+    if (rc == LOCK_GRANTED) exec_go(er);
+}
+
+static void exec_drained(client *c) { exec_lock(c->exec_run); }
+
+static void exec_continue_gone(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    exec_lock(arg);
+}
+
+static void exec_command(client *c)
+{
+    multi_state *m = c->multi;
+    if (!m) {
+        reply_error(client_reply_buffer(c), "ERR EXEC without MULTI");
+        return;
+    }
+    c->multi = NULL;
+    if (m->dirty) {
+        reply_error(client_reply_buffer(c), "EXECABORT Transaction discarded because of previous errors.");
+        multi_free(m);
+        unwatch(c);
+        return;
+    }
+    /* As Redis, EXEC checks every command again: the user's rules may have
+     * changed since it was queued. */
+    if (!c->user->unrestricted)
+        for (int i = 0; i < m->count; i++) {
+            queued_command *q = &m->cmds[i];
+            q->acl_error = acl_exec_recheck(c, q->cmd, q->argc, q->argv, q->argvlen);
+            if (q->acl_error) m->acl_refused = 1;
+        }
+    /* With WATCH the transaction goes on the client's own connection: the
+     * commands it sent before must have run first. */
+    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m);
+    exec_run *er = calloc(1, sizeof(*er));
+    if (!er) abort();
+    er->c = c;
+    er->client_id = c->id;
+    er->user = c->user;
+    acl_user_retain(er->user);
+    er->m = m;
+    er->db = c->db;
+    er->new_db = -1;
+    /* EXEC ends the WATCH, as in Redis; the transaction takes what it needs of it. */
+    er->watch_conn = c->watch_conn;
+    c->watch_conn = -1;
+    er->wv = c->watch_versions;
+    c->watch_versions = NULL;
+    er->slot = client_slot_add(c);
+    er->older = exec_runs;
+    if (exec_runs) exec_runs->newer = er;
+    exec_runs = er;
+    c->exec_run = er;
+    client_block(c);
+    er->phase = EXEC_DRAIN;
+    if (drain) client_when_drained(c, exec_drained);
+    else exec_lock(er);
+}
+
+void transactions_shutdown(void)
+{
+    /* The backend is gone; what is left never gets its replies. Scripts
+     * inside EXEC have already released the lock set they borrowed. */
+    while (exec_runs) {
+        exec_run *er = exec_runs;
+        if (er->ls && !er->script_running) lock_set_release(er->ls);
+        er->ls = NULL;
+        watch_versions_free(er->wv);
+        er->wv = NULL;
+        if (er->c) er->c->exec_run = NULL;
+        exec_free(er);
+    }
+}
+
+/* ---- WATCH ----------------------------------------------------------------- */
+
+static void watch_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (c) {
+        if (r->error) reply_error(s->buf, r->error);
+        else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+        if (c->dedicated_slot == s) {
+            c->dedicated_slot = NULL;
+            c->dedicated_conn = -1;
+        }
+        client_slot_done(s);
+        client_unblock(c);
+        return;
+    }
+    client_slot_done(s);
+}
+
+static void watch_after_drain(client *c)
+{
+    int argc = c->parser.argc;
+    char **argv = c->parser.argv;
+    size_t *argvlen = c->parser.argvlen;
+    backend *b = server.backend;
+    reply_slot *s = client_slot_add(c);
+    if (backend_send(b, c->watch_conn, c->db, argc, argv, argvlen, BACKEND_RAW, watch_reply_cb, s) != 0) {
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        unwatch(c);
+        client_unblock(c);
+        return;
+    }
+    c->dedicated_conn = c->watch_conn;
+    c->dedicated_slot = s;
+}
+
+/* Every request sent without a set has been answered: the versions of the
+ * keys just watched now include every write that could precede the WATCH. */
+static void watch_versions_settled(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    watch_versions *w = c->watch_versions;
+    w->settle = NULL;
+    lock_set_release(ls);
+    for (; w->snapped < w->n; w->snapped++) w->keys[w->snapped].version = lock_watch_version(w->keys[w->snapped].w);
+    reply_ok(client_reply_buffer(c));
+    client_unblock(c);
+}
+
+static void watch_versions_after_drain(client *c)
+{
+    if (!c->watch_versions) {
+        c->watch_versions = calloc(1, sizeof(*c->watch_versions));
+        if (!c->watch_versions) abort();
+    }
+    watch_versions *w = c->watch_versions;
+    for (int i = 1; i < c->parser.argc; i++) {
+        if (w->n == w->cap) {
+            w->cap = w->cap ? w->cap * 2 : 8;
+            w->keys = realloc(w->keys, sizeof(*w->keys) * (size_t)w->cap);
+            if (!w->keys) abort();
+        }
+        /* From here plain requests take sets, so their writes count. */
+        w->keys[w->n].w = lock_watch_begin(c->db, c->parser.argv[i], c->parser.argvlen[i]);
+        w->keys[w->n].version = 0;
+        w->n++;
+    }
+    lock_set *ls = lock_set_new(LOCK_SCRIPT_RO, watch_versions_settled, c);
+    if (lock_set_acquire(ls, 0) == LOCK_GRANTED) {
+        watch_versions_settled(ls, c);
+        return;
+    }
+    w->settle = ls; /* released by unwatch should the client go meanwhile */
+}
+
+static void watch_command(client *c)
+{
+    if (c->multi) {
+        reply_error(client_reply_buffer(c), "ERR WATCH inside MULTI is not allowed");
+        return;
+    }
+    if (!server.backend->has_dedicated) {
+        /* The store cannot watch: the proxy's write versions do. */
+        client_block(c);
+        client_when_drained(c, watch_versions_after_drain);
+        return;
+    }
+    if (c->watch_conn < 0) {
+        c->watch_conn = backend_open_dedicated(server.backend);
+        if (c->watch_conn < 0) {
+            reply_error(client_reply_buffer(c), backend_error(server.backend));
+            return;
+        }
+    }
+    client_block(c);
+    client_when_drained(c, watch_after_drain);
+}
+
+/* ---- blocking commands ------------------------------------------------------- */
+
+static void blocking_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (!c) {
+        client_slot_done(s);
+        return;
+    }
+    if (r->error) reply_error(s->buf, r->error);
+    else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+    backend_release_dedicated(server.backend, c->dedicated_conn, 1);
+    blocking_in_use--;
+    c->blocking_cmd = NULL;
+    c->dedicated_conn = -1;
+    c->dedicated_slot = NULL;
+    c->dedicated_blocking = 0;
+    client_slot_done(s);
+    client_unblock(c);
+}
+
+static void blocking_after_drain(client *c)
+{
+    backend *b = server.backend;
+    int conn = backend_open_dedicated(b);
+    if (conn < 0) {
+        reply_error(client_reply_buffer(c), backend_error(b));
+        client_unblock(c);
+        return;
+    }
+    reply_slot *s = client_slot_add(c);
+    if (backend_send(b, conn, c->db, c->parser.argc, c->parser.argv, c->parser.argvlen, BACKEND_RAW,
+                     blocking_reply_cb, s) != 0) {
+        backend_release_dedicated(b, conn, 0);
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        client_unblock(c);
+        return;
+    }
+    blocking_in_use++;
+    c->dedicated_conn = conn;
+    c->dedicated_slot = s;
+    c->dedicated_blocking = 1;
+    c->blocking_cmd = command_lookup(c->parser.argv[0], c->parser.argvlen[0]);
+}
+
+int blocking_unblock(client *c, int with_error)
+{
+    if (!c->dedicated_blocking || c->dedicated_conn < 0 || !c->dedicated_slot) return 0;
+    const command_def *cmd = c->blocking_cmd;
+    if (cmd && !strcmp(cmd->name, "wait")) return 0; /* as in Redis: WAIT is not unblockable */
+    /* Closing its store connection ends the wait at the store; the client
+     * gets what a timeout gives, or the UNBLOCKED error. */
+    backend_release_dedicated(server.backend, c->dedicated_conn, 0);
+    blocking_in_use--;
+    reply_slot *s = c->dedicated_slot;
+    if (with_error) reply_error(s->buf, "UNBLOCKED client unblocked via CLIENT UNBLOCK");
+    else if (cmd && (!strcmp(cmd->name, "blmove") || !strcmp(cmd->name, "brpoplpush"))) reply_null_bulk(s->buf);
+    else reply_null_array(s->buf);
+    c->dedicated_conn = -1;
+    c->dedicated_slot = NULL;
+    c->dedicated_blocking = 0;
+    client_slot_done(s);
+    client_unblock(c);
+    return 1;
+}
+
+void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!server.backend->has_dedicated) {
+        /* No connection of its own to block on: the store gets it like any
+         * other command (memcached refuses it with its usual text). */
+        relay_command(c, cmd, argc, argv, argvlen);
+        return;
+    }
+    if ((long long)blocking_in_use >= config.backend_blocking_connections) {
+        reply_errorf(client_reply_buffer(c),
+                     "ERR no store connection left for blocking commands (backend-blocking-connections is %lld)",
+                     config.backend_blocking_connections);
+        return;
+    }
+    client_block(c);
+    /* Commands the client sent before must reach the store first. */
+    client_when_drained(c, blocking_after_drain);
+}
+
+unsigned blocking_clients(void) { return blocking_in_use; }
+
+/* ---- entry points --------------------------------------------------------------- */
+
+void cmd_multi(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (c->multi) {
+        reply_error(client_reply_buffer(c), "ERR MULTI calls can not be nested");
+        return;
+    }
+    c->multi = calloc(1, sizeof(*c->multi));
+    if (!c->multi) abort();
+    reply_ok(client_reply_buffer(c));
+}
+
+void cmd_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen) { exec_command(c); }
+
+void cmd_discard(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!c->multi) {
+        reply_error(client_reply_buffer(c), "ERR DISCARD without MULTI");
+        return;
+    }
+    multi_free(c->multi);
+    c->multi = NULL;
+    unwatch(c);
+    reply_ok(client_reply_buffer(c));
+}
+
+void cmd_watch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen) { watch_command(c); }
+
+void cmd_unwatch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    unwatch(c);
+    reply_ok(client_reply_buffer(c));
+}

@@ -1,0 +1,730 @@
+/* Client connections: reading requests, keeping replies in request order,
+ * output limits, closing. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "backends/backend.h"
+#include "proxy/core/acl.h"
+#include "proxy/core/config.h"
+#include "proxy/core/locks.h"
+#include "util/log.h"
+#include "proxy/core/reply.h"
+#include "proxy/commands/transactions.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/server.h"
+#include "proxy/core/tls.h"
+
+/* Finished slots are kept for reuse: no allocation per request when warm. */
+static reply_slot *free_slots;
+static size_t free_slots_count;
+#define FREE_SLOTS_MAX 4096
+
+static reply_slot *slot_get(void)
+{
+    reply_slot *s = free_slots;
+    if (s) {
+        free_slots = s->next;
+        free_slots_count--;
+    } else {
+        s = calloc(1, sizeof(*s));
+        if (!s) abort();
+    }
+    s->next = NULL;
+    s->c = NULL;
+    s->locks = NULL;
+    s->done = 0;
+    s->discard = 0;
+    s->unlocked = 0;
+    return s;
+}
+
+static void slot_put(reply_slot *s)
+{
+    if (s->buf) evbuffer_drain(s->buf, evbuffer_get_length(s->buf));
+    if (free_slots_count >= FREE_SLOTS_MAX) {
+        if (s->buf) evbuffer_free(s->buf);
+        free(s);
+        return;
+    }
+    s->next = free_slots;
+    free_slots = s;
+    free_slots_count++;
+}
+
+static void format_addr(int fd, int local, char *out, size_t outlen, int is_unix)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    int rc = local ? getsockname(fd, (struct sockaddr *)&ss, &len) : getpeername(fd, (struct sockaddr *)&ss, &len);
+    if (rc != 0) {
+        snprintf(out, outlen, "?:0");
+        return;
+    }
+    if (is_unix || ss.ss_family == AF_UNIX) {
+        /* Redis shows "path:0" for unix sockets, on both ends. */
+        snprintf(out, outlen, "%.*s:0", (int)(outlen > 3 ? outlen - 3 : 0), config.unixsocket ? config.unixsocket : "");
+        return;
+    }
+    char ip[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &sin->sin_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%d", ip, ntohs(sin->sin_port));
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%d", ip, ntohs(sin6->sin6_port));
+    }
+}
+
+/* ---- output ---------------------------------------------------------------- */
+
+/* Replies are written by the proxy itself once per event-loop turn, for every
+ * client that got output, like Redis's write before sleeping: one writev per
+ * client per turn and no write-interest toggling while sockets keep up. Only
+ * a client whose socket is full gets libevent's write events until drained. */
+/* Clients waiting for something this loop turn, in no particular order. */
+typedef struct client_list {
+    client **v;
+    size_t n, cap;
+} client_list;
+
+static void list_push(client_list *l, client *c)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->v = realloc(l->v, sizeof(*l->v) * l->cap);
+        if (!l->v) abort();
+    }
+    l->v[l->n++] = c;
+}
+
+static void list_remove(client_list *l, client *c)
+{
+    for (size_t i = 0; i < l->n; i++)
+        if (l->v[i] == c) {
+            l->v[i] = l->v[--l->n];
+            return;
+        }
+}
+
+static client_list flush_list;
+static struct event *flush_ev;
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+
+static void flush_queue(client *c)
+{
+    if (c->flush_queued || (c->flags & CLIENT_CLOSING)) return;
+    list_push(&flush_list, c);
+    c->flush_queued = 1;
+    if (!flush_ev) flush_ev = event_new(server.base, -1, 0, flush_cb, NULL);
+    if (flush_list.n == 1) event_active(flush_ev, 0, 0);
+}
+
+static void output_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)buf;
+    if (!info->n_added) return;
+    client *c = arg;
+    /* Roughly one add per reply: what its next replies will weigh. */
+    c->reply_size_guess = (c->reply_size_guess + info->n_added) / 2;
+    flush_queue(c);
+}
+
+/* A client whose pipeline is held up by its own script (running, or just
+ * ended with the rest of its input still to read) gets its replies together
+ * once that input is consumed and its last script is done, as Redis answers
+ * a pipeline read in one go: one write instead of one per script. Bounded in
+ * size, and in time once the input is consumed (a slow last script does not
+ * hold the replies before it for more than HOLD_USEC); re-queued by
+ * client_process_input whenever it stops reading. */
+#define FLUSH_HOLD_MAX (64 * 1024)
+#define HOLD_USEC 2000
+
+static client_list held;
+static struct event *held_ev;
+
+static void held_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    while (held.n) {
+        client *c = held.v[--held.n];
+        c->hold_over = 1;
+        flush_queue(c);
+    }
+}
+
+static void held_add(client *c)
+{
+    if (!held_ev) held_ev = evtimer_new(server.base, held_cb, NULL);
+    if (!held_ev) abort();
+    list_push(&held, c);
+    c->held = 1;
+    if (held.n == 1) {
+        struct timeval tv = {0, HOLD_USEC};
+        evtimer_add(held_ev, &tv);
+    }
+}
+
+/* Output written or client gone: the hold is over. */
+static void held_remove(client *c)
+{
+    if (c->held && !c->hold_over) list_remove(&held, c);
+    c->held = c->hold_over = 0;
+}
+
+static int flush_can_wait(client *c)
+{
+    if (!c->script && !c->resume_pending) return 0;
+    if (evbuffer_get_length(c->out) >= FLUSH_HOLD_MAX) return 0;
+    if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0) return 1;
+    if (!c->script || c->hold_over) return 0;
+    if (!c->held) held_add(c);
+    return 1;
+}
+
+static void flush_unqueue(client *c)
+{
+    if (!c->flush_queued) return;
+    list_remove(&flush_list, c);
+    c->flush_queued = 0;
+}
+
+/* Output not yet handed to the kernel: the proxy's buffer, plus for TLS
+ * what the bufferevent still has to encrypt and send. */
+static size_t client_pending_output(client *c)
+{
+    return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* ---- pacing ------------------------------------------------------------------ */
+
+/* A client that does not read its replies must not make the proxy buffer
+ * without bound, nor fill the shared store connections with replies that
+ * others' replies queue behind. While what it is owed (output not written,
+ * plus its relayed commands in flight at the size its replies have had) is
+ * over PACE_BYTES, its input waits unread; it goes on once that drains.
+ * Before its first reply a client is assumed to get big ones, so a pipeline
+ * of huge replies starts only a few; small replies soon open the way. */
+#define PACE_BYTES (1024 * 1024)
+#define PACE_FIRST_GUESS PACE_BYTES
+
+static int client_over_pace(client *c)
+{
+    size_t owed = client_pending_output(c);
+    if (owed >= PACE_BYTES) return 1;
+    return c->relay_inflight && owed + (size_t)c->relay_inflight * c->reply_size_guess >= PACE_BYTES;
+}
+
+static void client_pace(client *c)
+{
+    c->flags |= CLIENT_PACED;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+/* Its replies were written or arrived: read its input again if it may. */
+static void client_pace_check(client *c)
+{
+    if (!(c->flags & CLIENT_PACED) || (c->flags & CLIENT_CLOSING) || client_over_pace(c)) return;
+    c->flags &= ~CLIENT_PACED;
+    if (!(c->flags & CLIENT_CLOSE_AFTER_REPLY)) bufferevent_enable(c->bev, EV_READ);
+    c->resume_pending = 1;
+    event_active(c->resume_ev, 0, 0);
+}
+
+static void client_write_now(client *c)
+{
+    struct evbuffer *out = c->out;
+    if (c->held) held_remove(c);
+    if (c->flags & CLIENT_TLS) {
+        /* TLS records are written by the bufferevent: hand it the whole turn's output. */
+        size_t n = evbuffer_get_length(out);
+        if (n && bufferevent_write_buffer(c->bev, out) == 0) server.stats.net_output_bytes += n;
+        client_pace_check(c);
+        if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0)
+            client_close(c);
+        return;
+    }
+    while (evbuffer_get_length(out)) {
+        int n = evbuffer_write(out, c->fd);
+        if (n > 0) {
+            server.stats.net_output_bytes += (unsigned long long)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+        if (n < 0) {
+            client_close(c);
+            return;
+        }
+        break;
+    }
+    client_pace_check(c);
+    if (evbuffer_get_length(out)) {
+        event_add(c->write_ev, NULL); /* the socket is full: go on when it drains */
+        return;
+    }
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
+}
+
+static void write_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    if (!(c->flags & CLIENT_CLOSING)) client_write_now(c);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* Writing may close clients (which unqueue themselves): take one at a time. */
+    while (flush_list.n) {
+        client *c = flush_list.v[--flush_list.n];
+        c->flush_queued = 0;
+        if (!(c->flags & CLIENT_CLOSING) && c->bev && !flush_can_wait(c)) client_write_now(c);
+    }
+}
+
+
+static void client_check_output_limits(client *c)
+{
+    if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
+    const obuf_limit *l = &config.obuf_limits[pubsub_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
+    size_t used = client_pending_output(c);
+    int hard = l->hard && used >= l->hard;
+    int soft = 0;
+    if (l->soft && used >= l->soft) {
+        time_t now = time(NULL);
+        if (!c->obuf_soft_since) c->obuf_soft_since = now;
+        else if (now - c->obuf_soft_since > l->soft_seconds) soft = 1;
+    } else {
+        c->obuf_soft_since = 0;
+    }
+    if (hard || soft) {
+        size_t len;
+        char *info = client_info_string(c, &len);
+        log_warning("Client %s scheduled to be closed ASAP for overcoming of output buffer limits.", info);
+        free(info);
+        client_close(c);
+    }
+}
+
+/* Moves every completed reply at the head of the queue to the socket. */
+static void client_flush_slots(client *c)
+{
+    struct evbuffer *out = c->out;
+    while (c->slots_head && c->slots_head->done) {
+        reply_slot *s = c->slots_head;
+        c->slots_head = s->next;
+        if (!c->slots_head) c->slots_tail = NULL;
+        c->slots_pending--;
+        if (s->buf && !s->discard) evbuffer_add_buffer(out, s->buf);
+        slot_put(s);
+    }
+    client_check_output_limits(c);
+}
+
+void client_output_written(client *c) { client_check_output_limits(c); }
+
+struct evbuffer *client_reply_buffer(client *c)
+{
+    if (c->flags & CLIENT_REPLY_SKIP) {
+        /* The reply goes nowhere. Behind replies still in flight it takes a
+         * discarded slot (so order holds); otherwise a scratch buffer. */
+        if (!c->slots_head) {
+            static struct evbuffer *scratch;
+            if (!scratch) scratch = evbuffer_new();
+            evbuffer_drain(scratch, evbuffer_get_length(scratch));
+            return scratch;
+        }
+        reply_slot *s = client_slot_add(c);
+        s->done = 1;
+        return s->buf;
+    }
+    if (!c->slots_head) return c->out;
+    reply_slot *s = client_slot_add(c);
+    s->done = 1;
+    return s->buf;
+}
+
+reply_slot *client_slot_add(client *c)
+{
+    reply_slot *s = slot_get();
+    if (!s->buf) s->buf = evbuffer_new();
+    if (!s->buf) abort();
+    s->c = c;
+    s->discard = (c->flags & CLIENT_REPLY_SKIP) != 0;
+    if (c->slots_tail) c->slots_tail->next = s;
+    else c->slots_head = s;
+    c->slots_tail = s;
+    c->slots_pending++;
+    return s;
+}
+
+void client_slot_done(reply_slot *s)
+{
+    s->done = 1;
+    client *c = s->c;
+    if (!c) {
+        slot_put(s);
+        return;
+    }
+    if (c->slots_head == s) client_flush_slots(c);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && c->bev && client_pending_output(c) == 0)
+        client_close(c);
+    else client_pace_check(c);
+}
+
+/* ---- lifecycle ---------------------------------------------------------------- */
+
+static void client_process_input(client *c);
+static client *closed_clients;
+static struct event *reap_ev;
+
+/* What features keep for a client (scripts, transactions, subscriptions)
+ * is let go by the hooks they register, not by client.c naming each one. */
+#define CLOSE_HOOKS_MAX 8
+static client_close_hook *close_hooks[CLOSE_HOOKS_MAX];
+static int close_hooks_count;
+
+void client_add_close_hook(client_close_hook *fn)
+{
+    if (close_hooks_count == CLOSE_HOOKS_MAX) abort();
+    close_hooks[close_hooks_count++] = fn;
+}
+
+static void reap_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    clients_reap();
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    client *c = arg;
+    c->last_interaction = time(NULL);
+    client_process_input(c);
+}
+
+
+
+/* TLS only: the bufferevent has sent everything it was given. */
+static void tls_written_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    client *c = arg;
+    client_pace_check(c);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0) client_close(c);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    client *c = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        c->flags |= CLIENT_TLS_READY; /* the TLS handshake is done */
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        char why[256];
+        const char *tls_why = (c->flags & CLIENT_TLS) ? tls_bufferevent_error(bev, why, sizeof(why)) : NULL;
+        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY))
+            log_verbose("Error accepting a client connection: %s (addr=%s laddr=%s)",
+                        tls_why ? tls_why : "connection closed during the TLS handshake", c->addr, c->laddr);
+        else if (tls_why)
+            log_verbose("TLS error on client id=%llu addr=%s: %s", (unsigned long long)c->id, c->addr, tls_why);
+        client_close(c);
+    }
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    c->resume_pending = 0;
+    client_process_input(c);
+}
+
+client *client_create(int fd, int is_unix, SSL *ssl)
+{
+    client *c = calloc(1, sizeof(*c));
+    if (!c) abort();
+    c->id = ++server.next_client_id;
+    c->fd = fd;
+    c->flags = is_unix ? CLIENT_UNIX_SOCKET : 0;
+    c->resp = 2;
+    c->db = server.backend ? server.backend->default_db : 0;
+    c->authenticated = 0;
+    c->user = acl_default_user();
+    acl_user_retain(c->user);
+    c->backend_conn = -1;
+    c->watch_conn = -1;
+    c->dedicated_conn = -1;
+    c->reply_size_guess = PACE_FIRST_GUESS;
+    c->ctime = c->last_interaction = time(NULL);
+    request_parser_init(&c->parser);
+    c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
+    format_addr(fd, 0, c->addr, sizeof(c->addr), is_unix);
+    format_addr(fd, 1, c->laddr, sizeof(c->laddr), is_unix);
+    if (!is_unix) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (config.tcp_keepalive > 0) {
+            setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+            int idle = config.tcp_keepalive, intvl = config.tcp_keepalive / 3 ? config.tcp_keepalive / 3 : 1, cnt = 3;
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+            setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        }
+    }
+    if (ssl) {
+        /* Same client from here on; the bufferevent does the handshake and
+         * the record layer, and reads start once the handshake is done. */
+        c->flags |= CLIENT_TLS;
+        c->bev = bufferevent_openssl_socket_new(server.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev) bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(server.base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->resume_ev = event_new(server.base, -1, 0, resume_cb, c);
+    if (!c->bev || !c->resume_ev) abort();
+    bufferevent_setcb(c->bev, read_cb, ssl ? tls_written_cb : NULL, event_cb, c);
+    bufferevent_enable(c->bev, EV_READ);
+    /* Plain output bypasses the bufferevent: see client_write_now. */
+    c->out = evbuffer_new();
+    c->write_ev = event_new(server.base, fd, EV_WRITE, write_ready_cb, c);
+    if (!c->out || !c->write_ev) abort();
+    evbuffer_add_cb(c->out, output_cb, c);
+    c->next = server.clients;
+    if (server.clients) server.clients->prev = c;
+    server.clients = c;
+    server.clients_count++;
+    server.stats.connections_received++;
+    return c;
+}
+
+void client_close(client *c)
+{
+    if (c->flags & CLIENT_CLOSING) return;
+    c->flags |= CLIENT_CLOSING;
+    if (c->waiting_locks && c->waiting_relay) {
+        relay_orphan_waiting(c); /* it still runs once its locks are free */
+    } else if (c->waiting_locks) {
+        lock_set_release(c->waiting_locks);
+        c->waiting_locks = NULL;
+    }
+    /* Every hook runs, whatever state the client is in: after this nothing
+     * but its reply slots (cleared next) may point at it. */
+    for (int i = 0; i < close_hooks_count; i++) close_hooks[i](c);
+    /* Replies still in flight are dropped when they arrive. */
+    for (reply_slot *s = c->slots_head; s;) {
+        reply_slot *next = s->next;
+        if (s->done) {
+            slot_put(s);
+        } else {
+            s->c = NULL;
+            s->next = NULL;
+        }
+        s = next;
+    }
+    c->slots_head = c->slots_tail = NULL;
+    if (c->prev) c->prev->next = c->next;
+    else server.clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    server.clients_count--;
+    flush_unqueue(c);
+    held_remove(c);
+    event_free(c->write_ev);
+    c->write_ev = NULL;
+    evbuffer_free(c->out);
+    c->out = NULL;
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    event_free(c->resume_ev);
+    c->resume_ev = NULL;
+    /* The memory is released on the next loop turn: callers up the stack may
+     * still look at c->flags. */
+    c->next = closed_clients;
+    closed_clients = c;
+    if (!reap_ev) reap_ev = event_new(server.base, -1, 0, reap_cb, NULL);
+    event_active(reap_ev, 0, 0);
+}
+
+void clients_reap(void)
+{
+    while (closed_clients) {
+        client *c = closed_clients;
+        closed_clients = c->next;
+        request_parser_free(&c->parser);
+        acl_user_release(c->user);
+        free(c->name);
+        free(c->lib_name);
+        free(c->lib_ver);
+        free(c);
+    }
+}
+
+void clients_close_all(void)
+{
+    while (server.clients) client_close(server.clients);
+}
+
+void clients_shutdown(void)
+{
+    clients_close_all();
+    clients_reap();
+    if (reap_ev) event_free(reap_ev);
+    reap_ev = NULL;
+    if (flush_ev) event_free(flush_ev);
+    flush_ev = NULL;
+    if (held_ev) event_free(held_ev);
+    held_ev = NULL;
+    free(flush_list.v);
+    free(held.v);
+    flush_list = held = (client_list){0};
+    while (free_slots) {
+        reply_slot *s = free_slots;
+        free_slots = s->next;
+        if (s->buf) evbuffer_free(s->buf);
+        free(s);
+    }
+    free_slots_count = 0;
+}
+
+void client_close_after_reply(client *c)
+{
+    c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }
+
+void client_unblock(client *c)
+{
+    c->flags &= ~CLIENT_BLOCKED;
+    c->resume_pending = 1;
+    event_active(c->resume_ev, 0, 0);
+}
+
+static void client_process_input(client *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED))) {
+        size_t len = evbuffer_get_length(in);
+        if (len == 0) break;
+        if (client_over_pace(c)) {
+            client_pace(c);
+            break;
+        }
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1) break;
+        size_t consumed = 0;
+        c->parser.authenticated = !client_auth_required(c);
+        c->parser.proto_max_bulk_len = config.proto_max_bulk_len;
+        int rc = request_parser_feed(&c->parser, v.iov_base, v.iov_len, &consumed);
+        evbuffer_drain(in, consumed);
+        server.stats.net_input_bytes += consumed;
+        if (rc == REQUEST_PARSE_ERROR) {
+            log_verbose("Protocol error (%s) from client: id=%llu addr=%s", c->parser.error,
+                        (unsigned long long)c->id, c->addr);
+            c->flags &= ~(CLIENT_REPLY_OFF | CLIENT_REPLY_SKIP | CLIENT_REPLY_SKIP_NEXT);
+            reply_error(client_reply_buffer(c), c->parser.error);
+            client_close_after_reply(c);
+            if (!c->slots_head && evbuffer_get_length(c->out) == 0) client_close(c);
+            return;
+        }
+        if ((long long)request_parser_pending(&c->parser) > config.client_query_buffer_limit) {
+            log_warning("Closing client that reached max query buffer length: id=%llu addr=%s",
+                        (unsigned long long)c->id, c->addr);
+            client_close(c);
+            return;
+        }
+        if (rc == REQUEST_PARSE_DONE) {
+            c->last_interaction = time(NULL);
+            /* CLIENT REPLY SKIP affects exactly the next command. */
+            if (c->flags & CLIENT_REPLY_SKIP_NEXT) {
+                c->flags &= ~CLIENT_REPLY_SKIP_NEXT;
+                c->flags |= CLIENT_REPLY_SKIP;
+            } else if (c->flags & CLIENT_REPLY_OFF) {
+                c->flags |= CLIENT_REPLY_SKIP;
+            } else {
+                c->flags &= ~CLIENT_REPLY_SKIP;
+            }
+            dispatch_command(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+            /* dispatch may have closed the client. */
+            if (c->flags & CLIENT_CLOSING) return;
+            c->flags &= ~CLIENT_REPLY_SKIP;
+        }
+    }
+    if (evbuffer_get_length(c->out)) flush_queue(c); /* output held by flush_can_wait */
+}
+
+/* ---- CLIENT LIST and cron ------------------------------------------------------ */
+
+void client_describe(client *c, struct evbuffer *out)
+{
+    time_t now = time(NULL);
+    size_t obl = c->bev ? client_pending_output(c) : 0;
+    char flags[8];
+    int nf = 0;
+    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
+    if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
+    if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
+    if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
+    if (pubsub_subscribed(c)) flags[nf++] = 'P';
+    if (c->multi) flags[nf++] = 'x';
+    if (!nf) flags[nf++] = 'N';
+    flags[nf] = '\0';
+    evbuffer_add_printf(out,
+                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
+                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
+                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
+                        (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+                        (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
+                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
+                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
+                        c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
+    if (c->lib_name || c->lib_ver)
+        evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",
+                            c->lib_ver ? c->lib_ver : "");
+    evbuffer_add(out, "\n", 1);
+}
+
+void clients_cron(void)
+{
+    time_t now = time(NULL);
+    client *c = server.clients;
+    while (c) {
+        client *next = c->next;
+        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 && !pubsub_subscribed(c) &&
+            now - c->last_interaction > config.timeout) {
+            log_verbose("Closing idle client id=%llu addr=%s", (unsigned long long)c->id, c->addr);
+            client_close(c);
+        } else {
+            client_check_output_limits(c);
+        }
+        c = next;
+    }
+}

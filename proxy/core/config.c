@@ -1,0 +1,808 @@
+#include "proxy/core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "backends/backend.h"
+#include "proxy/core/acl.h"
+#include "util/files.h"
+#include "util/log.h"
+#include "proxy/core/server.h"
+
+proxy_config config;
+char *config_file_path;
+
+enum config_type { CT_BOOL, CT_INT, CT_LL, CT_MEM, CT_STRING, CT_ENUM, CT_SPECIAL };
+enum config_flag { CF_IMMUTABLE = 1 };
+
+typedef struct config_enum { const char *name; int value; } config_enum;
+
+typedef struct config_def {
+    const char *name;
+    const char *alias;
+    int type;
+    int flags;
+    void *ptr;
+    long long min, max;
+    const config_enum *enums;
+    const char *(*set_special)(int argc, char **argv);
+    int (*get_special)(char *buf, size_t len);
+} config_def;
+
+static const config_enum loglevel_enum[] = {
+    {"debug", LL_DEBUG}, {"verbose", LL_VERBOSE}, {"notice", LL_NOTICE},
+    {"warning", LL_WARNING}, {"nothing", LL_NOTHING}, {NULL, 0}};
+static const config_enum busy_scope_enum[] = {{"keys", 0}, {"all", 1}, {NULL, 0}};
+static const config_enum undeclared_enum[] = {{"lock", 0}, {"error", 1}, {NULL, 0}};
+static const config_enum tls_auth_enum[] = {{"no", TLS_AUTH_CLIENTS_NO},
+                                            {"yes", TLS_AUTH_CLIENTS_YES},
+                                            {"optional", TLS_AUTH_CLIENTS_OPTIONAL},
+                                            {NULL, 0}};
+
+static const char *set_bind(int argc, char **argv);
+static int get_bind(char *buf, size_t len);
+static const char *set_obuf(int argc, char **argv);
+static int get_obuf(char *buf, size_t len);
+static const char *set_logfile(int argc, char **argv);
+static const char *set_loglevel(int argc, char **argv);
+
+static const config_def config_defs[] = {
+    {"bind", NULL, CT_SPECIAL, CF_IMMUTABLE, NULL, 0, 0, NULL, set_bind, get_bind},
+    {"port", NULL, CT_INT, CF_IMMUTABLE, &config.port, 0, 65535, NULL, NULL, NULL},
+    {"tcp-backlog", NULL, CT_INT, CF_IMMUTABLE, &config.tcp_backlog, 0, INT_MAX, NULL, NULL, NULL},
+    {"unixsocket", NULL, CT_STRING, CF_IMMUTABLE, &config.unixsocket, 0, 0, NULL, NULL, NULL},
+    {"unixsocketperm", NULL, CT_INT, CF_IMMUTABLE, &config.unixsocketperm, 0, 0777, NULL, NULL, NULL},
+    {"backend", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_url, 0, 0, NULL, NULL, NULL},
+    {"backend-connections", NULL, CT_INT, CF_IMMUTABLE, &config.backend_connections, 1, 256, NULL, NULL, NULL},
+    {"backend-admin-commands", NULL, CT_BOOL, 0, &config.backend_admin_commands, 0, 1, NULL, NULL, NULL},
+    {"backend-blocking-connections", NULL, CT_LL, 0, &config.backend_blocking_connections, 0, 100000, NULL, NULL, NULL},
+    {"backend-connect-timeout", NULL, CT_LL, 0, &config.backend_connect_timeout_ms, 1, 3600000, NULL, NULL, NULL},
+    {"requirepass", NULL, CT_STRING, 0, &config.requirepass, 0, 0, NULL, NULL, NULL},
+    {"aclfile", NULL, CT_STRING, CF_IMMUTABLE, &config.aclfile, 0, 0, NULL, NULL, NULL},
+    {"acllog-max-len", NULL, CT_LL, 0, &config.acllog_max_len, 0, LLONG_MAX, NULL, NULL, NULL},
+    {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 1000000, NULL, NULL, NULL},
+    {"timeout", NULL, CT_INT, 0, &config.timeout, 0, INT_MAX, NULL, NULL, NULL},
+    {"tcp-keepalive", NULL, CT_INT, 0, &config.tcp_keepalive, 0, INT_MAX, NULL, NULL, NULL},
+    {"proto-max-bulk-len", NULL, CT_MEM, 0, &config.proto_max_bulk_len, 1024 * 1024, LLONG_MAX, NULL, NULL, NULL},
+    {"client-query-buffer-limit", NULL, CT_MEM, 0, &config.client_query_buffer_limit, 1024 * 1024, LLONG_MAX, NULL, NULL, NULL},
+    {"client-output-buffer-limit", NULL, CT_SPECIAL, 0, NULL, 0, 0, NULL, set_obuf, get_obuf},
+    {"loglevel", NULL, CT_SPECIAL, 0, NULL, 0, 0, NULL, set_loglevel, NULL},
+    {"logfile", NULL, CT_SPECIAL, CF_IMMUTABLE, NULL, 0, 0, NULL, set_logfile, NULL},
+    {"pidfile", NULL, CT_STRING, CF_IMMUTABLE, &config.pidfile, 0, 0, NULL, NULL, NULL},
+    {"databases", NULL, CT_INT, CF_IMMUTABLE, &config.databases, 1, INT_MAX, NULL, NULL, NULL},
+    {"busy-reply-threshold", "lua-time-limit", CT_LL, 0, &config.busy_reply_threshold, 0, LLONG_MAX, NULL, NULL, NULL},
+    {"busy-reply-scope", NULL, CT_ENUM, 0, &config.busy_reply_scope_all, 0, 0, busy_scope_enum, NULL, NULL},
+    {"lua-memory-limit", NULL, CT_MEM, 0, &config.lua_memory_limit, 0, LLONG_MAX, NULL, NULL, NULL},
+    {"lua-undeclared-keys", NULL, CT_ENUM, 0, &config.lua_undeclared_keys_error, 0, 0, undeclared_enum, NULL, NULL},
+    {"lua-time-slice", NULL, CT_LL, 0, &config.lua_time_slice_us, 100, 1000000, NULL, NULL, NULL},
+    {"lua-script-pipelining", NULL, CT_BOOL, 0, &config.lua_script_pipelining, 0, 1, NULL, NULL, NULL},
+    {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
+    /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
+    {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},
+    {"tls-cert-file", NULL, CT_STRING, 0, &config.tls_cert_file, 0, 0, NULL, NULL, NULL},
+    {"tls-key-file", NULL, CT_STRING, 0, &config.tls_key_file, 0, 0, NULL, NULL, NULL},
+    {"tls-key-file-pass", NULL, CT_STRING, 0, &config.tls_key_file_pass, 0, 0, NULL, NULL, NULL},
+    {"tls-ca-cert-file", NULL, CT_STRING, 0, &config.tls_ca_cert_file, 0, 0, NULL, NULL, NULL},
+    {"tls-ca-cert-dir", NULL, CT_STRING, 0, &config.tls_ca_cert_dir, 0, 0, NULL, NULL, NULL},
+    {"tls-auth-clients", NULL, CT_ENUM, 0, &config.tls_auth_clients, 0, 0, tls_auth_enum, NULL, NULL},
+    {"tls-protocols", NULL, CT_STRING, 0, &config.tls_protocols, 0, 0, NULL, NULL, NULL},
+    {"tls-ciphers", NULL, CT_STRING, 0, &config.tls_ciphers, 0, 0, NULL, NULL, NULL},
+    {"tls-ciphersuites", NULL, CT_STRING, 0, &config.tls_ciphersuites, 0, 0, NULL, NULL, NULL},
+    {"tls-prefer-server-ciphers", NULL, CT_BOOL, 0, &config.tls_prefer_server_ciphers, 0, 1, NULL, NULL, NULL},
+    {"tls-session-caching", NULL, CT_BOOL, 0, &config.tls_session_caching, 0, 1, NULL, NULL, NULL},
+    {"tls-session-cache-size", NULL, CT_INT, 0, &config.tls_session_cache_size, 0, INT_MAX, NULL, NULL, NULL},
+    {"tls-session-cache-timeout", NULL, CT_INT, 0, &config.tls_session_cache_timeout, 0, INT_MAX, NULL, NULL, NULL},
+    {"backend-tls-ca-cert-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_ca_cert_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-ca-cert-dir", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_ca_cert_dir, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-cert-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_cert_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-key-file", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_tls_key_file, 0, 0, NULL, NULL, NULL},
+    {"backend-tls-verify", NULL, CT_BOOL, CF_IMMUTABLE, &config.backend_tls_verify, 0, 1, NULL, NULL, NULL},
+    {NULL, NULL, 0, 0, NULL, 0, 0, NULL, NULL, NULL},
+};
+
+static char *xstrdup(const char *s)
+{
+    char *d = strdup(s ? s : "");
+    if (!d) abort();
+    return d;
+}
+
+static void set_string(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = (v && v[0]) ? xstrdup(v) : NULL;
+}
+
+/* Where the loaders are (for a directive that may be given only once), and
+ * where the store was named: "at file:line" or "on the command line"; ""
+ * while only the default names it. */
+static const char *load_file;
+static int load_line;
+static char backend_origin[512];
+
+void config_init_defaults(void)
+{
+    backend_origin[0] = '\0';
+    for (int i = 0; i < config.bind_count; i++) free(config.bind[i]);
+    config.bind_count = 2;
+    config.bind[0] = xstrdup("127.0.0.1");
+    config.bind[1] = xstrdup("-::1");
+    config.port = 6380;
+    config.tcp_backlog = 511;
+    config.unixsocketperm = 0;
+    config.backend_url = xstrdup("redis://127.0.0.1:6379");
+    config.backend_connections = 4;
+    config.backend_admin_commands = 0;
+    config.backend_connect_timeout_ms = 2000;
+    config.backend_blocking_connections = 1024;
+    config.maxclients = 10000;
+    config.timeout = 0;
+    config.tcp_keepalive = 300;
+    config.proto_max_bulk_len = 512LL * 1024 * 1024;
+    config.client_query_buffer_limit = 1024LL * 1024 * 1024;
+    config.obuf_limits[CLIENT_CLASS_NORMAL] = (obuf_limit){0, 0, 0};
+    config.obuf_limits[CLIENT_CLASS_REPLICA] = (obuf_limit){256ULL << 20, 64ULL << 20, 60};
+    config.obuf_limits[CLIENT_CLASS_PUBSUB] = (obuf_limit){32ULL << 20, 8ULL << 20, 60};
+    config.loglevel = LL_NOTICE;
+    config.databases = 16;
+    config.acllog_max_len = 128;
+    config.busy_reply_threshold = 5000;
+    config.busy_reply_scope_all = 0;
+    config.lua_memory_limit = 1024LL * 1024 * 1024; /* 1gb: see proxy.conf */
+    config.lua_undeclared_keys_error = 0;
+    config.lua_time_slice_us = 2000;
+    config.tls_port = 0;
+    config.tls_auth_clients = TLS_AUTH_CLIENTS_YES;
+    config.tls_prefer_server_ciphers = 0;
+    config.tls_session_caching = 1;
+    config.tls_session_cache_size = 20 * 1024;
+    config.tls_session_cache_timeout = 300;
+    config.backend_tls_verify = 1;
+}
+
+/* ---- Redis's small string helpers ---------------------------------------- */
+
+long long mem_to_ll(const char *p, int *err)
+{
+    const char *u = p;
+    while (*u == '-' || isdigit((unsigned char)*u)) u++;
+    long long mul = 1;
+    if (!strcasecmp(u, "")) mul = 1;
+    else if (!strcasecmp(u, "b")) mul = 1;
+    else if (!strcasecmp(u, "k")) mul = 1000;
+    else if (!strcasecmp(u, "kb")) mul = 1024;
+    else if (!strcasecmp(u, "m")) mul = 1000LL * 1000;
+    else if (!strcasecmp(u, "mb")) mul = 1024LL * 1024;
+    else if (!strcasecmp(u, "g")) mul = 1000LL * 1000 * 1000;
+    else if (!strcasecmp(u, "gb")) mul = 1024LL * 1024 * 1024;
+    else { *err = 1; return 0; }
+    long long v;
+    if (!string_to_ll(p, (size_t)(u - p), &v)) { *err = 1; return 0; }
+    if (v != 0 && (v > LLONG_MAX / mul || v < LLONG_MIN / mul)) { *err = 1; return 0; }
+    *err = 0;
+    return v * mul;
+}
+
+/* Glob matching with Redis's stringmatchlen rules (* ? [] and \ escapes). */
+int string_match(const char *p, size_t plen, const char *s, size_t slen, int nocase)
+{
+    while (plen && slen) {
+        switch (p[0]) {
+        case '*':
+            while (plen > 1 && p[1] == '*') { p++; plen--; }
+            if (plen == 1) return 1;
+            while (slen) {
+                if (string_match(p + 1, plen - 1, s, slen, nocase)) return 1;
+                s++; slen--;
+            }
+            return 0;
+        case '?':
+            s++; slen--;
+            break;
+        case '[': {
+            int neg, match = 0;
+            p++; plen--;
+            neg = plen && p[0] == '^';
+            if (neg) { p++; plen--; }
+            while (plen) {
+                if (p[0] == '\\' && plen >= 2) {
+                    p++; plen--;
+                    if (p[0] == s[0]) match = 1;
+                } else if (p[0] == ']') {
+                    break;
+                } else if (plen >= 3 && p[1] == '-') {
+                    int start = (unsigned char)p[0], end = (unsigned char)p[2], c = (unsigned char)s[0];
+                    if (start > end) { int t = start; start = end; end = t; }
+                    if (nocase) { start = tolower(start); end = tolower(end); c = tolower(c); }
+                    p += 2; plen -= 2;
+                    if (c >= start && c <= end) match = 1;
+                } else if (nocase ? tolower((unsigned char)p[0]) == tolower((unsigned char)s[0]) : p[0] == s[0]) {
+                    match = 1;
+                }
+                p++; plen--;
+            }
+            if (plen == 0) { p--; plen++; } /* unterminated class: treat ']' as present */
+            if (neg) match = !match;
+            if (!match) return 0;
+            s++; slen--;
+            break;
+        }
+        case '\\':
+            if (plen >= 2) { p++; plen--; }
+            /* fall through */
+        default:
+            if (nocase ? tolower((unsigned char)p[0]) != tolower((unsigned char)s[0]) : p[0] != s[0]) return 0;
+            s++; slen--;
+            break;
+        }
+        p++; plen--;
+        if (slen == 0) {
+            while (plen && *p == '*') { p++; plen--; }
+            break;
+        }
+    }
+    return plen == 0 && slen == 0;
+}
+
+static int hex_digit(int c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+void free_args(char **argv, int argc)
+{
+    if (!argv) return;
+    for (int i = 0; i < argc; i++) free(argv[i]);
+    free(argv);
+}
+
+/* Splitting as redis.conf lines are split: spaces separate, double quotes
+ * with C escapes, single quotes with \' only, a quote must end the word. */
+char **split_args(const char *line, int *argc)
+{
+    const char *p = line;
+    char **argv = NULL;
+    int n = 0;
+    for (;;) {
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (!*p) break;
+        size_t cap = 16, len = 0;
+        char *cur = malloc(cap);
+        if (!cur) abort();
+        int inq = 0, insq = 0, done = 0;
+        while (!done) {
+            char add = 0;
+            int have = 0;
+            if (inq) {
+                if (!*p) goto err;
+                if (p[0] == '\\' && p[1] == 'x' && hex_digit((unsigned char)p[2]) >= 0 && hex_digit((unsigned char)p[3]) >= 0) {
+                    add = (char)(hex_digit((unsigned char)p[2]) * 16 + hex_digit((unsigned char)p[3]));
+                    have = 1;
+                    p += 3;
+                } else if (p[0] == '\\' && p[1]) {
+                    p++;
+                    switch (*p) {
+                    case 'n': add = '\n'; break;
+                    case 'r': add = '\r'; break;
+                    case 't': add = '\t'; break;
+                    case 'b': add = '\b'; break;
+                    case 'a': add = '\a'; break;
+                    default: add = *p; break;
+                    }
+                    have = 1;
+                } else if (*p == '"') {
+                    if (p[1] && !isspace((unsigned char)p[1])) goto err;
+                    done = 1;
+                } else {
+                    add = *p;
+                    have = 1;
+                }
+            } else if (insq) {
+                if (!*p) goto err;
+                if (p[0] == '\\' && p[1] == '\'') {
+                    p++;
+                    add = '\'';
+                    have = 1;
+                } else if (*p == '\'') {
+                    if (p[1] && !isspace((unsigned char)p[1])) goto err;
+                    done = 1;
+                } else {
+                    add = *p;
+                    have = 1;
+                }
+            } else {
+                switch (*p) {
+                case ' ': case '\n': case '\r': case '\t': case '\0':
+                    done = 1;
+                    break;
+                case '"': inq = 1; break;
+                case '\'': insq = 1; break;
+                default: add = *p; have = 1; break;
+                }
+            }
+            if (have) {
+                if (len + 2 > cap) {
+                    cap *= 2;
+                    cur = realloc(cur, cap);
+                    if (!cur) abort();
+                }
+                cur[len++] = add;
+            }
+            if (*p) p++;
+        }
+        cur[len] = '\0';
+        argv = realloc(argv, sizeof(char *) * (size_t)(n + 1));
+        if (!argv) abort();
+        argv[n++] = cur;
+        continue;
+    err:
+        free(cur);
+        free_args(argv, n);
+        *argc = 0;
+        return NULL;
+    }
+    if (!argv) {
+        argv = malloc(sizeof(char *));
+        if (!argv) abort();
+    }
+    *argc = n;
+    return argv;
+}
+
+/* ---- directives ---------------------------------------------------------- */
+
+static const config_def *find_def(const char *name, size_t len)
+{
+    for (const config_def *d = config_defs; d->name; d++) {
+        if (strlen(d->name) == len && !strncasecmp(d->name, name, len)) return d;
+        if (d->alias && strlen(d->alias) == len && !strncasecmp(d->alias, name, len)) return d;
+    }
+    return NULL;
+}
+
+int config_is_proxy_directive(const char *name, size_t len) { return find_def(name, len) != NULL; }
+
+static const char *set_bind(int argc, char **argv)
+{
+    if (argc < 1) return "wrong number of arguments";
+    if (argc > CONFIG_MAX_BIND) return "Too many bind addresses specified.";
+    for (int i = 0; i < config.bind_count; i++) free(config.bind[i]);
+    config.bind_count = 0;
+    for (int i = 0; i < argc; i++) config.bind[config.bind_count++] = xstrdup(argv[i]);
+    return NULL;
+}
+
+static int get_bind(char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < config.bind_count && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? " " : "", config.bind[i]);
+    return (int)(off < len ? off : len - 1);
+}
+
+static const char *class_names[CLIENT_CLASS_COUNT] = {"normal", "slave", "pubsub"};
+
+static const char *set_obuf(int argc, char **argv)
+{
+    if (argc % 4 != 0 || argc == 0) return "Wrong number of arguments in buffer limit configuration.";
+    obuf_limit tmp[CLIENT_CLASS_COUNT];
+    memcpy(tmp, config.obuf_limits, sizeof(tmp));
+    for (int i = 0; i < argc; i += 4) {
+        int cls = -1;
+        if (!strcasecmp(argv[i], "normal")) cls = CLIENT_CLASS_NORMAL;
+        else if (!strcasecmp(argv[i], "replica") || !strcasecmp(argv[i], "slave")) cls = CLIENT_CLASS_REPLICA;
+        else if (!strcasecmp(argv[i], "pubsub")) cls = CLIENT_CLASS_PUBSUB;
+        if (cls < 0) return "Invalid client class specified in buffer limit configuration.";
+        int e1, e2;
+        long long hard = mem_to_ll(argv[i + 1], &e1), soft = mem_to_ll(argv[i + 2], &e2);
+        long long secs;
+        if (e1 || e2 || hard < 0 || soft < 0 || !string_to_ll(argv[i + 3], strlen(argv[i + 3]), &secs) || secs < 0)
+            return "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        tmp[cls] = (obuf_limit){(unsigned long long)hard, (unsigned long long)soft, secs};
+    }
+    memcpy(config.obuf_limits, tmp, sizeof(tmp));
+    return NULL;
+}
+
+static int get_obuf(char *buf, size_t len)
+{
+    size_t off = 0;
+    for (int i = 0; i < CLIENT_CLASS_COUNT && off < len; i++) {
+        const obuf_limit *l = &config.obuf_limits[i];
+        off += (size_t)snprintf(buf + off, len - off, "%s%s %llu %llu %lld", i ? " " : "", class_names[i],
+                                l->hard, l->soft, l->soft_seconds);
+    }
+    return (int)(off < len ? off : len - 1);
+}
+
+static const char *set_loglevel(int argc, char **argv)
+{
+    if (argc != 1) return "wrong number of arguments";
+    for (const config_enum *e = loglevel_enum; e->name; e++) {
+        if (!strcasecmp(e->name, argv[0])) {
+            config.loglevel = e->value;
+            log_set_level(e->value);
+            return NULL;
+        }
+    }
+    return "argument(s) must be one of the following: debug, verbose, notice, warning, nothing";
+}
+
+static const char *set_logfile(int argc, char **argv)
+{
+    if (argc != 1) return "wrong number of arguments";
+    if (log_set_file(argv[0]) != 0) {
+        static char why[256];
+        snprintf(why, sizeof(why), "Can't open the log file: %s", strerror(errno));
+        return why;
+    }
+    set_string(&config.logfile, argv[0]);
+    return NULL;
+}
+
+static const char *apply_def(const config_def *d, int argc, char **argv)
+{
+    static char why[256];
+    if (d->type == CT_SPECIAL) return d->set_special(argc, argv);
+    if (argc != 1) return "wrong number of arguments";
+    const char *v = argv[0];
+    switch (d->type) {
+    case CT_BOOL:
+        if (!strcasecmp(v, "yes")) *(int *)d->ptr = 1;
+        else if (!strcasecmp(v, "no")) *(int *)d->ptr = 0;
+        else return "argument must be 'yes' or 'no'";
+        return NULL;
+    case CT_INT:
+    case CT_LL:
+    case CT_MEM: {
+        long long ll;
+        int err = 0;
+        if (d->type == CT_MEM) ll = mem_to_ll(v, &err);
+        else if (d->ptr == &config.unixsocketperm) {
+            /* File modes are octal, with or without a leading 0, as in Redis. */
+            char *end;
+            errno = 0;
+            ll = strtoll(v, &end, 8);
+            err = (*v == '\0' || *end != '\0' || errno != 0);
+        } else err = !string_to_ll(v, strlen(v), &ll);
+        if (err) return d->type == CT_MEM ? "argument must be a memory value" : "argument couldn't be parsed into an integer";
+        if (ll < d->min || ll > d->max) {
+            snprintf(why, sizeof(why), "argument must be between %lld and %lld inclusive", d->min, d->max);
+            return why;
+        }
+        if (d->ptr == &config.maxclients && server.base && ll > config.maxclients) {
+            /* Running: more clients need more descriptors, as in Redis. */
+            int fit = server_fit_open_files((int)ll);
+            if (fit < ll) {
+                snprintf(why, sizeof(why),
+                         "The operating system is not able to handle the specified number of clients, try with %d",
+                         fit);
+                return why;
+            }
+        }
+        if (d->type == CT_INT) *(int *)d->ptr = (int)ll;
+        else *(long long *)d->ptr = ll;
+        return NULL;
+    }
+    case CT_STRING:
+        if (d->ptr == &config.backend_url) {
+            backend_url u;
+            if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
+            backend_url_free(&u);
+        }
+        set_string((char **)d->ptr, v);
+        /* requirepass is the default user's password, as in Redis. */
+        if (d->ptr == &config.requirepass) acl_set_default_password(config.requirepass);
+        return NULL;
+    case CT_ENUM: {
+        for (const config_enum *e = d->enums; e->name; e++) {
+            if (!strcasecmp(e->name, v)) {
+                *(int *)d->ptr = e->value;
+                return NULL;
+            }
+        }
+        size_t off = (size_t)snprintf(why, sizeof(why), "argument(s) must be one of the following: ");
+        for (const config_enum *e = d->enums; e->name && off < sizeof(why); e++)
+            off += (size_t)snprintf(why + off, sizeof(why) - off, "%s%s", e == d->enums ? "" : ", ", e->name);
+        return why;
+    }
+    }
+    return "unsupported directive type";
+}
+
+const char *config_apply(int argc, char **argv, int at_startup)
+{
+    (void)at_startup;
+    /* "user name rules..." may appear many times: not a directive with one value. */
+    if (!strcasecmp(argv[0], "user") && argc >= 2) return acl_config_user(argc - 1, argv + 1);
+    const config_def *d = find_def(argv[0], strlen(argv[0]));
+    if (!d) return "Bad directive or wrong number of arguments";
+    if (d->ptr == &config.backend_url && at_startup) {
+        /* One store per proxy: a second one would silently replace the first. */
+        static char why[640];
+        if (backend_origin[0]) {
+            snprintf(why, sizeof(why),
+                     "the store is already named %s; a proxy has exactly one backend", backend_origin);
+            return why;
+        }
+        const char *err = apply_def(d, argc - 1, argv + 1);
+        if (err) return err;
+        if (load_file) snprintf(backend_origin, sizeof(backend_origin), "at %s:%d", load_file, load_line);
+        else snprintf(backend_origin, sizeof(backend_origin), "on the command line");
+        return NULL;
+    }
+    return apply_def(d, argc - 1, argv + 1);
+}
+
+int config_load_file(const char *path, char *err, size_t errlen)
+{
+    FILE *fp = fopen(path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "Fatal error, can't open config file '%s': %s", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int lineno = 0, rc = 0;
+    while ((n = getline(&line, &cap, fp)) >= 0) {
+        lineno++;
+        int argc;
+        char *p = line;
+        while (*p && isspace((unsigned char)*p)) p++;
+        if (*p == '#' || *p == '\0') continue;
+        char **argv = split_args(p, &argc);
+        if (!argv) {
+            snprintf(err, errlen, "%s:%d: Unbalanced quotes in configuration line", path, lineno);
+            rc = -1;
+            break;
+        }
+        if (argc == 0) { free_args(argv, argc); continue; }
+        load_file = path;
+        load_line = lineno;
+        const char *why = config_apply(argc, argv, 1);
+        load_file = NULL;
+        if (why) {
+            snprintf(err, errlen, "%s:%d: '%s': %s", path, lineno, argv[0], why);
+            free_args(argv, argc);
+            rc = -1;
+            break;
+        }
+        free_args(argv, argc);
+    }
+    free(line);
+    fclose(fp);
+    if (rc == 0) {
+        char *abs = realpath(path, NULL);
+        free(config_file_path);
+        config_file_path = abs;
+    }
+    return rc;
+}
+
+int config_load_args(int argc, char **argv, char *err, size_t errlen)
+{
+    int i = 0;
+    while (i < argc) {
+        if (strncmp(argv[i], "--", 2) != 0 || argv[i][2] == '\0') {
+            snprintf(err, errlen, "command line: unexpected argument '%s'", argv[i]);
+            return -1;
+        }
+        int j = i + 1;
+        while (j < argc && strncmp(argv[j], "--", 2) != 0) j++;
+        int n = j - i;
+        char **dv = malloc(sizeof(char *) * (size_t)n);
+        if (!dv) abort();
+        dv[0] = argv[i] + 2;
+        for (int k = 1; k < n; k++) dv[k] = argv[i + k];
+        const char *why = config_apply(n, dv, 1);
+        free(dv);
+        if (why) {
+            snprintf(err, errlen, "command line: '--%s': %s", argv[i] + 2, why);
+            return -1;
+        }
+        i = j;
+    }
+    return 0;
+}
+
+/* The store's password never leaves the proxy: "redis://user:****@host". */
+static int redact_url(const char *url, char *buf, size_t len)
+{
+    const char *scheme = strstr(url, "://");
+    const char *at = scheme ? strrchr(scheme + 3, '@') : NULL;
+    if (!at) return snprintf(buf, len, "%s", url);
+    const char *cred = scheme + 3;
+    const char *colon = memchr(cred, ':', (size_t)(at - cred));
+    if (!colon) return snprintf(buf, len, "%.*s****%s", (int)(cred - url), url, at);
+    return snprintf(buf, len, "%.*s****%s", (int)(colon + 1 - url), url, at);
+}
+
+/* redact: the store password becomes ****, as everywhere but CONFIG REWRITE. */
+static int format_value(const config_def *d, char *buf, size_t len, int redact)
+{
+    switch (d->type) {
+    case CT_BOOL: return snprintf(buf, len, "%s", *(int *)d->ptr ? "yes" : "no");
+    case CT_INT:
+        if (d->ptr == &config.unixsocketperm) return snprintf(buf, len, "%o", *(int *)d->ptr);
+        return snprintf(buf, len, "%d", *(int *)d->ptr);
+    case CT_LL:
+    case CT_MEM: return snprintf(buf, len, "%lld", *(long long *)d->ptr);
+    case CT_STRING: {
+        const char *s = *(char **)d->ptr;
+        if (redact && d->ptr == &config.backend_url && s) return redact_url(s, buf, len);
+        return snprintf(buf, len, "%s", s ? s : "");
+    }
+    case CT_ENUM:
+        for (const config_enum *e = d->enums; e->name; e++)
+            if (e->value == *(int *)d->ptr) return snprintf(buf, len, "%s", e->name);
+        return snprintf(buf, len, "%s", "");
+    case CT_SPECIAL:
+        if (d->get_special) return d->get_special(buf, len);
+        if (!strcmp(d->name, "loglevel")) {
+            for (const config_enum *e = loglevel_enum; e->name; e++)
+                if (e->value == config.loglevel) return snprintf(buf, len, "%s", e->name);
+        }
+        if (!strcmp(d->name, "logfile")) return snprintf(buf, len, "%s", config.logfile ? config.logfile : "");
+        return snprintf(buf, len, "%s", "");
+    }
+    return 0;
+}
+
+int config_get_value(const char *name, char *buf, size_t len)
+{
+    const config_def *d = find_def(name, strlen(name));
+    if (!d) return -1;
+    if (d->ptr == &config.backend_url) return snprintf(buf, len, "%s", config.backend_url ? config.backend_url : "");
+    return format_value(d, buf, len, 1);
+}
+
+const char *config_canonical_name(const char *name, size_t len)
+{
+    const config_def *d = find_def(name, len);
+    return d ? d->name : NULL;
+}
+
+int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn, void *ctx)
+{
+    int count = 0;
+    char buf[1024];
+    for (const config_def *d = config_defs; d->name; d++) {
+        int hit = string_match(pattern, patlen, d->name, strlen(d->name), 1);
+        int alias_hit = d->alias && string_match(pattern, patlen, d->alias, strlen(d->alias), 1);
+        if (!hit && !alias_hit) continue;
+        int n = format_value(d, buf, sizeof(buf), 1);
+        if (n < 0) n = 0;
+        if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
+        /* Redis reports the name that matched; for an exact alias, the alias. */
+        fn(ctx, hit ? d->name : d->alias, buf, (size_t)n);
+        count++;
+        if (hit && alias_hit) {
+            fn(ctx, d->alias, buf, (size_t)n);
+            count++;
+        }
+    }
+    return count;
+}
+
+const char *config_set(const char *name, const char *value, size_t vlen)
+{
+    const config_def *d = find_def(name, strlen(name));
+    if (!d) return "Unknown option";
+    if (d->flags & CF_IMMUTABLE) return "can't set immutable config";
+    char *v = malloc(vlen + 1);
+    if (!v) abort();
+    memcpy(v, value, vlen);
+    v[vlen] = '\0';
+    const char *why;
+    if (d->type == CT_SPECIAL) {
+        int argc;
+        char **argv = split_args(v, &argc);
+        why = argv ? apply_def(d, argc, argv) : "Unbalanced quotes";
+        free_args(argv, argc);
+    } else {
+        char *one[1] = {v};
+        why = apply_def(d, 1, one);
+    }
+    free(v);
+    return why;
+}
+
+/* One line as the loader reads it back: values quoted where needed
+ * (multi-word directives such as bind stay as words). */
+static void write_directive(FILE *out, const config_def *d, const char *val)
+{
+    int words = d->type == CT_SPECIAL && d->set_special != set_logfile && d->set_special != set_loglevel;
+    int plain = val[0] != '\0';
+    for (const char *p = val; *p && plain; p++)
+        if (*p <= ' ' || *p == '"' || *p == '\'' || *p == '\\' || (unsigned char)*p >= 127) plain = 0;
+    if (words || plain) {
+        fprintf(out, "%s %s\n", d->name, val);
+        return;
+    }
+    fprintf(out, "%s \"", d->name);
+    for (const char *p = val; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') fprintf(out, "\\%c", ch);
+        else if (ch < ' ' || ch >= 127) fprintf(out, "\\x%02x", ch);
+        else fputc(ch, out);
+    }
+    fputs("\"\n", out);
+}
+
+/* Rewrites the directives the proxy knows, in place where they appear, and
+ * appends the ones that are missing; every other line is kept as it was. */
+int config_rewrite(char *err, size_t errlen)
+{
+    if (!config_file_path) {
+        snprintf(err, errlen, "The server is running without a config file");
+        return -1;
+    }
+    FILE *fp = fopen(config_file_path, "r");
+    if (!fp) {
+        snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+        return -1;
+    }
+    size_t ndefs = 0;
+    while (config_defs[ndefs].name) ndefs++;
+    char *seen = calloc(ndefs, 1);
+    char *out = NULL;
+    size_t outlen = 0;
+    FILE *mem = open_memstream(&out, &outlen);
+    if (!seen || !mem) abort();
+    char *line = NULL;
+    size_t cap = 0;
+    char val[1024];
+    int had_users = 0;
+    while (getline(&line, &cap, fp) >= 0) {
+        char *p = line;
+        while (*p && isspace((unsigned char)*p)) p++;
+        size_t nl = strcspn(p, " \t\r\n");
+        if (nl == 4 && !strncasecmp(p, "user", 4)) {
+            had_users = 1;
+            continue; /* written again below from the current users */
+        }
+        const config_def *d = (*p == '#' || nl == 0) ? NULL : find_def(p, nl);
+        if (!d) {
+            fputs(line, mem);
+            continue;
+        }
+        size_t idx = (size_t)(d - config_defs);
+        if (seen[idx]) continue; /* drop duplicates: one line per directive */
+        seen[idx] = 1;
+        format_value(d, val, sizeof(val), 0);
+        write_directive(mem, d, val);
+    }
+    fclose(fp);
+    for (size_t i = 0; i < ndefs; i++) {
+        const config_def *d = &config_defs[i];
+        if (seen[i] || d->type == CT_SPECIAL) continue;
+        format_value(d, val, sizeof(val), 0);
+        if (d->type == CT_STRING && val[0] == '\0') continue;
+        write_directive(mem, d, val);
+    }
+    /* Users go to the file unless an ACL file holds them; a proxy that never
+     * had users keeps its file free of the built-in default user. */
+    if (!(config.aclfile && config.aclfile[0]) && (had_users || !acl_is_pristine())) {
+        char *users = acl_config_lines();
+        fputs(users, mem);
+        free(users);
+    }
+    fclose(mem);
+    free(line);
+    free(seen);
+    int rc = file_write_atomic(config_file_path, out, outlen);
+    if (rc != 0) snprintf(err, errlen, "Rewriting config file: %s", strerror(errno));
+    free(out);
+    return rc;
+}

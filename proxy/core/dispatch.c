@@ -1,0 +1,503 @@
+/* Dispatch: Redis 7.0's checks in Redis's order (unknown command, arity,
+ * authentication), then a local handler or the relay to the store. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "backends/backend.h"
+#include "proxy/core/acl.h"
+#include "proxy/core/command_table.h"
+#include "proxy/core/commands.h"
+#include "proxy/core/config.h"
+#include "proxy/core/locks.h"
+#include "util/log.h"
+#include "proxy/core/reply.h"
+#include "proxy/commands/scripting.h"
+#include "proxy/commands/transactions.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/core/server.h"
+
+/* ---- relaying ------------------------------------------------------------ */
+
+static void relay_reply_cb(void *ctx, const backend_reply *r)
+{
+    reply_slot *s = ctx;
+    client *c = s->c;
+    if (s->locks) {
+        lock_set_release(s->locks);
+        s->locks = NULL;
+    }
+    if (s->unlocked) {
+        s->unlocked = 0;
+        locks_unlocked_end(s->unlocked_write);
+    }
+    if (c) {
+        c->relay_inflight--;
+        if (r->error) {
+            server.stats.backend_errors++;
+            reply_error(s->buf, r->error);
+        } else if (!s->discard) {
+            if (c->slots_head == s) {
+                /* In order already: straight to the socket, no intermediate copy. */
+                evbuffer_remove_buffer(r->raw, c->out, r->raw_len);
+            } else {
+                evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+            }
+        }
+    }
+    client_slot_done(s);
+    if (c && !c->relay_inflight && c->drain_fn && !(c->flags & CLIENT_CLOSING)) {
+        void (*fn)(client *) = c->drain_fn;
+        c->drain_fn = NULL;
+        fn(c);
+    }
+}
+
+void client_when_drained(client *c, void (*fn)(client *c))
+{
+    if (!c->relay_inflight) fn(c);
+    else c->drain_fn = fn;
+}
+
+/* The connection a client's next relayed command goes out on. A client keeps
+ * its connection while it has commands in flight, so the store runs them in
+ * the order the client sent them. */
+int client_shared_conn(client *c)
+{
+    backend *b = server.backend;
+    if (c->relay_inflight && backend_conn_ready(b, c->backend_conn)) return c->backend_conn;
+    c->backend_conn = backend_pick(b, (unsigned)c->id);
+    return c->backend_conn;
+}
+
+/* unlocked: 0, or sent without locks (1: a read, 2: may write). */
+static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **argv, size_t *argvlen)
+{
+    backend *b = server.backend;
+    int conn = client_shared_conn(c);
+    if (conn < 0) {
+        if (ls) lock_set_release(ls);
+        server.stats.backend_errors++;
+        reply_error(client_reply_buffer(c), backend_error(b));
+        return;
+    }
+    reply_slot *s = client_slot_add(c);
+    s->locks = ls;
+    if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
+        if (ls) lock_set_release(ls);
+        s->locks = NULL;
+        server.stats.backend_errors++;
+        reply_error(s->buf, backend_error(b));
+        client_slot_done(s);
+        return;
+    }
+    if (unlocked) {
+        s->unlocked = 1;
+        s->unlocked_write = unlocked == 2;
+        locks_unlocked_begin();
+    }
+    c->relay_inflight++;
+    server.stats.relayed_commands++;
+}
+
+/* A command whose client went away while it waited for its locks: it
+ * still runs, as Redis runs every command it has read, and its reply is
+ * dropped. */
+typedef struct orphan_command {
+    struct orphan_command *prev, *next; /* still waiting or in flight, for shutdown */
+    lock_set *ls;
+    int argc;
+    char **argv; /* argv, lengths and bytes in one block */
+    size_t *argvlen;
+    int db;
+} orphan_command;
+
+static orphan_command *orphans;
+
+static void orphan_free(orphan_command *o)
+{
+    if (o->prev) o->prev->next = o->next;
+    else orphans = o->next;
+    if (o->next) o->next->prev = o->prev;
+    if (o->ls) lock_set_release(o->ls);
+    free(o->argv);
+    free(o);
+}
+
+static void orphan_reply_cb(void *ctx, const backend_reply *r) { orphan_free(ctx); }
+
+static void orphan_lock_granted(lock_set *ls, void *ctx)
+{
+    orphan_command *o = ctx;
+    backend *b = server.backend;
+    int conn = backend_pick(b, 0);
+    if (conn < 0 || backend_send(b, conn, o->db, o->argc, o->argv, o->argvlen, BACKEND_RAW, orphan_reply_cb, o) != 0)
+        orphan_free(o);
+}
+
+void relay_orphan_waiting(client *c)
+{
+    lock_set *ls = c->waiting_locks;
+    c->waiting_locks = NULL;
+    int argc = c->parser.argc;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += c->parser.argvlen[i] + 1;
+    orphan_command *o = calloc(1, sizeof(*o));
+    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
+    if (!o || !block) abort();
+    o->argv = (char **)block;
+    o->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
+    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, c->parser.argv[i], c->parser.argvlen[i]);
+        data[c->parser.argvlen[i]] = '\0';
+        o->argv[i] = data;
+        o->argvlen[i] = c->parser.argvlen[i];
+        data += c->parser.argvlen[i] + 1;
+    }
+    o->argc = argc;
+    o->db = c->db;
+    o->ls = ls;
+    o->next = orphans;
+    if (orphans) orphans->prev = o;
+    orphans = o;
+    lock_set_retarget(ls, orphan_lock_granted, o);
+}
+
+static void relay_lock_granted(lock_set *ls, void *ctx)
+{
+    client *c = ctx;
+    c->waiting_locks = NULL;
+    c->waiting_relay = 0;
+    /* The parser still holds this command: nothing was read while blocked. */
+    relay_send(c, ls, 0, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    client_unblock(c);
+}
+
+/* Commands that read or change the whole keyspace (or another database). */
+static const char *const keyspace_commands[] = {
+    "flushall", "flushdb", "keys", "scan", "randomkey", "swapdb", "dbsize", "move", "copy", NULL,
+};
+
+
+/* The lock units a plain command needs, or NULL for none. */
+static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen,
+                              lock_granted_fn *fn, void *ctx)
+{
+    if (!cmd) {
+        /* Unknown to Redis 7.0: it may touch anything. */
+        lock_set *ls = lock_set_new(LOCK_PLAIN_WRITE, fn, ctx);
+        lock_set_add_keyspace(ls);
+        return ls;
+    }
+    int mode = (cmd->flags & CMD_WRITE) ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
+    if (command_is_keyspace_wide(cmd)) {
+        lock_set *ls = lock_set_new(mode, fn, ctx);
+        lock_set_add_keyspace(ls);
+        return ls;
+    }
+    if (cmd->key_spec_count == 0 && !cmd->getkeys) return NULL;
+    int stack_keys[32];
+    int *keys = stack_keys;
+    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 32);
+    if (n > 32) {
+        keys = malloc(sizeof(int) * (size_t)n);
+        if (!keys) abort();
+        n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, n);
+    }
+    lock_set *ls = NULL;
+    if (n < 0) {
+        /* Arguments the store will reject; lock broadly rather than guess. */
+        ls = lock_set_new(mode, fn, ctx);
+        lock_set_add_keyspace(ls);
+    } else if (n > 0) {
+        ls = lock_set_new(mode, fn, ctx);
+        for (int i = 0; i < n; i++) lock_set_add_key(ls, db, argv[keys[i]], argvlen[keys[i]]);
+    }
+    if (keys != stack_keys) free(keys);
+    return ls;
+}
+
+void relay_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (locks_plain_free()) {
+        /* No script or transaction holds or wants a lock: nothing to wait for. */
+        relay_send(c, NULL, cmd && !(cmd->flags & CMD_WRITE) ? 1 : 2, argc, argv, argvlen);
+        return;
+    }
+    lock_set *ls = plain_command_locks(cmd, c->db, argc, argv, argvlen, relay_lock_granted, c);
+    if (ls) {
+        int rc = lock_set_acquire(ls, 1);
+        if (rc == LOCK_BUSY) {
+            reply_error(client_reply_buffer(c), busy_error(lock_set_busy_kind(ls)));
+            lock_set_release(ls);
+            return;
+        }
+        if (rc == LOCK_WAITING) {
+            c->waiting_locks = ls;
+            c->waiting_relay = 1;
+            client_block(c);
+            return;
+        }
+    }
+    relay_send(c, ls, 0, argc, argv, argvlen);
+}
+
+/* ---- the proxy's own view of commands -------------------------------------- */
+
+typedef struct local_command {
+    const char *name;
+    command_handler *handler;
+} local_command;
+
+static const local_command local_commands[] = {
+    {"ping", cmd_ping},       {"echo", cmd_echo},       {"hello", cmd_hello},     {"auth", cmd_auth},
+    {"select", cmd_select},   {"reset", cmd_reset},     {"client", cmd_client},   {"command", cmd_command},
+    {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {"eval", cmd_eval},
+    {"evalsha", cmd_eval},    {"eval_ro", cmd_eval},    {"evalsha_ro", cmd_eval}, {"script", cmd_script},
+    {"function", cmd_function}, {"fcall", cmd_eval},
+    {"fcall_ro", cmd_eval}, {"multi", cmd_multi}, {"exec", cmd_exec},
+    {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch},
+    {"subscribe", cmd_subscribe}, {"psubscribe", cmd_subscribe}, {"ssubscribe", cmd_subscribe},
+    {"unsubscribe", cmd_unsubscribe}, {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
+    {"publish", cmd_publish}, {"spublish", cmd_publish}, {"pubsub", cmd_pubsub}, {"acl", cmd_acl}, {NULL, NULL},
+};
+
+/* Administration of the store itself: refused unless backend-admin-commands. */
+static const char *const admin_commands[] = {
+    "shutdown", "debug", "replicaof", "slaveof", "failover", "module", "save", "bgsave", "bgrewriteaof",
+    "cluster", "pfdebug", "pfselftest", "lastsave", NULL,
+};
+
+/* Commands that would take over a shared store connection: never relayed. */
+static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
+
+enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_BLOCKING };
+
+typedef struct command_route {
+    int kind;
+    command_handler *handler;
+    unsigned keyspace : 1; /* command_is_keyspace_wide */
+} command_route;
+
+static command_route *routes; /* indexed like command_table */
+
+static int in_list(const char *const *list, const char *name)
+{
+    for (; *list; list++)
+        if (!strcmp(*list, name)) return 1;
+    return 0;
+}
+
+void dispatch_init(void)
+{
+    routes = calloc((size_t)command_table_count, sizeof(*routes));
+    if (!routes) abort();
+    for (int i = 0; i < command_table_count; i++) {
+        const char *name = command_table[i].name;
+        command_route *r = &routes[i];
+        r->keyspace = in_list(keyspace_commands, name);
+        for (const local_command *lc = local_commands; lc->name; lc++)
+            if (!strcmp(lc->name, name)) r->kind = KIND_LOCAL, r->handler = lc->handler;
+        if (r->kind) continue;
+        if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
+        else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
+        else if (command_table[i].flags & CMD_BLOCKING) r->kind = KIND_BLOCKING;
+    }
+}
+
+int command_is_keyspace_wide(const command_def *cmd)
+{
+    /* Top-level commands: looked up once, in dispatch_init. */
+    uintptr_t p = (uintptr_t)cmd, base = (uintptr_t)command_table;
+    if (routes && p >= base && p < base + (uintptr_t)command_table_count * sizeof(*cmd))
+        return routes[(p - base) / sizeof(*cmd)].keyspace;
+    return in_list(keyspace_commands, cmd->name);
+}
+
+void dispatch_free(void)
+{
+    transactions_shutdown();
+    while (orphans) orphan_free(orphans);
+    free(routes);
+    routes = NULL;
+}
+
+const char *busy_error(int kind)
+{
+    return kind == LOCK_BUSY_FUNCTION
+               ? "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+               : BUSY_ERROR;
+}
+
+/* A command refused before it runs, as Redis's rejectCommand: inside MULTI
+ * it flags the transaction, and a refused EXEC discards it (EXECABORT, with
+ * the reason as Redis words it: its own texts have no "ERR " there). */
+static void reject_command(client *c, const command_def *cmd, const char *error)
+{
+    if (cmd && !strcmp(cmd->name, "exec")) {
+        exec_reject(c, strncmp(error, "ERR ", 4) ? error : error + 4);
+        return;
+    }
+    multi_flag_dirty(c);
+    reply_error(client_reply_buffer(c), error);
+}
+
+/* Redis 7.0: "unknown command 'x', with args beginning with: 'a' 'b' " where
+ * the argument list stops once it reaches 128 bytes. */
+static void reply_unknown_command(client *c, int argc, char **argv)
+{
+    char args[512];
+    size_t off = 0;
+    args[0] = '\0';
+    for (int i = 1; i < argc && off < 128; i++) {
+        int room = 128 - (int)off;
+        int n = snprintf(args + off, sizeof(args) - off, "'%.*s' ", room, argv[i]);
+        if (n < 0) break;
+        off += (size_t)n;
+        if (off >= sizeof(args)) off = sizeof(args) - 1;
+    }
+    reply_errorf(client_reply_buffer(c), "ERR unknown command '%.128s', with args beginning with: %s", argv[0], args);
+}
+
+static void reply_unknown_subcommand(client *c, char **argv)
+{
+    char upper[64];
+    size_t i;
+    for (i = 0; argv[0][i] && i < sizeof(upper) - 1; i++) upper[i] = (char)toupper((unsigned char)argv[0][i]);
+    upper[i] = '\0';
+    reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%.128s'. Try %s HELP.", argv[1], upper);
+}
+
+void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    if (argc == 0) return;
+    server.stats.commands_processed++;
+
+    /* Redis 7.0 answers QUIT before anything else, authenticated or not. */
+    if (argvlen[0] == 4 && !strcasecmp(argv[0], "quit")) {
+        c->last_cmd = "quit";
+        c->flags &= ~CLIENT_REPLY_SKIP;
+        reply_ok(client_reply_buffer(c));
+        client_close_after_reply(c);
+        if (!c->slots_head && evbuffer_get_length(c->out) == 0) client_close(c);
+        return;
+    }
+
+    const command_def *top = command_lookup(argv[0], argvlen[0]);
+    const command_def *cmd = top;
+    if (top && top->subcommand_count && argc >= 2) {
+        cmd = command_lookup_sub(top, argv[1], argvlen[1]);
+        if (!cmd && !strcmp(top->name, "client") && argvlen[1] == 7 && !strcasecmp(argv[1], "setinfo")) {
+            /* CLIENT SETINFO (Redis 7.2) is sent by current client libraries on connect. */
+            struct evbuffer *out = client_reply_buffer(c);
+            if (argc != 4) reply_error(out, "ERR wrong number of arguments for 'client|setinfo' command");
+            else if (client_auth_required(c)) reply_error(out, "NOAUTH Authentication required.");
+            else cmd_client(c, top, argc, argv, argvlen);
+            return;
+        }
+        if (!cmd) {
+            reply_unknown_subcommand(c, argv);
+            multi_flag_dirty(c);
+            return;
+        }
+    }
+    int authed = !client_auth_required(c);
+    if (!cmd) {
+        /* Commands Redis 7.0 lacks may be the store's own: relay them, but
+         * never for a client that has not authenticated, nor for a user
+         * whose rules could not cover them. */
+        if (!authed || c->multi || !c->user->unrestricted) {
+            /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */
+            reply_unknown_command(c, argc, argv);
+            multi_flag_dirty(c);
+            return;
+        }
+        c->last_cmd = "unknown";
+        relay_command(c, NULL, argc, argv, argvlen);
+        return;
+    }
+    if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
+        char err[128];
+        snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", cmd->name);
+        reject_command(c, cmd, err);
+        return;
+    }
+    if (!authed && !(cmd->flags & CMD_NO_AUTH)) {
+        reject_command(c, cmd, "NOAUTH Authentication required.");
+        return;
+    }
+    if (c->multi && (cmd->flags & CMD_NO_MULTI)) {
+        reject_command(c, cmd, "ERR Command not allowed inside a transaction");
+        return;
+    }
+    if (!c->user->unrestricted && !acl_client_allows(c, cmd, argc, argv, argvlen)) {
+        multi_flag_dirty(c);
+        return;
+    }
+    c->last_cmd = cmd->name;
+    /* A RESP2 client with subscriptions may only run these, as in Redis. */
+    if (pubsub_subscribed(c) && c->resp == 2) {
+        static const char *const allowed[] = {"ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
+                                              "psubscribe", "punsubscribe", "quit", "reset", NULL};
+        if (!in_list(allowed, top->name)) {
+            char err[256];
+            snprintf(err, sizeof(err),
+                     "ERR Can't execute '%s': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are "
+                     "allowed in this context",
+                     cmd->name);
+            reject_command(c, cmd, err);
+            return;
+        }
+    }
+    /* busy-reply-scope all: while any script is past busy-reply-threshold,
+     * every command but the few Redis allows gets -BUSY, as in Redis. */
+    if (config.busy_reply_scope_all && scripting_busy_count() && !(cmd->flags & CMD_ALLOW_BUSY)) {
+        reject_command(c, cmd, busy_error(locks_busy_kind()));
+        return;
+    }
+
+    const command_route *r = &routes[top - command_table];
+    if (c->multi) {
+        const char *n = top->name;
+        if (strcmp(n, "exec") && strcmp(n, "discard") && strcmp(n, "multi") && strcmp(n, "watch") &&
+            strcmp(n, "reset")) {
+            multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
+            return;
+        }
+    }
+    switch (r->kind) {
+    case KIND_LOCAL:
+        r->handler(c, cmd, argc, argv, argvlen);
+        return;
+    case KIND_ADMIN:
+        if (config.backend_admin_commands) break;
+        reply_errorf(client_reply_buffer(c),
+                     "ERR command '%s' administers the store and is not relayed by evalproxy "
+                     "(set backend-admin-commands yes to allow it)",
+                     top->name);
+        return;
+    case KIND_TAKEOVER:
+        reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy", top->name);
+        return;
+    case KIND_BLOCKING:
+        /* XREAD/XREADGROUP only block with BLOCK; without it they are plain reads. */
+        if (!strcmp(top->name, "xread") || !strcmp(top->name, "xreadgroup")) {
+            int blocking = 0;
+            for (int i = 1; i < argc; i++)
+                if (!strcasecmp(argv[i], "block")) blocking = 1;
+                else if (!strcasecmp(argv[i], "streams")) break;
+            if (!blocking) break;
+        }
+        blocking_command(c, cmd, argc, argv, argvlen);
+        return;
+    default:
+        break;
+    }
+    relay_command(c, cmd, argc, argv, argvlen);
+}

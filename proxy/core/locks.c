@@ -1,0 +1,898 @@
+#include "proxy/core/locks.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+typedef struct lock_unit lock_unit;
+typedef struct lock_entry lock_entry;
+
+struct lock_entry {
+    lock_set *set;
+    lock_unit *unit;
+    uint8_t intent;  /* keyspace unit held as an intent by a keyed request */
+    uint8_t granted;
+    uint8_t extend;  /* an undeclared key a running script waits for */
+    lock_entry *prev, *next; /* in the unit's holder or wait list */
+};
+
+struct lock_unit {
+    lock_unit *hnext;
+    uint64_t hash;
+    int db; /* -1: the keyspace unit */
+    unsigned refs;
+    unsigned full[LOCK_MODES], intent[LOCK_MODES];   /* holders by mode */
+    unsigned full_wait[LOCK_MODES], intent_wait;      /* waiters */
+    lock_entry *holders;
+    lock_entry *wait_head, *wait_tail;
+    const lock_set *mark; /* dedupe while building a set */
+    size_t len;
+    char name[];
+};
+
+enum set_state { SET_NEW = 0, SET_WAITING, SET_GRANTED };
+
+#define INLINE_ENTRIES 3
+#define INLINE_KEYS 4
+
+struct lock_set {
+    int mode;
+    int state;
+    lock_granted_fn *fn;
+    void *ctx;
+    lock_abort_fn *abort_fn;
+    unsigned is_script : 1, busy : 2, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
+    int n, cap;
+    lock_entry inline_entries[INLINE_ENTRIES];
+    lock_entry **more; /* entries beyond the inline ones, allocated one by one (stable addresses) */
+    lock_entry *waiting_extend;
+    lock_set *ready_prev, *ready_next;
+    unsigned long visit; /* cycle search generation */
+    lock_set *drain_next; /* waiting for the unlocked plain requests to end */
+    unsigned draining : 1;
+    /* The keys themselves (hashed), not their units: a writer's release
+     * bumps the versions of exactly these for WATCH. */
+    int nkeys, capkeys;
+    uint64_t inline_keys[INLINE_KEYS];
+    uint64_t *more_keys;
+};
+
+/* compat[held][requested] */
+static const unsigned char compat[LOCK_MODES][LOCK_MODES] = {
+    /*            PR PW SRO SX */
+    /* PR  */ {1, 1, 1, 0},
+    /* PW  */ {1, 1, 0, 0},
+    /* SRO */ {1, 0, 1, 0},
+    /* SX  */ {0, 0, 0, 0},
+};
+
+static struct {
+    lock_unit **buckets;
+    size_t nbuckets, count;
+    uint64_t seed;
+    lock_unit *keyspace;
+    lock_set *ready_head, *ready_tail;
+    struct event *ready_ev;
+    lock_stats stats;
+    unsigned long visit_gen;
+    lock_unit **work;
+    size_t nwork, capwork;
+} L;
+
+/* Finished sets and small units are kept for reuse: a plain command takes
+ * and releases locks on the hot path, which must not allocate when warm. */
+#define POOL_MAX 4096
+#define SMALL_UNIT 48
+static lock_set *free_sets;
+static unsigned free_sets_count;
+static lock_unit *free_units;
+static unsigned free_units_count;
+
+/* Write versions for WATCH where the store cannot watch: each watched key
+ * (by its seeded 64-bit hash, so two keys share a version with probability
+ * 2^-64, and a shared version can only fail an EXEC, never miss a write)
+ * counts the writers that released a set naming it; keyspace-wide writers
+ * count for every key. Keys of one {hash tag} share a lock unit but not a
+ * version. */
+struct lock_watch {
+    lock_watch *next;
+    uint64_t hash;
+    unsigned refs;
+    uint64_t version;
+};
+static struct {
+    lock_watch **buckets;
+    size_t nbuckets, count;
+} W;
+static unsigned version_watchers; /* see lock_watch_begin */
+static unsigned busy_sets[3];      /* by lock_busy_kind */
+
+/* Plain requests may go without a set while no script or transaction set
+ * exists: plain modes never conflict, so such a set could only have been
+ * granted at once. A script or transaction set then first waits until every
+ * request sent that way has been answered (locks_unlocked_end). */
+static unsigned long unlocked_inflight;
+static unsigned long nonplain_sets;
+static lock_set *drain_head, *drain_tail;
+static struct event *drain_ev;
+static uint64_t keyspace_version; /* keyspace-wide writes released */
+
+/* ---- unit table ---------------------------------------------------------------- */
+
+static uint64_t hash_bytes(int db, const char *p, size_t len)
+{
+    /* FNV-1a with a per-process seed and a final mix: keys come from
+     * clients, so the bucket of a key must not be predictable. */
+    uint64_t h = 1469598103934665603ULL ^ L.seed ^ (uint64_t)(uint32_t)db * 0x9E3779B97F4A7C15ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)p[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    return h;
+}
+
+void lock_unit_name(const char *key, size_t len, const char **name, size_t *name_len)
+{
+    const char *open = len ? memchr(key, '{', len) : NULL;
+    if (open) {
+        size_t start = (size_t)(open - key) + 1;
+        const char *close = memchr(key + start, '}', len - start);
+        if (close && close > key + start) {
+            *name = key + start;
+            *name_len = (size_t)(close - (key + start));
+            return;
+        }
+    }
+    *name = key;
+    *name_len = len;
+}
+
+static void table_grow(void)
+{
+    size_t n = L.nbuckets ? L.nbuckets * 2 : 1024;
+    lock_unit **b = calloc(n, sizeof(*b));
+    if (!b) abort();
+    for (size_t i = 0; i < L.nbuckets; i++) {
+        lock_unit *u = L.buckets[i];
+        while (u) {
+            lock_unit *next = u->hnext;
+            size_t idx = u->hash & (n - 1);
+            u->hnext = b[idx];
+            b[idx] = u;
+            u = next;
+        }
+    }
+    free(L.buckets);
+    L.buckets = b;
+    L.nbuckets = n;
+}
+
+static lock_unit *unit_get(int db, const char *name, size_t len)
+{
+    if (!L.nbuckets) table_grow();
+    uint64_t h = hash_bytes(db, name, len);
+    size_t idx = h & (L.nbuckets - 1);
+    for (lock_unit *u = L.buckets[idx]; u; u = u->hnext)
+        if (u->hash == h && u->db == db && u->len == len && !memcmp(u->name, name, len)) return u;
+    if (L.count >= L.nbuckets) {
+        table_grow();
+        idx = h & (L.nbuckets - 1);
+    }
+    lock_unit *u;
+    if (len < SMALL_UNIT && free_units) {
+        u = free_units;
+        free_units = u->hnext;
+        free_units_count--;
+        memset(u, 0, sizeof(*u));
+    } else {
+        u = calloc(1, sizeof(*u) + (len < SMALL_UNIT ? SMALL_UNIT : len + 1));
+    }
+    if (!u) abort();
+    u->hash = h;
+    u->db = db;
+    u->len = len;
+    memcpy(u->name, name, len);
+    u->hnext = L.buckets[idx];
+    L.buckets[idx] = u;
+    L.count++;
+    return u;
+}
+
+static void unit_unref(lock_unit *u)
+{
+    if (--u->refs || u == L.keyspace) return;
+    size_t idx = u->hash & (L.nbuckets - 1);
+    lock_unit **pp = &L.buckets[idx];
+    while (*pp != u) pp = &(*pp)->hnext;
+    *pp = u->hnext;
+    L.count--;
+    if (u->len < SMALL_UNIT && free_units_count < POOL_MAX) {
+        u->hnext = free_units;
+        free_units = u;
+        free_units_count++;
+        return;
+    }
+    free(u);
+}
+
+/* ---- sets ---------------------------------------------------------------------- */
+
+static lock_entry *entry_at(lock_set *ls, int i)
+{
+    return i < INLINE_ENTRIES ? &ls->inline_entries[i] : ls->more[i - INLINE_ENTRIES];
+}
+
+static lock_entry *entry_new(lock_set *ls, lock_unit *u, int intent)
+{
+    lock_entry *e;
+    if (ls->n < INLINE_ENTRIES) {
+        e = &ls->inline_entries[ls->n];
+    } else {
+        int k = ls->n - INLINE_ENTRIES;
+        if (k == ls->cap) {
+            ls->cap = ls->cap ? ls->cap * 2 : 8;
+            ls->more = realloc(ls->more, sizeof(*ls->more) * (size_t)ls->cap);
+            if (!ls->more) abort();
+        }
+        e = malloc(sizeof(*e));
+        if (!e) abort();
+        ls->more[k] = e;
+    }
+    ls->n++;
+    memset(e, 0, sizeof(*e));
+    e->set = ls;
+    e->unit = u;
+    e->intent = (uint8_t)intent;
+    u->refs++;
+    return e;
+}
+
+lock_set *lock_set_new(int mode, lock_granted_fn *fn, void *ctx)
+{
+    lock_set *ls = free_sets;
+    if (ls) {
+        free_sets = ls->ready_next;
+        free_sets_count--;
+        lock_entry **more = ls->more;
+        int cap = ls->cap, capkeys = ls->capkeys;
+        uint64_t *more_keys = ls->more_keys;
+        memset(ls, 0, sizeof(*ls));
+        ls->more = more;
+        ls->cap = cap;
+        ls->more_keys = more_keys;
+        ls->capkeys = capkeys;
+    } else {
+        ls = calloc(1, sizeof(*ls));
+    }
+    if (!ls) abort();
+    ls->mode = mode;
+    ls->fn = fn;
+    ls->ctx = ctx;
+    if (mode >= LOCK_SCRIPT_RO) nonplain_sets++;
+    return ls;
+}
+
+int locks_plain_free(void) { return nonplain_sets == 0 && version_watchers == 0; }
+void locks_unlocked_begin(void) { unlocked_inflight++; }
+
+void locks_unlocked_end(int wrote)
+{
+    /* No version to bump: a WATCH takes its versions only once every request
+     * sent without a set has been answered (see lock_watch_begin). */
+    (void)wrote;
+    if (--unlocked_inflight == 0 && drain_head && drain_ev) event_active(drain_ev, 0, 0);
+}
+
+static void drain_unlink(lock_set *ls)
+{
+    lock_set **pp = &drain_head, *prev = NULL;
+    while (*pp != ls) {
+        prev = *pp;
+        pp = &(*pp)->drain_next;
+    }
+    *pp = ls->drain_next;
+    if (drain_tail == ls) drain_tail = prev;
+    ls->drain_next = NULL;
+    ls->draining = 0;
+    L.stats.sets_waiting--;
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* In arrival order; a callback may release or add sets. */
+    while (drain_head && unlocked_inflight == 0) {
+        lock_set *ls = drain_head;
+        drain_unlink(ls);
+        if (lock_set_acquire(ls, 0) == LOCK_GRANTED) ls->fn(ls, ls->ctx);
+    }
+}
+
+static void set_note_key(lock_set *ls, uint64_t h)
+{
+    if (ls->nkeys < INLINE_KEYS) {
+        ls->inline_keys[ls->nkeys++] = h;
+        return;
+    }
+    int k = ls->nkeys - INLINE_KEYS;
+    if (k == ls->capkeys) {
+        ls->capkeys = ls->capkeys ? ls->capkeys * 2 : 8;
+        ls->more_keys = realloc(ls->more_keys, sizeof(*ls->more_keys) * (size_t)ls->capkeys);
+        if (!ls->more_keys) abort();
+    }
+    ls->more_keys[k] = h;
+    ls->nkeys++;
+}
+
+void lock_set_add_key(lock_set *ls, int db, const char *key, size_t len)
+{
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    lock_unit *u = unit_get(db, name, nlen);
+    /* A key without a hash tag is its unit's name: the same hash. */
+    set_note_key(ls, nlen == len ? u->hash : hash_bytes(db, key, len));
+    if (u->mark == ls) return; /* already in this set */
+    /* Another set may have moved the mark: look, unless no set uses the unit. */
+    for (int i = 0; u->refs && i < ls->n; i++)
+        if (entry_at(ls, i)->unit == u) {
+            u->mark = ls;
+            return;
+        }
+    u->mark = ls;
+    entry_new(ls, u, 0);
+}
+
+void lock_set_add_keyspace(lock_set *ls)
+{
+    if (ls->has_keyspace) return;
+    ls->has_keyspace = 1;
+    entry_new(ls, L.keyspace, 0);
+}
+
+static int entry_compatible(const lock_entry *e, int mode)
+{
+    const lock_unit *u = e->unit;
+    for (int h = 0; h < LOCK_MODES; h++) {
+        if (u->full[h] && !compat[h][mode]) return 0;
+        if (!e->intent && u->intent[h] && !compat[h][mode]) return 0;
+    }
+    return 1;
+}
+
+static void holder_link(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    e->granted = 1;
+    e->prev = NULL;
+    e->next = u->holders;
+    if (u->holders) u->holders->prev = e;
+    u->holders = e;
+    if (e->intent) u->intent[e->set->mode]++;
+    else u->full[e->set->mode]++;
+}
+
+static void holder_unlink(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    if (e->prev) e->prev->next = e->next;
+    else u->holders = e->next;
+    if (e->next) e->next->prev = e->prev;
+    if (e->intent) u->intent[e->set->mode]--;
+    else u->full[e->set->mode]--;
+    e->granted = 0;
+}
+
+static void wait_count(lock_entry *e, int d)
+{
+    if (e->intent) e->unit->intent_wait += (unsigned)d;
+    else e->unit->full_wait[e->set->mode] += (unsigned)d;
+}
+
+static void wait_append(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    wait_count(e, 1);
+    e->next = NULL;
+    e->prev = u->wait_tail;
+    if (u->wait_tail) u->wait_tail->next = e;
+    else u->wait_head = e;
+    u->wait_tail = e;
+}
+
+/* Undeclared-key waits go ahead of ordinary waiters, behind earlier ones of their kind. */
+static void wait_insert_extend(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    lock_entry *after = NULL;
+    wait_count(e, 1);
+    for (lock_entry *w = u->wait_head; w && w->extend; w = w->next) after = w;
+    e->prev = after;
+    e->next = after ? after->next : u->wait_head;
+    if (e->next) e->next->prev = e;
+    else u->wait_tail = e;
+    if (after) after->next = e;
+    else u->wait_head = e;
+}
+
+static void wait_unlink(lock_entry *e)
+{
+    lock_unit *u = e->unit;
+    wait_count(e, -1);
+    if (e->prev) e->prev->next = e->next;
+    else u->wait_head = e->next;
+    if (e->next) e->next->prev = e->prev;
+    else u->wait_tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void ready_push(lock_set *ls)
+{
+    if (ls->notify_pending) return;
+    ls->notify_pending = 1;
+    ls->ready_next = NULL;
+    ls->ready_prev = L.ready_tail;
+    if (L.ready_tail) L.ready_tail->ready_next = ls;
+    else L.ready_head = ls;
+    L.ready_tail = ls;
+    if (L.ready_ev) event_active(L.ready_ev, 0, 0);
+}
+
+static void ready_remove(lock_set *ls)
+{
+    if (!ls->notify_pending) return;
+    ls->notify_pending = 0;
+    if (ls->ready_prev) ls->ready_prev->ready_next = ls->ready_next;
+    else L.ready_head = ls->ready_next;
+    if (ls->ready_next) ls->ready_next->ready_prev = ls->ready_prev;
+    else L.ready_tail = ls->ready_prev;
+}
+
+static void ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    /* Callbacks may grant and queue more sets: take them one at a time. */
+    while (L.ready_head) {
+        lock_set *ls = L.ready_head;
+        ready_remove(ls);
+        if (ls->fn) ls->fn(ls, ls->ctx);
+    }
+}
+
+static void work_push(lock_unit *u)
+{
+    if (L.nwork == L.capwork) {
+        L.capwork = L.capwork ? L.capwork * 2 : 64;
+        L.work = realloc(L.work, sizeof(*L.work) * L.capwork);
+        if (!L.work) abort();
+    }
+    L.work[L.nwork++] = u;
+}
+
+/* A keyed request's intent on the keyspace unit conflicts only with full
+ * keyspace holders and with full requests queued ahead of it (`ahead`, by
+ * mode). Intents never conflict with each other, and one compatible with every
+ * full request ahead cannot delay them, so it is taken as soon as this holds,
+ * even while its set still waits for keys: otherwise a request waiting for one
+ * key would hold back requests for unrelated keys through the keyspace queue. */
+static int intent_ok(const lock_unit *u, int mode, const unsigned *ahead)
+{
+    for (int h = 0; h < LOCK_MODES; h++)
+        if ((u->full[h] || ahead[h]) && !compat[h][mode]) return 0;
+    return 1;
+}
+
+/* A waiting set is granted when each of its entries heads its unit's queue
+ * and is compatible with the holders (intents are taken by unit_process). */
+static int set_try_grant(lock_set *ls)
+{
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->granted) continue;
+        if (e->intent || e->unit->wait_head != e || !entry_compatible(e, ls->mode)) return 0;
+    }
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->granted) continue;
+        wait_unlink(e);
+        holder_link(e);
+        work_push(e->unit); /* its queue has a new head */
+    }
+    ls->state = SET_GRANTED;
+    L.stats.sets_waiting--;
+    L.stats.sets_holding++;
+    return 1;
+}
+
+static int grant_head(lock_entry *head)
+{
+    if (head->extend) {
+        if (!entry_compatible(head, head->set->mode)) return 0;
+        wait_unlink(head);
+        holder_link(head);
+        head->set->waiting_extend = NULL;
+        ready_push(head->set);
+        return 1;
+    }
+    if (!set_try_grant(head->set)) return 0;
+    ready_push(head->set);
+    return 1;
+}
+
+/* Grants what the queue of u allows now: full entries strictly from the head,
+ * intents (keyspace unit only) wherever intent_ok holds. */
+static void unit_process(lock_unit *u)
+{
+    unsigned ahead[LOCK_MODES] = {0};
+    unsigned intents_kept = 0;
+    lock_entry *w = u->wait_head;
+    while (w) {
+        lock_entry *next = w->next;
+        if (w->intent) {
+            if (intent_ok(u, w->set->mode, ahead)) {
+                wait_unlink(w);
+                holder_link(w);
+                if (set_try_grant(w->set)) ready_push(w->set);
+            } else {
+                intents_kept++;
+            }
+        } else if (w == u->wait_head && grant_head(w)) {
+            /* The holders changed: start again from the new head. */
+            memset(ahead, 0, sizeof(ahead));
+            intents_kept = 0;
+            next = u->wait_head;
+        } else {
+            ahead[w->set->mode]++;
+            if (intents_kept == u->intent_wait) break; /* no intent behind that could pass */
+        }
+        w = next;
+    }
+}
+
+static void process_work(void)
+{
+    while (L.nwork) unit_process(L.work[--L.nwork]);
+}
+
+/* The busy kind of a holder e's set would wait for, or 0. */
+static int conflicting_busy_holder(const lock_entry *e, int mode)
+{
+    for (const lock_entry *h = e->unit->holders; h; h = h->next) {
+        if (!h->set->busy) continue;
+        if (h->intent && e->intent) continue;
+        if (!compat[h->set->mode][mode]) return h->set->busy;
+    }
+    return 0;
+}
+
+int lock_set_acquire(lock_set *ls, int refuse_if_busy)
+{
+    if (ls->mode >= LOCK_SCRIPT_RO && unlocked_inflight) {
+        ls->draining = 1;
+        ls->drain_next = NULL;
+        if (drain_tail) drain_tail->drain_next = ls;
+        else drain_head = ls;
+        drain_tail = ls;
+        L.stats.sets_waiting++;
+        return LOCK_WAITING;
+    }
+    if (!ls->has_keyspace && !ls->has_intent) { /* once: acquire may be retried after LOCK_BUSY */
+        entry_new(ls, L.keyspace, 1);
+        ls->has_intent = 1;
+    }
+    int grantable = 1;
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        int ok = e->intent ? intent_ok(e->unit, ls->mode, e->unit->full_wait)
+                           : !e->unit->wait_head && entry_compatible(e, ls->mode);
+        if (!ok) {
+            grantable = 0;
+            int busy = refuse_if_busy ? conflicting_busy_holder(e, ls->mode) : 0;
+            if (busy) {
+                L.stats.busy_refusals++;
+                ls->refused_by = (unsigned)busy;
+                return LOCK_BUSY;
+            }
+        }
+    }
+    if (grantable) {
+        for (int i = 0; i < ls->n; i++) holder_link(entry_at(ls, i));
+        ls->state = SET_GRANTED;
+        L.stats.sets_holding++;
+        L.stats.granted_immediately++;
+        return LOCK_GRANTED;
+    }
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->intent && intent_ok(e->unit, ls->mode, e->unit->full_wait)) holder_link(e);
+        else wait_append(e);
+    }
+    ls->state = SET_WAITING;
+    L.stats.sets_waiting++;
+    L.stats.waited++;
+    return LOCK_WAITING;
+}
+
+void lock_set_release_all(lock_set *ls)
+{
+    if (ls->draining) drain_unlink(ls); /* nothing enqueued on its units yet */
+    ready_remove(ls);
+    int wrote = ls->state == SET_GRANTED &&
+                (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
+    if (wrote && W.count)
+        for (int i = 0; i < ls->nkeys; i++) {
+            uint64_t h = i < INLINE_KEYS ? ls->inline_keys[i] : ls->more_keys[i - INLINE_KEYS];
+            for (lock_watch *w = W.buckets[h & (W.nbuckets - 1)]; w; w = w->next)
+                if (w->hash == h) w->version++;
+        }
+    ls->nkeys = 0;
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        lock_unit *u = e->unit;
+        if (wrote && e->granted && !e->intent && u == L.keyspace) keyspace_version++;
+        if (e->granted) holder_unlink(e);
+        else if (ls->state != SET_NEW || e->extend) wait_unlink(e);
+        if (u->mark == ls) u->mark = NULL;
+        if (u->refs > 1 || u == L.keyspace) work_push(u);
+        unit_unref(u);
+        if (i >= INLINE_ENTRIES) free(ls->more[i - INLINE_ENTRIES]);
+    }
+    if (ls->state == SET_GRANTED) L.stats.sets_holding--;
+    else if (ls->state == SET_WAITING) L.stats.sets_waiting--;
+    ls->n = 0;
+    ls->state = SET_NEW;
+    ls->has_keyspace = 0;
+    ls->has_intent = 0;
+    ls->waiting_extend = NULL;
+    process_work();
+}
+
+void lock_set_release(lock_set *ls)
+{
+    lock_set_set_busy(ls, 0);
+    lock_set_release_all(ls);
+    if (ls->mode >= LOCK_SCRIPT_RO) nonplain_sets--;
+    if (free_sets_count < POOL_MAX && ls->cap <= 64 && ls->capkeys <= 64) {
+        ls->ready_next = free_sets;
+        free_sets = ls;
+        free_sets_count++;
+        return;
+    }
+    free(ls->more);
+    free(ls->more_keys);
+    free(ls);
+}
+
+void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx)
+{
+    ls->fn = fn;
+    ls->ctx = ctx;
+}
+
+void lock_set_mark_script(lock_set *ls, lock_abort_fn *abort_fn)
+{
+    ls->is_script = 1;
+    ls->abort_fn = abort_fn;
+}
+
+void lock_set_set_busy(lock_set *ls, int busy)
+{
+    if (busy != LOCK_BUSY_EVAL && busy != LOCK_BUSY_FUNCTION) busy = busy ? LOCK_BUSY_EVAL : 0;
+    if (ls->busy) busy_sets[ls->busy]--;
+    if (busy) busy_sets[busy]++;
+    ls->busy = (unsigned)busy;
+}
+
+int lock_set_busy_kind(const lock_set *ls) { return ls->refused_by ? (int)ls->refused_by : LOCK_BUSY_EVAL; }
+
+int locks_busy_kind(void)
+{
+    return busy_sets[LOCK_BUSY_EVAL] ? LOCK_BUSY_EVAL : busy_sets[LOCK_BUSY_FUNCTION] ? LOCK_BUSY_FUNCTION : 0;
+}
+void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
+int lock_set_unit_count(const lock_set *ls) { return ls->n; }
+
+int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len)
+{
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at((lock_set *)ls, i);
+        if (e->granted && !e->intent && e->unit->db == db && e->unit->len == nlen &&
+            !memcmp(e->unit->name, name, nlen))
+            return 1;
+    }
+    return 0;
+}
+
+/* Depth-first search over "waits for" edges from an entry of mode `mode`
+ * waiting on unit u (self, or NULL for one about to be queued behind every
+ * extend waiter): does it lead back to `target`? Only scripts waiting for an
+ * undeclared key wait while holding, so the graph is small. *victim gets a
+ * member that has not written, if any. */
+static int cycle_from(lock_unit *u, int mode, const lock_entry *self, lock_set *target, lock_set **victim,
+                      int depth)
+{
+    if (depth > 64) return 1; /* pathological: treat as a cycle rather than recurse forever */
+    for (int pass = 0; pass < 2; pass++) {
+        lock_entry *list = pass == 0 ? u->holders : u->wait_head;
+        for (lock_entry *h = list; h; h = h->next) {
+            if (pass == 1 && (!h->extend || h == self)) break; /* only those ahead block it */
+            lock_set *hs = h->set;
+            if (pass == 0 && compat[hs->mode][mode]) continue;
+            if (hs == target) return 1;
+            if (hs->visit == L.visit_gen) continue;
+            hs->visit = L.visit_gen;
+            if (!hs->waiting_extend) continue;
+            if (cycle_from(hs->waiting_extend->unit, hs->mode, hs->waiting_extend, target, victim, depth + 1)) {
+                if (!hs->written && !*victim) *victim = hs;
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
+{
+    set_note_key(ls, hash_bytes(db, key, len));
+    if (lock_set_holds(ls, db, key, len)) return LOCK_GRANTED;
+    for (int attempt = 0; attempt < 16; attempt++) {
+        const char *name;
+        size_t nlen;
+        lock_unit_name(key, len, &name, &nlen);
+        lock_unit *u = unit_get(db, name, nlen);
+        int extend_waiters = u->wait_head && u->wait_head->extend;
+        lock_entry probe = {.unit = u};
+        if (!extend_waiters && entry_compatible(&probe, ls->mode)) {
+            holder_link(entry_new(ls, u, 0));
+            return LOCK_GRANTED;
+        }
+        L.visit_gen++;
+        lock_set *victim = NULL;
+        u->refs++; /* keep u while a victim releases */
+        int cycle = cycle_from(u, ls->mode, NULL, ls, &victim, 0);
+        if (!cycle) {
+            lock_entry *e = entry_new(ls, u, 0);
+            u->refs--;
+            e->extend = 1;
+            wait_insert_extend(e);
+            ls->waiting_extend = e;
+            return LOCK_WAITING;
+        }
+        L.stats.deadlocks++;
+        if (!ls->written || !victim || !victim->abort_fn) {
+            unit_unref(u);
+            return LOCK_DEADLOCK;
+        }
+        /* The requester has written and cannot be re-run: abort another
+         * member of the cycle that has not, then look again. */
+        L.stats.aborts++;
+        victim->abort_fn(victim, victim->ctx);
+        unit_unref(u);
+    }
+    return LOCK_DEADLOCK;
+}
+
+lock_watch *lock_watch_begin(int db, const char *key, size_t len)
+{
+    uint64_t h = hash_bytes(db, key, len);
+    version_watchers++;
+    if (!W.nbuckets) {
+        W.nbuckets = 256;
+        W.buckets = calloc(W.nbuckets, sizeof(*W.buckets));
+        if (!W.buckets) abort();
+    }
+    for (lock_watch *w = W.buckets[h & (W.nbuckets - 1)]; w; w = w->next)
+        if (w->hash == h) {
+            w->refs++;
+            return w;
+        }
+    if (W.count >= W.nbuckets) {
+        size_t n = W.nbuckets * 2;
+        lock_watch **b = calloc(n, sizeof(*b));
+        if (!b) abort();
+        for (size_t i = 0; i < W.nbuckets; i++)
+            while (W.buckets[i]) {
+                lock_watch *w = W.buckets[i];
+                W.buckets[i] = w->next;
+                w->next = b[w->hash & (n - 1)];
+                b[w->hash & (n - 1)] = w;
+            }
+        free(W.buckets);
+        W.buckets = b;
+        W.nbuckets = n;
+    }
+    lock_watch *w = calloc(1, sizeof(*w));
+    if (!w) abort();
+    w->hash = h;
+    w->refs = 1;
+    w->next = W.buckets[h & (W.nbuckets - 1)];
+    W.buckets[h & (W.nbuckets - 1)] = w;
+    W.count++;
+    return w;
+}
+
+uint64_t lock_watch_version(const lock_watch *w) { return w->version + keyspace_version; }
+
+void lock_watch_end(lock_watch *w)
+{
+    version_watchers--;
+    if (--w->refs) return;
+    lock_watch **pp = &W.buckets[w->hash & (W.nbuckets - 1)];
+    while (*pp != w) pp = &(*pp)->next;
+    *pp = w->next;
+    W.count--;
+    free(w);
+}
+
+void locks_get_stats(lock_stats *st)
+{
+    *st = L.stats;
+    st->units = L.count;
+}
+
+void locks_init(struct event_base *base)
+{
+    if (RAND_bytes((unsigned char *)&L.seed, sizeof(L.seed)) != 1) L.seed = (uint64_t)(uintptr_t)&L;
+    L.keyspace = unit_get(-1, "", 0);
+    L.keyspace->refs = 1;
+    if (base) L.ready_ev = event_new(base, -1, 0, ready_cb, NULL);
+    if (base) drain_ev = event_new(base, -1, 0, drain_cb, NULL);
+}
+
+void locks_shutdown(void)
+{
+    if (L.ready_ev) event_free(L.ready_ev);
+    if (drain_ev) event_free(drain_ev);
+    drain_ev = NULL;
+    drain_head = drain_tail = NULL;
+    unlocked_inflight = nonplain_sets = 0;
+    for (size_t i = 0; i < L.nbuckets; i++) {
+        lock_unit *u = L.buckets[i];
+        while (u) {
+            lock_unit *next = u->hnext;
+            free(u);
+            u = next;
+        }
+    }
+    free(L.buckets);
+    free(L.work);
+    memset(&L, 0, sizeof(L));
+    memset(busy_sets, 0, sizeof(busy_sets));
+    version_watchers = 0;
+    for (size_t i = 0; i < W.nbuckets; i++)
+        while (W.buckets[i]) {
+            lock_watch *w = W.buckets[i];
+            W.buckets[i] = w->next;
+            free(w);
+        }
+    free(W.buckets);
+    memset(&W, 0, sizeof(W));
+    while (free_sets) {
+        lock_set *ls = free_sets;
+        free_sets = ls->ready_next;
+        free(ls->more);
+        free(ls->more_keys);
+        free(ls);
+    }
+    free_sets_count = 0;
+    while (free_units) {
+        lock_unit *u = free_units;
+        free_units = u->hnext;
+        free(u);
+    }
+    free_units_count = 0;
+}

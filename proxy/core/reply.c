@@ -1,0 +1,80 @@
+#include "proxy/core/reply.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+static void add_prefixed_number(struct evbuffer *b, char prefix, long long v)
+{
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%c%lld\r\n", prefix, v);
+    evbuffer_add(b, buf, (size_t)n);
+}
+
+void reply_status(struct evbuffer *b, const char *s)
+{
+    evbuffer_add(b, "+", 1);
+    evbuffer_add(b, s, strlen(s));
+    evbuffer_add(b, "\r\n", 2);
+}
+
+void reply_ok(struct evbuffer *b) { evbuffer_add(b, "+OK\r\n", 5); }
+
+void reply_error_len(struct evbuffer *b, const char *err, size_t len)
+{
+    evbuffer_add(b, "-", 1);
+    /* A CR or LF would end the error line early: Redis replaces them. */
+    size_t start = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (err[i] == '\r' || err[i] == '\n') {
+            evbuffer_add(b, err + start, i - start);
+            evbuffer_add(b, " ", 1);
+            start = i + 1;
+        }
+    }
+    evbuffer_add(b, err + start, len - start);
+    evbuffer_add(b, "\r\n", 2);
+}
+
+void reply_error(struct evbuffer *b, const char *err) { reply_error_len(b, err, strlen(err)); }
+
+void reply_errorf(struct evbuffer *b, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
+    reply_error_len(b, buf, (size_t)n);
+}
+
+void reply_integer(struct evbuffer *b, long long v) { add_prefixed_number(b, ':', v); }
+
+void reply_bulk(struct evbuffer *b, const void *p, size_t len)
+{
+    add_prefixed_number(b, '$', (long long)len);
+    evbuffer_add(b, p, len);
+    evbuffer_add(b, "\r\n", 2);
+}
+
+void reply_bulk_cstr(struct evbuffer *b, const char *s) { reply_bulk(b, s, strlen(s)); }
+void reply_null_bulk(struct evbuffer *b) { evbuffer_add(b, "$-1\r\n", 5); }
+void reply_null_array(struct evbuffer *b) { evbuffer_add(b, "*-1\r\n", 5); }
+void reply_array(struct evbuffer *b, long long n) { add_prefixed_number(b, '*', n); }
+
+char *buffer_take_string(struct evbuffer *b, size_t *len)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    if (!s) abort();
+    evbuffer_remove(b, s, n);
+    evbuffer_free(b);
+    s[n] = '\0';
+    if (len) *len = n;
+    return s;
+}

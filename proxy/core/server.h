@@ -1,0 +1,186 @@
+/* The proxy's shared state: the event loop, clients, the backend, stats. */
+#ifndef EVALPROXY_SERVER_H
+#define EVALPROXY_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "proxy/core/request_parser.h"
+
+#define EVALPROXY_VERSION "0.1.0"
+#define REDIS_COMPAT_VERSION "7.0.15"
+#define REDIS_COMPAT_VERSION_NUM 0x0007000f
+
+struct event_base;
+struct bufferevent;
+struct evbuffer;
+struct event;
+struct backend;
+struct command_def;
+struct ssl_st;
+
+typedef struct client client;
+typedef struct multi_state multi_state;
+typedef struct watch_versions watch_versions;
+
+/* One reply owed to a client, in request order. */
+typedef struct reply_slot {
+    struct reply_slot *next;
+    client *c;            /* NULL once the client is gone: the reply is dropped */
+    struct evbuffer *buf; /* the reply, when it completed out of order */
+    struct lock_set *locks; /* units held until the store answers */
+    unsigned done : 1;
+    unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
+    unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
+    unsigned unlocked_write : 1; /* ... and it may write */
+} reply_slot;
+
+enum client_flags {
+    CLIENT_CLOSE_AFTER_REPLY = 1 << 0,
+    CLIENT_CLOSING = 1 << 1,   /* freed as soon as nothing refers to it */
+    CLIENT_UNIX_SOCKET = 1 << 2,
+    CLIENT_REPLY_OFF = 1 << 3,
+    CLIENT_REPLY_SKIP_NEXT = 1 << 4,
+    CLIENT_REPLY_SKIP = 1 << 5, /* this command's reply is skipped */
+    CLIENT_NO_EVICT = 1 << 6,
+    CLIENT_BLOCKED = 1 << 7,    /* waiting: later commands stay unread */
+    CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
+    CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
+    CLIENT_PACED = 1 << 10,     /* owed too much output: its input waits unread */
+};
+
+struct client {
+    uint64_t id;
+    int fd;
+    int flags;
+    struct bufferevent *bev;  /* input */
+    struct evbuffer *out;     /* replies waiting to be written */
+    struct event *write_ev;   /* armed only while the socket is full */
+    struct event *resume_ev;
+    request_parser parser;
+    char addr[64], laddr[64];
+    char *name;
+    char *lib_name, *lib_ver;
+    int db;
+    int authenticated;
+    struct acl_user *user;  /* default until AUTH as another user; never NULL */
+    int resp;
+    time_t ctime;
+    time_t last_interaction;
+    time_t obuf_soft_since;
+    const char *last_cmd; /* full name of the last command, for CLIENT LIST */
+    reply_slot *slots_head, *slots_tail;
+    unsigned slots_pending;
+    struct lock_set *waiting_locks; /* the command being dispatched waits for these */
+    int waiting_relay;              /* ... and it is a plain relayed command */
+    const struct command_def *waiting_cmd;
+    struct script_call *script;     /* the script this client waits for */
+    unsigned scripts_pipelined;     /* its scripts running while it goes on */
+    struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
+    struct client_pubsub *pubsub;      /* subscriptions, or NULL */
+    struct exec_run *exec_run;         /* its EXEC, from its read to its reply */
+    int watch_conn;                    /* connection of its own holding WATCH, or -1 */
+    watch_versions *watch_versions;    /* WATCH by write versions (stores that cannot watch) */
+    int dedicated_conn;                /* own connection with a request in flight, or -1 */
+    reply_slot *dedicated_slot;        /* that request's reply */
+    int dedicated_blocking;            /* the request is a blocking command */
+    const struct command_def *blocking_cmd;
+    void (*drain_fn)(client *c);       /* runs once relay_inflight is back to 0 */
+    int flush_queued;       /* has output to write this loop turn */
+    int resume_pending;     /* resume_ev is active: input will be read again this turn */
+    unsigned held : 1;      /* output held for its running script (flush_can_wait) */
+    unsigned hold_over : 1; /* that hold has lasted long enough: write */
+    int backend_conn;       /* connection this client's relayed commands use */
+    unsigned relay_inflight;
+    size_t reply_size_guess; /* its recent replies' size, for pacing */
+    client *prev, *next;
+};
+
+typedef struct server_stats {
+    unsigned long long connections_received;
+    unsigned long long commands_processed;
+    unsigned long long rejected_connections;
+    unsigned long long relayed_commands;
+    unsigned long long backend_errors;
+    unsigned long long net_input_bytes, net_output_bytes;
+} server_stats;
+
+typedef struct server_state {
+    struct event_base *base;
+    struct backend *backend;
+    client *clients;
+    unsigned long clients_count;
+    uint64_t next_client_id;
+    time_t start_time;
+    server_stats stats;
+    char run_id[41];
+    int shutdown_asap;
+} server_state;
+
+extern server_state server;
+
+/* server.c */
+/* Fits maxclients to the open-files limit as Redis does: raises
+ * RLIMIT_NOFILE towards maxclients plus a reserve, and returns the
+ * maxclients that fits (logged when less), or -1 when not even the reserve
+ * does. */
+int server_fit_open_files(int maxclients);
+
+/* client.c */
+client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
+void client_close(client *c);             /* now: pending replies are dropped */
+void client_close_after_reply(client *c); /* after what is queued has been written */
+/* A feature that keeps a client pointer (or state for it) anywhere lets it
+ * go in a hook: every hook runs on every close, in the order added. */
+typedef void client_close_hook(client *c);
+void client_add_close_hook(client_close_hook *fn);
+/* Where to write a reply that is ready now: the socket's buffer, or a slot
+ * kept in order behind replies still in flight. */
+struct evbuffer *client_reply_buffer(client *c);
+reply_slot *client_slot_add(client *c);
+void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
+void client_output_written(client *c); /* checks output buffer limits */
+void client_block(client *c);
+void client_unblock(client *c);
+void client_describe(client *c, struct evbuffer *out); /* one CLIENT LIST line */
+void clients_cron(void);
+void clients_reap(void);    /* frees clients closed since the last loop turn */
+void clients_close_all(void);
+void clients_shutdown(void);
+
+/* commands/acl_command.c */
+/* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
+int client_auth_required(const client *c);
+void client_set_user(client *c, struct acl_user *u);
+/* The ACL check before a command runs or is queued: 1 allowed, else the
+ * NOPERM error is sent, the denial logged, and 0 returned. */
+int acl_client_allows(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* The check of a command a script calls, for the user who ran the script
+ * (c is that client, or NULL once it is gone): ACL_OK or ACL_DENIED_*,
+ * logged with the lua context. */
+int acl_script_check(struct acl_user *u, client *c, const struct command_def *cmd, int argc, char **argv,
+                     size_t *argvlen);
+/* EXEC's second check of a queued command: NULL, or the NOPERM error
+ * (malloc'd) that takes its place in EXEC's reply; logged as multi. */
+char *acl_exec_recheck(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* ACL LOG's client-info: the CLIENT LIST line. malloc'd, *len set. */
+char *client_info_string(client *c, size_t *len);
+
+/* dispatch.c */
+void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
+int client_shared_conn(client *c);
+/* Runs fn now if nothing the client relayed is in flight, else when it is. */
+void client_when_drained(client *c, void (*fn)(client *c));
+int command_is_keyspace_wide(const struct command_def *cmd);
+/* The client closes while its relayed command waits for locks: hand the
+ * command over so it still runs. */
+void relay_orphan_waiting(client *c);
+void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* Busy error text, as Redis's. */
+#define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+/* Redis's BUSY text for a busy script of that lock_busy_kind (EVAL: SCRIPT
+ * KILL; FCALL: FUNCTION KILL). */
+const char *busy_error(int kind);
+
+#endif
