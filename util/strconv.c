@@ -1,6 +1,8 @@
 #include "util/strconv.h"
 
 #include <limits.h>
+#include <strings.h>
+#include <ctype.h>
 
 int string_to_ll(const char *s, size_t len, long long *out)
 {
@@ -26,4 +28,26 @@ int string_to_ll(const char *s, size_t len, long long *out)
         *out = (long long)v;
     }
     return 1;
+}
+
+/* A size as redis.conf writes it: 10, 1k, 5mb, 2gb (k = 1000, kb = 1024). */
+long long mem_to_ll(const char *p, int *err)
+{
+    const char *u = p;
+    while (*u == '-' || isdigit((unsigned char)*u)) u++;
+    long long mul = 1;
+    if (!strcasecmp(u, "")) mul = 1;
+    else if (!strcasecmp(u, "b")) mul = 1;
+    else if (!strcasecmp(u, "k")) mul = 1000;
+    else if (!strcasecmp(u, "kb")) mul = 1024;
+    else if (!strcasecmp(u, "m")) mul = 1000LL * 1000;
+    else if (!strcasecmp(u, "mb")) mul = 1024LL * 1024;
+    else if (!strcasecmp(u, "g")) mul = 1000LL * 1000 * 1000;
+    else if (!strcasecmp(u, "gb")) mul = 1024LL * 1024 * 1024;
+    else { *err = 1; return 0; }
+    long long v;
+    if (!string_to_ll(p, (size_t)(u - p), &v)) { *err = 1; return 0; }
+    if (v != 0 && (v > LLONG_MAX / mul || v < LLONG_MIN / mul)) { *err = 1; return 0; }
+    *err = 0;
+    return v * mul;
 }

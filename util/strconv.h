@@ -9,4 +9,7 @@
  * spaces, no '+', no leading zeros; else 0. */
 int string_to_ll(const char *s, size_t len, long long *out);
 
+/* A memory size ("10mb", "1gb"); *err set to 1 when it is not one. */
+long long mem_to_ll(const char *p, int *err);
+
 #endif

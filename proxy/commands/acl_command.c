@@ -17,6 +17,7 @@
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/commands/transactions.h"
+#include "util/strconv.h"
 
 int client_auth_required(const client *c)
 {

@@ -18,6 +18,7 @@
 #include "proxy/core/server.h"
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
+#include "util/strconv.h"
 
 #define SYNTAX_ERR "ERR syntax error"
 

@@ -21,6 +21,7 @@
 #include "util/log.h"
 #include "proxy/core/reply.h"
 #include "proxy/commands/scripting.h"
+#include "util/glob.h"
 
 static const char *const function_help[] = {
     "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

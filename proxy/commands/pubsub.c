@@ -24,6 +24,7 @@
 #include "util/log.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "util/glob.h"
 
 enum { KIND_CHANNEL = 0, KIND_PATTERN = 1, KIND_SHARD = 2, KINDS = 3 };
 

@@ -22,6 +22,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "util/strconv.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */

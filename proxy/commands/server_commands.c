@@ -23,6 +23,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
 #include "proxy/core/tls.h"
+#include "util/glob.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {

@@ -29,6 +29,7 @@
 #include "proxy/core/reply.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/core/server.h"
+#include "util/strconv.h"
 
 typedef struct queued_command {
     const command_def *cmd;

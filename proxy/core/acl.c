@@ -19,6 +19,8 @@
 #include "proxy/core/config.h"
 #include "util/files.h"
 #include "proxy/core/reply.h"
+#include "util/args.h"
+#include "util/glob.h"
 
 /* ---- command ids and categories -------------------------------------------- */
 

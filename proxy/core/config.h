@@ -90,14 +90,4 @@ const char *config_set(const char *name, const char *value, size_t vlen);
 /* CONFIG REWRITE: rewrites the loaded file. 0 or -1 with reason in err. */
 int config_rewrite(char *err, size_t errlen);
 
-/* Redis's string helpers. */
-#include "util/strconv.h"
-long long mem_to_ll(const char *p, int *err);
-int string_match(const char *pattern, size_t patlen, const char *s, size_t slen, int nocase);
-/* Splits a line into arguments like Redis's sdssplitargs (quotes, escapes).
- * Returns an argv allocated with malloc (free with free_args) or NULL on
- * unbalanced quotes. */
-char **split_args(const char *line, int *argc);
-void free_args(char **argv, int argc);
-
 #endif

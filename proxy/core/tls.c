@@ -13,6 +13,7 @@
 
 #include "proxy/core/config.h"
 #include "util/log.h"
+#include "util/args.h"
 
 static SSL_CTX *server_ctx;
 
