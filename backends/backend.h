@@ -60,6 +60,7 @@ struct backend {
     char *display;  /* host:port or path; never credentials */
     int connections;
     int default_db; /* the database new clients start in */
+    int databases;  /* how many databases clients may SELECT (the proxy's setting) */
     int has_transactions; /* the store runs MULTI/EXEC itself */
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
@@ -75,8 +76,8 @@ struct store_tls_options;
 
 /* Creates the backend for a URL (redis://, rediss://, unix://, memcached://,
  * memcacheds://); tls applies to the TLS schemes. NULL with err set on a bad
- * URL or TLS setup. */
-backend *backend_create(struct event_base *base, const char *url, int connections,
+ * URL or TLS setup. databases: how many databases clients may SELECT. */
+backend *backend_create(struct event_base *base, const char *url, int connections, int databases,
                         const struct store_tls_options *tls, char *err, size_t errlen);
 
 static inline int backend_pick(backend *b, unsigned hint) { return b->ops->pick(b, hint); }

@@ -11,7 +11,6 @@
 #include <event2/buffer.h>
 
 #include "backends/memcached_int.h"
-#include "proxy/core/config.h"
 
 #define ERR_NOT_INT "ERR value is not an integer or out of range"
 #define ERR_SYNTAX "ERR syntax error"
@@ -615,7 +614,7 @@ static void h_copy(mc_req *r, int tag, const mc_resp *m)
                 if (!arg_ll(r, j + 1, &dbid)) return mc_fail(r, ERR_NOT_INT);
                 if (dbid < INT_MIN || dbid > INT_MAX)
                     return mc_fail(r, "ERR value is out of range, value must between -2147483648 and 2147483647");
-                if (dbid < 0 || dbid >= config.databases) return mc_fail(r, "ERR DB index is out of range");
+                if (dbid < 0 || dbid >= r->c->mb->base.databases) return mc_fail(r, "ERR DB index is out of range");
                 j++;
             } else {
                 return mc_fail(r, ERR_SYNTAX);

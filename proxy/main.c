@@ -320,7 +320,7 @@ int main(int argc, char **argv)
     log_set_level(config.loglevel);
     signal(SIGPIPE, SIG_IGN);
 
-    int fit = server_fit_open_files(config.maxclients);
+    int fit = server_fit_open_files(config.maxclients, config.backend_connections);
     if (fit < 0) return 1;
     config.maxclients = fit;
     server.base = event_base_new();
@@ -353,8 +353,8 @@ int main(int argc, char **argv)
         .key_file = config.backend_tls_key_file,
         .verify = config.backend_tls_verify,
     };
-    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, &store_tls, err,
-                                    sizeof(err));
+    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, config.databases,
+                                    &store_tls, err, sizeof(err));
     if (!server.backend) {
         log_warning("backend: %s", err);
         return 1;

@@ -293,7 +293,7 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         }
         if (d->ptr == &config.maxclients && server.base && ll > config.maxclients) {
             /* Running: more clients need more descriptors, as in Redis. */
-            int fit = server_fit_open_files((int)ll);
+            int fit = server_fit_open_files((int)ll, config.backend_connections);
             if (fit < ll) {
                 snprintf(why, sizeof(why),
                          "The operating system is not able to handle the specified number of clients, try with %d",

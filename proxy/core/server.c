@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "proxy/core/config.h"
 #include "util/log.h"
 
 server_state server;
@@ -16,9 +15,9 @@ server_state server;
  * otherwise maxclients shrinks to fit, with Redis's warnings. */
 #define MIN_RESERVED_FDS 32
 
-int server_fit_open_files(int maxclients)
+int server_fit_open_files(int maxclients, int store_connections)
 {
-    rlim_t reserved = (rlim_t)MIN_RESERVED_FDS + (rlim_t)config.backend_connections;
+    rlim_t reserved = (rlim_t)MIN_RESERVED_FDS + (rlim_t)store_connections;
     rlim_t maxfiles = (rlim_t)maxclients + reserved;
     struct rlimit limit;
     if (getrlimit(RLIMIT_NOFILE, &limit) == -1) {

@@ -122,10 +122,11 @@ extern server_state server;
 
 /* server.c */
 /* Fits maxclients to the open-files limit as Redis does: raises
- * RLIMIT_NOFILE towards maxclients plus a reserve, and returns the
+ * RLIMIT_NOFILE towards maxclients plus a reserve (32 and the store
+ * connections), and returns the
  * maxclients that fits (logged when less), or -1 when not even the reserve
  * does. */
-int server_fit_open_files(int maxclients);
+int server_fit_open_files(int maxclients, int store_connections);
 
 /* client.c */
 client *client_create(int fd, int is_unix, struct ssl_st *ssl); /* ssl: a TLS client, else NULL */
