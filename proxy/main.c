@@ -20,15 +20,18 @@
 #include "backends/backend.h"
 #include "backends/conn.h"
 #include "proxy/core/acl.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
-#include "proxy/commands/scripting.h"
-#include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/core/tls.h"
+#include "proxy/commands/acl_command.h"
+#include "proxy/commands/connection.h"
+#include "proxy/commands/pubsub.h"
+#include "proxy/commands/scripting.h"
+#include "proxy/commands/server_commands.h"
 #include "proxy/commands/transactions.h"
 
 
@@ -301,6 +304,43 @@ static int load_configuration(int argc, char **argv, int *test_only)
     return 0;
 }
 
+/* The command families sit above the core: main hands the core what each
+ * one answers and the hooks the request path needs. */
+static const struct {
+    const char *name;
+    command_handler *handler;
+} proxy_commands[] = {
+    {"ping", cmd_ping},         {"echo", cmd_echo},           {"hello", cmd_hello},
+    {"auth", cmd_auth},         {"select", cmd_select},       {"reset", cmd_reset},
+    {"client", cmd_client},     {"time", cmd_time},           {"command", cmd_command},
+    {"info", cmd_info},         {"config", cmd_config},       {"acl", cmd_acl},
+    {"eval", cmd_eval},         {"evalsha", cmd_eval},        {"eval_ro", cmd_eval},
+    {"evalsha_ro", cmd_eval},   {"fcall", cmd_eval},          {"fcall_ro", cmd_eval},
+    {"script", cmd_script},     {"function", cmd_function},   {"multi", cmd_multi},
+    {"exec", cmd_exec},         {"discard", cmd_discard},     {"watch", cmd_watch},
+    {"unwatch", cmd_unwatch},   {"subscribe", cmd_subscribe}, {"psubscribe", cmd_subscribe},
+    {"ssubscribe", cmd_subscribe}, {"unsubscribe", cmd_unsubscribe},
+    {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
+    {"publish", cmd_publish},   {"spublish", cmd_publish},    {"pubsub", cmd_pubsub},
+};
+
+static void wire_command_families(void)
+{
+    for (size_t i = 0; i < sizeof(proxy_commands) / sizeof(proxy_commands[0]); i++)
+        dispatch_register(proxy_commands[i].name, proxy_commands[i].handler);
+    static const dispatch_hooks hooks = {
+        .acl_denies = acl_client_denies,
+        .busy_scripts = scripting_busy_count,
+        .multi_queue = multi_queue,
+        .multi_flag_dirty = multi_flag_dirty,
+        .exec_reject = exec_reject,
+        .blocking = blocking_command,
+    };
+    dispatch_set_hooks(&hooks);
+    client_set_command_handler(dispatch_command);
+    client_set_describer(client_describe);
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "-v") || !strcmp(argv[1], "--version"))) {
@@ -330,9 +370,12 @@ int main(int argc, char **argv)
     }
     server.start_time = time(NULL);
     make_run_id();
+    wire_command_families();
     dispatch_init();
-    /* Each feature lets go of a closing client: scripts (pipelined ones
-     * too) drop their reply, transactions and subscriptions end. */
+    /* Each feature lets go of a closing client: a relayed command waiting
+     * for locks is handed over, scripts (pipelined ones too) drop their
+     * reply, transactions and subscriptions end. */
+    client_add_close_hook(relay_client_gone);
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
@@ -399,6 +442,7 @@ int main(int argc, char **argv)
     scripting_shutdown();
     pubsub_shutdown();
     clients_shutdown();
+    transactions_shutdown();
     dispatch_free();
     locks_shutdown();
     tls_shutdown();

@@ -11,19 +11,13 @@
 #include <openssl/rand.h>
 
 #include "proxy/core/acl.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
-#include "proxy/commands/transactions.h"
 #include "util/strconv.h"
-
-int client_auth_required(const client *c)
-{
-    const acl_user *d = acl_default_user();
-    return (!(d->flags & ACL_USER_NOPASS) || (d->flags & ACL_USER_OFF)) && !c->authenticated;
-}
+#include "proxy/commands/acl_command.h"
 
 void client_set_user(client *c, acl_user *u)
 {
@@ -31,19 +25,6 @@ void client_set_user(client *c, acl_user *u)
     acl_user_retain(u);
     if (c->user) acl_user_release(c->user);
     c->user = u;
-}
-
-char *client_info_string(client *c, size_t *len)
-{
-    struct evbuffer *tmp = evbuffer_new();
-    if (!tmp) abort();
-    client_describe(c, tmp);
-    size_t n;
-    char *s = buffer_take_string(tmp, &n);
-    if (n && s[n - 1] == '\n') n--; /* one line, without CLIENT LIST's newline */
-    s[n] = '\0';
-    *len = n;
-    return s;
 }
 
 static void log_denial(client *c, acl_user *u, int rc, int context, const command_def *cmd, char **argv,
@@ -58,29 +39,19 @@ static void log_denial(client *c, acl_user *u, int rc, int context, const comman
     free(cinfo);
 }
 
-int acl_client_allows(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+const char *acl_client_denies(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     int pos = 0;
     int rc = acl_check_command(c->user, cmd, argc, argv, argvlen, &pos);
-    if (rc == ACL_OK) return 1;
+    if (rc == ACL_OK) return NULL;
     log_denial(c, c->user, rc, c->multi ? ACL_CTX_MULTI : ACL_CTX_TOPLEVEL, cmd, argv, argvlen, pos);
-    char msg[256];
-    if (rc == ACL_DENIED_CMD)
+    if (rc == ACL_DENIED_CMD) {
+        static char msg[256];
         snprintf(msg, sizeof(msg), "NOPERM this user has no permissions to run the '%s' command", cmd->name);
-    else if (rc == ACL_DENIED_KEY)
-        snprintf(msg, sizeof(msg), "NOPERM this user has no permissions to access one of the keys used as arguments");
-    else
-        snprintf(msg, sizeof(msg),
-                 "NOPERM this user has no permissions to access one of the channels used as arguments");
-    struct evbuffer *out = client_reply_buffer(c);
-    if (!strcmp(cmd->name, "exec")) {
-        /* A refused EXEC ends the transaction, as any EXEC Redis rejects. */
-        reply_errorf(out, "EXECABORT Transaction discarded because of: %s", msg);
-        transactions_reset(c);
-    } else {
-        reply_error(out, msg);
+        return msg;
     }
-    return 0;
+    if (rc == ACL_DENIED_KEY) return "NOPERM this user has no permissions to access one of the keys used as arguments";
+    return "NOPERM this user has no permissions to access one of the channels used as arguments";
 }
 
 char *acl_exec_recheck(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)

@@ -12,13 +12,15 @@
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "util/strconv.h"
+#include "proxy/commands/acl_command.h"
+#include "proxy/commands/connection.h"
 
 #define SYNTAX_ERR "ERR syntax error"
 
@@ -548,4 +550,34 @@ void cmd_client(client *c, const command_def *cmd, int argc, char **argv, size_t
     } else {
         reply_errorf(client_reply_buffer(c), "ERR CLIENT %s is not supported by evalproxy", cmd->name + 7);
     }
+}
+
+/* One CLIENT LIST line (registered with client_set_describer). */
+void client_describe(client *c, struct evbuffer *out)
+{
+    time_t now = time(NULL);
+    size_t obl = c->bev ? client_pending_output(c) : 0;
+    char flags[8];
+    int nf = 0;
+    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
+    if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
+    if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
+    if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
+    if (client_subscribed(c)) flags[nf++] = 'P';
+    if (c->multi) flags[nf++] = 'x';
+    if (!nf) flags[nf++] = 'N';
+    flags[nf] = '\0';
+    evbuffer_add_printf(out,
+                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
+                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
+                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
+                        (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
+                        (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
+                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
+                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
+                        c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
+    if (c->lib_name || c->lib_ver)
+        evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",
+                            c->lib_ver ? c->lib_ver : "");
+    evbuffer_add(out, "\n", 1);
 }

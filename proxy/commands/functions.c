@@ -14,7 +14,7 @@
 #include <event2/buffer.h>
 
 #include "lua/script_engine.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "util/files.h"
 #include "proxy/commands/function_payload.h"

@@ -401,6 +401,7 @@ static void subscribe_one(client *c, topic *t)
         if (!ps->topics[k]) abort();
     }
     ps->topics[k][ps->count[k]++] = t;
+    c->subscriptions[k] = ps->count[k];
     if (t->nsubs == t->capsubs) {
         t->capsubs = t->capsubs ? t->capsubs * 2 : 4;
         t->subs = realloc(t->subs, sizeof(client *) * (size_t)t->capsubs);
@@ -420,6 +421,7 @@ static void unsubscribe_one(client *c, topic *t)
     for (int i = 0; i < ps->count[k]; i++)
         if (ps->topics[k][i] == t) {
             ps->topics[k][i] = ps->topics[k][--ps->count[k]];
+            c->subscriptions[k] = ps->count[k];
             break;
         }
     for (int i = 0; i < t->nsubs; i++)

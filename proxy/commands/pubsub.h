@@ -2,7 +2,7 @@
 #ifndef EVALPROXY_PUBSUB_H
 #define EVALPROXY_PUBSUB_H
 
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 
 command_handler cmd_subscribe, cmd_unsubscribe, cmd_publish, cmd_pubsub;
 

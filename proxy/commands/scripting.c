@@ -23,6 +23,7 @@
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
+#include "proxy/commands/acl_command.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */

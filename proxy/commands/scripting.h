@@ -3,7 +3,7 @@
 #ifndef EVALPROXY_SCRIPTING_H
 #define EVALPROXY_SCRIPTING_H
 
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 
 int scripting_init(void);
 void scripting_begin_shutdown(void); /* before the backend goes: no script resumes */

@@ -15,7 +15,7 @@
 #include "backends/backend.h"
 #include "lua/script_engine.h"
 #include "util/alloc_stats.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
@@ -24,6 +24,7 @@
 #include "proxy/core/server.h"
 #include "proxy/core/tls.h"
 #include "util/glob.h"
+#include "proxy/commands/server_commands.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {

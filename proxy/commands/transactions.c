@@ -30,6 +30,7 @@
 #include "proxy/commands/scripting.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
+#include "proxy/commands/acl_command.h"
 
 typedef struct queued_command {
     const command_def *cmd;

@@ -3,7 +3,7 @@
 #ifndef EVALPROXY_TRANSACTIONS_H
 #define EVALPROXY_TRANSACTIONS_H
 
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 
 command_handler cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch;
 

@@ -209,7 +209,7 @@ static void flush_unqueue(client *c)
 
 /* Output not yet handed to the kernel: the proxy's buffer, plus for TLS
  * what the bufferevent still has to encrypt and send. */
-static size_t client_pending_output(client *c)
+size_t client_pending_output(client *c)
 {
     return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
 }
@@ -308,7 +308,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 static void client_check_output_limits(client *c)
 {
     if (!c->bev || (c->flags & CLIENT_CLOSING)) return;
-    const obuf_limit *l = &config.obuf_limits[pubsub_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
+    const obuf_limit *l = &config.obuf_limits[client_subscribed(c) ? CLIENT_CLASS_PUBSUB : CLIENT_CLASS_NORMAL];
     size_t used = client_pending_output(c);
     int hard = l->hard && used >= l->hard;
     int soft = 0;
@@ -403,6 +403,10 @@ static struct event *reap_ev;
 /* What features keep for a client (scripts, transactions, subscriptions)
  * is let go by the hooks they register, not by client.c naming each one. */
 #define CLOSE_HOOKS_MAX 8
+static client_command_fn *command_handler_fn;
+
+void client_set_command_handler(client_command_fn *fn) { command_handler_fn = fn; }
+
 static client_close_hook *close_hooks[CLOSE_HOOKS_MAX];
 static int close_hooks_count;
 
@@ -529,9 +533,9 @@ void client_close(client *c)
 {
     if (c->flags & CLIENT_CLOSING) return;
     c->flags |= CLIENT_CLOSING;
-    if (c->waiting_locks && c->waiting_relay) {
-        relay_orphan_waiting(c); /* it still runs once its locks are free */
-    } else if (c->waiting_locks) {
+    /* A relayed command waiting for locks is handed over by the first hook
+     * (relay_client_gone); any other wait just ends. */
+    if (c->waiting_locks && !c->waiting_relay) {
         lock_set_release(c->waiting_locks);
         c->waiting_locks = NULL;
     }
@@ -672,7 +676,7 @@ static void client_process_input(client *c)
             } else {
                 c->flags &= ~CLIENT_REPLY_SKIP;
             }
-            dispatch_command(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+            command_handler_fn(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
             /* dispatch may have closed the client. */
             if (c->flags & CLIENT_CLOSING) return;
             c->flags &= ~CLIENT_REPLY_SKIP;
@@ -683,33 +687,28 @@ static void client_process_input(client *c)
 
 /* ---- CLIENT LIST and cron ------------------------------------------------------ */
 
-void client_describe(client *c, struct evbuffer *out)
+static client_describe_fn *describer;
+
+void client_set_describer(client_describe_fn *fn) { describer = fn; }
+
+char *client_info_string(client *c, size_t *len)
 {
-    time_t now = time(NULL);
-    size_t obl = c->bev ? client_pending_output(c) : 0;
-    char flags[8];
-    int nf = 0;
-    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
-    if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
-    if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
-    if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
-    if (pubsub_subscribed(c)) flags[nf++] = 'P';
-    if (c->multi) flags[nf++] = 'x';
-    if (!nf) flags[nf++] = 'N';
-    flags[nf] = '\0';
-    evbuffer_add_printf(out,
-                        "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
-                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
-                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
-                        (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
-                        (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
-                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
-                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
-                        c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
-    if (c->lib_name || c->lib_ver)
-        evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",
-                            c->lib_ver ? c->lib_ver : "");
-    evbuffer_add(out, "\n", 1);
+    struct evbuffer *tmp = evbuffer_new();
+    if (!tmp) abort();
+    if (describer) describer(c, tmp);
+    else evbuffer_add_printf(tmp, "id=%llu addr=%s", (unsigned long long)c->id, c->addr);
+    size_t n;
+    char *s = buffer_take_string(tmp, &n);
+    if (n && s[n - 1] == '\n') n--; /* one line, without CLIENT LIST's newline */
+    s[n] = '\0';
+    *len = n;
+    return s;
+}
+
+int client_auth_required(const client *c)
+{
+    const acl_user *d = acl_default_user();
+    return (!(d->flags & ACL_USER_NOPASS) || (d->flags & ACL_USER_OFF)) && !c->authenticated;
 }
 
 void clients_cron(void)
@@ -718,7 +717,7 @@ void clients_cron(void)
     client *c = server.clients;
     while (c) {
         client *next = c->next;
-        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 && !pubsub_subscribed(c) &&
+        if (config.timeout > 0 && !(c->flags & CLIENT_BLOCKED) && c->slots_pending == 0 && !client_subscribed(c) &&
             now - c->last_interaction > config.timeout) {
             log_verbose("Closing idle client id=%llu addr=%s", (unsigned long long)c->id, c->addr);
             client_close(c);

@@ -12,14 +12,11 @@
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/command_table.h"
-#include "proxy/core/commands.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
-#include "proxy/commands/scripting.h"
-#include "proxy/commands/transactions.h"
-#include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
 
 /* ---- relaying ------------------------------------------------------------ */
@@ -140,8 +137,11 @@ static void orphan_lock_granted(lock_set *ls, void *ctx)
         orphan_free(o);
 }
 
-void relay_orphan_waiting(client *c)
+/* The client closes while its relayed command waits for locks: hand the
+ * command over so it still runs. */
+void relay_client_gone(client *c)
 {
+    if (!c->waiting_locks || !c->waiting_relay) return;
     lock_set *ls = c->waiting_locks;
     c->waiting_locks = NULL;
     int argc = c->parser.argc;
@@ -250,23 +250,24 @@ void relay_command(client *c, const command_def *cmd, int argc, char **argv, siz
 
 /* ---- the proxy's own view of commands -------------------------------------- */
 
+/* Commands the proxy answers itself, as the families registered them. */
 typedef struct local_command {
     const char *name;
     command_handler *handler;
 } local_command;
 
-static const local_command local_commands[] = {
-    {"ping", cmd_ping},       {"echo", cmd_echo},       {"hello", cmd_hello},     {"auth", cmd_auth},
-    {"select", cmd_select},   {"reset", cmd_reset},     {"client", cmd_client},   {"command", cmd_command},
-    {"info", cmd_info},       {"config", cmd_config},   {"time", cmd_time},       {"eval", cmd_eval},
-    {"evalsha", cmd_eval},    {"eval_ro", cmd_eval},    {"evalsha_ro", cmd_eval}, {"script", cmd_script},
-    {"function", cmd_function}, {"fcall", cmd_eval},
-    {"fcall_ro", cmd_eval}, {"multi", cmd_multi}, {"exec", cmd_exec},
-    {"discard", cmd_discard}, {"watch", cmd_watch}, {"unwatch", cmd_unwatch},
-    {"subscribe", cmd_subscribe}, {"psubscribe", cmd_subscribe}, {"ssubscribe", cmd_subscribe},
-    {"unsubscribe", cmd_unsubscribe}, {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
-    {"publish", cmd_publish}, {"spublish", cmd_publish}, {"pubsub", cmd_pubsub}, {"acl", cmd_acl}, {NULL, NULL},
-};
+#define LOCAL_COMMANDS_MAX 64
+static local_command local_commands[LOCAL_COMMANDS_MAX];
+static int local_commands_count;
+static dispatch_hooks hooks;
+
+void dispatch_register(const char *name, command_handler *handler)
+{
+    if (local_commands_count == LOCAL_COMMANDS_MAX) abort();
+    local_commands[local_commands_count++] = (local_command){name, handler};
+}
+
+void dispatch_set_hooks(const dispatch_hooks *h) { hooks = *h; }
 
 /* Administration of the store itself: refused unless backend-admin-commands. */
 static const char *const admin_commands[] = {
@@ -302,8 +303,8 @@ void dispatch_init(void)
         const char *name = command_table[i].name;
         command_route *r = &routes[i];
         r->keyspace = in_list(keyspace_commands, name);
-        for (const local_command *lc = local_commands; lc->name; lc++)
-            if (!strcmp(lc->name, name)) r->kind = KIND_LOCAL, r->handler = lc->handler;
+        for (int j = 0; j < local_commands_count; j++)
+            if (!strcmp(local_commands[j].name, name)) r->kind = KIND_LOCAL, r->handler = local_commands[j].handler;
         if (r->kind) continue;
         if (in_list(admin_commands, name)) r->kind = KIND_ADMIN;
         else if (in_list(connection_takeover_commands, name)) r->kind = KIND_TAKEOVER;
@@ -322,7 +323,6 @@ int command_is_keyspace_wide(const command_def *cmd)
 
 void dispatch_free(void)
 {
-    transactions_shutdown();
     while (orphans) orphan_free(orphans);
     free(routes);
     routes = NULL;
@@ -341,10 +341,10 @@ const char *busy_error(int kind)
 static void reject_command(client *c, const command_def *cmd, const char *error)
 {
     if (cmd && !strcmp(cmd->name, "exec")) {
-        exec_reject(c, strncmp(error, "ERR ", 4) ? error : error + 4);
+        hooks.exec_reject(c, strncmp(error, "ERR ", 4) ? error : error + 4);
         return;
     }
-    multi_flag_dirty(c);
+    hooks.multi_flag_dirty(c);
     reply_error(client_reply_buffer(c), error);
 }
 
@@ -398,12 +398,12 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             struct evbuffer *out = client_reply_buffer(c);
             if (argc != 4) reply_error(out, "ERR wrong number of arguments for 'client|setinfo' command");
             else if (client_auth_required(c)) reply_error(out, "NOAUTH Authentication required.");
-            else cmd_client(c, top, argc, argv, argvlen);
+            else routes[top - command_table].handler(c, top, argc, argv, argvlen);
             return;
         }
         if (!cmd) {
             reply_unknown_subcommand(c, argv);
-            multi_flag_dirty(c);
+            hooks.multi_flag_dirty(c);
             return;
         }
     }
@@ -415,7 +415,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         if (!authed || c->multi || !c->user->unrestricted) {
             /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */
             reply_unknown_command(c, argc, argv);
-            multi_flag_dirty(c);
+            hooks.multi_flag_dirty(c);
             return;
         }
         c->last_cmd = "unknown";
@@ -436,13 +436,16 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         reject_command(c, cmd, "ERR Command not allowed inside a transaction");
         return;
     }
-    if (!c->user->unrestricted && !acl_client_allows(c, cmd, argc, argv, argvlen)) {
-        multi_flag_dirty(c);
-        return;
+    if (!c->user->unrestricted) {
+        const char *denied = hooks.acl_denies(c, cmd, argc, argv, argvlen);
+        if (denied) {
+            reject_command(c, cmd, denied);
+            return;
+        }
     }
     c->last_cmd = cmd->name;
     /* A RESP2 client with subscriptions may only run these, as in Redis. */
-    if (pubsub_subscribed(c) && c->resp == 2) {
+    if (client_subscribed(c) && c->resp == 2) {
         static const char *const allowed[] = {"ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",
                                               "psubscribe", "punsubscribe", "quit", "reset", NULL};
         if (!in_list(allowed, top->name)) {
@@ -457,7 +460,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     }
     /* busy-reply-scope all: while any script is past busy-reply-threshold,
      * every command but the few Redis allows gets -BUSY, as in Redis. */
-    if (config.busy_reply_scope_all && scripting_busy_count() && !(cmd->flags & CMD_ALLOW_BUSY)) {
+    if (config.busy_reply_scope_all && hooks.busy_scripts() && !(cmd->flags & CMD_ALLOW_BUSY)) {
         reject_command(c, cmd, busy_error(locks_busy_kind()));
         return;
     }
@@ -467,7 +470,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         const char *n = top->name;
         if (strcmp(n, "exec") && strcmp(n, "discard") && strcmp(n, "multi") && strcmp(n, "watch") &&
             strcmp(n, "reset")) {
-            multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
+            hooks.multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
             return;
         }
     }
@@ -494,7 +497,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
-        blocking_command(c, cmd, argc, argv, argvlen);
+        hooks.blocking(c, cmd, argc, argv, argvlen);
         return;
     default:
         break;

@@ -79,6 +79,7 @@ struct client {
     unsigned scripts_pipelined;     /* its scripts running while it goes on */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */
+    int subscriptions[3];   /* channels, patterns, shard channels: kept by pubsub.c for the core */
     struct exec_run *exec_run;         /* its EXEC, from its read to its reply */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
     watch_versions *watch_versions;    /* WATCH by write versions (stores that cannot watch) */
@@ -142,41 +143,39 @@ struct evbuffer *client_reply_buffer(client *c);
 reply_slot *client_slot_add(client *c);
 void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
 void client_output_written(client *c); /* checks output buffer limits */
+size_t client_pending_output(client *c); /* bytes owed to its socket */
 void client_block(client *c);
 void client_unblock(client *c);
-void client_describe(client *c, struct evbuffer *out); /* one CLIENT LIST line */
+/* What runs each complete command a client sends (dispatch_command),
+ * registered at start so client.c never names the layer above it. */
+typedef void client_command_fn(client *c, int argc, char **argv, size_t *argvlen);
+void client_set_command_handler(client_command_fn *fn);
+/* Writes one CLIENT LIST line (commands/connection.c registers it). */
+typedef void client_describe_fn(client *c, struct evbuffer *out);
+void client_set_describer(client_describe_fn *fn);
+/* The CLIENT LIST line without its newline, for logs and ACL LOG. malloc'd, *len set. */
+char *client_info_string(client *c, size_t *len);
+/* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
+int client_auth_required(const client *c);
+/* Has any subscription (RESP2 clients are then in pub/sub mode). */
+static inline int client_subscribed(const client *c)
+{
+    return c->subscriptions[0] + c->subscriptions[1] + c->subscriptions[2] > 0;
+}
 void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);
 void clients_shutdown(void);
 
-/* commands/acl_command.c */
-/* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
-int client_auth_required(const client *c);
-void client_set_user(client *c, struct acl_user *u);
-/* The ACL check before a command runs or is queued: 1 allowed, else the
- * NOPERM error is sent, the denial logged, and 0 returned. */
-int acl_client_allows(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
-/* The check of a command a script calls, for the user who ran the script
- * (c is that client, or NULL once it is gone): ACL_OK or ACL_DENIED_*,
- * logged with the lua context. */
-int acl_script_check(struct acl_user *u, client *c, const struct command_def *cmd, int argc, char **argv,
-                     size_t *argvlen);
-/* EXEC's second check of a queued command: NULL, or the NOPERM error
- * (malloc'd) that takes its place in EXEC's reply; logged as multi. */
-char *acl_exec_recheck(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
-/* ACL LOG's client-info: the CLIENT LIST line. malloc'd, *len set. */
-char *client_info_string(client *c, size_t *len);
-
 /* dispatch.c */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
+/* Close hook: a relayed command still waiting for its locks is handed over,
+ * so it runs once they are free. Added before every other close hook. */
+void relay_client_gone(client *c);
 int client_shared_conn(client *c);
 /* Runs fn now if nothing the client relayed is in flight, else when it is. */
 void client_when_drained(client *c, void (*fn)(client *c));
 int command_is_keyspace_wide(const struct command_def *cmd);
-/* The client closes while its relayed command waits for locks: hand the
- * command over so it still runs. */
-void relay_orphan_waiting(client *c);
 void relay_command(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Busy error text, as Redis's. */
 #define BUSY_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."

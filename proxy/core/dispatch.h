@@ -1,0 +1,39 @@
+/* The request path: every complete command goes through dispatch_command,
+ * which checks it, queues it in MULTI, answers it with a registered command
+ * family or relays it to the store. The families live above the core and
+ * register their handlers and hooks at start (main.c), so dispatch never
+ * names them. */
+#ifndef EVALPROXY_DISPATCH_H
+#define EVALPROXY_DISPATCH_H
+
+#include <stddef.h>
+
+#include "proxy/core/command_table.h"
+#include "proxy/core/server.h"
+
+typedef void command_handler(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+
+/* What the request path asks of the command families. */
+typedef struct dispatch_hooks {
+    /* The ACL check of a restricted user: NULL when allowed, else the
+     * NOPERM error to refuse the command with (the denial is logged). */
+    const char *(*acl_denies)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+    /* Scripts past busy-reply-threshold (busy-reply-scope all). */
+    unsigned (*busy_scripts)(void);
+    /* Queues a command between MULTI and EXEC (local: answered by the proxy). */
+    int (*multi_queue)(client *c, const command_def *cmd, int local, int argc, char **argv, size_t *argvlen);
+    /* An error inside MULTI makes EXEC abort. */
+    void (*multi_flag_dirty)(client *c);
+    /* A refused EXEC: the transaction is discarded with EXECABORT and this reason. */
+    void (*exec_reject)(client *c, const char *reason);
+    /* A blocking command (BLPOP, XREAD BLOCK...). */
+    command_handler *blocking;
+} dispatch_hooks;
+
+/* Registers the handler of a command the proxy answers itself (before dispatch_init). */
+void dispatch_register(const char *name, command_handler *handler);
+void dispatch_set_hooks(const dispatch_hooks *hooks);
+void dispatch_init(void);
+void dispatch_free(void);
+
+#endif
