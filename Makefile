@@ -2,7 +2,8 @@
 #
 #   make          build ./evalproxy
 #   make run      install what is missing, build, start a redis-server store and the proxy
-#   make test     install what is missing, build, run every test (normal and ASan/UBSan)
+#   make test     install what is missing, build, check the rooms (tools/check_rooms.py),
+#                 run every test (normal and ASan/UBSan)
 #   make bench    side-by-side benchmarks
 #   make fuzz     build and run the libFuzzer targets for a short while
 #   make deps     install the Debian packages needed to build and test
@@ -94,6 +95,7 @@ unit: $(UNIT_BINS)
 
 test: deps
 	@$(MAKE) --no-print-directory evalproxy unit
+	@$(PYTHON) tools/check_rooms.py build/release
 	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
 	@tests/run_all.sh
 
