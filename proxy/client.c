@@ -244,15 +244,22 @@ static void client_pace_check(client *c)
 {
     if (!(c->flags & CLIENT_PACED) || (c->flags & CLIENT_CLOSING) || client_over_pace(c)) return;
     c->flags &= ~CLIENT_PACED;
-    if (!(c->flags & CLIENT_CLOSE_AFTER_REPLY)) bufferevent_enable(c->bev, EV_READ);
+    if (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_READ_EOF))) bufferevent_enable(c->bev, EV_READ);
     c->resume_pending = 1;
     event_active(c->resume_ev, 0, 0);
 }
+
+static void client_output_dead(client *c);
 
 static void client_write_now(client *c)
 {
     struct evbuffer *out = c->out;
     if (c->held) held_remove(c);
+    if (c->flags & CLIENT_OUTPUT_DEAD) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
+        return;
+    }
     if (c->flags & CLIENT_TLS) {
         /* TLS records are written by the bufferevent: hand it the whole turn's output. */
         size_t n = evbuffer_get_length(out);
@@ -270,7 +277,7 @@ static void client_write_now(client *c)
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         if (n < 0) {
-            client_close(c);
+            client_output_dead(c);
             return;
         }
         break;
@@ -439,6 +446,53 @@ static void tls_written_cb(struct bufferevent *bev, void *arg)
     if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0) client_close(c);
 }
 
+/* A blocking command still waiting at the store a while after its client's
+ * EOF ends with the client, as Redis frees a blocked client when it reads
+ * the EOF; the while lets a command the store can serve at once answer. */
+#define EOF_BLOCK_GRACE_MS 1000
+
+static void eof_block_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    if (c->dedicated_blocking) client_close(c);
+}
+
+void client_blocking_sent(client *c)
+{
+    if (!(c->flags & CLIENT_READ_EOF) || (c->flags & CLIENT_CLOSING)) return;
+    if (!c->eof_block_ev) c->eof_block_ev = evtimer_new(server.base, eof_block_cb, c);
+    if (!c->eof_block_ev) abort();
+    struct timeval tv = {EOF_BLOCK_GRACE_MS / 1000, (EOF_BLOCK_GRACE_MS % 1000) * 1000};
+    evtimer_add(c->eof_block_ev, &tv);
+}
+
+/* The client will send nothing more (EOF, or its connection failed): every
+ * complete command it sent still runs, in order, as Redis runs every
+ * command it has read; then it closes (client_process_input). */
+static void client_read_eof(client *c)
+{
+    c->flags |= CLIENT_READ_EOF;
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->dedicated_blocking) client_blocking_sent(c);
+    c->resume_pending = 1;
+    event_active(c->resume_ev, 0, 0);
+}
+
+/* Writing failed: the peer is gone. Its replies are dropped from here on,
+ * but what it sent before still runs. */
+static void client_output_dead(client *c)
+{
+    c->flags |= CLIENT_OUTPUT_DEAD;
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    struct evbuffer *tls_out = bufferevent_get_output(c->bev);
+    evbuffer_drain(tls_out, evbuffer_get_length(tls_out));
+    if (c->write_ev) event_del(c->write_ev);
+    if (!(c->flags & CLIENT_READ_EOF)) client_read_eof(c);
+    client_pace_check(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     client *c = arg;
@@ -449,12 +503,16 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         char why[256];
         const char *tls_why = (c->flags & CLIENT_TLS) ? tls_bufferevent_error(bev, why, sizeof(why)) : NULL;
-        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY))
+        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY)) {
             log_verbose("Error accepting a client connection: %s (addr=%s laddr=%s)",
                         tls_why ? tls_why : "connection closed during the TLS handshake", c->addr, c->laddr);
-        else if (tls_why)
+            client_close(c);
+            return;
+        }
+        if (tls_why)
             log_verbose("TLS error on client id=%llu addr=%s: %s", (unsigned long long)c->id, c->addr, tls_why);
-        client_close(c);
+        if ((what & BEV_EVENT_ERROR) || (what & BEV_EVENT_WRITING)) client_output_dead(c);
+        else if (!(c->flags & CLIENT_READ_EOF)) client_read_eof(c);
     }
 }
 
@@ -564,6 +622,8 @@ void client_close(client *c)
     c->bev = NULL;
     event_free(c->resume_ev);
     c->resume_ev = NULL;
+    if (c->eof_block_ev) event_free(c->eof_block_ev);
+    c->eof_block_ev = NULL;
     /* The memory is released on the next loop turn: callers up the stack may
      * still look at c->flags. */
     c->next = closed_clients;
@@ -676,6 +736,17 @@ static void client_process_input(client *c)
             /* dispatch may have closed the client. */
             if (c->flags & CLIENT_CLOSING) return;
             c->flags &= ~CLIENT_REPLY_SKIP;
+        }
+    }
+    if ((c->flags & CLIENT_READ_EOF) &&
+        !(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED)) &&
+        !evbuffer_get_length(in)) {
+        /* All it sent has run (a partial command is dropped): close once
+         * the replies still owed are written. */
+        c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+        if (!c->slots_head && client_pending_output(c) == 0) {
+            client_close(c);
+            return;
         }
     }
     if (evbuffer_get_length(c->out)) flush_queue(c); /* output held by flush_can_wait */

@@ -48,6 +48,8 @@ enum client_flags {
     CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
     CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
     CLIENT_PACED = 1 << 10,     /* owed too much output: its input waits unread */
+    CLIENT_READ_EOF = 1 << 11,  /* sent all it will send: finish what it sent, then close */
+    CLIENT_OUTPUT_DEAD = 1 << 12, /* its socket refused a write: replies are dropped */
 };
 
 struct client {
@@ -58,6 +60,7 @@ struct client {
     struct evbuffer *out;     /* replies waiting to be written */
     struct event *write_ev;   /* armed only while the socket is full */
     struct event *resume_ev;
+    struct event *eof_block_ev; /* read EOF while a blocking command waits: its grace */
     request_parser parser;
     char addr[64], laddr[64];
     char *name;
@@ -143,6 +146,8 @@ void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
 void client_output_written(client *c); /* checks output buffer limits */
 void client_block(client *c);
 void client_unblock(client *c);
+/* A blocking command is now waiting at the store for c. */
+void client_blocking_sent(client *c);
 void client_describe(client *c, struct evbuffer *out); /* one CLIENT LIST line */
 void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */

@@ -810,6 +810,7 @@ static void blocking_after_drain(client *c)
     c->dedicated_slot = s;
     c->dedicated_blocking = 1;
     c->blocking_cmd = command_lookup(c->parser.argv[0], c->parser.argvlen[0]);
+    client_blocking_sent(c);
 }
 
 int blocking_unblock(client *c, int with_error)
