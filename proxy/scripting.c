@@ -67,6 +67,7 @@ typedef struct script_call {
     unsigned depth;     /* engine calls on the stack for this call */
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
+    unsigned dirty : 1; /* ran a write command (PUBLISH is none): SCRIPT KILL refuses */
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
     unsigned queued : 1;         /* in the run queue: used up its time slice */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
@@ -400,6 +401,10 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
+    /* As Redis 7.0's SCRIPT_WRITE_DIRTY: only write commands make a script
+     * unkillable; PUBLISH is not one. But a script that published cannot be
+     * re-run unseen, so for the lock cycle it counts as written. */
+    if (cmd->flags & CMD_WRITE) sc->dirty = 1;
     if (cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) {
         if (!sc->written) {
             sc->written = 1;
@@ -729,6 +734,7 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
     sc->locks = ls;
     sc->written = 0;
+    sc->dirty = 0;
     int rc = lock_set_acquire(ls, refuse_if_busy);
     if (rc == LOCK_BUSY) {
         call_finish_error(sc, busy_error(lock_set_busy_kind(ls)));
@@ -984,8 +990,8 @@ static const char *const script_help[] = {
 
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
  * as in Redis, each refuses when only the other kind is busy. The proxy runs
- * many scripts at once: every busy one that has not written is killed, and
- * -UNKILLABLE comes only when each busy one has written. */
+ * many scripts at once: every busy one that has run no write command is
+ * killed, and -UNKILLABLE comes only when each busy one has. */
 void scripting_kill(client *c, int is_eval)
 {
     struct evbuffer *out = client_reply_buffer(c);
@@ -997,7 +1003,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        killable += !sc->written;
+        killable += !sc->dirty;
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -1018,7 +1024,7 @@ void scripting_kill(client *c, int is_eval)
     while (sc) {
         /* Killing ends the run and may free sc: keep it alive to step on. */
         sc->depth++;
-        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
+        if (sc->busy && !sc->finished && sc->run && !sc->dirty && (sc->fname == NULL) == is_eval) {
             stat_killed++;
             script_run_kill(sc->run, NULL);
         }
