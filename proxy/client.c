@@ -49,6 +49,8 @@ static reply_slot *slot_get(void)
     s->done = 0;
     s->discard = 0;
     s->unlocked = 0;
+    s->failed = 0;
+    s->cmd = NULL;
     return s;
 }
 
@@ -263,7 +265,10 @@ static void client_write_now(client *c)
     if (c->flags & CLIENT_TLS) {
         /* TLS records are written by the bufferevent: hand it the whole turn's output. */
         size_t n = evbuffer_get_length(out);
-        if (n && bufferevent_write_buffer(c->bev, out) == 0) server.stats.net_output_bytes += n;
+        if (n && bufferevent_write_buffer(c->bev, out) == 0) {
+            server.stats.net_output_bytes += n;
+            server.stats.writes_processed++;
+        }
         client_pace_check(c);
         if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0)
             client_close(c);
@@ -273,6 +278,7 @@ static void client_write_now(client *c)
         int n = evbuffer_write(out, c->fd);
         if (n > 0) {
             server.stats.net_output_bytes += (unsigned long long)n;
+            server.stats.writes_processed++;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
@@ -352,6 +358,8 @@ static void client_flush_slots(client *c)
 
 void client_output_written(client *c) { client_check_output_limits(c); }
 
+static reply_slot *slot_new(client *c);
+
 struct evbuffer *client_reply_buffer(client *c)
 {
     if (c->flags & CLIENT_REPLY_SKIP) {
@@ -363,17 +371,29 @@ struct evbuffer *client_reply_buffer(client *c)
             evbuffer_drain(scratch, evbuffer_get_length(scratch));
             return scratch;
         }
-        reply_slot *s = client_slot_add(c);
+        reply_slot *s = slot_new(c);
         s->done = 1;
         return s->buf;
     }
     if (!c->slots_head) return c->out;
-    reply_slot *s = client_slot_add(c);
+    reply_slot *s = slot_new(c);
     s->done = 1;
     return s->buf;
 }
 
+/* A reply answered later: the command being dispatched is timed until then. */
 reply_slot *client_slot_add(client *c)
+{
+    reply_slot *s = slot_new(c);
+    if (c->cur_cmd) {
+        s->cmd = c->cur_cmd;
+        s->start_us = c->cur_start_us;
+        c->cur_cmd = NULL;
+    }
+    return s;
+}
+
+static reply_slot *slot_new(client *c)
 {
     reply_slot *s = slot_get();
     if (!s->buf) s->buf = evbuffer_new();
@@ -390,6 +410,12 @@ reply_slot *client_slot_add(client *c)
 void client_slot_done(reply_slot *s)
 {
     s->done = 1;
+    if (s->cmd) {
+        char first = 0;
+        if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
+        stats_command_done(s->cmd, stats_now_us() - s->start_us, s->failed || first == '-');
+        s->cmd = NULL;
+    }
     client *c = s->c;
     if (!c) {
         slot_put(s);
@@ -405,6 +431,7 @@ void client_slot_done(reply_slot *s)
 
 static void client_process_input(client *c);
 static client *closed_clients;
+static client *dispatching; /* whose command is running now (CLIENT LIST's argv-mem) */
 static struct event *reap_ev;
 
 /* What features keep for a client (scripts, transactions, subscriptions)
@@ -432,6 +459,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     client *c = arg;
     c->last_interaction = time(NULL);
+    server.stats.reads_processed++;
     client_process_input(c);
 }
 
@@ -732,7 +760,9 @@ static void client_process_input(client *c)
             } else {
                 c->flags &= ~CLIENT_REPLY_SKIP;
             }
+            dispatching = c;
             dispatch_command(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+            dispatching = NULL;
             /* dispatch may have closed the client. */
             if (c->flags & CLIENT_CLOSING) return;
             c->flags &= ~CLIENT_REPLY_SKIP;
@@ -757,25 +787,48 @@ static void client_process_input(client *c)
 void client_describe(client *c, struct evbuffer *out)
 {
     time_t now = time(NULL);
-    size_t obl = c->bev ? client_pending_output(c) : 0;
-    char flags[8];
+    /* Flags in Redis 7.0's order; 'b' is a blocking command waiting, as in
+     * Redis (not a command waiting for a lock or a script). */
+    char flags[16];
     int nf = 0;
-    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
+    if (pubsub_subscribed(c)) flags[nf++] = 'P';
+    if (c->multi) flags[nf++] = 'x';
+    if (c->dedicated_blocking) flags[nf++] = 'b';
     if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
     if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
     if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
-    if (pubsub_subscribed(c)) flags[nf++] = 'P';
-    if (c->multi) flags[nf++] = 'x';
     if (!nf) flags[nf++] = 'N';
     flags[nf] = '\0';
+    /* Input not yet run: unparsed bytes and the parser's partial command. */
+    size_t qbuf = request_parser_pending(&c->parser) + (c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0);
+    size_t qbuf_free = c->parser.arena_cap > c->parser.arena_len ? c->parser.arena_cap - c->parser.arena_len : 0;
+    /* The arguments of the command it runs or waits to run. */
+    size_t argv_mem = 0;
+    if (c == dispatching || (c->flags & CLIENT_BLOCKED))
+        for (int i = 0; i < c->parser.argc; i++) argv_mem += c->parser.argvlen[i];
+    size_t multi_mem = multi_memory(c);
+    /* Replies owed: written to no socket yet, or kept in order behind others. */
+    size_t omem = c->bev ? client_pending_output(c) : 0;
+    for (reply_slot *s = c->slots_head; s; s = s->next)
+        if (s->buf) omem += evbuffer_get_length(s->buf);
+    size_t tot_mem = sizeof(*c) + qbuf + c->parser.arena_cap + c->parser.line_cap +
+                     (size_t)c->parser.argv_cap * (2 * sizeof(char *) + sizeof(size_t)) + omem + multi_mem +
+                     (size_t)c->slots_pending * sizeof(reply_slot);
+    char events[3];
+    int ne = 0;
+    if (c->bev && (bufferevent_get_enabled(c->bev) & EV_READ)) events[ne++] = 'r';
+    if ((c->write_ev && event_pending(c->write_ev, EV_WRITE, NULL)) ||
+        (c->bev && (c->flags & CLIENT_TLS) && evbuffer_get_length(bufferevent_get_output(c->bev))))
+        events[ne++] = 'w';
+    events[ne] = '\0';
     evbuffer_add_printf(out,
                         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
-                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
-                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
+                        "ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=%zu multi-mem=%zu rbs=0 rbp=0 obl=0 oll=%u "
+                        "omem=%zu tot-mem=%zu events=%s cmd=%s user=%s redir=-1 resp=%d",
                         (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
                         (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
-                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
-                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
+                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c), qbuf,
+                        qbuf_free, argv_mem, multi_mem, c->slots_pending, omem, tot_mem, events,
                         c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
     if (c->lib_name || c->lib_ver)
         evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",

@@ -146,6 +146,8 @@ static void set_busy(script_call *sc, int busy)
 static void call_finish(script_call *sc, const char *reply, size_t len)
 {
     set_busy(sc, 0);
+    int failed = reply && len && reply[0] == '-';
+    if (failed) stats_error_reply(reply + 1, len - 1);
     if (sc->locks && !sc->borrowed_locks) lock_set_release(sc->locks);
     sc->locks = NULL;
     if (sc->done_fn) {
@@ -161,6 +163,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     reply_slot *s = sc->slot;
     sc->slot = NULL;
     if (s) {
+        s->failed = failed;
         /* A reply at the head of its client's queue goes straight out. */
         if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
         client_slot_done(s);
@@ -187,7 +190,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
 static void call_finish_error(script_call *sc, const char *err)
 {
     struct evbuffer *b = evbuffer_new();
-    reply_error(b, err);
+    reply_error_uncounted(b, err); /* counted by call_finish */
     size_t len = evbuffer_get_length(b);
     call_finish(sc, (const char *)evbuffer_pullup(b, -1), len);
     evbuffer_free(b);

@@ -34,6 +34,9 @@ typedef struct reply_slot {
     unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
     unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
     unsigned unlocked_write : 1; /* ... and it may write */
+    unsigned failed : 1;         /* the reply is an error (for commandstats) */
+    const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
+    unsigned long long start_us;
 } reply_slot;
 
 enum client_flags {
@@ -73,6 +76,8 @@ struct client {
     time_t last_interaction;
     time_t obuf_soft_since;
     const char *last_cmd; /* full name of the last command, for CLIENT LIST */
+    const struct command_def *cur_cmd; /* being dispatched: its first slot carries it */
+    unsigned long long cur_start_us;
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
@@ -107,6 +112,7 @@ typedef struct server_stats {
     unsigned long long relayed_commands;
     unsigned long long backend_errors;
     unsigned long long net_input_bytes, net_output_bytes;
+    unsigned long long reads_processed, writes_processed;
 } server_stats;
 
 typedef struct server_state {
@@ -153,6 +159,13 @@ void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);
 void clients_shutdown(void);
+
+/* cmd_server.c: what INFO's commandstats, errorstats and latencystats count */
+unsigned long long stats_now_us(void);
+void stats_command_done(const struct command_def *cmd, unsigned long long usec, int failed);
+void stats_command_rejected(const struct command_def *cmd);
+void stats_error_reply(const char *err, size_t len); /* err without the '-' */
+unsigned long long stats_error_replies(void);
 
 /* cmd_acl.c */
 /* Redis's rule: a password (or a disabled default user) and no AUTH yet. */

@@ -178,6 +178,18 @@ void transactions_reset(client *c)
 
 int multi_length(const client *c) { return c->multi ? c->multi->count : -1; }
 
+size_t multi_memory(const client *c)
+{
+    /* As Redis's argv_len_sums: argument bytes plus a pointer per argument. */
+    size_t bytes = 0;
+    for (int i = 0; c->multi && i < c->multi->count; i++) {
+        const queued_command *q = &c->multi->cmds[i];
+        for (int a = 0; a < q->argc; a++) bytes += q->argvlen[a];
+        bytes += (size_t)q->argc * sizeof(void *);
+    }
+    return bytes;
+}
+
 void multi_flag_dirty(client *c)
 {
     if (c->multi) c->multi->dirty = 1;
