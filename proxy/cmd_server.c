@@ -380,8 +380,15 @@ static void info_commandstats(struct evbuffer *t)
     }
 }
 
+static int error_kind_cmp(const void *a, const void *b)
+{
+    return strcmp(((const char *)a), ((const char *)b));
+}
+
 static void info_errorstats(struct evbuffer *t)
 {
+    /* Sorted by name, as Redis's radix tree lists them. */
+    qsort(error_kinds, (size_t)error_kinds_n, sizeof(error_kinds[0]), error_kind_cmp);
     evbuffer_add_printf(t, "# Errorstats\r\n");
     for (int i = 0; i < error_kinds_n; i++)
         evbuffer_add_printf(t, "errorstat_%s:count=%llu\r\n", error_kinds[i].name, error_kinds[i].count);
@@ -1174,7 +1181,9 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
         }
     } else if (!strcmp(cmd->name, "config|resetstat")) {
         stats_reset();
-        relay_command(c, cmd, argc, argv, argvlen);
+        /* A RESP store resets its own (keyspace hits, ...); memcached has none. */
+        if (server.backend->has_transactions) relay_command(c, cmd, argc, argv, argvlen);
+        else reply_ok(client_reply_buffer(c));
     } else {
         relay_command(c, cmd, argc, argv, argvlen);
     }

@@ -61,6 +61,7 @@ typedef struct script_call {
     char **call_argv;
     size_t *call_argvlen;
     const command_def *call_cmd;
+    unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
     learned_key *learned;
     int nlearned, caplearned;
     unsigned inflight;  /* store requests not answered yet */
@@ -202,6 +203,13 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
+    if (sc->call_cmd) {
+        /* Redis counts the commands scripts call in commandstats (their
+         * errors reach errorstats once, with the script's reply). */
+        char first = 0;
+        if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
+        stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, r->error || first == '-');
+    }
     if (stopping || sc->finished || !sc->run) {
         call_maybe_free(sc);
         return;
@@ -404,6 +412,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
+    sc->call_start_us = stats_now_us();
     /* As Redis 7.0's SCRIPT_WRITE_DIRTY: only write commands make a script
      * unkillable; PUBLISH is not one. But a script that published cannot be
      * re-run unseen, so for the lock cycle it counts as written. */

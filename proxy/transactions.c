@@ -297,9 +297,44 @@ static void exec_finish_error(exec_run *er, const char *error)
     exec_finish(er);
 }
 
+/* commandstats and errorstats count each command EXEC ran, as Redis does:
+ * a call, failed when its reply is an error. */
+static void exec_count(exec_run *er, int i, const char *reply, size_t len)
+{
+    int failed = len && reply[0] == '-';
+    stats_command_done(er->m->cmds[i].cmd, 0, failed);
+    (void)er;
+}
+
+/* The same for a transaction the store ran: its reply's elements. */
+static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t raw_len)
+{
+    static redisReader *reader;
+    if (!reader) reader = redisReaderCreate();
+    if (!reader) return;
+    const char *bytes = (const char *)evbuffer_pullup(raw, (ssize_t)raw_len);
+    void *parsed = NULL;
+    if (redisReaderFeed(reader, bytes, raw_len) != REDIS_OK || redisReaderGetReply(reader, &parsed) != REDIS_OK ||
+        !parsed) {
+        redisReaderFree(reader); /* left in a bad state: start afresh next time */
+        reader = NULL;
+        return;
+    }
+    redisReply *rr = parsed;
+    if (rr->type == REDIS_REPLY_ARRAY && (int)rr->elements == er->m->count)
+        for (size_t i = 0; i < rr->elements; i++) {
+            const redisReply *e = rr->element[i];
+            int failed = e->type == REDIS_REPLY_ERROR;
+            if (failed) stats_error_reply(e->str, e->len);
+            stats_command_done(er->m->cmds[i].cmd, 0, failed);
+        }
+    freeReplyObject(rr);
+}
+
 static void exec_store_reply_cb(void *ctx, const backend_reply *r)
 {
     exec_run *er = ctx;
+    if (!r->error) exec_count_store_reply(er, r->raw, r->raw_len);
     if (r->error) {
         reply_error(er->slot->buf, r->error);
     } else {
@@ -360,7 +395,12 @@ static void exec_run_finish(exec_run *er)
 {
     struct evbuffer *out = er->slot->buf;
     reply_array(out, er->m->count);
-    for (int i = 0; i < er->m->count; i++) evbuffer_add_buffer(out, er->replies[i]);
+    for (int i = 0; i < er->m->count; i++) {
+        char first = 0;
+        evbuffer_copyout(er->replies[i], &first, 1);
+        exec_count(er, i, &first, evbuffer_get_length(er->replies[i]) ? 1 : 0);
+        evbuffer_add_buffer(out, er->replies[i]);
+    }
     if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
     exec_finish(er);
 }
@@ -369,8 +409,15 @@ static void exec_elem_cb(void *ctx, const backend_reply *r)
 {
     exec_elem *el = ctx;
     exec_run *er = el->er;
-    if (r->error) reply_error(er->replies[el->index], r->error);
-    else evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    if (r->error) {
+        reply_error(er->replies[el->index], r->error);
+    } else {
+        char head[40];
+        size_t n = r->raw_len < sizeof(head) ? r->raw_len : sizeof(head);
+        evbuffer_copyout(r->raw, head, n);
+        if (n && head[0] == '-') stats_error_reply(head + 1, n - 1); /* the store's error, counted as Redis would */
+        evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    }
     er->pending--;
     exec_run_step(er);
 }

@@ -560,3 +560,159 @@ def test_memcached_script_of_local_answers_lets_others_run(mproxy):
             time.sleep(0.05)
         assert runner.read_reply() == b":1\r\n"
         assert worst < 0.3, worst
+
+
+# ---------------------------------------------------------------------------
+# INFO and CLIENT LIST fields, against Redis 7.0
+
+STATS_WORKLOAD = [
+    ("SET", "st:a", "1"), ("GET", "st:a"), ("GET", "st:none"), ("LPUSH", "st:a", "x"),
+    ("EVAL", "return redis.call('GET', KEYS[1])", "1", "st:a"),
+    ("EVAL", "return redis.call('LPUSH', KEYS[1], 'x')", "1", "st:a"),
+    ("EVAL", "return redis.error_reply('MYERR custom')", "0"),
+    ("EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"),
+    ("NOSUCHCOMMAND", "x"), ("GET",), ("CLIENT", "NOSUCH"), ("MULTI",), ("INCR", "st:n"), ("EXEC",),
+    ("SET", "st:a", "2", "XX"), ("DEL", "st:a", "st:n"),
+]
+
+
+def info_sections_of(text):
+    """[(section, [(field, value)])] in the order printed."""
+    out = []
+    for line in text.decode("latin-1").split("\r\n"):
+        if line.startswith("# "):
+            out.append((line[2:], []))
+        elif ":" in line and out:
+            k, v = line.split(":", 1)
+            out[-1][1].append((k, v))
+    return out
+
+
+def _stats_transcript(ep, arg):
+    with ep.connect() as c:
+        assert c.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+        for cmd in STATS_WORKLOAD:
+            c.call(*cmd)
+        return info_sections_of(parse_reply(c.call("INFO", *([arg] if arg else []))))
+
+
+@pytest.mark.parametrize("arg", [None, "default", "all", "everything", "server", "clients", "persistence",
+                                 "stats", "commandstats", "errorstats", "latencystats", "keyspace"])
+def test_info_fields_are_redis_fields_in_redis_order(oracle, proxy, arg):
+    """Every section and field Redis 7.0 prints, the proxy prints too, in
+    Redis's order (the proxy's own sections and fields may come between);
+    per-command lines name the same commands."""
+    expected = _stats_transcript(oracle, arg)
+    actual = _stats_transcript(proxy, arg)
+    names = [s for s, _ in actual]
+    redis_names = [s for s, _ in expected]
+    assert [s for s in names if s in redis_names] == redis_names, names
+    got = dict(actual)
+    for section, fields in expected:
+        mine = [k for k, _ in got[section]]
+        theirs = [k for k, _ in fields]
+        if section in ("Commandstats", "Latencystats", "Keyspace"):
+            assert sorted(mine) == sorted(theirs), section
+            continue
+        assert [k for k in mine if k in theirs] == theirs, (section, [k for k in theirs if k not in mine])
+
+
+def _counts(sections):
+    d = dict(sections)
+    cmds = {}
+    for k, v in d.get("Commandstats", []):
+        f = dict(x.split("=") for x in v.split(","))
+        cmds[k] = (f["calls"], f["rejected_calls"], f["failed_calls"])
+    stats = dict(d.get("Stats", []))
+    return cmds, d.get("Errorstats", []), stats.get("total_error_replies")
+
+
+def test_commandstats_and_errorstats_count_as_redis(oracle, proxy):
+    """calls, rejected_calls, failed_calls per command, error replies by
+    kind and their total: the same after the same commands."""
+    expected = _counts(_stats_transcript(oracle, "all"))
+    actual = _counts(_stats_transcript(proxy, "all"))
+    assert actual[1] == expected[1]
+    assert actual[2] == expected[2]
+    assert actual[0] == expected[0]
+
+
+CLIENT_FIELDS = ("id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem "
+                 "rbs rbp obl oll omem tot-mem events cmd user redir resp").split()
+
+
+def client_fields(line):
+    return [tuple(kv.split("=", 1)) for kv in line.decode().strip().split(" ")]
+
+
+def _client_states(ep):
+    """CLIENT LIST lines of clients in known states, and CLIENT INFO."""
+    out = {}
+    with ep.connect() as me, ep.connect() as tx, ep.connect() as sub, ep.connect() as blocked, \
+            ep.connect() as named:
+        ids = {"tx": parse_reply(tx.call("CLIENT", "ID")), "named": parse_reply(named.call("CLIENT", "ID"))}
+        tx.call("MULTI")
+        tx.call("SET", "cl:k", "v")
+        tx.call("GET", "cl:k")
+        sub.call("SUBSCRIBE", "cl:ch", "cl:ch2")
+        sub.call("PSUBSCRIBE", "cl:*")
+        blocked.send_command("BLPOP", "cl:list", "0")
+        named.call("CLIENT", "SETNAME", "somename")
+        named.call("SELECT", "3")
+        named.call("GET", "x")
+        deadline = time.monotonic() + 10
+        while True:
+            lines = parse_reply(me.call("CLIENT", "LIST")).splitlines()
+            if any(b"cmd=blpop" in l for l in lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        out["info"] = me.call("CLIENT", "INFO")
+        for l in lines:
+            f = dict(client_fields(l))
+            if f["cmd"] == "blpop":
+                out["blocked"] = f
+            elif f["id"] == str(ids["tx"]):
+                out["tx"] = f
+            elif f["id"] == str(ids["named"]):
+                out["named"] = f
+            elif "psubscribe" in f["cmd"]:
+                out["sub"] = f
+        out["list_names"] = [k for k, _ in client_fields(lines[0])]
+        me.call("LPUSH", "cl:list", "x")
+        blocked.read_reply()
+        me.call("DEL", "cl:list")
+    return out
+
+
+def test_client_list_fields_as_redis(oracle, proxy):
+    expected = _client_states(oracle)
+    actual = _client_states(proxy)
+    assert actual["list_names"] == CLIENT_FIELDS == expected["list_names"]
+    info = dict(client_fields(parse_reply(actual["info"])))
+    oinfo = dict(client_fields(parse_reply(expected["info"])))
+    assert list(info) == CLIENT_FIELDS
+    for k in ("flags", "db", "multi", "argv-mem", "cmd", "user", "resp", "name"):
+        assert info[k] == oinfo[k], k
+    same = {"tx": ("flags", "multi", "multi-mem", "cmd", "sub", "psub"),
+            "sub": ("flags", "sub", "psub", "ssub", "multi", "cmd"),
+            "blocked": ("flags", "cmd", "multi"),
+            "named": ("flags", "name", "db", "cmd", "multi-mem")}
+    for who, keys in same.items():
+        for k in keys:
+            assert actual[who][k] == expected[who][k], (who, k, actual[who], expected[who])
+
+
+@pytest.mark.parametrize("arg", [None, "everything"])
+def test_info_fields_in_front_of_memcached(oracle, mproxy, arg):
+    """The same fields in front of memcached, which has no INFO of its own
+    to relay (no persistence: the section says so)."""
+    expected = _stats_transcript(oracle, arg)
+    actual = dict(_stats_transcript(mproxy, arg))
+    for section, fields in expected:
+        assert section in actual, section
+        if section in ("Commandstats", "Latencystats", "Errorstats", "Keyspace"):
+            continue
+        mine = [k for k, _ in actual[section]]
+        theirs = [k for k, _ in fields]
+        assert [k for k in mine if k in theirs] == theirs, (section, [k for k in theirs if k not in mine])
+    assert dict(actual["Persistence"])["aof_enabled"] == "0"
