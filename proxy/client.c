@@ -499,17 +499,22 @@ void client_blocking_sent(client *c)
 /* The client will send nothing more (EOF, or its connection failed): every
  * complete command it sent still runs, in order, as Redis runs every
  * command it has read; then it closes (client_process_input). */
-static void client_read_eof(client *c)
+static void client_read_eof(client *c, int now)
 {
     c->flags |= CLIENT_READ_EOF;
     bufferevent_disable(c->bev, EV_READ);
     if (c->dedicated_blocking) client_blocking_sent(c);
+    if (now) {
+        client_process_input(c); /* a client with nothing left goes at once */
+        return;
+    }
     c->resume_pending = 1;
     event_active(c->resume_ev, 0, 0);
 }
 
-/* Writing failed: the peer is gone. Its replies are dropped from here on,
- * but what it sent before still runs. */
+/* Writing failed: the peer reads no more. Its replies are dropped from
+ * here on; what it sent still runs, read until its end (the kernel keeps
+ * what arrived before a reset). */
 static void client_output_dead(client *c)
 {
     c->flags |= CLIENT_OUTPUT_DEAD;
@@ -517,7 +522,10 @@ static void client_output_dead(client *c)
     struct evbuffer *tls_out = bufferevent_get_output(c->bev);
     evbuffer_drain(tls_out, evbuffer_get_length(tls_out));
     if (c->write_ev) event_del(c->write_ev);
-    if (!(c->flags & CLIENT_READ_EOF)) client_read_eof(c);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) {
+        client_close(c);
+        return;
+    }
     client_pace_check(c);
 }
 
@@ -539,8 +547,9 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         }
         if (tls_why)
             log_verbose("TLS error on client id=%llu addr=%s: %s", (unsigned long long)c->id, c->addr, tls_why);
-        if ((what & BEV_EVENT_ERROR) || (what & BEV_EVENT_WRITING)) client_output_dead(c);
-        else if (!(c->flags & CLIENT_READ_EOF)) client_read_eof(c);
+        /* An error ends both ways: the bufferevent reads no more either. */
+        if (what & (BEV_EVENT_ERROR | BEV_EVENT_WRITING)) client_output_dead(c);
+        if (!(c->flags & (CLIENT_READ_EOF | CLIENT_CLOSING))) client_read_eof(c, 1);
     }
 }
 
