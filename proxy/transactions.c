@@ -297,16 +297,9 @@ static void exec_finish_error(exec_run *er, const char *error)
     exec_finish(er);
 }
 
-/* commandstats and errorstats count each command EXEC ran, as Redis does:
- * a call, failed when its reply is an error. */
-static void exec_count(exec_run *er, int i, const char *reply, size_t len)
-{
-    int failed = len && reply[0] == '-';
-    stats_command_done(er->m->cmds[i].cmd, 0, failed);
-    (void)er;
-}
-
-/* The same for a transaction the store ran: its reply's elements. */
+/* commandstats count each command EXEC ran, as Redis does: a call, failed
+ * when its reply is an error (errorstats counted the error where it arose);
+ * for a transaction the store ran, from its reply's elements. */
 static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t raw_len)
 {
     static redisReader *reader;
@@ -398,7 +391,7 @@ static void exec_run_finish(exec_run *er)
     for (int i = 0; i < er->m->count; i++) {
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
-        exec_count(er, i, &first, evbuffer_get_length(er->replies[i]) ? 1 : 0);
+        stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
         evbuffer_add_buffer(out, er->replies[i]);
     }
     if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
