@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
@@ -556,25 +557,48 @@ void cmd_client(client *c, const command_def *cmd, int argc, char **argv, size_t
 void client_describe(client *c, struct evbuffer *out)
 {
     time_t now = time(NULL);
-    size_t obl = c->bev ? client_pending_output(c) : 0;
-    char flags[8];
+    /* Flags in Redis 7.0's order; 'b' is a blocking command waiting, as in
+     * Redis (not a command waiting for a lock or a script). */
+    char flags[16];
     int nf = 0;
-    if (c->flags & CLIENT_BLOCKED) flags[nf++] = 'b';
+    if (client_subscribed(c)) flags[nf++] = 'P';
+    if (c->multi) flags[nf++] = 'x';
+    if (c->dedicated_blocking) flags[nf++] = 'b';
     if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
     if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
     if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';
-    if (client_subscribed(c)) flags[nf++] = 'P';
-    if (c->multi) flags[nf++] = 'x';
     if (!nf) flags[nf++] = 'N';
     flags[nf] = '\0';
+    /* Input not yet run: unparsed bytes and the parser's partial command. */
+    size_t qbuf = request_parser_pending(&c->parser) + (c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0);
+    size_t qbuf_free = c->parser.arena_cap > c->parser.arena_len ? c->parser.arena_cap - c->parser.arena_len : 0;
+    /* The arguments of the command it runs or waits to run. */
+    size_t argv_mem = 0;
+    if (client_running_command(c) || (c->flags & CLIENT_BLOCKED))
+        for (int i = 0; i < c->parser.argc; i++) argv_mem += c->parser.argvlen[i];
+    size_t multi_mem = multi_memory(c);
+    /* Replies owed: written to no socket yet, or kept in order behind others. */
+    size_t omem = c->bev ? client_pending_output(c) : 0;
+    for (reply_slot *s = c->slots_head; s; s = s->next)
+        if (s->buf) omem += evbuffer_get_length(s->buf);
+    size_t tot_mem = sizeof(*c) + qbuf + c->parser.arena_cap + c->parser.line_cap +
+                     (size_t)c->parser.argv_cap * (2 * sizeof(char *) + sizeof(size_t)) + omem + multi_mem +
+                     (size_t)c->slots_pending * sizeof(reply_slot);
+    char events[3];
+    int ne = 0;
+    if (c->bev && (bufferevent_get_enabled(c->bev) & EV_READ)) events[ne++] = 'r';
+    if ((c->write_ev && event_pending(c->write_ev, EV_WRITE, NULL)) ||
+        (c->bev && (c->flags & CLIENT_TLS) && evbuffer_get_length(bufferevent_get_output(c->bev))))
+        events[ne++] = 'w';
+    events[ne] = '\0';
     evbuffer_add_printf(out,
                         "id=%llu addr=%s laddr=%s fd=%d name=%s age=%lld idle=%lld flags=%s db=%d sub=%d psub=%d "
-                        "ssub=%d multi=%d qbuf=%zu qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=%zu oll=%u "
-                        "omem=%zu tot-mem=0 events=r cmd=%s user=%s redir=-1 resp=%d",
+                        "ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=%zu multi-mem=%zu rbs=0 rbp=0 obl=0 oll=%u "
+                        "omem=%zu tot-mem=%zu events=%s cmd=%s user=%s redir=-1 resp=%d",
                         (unsigned long long)c->id, c->addr, c->laddr, c->fd, c->name ? c->name : "",
                         (long long)(now - c->ctime), (long long)(now - c->last_interaction), flags, c->db,
-                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c),
-                        request_parser_pending(&c->parser), obl, c->slots_pending, obl,
+                        pubsub_count_kind(c, 0), pubsub_count_kind(c, 1), pubsub_count(c, 1), multi_length(c), qbuf,
+                        qbuf_free, argv_mem, multi_mem, c->slots_pending, omem, tot_mem, events,
                         c->last_cmd ? c->last_cmd : "NULL", c->user->name, c->resp);
     if (c->lib_name || c->lib_ver)
         evbuffer_add_printf(out, " lib-name=%s lib-ver=%s", c->lib_name ? c->lib_name : "",

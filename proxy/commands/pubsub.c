@@ -841,6 +841,17 @@ void pubsub_info(struct evbuffer *out)
                         P.deliveries);
 }
 
+/* INFO stats' counts: topics the proxy's clients are subscribed to. */
+void pubsub_stats_info(struct evbuffer *out)
+{
+    size_t n[KINDS] = {0, 0, 0};
+    for (size_t i = 0; i < P.nbuckets; i++)
+        for (topic *t = P.buckets[i]; t; t = t->hnext)
+            if (t->nsubs) n[t->kind]++;
+    evbuffer_add_printf(out, "pubsub_channels:%zu\r\npubsub_patterns:%zu\r\npubsubshard_channels:%zu\r\n",
+                        n[KIND_CHANNEL], n[KIND_PATTERN], n[KIND_SHARD]);
+}
+
 void pubsub_shutdown(void)
 {
     if (P.retry_ev) event_free(P.retry_ev);

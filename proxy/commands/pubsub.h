@@ -15,6 +15,7 @@ void pubsub_client_gone(client *c); /* also RESET */
 int pubsub_client_topics_pass(const client *c, int (*ok)(void *ctx, const char *name, size_t len, int is_pattern),
                               void *ctx);
 void pubsub_info(struct evbuffer *out);
+void pubsub_stats_info(struct evbuffer *out); /* INFO stats' pubsub_channels, _patterns, shard */
 /* A store without pub/sub (memcached) leaves it to the proxy: PUBLISH,
  * SPUBLISH and PUBSUB are the proxy's own, also inside scripts and
  * transactions. */

@@ -3,6 +3,7 @@
  * every redis.call it makes goes to the store while the proxy serves
  * everyone else. */
 #include "proxy/core/acl.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/commands/scripting.h"
 
 #include <stdio.h>
@@ -63,12 +64,14 @@ typedef struct script_call {
     char **call_argv;
     size_t *call_argvlen;
     const command_def *call_cmd;
+    unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
     learned_key *learned;
     int nlearned, caplearned;
     unsigned inflight;  /* store requests not answered yet */
     unsigned depth;     /* engine calls on the stack for this call */
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
+    unsigned dirty : 1; /* ran a write command (PUBLISH is none): SCRIPT KILL refuses */
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
     unsigned queued : 1;         /* in the run queue: used up its time slice */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
@@ -147,6 +150,8 @@ static void set_busy(script_call *sc, int busy)
 static void call_finish(script_call *sc, const char *reply, size_t len)
 {
     set_busy(sc, 0);
+    int failed = reply && len && reply[0] == '-';
+    if (failed) stats_error_reply(reply + 1, len - 1);
     if (sc->locks && !sc->borrowed_locks) lock_set_release(sc->locks);
     sc->locks = NULL;
     if (sc->done_fn) {
@@ -162,6 +167,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     reply_slot *s = sc->slot;
     sc->slot = NULL;
     if (s) {
+        s->failed = failed;
         /* A reply at the head of its client's queue goes straight out. */
         if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
         client_slot_done(s);
@@ -188,7 +194,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
 static void call_finish_error(script_call *sc, const char *err)
 {
     struct evbuffer *b = evbuffer_new();
-    reply_error(b, err);
+    reply_error_uncounted(b, err); /* counted by call_finish */
     size_t len = evbuffer_get_length(b);
     call_finish(sc, (const char *)evbuffer_pullup(b, -1), len);
     evbuffer_free(b);
@@ -200,6 +206,13 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
+    if (sc->call_cmd) {
+        /* Redis counts the commands scripts call in commandstats (their
+         * errors reach errorstats once, with the script's reply). */
+        char first = 0;
+        if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
+        stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, r->error || first == '-');
+    }
     if (stopping || sc->finished || !sc->run) {
         call_maybe_free(sc);
         return;
@@ -402,6 +415,11 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
+    sc->call_start_us = stats_now_us();
+    /* As Redis 7.0's SCRIPT_WRITE_DIRTY: only write commands make a script
+     * unkillable; PUBLISH is not one. But a script that published cannot be
+     * re-run unseen, so for the lock cycle it counts as written. */
+    if (cmd->flags & CMD_WRITE) sc->dirty = 1;
     if (cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) {
         if (!sc->written) {
             sc->written = 1;
@@ -731,6 +749,7 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
     sc->locks = ls;
     sc->written = 0;
+    sc->dirty = 0;
     int rc = lock_set_acquire(ls, refuse_if_busy);
     if (rc == LOCK_BUSY) {
         call_finish_error(sc, busy_error(lock_set_busy_kind(ls)));
@@ -986,8 +1005,8 @@ static const char *const script_help[] = {
 
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
  * as in Redis, each refuses when only the other kind is busy. The proxy runs
- * many scripts at once: every busy one that has not written is killed, and
- * -UNKILLABLE comes only when each busy one has written. */
+ * many scripts at once: every busy one that has run no write command is
+ * killed, and -UNKILLABLE comes only when each busy one has. */
 void scripting_kill(client *c, int is_eval)
 {
     struct evbuffer *out = client_reply_buffer(c);
@@ -999,7 +1018,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        killable += !sc->written;
+        killable += !sc->dirty;
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -1020,7 +1039,7 @@ void scripting_kill(client *c, int is_eval)
     while (sc) {
         /* Killing ends the run and may free sc: keep it alive to step on. */
         sc->depth++;
-        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
+        if (sc->busy && !sc->finished && sc->run && !sc->dirty && (sc->fname == NULL) == is_eval) {
             stat_killed++;
             script_run_kill(sc->run, NULL);
         }

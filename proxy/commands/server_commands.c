@@ -1,5 +1,6 @@
 /* Server commands the proxy answers (or merges with the store's answer):
  * COMMAND from the generated table, INFO, CONFIG. */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -15,6 +17,7 @@
 #include "backends/backend.h"
 #include "lua/script_engine.h"
 #include "util/alloc_stats.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "util/log.h"
@@ -257,53 +260,135 @@ void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_
     }
 }
 
+/* Rates over the last few cron ticks, as Redis's instantaneous_* fields. */
+#define RATE_SAMPLES 4
+static struct {
+    unsigned long long t_us, ops, in, out;
+    double ops_s[RATE_SAMPLES], in_s[RATE_SAMPLES], out_s[RATE_SAMPLES];
+    int idx;
+} rate;
+
+static void sample_rates(void)
+{
+    unsigned long long now = stats_now_us();
+    if (rate.t_us && now > rate.t_us) {
+        double secs = (double)(now - rate.t_us) / 1e6;
+        rate.ops_s[rate.idx] = (double)(server.stats.commands_processed - rate.ops) / secs;
+        rate.in_s[rate.idx] = (double)(server.stats.net_input_bytes - rate.in) / secs / 1024;
+        rate.out_s[rate.idx] = (double)(server.stats.net_output_bytes - rate.out) / secs / 1024;
+        rate.idx = (rate.idx + 1) % RATE_SAMPLES;
+    }
+    rate.t_us = now;
+    rate.ops = server.stats.commands_processed;
+    rate.in = server.stats.net_input_bytes;
+    rate.out = server.stats.net_output_bytes;
+}
+
+static double rate_avg(const double *v)
+{
+    double sum = 0;
+    for (int i = 0; i < RATE_SAMPLES; i++) sum += v[i];
+    return sum / RATE_SAMPLES;
+}
+
 /* ---- INFO ---------------------------------------------------------------------- */
+
+/* Sections, in Redis 7.0's order; the proxy's own come before Keyspace. */
+enum {
+    SEC_SERVER = 1 << 0, SEC_CLIENTS = 1 << 1, SEC_MEMORY = 1 << 2, SEC_PERSISTENCE = 1 << 3,
+    SEC_STATS = 1 << 4, SEC_REPLICATION = 1 << 5, SEC_CPU = 1 << 6, SEC_MODULES = 1 << 7,
+    SEC_COMMANDSTATS = 1 << 8, SEC_ERRORSTATS = 1 << 9, SEC_LATENCYSTATS = 1 << 10, SEC_CLUSTER = 1 << 11,
+    SEC_SCRIPTING = 1 << 12, SEC_PUBSUB = 1 << 13, SEC_BACKEND = 1 << 14, SEC_KEYSPACE = 1 << 15,
+};
+/* What the store answers for: its persistence, its keys and their hits. */
+#define SEC_FROM_STORE (SEC_PERSISTENCE | SEC_STATS | SEC_KEYSPACE)
 
 typedef struct info_request {
     reply_slot *slot;
-    struct evbuffer *text; /* local sections, then the store's keyspace */
-    int want_keyspace;
+    unsigned sections;
 } info_request;
 
-static void info_finish(info_request *ir, const char *keyspace, size_t klen)
+static void info_build(struct evbuffer *t, unsigned sections, const char *store, size_t slen);
+
+static void info_finish(info_request *ir, const char *store, size_t slen)
 {
     reply_slot *s = ir->slot;
-    if (klen) {
-        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
-        evbuffer_add(ir->text, keyspace, klen);
-    } else if (ir->want_keyspace) {
-        if (evbuffer_get_length(ir->text)) evbuffer_add(ir->text, "\r\n", 2);
-        evbuffer_add_printf(ir->text, "# Keyspace\r\n");
-    }
+    struct evbuffer *t = evbuffer_new();
+    if (!t) abort();
+    info_build(t, ir->sections, store, slen);
     /* Redis ends the last section without a trailing blank line. */
-    size_t len = evbuffer_get_length(ir->text);
+    size_t len = evbuffer_get_length(t);
     evbuffer_add_printf(s->buf, "$%zu\r\n", len);
-    evbuffer_add_buffer(s->buf, ir->text);
+    evbuffer_add_buffer(s->buf, t);
     evbuffer_add(s->buf, "\r\n", 2);
-    evbuffer_free(ir->text);
+    evbuffer_free(t);
     free(ir);
     client_slot_done(s);
 }
 
-static void info_keyspace_cb(void *ctx, const backend_reply *r)
+static void info_store_cb(void *ctx, const backend_reply *r)
 {
     info_request *ir = ctx;
-    if (r->parsed && r->parsed->type == REDIS_REPLY_STRING) {
-        info_finish(ir, r->parsed->str, r->parsed->len);
-    } else {
-        info_finish(ir, NULL, 0);
-    }
+    if (r->parsed && r->parsed->type == REDIS_REPLY_STRING) info_finish(ir, r->parsed->str, r->parsed->len);
+    else info_finish(ir, NULL, 0);
 }
 
-static int section_wanted(int argc, char **argv, size_t *argvlen, const char *name, int is_default)
+/* The body of section `name` ("# Name\r\n" to the blank line) in the
+ * store's INFO text, or NULL. */
+static const char *store_section(const char *store, size_t slen, const char *name, size_t *len)
 {
-    if (argc == 1) return is_default;
+    char head[64];
+    int hn = snprintf(head, sizeof(head), "# %s\r\n", name);
+    if (!store) return NULL;
+    const char *p = memmem(store, slen, head, (size_t)hn);
+    if (!p || (p != store && p[-1] != '\n')) return NULL;
+    p += hn;
+    const char *endp = memmem(p, slen - (size_t)(p - store), "\r\n\r\n", 4);
+    *len = endp ? (size_t)(endp - p) + 2 : slen - (size_t)(p - store);
+    return p;
+}
+
+/* A field of the store's INFO text as a number (0 when absent). */
+static unsigned long long store_field(const char *store, size_t slen, const char *name)
+{
+    char key[64];
+    int kn = snprintf(key, sizeof(key), "\n%s:", name);
+    if (!store) return 0;
+    const char *p = memmem(store, slen, key, (size_t)kn);
+    return p ? strtoull(p + kn, NULL, 10) : 0;
+}
+
+#define SEC_DEFAULT                                                                                          \
+    (SEC_SERVER | SEC_CLIENTS | SEC_MEMORY | SEC_PERSISTENCE | SEC_STATS | SEC_REPLICATION | SEC_CPU |          \
+     SEC_MODULES | SEC_ERRORSTATS | SEC_CLUSTER | SEC_SCRIPTING | SEC_PUBSUB | SEC_BACKEND | SEC_KEYSPACE)
+
+/* The sections INFO's arguments ask for, as Redis 7.0 reads them: none is
+ * "default"; "all" adds commandstats and latencystats ("everything" too). */
+static unsigned info_sections(int argc, char **argv, size_t *argvlen)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"server", SEC_SERVER},           {"clients", SEC_CLIENTS},
+                 {"memory", SEC_MEMORY},           {"persistence", SEC_PERSISTENCE},
+                 {"stats", SEC_STATS},             {"replication", SEC_REPLICATION},
+                 {"cpu", SEC_CPU},                 {"modules", SEC_MODULES},
+                 {"module_list", SEC_MODULES},     {"commandstats", SEC_COMMANDSTATS},
+                 {"errorstats", SEC_ERRORSTATS},   {"latencystats", SEC_LATENCYSTATS},
+                 {"cluster", SEC_CLUSTER},         {"scripting", SEC_SCRIPTING},
+                 {"locks", SEC_SCRIPTING},         {"pubsub", SEC_PUBSUB},
+                 {"backend", SEC_BACKEND},         {"keyspace", SEC_KEYSPACE}};
+    if (argc == 1) return SEC_DEFAULT;
+    unsigned want = 0;
     for (int i = 1; i < argc; i++) {
-        if (arg_is(argv[i], argvlen[i], name)) return 1;
-        if (arg_is(argv[i], argvlen[i], "all") || arg_is(argv[i], argvlen[i], "everything")) return 1;
-        if (arg_is(argv[i], argvlen[i], "default") && is_default) return 1;
+        if (arg_is(argv[i], argvlen[i], "all") || arg_is(argv[i], argvlen[i], "everything"))
+            want |= SEC_DEFAULT | SEC_COMMANDSTATS | SEC_LATENCYSTATS;
+        else if (arg_is(argv[i], argvlen[i], "default"))
+            want |= SEC_DEFAULT;
+        for (size_t n = 0; n < sizeof(names) / sizeof(names[0]); n++)
+            if (arg_is(argv[i], argvlen[i], names[n].name)) want |= names[n].bit;
     }
-    return 0;
+    return want;
 }
 
 static void info_server(struct evbuffer *t)
@@ -325,21 +410,35 @@ static void info_server(struct evbuffer *t)
                         "redis_mode:standalone\r\n"
                         "os:%s %s %s\r\n"
                         "arch_bits:%d\r\n"
+                        "monotonic_clock:POSIX clock_gettime\r\n"
                         "multiplexing_api:epoll\r\n"
+                        "atomicvar_api:c11-builtin\r\n"
+                        "gcc_version:%d.%d.%d\r\n"
                         "process_id:%d\r\n"
+                        "process_supervised:no\r\n"
                         "run_id:%s\r\n"
                         "tcp_port:%d\r\n"
                         "tls_port:%d\r\n"
                         "server_time_usec:%lld\r\n"
                         "uptime_in_seconds:%lld\r\n"
                         "uptime_in_days:%lld\r\n"
+                        "hz:10\r\n"
+                        "configured_hz:10\r\n"
+                        "lru_clock:%lld\r\n"
                         "executable:%s\r\n"
                         "config_file:%s\r\n"
+                        "io_threads_active:0\r\n"
                         "evalproxy_version:%s\r\n",
                         REDIS_COMPAT_VERSION, u.sysname, u.release, u.machine, (int)(sizeof(void *) * 8),
+#ifdef __GNUC__
+                        __GNUC__, __GNUC_MINOR__, __GNUC_PATCHLEVEL__,
+#else
+                        0, 0, 0,
+#endif
                         (int)getpid(), server.run_id, config.port, config.tls_port,
-                        (long long)tv.tv_sec * 1000000 + tv.tv_usec, uptime, uptime / 86400, exe,
-                        config_file_path ? config_file_path : "", EVALPROXY_VERSION);
+                        (long long)tv.tv_sec * 1000000 + tv.tv_usec, uptime, uptime / 86400,
+                        (long long)(tv.tv_sec & ((1 << 24) - 1)), exe, config_file_path ? config_file_path : "",
+                        EVALPROXY_VERSION);
 }
 
 /* ---- INFO memory and cpu: the proxy's own figures, in Redis 7.0's fields ------- */
@@ -370,7 +469,11 @@ static size_t sample_used_memory(void)
     return used;
 }
 
-void info_cron(void) { sample_used_memory(); }
+void info_cron(void)
+{
+    sample_used_memory();
+    sample_rates();
+}
 
 /* Redis's bytesToHuman. */
 static const char *human(char *buf, size_t cap, unsigned long long n)
@@ -515,98 +618,175 @@ static void info_cpu(struct evbuffer *t)
                         (long)thread.ru_utime.tv_sec, (long)thread.ru_utime.tv_usec);
 }
 
+static void info_clients(struct evbuffer *t)
+{
+    unsigned long blocked = 0;
+    size_t max_in = 0, max_out = 0;
+    for (client *o = server.clients; o; o = o->next) {
+        blocked += o->dedicated_blocking != 0; /* blocked as Redis counts: in a blocking command */
+        size_t in = request_parser_pending(&o->parser) + (o->bev ? evbuffer_get_length(bufferevent_get_input(o->bev)) : 0);
+        size_t out = (o->out ? evbuffer_get_length(o->out) : 0) + (o->bev ? evbuffer_get_length(bufferevent_get_output(o->bev)) : 0);
+        if (in > max_in) max_in = in;
+        if (out > max_out) max_out = out;
+    }
+    evbuffer_add_printf(t,
+                        "# Clients\r\n"
+                        "connected_clients:%lu\r\n"
+                        "cluster_connections:0\r\n"
+                        "maxclients:%d\r\n"
+                        "client_recent_max_input_buffer:%zu\r\n"
+                        "client_recent_max_output_buffer:%zu\r\n"
+                        "blocked_clients:%lu\r\n"
+                        "tracking_clients:0\r\n"
+                        "clients_in_timeout_table:0\r\n",
+                        server.clients_count, config.maxclients, max_in, max_out, blocked);
+}
+
+/* The store's Persistence section; a store without one (memcached) keeps
+ * nothing on disk, which is what these values say. */
+static void info_persistence(struct evbuffer *t, const char *store, size_t slen)
+{
+    size_t len;
+    const char *body = store_section(store, slen, "Persistence", &len);
+    evbuffer_add_printf(t, "# Persistence\r\n");
+    if (body) {
+        evbuffer_add(t, body, len);
+        return;
+    }
+    evbuffer_add_printf(t,
+                        "loading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n"
+                        "current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n"
+                        "current_save_keys_total:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\n"
+                        "rdb_last_save_time:%lld\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\n"
+                        "rdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\n"
+                        "rdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:0\r\n"
+                        "aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\n"
+                        "aof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n"
+                        "aof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\n"
+                        "module_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
+                        (long long)server.start_time);
+}
+
+/* Redis 7.0's Stats fields: the proxy's own counts, and what only the store
+ * knows (expired and evicted keys, keyspace hits and misses) from it; then
+ * the proxy's own fields. */
+static void info_stats(struct evbuffer *t, const char *store, size_t slen)
+{
+    evbuffer_add_printf(t,
+                        "# Stats\r\n"
+                        "total_connections_received:%llu\r\n"
+                        "total_commands_processed:%llu\r\n"
+                        "instantaneous_ops_per_sec:%.0f\r\n"
+                        "total_net_input_bytes:%llu\r\n"
+                        "total_net_output_bytes:%llu\r\n"
+                        "total_net_repl_input_bytes:0\r\n"
+                        "total_net_repl_output_bytes:0\r\n"
+                        "instantaneous_input_kbps:%.2f\r\n"
+                        "instantaneous_output_kbps:%.2f\r\n"
+                        "instantaneous_input_repl_kbps:0.00\r\n"
+                        "instantaneous_output_repl_kbps:0.00\r\n"
+                        "rejected_connections:%llu\r\n"
+                        "sync_full:0\r\nsync_partial_ok:0\r\nsync_partial_err:0\r\n"
+                        "expired_keys:%llu\r\n"
+                        "expired_stale_perc:0.00\r\n"
+                        "expired_time_cap_reached_count:0\r\n"
+                        "expire_cycle_cpu_milliseconds:0\r\n"
+                        "evicted_keys:%llu\r\n"
+                        "evicted_clients:0\r\n"
+                        "total_eviction_exceeded_time:0\r\n"
+                        "current_eviction_exceeded_time:0\r\n"
+                        "keyspace_hits:%llu\r\n"
+                        "keyspace_misses:%llu\r\n",
+                        server.stats.connections_received, server.stats.commands_processed, rate_avg(rate.ops_s),
+                        server.stats.net_input_bytes, server.stats.net_output_bytes, rate_avg(rate.in_s),
+                        rate_avg(rate.out_s), server.stats.rejected_connections,
+                        store_field(store, slen, "expired_keys"), store_field(store, slen, "evicted_keys"),
+                        store_field(store, slen, "keyspace_hits"), store_field(store, slen, "keyspace_misses"));
+    pubsub_stats_info(t);
+    evbuffer_add_printf(t,
+                        "latest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n"
+                        "slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n"
+                        "active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n"
+                        "current_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\n"
+                        "tracking_total_prefixes:0\r\nunexpected_error_replies:0\r\n"
+                        "total_error_replies:%llu\r\n"
+                        "dump_payload_sanitizations:0\r\n"
+                        "total_reads_processed:%llu\r\n"
+                        "total_writes_processed:%llu\r\n"
+                        "io_threaded_reads_processed:0\r\nio_threaded_writes_processed:0\r\n"
+                        "reply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n"
+                        "relayed_commands:%llu\r\n"
+                        "backend_errors:%llu\r\n",
+                        stats_error_replies(), server.stats.reads_processed, server.stats.writes_processed,
+                        server.stats.relayed_commands, server.stats.backend_errors);
+}
+
+static void info_build(struct evbuffer *t, unsigned want, const char *store, size_t slen)
+{
+    int sections = 0;
+#define SECTION(bit) if ((want & (bit)) && (sections++ ? evbuffer_add(t, "\r\n", 2) : 0, 1))
+    SECTION(SEC_SERVER) info_server(t);
+    SECTION(SEC_CLIENTS) info_clients(t);
+    SECTION(SEC_MEMORY) info_memory(t);
+    SECTION(SEC_PERSISTENCE) info_persistence(t, store, slen);
+    SECTION(SEC_STATS) info_stats(t, store, slen);
+    /* Replication, Modules and Cluster say what a lone Redis 7.0 master
+     * without modules would: clients read role and cluster_enabled there. */
+    SECTION(SEC_REPLICATION)
+    evbuffer_add_printf(t,
+                        "# Replication\r\n"
+                        "role:master\r\n"
+                        "connected_slaves:0\r\n"
+                        "master_failover_state:no-failover\r\n"
+                        "master_replid:%s\r\n"
+                        "master_replid2:0000000000000000000000000000000000000000\r\n"
+                        "master_repl_offset:0\r\n"
+                        "second_repl_offset:-1\r\n"
+                        "repl_backlog_active:0\r\n"
+                        "repl_backlog_size:1048576\r\n"
+                        "repl_backlog_first_byte_offset:0\r\n"
+                        "repl_backlog_histlen:0\r\n",
+                        server.run_id);
+    SECTION(SEC_CPU) info_cpu(t);
+    SECTION(SEC_MODULES) evbuffer_add_printf(t, "# Modules\r\n");
+    SECTION(SEC_COMMANDSTATS) info_commandstats(t);
+    SECTION(SEC_ERRORSTATS) info_errorstats(t);
+    SECTION(SEC_LATENCYSTATS) info_latencystats(t);
+    SECTION(SEC_CLUSTER) evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
+    SECTION(SEC_SCRIPTING) scripting_info(t);
+    SECTION(SEC_PUBSUB)
+    {
+        evbuffer_add_printf(t, "# Pubsub\r\n");
+        pubsub_info(t);
+    }
+    SECTION(SEC_BACKEND)
+    {
+        evbuffer_add_printf(t, "# Backend\r\n");
+        backend_info(server.backend, t);
+    }
+    SECTION(SEC_KEYSPACE)
+    {
+        size_t len;
+        const char *body = store_section(store, slen, "Keyspace", &len);
+        evbuffer_add_printf(t, "# Keyspace\r\n");
+        if (body) evbuffer_add(t, body, len);
+    }
+#undef SECTION
+}
+
 void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     info_request *ir = calloc(1, sizeof(*ir));
     if (!ir) abort();
-    ir->text = evbuffer_new();
-    struct evbuffer *t = ir->text;
-    int sections = 0;
-#define SECTION_SEP() do { if (sections++) evbuffer_add(t, "\r\n", 2); } while (0)
-    if (section_wanted(argc, argv, argvlen, "server", 1)) {
-        SECTION_SEP();
-        info_server(t);
-    }
-    if (section_wanted(argc, argv, argvlen, "clients", 1)) {
-        SECTION_SEP();
-        unsigned long blocked = 0;
-        for (client *o = server.clients; o; o = o->next) blocked += (o->flags & CLIENT_BLOCKED) != 0;
-        evbuffer_add_printf(t, "# Clients\r\nconnected_clients:%lu\r\nmaxclients:%d\r\nblocked_clients:%lu\r\n",
-                            server.clients_count, config.maxclients, blocked);
-    }
-    if (section_wanted(argc, argv, argvlen, "memory", 1)) {
-        SECTION_SEP();
-        info_memory(t);
-    }
-    if (section_wanted(argc, argv, argvlen, "stats", 1)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t,
-                            "# Stats\r\n"
-                            "total_connections_received:%llu\r\n"
-                            "total_commands_processed:%llu\r\n"
-                            "rejected_connections:%llu\r\n"
-                            "total_net_input_bytes:%llu\r\n"
-                            "relayed_commands:%llu\r\n"
-                            "backend_errors:%llu\r\n",
-                            server.stats.connections_received, server.stats.commands_processed,
-                            server.stats.rejected_connections, server.stats.net_input_bytes,
-                            server.stats.relayed_commands, server.stats.backend_errors);
-    }
-    /* Redis's sections in Redis's order; the proxy's own come before Keyspace.
-     * Replication, Modules and Cluster say what a lone Redis 7.0 master
-     * without modules would: clients read role and cluster_enabled there. */
-    if (section_wanted(argc, argv, argvlen, "replication", 1)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t,
-                            "# Replication\r\n"
-                            "role:master\r\n"
-                            "connected_slaves:0\r\n"
-                            "master_failover_state:no-failover\r\n"
-                            "master_replid:%s\r\n"
-                            "master_replid2:0000000000000000000000000000000000000000\r\n"
-                            "master_repl_offset:0\r\n"
-                            "second_repl_offset:-1\r\n"
-                            "repl_backlog_active:0\r\n"
-                            "repl_backlog_size:1048576\r\n"
-                            "repl_backlog_first_byte_offset:0\r\n"
-                            "repl_backlog_histlen:0\r\n",
-                            server.run_id);
-    }
-    if (section_wanted(argc, argv, argvlen, "cpu", 1)) {
-        SECTION_SEP();
-        info_cpu(t);
-    }
-    if (section_wanted(argc, argv, argvlen, "module_list", 1) || section_wanted(argc, argv, argvlen, "modules", 0)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t, "# Modules\r\n");
-    }
-    if (section_wanted(argc, argv, argvlen, "cluster", 1)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
-    }
-    if (section_wanted(argc, argv, argvlen, "scripting", 1) || section_wanted(argc, argv, argvlen, "locks", 1)) {
-        SECTION_SEP();
-        scripting_info(t);
-    }
-    if (section_wanted(argc, argv, argvlen, "pubsub", 1)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t, "# Pubsub\r\n");
-        pubsub_info(t);
-    }
-    if (section_wanted(argc, argv, argvlen, "backend", 1)) {
-        SECTION_SEP();
-        evbuffer_add_printf(t, "# Backend\r\n");
-        backend_info(server.backend, t);
-    }
-#undef SECTION_SEP
-    ir->want_keyspace = section_wanted(argc, argv, argvlen, "keyspace", 1);
+    ir->sections = info_sections(argc, argv, argvlen);
     ir->slot = client_slot_add(c);
-    if (ir->want_keyspace) {
+    if (ir->sections & SEC_FROM_STORE) {
+        /* INFO without arguments: any store's default sections hold them. */
         int conn = backend_pick(server.backend, (unsigned)c->id);
-        char *kargv[2] = {"INFO", "keyspace"};
-        size_t klens[2] = {4, 8};
-        if (conn >= 0 && backend_send(server.backend, conn, c->db, 2, kargv, klens, BACKEND_PARSED,
-                                      info_keyspace_cb, ir) == 0)
+        char *kargv[1] = {"INFO"};
+        size_t klens[1] = {4};
+        if (conn >= 0 &&
+            backend_send(server.backend, conn, c->db, 1, kargv, klens, BACKEND_PARSED, info_store_cb, ir) == 0)
             return;
     }
     info_finish(ir, NULL, 0);
@@ -855,8 +1035,10 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
             reply_errorf(out, "ERR %s", err);
         }
     } else if (!strcmp(cmd->name, "config|resetstat")) {
-        memset(&server.stats, 0, sizeof(server.stats));
-        relay_command(c, cmd, argc, argv, argvlen);
+        stats_reset();
+        /* A RESP store resets its own (keyspace hits, ...); memcached has none. */
+        if (server.backend->has_transactions) relay_command(c, cmd, argc, argv, argvlen);
+        else reply_ok(client_reply_buffer(c));
     } else {
         relay_command(c, cmd, argc, argv, argvlen);
     }

@@ -22,6 +22,7 @@
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
@@ -180,6 +181,18 @@ void transactions_reset(client *c)
 
 int multi_length(const client *c) { return c->multi ? c->multi->count : -1; }
 
+size_t multi_memory(const client *c)
+{
+    /* As Redis's argv_len_sums: argument bytes plus a pointer per argument. */
+    size_t bytes = 0;
+    for (int i = 0; c->multi && i < c->multi->count; i++) {
+        const queued_command *q = &c->multi->cmds[i];
+        for (int a = 0; a < q->argc; a++) bytes += q->argvlen[a];
+        bytes += (size_t)q->argc * sizeof(void *);
+    }
+    return bytes;
+}
+
 void multi_flag_dirty(client *c)
 {
     if (c->multi) c->multi->dirty = 1;
@@ -287,9 +300,37 @@ static void exec_finish_error(exec_run *er, const char *error)
     exec_finish(er);
 }
 
+/* commandstats count each command EXEC ran, as Redis does: a call, failed
+ * when its reply is an error (errorstats counted the error where it arose);
+ * for a transaction the store ran, from its reply's elements. */
+static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t raw_len)
+{
+    static redisReader *reader;
+    if (!reader) reader = redisReaderCreate();
+    if (!reader) return;
+    const char *bytes = (const char *)evbuffer_pullup(raw, (ssize_t)raw_len);
+    void *parsed = NULL;
+    if (redisReaderFeed(reader, bytes, raw_len) != REDIS_OK || redisReaderGetReply(reader, &parsed) != REDIS_OK ||
+        !parsed) {
+        redisReaderFree(reader); /* left in a bad state: start afresh next time */
+        reader = NULL;
+        return;
+    }
+    redisReply *rr = parsed;
+    if (rr->type == REDIS_REPLY_ARRAY && (int)rr->elements == er->m->count)
+        for (size_t i = 0; i < rr->elements; i++) {
+            const redisReply *e = rr->element[i];
+            int failed = e->type == REDIS_REPLY_ERROR;
+            if (failed) stats_error_reply(e->str, e->len);
+            stats_command_done(er->m->cmds[i].cmd, 0, failed);
+        }
+    freeReplyObject(rr);
+}
+
 static void exec_store_reply_cb(void *ctx, const backend_reply *r)
 {
     exec_run *er = ctx;
+    if (!r->error) exec_count_store_reply(er, r->raw, r->raw_len);
     if (r->error) {
         reply_error(er->slot->buf, r->error);
     } else {
@@ -350,7 +391,12 @@ static void exec_run_finish(exec_run *er)
 {
     struct evbuffer *out = er->slot->buf;
     reply_array(out, er->m->count);
-    for (int i = 0; i < er->m->count; i++) evbuffer_add_buffer(out, er->replies[i]);
+    for (int i = 0; i < er->m->count; i++) {
+        char first = 0;
+        evbuffer_copyout(er->replies[i], &first, 1);
+        stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
+        evbuffer_add_buffer(out, er->replies[i]);
+    }
     if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
     exec_finish(er);
 }
@@ -359,8 +405,15 @@ static void exec_elem_cb(void *ctx, const backend_reply *r)
 {
     exec_elem *el = ctx;
     exec_run *er = el->er;
-    if (r->error) reply_error(er->replies[el->index], r->error);
-    else evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    if (r->error) {
+        reply_error(er->replies[el->index], r->error);
+    } else {
+        char head[40];
+        size_t n = r->raw_len < sizeof(head) ? r->raw_len : sizeof(head);
+        evbuffer_copyout(r->raw, head, n);
+        if (n && head[0] == '-') stats_error_reply(head + 1, n - 1); /* the store's error, counted as Redis would */
+        evbuffer_remove_buffer(r->raw, er->replies[el->index], r->raw_len);
+    }
     er->pending--;
     exec_run_step(er);
 }
@@ -812,6 +865,7 @@ static void blocking_after_drain(client *c)
     c->dedicated_slot = s;
     c->dedicated_blocking = 1;
     c->blocking_cmd = command_lookup(c->parser.argv[0], c->parser.argvlen[0]);
+    client_blocking_sent(c);
 }
 
 int blocking_unblock(client *c, int with_error)

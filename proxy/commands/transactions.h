@@ -12,6 +12,7 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 /* A command was rejected while queueing: EXEC will answer EXECABORT. */
 void multi_flag_dirty(client *c);
 int multi_length(const client *c); /* queued commands, -1 outside MULTI */
+size_t multi_memory(const client *c); /* CLIENT LIST's multi-mem, as Redis counts it */
 /* BLPOP and friends, XREAD BLOCK, WAIT: on a connection of their own. */
 void blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 unsigned blocking_clients(void);

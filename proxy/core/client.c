@@ -19,6 +19,7 @@
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
@@ -49,6 +50,8 @@ static reply_slot *slot_get(void)
     s->done = 0;
     s->discard = 0;
     s->unlocked = 0;
+    s->failed = 0;
+    s->cmd = NULL;
     return s;
 }
 
@@ -244,19 +247,29 @@ static void client_pace_check(client *c)
 {
     if (!(c->flags & CLIENT_PACED) || (c->flags & CLIENT_CLOSING) || client_over_pace(c)) return;
     c->flags &= ~CLIENT_PACED;
-    if (!(c->flags & CLIENT_CLOSE_AFTER_REPLY)) bufferevent_enable(c->bev, EV_READ);
+    if (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_READ_EOF))) bufferevent_enable(c->bev, EV_READ);
     c->resume_pending = 1;
     event_active(c->resume_ev, 0, 0);
 }
+
+static void client_output_dead(client *c);
 
 static void client_write_now(client *c)
 {
     struct evbuffer *out = c->out;
     if (c->held) held_remove(c);
+    if (c->flags & CLIENT_OUTPUT_DEAD) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) client_close(c);
+        return;
+    }
     if (c->flags & CLIENT_TLS) {
         /* TLS records are written by the bufferevent: hand it the whole turn's output. */
         size_t n = evbuffer_get_length(out);
-        if (n && bufferevent_write_buffer(c->bev, out) == 0) server.stats.net_output_bytes += n;
+        if (n && bufferevent_write_buffer(c->bev, out) == 0) {
+            server.stats.net_output_bytes += n;
+            server.stats.writes_processed++;
+        }
         client_pace_check(c);
         if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0)
             client_close(c);
@@ -266,11 +279,12 @@ static void client_write_now(client *c)
         int n = evbuffer_write(out, c->fd);
         if (n > 0) {
             server.stats.net_output_bytes += (unsigned long long)n;
+            server.stats.writes_processed++;
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
         if (n < 0) {
-            client_close(c);
+            client_output_dead(c);
             return;
         }
         break;
@@ -345,6 +359,8 @@ static void client_flush_slots(client *c)
 
 void client_output_written(client *c) { client_check_output_limits(c); }
 
+static reply_slot *slot_new(client *c);
+
 struct evbuffer *client_reply_buffer(client *c)
 {
     if (c->flags & CLIENT_REPLY_SKIP) {
@@ -356,17 +372,29 @@ struct evbuffer *client_reply_buffer(client *c)
             evbuffer_drain(scratch, evbuffer_get_length(scratch));
             return scratch;
         }
-        reply_slot *s = client_slot_add(c);
+        reply_slot *s = slot_new(c);
         s->done = 1;
         return s->buf;
     }
     if (!c->slots_head) return c->out;
-    reply_slot *s = client_slot_add(c);
+    reply_slot *s = slot_new(c);
     s->done = 1;
     return s->buf;
 }
 
+/* A reply answered later: the command being dispatched is timed until then. */
 reply_slot *client_slot_add(client *c)
+{
+    reply_slot *s = slot_new(c);
+    if (c->cur_cmd) {
+        s->cmd = c->cur_cmd;
+        s->start_us = c->cur_start_us;
+        c->cur_cmd = NULL;
+    }
+    return s;
+}
+
+static reply_slot *slot_new(client *c)
 {
     reply_slot *s = slot_get();
     if (!s->buf) s->buf = evbuffer_new();
@@ -383,6 +411,12 @@ reply_slot *client_slot_add(client *c)
 void client_slot_done(reply_slot *s)
 {
     s->done = 1;
+    if (s->cmd) {
+        char first = 0;
+        if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
+        stats_command_done(s->cmd, stats_now_us() - s->start_us, s->failed || first == '-');
+        s->cmd = NULL;
+    }
     client *c = s->c;
     if (!c) {
         slot_put(s);
@@ -398,6 +432,9 @@ void client_slot_done(reply_slot *s)
 
 static void client_process_input(client *c);
 static client *closed_clients;
+static client *dispatching; /* whose command is running now (CLIENT LIST's argv-mem) */
+
+int client_running_command(const client *c) { return c == dispatching; }
 static struct event *reap_ev;
 
 /* What features keep for a client (scripts, transactions, subscriptions)
@@ -429,6 +466,7 @@ static void read_cb(struct bufferevent *bev, void *arg)
     (void)bev;
     client *c = arg;
     c->last_interaction = time(NULL);
+    server.stats.reads_processed++;
     client_process_input(c);
 }
 
@@ -443,6 +481,61 @@ static void tls_written_cb(struct bufferevent *bev, void *arg)
     if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head && client_pending_output(c) == 0) client_close(c);
 }
 
+/* A blocking command still waiting at the store a while after its client's
+ * EOF ends with the client, as Redis frees a blocked client when it reads
+ * the EOF; the while lets a command the store can serve at once answer. */
+#define EOF_BLOCK_GRACE_MS 1000
+
+static void eof_block_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    client *c = arg;
+    if (c->dedicated_blocking) client_close(c);
+}
+
+void client_blocking_sent(client *c)
+{
+    if (!(c->flags & CLIENT_READ_EOF) || (c->flags & CLIENT_CLOSING)) return;
+    if (!c->eof_block_ev) c->eof_block_ev = evtimer_new(server.base, eof_block_cb, c);
+    if (!c->eof_block_ev) abort();
+    struct timeval tv = {EOF_BLOCK_GRACE_MS / 1000, (EOF_BLOCK_GRACE_MS % 1000) * 1000};
+    evtimer_add(c->eof_block_ev, &tv);
+}
+
+/* The client will send nothing more (EOF, or its connection failed): every
+ * complete command it sent still runs, in order, as Redis runs every
+ * command it has read; then it closes (client_process_input). */
+static void client_read_eof(client *c, int now)
+{
+    c->flags |= CLIENT_READ_EOF;
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->dedicated_blocking) client_blocking_sent(c);
+    if (now) {
+        client_process_input(c); /* a client with nothing left goes at once */
+        return;
+    }
+    c->resume_pending = 1;
+    event_active(c->resume_ev, 0, 0);
+}
+
+/* Writing failed: the peer reads no more. Its replies are dropped from
+ * here on; what it sent still runs, read until its end (the kernel keeps
+ * what arrived before a reset). */
+static void client_output_dead(client *c)
+{
+    c->flags |= CLIENT_OUTPUT_DEAD;
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    struct evbuffer *tls_out = bufferevent_get_output(c->bev);
+    evbuffer_drain(tls_out, evbuffer_get_length(tls_out));
+    if (c->write_ev) event_del(c->write_ev);
+    if ((c->flags & CLIENT_CLOSE_AFTER_REPLY) && !c->slots_head) {
+        client_close(c);
+        return;
+    }
+    client_pace_check(c);
+}
+
 static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     client *c = arg;
@@ -453,12 +546,17 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
         char why[256];
         const char *tls_why = (c->flags & CLIENT_TLS) ? tls_bufferevent_error(bev, why, sizeof(why)) : NULL;
-        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY))
+        if ((c->flags & CLIENT_TLS) && !(c->flags & CLIENT_TLS_READY)) {
             log_verbose("Error accepting a client connection: %s (addr=%s laddr=%s)",
                         tls_why ? tls_why : "connection closed during the TLS handshake", c->addr, c->laddr);
-        else if (tls_why)
+            client_close(c);
+            return;
+        }
+        if (tls_why)
             log_verbose("TLS error on client id=%llu addr=%s: %s", (unsigned long long)c->id, c->addr, tls_why);
-        client_close(c);
+        /* An error ends both ways: the bufferevent reads no more either. */
+        if (what & (BEV_EVENT_ERROR | BEV_EVENT_WRITING)) client_output_dead(c);
+        if (!(c->flags & (CLIENT_READ_EOF | CLIENT_CLOSING))) client_read_eof(c, 1);
     }
 }
 
@@ -568,6 +666,8 @@ void client_close(client *c)
     c->bev = NULL;
     event_free(c->resume_ev);
     c->resume_ev = NULL;
+    if (c->eof_block_ev) event_free(c->eof_block_ev);
+    c->eof_block_ev = NULL;
     /* The memory is released on the next loop turn: callers up the stack may
      * still look at c->flags. */
     c->next = closed_clients;
@@ -676,10 +776,23 @@ static void client_process_input(client *c)
             } else {
                 c->flags &= ~CLIENT_REPLY_SKIP;
             }
+            dispatching = c;
             command_handler_fn(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+            dispatching = NULL;
             /* dispatch may have closed the client. */
             if (c->flags & CLIENT_CLOSING) return;
             c->flags &= ~CLIENT_REPLY_SKIP;
+        }
+    }
+    if ((c->flags & CLIENT_READ_EOF) &&
+        !(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED)) &&
+        !evbuffer_get_length(in)) {
+        /* All it sent has run (a partial command is dropped): close once
+         * the replies still owed are written. */
+        c->flags |= CLIENT_CLOSE_AFTER_REPLY;
+        if (!c->slots_head && client_pending_output(c) == 0) {
+            client_close(c);
+            return;
         }
     }
     if (evbuffer_get_length(c->out)) flush_queue(c); /* output held by flush_can_wait */

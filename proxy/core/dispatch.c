@@ -11,6 +11,7 @@
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
@@ -33,6 +34,17 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
         s->unlocked = 0;
         locks_unlocked_end(s->unlocked_write);
     }
+    if (!r->error && r->raw_len) {
+        /* The store's error replies count in errorstats as the proxy's own. */
+        char head[40];
+        size_t n = r->raw_len < sizeof(head) ? r->raw_len : sizeof(head);
+        evbuffer_copyout(r->raw, head, n);
+        if (head[0] == '-') {
+            s->failed = 1;
+            stats_error_reply(head + 1, n - 1);
+        }
+    }
+    if (r->error) s->failed = 1;
     if (c) {
         c->relay_inflight--;
         if (r->error) {
@@ -340,6 +352,7 @@ const char *busy_error(int kind)
  * the reason as Redis words it: its own texts have no "ERR " there). */
 static void reject_command(client *c, const command_def *cmd, const char *error)
 {
+    stats_command_rejected(cmd);
     if (cmd && !strcmp(cmd->name, "exec")) {
         hooks.exec_reject(c, strncmp(error, "ERR ", 4) ? error : error + 4);
         return;
@@ -374,9 +387,25 @@ static void reply_unknown_subcommand(client *c, char **argv)
     reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%.128s'. Try %s HELP.", argv[1], upper);
 }
 
+static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen);
+
+/* Times what runs: a command answered now is counted here, one answered
+ * later when its reply slot is done (client_slot_add carries it there). */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;
+    unsigned long long errors = stats_error_replies();
+    c->cur_cmd = NULL;
+    c->cur_start_us = stats_now_us();
+    dispatch_run(c, argc, argv, argvlen);
+    if (c->cur_cmd) {
+        stats_command_done(c->cur_cmd, stats_now_us() - c->cur_start_us, stats_error_replies() != errors);
+        c->cur_cmd = NULL;
+    }
+}
+
+static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
+{
     server.stats.commands_processed++;
 
     /* Redis 7.0 answers QUIT before anything else, authenticated or not. */
@@ -474,6 +503,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
     }
+    c->cur_cmd = cmd; /* it runs: commandstats counts it (not the commands EXEC runs) */
     switch (r->kind) {
     case KIND_LOCAL:
         r->handler(c, cmd, argc, argv, argvlen);

@@ -1,4 +1,5 @@
 #include "proxy/core/reply.h"
+#include "proxy/core/command_stats.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -6,6 +7,7 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+
 
 static void add_prefixed_number(struct evbuffer *b, char prefix, long long v)
 {
@@ -23,7 +25,7 @@ void reply_status(struct evbuffer *b, const char *s)
 
 void reply_ok(struct evbuffer *b) { evbuffer_add(b, "+OK\r\n", 5); }
 
-void reply_error_len(struct evbuffer *b, const char *err, size_t len)
+static void add_error(struct evbuffer *b, const char *err, size_t len)
 {
     evbuffer_add(b, "-", 1);
     /* A CR or LF would end the error line early: Redis replaces them. */
@@ -38,6 +40,14 @@ void reply_error_len(struct evbuffer *b, const char *err, size_t len)
     evbuffer_add(b, err + start, len - start);
     evbuffer_add(b, "\r\n", 2);
 }
+
+void reply_error_len(struct evbuffer *b, const char *err, size_t len)
+{
+    stats_error_reply(err, len);
+    add_error(b, err, len);
+}
+
+void reply_error_uncounted(struct evbuffer *b, const char *err) { add_error(b, err, strlen(err)); }
 
 void reply_error(struct evbuffer *b, const char *err) { reply_error_len(b, err, strlen(err)); }
 

@@ -10,6 +10,9 @@ void reply_status(struct evbuffer *b, const char *s);
 /* Error text without '-' and CRLF; newlines inside are turned into spaces as Redis does. */
 void reply_error(struct evbuffer *b, const char *err);
 void reply_error_len(struct evbuffer *b, const char *err, size_t len);
+/* Every error reply above counts in INFO's errorstats; this one is for an
+ * error that is counted where it reaches the client. */
+void reply_error_uncounted(struct evbuffer *b, const char *err);
 void reply_errorf(struct evbuffer *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void reply_integer(struct evbuffer *b, long long v);
 void reply_bulk(struct evbuffer *b, const void *p, size_t len);

@@ -34,6 +34,9 @@ typedef struct reply_slot {
     unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
     unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
     unsigned unlocked_write : 1; /* ... and it may write */
+    unsigned failed : 1;         /* the reply is an error (for commandstats) */
+    const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
+    unsigned long long start_us;
 } reply_slot;
 
 enum client_flags {
@@ -48,6 +51,8 @@ enum client_flags {
     CLIENT_TLS = 1 << 8,        /* its bufferevent is a TLS one */
     CLIENT_TLS_READY = 1 << 9,  /* ... and the handshake is done */
     CLIENT_PACED = 1 << 10,     /* owed too much output: its input waits unread */
+    CLIENT_READ_EOF = 1 << 11,  /* sent all it will send: finish what it sent, then close */
+    CLIENT_OUTPUT_DEAD = 1 << 12, /* its socket refused a write: replies are dropped */
 };
 
 struct client {
@@ -58,6 +63,7 @@ struct client {
     struct evbuffer *out;     /* replies waiting to be written */
     struct event *write_ev;   /* armed only while the socket is full */
     struct event *resume_ev;
+    struct event *eof_block_ev; /* read EOF while a blocking command waits: its grace */
     request_parser parser;
     char addr[64], laddr[64];
     char *name;
@@ -70,6 +76,8 @@ struct client {
     time_t last_interaction;
     time_t obuf_soft_since;
     const char *last_cmd; /* full name of the last command, for CLIENT LIST */
+    const struct command_def *cur_cmd; /* being dispatched: its first slot carries it */
+    unsigned long long cur_start_us;
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
@@ -105,6 +113,7 @@ typedef struct server_stats {
     unsigned long long relayed_commands;
     unsigned long long backend_errors;
     unsigned long long net_input_bytes, net_output_bytes;
+    unsigned long long reads_processed, writes_processed;
 } server_stats;
 
 typedef struct server_state {
@@ -162,6 +171,10 @@ static inline int client_subscribed(const client *c)
 {
     return c->subscriptions[0] + c->subscriptions[1] + c->subscriptions[2] > 0;
 }
+/* A blocking command is now waiting at the store for c. */
+void client_blocking_sent(client *c);
+/* c's command is being dispatched now (CLIENT LIST's argv-mem). */
+int client_running_command(const client *c);
 void clients_cron(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);

@@ -3,6 +3,7 @@ a raw RESP client that returns reply bytes untouched, and the differential
 comparison of the oracle (redis-server 7.0) against the proxy."""
 
 import os
+import random
 import re
 import shlex
 import signal
@@ -26,11 +27,48 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
 REPLY_TIMEOUT = float(os.environ.get("EVALPROXY_TEST_REPLY_TIMEOUT", "10"))
 
 
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+# Ports handed out are taken below the kernel's ephemeral range, so no
+# outgoing connection (the proxy's to its store, a test's to the proxy) can
+# take one between the test choosing it and the server binding it; and each
+# is claimed with a lock held for the life of this process, so test runs in
+# parallel on the machine never choose the same one.
+_PORT_LOCK_DIR = os.path.join("/tmp", "evalproxy-test-ports")
+_port_locks = []
+_rng = random.Random()
+
+
 def free_port():
-    """A loopback port that was free a moment ago (bound then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
+    """A loopback port nobody listens on and no other test process holds."""
+    import fcntl
+    os.makedirs(_PORT_LOCK_DIR, exist_ok=True)
+    high = min(_ephemeral_low(), 65536) - 1
+    low = 20000 if high > 25000 else 1024
+    for _ in range(1000):
+        port = _rng.randint(low, high)
+        f = open(os.path.join(_PORT_LOCK_DIR, str(port)), "a")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((HOST, port))
+            except OSError:
+                f.close()
+                continue
+        _port_locks.append(f)
+        return port
+    raise RuntimeError("no free port found")
 
 
 # ---------------------------------------------------------------------------

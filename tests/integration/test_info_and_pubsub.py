@@ -471,38 +471,73 @@ def test_multi_spublish_on_a_redis_store(oracle, proxy):
     d.run(["MULTI", "SPUBLISH nobody m", "SET k v", "EXEC", "GET k"])
 
 
-def test_memcached_script_publish_counts_as_a_write(mproxy):
-    """A message a script has published cannot be taken back: SCRIPT KILL
-    refuses (UNKILLABLE), the script runs to its end, and the subscriber
-    gets the message once. A script that has not published can be killed."""
-    busy = ("%s local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end "
-            "local t0 = ms() while ms() - t0 < 1500 do end return 'done'")
-    with mproxy.connect() as admin, mproxy.connect() as sub, mproxy.connect() as runner:
+KILL_LIB = ("#!lua name=killlib\n"
+            "redis.register_function('pubspin', function(keys, args) "
+            "if args[1] == 'publish' or args[1] == 'publish+set' then redis.call('PUBLISH', 'kw', 'once') end "
+            "if args[1] == 'spublish' then redis.call('SPUBLISH', 'skw', 'once') end "
+            "if args[1] == 'publish+set' then redis.call('SET', 'kw:k', 'v') end "
+            "local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end "
+            "local t0 = ms() while ms() - t0 < 1500 do end return 'done' end)\n")
+KILL_EVAL = ("local what = ARGV[1] "
+             "if what == 'publish' or what == 'publish+set' then redis.call('PUBLISH', 'kw', 'once') end "
+             "if what == 'spublish' then redis.call('SPUBLISH', 'skw', 'once') end "
+             "if what == 'publish+set' then redis.call('SET', 'kw:k', 'v') end "
+             "local function ms() local t = redis.call('TIME') return t[1] * 1000 + t[2] / 1000 end "
+             "local t0 = ms() while ms() - t0 < 1500 do end return 'done'")
+
+
+def _kill_transcript(ep, kind, what):
+    """A busy script that has published (or not, or also written) and a
+    SCRIPT KILL / FUNCTION KILL: the kill's reply, the script's, and what
+    the subscriber got."""
+    with ep.connect() as admin, ep.connect() as sub, ep.connect(timeout=20) as runner:
         old = parse_reply(admin.call("CONFIG", "GET", "busy-reply-threshold"))[1]
         assert admin.call("CONFIG", "SET", "busy-reply-threshold", "200") == b"+OK\r\n"
         try:
+            admin.call("FUNCTION", "LOAD", "REPLACE", KILL_LIB)
+            admin.call("DEL", "kw:k")
             assert sub.call("SUBSCRIBE", "kw")[:1] == b"*"
-            for publishes in (True, False):
-                body = busy % ("redis.call('PUBLISH', 'kw', 'once')" if publishes else "")
-                runner.send_command("EVAL", body, "0")
-                deadline = time.monotonic() + 5
-                while True:  # SCRIPT KILL answers NOTBUSY until the script is busy
-                    r = admin.call("SCRIPT", "KILL")
-                    if not r.startswith(b"-NOTBUSY") or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.05)
-                if publishes:
-                    assert r.startswith(b"-UNKILLABLE Sorry the script already executed write commands"), r
-                    assert runner.read_reply() == b"$4\r\ndone\r\n"
-                    assert sub.read_reply() == b"*3\r\n$7\r\nmessage\r\n$2\r\nkw\r\n$4\r\nonce\r\n"
-                else:
-                    assert r == b"+OK\r\n", r
-                    assert runner.read_reply().startswith(b"-ERR Script killed by user with SCRIPT KILL")
+            assert sub.call("SSUBSCRIBE", "skw")[:1] == b"*"
+            if kind == "function":
+                runner.send_command("FCALL", "pubspin", "0", what)
+            else:
+                runner.send_command("EVAL", KILL_EVAL, "0", what)
+            deadline = time.monotonic() + 20
+            while True:  # NOTBUSY until the script is busy
+                r = admin.call("FUNCTION" if kind == "function" else "SCRIPT", "KILL")
+                if not r.startswith(b"-NOTBUSY") or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            got = [r, runner.read_reply()]
+            if what != "none":
+                got.append(sub.read_reply())
             with pytest.raises(harness.ReplyTimeout):
                 sub.read_reply(timeout=0.3)
+            got.append(admin.call("EXISTS", "kw:k"))
+            return got
         finally:
             assert admin.call("CONFIG", "SET", "busy-reply-threshold", old) == b"+OK\r\n"
-    assert_pubsub_clean_and_working(mproxy)
+
+
+@pytest.mark.parametrize("what", ["publish", "spublish", "publish+set", "none"])
+@pytest.mark.parametrize("kind", ["eval", "function"])
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_script_kill_after_publish_matches_redis(oracle, proxy, mproxy, backend, kind, what):
+    """As in Redis 7.0, PUBLISH and SPUBLISH are no write commands: a busy
+    script that has only published is killed (its message stays sent, once);
+    one that has written is UNKILLABLE and runs to its end."""
+    ep = proxy if backend == "redis" else mproxy
+    if backend == "redis":
+        stateful.proxy_quiet(proxy)
+    expected = _kill_transcript(oracle, kind, what)
+    assert expected[0].startswith(b"-UNKILLABLE" if what == "publish+set" else b"+OK\r\n"), expected
+    assert _kill_transcript(ep, kind, what) == expected
+    if backend == "memcached":
+        assert_pubsub_clean_and_working(ep)
+        return
+    with ep.connect() as c:
+        wait_until(lambda: pubsub_info(c)["pubsub_topics"] == "0", what="topics freed")
+    stateful.proxy_quiet(proxy)
 
 
 def test_memcached_script_of_local_answers_lets_others_run(mproxy):
@@ -525,3 +560,159 @@ def test_memcached_script_of_local_answers_lets_others_run(mproxy):
             time.sleep(0.05)
         assert runner.read_reply() == b":1\r\n"
         assert worst < 0.3, worst
+
+
+# ---------------------------------------------------------------------------
+# INFO and CLIENT LIST fields, against Redis 7.0
+
+STATS_WORKLOAD = [
+    ("SET", "st:a", "1"), ("GET", "st:a"), ("GET", "st:none"), ("LPUSH", "st:a", "x"),
+    ("EVAL", "return redis.call('GET', KEYS[1])", "1", "st:a"),
+    ("EVAL", "return redis.call('LPUSH', KEYS[1], 'x')", "1", "st:a"),
+    ("EVAL", "return redis.error_reply('MYERR custom')", "0"),
+    ("EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"),
+    ("NOSUCHCOMMAND", "x"), ("GET",), ("CLIENT", "NOSUCH"), ("MULTI",), ("INCR", "st:n"), ("EXEC",),
+    ("SET", "st:a", "2", "XX"), ("DEL", "st:a", "st:n"),
+]
+
+
+def info_sections_of(text):
+    """[(section, [(field, value)])] in the order printed."""
+    out = []
+    for line in text.decode("latin-1").split("\r\n"):
+        if line.startswith("# "):
+            out.append((line[2:], []))
+        elif ":" in line and out:
+            k, v = line.split(":", 1)
+            out[-1][1].append((k, v))
+    return out
+
+
+def _stats_transcript(ep, arg):
+    with ep.connect() as c:
+        assert c.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+        for cmd in STATS_WORKLOAD:
+            c.call(*cmd)
+        return info_sections_of(parse_reply(c.call("INFO", *([arg] if arg else []))))
+
+
+@pytest.mark.parametrize("arg", [None, "default", "all", "everything", "server", "clients", "persistence",
+                                 "stats", "commandstats", "errorstats", "latencystats", "keyspace"])
+def test_info_fields_are_redis_fields_in_redis_order(oracle, proxy, arg):
+    """Every section and field Redis 7.0 prints, the proxy prints too, in
+    Redis's order (the proxy's own sections and fields may come between);
+    per-command lines name the same commands."""
+    expected = _stats_transcript(oracle, arg)
+    actual = _stats_transcript(proxy, arg)
+    names = [s for s, _ in actual]
+    redis_names = [s for s, _ in expected]
+    assert [s for s in names if s in redis_names] == redis_names, names
+    got = dict(actual)
+    for section, fields in expected:
+        mine = [k for k, _ in got[section]]
+        theirs = [k for k, _ in fields]
+        if section in ("Commandstats", "Latencystats", "Keyspace"):
+            assert sorted(mine) == sorted(theirs), section
+            continue
+        assert [k for k in mine if k in theirs] == theirs, (section, [k for k in theirs if k not in mine])
+
+
+def _counts(sections):
+    d = dict(sections)
+    cmds = {}
+    for k, v in d.get("Commandstats", []):
+        f = dict(x.split("=") for x in v.split(","))
+        cmds[k] = (f["calls"], f["rejected_calls"], f["failed_calls"])
+    stats = dict(d.get("Stats", []))
+    return cmds, d.get("Errorstats", []), stats.get("total_error_replies")
+
+
+def test_commandstats_and_errorstats_count_as_redis(oracle, proxy):
+    """calls, rejected_calls, failed_calls per command, error replies by
+    kind and their total: the same after the same commands."""
+    expected = _counts(_stats_transcript(oracle, "all"))
+    actual = _counts(_stats_transcript(proxy, "all"))
+    assert actual[1] == expected[1]
+    assert actual[2] == expected[2]
+    assert actual[0] == expected[0]
+
+
+CLIENT_FIELDS = ("id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem "
+                 "rbs rbp obl oll omem tot-mem events cmd user redir resp").split()
+
+
+def client_fields(line):
+    return [tuple(kv.split("=", 1)) for kv in line.decode().strip().split(" ")]
+
+
+def _client_states(ep):
+    """CLIENT LIST lines of clients in known states, and CLIENT INFO."""
+    out = {}
+    with ep.connect() as me, ep.connect() as tx, ep.connect() as sub, ep.connect() as blocked, \
+            ep.connect() as named:
+        ids = {"tx": parse_reply(tx.call("CLIENT", "ID")), "named": parse_reply(named.call("CLIENT", "ID"))}
+        tx.call("MULTI")
+        tx.call("SET", "cl:k", "v")
+        tx.call("GET", "cl:k")
+        sub.call("SUBSCRIBE", "cl:ch", "cl:ch2")
+        sub.call("PSUBSCRIBE", "cl:*")
+        blocked.send_command("BLPOP", "cl:list", "0")
+        named.call("CLIENT", "SETNAME", "somename")
+        named.call("SELECT", "3")
+        named.call("GET", "x")
+        deadline = time.monotonic() + 10
+        while True:
+            lines = parse_reply(me.call("CLIENT", "LIST")).splitlines()
+            if any(b"cmd=blpop" in l for l in lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        out["info"] = me.call("CLIENT", "INFO")
+        for l in lines:
+            f = dict(client_fields(l))
+            if f["cmd"] == "blpop":
+                out["blocked"] = f
+            elif f["id"] == str(ids["tx"]):
+                out["tx"] = f
+            elif f["id"] == str(ids["named"]):
+                out["named"] = f
+            elif "psubscribe" in f["cmd"]:
+                out["sub"] = f
+        out["list_names"] = [k for k, _ in client_fields(lines[0])]
+        me.call("LPUSH", "cl:list", "x")
+        blocked.read_reply()
+        me.call("DEL", "cl:list")
+    return out
+
+
+def test_client_list_fields_as_redis(oracle, proxy):
+    expected = _client_states(oracle)
+    actual = _client_states(proxy)
+    assert actual["list_names"] == CLIENT_FIELDS == expected["list_names"]
+    info = dict(client_fields(parse_reply(actual["info"])))
+    oinfo = dict(client_fields(parse_reply(expected["info"])))
+    assert list(info) == CLIENT_FIELDS
+    for k in ("flags", "db", "multi", "argv-mem", "cmd", "user", "resp", "name"):
+        assert info[k] == oinfo[k], k
+    same = {"tx": ("flags", "multi", "multi-mem", "cmd", "sub", "psub"),
+            "sub": ("flags", "sub", "psub", "ssub", "multi", "cmd"),
+            "blocked": ("flags", "cmd", "multi"),
+            "named": ("flags", "name", "db", "cmd", "multi-mem")}
+    for who, keys in same.items():
+        for k in keys:
+            assert actual[who][k] == expected[who][k], (who, k, actual[who], expected[who])
+
+
+@pytest.mark.parametrize("arg", [None, "everything"])
+def test_info_fields_in_front_of_memcached(oracle, mproxy, arg):
+    """The same fields in front of memcached, which has no INFO of its own
+    to relay (no persistence: the section says so)."""
+    expected = _stats_transcript(oracle, arg)
+    actual = dict(_stats_transcript(mproxy, arg))
+    for section, fields in expected:
+        assert section in actual, section
+        if section in ("Commandstats", "Latencystats", "Errorstats", "Keyspace"):
+            continue
+        mine = [k for k, _ in actual[section]]
+        theirs = [k for k, _ in fields]
+        assert [k for k in mine if k in theirs] == theirs, (section, [k for k in theirs if k not in mine])
+    assert dict(actual["Persistence"])["aof_enabled"] == "0"

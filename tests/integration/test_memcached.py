@@ -713,15 +713,25 @@ def test_expiry_never_early(mc_env, mdiff, ms):
     Redis would keep it: its TTL is never rounded down by the tick."""
     mc, _, proxy = mc_env
     with proxy.connect() as c:
-        after_memcached_tick(mc)
-        time.sleep(0.9)
-        assert c.call("SET", "k", "v", "PX", ms) == b"+OK\r\n"
-        time.sleep(0.2)
-        got = c.call("GET", "k")
-        # Redis would still hold a 1000 ms key after 200 ms; a 1 or 300 ms key
-        # may be held up to the rounded second but must be gone within 2 s.
+        # Redis would still hold a 1000 ms key when it is read less than
+        # 1000 ms after it was set. Whether the GET came that soon is known
+        # only afterwards (a loaded machine can stall the test anywhere): an
+        # attempt that took longer proves nothing and is made again.
+        for attempt in range(20):
+            after_memcached_tick(mc)
+            time.sleep(0.9)
+            t0 = time.monotonic()
+            assert c.call("SET", "k", "v", "PX", ms) == b"+OK\r\n"
+            time.sleep(0.2)
+            got = c.call("GET", "k")
+            if ms != "1000" or time.monotonic() - t0 < 0.95:
+                break
+        else:
+            pytest.fail("no attempt read the key within 950 ms of setting it")
         if ms == "1000":
             assert got == b"$1\r\nv\r\n"
+        # A 1 or 300 ms key may be held up to the rounded second, and every
+        # key must be gone within 2 s.
         time.sleep(2.0)
         assert c.call("GET", "k") == b"$-1\r\n"
 

@@ -266,7 +266,10 @@ def test_hundred_blocked_on_one_key_fifo(oracle, blocking_rig):
 # ---------------------------------------------------------------------------
 # 2 and 3. Disconnect storms
 
-# Loops on redis.call for ARGV[1] milliseconds (by the store's clock).
+# Loops on redis.call for at least ARGV[1] milliseconds (by the store's
+# clock) and until someone subscribes to channel ARGV[2] at the store: the
+# test says when the storm is over instead of guessing how long it takes
+# on a loaded machine (a two-minute cap keeps a failed test from hanging).
 LOOP_LUA = """
 local function now()
   local t = redis.call('TIME')
@@ -277,13 +280,19 @@ local n = 0
 repeat
   redis.call('INCR', KEYS[1])
   n = n + 1
-until now() - start >= tonumber(ARGV[1]) * 1000
+  local elapsed = now() - start
+until (elapsed >= tonumber(ARGV[1]) * 1000 and redis.call('PUBSUB', 'NUMSUB', ARGV[2])[2] > 0)
+  or elapsed >= 120000000
 return n
 """
 
+
+def release_channel(tag):
+    return "%s:release" % tag
+
 PER_KIND = 40       # 8 kinds: 320 clients vanish per storm
 BIG = b"B" * 16384  # read back many times by the pipelined bursts
-HOLD_MS = 1000      # the lock holder's run: long enough for the storm to start and end
+HOLD_MS = 1000      # the lock holder's shortest run; it goes on until the storm is over
 
 
 def _open(proxy, kinds, kind):
@@ -330,25 +339,25 @@ def run_storm(proxy, admin, direct, rnd, round_no):
 
     # A script holds a lock on one key for HOLD_MS; PER_KIND scripts wait for it.
     holder = proxy.connect()
-    holder.send_command("EVAL", LOOP_LUA, "1", "%s:lock" % tag, HOLD_MS)
+    holder.send_command("EVAL", LOOP_LUA, "1", "%s:lock" % tag, HOLD_MS, release_channel(tag))
     # Asked of the store directly: through the proxy, a command on a key a
     # script holds waits for the script.
-    wait_until(lambda: direct.call("EXISTS", "%s:lock" % tag) == b":1\r\n", timeout=5,
+    wait_until(lambda: direct.call("EXISTS", "%s:lock" % tag) == b":1\r\n", timeout=30,
                what="the lock holder running")
     base_waiting = info_int(admin, "locks", "lock_sets_waiting")
     for i in range(PER_KIND):
         c = _open(proxy, kinds, "lockwait")
         c.send_command("EVAL", "return redis.call('INCR', KEYS[1])", "1", "%s:lock" % tag)
     wait_until(lambda: info_int(admin, "locks", "lock_sets_waiting") >= base_waiting + PER_KIND,
-               timeout=10, what="%d scripts waiting for the lock" % PER_KIND)
+               timeout=30, what="%d scripts waiting for the lock" % PER_KIND)
 
     # Scripts busy for ~200 ms calling the store, each on its own key.
     for i in range(PER_KIND):
         c = _open(proxy, kinds, "evalloop")
-        c.send_command("EVAL", LOOP_LUA, "1", "%s:e:%d" % (tag, i), "200")
+        c.send_command("EVAL", LOOP_LUA, "1", "%s:e:%d" % (tag, i), "200", release_channel(tag))
     loop_keys = ["%s:e:%d" % (tag, i) for i in range(PER_KIND)]
     wait_until(lambda: direct.call("EXISTS", *loop_keys) == b":%d\r\n" % PER_KIND,
-               timeout=5, what="all looping scripts running", poll=0.002)
+               timeout=30, what="all looping scripts running", poll=0.002)
 
     # Big pipelined bursts (~250 kB each), sent without reading a reply,
     # dropped while the proxy is still working through them: what the
@@ -384,7 +393,7 @@ def run_storm(proxy, admin, direct, rnd, round_no):
         cmd = [("WATCH", "%s:w:%d" % (tag, i)), ("BLPOP", "%s:b:%d" % (tag, i), "0"),
                ("SUBSCRIBE", "%s:i:%d" % (tag, i)), ("PSUBSCRIBE", "%s:i*" % tag),
                ("EVAL", "return redis.call('INCR', KEYS[1])", "1", "%s:lock" % tag),
-               ("EVAL", LOOP_LUA, "1", "%s:e:%d" % (tag, i), "50"),
+               ("EVAL", LOOP_LUA, "1", "%s:e:%d" % (tag, i), "50", release_channel(tag)),
                ("MULTI",)][i % 7]
         c.send(encode_command(*cmd) if cmd[0] != "MULTI" else
                encode_command("MULTI") + encode_command("SET", "%s:m:%d" % (tag, i), "x"))
@@ -425,7 +434,7 @@ def brief(s):
     return " ".join("%s=%s" % (k, s.get(k)) for k in IDLE_FIELDS)
 
 
-def check_idle(proxy, admin, direct, baseline_clients, tag, timeout=15.0):
+def check_idle(proxy, admin, direct, baseline_clients, tag, timeout=60.0):
     """The proxy and the store are back to idle after a storm."""
     def snapshot():
         s = {}
@@ -457,14 +466,14 @@ def check_idle(proxy, admin, direct, baseline_clients, tag, timeout=15.0):
     # The store: nothing blocked or subscribed any more, and no more
     # connections from the proxy than its shared ones plus a few idle
     # pooled ones (the pub/sub connection among them).
-    wait_until(lambda: info_int(direct, "clients", "blocked_clients") == 0, timeout=5,
+    wait_until(lambda: info_int(direct, "clients", "blocked_clients") == 0, timeout=30,
                what="nothing blocked at the store")
     wait_until(lambda: direct.call("PUBSUB", "NUMPAT") == b":0\r\n"
-               and direct.call("PUBSUB", "CHANNELS") == b"*0\r\n", timeout=5,
+               and direct.call("PUBSUB", "CHANNELS") == b"*0\r\n", timeout=30,
                what="nothing subscribed at the store")
     shared = int(s["backend_connections"])
     lines = wait_until(lambda: (lambda ls: ls if len(ls) <= shared + 5 else None)(
-        store_client_lines(direct)), timeout=5, what="store connections from the proxy")
+        store_client_lines(direct)), timeout=30, what="store connections from the proxy")
     dedicated = info_int(admin, "backend", "backend_dedicated_connections")
     assert dedicated <= 5, brief(s)
     assert len(lines) <= shared + dedicated, "\n".join(lines)
@@ -500,7 +509,7 @@ def check_idle(proxy, admin, direct, baseline_clients, tag, timeout=15.0):
                and info_int(admin, "clients", "connected_clients") == baseline_clients
                and int(info(admin, "backend")["backend_dedicated_in_use"])
                == pubsub_conn(info(admin, "pubsub")),
-               timeout=5, what="idle again after the checks")
+               timeout=30, what="idle again after the checks")
     return s
 
 
@@ -524,7 +533,12 @@ def one_round(rig, admin, direct, baseline, rnd, round_no):
     assert n == 8 * PER_KIND
     print("storm %d: %d clients dropped; mid-storm %s"
           % (round_no, n, brief(mid)))
-    finish_holder(holder, admin, tag)
+    # The storm is over: the looping scripts may end.
+    with rig.store.connect() as release:
+        assert release.call("SUBSCRIBE", release_channel(tag))[:1] == b"*"
+        finish_holder(holder, admin, tag)
+        wait_until(lambda: info_int(admin, "scripting", "scripts_running") == 0, timeout=60,
+                   what="the looping scripts ended")
     return check_idle(rig.proxy, admin, direct, baseline, tag)
 
 
@@ -563,12 +577,19 @@ def test_storm_rounds_no_slow_leak(tmp_path):
             assert admin.call("UNSUBSCRIBE")[:1] == b"*"
             baseline = info_int(admin, "clients", "connected_clients")
             rnd = random.Random(2)
-            rss = []
+            rss, used = [], []
             for round_no in range(3):
                 one_round(rig, admin, direct, baseline, rnd, round_no)
                 rss.append(proxy_rss_kb(rig.proxy))
+                used.append(info_int(admin, "memory", "used_memory") // 1024)
             print("proxy VmRSS after each storm (kB): %r" % rss)
-            assert rss[2] <= rss[0] + 20 * 1024, "VmRSS grew from %d kB to %d kB" % (rss[0], rss[2])
+            print("proxy used_memory after each storm (kB): %r" % used)
+            # used_memory counts every block the proxy holds (the allocator's
+            # running total, or the sanitizer's), so a leak shows there
+            # exactly; VmRSS also holds what the allocator keeps of each
+            # storm's peak, which depends on timing (how far the proxy got
+            # through the bursts), and is only printed.
+            assert used[2] <= used[0] + 20 * 1024, "used_memory grew from %d kB to %d kB" % (used[0], used[2])
     finally:
         status = rig.stop()
     assert_clean_exit(rig, status)

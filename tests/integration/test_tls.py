@@ -256,8 +256,11 @@ class TlsRedis(harness.RedisServer):
 
 
 def connected_clients(port):
+    """None while the proxy is still full (its closes are not instant)."""
     with RespConnection(HOST, port) as c:
         info = c.call("INFO", "clients").decode()
+    if "connected_clients:" not in info:
+        return None
     return int(info.split("connected_clients:")[1].split("\r\n")[0])
 
 
@@ -268,6 +271,15 @@ def wait_for(pred, timeout=10.0, what="condition"):
             return
         time.sleep(0.05)
     raise AssertionError("timed out waiting for " + what)
+
+
+def wait_store_up(p, timeout=30.0):
+    """The proxy answers PING before its store connections are up (a TLS
+    handshake away): relayed commands fail until then."""
+    def up():
+        with RespConnection(HOST, p.port) as c:
+            return b"backend_status:up\r\n" in c.call("INFO", "backend")
+    wait_for(up, timeout=timeout, what="the store connections up")
 
 
 # ---------------------------------------------------------------------------
@@ -618,6 +630,7 @@ def _blpop_after_push(p, key):
 def test_rediss_store(tls_store, certs, tmp_path):
     p = store_proxy(tmp_path, "rediss://localhost:%d" % tls_store.port, certs)
     with running(p):
+        wait_store_up(p)
         with RespConnection(HOST, p.port) as c:
             assert c.call("FLUSHALL") == b"+OK\r\n"
             assert c.call("SET", "s:k", "v") == b"+OK\r\n"
@@ -733,6 +746,7 @@ def test_rediss_store_that_requires_a_client_certificate(certs, tmp_path):
             "--backend-tls-cert-file", certs.path("client.crt"),
             "--backend-tls-key-file", certs.path("client.key")])
         with running(p), RespConnection(HOST, p.port) as c:
+            wait_store_up(p)
             assert c.call("SET", "cc:k", "v") == b"+OK\r\n"
             assert c.call("EVAL", "return redis.call('GET', KEYS[1])", "1", "cc:k") == b"$1\r\nv\r\n"
             assert _blpop_after_push(p, "cc:q") == b"*2\r\n$4\r\ncc:q\r\n$4\r\nitem\r\n"
@@ -754,6 +768,7 @@ def test_store_credentials_never_leak(certs, tmp_path):
         url = "rediss://app:%s@localhost:%d" % (SECRET, s.port)
         p = store_proxy(tmp_path / "good", url, certs)
         with running(p):
+            wait_store_up(p)
             with RespConnection(HOST, p.port) as c:
                 assert c.call("SET", "cred:k", "v") == b"+OK\r\n"
                 texts = [c.call("INFO", "everything"), c.call("CONFIG", "GET", "*"),
@@ -814,6 +829,7 @@ def test_memcached_over_tls(certs, tmp_path):
     try:
         p = store_proxy(tmp_path, "memcacheds://localhost:%d" % mc.port, certs)
         with running(p):
+            wait_store_up(p)
             with RespConnection(HOST, p.port) as c:
                 assert c.call("SET", "m:k", "value") == b"+OK\r\n"
                 assert c.call("GET", "m:k") == b"$5\r\nvalue\r\n"

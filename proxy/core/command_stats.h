@@ -1,0 +1,22 @@
+#ifndef EVALPROXY_COMMAND_STATS_H
+#define EVALPROXY_COMMAND_STATS_H
+
+#include <stddef.h>
+
+struct command_def;
+struct evbuffer;
+
+unsigned long long stats_now_us(void);
+void stats_command_done(const struct command_def *cmd, unsigned long long usec, int failed);
+void stats_command_rejected(const struct command_def *cmd);
+void stats_error_reply(const char *err, size_t len); /* err without the '-' */
+unsigned long long stats_error_replies(void);
+/* CONFIG RESETSTAT: these counts and server.stats start again from zero. */
+void stats_reset(void);
+
+/* INFO's sections, each with its "# Title" line. */
+void info_commandstats(struct evbuffer *t);
+void info_errorstats(struct evbuffer *t);
+void info_latencystats(struct evbuffer *t);
+
+#endif
