@@ -400,6 +400,49 @@ case("script-rename-copy", "SET a 1",
         "return redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])", "a", "b", "c"),
      EV("return redis.pcall('RENAME', KEYS[1], KEYS[2])", "nokey", "x"))
 
+# ---- offsets and lengths at their limits (Redis's checkStringLength, overflow included) ------
+case("setrange-huge-offsets-new-key", "SETRANGE k 9223372036854775807 x", "SETRANGE k 9223372036854775806 xy",
+     "SETRANGE k 2147483648 x", "SETRANGE k 4294967296 x", "SETRANGE k 536870912 x", "SETRANGE k -1 x",
+     "SETRANGE k -9223372036854775808 x", "SETRANGE k 9223372036854775808 x", ("SETRANGE", "k", "-1", ""),
+     ("SETRANGE", "k", "9223372036854775807", ""), "EXISTS k")
+case("setrange-huge-offsets-existing-key", "SET k abc", ("SETRANGE", "k", "9223372036854775807", ""),
+     ("SETRANGE", "k", "536870912", ""), ("SETRANGE", "k", "-1", ""), "SETRANGE k 9223372036854775807 x",
+     "SETRANGE k 9223372036854775800 xyzxyzxyz", "SETRANGE k 536870910 xyz", "SETRANGE k 4 x", "GET k")
+case("setrange-offset-with-nul", ("SETRANGE", "k", b"1\x00", "x"), ("SETRANGE", "k", b"\x001", "x"), "EXISTS k")
+case("getrange-extreme-indexes", "SET k 'This is a string'", "GETRANGE k 0 9223372036854775807",
+     "GETRANGE k -9223372036854775808 9223372036854775807", "GETRANGE k 9223372036854775807 -9223372036854775808",
+     "GETRANGE k -9223372036854775808 -1", "GETRANGE k -1 -9223372036854775808", "GETRANGE k 0 9223372036854775808",
+     "GETRANGE k 4294967296 4294967297", "GETRANGE k -4294967296 2", ("GETRANGE", "k", b"0\x00", "1"))
+
+# ---- numbers with NUL bytes, spaces and other strtold edge cases ---------------------------
+for i, v in enumerate([b"1\x00", b"1\x002", b"\x001", b"1.5\x00abc", b"inf\x00", b"1e5\x00"]):
+    case("incrbyfloat-nul-arg-%d" % i, ("INCRBYFLOAT", "f", v), "EXISTS f", ("SET", "g", v), "INCRBYFLOAT g 1",
+         "GET g")
+for i, v in enumerate([b"1\x00", b"\x001", b"12\x003"]):
+    case("incrby-nul-%d" % i, ("INCRBY", "n", v), ("DECRBY", "n", v), ("SET", "m", v), "INCR m", "DECRBY m 1",
+         "EXISTS n")
+case("incrbyfloat-spaces-and-forms", ("INCRBYFLOAT", "f", "1 "), ("INCRBYFLOAT", "f", "\t1"),
+     ("INCRBYFLOAT", "f", "\n1"), ("INCRBYFLOAT", "f", "0x1p3"), ("INCRBYFLOAT", "f", "-.5e-3"),
+     ("INCRBYFLOAT", "f", "1e"), ("INCRBYFLOAT", "f", "."), ("INCRBYFLOAT", "f", "1" * 5119), "GET f")
+case("incrbyfloat-stored-huge", ("SET", "f", "1" + "0" * 400), "INCRBYFLOAT f 1", ("SET", "g", "1" * 5120),
+     "INCRBYFLOAT g 1", "GET g")
+
+# ---- expiry memcached cannot hold as it is: past 2038 and past its 30-day relative limit ----
+case("expire-past-2038-keeps-key", "SET k v", "EXPIRE k 4000000000", "EXISTS k", "GET k",
+     "SET k v EX 4000000000", "GET k", "SET k v EXAT 99999999999", "GET k", "SET k v PXAT 4102444800000", "GET k",
+     "SETEX k 4000000000 v", "GET k", "PSETEX k 4000000000000 v", "GET k", "GETEX k EXAT 4102444800", "GET k",
+     "GETEX k PX 4000000000000", "GET k", "PEXPIREAT k 9223372036854775807", "GET k",
+     "EXPIREAT k 2147483647", "GET k", "EXPIREAT k 2147483648", "GET k", "PERSIST k", "TTL k")
+case("expire-past-2038-then-shorter", "SET k v EX 4000000000", "EXPIRE k 100 LT", "TTL k", "EXPIRE k 200 NX",
+     "EXPIRE k 4000000000 XX", "GET k")
+case("expire-past-2038-copy-rename", "SET a v EX 4000000000", "COPY a b", "RENAME a c", "INCRBYFLOAT b 0",
+     "APPEND c w", "MGET a b c")
+case("expire-overflowing", "SET k v", "EXPIRE k 9223372036854775807", "EXPIRE k -9223372036854775808",
+     "PEXPIRE k 9223372036854775807", "EXPIREAT k 9223372036854775807", "PEXPIREAT k -9223372036854775808",
+     "EXISTS k", "SET k v", "SET k v EX 9223372036854776", "SET k v EX 9223372036854775", "SET k v PX -1",
+     "SET k v EXAT -9223372036854775808", "GETEX k EX 9223372036854775807", "GETEX k PXAT 0",
+     "SETEX k 9223372036854775807 v", "PSETEX k -1 v", "TTL k", "EXPIRE k -9223372036854775", "EXISTS k")
+
 # ---- misc and unsupported ---------------------------------------------------------------
 case("ping-echo", "PING", "PING hi", "ECHO hello", ("ECHO", b""))
 case("arity", "GET", "GET a b", "MGET", "DEL", "INCRBY n", "GETRANGE k 1", "TTL", "EXISTS")
@@ -662,6 +705,139 @@ def test_pipeline_mixed_keys(mdiff, seed):
             cmds.append(rnd.choice(one_key)(rnd.choice(keys)))
     cmds.append(("MGET",) + tuple(keys))
     mdiff.run_pipeline(cmds)
+
+
+def test_setrange_beyond_item_limit_allocates_nothing(mc_env, mdiff):
+    """An offset Redis accepts but memcached's item size limit cannot hold
+    is refused at once: the 512 MiB string is never built nor sent."""
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        for args in (("SETRANGE", "k", "536870911", "x"), ("SETRANGE", "k", "1048576", "x")):
+            r = c.call(*args)
+            assert r == b"-ERR value is too large for the memcached backend (item size limit)\r\n", r
+        assert c.call("SET", "k", "abc") == b"+OK\r\n"
+        r = c.call("SETRANGE", "k", "400000000", "x")
+        assert r.startswith(b"-ERR value is too large for the memcached backend"), r
+        assert c.call("APPEND", "k", b"x" * (2 * 1024 * 1024)).startswith(b"-ERR value is too large"), r
+        assert c.call("GET", "k") == b"$3\r\nabc\r\n"
+        r = c.call("MSET", "m1", "small", "m2", b"x" * (2 * 1024 * 1024))
+        assert r.startswith(b"-ERR value is too large"), r
+        assert c.call("EXISTS", "m1", "m2") == b":0\r\n"
+    with open("/proc/%d/status" % proxy.proc.pid) as f:
+        hwm = [int(l.split()[1]) for l in f if l.startswith("VmHWM:")][0]
+    assert hwm < 256 * 1024, "peak RSS %d kB" % hwm
+
+
+def test_ttl_past_2038_is_kept_as_2038(mc_env, mdiff):
+    """memcached holds expiry times up to 2038-01-19 (32 bits): a later one
+    keeps the key with the latest expiry memcached can hold."""
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "k", "v", "EX", "4000000000") == b"+OK\r\n"
+        ttl = harness.parse_reply(c.call("TTL", "k"))
+        assert 2147483647 - time.time() - 5 < ttl <= 2147483647 - time.time() + 5, ttl
+        assert c.call("EXPIRETIME", "k") in (b":2147483646\r\n", b":2147483647\r\n", b":2147483645\r\n")
+
+
+def _pipeline_both(mdiff, cmds, timeout=120):
+    """Every command in one write, replies read while it is still being
+    written (as a client with a writer and a reader thread does)."""
+    data = b"".join(encode_command(*c) for c in cmds)
+    out = []
+    for ep in (mdiff.oracle, mdiff.proxy):
+        with ep.connect(timeout=timeout) as c:
+            w = threading.Thread(target=c.send, args=(data,))
+            w.start()
+            try:
+                out.append(c.read_replies(len(cmds), timeout=timeout))
+            finally:
+                w.join(timeout)
+    for i, (e, a) in enumerate(zip(*out)):
+        assert e == a, (i, cmds[i][:3], e[:200], a[:200])
+
+
+def _ten_thousand(rnd, tag, value_sizes=(1, 100, 3000)):
+    keys = ["%s:%d" % (tag, i) for i in range(40)]
+    cmds = []
+    for j in range(10000):
+        x = rnd.random()
+        k = rnd.choice(keys)
+        if x < 0.15:
+            cmds.append(("PING",))
+        elif x < 0.35:
+            cmds.append(("SET", k, "v%d" % j + "x" * rnd.choice(value_sizes)))
+        elif x < 0.55:
+            cmds.append(("GET", k))
+        elif x < 0.62:
+            cmds.append(("MGET",) + tuple(rnd.sample(keys, 10)))
+        elif x < 0.72:
+            cmds.append(("INCR", tag + ":n"))
+        elif x < 0.76:
+            cmds.append(("RENAME", k, rnd.choice(keys)))
+        elif x < 0.82:
+            cmds.append(("ECHO", "e%d" % j))
+        elif x < 0.9:
+            cmds.append(("APPEND", tag + ":a", "xy"))
+        elif x < 0.95:
+            cmds.append(("GETRANGE", k, "1", "20"))
+        else:
+            cmds.append(("EXISTS", k, tag + ":n"))
+    return cmds
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ten_thousand_pipelined_in_one_write(mc_env, mdiff, seed):
+    """10 000 commands in one write: local answers, one round trip and
+    several, values whose reply headers end where a read ends. Every reply
+    as Redis gives it, none lost or shifted."""
+    import random
+    _pipeline_both(mdiff, _ten_thousand(random.Random(seed), "p%d" % seed))
+
+
+def test_pipelines_of_several_clients_one_slow(mc_env, mdiff):
+    """Four clients pipeline 10 000 commands each at once (one reads slowly);
+    each gets Redis's replies, and a fifth client is answered meanwhile."""
+    import random
+    _, oracle, proxy = mc_env
+    pipelines = [_ten_thousand(random.Random(10 + i), "s%d" % i, (1, 100, 20000)) for i in range(4)]
+    want = []
+    with oracle.connect(timeout=120) as o:
+        for cmds in pipelines:
+            o.send(b"".join(encode_command(*c) for c in cmds))
+            want.append(o.read_replies(len(cmds), timeout=120))
+    got = [None] * 4
+    errors = []
+
+    def client(i):
+        try:
+            with proxy.connect(timeout=120) as c:
+                data = b"".join(encode_command(*x) for x in pipelines[i])
+                w = threading.Thread(target=c.send, args=(data,))
+                w.start()
+                replies = []
+                for n in range(len(pipelines[i])):
+                    replies.append(c.read_reply(timeout=120))
+                    if i == 0 and n % 500 == 0:
+                        time.sleep(0.05)
+                w.join(120)
+                got[i] = replies
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    with proxy.connect() as c:
+        while any(t.is_alive() for t in threads):
+            assert c.call("SET", "other", "1") == b"+OK\r\n"
+            assert c.call("GET", "other") == b"$1\r\n1\r\n"
+            time.sleep(0.05)
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for i in range(4):
+        for j, (g, w) in enumerate(zip(got[i], want[i])):
+            assert g == w, (i, j, pipelines[i][j][:3], g[:200], w[:200])
 
 
 def test_unsupported_commands(mc_env):
