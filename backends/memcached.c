@@ -703,8 +703,8 @@ static int mb_pick(backend *b, unsigned hint)
     return -1;
 }
 
-static int mb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
-                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+static int send_cmd(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                    const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx, const mc_cmd *cmd)
 {
     mc_backend *mb = (mc_backend *)b;
     if (!mb_conn_ready(b, conn) || argc < 1) {
@@ -738,7 +738,7 @@ static int mb_send(backend *b, int conn, int db, unsigned long long session, int
     r->ctx = ctx;
     r->out = evbuffer_new();
     if (!r->out) abort();
-    r->cmd = mc_lookup(argv[0], argvlen[0]);
+    r->cmd = cmd ? cmd : mc_lookup(argv[0], argvlen[0]);
     if (c->tail) c->tail->next = r;
     else c->head = r;
     c->tail = r;
@@ -748,6 +748,37 @@ static int mb_send(backend *b, int conn, int db, unsigned long long session, int
      * the sockets (an active event would run in this one). */
     if (c->head && c->head->done && c->head->pending == 0) evtimer_add(c->deliver_ev, &next_turn);
     return 0;
+}
+
+static int mb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+{
+    return send_cmd(b, conn, db, session, argc, argv, argvlen, mode, fn, ctx, NULL);
+}
+
+/* The items' CAS values: memcached gives every write a new one. */
+static int mb_key_tokens(backend *b, int conn, int nkeys, const int *dbs, char **keys, const size_t *klens,
+                         backend_reply_fn *fn, void *ctx)
+{
+    /* key-tokens db1 key1 db2 key2 ... */
+    int argc = 1 + 2 * nkeys;
+    char **argv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *argvlen = malloc(sizeof(size_t) * (size_t)argc);
+    char (*nums)[16] = malloc(sizeof(*nums) * (size_t)(nkeys ? nkeys : 1));
+    if (!argv || !argvlen || !nums) abort();
+    argv[0] = "key-tokens";
+    argvlen[0] = 10;
+    for (int i = 0; i < nkeys; i++) {
+        argvlen[1 + 2 * i] = (size_t)snprintf(nums[i], sizeof(nums[i]), "%d", dbs[i]);
+        argv[1 + 2 * i] = nums[i];
+        argv[2 + 2 * i] = keys[i];
+        argvlen[2 + 2 * i] = klens[i];
+    }
+    int rc = send_cmd(b, conn, 0, 0, argc, argv, argvlen, BACKEND_PARSED, fn, ctx, &mc_key_tokens_cmd);
+    free(nums);
+    free(argv);
+    free(argvlen);
+    return rc;
 }
 
 static const char *mb_error(backend *b)
@@ -826,7 +857,7 @@ static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 }
 
 static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
-                                   mb_open_dedicated, mb_release_dedicated, mb_set_push};
+                                   mb_open_dedicated, mb_release_dedicated, mb_set_push, mb_key_tokens};
 
 backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
                                   int tls_verify)

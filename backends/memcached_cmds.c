@@ -1301,6 +1301,26 @@ static const mc_cmd commands[] = {
     {"info", -1, h_info, MC_CMD_DUMP},
 };
 
+static void h_key_tokens(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        evbuffer_add_printf(r->out, "*%d\r\n", (r->argc - 1) / 2);
+        for (int i = 1; i + 1 < r->argc; i += 2) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(atoi(r->argv[i]), r->argv[i + 1], r->argvlen[i + 1], k);
+            mc_issue_mg_key(r, k, kl, "c", i);
+        }
+        return;
+    }
+    /* Replies arrive in key order. */
+    if (is(m, "HD") && m->has_c) mc_add_int(r->out, (long long)m->cas);
+    else if (is(m, "EN")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    if (r->pending == 0) mc_finish(r);
+}
+
+const mc_cmd mc_key_tokens_cmd = {"key-tokens", -1, h_key_tokens, 0};
+
 static const mc_cmd unsupported = {"", -1, h_unsupported, 0};
 
 const mc_cmd *mc_lookup(const char *name, size_t len)

@@ -155,5 +155,8 @@ static inline void mc_multi(mc_req *r)
 
 /* memcached_cmds.c */
 const mc_cmd *mc_lookup(const char *name, size_t len);
+/* key-tokens db key ...: each key's CAS (0: missing), as an array of integers;
+ * never reachable by a client's command name. */
+extern const mc_cmd mc_key_tokens_cmd;
 
 #endif

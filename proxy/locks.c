@@ -826,6 +826,7 @@ lock_watch *lock_watch_begin(int db, const char *key, size_t len)
 }
 
 uint64_t lock_watch_version(const lock_watch *w) { return w->version + keyspace_version; }
+uint64_t lock_watch_key_version(const lock_watch *w) { return w->version; }
 
 void lock_watch_end(lock_watch *w)
 {

@@ -95,6 +95,9 @@ typedef struct lock_watch lock_watch;
 #include <stdint.h>
 lock_watch *lock_watch_begin(int db, const char *key, size_t len);
 uint64_t lock_watch_version(const lock_watch *w);
+/* The same without keyspace-wide writers, for a store that tells itself
+ * which keys they changed (backend key tokens). */
+uint64_t lock_watch_key_version(const lock_watch *w);
 void lock_watch_end(lock_watch *w);
 
 typedef struct lock_stats {

@@ -1028,6 +1028,118 @@ def test_watch_sees_other_clients_writes(mc_env, mdiff):
         assert a.call("INFO", "locks").count(b"lock_sets_holding:0") == 1
 
 
+WATCH_SCENARIOS = [
+    # (name, setup by the watcher, commands of another client between WATCH and EXEC)
+    ("missing-key-flushall", [], [("FLUSHALL",)]),
+    ("key-flushall", [("SET", "w", "1")], [("FLUSHALL",)]),
+    ("missing-key-flushdb", [], [("FLUSHDB",)]),
+    ("key-flushdb", [("SET", "w", "1")], [("FLUSHDB",)]),
+    ("key-flushdb-other-db", [("SET", "w", "1")], [("SELECT", "1"), ("FLUSHDB",)]),
+    ("other-key-flushall", [("SET", "o", "1")], [("FLUSHALL",)]),
+    ("key-flushall-async", [("SET", "w", "1")], [("FLUSHALL", "ASYNC")]),
+    ("missing-key-unknown-command", [], [("NOSUCHCOMMAND", "w")]),
+    ("missing-key-unsupported-command", [], [("LPUSH", "w", "a")]),
+    ("key-reads", [("SET", "w", "1", "EX", "100")], [("GET", "w"), ("TTL", "w"), ("EXISTS", "w"), ("STRLEN", "w"),
+                                                     ("MGET", "w", "o"), ("DBSIZE",), ("KEYS", "*"), ("SCAN", "0")]),
+    ("key-set-other", [("SET", "w", "1")], [("SET", "o", "1"), ("DEL", "o")]),
+    ("key-set", [("SET", "w", "1")], [("SET", "w", "1")]),
+    ("key-expire", [("SET", "w", "1")], [("EXPIRE", "w", "100")]),
+    ("missing-key-set-del", [], [("SET", "w", "1"), ("DEL", "w")]),
+    ("key-del-set", [("SET", "w", "1")], [("DEL", "w"), ("SET", "w", "1")]),
+    ("key-other-db-set", [("SET", "w", "1")], [("SELECT", "2"), ("SET", "w", "2")]),
+    ("key-flushall-then-set", [("SET", "w", "1")], [("FLUSHALL",), ("SET", "w", "1")]),
+]
+
+
+def _watch_scenario(ep, setup, between):
+    with ep.connect() as a, ep.connect() as b:
+        assert a.call("FLUSHALL") == b"+OK\r\n"
+        for cmd in setup:
+            a.call(*cmd)
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        for cmd in between:
+            b.call(*cmd)
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("SET", "w", "x") == b"+QUEUED\r\n"
+        return a.call("EXEC")
+
+
+@pytest.mark.parametrize("name,setup,between", WATCH_SCENARIOS, ids=[s[0] for s in WATCH_SCENARIOS])
+def test_watch_aborts_as_redis(mc_env, mdiff, name, setup, between):
+    """Which writes of another client abort a WATCHed EXEC: FLUSHALL and
+    FLUSHDB only for watched keys they removed, nothing for reads, other
+    keys, other databases or commands that change nothing."""
+    want = _watch_scenario(mdiff.oracle, setup, between)
+    got = _watch_scenario(mdiff.proxy, setup, between)
+    assert got == want, (name, want, got)
+
+
+def test_watch_expired_key_aborts(mc_env, mdiff):
+    """A watched key that expires before EXEC aborts it, as in Redis 7.0; a
+    key that was already gone at WATCH does not."""
+    _, _, proxy = mc_env
+    with proxy.connect() as a:
+        assert a.call("SET", "w", "1", "PX", "300") == b"+OK\r\n"
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        deadline = time.time() + 10
+        while a.call("EXISTS", "w") != b":0\r\n":
+            assert time.time() < deadline, "the key never expired"
+            time.sleep(0.05)
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("SET", "w", "x") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*-1\r\n"
+        # Already expired when watched: nothing changes afterwards.
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("GET", "w") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*1\r\n$-1\r\n"
+
+
+def test_watch_sees_writers_that_bypass_the_proxy(mc_env, mdiff):
+    """A watched key written or deleted straight on memcached (or evicted,
+    which looks the same) aborts EXEC; an outside write to another key does
+    not."""
+    mc, _, proxy = mc_env
+    with proxy.connect() as a:
+        for outside, aborts in ((b"ms w 1\r\n9\r\n", True), (b"md w\r\n", True), (b"ms other 1\r\n1\r\n", False),
+                                (b"mg w T100\r\n", False)):
+            assert a.call("SET", "w", "1") == b"+OK\r\n"
+            assert a.call("WATCH", "w") == b"+OK\r\n"
+            mc.raw(outside)
+            assert a.call("MULTI") == b"+OK\r\n"
+            assert a.call("INCR", "w") == b"+QUEUED\r\n"
+            r = a.call("EXEC")
+            assert (r == b"*-1\r\n") == aborts, (outside, r)
+        # A key created outside while missing at WATCH.
+        assert a.call("DEL", "w") == b":1\r\n"
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        mc.raw(b"ms w 1\r\n5\r\n")
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("GET", "w") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*-1\r\n"
+        assert a.call("INFO", "locks").count(b"lock_sets_holding:0") == 1
+
+
+def test_watch_client_gone_while_reading_tokens(mc_env, mdiff):
+    """Clients that WATCH many keys and leave at once (the store's answer
+    arrives for a WATCH that is gone) leak nothing."""
+    _, _, proxy = mc_env
+    keys = ["wk%d" % i for i in range(200)]
+    for _ in range(20):
+        c = proxy.connect()
+        c.send(encode_command("WATCH", *keys) + encode_command("MULTI") + encode_command("EXEC"))
+        c.close()
+    with proxy.connect() as c:
+        assert c.call("PING") == b"+PONG\r\n"
+        assert c.call("WATCH", *keys) == b"+OK\r\n"
+        assert c.call("MULTI") == b"+OK\r\n"
+        assert c.call("EXEC") == b"*0\r\n"
+        deadline = time.time() + 10
+        while b"lock_sets_holding:0" not in c.call("INFO", "locks"):
+            assert time.time() < deadline
+            time.sleep(0.05)
+
+
 def test_transfers_conserve_total(mc_env, mdiff):
     """Concurrent scripted transfers between accounts keep the total."""
     _, _, proxy = mc_env
