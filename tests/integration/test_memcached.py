@@ -840,6 +840,36 @@ def test_pipelines_of_several_clients_one_slow(mc_env, mdiff):
             assert g == w, (i, j, pipelines[i][j][:3], g[:200], w[:200])
 
 
+BLOCKING = [("BLPOP", "l", "0"), ("BRPOP", "l", "0.5"), ("BLMOVE", "a", "b", "LEFT", "RIGHT", "0"),
+            ("BRPOPLPUSH", "a", "b", "1"), ("BLMPOP", "0", "1", "l", "LEFT"), ("BZPOPMIN", "z", "0"),
+            ("BZPOPMAX", "z", "-1"), ("BZMPOP", "0", "1", "z", "MIN"), ("XREAD", "BLOCK", "0", "STREAMS", "s", "$"),
+            ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"), ("WAIT", "0", "0")]
+
+
+def _refusal(cmd):
+    return b"-ERR command '%s' is not supported by the memcached backend" % cmd[0].lower().encode()
+
+
+def test_blocking_commands_refused_by_name_everywhere(mc_env, mdiff):
+    """memcached cannot block: every blocking command is refused at once
+    with the one refusal text naming it, pipelined (later replies in
+    order), inside MULTI and from scripts."""
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        for cmd in BLOCKING:
+            c.send(encode_command(*cmd) + encode_command("SET", "k", "v") + encode_command("GET", "k"))
+            assert c.read_replies(3) == [_refusal(cmd) + b"\r\n", b"+OK\r\n", b"$1\r\nv\r\n"], cmd
+            assert c.call("MULTI") == b"+OK\r\n"
+            assert c.call(*cmd) == b"+QUEUED\r\n"
+            assert c.call("EXEC") == b"*1\r\n" + _refusal(cmd) + b"\r\n", cmd
+        # Scripts: Redis refuses most blocking commands from scripts itself
+        # (same text through the proxy); those it runs without blocking
+        # reach memcached, which refuses them by their own name.
+        for cmd in (("BLMPOP", "0", "1", "l", "LEFT"), ("BZMPOP", "0", "1", "z", "MIN")):
+            body = "return redis.pcall(%s)" % ", ".join("'%s'" % a for a in cmd)
+            assert c.call("EVAL", body, "0") == _refusal(cmd) + b"\r\n", cmd
+
+
 def test_unsupported_commands(mc_env):
     _, _, proxy = mc_env
     with proxy.connect() as c:

@@ -622,6 +622,57 @@ def test_pipeline_with_blocking_command(diff):
     diff.run_pipeline(cmds)
 
 
+# Timeouts of every blocking command as Redis reads them: fractional, zero
+# with data, negative, not a number, overflowing (all answered at once).
+case("blocking-timeout-forms", "RPUSH l a", "BLPOP l 0", "BLPOP l -1", "BLPOP l -0.5", "BLPOP l abc",
+     "BLPOP l 1e400", "BLPOP l inf", "BLPOP l nan", "BLPOP l 9999999999999999", "BRPOP l 0.01",
+     "BLMOVE l m LEFT RIGHT -1", "BRPOPLPUSH l m -1", "BLMPOP -1 1 l LEFT", "BLMPOP 0.01 0 l LEFT",
+     "BLMPOP 0.01 1 l UP", "BZPOPMIN z -1", "BZPOPMAX z 0.01", "BZMPOP -1 1 z MIN", "BZMPOP 0.01 1 z MIN",
+     "XREAD BLOCK -1 STREAMS s $", "XREAD BLOCK abc STREAMS s $", "XREAD BLOCK 10 STREAMS s $",
+     "XREAD BLOCK 99999999999999999999 STREAMS s 0", "WAIT 0 -1", "WAIT x 0", "WAIT 0 0", "WAIT -1 10")
+
+
+def test_pipeline_after_blocking_commands(diff):
+    """Replies in order for commands pipelined behind blocking ones that
+    time out, find data, or fail on their arguments."""
+    cmds = [("RPUSH", "q", "a", "b"), ("BLPOP", "q", "0"), ("INCR", "n"), ("BRPOP", "none", "0.05"), ("INCR", "n"),
+            ("BLPOP", "q", "-1"), ("GET", "n"), ("BZPOPMIN", "z", "0.02"), ("XREAD", "BLOCK", "20", "STREAMS", "s", "$"),
+            ("BLMOVE", "q", "r", "LEFT", "LEFT", "0"), ("LRANGE", "r", "0", "-1"), ("WAIT", "0", "10"), ("PING",)]
+    diff.run_pipeline(cmds * 3)
+
+
+def test_blocked_clients_leave_nothing_behind(proxy, store):
+    """Clients that disconnect while blocked (with commands pipelined behind)
+    release their store connections; others are never held up meanwhile."""
+    import socket
+    import time as _time
+    from harness import info_fields
+    with store.connect() as s:
+        base = int(info_fields(s, "clients")["connected_clients"])
+    socks = []
+    for i in range(30):
+        sk = socket.create_connection((proxy.host, proxy.port), timeout=5)
+        sk.sendall(encode_command("BLPOP", "never:%d" % i, "0") + encode_command("PING") +
+                   encode_command("XREAD", "BLOCK", "0", "STREAMS", "never:s", "$"))
+        socks.append(sk)
+    with proxy.connect() as c:
+        deadline = _time.time() + 20
+        while int(info_fields(c, "clients")["blocked_clients"]) < 30:
+            assert _time.time() < deadline, info_fields(c, "clients")
+            _time.sleep(0.05)
+        assert c.call("SET", "other", "1") == b"+OK\r\n"
+        for sk in socks:
+            sk.close()
+        while int(info_fields(c, "clients")["blocked_clients"]) != 0:
+            assert _time.time() < deadline, info_fields(c, "clients")
+            _time.sleep(0.05)
+        assert c.call("BLPOP", "never:x", "0.01") == b"*-1\r\n"
+    with store.connect() as s:
+        while int(info_fields(s, "clients")["connected_clients"]) > base + 8:
+            assert _time.time() < deadline, info_fields(s, "clients")
+            _time.sleep(0.05)
+
+
 def test_pipeline_multi_exec(diff):
     cmds = [("MULTI",), ("SET", "k", 1), ("INCR", "k"), ("EXEC",)] * 50 + [("GET", "k")]
     diff.run_pipeline(cmds)
