@@ -49,6 +49,7 @@ static reply_slot *slot_get(void)
     s->done = 0;
     s->discard = 0;
     s->unlocked = 0;
+    s->unchanged_reply = 0;
     return s;
 }
 

@@ -34,6 +34,7 @@ typedef struct reply_slot {
     unsigned discard : 1; /* CLIENT REPLY OFF/SKIP */
     unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
     unsigned unlocked_write : 1; /* ... and it may write */
+    unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
 } reply_slot;
 
 enum client_flags {

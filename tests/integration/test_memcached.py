@@ -1068,7 +1068,7 @@ WATCH_SCENARIOS = [
     ("other-key-flushall", [("SET", "o", "1")], [("FLUSHALL",)]),
     ("key-flushall-async", [("SET", "w", "1")], [("FLUSHALL", "ASYNC")]),
     ("missing-key-unknown-command", [], [("NOSUCHCOMMAND", "w")]),
-    ("missing-key-unsupported-command", [], [("LPUSH", "w", "a")]),
+    ("missing-key-unsupported-command", [], [("LPUSH", "l", "a")]),
     ("key-reads", [("SET", "w", "1", "EX", "100")], [("GET", "w"), ("TTL", "w"), ("EXISTS", "w"), ("STRLEN", "w"),
                                                      ("MGET", "w", "o"), ("DBSIZE",), ("KEYS", "*"), ("SCAN", "0")]),
     ("key-set-other", [("SET", "w", "1")], [("SET", "o", "1"), ("DEL", "o")]),
@@ -1078,6 +1078,23 @@ WATCH_SCENARIOS = [
     ("key-del-set", [("SET", "w", "1")], [("DEL", "w"), ("SET", "w", "1")]),
     ("key-other-db-set", [("SET", "w", "1")], [("SELECT", "2"), ("SET", "w", "2")]),
     ("key-flushall-then-set", [("SET", "w", "1")], [("FLUSHALL",), ("SET", "w", "1")]),
+    # writes that change nothing touch nothing
+    ("key-persist-without-ttl", [("SET", "w", "1")], [("PERSIST", "w")]),
+    ("key-persist-with-ttl", [("SET", "w", "1", "EX", "100")], [("PERSIST", "w")]),
+    ("key-expire-gt-not-met", [("SET", "w", "1")], [("EXPIRE", "w", "100", "GT")]),
+    ("key-expire-nx-not-met", [("SET", "w", "1", "EX", "50")], [("EXPIRE", "w", "100", "NX")]),
+    ("missing-key-expire", [], [("EXPIRE", "w", "100"), ("PERSIST", "w"), ("DEL", "w"), ("UNLINK", "w")]),
+    ("missing-key-set-xx", [], [("SET", "w", "1", "XX"), ("GETDEL", "w"), ("GETEX", "w", "EX", "10")]),
+    ("key-set-nx", [("SET", "w", "1")], [("SET", "w", "2", "NX"), ("SETNX", "w", "3"), ("MSETNX", "o", "1", "w", "4")]),
+    ("key-getex-plain", [("SET", "w", "1")], [("GETEX", "w")]),
+    ("key-getex-ex", [("SET", "w", "1")], [("GETEX", "w", "EX", "100")]),
+    ("key-errors", [("SET", "w", "abc")], [("INCR", "w"), ("INCRBYFLOAT", "w", "1"), ("SET", "w", "1", "EX", "0"),
+                                           ("RENAME", "nokey", "w"), ("COPY", "w", "w")]),
+    ("key-copy-onto-existing", [("SET", "w", "1"), ("SET", "o", "2")], [("COPY", "o", "w")]),
+    ("key-append-empty", [("SET", "w", "1")], [("APPEND", "w", "")]),
+    ("key-setrange-empty", [("SET", "w", "1")], [("SETRANGE", "w", "0", "")]),
+    ("key-incr", [("SET", "w", "1")], [("INCR", "w")]),
+    ("missing-key-renamed-onto", [("SET", "o", "1")], [("RENAME", "o", "w")]),
 ]
 
 
