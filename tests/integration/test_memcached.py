@@ -414,6 +414,11 @@ case("getrange-extreme-indexes", "SET k 'This is a string'", "GETRANGE k 0 92233
      "GETRANGE k -9223372036854775808 -1", "GETRANGE k -1 -9223372036854775808", "GETRANGE k 0 9223372036854775808",
      "GETRANGE k 4294967296 4294967297", "GETRANGE k -4294967296 2", ("GETRANGE", "k", b"0\x00", "1"))
 
+case("limits-in-scripts-and-multi", EV("return redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'x')", "k"),
+     EV("return redis.pcall('SETRANGE', KEYS[1], '-1', 'x')", "k"),
+     EV("return redis.pcall('INCRBYFLOAT', KEYS[1], '1\\0')", "f"), "MULTI",
+     "SETRANGE k 9223372036854775806 xy", ("INCRBYFLOAT", "f", b"2\x00"), "SET k v EX 4000000000", "GET k", "EXEC")
+
 # ---- numbers with NUL bytes, spaces and other strtold edge cases ---------------------------
 for i, v in enumerate([b"1\x00", b"1\x002", b"\x001", b"1.5\x00abc", b"inf\x00", b"1e5\x00"]):
     case("incrbyfloat-nul-arg-%d" % i, ("INCRBYFLOAT", "f", v), "EXISTS f", ("SET", "g", v), "INCRBYFLOAT g 1",

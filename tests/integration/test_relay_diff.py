@@ -631,6 +631,28 @@ case("blocking-timeout-forms", "RPUSH l a", "BLPOP l 0", "BLPOP l -1", "BLPOP l 
      "XREAD BLOCK -1 STREAMS s $", "XREAD BLOCK abc STREAMS s $", "XREAD BLOCK 10 STREAMS s $",
      "XREAD BLOCK 99999999999999999999 STREAMS s 0", "WAIT 0 -1", "WAIT x 0", "WAIT 0 0", "WAIT -1 10")
 
+# Offsets, indexes and counts at the edges of 64 bits (the store's own
+# errors and results, relayed as they are; nothing that makes Redis build a
+# huge string or reply).
+case("offset-count-limits", "RPUSH l a b c", "LRANGE l -9223372036854775808 9223372036854775807",
+     "LRANGE l 9223372036854775807 -9223372036854775808", "LINDEX l -9223372036854775808",
+     "LINDEX l 9223372036854775808", "LSET l 9223372036854775807 x", "LSET l -9223372036854775808 x",
+     "LPOS l a RANK -9223372036854775808", "LPOS l a RANK 0", "LPOS l a COUNT -1", "LPOS l a MAXLEN -1",
+     "LPOS l a COUNT 9223372036854775807 MAXLEN 9223372036854775807", "LPOP l -1", "SADD s a b c", "SPOP s -1",
+     "SRANDMEMBER s -9223372036854775808", "ZADD z 1 a", "ZRANGE z 0 -1 BYSCORE LIMIT 0 -9223372036854775808",
+     "ZRANGEBYSCORE z -inf +inf LIMIT 9223372036854775807 9223372036854775807", "SETBIT b 4294967296 1",
+     "SETBIT b -1 1", "GETBIT b 9223372036854775807", "BITFIELD b SET u8 9223372036854775807 1",
+     "BITFIELD_RO b GET u8 4294967296", "BITPOS b 1 -9223372036854775808 9223372036854775807 BIT",
+     "SETRANGE k 9223372036854775807 x", "SETRANGE k 536870912 x", "SETRANGE k -1 x", "GETRANGE l 0 1",
+     "SORT l LIMIT -9223372036854775808 -1 ALPHA", "LMPOP 9223372036854775807 l LEFT", "LMPOP -1 l LEFT",
+     "SINTERCARD 4294967297 s", "ZUNIONSTORE d 2147483648 z", "LTRIM l -9223372036854775808 9223372036854775807",
+     "LRANGE l 0 -1")
+case("offset-count-limits-in-scripts-and-multi",
+     ("EVAL", "return redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'x')", "1", "k"),
+     ("EVAL", "return redis.pcall('SETBIT', KEYS[1], '-1', '1')", "1", "b"),
+     ("EVAL", "return redis.pcall('LSET', KEYS[1], '9223372036854775807', 'x')", "1", "l"),
+     "MULTI", "SETRANGE k 9223372036854775807 x", "SETBIT b 4294967296 1", "SPOP s -1", "EXEC")
+
 
 def test_pipeline_after_blocking_commands(diff):
     """Replies in order for commands pipelined behind blocking ones that
