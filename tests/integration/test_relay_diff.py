@@ -647,6 +647,15 @@ case("offset-count-limits", "RPUSH l a b c", "LRANGE l -9223372036854775808 9223
      "SORT l LIMIT -9223372036854775808 -1 ALPHA", "LMPOP 9223372036854775807 l LEFT", "LMPOP -1 l LEFT",
      "SINTERCARD 4294967297 s", "ZUNIONSTORE d 2147483648 z", "LTRIM l -9223372036854775808 9223372036854775807",
      "LRANGE l 0 -1")
+# Numbers with NUL bytes, spaces, inf/nan, hex, huge exponents, overflow.
+case("number-forms", ("INCRBYFLOAT", "f", b"1\x00"), ("INCRBYFLOAT", "f", " 1"), "INCRBYFLOAT f 0x10",
+     "INCRBYFLOAT f 1e5000", "INCRBYFLOAT f inf", "INCRBYFLOAT f nan", "INCRBYFLOAT f 1e308", "GET f",
+     ("INCRBY", "n", b"1\x00"), "INCRBY n 9223372036854775807", "INCRBY n 1", "DECRBY n -9223372036854775808",
+     ("HINCRBYFLOAT", "h", "a", b"1\x00"), "HINCRBYFLOAT h a 1e-400", "HINCRBYFLOAT h a inf",
+     "HINCRBYFLOAT h a 0x1p3", "HINCRBY h b 9223372036854775807", "HINCRBY h b 1", "HGETALL h",
+     ("ZADD", "z", b"1\x00", "a"), "ZADD z inf a", "ZADD z nan a", "ZADD z 0x10 b", "ZADD z 1e400 c",
+     "ZADD z -inf d", "ZINCRBY z inf a", "ZINCRBY z -inf a", "ZINCRBY z nan a", ("ZINCRBY", "z", " 1", "b"),
+     "ZADD z INCR 1e308 b", "ZADD z INCR 1e308 b", "ZRANGE z 0 -1 WITHSCORES")
 case("offset-count-limits-in-scripts-and-multi",
      ("EVAL", "return redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'x')", "1", "k"),
      ("EVAL", "return redis.pcall('SETBIT', KEYS[1], '-1', '1')", "1", "b"),
