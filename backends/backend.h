@@ -53,6 +53,13 @@ typedef struct backend_ops {
      * for (messages, subscribe confirmations) go to fn, parsed; sends on it
      * expect no reply of their own. fn gets an error when it is lost. */
     void (*set_push)(backend *b, int conn, backend_reply_fn *fn, void *ctx);
+    /* Stores with no WATCH of their own (NULL elsewhere): a parsed array
+     * reply of one integer per key (key i in database dbs[i]) that changes
+     * whenever the key's item is written, deleted, expires or is evicted,
+     * whoever did it (0: no such key). A change of expiry alone may leave
+     * it as it was. */
+    int (*key_tokens)(backend *b, int conn, int nkeys, const int *dbs, char **keys, const size_t *klens,
+                      backend_reply_fn *fn, void *ctx);
 } backend_ops;
 
 struct backend {
@@ -64,6 +71,7 @@ struct backend {
     int has_transactions; /* the store runs MULTI/EXEC itself */
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
+    long long max_string_len;     /* proto-max-bulk-len: strings the proxy builds stay within it */
 };
 
 /* A connection attempt's time limit. */
@@ -100,6 +108,12 @@ static inline int backend_open_dedicated(backend *b) { return b->ops->open_dedic
 static inline void backend_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 {
     b->ops->set_push(b, conn, fn, ctx);
+}
+static inline int backend_has_key_tokens(const backend *b) { return b->ops->key_tokens != NULL; }
+static inline int backend_key_tokens(backend *b, int conn, int nkeys, const int *dbs, char **keys,
+                                     const size_t *klens, backend_reply_fn *fn, void *ctx)
+{
+    return b->ops->key_tokens(b, conn, nkeys, dbs, keys, klens, fn, ctx);
 }
 static inline void backend_release_dedicated(backend *b, int conn, int reuse)
 {

@@ -50,7 +50,8 @@ long long mc_now_ms(void)
 /* Redis's string2ll (shared with the proxy). */
 int mc_parse_ll(const char *s, size_t len, long long *out) { return string_to_ll(s, len, out); }
 
-/* Redis's string2ld: strtold over the whole string, no leading space, no NaN. */
+/* Redis's string2ld: strtold over the whole string (a NUL inside ends it
+ * early: refused), no leading space, no NaN. */
 int mc_parse_ld(const char *s, size_t len, long double *out)
 {
     char buf[5 * 1024];
@@ -60,7 +61,7 @@ int mc_parse_ld(const char *s, size_t len, long double *out)
     char *end;
     errno = 0;
     long double v = strtold(buf, &end);
-    if (buf[0] == ' ' || (buf[0] >= '\t' && buf[0] <= '\r') || *end != '\0' ||
+    if (buf[0] == ' ' || (buf[0] >= '\t' && buf[0] <= '\r') || *end != '\0' || (size_t)(end - buf) != len ||
         (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) || isnan(v))
         return 0;
     *out = v;
@@ -351,6 +352,7 @@ static void conn_drop(mc_conn *c, const char *why)
         c->bev = NULL;
     }
     c->state = CONN_DOWN;
+    c->settings_pending = 0;
     /* A TLS failure needs the operator: said once at warning level. */
     if (!was_ready && !strncmp(why, "TLS ", 4) && strcmp(why, c->mb->last_cause) != 0)
         log_warning("backend %s: %s", c->mb->base.display, why);
@@ -386,6 +388,14 @@ void mc_fail(mc_req *r, const char *err)
     evbuffer_drain(r->out, evbuffer_get_length(r->out));
     mc_add_error(r->out, err);
     mc_finish(r);
+}
+
+int mc_value_fits(mc_req *r, unsigned long long len)
+{
+    unsigned long long max = r->c->mb->item_size_max;
+    if (!max || len <= max) return 1;
+    mc_fail(r, MC_ERR_TOO_LARGE);
+    return 0;
 }
 
 /* Whether r (not started) may start while earlier requests on its
@@ -550,10 +560,33 @@ static int read_dump(mc_conn *c, struct evbuffer *in)
     return 1;
 }
 
+/* The `stats settings` lines sent first on a connection: 1 once its END
+ * has been read. */
+static int read_settings(mc_conn *c, struct evbuffer *in)
+{
+    for (;;) {
+        size_t n;
+        char *line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
+        if (!line) return 0;
+        unsigned long long v;
+        if (sscanf(line, "STAT item_size_max %llu", &v) == 1) c->mb->item_size_max = v;
+        int end = !strcmp(line, "END") || strstr(line, "ERROR") != NULL;
+        free(line);
+        if (end) {
+            c->settings_pending = 0;
+            return 1;
+        }
+    }
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     mc_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (c->settings_pending && !read_settings(c, in)) {
+        if (evbuffer_get_length(in) > 65536) conn_drop(c, "protocol error from store: settings too long");
+        return;
+    }
     for (;;) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0) break;
@@ -576,7 +609,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
             break;
         }
         size_t hlen = (size_t)eol.pos;
-        char *h = (char *)evbuffer_pullup(in, (ev_ssize_t)hlen);
+        /* With its CRLF: the length is parsed up to the first non-digit,
+         * which must be in the contiguous bytes. */
+        char *h = (char *)evbuffer_pullup(in, (ev_ssize_t)(hlen + eol_len));
         mc_resp m = {0};
         size_t total = hlen + 2;
         size_t vlen = 0;
@@ -619,6 +654,10 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     mc_conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) {
         store_conn_established(bev, &c->mb->addr);
+        /* The item size limit lets values that can never fit be refused
+         * before they are built and sent. Answered before any request. */
+        evbuffer_add(bufferevent_get_output(bev), "stats settings\r\n", 16);
+        c->settings_pending = 1;
         store_writer_connected(&c->writer, bev, &c->mb->addr);
         c->connects++;
         c->state = CONN_READY;
@@ -664,8 +703,8 @@ static int mb_pick(backend *b, unsigned hint)
     return -1;
 }
 
-static int mb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
-                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+static int send_cmd(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                    const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx, const mc_cmd *cmd)
 {
     mc_backend *mb = (mc_backend *)b;
     if (!mb_conn_ready(b, conn) || argc < 1) {
@@ -699,7 +738,7 @@ static int mb_send(backend *b, int conn, int db, unsigned long long session, int
     r->ctx = ctx;
     r->out = evbuffer_new();
     if (!r->out) abort();
-    r->cmd = mc_lookup(argv[0], argvlen[0]);
+    r->cmd = cmd ? cmd : mc_lookup(argv[0], argvlen[0]);
     if (c->tail) c->tail->next = r;
     else c->head = r;
     c->tail = r;
@@ -709,6 +748,37 @@ static int mb_send(backend *b, int conn, int db, unsigned long long session, int
      * the sockets (an active event would run in this one). */
     if (c->head && c->head->done && c->head->pending == 0) evtimer_add(c->deliver_ev, &next_turn);
     return 0;
+}
+
+static int mb_send(backend *b, int conn, int db, unsigned long long session, int argc, char **argv,
+                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+{
+    return send_cmd(b, conn, db, session, argc, argv, argvlen, mode, fn, ctx, NULL);
+}
+
+/* The items' CAS values: memcached gives every write a new one. */
+static int mb_key_tokens(backend *b, int conn, int nkeys, const int *dbs, char **keys, const size_t *klens,
+                         backend_reply_fn *fn, void *ctx)
+{
+    /* key-tokens db1 key1 db2 key2 ... */
+    int argc = 1 + 2 * nkeys;
+    char **argv = malloc(sizeof(char *) * (size_t)argc);
+    size_t *argvlen = malloc(sizeof(size_t) * (size_t)argc);
+    char (*nums)[16] = malloc(sizeof(*nums) * (size_t)(nkeys ? nkeys : 1));
+    if (!argv || !argvlen || !nums) abort();
+    argv[0] = "key-tokens";
+    argvlen[0] = 10;
+    for (int i = 0; i < nkeys; i++) {
+        argvlen[1 + 2 * i] = (size_t)snprintf(nums[i], sizeof(nums[i]), "%d", dbs[i]);
+        argv[1 + 2 * i] = nums[i];
+        argv[2 + 2 * i] = keys[i];
+        argvlen[2 + 2 * i] = klens[i];
+    }
+    int rc = send_cmd(b, conn, 0, 0, argc, argv, argvlen, BACKEND_PARSED, fn, ctx, &mc_key_tokens_cmd);
+    free(nums);
+    free(argv);
+    free(argvlen);
+    return rc;
 }
 
 static const char *mb_error(backend *b)
@@ -787,7 +857,7 @@ static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 }
 
 static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
-                                   mb_open_dedicated, mb_release_dedicated, mb_set_push};
+                                   mb_open_dedicated, mb_release_dedicated, mb_set_push, mb_key_tokens};
 
 backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
                                   int tls_verify)

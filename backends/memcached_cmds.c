@@ -17,7 +17,6 @@
 #define ERR_OVERFLOW "ERR increment or decrement would overflow"
 #define ERR_FLOAT "ERR value is not a valid float"
 #define MC_RELATIVE_MAX 2592000LL /* memcached reads larger TTLs as unix times */
-#define PROTO_MAX_BULK_LEN (512LL * 1024 * 1024)
 
 static int is(const mc_resp *m, const char *code) { return m && m->code[0] == code[0] && m->code[1] == code[1]; }
 
@@ -25,7 +24,7 @@ static int is(const mc_resp *m, const char *code) { return m && m->code[0] == co
 static void store_error_text(const mc_resp *m, char *err, size_t cap)
 {
     if (m && is(m, "ER") && memmem(m->line, m->linelen, "too large", 9))
-        snprintf(err, cap, "ERR value is too large for the memcached backend (item size limit)");
+        snprintf(err, cap, MC_ERR_TOO_LARGE);
     else if (m && is(m, "ER") && memmem(m->line, m->linelen, "out of memory", 13))
         snprintf(err, cap, "OOM memcached is out of memory");
     else
@@ -42,6 +41,19 @@ static void store_error(mc_req *r, const mc_resp *m)
 
 static int arg_ll(mc_req *r, int i, long long *v) { return mc_parse_ll(r->argv[i], r->argvlen[i], v); }
 
+/* Redis's checkStringLength: a string of size + append bytes (both >= 0),
+ * overflow included, must stay within proto-max-bulk-len; and memcached
+ * must be able to hold it at all. 0 when the request has failed. */
+static int string_length_ok(mc_req *r, unsigned long long size, unsigned long long append)
+{
+    unsigned long long total = size + append;
+    if (total < size || total > (unsigned long long)r->c->mb->base.max_string_len) {
+        mc_fail(r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        return 0;
+    }
+    return mc_value_fits(r, total);
+}
+
 static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[i], s); }
 
 /* ---- expiry --------------------------------------------------------------------- */
@@ -53,6 +65,11 @@ static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[
  * PTTL, EXPIRETIME, NX/XX/GT/LT comparisons) subtracts it again. */
 #define MC_TTL_HEADROOM 1
 
+/* memcached reads T as a 32-bit signed number and an item stored with a
+ * larger one is expired at once: an expiry past 2038-01-19 is kept as the
+ * last second memcached can hold. */
+#define MC_ABS_MAX 2147483647LL
+
 /* memcached's T token for an absolute expiry time in ms: whole seconds,
  * rounded up, plus the headroom; -1 when already past (stored expired). */
 static long long T_from_abs_ms(long long when_ms)
@@ -60,7 +77,10 @@ static long long T_from_abs_ms(long long when_ms)
     long long now = mc_now_ms();
     if (when_ms <= now) return -1;
     long long rel = (when_ms - now + 999) / 1000 + MC_TTL_HEADROOM;
-    if (rel > MC_RELATIVE_MAX) return (when_ms + 999) / 1000 + MC_TTL_HEADROOM;
+    if (rel > MC_RELATIVE_MAX) {
+        long long abs = when_ms / 1000 + (when_ms % 1000 != 0) + MC_TTL_HEADROOM; /* no overflow near LLONG_MAX */
+        return abs > MC_ABS_MAX ? MC_ABS_MAX : abs;
+    }
     return rel;
 }
 
@@ -70,7 +90,7 @@ static long long T_keep(long long t)
 {
     if (t < 0) return 0;
     if (t == 0) return 1;
-    if (t > MC_RELATIVE_MAX) return mc_now_ms() / 1000 + t;
+    if (t > MC_RELATIVE_MAX) return mc_now_ms() / 1000 + t > MC_ABS_MAX ? MC_ABS_MAX : mc_now_ms() / 1000 + t;
     return t;
 }
 
@@ -220,6 +240,7 @@ static void set_run(mc_req *r, int tag, const mc_resp *m)
     int flags = (int)r->n1;
     const char *val = r->argv[2];
     size_t vlen = r->argvlen[2];
+    if (tag == MC_START && !mc_value_fits(r, vlen)) return;
     if (!(flags & (F_GET | F_KEEPTTL))) {
         if (tag == MC_START) {
             char f[64], tf[40];
@@ -387,6 +408,9 @@ static void h_mset(mc_req *r, int tag, const mc_resp *m)
             snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", r->cmd->name);
             return mc_fail(r, err);
         }
+        /* Nothing is written when one value can never be stored. */
+        for (int i = 2; i < r->argc; i += 2)
+            if (!mc_value_fits(r, r->argvlen[i])) return;
         return issue_each_key(r, MK_MS, "", 1, 2);
     }
     if (!is(m, "HD")) return store_error(r, m);
@@ -402,6 +426,8 @@ static void h_msetnx(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         if (r->argc % 2 == 0) return mc_fail(r, "ERR wrong number of arguments for 'msetnx' command");
+        for (int i = 2; i < r->argc; i += 2)
+            if (!mc_value_fits(r, r->argvlen[i])) return;
         mc_multi(r);
         r->n1 = 0;
         for (int i = 1; i + 1 < r->argc; i += 2) {
@@ -809,6 +835,8 @@ static void h_append(mc_req *r, int tag, const mc_resp *m)
         int found = is(m, "VA");
         if (!found && !is(m, "EN")) return store_error(r, m);
         size_t ol = found ? m->vlen : 0, al = r->argvlen[2];
+        /* As Redis: only appending to an existing string is checked. */
+        if (found ? !string_length_ok(r, ol, al) : !mc_value_fits(r, al)) return;
         char *nv = malloc(ol + al + 1);
         if (!nv) abort();
         if (ol) memcpy(nv, m->val, ol);
@@ -839,8 +867,7 @@ static void h_setrange(mc_req *r, int tag, const mc_resp *m)
             mc_add_int(r->out, (long long)ol);
             return mc_finish(r);
         }
-        if (off + (long long)al > PROTO_MAX_BULK_LEN)
-            return mc_fail(r, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+        if (!string_length_ok(r, (unsigned long long)off, al)) return;
         size_t nl = (size_t)off + al > ol ? (size_t)off + al : ol;
         char *nv = calloc(1, nl + 1);
         if (!nv) abort();
@@ -1272,6 +1299,26 @@ static const mc_cmd commands[] = {
     {"time", 1, h_time, 0},
     {"info", -1, h_info, MC_CMD_DUMP},
 };
+
+static void h_key_tokens(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        evbuffer_add_printf(r->out, "*%d\r\n", (r->argc - 1) / 2);
+        for (int i = 1; i + 1 < r->argc; i += 2) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = mc_map_key(atoi(r->argv[i]), r->argv[i + 1], r->argvlen[i + 1], k);
+            mc_issue_mg_key(r, k, kl, "c", i);
+        }
+        return;
+    }
+    /* Replies arrive in key order. */
+    if (is(m, "HD") && m->has_c) mc_add_int(r->out, (long long)m->cas);
+    else if (is(m, "EN")) mc_add_int(r->out, 0);
+    else return store_error(r, m);
+    if (r->pending == 0) mc_finish(r);
+}
+
+const mc_cmd mc_key_tokens_cmd = {"key-tokens", -1, h_key_tokens, 0};
 
 static const mc_cmd unsupported = {"", -1, h_unsupported, 0};
 

@@ -15,6 +15,7 @@ struct bufferevent;
 #define MC_START (-1)        /* handler tag: begin (or begin again after a CAS conflict) */
 #define MC_MAPPED_MAX 300    /* room for any mapped key */
 #define MC_CAS_RETRIES 100
+#define MC_ERR_TOO_LARGE "ERR value is too large for the memcached backend (item size limit)"
 
 /* One reply from memcached. code: "VA" "HD" "EN" "NF" "NS" "EX" "MN",
  * "ER" for ERROR/CLIENT_ERROR/SERVER_ERROR lines, "KY" for a metadump line. */
@@ -93,6 +94,7 @@ typedef struct mc_conn {
     unsigned backoff_ms;
     unsigned long long connects;
     store_writer writer;
+    int settings_pending; /* the `stats settings` sent at connect not read to its END yet */
 } mc_conn;
 
 typedef struct mc_backend {
@@ -106,6 +108,7 @@ typedef struct mc_backend {
     char last_cause[128];
     unsigned long long replies, failures;
     int dump_all; /* the store has no `metadump hash`: walk the LRUs instead */
+    unsigned long long item_size_max; /* the store's item size limit (stats settings); 0: not known */
 } mc_backend;
 
 /* memcached.c */
@@ -134,6 +137,9 @@ void mc_issue_raw(mc_req *r, const char *line, int tag, int dump);
 void mc_issue_dump(mc_req *r, int tag);
 /* The same dump again after `ms` milliseconds (the crawler was busy). */
 void mc_issue_dump_later(mc_req *r, int tag, unsigned ms);
+/* 0 when a value of len bytes certainly cannot be stored (it alone is over
+ * the store's item size limit): the request has failed with the error. */
+int mc_value_fits(mc_req *r, unsigned long long len);
 void mc_finish(mc_req *r);
 void mc_fail(mc_req *r, const char *err);
 
@@ -149,5 +155,8 @@ static inline void mc_multi(mc_req *r)
 
 /* memcached_cmds.c */
 const mc_cmd *mc_lookup(const char *name, size_t len);
+/* key-tokens db key ...: each key's CAS (0: missing), as an array of integers;
+ * never reachable by a client's command name. */
+extern const mc_cmd mc_key_tokens_cmd;
 
 #endif

@@ -403,6 +403,7 @@ int main(int argc, char **argv)
         return 1;
     }
     server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+    server.backend->max_string_len = config.proto_max_bulk_len;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
     for (int i = 0; i < config.bind_count; i++)

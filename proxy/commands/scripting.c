@@ -440,7 +440,9 @@ static void call_send(script_call *sc)
         answer_error(sc, backend_error(b));
         return;
     }
-    if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
+    /* A store without transactions never blocks (memcached): it gets the
+     * command itself, and refuses it by its own name. */
+    if (conn >= 0 && (cmd->flags & CMD_BLOCKING) && b->has_transactions) {
         char *mv[1] = {"MULTI"}, *ev[1] = {"EXEC"};
         size_t ml[1] = {5}, el[1] = {4};
         if (backend_send(b, conn, sc->db, 1, mv, ml, BACKEND_RAW, NULL, NULL) == 0 &&

@@ -869,7 +869,10 @@ static void config_get(client *c, int argc, char **argv, size_t *argvlen)
 static void apply_runtime_config(void)
 {
     scripting_apply_config();
-    if (server.backend) server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+    if (server.backend) {
+        server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+        server.backend->max_string_len = config.proto_max_bulk_len;
+    }
 }
 
 typedef struct config_undo {

@@ -44,14 +44,64 @@ typedef struct queued_command {
 typedef struct watched_key {
     lock_watch *w;
     uint64_t version;
+    long long token; /* the store's key token at WATCH (backend_key_tokens) */
+    int db;
+    size_t len;
+    char *name;
 } watched_key;
+
+typedef struct token_read token_read;
 
 struct watch_versions {
     watched_key *keys;
     int n, cap;
     int snapped;        /* keys[0..snapped) have their versions */
     lock_set *settle;   /* waits for requests in flight without a set */
+    token_read *reading; /* tokens of keys[from..n) being read at WATCH */
 };
+
+/* Where the store has key tokens, a watched key also counts as changed
+ * when its token differs at EXEC: that sees what the proxy's versions
+ * cannot (expiry, eviction, FLUSHALL and FLUSHDB of the keys they
+ * removed, writers that bypass the proxy), so keyspace-wide writers need
+ * not count for every key. */
+struct token_read {
+    client *c;
+    watch_versions *w; /* NULL once the WATCH is gone */
+    int from;
+};
+
+static int use_key_tokens(void) { return backend_has_key_tokens(server.backend); }
+
+/* Asks the store for the tokens of keys[from..n). */
+static int key_tokens_send(watch_versions *w, int from, int conn, backend_reply_fn *fn, void *ctx)
+{
+    int n = w->n - from;
+    int *dbs = malloc(sizeof(int) * (size_t)n);
+    char **names = malloc(sizeof(char *) * (size_t)n);
+    size_t *lens = malloc(sizeof(size_t) * (size_t)n);
+    if (!dbs || !names || !lens) abort();
+    for (int i = 0; i < n; i++) {
+        dbs[i] = w->keys[from + i].db;
+        names[i] = w->keys[from + i].name;
+        lens[i] = w->keys[from + i].len;
+    }
+    int rc = conn < 0 ? -1 : backend_key_tokens(server.backend, conn, n, dbs, names, lens, fn, ctx);
+    free(dbs);
+    free(names);
+    free(lens);
+    return rc;
+}
+
+/* The tokens in a reply for n keys, or 0 when it is not one. */
+static int key_tokens_ok(const backend_reply *r, int n)
+{
+    const redisReply *p = r->parsed;
+    if (r->error || !p || p->type != REDIS_REPLY_ARRAY || p->elements != (size_t)n) return 0;
+    for (int i = 0; i < n; i++)
+        if (p->element[i]->type != REDIS_REPLY_INTEGER) return 0;
+    return 1;
+}
 
 struct multi_state {
     queued_command *cmds;
@@ -118,7 +168,11 @@ static void watch_versions_free(watch_versions *w)
 {
     if (!w) return;
     if (w->settle) lock_set_release(w->settle);
-    for (int i = 0; i < w->n; i++) lock_watch_end(w->keys[i].w);
+    if (w->reading) w->reading->w = NULL;
+    for (int i = 0; i < w->n; i++) {
+        lock_watch_end(w->keys[i].w);
+        free(w->keys[i].name);
+    }
     free(w->keys);
     free(w);
 }
@@ -544,15 +598,50 @@ static int has_scripts(const multi_state *m)
  * a watched key since? */
 static int watched_changed(const watch_versions *w)
 {
-    for (int i = 0; i < w->n; i++)
-        if (lock_watch_version(w->keys[i].w) != w->keys[i].version) return 1;
+    int tokens = use_key_tokens();
+    for (int i = 0; i < w->n; i++) {
+        const lock_watch *lw = w->keys[i].w;
+        if ((tokens ? lock_watch_key_version(lw) : lock_watch_version(lw)) != w->keys[i].version) return 1;
+    }
     return 0;
+}
+
+static void exec_proceed(exec_run *er);
+
+/* The watched keys' tokens now, read under the transaction's locks. */
+static void exec_tokens_cb(void *ctx, const backend_reply *r)
+{
+    exec_run *er = ctx;
+    watch_versions *w = er->wv;
+    if (!key_tokens_ok(r, w->n)) {
+        exec_finish_error(er, r->error ? r->error : "ERR unexpected reply from the store for WATCH");
+        return;
+    }
+    int changed = 0;
+    for (int i = 0; i < w->n; i++)
+        if (r->parsed->element[i]->integer != w->keys[i].token) changed = 1;
+    exec_unwatch(er);
+    if (changed) {
+        reply_null_array(er->slot->buf);
+        exec_finish(er);
+        return;
+    }
+    exec_proceed(er);
 }
 
 static void exec_go(exec_run *er)
 {
     if (er->wv) {
         int changed = watched_changed(er->wv);
+        if (!changed && use_key_tokens() && er->wv->n) {
+            int conn = backend_pick(server.backend, (unsigned)er->client_id);
+            if (key_tokens_send(er->wv, 0, conn, exec_tokens_cb, er) != 0) {
+                exec_finish_error(er, backend_error(server.backend));
+                return;
+            }
+            er->phase = EXEC_CHECK;
+            return;
+        }
         exec_unwatch(er);
         if (changed) {
             reply_null_array(er->slot->buf);
@@ -560,6 +649,11 @@ static void exec_go(exec_run *er)
             return;
         }
     }
+    exec_proceed(er);
+}
+
+static void exec_proceed(exec_run *er)
+{
     if (!has_scripts(er->m) && server.backend->has_transactions) {
         exec_send(er);
         return;
@@ -760,13 +854,50 @@ static void watch_after_drain(client *c)
 
 /* Every request sent without a set has been answered: the versions of the
  * keys just watched now include every write that could precede the WATCH. */
+static void watch_tokens_cb(void *ctx, const backend_reply *r)
+{
+    token_read *t = ctx;
+    watch_versions *w = t->w;
+    client *c = t->c;
+    int from = t->from;
+    free(t);
+    if (!w) return; /* the WATCH (or its client) is gone */
+    w->reading = NULL;
+    if (!key_tokens_ok(r, w->n - from)) {
+        reply_error(client_reply_buffer(c), r->error ? r->error : "ERR unexpected reply from the store for WATCH");
+        unwatch(c);
+    } else {
+        for (int i = from; i < w->n; i++) w->keys[i].token = r->parsed->element[i - from]->integer;
+        reply_ok(client_reply_buffer(c));
+    }
+    client_unblock(c);
+}
+
 static void watch_versions_settled(lock_set *ls, void *ctx)
 {
     client *c = ctx;
     watch_versions *w = c->watch_versions;
     w->settle = NULL;
     lock_set_release(ls);
-    for (; w->snapped < w->n; w->snapped++) w->keys[w->snapped].version = lock_watch_version(w->keys[w->snapped].w);
+    int from = w->snapped, tokens = use_key_tokens();
+    for (; w->snapped < w->n; w->snapped++) {
+        const lock_watch *lw = w->keys[w->snapped].w;
+        w->keys[w->snapped].version = tokens ? lock_watch_key_version(lw) : lock_watch_version(lw);
+    }
+    if (tokens && from < w->n) {
+        token_read *t = malloc(sizeof(*t));
+        if (!t) abort();
+        *t = (token_read){c, w, from};
+        if (key_tokens_send(w, from, client_shared_conn(c), watch_tokens_cb, t) == 0) {
+            w->reading = t;
+            return;
+        }
+        free(t);
+        reply_error(client_reply_buffer(c), backend_error(server.backend));
+        unwatch(c);
+        client_unblock(c);
+        return;
+    }
     reply_ok(client_reply_buffer(c));
     client_unblock(c);
 }
@@ -785,8 +916,15 @@ static void watch_versions_after_drain(client *c)
             if (!w->keys) abort();
         }
         /* From here plain requests take sets, so their writes count. */
-        w->keys[w->n].w = lock_watch_begin(c->db, c->parser.argv[i], c->parser.argvlen[i]);
-        w->keys[w->n].version = 0;
+        watched_key *k = &w->keys[w->n];
+        k->w = lock_watch_begin(c->db, c->parser.argv[i], c->parser.argvlen[i]);
+        k->version = 0;
+        k->token = 0;
+        k->db = c->db;
+        k->len = c->parser.argvlen[i];
+        k->name = malloc(k->len + 1);
+        if (!k->name) abort();
+        memcpy(k->name, c->parser.argv[i], k->len + 1);
         w->n++;
     }
     lock_set *ls = lock_set_new(LOCK_SCRIPT_RO, watch_versions_settled, c);

@@ -52,6 +52,7 @@ static reply_slot *slot_get(void)
     s->unlocked = 0;
     s->failed = 0;
     s->cmd = NULL;
+    s->unchanged_reply = 0;
     return s;
 }
 
@@ -228,11 +229,12 @@ size_t client_pending_output(client *c)
  * of huge replies starts only a few; small replies soon open the way. */
 #define PACE_BYTES (1024 * 1024)
 #define PACE_FIRST_GUESS PACE_BYTES
+#define PACE_INFLIGHT 256
 
 static int client_over_pace(client *c)
 {
     size_t owed = client_pending_output(c);
-    if (owed >= PACE_BYTES) return 1;
+    if (owed >= PACE_BYTES || c->relay_inflight >= PACE_INFLIGHT) return 1;
     return c->relay_inflight && owed + (size_t)c->relay_inflight * c->reply_size_guess >= PACE_BYTES;
 }
 

@@ -22,11 +22,53 @@
 
 /* ---- relaying ------------------------------------------------------------ */
 
+/* Which reply of a write command says it changed nothing (Redis then
+ * touches no key, so no WATCH aborts): an error, and for these commands
+ * the integer 0 or a nil. */
+enum { UNCHANGED_NONE = 0, UNCHANGED_ZERO, UNCHANGED_NIL, UNCHANGED_ERROR, UNCHANGED_ALWAYS };
+
+static int write_unchanged_reply(int argc, char **argv, size_t *argvlen)
+{
+    static const char *const zero[] = {"del", "unlink", "expire", "pexpire", "expireat", "pexpireat", "persist",
+                                       "setnx", "msetnx", "renamenx", "copy", "hsetnx", "hdel", "srem", "sadd",
+                                       "lpushx", "rpushx", NULL};
+    const command_def *cmd = command_lookup(argv[0], argvlen[0]);
+    if (!cmd || !(cmd->flags & CMD_WRITE)) return UNCHANGED_NONE;
+    for (const char *const *p = zero; *p; p++)
+        if (!strcmp(cmd->name, *p)) return UNCHANGED_ZERO;
+    if (!strcmp(cmd->name, "getex") && argc == 2) return UNCHANGED_ALWAYS; /* no option: a read */
+    if (!strcmp(cmd->name, "setrange") && argc == 4 && argvlen[3] == 0) return UNCHANGED_ALWAYS;
+    if (!strcmp(cmd->name, "getdel") || !strcmp(cmd->name, "getex")) return UNCHANGED_NIL;
+    if (!strcmp(cmd->name, "set")) {
+        /* NX/XX not met: nil; with GET a nil is the old value (none). */
+        int cond = 0;
+        for (int i = 3; i < argc; i++) {
+            if (!strcasecmp(argv[i], "get")) return UNCHANGED_ERROR;
+            if (!strcasecmp(argv[i], "nx") || !strcasecmp(argv[i], "xx")) cond = 1;
+        }
+        return cond ? UNCHANGED_NIL : UNCHANGED_ERROR;
+    }
+    return UNCHANGED_ERROR;
+}
+
+static int reply_is_unchanged(int kind, const backend_reply *r)
+{
+    if (kind == UNCHANGED_NONE) return 0;
+    if (r->error || kind == UNCHANGED_ALWAYS) return 1;
+    char head[5] = {0};
+    evbuffer_copyout(r->raw, head, sizeof(head));
+    if (head[0] == '-') return 1;
+    if (kind == UNCHANGED_ZERO) return r->raw_len == 4 && !memcmp(head, ":0\r\n", 4);
+    if (kind == UNCHANGED_NIL) return r->raw_len == 5 && !memcmp(head, "$-1\r\n", 5);
+    return 0;
+}
+
 static void relay_reply_cb(void *ctx, const backend_reply *r)
 {
     reply_slot *s = ctx;
     client *c = s->c;
     if (s->locks) {
+        if (reply_is_unchanged(s->unchanged_reply, r)) lock_set_set_unchanged(s->locks);
         lock_set_release(s->locks);
         s->locks = NULL;
     }
@@ -97,6 +139,7 @@ static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **a
     }
     reply_slot *s = client_slot_add(c);
     s->locks = ls;
+    s->unchanged_reply = ls ? (unsigned)write_unchanged_reply(argc, argv, argvlen) : 0;
     if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
         if (ls) lock_set_release(ls);
         s->locks = NULL;

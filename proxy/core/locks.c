@@ -45,6 +45,7 @@ struct lock_set {
     void *ctx;
     lock_abort_fn *abort_fn;
     unsigned is_script : 1, busy : 2, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
+    unsigned unchanged : 1; /* a plain write that changed nothing (lock_set_set_unchanged) */
     unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
@@ -629,7 +630,7 @@ void lock_set_release_all(lock_set *ls)
     if (ls->draining) drain_unlink(ls); /* nothing enqueued on its units yet */
     ready_remove(ls);
     int wrote = ls->state == SET_GRANTED &&
-                (ls->mode == LOCK_PLAIN_WRITE || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
+                ((ls->mode == LOCK_PLAIN_WRITE && !ls->unchanged) || (ls->mode == LOCK_SCRIPT_EXCL && ls->written));
     if (wrote && W.count)
         for (int i = 0; i < ls->nkeys; i++) {
             uint64_t h = i < INLINE_KEYS ? ls->inline_keys[i] : ls->more_keys[i - INLINE_KEYS];
@@ -701,6 +702,7 @@ int locks_busy_kind(void)
     return busy_sets[LOCK_BUSY_EVAL] ? LOCK_BUSY_EVAL : busy_sets[LOCK_BUSY_FUNCTION] ? LOCK_BUSY_FUNCTION : 0;
 }
 void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
+void lock_set_set_unchanged(lock_set *ls) { ls->unchanged = 1; }
 int lock_set_unit_count(const lock_set *ls) { return ls->n; }
 
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len)
@@ -826,6 +828,7 @@ lock_watch *lock_watch_begin(int db, const char *key, size_t len)
 }
 
 uint64_t lock_watch_version(const lock_watch *w) { return w->version + keyspace_version; }
+uint64_t lock_watch_key_version(const lock_watch *w) { return w->version; }
 
 void lock_watch_end(lock_watch *w)
 {

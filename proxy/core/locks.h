@@ -73,6 +73,9 @@ int lock_set_busy_kind(const lock_set *ls);
 /* The kind of the busy sets (LOCK_BUSY_EVAL when any is an EVAL), or 0. */
 int locks_busy_kind(void);
 void lock_set_set_written(lock_set *ls, int written); /* has made a write */
+/* A plain write whose reply says it changed nothing: its release does not
+ * count as a write for WATCH, as Redis touches only keys it modifies. */
+void lock_set_set_unchanged(lock_set *ls);
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
 /* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the
  * callback runs when granted) or LOCK_DEADLOCK. A cycle is broken by
@@ -95,6 +98,9 @@ typedef struct lock_watch lock_watch;
 #include <stdint.h>
 lock_watch *lock_watch_begin(int db, const char *key, size_t len);
 uint64_t lock_watch_version(const lock_watch *w);
+/* The same without keyspace-wide writers, for a store that tells itself
+ * which keys they changed (backend key tokens). */
+uint64_t lock_watch_key_version(const lock_watch *w);
 void lock_watch_end(lock_watch *w);
 
 typedef struct lock_stats {

@@ -37,6 +37,7 @@ typedef struct reply_slot {
     unsigned failed : 1;         /* the reply is an error (for commandstats) */
     const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
     unsigned long long start_us;
+    unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
 } reply_slot;
 
 enum client_flags {

@@ -400,6 +400,54 @@ case("script-rename-copy", "SET a 1",
         "return redis.call('MGET', KEYS[1], KEYS[2], KEYS[3])", "a", "b", "c"),
      EV("return redis.pcall('RENAME', KEYS[1], KEYS[2])", "nokey", "x"))
 
+# ---- offsets and lengths at their limits (Redis's checkStringLength, overflow included) ------
+case("setrange-huge-offsets-new-key", "SETRANGE k 9223372036854775807 x", "SETRANGE k 9223372036854775806 xy",
+     "SETRANGE k 2147483648 x", "SETRANGE k 4294967296 x", "SETRANGE k 536870912 x", "SETRANGE k -1 x",
+     "SETRANGE k -9223372036854775808 x", "SETRANGE k 9223372036854775808 x", ("SETRANGE", "k", "-1", ""),
+     ("SETRANGE", "k", "9223372036854775807", ""), "EXISTS k")
+case("setrange-huge-offsets-existing-key", "SET k abc", ("SETRANGE", "k", "9223372036854775807", ""),
+     ("SETRANGE", "k", "536870912", ""), ("SETRANGE", "k", "-1", ""), "SETRANGE k 9223372036854775807 x",
+     "SETRANGE k 9223372036854775800 xyzxyzxyz", "SETRANGE k 536870910 xyz", "SETRANGE k 4 x", "GET k")
+case("setrange-offset-with-nul", ("SETRANGE", "k", b"1\x00", "x"), ("SETRANGE", "k", b"\x001", "x"), "EXISTS k")
+case("getrange-extreme-indexes", "SET k 'This is a string'", "GETRANGE k 0 9223372036854775807",
+     "GETRANGE k -9223372036854775808 9223372036854775807", "GETRANGE k 9223372036854775807 -9223372036854775808",
+     "GETRANGE k -9223372036854775808 -1", "GETRANGE k -1 -9223372036854775808", "GETRANGE k 0 9223372036854775808",
+     "GETRANGE k 4294967296 4294967297", "GETRANGE k -4294967296 2", ("GETRANGE", "k", b"0\x00", "1"))
+
+case("limits-in-scripts-and-multi", EV("return redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'x')", "k"),
+     EV("return redis.pcall('SETRANGE', KEYS[1], '-1', 'x')", "k"),
+     EV("return redis.pcall('INCRBYFLOAT', KEYS[1], '1\\0')", "f"), "MULTI",
+     "SETRANGE k 9223372036854775806 xy", ("INCRBYFLOAT", "f", b"2\x00"), "SET k v EX 4000000000", "GET k", "EXEC")
+
+# ---- numbers with NUL bytes, spaces and other strtold edge cases ---------------------------
+for i, v in enumerate([b"1\x00", b"1\x002", b"\x001", b"1.5\x00abc", b"inf\x00", b"1e5\x00"]):
+    case("incrbyfloat-nul-arg-%d" % i, ("INCRBYFLOAT", "f", v), "EXISTS f", ("SET", "g", v), "INCRBYFLOAT g 1",
+         "GET g")
+for i, v in enumerate([b"1\x00", b"\x001", b"12\x003"]):
+    case("incrby-nul-%d" % i, ("INCRBY", "n", v), ("DECRBY", "n", v), ("SET", "m", v), "INCR m", "DECRBY m 1",
+         "EXISTS n")
+case("incrbyfloat-spaces-and-forms", ("INCRBYFLOAT", "f", "1 "), ("INCRBYFLOAT", "f", "\t1"),
+     ("INCRBYFLOAT", "f", "\n1"), ("INCRBYFLOAT", "f", "0x1p3"), ("INCRBYFLOAT", "f", "-.5e-3"),
+     ("INCRBYFLOAT", "f", "1e"), ("INCRBYFLOAT", "f", "."), ("INCRBYFLOAT", "f", "1" * 5119), "GET f")
+case("incrbyfloat-stored-huge", ("SET", "f", "1" + "0" * 400), "INCRBYFLOAT f 1", ("SET", "g", "1" * 5120),
+     "INCRBYFLOAT g 1", "GET g")
+
+# ---- expiry memcached cannot hold as it is: past 2038 and past its 30-day relative limit ----
+case("expire-past-2038-keeps-key", "SET k v", "EXPIRE k 4000000000", "EXISTS k", "GET k",
+     "SET k v EX 4000000000", "GET k", "SET k v EXAT 99999999999", "GET k", "SET k v PXAT 4102444800000", "GET k",
+     "SETEX k 4000000000 v", "GET k", "PSETEX k 4000000000000 v", "GET k", "GETEX k EXAT 4102444800", "GET k",
+     "GETEX k PX 4000000000000", "GET k", "PEXPIREAT k 9223372036854775807", "GET k",
+     "EXPIREAT k 2147483647", "GET k", "EXPIREAT k 2147483648", "GET k", "PERSIST k", "TTL k")
+case("expire-past-2038-then-shorter", "SET k v EX 4000000000", "EXPIRE k 100 LT", "TTL k", "EXPIRE k 200 NX",
+     "EXPIRE k 4000000000 XX", "GET k")
+case("expire-past-2038-copy-rename", "SET a v EX 4000000000", "COPY a b", "RENAME a c", "INCRBYFLOAT b 0",
+     "APPEND c w", "MGET a b c")
+case("expire-overflowing", "SET k v", "EXPIRE k 9223372036854775807", "EXPIRE k -9223372036854775808",
+     "PEXPIRE k 9223372036854775807", "EXPIREAT k 9223372036854775807", "PEXPIREAT k -9223372036854775808",
+     "EXISTS k", "SET k v", "SET k v EX 9223372036854776", "SET k v EX 9223372036854775", "SET k v PX -1",
+     "SET k v EXAT -9223372036854775808", "GETEX k EX 9223372036854775807", "GETEX k PXAT 0",
+     "SETEX k 9223372036854775807 v", "PSETEX k -1 v", "TTL k", "EXPIRE k -9223372036854775", "EXISTS k")
+
 # ---- misc and unsupported ---------------------------------------------------------------
 case("ping-echo", "PING", "PING hi", "ECHO hello", ("ECHO", b""))
 case("arity", "GET", "GET a b", "MGET", "DEL", "INCRBY n", "GETRANGE k 1", "TTL", "EXISTS")
@@ -664,6 +712,176 @@ def test_pipeline_mixed_keys(mdiff, seed):
     mdiff.run_pipeline(cmds)
 
 
+def test_setrange_beyond_item_limit_allocates_nothing(mc_env, mdiff):
+    """An offset Redis accepts but memcached's item size limit cannot hold
+    is refused at once: the 512 MiB string is never built nor sent."""
+    _, _, proxy = mc_env
+
+    def peak_kb():
+        with open("/proc/%d/status" % proxy.proc.pid) as f:
+            return [int(l.split()[1]) for l in f if l.startswith("VmHWM:")][0]
+
+    before = peak_kb()
+    with proxy.connect() as c:
+        for args in (("SETRANGE", "k", "536870911", "x"), ("SETRANGE", "k", "1048576", "x")):
+            r = c.call(*args)
+            assert r == b"-ERR value is too large for the memcached backend (item size limit)\r\n", r
+        assert c.call("SET", "k", "abc") == b"+OK\r\n"
+        r = c.call("SETRANGE", "k", "400000000", "x")
+        assert r.startswith(b"-ERR value is too large for the memcached backend"), r
+        assert c.call("APPEND", "k", b"x" * (2 * 1024 * 1024)).startswith(b"-ERR value is too large"), r
+        assert c.call("GET", "k") == b"$3\r\nabc\r\n"
+        r = c.call("MSET", "m1", "small", "m2", b"x" * (2 * 1024 * 1024))
+        assert r.startswith(b"-ERR value is too large"), r
+        assert c.call("EXISTS", "m1", "m2") == b":0\r\n"
+    # Building the string would add 512 MiB to the peak (the sanitizer
+    # build's own overhead stays far below the bound).
+    grew = peak_kb() - before
+    assert grew < 200 * 1024, "peak RSS grew by %d kB" % grew
+
+
+def test_ttl_past_2038_is_kept_as_2038(mc_env, mdiff):
+    """memcached holds expiry times up to 2038-01-19 (32 bits): a later one
+    keeps the key with the latest expiry memcached can hold."""
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        assert c.call("SET", "k", "v", "EX", "4000000000") == b"+OK\r\n"
+        ttl = harness.parse_reply(c.call("TTL", "k"))
+        assert 2147483647 - time.time() - 5 < ttl <= 2147483647 - time.time() + 5, ttl
+        assert c.call("EXPIRETIME", "k") in (b":2147483646\r\n", b":2147483647\r\n", b":2147483645\r\n")
+
+
+def _pipeline_both(mdiff, cmds, timeout=120):
+    """Every command in one write, replies read while it is still being
+    written (as a client with a writer and a reader thread does)."""
+    data = b"".join(encode_command(*c) for c in cmds)
+    out = []
+    for ep in (mdiff.oracle, mdiff.proxy):
+        with ep.connect(timeout=timeout) as c:
+            w = threading.Thread(target=c.send, args=(data,))
+            w.start()
+            try:
+                out.append(c.read_replies(len(cmds), timeout=timeout))
+            finally:
+                w.join(timeout)
+    for i, (e, a) in enumerate(zip(*out)):
+        assert e == a, (i, cmds[i][:3], e[:200], a[:200])
+
+
+def _ten_thousand(rnd, tag, value_sizes=(1, 100, 3000)):
+    keys = ["%s:%d" % (tag, i) for i in range(40)]
+    cmds = []
+    for j in range(10000):
+        x = rnd.random()
+        k = rnd.choice(keys)
+        if x < 0.15:
+            cmds.append(("PING",))
+        elif x < 0.35:
+            cmds.append(("SET", k, "v%d" % j + "x" * rnd.choice(value_sizes)))
+        elif x < 0.55:
+            cmds.append(("GET", k))
+        elif x < 0.62:
+            cmds.append(("MGET",) + tuple(rnd.sample(keys, 10)))
+        elif x < 0.72:
+            cmds.append(("INCR", tag + ":n"))
+        elif x < 0.76:
+            cmds.append(("RENAME", k, rnd.choice(keys)))
+        elif x < 0.82:
+            cmds.append(("ECHO", "e%d" % j))
+        elif x < 0.9:
+            cmds.append(("APPEND", tag + ":a", "xy"))
+        elif x < 0.95:
+            cmds.append(("GETRANGE", k, "1", "20"))
+        else:
+            cmds.append(("EXISTS", k, tag + ":n"))
+    return cmds
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ten_thousand_pipelined_in_one_write(mc_env, mdiff, seed):
+    """10 000 commands in one write: local answers, one round trip and
+    several, values whose reply headers end where a read ends. Every reply
+    as Redis gives it, none lost or shifted."""
+    import random
+    _pipeline_both(mdiff, _ten_thousand(random.Random(seed), "p%d" % seed))
+
+
+def test_pipelines_of_several_clients_one_slow(mc_env, mdiff):
+    """Four clients pipeline 10 000 commands each at once (one reads slowly);
+    each gets Redis's replies, and a fifth client is answered meanwhile."""
+    import random
+    _, oracle, proxy = mc_env
+    pipelines = [_ten_thousand(random.Random(10 + i), "s%d" % i, (1, 100, 20000)) for i in range(4)]
+    want = []
+    with oracle.connect(timeout=120) as o:
+        for cmds in pipelines:
+            o.send(b"".join(encode_command(*c) for c in cmds))
+            want.append(o.read_replies(len(cmds), timeout=120))
+    got = [None] * 4
+    errors = []
+
+    def client(i):
+        try:
+            with proxy.connect(timeout=120) as c:
+                data = b"".join(encode_command(*x) for x in pipelines[i])
+                w = threading.Thread(target=c.send, args=(data,))
+                w.start()
+                replies = []
+                for n in range(len(pipelines[i])):
+                    replies.append(c.read_reply(timeout=120))
+                    if i == 0 and n % 500 == 0:
+                        time.sleep(0.05)
+                w.join(120)
+                got[i] = replies
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    with proxy.connect() as c:
+        while any(t.is_alive() for t in threads):
+            assert c.call("SET", "other", "1") == b"+OK\r\n"
+            assert c.call("GET", "other") == b"$1\r\n1\r\n"
+            time.sleep(0.05)
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for i in range(4):
+        for j, (g, w) in enumerate(zip(got[i], want[i])):
+            assert g == w, (i, j, pipelines[i][j][:3], g[:200], w[:200])
+
+
+BLOCKING = [("BLPOP", "l", "0"), ("BRPOP", "l", "0.5"), ("BLMOVE", "a", "b", "LEFT", "RIGHT", "0"),
+            ("BRPOPLPUSH", "a", "b", "1"), ("BLMPOP", "0", "1", "l", "LEFT"), ("BZPOPMIN", "z", "0"),
+            ("BZPOPMAX", "z", "-1"), ("BZMPOP", "0", "1", "z", "MIN"), ("XREAD", "BLOCK", "0", "STREAMS", "s", "$"),
+            ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "s", ">"), ("WAIT", "0", "0")]
+
+
+def _refusal(cmd):
+    return b"-ERR command '%s' is not supported by the memcached backend" % cmd[0].lower().encode()
+
+
+def test_blocking_commands_refused_by_name_everywhere(mc_env, mdiff):
+    """memcached cannot block: every blocking command is refused at once
+    with the one refusal text naming it, pipelined (later replies in
+    order), inside MULTI and from scripts."""
+    _, _, proxy = mc_env
+    with proxy.connect() as c:
+        for cmd in BLOCKING:
+            c.send(encode_command(*cmd) + encode_command("SET", "k", "v") + encode_command("GET", "k"))
+            assert c.read_replies(3) == [_refusal(cmd) + b"\r\n", b"+OK\r\n", b"$1\r\nv\r\n"], cmd
+            assert c.call("MULTI") == b"+OK\r\n"
+            assert c.call(*cmd) == b"+QUEUED\r\n"
+            assert c.call("EXEC") == b"*1\r\n" + _refusal(cmd) + b"\r\n", cmd
+        # Scripts: Redis refuses most blocking commands from scripts itself
+        # (same text through the proxy); those it runs without blocking
+        # reach memcached, which refuses them by their own name.
+        for cmd in (("BLMPOP", "0", "1", "l", "LEFT"), ("BZMPOP", "0", "1", "z", "MIN")):
+            body = "return redis.pcall(%s)" % ", ".join("'%s'" % a for a in cmd)
+            assert c.call("EVAL", body, "0") == _refusal(cmd) + b"\r\n", cmd
+
+
 def test_unsupported_commands(mc_env):
     _, _, proxy = mc_env
     with proxy.connect() as c:
@@ -860,6 +1078,135 @@ def test_watch_sees_other_clients_writes(mc_env, mdiff):
         assert a.call("SET", "w", "9") == b"+QUEUED\r\n"
         assert a.call("EXEC") == b"*1\r\n+OK\r\n"
         assert a.call("INFO", "locks").count(b"lock_sets_holding:0") == 1
+
+
+WATCH_SCENARIOS = [
+    # (name, setup by the watcher, commands of another client between WATCH and EXEC)
+    ("missing-key-flushall", [], [("FLUSHALL",)]),
+    ("key-flushall", [("SET", "w", "1")], [("FLUSHALL",)]),
+    ("missing-key-flushdb", [], [("FLUSHDB",)]),
+    ("key-flushdb", [("SET", "w", "1")], [("FLUSHDB",)]),
+    ("key-flushdb-other-db", [("SET", "w", "1")], [("SELECT", "1"), ("FLUSHDB",)]),
+    ("other-key-flushall", [("SET", "o", "1")], [("FLUSHALL",)]),
+    ("key-flushall-async", [("SET", "w", "1")], [("FLUSHALL", "ASYNC")]),
+    ("missing-key-unknown-command", [], [("NOSUCHCOMMAND", "w")]),
+    ("missing-key-unsupported-command", [], [("LPUSH", "l", "a")]),
+    ("key-reads", [("SET", "w", "1", "EX", "100")], [("GET", "w"), ("TTL", "w"), ("EXISTS", "w"), ("STRLEN", "w"),
+                                                     ("MGET", "w", "o"), ("DBSIZE",), ("KEYS", "*"), ("SCAN", "0")]),
+    ("key-set-other", [("SET", "w", "1")], [("SET", "o", "1"), ("DEL", "o")]),
+    ("key-set", [("SET", "w", "1")], [("SET", "w", "1")]),
+    ("key-expire", [("SET", "w", "1")], [("EXPIRE", "w", "100")]),
+    ("missing-key-set-del", [], [("SET", "w", "1"), ("DEL", "w")]),
+    ("key-del-set", [("SET", "w", "1")], [("DEL", "w"), ("SET", "w", "1")]),
+    ("key-other-db-set", [("SET", "w", "1")], [("SELECT", "2"), ("SET", "w", "2")]),
+    ("key-flushall-then-set", [("SET", "w", "1")], [("FLUSHALL",), ("SET", "w", "1")]),
+    # writes that change nothing touch nothing
+    ("key-persist-without-ttl", [("SET", "w", "1")], [("PERSIST", "w")]),
+    ("key-persist-with-ttl", [("SET", "w", "1", "EX", "100")], [("PERSIST", "w")]),
+    ("key-expire-gt-not-met", [("SET", "w", "1")], [("EXPIRE", "w", "100", "GT")]),
+    ("key-expire-nx-not-met", [("SET", "w", "1", "EX", "50")], [("EXPIRE", "w", "100", "NX")]),
+    ("missing-key-expire", [], [("EXPIRE", "w", "100"), ("PERSIST", "w"), ("DEL", "w"), ("UNLINK", "w")]),
+    ("missing-key-set-xx", [], [("SET", "w", "1", "XX"), ("GETDEL", "w"), ("GETEX", "w", "EX", "10")]),
+    ("key-set-nx", [("SET", "w", "1")], [("SET", "w", "2", "NX"), ("SETNX", "w", "3"), ("MSETNX", "o", "1", "w", "4")]),
+    ("key-getex-plain", [("SET", "w", "1")], [("GETEX", "w")]),
+    ("key-getex-ex", [("SET", "w", "1")], [("GETEX", "w", "EX", "100")]),
+    ("key-errors", [("SET", "w", "abc")], [("INCR", "w"), ("INCRBYFLOAT", "w", "1"), ("SET", "w", "1", "EX", "0"),
+                                           ("RENAME", "nokey", "w"), ("COPY", "w", "w")]),
+    ("key-copy-onto-existing", [("SET", "w", "1"), ("SET", "o", "2")], [("COPY", "o", "w")]),
+    ("key-append-empty", [("SET", "w", "1")], [("APPEND", "w", "")]),
+    ("key-setrange-empty", [("SET", "w", "1")], [("SETRANGE", "w", "0", "")]),
+    ("key-incr", [("SET", "w", "1")], [("INCR", "w")]),
+    ("missing-key-renamed-onto", [("SET", "o", "1")], [("RENAME", "o", "w")]),
+]
+
+
+def _watch_scenario(ep, setup, between):
+    with ep.connect() as a, ep.connect() as b:
+        assert a.call("FLUSHALL") == b"+OK\r\n"
+        for cmd in setup:
+            a.call(*cmd)
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        for cmd in between:
+            b.call(*cmd)
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("SET", "w", "x") == b"+QUEUED\r\n"
+        return a.call("EXEC")
+
+
+@pytest.mark.parametrize("name,setup,between", WATCH_SCENARIOS, ids=[s[0] for s in WATCH_SCENARIOS])
+def test_watch_aborts_as_redis(mc_env, mdiff, name, setup, between):
+    """Which writes of another client abort a WATCHed EXEC: FLUSHALL and
+    FLUSHDB only for watched keys they removed, nothing for reads, other
+    keys, other databases or commands that change nothing."""
+    want = _watch_scenario(mdiff.oracle, setup, between)
+    got = _watch_scenario(mdiff.proxy, setup, between)
+    assert got == want, (name, want, got)
+
+
+def test_watch_expired_key_aborts(mc_env, mdiff):
+    """A watched key that expires before EXEC aborts it, as in Redis 7.0; a
+    key that was already gone at WATCH does not."""
+    _, _, proxy = mc_env
+    with proxy.connect() as a:
+        assert a.call("SET", "w", "1", "PX", "300") == b"+OK\r\n"
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        deadline = time.time() + 10
+        while a.call("EXISTS", "w") != b":0\r\n":
+            assert time.time() < deadline, "the key never expired"
+            time.sleep(0.05)
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("SET", "w", "x") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*-1\r\n"
+        # Already expired when watched: nothing changes afterwards.
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("GET", "w") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*1\r\n$-1\r\n"
+
+
+def test_watch_sees_writers_that_bypass_the_proxy(mc_env, mdiff):
+    """A watched key written or deleted straight on memcached (or evicted,
+    which looks the same) aborts EXEC; an outside write to another key does
+    not."""
+    mc, _, proxy = mc_env
+    with proxy.connect() as a:
+        for outside, aborts in ((b"ms w 1\r\n9\r\n", True), (b"md w\r\n", True), (b"ms other 1\r\n1\r\n", False),
+                                (b"mg w T100\r\n", False)):
+            assert a.call("SET", "w", "1") == b"+OK\r\n"
+            assert a.call("WATCH", "w") == b"+OK\r\n"
+            mc.raw(outside)
+            assert a.call("MULTI") == b"+OK\r\n"
+            assert a.call("INCR", "w") == b"+QUEUED\r\n"
+            r = a.call("EXEC")
+            assert (r == b"*-1\r\n") == aborts, (outside, r)
+        # A key created outside while missing at WATCH.
+        assert a.call("DEL", "w") == b":1\r\n"
+        assert a.call("WATCH", "w") == b"+OK\r\n"
+        mc.raw(b"ms w 1\r\n5\r\n")
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("GET", "w") == b"+QUEUED\r\n"
+        assert a.call("EXEC") == b"*-1\r\n"
+        assert a.call("INFO", "locks").count(b"lock_sets_holding:0") == 1
+
+
+def test_watch_client_gone_while_reading_tokens(mc_env, mdiff):
+    """Clients that WATCH many keys and leave at once (the store's answer
+    arrives for a WATCH that is gone) leak nothing."""
+    _, _, proxy = mc_env
+    keys = ["wk%d" % i for i in range(200)]
+    for _ in range(20):
+        c = proxy.connect()
+        c.send(encode_command("WATCH", *keys) + encode_command("MULTI") + encode_command("EXEC"))
+        c.close()
+    with proxy.connect() as c:
+        assert c.call("PING") == b"+PONG\r\n"
+        assert c.call("WATCH", *keys) == b"+OK\r\n"
+        assert c.call("MULTI") == b"+OK\r\n"
+        assert c.call("EXEC") == b"*0\r\n"
+        deadline = time.time() + 10
+        while b"lock_sets_holding:0" not in c.call("INFO", "locks"):
+            assert time.time() < deadline
+            time.sleep(0.05)
 
 
 def test_transfers_conserve_total(mc_env, mdiff):

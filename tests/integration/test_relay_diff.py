@@ -622,6 +622,88 @@ def test_pipeline_with_blocking_command(diff):
     diff.run_pipeline(cmds)
 
 
+# Timeouts of every blocking command as Redis reads them: fractional, zero
+# with data, negative, not a number, overflowing (all answered at once).
+case("blocking-timeout-forms", "RPUSH l a", "BLPOP l 0", "BLPOP l -1", "BLPOP l -0.5", "BLPOP l abc",
+     "BLPOP l 1e400", "BLPOP l inf", "BLPOP l nan", "BLPOP l 9999999999999999", "BRPOP l 0.01",
+     "BLMOVE l m LEFT RIGHT -1", "BRPOPLPUSH l m -1", "BLMPOP -1 1 l LEFT", "BLMPOP 0.01 0 l LEFT",
+     "BLMPOP 0.01 1 l UP", "BZPOPMIN z -1", "BZPOPMAX z 0.01", "BZMPOP -1 1 z MIN", "BZMPOP 0.01 1 z MIN",
+     "XREAD BLOCK -1 STREAMS s $", "XREAD BLOCK abc STREAMS s $", "XREAD BLOCK 10 STREAMS s $",
+     "XREAD BLOCK 99999999999999999999 STREAMS s 0", "WAIT 0 -1", "WAIT x 0", "WAIT 0 0", "WAIT -1 10")
+
+# Offsets, indexes and counts at the edges of 64 bits (the store's own
+# errors and results, relayed as they are; nothing that makes Redis build a
+# huge string or reply).
+case("offset-count-limits", "RPUSH l a b c", "LRANGE l -9223372036854775808 9223372036854775807",
+     "LRANGE l 9223372036854775807 -9223372036854775808", "LINDEX l -9223372036854775808",
+     "LINDEX l 9223372036854775808", "LSET l 9223372036854775807 x", "LSET l -9223372036854775808 x",
+     "LPOS l a RANK -9223372036854775808", "LPOS l a RANK 0", "LPOS l a COUNT -1", "LPOS l a MAXLEN -1",
+     "LPOS l a COUNT 9223372036854775807 MAXLEN 9223372036854775807", "LPOP l -1", "SADD s a b c", "SPOP s -1",
+     "SRANDMEMBER s -9223372036854775808", "ZADD z 1 a", "ZRANGE z 0 -1 BYSCORE LIMIT 0 -9223372036854775808",
+     "ZRANGEBYSCORE z -inf +inf LIMIT 9223372036854775807 9223372036854775807", "SETBIT b 4294967296 1",
+     "SETBIT b -1 1", "GETBIT b 9223372036854775807", "BITFIELD b SET u8 9223372036854775807 1",
+     "BITFIELD_RO b GET u8 4294967296", "BITPOS b 1 -9223372036854775808 9223372036854775807 BIT",
+     "SETRANGE k 9223372036854775807 x", "SETRANGE k 536870912 x", "SETRANGE k -1 x", "GETRANGE l 0 1",
+     "SORT l LIMIT -9223372036854775808 -1 ALPHA", "LMPOP 9223372036854775807 l LEFT", "LMPOP -1 l LEFT",
+     "SINTERCARD 4294967297 s", "ZUNIONSTORE d 2147483648 z", "LTRIM l -9223372036854775808 9223372036854775807",
+     "LRANGE l 0 -1")
+# Numbers with NUL bytes, spaces, inf/nan, hex, huge exponents, overflow.
+case("number-forms", ("INCRBYFLOAT", "f", b"1\x00"), ("INCRBYFLOAT", "f", " 1"), "INCRBYFLOAT f 0x10",
+     "INCRBYFLOAT f 1e5000", "INCRBYFLOAT f inf", "INCRBYFLOAT f nan", "INCRBYFLOAT f 1e308", "GET f",
+     ("INCRBY", "n", b"1\x00"), "INCRBY n 9223372036854775807", "INCRBY n 1", "DECRBY n -9223372036854775808",
+     ("HINCRBYFLOAT", "h", "a", b"1\x00"), "HINCRBYFLOAT h a 1e-400", "HINCRBYFLOAT h a inf",
+     "HINCRBYFLOAT h a 0x1p3", "HINCRBY h b 9223372036854775807", "HINCRBY h b 1", "HGETALL h",
+     ("ZADD", "z", b"1\x00", "a"), "ZADD z inf a", "ZADD z nan a", "ZADD z 0x10 b", "ZADD z 1e400 c",
+     "ZADD z -inf d", "ZINCRBY z inf a", "ZINCRBY z -inf a", "ZINCRBY z nan a", ("ZINCRBY", "z", " 1", "b"),
+     "ZADD z INCR 1e308 b", "ZADD z INCR 1e308 b", "ZRANGE z 0 -1 WITHSCORES")
+case("offset-count-limits-in-scripts-and-multi",
+     ("EVAL", "return redis.pcall('SETRANGE', KEYS[1], '9223372036854775807', 'x')", "1", "k"),
+     ("EVAL", "return redis.pcall('SETBIT', KEYS[1], '-1', '1')", "1", "b"),
+     ("EVAL", "return redis.pcall('LSET', KEYS[1], '9223372036854775807', 'x')", "1", "l"),
+     "MULTI", "SETRANGE k 9223372036854775807 x", "SETBIT b 4294967296 1", "SPOP s -1", "EXEC")
+
+
+def test_pipeline_after_blocking_commands(diff):
+    """Replies in order for commands pipelined behind blocking ones that
+    time out, find data, or fail on their arguments."""
+    cmds = [("RPUSH", "q", "a", "b"), ("BLPOP", "q", "0"), ("INCR", "n"), ("BRPOP", "none", "0.05"), ("INCR", "n"),
+            ("BLPOP", "q", "-1"), ("GET", "n"), ("BZPOPMIN", "z", "0.02"), ("XREAD", "BLOCK", "20", "STREAMS", "s", "$"),
+            ("BLMOVE", "q", "r", "LEFT", "LEFT", "0"), ("LRANGE", "r", "0", "-1"), ("WAIT", "0", "10"), ("PING",)]
+    diff.run_pipeline(cmds * 3)
+
+
+def test_blocked_clients_leave_nothing_behind(proxy, store):
+    """Clients that disconnect while blocked (with commands pipelined behind)
+    release their store connections; others are never held up meanwhile."""
+    import socket
+    import time as _time
+    from harness import info_fields
+    with store.connect() as s:
+        base = int(info_fields(s, "clients")["connected_clients"])
+    socks = []
+    for i in range(30):
+        sk = socket.create_connection((proxy.host, proxy.port), timeout=5)
+        sk.sendall(encode_command("BLPOP", "never:%d" % i, "0") + encode_command("PING") +
+                   encode_command("XREAD", "BLOCK", "0", "STREAMS", "never:s", "$"))
+        socks.append(sk)
+    with proxy.connect() as c:
+        deadline = _time.time() + 20
+        while int(info_fields(c, "clients")["blocked_clients"]) < 30:
+            assert _time.time() < deadline, info_fields(c, "clients")
+            _time.sleep(0.05)
+        assert c.call("SET", "other", "1") == b"+OK\r\n"
+        for sk in socks:
+            sk.close()
+        while int(info_fields(c, "clients")["blocked_clients"]) != 0:
+            assert _time.time() < deadline, info_fields(c, "clients")
+            _time.sleep(0.05)
+        assert c.call("BLPOP", "never:x", "0.01") == b"*-1\r\n"
+    with store.connect() as s:
+        while int(info_fields(s, "clients")["connected_clients"]) > base + 8:
+            assert _time.time() < deadline, info_fields(s, "clients")
+            _time.sleep(0.05)
+
+
 def test_pipeline_multi_exec(diff):
     cmds = [("MULTI",), ("SET", "k", 1), ("INCR", "k"), ("EXEC",)] * 50 + [("GET", "k")]
     diff.run_pipeline(cmds)
