@@ -18,6 +18,7 @@
 
 #include "proxy/config.h"
 #include "proxy/files.h"
+#include "proxy/glob.h"
 #include "proxy/reply.h"
 
 /* ---- command ids and categories -------------------------------------------- */
@@ -789,7 +790,7 @@ static int key_allowed(const acl_selector *s, const char *key, size_t len, uint3
     for (int i = 0; i < s->nkeys; i++) {
         const acl_key_pattern *p = &s->keys[i];
         if ((p->perms & need) != need) continue;
-        if (string_match(p->pattern, p->len, key, len, 0)) return 1;
+        if (glob_match(p->pattern, p->len, key, len, 0)) return 1;
     }
     return 0;
 }
@@ -800,7 +801,7 @@ static int channel_in_list(const acl_selector *s, const char *ch, size_t len, in
 {
     for (int i = 0; i < s->nchannels; i++) {
         if (literal ? (s->chanlens[i] == len && !memcmp(s->channels[i], ch, len))
-                    : string_match(s->channels[i], s->chanlens[i], ch, len, 0))
+                    : glob_match(s->channels[i], s->chanlens[i], ch, len, 0))
             return 1;
     }
     return 0;

@@ -17,6 +17,7 @@
 #include "proxy/alloc_stats.h"
 #include "proxy/commands.h"
 #include "proxy/config.h"
+#include "proxy/glob.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/scripting.h"
@@ -117,7 +118,7 @@ static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, i
 static void list_add_name(struct evbuffer *tmp, long long *count, const command_def *d, const char *pattern,
                           size_t patlen)
 {
-    if (pattern && !string_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
+    if (pattern && !glob_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
     reply_bulk_cstr(tmp, d->name);
     (*count)++;
 }
@@ -623,8 +624,9 @@ typedef struct config_get_request {
 static void config_get_visit(void *ctx, const char *name, const char *value, size_t vlen)
 {
     config_get_request *r = ctx;
+    /* Redis collects the names case-insensitively: MAXCLIENTS and maxclients are one. */
     for (int i = 0; i < r->nnames; i++)
-        if (!strcmp(r->names[i], name)) return;
+        if (!strcasecmp(r->names[i], name)) return;
     if (r->nnames == r->capnames) {
         r->capnames = r->capnames ? r->capnames * 2 : 16;
         r->names = realloc(r->names, sizeof(char *) * (size_t)r->capnames);

@@ -12,6 +12,7 @@
 #include "backends/backend.h"
 #include "proxy/acl.h"
 #include "proxy/files.h"
+#include "proxy/glob.h"
 #include "proxy/log.h"
 #include "proxy/server.h"
 
@@ -187,67 +188,6 @@ long long mem_to_ll(const char *p, int *err)
     if (v != 0 && (v > LLONG_MAX / mul || v < LLONG_MIN / mul)) { *err = 1; return 0; }
     *err = 0;
     return v * mul;
-}
-
-/* Glob matching with Redis's stringmatchlen rules (* ? [] and \ escapes). */
-int string_match(const char *p, size_t plen, const char *s, size_t slen, int nocase)
-{
-    while (plen && slen) {
-        switch (p[0]) {
-        case '*':
-            while (plen > 1 && p[1] == '*') { p++; plen--; }
-            if (plen == 1) return 1;
-            while (slen) {
-                if (string_match(p + 1, plen - 1, s, slen, nocase)) return 1;
-                s++; slen--;
-            }
-            return 0;
-        case '?':
-            s++; slen--;
-            break;
-        case '[': {
-            int neg, match = 0;
-            p++; plen--;
-            neg = plen && p[0] == '^';
-            if (neg) { p++; plen--; }
-            while (plen) {
-                if (p[0] == '\\' && plen >= 2) {
-                    p++; plen--;
-                    if (p[0] == s[0]) match = 1;
-                } else if (p[0] == ']') {
-                    break;
-                } else if (plen >= 3 && p[1] == '-') {
-                    int start = (unsigned char)p[0], end = (unsigned char)p[2], c = (unsigned char)s[0];
-                    if (start > end) { int t = start; start = end; end = t; }
-                    if (nocase) { start = tolower(start); end = tolower(end); c = tolower(c); }
-                    p += 2; plen -= 2;
-                    if (c >= start && c <= end) match = 1;
-                } else if (nocase ? tolower((unsigned char)p[0]) == tolower((unsigned char)s[0]) : p[0] == s[0]) {
-                    match = 1;
-                }
-                p++; plen--;
-            }
-            if (plen == 0) { p--; plen++; } /* unterminated class: treat ']' as present */
-            if (neg) match = !match;
-            if (!match) return 0;
-            s++; slen--;
-            break;
-        }
-        case '\\':
-            if (plen >= 2) { p++; plen--; }
-            /* fall through */
-        default:
-            if (nocase ? tolower((unsigned char)p[0]) != tolower((unsigned char)s[0]) : p[0] != s[0]) return 0;
-            s++; slen--;
-            break;
-        }
-        p++; plen--;
-        if (slen == 0) {
-            while (plen && *p == '*') { p++; plen--; }
-            break;
-        }
-    }
-    return plen == 0 && slen == 0;
 }
 
 static int hex_digit(int c)
@@ -677,9 +617,23 @@ int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn,
 {
     int count = 0;
     char buf[1024];
+    /* As Redis: a name without glob characters (read up to a NUL, like
+     * Redis's C-string checks) is looked up and answered as it was typed;
+     * a pattern is matched up to its first NUL. */
+    size_t clen = strnlen(pattern, patlen);
+    if (!memchr(pattern, '[', clen) && !memchr(pattern, '*', clen) && !memchr(pattern, '?', clen)) {
+        const config_def *d = find_def(pattern, patlen);
+        if (!d) return 0;
+        int n = format_value(d, buf, sizeof(buf), 1);
+        if (n < 0) n = 0;
+        if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
+        fn(ctx, pattern, buf, (size_t)n);
+        return 1;
+    }
+    patlen = clen;
     for (const config_def *d = config_defs; d->name; d++) {
-        int hit = string_match(pattern, patlen, d->name, strlen(d->name), 1);
-        int alias_hit = d->alias && string_match(pattern, patlen, d->alias, strlen(d->alias), 1);
+        int hit = glob_match(pattern, patlen, d->name, strlen(d->name), 1);
+        int alias_hit = d->alias && glob_match(pattern, patlen, d->alias, strlen(d->alias), 1);
         if (!hit && !alias_hit) continue;
         int n = format_value(d, buf, sizeof(buf), 1);
         if (n < 0) n = 0;

@@ -93,7 +93,6 @@ int config_rewrite(char *err, size_t errlen);
 /* Redis's string helpers. */
 #include "proxy/strconv.h"
 long long mem_to_ll(const char *p, int *err);
-int string_match(const char *pattern, size_t patlen, const char *s, size_t slen, int nocase);
 /* Splits a line into arguments like Redis's sdssplitargs (quotes, escapes).
  * Returns an argv allocated with malloc (free with free_args) or NULL on
  * unbalanced quotes. */

@@ -21,6 +21,7 @@
 #include "backends/backend.h"
 #include "lua/script_engine.h"
 #include "proxy/config.h"
+#include "proxy/glob.h"
 #include "proxy/log.h"
 #include "proxy/reply.h"
 #include "proxy/server.h"
@@ -539,7 +540,7 @@ static void local_receivers(int kind, const char *ch, size_t len, long long *cli
     if (kind != KIND_CHANNEL) return;
     for (int i = 0; i < P.npatterns; i++) {
         topic *p = P.patterns[i];
-        if (!string_match(p->name, p->len, ch, len, 0)) continue;
+        if (!glob_match(p->name, p->len, ch, len, 0)) continue;
         *clients += p->nsubs;
         if (p->at_store) *store_side += 1;
     }
@@ -634,7 +635,7 @@ static long long publish_here(int kind, const char *ch, size_t chlen, const char
     if (t && t->nsubs) hit[nhit++] = t;
     for (int i = 0; kind == KIND_CHANNEL && i < P.npatterns; i++) {
         topic *p = P.patterns[i];
-        if (!p->nsubs || !string_match(p->name, p->len, ch, chlen, 0)) continue;
+        if (!p->nsubs || !glob_match(p->name, p->len, ch, chlen, 0)) continue;
         if (nhit == caphit) {
             caphit *= 2;
             topic **n = malloc(sizeof(*n) * (size_t)caphit);
@@ -682,7 +683,7 @@ static void add_channel_list(struct evbuffer *out, int kind, const char *pat, si
     long long n = 0;
     for (size_t i = 0; i < P.nbuckets; i++)
         for (topic *t = P.buckets[i]; t; t = t->hnext) {
-            if (t->kind != kind || !t->nsubs || (pat && !string_match(pat, patlen, t->name, t->len, 0))) continue;
+            if (t->kind != kind || !t->nsubs || (pat && !glob_match(pat, patlen, t->name, t->len, 0))) continue;
             reply_bulk(names, t->name, t->len);
             n++;
         }
