@@ -113,6 +113,12 @@ void acl_set_default_password(const char *pass);
 int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char **argv, size_t *argvlen,
                       int *argpos);
 
+/* SORT and SORT_RO with BY <pattern> or GET read keys the arguments do not
+ * name: as Redis 7.0 they need a selector allowing the command with read
+ * access to all keys. Redis's error text, or NULL (allowed, or an earlier
+ * argument error the store reports). */
+const char *acl_sort_option_denied(const acl_user *u, const command_def *cmd, int argc, char **argv,
+                                   size_t *argvlen);
 /* A channel (literal: a PSUBSCRIBE pattern, compared as it is) against the user's channel patterns. */
 int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal);
 /* Whether a change of the user from old to upcoming may leave subscribers
