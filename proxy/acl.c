@@ -484,17 +484,18 @@ acl_user *acl_check_credentials(const char *user, size_t ulen, const char *pass,
     return ok ? u : NULL;
 }
 
-void acl_set_default_password(const char *pass)
+void acl_set_default_password(const char *pass, size_t len)
 {
     acl_user *u = acl_default_user();
     int was_pristine = pristine; /* requirepass alone needs no user lines */
     acl_set_user(u, "resetpass", 9);
-    if (pass && pass[0]) {
-        size_t len = strlen(pass);
+    if (pass && len) {
+        /* Any bytes, NUL included, as Redis's ">" rule takes them. */
         char *op = malloc(len + 2);
         if (!op) abort();
         op[0] = '>';
-        memcpy(op + 1, pass, len + 1);
+        memcpy(op + 1, pass, len);
+        op[len + 1] = '\0';
         acl_set_user(u, op, len + 1);
         free(op);
     } else {

@@ -105,8 +105,8 @@ int acl_has_spaces(const char *s, size_t len);
 
 /* Credentials: the user, or NULL if unknown, disabled or the password is wrong. */
 acl_user *acl_check_credentials(const char *user, size_t ulen, const char *pass, size_t plen);
-/* The default user's password from requirepass (NULL or "" = nopass). */
-void acl_set_default_password(const char *pass);
+/* The default user's password from requirepass (len 0 = nopass); binary. */
+void acl_set_default_password(const char *pass, size_t len);
 
 /* The check Redis runs before a command: ACL_OK or ACL_DENIED_*; on a key or
  * channel denial *argpos is the offending argument. */

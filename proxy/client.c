@@ -476,9 +476,11 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->flags = is_unix ? CLIENT_UNIX_SOCKET : 0;
     c->resp = 2;
     c->db = server.backend ? server.backend->default_db : 0;
-    c->authenticated = 0;
     c->user = acl_default_user();
     acl_user_retain(c->user);
+    /* As Redis: a client that connects while no password is needed stays
+     * authenticated when one is set later. */
+    c->authenticated = (c->user->flags & ACL_USER_NOPASS) && !(c->user->flags & ACL_USER_OFF);
     c->backend_conn = -1;
     c->watch_conn = -1;
     c->dedicated_conn = -1;

@@ -24,6 +24,15 @@ int client_auth_required(const client *c)
     return (!(d->flags & ACL_USER_NOPASS) || (d->flags & ACL_USER_OFF)) && !c->authenticated;
 }
 
+/* Redis's clientSetDefaultAuth: the default user, authenticated already
+ * when it needs no password, so a later requirepass leaves the
+ * connection as it was. */
+void client_set_default_auth(client *c)
+{
+    client_set_user(c, acl_default_user());
+    c->authenticated = (c->user->flags & ACL_USER_NOPASS) && !(c->user->flags & ACL_USER_OFF);
+}
+
 void client_set_user(client *c, acl_user *u)
 {
     if (c->user == u) return;

@@ -442,7 +442,10 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         }
         set_string((char **)d->ptr, v);
         /* requirepass is the default user's password, as in Redis. */
-        if (d->ptr == &config.requirepass) acl_set_default_password(config.requirepass);
+        if (d->ptr == &config.requirepass) {
+            config.requirepass_len = config.requirepass ? strlen(config.requirepass) : 0;
+            acl_set_default_password(config.requirepass, config.requirepass_len);
+        }
         return NULL;
     case CT_ENUM: {
         for (const config_enum *e = d->enums; e->name; e++) {
@@ -613,6 +616,19 @@ const char *config_canonical_name(const char *name, size_t len)
     return d ? d->name : NULL;
 }
 
+/* One CONFIG GET answer; requirepass may hold any bytes. */
+static void visit_def(const config_def *d, const char *name, char *buf, size_t len, config_visit_fn *fn, void *ctx)
+{
+    if (d->ptr == &config.requirepass) {
+        fn(ctx, name, config.requirepass ? config.requirepass : "", config.requirepass_len);
+        return;
+    }
+    int n = format_value(d, buf, len, 1);
+    if (n < 0) n = 0;
+    if ((size_t)n >= len) n = (int)len - 1;
+    fn(ctx, name, buf, (size_t)n);
+}
+
 int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn, void *ctx)
 {
     int count = 0;
@@ -624,10 +640,7 @@ int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn,
     if (!memchr(pattern, '[', clen) && !memchr(pattern, '*', clen) && !memchr(pattern, '?', clen)) {
         const config_def *d = find_def(pattern, patlen);
         if (!d) return 0;
-        int n = format_value(d, buf, sizeof(buf), 1);
-        if (n < 0) n = 0;
-        if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
-        fn(ctx, pattern, buf, (size_t)n);
+        visit_def(d, pattern, buf, sizeof(buf), fn, ctx);
         return 1;
     }
     patlen = clen;
@@ -635,14 +648,11 @@ int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn,
         int hit = glob_match(pattern, patlen, d->name, strlen(d->name), 1);
         int alias_hit = d->alias && glob_match(pattern, patlen, d->alias, strlen(d->alias), 1);
         if (!hit && !alias_hit) continue;
-        int n = format_value(d, buf, sizeof(buf), 1);
-        if (n < 0) n = 0;
-        if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
         /* Redis reports the name that matched; for an exact alias, the alias. */
-        fn(ctx, hit ? d->name : d->alias, buf, (size_t)n);
+        visit_def(d, hit ? d->name : d->alias, buf, sizeof(buf), fn, ctx);
         count++;
         if (hit && alias_hit) {
-            fn(ctx, d->alias, buf, (size_t)n);
+            visit_def(d, d->alias, buf, sizeof(buf), fn, ctx);
             count++;
         }
     }
@@ -667,6 +677,14 @@ const char *config_set(const char *name, const char *value, size_t vlen)
     } else {
         char *one[1] = {v};
         why = apply_def(d, 1, one);
+    }
+    if (!why && d->ptr == &config.requirepass) {
+        /* Redis keeps the password's bytes as given, NUL included. */
+        free(config.requirepass);
+        config.requirepass = vlen ? v : NULL;
+        config.requirepass_len = vlen;
+        acl_set_default_password(v, vlen);
+        if (vlen) return NULL;
     }
     free(v);
     return why;

@@ -28,6 +28,7 @@ typedef struct proxy_config {
     long long backend_connect_timeout_ms;
     long long backend_blocking_connections;
     char *requirepass;
+    size_t requirepass_len; /* it may hold NUL bytes */
     char *aclfile;
     long long acllog_max_len;
     int maxclients;

@@ -153,6 +153,7 @@ void clients_shutdown(void);
 /* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
 int client_auth_required(const client *c);
 void client_set_user(client *c, struct acl_user *u);
+void client_set_default_auth(client *c);
 /* The ACL check before a command runs or is queued: 1 allowed, else the
  * NOPERM error is sent, the denial logged, and 0 returned. */
 int acl_client_allows(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
