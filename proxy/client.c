@@ -366,6 +366,15 @@ struct evbuffer *client_reply_buffer(client *c)
     return s->buf;
 }
 
+struct evbuffer *client_push_buffer(client *c)
+{
+    if (!c->slots_head) return c->out;
+    reply_slot *s = client_slot_add(c);
+    s->discard = 0;
+    s->done = 1;
+    return s->buf;
+}
+
 reply_slot *client_slot_add(client *c)
 {
     reply_slot *s = slot_get();

@@ -230,7 +230,7 @@ static void fanout(topic *t, struct evbuffer *msg)
         if (i >= t->nsubs) continue;
         client *c = t->subs[i];
         if (c->flags & CLIENT_CLOSING) continue;
-        evbuffer_add(client_reply_buffer(c), bytes, len);
+        evbuffer_add(client_push_buffer(c), bytes, len);
         P.deliveries++;
         client_output_written(c);
     }
@@ -447,6 +447,7 @@ static void reply_sub_event(struct evbuffer *out, const char *word, const topic 
 static void subscribe_command(client *c, int kind, int argc, char **argv, size_t *argvlen)
 {
     reply_slot *s = client_slot_add(c);
+    s->discard = 0; /* confirmations are pushes: CLIENT REPLY OFF/SKIP keep them */
     subscribe_wait *w = calloc(1, sizeof(*w));
     if (!w) abort();
     w->slot = s;
@@ -472,7 +473,7 @@ static void subscribe_command(client *c, int kind, int argc, char **argv, size_t
 
 static void unsubscribe_command(client *c, int kind, int argc, char **argv, size_t *argvlen)
 {
-    struct evbuffer *out = client_reply_buffer(c);
+    struct evbuffer *out = client_push_buffer(c); /* pushes, as the confirmations of SUBSCRIBE */
     struct client_pubsub *ps = c->pubsub;
     int shard = kind == KIND_SHARD;
     if (argc == 1) {

