@@ -741,15 +741,25 @@ static void config_set_store_cb(void *ctx, const backend_reply *br)
 static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if ((argc - 2) % 2 != 0) {
-        reply_error(client_reply_buffer(c), "ERR wrong number of arguments for 'config|set' command");
+        reply_error(client_reply_buffer(c), "ERR syntax error");
         return;
     }
+    /* As Redis, the names are checked first, in order (immutable, then the
+     * same parameter twice: an alias and its name are two parameters), and
+     * only then the values. */
     int proxy = 0, store = 0;
     for (int i = 2; i < argc; i += 2) {
         const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        if (ci && config_is_immutable(ci)) {
+            reply_errorf(client_reply_buffer(c),
+                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config",
+                         argv[i]);
+            return;
+        }
         for (int j = 2; j < i; j += 2) {
             const char *cj = config_canonical_name(argv[j], argvlen[j]);
-            if (!strcasecmp(argv[i], argv[j]) || (ci && cj && ci == cj)) {
+            int same_kind = ci && cj && !strcasecmp(argv[i], ci) == !strcasecmp(argv[j], cj);
+            if (!strcasecmp(argv[i], argv[j]) || (ci && ci == cj && same_kind)) {
                 reply_errorf(client_reply_buffer(c),
                              "ERR CONFIG SET failed (possibly related to argument '%s') - duplicate parameter",
                              argv[i]);
@@ -781,7 +791,9 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
             struct evbuffer *out = client_reply_buffer(c);
             if (!strcmp(why, "Unknown option"))
                 reply_errorf(out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'", argv[i]);
-            else reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s", argv[i], why);
+            else /* a value's error names the parameter as Redis spells it (an alias as the alias) */
+                reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                             config_spelling(argv[i], argvlen[i]), why);
             return;
         }
         u->names[u->n] = strdup(argv[i]);

@@ -67,7 +67,7 @@ static const config_def config_defs[] = {
     {"requirepass", NULL, CT_STRING, 0, &config.requirepass, 0, 0, NULL, NULL, NULL},
     {"aclfile", NULL, CT_STRING, CF_IMMUTABLE, &config.aclfile, 0, 0, NULL, NULL, NULL},
     {"acllog-max-len", NULL, CT_LL, 0, &config.acllog_max_len, 0, LLONG_MAX, NULL, NULL, NULL},
-    {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 1000000, NULL, NULL, NULL},
+    {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 4294967295LL, NULL, NULL, NULL},
     {"timeout", NULL, CT_INT, 0, &config.timeout, 0, INT_MAX, NULL, NULL, NULL},
     {"tcp-keepalive", NULL, CT_INT, 0, &config.tcp_keepalive, 0, INT_MAX, NULL, NULL, NULL},
     {"proto-max-bulk-len", NULL, CT_MEM, 0, &config.proto_max_bulk_len, 1024 * 1024, LLONG_MAX, NULL, NULL, NULL},
@@ -375,7 +375,8 @@ static const char *set_loglevel(int argc, char **argv)
             return NULL;
         }
     }
-    return "argument(s) must be one of the following: debug, verbose, notice, warning, nothing";
+    /* "nothing" is accepted but, as Redis 7.0 does not have it, not listed. */
+    return "argument(s) must be one of the following: debug, verbose, notice, warning";
 }
 
 static const char *set_logfile(int argc, char **argv)
@@ -420,6 +421,8 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
             snprintf(why, sizeof(why), "argument must be between %lld and %lld inclusive", d->min, d->max);
             return why;
         }
+        /* Redis's range is unsigned; no process has descriptors for more than INT_MAX. */
+        if (d->ptr == &config.maxclients && ll > INT_MAX) ll = INT_MAX;
         if (d->ptr == &config.maxclients && server.base && ll > config.maxclients) {
             /* Running: more clients need more descriptors, as in Redis. */
             int fit = server_fit_open_files((int)ll);
@@ -608,6 +611,19 @@ int config_get_value(const char *name, char *buf, size_t len)
     if (!d) return -1;
     if (d->ptr == &config.backend_url) return snprintf(buf, len, "%s", config.backend_url ? config.backend_url : "");
     return format_value(d, buf, len, 1);
+}
+
+const char *config_spelling(const char *name, size_t len)
+{
+    const config_def *d = find_def(name, len);
+    if (!d) return NULL;
+    return strlen(d->name) == len && !strncasecmp(d->name, name, len) ? d->name : d->alias;
+}
+
+int config_is_immutable(const char *name)
+{
+    const config_def *d = find_def(name, strlen(name));
+    return d && (d->flags & CF_IMMUTABLE);
 }
 
 const char *config_canonical_name(const char *name, size_t len)

@@ -73,3 +73,50 @@ REPLY_CASES = {
 def test_client_reply_with_pubsub_and_pipelines(sides, case):
     oracle, proxy = sides
     assert _stream(oracle, REPLY_CASES[case]) == _stream(proxy, REPLY_CASES[case])
+
+
+# ---------------------------------------------------------------------------
+# CONFIG SET: Redis's texts; names are checked before values; several
+# parameters at once change all or nothing (the proxy's own directives and
+# the store's together). Each case is followed by CONFIG GET of what it
+# tried to change.
+
+CONFIG_SET_CASES = [
+    ("maxclients", "abc"), ("maxclients", "-1"), ("maxclients", "0"), ("maxclients", "4294967296"),
+    ("MAXCLIENTS", "x"), ("lua-time-limit", "x"), ("LUA-TIME-LIMIT", "-1"), ("busy-reply-threshold", "-5"),
+    ("timeout", "-1"), ("timeout", "abc"), ("tcp-keepalive", "abc"), ("loglevel", "nosuch"),
+    ("proto-max-bulk-len", "1"), ("client-query-buffer-limit", "1"), ("logfile", "/tmp/x"),
+    ("a", "b", "c"), ("maxclients", "10", "maxclients", "20"), ("maxclients", "10", "MaxClients", "20"),
+    ("lua-time-limit", "100", "busy-reply-threshold", "200"),
+    ("busy-reply-threshold", "300", "lua-time-limit", "400"),
+    ("maxclients", "100", "timeout", "abc"), ("timeout", "abc", "maxclients", "100"),
+    ("maxclients", "abc", "logfile", "x"), ("timeout", "7", "logfile", "x"),
+    ("maxclients", "200", "maxmemory", "abc"), ("maxmemory", "abc", "maxclients", "200"),
+    ("maxmemory", "1gb", "maxclients", "x"), ("maxclients", "300", "maxmemory-policy", "nosuch"),
+    ("maxclients", "4000", "timeout", "9"),
+]
+CONFIG_NAMES = ("maxclients", "timeout", "busy-reply-threshold", "lua-time-limit", "maxmemory", "maxmemory-policy")
+
+
+def _config_values(c, names):
+    out = []
+    for n in names:
+        out += harness.parse_reply(c.call("CONFIG", "GET", n))
+    return out
+
+
+@pytest.mark.parametrize("args", CONFIG_SET_CASES, ids=lambda a: " ".join(a))
+def test_config_set_like_redis(sides, args):
+    oracle, proxy = sides
+    names = [n for n in CONFIG_NAMES if sides.kind == "redis" or not n.startswith("maxmemory")]
+    if sides.kind == "memcached" and any(a.lower().startswith("maxmemory") for a in args):
+        pytest.skip("memcached has none of Redis's own directives")
+    out = []
+    for ep in (oracle, proxy):
+        with ep.connect() as c:
+            before = _config_values(c, names + ["loglevel"])
+            try:
+                out.append([c.call("CONFIG", "SET", *args)] + [c.call("CONFIG", "GET", n) for n in names])
+            finally:
+                assert c.call("CONFIG", "SET", *before) == b"+OK\r\n"
+    assert out[0] == out[1]
