@@ -802,6 +802,23 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         u->n++;
     }
     apply_runtime_config();
+    /* bind and port: listen again now; on failure back to the old values
+     * and their sockets, with Redis's texts. */
+    const char *listen_arg = NULL;
+    for (int i = 2; i < argc && !listen_arg; i += 2) {
+        const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        if (ci && (!strcmp(ci, "bind") || !strcmp(ci, "port"))) listen_arg = ci;
+    }
+    if (listen_arg && server_relisten() != 0) {
+        config_undo_apply(u);
+        config_undo_free(u);
+        if (server_relisten() != 0) log_warning("Could not listen again on the previous addresses");
+        reply_errorf(client_reply_buffer(c), "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                     listen_arg,
+                     !strcmp(listen_arg, "bind") ? "Failed to bind to specified addresses."
+                                                 : "Unable to listen on this port. Check server logs.");
+        return;
+    }
     /* The tls-* values take effect together, in one new context (the first
      * one named is the argument the error points at, as in Redis). */
     const char *tls_arg = NULL;

@@ -54,8 +54,8 @@ static const char *set_logfile(int argc, char **argv);
 static const char *set_loglevel(int argc, char **argv);
 
 static const config_def config_defs[] = {
-    {"bind", NULL, CT_SPECIAL, CF_IMMUTABLE, NULL, 0, 0, NULL, set_bind, get_bind},
-    {"port", NULL, CT_INT, CF_IMMUTABLE, &config.port, 0, 65535, NULL, NULL, NULL},
+    {"bind", NULL, CT_SPECIAL, 0, NULL, 0, 0, NULL, set_bind, get_bind},
+    {"port", NULL, CT_INT, 0, &config.port, 0, 65535, NULL, NULL, NULL},
     {"tcp-backlog", NULL, CT_INT, CF_IMMUTABLE, &config.tcp_backlog, 0, INT_MAX, NULL, NULL, NULL},
     {"unixsocket", NULL, CT_STRING, CF_IMMUTABLE, &config.unixsocket, 0, 0, NULL, NULL, NULL},
     {"unixsocketperm", NULL, CT_INT, CF_IMMUTABLE, &config.unixsocketperm, 0, 0777, NULL, NULL, NULL},
@@ -313,7 +313,8 @@ int config_is_proxy_directive(const char *name, size_t len) { return find_def(na
 
 static const char *set_bind(int argc, char **argv)
 {
-    if (argc < 1) return "wrong number of arguments";
+    /* No address at all is allowed while running (CONFIG SET bind ""), as Redis. */
+    if (argc < 1 && !server.base) return "wrong number of arguments";
     if (argc > CONFIG_MAX_BIND) return "Too many bind addresses specified.";
     for (int i = 0; i < config.bind_count; i++) free(config.bind[i]);
     config.bind_count = 0;

@@ -120,3 +120,41 @@ def test_config_set_like_redis(sides, args):
             finally:
                 assert c.call("CONFIG", "SET", *before) == b"+OK\r\n"
     assert out[0] == out[1]
+
+
+def _listen_steps(ep, busy_port):
+    """CONFIG SET port/bind on a live server: errors, a move to a new port
+    and back. What each step answered, with port numbers left out."""
+    def reachable(port):
+        try:
+            with harness.Endpoint("probe", ep.host, port).connect(connect_timeout=5) as p:
+                return p.call("PING")
+        except OSError:
+            return "refused"
+    out = []
+    new_port = harness.free_port()
+    with ep.connect() as c:
+        try:
+            for args in (("port", "abc"), ("port", "70000"), ("port", "-1"), ("port", str(busy_port)),
+                         ("bind", "999.1.1.1"), ("bind", "127.0.0.1 999.1.1.1"), ("port", "1", "maxclients", "x"),
+                         ("maxclients", "x", "bind", "127.0.0.1")):
+                out.append(c.call("CONFIG", "SET", *args))
+            out.append(c.call("CONFIG", "GET", "bind"))
+            out.append(reachable(ep.port))
+            out.append(c.call("CONFIG", "SET", "port", str(new_port)))
+            out.append(reachable(new_port))
+            out.append(reachable(ep.port))
+            out.append(c.call("PING"))  # connections made before stay
+            out.append(c.call("CONFIG", "SET", "port", str(ep.port), "bind", "127.0.0.1 -::1"))
+            out.append(c.call("CONFIG", "GET", "bind"))
+            out.append(reachable(ep.port))
+            out.append(reachable(new_port))
+        finally:
+            c.call("CONFIG", "SET", "port", str(ep.port), "bind", "127.0.0.1")
+    assert reachable(ep.port) == b"+PONG\r\n"
+    return out
+
+
+def test_config_set_port_and_bind(sides, store):
+    oracle, proxy = sides
+    assert _listen_steps(oracle, store.port) == _listen_steps(proxy, store.port)
