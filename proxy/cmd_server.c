@@ -809,10 +809,10 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         const char *ci = config_canonical_name(argv[i], argvlen[i]);
         if (ci && (!strcmp(ci, "bind") || !strcmp(ci, "port"))) listen_arg = ci;
     }
-    if (listen_arg && server_relisten() != 0) {
+    if (listen_arg && (!server.relisten || server.relisten() != 0)) {
         config_undo_apply(u);
         config_undo_free(u);
-        if (server_relisten() != 0) log_warning("Could not listen again on the previous addresses");
+        if (server.relisten && server.relisten() != 0) log_warning("Could not listen again on the previous addresses");
         reply_errorf(client_reply_buffer(c), "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
                      listen_arg,
                      !strcmp(listen_arg, "bind") ? "Failed to bind to specified addresses."

@@ -240,7 +240,7 @@ static void close_network_listeners(void)
     listener_count = keep;
 }
 
-int server_relisten(void)
+static int server_relisten(void)
 {
     /* As Redis: the old sockets close first (the new ones may take the same
      * addresses); on failure none of the new stays open. */
@@ -396,6 +396,7 @@ int main(int argc, char **argv)
         return 1;
     }
     server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
+    server.relisten = server_relisten;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
     for (int i = 0; i < config.bind_count; i++)

@@ -116,6 +116,11 @@ typedef struct server_state {
     server_stats stats;
     char run_id[41];
     int shutdown_asap;
+    /* Listens again on config.bind and config.port / tls-port (CONFIG
+     * SET), set by main. -1 when some address cannot be bound: then no TCP
+     * listener is left; the caller restores the old values and calls it
+     * again. */
+    int (*relisten)(void);
 } server_state;
 
 extern server_state server;
@@ -154,10 +159,6 @@ void clients_shutdown(void);
 
 /* cmd_acl.c */
 /* Redis's rule: a password (or a disabled default user) and no AUTH yet. */
-/* Listens again on config.bind and config.port / tls-port (CONFIG SET).
- * -1 when some address cannot be bound: then no TCP listener is left; the
- * caller restores the old values and calls it again. */
-int server_relisten(void);
 int client_auth_required(const client *c);
 void client_set_user(client *c, struct acl_user *u);
 void client_set_default_auth(client *c);
