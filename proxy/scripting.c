@@ -488,11 +488,6 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
                                                     : "ERR The user executing the script can't publish to the channel mentioned in the command");
             return;
         }
-        const char *sort_err = acl_sort_option_denied(sc->user, cmd, argc, argv, argvlen);
-        if (sort_err) {
-            answer_error(sc, sort_err);
-            return;
-        }
     }
     int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
     if (read_only && ((cmd->flags & CMD_WRITE) || may_replicate(cmd))) {
@@ -516,6 +511,12 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
             sc->db = (int)id;
             script_run_reply_raw(run, "+OK\r\n", 5);
         }
+        return;
+    }
+    /* SORT's own ACL check runs as the command runs, after the checks above. */
+    const char *sort_err = acl_sort_option_denied(sc->user, cmd, argc, argv, argvlen);
+    if (sort_err) {
+        answer_error(sc, sort_err);
         return;
     }
     sc->call_argc = argc;

@@ -665,6 +665,10 @@ SORT_CALLS = [
     ("EVAL", "return redis.pcall('SORT', KEYS[1], 'BY', 'app:*')", "1", "app:l"),
     ("EVAL", "return redis.pcall('SORT_RO', KEYS[1], 'GET', '#')", "1", "app:l"),
     ("EVAL", "return redis.pcall('SORT', KEYS[1], 'BY', 'c')", "1", "app:l"),
+    ("EVAL_RO", "return redis.pcall('SORT', KEYS[1], 'BY', 'app:*', 'STORE', 'app:d')", "1", "app:l"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('SORT', KEYS[1], 'GET', '#', 'STORE', 'app:d')", "1",
+     "app:l"),
+    ("EVAL_RO", "return redis.pcall('SORT_RO', KEYS[1], 'GET', '#')", "1", "app:l"),
 ]
 
 
