@@ -1026,7 +1026,8 @@ static void collect_key(mc_req *r, const unsigned char *mk, size_t mkl, const un
     if (!name) return; /* a digested long name cannot be listed */
     const char *pat = r->scratch_len ? r->argv[r->scratch_len] : "*";
     size_t pl = r->scratch_len ? r->argvlen[r->scratch_len] : 1;
-    if (!glob_match(pat, pl, (const char *)name, nl, 0)) return;
+    /* As Redis, a lone "*" takes every key without matching (the empty key too). */
+    if (!(pl == 1 && pat[0] == '*') && !glob_match(pat, pl, (const char *)name, nl, 0)) return;
     mc_add_bulk(r->aux, (const char *)name, nl);
     r->n1++;
 }

@@ -170,9 +170,11 @@ def test_random_patterns_acl(sides):
 
 
 def test_random_patterns_keyspace(sides):
-    """1000 random patterns against 40 keys with KEYS and SCAN MATCH (the
-    memcached store matches them in the proxy)."""
+    """1000 random patterns against 40 keys and the empty key with KEYS and
+    SCAN MATCH (the memcached store matches them in the proxy)."""
     pats, strs = random_pairs(11, 1000, 40)
+    pats += [b"*", b"**", b"?*", b"*?", b""]  # the empty key: only a lone * lists it
+    strs.append(b"")
     setup = [(b"SET", s, b"v") for s in strs]
     cmds = []
     for p in pats:
