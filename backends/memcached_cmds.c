@@ -11,6 +11,7 @@
 #include <event2/buffer.h>
 
 #include "backends/memcached_int.h"
+#include "util/glob.h"
 
 #define ERR_NOT_INT "ERR value is not an integer or out of range"
 #define ERR_SYNTAX "ERR syntax error"
@@ -909,62 +910,6 @@ static void h_getrange(mc_req *r, int tag, const mc_resp *m)
 
 /* ---- keyspace (through lru_crawler metadump) ------------------------------------------ */
 
-/* Redis's glob-style pattern match (stringmatchlen, case-sensitive). */
-static int glob_match(const char *p, size_t pl, const char *s, size_t sl)
-{
-    while (pl && sl) {
-        switch (*p) {
-        case '*':
-            while (pl > 1 && p[1] == '*') p++, pl--;
-            if (pl == 1) return 1;
-            for (size_t i = 0; i <= sl; i++)
-                if (glob_match(p + 1, pl - 1, s + i, sl - i)) return 1;
-            return 0;
-        case '?':
-            s++, sl--;
-            break;
-        case '[': {
-            p++, pl--;
-            int neg = pl && *p == '^';
-            if (neg) p++, pl--;
-            int match = 0;
-            while (pl && *p != ']') {
-                if (*p == '\\' && pl >= 2) {
-                    p++, pl--;
-                    if (*p == *s) match = 1;
-                } else if (pl >= 3 && p[1] == '-') {
-                    unsigned char a = (unsigned char)p[0], b = (unsigned char)p[2], c = (unsigned char)*s;
-                    if (a > b) {
-                        unsigned char t = a;
-                        a = b;
-                        b = t;
-                    }
-                    if (c >= a && c <= b) match = 1;
-                    p += 2, pl -= 2;
-                } else if (*p == *s) {
-                    match = 1;
-                }
-                p++, pl--;
-            }
-            if (neg) match = !match;
-            if (!match) return 0;
-            s++, sl--;
-            if (!pl) return sl == 0; /* unterminated class: Redis stops here too */
-            break;
-        }
-        case '\\':
-            if (pl >= 2) p++, pl--;
-            /* fall through */
-        default:
-            if (*p != *s) return 0;
-            s++, sl--;
-            break;
-        }
-        p++, pl--;
-    }
-    while (pl && *p == '*') p++, pl--;
-    return pl == 0 && sl == 0;
-}
 
 static int unhex(int c) { return c >= '0' && c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
@@ -1107,7 +1052,8 @@ static void collect_key(mc_req *r, const unsigned char *mk, size_t mkl, const un
     if (!name) return; /* a digested long name cannot be listed */
     const char *pat = r->scratch_len ? r->argv[r->scratch_len] : "*";
     size_t pl = r->scratch_len ? r->argvlen[r->scratch_len] : 1;
-    if (!glob_match(pat, pl, (const char *)name, nl)) return;
+    /* As Redis, a lone "*" takes every key without matching (the empty key too). */
+    if (!(pl == 1 && pat[0] == '*') && !glob_match(pat, pl, (const char *)name, nl, 0)) return;
     mc_add_bulk(r->aux, (const char *)name, nl);
     r->n1++;
 }

@@ -41,6 +41,7 @@
 /* What a listener accepts; passed to accept_cb as its argument. */
 enum listener_kind { LISTEN_TCP = 0, LISTEN_UNIX, LISTEN_TLS };
 static struct evconnlistener *listeners[MAX_LISTENERS];
+static int listener_kinds[MAX_LISTENERS];
 static int listener_count;
 static struct event *sig_events[3];
 static struct event *cron_ev;
@@ -194,6 +195,7 @@ static int listen_tcp(const char *addr, int port, int kind)
         return -1;
     }
     evconnlistener_set_error_cb(l, accept_error_cb);
+    listener_kinds[listener_count] = kind;
     listeners[listener_count++] = l;
     return 0;
 bad:
@@ -221,7 +223,41 @@ static int listen_unix(const char *path)
     }
     if (config.unixsocketperm) chmod(path, (mode_t)config.unixsocketperm);
     evconnlistener_set_error_cb(l, accept_error_cb);
+    listener_kinds[listener_count] = LISTEN_UNIX;
     listeners[listener_count++] = l;
+    return 0;
+}
+
+/* Closes the TCP and TLS listeners, keeping the unix socket's. */
+static void close_network_listeners(void)
+{
+    int keep = 0;
+    for (int i = 0; i < listener_count; i++) {
+        if (listener_kinds[i] == LISTEN_UNIX) {
+            listeners[keep] = listeners[i];
+            listener_kinds[keep++] = LISTEN_UNIX;
+        } else {
+            evconnlistener_free(listeners[i]);
+        }
+    }
+    listener_count = keep;
+}
+
+static int server_relisten(void)
+{
+    /* As Redis: the old sockets close first (the new ones may take the same
+     * addresses); on failure none of the new stays open. */
+    close_network_listeners();
+    int ok = 1;
+    for (int i = 0; ok && i < config.bind_count; i++)
+        if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) ok = 0;
+    for (int i = 0; ok && i < config.bind_count; i++)
+        if (config.tls_port && listen_tcp(config.bind[i], config.tls_port, LISTEN_TLS) != 0) ok = 0;
+    if (!ok) {
+        close_network_listeners();
+        return -1;
+    }
+    if (accept_paused) listeners_enable(0);
     return 0;
 }
 
@@ -404,6 +440,7 @@ int main(int argc, char **argv)
     }
     server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
     server.backend->max_string_len = config.proto_max_bulk_len;
+    server.relisten = server_relisten;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
     for (int i = 0; i < config.bind_count; i++)

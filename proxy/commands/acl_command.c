@@ -19,6 +19,15 @@
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 
+/* Redis's clientSetDefaultAuth: the default user, authenticated already
+ * when it needs no password, so a later requirepass leaves the
+ * connection as it was. */
+void client_set_default_auth(client *c)
+{
+    client_set_user(c, acl_default_user());
+    c->authenticated = (c->user->flags & ACL_USER_NOPASS) && !(c->user->flags & ACL_USER_OFF);
+}
+
 void client_set_user(client *c, acl_user *u)
 {
     if (c->user == u) return;

@@ -11,6 +11,8 @@ struct acl_user;
 
 command_handler cmd_acl;
 void client_set_user(client *c, struct acl_user *u);
+/* Redis's clientSetDefaultAuth: the default user, authenticated when it needs no password. */
+void client_set_default_auth(client *c);
 /* The ACL check before a command runs or is queued: NULL when allowed,
  * else the denial is logged and its NOPERM error returned (static text). */
 const char *acl_client_denies(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);

@@ -230,8 +230,7 @@ void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t 
     c->resp = 2;
     set_name(&c->name, NULL, 0);
     c->flags &= ~(CLIENT_REPLY_OFF | CLIENT_REPLY_SKIP_NEXT | CLIENT_REPLY_SKIP | CLIENT_NO_EVICT);
-    c->authenticated = 0;
-    client_set_user(c, acl_default_user());
+    client_set_default_auth(c);
     reply_status(client_reply_buffer(c), "RESET");
 }
 

@@ -193,13 +193,13 @@ static void function_list(struct evbuffer *out, int argc, char **argv, size_t *a
     size_t total = script_library_count(e), n = 0;
     for (size_t i = 0; i < total; i++) {
         const char *name = script_library_name(script_library_at(e, i));
-        if (!pattern || string_match(pattern, patlen, name, strlen(name), 1)) n++;
+        if (!pattern || glob_match(pattern, patlen, name, strlen(name), 1)) n++;
     }
     reply_array(out, (long long)n);
     for (size_t i = 0; i < total; i++) {
         const script_library *l = script_library_at(e, i);
         const char *name = script_library_name(l);
-        if (pattern && !string_match(pattern, patlen, name, strlen(name), 1)) continue;
+        if (pattern && !glob_match(pattern, patlen, name, strlen(name), 1)) continue;
         reply_array(out, with_code ? 8 : 6);
         reply_bulk_cstr(out, "library_name");
         reply_bulk_cstr(out, name);

@@ -230,7 +230,7 @@ static void fanout(topic *t, struct evbuffer *msg)
         if (i >= t->nsubs) continue;
         client *c = t->subs[i];
         if (c->flags & CLIENT_CLOSING) continue;
-        evbuffer_add(client_reply_buffer(c), bytes, len);
+        evbuffer_add(client_push_buffer(c), bytes, len);
         P.deliveries++;
         client_output_written(c);
     }
@@ -449,6 +449,7 @@ static void reply_sub_event(struct evbuffer *out, const char *word, const topic 
 static void subscribe_command(client *c, int kind, int argc, char **argv, size_t *argvlen)
 {
     reply_slot *s = client_slot_add(c);
+    s->discard = 0; /* confirmations are pushes: CLIENT REPLY OFF/SKIP keep them */
     subscribe_wait *w = calloc(1, sizeof(*w));
     if (!w) abort();
     w->slot = s;
@@ -474,7 +475,7 @@ static void subscribe_command(client *c, int kind, int argc, char **argv, size_t
 
 static void unsubscribe_command(client *c, int kind, int argc, char **argv, size_t *argvlen)
 {
-    struct evbuffer *out = client_reply_buffer(c);
+    struct evbuffer *out = client_push_buffer(c); /* pushes, as the confirmations of SUBSCRIBE */
     struct client_pubsub *ps = c->pubsub;
     int shard = kind == KIND_SHARD;
     if (argc == 1) {
@@ -542,7 +543,7 @@ static void local_receivers(int kind, const char *ch, size_t len, long long *cli
     if (kind != KIND_CHANNEL) return;
     for (int i = 0; i < P.npatterns; i++) {
         topic *p = P.patterns[i];
-        if (!string_match(p->name, p->len, ch, len, 0)) continue;
+        if (!glob_match(p->name, p->len, ch, len, 0)) continue;
         *clients += p->nsubs;
         if (p->at_store) *store_side += 1;
     }
@@ -637,7 +638,7 @@ static long long publish_here(int kind, const char *ch, size_t chlen, const char
     if (t && t->nsubs) hit[nhit++] = t;
     for (int i = 0; kind == KIND_CHANNEL && i < P.npatterns; i++) {
         topic *p = P.patterns[i];
-        if (!p->nsubs || !string_match(p->name, p->len, ch, chlen, 0)) continue;
+        if (!p->nsubs || !glob_match(p->name, p->len, ch, chlen, 0)) continue;
         if (nhit == caphit) {
             caphit *= 2;
             topic **n = malloc(sizeof(*n) * (size_t)caphit);
@@ -685,7 +686,7 @@ static void add_channel_list(struct evbuffer *out, int kind, const char *pat, si
     long long n = 0;
     for (size_t i = 0; i < P.nbuckets; i++)
         for (topic *t = P.buckets[i]; t; t = t->hnext) {
-            if (t->kind != kind || !t->nsubs || (pat && !string_match(pat, patlen, t->name, t->len, 0))) continue;
+            if (t->kind != kind || !t->nsubs || (pat && !glob_match(pat, patlen, t->name, t->len, 0))) continue;
             reply_bulk(names, t->name, t->len);
             n++;
         }

@@ -535,6 +535,12 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         }
         return;
     }
+    /* SORT's own ACL check runs as the command runs, after the checks above. */
+    const char *sort_err = acl_sort_option_denied(sc->user, cmd, argc, argv, argvlen);
+    if (sort_err) {
+        answer_error(sc, sort_err);
+        return;
+    }
     sc->call_argc = argc;
     sc->call_argv = argv;
     sc->call_argvlen = argvlen;

@@ -122,7 +122,7 @@ static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, i
 static void list_add_name(struct evbuffer *tmp, long long *count, const command_def *d, const char *pattern,
                           size_t patlen)
 {
-    if (pattern && !string_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
+    if (pattern && !glob_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
     reply_bulk_cstr(tmp, d->name);
     (*count)++;
 }
@@ -805,8 +805,9 @@ typedef struct config_get_request {
 static void config_get_visit(void *ctx, const char *name, const char *value, size_t vlen)
 {
     config_get_request *r = ctx;
+    /* Redis collects the names case-insensitively: MAXCLIENTS and maxclients are one. */
     for (int i = 0; i < r->nnames; i++)
-        if (!strcmp(r->names[i], name)) return;
+        if (!strcasecmp(r->names[i], name)) return;
     if (r->nnames == r->capnames) {
         r->capnames = r->capnames ? r->capnames * 2 : 16;
         r->names = realloc(r->names, sizeof(char *) * (size_t)r->capnames);
@@ -924,15 +925,25 @@ static void config_set_store_cb(void *ctx, const backend_reply *br)
 static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if ((argc - 2) % 2 != 0) {
-        reply_error(client_reply_buffer(c), "ERR wrong number of arguments for 'config|set' command");
+        reply_error(client_reply_buffer(c), "ERR syntax error");
         return;
     }
+    /* As Redis, the names are checked first, in order (immutable, then the
+     * same parameter twice: an alias and its name are two parameters), and
+     * only then the values. */
     int proxy = 0, store = 0;
     for (int i = 2; i < argc; i += 2) {
         const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        if (ci && config_is_immutable(ci)) {
+            reply_errorf(client_reply_buffer(c),
+                         "ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config",
+                         argv[i]);
+            return;
+        }
         for (int j = 2; j < i; j += 2) {
             const char *cj = config_canonical_name(argv[j], argvlen[j]);
-            if (!strcasecmp(argv[i], argv[j]) || (ci && cj && ci == cj)) {
+            int same_kind = ci && cj && !strcasecmp(argv[i], ci) == !strcasecmp(argv[j], cj);
+            if (!strcasecmp(argv[i], argv[j]) || (ci && ci == cj && same_kind)) {
                 reply_errorf(client_reply_buffer(c),
                              "ERR CONFIG SET failed (possibly related to argument '%s') - duplicate parameter",
                              argv[i]);
@@ -964,7 +975,9 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
             struct evbuffer *out = client_reply_buffer(c);
             if (!strcmp(why, "Unknown option"))
                 reply_errorf(out, "ERR Unknown option or number of arguments for CONFIG SET - '%s'", argv[i]);
-            else reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s", argv[i], why);
+            else /* a value's error names the parameter as Redis spells it (an alias as the alias) */
+                reply_errorf(out, "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                             config_spelling(argv[i], argvlen[i]), why);
             return;
         }
         u->names[u->n] = strdup(argv[i]);
@@ -973,6 +986,23 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         u->n++;
     }
     apply_runtime_config();
+    /* bind and port: listen again now; on failure back to the old values
+     * and their sockets, with Redis's texts. */
+    const char *listen_arg = NULL;
+    for (int i = 2; i < argc && !listen_arg; i += 2) {
+        const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        if (ci && (!strcmp(ci, "bind") || !strcmp(ci, "port"))) listen_arg = ci;
+    }
+    if (listen_arg && (!server.relisten || server.relisten() != 0)) {
+        config_undo_apply(u);
+        config_undo_free(u);
+        if (server.relisten && server.relisten() != 0) log_warning("Could not listen again on the previous addresses");
+        reply_errorf(client_reply_buffer(c), "ERR CONFIG SET failed (possibly related to argument '%s') - %s",
+                     listen_arg,
+                     !strcmp(listen_arg, "bind") ? "Failed to bind to specified addresses."
+                                                 : "Unable to listen on this port. Check server logs.");
+        return;
+    }
     /* The tls-* values take effect together, in one new context (the first
      * one named is the argument the error points at, as in Redis). */
     const char *tls_arg = NULL;

@@ -769,6 +769,9 @@ static void exec_command(client *c)
         for (int i = 0; i < m->count; i++) {
             queued_command *q = &m->cmds[i];
             q->acl_error = acl_exec_recheck(c, q->cmd, q->argc, q->argv, q->argvlen);
+            /* SORT's BY/GET refusal is the command's own error, in its place. */
+            const char *sort_err = q->acl_error ? NULL : acl_sort_option_denied(c->user, q->cmd, q->argc, q->argv, q->argvlen);
+            if (sort_err && !(q->acl_error = strdup(sort_err))) abort();
             if (q->acl_error) m->acl_refused = 1;
         }
     /* With WATCH the transaction goes on the client's own connection: the

@@ -21,6 +21,7 @@
 #include "proxy/core/reply.h"
 #include "util/args.h"
 #include "util/glob.h"
+#include "util/strconv.h"
 
 /* ---- command ids and categories -------------------------------------------- */
 
@@ -484,17 +485,18 @@ acl_user *acl_check_credentials(const char *user, size_t ulen, const char *pass,
     return ok ? u : NULL;
 }
 
-void acl_set_default_password(const char *pass)
+void acl_set_default_password(const char *pass, size_t len)
 {
     acl_user *u = acl_default_user();
     int was_pristine = pristine; /* requirepass alone needs no user lines */
     acl_set_user(u, "resetpass", 9);
-    if (pass && pass[0]) {
-        size_t len = strlen(pass);
+    if (pass && len) {
+        /* Any bytes, NUL included, as Redis's ">" rule takes them. */
         char *op = malloc(len + 2);
         if (!op) abort();
         op[0] = '>';
-        memcpy(op + 1, pass, len + 1);
+        memcpy(op + 1, pass, len);
+        op[len + 1] = '\0';
         acl_set_user(u, op, len + 1);
         free(op);
     } else {
@@ -791,7 +793,7 @@ static int key_allowed(const acl_selector *s, const char *key, size_t len, uint3
     for (int i = 0; i < s->nkeys; i++) {
         const acl_key_pattern *p = &s->keys[i];
         if ((p->perms & need) != need) continue;
-        if (string_match(p->pattern, p->len, key, len, 0)) return 1;
+        if (glob_match(p->pattern, p->len, key, len, 0)) return 1;
     }
     return 0;
 }
@@ -802,7 +804,7 @@ static int channel_in_list(const acl_selector *s, const char *ch, size_t len, in
 {
     for (int i = 0; i < s->nchannels; i++) {
         if (literal ? (s->chanlens[i] == len && !memcmp(s->channels[i], ch, len))
-                    : string_match(s->channels[i], s->chanlens[i], ch, len, 0))
+                    : glob_match(s->channels[i], s->chanlens[i], ch, len, 0))
             return 1;
     }
     return 0;
@@ -908,6 +910,71 @@ int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char 
     if (rc == ACL_OK) return ACL_OK;
     if (argpos) *argpos = last_pos;
     return relevant;
+}
+
+/* Redis's ACLSelectorHasUnrestrictedKeyAccess for read access. */
+static int selector_reads_all_keys(const acl_selector *s)
+{
+    if (s->flags & ACL_SEL_ALLKEYS) return 1;
+    for (int i = 0; i < s->nkeys; i++)
+        if ((s->keys[i].perms & ACL_PERM_READ) && s->keys[i].len == 1 && s->keys[i].pattern[0] == '*') return 1;
+    return 0;
+}
+
+static int sort_full_key_access(const acl_user *u, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    int id = command_id(cmd);
+    if (id < 0) return 0;
+    key_cache kc;
+    kc.ready = 0;
+    int full = 0;
+    for (int i = -1; i < u->nselectors && !full; i++) {
+        const acl_selector *s = i < 0 ? &u->root : &u->selectors[i];
+        int pos = 0;
+        full = selector_check(s, cmd, id, argc, argv, argvlen, &pos, &kc) == ACL_OK && selector_reads_all_keys(s);
+    }
+    if (kc.ready && kc.keys != kc.stack_keys) {
+        free(kc.keys);
+        free(kc.flags);
+    }
+    return full;
+}
+
+const char *acl_sort_option_denied(const acl_user *u, const command_def *cmd, int argc, char **argv,
+                                   size_t *argvlen)
+{
+    if (u->unrestricted || (strcmp(cmd->name, "sort") && strcmp(cmd->name, "sort_ro"))) return NULL;
+    int readonly = !strcmp(cmd->name, "sort_ro"), full = -1;
+    /* Walk the options as Redis's sortCommand parses them; an argument it
+     * rejects first for another reason is left to the store to answer. */
+    for (int j = 2; j < argc; j++) {
+        int left = argc - j - 1;
+        const char *a = argv[j];
+        if (!strcasecmp(a, "asc") || !strcasecmp(a, "desc") || !strcasecmp(a, "alpha")) continue;
+        if (!strcasecmp(a, "limit") && left >= 2) {
+            long long v;
+            if (!string_to_ll(argv[j + 1], argvlen[j + 1], &v) || !string_to_ll(argv[j + 2], argvlen[j + 2], &v))
+                return NULL;
+            j += 2;
+            continue;
+        }
+        if (!readonly && !strcasecmp(a, "store") && left >= 1) {
+            j++;
+            continue;
+        }
+        int by = !strcasecmp(a, "by");
+        if ((by || !strcasecmp(a, "get")) && left >= 1) {
+            j++;
+            if (by && !strchr(argv[j], '*')) continue; /* a constant: nothing is looked up */
+            if (full < 0) full = sort_full_key_access(u, cmd, argc, argv, argvlen);
+            if (!full)
+                return by ? "ERR BY option of SORT denied due to insufficient ACL permissions."
+                          : "ERR GET option of SORT denied due to insufficient ACL permissions.";
+            continue;
+        }
+        return NULL;
+    }
+    return NULL;
 }
 
 static void collect_channels(const acl_user *u, const acl_selector **list, int *n)

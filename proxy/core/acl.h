@@ -105,14 +105,20 @@ int acl_has_spaces(const char *s, size_t len);
 
 /* Credentials: the user, or NULL if unknown, disabled or the password is wrong. */
 acl_user *acl_check_credentials(const char *user, size_t ulen, const char *pass, size_t plen);
-/* The default user's password from requirepass (NULL or "" = nopass). */
-void acl_set_default_password(const char *pass);
+/* The default user's password from requirepass (len 0 = nopass); binary. */
+void acl_set_default_password(const char *pass, size_t len);
 
 /* The check Redis runs before a command: ACL_OK or ACL_DENIED_*; on a key or
  * channel denial *argpos is the offending argument. */
 int acl_check_command(const acl_user *u, const command_def *cmd, int argc, char **argv, size_t *argvlen,
                       int *argpos);
 
+/* SORT and SORT_RO with BY <pattern> or GET read keys the arguments do not
+ * name: as Redis 7.0 they need a selector allowing the command with read
+ * access to all keys. Redis's error text, or NULL (allowed, or an earlier
+ * argument error the store reports). */
+const char *acl_sort_option_denied(const acl_user *u, const command_def *cmd, int argc, char **argv,
+                                   size_t *argvlen);
 /* A channel (literal: a PSUBSCRIBE pattern, compared as it is) against the user's channel patterns. */
 int acl_channel_allowed(const acl_user *u, const char *ch, size_t len, int literal);
 /* Whether a change of the user from old to upcoming may leave subscribers

@@ -384,6 +384,19 @@ struct evbuffer *client_reply_buffer(client *c)
     return s->buf;
 }
 
+static reply_slot *slot_new(client *c);
+
+/* A push (a subscription's confirmation or message) in reply order; not
+ * the command's reply, so it carries no timing for commandstats. */
+struct evbuffer *client_push_buffer(client *c)
+{
+    if (!c->slots_head) return c->out;
+    reply_slot *s = slot_new(c);
+    s->discard = 0;
+    s->done = 1;
+    return s->buf;
+}
+
 /* A reply answered later: the command being dispatched is timed until then. */
 reply_slot *client_slot_add(client *c)
 {
@@ -580,9 +593,11 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->flags = is_unix ? CLIENT_UNIX_SOCKET : 0;
     c->resp = 2;
     c->db = server.backend ? server.backend->default_db : 0;
-    c->authenticated = 0;
     c->user = acl_default_user();
     acl_user_retain(c->user);
+    /* As Redis: a client that connects while no password is needed stays
+     * authenticated when one is set later. */
+    c->authenticated = (c->user->flags & ACL_USER_NOPASS) && !(c->user->flags & ACL_USER_OFF);
     c->backend_conn = -1;
     c->watch_conn = -1;
     c->dedicated_conn = -1;

@@ -56,8 +56,8 @@ static const char *set_logfile(int argc, char **argv);
 static const char *set_loglevel(int argc, char **argv);
 
 static const config_def config_defs[] = {
-    {"bind", NULL, CT_SPECIAL, CF_IMMUTABLE, NULL, 0, 0, NULL, set_bind, get_bind},
-    {"port", NULL, CT_INT, CF_IMMUTABLE, &config.port, 0, 65535, NULL, NULL, NULL},
+    {"bind", NULL, CT_SPECIAL, 0, NULL, 0, 0, NULL, set_bind, get_bind},
+    {"port", NULL, CT_INT, 0, &config.port, 0, 65535, NULL, NULL, NULL},
     {"tcp-backlog", NULL, CT_INT, CF_IMMUTABLE, &config.tcp_backlog, 0, INT_MAX, NULL, NULL, NULL},
     {"unixsocket", NULL, CT_STRING, CF_IMMUTABLE, &config.unixsocket, 0, 0, NULL, NULL, NULL},
     {"unixsocketperm", NULL, CT_INT, CF_IMMUTABLE, &config.unixsocketperm, 0, 0777, NULL, NULL, NULL},
@@ -69,7 +69,7 @@ static const config_def config_defs[] = {
     {"requirepass", NULL, CT_STRING, 0, &config.requirepass, 0, 0, NULL, NULL, NULL},
     {"aclfile", NULL, CT_STRING, CF_IMMUTABLE, &config.aclfile, 0, 0, NULL, NULL, NULL},
     {"acllog-max-len", NULL, CT_LL, 0, &config.acllog_max_len, 0, LLONG_MAX, NULL, NULL, NULL},
-    {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 1000000, NULL, NULL, NULL},
+    {"maxclients", NULL, CT_INT, 0, &config.maxclients, 1, 4294967295LL, NULL, NULL, NULL},
     {"timeout", NULL, CT_INT, 0, &config.timeout, 0, INT_MAX, NULL, NULL, NULL},
     {"tcp-keepalive", NULL, CT_INT, 0, &config.tcp_keepalive, 0, INT_MAX, NULL, NULL, NULL},
     {"proto-max-bulk-len", NULL, CT_MEM, 0, &config.proto_max_bulk_len, 1024 * 1024, LLONG_MAX, NULL, NULL, NULL},
@@ -184,7 +184,8 @@ int config_is_proxy_directive(const char *name, size_t len) { return find_def(na
 
 static const char *set_bind(int argc, char **argv)
 {
-    if (argc < 1) return "wrong number of arguments";
+    /* No address at all is allowed while running (CONFIG SET bind ""), as Redis. */
+    if (argc < 1 && !server.base) return "wrong number of arguments";
     if (argc > CONFIG_MAX_BIND) return "Too many bind addresses specified.";
     for (int i = 0; i < config.bind_count; i++) free(config.bind[i]);
     config.bind_count = 0;
@@ -246,7 +247,8 @@ static const char *set_loglevel(int argc, char **argv)
             return NULL;
         }
     }
-    return "argument(s) must be one of the following: debug, verbose, notice, warning, nothing";
+    /* "nothing" is accepted but, as Redis 7.0 does not have it, not listed. */
+    return "argument(s) must be one of the following: debug, verbose, notice, warning";
 }
 
 static const char *set_logfile(int argc, char **argv)
@@ -291,6 +293,8 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
             snprintf(why, sizeof(why), "argument must be between %lld and %lld inclusive", d->min, d->max);
             return why;
         }
+        /* Redis's range is unsigned; no process has descriptors for more than INT_MAX. */
+        if (d->ptr == &config.maxclients && ll > INT_MAX) ll = INT_MAX;
         if (d->ptr == &config.maxclients && server.base && ll > config.maxclients) {
             /* Running: more clients need more descriptors, as in Redis. */
             int fit = server_fit_open_files((int)ll, config.backend_connections);
@@ -313,7 +317,10 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         }
         set_string((char **)d->ptr, v);
         /* requirepass is the default user's password, as in Redis. */
-        if (d->ptr == &config.requirepass) acl_set_default_password(config.requirepass);
+        if (d->ptr == &config.requirepass) {
+            config.requirepass_len = config.requirepass ? strlen(config.requirepass) : 0;
+            acl_set_default_password(config.requirepass, config.requirepass_len);
+        }
         return NULL;
     case CT_ENUM: {
         for (const config_enum *e = d->enums; e->name; e++) {
@@ -478,28 +485,62 @@ int config_get_value(const char *name, char *buf, size_t len)
     return format_value(d, buf, len, 1);
 }
 
+const char *config_spelling(const char *name, size_t len)
+{
+    const config_def *d = find_def(name, len);
+    if (!d) return NULL;
+    return strlen(d->name) == len && !strncasecmp(d->name, name, len) ? d->name : d->alias;
+}
+
+int config_is_immutable(const char *name)
+{
+    const config_def *d = find_def(name, strlen(name));
+    return d && (d->flags & CF_IMMUTABLE);
+}
+
 const char *config_canonical_name(const char *name, size_t len)
 {
     const config_def *d = find_def(name, len);
     return d ? d->name : NULL;
 }
 
+/* One CONFIG GET answer; requirepass may hold any bytes. */
+static void visit_def(const config_def *d, const char *name, char *buf, size_t len, config_visit_fn *fn, void *ctx)
+{
+    if (d->ptr == &config.requirepass) {
+        fn(ctx, name, config.requirepass ? config.requirepass : "", config.requirepass_len);
+        return;
+    }
+    int n = format_value(d, buf, len, 1);
+    if (n < 0) n = 0;
+    if ((size_t)n >= len) n = (int)len - 1;
+    fn(ctx, name, buf, (size_t)n);
+}
+
 int config_get_matching(const char *pattern, size_t patlen, config_visit_fn *fn, void *ctx)
 {
     int count = 0;
     char buf[1024];
+    /* As Redis: a name without glob characters (read up to a NUL, like
+     * Redis's C-string checks) is looked up and answered as it was typed;
+     * a pattern is matched up to its first NUL. */
+    size_t clen = strnlen(pattern, patlen);
+    if (!memchr(pattern, '[', clen) && !memchr(pattern, '*', clen) && !memchr(pattern, '?', clen)) {
+        const config_def *d = find_def(pattern, patlen);
+        if (!d) return 0;
+        visit_def(d, pattern, buf, sizeof(buf), fn, ctx);
+        return 1;
+    }
+    patlen = clen;
     for (const config_def *d = config_defs; d->name; d++) {
-        int hit = string_match(pattern, patlen, d->name, strlen(d->name), 1);
-        int alias_hit = d->alias && string_match(pattern, patlen, d->alias, strlen(d->alias), 1);
+        int hit = glob_match(pattern, patlen, d->name, strlen(d->name), 1);
+        int alias_hit = d->alias && glob_match(pattern, patlen, d->alias, strlen(d->alias), 1);
         if (!hit && !alias_hit) continue;
-        int n = format_value(d, buf, sizeof(buf), 1);
-        if (n < 0) n = 0;
-        if ((size_t)n >= sizeof(buf)) n = sizeof(buf) - 1;
         /* Redis reports the name that matched; for an exact alias, the alias. */
-        fn(ctx, hit ? d->name : d->alias, buf, (size_t)n);
+        visit_def(d, hit ? d->name : d->alias, buf, sizeof(buf), fn, ctx);
         count++;
         if (hit && alias_hit) {
-            fn(ctx, d->alias, buf, (size_t)n);
+            visit_def(d, d->alias, buf, sizeof(buf), fn, ctx);
             count++;
         }
     }
@@ -524,6 +565,14 @@ const char *config_set(const char *name, const char *value, size_t vlen)
     } else {
         char *one[1] = {v};
         why = apply_def(d, 1, one);
+    }
+    if (!why && d->ptr == &config.requirepass) {
+        /* Redis keeps the password's bytes as given, NUL included. */
+        free(config.requirepass);
+        config.requirepass = vlen ? v : NULL;
+        config.requirepass_len = vlen;
+        acl_set_default_password(v, vlen);
+        if (vlen) return NULL;
     }
     free(v);
     return why;

@@ -28,6 +28,7 @@ typedef struct proxy_config {
     long long backend_connect_timeout_ms;
     long long backend_blocking_connections;
     char *requirepass;
+    size_t requirepass_len; /* it may hold NUL bytes */
     char *aclfile;
     long long acllog_max_len;
     int maxclients;
@@ -85,6 +86,10 @@ int config_is_proxy_directive(const char *name, size_t len);
 int config_get_value(const char *name, char *buf, size_t len);
 /* The directive's own name for a name or alias, or NULL. */
 const char *config_canonical_name(const char *name, size_t len);
+/* The directive's name or alias, whichever `name` spells, in lower case; or NULL. */
+const char *config_spelling(const char *name, size_t len);
+/* 1 if CONFIG SET may not change the directive. */
+int config_is_immutable(const char *name);
 /* CONFIG SET name value: NULL on success or the reason text. */
 const char *config_set(const char *name, const char *value, size_t vlen);
 /* CONFIG REWRITE: rewrites the loaded file. 0 or -1 with reason in err. */

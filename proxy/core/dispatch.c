@@ -575,5 +575,10 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
     default:
         break;
     }
+    const char *sort_err = acl_sort_option_denied(c->user, cmd, argc, argv, argvlen);
+    if (sort_err) {
+        reply_error(client_reply_buffer(c), sort_err);
+        return;
+    }
     relay_command(c, cmd, argc, argv, argvlen);
 }

@@ -127,6 +127,11 @@ typedef struct server_state {
     server_stats stats;
     char run_id[41];
     int shutdown_asap;
+    /* Listens again on config.bind and config.port / tls-port (CONFIG
+     * SET), set by main. -1 when some address cannot be bound: then no TCP
+     * listener is left; the caller restores the old values and calls it
+     * again. */
+    int (*relisten)(void);
 } server_state;
 
 extern server_state server;
@@ -150,6 +155,9 @@ void client_add_close_hook(client_close_hook *fn);
 /* Where to write a reply that is ready now: the socket's buffer, or a slot
  * kept in order behind replies still in flight. */
 struct evbuffer *client_reply_buffer(client *c);
+/* For pub/sub confirmations and messages: Redis pushes them whatever CLIENT
+ * REPLY says, in order with the replies before them. */
+struct evbuffer *client_push_buffer(client *c);
 reply_slot *client_slot_add(client *c);
 void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
 void client_output_written(client *c); /* checks output buffer limits */

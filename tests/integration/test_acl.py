@@ -646,3 +646,46 @@ def test_functions_obey_the_callers_acl(pair, user, cmd):
         for ep in (pair.oracle, pair.proxy):
             with ep.connect() as c:
                 c.call("FUNCTION", "FLUSH")
+
+
+# ---------------------------------------------------------------------------
+# SORT with BY <pattern> or GET reads keys its arguments do not name: Redis
+# 7.0 allows it only with read access to every key, from clients, scripts
+# and transactions alike, and parses the options in order first.
+
+SORT_CALLS = [
+    ("SORT", "app:l"), ("SORT", "app:l", "BY", "app:w_*"), ("SORT", "app:l", "BY", "nosort"),
+    ("SORT", "app:l", "GET", "#"), ("SORT", "app:l", "GET", "app:*"), ("SORT_RO", "app:l", "GET", "app:*"),
+    ("SORT_RO", "app:l", "BY", "app:*"), ("SORT", "app:l", "LIMIT", "x", "1", "BY", "app:*"),
+    ("SORT", "app:l", "BY", "app:*", "LIMIT", "x", "1"), ("SORT", "app:l", "FOO", "BY", "app:*"),
+    ("SORT", "app:l", "DESC", "LIMIT", "0", "1", "GET", "#"), ("SORT", "app:l", "ALPHA", "BY", "k", "GET", "#"),
+    ("SORT", "other", "BY", "app:*"), ("SORT", "app:l", "STORE", "other"),
+    ("SORT", "app:l", "BY", "app:*", "STORE", "app:z"), ("SORT_RO", "app:l", "STORE", "app:x", "BY", "app:*"),
+    ("SORT", "app:l", "BY"), ("SORT", "app:l", "GET"),
+    ("EVAL", "return redis.pcall('SORT', KEYS[1], 'BY', 'app:*')", "1", "app:l"),
+    ("EVAL", "return redis.pcall('SORT_RO', KEYS[1], 'GET', '#')", "1", "app:l"),
+    ("EVAL", "return redis.pcall('SORT', KEYS[1], 'BY', 'c')", "1", "app:l"),
+    ("EVAL_RO", "return redis.pcall('SORT', KEYS[1], 'BY', 'app:*', 'STORE', 'app:d')", "1", "app:l"),
+    ("EVAL", "#!lua flags=no-writes\nreturn redis.pcall('SORT', KEYS[1], 'GET', '#', 'STORE', 'app:d')", "1",
+     "app:l"),
+    ("EVAL_RO", "return redis.pcall('SORT_RO', KEYS[1], 'GET', '#')", "1", "app:l"),
+]
+
+
+@pytest.mark.parametrize("rules", [
+    ("~app:*",), ("~app:*", "%R~*"), ("%W~*", "~app:*"), ("~app:*", "(~* +sort)"), ("~app:*", "(~* +sort_ro)"),
+    ("~*",), ("allkeys",), ("~app:*", "(%R~* +@all)"), ("~app:*", "(~* -sort)"),
+], ids=lambda r: " ".join(r))
+def test_sort_by_get_need_full_key_access(pair, rules):
+    steps = [("AUTH", "sorter", "p"), ("RPUSH", "app:l", "2", "1")]
+    steps += list(SORT_CALLS)
+    steps += [("MULTI",)] + list(SORT_CALLS[:8]) + [("EXEC",)]
+    for ep in (pair.oracle, pair.proxy):
+        with ep.connect() as admin:
+            assert admin.call("ACL", "SETUSER", "sorter", "reset", "on", ">p", "+@all", *rules) == b"+OK\r\n"
+    try:
+        pair.run(steps)
+    finally:
+        for ep in (pair.oracle, pair.proxy):
+            with ep.connect() as admin:
+                admin.call("ACL", "DELUSER", "sorter")
