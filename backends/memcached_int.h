@@ -149,5 +149,9 @@ static inline void mc_multi(mc_req *r)
 
 /* memcached_cmds.c */
 const mc_cmd *mc_lookup(const char *name, size_t len);
+/* Not reachable by name: reading a key's image for an undo journal
+ * (restore 0: argv {_, key}, reply nil or [value, flags, t]) and putting it
+ * back (restore 1: argv {_, key} deletes, {_, key, value, flags, t} stores). */
+const mc_cmd *mc_journal_cmd(int restore);
 
 #endif

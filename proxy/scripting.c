@@ -17,6 +17,7 @@
 #include "backends/backend.h"
 #include "lua/script_engine.h"
 #include "proxy/config.h"
+#include "proxy/journal.h"
 #include "proxy/locks.h"
 #include "proxy/log.h"
 #include "proxy/pubsub.h"
@@ -73,6 +74,11 @@ typedef struct script_call {
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
+    unsigned long long seq;      /* its age among calls (kept across re-runs) */
+    journal *journal;            /* this run's pre-images, when it keeps a journal */
+    unsigned journalling : 1;    /* this run keeps one (see run_journals) */
+    unsigned undo_wanted : 1;    /* undo once the store has answered everything sent */
+    unsigned undo_then : 2;      /* UNDO_THEN_*: what follows the undo */
     unsigned long long client_id; /* whose script (stays when the client goes) */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
@@ -99,8 +105,13 @@ static unsigned long long monotonic_us(void)
     return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
 }
 static script_call *calls; /* every call not yet freed */
+static unsigned long long call_seq;
+enum { UNDO_THEN_RERUN = 1 };
+/* How long an undo waits for an unreachable store before giving up. */
+#define UNDO_WAIT_MS 30000
 static unsigned busy_count;
 static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined;
+static unsigned long long stat_undone, stat_undo_failed, stat_rerun_after_undo;
 static unsigned pipelined_running; /* pipelined scripts not finished, every client */
 
 static void call_acquire(script_call *sc, int refuse_if_busy);
@@ -111,6 +122,7 @@ static void call_proceed(script_call *sc);
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    journal_free(sc->journal);
     if (sc->prev) sc->prev->next = sc->next;
     else calls = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
@@ -192,6 +204,140 @@ static void call_finish_error(script_call *sc, const char *err)
     evbuffer_free(b);
 }
 
+/* ---- the undo journal --------------------------------------------------------------
+ * Which runs keep a journal: the cheapest rule under which every script that
+ * can end up in a lock cycle can give way. Only scripts that touch keys they
+ * did not declare can wait while holding locks, so a script whose earlier
+ * runs all kept to KEYS (what also decides lua-script-pipelining) keeps
+ * none; its first run, and every run of a script seen to touch an undeclared
+ * key, keep one. Runs inside EXEC use the transaction's locks and are never
+ * re-run: none. Should a script stray from KEYS for the first time after
+ * writing without a journal, it cannot give way; only a cycle of nothing but
+ * such runs still fails, with the "declare it in KEYS" error. */
+static int run_journals(const script_call *sc, unsigned host_bits)
+{
+    if (sc->borrowed_locks || sc->lock_mode != LOCK_SCRIPT_EXCL) return 0;
+    return !((host_bits & SCRIPT_BIT_RAN) && !(host_bits & SCRIPT_BIT_UNDECLARED));
+}
+
+/* Whether everything this run wrote can be undone. */
+static int call_undoable(const script_call *sc) { return sc->journal && journal_complete(sc->journal); }
+
+static void note_undoable(script_call *sc)
+{
+    if (sc->locks && !sc->borrowed_locks) lock_set_set_undoable(sc->locks, call_undoable(sc));
+}
+
+static void try_undo(script_call *sc);
+
+static void journal_settled(void *ctx)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    note_undoable(sc);
+    try_undo(sc);
+    call_maybe_free(sc);
+}
+
+/* A store reply (or capture) came after the run ended. */
+static void call_reply_gone(script_call *sc)
+{
+    try_undo(sc);
+    call_maybe_free(sc);
+}
+
+/* Writes whose effect the journal cannot take back: keyspace-wide ones, and
+ * those that reach into another database. PUBLISH is never undoable. */
+static int journalable(const command_def *cmd, int argc, char **argv)
+{
+    if (!strcmp(cmd->name, "move") || !strcmp(cmd->name, "swapdb") || !strcmp(cmd->name, "flushall") ||
+        !strcmp(cmd->name, "flushdb") || !strcmp(cmd->name, "migrate") || !strcmp(cmd->name, "publish") ||
+        !strcmp(cmd->name, "spublish"))
+        return 0;
+    if (!strcmp(cmd->name, "copy"))
+        for (int i = 3; i < argc; i++)
+            if (!strcasecmp(argv[i], "db")) return 0;
+    return 1;
+}
+
+/* Before a write goes on conn: the images of the keys it is the first to
+ * write, queued ahead of it on the same connection. */
+static void journal_write(script_call *sc, backend *b, int conn)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (!sc->journal) sc->journal = journal_new(journal_settled, sc);
+    int n = 0, stack_keys[32], *keys = stack_keys;
+    if (journalable(cmd, sc->call_argc, sc->call_argv) && (cmd->key_spec_count || cmd->getkeys)) {
+        n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 32);
+        if (n > 32) {
+            keys = malloc(sizeof(int) * (size_t)n);
+            if (!keys) abort();
+            n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, n);
+        }
+    }
+    if (n <= 0) journal_break(sc->journal);
+    for (int i = 0; i < n; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t klen = sc->call_argvlen[keys[i]];
+        if (journal_has(sc->journal, sc->db, key, klen)) continue;
+        if (journal_capture(sc->journal, b, conn, sc->db, sc->client_id, key, klen) == 0) sc->inflight++;
+    }
+    if (keys != stack_keys) free(keys);
+    note_undoable(sc);
+}
+
+static void rerun_cb(evutil_socket_t fd, short what, void *arg);
+
+static void schedule_rerun(script_call *sc)
+{
+    static const struct timeval zero = {0, 0};
+    sc->scheduled++;
+    event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+}
+
+static void undo_done(void *ctx, int ok)
+{
+    script_call *sc = ctx;
+    sc->scheduled--;
+    if (ok) stat_undone++;
+    else stat_undo_failed++;
+    journal_free(sc->journal);
+    sc->journal = NULL;
+    if (sc->undo_then == UNDO_THEN_RERUN) {
+        sc->undo_then = 0;
+        if (sc->locks) {
+            lock_set_release(sc->locks);
+            sc->locks = NULL;
+        }
+        if (ok) {
+            stat_rerun_after_undo++;
+            schedule_rerun(sc);
+        } else {
+            call_finish_error(sc, "ERR script gave way to break a lock cycle, but the store did not take back its "
+                                  "writes in time; they may be partly applied");
+            return;
+        }
+    }
+    call_maybe_free(sc);
+}
+
+/* Undoes the run's writes once every request it sent has been answered
+ * (a restore must come after the write it takes back). */
+static void try_undo(script_call *sc)
+{
+    if (!sc->undo_wanted || sc->inflight || stopping) return;
+    sc->undo_wanted = 0;
+    journal_undo(sc->journal, server.backend, sc->client_id, UNDO_WAIT_MS, undo_done, sc);
+}
+
+static void begin_undo(script_call *sc, int then)
+{
+    sc->undo_then = (unsigned)then;
+    sc->undo_wanted = 1;
+    sc->scheduled++; /* until undo_done */
+    try_undo(sc);
+}
+
 /* ---- engine host callbacks ---------------------------------------------------- */
 
 static void store_reply_cb(void *ctx, const backend_reply *r)
@@ -199,7 +345,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     script_call *sc = ctx;
     sc->inflight--;
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
@@ -266,8 +412,9 @@ static int call_keys_ready(script_call *sc)
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
         /* LOCK_DEADLOCK */
-        if (!sc->written && !sc->borrowed_locks) {
-            /* Nothing written yet: start again later with this key declared. */
+        if (!sc->borrowed_locks && (!sc->written || call_undoable(sc))) {
+            /* Nothing written yet, or all of it can be undone: start again
+             * later (after the undo) with this key declared. */
             sc->rerun = 1;
             stat_reruns++;
             script_run_kill(sc->run, RERUN_MARKER);
@@ -302,7 +449,7 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
     script_call *sc = ctx;
     sc->inflight--;
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
@@ -349,7 +496,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
     script_call *sc = ctx;
     sc->inflight--;
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
@@ -407,9 +554,13 @@ static void call_send(script_call *sc)
             lock_set_set_written(sc->locks, 1);
         }
     }
-    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
+    int is_write = cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (is_write && sc->journalling) {
+        if (conn >= 0 || !journalable(cmd, sc->call_argc, sc->call_argv)) journal_write(sc, b, conn);
+    }
+    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
         char *tv[2] = {"TYPE", sc->call_argv[1]};
         size_t tl[2] = {4, sc->call_argvlen[1]};
@@ -600,6 +751,7 @@ static void host_yield(void *host_ctx, script_run *run)
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg)
 {
+    /* The run is started afresh: its journal (already undone) is dropped. */
     (void)fd;
     (void)what;
     script_call *sc = arg;
@@ -629,18 +781,21 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
     stat_scripts_run++;
     note_run(sc);
     if (sc->rerun) {
-        /* Aborted before any write: run again once the other script is done,
-         * this time with the keys it reached declared up front. */
+        /* Aborted to break a lock cycle: run again once the other script is
+         * done, this time with the keys it reached declared up front. What
+         * it wrote is undone first, under its locks, so nobody sees it. */
         sc->rerun = 0;
         sc->started = 0;
         set_busy(sc, 0);
+        if (sc->written && sc->journal && !journal_empty(sc->journal)) {
+            begin_undo(sc, UNDO_THEN_RERUN);
+            return;
+        }
         if (sc->locks) {
             lock_set_release(sc->locks);
             sc->locks = NULL;
         }
-        static const struct timeval zero = {0, 0};
-        sc->scheduled++;
-        event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+        schedule_rerun(sc);
         return;
     }
     call_finish(sc, reply, len);
@@ -675,6 +830,9 @@ static void call_start(script_call *sc)
     }
     sc->started = 1;
     sc->attempts++;
+    journal_free(sc->journal);
+    sc->journal = NULL;
+    sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
     sc->depth++;
@@ -705,12 +863,15 @@ static void call_lock_granted(lock_set *ls, void *ctx)
 }
 
 /* Another script needs this one out of the way to break a lock cycle; it has
- * not written, so it is aborted and run again later. */
+ * not written, or can undo what it wrote, so it is aborted (undone) and run
+ * again later. */
 static void call_abort(lock_set *ls, void *ctx)
 {
     script_call *sc = ctx;
     if (sc->borrowed_locks) return;
-    lock_set_release_all(ls);
+    /* A run that wrote keeps its units until its writes are undone. */
+    if (sc->written) lock_set_cancel_wait(ls);
+    else lock_set_release_all(ls);
     if (!sc->run) return;
     sc->rerun = 1;
     stat_reruns++;
@@ -725,6 +886,7 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     if (sc->locks) lock_set_release(sc->locks);
     lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
     lock_set_mark_script(ls, call_abort);
+    lock_set_set_age(ls, sc->seq);
     for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
     sc->locks = ls;
@@ -783,6 +945,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
+    sc->seq = ++call_seq;
     sc->client_id = c->id;
     sc->user = c->user;
     acl_user_retain(sc->user);
@@ -1149,6 +1312,10 @@ void scripting_info(struct evbuffer *out)
                         "scripts_killed:%llu\r\n"
                         "scripts_deadlock_errors:%llu\r\n"
                         "scripts_pipelined:%llu\r\n"
+                        "scripts_undone:%llu\r\n"
+                        "scripts_undo_failed:%llu\r\n"
+                        "scripts_rerun_after_undo:%llu\r\n"
+                        "journal_bytes:%zu\r\n"
                         "\r\n# Locks\r\n"
                         "lock_units:%lu\r\n"
                         "lock_sets_holding:%lu\r\n"
@@ -1158,7 +1325,8 @@ void scripting_info(struct evbuffer *out)
                         "lock_busy_refusals:%llu\r\n"
                         "lock_deadlocks:%llu\r\n",
                         script_engine_running(engine), busy_count,
-                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
+                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined,
+                        stat_undone, stat_undo_failed, stat_rerun_after_undo, journal_bytes_now(), st.units, st.sets_holding,
                         st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
 }
 
