@@ -38,6 +38,8 @@
 /* A kill marker that tells done() the run is to be started again. */
 #define RERUN_MARKER "ERR evalproxy internal: rerun"
 
+#define WRITTEN_KEYS_NAMED 8
+
 typedef struct learned_key {
     int db;
     size_t len;
@@ -79,6 +81,14 @@ typedef struct script_call {
     unsigned journalling : 1;    /* this run keeps one (see run_journals) */
     unsigned undo_wanted : 1;    /* undo once the store has answered everything sent */
     unsigned undo_then : 2;      /* UNDO_THEN_*: what follows the undo */
+    unsigned rollback : 1;       /* this run is undone if it fails (lua-rollback-on-error, flags=atomic) */
+    unsigned store_lost : 1;     /* a redis.call got no answer: the store connection failed */
+    char *final_reply;           /* the reply that waits for the undo */
+    size_t final_len;
+    /* Keys written so far (the first few), named when the store fails. */
+    char *written_keys[WRITTEN_KEYS_NAMED];
+    size_t written_lens[WRITTEN_KEYS_NAMED];
+    unsigned nwritten_keys, more_written_keys;
     unsigned long long client_id; /* whose script (stays when the client goes) */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
@@ -105,8 +115,14 @@ static unsigned long long monotonic_us(void)
     return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
 }
 static script_call *calls; /* every call not yet freed */
+
+static void forget_written_keys(script_call *sc)
+{
+    for (unsigned i = 0; i < sc->nwritten_keys; i++) free(sc->written_keys[i]);
+    sc->nwritten_keys = sc->more_written_keys = 0;
+}
 static unsigned long long call_seq;
-enum { UNDO_THEN_RERUN = 1 };
+enum { UNDO_THEN_RERUN = 1, UNDO_THEN_FINISH = 2 };
 /* How long an undo waits for an unreachable store before giving up. */
 #define UNDO_WAIT_MS 30000
 static unsigned busy_count;
@@ -123,6 +139,8 @@ static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
     journal_free(sc->journal);
+    forget_written_keys(sc);
+    free(sc->final_reply);
     if (sc->prev) sc->prev->next = sc->next;
     else calls = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
@@ -216,7 +234,9 @@ static void call_finish_error(script_call *sc, const char *err)
  * such runs still fails, with the "declare it in KEYS" error. */
 static int run_journals(const script_call *sc, unsigned host_bits)
 {
-    if (sc->borrowed_locks || sc->lock_mode != LOCK_SCRIPT_EXCL) return 0;
+    if (sc->lock_mode != LOCK_SCRIPT_EXCL) return 0;
+    if (sc->rollback) return 1;
+    if (sc->borrowed_locks) return 0;
     return !((host_bits & SCRIPT_BIT_RAN) && !(host_bits & SCRIPT_BIT_UNDECLARED));
 }
 
@@ -288,6 +308,78 @@ static void journal_write(script_call *sc, backend *b, int conn)
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg);
 
+/* The error text of a failed run (a '-' line), without '-' and CRLF. */
+static int error_text(const char *reply, size_t len, const char **text, size_t *tlen)
+{
+    if (len < 3 || reply[0] != '-' || reply[len - 2] != '\r' || reply[len - 1] != '\n') return 0;
+    *text = reply + 1;
+    *tlen = len - 3;
+    return 1;
+}
+
+/* A failed run's error, with what became of its writes when that is not
+ * the obvious: undone after the store failed; or not (all) undone, with the
+ * keys it had written. undone: -1 no undo was tried, 0 it failed, 1 done. */
+static void finish_failed(script_call *sc, const char *reply, size_t len, int undone)
+{
+    const char *text;
+    size_t tlen;
+    if (!error_text(reply, len, &text, &tlen) || (undone == 1 && !sc->store_lost) ||
+        (undone == -1 && !sc->store_lost)) {
+        call_finish(sc, reply, len);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "-", 1);
+    evbuffer_add(b, text, tlen);
+    if (undone == 1) {
+        evbuffer_add_printf(b, " (the store failed; the script's writes were undone)");
+    } else {
+        evbuffer_add_printf(b, " (%s; the script wrote", sc->store_lost ? "the store failed" : "not all undone");
+        for (unsigned i = 0; i < sc->nwritten_keys; i++) {
+            evbuffer_add(b, i ? ", '" : " '", i ? 3 : 2);
+            size_t n = sc->written_lens[i] > 100 ? 100 : sc->written_lens[i];
+            for (size_t k = 0; k < n; k++) {
+                char ch = sc->written_keys[i][k];
+                evbuffer_add(b, (ch == '\r' || ch == '\n') ? " " : &ch, 1);
+            }
+            evbuffer_add(b, "'", 1);
+        }
+        if (sc->more_written_keys) evbuffer_add_printf(b, " and %u more", sc->more_written_keys);
+        if (!sc->nwritten_keys) evbuffer_add_printf(b, " to no key (PUBLISH or a keyspace-wide command)");
+        evbuffer_add_printf(b, "%s)", undone == 0 && sc->store_lost ? "; they could not all be undone" : "");
+    }
+    evbuffer_add(b, "\r\n", 2);
+    size_t n = evbuffer_get_length(b);
+    call_finish(sc, (const char *)evbuffer_pullup(b, -1), n);
+    evbuffer_free(b);
+}
+
+/* Keys written so far, for the error when the store fails. */
+static void note_written_keys(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (!cmd->key_spec_count && !cmd->getkeys) return;
+    int keys[8];
+    int n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 8);
+    for (int i = 0; i < n && i < 8; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t len = sc->call_argvlen[keys[i]];
+        unsigned j = 0;
+        while (j < sc->nwritten_keys && (sc->written_lens[j] != len || memcmp(sc->written_keys[j], key, len))) j++;
+        if (j < sc->nwritten_keys) continue;
+        if (sc->nwritten_keys == WRITTEN_KEYS_NAMED) {
+            sc->more_written_keys++;
+            continue;
+        }
+        sc->written_keys[j] = malloc(len ? len : 1);
+        if (!sc->written_keys[j]) abort();
+        memcpy(sc->written_keys[j], key, len);
+        sc->written_lens[j] = len;
+        sc->nwritten_keys++;
+    }
+}
+
 static void schedule_rerun(script_call *sc)
 {
     static const struct timeval zero = {0, 0};
@@ -317,6 +409,15 @@ static void undo_done(void *ctx, int ok)
                                   "writes in time; they may be partly applied");
             return;
         }
+    }
+    if (sc->undo_then == UNDO_THEN_FINISH) {
+        sc->undo_then = 0;
+        char *reply = sc->final_reply;
+        size_t len = sc->final_len;
+        sc->final_reply = NULL;
+        finish_failed(sc, reply, len, ok);
+        free(reply);
+        return;
     }
     call_maybe_free(sc);
 }
@@ -349,6 +450,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
         return;
     }
     sc->depth++;
+    if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
     if (r->error) script_run_reply_error(sc->run, r->error);
     else script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
@@ -453,6 +555,7 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
         return;
     }
     sc->depth++;
+    if (r->error) sc->store_lost = 1;
     if (r->error) script_run_reply_error(sc->run, r->error);
     else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
     else script_run_reply(sc->run, r->parsed);
@@ -555,6 +658,7 @@ static void call_send(script_call *sc)
         }
     }
     int is_write = cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
+    if (is_write && sc->nwritten_keys < WRITTEN_KEYS_NAMED) note_written_keys(sc);
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
     if (is_write && sc->journalling) {
@@ -798,6 +902,20 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
         schedule_rerun(sc);
         return;
     }
+    if (len && reply[0] == '-' && sc->written && sc->rollback && sc->journal && !journal_empty(sc->journal)) {
+        /* lua-rollback-on-error / flags=atomic: nothing of a failed run
+         * stays; its locks are held until its writes are undone. */
+        sc->final_reply = malloc(len);
+        if (!sc->final_reply) abort();
+        memcpy(sc->final_reply, reply, len);
+        sc->final_len = len;
+        begin_undo(sc, UNDO_THEN_FINISH);
+        return;
+    }
+    if (len && reply[0] == '-' && sc->written && sc->store_lost) {
+        finish_failed(sc, reply, len, -1);
+        return;
+    }
     call_finish(sc, reply, len);
 }
 
@@ -832,6 +950,9 @@ static void call_start(script_call *sc)
     sc->attempts++;
     journal_free(sc->journal);
     sc->journal = NULL;
+    forget_written_keys(sc);
+    sc->store_lost = 0;
+    sc->rollback = config.lua_rollback_on_error || ((f ? script_function_flags(f) : script_flags(s)) & SCRIPT_FLAG_ATOMIC);
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
@@ -1145,6 +1266,10 @@ static const char *const script_help[] = {
 #define BUSY_EVAL_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 #define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 
+/* A script that has not written may be killed; one that has, only when its
+ * writes will be undone (lua-rollback-on-error, flags=atomic). */
+static int call_killable(const script_call *sc) { return !sc->written || (sc->rollback && call_undoable(sc)); }
+
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
  * as in Redis, each refuses when only the other kind is busy. The proxy runs
  * many scripts at once: every busy one that has not written is killed, and
@@ -1160,7 +1285,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        killable += !sc->written;
+        killable += call_killable(sc);
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -1181,7 +1306,7 @@ void scripting_kill(client *c, int is_eval)
     while (sc) {
         /* Killing ends the run and may free sc: keep it alive to step on. */
         sc->depth++;
-        if (sc->busy && !sc->finished && sc->run && !sc->written && (sc->fname == NULL) == is_eval) {
+        if (sc->busy && !sc->finished && sc->run && call_killable(sc) && (sc->fname == NULL) == is_eval) {
             stat_killed++;
             script_run_kill(sc->run, NULL);
         }

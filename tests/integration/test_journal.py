@@ -139,3 +139,157 @@ def test_swapped_keys_both_done(env):
     assert int(info.get("scripts_deadlock_errors", 0)) == 0, info
     assert int(info["scripts_undone"]) >= 1, info
     assert int(info["scripts_rerun_after_undo"]) >= 1, info
+
+
+# ---- undo exactness (lua-rollback-on-error) -------------------------------------
+
+# Writes ARGV[1] times over every kind of key, then fails.
+REDIS_WRITER = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local k = i % 9
+  if k == 0 then redis.call('set', KEYS[1], 'v' .. i)
+  elseif k == 1 then redis.call('rpush', KEYS[2], i)
+  elseif k == 2 then redis.call('hset', KEYS[3], 'f' .. i, i)
+  elseif k == 3 then redis.call('sadd', KEYS[4], i)
+  elseif k == 4 then redis.call('zadd', KEYS[5], i, 'm' .. i)
+  elseif k == 5 then redis.call('xadd', KEYS[6], '*', 'f', i)
+  elseif k == 6 then redis.call('pexpire', KEYS[7], 999999 + i)
+  elseif k == 7 then redis.call('set', KEYS[8], i)
+  else redis.call('del', KEYS[9]) end
+end
+return redis.call('incr', KEYS[3])
+"""
+REDIS_KEYS = ["ex:s", "ex:l", "ex:h", "ex:set", "ex:z", "ex:x", "ex:ttl", "ex:new", "ex:gone"]
+
+# The same for memcached's string keys.
+MC_WRITER = """
+local n = tonumber(ARGV[1])
+for i = 1, n do
+  local k = i % 6
+  if k == 0 then redis.call('set', KEYS[1], 'v' .. i)
+  elseif k == 1 then redis.call('append', KEYS[2], 'x')
+  elseif k == 2 then redis.call('incrby', KEYS[3], i)
+  elseif k == 3 then redis.call('expire', KEYS[4], 5000 + i)
+  elseif k == 4 then redis.call('set', KEYS[5], i)
+  else redis.call('del', KEYS[6]) end
+end
+return redis.call('lpush', KEYS[1], 'x')
+"""
+MC_KEYS = ["ex:s", "ex:a", "ex:n", "ex:ttl", "ex:new", "ex:gone"]
+
+
+def fill(env):
+    with env.conn() as c:
+        if env.kind == "redis":
+            c.call("SET", "ex:s", "start")
+            c.call("RPUSH", "ex:l", "a", "b", "c")
+            c.call("HSET", "ex:h", "a", "1", "b", "2")
+            c.call("SADD", "ex:set", "x", "y")
+            c.call("ZADD", "ex:z", "1", "one", "2", "two")
+            c.call("XADD", "ex:x", "1-1", "f", "v")
+            c.call("SET", "ex:ttl", "t", "PX", "500000")
+            c.call("SET", "ex:gone", "here", "EX", "1000")
+        else:
+            c.call("SET", "ex:s", "start")
+            c.call("SET", "ex:a", "abc")
+            c.call("SET", "ex:n", "10")
+            c.call("SET", "ex:ttl", "t", "EX", "500")
+            c.call("SET", "ex:gone", "here", "EX", "1000")
+
+
+def snapshot(env, keys):
+    """What each key is (DUMP on redis, the value on memcached) and its TTL."""
+    out = {}
+    if env.kind == "redis":
+        with env.store.connect() as c:
+            for k in keys:
+                out[k] = (harness.parse_reply(c.call("DUMP", k)), harness.parse_reply(c.call("PTTL", k)))
+    else:
+        with env.conn() as c:
+            for k in keys:
+                out[k] = (harness.parse_reply(c.call("GET", k)), harness.parse_reply(c.call("TTL", k)))
+    return out
+
+
+def same_snapshot(before, after, ttl_slack):
+    for k in before:
+        (v0, t0), (v1, t1) = before[k], after[k]
+        assert v0 == v1, "key %s changed: %r -> %r" % (k, v0, v1)
+        if t0 < 0:
+            assert t1 == t0, "key %s TTL %s -> %s" % (k, t0, t1)
+        else:
+            assert 0 <= t0 - t1 <= ttl_slack, "key %s TTL %s -> %s" % (k, t0, t1)
+
+
+@pytest.mark.parametrize("writes", [1, 10, 1000])
+def test_rollback_restores_every_key_exactly(env, writes):
+    """With lua-rollback-on-error yes, a script that fails after 1, 10 or
+    1000 writes over strings, lists, hashes, sets, sorted sets, streams and
+    keys with TTLs leaves every key as it was (DUMP and PTTL compared)."""
+    keys, script = (REDIS_KEYS, REDIS_WRITER) if env.kind == "redis" else (MC_KEYS, MC_WRITER)
+    fill(env)
+    before = snapshot(env, keys)
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    assert env.call("CONFIG", "GET", "lua-rollback-on-error") == [b"lua-rollback-on-error", b"yes"]
+    r = env.call("EVAL", script, str(len(keys)), *keys, str(writes))
+    assert isinstance(r, tuple) and r[0] == "ERR", r
+    assert b"WRONGTYPE" in r[1] or b"wrong kind" in r[1] or b"not supported" in r[1], r
+    after = snapshot(env, keys)
+    same_snapshot(before, after, ttl_slack=30000 if env.kind == "redis" else 30)
+    assert int(env.info()["scripts_undone"]) >= 1
+
+
+def test_rollback_off_keeps_writes_as_redis(env):
+    """Without rollback (the default) a failed script's writes stay, as in Redis."""
+    keys, script = (REDIS_KEYS, REDIS_WRITER) if env.kind == "redis" else (MC_KEYS, MC_WRITER)
+    fill(env)
+    r = env.call("EVAL", script, str(len(keys)), *keys, "10")
+    assert isinstance(r, tuple) and r[0] == "ERR", r
+    assert env.call("GET", keys[0]) == (b"v9" if env.kind == "redis" else b"v6")
+
+
+def test_atomic_flag_rolls_back_one_script(env):
+    """`#!lua flags=atomic` asks for the rollback per script."""
+    keys, script = (REDIS_KEYS, REDIS_WRITER) if env.kind == "redis" else (MC_KEYS, MC_WRITER)
+    fill(env)
+    before = snapshot(env, keys)
+    r = env.call("EVAL", "#!lua flags=atomic\n" + script, str(len(keys)), *keys, "10")
+    assert isinstance(r, tuple) and r[0] == "ERR", r
+    same_snapshot(before, snapshot(env, keys), ttl_slack=30000 if env.kind == "redis" else 30)
+    # and a plain error() after writes, from a function with the flag
+    lib = ("#!lua name=jlib\nredis.register_function{function_name='jfail', flags={'atomic'}, "
+           "callback=function(keys, args) redis.call('set', keys[1], 'changed') error('boom') end}")
+    assert env.call("FUNCTION", "LOAD", "REPLACE", lib) == b"jlib"
+    r = env.call("FCALL", "jfail", "1", keys[0])
+    assert isinstance(r, tuple) and b"boom" in r[1], r
+    assert env.call("GET", keys[0]) == b"start"
+
+
+def test_reader_never_sees_partial_state(env):
+    """A reader polling the keys while scripts fail after 1000 writes never
+    sees one of their writes."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    keys = ["pr:%d" % i for i in range(8)]
+    env.call("MSET", *[x for k in keys for x in (k, "0")])
+    script = ("for i = 1, 1000 do redis.call('incr', KEYS[(i % #KEYS) + 1]) end "
+              "return redis.call('lpush', KEYS[1], 'x')")
+    stop = threading.Event()
+    seen = []
+
+    def reader():
+        with env.conn(timeout=60) as c:
+            while not stop.is_set():
+                v = harness.parse_reply(c.call("MGET", *keys))
+                if v != [b"0"] * len(keys):
+                    seen.append(v)
+
+    def writer():
+        with env.conn(timeout=60) as c:
+            for _ in range(10):
+                r = harness.parse_reply(c.call("EVAL", script, str(len(keys)), *keys))
+                assert isinstance(r, tuple), r
+        stop.set()
+
+    run_parallel([reader, writer])
+    assert not seen, seen[:3]
