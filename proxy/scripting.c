@@ -460,6 +460,13 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 
 static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
 
+/* The store cannot take the call (it is down or reconnecting). */
+static void store_unavailable(script_call *sc)
+{
+    sc->store_lost = 1;
+    answer_error(sc, backend_error(server.backend));
+}
+
 static void learn_key(script_call *sc, int db, const char *key, size_t len)
 {
     for (int i = 0; i < sc->nlearned; i++)
@@ -638,7 +645,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
     if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, argc, argv, argvlen, BACKEND_RAW,
                                      store_reply_cb, sc) != 0)
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
     else sc->inflight++;
     free(sargv);
     free(slen);
@@ -672,7 +679,7 @@ static void call_send(script_call *sc)
             sc->inflight++;
             return;
         }
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     if (conn >= 0 && (cmd->flags & CMD_BLOCKING)) {
@@ -685,12 +692,12 @@ static void call_send(script_call *sc)
             sc->inflight++;
             return;
         }
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, sc->call_argc, sc->call_argv,
                                      sc->call_argvlen, BACKEND_RAW, store_reply_cb, sc) != 0) {
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     sc->inflight++;

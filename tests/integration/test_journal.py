@@ -293,3 +293,212 @@ def test_reader_never_sees_partial_state(env):
 
     run_parallel([reader, writer])
     assert not seen, seen[:3]
+
+
+# ---- SCRIPT KILL -------------------------------------------------------------
+
+SPIN_WRITER = ("redis.call('set', KEYS[1], 'changed') local i, n = 0, tonumber(ARGV[1]) "
+               "while i < n do i = i + 1 end return 'finished'")
+
+
+def wait_for(pred, timeout=60, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.mark.parametrize("rollback", ["yes", "no"])
+def test_script_kill_of_writing_script(env, rollback):
+    """With rollback on, SCRIPT KILL stops a script that has written by
+    undoing it (OK; its client gets Redis's killed-script error); with it
+    off, -UNKILLABLE as in Redis."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", rollback)
+    env.call("CONFIG", "SET", "busy-reply-threshold", "100")
+    try:
+        env.call("SET", "kill:k", "orig")
+        out = []
+
+        def runner():
+            with env.conn(timeout=60) as c:
+                out.append(harness.parse_reply(c.call("EVAL", SPIN_WRITER, "1", "kill:k",
+                                                          "1e12" if rollback == "yes" else "2e7")))
+
+        t = threading.Thread(target=runner)
+        t.start()
+        wait_for(lambda: int(env.info().get("scripts_busy", 0)) >= 1, what="a busy script")
+        r = env.call("SCRIPT", "KILL")
+        t.join(60)
+        assert not t.is_alive()
+        if rollback == "yes":
+            assert r == b"OK", r
+            assert isinstance(out[0], tuple) and out[0][1].startswith(b"ERR Script killed by user with SCRIPT KILL"), out
+            assert env.call("GET", "kill:k") == b"orig"
+        else:
+            assert isinstance(r, tuple) and r[1].startswith(b"UNKILLABLE"), r
+            assert out == [b"finished"]
+            assert env.call("GET", "kill:k") == b"changed"
+    finally:
+        env.call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+def test_function_kill_of_writing_function(env):
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    env.call("CONFIG", "SET", "busy-reply-threshold", "100")
+    try:
+        lib = ("#!lua name=jspin\nredis.register_function('jspin', function(keys, args) "
+               "redis.call('set', keys[1], 'changed') while true do end end)")
+        assert env.call("FUNCTION", "LOAD", "REPLACE", lib) == b"jspin"
+        env.call("SET", "fk:k", "orig")
+        out = []
+
+        def runner():
+            with env.conn(timeout=60) as c:
+                out.append(harness.parse_reply(c.call("FCALL", "jspin", "1", "fk:k")))
+
+        t = threading.Thread(target=runner)
+        t.start()
+        wait_for(lambda: int(env.info().get("scripts_busy", 0)) >= 1, what="a busy function")
+        assert env.call("FUNCTION", "KILL") == b"OK"
+        t.join(60)
+        assert not t.is_alive()
+        assert isinstance(out[0], tuple) and out[0][1].startswith(b"ERR Script killed by user with"), out
+        assert env.call("GET", "fk:k") == b"orig"
+    finally:
+        env.call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+# ---- conserved total under load --------------------------------------------------
+
+ACCOUNTS = ["acct:%d" % i for i in range(20)]
+TOTAL = 1000 * len(ACCOUNTS)
+TRANSFER = ("local amt = tonumber(ARGV[3]) redis.call('decrby', ARGV[1], amt) "
+            "local i = 0 local n = tonumber(ARGV[4]) while i < n do i = i + 1 end "
+            "redis.call('incrby', ARGV[2], amt) return 'ok'")
+TRANSFER_DECLARED = ("local amt = tonumber(ARGV[1]) redis.call('decrby', KEYS[1], amt) "
+                     "redis.call('incrby', KEYS[2], amt) return 'ok'")
+
+
+def test_conserved_total(env):
+    """50 clients move amounts between accounts: scripts with undeclared keys
+    in both orders, scripts with declared keys, MULTI/WATCH transactions, and
+    plain MGETs that check the total. No reader ever sees a total other than
+    the start's, and no script fails."""
+    import random
+    env.call("MSET", *[x for a in ACCOUNTS for x in (a, "1000")])
+    sha = env.call("SCRIPT", "LOAD", TRANSFER)
+    sha_declared = env.call("SCRIPT", "LOAD", TRANSFER_DECLARED)
+    deadline = time.monotonic() + STRESS_SECONDS
+    violations, errors, counts = [], [], {"script": 0, "declared": 0, "multi": 0, "read": 0}
+    lock = threading.Lock()
+
+    def client(seed):
+        def go():
+            rng = random.Random(seed)
+            with env.conn(timeout=120) as c:
+                while time.monotonic() < deadline:
+                    a, b = rng.sample(ACCOUNTS, 2)
+                    amt = str(rng.randint(1, 50))
+                    kind = rng.random()
+                    if kind < 0.45:
+                        r = harness.parse_reply(c.call("EVALSHA", sha, "0", a, b, amt, str(rng.randint(0, 20000))))
+                        what = "script"
+                    elif kind < 0.6:
+                        r = harness.parse_reply(c.call("EVALSHA", sha_declared, "2", a, b, amt))
+                        what = "declared"
+                    elif kind < 0.75:
+                        what = "multi"
+                        while True:
+                            c.call("WATCH", a, b)
+                            c.call("MGET", a, b)
+                            c.call("MULTI")
+                            c.call("DECRBY", a, amt)
+                            c.call("INCRBY", b, amt)
+                            r = harness.parse_reply(c.call("EXEC"))
+                            if r is not None:
+                                break
+                        r = b"ok" if isinstance(r, list) and len(r) == 2 else r
+                    else:
+                        what = "read"
+                        vals = harness.parse_reply(c.call("MGET", *ACCOUNTS))
+                        s = sum(int(v) for v in vals)
+                        r = b"ok"
+                        if s != TOTAL:
+                            with lock:
+                                violations.append(s)
+                    with lock:
+                        counts[what] += 1
+                        if r != b"ok":
+                            errors.append((what, r))
+        return go
+
+    run_parallel([client(i) for i in range(50)], timeout=STRESS_SECONDS + 300)
+    final = sum(int(v) for v in env.call("MGET", *ACCOUNTS))
+    info = env.info()
+    assert not errors, errors[:5]
+    assert not violations, (len(violations), violations[:5])
+    assert final == TOTAL, final
+    assert int(info.get("scripts_deadlock_errors", 0)) == 0, info
+    assert counts["script"] and counts["multi"] and counts["read"], counts
+
+
+# ---- the store fails mid-script ----------------------------------------------------
+
+def restart_store(env):
+    env.store.proc.send_signal(9)
+    env.store.proc.wait(10)
+    if env.kind == "redis":
+        env.store.restart()
+    else:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                env.store.start()
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
+@pytest.mark.store_restart
+@pytest.mark.parametrize("rollback", ["yes", "no"])
+def test_store_killed_mid_script(env, rollback):
+    """The store is stopped while a script that has written waits for it,
+    then killed and started again on the same port (empty). With rollback
+    on, the write is undone on the new store before the locks go, and the
+    error says so; with it off, the error names the key written."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", rollback)
+    env.call("SET", "sk:a", "old")
+    script = ("redis.call('set', KEYS[1], 'new') local i = 0 while i < 30000000 do i = i + 1 end "
+              "return redis.call('get', KEYS[2])")
+    out = []
+
+    def runner():
+        with env.conn(timeout=120) as c:
+            out.append(harness.parse_reply(c.call("EVAL", script, "2", "sk:a", "sk:b")))
+
+    t = threading.Thread(target=runner)
+    t.start()
+    # Once the write is done (the key is locked meanwhile: read it from the store)...
+    if env.kind == "redis":
+        with env.store.connect() as s:
+            wait_for(lambda: harness.parse_reply(s.call("GET", "sk:a")) == b"new", what="the script's write")
+    else:
+        wait_for(lambda: b"new" in env.store.raw(b"mg sk:a v\r\n"), what="the script's write")
+    env.store.proc.send_signal(19)  # SIGSTOP: the GET waits for it
+    time.sleep(1.0)
+    restart_store(env)
+    t.join(120)
+    assert not t.is_alive(), "the script's client got no answer"
+    r = out[0]
+    assert isinstance(r, tuple), r
+    if rollback == "yes":
+        assert b"the script's writes were undone" in r[1], r
+        wait_for(lambda: env.call("GET", "sk:a") == b"old", what="the undone key")
+    else:
+        assert b"the store failed" in r[1] and b"'sk:a'" in r[1], r
+    # nothing stays locked
+    wait_for(lambda: env.call("SET", "sk:a", "free") == b"OK", what="the key to be free")
