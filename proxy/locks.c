@@ -794,9 +794,10 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         }
         L.stats.deadlocks++;
         /* The youngest member that can give way does (the requester itself
-         * when it is that one), so the oldest script of a cycle always goes
-         * on and a script re-run again and again only ever grows older. */
-        if (!victim || (may_give_way(ls) && ls->age > victim->age)) {
+         * when it is that one, or as young as any), so the oldest script of
+         * a cycle always goes on and one re-run again and again only ever
+         * grows older. */
+        if (!victim || (may_give_way(ls) && ls->age >= victim->age)) {
             unit_unref(u);
             return LOCK_DEADLOCK;
         }

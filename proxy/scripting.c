@@ -433,6 +433,8 @@ static void try_undo(script_call *sc)
 
 static void begin_undo(script_call *sc, int then)
 {
+    /* A run killed while it waited for an undeclared key waits no more. */
+    if (sc->locks && !sc->borrowed_locks) lock_set_cancel_wait(sc->locks);
     sc->undo_then = (unsigned)then;
     sc->undo_wanted = 1;
     sc->scheduled++; /* until undo_done */
@@ -1487,6 +1489,9 @@ void scripting_shutdown(void)
         calls = sc->next;
         if (sc->locks) lock_set_release(sc->locks);
         if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
+        journal_free(sc->journal);
+        forget_written_keys(sc);
+        free(sc->final_reply);
         for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
         free(sc->learned);
         free(sc->fname);
