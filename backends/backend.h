@@ -36,6 +36,8 @@ typedef struct backend_image {
     size_t len;
     long long ttl_ms;           /* time to live when read, -1: none */
     unsigned long long flags;   /* memcached: the item's client flags */
+    char kind;                  /* 0: data is a DUMP payload; else the type read element by element
+                                 * ('s' string, 'l' list, 'h' hash, 'S' set, 'z' sorted set, 'x' stream) */
     long long read_ms;          /* monotonic clock when read: the TTL counts down from there */
 } backend_image;
 /* img (the callee's to free with backend_image_free), or NULL with error. */
@@ -87,6 +89,7 @@ struct backend {
     int has_transactions; /* the store runs MULTI/EXEC itself */
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
+    int has_dump; /* RESP stores: 1 DUMP works, -1 it does not (images by type), 0 not known yet */
 };
 
 /* A connection attempt's time limit. */
