@@ -566,3 +566,92 @@ def test_swapped_keys_without_dump(nodump_env):
     results = run_parallel([client("dl:x", "dl:y"), client("dl:y", "dl:x")])
     assert results == [b"done", b"done"], results
     assert env.call("MGET", "dl:x", "dl:y") == [b"100", b"100"]
+
+
+# ---- sweeps: other paths a script's writes can take --------------------------------
+
+def test_rollback_inside_exec(env):
+    """An EVAL inside MULTI/EXEC that fails after writing is undone before
+    the transaction goes on; the commands around it stay."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    env.call("SET", "tx:a", "1")
+    with env.conn() as c:
+        assert c.call("MULTI") == b"+OK\r\n"
+        c.call("SET", "tx:b", "before")
+        c.call("EVAL", "redis.call('set', KEYS[1], 'changed') return redis.call('lpush', KEYS[1], 'x')", "1", "tx:a")
+        c.call("SET", "tx:c", "after")
+        r = harness.parse_reply(c.call("EXEC"))
+    assert r[0] == b"OK" and r[2] == b"OK", r
+    assert isinstance(r[1], tuple), r
+    assert env.call("MGET", "tx:a", "tx:b", "tx:c") == [b"1", b"before", b"after"]
+
+
+def test_rollback_of_pipelined_scripts(env):
+    """lua-script-pipelining yes: scripts of one client that run while its
+    next commands are read are undone each on their own."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    env.call("CONFIG", "SET", "lua-script-pipelining", "yes")
+    try:
+        ok = env.call("SCRIPT", "LOAD", "return redis.call('incr', KEYS[1])")
+        bad = env.call("SCRIPT", "LOAD", "redis.call('incr', KEYS[1]) return redis.call('lpush', KEYS[1], 'x')")
+        keys = ["pl:%d" % i for i in range(20)]
+        for k in keys:
+            env.call("EVALSHA", ok, "1", k)  # learn: keeps to KEYS (pipelined from now on)
+        with env.conn() as c:
+            cmds = []
+            for k in keys:
+                cmds.append(harness.encode_command("EVALSHA", bad, "1", k))
+                cmds.append(harness.encode_command("EVALSHA", ok, "1", k))
+            c.send(b"".join(cmds))
+            replies = [harness.parse_reply(x) for x in c.read_replies(len(cmds))]
+        for i in range(0, len(replies), 2):
+            assert isinstance(replies[i], tuple) and replies[i + 1] == 2, replies[i:i + 2]
+        assert env.call("MGET", *keys) == [b"2"] * len(keys)
+    finally:
+        env.call("CONFIG", "SET", "lua-script-pipelining", "no")
+
+
+def test_rollback_odd_keys_and_databases(env):
+    """Binary and long key names, and keys in another database (SELECT inside
+    the script), come back as they were."""
+    env.call("CONFIG", "SET", "lua-rollback-on-error", "yes")
+    binkey = b"bin\x00\x01\r\n key"
+    longkey = "L" * 400
+    with env.conn() as c:
+        c.call("SET", binkey, "b0")
+        c.call("SET", longkey, "l0")
+        c.call("SELECT", "3")
+        c.call("SET", "db3:k", "d0")
+        c.call("SELECT", "0")
+        script = ("redis.call('set', KEYS[1], 'x') redis.call('set', KEYS[2], 'y') redis.call('select', 3) "
+                  "redis.call('set', 'db3:k', 'z') redis.call('set', 'db3:new', 'z') "
+                  "return redis.call('lpush', 'db3:k', 'x')")
+        r = harness.parse_reply(c.call("EVAL", script, "2", binkey, longkey))
+        assert isinstance(r, tuple), r
+        assert harness.parse_reply(c.call("MGET", binkey, longkey)) == [b"b0", b"l0"]
+        c.call("SELECT", "3")
+        assert harness.parse_reply(c.call("MGET", "db3:k", "db3:new")) == [b"d0", None]
+
+
+def test_victim_that_cannot_be_undone(env):
+    """A script that has published cannot give way: the other member of the
+    cycle does, and both finish; when neither can, one still gets the
+    "declare it in KEYS" error (and keeps its writes)."""
+    pub = ("redis.call('publish', 'chan', 'x') redis.call('decrby', ARGV[1], 10) "
+           "local i = 0 while i < 3000000 do i = i + 1 end redis.call('incrby', ARGV[2], 10) return 'done'")
+    env.call("MSET", "dl:x", "100", "dl:y", "100")
+    sha_pub = env.call("SCRIPT", "LOAD", pub)
+    sha = env.call("SCRIPT", "LOAD", SWAP_SCRIPT)
+
+    def client(s, a, b):
+        def go():
+            with env.conn(timeout=60) as c:
+                return harness.parse_reply(c.call("EVALSHA", s, "0", a, b))
+        return go
+
+    results = run_parallel([client(sha_pub, "dl:x", "dl:y"), client(sha, "dl:y", "dl:x")])
+    assert results == [b"done", b"done"], results
+    assert env.call("MGET", "dl:x", "dl:y") == [b"100", b"100"]
+    results = run_parallel([client(sha_pub, "dl:x", "dl:y"), client(sha_pub, "dl:y", "dl:x")])
+    errors = [r for r in results if isinstance(r, tuple)]
+    assert len(errors) == 1 and b"declare it in KEYS" in errors[0][1], results
