@@ -39,6 +39,7 @@
 #define RERUN_MARKER "ERR evalproxy internal: rerun"
 
 #define WRITTEN_KEYS_NAMED 8
+#define WRITTEN_KEYS_BYTES 400
 
 typedef struct learned_key {
     int db;
@@ -86,9 +87,9 @@ typedef struct script_call {
     char *final_reply;           /* the reply that waits for the undo */
     size_t final_len;
     /* Keys written so far (the first few), named when the store fails. */
-    char *written_keys[WRITTEN_KEYS_NAMED];
-    size_t written_lens[WRITTEN_KEYS_NAMED];
-    unsigned nwritten_keys, more_written_keys;
+    unsigned short written_at[WRITTEN_KEYS_NAMED], written_lens[WRITTEN_KEYS_NAMED];
+    unsigned nwritten_keys, more_written_keys, written_used;
+    char written_buf[WRITTEN_KEYS_BYTES]; /* their names (no allocation on the write path) */
     unsigned long long client_id; /* whose script (stays when the client goes) */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
@@ -118,8 +119,7 @@ static script_call *calls; /* every call not yet freed */
 
 static void forget_written_keys(script_call *sc)
 {
-    for (unsigned i = 0; i < sc->nwritten_keys; i++) free(sc->written_keys[i]);
-    sc->nwritten_keys = sc->more_written_keys = 0;
+    sc->nwritten_keys = sc->more_written_keys = sc->written_used = 0;
 }
 static unsigned long long call_seq;
 enum { UNDO_THEN_RERUN = 1, UNDO_THEN_FINISH = 2 };
@@ -340,7 +340,7 @@ static void finish_failed(script_call *sc, const char *reply, size_t len, int un
             evbuffer_add(b, i ? ", '" : " '", i ? 3 : 2);
             size_t n = sc->written_lens[i] > 100 ? 100 : sc->written_lens[i];
             for (size_t k = 0; k < n; k++) {
-                char ch = sc->written_keys[i][k];
+                char ch = sc->written_buf[sc->written_at[i] + k];
                 evbuffer_add(b, (ch == '\r' || ch == '\n') ? " " : &ch, 1);
             }
             evbuffer_add(b, "'", 1);
@@ -366,16 +366,19 @@ static void note_written_keys(script_call *sc)
         const char *key = sc->call_argv[keys[i]];
         size_t len = sc->call_argvlen[keys[i]];
         unsigned j = 0;
-        while (j < sc->nwritten_keys && (sc->written_lens[j] != len || memcmp(sc->written_keys[j], key, len))) j++;
+        if (len > 100) len = 100; /* named by their first 100 bytes */
+        while (j < sc->nwritten_keys &&
+               (sc->written_lens[j] != len || memcmp(sc->written_buf + sc->written_at[j], key, len)))
+            j++;
         if (j < sc->nwritten_keys) continue;
-        if (sc->nwritten_keys == WRITTEN_KEYS_NAMED) {
+        if (sc->nwritten_keys == WRITTEN_KEYS_NAMED || sc->written_used + len > WRITTEN_KEYS_BYTES) {
             sc->more_written_keys++;
             continue;
         }
-        sc->written_keys[j] = malloc(len ? len : 1);
-        if (!sc->written_keys[j]) abort();
-        memcpy(sc->written_keys[j], key, len);
-        sc->written_lens[j] = len;
+        memcpy(sc->written_buf + sc->written_used, key, len);
+        sc->written_at[j] = (unsigned short)sc->written_used;
+        sc->written_lens[j] = (unsigned short)len;
+        sc->written_used += (unsigned)len;
         sc->nwritten_keys++;
     }
 }

@@ -437,6 +437,9 @@ def test_conserved_total(env):
     run_parallel([client(i) for i in range(50)], timeout=STRESS_SECONDS + 300)
     final = sum(int(v) for v in env.call("MGET", *ACCOUNTS))
     info = env.info()
+    print("conserved total on %s, %ss: %s; undone %s, re-run after undo %s, violations %d, errors %d"
+          % (env.kind, STRESS_SECONDS, counts, info.get("scripts_undone"), info.get("scripts_rerun_after_undo"),
+             len(violations), len(errors)))
     assert not errors, errors[:5]
     assert not violations, (len(violations), violations[:5])
     assert final == TOTAL, final
