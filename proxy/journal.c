@@ -12,12 +12,19 @@
 #include "backends/backend.h"
 #include "proxy/server.h"
 
-enum { ENTRY_PENDING = 0, ENTRY_READY, ENTRY_FAILED };
+enum { ENTRY_PENDING = 0, ENTRY_READY, ENTRY_FAILED, ENTRY_VOID };
 
+/* An entry is a key's image (the key as it was before the write), or, for a
+ * push onto a list that has no image yet, the pops that take the pushed
+ * elements off again: a list of any length costs nothing to journal. Undo
+ * runs the entries in reverse order, so an image taken after some pushes
+ * puts the key back as it was then, and the pops before it finish the job. */
 typedef struct journal_entry {
     journal *j;
     int db;
     int state;
+    unsigned pops;  /* 0: an image; else how many elements to pop */
+    int pop_left;   /* pop them with LPOP (else RPOP) */
     char *key;
     size_t len;
     backend_image *img;
@@ -37,7 +44,7 @@ struct journal {
     unsigned long long session;
     long long deadline_ms;
     unsigned undo_pending;
-    unsigned undo_failed : 1, undoing : 1, finish_next : 1;
+    unsigned undo_failed : 1, undoing : 1, finish_next : 1, popped : 1;
     journal_done_fn *done;
     void *done_ctx;
 };
@@ -79,7 +86,7 @@ int journal_has(const journal *j, int db, const char *key, size_t len)
 {
     for (size_t i = 0; i < j->n; i++) {
         const journal_entry *e = j->e[i];
-        if (e->db == db && e->len == len && !memcmp(e->key, key, len)) return 1;
+        if (!e->pops && e->db == db && e->len == len && !memcmp(e->key, key, len)) return 1;
     }
     return 0;
 }
@@ -99,6 +106,48 @@ static void capture_cb(void *ctx, backend_image *img, const char *error)
         j->broken = 1;
     }
     if (j->settled) j->settled(j->ctx);
+}
+
+static journal_entry *entry_add(journal *j, int db, const char *key, size_t len)
+{
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 8;
+        j->e = realloc(j->e, sizeof(*j->e) * j->cap);
+        if (!j->e) abort();
+    }
+    journal_entry *e = calloc(1, sizeof(*e));
+    if (!e) abort();
+    e->j = j;
+    e->db = db;
+    e->len = len;
+    e->key = malloc(len + 1);
+    if (!e->key) abort();
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    j->e[j->n++] = e;
+    return e;
+}
+
+int journal_pushed(journal *j, int db, const char *key, size_t len, int pushed_left, unsigned count)
+{
+    journal_entry *e = entry_add(j, db, key, len);
+    e->pops = count ? count : 1;
+    e->pop_left = pushed_left;
+    add_bytes(j, sizeof(*e) + len);
+    return (int)(j->n - 1);
+}
+
+void journal_pushed_result(journal *j, int idx, int applied)
+{
+    journal_entry *e = j->e[idx];
+    if (applied > 0) {
+        e->state = ENTRY_READY;
+    } else if (applied == 0) {
+        e->state = ENTRY_VOID;
+    } else {
+        e->state = ENTRY_FAILED;
+        j->broken = 1;
+    }
 }
 
 int journal_capture(journal *j, backend *b, int conn, int db, unsigned long long session, const char *key,
@@ -183,8 +232,10 @@ static void restore_cb(void *ctx, const backend_reply *r)
     if (r->error || (r->parsed && r->parsed->type == REDIS_REPLY_ERROR)) j->undo_failed = 1;
     if (j->undo_pending) return;
     /* Restores put a key back whole, so sending all of them again after a
-     * failure (the store went away meanwhile) is safe. */
-    if (j->undo_failed) undo_later(j, UNDO_RETRY_MS);
+     * failure (the store went away meanwhile) is safe; pops are not: with
+     * some sent, a failure means the undo cannot be known to be complete. */
+    if (j->undo_failed && j->popped) undo_finish(j, 0);
+    else if (j->undo_failed) undo_later(j, UNDO_RETRY_MS);
     else undo_finish(j, !j->broken);
 }
 
@@ -199,7 +250,22 @@ static void undo_step(journal *j)
     j->undo_failed = 0;
     for (size_t i = j->n; i-- > 0;) {
         journal_entry *e = j->e[i];
+        if (e->state == ENTRY_PENDING) j->broken = 1; /* never answered: cannot be known */
         if (e->state != ENTRY_READY) continue;
+        if (e->pops) {
+            char *v[2] = {e->pop_left ? "LPOP" : "RPOP", e->key};
+            size_t l[2] = {4, e->len};
+            for (unsigned k = 0; k < e->pops && !j->undo_failed; k++) {
+                if (b->ops->send(b, conn, e->db, j->session, 2, v, l, BACKEND_PARSED, restore_cb, j) != 0) {
+                    j->undo_failed = 1;
+                    break;
+                }
+                j->undo_pending++;
+                j->popped = 1;
+            }
+            if (j->undo_failed) break;
+            continue;
+        }
         if (backend_restore(b, conn, e->db, j->session, e->key, e->len, e->img, restore_cb, j) != 0) {
             j->undo_failed = 1;
             break;

@@ -20,6 +20,12 @@ int journal_has(const journal *j, int db, const char *key, size_t len);
  * write. 0, or -1 when it could not be queued (the journal is then broken). */
 int journal_capture(journal *j, struct backend *b, int conn, int db, unsigned long long session, const char *key,
                     size_t len);
+/* A push of count elements onto the list key, which has no image in the
+ * journal: undone by as many pops from the same end. Its index, for
+ * journal_pushed_result once the push is answered (applied 1: it pushed;
+ * 0: it failed, nothing to undo; -1: unknown, the store went away). */
+int journal_pushed(journal *j, int db, const char *key, size_t len, int pushed_left, unsigned count);
+void journal_pushed_result(journal *j, int idx, int applied);
 /* Something was done that cannot be undone (PUBLISH, FLUSHALL...). */
 void journal_break(journal *j);
 /* Every write so far can be undone (once the captures are answered). */

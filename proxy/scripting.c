@@ -82,6 +82,7 @@ typedef struct script_call {
     unsigned journalling : 1;    /* this run keeps one (see run_journals) */
     unsigned undo_wanted : 1;    /* undo once the store has answered everything sent */
     unsigned undo_then : 2;      /* UNDO_THEN_*: what follows the undo */
+    int pushed;                  /* the pending write is a push journalled as pops: its entry + 1 */
     unsigned rollback : 1;       /* this run is undone if it fails (lua-rollback-on-error, flags=atomic) */
     unsigned store_lost : 1;     /* a redis.call got no answer: the store connection failed */
     char *final_reply;           /* the reply that waits for the undo */
@@ -296,6 +297,14 @@ static void journal_write(script_call *sc, backend *b, int conn)
         }
     }
     if (n <= 0) journal_break(sc->journal);
+    int left = !strcmp(cmd->name, "lpush");
+    if (n == 1 && (left || !strcmp(cmd->name, "rpush")) && sc->call_argc >= 3 &&
+        !journal_has(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]])) {
+        /* A push: undone by as many pops, whatever the list's length. */
+        sc->pushed = 1 + journal_pushed(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]], left,
+                                        (unsigned)(sc->call_argc - 2));
+        n = 0;
+    }
     for (int i = 0; i < n; i++) {
         const char *key = sc->call_argv[keys[i]];
         size_t klen = sc->call_argvlen[keys[i]];
@@ -450,6 +459,13 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
+    if (sc->pushed) {
+        /* Whether the push happened decides whether undo pops. */
+        int applied = r->error ? -1 : !(r->raw_len && evbuffer_pullup(r->raw, 1)[0] == '-');
+        journal_pushed_result(sc->journal, sc->pushed - 1, applied);
+        sc->pushed = 0;
+        note_undoable(sc);
+    }
     if (stopping || sc->finished || !sc->run) {
         call_reply_gone(sc);
         return;
@@ -468,6 +484,10 @@ static void answer_error(script_call *sc, const char *err) { script_run_reply_er
 /* The store cannot take the call (it is down or reconnecting). */
 static void store_unavailable(script_call *sc)
 {
+    if (sc->pushed) {
+        journal_pushed_result(sc->journal, sc->pushed - 1, 0); /* never sent */
+        sc->pushed = 0;
+    }
     sc->store_lost = 1;
     answer_error(sc, backend_error(server.backend));
 }
