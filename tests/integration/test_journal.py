@@ -204,7 +204,16 @@ def snapshot(env, keys):
     if env.kind == "redis":
         with env.store.connect() as c:
             for k in keys:
-                out[k] = (harness.parse_reply(c.call("DUMP", k)), harness.parse_reply(c.call("PTTL", k)))
+                v = harness.parse_reply(c.call("DUMP", k))
+                if harness.parse_reply(c.call("OBJECT", "ENCODING", k)) == b"hashtable":
+                    # A hash table's DUMP lists members in bucket order, which
+                    # depends on the order they were added: compare the members.
+                    if harness.parse_reply(c.call("TYPE", k)) == b"set":
+                        v = ("set", sorted(harness.parse_reply(c.call("SMEMBERS", k))))
+                    else:
+                        flat = harness.parse_reply(c.call("HGETALL", k))
+                        v = ("hash", sorted(zip(flat[::2], flat[1::2])))
+                out[k] = (v, harness.parse_reply(c.call("PTTL", k)))
     else:
         with env.conn() as c:
             for k in keys:
