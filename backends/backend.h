@@ -27,6 +27,23 @@ typedef void backend_reply_fn(void *ctx, const backend_reply *reply);
 
 typedef struct backend backend;
 
+/* What a key was, for an undo journal: read just before a write to it and
+ * put back by backend_restore. Kept in the store's own form (a DUMP payload;
+ * a memcached item's value and client flags) so that nothing is lost. */
+typedef struct backend_image {
+    int exists;                 /* 0: there was no such key (restoring deletes it) */
+    char *data;                 /* the serialized value */
+    size_t len;
+    long long ttl_ms;           /* time to live when read, -1: none */
+    unsigned long long flags;   /* memcached: the item's client flags */
+    char kind;                  /* 0: data is a DUMP payload; else the type read element by element
+                                 * ('s' string, 'l' list, 'h' hash, 'S' set, 'z' sorted set, 'x' stream) */
+    long long read_ms;          /* monotonic clock when read: the TTL counts down from there */
+} backend_image;
+/* img (the callee's to free with backend_image_free), or NULL with error. */
+typedef void backend_image_fn(void *ctx, backend_image *img, const char *error);
+void backend_image_free(backend_image *img);
+
 typedef struct backend_ops {
     /* Index of a usable connection, preferring `hint % connections`; -1 if none. */
     int (*pick)(backend *b, unsigned hint);
@@ -60,6 +77,15 @@ typedef struct backend_ops {
      * it as it was. */
     int (*key_tokens)(backend *b, int conn, int nkeys, const int *dbs, char **keys, const size_t *klens,
                       backend_reply_fn *fn, void *ctx);
+    /* Queues on conn what reads key's image (0, or -1 as send). Sent just
+     * before a write on the same connection and session, it is answered
+     * before the write runs, at no extra round trip. */
+    int (*capture)(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                   backend_image_fn *fn, void *ctx);
+    /* Queues what puts key back as img says; fn gets the store's answer
+     * (an error reply when it failed). */
+    int (*restore)(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                   const backend_image *img, backend_reply_fn *fn, void *ctx);
 } backend_ops;
 
 struct backend {
@@ -72,6 +98,7 @@ struct backend {
     int has_dedicated;    /* open_dedicated works (WATCH, blocking, pub/sub) */
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
     long long max_string_len;     /* proto-max-bulk-len: strings the proxy builds stay within it */
+    int has_dump; /* RESP stores: 1 DUMP works, -1 it does not (images by type), 0 not known yet */
 };
 
 /* A connection attempt's time limit. */
@@ -119,6 +146,24 @@ static inline void backend_release_dedicated(backend *b, int conn, int reuse)
 {
     b->ops->release_dedicated(b, conn, reuse);
 }
+static inline int backend_capture(backend *b, int conn, int db, unsigned long long session, const char *key,
+                                  size_t len, backend_image_fn *fn, void *ctx)
+{
+    return b->ops->capture(b, conn, db, session, key, len, fn, ctx);
+}
+static inline int backend_restore(backend *b, int conn, int db, unsigned long long session, const char *key,
+                                  size_t len, const backend_image *img, backend_reply_fn *fn, void *ctx)
+{
+    return b->ops->restore(b, conn, db, session, key, len, img, fn, ctx);
+}
+/* The RESP stores' capture and restore (DUMP + PTTL; RESTORE ... REPLACE or
+ * DEL), written with send only. */
+int backend_resp_capture(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                         backend_image_fn *fn, void *ctx);
+int backend_resp_restore(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                         const backend_image *img, backend_reply_fn *fn, void *ctx);
+/* Monotonic milliseconds, the clock of backend_image.read_ms. */
+long long backend_monotonic_ms(void);
 
 /* Parsed form of a backend URL. */
 typedef struct backend_url {

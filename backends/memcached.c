@@ -781,6 +781,79 @@ static int mb_key_tokens(backend *b, int conn, int nkeys, const int *dbs, char *
     return rc;
 }
 
+/* ---- key images (undo journal): the item's value, client flags and TTL ---------- */
+
+typedef struct mc_capture {
+    backend_image_fn *fn;
+    void *ctx;
+    long long read_ms;
+} mc_capture;
+
+/* The read's reply, shaped by mc_journal_read: nil, or [value, flags, t]. */
+static void capture_cb(void *ctx, const backend_reply *r)
+{
+    mc_capture *cap = ctx;
+    const redisReply *p = r->parsed;
+    const char *err = r->error;
+    backend_image *img = NULL;
+    if (!err && p->type == REDIS_REPLY_ERROR) err = p->str;
+    else if (!err && p->type != REDIS_REPLY_NIL &&
+             (p->type != REDIS_REPLY_ARRAY || p->elements != 3 || p->element[0]->type != REDIS_REPLY_STRING))
+        err = "ERR unexpected reply reading a key's image";
+    if (!err) {
+        img = calloc(1, sizeof(*img));
+        if (!img) abort();
+        img->ttl_ms = -1;
+        img->read_ms = cap->read_ms;
+        if (p->type == REDIS_REPLY_ARRAY) {
+            img->exists = 1;
+            img->len = p->element[0]->len;
+            img->data = malloc(img->len ? img->len : 1);
+            if (!img->data) abort();
+            memcpy(img->data, p->element[0]->str, img->len);
+            img->flags = (unsigned long long)p->element[1]->integer;
+            /* mg's t: whole seconds left, headroom included */
+            if (p->element[2]->integer >= 0) img->ttl_ms = p->element[2]->integer * 1000;
+        }
+    }
+    cap->fn(cap->ctx, img, err);
+    free(cap);
+}
+
+static int mb_capture(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                      backend_image_fn *fn, void *ctx)
+{
+    mc_capture *cap = malloc(sizeof(*cap));
+    if (!cap) abort();
+    cap->fn = fn;
+    cap->ctx = ctx;
+    cap->read_ms = backend_monotonic_ms();
+    char *v[2] = {"image", (char *)key};
+    size_t l[2] = {5, len};
+    if (send_cmd(b, conn, db, session, 2, v, l, BACKEND_PARSED, capture_cb, cap, mc_journal_cmd(0)) != 0) {
+        free(cap);
+        return -1;
+    }
+    return 0;
+}
+
+static int mb_restore(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                      const backend_image *img, backend_reply_fn *fn, void *ctx)
+{
+    /* Seconds left now, rounded up (mg reported whole seconds). */
+    long long t = -1;
+    if (img->ttl_ms >= 0) {
+        long long left = img->ttl_ms - (backend_monotonic_ms() - img->read_ms);
+        t = left > 0 ? (left + 999) / 1000 : 0;
+    }
+    int gone = !img->exists || t == 0;
+    char fl[24], tl[24];
+    int fn_len = snprintf(fl, sizeof(fl), "%llu", img->flags), tn_len = snprintf(tl, sizeof(tl), "%lld", t);
+    char *v[5] = {"image", (char *)key, gone ? "" : img->data, fl, tl};
+    size_t l[5] = {5, len, gone ? 0 : img->len, (size_t)fn_len, (size_t)tn_len};
+    return send_cmd(b, conn, db, session, gone ? 2 : 5, v, l, BACKEND_PARSED, fn, ctx, mc_journal_cmd(1));
+}
+
 static const char *mb_error(backend *b)
 {
     mc_backend *mb = (mc_backend *)b;
@@ -857,7 +930,8 @@ static void mb_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
 }
 
 static const backend_ops mc_ops = {mb_pick, mb_conn_ready, mb_send, mb_error, mb_info, mb_free,
-                                   mb_open_dedicated, mb_release_dedicated, mb_set_push, mb_key_tokens};
+                                   mb_open_dedicated, mb_release_dedicated, mb_set_push, mb_key_tokens,
+                                   mb_capture, mb_restore};
 
 backend *backend_memcached_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
                                   int tls_verify)

@@ -1268,6 +1268,43 @@ const mc_cmd mc_key_tokens_cmd = {"key-tokens", -1, h_key_tokens, 0};
 
 static const mc_cmd unsupported = {"", -1, h_unsupported, 0};
 
+/* ---- key images for the undo journal ----------------------------------------------- */
+
+static void h_image_read(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) return mc_issue_mg(r, "v f t", 1);
+    if (is(m, "EN")) {
+        mc_add_null(r->out);
+        return mc_finish(r);
+    }
+    if (!is(m, "VA")) return store_error(r, m);
+    evbuffer_add(r->out, "*3\r\n", 4);
+    mc_add_bulk(r->out, m->val, m->vlen);
+    mc_add_int(r->out, m->has_f ? (long long)m->flags : 0);
+    mc_add_int(r->out, m->has_t ? m->t : -1);
+    mc_finish(r);
+}
+
+static void h_image_write(mc_req *r, int tag, const mc_resp *m)
+{
+    if (tag == MC_START) {
+        if (r->argc == 2) return mc_issue_md(r, "", 1);
+        long long t = -1;
+        if (!arg_ll(r, 4, &t)) t = -1;
+        char f[96], tf[40];
+        T_flag(tf, sizeof(tf), T_keep(t));
+        snprintf(f, sizeof(f), "F%s%s", r->argv[3], tf);
+        return mc_issue_ms(r, r->argv[2], r->argvlen[2], f, 1);
+    }
+    if (is(m, "HD") || is(m, "NF")) mc_add_simple(r->out, "OK");
+    else return store_error(r, m);
+    mc_finish(r);
+}
+
+static const mc_cmd image_cmds[2] = {{"image", 2, h_image_read, MC_CMD_ONE_KEY}, {"image", -2, h_image_write, MC_CMD_ONE_KEY}};
+
+const mc_cmd *mc_journal_cmd(int restore) { return &image_cmds[restore ? 1 : 0]; }
+
 const mc_cmd *mc_lookup(const char *name, size_t len)
 {
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

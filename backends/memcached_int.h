@@ -158,5 +158,9 @@ const mc_cmd *mc_lookup(const char *name, size_t len);
 /* key-tokens db key ...: each key's CAS (0: missing), as an array of integers;
  * never reachable by a client's command name. */
 extern const mc_cmd mc_key_tokens_cmd;
+/* Not reachable by name: reading a key's image for an undo journal
+ * (restore 0: argv {_, key}, reply nil or [value, flags, t]) and putting it
+ * back (restore 1: argv {_, key} deletes, {_, key, value, flags, t} stores). */
+const mc_cmd *mc_journal_cmd(int restore);
 
 #endif

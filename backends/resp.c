@@ -592,7 +592,8 @@ static void rb_free(backend *b)
 }
 
 static const backend_ops resp_ops = {rb_pick, rb_conn_ready, rb_send, rb_error, rb_info, rb_free,
-                                     rb_open_dedicated, rb_release_dedicated, rb_set_push, NULL};
+                                     rb_open_dedicated, rb_release_dedicated, rb_set_push, NULL,
+                                     backend_resp_capture, backend_resp_restore};
 
 backend *backend_resp_create(struct event_base *base, const backend_url *u, int connections, SSL_CTX *tls,
                              int tls_verify)

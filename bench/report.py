@@ -20,9 +20,12 @@ from collections import defaultdict
 
 RELAY_TESTS = ["SET", "GET", "INCR", "LPUSH", "LPOP", "SADD", "HSET", "MSET (10 keys)", "LRANGE_100"]
 SCRIPT_TESTS = ["EVALSHA incr", "EVALSHA get", "EVALSHA 3-call", "EVAL incr"]
-TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc", "evalproxy-pl"]
+TARGETS = ["store", "evalproxy", "twemproxy", "native", "evalproxy-mc", "evalproxy-pl", "evalproxy-rb"]
 # evalproxy-pl: evalproxy with lua-script-pipelining yes, for these rows only.
 PL_TESTS = {("EVALSHA incr", "16"), ("EVALSHA 3-call", "16")}
+# evalproxy-rb: evalproxy with lua-rollback-on-error yes (every script run keeps
+# an undo journal), for these rows only: the journal's cost on scripts that write.
+RB_TESTS = {("EVALSHA incr", "16"), ("EVALSHA 3-call", "16"), ("EVALSHA incr", "1"), ("EVALSHA 3-call", "1")}
 MC_TARGETS = ["memcached", "twemproxy-mc"]  # measured with memcaslap
 MEMCASLAP_TEST = "memcaslap get/set 9:1"
 # evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
@@ -99,6 +102,8 @@ def main():
                 targets.append("evalproxy-mc")
             if (test, p) in PL_TESTS:
                 targets.append("evalproxy-pl")
+            if (test, p) in RB_TESTS:
+                targets.append("evalproxy-rb")
             r = {"test": test, "pipeline": p}
             for t in TARGETS + MC_TARGETS:
                 r[t] = best(test, p, t)
@@ -111,6 +116,7 @@ def main():
             r["evalproxy/twemproxy"] = ratio(r["evalproxy"], r["twemproxy"])
             r["evalproxy/native"] = ratio(r["evalproxy"], r["native"])
             r["pl/native"] = ratio(r["evalproxy-pl"], r["native"])
+            r["rb/evalproxy"] = ratio(r["evalproxy-rb"], r["evalproxy"])
             # The reference: the store for relay, native redis for scripts.
             r["ref"] = "native" if test in SCRIPT_TESTS else "store"
             r["mc/evalproxy"] = ratio(r["evalproxy-mc"], r["evalproxy"])
@@ -164,7 +170,7 @@ def main():
             mem[row["process"]][row["when"]] = (row["vmhwm_kb"], row["vmrss_kb"])
 
     ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
-                  "twemproxy-mc/memcached", "evalproxy-mc/memcached", "pl/native"]
+                  "twemproxy-mc/memcached", "evalproxy-mc/memcached", "pl/native", "rb/evalproxy"]
     csv_targets = TARGETS + MC_TARGETS
     with open(args.results_csv, "w", newline="") as f:
         w = csv.writer(f)
@@ -174,7 +180,7 @@ def main():
         w.writerow(["metric", "pipeline", "unit"] + [t.replace("-", "_") for t in csv_targets]
                    + ["evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
                       "evalproxy_mc_per_evalproxy", "twemproxy_mc_per_memcached", "evalproxy_mc_per_memcached",
-                      "evalproxy_pl_per_native", "target"]
+                      "evalproxy_pl_per_native", "evalproxy_rb_per_evalproxy", "target"]
                    + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
         for r in rows + ([mcs_row] if mcs_row else []):
             w.writerow([r["test"], r["pipeline"], "ops/s" if r is mcs_row else "req/s"]
@@ -305,6 +311,11 @@ def main():
                      + ", ".join("%s %s req/s = %s x native (default: %s)"
                                  % (r["test"], fmt_rps(r["evalproxy-pl"]), fmt_ratio(r["pl/native"]),
                                     fmt_ratio(r["evalproxy/native"])) for r in pl))
+    rb = [r for r in rows if (r["test"], r["pipeline"]) in RB_TESTS and r["evalproxy-rb"]]
+    if rb:
+        lines.append("  undo journal (lua-rollback-on-error yes, evalproxy-rb) / rollback off (evalproxy): "
+                     + ", ".join("%s %s %s" % (r["test"], MODE_NAMES[r["pipeline"]], fmt_ratio(r["rb/evalproxy"]))
+                                 for r in rb))
 
     if have_mcs:
         def fa(v):

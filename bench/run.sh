@@ -127,16 +127,16 @@ trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # Distinct free loopback ports, all bound at once then released.
 read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT \
-  TWEM_MC_PORT SCALE_PORT PL_PORT < <("$PYTHON" - <<'PY'
+  TWEM_MC_PORT SCALE_PORT PL_PORT RB_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(10):
+for _ in range(11):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()
 PY
 )
-[ -n "${PL_PORT:-}" ] || die "could not find free ports"
+[ -n "${RB_PORT:-}" ] || die "could not find free ports"
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
@@ -240,6 +240,11 @@ wait_ping evalproxy "$PROXY_PORT"
 start evalproxy_pl "$EVALPROXY" --bind 127.0.0.1 --port "$PL_PORT" \
   --backend "redis://127.0.0.1:$STORE_PORT" --loglevel warning --lua-script-pipelining yes
 wait_ping evalproxy_pl "$PL_PORT"
+# evalproxy-rb: the same with lua-rollback-on-error (every run keeps an undo
+# journal), for the journal's cost on scripts that write
+start evalproxy_rb "$EVALPROXY" --bind 127.0.0.1 --port "$RB_PORT" \
+  --backend "redis://127.0.0.1:$STORE_PORT" --loglevel warning --lua-rollback-on-error yes
+wait_ping evalproxy_rb "$RB_PORT"
 wait_ping twemproxy "$TWEM_PORT"
 if [ "$MEMCACHED" = 1 ]; then
   for _ in $(seq 50); do mc_probe "$TWEM_MC_PORT" && break; sleep 0.1; done
@@ -271,6 +276,7 @@ echo "bench: $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1")"
 port_of() {
   case $1 in
     store) echo "$STORE_PORT" ;; evalproxy) echo "$PROXY_PORT" ;; evalproxy-pl) echo "$PL_PORT" ;;
+    evalproxy-rb) echo "$RB_PORT" ;;
     twemproxy) echo "$TWEM_PORT" ;; native) echo "$NATIVE_PORT" ;;
     evalproxy-mc) echo "$MC_PROXY_PORT" ;;
     memcached) echo "$MC_PORT" ;; twemproxy-mc) echo "$TWEM_MC_PORT" ;;
@@ -286,7 +292,7 @@ cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 server_pid_of() {  # the process that executes the commands for TARGET
   case $1 in
-    store|evalproxy|evalproxy-pl|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
+    store|evalproxy|evalproxy-pl|evalproxy-rb|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
     evalproxy-mc|memcached|twemproxy-mc) echo "${memcached_PID:-}" ;;
   esac
 }
@@ -294,6 +300,7 @@ proxy_pid_of() {
   case $1 in
     evalproxy) echo "${evalproxy_PID:-}" ;; twemproxy) echo "${twemproxy_PID:-}" ;;
     evalproxy-pl) echo "${evalproxy_pl_PID:-}" ;;
+    evalproxy-rb) echo "${evalproxy_rb_PID:-}" ;;
     evalproxy-mc) echo "${evalproxy_mc_PID:-}" ;;
     twemproxy-mc) echo "${twemproxy_PID:-}" ;;
   esac
@@ -439,10 +446,12 @@ INCR_SHA=$INCR_SHA_P; GET_SHA=$GET_SHA_P; THREE_SHA=$THREE_SHA_P
 for b in "$INCR_SCRIPT" "$THREE_SCRIPT"; do
   s=$(sha evalproxy-pl "$b")
   [ "$s" = "$INCR_SHA" ] || [ "$s" = "$THREE_SHA" ] || die "SCRIPT LOAD on evalproxy-pl failed: $s"
+  s=$(sha evalproxy-rb "$b")
+  [ "$s" = "$INCR_SHA" ] || [ "$s" = "$THREE_SHA" ] || die "SCRIPT LOAD on evalproxy-rb failed: $s"
 done
-SCRIPT_TARGETS="evalproxy native evalproxy-pl"
+SCRIPT_TARGETS="evalproxy native evalproxy-pl evalproxy-rb"
 if [ "$MEMCACHED" = 1 ]; then
-  SCRIPT_TARGETS="evalproxy native evalproxy-pl evalproxy-mc"
+  SCRIPT_TARGETS="evalproxy native evalproxy-pl evalproxy-rb evalproxy-mc"
   for b in "$INCR_SCRIPT" "$GET_SCRIPT"; do
     s=$(sha evalproxy-mc "$b")
     [ "$s" = "$INCR_SHA" ] || [ "$s" = "$GET_SHA" ] || die "SCRIPT LOAD on evalproxy-mc failed: $s"
@@ -469,6 +478,12 @@ for rep in $(seq "$REPS"); do
     for target in $SCRIPT_TARGETS; do
       [ "$mode" = c1 ] && [ "$target" = evalproxy-mc ] && continue
       [ "$mode" != 16 ] && [ "$target" = evalproxy-pl ] && continue
+      if [ "$target" = evalproxy-rb ]; then  # writing scripts only, -P 16 and -P 1
+        [ "$mode" = c1 ] && continue
+        bench "$rep" "$target" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+        bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5
+        continue
+      fi
       bench "$rep" "$target" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
       if [ "$target" = evalproxy-pl ] || { [ "$mode" = c1 ] && [ "$target" != evalproxy-mc ]; }; then
         bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5

@@ -1354,7 +1354,9 @@ static const struct {
 } shebang_flags[] = {
     {"no-writes", SCRIPT_FLAG_NO_WRITES},   {"allow-oom", SCRIPT_FLAG_ALLOW_OOM},
     {"allow-stale", SCRIPT_FLAG_ALLOW_STALE}, {"no-cluster", SCRIPT_FLAG_NO_CLUSTER},
-    {"allow-cross-slot-keys", SCRIPT_FLAG_ALLOW_CROSS_SLOT}, {NULL, 0},
+    {"allow-cross-slot-keys", SCRIPT_FLAG_ALLOW_CROSS_SLOT},
+    {"atomic", SCRIPT_FLAG_ATOMIC}, /* evalproxy's own: undo the script's writes if it fails */
+    {NULL, 0},
 };
 
 /* Returns flags, or -1 with err set. *skip: bytes of the shebang line (its

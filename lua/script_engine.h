@@ -54,6 +54,9 @@ typedef struct script_run script_run;
 #define SCRIPT_FLAG_NO_CLUSTER (1 << 3)
 #define SCRIPT_FLAG_EVAL_COMPAT (1 << 4) /* no shebang: pre-7.0 semantics */
 #define SCRIPT_FLAG_ALLOW_CROSS_SLOT (1 << 5)
+/* Not Redis's: a run that fails (error, kill, lost store) after writing is
+ * undone before its locks are released, as with lua-rollback-on-error. */
+#define SCRIPT_FLAG_ATOMIC (1 << 6)
 
 /* Run flags (script_run_start). */
 #define SCRIPT_RUN_RO (1 << 0)    /* EVAL_RO / EVALSHA_RO */

@@ -20,6 +20,9 @@ SUITES=${SUITES:-release san}
 unset EVALPROXY_TARGET
 # Keep the source tree free of __pycache__ directories.
 export PYTHONDONTWRITEBYTECODE=1
+# The journal's conserved-total runs (test_journal.py) last 60 s each alone;
+# the full suite keeps them short.
+export JOURNAL_STRESS_SECONDS=${JOURNAL_STRESS_SECONDS:-10}
 UNIT_TIMEOUT=${UNIT_TIMEOUT:-300}
 IT_TIMEOUT=${IT_TIMEOUT:-1800}
 

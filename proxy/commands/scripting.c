@@ -18,6 +18,7 @@
 #include "backends/backend.h"
 #include "lua/script_engine.h"
 #include "proxy/core/config.h"
+#include "proxy/core/journal.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
@@ -39,6 +40,9 @@
 
 /* A kill marker that tells done() the run is to be started again. */
 #define RERUN_MARKER "ERR evalproxy internal: rerun"
+
+#define WRITTEN_KEYS_NAMED 8
+#define WRITTEN_KEYS_BYTES 400
 
 typedef struct learned_key {
     int db;
@@ -78,6 +82,20 @@ typedef struct script_call {
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
+    unsigned long long seq;      /* its age among calls (kept across re-runs) */
+    journal *journal;            /* this run's pre-images, when it keeps a journal */
+    unsigned journalling : 1;    /* this run keeps one (see run_journals) */
+    unsigned undo_wanted : 1;    /* undo once the store has answered everything sent */
+    unsigned undo_then : 2;      /* UNDO_THEN_*: what follows the undo */
+    int pushed;                  /* the pending write is a push journalled as pops: its entry + 1 */
+    unsigned rollback : 1;       /* this run is undone if it fails (lua-rollback-on-error, flags=atomic) */
+    unsigned store_lost : 1;     /* a redis.call got no answer: the store connection failed */
+    char *final_reply;           /* the reply that waits for the undo */
+    size_t final_len;
+    /* Keys written so far (the first few), named when the store fails. */
+    unsigned short written_at[WRITTEN_KEYS_NAMED], written_lens[WRITTEN_KEYS_NAMED];
+    unsigned nwritten_keys, more_written_keys, written_used;
+    char written_buf[WRITTEN_KEYS_BYTES]; /* their names (no allocation on the write path) */
     unsigned long long client_id; /* whose script (stays when the client goes) */
     scripting_done_fn *done_fn;  /* inside EXEC: where the reply goes */
     void *done_ctx;
@@ -104,8 +122,18 @@ static unsigned long long monotonic_us(void)
     return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
 }
 static script_call *calls; /* every call not yet freed */
+
+static void forget_written_keys(script_call *sc)
+{
+    sc->nwritten_keys = sc->more_written_keys = sc->written_used = 0;
+}
+static unsigned long long call_seq;
+enum { UNDO_THEN_RERUN = 1, UNDO_THEN_FINISH = 2 };
+/* How long an undo waits for an unreachable store before giving up. */
+#define UNDO_WAIT_MS 30000
 static unsigned busy_count;
 static unsigned long long stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined;
+static unsigned long long stat_undone, stat_undo_failed, stat_rerun_after_undo;
 static unsigned pipelined_running; /* pipelined scripts not finished, every client */
 
 static void call_acquire(script_call *sc, int refuse_if_busy);
@@ -116,6 +144,9 @@ static void call_proceed(script_call *sc);
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    journal_free(sc->journal);
+    forget_written_keys(sc);
+    free(sc->final_reply);
     if (sc->prev) sc->prev->next = sc->next;
     else calls = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
@@ -200,6 +231,236 @@ static void call_finish_error(script_call *sc, const char *err)
     evbuffer_free(b);
 }
 
+/* ---- the undo journal --------------------------------------------------------------
+ * Which runs keep a journal: the cheapest rule under which every script that
+ * can end up in a lock cycle can give way. Only scripts that touch keys they
+ * did not declare can wait while holding locks, so a script whose earlier
+ * runs all kept to KEYS (what also decides lua-script-pipelining) keeps
+ * none; its first run, and every run of a script seen to touch an undeclared
+ * key, keep one. Runs inside EXEC use the transaction's locks and are never
+ * re-run: none. Should a script stray from KEYS for the first time after
+ * writing without a journal, it cannot give way; only a cycle of nothing but
+ * such runs still fails, with the "declare it in KEYS" error. */
+static int run_journals(const script_call *sc, unsigned host_bits)
+{
+    if (sc->lock_mode != LOCK_SCRIPT_EXCL) return 0;
+    if (sc->rollback) return 1;
+    if (sc->borrowed_locks) return 0;
+    return !((host_bits & SCRIPT_BIT_RAN) && !(host_bits & SCRIPT_BIT_UNDECLARED));
+}
+
+/* Whether everything this run wrote can be undone. */
+static int call_undoable(const script_call *sc) { return sc->journal && journal_complete(sc->journal); }
+
+static void note_undoable(script_call *sc)
+{
+    if (sc->locks && !sc->borrowed_locks) lock_set_set_undoable(sc->locks, call_undoable(sc));
+}
+
+static void try_undo(script_call *sc);
+
+static void journal_settled(void *ctx)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    note_undoable(sc);
+    try_undo(sc);
+    call_maybe_free(sc);
+}
+
+/* A store reply (or capture) came after the run ended. */
+static void call_reply_gone(script_call *sc)
+{
+    try_undo(sc);
+    call_maybe_free(sc);
+}
+
+/* Writes whose effect the journal cannot take back: keyspace-wide ones, and
+ * those that reach into another database. PUBLISH is never undoable. */
+static int journalable(const command_def *cmd, int argc, char **argv)
+{
+    if (!strcmp(cmd->name, "move") || !strcmp(cmd->name, "swapdb") || !strcmp(cmd->name, "flushall") ||
+        !strcmp(cmd->name, "flushdb") || !strcmp(cmd->name, "migrate") || !strcmp(cmd->name, "publish") ||
+        !strcmp(cmd->name, "spublish"))
+        return 0;
+    if (!strcmp(cmd->name, "copy"))
+        for (int i = 3; i < argc; i++)
+            if (!strcasecmp(argv[i], "db")) return 0;
+    return 1;
+}
+
+/* Before a write goes on conn: the images of the keys it is the first to
+ * write, queued ahead of it on the same connection. */
+static void journal_write(script_call *sc, backend *b, int conn)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (!sc->journal) sc->journal = journal_new(journal_settled, sc);
+    int n = 0, stack_keys[32], *keys = stack_keys;
+    if (journalable(cmd, sc->call_argc, sc->call_argv) && (cmd->key_spec_count || cmd->getkeys)) {
+        n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 32);
+        if (n > 32) {
+            keys = malloc(sizeof(int) * (size_t)n);
+            if (!keys) abort();
+            n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, n);
+        }
+    }
+    if (n <= 0) journal_break(sc->journal);
+    int left = !strcmp(cmd->name, "lpush");
+    if (n == 1 && (left || !strcmp(cmd->name, "rpush")) && sc->call_argc >= 3 &&
+        !journal_has(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]])) {
+        /* A push: undone by as many pops, whatever the list's length. */
+        sc->pushed = 1 + journal_pushed(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]], left,
+                                        (unsigned)(sc->call_argc - 2));
+        n = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t klen = sc->call_argvlen[keys[i]];
+        if (journal_has(sc->journal, sc->db, key, klen)) continue;
+        if (journal_capture(sc->journal, b, conn, sc->db, sc->client_id, key, klen) == 0) sc->inflight++;
+    }
+    if (keys != stack_keys) free(keys);
+    note_undoable(sc);
+}
+
+static void rerun_cb(evutil_socket_t fd, short what, void *arg);
+
+/* The error text of a failed run (a '-' line), without '-' and CRLF. */
+static int error_text(const char *reply, size_t len, const char **text, size_t *tlen)
+{
+    if (len < 3 || reply[0] != '-' || reply[len - 2] != '\r' || reply[len - 1] != '\n') return 0;
+    *text = reply + 1;
+    *tlen = len - 3;
+    return 1;
+}
+
+/* A failed run's error, with what became of its writes when that is not
+ * the obvious: undone after the store failed; or not (all) undone, with the
+ * keys it had written. undone: -1 no undo was tried, 0 it failed, 1 done. */
+static void finish_failed(script_call *sc, const char *reply, size_t len, int undone)
+{
+    const char *text;
+    size_t tlen;
+    if (!error_text(reply, len, &text, &tlen) || (undone == 1 && !sc->store_lost) ||
+        (undone == -1 && !sc->store_lost)) {
+        call_finish(sc, reply, len);
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    evbuffer_add(b, "-", 1);
+    evbuffer_add(b, text, tlen);
+    if (undone == 1) {
+        evbuffer_add_printf(b, " (the store failed; the script's writes were undone)");
+    } else {
+        evbuffer_add_printf(b, " (%s; the script wrote", sc->store_lost ? "the store failed" : "not all undone");
+        for (unsigned i = 0; i < sc->nwritten_keys; i++) {
+            evbuffer_add(b, i ? ", '" : " '", i ? 3 : 2);
+            size_t n = sc->written_lens[i] > 100 ? 100 : sc->written_lens[i];
+            for (size_t k = 0; k < n; k++) {
+                char ch = sc->written_buf[sc->written_at[i] + k];
+                evbuffer_add(b, (ch == '\r' || ch == '\n') ? " " : &ch, 1);
+            }
+            evbuffer_add(b, "'", 1);
+        }
+        if (sc->more_written_keys) evbuffer_add_printf(b, " and %u more", sc->more_written_keys);
+        if (!sc->nwritten_keys) evbuffer_add_printf(b, " to no key (PUBLISH or a keyspace-wide command)");
+        evbuffer_add_printf(b, "%s)", undone == 0 && sc->store_lost ? "; they could not all be undone" : "");
+    }
+    evbuffer_add(b, "\r\n", 2);
+    size_t n = evbuffer_get_length(b);
+    call_finish(sc, (const char *)evbuffer_pullup(b, -1), n);
+    evbuffer_free(b);
+}
+
+/* Keys written so far, for the error when the store fails. */
+static void note_written_keys(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (!cmd->key_spec_count && !cmd->getkeys) return;
+    int keys[8];
+    int n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 8);
+    for (int i = 0; i < n && i < 8; i++) {
+        const char *key = sc->call_argv[keys[i]];
+        size_t len = sc->call_argvlen[keys[i]];
+        unsigned j = 0;
+        if (len > 100) len = 100; /* named by their first 100 bytes */
+        while (j < sc->nwritten_keys &&
+               (sc->written_lens[j] != len || memcmp(sc->written_buf + sc->written_at[j], key, len)))
+            j++;
+        if (j < sc->nwritten_keys) continue;
+        if (sc->nwritten_keys == WRITTEN_KEYS_NAMED || sc->written_used + len > WRITTEN_KEYS_BYTES) {
+            sc->more_written_keys++;
+            continue;
+        }
+        memcpy(sc->written_buf + sc->written_used, key, len);
+        sc->written_at[j] = (unsigned short)sc->written_used;
+        sc->written_lens[j] = (unsigned short)len;
+        sc->written_used += (unsigned)len;
+        sc->nwritten_keys++;
+    }
+}
+
+static void schedule_rerun(script_call *sc)
+{
+    static const struct timeval zero = {0, 0};
+    sc->scheduled++;
+    event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+}
+
+static void undo_done(void *ctx, int ok)
+{
+    script_call *sc = ctx;
+    sc->scheduled--;
+    if (ok) stat_undone++;
+    else stat_undo_failed++;
+    journal_free(sc->journal);
+    sc->journal = NULL;
+    if (sc->undo_then == UNDO_THEN_RERUN) {
+        sc->undo_then = 0;
+        if (sc->locks) {
+            lock_set_release(sc->locks);
+            sc->locks = NULL;
+        }
+        if (ok) {
+            stat_rerun_after_undo++;
+            schedule_rerun(sc);
+        } else {
+            call_finish_error(sc, "ERR script gave way to break a lock cycle, but the store did not take back its "
+                                  "writes in time; they may be partly applied");
+            return;
+        }
+    }
+    if (sc->undo_then == UNDO_THEN_FINISH) {
+        sc->undo_then = 0;
+        char *reply = sc->final_reply;
+        size_t len = sc->final_len;
+        sc->final_reply = NULL;
+        finish_failed(sc, reply, len, ok);
+        free(reply);
+        return;
+    }
+    call_maybe_free(sc);
+}
+
+/* Undoes the run's writes once every request it sent has been answered
+ * (a restore must come after the write it takes back). */
+static void try_undo(script_call *sc)
+{
+    if (!sc->undo_wanted || sc->inflight || stopping) return;
+    sc->undo_wanted = 0;
+    journal_undo(sc->journal, server.backend, sc->client_id, UNDO_WAIT_MS, undo_done, sc);
+}
+
+static void begin_undo(script_call *sc, int then)
+{
+    /* A run killed while it waited for an undeclared key waits no more. */
+    if (sc->locks && !sc->borrowed_locks) lock_set_cancel_wait(sc->locks);
+    sc->undo_then = (unsigned)then;
+    sc->undo_wanted = 1;
+    sc->scheduled++; /* until undo_done */
+    try_undo(sc);
+}
+
 /* ---- engine host callbacks ---------------------------------------------------- */
 
 static void store_reply_cb(void *ctx, const backend_reply *r)
@@ -213,11 +474,19 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
         if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
         stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, r->error || first == '-');
     }
+    if (sc->pushed) {
+        /* Whether the push happened decides whether undo pops. */
+        int applied = r->error ? -1 : !(r->raw_len && evbuffer_pullup(r->raw, 1)[0] == '-');
+        journal_pushed_result(sc->journal, sc->pushed - 1, applied);
+        sc->pushed = 0;
+        note_undoable(sc);
+    }
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
+    if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
     if (r->error) script_run_reply_error(sc->run, r->error);
     else script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
@@ -226,6 +495,17 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 }
 
 static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
+
+/* The store cannot take the call (it is down or reconnecting). */
+static void store_unavailable(script_call *sc)
+{
+    if (sc->pushed) {
+        journal_pushed_result(sc->journal, sc->pushed - 1, 0); /* never sent */
+        sc->pushed = 0;
+    }
+    sc->store_lost = 1;
+    answer_error(sc, backend_error(server.backend));
+}
 
 static void learn_key(script_call *sc, int db, const char *key, size_t len)
 {
@@ -281,8 +561,9 @@ static int call_keys_ready(script_call *sc)
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
         /* LOCK_DEADLOCK */
-        if (!sc->written && !sc->borrowed_locks) {
-            /* Nothing written yet: start again later with this key declared. */
+        if (!sc->borrowed_locks && (!sc->written || call_undoable(sc))) {
+            /* Nothing written yet, or all of it can be undone: start again
+             * later (after the undo) with this key declared. */
             sc->rerun = 1;
             stat_reruns++;
             script_run_kill(sc->run, RERUN_MARKER);
@@ -317,10 +598,11 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
     script_call *sc = ctx;
     sc->inflight--;
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
+    if (r->error) sc->store_lost = 1;
     if (r->error) script_run_reply_error(sc->run, r->error);
     else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
     else script_run_reply(sc->run, r->parsed);
@@ -364,7 +646,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
     script_call *sc = ctx;
     sc->inflight--;
     if (stopping || sc->finished || !sc->run) {
-        call_maybe_free(sc);
+        call_reply_gone(sc);
         return;
     }
     sc->depth++;
@@ -403,7 +685,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
     if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, argc, argv, argvlen, BACKEND_RAW,
                                      store_reply_cb, sc) != 0)
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
     else sc->inflight++;
     free(sargv);
     free(slen);
@@ -427,9 +709,14 @@ static void call_send(script_call *sc)
             lock_set_set_written(sc->locks, 1);
         }
     }
-    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
+    int is_write = cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
+    if (is_write && sc->nwritten_keys < WRITTEN_KEYS_NAMED) note_written_keys(sc);
     backend *b = server.backend;
     int conn = backend_pick(b, (unsigned)(uintptr_t)sc);
+    if (is_write && sc->journalling) {
+        if (conn >= 0 || !journalable(cmd, sc->call_argc, sc->call_argv)) journal_write(sc, b, conn);
+    }
+    if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
         char *tv[2] = {"TYPE", sc->call_argv[1]};
         size_t tl[2] = {4, sc->call_argvlen[1]};
@@ -437,7 +724,7 @@ static void call_send(script_call *sc)
             sc->inflight++;
             return;
         }
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     /* A store without transactions never blocks (memcached): it gets the
@@ -452,12 +739,12 @@ static void call_send(script_call *sc)
             sc->inflight++;
             return;
         }
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     if (conn < 0 || backend_send_for(b, conn, sc->db, sc->client_id, sc->call_argc, sc->call_argv,
                                      sc->call_argvlen, BACKEND_RAW, store_reply_cb, sc) != 0) {
-        answer_error(sc, backend_error(b));
+        store_unavailable(sc);
         return;
     }
     sc->inflight++;
@@ -628,6 +915,7 @@ static void host_yield(void *host_ctx, script_run *run)
 
 static void rerun_cb(evutil_socket_t fd, short what, void *arg)
 {
+    /* The run is started afresh: its journal (already undone) is dropped. */
     (void)fd;
     (void)what;
     script_call *sc = arg;
@@ -657,18 +945,35 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
     stat_scripts_run++;
     note_run(sc);
     if (sc->rerun) {
-        /* Aborted before any write: run again once the other script is done,
-         * this time with the keys it reached declared up front. */
+        /* Aborted to break a lock cycle: run again once the other script is
+         * done, this time with the keys it reached declared up front. What
+         * it wrote is undone first, under its locks, so nobody sees it. */
         sc->rerun = 0;
         sc->started = 0;
         set_busy(sc, 0);
+        if (sc->written && sc->journal && !journal_empty(sc->journal)) {
+            begin_undo(sc, UNDO_THEN_RERUN);
+            return;
+        }
         if (sc->locks) {
             lock_set_release(sc->locks);
             sc->locks = NULL;
         }
-        static const struct timeval zero = {0, 0};
-        sc->scheduled++;
-        event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
+        schedule_rerun(sc);
+        return;
+    }
+    if (len && reply[0] == '-' && sc->written && sc->rollback && sc->journal && !journal_empty(sc->journal)) {
+        /* lua-rollback-on-error / flags=atomic: nothing of a failed run
+         * stays; its locks are held until its writes are undone. */
+        sc->final_reply = malloc(len);
+        if (!sc->final_reply) abort();
+        memcpy(sc->final_reply, reply, len);
+        sc->final_len = len;
+        begin_undo(sc, UNDO_THEN_FINISH);
+        return;
+    }
+    if (len && reply[0] == '-' && sc->written && sc->store_lost) {
+        finish_failed(sc, reply, len, -1);
         return;
     }
     call_finish(sc, reply, len);
@@ -703,6 +1008,12 @@ static void call_start(script_call *sc)
     }
     sc->started = 1;
     sc->attempts++;
+    journal_free(sc->journal);
+    sc->journal = NULL;
+    forget_written_keys(sc);
+    sc->store_lost = 0;
+    sc->rollback = config.lua_rollback_on_error || ((f ? script_function_flags(f) : script_flags(s)) & SCRIPT_FLAG_ATOMIC);
+    sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
     sc->depth++;
@@ -733,12 +1044,15 @@ static void call_lock_granted(lock_set *ls, void *ctx)
 }
 
 /* Another script needs this one out of the way to break a lock cycle; it has
- * not written, so it is aborted and run again later. */
+ * not written, or can undo what it wrote, so it is aborted (undone) and run
+ * again later. */
 static void call_abort(lock_set *ls, void *ctx)
 {
     script_call *sc = ctx;
     if (sc->borrowed_locks) return;
-    lock_set_release_all(ls);
+    /* A run that wrote keeps its units until its writes are undone. */
+    if (sc->written) lock_set_cancel_wait(ls);
+    else lock_set_release_all(ls);
     if (!sc->run) return;
     sc->rerun = 1;
     stat_reruns++;
@@ -753,6 +1067,7 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
     if (sc->locks) lock_set_release(sc->locks);
     lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
     lock_set_mark_script(ls, call_abort);
+    lock_set_set_age(ls, sc->seq);
     for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
     sc->locks = ls;
@@ -812,6 +1127,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     sc->keeps_to_keys = (bits & SCRIPT_BIT_RAN) && !(bits & SCRIPT_BIT_UNDECLARED);
     sc->lock_mode = ro ? LOCK_SCRIPT_RO : LOCK_SCRIPT_EXCL;
     sc->c = c;
+    sc->seq = ++call_seq;
     sc->client_id = c->id;
     sc->user = c->user;
     acl_user_retain(sc->user);
@@ -1011,6 +1327,10 @@ static const char *const script_help[] = {
 #define BUSY_EVAL_ERROR "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
 #define BUSY_FUNCTION_ERROR "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
 
+/* A script that has not written may be killed; one that has, only when its
+ * writes will be undone (lua-rollback-on-error, flags=atomic). */
+static int call_killable(const script_call *sc) { return !sc->dirty || (sc->rollback && call_undoable(sc)); }
+
 /* SCRIPT KILL (is_eval) kills busy EVAL scripts, FUNCTION KILL busy FCALLs;
  * as in Redis, each refuses when only the other kind is busy. The proxy runs
  * many scripts at once: every busy one that has run no write command is
@@ -1026,7 +1346,7 @@ void scripting_kill(client *c, int is_eval)
             continue;
         }
         busy++;
-        killable += !sc->dirty;
+        killable += call_killable(sc);
     }
     if (!busy && other) {
         reply_error(out, is_eval ? BUSY_FUNCTION_ERROR : BUSY_EVAL_ERROR);
@@ -1047,7 +1367,7 @@ void scripting_kill(client *c, int is_eval)
     while (sc) {
         /* Killing ends the run and may free sc: keep it alive to step on. */
         sc->depth++;
-        if (sc->busy && !sc->finished && sc->run && !sc->dirty && (sc->fname == NULL) == is_eval) {
+        if (sc->busy && !sc->finished && sc->run && call_killable(sc) && (sc->fname == NULL) == is_eval) {
             stat_killed++;
             script_run_kill(sc->run, NULL);
         }
@@ -1178,6 +1498,10 @@ void scripting_info(struct evbuffer *out)
                         "scripts_killed:%llu\r\n"
                         "scripts_deadlock_errors:%llu\r\n"
                         "scripts_pipelined:%llu\r\n"
+                        "scripts_undone:%llu\r\n"
+                        "scripts_undo_failed:%llu\r\n"
+                        "scripts_rerun_after_undo:%llu\r\n"
+                        "journal_bytes:%zu\r\n"
                         "\r\n# Locks\r\n"
                         "lock_units:%lu\r\n"
                         "lock_sets_holding:%lu\r\n"
@@ -1187,7 +1511,8 @@ void scripting_info(struct evbuffer *out)
                         "lock_busy_refusals:%llu\r\n"
                         "lock_deadlocks:%llu\r\n",
                         script_engine_running(engine), busy_count,
-                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined, st.units, st.sets_holding,
+                        stat_scripts_run, stat_reruns, stat_killed, stat_deadlock_errors, stat_pipelined,
+                        stat_undone, stat_undo_failed, stat_rerun_after_undo, journal_bytes_now(), st.units, st.sets_holding,
                         st.sets_waiting, st.granted_immediately, st.waited, st.busy_refusals, st.deadlocks);
 }
 
@@ -1216,6 +1541,9 @@ void scripting_shutdown(void)
         calls = sc->next;
         if (sc->locks) lock_set_release(sc->locks);
         if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
+        journal_free(sc->journal);
+        forget_written_keys(sc);
+        free(sc->final_reply);
         for (int i = 0; i < sc->nlearned; i++) free(sc->learned[i].key);
         free(sc->learned);
         free(sc->fname);

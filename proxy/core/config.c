@@ -85,6 +85,7 @@ static const config_def config_defs[] = {
     {"lua-undeclared-keys", NULL, CT_ENUM, 0, &config.lua_undeclared_keys_error, 0, 0, undeclared_enum, NULL, NULL},
     {"lua-time-slice", NULL, CT_LL, 0, &config.lua_time_slice_us, 100, 1000000, NULL, NULL, NULL},
     {"lua-script-pipelining", NULL, CT_BOOL, 0, &config.lua_script_pipelining, 0, 1, NULL, NULL, NULL},
+    {"lua-rollback-on-error", NULL, CT_BOOL, 0, &config.lua_rollback_on_error, 0, 1, NULL, NULL, NULL},
     {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
     /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
     {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},

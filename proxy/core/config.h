@@ -48,6 +48,7 @@ typedef struct proxy_config {
     int lua_undeclared_keys_error;
     long long lua_time_slice_us;
     int lua_script_pipelining;
+    int lua_rollback_on_error; /* undo a script that fails after writing */
     char *functions_file; /* NULL: libraries are not kept across restarts */
     /* TLS for clients (tls-*), as Redis's directives. */
     int tls_port;

@@ -16,6 +16,7 @@ struct lock_entry {
     uint8_t intent;  /* keyspace unit held as an intent by a keyed request */
     uint8_t granted;
     uint8_t extend;  /* an undeclared key a running script waits for */
+    uint8_t cancelled; /* that wait was given up (lock_set_cancel_wait) */
     lock_entry *prev, *next; /* in the unit's holder or wait list */
 };
 
@@ -46,6 +47,8 @@ struct lock_set {
     lock_abort_fn *abort_fn;
     unsigned is_script : 1, busy : 2, written : 1, has_keyspace : 1, has_intent : 1, notify_pending : 1;
     unsigned unchanged : 1; /* a plain write that changed nothing (lock_set_set_unchanged) */
+    unsigned undoable : 1; /* its writes can be undone: it may be aborted and re-run after writing */
+    unsigned long long age; /* lower: older; the youngest member of a cycle gives way */
     unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
@@ -643,7 +646,7 @@ void lock_set_release_all(lock_set *ls)
         lock_unit *u = e->unit;
         if (wrote && e->granted && !e->intent && u == L.keyspace) keyspace_version++;
         if (e->granted) holder_unlink(e);
-        else if (ls->state != SET_NEW || e->extend) wait_unlink(e);
+        else if (!e->cancelled && (ls->state != SET_NEW || e->extend)) wait_unlink(e);
         if (u->mark == ls) u->mark = NULL;
         if (u->refs > 1 || u == L.keyspace) work_push(u);
         unit_unref(u);
@@ -703,6 +706,23 @@ int locks_busy_kind(void)
 }
 void lock_set_set_written(lock_set *ls, int written) { ls->written = written != 0; }
 void lock_set_set_unchanged(lock_set *ls) { ls->unchanged = 1; }
+void lock_set_set_undoable(lock_set *ls, int undoable) { ls->undoable = undoable != 0; }
+void lock_set_set_age(lock_set *ls, unsigned long long age) { ls->age = age; }
+
+void lock_set_cancel_wait(lock_set *ls)
+{
+    lock_entry *e = ls->waiting_extend;
+    if (!e) return;
+    wait_unlink(e);
+    e->extend = 0;
+    e->cancelled = 1;
+    ls->waiting_extend = NULL;
+    work_push(e->unit); /* its queue may have a new head */
+    process_work();
+}
+
+/* May this set be aborted (and its script re-run) to break a cycle? */
+static int may_give_way(const lock_set *s) { return s->abort_fn && (!s->written || s->undoable); }
 int lock_set_unit_count(const lock_set *ls) { return ls->n; }
 
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len)
@@ -739,7 +759,7 @@ static int cycle_from(lock_unit *u, int mode, const lock_entry *self, lock_set *
             hs->visit = L.visit_gen;
             if (!hs->waiting_extend) continue;
             if (cycle_from(hs->waiting_extend->unit, hs->mode, hs->waiting_extend, target, victim, depth + 1)) {
-                if (!hs->written && !*victim) *victim = hs;
+                if (may_give_way(hs) && (!*victim || hs->age > (*victim)->age)) *victim = hs;
                 return 1;
             }
         }
@@ -775,12 +795,16 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
             return LOCK_WAITING;
         }
         L.stats.deadlocks++;
-        if (!ls->written || !victim || !victim->abort_fn) {
+        /* The youngest member that can give way does (the requester itself
+         * when it is that one, or as young as any), so the oldest script of
+         * a cycle always goes on and one re-run again and again only ever
+         * grows older. */
+        if (!victim || (may_give_way(ls) && ls->age >= victim->age)) {
             unit_unref(u);
             return LOCK_DEADLOCK;
         }
-        /* The requester has written and cannot be re-run: abort another
-         * member of the cycle that has not, then look again. */
+        /* Another member gives way: it stops waiting at once (which breaks
+         * the cycle) and releases its units once its writes are undone. */
         L.stats.aborts++;
         victim->abort_fn(victim, victim->ctx);
         unit_unref(u);

@@ -35,8 +35,10 @@ enum lock_result {
 
 typedef struct lock_set lock_set;
 typedef void lock_granted_fn(lock_set *ls, void *ctx);
-/* Asked to abort a script to break a cycle: the owner must release its locks
- * (lock_set_release or lock_set_release_all) before returning. */
+/* Asked to abort a script to break a cycle: the owner must at least stop
+ * waiting (lock_set_cancel_wait, or release everything) before returning; it
+ * may keep the units it holds while it undoes its writes, and release them
+ * afterwards. */
 typedef void lock_abort_fn(lock_set *ls, void *ctx);
 
 void locks_init(struct event_base *base);
@@ -76,10 +78,18 @@ void lock_set_set_written(lock_set *ls, int written); /* has made a write */
 /* A plain write whose reply says it changed nothing: its release does not
  * count as a write for WATCH, as Redis touches only keys it modifies. */
 void lock_set_set_unchanged(lock_set *ls);
+/* Its writes can all be undone, so it may be aborted after writing. */
+void lock_set_set_undoable(lock_set *ls, int undoable);
+/* Its age (a sequence number: lower is older); in a cycle the youngest set
+ * that may be aborted is. */
+void lock_set_set_age(lock_set *ls, unsigned long long age);
+/* Gives up the undeclared key the set waits for, keeping what it holds. */
+void lock_set_cancel_wait(lock_set *ls);
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
 /* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the
  * callback runs when granted) or LOCK_DEADLOCK. A cycle is broken by
- * aborting a member that has not written; the requester itself first. */
+ * aborting its youngest member that has not written or can undo its writes;
+ * LOCK_DEADLOCK when that is the requester, or when no member can. */
 int lock_set_extend(lock_set *ls, int db, const char *key, size_t len);
 /* Keys (as unit names) of a set, to carry learned keys into a re-run. */
 int lock_set_unit_count(const lock_set *ls);

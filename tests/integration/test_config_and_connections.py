@@ -29,7 +29,8 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "backend-blocking-connections", "backend-connect-timeout", "busy-reply-scope",
               "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice",
               "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
-              "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining"}
+              "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining",
+              "lua-rollback-on-error"}
 
 PASSWORD = "Sekr1t-pw"
 

@@ -866,6 +866,68 @@ static void test_deadlock_both_written(void **state)
     rel(&s1);
 }
 
+/* A victim that wrote but can undo its writes keeps what it holds while it
+ * undoes them: it only stops waiting. */
+static void undoing_abort_cb(lock_set *ls, void *ctx)
+{
+    req *r = ctx;
+    r->aborts++;
+    lock_set_cancel_wait(ls);
+}
+
+static void test_deadlock_undoable_victims_by_age(void **state)
+{
+    req s1, s2;
+    /* Both written, both undoable: the younger (S2, the requester) gives way. */
+    make_two_cycle(&s1, &s2);
+    lock_set_set_age(s1.ls, 1);
+    lock_set_set_age(s2.ls, 2);
+    for (req *r = &s1; r; r = r == &s1 ? &s2 : NULL) {
+        lock_set_set_written(r->ls, 1);
+        lock_set_set_undoable(r->ls, 1);
+    }
+    assert_int_equal(ext(&s2, 0, "A"), LOCK_DEADLOCK);
+    assert_int_equal(s1.aborts, 0);
+    rel(&s2);
+    run_loop();
+    assert_int_equal(s1.calls, 1);
+    rel(&s1);
+
+    /* The requester is the older: the other one gives way, keeping A while
+     * it undoes; the requester waits for A, not forever. */
+    make_two_cycle(&s1, &s2);
+    lock_set_mark_script(s1.ls, undoing_abort_cb);
+    lock_set_set_age(s1.ls, 5);
+    lock_set_set_age(s2.ls, 3);
+    lock_set_set_written(s1.ls, 1);
+    lock_set_set_undoable(s1.ls, 1);
+    lock_set_set_written(s2.ls, 1); /* S2 cannot undo: it could not give way anyway */
+    assert_int_equal(ext(&s2, 0, "A"), LOCK_WAITING);
+    assert_int_equal(s1.aborts, 1);
+    run_loop();
+    assert_true(holds(&s1, 0, "A"));
+    assert_false(holds(&s1, 0, "B"));
+    assert_int_equal(s1.calls, 0); /* its wait for B is gone */
+    assert_int_equal(s2.calls, 0);
+    rel(&s1); /* undone: lets go */
+    run_loop();
+    assert_int_equal(s2.calls, 1);
+    assert_true(holds(&s2, 0, "A") && holds(&s2, 0, "B"));
+    rel(&s2);
+
+    /* Written without a way to undo: not a victim, as before. */
+    make_two_cycle(&s1, &s2);
+    lock_set_set_age(s1.ls, 9);
+    lock_set_set_written(s1.ls, 1);
+    lock_set_set_written(s2.ls, 1);
+    lock_set_set_undoable(s2.ls, 0);
+    assert_int_equal(ext(&s2, 0, "A"), LOCK_DEADLOCK);
+    assert_int_equal(s1.aborts, 0);
+    rel(&s2);
+    run_loop();
+    rel(&s1);
+}
+
 /* S1 holds A waits B, S2 holds B waits C, S3 holds C asks for A. */
 static void make_three_cycle(req *s)
 {
@@ -1398,6 +1460,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadlock_abort_other, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlock_abort_frees, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlock_both_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deadlock_undoable_victims_by_age, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadlock_three, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_false_deadlock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_all_reusable, setup, teardown),

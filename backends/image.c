@@ -1,0 +1,400 @@
+/* Key images for an undo journal on RESP stores: DUMP and PTTL read what a
+ * key was, pipelined just before the write that changes it; RESTORE ...
+ * REPLACE (or DEL for a key that did not exist) puts it back. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "backends/backend.h"
+
+long long backend_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void backend_image_free(backend_image *img)
+{
+    if (!img) return;
+    free(img->data);
+    free(img);
+}
+
+/* What each reply of a capture answers, in the order they were sent. */
+enum cap_step { CAP_DUMP, CAP_TYPE, CAP_GET, CAP_LIST, CAP_HASH, CAP_SET, CAP_ZSET, CAP_STREAM, CAP_PTTL };
+#define CAP_MAX_STEPS 9
+
+typedef struct capture_req {
+    backend *b;
+    backend_image_fn *fn; /* NULL: a later send failed, nobody waits */
+    void *ctx;
+    backend_image *img;
+    int dump_ok;  /* DUMP answered: its payload is the image */
+    char type;    /* TYPE's answer as an image kind, 0 none yet, '-' no key */
+    unsigned char steps[CAP_MAX_STEPS];
+    int nsteps, next;
+    struct evbuffer *elems; /* the typed read's elements */
+    char err[256];
+} capture_req;
+
+static void capture_fail(capture_req *cr, const char *why)
+{
+    if (!cr->err[0]) snprintf(cr->err, sizeof(cr->err), "%s", why);
+}
+
+static void capture_free(capture_req *cr)
+{
+    backend_image_free(cr->img);
+    if (cr->elems) evbuffer_free(cr->elems);
+    free(cr);
+}
+
+/* Typed images hold their elements as a 4-byte length and the bytes each. */
+static void elem_add(struct evbuffer *out, const char *p, size_t len)
+{
+    uint32_t n = (uint32_t)len;
+    evbuffer_add(out, &n, sizeof(n));
+    evbuffer_add(out, p, len);
+}
+
+static int elems_add(struct evbuffer *out, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS) {
+        elem_add(out, r->str, r->len);
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_ARRAY) return -1;
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_ARRAY) {
+            /* a stream entry: its id, then how many field/value strings, then them */
+            if (e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING ||
+                e->element[1]->type != REDIS_REPLY_ARRAY)
+                return -1;
+            char num[24];
+            int n = snprintf(num, sizeof(num), "%zu", e->element[1]->elements);
+            elem_add(out, e->element[0]->str, e->element[0]->len);
+            elem_add(out, num, (size_t)n);
+            if (elems_add(out, e->element[1]) != 0) return -1;
+        } else if (e->type == REDIS_REPLY_STRING) {
+            elem_add(out, e->str, e->len);
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static char kind_of_type(const char *t)
+{
+    static const struct { const char *name; char kind; } kinds[] = {
+        {"string", 's'}, {"list", 'l'}, {"hash", 'h'}, {"set", 'S'}, {"zset", 'z'}, {"stream", 'x'}, {"none", '-'},
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (!strcmp(t, kinds[i].name)) return kinds[i].kind;
+    return '?';
+}
+
+static const char step_kind[] = {[CAP_GET] = 's', [CAP_LIST] = 'l', [CAP_HASH] = 'h', [CAP_SET] = 'S',
+                                 [CAP_ZSET] = 'z', [CAP_STREAM] = 'x'};
+
+static void capture_done(capture_req *cr)
+{
+    backend_image *img = cr->img;
+    if (!cr->err[0] && !cr->dump_ok) {
+        /* The typed reads are the image. */
+        if (cr->type == '?' || !cr->type) capture_fail(cr, "ERR key of a type the journal cannot read");
+        else if (cr->type != '-' && !cr->elems) capture_fail(cr, "ERR key changed while read");
+        else if (cr->type != '-') {
+            img->exists = 1;
+            img->kind = cr->type;
+            img->len = evbuffer_get_length(cr->elems);
+            img->data = malloc(img->len ? img->len : 1);
+            if (!img->data) abort();
+            evbuffer_remove(cr->elems, img->data, img->len);
+        }
+    }
+    if (cr->err[0]) {
+        cr->fn(cr->ctx, NULL, cr->err);
+    } else {
+        cr->img = NULL;
+        cr->fn(cr->ctx, img, NULL);
+    }
+    capture_free(cr);
+}
+
+static void capture_cb(void *ctx, const backend_reply *r)
+{
+    capture_req *cr = ctx;
+    int step = cr->steps[cr->next++];
+    int last = cr->next == cr->nsteps;
+    if (!cr->fn) {
+        if (last) capture_free(cr);
+        return;
+    }
+    const redisReply *p = r->parsed;
+    if (r->error) {
+        capture_fail(cr, r->error);
+    } else if (step == CAP_DUMP) {
+        if (p->type == REDIS_REPLY_ERROR && !cr->b->has_dump && strstr(p->str, "unknown command")) {
+            cr->b->has_dump = -1; /* the typed reads sent with it make the image */
+        } else if (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_NIL) {
+            cr->b->has_dump = 1;
+            cr->dump_ok = 1;
+            if (p->type == REDIS_REPLY_STRING) {
+                cr->img->exists = 1;
+                cr->img->len = p->len;
+                cr->img->data = malloc(p->len ? p->len : 1);
+                if (!cr->img->data) abort();
+                memcpy(cr->img->data, p->str, p->len);
+            }
+        } else {
+            capture_fail(cr, p->type == REDIS_REPLY_ERROR ? p->str : "ERR unexpected reply to DUMP");
+        }
+    } else if (step == CAP_TYPE) {
+        cr->type = p->type == REDIS_REPLY_STATUS ? kind_of_type(p->str) : '?';
+    } else if (step == CAP_PTTL) {
+        if (p->type != REDIS_REPLY_INTEGER) capture_fail(cr, "ERR unexpected reply to PTTL");
+        else if (p->integer == -2 && cr->dump_ok && cr->img->exists) capture_fail(cr, "ERR key expired while read");
+        else cr->img->ttl_ms = p->integer >= 0 ? p->integer : -1;
+    } else if (!cr->dump_ok && step_kind[step] == cr->type) {
+        if (!cr->elems) cr->elems = evbuffer_new();
+        if (!cr->elems) abort();
+        if (elems_add(cr->elems, p) != 0) capture_fail(cr, "ERR unexpected reply reading a key");
+    }
+    if (last) capture_done(cr);
+}
+
+int backend_resp_capture(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                         backend_image_fn *fn, void *ctx)
+{
+    capture_req *cr = calloc(1, sizeof(*cr));
+    if (!cr) abort();
+    cr->b = b;
+    cr->fn = fn;
+    cr->ctx = ctx;
+    cr->img = calloc(1, sizeof(*cr->img));
+    if (!cr->img) abort();
+    cr->img->ttl_ms = -1;
+    cr->img->read_ms = backend_monotonic_ms();
+    /* DUMP where the store has it; each type's own reads where it does not
+     * (until the first DUMP answer tells, both: no round trip is added). */
+    static const struct { int step; int argc; const char *argv[6]; } cmds[] = {
+        {CAP_DUMP, 2, {"DUMP"}},
+        {CAP_TYPE, 2, {"TYPE"}},
+        {CAP_GET, 2, {"GET"}},
+        {CAP_LIST, 4, {"LRANGE", NULL, "0", "-1"}},
+        {CAP_HASH, 2, {"HGETALL"}},
+        {CAP_SET, 2, {"SMEMBERS"}},
+        {CAP_ZSET, 5, {"ZRANGE", NULL, "0", "-1", "WITHSCORES"}},
+        {CAP_STREAM, 4, {"XRANGE", NULL, "-", "+"}},
+        {CAP_PTTL, 2, {"PTTL"}},
+    };
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        int step = cmds[i].step;
+        if (step == CAP_DUMP && b->has_dump < 0) continue;
+        if (step != CAP_DUMP && step != CAP_PTTL && b->has_dump > 0) continue;
+        cr->steps[cr->nsteps++] = (unsigned char)step;
+    }
+    for (int i = 0; i < cr->nsteps; i++) {
+        const char *av[6];
+        size_t al[6];
+        int argc = cmds[cr->steps[i]].argc;
+        for (int k = 0; k < argc; k++) {
+            av[k] = k == 1 ? key : cmds[cr->steps[i]].argv[k];
+            al[k] = k == 1 ? len : strlen(av[k]);
+        }
+        if (b->ops->send(b, conn, db, session, argc, (char **)av, al, BACKEND_PARSED, capture_cb, cr) != 0) {
+            if (i == 0) {
+                capture_free(cr);
+                return -1;
+            }
+            /* The replies of what went out still come: the last one frees. */
+            cr->fn = NULL;
+            cr->nsteps = i;
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The TTL left now of a key read at img->read_ms: -1 none, 0 already gone. */
+static long long ttl_left(const backend_image *img)
+{
+    if (img->ttl_ms < 0) return -1;
+    long long left = img->ttl_ms - (backend_monotonic_ms() - img->read_ms);
+    return left > 0 ? left : 0;
+}
+
+/* A typed image goes back as DEL, the type's own writes and PEXPIRE; its
+ * caller hears once, after the last, with the first error if any. */
+typedef struct restore_req {
+    backend_reply_fn *fn;
+    void *ctx;
+    int left;
+    char err[256];
+} restore_req;
+
+static void restore_cb(void *ctx, const backend_reply *r)
+{
+    restore_req *rr = ctx;
+    if (!rr->err[0]) {
+        if (r->error) snprintf(rr->err, sizeof(rr->err), "%s", r->error);
+        else if (r->parsed && r->parsed->type == REDIS_REPLY_ERROR) snprintf(rr->err, sizeof(rr->err), "%s", r->parsed->str);
+    }
+    if (--rr->left) return;
+    backend_reply br = {0};
+    redisReply ok = {.type = REDIS_REPLY_STATUS, .str = "OK", .len = 2};
+    if (rr->err[0]) br.error = rr->err;
+    else br.parsed = &ok;
+    if (rr->fn) rr->fn(rr->ctx, &br);
+    free(rr);
+}
+
+/* The elements of a typed image, in order. */
+typedef struct elems {
+    char **v;
+    size_t *l;
+    size_t n;
+} elems;
+
+static int elems_split(const backend_image *img, elems *e)
+{
+    size_t cap = 0, at = 0;
+    memset(e, 0, sizeof(*e));
+    while (at < img->len) {
+        uint32_t n;
+        if (img->len - at < sizeof(n)) return -1;
+        memcpy(&n, img->data + at, sizeof(n));
+        at += sizeof(n);
+        if (img->len - at < n) return -1;
+        if (e->n == cap) {
+            cap = cap ? cap * 2 : 16;
+            e->v = realloc(e->v, sizeof(*e->v) * (cap + 2));
+            e->l = realloc(e->l, sizeof(*e->l) * (cap + 2));
+            if (!e->v || !e->l) abort();
+        }
+        e->v[e->n] = img->data + at;
+        e->l[e->n++] = n;
+        at += n;
+    }
+    return 0;
+}
+
+static int send_one(backend *b, int conn, int db, unsigned long long session, restore_req *rr, int argc, char **argv,
+                    const size_t *argvlen)
+{
+    if (b->ops->send(b, conn, db, session, argc, argv, argvlen, BACKEND_PARSED, restore_cb, rr) != 0) return -1;
+    rr->left++;
+    return 0;
+}
+
+/* Sends cmd key followed by the elements (reordered for ZADD: score first). */
+static int send_fill(backend *b, int conn, int db, unsigned long long session, restore_req *rr, const char *cmd,
+                     const char *key, size_t len, const elems *e, size_t from, size_t count, int zadd)
+{
+    size_t argc = 2 + count;
+    char **av = malloc(sizeof(*av) * argc);
+    size_t *al = malloc(sizeof(*al) * argc);
+    if (!av || !al) abort();
+    av[0] = (char *)cmd;
+    al[0] = strlen(cmd);
+    av[1] = (char *)key;
+    al[1] = len;
+    for (size_t i = 0; i < count; i++) {
+        size_t j = from + (zadd ? (i ^ 1) : i);
+        av[2 + i] = e->v[j];
+        al[2 + i] = e->l[j];
+    }
+    int rc = send_one(b, conn, db, session, rr, (int)argc, av, al);
+    free(av);
+    free(al);
+    return rc;
+}
+
+static int restore_typed(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                         const backend_image *img, long long left, backend_reply_fn *fn, void *ctx)
+{
+    elems e;
+    if (elems_split(img, &e) != 0) {
+        free(e.v);
+        free(e.l);
+        return -1;
+    }
+    restore_req *rr = calloc(1, sizeof(*rr));
+    if (!rr) abort();
+    rr->left = 1; /* until everything is sent */
+    int rc = 0;
+    char *dv[2] = {"DEL", (char *)key};
+    size_t dl[2] = {3, len};
+    rc |= send_one(b, conn, db, session, rr, 2, dv, dl);
+    switch (img->kind) {
+    case 's': if (e.n == 1) rc |= send_fill(b, conn, db, session, rr, "SET", key, len, &e, 0, 1, 0); break;
+    case 'l': if (e.n) rc |= send_fill(b, conn, db, session, rr, "RPUSH", key, len, &e, 0, e.n, 0); break;
+    case 'h': if (e.n) rc |= send_fill(b, conn, db, session, rr, "HMSET", key, len, &e, 0, e.n, 0); break;
+    case 'S': if (e.n) rc |= send_fill(b, conn, db, session, rr, "SADD", key, len, &e, 0, e.n, 0); break;
+    case 'z': if (e.n) rc |= send_fill(b, conn, db, session, rr, "ZADD", key, len, &e, 0, e.n & ~(size_t)1, 1); break;
+    case 'x':
+        /* entry by entry: XADD key id field value ... (consumer groups are not read back) */
+        for (size_t i = 0; i + 1 < e.n && rc == 0;) {
+            long long nf = strtoll(e.v[i + 1], NULL, 10);
+            if (nf < 0 || i + 2 + (size_t)nf > e.n) break;
+            size_t argc = 3 + (size_t)nf;
+            char **av = malloc(sizeof(*av) * argc);
+            size_t *al = malloc(sizeof(*al) * argc);
+            if (!av || !al) abort();
+            av[0] = "XADD", al[0] = 4, av[1] = (char *)key, al[1] = len, av[2] = e.v[i], al[2] = e.l[i];
+            for (long long k = 0; k < nf; k++) av[3 + k] = e.v[i + 2 + k], al[3 + k] = e.l[i + 2 + k];
+            rc |= send_one(b, conn, db, session, rr, (int)argc, av, al);
+            free(av);
+            free(al);
+            i += 2 + (size_t)nf;
+        }
+        break;
+    }
+    if (left > 0 && rc == 0) {
+        char num[24];
+        int n = snprintf(num, sizeof(num), "%lld", left);
+        char *pv[3] = {"PEXPIRE", (char *)key, num};
+        size_t pl[3] = {7, len, (size_t)n};
+        rc |= send_one(b, conn, db, session, rr, 3, pv, pl);
+    }
+    free(e.v);
+    free(e.l);
+    if (rc != 0) {
+        /* Its caller retries the whole undo; what went out still answers here. */
+        rr->fn = NULL;
+        if (--rr->left == 0) free(rr);
+        return -1;
+    }
+    rr->fn = fn;
+    rr->ctx = ctx;
+    if (--rr->left == 0) { /* cannot happen: DEL went out */
+        free(rr);
+        return -1;
+    }
+    return 0;
+}
+
+int backend_resp_restore(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
+                         const backend_image *img, backend_reply_fn *fn, void *ctx)
+{
+    long long left = ttl_left(img);
+    if (img->exists && left != 0 && img->kind)
+        return restore_typed(b, conn, db, session, key, len, img, left, fn, ctx);
+    if (!img->exists || left == 0) {
+        char *v[2] = {"DEL", (char *)key};
+        size_t l[2] = {3, len};
+        return b->ops->send(b, conn, db, session, 2, v, l, BACKEND_PARSED, fn, ctx);
+    }
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%lld", left < 0 ? 0 : left);
+    char *v[5] = {"RESTORE", (char *)key, num, img->data, "REPLACE"};
+    size_t l[5] = {7, len, (size_t)n, img->len, 7};
+    return b->ops->send(b, conn, db, session, 5, v, l, BACKEND_PARSED, fn, ctx);
+}

@@ -1,0 +1,299 @@
+/* The undo journal of a script run (see journal.h). Images are read and put
+ * back by the backend (backends/ knows each store's form); this file keeps
+ * them per run and drives the undo. */
+#include "proxy/core/journal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "backends/backend.h"
+#include "proxy/core/server.h"
+
+enum { ENTRY_PENDING = 0, ENTRY_READY, ENTRY_FAILED, ENTRY_VOID };
+
+/* An entry is a key's image (the key as it was before the write), or, for a
+ * push onto a list that has no image yet, the pops that take the pushed
+ * elements off again: a list of any length costs nothing to journal. Undo
+ * runs the entries in reverse order, so an image taken after some pushes
+ * puts the key back as it was then, and the pops before it finish the job. */
+typedef struct journal_entry {
+    journal *j;
+    int db;
+    int state;
+    unsigned pops;  /* 0: an image; else how many elements to pop */
+    int pop_left;   /* pop them with LPOP (else RPOP) */
+    char *key;
+    size_t len;
+    backend_image *img;
+} journal_entry;
+
+struct journal {
+    journal_entry **e;
+    size_t n, cap;
+    unsigned pending;
+    unsigned broken : 1;
+    void (*settled)(void *ctx);
+    void *ctx;
+    size_t bytes;
+    /* undo */
+    struct event *ev;
+    backend *b;
+    unsigned long long session;
+    long long deadline_ms;
+    unsigned undo_pending;
+    unsigned undo_failed : 1, undoing : 1, finish_next : 1, popped : 1;
+    journal_done_fn *done;
+    void *done_ctx;
+};
+
+static size_t bytes_now;
+
+size_t journal_bytes_now(void) { return bytes_now; }
+
+static void add_bytes(journal *j, size_t n)
+{
+    j->bytes += n;
+    bytes_now += n;
+}
+
+journal *journal_new(void (*settled)(void *ctx), void *ctx)
+{
+    journal *j = calloc(1, sizeof(*j));
+    if (!j) abort();
+    j->settled = settled;
+    j->ctx = ctx;
+    return j;
+}
+
+void journal_free(journal *j)
+{
+    if (!j) return;
+    for (size_t i = 0; i < j->n; i++) {
+        backend_image_free(j->e[i]->img);
+        free(j->e[i]->key);
+        free(j->e[i]);
+    }
+    free(j->e);
+    if (j->ev) event_free(j->ev);
+    bytes_now -= j->bytes;
+    free(j);
+}
+
+int journal_has(const journal *j, int db, const char *key, size_t len)
+{
+    for (size_t i = 0; i < j->n; i++) {
+        const journal_entry *e = j->e[i];
+        if (!e->pops && e->db == db && e->len == len && !memcmp(e->key, key, len)) return 1;
+    }
+    return 0;
+}
+
+static void capture_cb(void *ctx, backend_image *img, const char *error)
+{
+    journal_entry *e = ctx;
+    journal *j = e->j;
+    (void)error;
+    j->pending--;
+    if (img) {
+        e->img = img;
+        e->state = ENTRY_READY;
+        add_bytes(j, img->len);
+    } else {
+        e->state = ENTRY_FAILED;
+        j->broken = 1;
+    }
+    if (j->settled) j->settled(j->ctx);
+}
+
+static journal_entry *entry_add(journal *j, int db, const char *key, size_t len)
+{
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 8;
+        j->e = realloc(j->e, sizeof(*j->e) * j->cap);
+        if (!j->e) abort();
+    }
+    journal_entry *e = calloc(1, sizeof(*e));
+    if (!e) abort();
+    e->j = j;
+    e->db = db;
+    e->len = len;
+    e->key = malloc(len + 1);
+    if (!e->key) abort();
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    j->e[j->n++] = e;
+    return e;
+}
+
+int journal_pushed(journal *j, int db, const char *key, size_t len, int pushed_left, unsigned count)
+{
+    journal_entry *e = entry_add(j, db, key, len);
+    e->pops = count ? count : 1;
+    e->pop_left = pushed_left;
+    add_bytes(j, sizeof(*e) + len);
+    return (int)(j->n - 1);
+}
+
+void journal_pushed_result(journal *j, int idx, int applied)
+{
+    journal_entry *e = j->e[idx];
+    if (applied > 0) {
+        e->state = ENTRY_READY;
+    } else if (applied == 0) {
+        e->state = ENTRY_VOID;
+    } else {
+        e->state = ENTRY_FAILED;
+        j->broken = 1;
+    }
+}
+
+int journal_capture(journal *j, backend *b, int conn, int db, unsigned long long session, const char *key,
+                    size_t len)
+{
+    if (j->n == j->cap) {
+        j->cap = j->cap ? j->cap * 2 : 8;
+        j->e = realloc(j->e, sizeof(*j->e) * j->cap);
+        if (!j->e) abort();
+    }
+    journal_entry *e = calloc(1, sizeof(*e));
+    if (!e) abort();
+    e->j = j;
+    e->db = db;
+    e->len = len;
+    e->key = malloc(len + 1);
+    if (!e->key) abort();
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    if (backend_capture(b, conn, db, session, key, len, capture_cb, e) != 0) {
+        e->state = ENTRY_FAILED;
+        j->broken = 1;
+        j->e[j->n++] = e;
+        return -1;
+    }
+    j->pending++;
+    j->e[j->n++] = e;
+    add_bytes(j, sizeof(*e) + len);
+    return 0;
+}
+
+void journal_break(journal *j) { j->broken = 1; }
+int journal_complete(const journal *j) { return !j->broken; }
+int journal_empty(const journal *j) { return j->n == 0; }
+unsigned journal_pending(const journal *j) { return j->pending; }
+size_t journal_count(const journal *j) { return j->n; }
+
+const char *journal_key(const journal *j, size_t i, size_t *len)
+{
+    *len = j->e[i]->len;
+    return j->e[i]->key;
+}
+
+/* ---- undo ----------------------------------------------------------------------- */
+
+#define UNDO_RETRY_MS 100
+
+static void undo_step(journal *j);
+
+static void undo_finish(journal *j, int ok)
+{
+    j->undoing = 0;
+    j->finish_next = 0;
+    journal_done_fn *done = j->done;
+    j->done = NULL;
+    if (done) done(j->done_ctx, ok);
+}
+
+static void undo_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    journal *j = arg;
+    if (j->finish_next) undo_finish(j, !j->broken);
+    else undo_step(j);
+}
+
+static void undo_later(journal *j, long long ms)
+{
+    if (backend_monotonic_ms() + ms > j->deadline_ms) {
+        undo_finish(j, 0);
+        return;
+    }
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(j->ev, &tv);
+}
+
+static void restore_cb(void *ctx, const backend_reply *r)
+{
+    journal *j = ctx;
+    j->undo_pending--;
+    if (r->error || (r->parsed && r->parsed->type == REDIS_REPLY_ERROR)) j->undo_failed = 1;
+    if (j->undo_pending) return;
+    /* Restores put a key back whole, so sending all of them again after a
+     * failure (the store went away meanwhile) is safe; pops are not: with
+     * some sent, a failure means the undo cannot be known to be complete. */
+    if (j->undo_failed && j->popped) undo_finish(j, 0);
+    else if (j->undo_failed) undo_later(j, UNDO_RETRY_MS);
+    else undo_finish(j, !j->broken);
+}
+
+static void undo_step(journal *j)
+{
+    backend *b = j->b;
+    int conn = backend_pick(b, (unsigned)(uintptr_t)j);
+    if (conn < 0) {
+        undo_later(j, UNDO_RETRY_MS);
+        return;
+    }
+    j->undo_failed = 0;
+    for (size_t i = j->n; i-- > 0;) {
+        journal_entry *e = j->e[i];
+        if (e->state == ENTRY_PENDING) j->broken = 1; /* never answered: cannot be known */
+        if (e->state != ENTRY_READY) continue;
+        if (e->pops) {
+            char *v[2] = {e->pop_left ? "LPOP" : "RPOP", e->key};
+            size_t l[2] = {4, e->len};
+            for (unsigned k = 0; k < e->pops && !j->undo_failed; k++) {
+                if (b->ops->send(b, conn, e->db, j->session, 2, v, l, BACKEND_PARSED, restore_cb, j) != 0) {
+                    j->undo_failed = 1;
+                    break;
+                }
+                j->undo_pending++;
+                j->popped = 1;
+            }
+            if (j->undo_failed) break;
+            continue;
+        }
+        if (backend_restore(b, conn, e->db, j->session, e->key, e->len, e->img, restore_cb, j) != 0) {
+            j->undo_failed = 1;
+            break;
+        }
+        j->undo_pending++;
+    }
+    if (j->undo_pending) return; /* restore_cb goes on */
+    if (j->undo_failed) {
+        undo_later(j, UNDO_RETRY_MS);
+        return;
+    }
+    /* Nothing to put back: finish from the loop all the same, never from
+     * inside journal_undo. */
+    j->finish_next = 1;
+    static const struct timeval now = {0, 0};
+    evtimer_add(j->ev, &now);
+}
+
+void journal_undo(journal *j, backend *b, unsigned long long session, long long wait_ms, journal_done_fn *done,
+                  void *ctx)
+{
+    j->b = b;
+    j->session = session;
+    j->done = done;
+    j->done_ctx = ctx;
+    j->undoing = 1;
+    j->deadline_ms = backend_monotonic_ms() + wait_ms;
+    if (!j->ev) j->ev = evtimer_new(server.base, undo_ev_cb, j);
+    if (!j->ev) abort();
+    undo_step(j);
+}
