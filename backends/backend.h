@@ -99,7 +99,15 @@ struct backend {
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
     long long max_string_len;     /* proto-max-bulk-len: strings the proxy builds stay within it */
     int has_dump; /* RESP stores: 1 DUMP works, -1 it does not (images by type), 0 not known yet */
+    /* The store's release, learnt at connect: major*10000 + minor*100 + patch
+     * (20418 for Redis 2.4.18); 0 while unknown, or for a store that is not
+     * Redis (memcached, whose commands the backend answers itself). */
+    int store_version;
 };
+
+/* Whether the store has a command (lower-case name; "client|setname" for a
+ * subcommand): 1 yes, 0 no, -1 not known (not learnt yet, or not Redis). */
+int backend_store_has_command(const backend *b, const char *name, size_t len);
 
 /* A connection attempt's time limit. */
 static inline long long backend_connect_timeout(const backend *b)
