@@ -580,5 +580,6 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         reply_error(client_reply_buffer(c), sort_err);
         return;
     }
+    if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
     relay_command(c, cmd, argc, argv, argvlen);
 }

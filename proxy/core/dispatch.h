@@ -28,6 +28,12 @@ typedef struct dispatch_hooks {
     void (*exec_reject)(client *c, const char *reason);
     /* A blocking command (BLPOP, XREAD BLOCK...). */
     command_handler *blocking;
+    /* Stores older than Redis 7.0: runs a relayed command itself when the
+     * store lacks it, or an option of it, and the proxy can stand in for it;
+     * 1 when it took the command. NULL: every command goes to the store. */
+    int (*emulate)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+    /* Whether the proxy can stand in for cmd on this store (COMMAND lists it). */
+    int (*emulates)(const command_def *cmd);
 } dispatch_hooks;
 
 /* Registers the handler of a command the proxy answers itself (before dispatch_init). */
