@@ -4,6 +4,8 @@
 #   make run      install what is missing, build, start a redis-server store and the proxy
 #   make test     install what is missing, build, check the rooms (tools/check_rooms.py),
 #                 run every test (normal and ASan/UBSan)
+#   make stores   build the old Redis releases the tests put behind the proxy
+#                 (from STORES_SRC, default ../shared/stores; once, into build/stores)
 #   make bench    side-by-side benchmarks
 #   make fuzz     build and run the libFuzzer targets for a short while
 #   make deps     install the Debian packages needed to build and test
@@ -18,6 +20,9 @@ DEB_TEST := redis-server redis-tools memcached python3 python3-redis python3-pyt
 DEB_BENCH := nutcracker libmemcached-tools
 
 PYTHON := /usr/bin/python3
+# Source archives of old Redis releases (tests/integration/test_old_stores.py).
+STORES_SRC ?= ../shared/stores
+export STORES_SRC
 CC ?= cc
 OPT ?= -O2
 SAN ?=
@@ -48,7 +53,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 BIN := $(BUILD)/evalproxy
 
-.PHONY: all deps deps-build run test test-unit test-integration test-san bench fuzz clean
+.PHONY: all deps deps-build run stores test test-unit test-integration test-san bench fuzz clean
 
 # Packages first, then the build: under -j the compiler must not start before
 # the headers are installed.
@@ -93,13 +98,19 @@ run: deps evalproxy
 
 unit: $(UNIT_BINS)
 
+# Built once and kept (a release already in build/stores is skipped).
+stores:
+	@tools/build_stores.sh
+
 test: deps
+	@$(MAKE) --no-print-directory stores
 	@$(MAKE) --no-print-directory evalproxy unit
 	@$(PYTHON) tools/check_rooms.py build/release
 	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
 	@tests/run_all.sh
 
 test-san: deps
+	@$(MAKE) --no-print-directory stores
 	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
 	@SUITES=san tests/run_all.sh
 
