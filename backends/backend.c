@@ -1,6 +1,7 @@
 /* The choice of implementation for a backend URL. */
 #include "backends/backend.h"
 #include "backends/conn.h"
+#include "backends/store.h"
 
 #include <openssl/ssl.h>
 
@@ -36,8 +37,5 @@ backend *backend_create(struct event_base *base, const char *url, int connection
 
 int backend_store_has_command(const backend *b, const char *name, size_t len)
 {
-    (void)b;
-    (void)name;
-    (void)len;
-    return -1; /* the store's command set is not learnt yet */
+    return store_has_command(b->store_commands, b->store_version, name, len);
 }

@@ -103,6 +103,9 @@ struct backend {
      * (20418 for Redis 2.4.18); 0 while unknown, or for a store that is not
      * Redis (memcached, whose commands the backend answers itself). */
     int store_version;
+    /* The names the store's COMMAND listed (backends/store.h); NULL where
+     * it has none, and then the release alone tells. */
+    struct store_commands *store_commands;
 };
 
 /* Whether the store has a command (lower-case name; "client|setname" for a

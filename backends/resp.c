@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,6 +19,7 @@
 
 #include "backends/backend.h"
 #include "backends/conn.h"
+#include "backends/store.h"
 #include "util/log.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
@@ -32,6 +34,7 @@ typedef struct pending_req {
     backend_reply_fn *fn;
     void *ctx;
     int mode;
+    int exec; /* an EXEC to an older store: its errors inside are reworded too */
 } pending_req;
 
 struct resp_backend;
@@ -55,6 +58,10 @@ typedef struct resp_conn {
     backend_reply_fn *push_fn; /* subscriber connection: every unrequested reply goes here */
     void *push_ctx;
     unsigned free_after : 1;  /* released from a callback: freed once they return */
+    unsigned learn_gate : 1;  /* not ready until the store is learnt (first connect) */
+    unsigned info_plain : 1;  /* asked plain INFO: the store refused "INFO server" */
+    unsigned hs_pending;      /* replies the handshake still waits for */
+    int learn_version;        /* the release its COMMAND was asked for */
     store_writer writer;
 } resp_conn;
 
@@ -70,6 +77,7 @@ typedef struct resp_backend {
     char error[256];
     char last_cause[128];
     unsigned long long replies, failures;
+    int learnt; /* INFO has answered once: later connects learn without waiting */
 } resp_backend;
 
 static void conn_connect(resp_conn *c);
@@ -89,7 +97,7 @@ static void q_push(resp_conn *c, backend_reply_fn *fn, void *ctx, int mode)
         c->qcap = ncap;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode};
+    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode, 0};
     c->qlen++;
 }
 
@@ -231,6 +239,95 @@ static void deliver_replies(resp_conn *c)
     if (c->free_after) conn_free_dedicated(c);
 }
 
+/* An older store's error reply, reworded as Redis 7.0 words it (only
+ * error replies are looked at; the reply is at the front of in). Returns
+ * the reply's length now. */
+static size_t normalise_error(resp_conn *c, struct evbuffer *in, size_t reply_len, redisReply *parsed)
+{
+    char line[256], text[256];
+    if (reply_len < 4 || reply_len > sizeof(line)) return reply_len;
+    if (parsed && parsed->type != REDIS_REPLY_ERROR) return reply_len;
+    char first;
+    if (evbuffer_copyout(in, &first, 1) != 1 || first != '-') return reply_len;
+    evbuffer_copyout(in, line, reply_len);
+    size_t n = store_error_normalise(c->rb->base.store_version, line + 1, reply_len - 3, text + 1, sizeof(text) - 3);
+    if (!n) return reply_len;
+    text[0] = '-';
+    memcpy(text + 1 + n, "\r\n", 2);
+    evbuffer_drain(in, reply_len);
+    evbuffer_prepend(in, text, n + 3);
+    c->fed = c->fed - reply_len + n + 3;
+    if (parsed) {
+        char *str = malloc(n + 1);
+        if (!str) abort();
+        memcpy(str, text + 1, n);
+        str[n] = '\0';
+        free(parsed->str);
+        parsed->str = str;
+        parsed->len = n;
+    }
+    return n + 3;
+}
+
+/* Length of the RESP value at p, which holds a complete reply. */
+static size_t raw_skip(const char *p, const char *end)
+{
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol) return (size_t)(end - p);
+    size_t len = (size_t)(eol - p) + 1;
+    long long n = strtoll(p + 1, NULL, 10);
+    if (p[0] == '$' && n >= 0) return len + (size_t)n + 2;
+    if (p[0] == '*' && n > 0)
+        for (long long i = 0; i < n && p + len < end; i++) len += raw_skip(p + len, end);
+    return len;
+}
+
+/* EXEC's reply from an older store: the errors of the commands inside are
+ * reworded as normalise_error does for a lone reply. */
+static size_t normalise_exec(resp_conn *c, struct evbuffer *in, size_t reply_len, redisReply *parsed)
+{
+    char first;
+    if (reply_len > (1u << 20) || evbuffer_copyout(in, &first, 1) != 1 || first != '*') return reply_len;
+    const char *raw = (const char *)evbuffer_pullup(in, (ev_ssize_t)reply_len), *end = raw + reply_len;
+    if (!memchr(raw, '-', reply_len)) return reply_len; /* no error inside: nothing to do */
+    struct evbuffer *out = NULL;
+    const char *p = memchr(raw, '\n', reply_len) + 1, *copied = raw;
+    for (size_t i = 0; p < end; i++) {
+        size_t n = raw_skip(p, end), m;
+        char text[256];
+        if (p[0] == '-' && n >= 4 && n <= sizeof(text) &&
+            (m = store_error_normalise(c->rb->base.store_version, p + 1, n - 3, text + 1, sizeof(text) - 3))) {
+            if (!out) out = evbuffer_new();
+            if (!out) abort();
+            evbuffer_add(out, copied, (size_t)(p - copied));
+            text[0] = '-';
+            memcpy(text + 1 + m, "\r\n", 2);
+            evbuffer_add(out, text, m + 3);
+            copied = p + n;
+            if (parsed && parsed->type == REDIS_REPLY_ARRAY && i < parsed->elements &&
+                parsed->element[i]->type == REDIS_REPLY_ERROR) {
+                redisReply *e = parsed->element[i];
+                char *str = malloc(m + 1);
+                if (!str) abort();
+                memcpy(str, text + 1, m);
+                str[m] = '\0';
+                free(e->str);
+                e->str = str;
+                e->len = m;
+            }
+        }
+        p += n;
+    }
+    if (!out) return reply_len;
+    evbuffer_add(out, copied, (size_t)(end - copied));
+    size_t new_len = evbuffer_get_length(out);
+    evbuffer_drain(in, reply_len);
+    evbuffer_prepend_buffer(in, out);
+    evbuffer_free(out);
+    c->fed = c->fed - reply_len + new_len;
+    return new_len;
+}
+
 static void deliver_replies_loop(resp_conn *c)
 {
     resp_backend *rb = c->rb;
@@ -292,6 +389,10 @@ static void deliver_replies_loop(resp_conn *c)
         }
         pending_req p = q_pop(c);
         rb->replies++;
+        if (rb->base.store_version > 0 && rb->base.store_version < 70000) {
+            reply_len = normalise_error(c, in, reply_len, p.mode == BACKEND_PARSED ? obj : NULL);
+            if (p.exec) reply_len = normalise_exec(c, in, reply_len, p.mode == BACKEND_PARSED ? obj : NULL);
+        }
         backend_reply br = {0};
         if (p.mode == BACKEND_PARSED) br.parsed = obj;
         br.raw = in;
@@ -312,6 +413,123 @@ static void read_cb(struct bufferevent *bev, void *arg)
     deliver_replies(arg);
 }
 
+/* One reply the handshake waited for has come: the connection takes
+ * commands once all have. */
+static void handshake_step(resp_conn *c)
+{
+    if (c->hs_pending) c->hs_pending--;
+    if (c->hs_pending || c->state != CONN_HANDSHAKE) return;
+    c->state = CONN_READY;
+    c->backoff_ms = 0;
+    log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
+}
+
+/* ---- learning the store --------------------------------------------------------
+ * Each shared connection asks, right after AUTH, what the store is: INFO
+ * server for its release, then COMMAND (2.8.13 and later) for its command
+ * set; older releases are known by the table of when each command
+ * appeared. Only read-only introspection is sent. The first connect waits
+ * for it; later ones pipeline it ahead of clients' commands and go on, and
+ * re-learn only when the release changed. */
+
+static void learn_info_cb(void *ctx, const backend_reply *r);
+
+static void send_own(resp_conn *c, int argc, char **argv, size_t *lens, backend_reply_fn *fn)
+{
+    write_command(bufferevent_get_output(c->bev), argc, argv, lens);
+    store_writer_soon(&c->writer);
+    q_push(c, fn, c, BACKEND_PARSED);
+}
+
+static void learn_done(resp_conn *c)
+{
+    if (!c->learn_gate) return;
+    c->learn_gate = 0;
+    handshake_step(c);
+}
+
+static void log_learnt(resp_backend *rb)
+{
+    char v[32];
+    if (!rb->base.store_version) {
+        log_notice("backend %s: not a Redis release the proxy knows; every command is relayed", rb->base.display);
+        return;
+    }
+    store_version_text(rb->base.store_version, v, sizeof(v));
+    if (rb->base.store_commands)
+        log_notice("backend %s: redis %s, %zu commands and subcommands listed by COMMAND", rb->base.display, v,
+                   store_commands_count(rb->base.store_commands));
+    else
+        log_notice("backend %s: redis %s, commands known from its release", rb->base.display, v);
+}
+
+static void learn_command_cb(void *ctx, const backend_reply *r)
+{
+    resp_conn *c = ctx;
+    resp_backend *rb = c->rb;
+    if (r->error) return; /* the connection is being dropped */
+    store_commands *set = store_commands_from_reply(r->parsed);
+    /* Another connection may have seen the release change meanwhile: a
+     * list is kept only while it is the release that was asked. */
+    if (set && !rb->base.store_commands && c->learn_version == rb->base.store_version) {
+        rb->base.store_commands = set;
+        log_learnt(rb);
+    } else {
+        store_commands_free(set);
+    }
+    learn_done(c);
+}
+
+static void learn_info_cb(void *ctx, const backend_reply *r)
+{
+    resp_conn *c = ctx;
+    resp_backend *rb = c->rb;
+    if (r->error) return;
+    const redisReply *p = r->parsed;
+    if (p->type == REDIS_REPLY_ERROR && !c->info_plain) {
+        /* Before 2.6 INFO takes no section. */
+        c->info_plain = 1;
+        char *argv[1] = {"INFO"};
+        size_t lens[1] = {4};
+        send_own(c, 1, argv, lens, learn_info_cb);
+        return;
+    }
+    int version = 0;
+    if (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_STATUS)
+        version = store_parse_version(p->str, p->len);
+    int known = rb->learnt && version == rb->base.store_version;
+    if (!known) {
+        if (rb->learnt) {
+            char was[32], now[32];
+            log_notice("backend %s changed release from %s to %s: learning its commands again", rb->base.display,
+                       store_version_text(rb->base.store_version, was, sizeof(was)),
+                       store_version_text(version, now, sizeof(now)));
+        }
+        /* Until COMMAND answers, the release alone tells. */
+        store_commands_free(rb->base.store_commands);
+        rb->base.store_commands = NULL;
+        rb->base.store_version = version;
+        rb->learnt = 1;
+    }
+    if (version >= 20813 && !rb->base.store_commands) {
+        char *argv[1] = {"COMMAND"};
+        size_t lens[1] = {7};
+        c->learn_version = version;
+        send_own(c, 1, argv, lens, learn_command_cb);
+        return;
+    }
+    if (!known) log_learnt(rb);
+    learn_done(c);
+}
+
+static void queue_learn(resp_conn *c)
+{
+    char *argv[2] = {"INFO", "server"};
+    size_t lens[2] = {4, 6};
+    c->info_plain = 0;
+    send_own(c, 2, argv, lens, learn_info_cb);
+}
+
 static void handshake_cb(void *ctx, const backend_reply *r)
 {
     resp_conn *c = ctx;
@@ -324,9 +542,7 @@ static void handshake_cb(void *ctx, const backend_reply *r)
         return;
     }
     if (c->dedicated) return;
-    c->state = CONN_READY;
-    c->backoff_ms = 0;
-    log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
+    handshake_step(c);
 }
 
 /* Queues AUTH as the connection's first command when the URL has a
@@ -356,13 +572,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         store_writer_connected(&c->writer, bev, &c->rb->addr);
         if (c->dedicated) return; /* handshake queued at creation; commands already follow it */
         c->db = 0;
-        if (queue_auth(c)) {
-            c->state = CONN_HANDSHAKE;
-        } else {
-            c->state = CONN_READY;
-            c->backoff_ms = 0;
-            log_verbose("backend %s connection %d ready", c->rb->base.display, c->idx);
-        }
+        c->hs_pending = 0;
+        if (queue_auth(c)) c->hs_pending++;
+        /* Clients' commands wait for the store to be known only the first time. */
+        c->learn_gate = !c->rb->learnt;
+        if (c->learn_gate) c->hs_pending++;
+        queue_learn(c);
+        c->state = CONN_HANDSHAKE;
+        if (!c->hs_pending) handshake_step(c);
         return;
     }
     char buf[160];
@@ -434,7 +651,12 @@ static int rb_send(backend *b, int conn, int db, unsigned long long session, int
     }
     write_command(out, argc, argv, argvlen);
     store_writer_soon(&c->writer);
-    if (!c->push_fn) q_push(c, fn, ctx, mode);
+    if (!c->push_fn) {
+        q_push(c, fn, ctx, mode);
+        if (argc == 1 && argvlen[0] == 4 && !strncasecmp(argv[0], "exec", 4) && b->store_version > 0 &&
+            b->store_version < 70000)
+            c->q[(c->qhead + c->qlen - 1) % c->qcap].exec = 1;
+    }
     return 0;
 }
 
@@ -585,6 +807,7 @@ static void rb_free(backend *b)
         }
     free(rb->dconns);
     backend_url_free(&rb->url);
+    store_commands_free(b->store_commands);
     SSL_CTX_free(rb->addr.tls);
     free(rb->parse_fns);
     free(b->display);
