@@ -828,6 +828,12 @@ void cmd_publish(client *c, const command_def *cmd, int argc, char **argv, size_
 void cmd_pubsub(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if (pubsub_run_here(cmd, argc, argv, argvlen, client_reply_buffer(c))) return;
+    if (backend_store_has_command(server.backend, cmd->name, strlen(cmd->name)) == 0) {
+        /* An older store without it (PUBSUB came in 2.8, the shard ones in
+         * 7.0): the proxy's own clients' subscriptions answer. */
+        pubsub_command_here(cmd, argc, argv, argvlen, client_reply_buffer(c));
+        return;
+    }
     if (!strcmp(cmd->name, "pubsub|numsub")) relay_with_count_fix(c, KIND_CHANNEL, 1, argc, argv, argvlen, 2);
     else if (!strcmp(cmd->name, "pubsub|shardnumsub")) relay_with_count_fix(c, KIND_SHARD, 1, argc, argv, argvlen, 2);
     else relay_command(c, cmd, argc, argv, argvlen);

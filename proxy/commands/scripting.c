@@ -23,6 +23,7 @@
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
@@ -826,6 +827,11 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     const char *sort_err = acl_sort_option_denied(sc->user, cmd, argc, argv, argvlen);
     if (sort_err) {
         answer_error(sc, sort_err);
+        return;
+    }
+    char refusal[200];
+    if (dispatch_store_refuses(cmd, refusal, sizeof(refusal))) {
+        answer_error(sc, refusal);
         return;
     }
     sc->call_argc = argc;

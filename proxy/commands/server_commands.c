@@ -15,6 +15,7 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "backends/store.h"
 #include "lua/script_engine.h"
 #include "util/alloc_stats.h"
 #include "proxy/core/command_stats.h"
@@ -46,10 +47,94 @@ static const command_def *lookup_full_name(const char *name, size_t len)
     return command_lookup_sub(top, bar + 1, len - (size_t)(bar - name) - 1);
 }
 
+/* ---- what works on this store ---------------------------------------------------
+ * COMMAND lists only what works through the proxy on the store behind it:
+ * a container whose store lacks some subcommands is listed with the others
+ * only, rebuilt from the generated entries. */
+
+/* Length of the RESP2 value at p (the generated entries are well formed). */
+static size_t resp_skip(const char *p)
+{
+    const char *eol = strstr(p, "\r\n");
+    long long n = strtoll(p + 1, NULL, 10);
+    size_t len = (size_t)(eol - p) + 2;
+    if (p[0] == '$') return n < 0 ? len : len + (size_t)n + 2;
+    if (p[0] != '*' || n <= 0) return len;
+    for (long long i = 0; i < n; i++) len += resp_skip(p + len);
+    return len;
+}
+
+static int subs_all_available(const command_def *d)
+{
+    for (int s = 0; s < d->subcommand_count; s++)
+        if (!dispatch_command_available(&d->subcommands[s])) return 0;
+    return 1;
+}
+
+/* A command's COMMAND INFO entry; its tenth field lists the subcommands. */
+static void add_info_entry(struct evbuffer *out, const command_def *d)
+{
+    if (!d->subcommand_count || subs_all_available(d)) {
+        evbuffer_add(out, d->info_resp, d->info_len);
+        return;
+    }
+    const char *p = d->info_resp;
+    size_t head = (size_t)(strstr(p, "\r\n") - p) + 2, off = head;
+    for (int i = 0; i < 9; i++) off += resp_skip(p + off);
+    evbuffer_add(out, p, off);
+    int n = 0;
+    for (int s = 0; s < d->subcommand_count; s++) n += dispatch_command_available(&d->subcommands[s]);
+    reply_array(out, n);
+    for (int s = 0; s < d->subcommand_count; s++)
+        if (dispatch_command_available(&d->subcommands[s]))
+            evbuffer_add(out, d->subcommands[s].info_resp, d->subcommands[s].info_len);
+    size_t subs_end = off + resp_skip(p + off);
+    evbuffer_add(out, p + subs_end, d->info_len - subs_end);
+}
+
+/* A command's name and COMMAND DOCS map; a "subcommands" key maps each
+ * subcommand's name to its own docs map (the subcommand's docs_resp). */
+static void add_docs_entry(struct evbuffer *out, const command_def *d)
+{
+    if (!d->subcommand_count || subs_all_available(d)) {
+        evbuffer_add(out, d->docs_resp, d->docs_len);
+        return;
+    }
+    const char *p = d->docs_resp;
+    size_t off = resp_skip(p); /* the name */
+    const char *map = p + off;
+    long long fields = strtoll(map + 1, NULL, 10);
+    size_t pos = off + (size_t)(strstr(map, "\r\n") - map) + 2;
+    evbuffer_add(out, p, pos);
+    for (long long i = 0; i + 1 < fields; i += 2) {
+        size_t klen = resp_skip(p + pos), vlen = resp_skip(p + pos + klen);
+        evbuffer_add(out, p + pos, klen);
+        if (klen == 18 && !memcmp(p + pos, "$11\r\nsubcommands\r\n", 18)) {
+            int n = 0;
+            for (int s = 0; s < d->subcommand_count; s++) n += dispatch_command_available(&d->subcommands[s]);
+            reply_array(out, 2LL * n);
+            for (int s = 0; s < d->subcommand_count; s++)
+                if (dispatch_command_available(&d->subcommands[s]))
+                    evbuffer_add(out, d->subcommands[s].docs_resp, d->subcommands[s].docs_len);
+        } else {
+            evbuffer_add(out, p + pos + klen, vlen);
+        }
+        pos += klen + vlen;
+    }
+}
+
+static int available_count(void)
+{
+    int n = 0;
+    for (int i = 0; i < command_table_count; i++) n += dispatch_command_available(&command_table[i]);
+    return n;
+}
+
 static void add_all_info(struct evbuffer *out)
 {
-    reply_array(out, command_table_count);
-    for (int i = 0; i < command_table_count; i++) evbuffer_add(out, command_table[i].info_resp, command_table[i].info_len);
+    reply_array(out, available_count());
+    for (int i = 0; i < command_table_count; i++)
+        if (dispatch_command_available(&command_table[i])) add_info_entry(out, &command_table[i]);
 }
 
 static const char *const kspec_flag_names[] = {"RO", "RW", "OW", "RM", "access", "update", "insert", "delete",
@@ -122,6 +207,7 @@ static void command_getkeys(client *c, int argc, char **argv, size_t *argvlen, i
 static void list_add_name(struct evbuffer *tmp, long long *count, const command_def *d, const char *pattern,
                           size_t patlen)
 {
+    if (!dispatch_command_available(d)) return;
     if (pattern && !glob_match(pattern, patlen, d->name, strlen(d->name), 1)) return;
     reply_bulk_cstr(tmp, d->name);
     (*count)++;
@@ -189,7 +275,7 @@ void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_
     size_t sublen = argvlen[1];
     struct evbuffer *out;
     if (arg_is(sub, sublen, "count")) {
-        reply_integer(client_reply_buffer(c), command_table_count);
+        reply_integer(client_reply_buffer(c), available_count());
     } else if (arg_is(sub, sublen, "info")) {
         out = client_reply_buffer(c);
         if (argc == 2) {
@@ -199,23 +285,23 @@ void cmd_command(client *c, const command_def *cmd, int argc, char **argv, size_
         reply_array(out, argc - 2);
         for (int i = 2; i < argc; i++) {
             const command_def *d = lookup_full_name(argv[i], argvlen[i]);
-            if (d) evbuffer_add(out, d->info_resp, d->info_len);
+            if (d && dispatch_command_available(d)) add_info_entry(out, d);
             else reply_null_bulk(out); /* Redis 7.0 answers a null bulk here */
         }
     } else if (arg_is(sub, sublen, "docs")) {
         out = client_reply_buffer(c);
         if (argc == 2) {
-            reply_array(out, 2LL * command_table_count);
+            reply_array(out, 2LL * available_count());
             for (int i = 0; i < command_table_count; i++)
-                evbuffer_add(out, command_table[i].docs_resp, command_table[i].docs_len);
+                if (dispatch_command_available(&command_table[i])) add_docs_entry(out, &command_table[i]);
             return;
         }
         struct evbuffer *tmp = evbuffer_new();
         long long found = 0;
         for (int i = 2; i < argc; i++) {
             const command_def *d = lookup_full_name(argv[i], argvlen[i]);
-            if (!d) continue;
-            evbuffer_add(tmp, d->docs_resp, d->docs_len);
+            if (!d || !dispatch_command_available(d)) continue;
+            add_docs_entry(tmp, d);
             found++;
         }
         reply_array(out, 2 * found);
@@ -763,6 +849,11 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
     {
         evbuffer_add_printf(t, "# Backend\r\n");
         backend_info(server.backend, t);
+        char v[32];
+        int version = server.backend->store_version;
+        evbuffer_add_printf(t, "backend_version:%s\r\nbackend_commands_emulated:%d\r\n",
+                            version ? store_version_text(version, v, sizeof(v)) : "unknown",
+                            dispatch_commands_emulated());
     }
     SECTION(SEC_KEYSPACE)
     {
@@ -770,6 +861,7 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
         const char *body = store_section(store, slen, "Keyspace", &len);
         evbuffer_add_printf(t, "# Keyspace\r\n");
         if (body) evbuffer_add(t, body, len);
+        else if (store) store_info_keyspace(store, slen, t); /* 2.4: no sections */
     }
 #undef SECTION
 }

@@ -10,6 +10,7 @@
 #include <event2/bufferevent.h>
 
 #include "backends/backend.h"
+#include "backends/store.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
@@ -383,6 +384,53 @@ void dispatch_free(void)
     routes = NULL;
 }
 
+/* ---- what the store has ------------------------------------------------------------ */
+
+int dispatch_store_refuses(const command_def *cmd, char *err, size_t errlen)
+{
+    backend *b = server.backend;
+    if (!b || backend_store_has_command(b, cmd->name, strlen(cmd->name)) != 0) return 0;
+    if (hooks.emulates && hooks.emulates(cmd)) return 0;
+    char v[32];
+    snprintf(err, errlen, "ERR command '%s' is not supported by the store (redis %s)", cmd->name,
+             store_version_text(b->store_version, v, sizeof(v)));
+    return 1;
+}
+
+static int route_is_local(const command_def *cmd)
+{
+    const char *bar = strchr(cmd->name, '|');
+    const command_def *top = bar ? command_lookup(cmd->name, (size_t)(bar - cmd->name)) : cmd;
+    return top && routes && routes[top - command_table].kind == KIND_LOCAL;
+}
+
+int dispatch_command_available(const command_def *cmd)
+{
+    if (route_is_local(cmd)) return 1;
+    if (!server.backend || backend_store_has_command(server.backend, cmd->name, strlen(cmd->name)) != 0) return 1;
+    return hooks.emulates && hooks.emulates(cmd);
+}
+
+int dispatch_commands_emulated(void)
+{
+    if (!hooks.emulates || !server.backend) return 0;
+    int n = 0;
+    for (int i = 0; i < command_table_count; i++) {
+        const command_def *d = &command_table[i];
+        if (!d->subcommand_count) {
+            n += !route_is_local(d) && backend_store_has_command(server.backend, d->name, strlen(d->name)) == 0 &&
+                 hooks.emulates(d);
+            continue;
+        }
+        for (int s = 0; s < d->subcommand_count; s++) {
+            const command_def *sd = &d->subcommands[s];
+            n += !route_is_local(sd) &&
+                 backend_store_has_command(server.backend, sd->name, strlen(sd->name)) == 0 && hooks.emulates(sd);
+        }
+    }
+    return n;
+}
+
 const char *busy_error(int kind)
 {
     return kind == LOCK_BUSY_FUNCTION
@@ -431,6 +479,16 @@ static void reply_unknown_subcommand(client *c, char **argv)
 }
 
 static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen);
+
+/* A command the store lacks and nothing stands in for gets a clear refusal
+ * instead of the store's older, confusing text. */
+static int store_refused(client *c, const command_def *cmd)
+{
+    char err[200];
+    if (!dispatch_store_refuses(cmd, err, sizeof(err))) return 0;
+    reply_error(client_reply_buffer(c), err);
+    return 1;
+}
 
 /* Times what runs: a command answered now is counted here, one answered
  * later when its reply slot is done (client_slot_add carries it there). */
@@ -484,7 +542,10 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         /* Commands Redis 7.0 lacks may be the store's own: relay them, but
          * never for a client that has not authenticated, nor for a user
          * whose rules could not cover them. */
-        if (!authed || c->multi || !c->user->unrestricted) {
+        /* A known release that lacks it too: Redis 7.0's answer, not the
+         * store's older wording. */
+        if (!authed || c->multi || !c->user->unrestricted ||
+            backend_store_has_command(server.backend, argv[0], argvlen[0]) == 0) {
             /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */
             reply_unknown_command(c, argc, argv);
             hooks.multi_flag_dirty(c);
@@ -542,6 +603,14 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         const char *n = top->name;
         if (strcmp(n, "exec") && strcmp(n, "discard") && strcmp(n, "multi") && strcmp(n, "watch") &&
             strcmp(n, "reset")) {
+            char err[200];
+            /* Refused at once, as Redis refuses an unknown command: EXEC then aborts. */
+            if ((r->kind == KIND_RELAY || r->kind == KIND_BLOCKING ||
+                 (r->kind == KIND_ADMIN && config.backend_admin_commands)) &&
+                dispatch_store_refuses(cmd, err, sizeof(err))) {
+                reject_command(c, cmd, err);
+                return;
+            }
             hooks.multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
             return;
         }
@@ -570,6 +639,8 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
                 else if (!strcasecmp(argv[i], "streams")) break;
             if (!blocking) break;
         }
+        if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
+        if (store_refused(c, cmd)) return;
         hooks.blocking(c, cmd, argc, argv, argvlen);
         return;
     default:
@@ -581,5 +652,6 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
+    if (store_refused(c, cmd)) return;
     relay_command(c, cmd, argc, argv, argvlen);
 }

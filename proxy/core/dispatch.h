@@ -36,6 +36,19 @@ typedef struct dispatch_hooks {
     int (*emulates)(const command_def *cmd);
 } dispatch_hooks;
 
+/* The store lacks cmd ("client|setname" style name) and the emulates hook
+ * does not stand in for it: writes the refusal, "ERR command 'x' is not
+ * supported by the store (redis 2.8.24)", into err and returns 1. 0 when
+ * the store has it, cannot tell, or the proxy emulates it. Asked just
+ * before a command would go to the store (after the emulate hook passed on
+ * it) by the relay, MULTI queueing and scripts' redis.call. */
+int dispatch_store_refuses(const command_def *cmd, char *err, size_t errlen);
+/* Whether cmd works through the proxy on this store: answered by the proxy,
+ * run by the store, or emulated. COMMAND lists only these. */
+int dispatch_command_available(const command_def *cmd);
+/* How many commands the emulates hook stands in for that the store lacks. */
+int dispatch_commands_emulated(void);
+
 /* Registers the handler of a command the proxy answers itself (before dispatch_init). */
 void dispatch_register(const char *name, command_handler *handler);
 void dispatch_set_hooks(const dispatch_hooks *hooks);
