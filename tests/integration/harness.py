@@ -327,26 +327,58 @@ class Endpoint:
         return "<%s %s:%d>" % (self.name, self.host, self.port)
 
 
-class RedisServer(Endpoint):
-    """A redis-server process with a generated config file, in its own dir."""
+def redis_server_version(binary):
+    """(major, minor, patch) of a redis-server binary, from --version (2.6
+    and later) or, for 2.4, its -v line."""
+    for flag in ("--version", "-v"):
+        try:
+            out = subprocess.run([binary, flag], capture_output=True, timeout=10).stdout.decode("latin-1")
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        m = re.search(r"v(?:ersion)?[ =](\d+)\.(\d+)\.(\d+)", out)
+        if m:
+            return tuple(int(x) for x in m.groups())
+    raise RuntimeError("cannot tell the version of %s" % binary)
 
-    def __init__(self, name, workdir, rename_scripting=False, port=None, extra=()):
+
+# The scripting commands each release has (renaming one it lacks is an error).
+def scripting_commands(version):
+    if version >= (7, 0, 0):
+        return SCRIPTING_COMMANDS
+    if version >= (2, 6, 0):
+        return ("EVAL", "EVALSHA", "SCRIPT")
+    return ()
+
+
+class RedisServer(Endpoint):
+    """A redis-server process with a generated config file, in its own dir.
+
+    binary: another redis-server (an old release); its version decides
+    which directives and command-line options it is given, since old
+    releases refuse ones they do not know."""
+
+    def __init__(self, name, workdir, rename_scripting=False, port=None, extra=(), binary=None):
         super().__init__(name, HOST, port or free_port())
+        self.binary = binary or REDIS_SERVER
+        self.version = redis_server_version(binary) if binary else None
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.conf = os.path.join(workdir, "redis.conf")
         self.logfile = os.path.join(workdir, "redis.log")
+        old = self.version is not None and self.version < (2, 6, 0)
         lines = [
             "bind %s" % HOST,
             "port %d" % self.port,
             "daemonize no",
-            'save ""',
             "appendonly no",
             "dir %s" % workdir,
             "logfile %s" % self.logfile,
         ]
+        if not old:  # 2.4 knows no 'save ""' (saving is turned off at start)
+            lines.insert(3, 'save ""')
         if rename_scripting:
-            lines += ['rename-command %s ""' % c for c in SCRIPTING_COMMANDS]
+            names = scripting_commands(self.version) if self.version else SCRIPTING_COMMANDS
+            lines += ['rename-command %s ""' % c for c in names]
         lines += list(extra)
         with open(self.conf, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -355,12 +387,16 @@ class RedisServer(Endpoint):
     def start(self, timeout=10.0):
         # --save "" and --appendonly no are also on the command line so the
         # process table shows plainly that nothing is persisted.
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, self.conf, "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+        args = [self.binary, self.conf]
+        if self.version is None or self.version >= (2, 6, 0):
+            args += ["--save", "", "--appendonly", "no"]  # 2.4 takes no options
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
         try:
             wait_for_ping(self.host, self.port, timeout, self.proc, self.name)
+            if self.version is not None and self.version < (2, 6, 0):
+                with self.connect() as c:
+                    c.call("CONFIG", "SET", "save", "")
         except Exception:
             self.stop()
             raise
