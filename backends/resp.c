@@ -78,6 +78,7 @@ typedef struct resp_backend {
     char last_cause[128];
     unsigned long long replies, failures;
     int learnt; /* INFO has answered once: later connects learn without waiting */
+    int commands_asked; /* a COMMAND is on its way (one connection asks) */
 } resp_backend;
 
 static void conn_connect(resp_conn *c);
@@ -426,11 +427,12 @@ static void handshake_step(resp_conn *c)
 
 /* ---- learning the store --------------------------------------------------------
  * Each shared connection asks, right after AUTH, what the store is: INFO
- * server for its release, then COMMAND (2.8.13 and later) for its command
- * set; older releases are known by the table of when each command
- * appeared. Only read-only introspection is sent. The first connect waits
- * for it; later ones pipeline it ahead of clients' commands and go on, and
- * re-learn only when the release changed. */
+ * server for its release; one of them then asks COMMAND (2.8.13 and later)
+ * for the command set, while the table of when each command appeared
+ * answers until it comes (and for older releases). Only read-only
+ * introspection is sent. The first connect waits for INFO alone; later
+ * ones pipeline it ahead of clients' commands and go on, and re-learn only
+ * when the release changed. */
 
 static void learn_info_cb(void *ctx, const backend_reply *r);
 
@@ -467,7 +469,8 @@ static void learn_command_cb(void *ctx, const backend_reply *r)
 {
     resp_conn *c = ctx;
     resp_backend *rb = c->rb;
-    if (r->error) return; /* the connection is being dropped */
+    if (c->learn_version == rb->base.store_version) rb->commands_asked = 0;
+    if (r->error) return; /* the connection is being dropped: the next one asks */
     store_commands *set = store_commands_from_reply(r->parsed);
     /* Another connection may have seen the release change meanwhile: a
      * list is kept only while it is the release that was asked. */
@@ -475,9 +478,9 @@ static void learn_command_cb(void *ctx, const backend_reply *r)
         rb->base.store_commands = set;
         log_learnt(rb);
     } else {
+        if (!set && c->learn_version == rb->base.store_version) log_learnt(rb); /* COMMAND refused: the table stays */
         store_commands_free(set);
     }
-    learn_done(c);
 }
 
 static void learn_info_cb(void *ctx, const backend_reply *r)
@@ -509,16 +512,18 @@ static void learn_info_cb(void *ctx, const backend_reply *r)
         store_commands_free(rb->base.store_commands);
         rb->base.store_commands = NULL;
         rb->base.store_version = version;
+        rb->commands_asked = 0;
         rb->learnt = 1;
     }
-    if (version >= 20813 && !rb->base.store_commands) {
+    if (version >= 20813 && !rb->base.store_commands && !rb->commands_asked) {
         char *argv[1] = {"COMMAND"};
         size_t lens[1] = {7};
         c->learn_version = version;
+        rb->commands_asked = 1;
         send_own(c, 1, argv, lens, learn_command_cb);
-        return;
+    } else if (!known) {
+        log_learnt(rb);
     }
-    if (!known) log_learnt(rb);
     learn_done(c);
 }
 
