@@ -454,7 +454,7 @@ static void log_learnt(resp_backend *rb)
 {
     char v[32];
     if (!rb->base.store_version) {
-        log_notice("backend %s: not a Redis release the proxy knows; every command is relayed", rb->base.display);
+        log_notice("backend %s: its INFO names no Redis release; every command is relayed", rb->base.display);
         return;
     }
     store_version_text(rb->base.store_version, v, sizeof(v));

@@ -184,7 +184,30 @@ static const error_rewrite rewrites[] = {
     {"ERR min or max is not a double", "ERR min or max is not a float"},
     /* Before 6.0 timeouts were whole seconds. */
     {"ERR timeout is not an integer or out of range", "ERR timeout is not a float or out of range"},
+    /* 2.6 to 3.2 */
+    {"ERR hash value is not a valid float", "ERR hash value is not a float"},
+    /* 2.6 and 2.8: RESTORE onto an existing key. */
+    {"ERR Target key name is busy.", "BUSYKEY Target key name already exists."},
+    /* Before 6.0 the limit was fixed. */
+    {"ERR string exceeds maximum allowed size (512MB)", "ERR string exceeds maximum allowed size (proto-max-bulk-len)"},
 };
+
+/* "<prefix>WORD" (WORD letters only, as older releases named the command:
+ * "in SETEX", "in set", "for MSET") becomes "<prefix>'word' command". */
+static size_t name_the_command(const char *prefix, const char *err, size_t len, char *out, size_t cap)
+{
+    size_t pl = strlen(prefix);
+    if (len <= pl || len - pl > 32 || memcmp(err, prefix, pl) != 0) return 0;
+    for (size_t i = pl; i < len; i++)
+        if (!isalpha((unsigned char)err[i])) return 0;
+    if (len + 11 > cap) return 0;
+    memcpy(out, prefix, pl);
+    size_t n = pl;
+    out[n++] = '\'';
+    for (size_t i = pl; i < len; i++) out[n++] = (char)tolower((unsigned char)err[i]);
+    memcpy(out + n, "' command", 9);
+    return n + 9;
+}
 
 size_t store_error_normalise(int version, const char *err, size_t len, char *out, size_t cap)
 {
@@ -197,22 +220,12 @@ size_t store_error_normalise(int version, const char *err, size_t len, char *out
         memcpy(out, rewrites[i].new_text, nl);
         return nl;
     }
-    /* "invalid expire time in SETEX" (2.4), "in set" (2.6 to 6.2): Redis
-     * 7.0 says "in 'setex' command". */
-    static const char expire[] = "ERR invalid expire time in ";
-    size_t el = sizeof(expire) - 1;
-    if (len > el && len - el < 32 && !memcmp(err, expire, el)) {
-        for (size_t i = el; i < len; i++)
-            if (!isalpha((unsigned char)err[i])) return 0;
-        if (len + 11 > cap) return 0;
-        memcpy(out, expire, el);
-        size_t n = el;
-        out[n++] = '\'';
-        for (size_t i = el; i < len; i++) out[n++] = (char)tolower((unsigned char)err[i]);
-        memcpy(out + n, "' command", 9);
-        return n + 9;
-    }
-    return 0;
+    /* "invalid expire time in SETEX" (2.4), "in set" (2.6 to 6.2); "wrong
+     * number of arguments for MSET" (the commands that count pairs, before
+     * 7.0): Redis 7.0 names the command as "'setex' command". */
+    size_t n = name_the_command("ERR invalid expire time in ", err, len, out, cap);
+    if (!n) n = name_the_command("ERR wrong number of arguments for ", err, len, out, cap);
+    return n;
 }
 
 /* ---- INFO ---------------------------------------------------------------------- */

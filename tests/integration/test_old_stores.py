@@ -171,8 +171,18 @@ def test_refusal_from_scripts(old_release, old_proxy):
         assert r.startswith(expected[:-2] + b" script: "), r
 
 
-def test_common_errors_as_redis7(old_diff):
-    old_diff.run([
+def test_common_errors_as_redis7(old_release, old_diff):
+    since_26 = [] if release_tuple(old_release) < (2, 6, 0) else [
+        "PSETEX k 0 v",
+        "HSET h f abc",
+        "HINCRBYFLOAT h f 1",
+        "SET k v EX abc",
+        "SET k v EX",
+        "SET r 1",
+        "RESTORE r 0 payload",
+        "SETRANGE k 536870912 v",
+    ]
+    old_diff.run(since_26 + [
         "SET a 1",
         "LPUSH a x",
         "HGET a f",
@@ -195,6 +205,8 @@ def test_common_errors_as_redis7(old_diff):
         "SET n 9223372036854775807",
         "INCR n",
         "GET",
+        "MSET a 1 b",
+        "HMSET h f",
         "nosuchcommand a b",
         "BLPOP l2 abc",
     ])

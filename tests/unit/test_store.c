@@ -121,6 +121,10 @@ static void test_errors(void **state)
     check_rewrite(50014, "ERR timeout is not an integer or out of range", "ERR timeout is not a float or out of range");
     check_rewrite(20418, "ERR invalid expire time in SETEX", "ERR invalid expire time in 'setex' command");
     check_rewrite(60020, "ERR invalid expire time in set", "ERR invalid expire time in 'set' command");
+    check_rewrite(60020, "ERR wrong number of arguments for MSET", "ERR wrong number of arguments for 'mset' command");
+    check_rewrite(60020, "ERR wrong number of arguments for 'mset' command", NULL);
+    check_rewrite(20824, "ERR Target key name is busy.", "BUSYKEY Target key name already exists.");
+    check_rewrite(30213, "ERR hash value is not a valid float", "ERR hash value is not a float");
     /* Already 7.0's, a 7.0 store, or not a text to touch. */
     check_rewrite(60020, "ERR invalid expire time in 'set' command", NULL);
     check_rewrite(70015, "ERR value is not a double", NULL);
