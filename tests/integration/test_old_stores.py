@@ -209,6 +209,9 @@ def test_common_errors_as_redis7(old_release, old_diff):
         "HMSET h f",
         "nosuchcommand a b",
         "BLPOP l2 abc",
+        # A script sees the same texts.
+        ("EVAL", "return redis.pcall('lpush', KEYS[1], 'x')", "1", "a"),
+        ("EVAL", "return redis.pcall('zadd', KEYS[1], 'abc', 'm')", "1", "z"),
     ])
 
 
@@ -296,3 +299,32 @@ def test_another_release_on_the_same_port_is_learnt_again(workdir):
         first.stop()
         if second:
             second.stop()
+
+
+def test_store_that_hides_its_release_is_not_judged(workdir):
+    """A store whose INFO is renamed away: the proxy cannot tell its
+    release, says so, and relays everything as before."""
+    s = harness.RedisServer("store-noinfo", str(workdir / "noinfo"), rename_scripting=True,
+                            extra=['rename-command INFO ""'])
+    s.start()
+    p = harness.ProxyProcess(proxy_binary(), s, str(workdir / "noinfo-proxy"))
+    p.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with p.connect() as c:
+                info = harness.info_fields(c, "backend")
+            if info.get("backend_connections_ready") == info.get("backend_connections") or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert info["backend_version"] == "unknown"
+        assert info["backend_commands_emulated"] == "0"
+        with p.connect() as c:
+            assert c.call("SET", "k", "v") == b"+OK\r\n"
+            assert c.call("GETDEL", "k") == b"$1\r\nv\r\n"
+            assert listed(c, "getdel") and listed(c, "lcs")
+        with open(p.logfile) as f:
+            assert "its INFO names no Redis release" in f.read()
+    finally:
+        stop_proxy(p)
+        s.stop()
