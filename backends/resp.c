@@ -34,7 +34,7 @@ typedef struct pending_req {
     backend_reply_fn *fn;
     void *ctx;
     int mode;
-    int exec; /* an EXEC to an older store: its errors inside are reworded too */
+    int context; /* STORE_CONTEXT_*: an older store's errors to it are reworded knowing the command */
 } pending_req;
 
 struct resp_backend;
@@ -243,7 +243,7 @@ static void deliver_replies(resp_conn *c)
 /* An older store's error reply, reworded as Redis 7.0 words it (only
  * error replies are looked at; the reply is at the front of in). Returns
  * the reply's length now. */
-static size_t normalise_error(resp_conn *c, struct evbuffer *in, size_t reply_len, redisReply *parsed)
+static size_t normalise_error(resp_conn *c, struct evbuffer *in, size_t reply_len, int context, redisReply *parsed)
 {
     char line[256], text[256];
     if (reply_len < 4 || reply_len > sizeof(line)) return reply_len;
@@ -251,7 +251,8 @@ static size_t normalise_error(resp_conn *c, struct evbuffer *in, size_t reply_le
     char first;
     if (evbuffer_copyout(in, &first, 1) != 1 || first != '-') return reply_len;
     evbuffer_copyout(in, line, reply_len);
-    size_t n = store_error_normalise(c->rb->base.store_version, line + 1, reply_len - 3, text + 1, sizeof(text) - 3);
+    size_t n = store_error_normalise(c->rb->base.store_version, context, line + 1, reply_len - 3, text + 1,
+                                     sizeof(text) - 3);
     if (!n) return reply_len;
     text[0] = '-';
     memcpy(text + 1 + n, "\r\n", 2);
@@ -297,7 +298,8 @@ static size_t normalise_exec(resp_conn *c, struct evbuffer *in, size_t reply_len
         size_t n = raw_skip(p, end), m;
         char text[256];
         if (p[0] == '-' && n >= 4 && n <= sizeof(text) &&
-            (m = store_error_normalise(c->rb->base.store_version, p + 1, n - 3, text + 1, sizeof(text) - 3))) {
+            (m = store_error_normalise(c->rb->base.store_version, STORE_CONTEXT_NONE, p + 1, n - 3, text + 1,
+                                       sizeof(text) - 3))) {
             if (!out) out = evbuffer_new();
             if (!out) abort();
             evbuffer_add(out, copied, (size_t)(p - copied));
@@ -391,8 +393,9 @@ static void deliver_replies_loop(resp_conn *c)
         pending_req p = q_pop(c);
         rb->replies++;
         if (rb->base.store_version > 0 && rb->base.store_version < 70000) {
-            reply_len = normalise_error(c, in, reply_len, p.mode == BACKEND_PARSED ? obj : NULL);
-            if (p.exec) reply_len = normalise_exec(c, in, reply_len, p.mode == BACKEND_PARSED ? obj : NULL);
+            redisReply *parsed = p.mode == BACKEND_PARSED ? obj : NULL;
+            reply_len = normalise_error(c, in, reply_len, p.context, parsed);
+            if (p.context == STORE_CONTEXT_EXEC) reply_len = normalise_exec(c, in, reply_len, parsed);
         }
         backend_reply br = {0};
         if (p.mode == BACKEND_PARSED) br.parsed = obj;
@@ -658,9 +661,8 @@ static int rb_send(backend *b, int conn, int db, unsigned long long session, int
     store_writer_soon(&c->writer);
     if (!c->push_fn) {
         q_push(c, fn, ctx, mode);
-        if (argc == 1 && argvlen[0] == 4 && !strncasecmp(argv[0], "exec", 4) && b->store_version > 0 &&
-            b->store_version < 70000)
-            c->q[(c->qhead + c->qlen - 1) % c->qcap].exec = 1;
+        if (b->store_version > 0 && b->store_version < 70000)
+            c->q[(c->qhead + c->qlen - 1) % c->qcap].context = store_error_context(argv[0], argvlen[0]);
     }
     return 0;
 }

@@ -209,16 +209,41 @@ static size_t name_the_command(const char *prefix, const char *err, size_t len, 
     return n + 9;
 }
 
-size_t store_error_normalise(int version, const char *err, size_t len, char *out, size_t cap)
+int store_error_context(const char *name, size_t len)
+{
+    static const char *const names[] = {NULL, "exec", "zunionstore", "zinterstore", "spop"};
+    if (len != 4 && len != 11) return STORE_CONTEXT_NONE;
+    for (int i = 1; i < (int)(sizeof(names) / sizeof(*names)); i++)
+        if (strlen(names[i]) == len && !strncasecmp(name, names[i], len)) return i;
+    return STORE_CONTEXT_NONE;
+}
+
+/* Copies text into out; its length, or 0 when it does not fit. */
+static size_t put(char *out, size_t cap, const char *text)
+{
+    size_t n = strlen(text);
+    if (n > cap) return 0;
+    memcpy(out, text, n);
+    return n;
+}
+
+size_t store_error_normalise(int version, int context, const char *err, size_t len, char *out, size_t cap)
 {
     if (version <= 0 || version >= 70000 || len < 4 || memcmp(err, "ERR ", 4) != 0) return 0;
+    static const char at_least[] = "ERR at least 1 input key is needed for ZUNIONSTORE/ZINTERSTORE";
+    if ((context == STORE_CONTEXT_ZUNIONSTORE || context == STORE_CONTEXT_ZINTERSTORE) &&
+        len == sizeof(at_least) - 1 && !memcmp(err, at_least, len))
+        return put(out, cap, context == STORE_CONTEXT_ZUNIONSTORE
+                                 ? "ERR at least 1 input key is needed for 'zunionstore' command"
+                                 : "ERR at least 1 input key is needed for 'zinterstore' command");
+    /* SPOP with a negative count (3.2 to 6.2); LSET's own "index out of
+     * range" is 7.0's text too, so only SPOP's is reworded. */
+    if (context == STORE_CONTEXT_SPOP && len == 22 && !memcmp(err, "ERR index out of range", 22))
+        return put(out, cap, "ERR value is out of range, must be positive");
     for (size_t i = 0; i < sizeof(rewrites) / sizeof(*rewrites); i++) {
         size_t ol = strlen(rewrites[i].old_text);
         if (ol != len || memcmp(err, rewrites[i].old_text, len) != 0) continue;
-        size_t nl = strlen(rewrites[i].new_text);
-        if (nl > cap) return 0;
-        memcpy(out, rewrites[i].new_text, nl);
-        return nl;
+        return put(out, cap, rewrites[i].new_text);
     }
     /* "invalid expire time in SETEX" (2.4), "in set" (2.6 to 6.2); "wrong
      * number of arguments for MSET" (the commands that count pairs, before

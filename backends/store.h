@@ -38,10 +38,18 @@ size_t store_commands_count(const store_commands *s);
  * COMMAND does not exist) has name: 1 yes, 0 no, -1 cannot tell. */
 int store_has_command(const store_commands *s, int version, const char *name, size_t len);
 
+/* The few commands whose older error texts only make sense knowing the
+ * command (and EXEC, whose reply holds the errors of the commands inside):
+ * a STORE_CONTEXT_* code for a command name, 0 for the others. */
+enum { STORE_CONTEXT_NONE = 0, STORE_CONTEXT_EXEC, STORE_CONTEXT_ZUNIONSTORE, STORE_CONTEXT_ZINTERSTORE,
+       STORE_CONTEXT_SPOP };
+int store_error_context(const char *name, size_t len);
+
 /* An error reply of an older store (err: the line after '-', without CRLF)
- * as Redis 7.0 words it. Returns the new length written to out (at most
- * cap), or 0 when the text is already Redis 7.0's. */
-size_t store_error_normalise(int version, const char *err, size_t len, char *out, size_t cap);
+ * to the command of that context, as Redis 7.0 words it. Returns the new
+ * length written to out (at most cap), or 0 when the text is already Redis
+ * 7.0's. */
+size_t store_error_normalise(int version, int context, const char *err, size_t len, char *out, size_t cap);
 
 /* The keyspace lines ("db0:keys=1,expires=0,avg_ttl=0") of any release's
  * INFO text, as Redis 7.0 prints them: 2.4 has no "# Keyspace" heading and

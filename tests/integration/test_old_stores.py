@@ -182,7 +182,10 @@ def test_common_errors_as_redis7(old_release, old_diff):
         "RESTORE r 0 payload",
         "SETRANGE k 536870912 v",
     ]
-    old_diff.run(since_26 + [
+    since_32 = [] if release_tuple(old_release) < (3, 2, 0) else ["SADD st a", "SPOP st -1"]
+    old_diff.run(since_26 + since_32 + [
+        "ZUNIONSTORE d 0 z",
+        "ZINTERSTORE d 0 z",
         "SET a 1",
         "LPUSH a x",
         "HGET a f",

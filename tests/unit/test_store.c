@@ -99,16 +99,21 @@ static void test_command_list(void **state)
     assert_null(store_commands_from_reply(&not_array));
 }
 
-static void check_rewrite(int version, const char *old, const char *want)
+static void check_rewrite_in(int version, int context, const char *old, const char *want)
 {
     char out[256];
-    size_t n = store_error_normalise(version, old, strlen(old), out, sizeof(out));
+    size_t n = store_error_normalise(version, context, old, strlen(old), out, sizeof(out));
     if (!want) {
         assert_int_equal(n, 0);
         return;
     }
     assert_int_equal(n, strlen(want));
     assert_memory_equal(out, want, n);
+}
+
+static void check_rewrite(int version, const char *old, const char *want)
+{
+    check_rewrite_in(version, STORE_CONTEXT_NONE, old, want);
 }
 
 static void test_errors(void **state)
@@ -131,6 +136,18 @@ static void test_errors(void **state)
     check_rewrite(20418, "ERR syntax error", NULL);
     check_rewrite(20418, "WRONGTYPE Operation against a key holding the wrong kind of value", NULL);
     check_rewrite(0, "ERR value is not a double", NULL);
+    /* Texts that need the command. */
+    int zu = store_error_context("ZUNIONSTORE", 11), zi = store_error_context("zinterstore", 11);
+    int spop = store_error_context("spop", 4);
+    assert_int_equal(store_error_context("EXEC", 4), STORE_CONTEXT_EXEC);
+    assert_int_equal(store_error_context("get", 3), STORE_CONTEXT_NONE);
+    check_rewrite_in(20824, zu, "ERR at least 1 input key is needed for ZUNIONSTORE/ZINTERSTORE",
+                     "ERR at least 1 input key is needed for 'zunionstore' command");
+    check_rewrite_in(20824, zi, "ERR at least 1 input key is needed for ZUNIONSTORE/ZINTERSTORE",
+                     "ERR at least 1 input key is needed for 'zinterstore' command");
+    check_rewrite(20824, "ERR at least 1 input key is needed for ZUNIONSTORE/ZINTERSTORE", NULL);
+    check_rewrite_in(50014, spop, "ERR index out of range", "ERR value is out of range, must be positive");
+    check_rewrite(50014, "ERR index out of range", NULL);
 }
 
 static void test_keyspace(void **state)
