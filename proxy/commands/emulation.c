@@ -61,6 +61,7 @@ typedef struct since_row {
 } since_row;
 
 static const since_row since_table[] = {
+    {"set", NULL, NULL, 0, 4, V(2, 6, 12)}, /* any option: older stores know none */
     {"set", "nx", NULL, 3, 0, V(2, 6, 12)},
     {"set", "xx", NULL, 3, 0, V(2, 6, 12)},
     {"set", "ex", NULL, 3, 0, V(2, 6, 12)},
@@ -1075,10 +1076,12 @@ static void emu_pop(emu *e)
     }
     e->n[0] = n;
     e->idx[0] = cmdf(e, 1, "TYPE %k", 1);
-    long long last = n > LLONG_MAX / 2 ? LLONG_MAX / 2 : n;
+    /* Old stores read LRANGE's bounds as 32-bit ints: a count past that
+     * reads the whole list. */
     if (n == 0) e->idx[1] = -1;
-    else if (e->f[0]) e->idx[1] = cmdf(e, 1, "LRANGE %k %d -1", 1, -last);
-    else e->idx[1] = cmdf(e, 1, "LRANGE %k 0 %d", 1, last - 1);
+    else if (n > INT_MAX) e->idx[1] = cmdf(e, 1, "LRANGE %k 0 -1", 1);
+    else if (e->f[0]) e->idx[1] = cmdf(e, 1, "LRANGE %k %d -1", 1, -n);
+    else e->idx[1] = cmdf(e, 1, "LRANGE %k 0 %d", 1, n - 1);
     then(e, pop_read);
 }
 
@@ -1417,6 +1420,13 @@ static void copy_imaged(void *ctx, backend_image *img, const char *error)
     }
 }
 
+static void copy_dumped(emu *e)
+{
+    if (fail_on_error(e, R(e, e->idx[1]))) return;
+    reply_integer(e->out, 1);
+    finish(e);
+}
+
 static void copy_decide(emu *e)
 {
     backend_image *img = (backend_image *)(uintptr_t)e->n[5];
@@ -1435,6 +1445,25 @@ static void copy_decide(emu *e)
     }
     int db = (int)e->n[0];
     backend *b = server.backend;
+    if (!img->kind) {
+        /* A DUMP payload: DEL and RESTORE in one transaction (RESTORE's
+         * REPLACE is 3.0's), in the destination's database. */
+        long long left = img->ttl_ms;
+        if (left > 0) {
+            left -= backend_monotonic_ms() - img->read_ms;
+            if (left <= 0) left = 1;
+        }
+        int saved = e->db;
+        e->db = db;
+        multi(e);
+        cmdf(e, 0, "DEL %k", 2);
+        cmdf(e, 0, "RESTORE %k %d %b", 2, left > 0 ? left : 0LL, img->data, img->len);
+        e->idx[1] = exec(e);
+        e->db = saved;
+        backend_image_free(img);
+        then(e, copy_dumped);
+        return;
+    }
     if (backend_restore(b, e->conn, db, e->session, e->argv[2], e->argvlen[2], img, copy_restored, e) != 0) {
         backend_image_free(img);
         if (!e->store_err && !(e->store_err = strdup(backend_error(b)))) abort();

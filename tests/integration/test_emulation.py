@@ -9,6 +9,7 @@ that release has), directly, through EVAL and inside MULTI/EXEC.
 """
 
 import os
+import re
 import shlex
 import subprocess
 import threading
@@ -30,6 +31,36 @@ def T(cmd):
     return Step(args=tuple(shlex.split(cmd)), same_type=True)
 
 
+# Old releases word some errors of the commands they run natively (not
+# emulated there) in their own way; the store's error texts are not this
+# file's subject, so these spellings count as Redis 7.0's here.
+OLD_ERROR_SPELLINGS = (
+    (re.compile(rb"^-(ERR|WRONGTYPE) Operation against a key holding the wrong kind of value"),
+     b"-WRONGTYPE Operation against a key holding the wrong kind of value"),
+    (re.compile(rb"^-ERR wrong number of arguments for .*"), b"-ERR wrong number of arguments"),
+    (re.compile(rb"^-ERR value is not a (double|valid float)"), b"-ERR value is not a valid float"),
+    (re.compile(rb"^-ERR invalid expire time in .*"), b"-ERR invalid expire time"),
+    (re.compile(rb"^-ERR syntax error"), b"-ERR syntax error"),
+)
+
+
+def N(cmd):
+    """A step an old release answers natively in its own way (it is not
+    emulated there): compared only in front of a current store."""
+    st = Step(args=tuple(shlex.split(cmd)))
+    st.native = True
+    return st
+
+
+def _old_normalize(raw):
+    if not isinstance(raw, bytes) or not raw.startswith(b"-"):
+        return raw
+    for pat, repl in OLD_ERROR_SPELLINGS:
+        if pat.match(raw):
+            return repl
+    return raw
+
+
 # Each case: the steps, compared reply by reply. Setup steps use only what
 # every release in the cache has natively (or what the proxy emulates).
 CASES = {
@@ -48,8 +79,8 @@ CASES = {
     ],
     "setex_psetex": [
         "SETEX k 100 v", T("TTL k"), "GET k", "PSETEX k 100000 w", T("PTTL k"), "GET k", "SETEX k 0 v",
-        "SETEX k -5 v", "PSETEX k 0 v", "SETEX k abc v", "PSETEX k 1.5 v", "SETEX k 9223372036854775807 v",
-        "GET k", "RPUSH l a", "SETEX l 10 v", "GET l",
+        "SETEX k -5 v", "PSETEX k 0 v", "SETEX k abc v", "PSETEX k 1.5 v", N("SETEX k 9223372036854775807 v"),
+        N("GET k"), "RPUSH l a", "SETEX l 10 v", "GET l",
     ],
     "getdel_getset": [
         "GETDEL k", "SET k v", "GETDEL k", "EXISTS k", "GETDEL k", "RPUSH l a", "GETDEL l", "LRANGE l 0 -1",
@@ -75,8 +106,9 @@ CASES = {
         "EXPIRE k 100", "SET k v", "EXPIRE k 100", T("TTL k"), "PEXPIRE k 200000", T("PTTL k"),
         "EXPIREAT k 4000000000", T("TTL k"), "PEXPIREAT k 4000000000000", T("TTL k"), "PERSIST k", "TTL k",
         "PTTL k", "PERSIST k", "PTTL missing", "TTL missing", "PEXPIRE missing 100", "PEXPIREAT missing 100",
-        "EXPIRE k abc", "PEXPIRE k 1.5", "EXPIRE k 9223372036854775807", "EXPIREAT k 9223372036854775807",
-        "PEXPIRE k 9223372036854775807", "PEXPIREAT k 9223372036854775807", "EXPIRE k -9223372036854775808",
+        "EXPIRE k abc", "PEXPIRE k 1.5", N("EXPIRE k 9223372036854775807"), N("EXPIREAT k 9223372036854775807"),
+        N("PEXPIRE k 9223372036854775807"), N("PEXPIREAT k 9223372036854775807"),
+        N("EXPIRE k -9223372036854775808"),
         "SET k2 v", "EXPIRE k2 0", "EXISTS k2", "SET k2 v", "PEXPIRE k2 -5", "EXISTS k2", "SET k2 v",
         "EXPIREAT k2 1", "EXISTS k2", "SET k2 v", "PEXPIREAT k2 1", "EXISTS k2",
     ],
@@ -126,7 +158,7 @@ CASES = {
         "ZSCORE z a", "ZSCORE z b", "ZADD z LT CH 1 a 100 b", "ZSCORE z a", "ZSCORE z b", "ZADD z GT INCR -1 a",
         "ZADD z LT INCR -1 a", "ZADD z INCR 0 a", "ZADD z 1 dup 2 dup", "ZSCORE z dup", "ZADD z GT CH 5 dup 3 dup 4 dup",
         "ZSCORE z dup", "ZADD z NX XX 1 a", "ZADD z NX GT 1 a", "ZADD z GT LT 1 a", "ZADD z NX LT 1 a",
-        "ZADD z INCR 1 a 2 b", "ZADD z 1", "ZADD z a b", "ZADD z 1 a 2", "ZADD z nan a", "ZADD z ' 1' a",
+        "ZADD z INCR 1 a 2 b", "ZADD z 1", "ZADD z a b", "ZADD z 1 a 2", "ZADD z nan a", N("ZADD z ' 1' a"),
         "ZADD z inf a", "ZADD z INCR -inf a", "ZADD z XX 1 a", "ZADD nokey XX 1 a", "EXISTS nokey",
         "ZADD nokey XX INCR 1 a", "ZADD z +inf x -inf y", "ZRANGE z 0 -1 WITHSCORES", "SET str v",
         "ZADD str 1 a", "ZADD str XX 1 a", "ZADD z 0x10 hex", "ZSCORE z hex", "ZADD z 1e3 sci", "ZSCORE z sci",
@@ -148,13 +180,6 @@ CASES = {
         "COPY s d2 DB 1", "SELECT 1", "GET d2", "COPY d2 d2 DB 0", "SELECT 0", "GET d2", "COPY s s DB 0",
     ],
 }
-
-# Cases (or steps) an old release cannot run as Redis 7.0 does for reasons
-# outside emulation (its own native replies of other commands).
-OLD_SKIP = {
-    "copy": "2.4.18",  # ZRANGE/SCARD replies are native; COPY itself is checked on the rest
-}
-
 
 def wrap_eval(step):
     st = harness.as_step(step)
@@ -280,12 +305,34 @@ def _is_select(step):
     return st.args and st.args[0].upper() in ("SELECT",) or (len(st.args) > 3 and "DB" in st.args[3:])
 
 
+def _run_old(d, steps):
+    steps = [harness.as_step(s) for s in steps if not getattr(harness.as_step(s), "native", False)]
+    with d.oracle.connect() as oc:
+        expected = harness.run_steps(oc, steps)
+    with d.proxy.connect() as pc:
+        actual = harness.run_steps(pc, steps)
+    problems = []
+    for i, st in enumerate(steps):
+        e, a = expected[i], actual[i] if i < len(actual) else None
+        if st.same_type:
+            same = isinstance(a, bytes) and e[:1] == a[:1]
+        else:
+            same = _old_normalize(e) == _old_normalize(a)
+        if not same:
+            problems.append("step %d: %s\n    oracle: %r\n    proxy:  %r" % (i, st.describe(), e, a))
+    assert not problems, "redis %s:\n%s" % (d.release, "\n".join(problems))
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_old_store(old, case):
-    if case in OLD_SKIP and old.release == OLD_SKIP[case]:
-        pytest.skip("%s on %s: other commands' native replies differ" % (case, old.release))
-    old.run(CASES[case])
-    old.run([wrap_eval(s) for s in CASES[case] if not _is_select(s)])
+    _run_old(old, CASES[case])
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_old_store_through_eval(old, case):
+    old.flushall()
+    _run_old(old, [wrap_eval(s) for s in CASES[case]
+                   if not _is_select(s) and not getattr(harness.as_step(s), "native", False)])
 
 
 def test_arity_errors(emu):
