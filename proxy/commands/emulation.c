@@ -617,26 +617,35 @@ static const char *parse_string_options(emu *e, int from, int is_set)
     return NULL;
 }
 
-/* Redis 7.0's getExpireMillisecondsOrReply: 0 with the error written. */
-static int expiry_ms(emu *e, const char *cmdname)
+static char errbuf[256];
+
+static const char *expire_time_error(const char *cmdname)
+{
+    snprintf(errbuf, sizeof(errbuf), "ERR invalid expire time in '%s' command", cmdname);
+    return errbuf;
+}
+
+/* Redis 7.0's getExpireMillisecondsOrReply: the error, or NULL with n[0]
+ * set (relative ms for EX/PX, absolute for EXAT/PXAT). */
+static const char *expiry_check(emu *e, const char *cmdname)
 {
     long long v;
-    if (!arg_ll(e, e->f[6], &v)) return !done_error(e, NOT_INT);
+    if (!arg_ll(e, e->f[6], &v)) return NOT_INT;
     int seconds = e->f[5] == X_EX || e->f[5] == X_EXAT;
-    if (v <= 0 || (seconds && v > LLONG_MAX / 1000)) {
-        out_errorf(e, "ERR invalid expire time in '%s' command", cmdname);
-        finish(e);
-        return 0;
-    }
+    if (v <= 0 || (seconds && v > LLONG_MAX / 1000)) return expire_time_error(cmdname);
     if (seconds) v *= 1000;
     long long base = (e->f[5] == X_EX || e->f[5] == X_PX) ? now_ms() : 0;
-    if (v > LLONG_MAX - base) {
-        out_errorf(e, "ERR invalid expire time in '%s' command", cmdname);
-        finish(e);
-        return 0;
-    }
-    e->n[0] = v; /* relative for EX/PX, absolute for EXAT/PXAT */
-    return 1;
+    if (v > LLONG_MAX - base) return expire_time_error(cmdname);
+    e->n[0] = v;
+    return NULL;
+}
+
+/* The same, finishing with the error: 0 then. */
+static int expiry_ms(emu *e, const char *cmdname)
+{
+    const char *err = expiry_check(e, cmdname);
+    if (err) done_error(e, err);
+    return !err;
 }
 
 /* The write of SET (key argv[1], value argv[vi]) with its expiry; its
@@ -889,7 +898,9 @@ static void expire_decide(emu *e)
     expire_write(e);
 }
 
-static void emu_expire(emu *e)
+/* EXPIRE's arguments as Redis 7.0 checks them: the error, or NULL with
+ * f[0..3] and n[0] (the absolute time in ms) set. */
+static const char *expire_parse(emu *e)
 {
     const char *name = e->cmd->name;
     int ms = name[0] == 'p', at = strstr(name, "at") != NULL;
@@ -899,39 +910,29 @@ static void emu_expire(emu *e)
         else if (arg_is(e, j, "gt")) e->f[2] = 1;
         else if (arg_is(e, j, "lt")) e->f[3] = 1;
         else {
-            out_errorf(e, "ERR Unsupported option %s", e->argv[j]);
-            finish(e);
-            return;
+            snprintf(errbuf, sizeof(errbuf), "ERR Unsupported option %.200s", e->argv[j]);
+            return errbuf;
         }
     }
-    if (e->f[0] && (e->f[1] || e->f[2] || e->f[3])) {
-        done_error(e, "ERR NX and XX, GT or LT options at the same time are not compatible");
-        return;
-    }
-    if (e->f[2] && e->f[3]) {
-        done_error(e, "ERR GT and LT options at the same time are not compatible");
-        return;
-    }
+    if (e->f[0] && (e->f[1] || e->f[2] || e->f[3]))
+        return "ERR NX and XX, GT or LT options at the same time are not compatible";
+    if (e->f[2] && e->f[3]) return "ERR GT and LT options at the same time are not compatible";
     long long when;
-    if (!arg_ll(e, 2, &when)) {
-        done_error(e, NOT_INT);
-        return;
-    }
+    if (!arg_ll(e, 2, &when)) return NOT_INT;
     long long base = at ? 0 : now_ms();
     if (!ms) {
-        if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) {
-            out_errorf(e, "ERR invalid expire time in '%s' command", name);
-            finish(e);
-            return;
-        }
+        if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) return expire_time_error(name);
         when *= 1000;
     }
-    if (when > LLONG_MAX - base) {
-        out_errorf(e, "ERR invalid expire time in '%s' command", name);
-        finish(e);
-        return;
-    }
+    if (when > LLONG_MAX - base) return expire_time_error(name);
     e->n[0] = when + base;
+    return NULL;
+}
+
+static void emu_expire(emu *e)
+{
+    const char *err = expire_parse(e);
+    if (err) return (void)done_error(e, err);
     e->idx[0] = cmdf(e, 1, "EXISTS %k", 1);
     e->idx[1] = send_pttl(e, 1);
     then(e, expire_decide);
@@ -1126,7 +1127,8 @@ static void lpos_read(emu *e)
     finish(e);
 }
 
-static void emu_lpos(emu *e)
+/* LPOS's options: the error, or NULL with n[0..2] rank, count, maxlen. */
+static const char *lpos_parse(emu *e)
 {
     long long rank = 1, count = -1, maxlen = 0;
     for (int j = 3; j < e->argc; j++) {
@@ -1134,26 +1136,35 @@ static void emu_lpos(emu *e)
         long long v;
         if (arg_is(e, j, "rank") && more) {
             j++;
-            if (!arg_ll(e, j, &v) || v == LLONG_MIN) return (void)done_error(e, NOT_INT);
+            if (!arg_ll(e, j, &v)) return NOT_INT;
+            if (v == LLONG_MIN)
+                return "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
             if (v == 0)
-                return (void)done_error(e, "ERR RANK can't be zero: use 1 to start from the first match, 2 from the "
-                                           "second ... or use negative to start from the end of the list");
+                return "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use "
+                       "negative to start from the end of the list";
             rank = v;
         } else if (arg_is(e, j, "count") && more) {
             j++;
-            if (!arg_ll(e, j, &v) || v < 0) return (void)done_error(e, "ERR COUNT can't be negative");
+            if (!arg_ll(e, j, &v) || v < 0) return "ERR COUNT can't be negative";
             count = v;
         } else if (arg_is(e, j, "maxlen") && more) {
             j++;
-            if (!arg_ll(e, j, &v) || v < 0) return (void)done_error(e, "ERR MAXLEN can't be negative");
+            if (!arg_ll(e, j, &v) || v < 0) return "ERR MAXLEN can't be negative";
             maxlen = v;
         } else {
-            return (void)done_error(e, SYNTAX);
+            return SYNTAX;
         }
     }
     e->n[0] = rank;
     e->n[1] = count;
     e->n[2] = maxlen;
+    return NULL;
+}
+
+static void emu_lpos(emu *e)
+{
+    const char *err = lpos_parse(e);
+    if (err) return (void)done_error(e, err);
     e->idx[0] = cmdf(e, 1, "TYPE %k", 1);
     e->idx[1] = cmdf(e, 1, "LRANGE %k 0 -1", 1);
     then(e, lpos_read);
@@ -1343,7 +1354,9 @@ static void zadd_read(emu *e)
     then(e, zadd_done);
 }
 
-static void emu_zadd(emu *e)
+/* ZADD's options and scores: the error, or NULL with f[] and n[0] (the
+ * first score's index) set. */
+static const char *zadd_parse(emu *e)
 {
     int j = 2;
     for (; j < e->argc; j++) {
@@ -1356,18 +1369,25 @@ static void emu_zadd(emu *e)
         else break;
     }
     int elements = e->argc - j;
-    if (elements % 2 || !elements) return (void)done_error(e, SYNTAX);
+    if (elements % 2 || !elements) return SYNTAX;
     elements /= 2;
-    if (e->f[0] && e->f[1]) return (void)done_error(e, "ERR XX and NX options at the same time are not compatible");
+    if (e->f[0] && e->f[1]) return "ERR XX and NX options at the same time are not compatible";
     if ((e->f[2] && e->f[0]) || (e->f[3] && e->f[0]) || (e->f[2] && e->f[3]))
-        return (void)done_error(e, "ERR GT, LT, and/or NX options at the same time are not compatible");
-    if (e->f[5] && elements > 1) return (void)done_error(e, "ERR INCR option supports a single increment-element pair");
+        return "ERR GT, LT, and/or NX options at the same time are not compatible";
+    if (e->f[5] && elements > 1) return "ERR INCR option supports a single increment-element pair";
     for (int i = 0; i < elements; i++) {
         double d;
-        if (!parse_double(e->argv[j + 2 * i], e->argvlen[j + 2 * i], &d))
-            return (void)done_error(e, "ERR value is not a valid float");
+        if (!parse_double(e->argv[j + 2 * i], e->argvlen[j + 2 * i], &d)) return "ERR value is not a valid float";
     }
     e->n[0] = j;
+    return NULL;
+}
+
+static void emu_zadd(emu *e)
+{
+    const char *err = zadd_parse(e);
+    if (err) return (void)done_error(e, err);
+    int j = (int)e->n[0], elements = (e->argc - j) / 2;
     multi(e);
     cmdf(e, 0, "TYPE %k", 1);
     for (int i = 0; i < elements; i++) cmdf(e, 0, "ZSCORE %k %k", 1, j + 2 * i + 1);
@@ -1507,37 +1527,55 @@ static void emu_copy(emu *e)
 
 /* ---- the emulations ------------------------------------------------------------------ */
 
+/* Redis 7.0's argument checks, for stores that run the command but check
+ * its arguments otherwise (an older release accepts SET k v NX XX, or
+ * EXPIRE k 9223372036854775807): such an invocation is emulated, and the
+ * emulation gives 7.0's error. */
+static const char *set_check(emu *e)
+{
+    const char *err = parse_string_options(e, 3, 1);
+    return err ? err : e->f[5] ? expiry_check(e, "set") : NULL;
+}
+
+static const char *setex_check(emu *e)
+{
+    e->f[5] = !strcmp(e->cmd->name, "psetex") ? X_PX : X_EX;
+    e->f[6] = 2;
+    return expiry_check(e, e->cmd->name);
+}
+
 typedef struct emulation {
     const char *name;
     step_fn *start;
+    const char *(*check)(emu *e); /* NULL: an older store checks as 7.0 does */
 } emulation;
 
 static const emulation emulations[] = {
-    {"set", emu_set},
-    {"setex", emu_setex},
-    {"psetex", emu_setex},
-    {"getdel", emu_getw},
-    {"getset", emu_getw},
-    {"getex", emu_getex},
-    {"unlink", emu_unlink},
-    {"hset", emu_hset},
-    {"hmset", emu_hset},
-    {"expire", emu_expire},
-    {"pexpire", emu_expire},
-    {"expireat", emu_expire},
-    {"pexpireat", emu_expire},
-    {"ttl", emu_ttl},
-    {"pttl", emu_ttl},
-    {"persist", emu_persist},
-    {"lmove", emu_lmove},
-    {"rpoplpush", emu_lmove},
-    {"lpop", emu_pop},
-    {"rpop", emu_pop},
-    {"lpos", emu_lpos},
-    {"smismember", emu_smismember},
-    {"sintercard", emu_sintercard},
-    {"zadd", emu_zadd},
-    {"copy", emu_copy},
+    {"set", emu_set, set_check},
+    {"setex", emu_setex, setex_check},
+    {"psetex", emu_setex, setex_check},
+    {"getdel", emu_getw, NULL},
+    {"getset", emu_getw, NULL},
+    {"getex", emu_getex, NULL},
+    {"unlink", emu_unlink, NULL},
+    {"hset", emu_hset, NULL},
+    {"hmset", emu_hset, NULL},
+    {"expire", emu_expire, expire_parse},
+    {"pexpire", emu_expire, expire_parse},
+    {"expireat", emu_expire, expire_parse},
+    {"pexpireat", emu_expire, expire_parse},
+    {"ttl", emu_ttl, NULL},
+    {"pttl", emu_ttl, NULL},
+    {"persist", emu_persist, NULL},
+    {"lmove", emu_lmove, NULL},
+    {"rpoplpush", emu_lmove, NULL},
+    {"lpop", emu_pop, NULL},
+    {"rpop", emu_pop, NULL},
+    {"lpos", emu_lpos, lpos_parse},
+    {"smismember", emu_smismember, NULL},
+    {"sintercard", emu_sintercard, NULL},
+    {"zadd", emu_zadd, zadd_parse},
+    {"copy", emu_copy, NULL},
 };
 
 static const emulation *find_emulation(const char *name)
@@ -1552,10 +1590,22 @@ static int store_is_redis(void) { return server.backend && server.backend->has_t
 
 int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    if (!cmd || !store_is_redis() || !find_emulation(cmd->name)) return 0;
+    const emulation *em = cmd && store_is_redis() ? find_emulation(cmd->name) : NULL;
+    if (!em) return 0;
     if (forced(cmd->name)) return 1;
     int v = store_release();
-    return v && release_needed(cmd->name, argc, argv, argvlen) > v;
+    if (!v) return 0;
+    if (release_needed(cmd->name, argc, argv, argvlen) > v) return 1;
+    if (v < V(7, 0, 0) && em->check) {
+        emu t;
+        memset(&t, 0, sizeof(t));
+        t.cmd = cmd;
+        t.argc = argc;
+        t.argv = argv;
+        t.argvlen = argvlen;
+        return em->check(&t) != NULL;
+    }
+    return 0;
 }
 
 int emulation_emulates(const command_def *cmd) { return cmd && store_is_redis() && find_emulation(cmd->name) != NULL; }
