@@ -41,6 +41,7 @@
 #include "proxy/core/locks.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "util/glob.h"
 #include "util/strconv.h"
 
 /* ---- which store release has what ---------------------------------------------
@@ -102,6 +103,17 @@ static const since_row since_table[] = {
     {"zadd", "gt", NULL, 2, 0, V(6, 2, 0)},
     {"zadd", "lt", NULL, 2, 0, V(6, 2, 0)},
     {"copy", NULL, NULL, 0, 0, V(6, 2, 0)},
+    {"zrange", "rev", NULL, 4, 0, V(6, 2, 0)},
+    {"zrange", "byscore", NULL, 4, 0, V(6, 2, 0)},
+    {"zrange", "bylex", NULL, 4, 0, V(6, 2, 0)},
+    {"zrange", "limit", NULL, 4, 0, V(6, 2, 0)},
+    {"lmpop", NULL, NULL, 0, 0, V(7, 0, 0)},
+    {"zmpop", NULL, NULL, 0, 0, V(7, 0, 0)},
+    {"scan", NULL, NULL, 0, 0, V(2, 8, 0)},
+    {"scan", "type", NULL, 2, 0, V(6, 0, 0)},
+    {"sscan", NULL, NULL, 0, 0, V(2, 8, 0)},
+    {"hscan", NULL, NULL, 0, 0, V(2, 8, 0)},
+    {"zscan", NULL, NULL, 0, 0, V(2, 8, 0)},
     {"sintercard", NULL, NULL, 0, 0, V(7, 0, 0)},
 };
 
@@ -1525,6 +1537,328 @@ static void emu_copy(emu *e)
     then(e, copy_decide);
 }
 
+
+/* ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count]
+ * [WITHSCORES]: checked as Redis 7.0 does, then run as the ZRANGE,
+ * ZREVRANGE, Z[REV]RANGEBYSCORE or Z[REV]RANGEBYLEX the store has. */
+static int score_bound_ok(const char *s)
+{
+    char *end;
+    double v = strtod(s[0] == '(' ? s + 1 : s, &end);
+    return end[0] == '\0' && !isnan(v);
+}
+
+static int lex_bound_ok(const char *s, size_t len)
+{
+    if (len == 1 && (s[0] == '+' || s[0] == '-')) return 1;
+    return len >= 1 && (s[0] == '(' || s[0] == '[');
+}
+
+/* f: 0 withscores, 1 rev, 2 range type (0 rank, 1 score, 2 lex), 3 limit given; n: 0 offset, 1 count. */
+static const char *zrange_parse(emu *e)
+{
+    e->n[1] = -1;
+    for (int j = 4; j < e->argc; j++) {
+        int left = e->argc - j - 1;
+        if (arg_is(e, j, "withscores")) {
+            e->f[0] = 1;
+        } else if (arg_is(e, j, "limit") && left >= 2) {
+            if (!arg_ll(e, j + 1, &e->n[0]) || !arg_ll(e, j + 2, &e->n[1])) return NOT_INT;
+            e->f[3] = 1;
+            j += 2;
+        } else if (!e->f[1] && arg_is(e, j, "rev")) {
+            e->f[1] = 1;
+        } else if (!e->f[2] && arg_is(e, j, "bylex")) {
+            e->f[2] = 2;
+        } else if (!e->f[2] && arg_is(e, j, "byscore")) {
+            e->f[2] = 1;
+        } else {
+            return SYNTAX;
+        }
+    }
+    /* As in 7.0: LIMIT with a count of -1 is no limit, allowed by rank. */
+    if (e->f[3] && e->n[1] != -1 && !e->f[2])
+        return "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX";
+    if (e->f[0] && e->f[2] == 2) return "ERR syntax error, WITHSCORES not supported in combination with BYLEX";
+    long long v;
+    if (!e->f[2] && (!arg_ll(e, 2, &v) || !arg_ll(e, 3, &v))) return NOT_INT;
+    if (e->f[2] == 1 && (!score_bound_ok(e->argv[2]) || !score_bound_ok(e->argv[3]))) return "ERR min or max is not a float";
+    if (e->f[2] == 2 && (!lex_bound_ok(e->argv[2], e->argvlen[2]) || !lex_bound_ok(e->argv[3], e->argvlen[3])))
+        return "ERR min or max not valid string range item";
+    return NULL;
+}
+
+static void emu_zrange(emu *e)
+{
+    const char *err = zrange_parse(e);
+    if (err) return (void)done_error(e, err);
+    if (e->f[2] == 2 && !have(V(2, 8, 9)))
+        return (void)done_error(e, "ERR ZRANGE BYLEX needs a store of Redis 2.8.9 or newer");
+    static const char *const names[3][2] = {
+        {"ZRANGE", "ZREVRANGE"}, {"ZRANGEBYSCORE", "ZREVRANGEBYSCORE"}, {"ZRANGEBYLEX", "ZREVRANGEBYLEX"}};
+    args a = {0};
+    a_s(&a, names[e->f[2]][e->f[1]]);
+    a_arg(&a, e, 1);
+    a_arg(&a, e, 2);
+    a_arg(&a, e, 3);
+    if (e->f[0]) a_s(&a, "WITHSCORES");
+    if (e->f[3] && e->f[2]) {
+        a_s(&a, "LIMIT");
+        a_ll(&a, e->n[0]);
+        a_ll(&a, e->n[1]);
+    }
+    e->idx[0] = emu_send(e, &a, 1);
+    then(e, passthrough);
+}
+
+/* LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count] and ZMPOP ... MIN|MAX:
+ * every key's type and first elements read in one transaction, then the
+ * first that has any trimmed. f: 0 from the right/max, 1 zset; n[0] count,
+ * n[1] numkeys. */
+static const char *mpop_parse(emu *e)
+{
+    long long nk, count = -1;
+    if (!arg_ll(e, 1, &nk) || nk < 1) return "ERR numkeys should be greater than 0";
+    if (nk > e->argc - 2) return SYNTAX;
+    long long where = 2 + nk;
+    if (where >= e->argc) return SYNTAX;
+    e->f[1] = e->cmd->name[0] == 'z';
+    if (arg_is(e, (int)where, e->f[1] ? "min" : "left")) e->f[0] = 0;
+    else if (arg_is(e, (int)where, e->f[1] ? "max" : "right")) e->f[0] = 1;
+    else return SYNTAX;
+    for (int j = (int)where + 1; j < e->argc; j++) {
+        int more = e->argc - 1 - j;
+        if (count == -1 && arg_is(e, j, "count") && more) {
+            j++;
+            if (!arg_ll(e, j, &count) || count < 1) return "ERR count should be greater than 0";
+        } else {
+            return SYNTAX;
+        }
+    }
+    e->n[0] = count == -1 ? 1 : count;
+    e->n[1] = nk;
+    return NULL;
+}
+
+static void mpop_done(emu *e)
+{
+    if (fail_on_error(e, R(e, e->idx[1]))) return;
+    const redisReply *x = R(e, e->idx[0]);
+    const redisReply *r = x->element[2 * e->n[2] + 1];
+    int k = 2 + (int)e->n[2];
+    reply_array(e->out, 2);
+    reply_bulk(e->out, e->argv[k], e->argvlen[k]);
+    if (e->f[1]) {
+        reply_array(e->out, (long long)r->elements / 2);
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
+            reply_array(e->out, 2);
+            reply_bulk(e->out, r->element[i]->str, r->element[i]->len);
+            reply_bulk(e->out, r->element[i + 1]->str, r->element[i + 1]->len);
+        }
+    } else {
+        reply_array(e->out, (long long)r->elements);
+        for (size_t i = 0; i < r->elements; i++) {
+            const redisReply *el = r->element[e->f[0] ? r->elements - 1 - i : i];
+            reply_bulk(e->out, el->str, el->len);
+        }
+    }
+    finish(e);
+}
+
+static void mpop_read(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (!x || x->type != REDIS_REPLY_ARRAY || (long long)x->elements != 2 * e->n[1]) {
+        fail_on_error(e, x && x->type == REDIS_REPLY_ARRAY ? NULL : x);
+        if (x && x->type == REDIS_REPLY_ARRAY) done_error(e, "ERR unexpected reply from the store");
+        return;
+    }
+    for (long long i = 0; i < e->n[1]; i++) {
+        char t = type_of(x->element[2 * i]);
+        if (t == 'n') continue;
+        if (t != (e->f[1] ? 'z' : 'l')) return (void)wrongtype(e);
+        const redisReply *r = x->element[2 * i + 1];
+        if (r->type != REDIS_REPLY_ARRAY || !r->elements) continue;
+        e->n[2] = i;
+        int k = 2 + (int)i;
+        long long got = e->f[1] ? (long long)r->elements / 2 : (long long)r->elements;
+        if (e->f[1]) e->idx[1] = e->f[0] ? cmdf(e, 1, "ZREMRANGEBYRANK %k %d -1", k, -got)
+                                         : cmdf(e, 1, "ZREMRANGEBYRANK %k 0 %d", k, got - 1);
+        else e->idx[1] = e->f[0] ? cmdf(e, 1, "LTRIM %k 0 %d", k, -(got + 1)) : cmdf(e, 1, "LTRIM %k %d -1", k, got);
+        then(e, mpop_done);
+        return;
+    }
+    reply_null_array(e->out);
+    finish(e);
+}
+
+static void emu_mpop(emu *e)
+{
+    const char *err = mpop_parse(e);
+    if (err) return (void)done_error(e, err);
+    long long n = e->n[0] > INT_MAX ? -1 : e->n[0];
+    multi(e);
+    for (long long i = 0; i < e->n[1]; i++) {
+        int k = 2 + (int)i;
+        cmdf(e, 0, "TYPE %k", k);
+        if (e->f[1] && n < 0) cmdf(e, 0, e->f[0] ? "ZREVRANGE %k 0 -1 WITHSCORES" : "ZRANGE %k 0 -1 WITHSCORES", k);
+        else if (e->f[1]) cmdf(e, 0, e->f[0] ? "ZREVRANGE %k 0 %d WITHSCORES" : "ZRANGE %k 0 %d WITHSCORES", k, n - 1);
+        else if (n < 0) cmdf(e, 0, "LRANGE %k 0 -1", k);
+        else if (e->f[0]) cmdf(e, 0, "LRANGE %k %d -1", k, -n);
+        else cmdf(e, 0, "LRANGE %k 0 %d", k, n - 1);
+    }
+    e->idx[0] = exec(e);
+    then(e, mpop_read);
+}
+
+/* SCAN, SSCAN, HSCAN, ZSCAN before 2.8: the whole keyspace (KEYS) or the
+ * whole key in one reply with cursor 0. COUNT is only a hint in Redis, so
+ * this is a valid iteration, and one that can neither repeat nor skip an
+ * element. A cursor other than 0 (not one this gave out) ends at once.
+ * f: 0 cursor was 0, 1 TYPE given (n[0]: its argument), 2 MATCH given
+ * (n[1]: its argument); for keys: idx[0] KEYS, idx[1] the TYPEs. */
+static const char *scan_parse(emu *e, int first_opt, int allow_type)
+{
+    const char *c = e->argv[first_opt - 1];
+    size_t cl = e->argvlen[first_opt - 1];
+    char *end;
+    errno = 0;
+    unsigned long long cur = strtoull(c, &end, 10);
+    if (!cl || isspace((unsigned char)c[0]) || end != c + cl || errno == ERANGE)
+        return "ERR invalid cursor";
+    e->f[0] = cur == 0;
+    for (int j = first_opt; j < e->argc; j++) {
+        int left = e->argc - 1 - j;
+        if (arg_is(e, j, "count") && left >= 1) {
+            long long v;
+            if (!arg_ll(e, j + 1, &v)) return NOT_INT;
+            if (v < 1) return SYNTAX;
+            j++;
+        } else if (arg_is(e, j, "match") && left >= 1) {
+            e->f[2] = 1;
+            e->n[1] = ++j;
+        } else if (allow_type && arg_is(e, j, "type") && left >= 1) {
+            e->f[1] = 1;
+            e->n[0] = ++j;
+        } else {
+            return SYNTAX;
+        }
+    }
+    return NULL;
+}
+
+static int scan_match(emu *e, const char *s, size_t len)
+{
+    if (!e->f[2]) return 1;
+    int m = (int)e->n[1];
+    return glob_match(e->argv[m], e->argvlen[m], s, len, 0);
+}
+
+static void scan_keys_typed(emu *e)
+{
+    const redisReply *k = R(e, e->idx[0]), *t = e->f[1] ? R(e, e->idx[1]) : NULL;
+    if (fail_on_error(e, k) || (t && fail_on_error(e, t))) return;
+    struct evbuffer *keys = evbuffer_new();
+    if (!keys) abort();
+    long long n = 0;
+    for (size_t i = 0; i < k->elements; i++) {
+        const redisReply *key = k->element[i];
+        if (!scan_match(e, key->str, key->len)) continue;
+        if (t) {
+            int ti = (int)e->n[0];
+            const redisReply *ty = i < t->elements ? t->element[i] : NULL;
+            if (!ty || ty->type != REDIS_REPLY_STATUS || strlen(ty->str) != e->argvlen[ti] ||
+                strncasecmp(ty->str, e->argv[ti], e->argvlen[ti]))
+                continue;
+        }
+        reply_bulk(keys, key->str, key->len);
+        n++;
+    }
+    reply_array(e->out, 2);
+    reply_bulk(e->out, "0", 1);
+    reply_array(e->out, n);
+    evbuffer_add_buffer(e->out, keys);
+    evbuffer_free(keys);
+    finish(e);
+}
+
+static void scan_keys(emu *e)
+{
+    const redisReply *k = R(e, e->idx[0]);
+    if (fail_on_error(e, k)) return;
+    if (!e->f[1] || !k->elements) return scan_keys_typed(e);
+    multi(e);
+    for (size_t i = 0; i < k->elements; i++) cmdf(e, 0, "TYPE %b", k->element[i]->str, (size_t)k->element[i]->len);
+    e->idx[1] = exec(e);
+    then(e, scan_keys_typed);
+}
+
+static void scan_empty(emu *e)
+{
+    reply_array(e->out, 2);
+    reply_bulk(e->out, "0", 1);
+    reply_array(e->out, 0);
+    finish(e);
+}
+
+static void scan_elements(emu *e)
+{
+    char t = type_of(R(e, e->idx[0]));
+    char want = e->cmd->name[0] == 's' ? 'S' : e->cmd->name[0];
+    if (!t) return (void)fail_on_error(e, R(e, e->idx[0]));
+    if (t == 'n') return scan_empty(e);
+    if (t != want) return (void)wrongtype(e);
+    const char *err = scan_parse(e, 3, 0);
+    if (err) return (void)done_error(e, err);
+    if (!e->f[0]) return scan_empty(e);
+    const redisReply *r = R(e, e->idx[1]);
+    if (fail_on_error(e, r)) return;
+    int pairs = want != 'S';
+    struct evbuffer *out = evbuffer_new();
+    if (!out) abort();
+    long long n = 0;
+    for (size_t i = 0; i < r->elements; i += pairs ? 2 : 1) {
+        const redisReply *el = r->element[i];
+        if (!scan_match(e, el->str, el->len)) continue;
+        reply_bulk(out, el->str, el->len);
+        n++;
+        if (pairs && i + 1 < r->elements) {
+            reply_bulk(out, r->element[i + 1]->str, r->element[i + 1]->len);
+            n++;
+        }
+    }
+    reply_array(e->out, 2);
+    reply_bulk(e->out, "0", 1);
+    reply_array(e->out, n);
+    evbuffer_add_buffer(e->out, out);
+    evbuffer_free(out);
+    finish(e);
+}
+
+static void emu_scan(emu *e)
+{
+    if (!strcmp(e->cmd->name, "scan")) {
+        const char *err = scan_parse(e, 2, 1);
+        if (err) return (void)done_error(e, err);
+        if (!e->f[0]) return scan_empty(e);
+        e->idx[0] = cmdf(e, 1, "KEYS *");
+        then(e, scan_keys);
+        return;
+    }
+    /* The cursor is checked first, then the key, then the options, as in 7.0. */
+    const char *c = e->argv[2];
+    char *end;
+    errno = 0;
+    strtoull(c, &end, 10);
+    if (!e->argvlen[2] || isspace((unsigned char)c[0]) || end != c + e->argvlen[2] || errno == ERANGE)
+        return (void)done_error(e, "ERR invalid cursor");
+    e->idx[0] = cmdf(e, 1, "TYPE %k", 1);
+    if (e->cmd->name[0] == 's') e->idx[1] = cmdf(e, 1, "SMEMBERS %k", 1);
+    else if (e->cmd->name[0] == 'h') e->idx[1] = cmdf(e, 1, "HGETALL %k", 1);
+    else e->idx[1] = cmdf(e, 1, "ZRANGE %k 0 -1 WITHSCORES", 1);
+    then(e, scan_elements);
+}
+
 /* ---- the emulations ------------------------------------------------------------------ */
 
 /* Redis 7.0's argument checks, for stores that run the command but check
@@ -1576,6 +1910,13 @@ static const emulation emulations[] = {
     {"sintercard", emu_sintercard, NULL},
     {"zadd", emu_zadd, zadd_parse},
     {"copy", emu_copy, NULL},
+    {"zrange", emu_zrange, zrange_parse},
+    {"lmpop", emu_mpop, NULL},
+    {"zmpop", emu_mpop, NULL},
+    {"scan", emu_scan, NULL},
+    {"sscan", emu_scan, NULL},
+    {"hscan", emu_scan, NULL},
+    {"zscan", emu_scan, NULL},
 };
 
 static const emulation *find_emulation(const char *name)
@@ -1652,7 +1993,7 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
     lock_set *ls = lock_set_new((cmd->flags & CMD_WRITE) ? LOCK_SCRIPT_EXCL : LOCK_SCRIPT_RO, emu_lock_granted, e);
     int keys[64];
     int n = (cmd->key_spec_count || cmd->getkeys) ? command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64) : 0;
-    if (n < 0 || n > 64) lock_set_add_keyspace(ls);
+    if (n < 0 || n > 64 || command_is_keyspace_wide(cmd)) lock_set_add_keyspace(ls);
     else
         for (int i = 0; i < n; i++) lock_set_add_key(ls, c->db, argv[keys[i]], argvlen[keys[i]]);
     if (!strcmp(cmd->name, "copy")) {
