@@ -159,12 +159,13 @@ static void capture_cb(void *ctx, const backend_reply *r)
     } else if (step == CAP_TYPE) {
         cr->type = p->type == REDIS_REPLY_STATUS ? kind_of_type(p->str) : '?';
     } else if (step == CAP_PTTL && p->type == REDIS_REPLY_ERROR && !cr->dump_ok && strstr(p->str, "unknown command")) {
-        /* Before 2.6 (no DUMP, no PTTL): TTL, sent with it, tells. */
+        cr->b->has_pttl = -1; /* before 2.6: TTL, sent with it, tells */
     } else if (step == CAP_TTL) {
         /* Whole seconds, rounded up so that the key never goes early. */
         if (p->type == REDIS_REPLY_INTEGER && p->integer >= 0 && cr->img->ttl_ms < 0)
             cr->img->ttl_ms = p->integer * 1000 + 999;
     } else if (step == CAP_PTTL) {
+        if (p->type == REDIS_REPLY_INTEGER) cr->b->has_pttl = 1;
         if (p->type != REDIS_REPLY_INTEGER) capture_fail(cr, "ERR unexpected reply to PTTL");
         else if (p->integer == -2 && cr->dump_ok && cr->img->exists) capture_fail(cr, "ERR key expired while read");
         else cr->img->ttl_ms = p->integer >= 0 ? p->integer : -1;
@@ -206,7 +207,8 @@ int backend_resp_capture(backend *b, int conn, int db, unsigned long long sessio
         int step = cmds[i].step;
         if (step == CAP_DUMP && b->has_dump < 0) continue;
         if (step != CAP_DUMP && step != CAP_PTTL && b->has_dump > 0) continue;
-        if (step == CAP_PTTL && b->has_dump < 0) continue; /* no DUMP: older than 2.6, no PTTL either */
+        if (step == CAP_PTTL && b->has_pttl < 0) continue;
+        if (step == CAP_TTL && (b->has_pttl > 0 || b->has_dump > 0)) continue; /* only where PTTL may be missing */
         cr->steps[cr->nsteps++] = (unsigned char)step;
     }
     for (int i = 0; i < cr->nsteps; i++) {
@@ -370,7 +372,7 @@ static int restore_typed(backend *b, int conn, int db, unsigned long long sessio
         int n = snprintf(num, sizeof(num), "%lld", left);
         char *pv[3] = {"PEXPIRE", (char *)key, num};
         size_t pl[3] = {7, len, (size_t)n};
-        if (b->has_dump < 0) {
+        if (b->has_pttl < 0) {
             /* Before 2.6: EXPIRE in whole seconds, rounded up. */
             n = snprintf(num, sizeof(num), "%lld", left / 1000 + (left % 1000 != 0));
             pv[0] = "EXPIRE";

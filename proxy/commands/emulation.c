@@ -233,8 +233,7 @@ static emu *emu_new(const command_def *cmd, int argc, char **argv, size_t *argvl
     size_t bytes = 0;
     for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
     char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
-    e->out = evbuffer_new();
-    if (!e || !block || !e->out) abort();
+    if (!e || !block || !(e->out = evbuffer_new())) abort();
     e->argv = (char **)block;
     e->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
     char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
@@ -1931,6 +1930,10 @@ static int store_is_redis(void) { return server.backend && server.backend->has_t
 
 int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    /* Every relayed command asks: a current or unknown store costs one test. */
+    if ((!config.store_emulate || !config.store_emulate[0]) &&
+        (!server.backend || !server.backend->store_version || server.backend->store_version >= V(7, 0, 0)))
+        return 0;
     const emulation *em = cmd && store_is_redis() ? find_emulation(cmd->name) : NULL;
     if (!em) return 0;
     if (forced(cmd->name)) return 1;
