@@ -426,6 +426,14 @@ def test_config_directive(emu_proxy):
 def test_isolation_conserved_total(emu_proxy):
     """Emulated read-modify-writes from several clients, with scripts and
     plain commands on the same keys, never lose or double a unit."""
+    _isolation(emu_proxy)
+
+
+def test_old_store_isolation_conserved_total(old_proxy):
+    _isolation(old_proxy)
+
+
+def _isolation(emu_proxy):
     with emu_proxy.connect() as c:
         c.call("FLUSHALL")
         c.call("RPUSH", "{q}a", *["x%d" % i for i in range(50)])
