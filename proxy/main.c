@@ -481,6 +481,7 @@ int main(int argc, char **argv)
     scripting_begin_shutdown();
     clients_close_all();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    emulation_shutdown();
     scripting_shutdown();
     pubsub_shutdown();
     clients_shutdown();

@@ -114,6 +114,7 @@ static const since_row since_table[] = {
     {"sscan", NULL, NULL, 0, 0, V(2, 8, 0)},
     {"hscan", NULL, NULL, 0, 0, V(2, 8, 0)},
     {"zscan", NULL, NULL, 0, 0, V(2, 8, 0)},
+    {"object|encoding", NULL, NULL, 0, 0, V(2, 2, 3)},
     {"sintercard", NULL, NULL, 0, 0, V(7, 0, 0)},
 };
 
@@ -1858,6 +1859,16 @@ static void emu_scan(emu *e)
     then(e, scan_elements);
 }
 
+/* OBJECT ENCODING on a store without OBJECT: what the store would say
+ * (an unknown command) would confuse; this says what is missing. */
+static void emu_object_encoding(emu *e)
+{
+    int v = store_release();
+    out_errorf(e, "ERR command 'object|encoding' is not supported by the store (redis %d.%d.%d)", v / 10000,
+               v / 100 % 100, v % 100);
+    finish(e);
+}
+
 /* ---- the emulations ------------------------------------------------------------------ */
 
 /* Redis 7.0's argument checks, for stores that run the command but check
@@ -1916,6 +1927,7 @@ static const emulation emulations[] = {
     {"sscan", emu_scan, NULL},
     {"hscan", emu_scan, NULL},
     {"zscan", emu_scan, NULL},
+    {"object|encoding", emu_object_encoding, NULL},
 };
 
 static const emulation *find_emulation(const char *name)
@@ -2020,6 +2032,18 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
     }
     if (rc == LOCK_GRANTED) emu_lock_granted(ls, e);
     return 1;
+}
+
+void emulation_shutdown(void)
+{
+    /* What the failing store answered is done; these still waited for locks. */
+    while (emus) {
+        emu *e = emus;
+        if (e->locks) lock_set_release(e->locks);
+        e->locks = NULL;
+        if (e->slot) client_slot_done(e->slot);
+        emu_free(e);
+    }
 }
 
 void emulation_client_gone(client *c)

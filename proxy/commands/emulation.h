@@ -27,6 +27,9 @@ int emulation_emulates(const command_def *cmd);
 void emulation_run_held(const command_def *cmd, int argc, char **argv, size_t *argvlen, int db, int conn,
                         unsigned long long session, emulation_done_fn *done, void *ctx);
 
+/* After the store is gone: frees what still waits for its locks. */
+void emulation_shutdown(void);
+
 /* Close hook: a client's emulated command runs on, its reply is dropped. */
 void emulation_client_gone(client *c);
 

@@ -420,6 +420,14 @@ def test_config_directive(emu_proxy):
         assert harness.parse_reply(c.call("CONFIG", "GET", "store-emulate")) == [b"store-emulate", b"all"]
         assert c.call("CONFIG", "SET", "store-emulate", "getdel lmove") == b"+OK\r\n"
         assert harness.parse_reply(c.call("CONFIG", "GET", "store-emulate")) == [b"store-emulate", b"getdel lmove"]
+        # A store taken for 2.2.0 (no OBJECT yet): a clear error rather than the store's.
+        assert c.call("CONFIG", "SET", "store-emulate", "release:2.2.0") == b"+OK\r\n"
+        c.call("SET", "k", "1")
+        assert c.call("OBJECT", "ENCODING", "k") == \
+            b"-ERR command 'object|encoding' is not supported by the store (redis 2.2.0)\r\n"
+        assert c.call("OBJECT", "REFCOUNT", "k")[:1] == b":"
+        # Only what that release lacks is emulated; the rest is relayed.
+        assert c.call("SET", "k", "2", "GET") == b"$1\r\n1\r\n"
         assert c.call("CONFIG", "SET", "store-emulate", "all") == b"+OK\r\n"
 
 
