@@ -1888,6 +1888,13 @@ static const char *setex_check(emu *e)
     return expiry_check(e, e->cmd->name);
 }
 
+static const char *hset_check(emu *e)
+{
+    if (e->argc % 2 == 0) return NULL;
+    snprintf(errbuf, sizeof(errbuf), "ERR wrong number of arguments for '%s' command", e->cmd->name);
+    return errbuf;
+}
+
 typedef struct emulation {
     const char *name;
     step_fn *start;
@@ -1902,8 +1909,8 @@ static const emulation emulations[] = {
     {"getset", emu_getw, NULL},
     {"getex", emu_getex, NULL},
     {"unlink", emu_unlink, NULL},
-    {"hset", emu_hset, NULL},
-    {"hmset", emu_hset, NULL},
+    {"hset", emu_hset, hset_check},
+    {"hmset", emu_hset, hset_check},
     {"expire", emu_expire, expire_parse},
     {"pexpire", emu_expire, expire_parse},
     {"expireat", emu_expire, expire_parse},
