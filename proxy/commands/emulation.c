@@ -207,6 +207,7 @@ struct emu {
     char *store_err;
     struct evbuffer *out;
     /* the procedure's own state */
+    backend_image *img; /* COPY: the source's image */
     long long n[6];
     int f[8];
     int idx[6];
@@ -223,6 +224,7 @@ static void emu_free(emu *e)
         if (e->r[i]) freeReplyObject(e->r[i]);
     free(e->r);
     free(e->store_err);
+    backend_image_free(e->img);
     if (e->out) evbuffer_free(e->out);
     free(e->argv);
     free(e);
@@ -475,7 +477,6 @@ static int cmdf(emu *e, int want, const char *words, ...)
     args a = {0};
     va_list ap;
     va_start(ap, words);
-    char buf[64];
     const char *p = words;
     while (*p) {
         size_t w = strcspn(p, " ");
@@ -487,7 +488,6 @@ static int cmdf(emu *e, int want, const char *words, ...)
             const char *s = va_arg(ap, const char *);
             a_b(&a, s, va_arg(ap, size_t));
         } else {
-            if (w >= sizeof(buf)) abort();
             a_b(&a, p, w); /* points into the literal */
         }
         p += w;
@@ -1412,12 +1412,6 @@ static void emu_zadd(emu *e)
 /* COPY source destination [DB n] [REPLACE]: the source's image (DUMP, or
  * its type's reads where the store has no DUMP) restored under the
  * destination's name, with its time to live. */
-typedef struct copy_state {
-    emu *e;
-    backend_image *img;
-    int dst_exists;
-} copy_state;
-
 static void copy_restored(void *ctx, const backend_reply *r)
 {
     emu *e = ctx;
@@ -1443,7 +1437,7 @@ static void copy_imaged(void *ctx, backend_image *img, const char *error)
         return;
     }
     /* EXISTS destination was sent right after: wait for it. */
-    e->n[5] = (long long)(uintptr_t)img;
+    e->img = img;
     if (!e->pending && e->next_step) {
         step_fn *f = e->next_step;
         e->next_step = NULL;
@@ -1461,8 +1455,8 @@ static void copy_dumped(emu *e)
 
 static void copy_decide(emu *e)
 {
-    backend_image *img = (backend_image *)(uintptr_t)e->n[5];
-    e->n[5] = 0;
+    backend_image *img = e->img;
+    e->img = NULL;
     const redisReply *x = R(e, e->idx[0]);
     if (!img || fail_on_error(e, x)) {
         if (img) backend_image_free(img);
