@@ -522,21 +522,17 @@ static const redisReply *first_error(const redisReply *r)
             if (r->element[i]->type == REDIS_REPLY_ERROR) return r->element[i];
     return NULL;
 }
-/* Finishes with the error if r is (or holds) one: 1 then. */
+/* Finishes with the error if r is (or holds) one, or is missing, or is
+ * the nil of an EXEC the store discarded: 1 then. Only replies that are
+ * never nil otherwise come here. */
 static int fail_on_error(emu *e, const redisReply *r)
 {
-    if (r && r->type == REDIS_REPLY_NIL) {
-        reply_error_uncounted(e->out, "EXECABORT Transaction discarded");
+    if (!r || r->type == REDIS_REPLY_NIL) {
+        reply_error_uncounted(e->out, r ? "EXECABORT Transaction discarded" : "ERR no reply from the store");
         finish(e);
         return 1;
     }
     const redisReply *er = first_error(r);
-    if (!r) er = NULL;
-    if (!r) {
-        reply_error_uncounted(e->out, "ERR no reply from the store");
-        finish(e);
-        return 1;
-    }
     if (!er) return 0;
     out_error(e, er->str, er->len);
     finish(e);
