@@ -533,3 +533,28 @@ def _scan_each_once(proxy):
         assert sorted(fields) == sorted(("f%d" % i).encode() for i in range(200))
         zm = iterate("ZSCAN", "z", None)[::2]
         assert sorted(zm) == sorted(("z%d" % i).encode() for i in range(200))
+
+
+RATE_LIMITER = """
+local n = redis.call('incr', KEYS[1])
+if n == 1 then redis.call('pexpire', KEYS[1], ARGV[1]) end
+return n
+"""
+
+
+def test_old_store_lock_and_rate_limiter(old_proxy):
+    """What fails on an old store without emulation: redis-py's Lock
+    (SET NX PX, then a compare-and-delete script) and the INCR + PEXPIRE
+    rate limiter, whose counter must get its expiry."""
+    redis = pytest.importorskip("redis")
+    r = redis.Redis(host=old_proxy.host, port=old_proxy.port)
+    r.flushall()
+    lock = r.lock("res", timeout=30)
+    assert lock.acquire(blocking=False)
+    assert not r.lock("res", timeout=30).acquire(blocking=False)
+    assert 0 < r.pttl("res") <= 31000
+    lock.release()
+    assert r.exists("res") == 0
+    limiter = r.register_script(RATE_LIMITER)
+    assert [limiter(keys=["rl"], args=[60000]) for _ in range(3)] == [1, 2, 3]
+    assert 0 < r.pttl("rl") <= 61000
