@@ -99,6 +99,7 @@ struct backend {
     long long connect_timeout_ms; /* connect (and TLS handshake) limit; 0: the default */
     long long max_string_len;     /* proto-max-bulk-len: strings the proxy builds stay within it */
     int has_dump; /* RESP stores: 1 DUMP works, -1 it does not (images by type), 0 not known yet */
+    int has_pttl; /* RESP stores: 1 PTTL works, -1 it does not (before 2.6: TTL, EXPIRE), 0 not known yet */
     /* The store's release, learnt at connect: major*10000 + minor*100 + patch
      * (20418 for Redis 2.4.18); 0 while unknown, or for a store that is not
      * Redis (memcached, whose commands the backend answers itself). */

@@ -26,8 +26,8 @@ void backend_image_free(backend_image *img)
 }
 
 /* What each reply of a capture answers, in the order they were sent. */
-enum cap_step { CAP_DUMP, CAP_TYPE, CAP_GET, CAP_LIST, CAP_HASH, CAP_SET, CAP_ZSET, CAP_STREAM, CAP_PTTL };
-#define CAP_MAX_STEPS 9
+enum cap_step { CAP_DUMP, CAP_TYPE, CAP_GET, CAP_LIST, CAP_HASH, CAP_SET, CAP_ZSET, CAP_STREAM, CAP_PTTL, CAP_TTL };
+#define CAP_MAX_STEPS 10
 
 typedef struct capture_req {
     backend *b;
@@ -158,7 +158,14 @@ static void capture_cb(void *ctx, const backend_reply *r)
         }
     } else if (step == CAP_TYPE) {
         cr->type = p->type == REDIS_REPLY_STATUS ? kind_of_type(p->str) : '?';
+    } else if (step == CAP_PTTL && p->type == REDIS_REPLY_ERROR && !cr->dump_ok && strstr(p->str, "unknown command")) {
+        cr->b->has_pttl = -1; /* before 2.6: TTL, sent with it, tells */
+    } else if (step == CAP_TTL) {
+        /* Whole seconds, rounded up so that the key never goes early. */
+        if (p->type == REDIS_REPLY_INTEGER && p->integer >= 0 && cr->img->ttl_ms < 0)
+            cr->img->ttl_ms = p->integer * 1000 + 999;
     } else if (step == CAP_PTTL) {
+        if (p->type == REDIS_REPLY_INTEGER) cr->b->has_pttl = 1;
         if (p->type != REDIS_REPLY_INTEGER) capture_fail(cr, "ERR unexpected reply to PTTL");
         else if (p->integer == -2 && cr->dump_ok && cr->img->exists) capture_fail(cr, "ERR key expired while read");
         else cr->img->ttl_ms = p->integer >= 0 ? p->integer : -1;
@@ -194,11 +201,14 @@ int backend_resp_capture(backend *b, int conn, int db, unsigned long long sessio
         {CAP_ZSET, 5, {"ZRANGE", NULL, "0", "-1", "WITHSCORES"}},
         {CAP_STREAM, 4, {"XRANGE", NULL, "-", "+"}},
         {CAP_PTTL, 2, {"PTTL"}},
+        {CAP_TTL, 2, {"TTL"}},
     };
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         int step = cmds[i].step;
         if (step == CAP_DUMP && b->has_dump < 0) continue;
         if (step != CAP_DUMP && step != CAP_PTTL && b->has_dump > 0) continue;
+        if (step == CAP_PTTL && b->has_pttl < 0) continue;
+        if (step == CAP_TTL && (b->has_pttl > 0 || b->has_dump > 0)) continue; /* only where PTTL may be missing */
         cr->steps[cr->nsteps++] = (unsigned char)step;
     }
     for (int i = 0; i < cr->nsteps; i++) {
@@ -362,6 +372,13 @@ static int restore_typed(backend *b, int conn, int db, unsigned long long sessio
         int n = snprintf(num, sizeof(num), "%lld", left);
         char *pv[3] = {"PEXPIRE", (char *)key, num};
         size_t pl[3] = {7, len, (size_t)n};
+        if (b->has_pttl < 0) {
+            /* Before 2.6: EXPIRE in whole seconds, rounded up. */
+            n = snprintf(num, sizeof(num), "%lld", left / 1000 + (left % 1000 != 0));
+            pv[0] = "EXPIRE";
+            pl[0] = 6;
+            pl[2] = (size_t)n;
+        }
         rc |= send_one(b, conn, db, session, rr, 3, pv, pl);
     }
     free(e.v);

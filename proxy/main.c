@@ -29,6 +29,7 @@
 #include "proxy/core/tls.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
+#include "proxy/commands/emulation.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/server_commands.h"
@@ -371,6 +372,8 @@ static void wire_command_families(void)
         .multi_flag_dirty = multi_flag_dirty,
         .exec_reject = exec_reject,
         .blocking = blocking_command,
+        .emulate = emulation_dispatch,
+        .emulates = emulation_emulates,
     };
     dispatch_set_hooks(&hooks);
     client_set_command_handler(dispatch_command);
@@ -413,6 +416,7 @@ int main(int argc, char **argv)
      * reply, transactions and subscriptions end. */
     client_add_close_hook(relay_client_gone);
     client_add_close_hook(scripting_client_gone);
+    client_add_close_hook(emulation_client_gone);
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
     client_add_close_hook(accept_client_closed);
@@ -477,6 +481,7 @@ int main(int argc, char **argv)
     scripting_begin_shutdown();
     clients_close_all();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    emulation_shutdown();
     scripting_shutdown();
     pubsub_shutdown();
     clients_shutdown();

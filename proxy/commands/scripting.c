@@ -27,6 +27,7 @@
 #include "proxy/core/server.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
+#include "proxy/commands/emulation.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
@@ -497,6 +498,23 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
 
 static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
 
+/* The reply of a command the proxy emulated for the script (an old store). */
+static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int store_failed)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
+    if (stopping || sc->finished || !sc->run) {
+        call_reply_gone(sc);
+        return;
+    }
+    sc->depth++;
+    if (store_failed) sc->store_lost = 1;
+    script_run_reply_raw(sc->run, reply, len);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 /* The store cannot take the call (it is down or reconnecting). */
 static void store_unavailable(script_call *sc)
 {
@@ -718,6 +736,14 @@ static void call_send(script_call *sc)
         if (conn >= 0 || !journalable(cmd, sc->call_argc, sc->call_argv)) journal_write(sc, b, conn);
     }
     if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
+    if (emulation_wanted(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) {
+        /* A command the store lacks: its steps run under this script's
+         * locks, on the connection its journal images went out on. */
+        sc->inflight++;
+        emulation_run_held(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, sc->db, conn, sc->client_id,
+                           emulated_reply_cb, sc);
+        return;
+    }
     if (conn >= 0 && sort_needs_type(cmd, sc->call_argc, sc->call_argv)) {
         char *tv[2] = {"TYPE", sc->call_argv[1]};
         size_t tl[2] = {4, sc->call_argvlen[1]};

@@ -29,6 +29,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/commands/scripting.h"
+#include "proxy/commands/emulation.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
@@ -472,6 +473,18 @@ static void exec_elem_cb(void *ctx, const backend_reply *r)
     exec_run_step(er);
 }
 
+/* A command the proxy emulates (an old store) ran in its place. */
+static void exec_emulated_done(void *ctx, const char *reply, size_t len, int store_failed)
+{
+    exec_elem *el = ctx;
+    exec_run *er = el->er;
+    (void)store_failed;
+    if (len && reply[0] == '-') stats_error_reply(reply + 1, len - 1);
+    evbuffer_add(er->replies[el->index], reply, len);
+    er->script_running = 0;
+    exec_run_step(er);
+}
+
 static void exec_script_done(void *ctx, const char *reply, size_t len)
 {
     exec_elem *el = ctx;
@@ -520,6 +533,15 @@ static void exec_run_step(exec_run *er)
             er->next++;
             er->script_running = 1;
             exec_start_script(er, q, &er->elems[i]);
+            continue;
+        }
+        if (emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) {
+            /* Like a script: after what came before, under the transaction's locks. */
+            if (er->pending) break;
+            er->next++;
+            er->script_running = 1;
+            emulation_run_held(q->cmd, q->argc, q->argv, q->argvlen, er->db, backend_pick(b, (unsigned)er->client_id),
+                               er->client_id, exec_emulated_done, &er->elems[i]);
             continue;
         }
         er->next++;
@@ -589,8 +611,10 @@ static void watch_check_cb(void *ctx, const backend_reply *r)
 static int has_scripts(const multi_state *m)
 {
     if (m->acl_refused) return 1;
-    for (int i = 0; i < m->count; i++)
-        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+    for (int i = 0; i < m->count; i++) {
+        queued_command *q = &m->cmds[i];
+        if (scripting_is_eval(q->cmd) || emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) return 1;
+    }
     return 0;
 }
 
@@ -696,6 +720,7 @@ static void exec_lock(exec_run *er)
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
         if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
+        if (emulation_wanted(m->cmds[i].cmd, m->cmds[i].argc, m->cmds[i].argv, m->cmds[i].argvlen)) scripts = 1;
     }
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */

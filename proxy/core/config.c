@@ -87,6 +87,7 @@ static const config_def config_defs[] = {
     {"lua-script-pipelining", NULL, CT_BOOL, 0, &config.lua_script_pipelining, 0, 1, NULL, NULL, NULL},
     {"lua-rollback-on-error", NULL, CT_BOOL, 0, &config.lua_rollback_on_error, 0, 1, NULL, NULL, NULL},
     {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
+    {"store-emulate", NULL, CT_STRING, 0, &config.store_emulate, 0, 0, NULL, NULL, NULL},
     /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
     {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},
     {"tls-cert-file", NULL, CT_STRING, 0, &config.tls_cert_file, 0, 0, NULL, NULL, NULL},

@@ -50,6 +50,9 @@ typedef struct proxy_config {
     int lua_script_pipelining;
     int lua_rollback_on_error; /* undo a script that fails after writing */
     char *functions_file; /* NULL: libraries are not kept across restarts */
+    /* Old stores: command names the proxy emulates even when the store has
+     * them, and release:x.y.z to take the store for that release (testing). */
+    char *store_emulate;
     /* TLS for clients (tls-*), as Redis's directives. */
     int tls_port;
     char *tls_cert_file, *tls_key_file, *tls_key_file_pass;
