@@ -1703,7 +1703,10 @@ static void h_image_read(mc_req *r, int tag, const mc_resp *m)
     }
     evbuffer_add(r->out, "*3\r\n", 4);
     mc_add_bulk(r->out, m->val, m->vlen);
-    mc_add_int(r->out, (long long)(it.flags | (it.exact ? MC_IMAGE_EXACT : 0)));
+    unsigned long long fl = it.flags;
+    if (it.exact)
+        fl |= MC_IMAGE_EXACT | ((unsigned long long)it.deadline & ((1ULL << MC_IMAGE_DL_BITS) - 1)) << MC_IMAGE_DL_SHIFT;
+    mc_add_int(r->out, (long long)fl);
     mc_add_int(r->out, it.t < 0 ? -1 : it.exact ? item_pttl(&it) : it.t * 1000);
     mc_finish(r);
 }
@@ -1715,10 +1718,14 @@ static void h_image_write(mc_req *r, int tag, const mc_resp *m)
         long long left = -1, fl = 0;
         if (!arg_ll(r, 4, &left)) left = -1;
         if (!arg_ll(r, 3, &fl)) fl = 0;
-        unsigned long long F = (unsigned long long)fl & ~MC_IMAGE_EXACT;
+        unsigned long long F = (unsigned long long)fl & 0xFFFFFFFFULL;
         long long T = 0;
         if (left >= 0 && (fl & (long long)MC_IMAGE_EXACT)) {
-            long long D = mc_now_ms() + left;
+            /* the deadline whose low bits the image kept, nearest to now + left */
+            long long mod = 1LL << MC_IMAGE_DL_BITS, low = (fl >> MC_IMAGE_DL_SHIFT) & (mod - 1);
+            long long approx = mc_now_ms() + left;
+            long long D = approx - (((approx - low) % mod) + mod) % mod;
+            if (approx - D > mod / 2) D += mod;
             T = T_from_abs_ms(D);
             F = F_for(D, T, F);
         } else if (left >= 0) {

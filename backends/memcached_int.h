@@ -170,8 +170,12 @@ extern const mc_cmd mc_key_tokens_cmd;
  * (restore 0: argv {_, key}, reply nil or [value, flags, t]) and putting it
  * back (restore 1: argv {_, key} deletes, {_, key, value, flags, t} stores). */
 const mc_cmd *mc_journal_cmd(int restore);
-/* In an image's flags (memcached's are 32 bits): its TTL is the exact deadline's. */
-#define MC_IMAGE_EXACT (1ULL << 40)
+/* In an image's flags (memcached's are 32 bits): its TTL is the exact
+ * deadline's, whose low 30 bits follow (the rest comes from the TTL, so
+ * that the key is put back with the very same deadline). */
+#define MC_IMAGE_EXACT (1ULL << 62)
+#define MC_IMAGE_DL_SHIFT 32
+#define MC_IMAGE_DL_BITS 30
 /* md <key> C<cas> for mc_expire_lazily: r->n1 is the CAS. */
 extern const mc_cmd mc_lazy_expire_cmd;
 

@@ -383,3 +383,17 @@ def test_items_written_by_others(mc_env, mdiff):
         assert _raw_item(mc, b"o1")[1] & 0xFFFF == 1
         p = num(c.call("PTTL", "o1"))
         assert 50000 < p <= 50250, p
+
+
+def test_undo_keeps_the_deadline(mc_env, mdiff):
+    """A script undone by its journal puts the key back with its exact
+    deadline."""
+    _, _, proxy = mc_env
+    x = _abs_ms(100250)
+    with proxy.connect() as c:
+        c.call("SET", "j", "old", "PXAT", str(x))
+        r = c.call("EVAL", "#!lua flags=atomic\nredis.call('SET', KEYS[1], 'new', 'PX', 5000) "
+                   "return redis.call('INCR', KEYS[1])", "1", "j")
+        assert r.startswith(b"-ERR"), r
+        assert c.call("GET", "j") == b"$3\r\nold\r\n"
+        assert c.call("PEXPIRETIME", "j") == b":%d\r\n" % x
