@@ -135,7 +135,6 @@ static unsigned long long F_for(long long D, long long T, unsigned long long bas
 
 static void item_of_parts(item *it, long long t, unsigned long long flags, unsigned long long cas)
 {
-    long long now = mc_now_ms();
     it->present = 1;
     it->cas = cas;
     it->flags = flags;
@@ -144,6 +143,7 @@ static void item_of_parts(item *it, long long t, unsigned long long flags, unsig
     it->deadline = -1;
     it->live = 1;
     if (t < 0) return;
+    long long now = mc_now_ms();
     /* t counts from memcached's clock, which lags the wall clock by up to a
      * second, and was rounded up with the headroom: D is within 1.5 s of est. */
     long long est = now + (t - MC_TTL_HEADROOM) * 1000 - 500;
@@ -175,8 +175,11 @@ static int item_of(const mc_resp *m, item *it)
     return 1;
 }
 
-/* Reads an item under the request's key (or k): what every check needs. */
+/* What every check needs of an item; commands that write it back or
+ * delete it also need its CAS. Pure reads leave the CAS out (fewer bytes on
+ * the hot path): their lazy deletion reads it again. */
 #define MG_META "t f c"
+#define MG_READ "t f"
 
 /* An item past its deadline reads as missing and is deleted, if still the same. */
 static void expire_if_dead(mc_req *r, const item *it, const unsigned char *k, size_t kl)
@@ -299,7 +302,7 @@ static int add_value(mc_req *r, const mc_resp *m, const unsigned char *k, size_t
 static void h_get(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
-        mc_issue_mg(r, "v " MG_META, 0);
+        mc_issue_mg(r, "v " MG_READ, 0);
         return;
     }
     if (!add_value(r, m, NULL, 0)) return store_error(r, m);
@@ -396,10 +399,18 @@ static void set_run(mc_req *r, int tag, const mc_resp *m)
     const char *val = r->argv[2];
     size_t vlen = r->argvlen[2];
     if (tag == MC_START && !mc_value_fits(r, vlen)) return;
-    long long T = r->n2 ? T_from_abs_ms(r->n2) : 0;
-    unsigned long long F = r->n2 ? F_for(r->n2, T, 0) : 0;
-    char f[140], tf[64];
-    TF_flags(tf, sizeof(tf), T, F);
+    if (tag == MC_START && !flags && !r->n2) {
+        mc_issue_ms(r, val, vlen, "", 0); /* the plain SET: nothing to work out */
+        return;
+    }
+    long long T = 0;
+    unsigned long long F = 0;
+    char f[140], tf[64] = "";
+    if (tag != 0 && tag != 1 && r->n2) { /* only what writes needs them */
+        T = T_from_abs_ms(r->n2);
+        F = F_for(r->n2, T, 0);
+        TF_flags(tf, sizeof(tf), T, F);
+    }
     if (!(flags & (F_GET | F_KEEPTTL | F_XX))) {
         /* A plain SET overwrites whatever is there. NX adds; when an item
          * is in the way, it is looked at: one past its deadline is missing
@@ -447,6 +458,10 @@ static void set_run(mc_req *r, int tag, const mc_resp *m)
             return mc_finish(r);
         }
         if (!(flags & F_GET)) mc_add_simple(r->out, "OK");
+        if (r->n2) {
+            T = T_from_abs_ms(r->n2);
+            F = F_for(r->n2, T, 0);
+        }
         if (flags & F_KEEPTTL) {
             T = 0;
             F = 0;
@@ -604,7 +619,7 @@ static void h_mget(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         evbuffer_add_printf(r->out, "*%d\r\n", r->argc - 1);
-        return issue_each_key(r, MK_MG, "v " MG_META, 1, 1);
+        return issue_each_key(r, MK_MG, "v " MG_READ, 1, 1);
     }
     /* Replies arrive in key order: append as they come. */
     unsigned char k[MC_MAPPED_MAX];
@@ -730,7 +745,7 @@ static void h_exists(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        return issue_each_key(r, MK_MG, MG_META, 1, 1);
+        return issue_each_key(r, MK_MG, MG_READ, 1, 1);
     }
     int live;
     if (!key_live(r, tag, m, &live)) return store_error(r, m);
@@ -755,7 +770,7 @@ static int one_item(mc_req *r, const mc_resp *m, item *it)
 
 static void h_type(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) return mc_issue_mg(r, MG_META, 0);
+    if (tag == MC_START) return mc_issue_mg(r, MG_READ, 0);
     item it;
     int live = one_item(r, m, &it);
     if (live < 0) return;
@@ -765,7 +780,7 @@ static void h_type(mc_req *r, int tag, const mc_resp *m)
 
 static void h_strlen(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) return mc_issue_mg(r, "s " MG_META, 0);
+    if (tag == MC_START) return mc_issue_mg(r, "s " MG_READ, 0);
     item it;
     int live = one_item(r, m, &it);
     if (live < 0) return;
@@ -777,7 +792,7 @@ static void h_strlen(mc_req *r, int tag, const mc_resp *m)
  * seconds are the milliseconds rounded to the nearest. */
 static void ttl_common(mc_req *r, int tag, const mc_resp *m, int which)
 {
-    if (tag == MC_START) return mc_issue_mg(r, MG_META, 0);
+    if (tag == MC_START) return mc_issue_mg(r, MG_READ, 0);
     item it;
     int live = one_item(r, m, &it);
     if (live < 0) return;
@@ -1225,7 +1240,7 @@ static void h_getrange(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         if (!arg_ll(r, 2, &r->n1) || !arg_ll(r, 3, &r->n2)) return mc_fail(r, ERR_NOT_INT);
-        return mc_issue_mg(r, "v " MG_META, 0);
+        return mc_issue_mg(r, "v " MG_READ, 0);
     }
     item it;
     int live = one_item(r, m, &it);
@@ -1745,10 +1760,19 @@ static const mc_cmd image_cmds[2] = {{"image", 2, h_image_read, MC_CMD_ONE_KEY},
 
 const mc_cmd *mc_journal_cmd(int restore) { return &image_cmds[restore ? 1 : 0]; }
 
+/* r->n1: the CAS of the item found past its deadline; 0 when the read
+ * did not ask for it: then it is read again (and deleted only if it is
+ * still past its deadline). */
 static void h_lazy_expire(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) {
-        char f[40];
+    char f[40];
+    if (tag == MC_START && r->n1 == 0) return mc_issue_mg(r, MG_META, 2);
+    if (tag == 2) {
+        item it;
+        if (!item_of(m, &it) || !it.present || it.live) return mc_finish(r);
+        r->n1 = (long long)it.cas;
+    }
+    if (tag == MC_START || tag == 2) {
         snprintf(f, sizeof(f), "C%llu", (unsigned long long)r->n1);
         return mc_issue_md(r, f, 1);
     }
