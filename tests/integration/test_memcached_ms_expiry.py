@@ -233,7 +233,7 @@ def test_options_with_ms_values(mc_env, mdiff):
 
 def test_ttl_rounding_as_redis(mc_env, mdiff):
     """TTL is PTTL rounded to the nearest second, as in Redis 7.0."""
-    mdiff.run(["SET k v PX 2400", "TTL k", "SET k v PX 1700", "TTL k", "PSETEX k 2600 v", "TTL k"])
+    mdiff.run(["SET k v PX 2400", "TTL k", "SET k v PX 1700", "TTL k", "PSETEX k 2900 v", "TTL k"])
 
 
 def test_multi_and_scripts(mc_env, mdiff):
@@ -353,15 +353,23 @@ def test_bypassing_client_view(mc_env, mdiff):
         c.call("PERSIST", "ttl")
         assert _raw_item(mc, b"ttl")[2] == -1
         assert c.call("PTTL", "ttl") == b":-1\r\n"
-        # A key past its deadline is deleted from memcached when the proxy reads it.
-        _, t1, _ = timed(c, "SET", "short", "x", "PX", "30")
-        sleep_until(t1 + 32)
-        assert _raw_item(mc, b"short") is not None  # memcached still holds it
-        assert c.call("GET", "short") == b"$-1\r\n"
-        deadline = time.time() + 5
-        while _raw_item(mc, b"short") is not None:
-            assert time.time() < deadline
-            time.sleep(0.01)
+        # A key past its deadline is deleted from memcached when the proxy
+        # reads it (memcached itself keeps it at least until its next tick,
+        # so an attempt stalled for most of a second proves nothing).
+        for attempt in range(ATTEMPTS):
+            _, t1, _ = timed(c, "SET", "short", "x", "PX", "30")
+            sleep_until(t1 + 32)
+            held = _raw_item(mc, b"short") is not None
+            assert c.call("GET", "short") == b"$-1\r\n"
+            if not held and mono_ms() > t1 + 900:
+                continue
+            assert held
+            deadline = time.time() + 5
+            while _raw_item(mc, b"short") is not None:
+                assert time.time() < deadline
+                time.sleep(0.01)
+            return
+        pytest.fail("no attempt read the key within 900 ms")
 
 
 def test_items_written_by_others(mc_env, mdiff):
@@ -379,10 +387,10 @@ def test_items_written_by_others(mc_env, mdiff):
         assert 93000 <= num(c.call("PTTL", "o3")) <= 104000
         assert c.call("GET", "o3") == b"$2\r\nhi\r\n"
         # The proxy's TTL on an outside item keeps its flags' lower bits.
-        c.call("PEXPIRE", "o1", "50250")
+        t0, _, _ = timed(c, "PEXPIRE", "o1", "50250")
         assert _raw_item(mc, b"o1")[1] & 0xFFFF == 1
-        p = num(c.call("PTTL", "o1"))
-        assert 50000 < p <= 50250, p
+        _, s1, p = timed(c, "PTTL", "o1")
+        assert 50250 - (s1 - t0) - 1 <= num(p) <= 50250, p
 
 
 def test_undo_keeps_the_deadline(mc_env, mdiff):
