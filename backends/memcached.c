@@ -312,6 +312,7 @@ static void req_free(mc_req *r)
 {
     if (r->out) evbuffer_free(r->out);
     if (r->aux) evbuffer_free(r->aux);
+    if (r->deferred) evbuffer_free(r->deferred);
     if (r->timer) event_free(r->timer);
     free(r->scratch);
     free(r->args);
@@ -388,6 +389,27 @@ void mc_fail(mc_req *r, const char *err)
     evbuffer_drain(r->out, evbuffer_get_length(r->out));
     mc_add_error(r->out, err);
     mc_finish(r);
+}
+
+void mc_expire_lazily(mc_req *from, const unsigned char *k, size_t klen, unsigned long long cas)
+{
+    mc_conn *c = from->c;
+    if (c->state != CONN_READY || klen == 0 || klen > MC_MAPPED_MAX) return;
+    mc_req *r = calloc(1, sizeof(*r));
+    if (!r) abort();
+    r->c = c;
+    r->cmd = &mc_lazy_expire_cmd;
+    r->n1 = (long long)cas;
+    memcpy(r->mkey, k, klen);
+    r->mklen = klen;
+    r->out = evbuffer_new();
+    if (!r->out) abort();
+    /* Started by the pump that follows every handler's run (not from here:
+     * a handler may be running inside pump or a reply's dispatch). */
+    if (c->tail) c->tail->next = r;
+    else c->head = r;
+    c->tail = r;
+    if (!c->next_start) c->next_start = r;
 }
 
 int mc_value_fits(mc_req *r, unsigned long long len)
@@ -812,8 +834,8 @@ static void capture_cb(void *ctx, const backend_reply *r)
             if (!img->data) abort();
             memcpy(img->data, p->element[0]->str, img->len);
             img->flags = (unsigned long long)p->element[1]->integer;
-            /* mg's t: whole seconds left, headroom included */
-            if (p->element[2]->integer >= 0) img->ttl_ms = p->element[2]->integer * 1000;
+            /* ms left: to the deadline, or memcached's whole seconds (see flags) */
+            if (p->element[2]->integer >= 0) img->ttl_ms = p->element[2]->integer;
         }
     }
     cap->fn(cap->ctx, img, err);
@@ -840,11 +862,11 @@ static int mb_capture(backend *b, int conn, int db, unsigned long long session, 
 static int mb_restore(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
                       const backend_image *img, backend_reply_fn *fn, void *ctx)
 {
-    /* Seconds left now, rounded up (mg reported whole seconds). */
+    /* ms left now; the image's flags say whether to the exact deadline */
     long long t = -1;
     if (img->ttl_ms >= 0) {
         long long left = img->ttl_ms - (backend_monotonic_ms() - img->read_ms);
-        t = left > 0 ? (left + 999) / 1000 : 0;
+        t = left > 0 ? left : 0;
     }
     int gone = !img->exists || t == 0;
     char fl[24], tl[24];

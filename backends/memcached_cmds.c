@@ -59,11 +59,24 @@ static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[
 
 /* ---- expiry --------------------------------------------------------------------- */
 
-/* memcached's clock ticks once a second and an item goes at the first tick
- * that reaches its expiry, so an item stored with T=n can vanish up to a
- * second early. Every stored TTL carries one second of headroom, so a key
- * never goes before Redis would have expired it; what is reported (TTL,
- * PTTL, EXPIRETIME, NX/XX/GT/LT comparisons) subtracts it again. */
+/* Redis keeps a key's deadline to the millisecond, on the wall clock;
+ * memcached keeps whole seconds on a clock that ticks once a second and
+ * drops an item at the first tick that reaches its expiry. So an item the
+ * proxy writes with a TTL carries two expiries:
+ * - its exact deadline D (ms), as (D mod DL_MOD) + 1 in the upper 16 bits
+ *   of its client flags; the higher digits of D come back from memcached's
+ *   own remaining TTL (mg's t), which is within about 1.5 s of D. Every read
+ *   checks D: from D on the key is missing, and the item is deleted (with
+ *   its CAS) as Redis expires keys lazily;
+ * - memcached's TTL, D rounded up to the second plus one second of headroom
+ *   for the tick: memcached never drops the item before D, and drops it at
+ *   most about two seconds after, for readers that bypass the proxy.
+ * The lower 16 bits stay the client's (0 for what the proxy writes), where
+ * clients keep their own type and compression flags: a client that bypasses
+ * the proxy reads the same bytes as a plain string. Flags whose upper bits
+ * do not fit memcached's TTL (written or touched by another client), and
+ * expiries memcached cannot hold (past 2038), fall back to memcached's
+ * whole seconds. */
 #define MC_TTL_HEADROOM 1
 
 /* memcached reads T as a 32-bit signed number and an item stored with a
@@ -71,8 +84,23 @@ static int arg_is(mc_req *r, int i, const char *s) { return !strcasecmp(r->argv[
  * last second memcached can hold. */
 #define MC_ABS_MAX 2147483647LL
 
-/* memcached's T token for an absolute expiry time in ms: whole seconds,
- * rounded up, plus the headroom; -1 when already past (stored expired). */
+#define DL_SHIFT 16
+#define DL_MOD 65535LL
+#define DL_SLACK_MS 5000 /* how far D may lie from what t says (t's own error is under 1.5 s) */
+#define CLIENT_BITS 0xFFFFULL
+
+/* A read item as Redis sees it. */
+typedef struct item {
+    int present;                   /* memcached holds it: cas is valid */
+    int live;                      /* present and not past its deadline */
+    int exact;                     /* deadline known to the millisecond */
+    long long t;                   /* mg's t, -1: no expiry */
+    long long deadline;            /* ms, wall clock; -1: none */
+    unsigned long long cas, flags; /* flags: all 32 bits as stored */
+} item;
+
+/* memcached's T token for a deadline in ms: whole seconds, rounded up,
+ * plus the headroom; -1 when already past (stored expired). */
 static long long T_from_abs_ms(long long when_ms)
 {
     long long now = mc_now_ms();
@@ -95,18 +123,102 @@ static long long T_keep(long long t)
     return t;
 }
 
-/* The remaining TTL in seconds a client is told for mg's t (t >= 0). */
-static long long ttl_reported(long long t)
+/* Client flags for an item whose deadline is D (-1: none): the client's
+ * bits of `base` and D's. Without a deadline `base` is kept whole. */
+static unsigned long long F_for(long long D, long long T, unsigned long long base)
 {
-    return t > MC_TTL_HEADROOM ? t - MC_TTL_HEADROOM : 0;
+    if (D < 0) return base;
+    base &= CLIENT_BITS;
+    if (T <= 0 || T == MC_ABS_MAX) return base; /* past, or beyond what memcached can hold */
+    return base | ((unsigned long long)(D % DL_MOD + 1) << DL_SHIFT);
 }
 
-/* " T<n>" or nothing when T is 0 (no expiry). */
-static void T_flag(char *buf, size_t cap, long long T)
+static void item_of_parts(item *it, long long t, unsigned long long flags, unsigned long long cas)
 {
-    if (T == 0) buf[0] = '\0';
-    else snprintf(buf, cap, " T%lld", T);
+    it->present = 1;
+    it->cas = cas;
+    it->flags = flags;
+    it->t = t;
+    it->exact = 0;
+    it->deadline = -1;
+    it->live = 1;
+    if (t < 0) return;
+    long long now = mc_now_ms();
+    /* t counts from memcached's clock, which lags the wall clock by up to a
+     * second, and was rounded up with the headroom: D is within 1.5 s of est. */
+    long long est = now + (t - MC_TTL_HEADROOM) * 1000 - 500;
+    unsigned long long hi = (flags >> DL_SHIFT) & 0xFFFF;
+    if (hi) {
+        long long rem = (long long)hi - 1;
+        long long d = est - ((est - rem) % DL_MOD + DL_MOD) % DL_MOD;
+        if (est - d > DL_MOD / 2) d += DL_MOD;
+        if (d - est <= DL_SLACK_MS && est - d <= DL_SLACK_MS) {
+            it->exact = 1;
+            it->deadline = d;
+            it->live = now <= d; /* as Redis's keyIsExpired: gone once now > when */
+            return;
+        }
+    }
+    it->deadline = now + (t > MC_TTL_HEADROOM ? t - MC_TTL_HEADROOM : 0) * 1000;
 }
+
+/* The item an mg reply describes (asked with t, f and c); 0 when the reply
+ * is neither an item nor EN. */
+static int item_of(const mc_resp *m, item *it)
+{
+    memset(it, 0, sizeof(*it));
+    it->t = -1;
+    it->deadline = -1;
+    if (is(m, "EN")) return 1;
+    if (!is(m, "VA") && !is(m, "HD")) return 0;
+    item_of_parts(it, m->has_t ? m->t : -1, m->has_f ? m->flags : 0, m->cas);
+    return 1;
+}
+
+/* What every check needs of an item; commands that write it back or
+ * delete it also need its CAS. Pure reads leave the CAS out (fewer bytes on
+ * the hot path): their lazy deletion reads it again. */
+#define MG_META "t f c"
+#define MG_READ "t f"
+
+/* An item past its deadline reads as missing and is deleted, if still the same. */
+static void expire_if_dead(mc_req *r, const item *it, const unsigned char *k, size_t kl)
+{
+    if (it->present && !it->live) mc_expire_lazily(r, k ? k : r->mkey, k ? kl : r->mklen, it->cas);
+}
+
+/* T and F that keep an item's expiry as it is, with client flags `base`. */
+static void item_keep(const item *it, unsigned long long base, long long *T, unsigned long long *F)
+{
+    if (it->t < 0 || !it->present) {
+        *T = 0;
+        *F = base;
+    } else if (it->exact) {
+        *T = T_from_abs_ms(it->deadline);
+        *F = F_for(it->deadline, *T, base);
+    } else {
+        *T = T_keep(it->t);
+        *F = base;
+    }
+}
+
+/* The remaining TTL in ms a client is told (-1: none). */
+static long long item_pttl(const item *it)
+{
+    if (it->deadline < 0) return -1;
+    long long left = it->deadline - mc_now_ms();
+    return left < 0 ? 0 : left;
+}
+
+/* " F<flags> T<n>": each left out when 0 (none, no expiry). */
+static void TF_flags(char *buf, size_t cap, long long T, unsigned long long F)
+{
+    char f[32] = "", t[32] = "";
+    if (F) snprintf(f, sizeof(f), " F%llu", F);
+    if (T) snprintf(t, sizeof(t), " T%lld", T);
+    snprintf(buf, cap, "%s%s", f, t);
+}
+
 
 /* ---- read-modify-write with CAS ----------------------------------------------- */
 
@@ -114,18 +226,40 @@ static void rmw_read(mc_req *r)
 {
     mc_multi(r);
     r->step = 1;
-    mc_issue_mg(r, "v c t", 1);
+    mc_issue_mg(r, "v " MG_META, 1);
 }
 
-/* Writes the new value: over the item read (CAS) or as a new item. */
-static void rmw_write(mc_req *r, const mc_resp *read, const char *val, size_t vlen, long long T)
+/* The item an rmw read found: 0 (and the request failed) on a store error.
+ * An item past its deadline is missing to Redis, but it is still there to
+ * be written over with its CAS. */
+static int rmw_item(mc_req *r, const mc_resp *m, item *it)
 {
-    char flags[96], tf[40];
-    T_flag(tf, sizeof(tf), T);
-    if (is(read, "VA")) snprintf(flags, sizeof(flags), "C%llu%s", read->cas, tf);
+    if (!item_of(m, it)) {
+        store_error(r, m);
+        return 0;
+    }
+    return 1;
+}
+
+/* Writes the new value: over the item read (CAS), or as a new item. */
+static void rmw_write_item(mc_req *r, const item *it, const char *val, size_t vlen, long long T, unsigned long long F)
+{
+    char flags[120], tf[64];
+    TF_flags(tf, sizeof(tf), T, F);
+    r->over_dead = it->present && !it->live;
+    if (it->present) snprintf(flags, sizeof(flags), "C%llu%s", it->cas, tf);
     else snprintf(flags, sizeof(flags), "ME%s", tf);
     r->step = 2;
     mc_issue_ms(r, val, vlen, flags, 2);
+}
+
+/* The new value keeps the live item's expiry (a dead one's is gone). */
+static void rmw_write_keep(mc_req *r, const item *it, const char *val, size_t vlen)
+{
+    long long T = 0;
+    unsigned long long F = 0;
+    if (it->live) item_keep(it, 0, &T, &F);
+    rmw_write_item(r, it, val, vlen, T, F);
 }
 
 /* The item changed under us (a writer that bypassed the proxy): again. */
@@ -142,22 +276,36 @@ static void rmw_retry(mc_req *r)
 /* Common tail of a read-modify-write: the write's answer. */
 static void rmw_written(mc_req *r, const mc_resp *m)
 {
-    if (is(m, "HD")) mc_finish(r);
-    else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) rmw_retry(r);
-    else store_error(r, m);
+    if (is(m, "HD")) {
+        r->c->mb->expired_keys += r->over_dead;
+        mc_finish(r);
+    } else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) {
+        rmw_retry(r);
+    } else {
+        store_error(r, m);
+    }
 }
 
 /* ---- GET / SET family ------------------------------------------------------------ */
 
+/* A value read with MG_META: the bulk, or nil when missing or past its deadline. */
+static int add_value(mc_req *r, const mc_resp *m, const unsigned char *k, size_t kl)
+{
+    item it;
+    if (!item_of(m, &it)) return 0;
+    expire_if_dead(r, &it, k, kl);
+    if (it.live && is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
+    else mc_add_null(r->out);
+    return 1;
+}
+
 static void h_get(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
-        mc_issue_mg(r, "v", 0);
+        mc_issue_mg(r, "v " MG_READ, 0);
         return;
     }
-    if (is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
-    else if (is(m, "EN")) mc_add_null(r->out);
-    else return store_error(r, m);
+    if (!add_value(r, m, NULL, 0)) return store_error(r, m);
     mc_finish(r);
 }
 
@@ -235,49 +383,91 @@ static int expire_ms(mc_req *r, int arg, int flags, const char *cmd, long long *
 }
 
 /* SET, SETEX, PSETEX, SETNX, GETSET share this once their options are known:
- * r->n1 = flags, r->n2 = T token, argument 2 the value. */
+ * r->n1 = flags, r->n2 = the deadline in ms (0: none), r->n3 = integer
+ * reply (SETNX); argument 2 the value. */
+static void set_reply(mc_req *r, int written)
+{
+    if (r->n3) mc_add_int(r->out, written);
+    else if (written) mc_add_simple(r->out, "OK");
+    else mc_add_null(r->out);
+    mc_finish(r);
+}
+
 static void set_run(mc_req *r, int tag, const mc_resp *m)
 {
     int flags = (int)r->n1;
     const char *val = r->argv[2];
     size_t vlen = r->argvlen[2];
     if (tag == MC_START && !mc_value_fits(r, vlen)) return;
-    if (!(flags & (F_GET | F_KEEPTTL))) {
-        if (tag == MC_START) {
-            char f[64], tf[40];
-            T_flag(tf, sizeof(tf), r->n2);
-            snprintf(f, sizeof(f), "%s%s", flags & F_NX ? "ME" : flags & F_XX ? "MR" : "", tf);
+    if (tag == MC_START && !flags && !r->n2) {
+        mc_issue_ms(r, val, vlen, "", 0); /* the plain SET: nothing to work out */
+        return;
+    }
+    long long T = 0;
+    unsigned long long F = 0;
+    char f[140], tf[64] = "";
+    if (tag != 0 && tag != 1 && r->n2) { /* only what writes needs them */
+        T = T_from_abs_ms(r->n2);
+        F = F_for(r->n2, T, 0);
+        TF_flags(tf, sizeof(tf), T, F);
+    }
+    if (!(flags & (F_GET | F_KEEPTTL | F_XX))) {
+        /* A plain SET overwrites whatever is there. NX adds; when an item
+         * is in the way, it is looked at: one past its deadline is missing
+         * to Redis, and is written over with its CAS. */
+        switch (tag) {
+        case MC_START:
+            if (flags & F_NX) mc_multi(r); /* it may need a second look */
+            snprintf(f, sizeof(f), "%s%s", flags & F_NX ? "ME" : "", tf);
             mc_issue_ms(r, val, vlen, f[0] == ' ' ? f + 1 : f, 0);
             return;
+        case 0:
+            if (is(m, "HD")) return set_reply(r, 1);
+            if (!is(m, "NS") || !(flags & F_NX)) return store_error(r, m);
+            return mc_issue_mg(r, MG_META, 3);
+        case 3: {
+            item it;
+            if (!item_of(m, &it)) return store_error(r, m);
+            if (!it.present) return rmw_retry(r); /* deleted meanwhile: add again */
+            if (it.live) return set_reply(r, 0);
+            r->over_dead = 1;
+            snprintf(f, sizeof(f), "C%llu%s", it.cas, tf);
+            return mc_issue_ms(r, val, vlen, f, 4);
         }
-        if (is(m, "HD")) {
-            if (r->n3) mc_add_int(r->out, 1);
-            else mc_add_simple(r->out, "OK");
-        } else if (is(m, "NS") || is(m, "NF")) {
-            if (r->n3) mc_add_int(r->out, 0);
-            else mc_add_null(r->out);
-        } else {
+        default:
+            if (is(m, "HD")) {
+                r->c->mb->expired_keys += r->over_dead;
+                return set_reply(r, 1);
+            }
+            if (is(m, "EX") || is(m, "NF") || is(m, "NS")) return rmw_retry(r);
             return store_error(r, m);
         }
-        mc_finish(r);
-        return;
     }
     if (tag == MC_START) return rmw_read(r);
     if (tag == 1) {
-        int found = is(m, "VA");
-        if (!found && !is(m, "EN")) return store_error(r, m);
+        item it;
+        if (!rmw_item(r, m, &it)) return;
+        int found = it.live;
         if (flags & F_GET) {
-            if (found) mc_add_bulk(r->out, m->val, m->vlen);
+            if (found && is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
             else mc_add_null(r->out);
         }
         if ((flags & F_NX && found) || (flags & F_XX && !found)) {
             if (!(flags & F_GET)) mc_add_null(r->out);
+            expire_if_dead(r, &it, NULL, 0);
             return mc_finish(r);
         }
         if (!(flags & F_GET)) mc_add_simple(r->out, "OK");
-        long long T = r->n2;
-        if (flags & F_KEEPTTL) T = found && m->has_t ? T_keep(m->t) : 0;
-        rmw_write(r, m, val, vlen, T);
+        if (r->n2) {
+            T = T_from_abs_ms(r->n2);
+            F = F_for(r->n2, T, 0);
+        }
+        if (flags & F_KEEPTTL) {
+            T = 0;
+            F = 0;
+            if (found) item_keep(&it, 0, &T, &F);
+        }
+        rmw_write_item(r, &it, val, vlen, T, F);
         return;
     }
     rmw_written(r, m);
@@ -291,7 +481,7 @@ static void h_set(mc_req *r, int tag, const mc_resp *m)
         long long when = 0;
         if (ea >= 0 && !expire_ms(r, ea, flags, "set", &when)) return;
         r->n1 = flags;
-        r->n2 = ea >= 0 ? T_from_abs_ms(when) : 0;
+        r->n2 = ea >= 0 ? when : 0;
         r->started_opts = 1;
     }
     set_run(r, tag, m);
@@ -300,6 +490,7 @@ static void h_set(mc_req *r, int tag, const mc_resp *m)
 static void h_setnx(mc_req *r, int tag, const mc_resp *m)
 {
     r->n1 = F_NX;
+    r->n2 = 0;
     r->n3 = 1; /* integer reply */
     set_run(r, tag, m);
 }
@@ -317,7 +508,7 @@ static void setex_common(mc_req *r, int tag, const mc_resp *m, int unit, const c
         r->argvlen[2] = vl;
         if (!expire_ms(r, 3, unit, name, &when)) return;
         r->n1 = 0;
-        r->n2 = T_from_abs_ms(when);
+        r->n2 = when;
         r->started_opts = 1;
     }
     set_run(r, tag, m);
@@ -337,39 +528,72 @@ static void h_getdel(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         mc_multi(r);
-        mc_issue_mg(r, "v c", 1);
+        mc_issue_mg(r, "v " MG_META, 1);
         return;
     }
     if (tag == 1) {
-        if (is(m, "EN")) {
+        item it;
+        if (!item_of(m, &it)) return store_error(r, m);
+        if (!it.live) {
+            expire_if_dead(r, &it, NULL, 0);
             mc_add_null(r->out);
             return mc_finish(r);
         }
-        if (!is(m, "VA")) return store_error(r, m);
         mc_add_bulk(r->out, m->val, m->vlen);
         char f[40];
-        snprintf(f, sizeof(f), "C%llu", m->cas);
+        snprintf(f, sizeof(f), "C%llu", it.cas);
         mc_issue_md(r, f, 2);
         return;
     }
     rmw_written(r, m);
 }
 
+/* GETEX: r->n1 = options, r->n2 = the new deadline (ms). With an option the
+ * item is read first (only a live one is changed), then written with its
+ * CAS (a new deadline), deleted (one already past) or made persistent. */
 static void h_getex(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
-        int flags, ea;
-        if (!parse_string_opts(r, 0, &flags, &ea)) return;
-        long long when = 0;
-        if (ea >= 0 && !expire_ms(r, ea, flags, "getex", &when)) return;
-        char f[48];
-        if (ea >= 0) snprintf(f, sizeof(f), "v T%lld", T_from_abs_ms(when));
-        else if (flags & F_PERSIST) snprintf(f, sizeof(f), "v T0");
-        else snprintf(f, sizeof(f), "v");
-        mc_issue_mg(r, f, 0);
+        if (!r->started_opts) {
+            int flags, ea;
+            if (!parse_string_opts(r, 0, &flags, &ea)) return;
+            long long when = 0;
+            if (ea >= 0 && !expire_ms(r, ea, flags, "getex", &when)) return;
+            r->n1 = flags;
+            r->n2 = ea >= 0 ? when : 0;
+            r->started_opts = 1;
+        }
+        if (r->n1 & (F_ANYEXP | F_PERSIST)) mc_multi(r);
+        mc_issue_mg(r, "v " MG_META, 1);
         return;
     }
-    h_get(r, tag, m);
+    if (tag == 1) {
+        item it;
+        if (!item_of(m, &it)) return store_error(r, m);
+        if (!it.live || !is(m, "VA")) {
+            expire_if_dead(r, &it, NULL, 0);
+            mc_add_null(r->out);
+            return mc_finish(r);
+        }
+        mc_add_bulk(r->out, m->val, m->vlen);
+        char f[140], tf[64];
+        if (r->n1 & F_PERSIST) {
+            if (it.t < 0) return mc_finish(r);
+            return mc_issue_mg(r, "T0", 2); /* its deadline bits mean nothing without a TTL */
+        }
+        if (!(r->n1 & F_ANYEXP)) return mc_finish(r);
+        if (r->n2 <= mc_now_ms()) {
+            snprintf(f, sizeof(f), "C%llu", it.cas);
+            return mc_issue_md(r, f, 2);
+        }
+        long long T = T_from_abs_ms(r->n2);
+        TF_flags(tf, sizeof(tf), T, F_for(r->n2, T, it.flags));
+        snprintf(f, sizeof(f), "C%llu%s", it.cas, tf);
+        return mc_issue_ms(r, m->val, m->vlen, f, 2);
+    }
+    if (is(m, "HD") || is(m, "EN")) mc_finish(r); /* EN: made persistent, or deleted since by another */
+    else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) rmw_retry(r);
+    else store_error(r, m);
 }
 
 /* One meta command per key, pipelined. (Quiet mode, q with an mn marker,
@@ -388,16 +612,18 @@ static void issue_each_key(mc_req *r, int kind, const char *flags, int first, in
     }
 }
 
+/* Argument i's key, mapped (for a reply tagged with its index). */
+static size_t arg_key(mc_req *r, int i, unsigned char *k) { return mc_map_key(r->db, r->argv[i], r->argvlen[i], k); }
+
 static void h_mget(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         evbuffer_add_printf(r->out, "*%d\r\n", r->argc - 1);
-        return issue_each_key(r, MK_MG, "v", 1, 1);
+        return issue_each_key(r, MK_MG, "v " MG_READ, 1, 1);
     }
     /* Replies arrive in key order: append as they come. */
-    if (is(m, "VA")) mc_add_bulk(r->out, m->val, m->vlen);
-    else if (is(m, "EN")) mc_add_null(r->out);
-    else return store_error(r, m);
+    unsigned char k[MC_MAPPED_MAX];
+    if (!add_value(r, m, k, arg_key(r, tag, k))) return store_error(r, m);
     if (r->pending == 0) mc_finish(r);
 }
 
@@ -421,35 +647,43 @@ static void h_mset(mc_req *r, int tag, const mc_resp *m)
     }
 }
 
-/* MSETNX: existence first, then adds (memcached cannot make the whole
- * check-and-set atomic against writers that bypass the proxy). */
+/* MSETNX: existence first, then writes (memcached cannot make the whole
+ * check-and-set atomic against writers that bypass the proxy). r->scratch
+ * keeps the CAS of each item found past its deadline. */
 static void h_msetnx(mc_req *r, int tag, const mc_resp *m)
 {
+    unsigned long long *cas = r->scratch;
     if (tag == MC_START) {
         if (r->argc % 2 == 0) return mc_fail(r, "ERR wrong number of arguments for 'msetnx' command");
         for (int i = 2; i < r->argc; i += 2)
             if (!mc_value_fits(r, r->argvlen[i])) return;
         mc_multi(r);
         r->n1 = 0;
-        for (int i = 1; i + 1 < r->argc; i += 2) {
-            unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_mg_key(r, k, kl, "", 1);
-        }
-        return;
+        free(r->scratch);
+        r->scratch = calloc((size_t)r->argc, sizeof(unsigned long long));
+        if (!r->scratch) abort();
+        return issue_each_key(r, MK_MG, MG_META, 1, 2);
     }
-    if (tag == 1) {
-        if (is(m, "HD")) r->n1++;
-        else if (!is(m, "EN")) return store_error(r, m);
+    if (tag % 2 == 1 && r->step == 0) {
+        item it;
+        if (!item_of(m, &it)) return store_error(r, m);
+        if (it.live) r->n1++;
+        else if (it.present) cas[tag] = it.cas;
         if (r->pending) return;
         if (r->n1) {
+            for (int i = 1; i + 1 < r->argc; i += 2) {
+                if (!cas[i]) continue;
+                unsigned char k[MC_MAPPED_MAX];
+                mc_expire_lazily(r, k, arg_key(r, i, k), cas[i]);
+            }
             mc_add_int(r->out, 0);
             return mc_finish(r);
         }
+        r->step = 1;
         for (int i = 1; i + 1 < r->argc; i += 2) {
             unsigned char k[MC_MAPPED_MAX];
-            size_t kl = mc_map_key(r->db, r->argv[i], r->argvlen[i], k);
-            mc_issue_ms_key(r, k, kl, r->argv[i + 1], r->argvlen[i + 1], "", 2);
+            mc_issue_ms_key(r, k, arg_key(r, i, k), r->argv[i + 1], r->argvlen[i + 1], "", i);
+            r->c->mb->expired_keys += cas[i] != 0;
         }
         return;
     }
@@ -462,63 +696,112 @@ static void h_msetnx(mc_req *r, int tag, const mc_resp *m)
 
 /* ---- keys -------------------------------------------------------------------------- */
 
+/* DEL: each key read and deleted in one pipeline; only a key that was live
+ * (or was written in between) counts. */
 static void h_del(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        return issue_each_key(r, MK_MD, "", 1, 1);
+        for (int i = 1; i < r->argc; i++) {
+            unsigned char k[MC_MAPPED_MAX];
+            size_t kl = arg_key(r, i, k);
+            mc_issue_mg_key(r, k, kl, MG_META, 1);
+            mc_issue_md_key(r, k, kl, "", 2);
+        }
+        return;
     }
-    if (is(m, "HD")) r->n1++;
-    else if (!is(m, "NF")) return store_error(r, m);
+    if (tag == 1) {
+        item it;
+        if (!item_of(m, &it)) return store_error(r, m);
+        r->n2 = it.present && !it.live; /* the md that follows deletes an expired item */
+        return;
+    }
+    if (is(m, "HD")) {
+        if (r->n2) r->c->mb->expired_keys++;
+        else r->n1++;
+    } else if (!is(m, "NF")) {
+        return store_error(r, m);
+    }
     if (r->pending == 0) {
         mc_add_int(r->out, r->n1);
         mc_finish(r);
     }
+}
+
+/* An mg with MG_META tagged with its key's argument index: is the key live? */
+static int key_live(mc_req *r, int tag, const mc_resp *m, int *live)
+{
+    item it;
+    if (!item_of(m, &it)) return 0;
+    if (it.present && !it.live) {
+        unsigned char k[MC_MAPPED_MAX];
+        expire_if_dead(r, &it, k, arg_key(r, tag, k));
+    }
+    *live = it.live && it.present;
+    return 1;
 }
 
 static void h_exists(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         r->n1 = 0;
-        return issue_each_key(r, MK_MG, "", 1, 1);
+        return issue_each_key(r, MK_MG, MG_READ, 1, 1);
     }
-    if (is(m, "HD")) r->n1++;
-    else if (!is(m, "EN")) return store_error(r, m);
+    int live;
+    if (!key_live(r, tag, m, &live)) return store_error(r, m);
+    r->n1 += live;
     if (r->pending == 0) {
         mc_add_int(r->out, r->n1);
         mc_finish(r);
     }
 }
 
+/* One key's item for TYPE, STRLEN, TTL...: 0 when it is missing or past its
+ * deadline (then deleted), -1 on a store error (the request has failed). */
+static int one_item(mc_req *r, const mc_resp *m, item *it)
+{
+    if (!item_of(m, it)) {
+        store_error(r, m);
+        return -1;
+    }
+    expire_if_dead(r, it, NULL, 0);
+    return it->live && it->present;
+}
+
 static void h_type(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) return mc_issue_mg(r, "", 0);
-    if (is(m, "HD")) mc_add_simple(r->out, "string");
-    else if (is(m, "EN")) mc_add_simple(r->out, "none");
-    else return store_error(r, m);
+    if (tag == MC_START) return mc_issue_mg(r, MG_READ, 0);
+    item it;
+    int live = one_item(r, m, &it);
+    if (live < 0) return;
+    mc_add_simple(r->out, live ? "string" : "none");
     mc_finish(r);
 }
 
 static void h_strlen(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) return mc_issue_mg(r, "s", 0);
-    if (is(m, "HD")) mc_add_int(r->out, (long long)m->size);
-    else if (is(m, "EN")) mc_add_int(r->out, 0);
-    else return store_error(r, m);
+    if (tag == MC_START) return mc_issue_mg(r, "s " MG_READ, 0);
+    item it;
+    int live = one_item(r, m, &it);
+    if (live < 0) return;
+    mc_add_int(r->out, live ? (long long)m->size : 0);
     mc_finish(r);
 }
 
-/* TTL, PTTL, EXPIRETIME, PEXPIRETIME: r->n1 says which. */
+/* TTL, PTTL, EXPIRETIME, PEXPIRETIME as Redis 7.0's ttlGenericCommand:
+ * seconds are the milliseconds rounded to the nearest. */
 static void ttl_common(mc_req *r, int tag, const mc_resp *m, int which)
 {
-    if (tag == MC_START) return mc_issue_mg(r, "t", 0);
-    if (is(m, "EN")) mc_add_int(r->out, -2);
-    else if (!is(m, "HD")) return store_error(r, m);
-    else if (!m->has_t || m->t < 0) mc_add_int(r->out, -1);
-    else if (which == 0) mc_add_int(r->out, ttl_reported(m->t));
-    else if (which == 1) mc_add_int(r->out, ttl_reported(m->t) * 1000);
-    else if (which == 2) mc_add_int(r->out, mc_now_ms() / 1000 + ttl_reported(m->t));
-    else mc_add_int(r->out, (mc_now_ms() / 1000 + ttl_reported(m->t)) * 1000);
+    if (tag == MC_START) return mc_issue_mg(r, MG_READ, 0);
+    item it;
+    int live = one_item(r, m, &it);
+    if (live < 0) return;
+    if (!live) mc_add_int(r->out, -2);
+    else if (it.deadline < 0) mc_add_int(r->out, -1);
+    else if (which == 0) mc_add_int(r->out, (item_pttl(&it) + 500) / 1000);
+    else if (which == 1) mc_add_int(r->out, item_pttl(&it));
+    else if (which == 2) mc_add_int(r->out, (it.deadline + 500) / 1000);
+    else mc_add_int(r->out, it.deadline);
     mc_finish(r);
 }
 
@@ -527,18 +810,22 @@ static void h_pttl(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m,
 static void h_expiretime(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 2); }
 static void h_pexpiretime(mc_req *r, int tag, const mc_resp *m) { ttl_common(r, tag, m, 3); }
 
+/* PERSIST: memcached's TTL goes (a touch, the value stays where it is); the
+ * deadline bits left in the flags mean nothing on an item without a TTL. */
 static void h_persist(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         mc_multi(r);
-        return mc_issue_mg(r, "t", 1);
+        return mc_issue_mg(r, MG_META, 1);
     }
     if (tag == 1) {
-        if (is(m, "EN") || (is(m, "HD") && (!m->has_t || m->t < 0))) {
+        item it;
+        int live = one_item(r, m, &it);
+        if (live < 0) return;
+        if (!live || it.t < 0) {
             mc_add_int(r->out, 0);
             return mc_finish(r);
         }
-        if (!is(m, "HD")) return store_error(r, m);
         return mc_issue_mg(r, "T0", 2);
     }
     if (is(m, "HD")) mc_add_int(r->out, 1);
@@ -552,62 +839,78 @@ static void h_touch(mc_req *r, int tag, const mc_resp *m) { h_exists(r, tag, m);
 enum { X_NX = 1, X_XX = 2, X_GT = 4, X_LT = 8 };
 
 /* EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT, as Redis 7.0's expireGenericCommand.
- * r->n1 = absolute expiry in ms, r->n2 = NX/XX/GT/LT. */
+ * r->n1 = absolute expiry in ms, r->n2 = NX/XX/GT/LT. The item is read and
+ * written back with its CAS and the new deadline in its flags (memcached
+ * cannot change flags without the value), or deleted when the time has
+ * passed. */
 static void expire_common(mc_req *r, int tag, const mc_resp *m, int seconds, int relative, const char *name)
 {
     if (tag == MC_START) {
-        int flag = 0;
-        for (int j = 3; j < r->argc; j++) {
-            if (arg_is(r, j, "nx")) flag |= X_NX;
-            else if (arg_is(r, j, "xx")) flag |= X_XX;
-            else if (arg_is(r, j, "gt")) flag |= X_GT;
-            else if (arg_is(r, j, "lt")) flag |= X_LT;
-            else {
-                char err[200];
-                snprintf(err, sizeof(err), "ERR Unsupported option %.150s", r->argv[j]);
-                return mc_fail(r, err);
+        if (!r->started_opts) {
+            int flag = 0;
+            for (int j = 3; j < r->argc; j++) {
+                if (arg_is(r, j, "nx")) flag |= X_NX;
+                else if (arg_is(r, j, "xx")) flag |= X_XX;
+                else if (arg_is(r, j, "gt")) flag |= X_GT;
+                else if (arg_is(r, j, "lt")) flag |= X_LT;
+                else {
+                    char err[200];
+                    snprintf(err, sizeof(err), "ERR Unsupported option %.150s", r->argv[j]);
+                    return mc_fail(r, err);
+                }
             }
+            if ((flag & X_NX) && (flag & (X_XX | X_GT | X_LT)))
+                return mc_fail(r, "ERR NX and XX, GT or LT options at the same time are not compatible");
+            if ((flag & X_GT) && (flag & X_LT))
+                return mc_fail(r, "ERR GT and LT options at the same time are not compatible");
+            long long when;
+            if (!arg_ll(r, 2, &when)) return mc_fail(r, ERR_NOT_INT);
+            if (seconds) {
+                if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) return expire_time_error(r, name);
+                when *= 1000;
+            }
+            long long base = relative ? mc_now_ms() : 0;
+            if (when > LLONG_MAX - base) return expire_time_error(r, name);
+            when += base;
+            r->n1 = when;
+            r->n2 = flag;
+            r->started_opts = 1;
         }
-        if ((flag & X_NX) && (flag & (X_XX | X_GT | X_LT)))
-            return mc_fail(r, "ERR NX and XX, GT or LT options at the same time are not compatible");
-        if ((flag & X_GT) && (flag & X_LT))
-            return mc_fail(r, "ERR GT and LT options at the same time are not compatible");
-        long long when;
-        if (!arg_ll(r, 2, &when)) return mc_fail(r, ERR_NOT_INT);
-        if (seconds) {
-            if (when > LLONG_MAX / 1000 || when < LLONG_MIN / 1000) return expire_time_error(r, name);
-            when *= 1000;
-        }
-        long long base = relative ? mc_now_ms() : 0;
-        if (when > LLONG_MAX - base) return expire_time_error(r, name);
-        when += base;
-        r->n1 = when;
-        r->n2 = flag;
         mc_multi(r);
-        return mc_issue_mg(r, "t", 1);
+        return mc_issue_mg(r, "v " MG_META, 1);
     }
     if (tag == 1) {
-        if (is(m, "EN")) {
+        item it;
+        int live = one_item(r, m, &it);
+        if (live < 0) return;
+        if (!live) {
             mc_add_int(r->out, 0);
             return mc_finish(r);
         }
-        if (!is(m, "HD")) return store_error(r, m);
-        long long when = r->n1, flag = r->n2;
-        long long cur = (!m->has_t || m->t < 0) ? -1 : mc_now_ms() + ttl_reported(m->t) * 1000;
+        long long when = r->n1, flag = r->n2, cur = it.deadline;
         if (((flag & X_NX) && cur != -1) || ((flag & X_XX) && cur == -1) ||
             ((flag & X_GT) && (when <= cur || cur == -1)) || ((flag & X_LT) && cur != -1 && when >= cur)) {
             mc_add_int(r->out, 0);
             return mc_finish(r);
         }
-        if (when <= mc_now_ms()) return mc_issue_md(r, "", 2);
-        char f[40];
-        snprintf(f, sizeof(f), "T%lld", T_from_abs_ms(when));
-        return mc_issue_mg(r, f, 2);
+        char f[140], tf[64];
+        if (when <= mc_now_ms()) {
+            snprintf(f, sizeof(f), "C%llu", it.cas);
+            return mc_issue_md(r, f, 2);
+        }
+        long long T = T_from_abs_ms(when);
+        TF_flags(tf, sizeof(tf), T, F_for(when, T, it.flags));
+        snprintf(f, sizeof(f), "C%llu%s", it.cas, tf);
+        return mc_issue_ms(r, m->val, m->vlen, f, 2);
     }
-    if (is(m, "HD")) mc_add_int(r->out, 1);
-    else if (is(m, "EN") || is(m, "NF")) mc_add_int(r->out, 0);
-    else return store_error(r, m);
-    mc_finish(r);
+    if (is(m, "HD")) {
+        mc_add_int(r->out, 1);
+        mc_finish(r);
+    } else if (is(m, "EX") || is(m, "NF") || is(m, "NS")) {
+        rmw_retry(r); /* changed by a writer that bypasses the proxy: again */
+    } else {
+        store_error(r, m);
+    }
 }
 
 static void h_expire(mc_req *r, int tag, const mc_resp *m) { expire_common(r, tag, m, 1, 1, "expire"); }
@@ -617,18 +920,41 @@ static void h_pexpireat(mc_req *r, int tag, const mc_resp *m) { expire_common(r,
 
 /* ---- COPY, RENAME, RENAMENX ------------------------------------------------------------ */
 
-/* " T<n> F<flags>" for a copy of the item `m` (its TTL and client flags). */
-static void copy_flags(char *buf, size_t cap, const mc_resp *m, const char *mode)
+/* COPY's write of the destination: r->scratch holds the value, r->n3 and
+ * r->cas2 its T and flags. */
+static void copy_write(mc_req *r, const char *mode, int tag)
 {
-    char tf[40];
-    T_flag(tf, sizeof(tf), m->has_t ? T_keep(m->t) : 0);
-    snprintf(buf, cap, "%s%sF%llu%s", mode, *mode ? " " : "", m->has_f ? m->flags : 0ULL, tf);
+    unsigned char k[MC_MAPPED_MAX];
+    size_t kl = mc_map_key((int)r->n1, r->argv[2], r->argvlen[2], k);
+    char f[160], tf[64];
+    TF_flags(tf, sizeof(tf), r->n3, r->cas2);
+    snprintf(f, sizeof(f), "%s%s", mode, tf);
+    mc_issue_ms_key(r, k, kl, r->scratch, r->scratch_len, f[0] == ' ' ? f + 1 : f, tag);
+}
+
+static int too_many_retries(mc_req *r)
+{
+    if (++r->retries <= MC_CAS_RETRIES) return 0;
+    mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
+    return 1;
+}
+
+/* Keeps the value of a read item in r->scratch. */
+static void keep_value(mc_req *r, const mc_resp *m)
+{
+    free(r->scratch);
+    r->scratch = malloc(m->vlen ? m->vlen : 1);
+    if (!r->scratch) abort();
+    memcpy(r->scratch, m->val, m->vlen);
+    r->scratch_len = m->vlen;
 }
 
 /* COPY source destination [DB n] [REPLACE], as Redis 7.0's copyCommand.
- * One read and one write: an outside writer changing the source in between
- * is ordered after the copy, and ME (add) keeps an outside writer's new
- * destination when REPLACE is not given. */
+ * The source is read, then the destination written: with REPLACE over
+ * anything, else added (ME keeps an outside writer's new destination). A
+ * destination in the way that is past its deadline is missing to Redis:
+ * it is written over with its CAS. The copy keeps the source's deadline
+ * and client flags. */
 static void h_copy(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
@@ -652,24 +978,43 @@ static void h_copy(mc_req *r, int tag, const mc_resp *m)
         r->n1 = dbid;
         r->n2 = replace;
         mc_multi(r);
-        return mc_issue_mg(r, "v t f", 1);
+        return mc_issue_mg(r, "v " MG_META, 1);
     }
-    if (tag == 1) {
-        if (is(m, "EN")) {
+    item it;
+    unsigned char k[MC_MAPPED_MAX];
+    char f[40];
+    switch (tag) {
+    case 1: { /* the source */
+        int live = one_item(r, m, &it);
+        if (live < 0) return;
+        if (!live) {
             mc_add_int(r->out, 0);
             return mc_finish(r);
         }
-        if (!is(m, "VA")) return store_error(r, m);
-        unsigned char k[MC_MAPPED_MAX];
-        size_t kl = mc_map_key((int)r->n1, r->argv[2], r->argvlen[2], k);
-        char f[96];
-        copy_flags(f, sizeof(f), m, r->n2 ? "" : "ME");
-        return mc_issue_ms_key(r, k, kl, m->val, m->vlen, f, 2);
+        keep_value(r, m);
+        item_keep(&it, it.flags, &r->n3, &r->cas2);
+        return copy_write(r, r->n2 ? "" : "ME", 2);
     }
-    if (is(m, "HD")) mc_add_int(r->out, 1);
-    else if (is(m, "NS")) mc_add_int(r->out, 0);
-    else return store_error(r, m);
-    mc_finish(r);
+    case 2: /* the destination written, or added */
+    case 4: /* written over an item past its deadline */
+        if (is(m, "HD")) {
+            if (tag == 4) r->c->mb->expired_keys++;
+            mc_add_int(r->out, 1);
+            return mc_finish(r);
+        }
+        if (!(is(m, "NS") || (tag == 4 && (is(m, "EX") || is(m, "NF"))))) return store_error(r, m);
+        if (too_many_retries(r)) return;
+        return mc_issue_mg_key(r, k, mc_map_key((int)r->n1, r->argv[2], r->argvlen[2], k), MG_META, 3);
+    default: /* 3: what is in the destination's way */
+        if (!item_of(m, &it)) return store_error(r, m);
+        if (!it.present) return copy_write(r, "ME", 2);
+        if (it.live) {
+            mc_add_int(r->out, 0);
+            return mc_finish(r);
+        }
+        snprintf(f, sizeof(f), "C%llu", it.cas);
+        return copy_write(r, f, 4);
+    }
 }
 
 /* RENAME and RENAMENX, as Redis 7.0's renameGenericCommand. The source is
@@ -678,8 +1023,9 @@ static void h_copy(mc_req *r, int tag, const mc_resp *m)
  * means no writer that bypasses the proxy ever sees the value under both
  * names (a counter moved while it is incremented would count twice); if
  * the destination cannot be written, the source is put back.
- * The source item read is kept in r->scratch (value) and r->n1 (T), r->n3
- * (client flags); r->n2 = its CAS. */
+ * The source item read is kept in r->scratch (value), r->n1 (T) and r->n3
+ * (flags, its deadline's included); r->n2 = its CAS; r->cas2 = the CAS of
+ * a destination past its deadline that RENAMENX writes over. */
 static void rename_reply(mc_req *r, int nx, int moved)
 {
     if (nx) mc_add_int(r->out, moved);
@@ -692,60 +1038,64 @@ static void rename_common(mc_req *r, int tag, const mc_resp *m, int nx)
     int same = r->argvlen[1] == r->argvlen[2] && !memcmp(r->argv[1], r->argv[2], r->argvlen[1]);
     unsigned char k[MC_MAPPED_MAX];
     size_t kl = mc_map_key(r->db, r->argv[2], r->argvlen[2], k);
-    char f[96], tf[40];
+    char f[160], tf[64], mode[40];
+    item it;
+    int live;
     switch (tag) {
     case MC_START:
         mc_multi(r);
-        return mc_issue_mg(r, same ? "" : "v c t f", 1);
+        return mc_issue_mg(r, same ? MG_META : "v " MG_META, 1);
     case 1: /* the source */
-        if (is(m, "EN")) return mc_fail(r, "ERR no such key");
-        if (same) {
-            if (!is(m, "HD")) return store_error(r, m);
-            return rename_reply(r, nx, 0);
-        }
-        if (!is(m, "VA")) return store_error(r, m);
-        free(r->scratch);
-        r->scratch = malloc(m->vlen ? m->vlen : 1);
-        if (!r->scratch) abort();
-        memcpy(r->scratch, m->val, m->vlen);
-        r->scratch_len = m->vlen;
-        r->n1 = m->has_t ? T_keep(m->t) : 0;
-        r->n2 = (long long)m->cas;
-        r->n3 = m->has_f ? (long long)m->flags : 0;
-        if (nx) return mc_issue_mg_key(r, k, kl, "", 2);
+        live = one_item(r, m, &it);
+        if (live < 0) return;
+        if (!live) return mc_fail(r, "ERR no such key");
+        if (same) return rename_reply(r, nx, 0);
+        keep_value(r, m);
+        unsigned long long F;
+        item_keep(&it, it.flags, &r->n1, &F);
+        r->n3 = (long long)F;
+        r->n2 = (long long)it.cas;
+        r->cas2 = 0;
+        if (nx) return mc_issue_mg_key(r, k, kl, MG_META, 2);
         /* RENAME overwrites whatever the destination holds */
         /* fall through */
     case 2: /* RENAMENX: does the destination exist? */
         if (tag == 2) {
-            if (is(m, "HD")) return rename_reply(r, nx, 0);
-            if (!is(m, "EN")) return store_error(r, m);
+            if (!item_of(m, &it)) return store_error(r, m);
+            if (it.live && it.present) return rename_reply(r, nx, 0);
+            r->cas2 = it.present ? it.cas : 0;
         }
         snprintf(f, sizeof(f), "C%llu", (unsigned long long)r->n2);
         return mc_issue_md(r, f, 3);
     case 3: /* the source deleted, if unchanged */
         if (is(m, "EX") || is(m, "NF")) {
             /* Changed or deleted by a writer that bypasses the proxy: again. */
-            if (++r->retries > MC_CAS_RETRIES)
-                return mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
-            return mc_issue_mg(r, "v c t f", 1);
+            if (too_many_retries(r)) return;
+            return mc_issue_mg(r, "v " MG_META, 1);
         }
         if (!is(m, "HD")) return store_error(r, m);
-        T_flag(tf, sizeof(tf), r->n1);
-        snprintf(f, sizeof(f), "%sF%llu%s", nx ? "ME " : "", (unsigned long long)r->n3, tf);
-        return mc_issue_ms_key(r, k, kl, r->scratch, r->scratch_len, f, 4);
+        TF_flags(tf, sizeof(tf), r->n1, (unsigned long long)r->n3);
+        if (!nx) mode[0] = '\0';
+        else if (r->cas2) snprintf(mode, sizeof(mode), "C%llu", r->cas2);
+        else snprintf(mode, sizeof(mode), "ME");
+        snprintf(f, sizeof(f), "%s%s", mode, tf);
+        return mc_issue_ms_key(r, k, kl, r->scratch, r->scratch_len, f[0] == ' ' ? f + 1 : f, 4);
     case 4: /* the destination written */
-        if (is(m, "HD")) return rename_reply(r, nx, 1);
+        if (is(m, "HD")) {
+            if (r->cas2) r->c->mb->expired_keys++;
+            return rename_reply(r, nx, 1);
+        }
         /* RENAMENX lost a race for the destination, or the store refused
          * the write: put the source back, then answer. */
-        if (nx && is(m, "NS")) {
+        if (nx && (is(m, "NS") || is(m, "EX") || is(m, "NF"))) {
             mc_add_int(r->out, 0);
         } else {
             char err[300];
             store_error_text(m, err, sizeof(err));
             mc_add_error(r->out, err);
         }
-        T_flag(tf, sizeof(tf), r->n1);
-        snprintf(f, sizeof(f), "ME F%llu%s", (unsigned long long)r->n3, tf);
+        TF_flags(tf, sizeof(tf), r->n1, (unsigned long long)r->n3);
+        snprintf(f, sizeof(f), "ME%s", tf);
         return mc_issue_ms(r, r->scratch, r->scratch_len, f, 5);
     default: /* the source put back (or a newer one is there): reply as decided */
         mc_finish(r);
@@ -763,8 +1113,9 @@ static void incr_common(mc_req *r, int tag, const mc_resp *m)
     if (tag == MC_START) return rmw_read(r);
     if (tag == 1) {
         long long old = 0, delta = r->n1;
-        int found = is(m, "VA");
-        if (!found && !is(m, "EN")) return store_error(r, m);
+        item it;
+        if (!rmw_item(r, m, &it)) return;
+        int found = it.live && is(m, "VA");
         if (found && !mc_parse_ll(m->val, m->vlen, &old)) return mc_fail(r, ERR_NOT_INT);
         if ((delta < 0 && old < 0 && delta < LLONG_MIN - old) || (delta > 0 && old > 0 && delta > LLONG_MAX - old))
             return mc_fail(r, ERR_OVERFLOW);
@@ -772,7 +1123,7 @@ static void incr_common(mc_req *r, int tag, const mc_resp *m)
         char buf[32];
         int n = snprintf(buf, sizeof(buf), "%lld", v);
         mc_add_int(r->out, v);
-        return rmw_write(r, m, buf, (size_t)n, found && m->has_t ? T_keep(m->t) : 0);
+        return rmw_write_keep(r, &it, buf, (size_t)n);
     }
     rmw_written(r, m);
 }
@@ -816,15 +1167,16 @@ static void h_incrbyfloat(mc_req *r, int tag, const mc_resp *m)
     if (tag == 1) {
         long double incr = 0, v = 0;
         mc_parse_ld(r->argv[2], r->argvlen[2], &incr);
-        int found = is(m, "VA");
-        if (!found && !is(m, "EN")) return store_error(r, m);
+        item it;
+        if (!rmw_item(r, m, &it)) return;
+        int found = it.live && is(m, "VA");
         if (found && !mc_parse_ld(m->val, m->vlen, &v)) return mc_fail(r, ERR_FLOAT);
         v += incr;
         if (isnan(v) || isinf(v)) return mc_fail(r, "ERR increment would produce NaN or Infinity");
         char buf[5200];
         size_t n = mc_format_ld(buf, sizeof(buf), v);
         mc_add_bulk(r->out, buf, n);
-        return rmw_write(r, m, buf, n, found && m->has_t ? T_keep(m->t) : 0);
+        return rmw_write_keep(r, &it, buf, n);
     }
     rmw_written(r, m);
 }
@@ -833,8 +1185,9 @@ static void h_append(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) return rmw_read(r);
     if (tag == 1) {
-        int found = is(m, "VA");
-        if (!found && !is(m, "EN")) return store_error(r, m);
+        item it;
+        if (!rmw_item(r, m, &it)) return;
+        int found = it.live && is(m, "VA");
         size_t ol = found ? m->vlen : 0, al = r->argvlen[2];
         /* As Redis: only appending to an existing string is checked. */
         if (found ? !string_length_ok(r, ol, al) : !mc_value_fits(r, al)) return;
@@ -843,7 +1196,7 @@ static void h_append(mc_req *r, int tag, const mc_resp *m)
         if (ol) memcpy(nv, m->val, ol);
         memcpy(nv + ol, r->argv[2], al);
         mc_add_int(r->out, (long long)(ol + al));
-        rmw_write(r, m, nv, ol + al, found && m->has_t ? T_keep(m->t) : 0);
+        rmw_write_keep(r, &it, nv, ol + al);
         free(nv);
         return;
     }
@@ -860,8 +1213,9 @@ static void h_setrange(mc_req *r, int tag, const mc_resp *m)
         return rmw_read(r);
     }
     if (tag == 1) {
-        int found = is(m, "VA");
-        if (!found && !is(m, "EN")) return store_error(r, m);
+        item it;
+        if (!rmw_item(r, m, &it)) return;
+        int found = it.live && is(m, "VA");
         size_t ol = found ? m->vlen : 0, al = r->argvlen[3];
         long long off = r->n1;
         if (al == 0) {
@@ -875,7 +1229,7 @@ static void h_setrange(mc_req *r, int tag, const mc_resp *m)
         if (ol) memcpy(nv, m->val, ol);
         memcpy(nv + off, r->argv[3], al);
         mc_add_int(r->out, (long long)nl);
-        rmw_write(r, m, nv, nl, found && m->has_t ? T_keep(m->t) : 0);
+        rmw_write_keep(r, &it, nv, nl);
         free(nv);
         return;
     }
@@ -886,13 +1240,15 @@ static void h_getrange(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         if (!arg_ll(r, 2, &r->n1) || !arg_ll(r, 3, &r->n2)) return mc_fail(r, ERR_NOT_INT);
-        return mc_issue_mg(r, "v", 0);
+        return mc_issue_mg(r, "v " MG_READ, 0);
     }
-    if (is(m, "EN")) {
+    item it;
+    int live = one_item(r, m, &it);
+    if (live < 0) return;
+    if (!live || !is(m, "VA")) {
         mc_add_bulk(r->out, "", 0);
         return mc_finish(r);
     }
-    if (!is(m, "VA")) return store_error(r, m);
     long long start = r->n1, end = r->n2, len = (long long)m->vlen;
     if (start < 0 && end < 0 && start > end) {
         mc_add_bulk(r->out, "", 0);
@@ -913,8 +1269,15 @@ static void h_getrange(mc_req *r, int tag, const mc_resp *m)
 
 static int unhex(int c) { return c >= '0' && c <= '9' ? c - '0' : (c | 32) - 'a' + 10; }
 
-/* A metadump line: the item's key (decoded) and whether it is live. */
-static size_t dump_key(const mc_resp *m, unsigned char *k, int *live)
+/* metadump shows memcached's expiry (seconds) but not the flags: an item
+ * whose memcached expiry is this close may be past its deadline already,
+ * and a listing reads it before it counts it. */
+#define DUMP_CHECK_S 6
+#define DUMP_CHECK_TAG 7
+
+/* A metadump line: the item's key (decoded) and whether it is live (1),
+ * gone (0) or to be read (2); *has_exp whether it has a TTL. */
+static size_t dump_key(const mc_resp *m, unsigned char *k, int *live, int *has_exp)
 {
     const char *p = m->line, *end = m->line + m->linelen;
     *live = 0;
@@ -931,25 +1294,90 @@ static size_t dump_key(const mc_resp *m, unsigned char *k, int *live)
     }
     const char *e = memmem(m->line, m->linelen, " exp=", 5);
     long long exp = e ? strtoll(e + 5, NULL, 10) : -1;
-    *live = exp < 0 || exp > mc_now_ms() / 1000;
+    long long now_s = mc_now_ms() / 1000;
+    *has_exp = exp >= 0;
+    *live = exp < 0 ? 1 : exp <= now_s ? 0 : exp <= now_s + DUMP_CHECK_S ? 2 : 1;
     return n;
 }
 
-/* Calls fn for each live key of the request's database. */
+/* Calls fn for each live key of the request's database (r->n3: whether it
+ * has a TTL). */
 typedef void dump_fn(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl);
 
-static int dump_line(mc_req *r, const mc_resp *m, dump_fn *fn)
+static void dump_key_found(mc_req *r, const unsigned char *k, size_t kl, int has_exp, dump_fn *fn)
+{
+    const unsigned char *name;
+    size_t nl;
+    if (mc_unmap_key(k, kl, &name, &nl) != r->db) return;
+    r->n3 = has_exp;
+    fn(r, k, kl, name, nl);
+}
+
+/* check: keys near their expiry are kept in r->deferred to be read once
+ * the dump is over (nothing else may be sent while it runs). */
+static int dump_line_checked(mc_req *r, const mc_resp *m, dump_fn *fn, int check)
 {
     if (!is(m, "KY")) return 0;
     unsigned char k[MC_MAPPED_MAX];
-    int live;
-    size_t kl = dump_key(m, k, &live);
+    int live, has_exp;
+    size_t kl = dump_key(m, k, &live, &has_exp);
     if (!kl || !live) return 1;
-    const unsigned char *name;
-    size_t nl;
-    if (mc_unmap_key(k, kl, &name, &nl) != r->db) return 1;
-    fn(r, k, kl, name, nl);
+    if (live == 2 && check) {
+        const unsigned char *name;
+        size_t nl;
+        if (mc_unmap_key(k, kl, &name, &nl) != r->db) return 1;
+        if (!r->deferred && !(r->deferred = evbuffer_new())) abort();
+        unsigned char len[2] = {(unsigned char)(kl >> 8), (unsigned char)kl};
+        evbuffer_add(r->deferred, len, 2);
+        evbuffer_add(r->deferred, k, kl);
+        return 1;
+    }
+    dump_key_found(r, k, kl, has_exp, fn);
     return 1;
+}
+
+static int dump_line(mc_req *r, const mc_resp *m, dump_fn *fn) { return dump_line_checked(r, m, fn, 1); }
+
+static int dump_again(mc_req *r, const mc_resp *m, int tag);
+
+/* A listing's reply: a dump line or its end (tag 0), or the read of a key
+ * near its expiry (DUMP_CHECK_TAG). 1 while more is to come, -1 when the
+ * request has failed, 0 when every live key has gone through fn. */
+static int dump_step(mc_req *r, int tag, const mc_resp *m, dump_fn *fn)
+{
+    if (tag == DUMP_CHECK_TAG) {
+        unsigned char len[2], k[MC_MAPPED_MAX];
+        item it;
+        if (!item_of(m, &it)) {
+            store_error(r, m);
+            return -1;
+        }
+        evbuffer_remove(r->deferred, len, 2);
+        size_t kl = (size_t)len[0] << 8 | len[1];
+        evbuffer_remove(r->deferred, k, kl);
+        expire_if_dead(r, &it, k, kl);
+        if (it.present && it.live) dump_key_found(r, k, kl, it.t >= 0, fn);
+        return r->pending ? 1 : 0;
+    }
+    if (dump_line(r, m, fn) || dump_again(r, m, 0)) return 1;
+    if (!is(m, "EN")) {
+        store_error(r, m);
+        return -1;
+    }
+    /* The reads go out in order and their replies come back in order. */
+    size_t at = 0, total = r->deferred ? evbuffer_get_length(r->deferred) : 0;
+    while (at < total) {
+        unsigned char len[2], k[MC_MAPPED_MAX];
+        struct evbuffer_ptr p;
+        evbuffer_ptr_set(r->deferred, &p, at, EVBUFFER_PTR_SET);
+        evbuffer_copyout_from(r->deferred, &p, len, 2);
+        size_t kl = (size_t)len[0] << 8 | len[1];
+        evbuffer_ptr_set(r->deferred, &p, at + 2, EVBUFFER_PTR_SET);
+        evbuffer_copyout_from(r->deferred, &p, k, kl);
+        mc_issue_mg_key(r, k, kl, MG_META, DUMP_CHECK_TAG);
+        at += 2 + kl;
+    }
+    return r->pending ? 1 : 0;
 }
 
 #define DUMP_BUSY_RETRIES 100
@@ -984,10 +1412,12 @@ static void dump_start(mc_req *r, int tag)
     mc_issue_dump(r, tag);
 }
 
+/* r->n1 keys, r->n2 of them with a TTL */
 static void count_key(mc_req *r, const unsigned char *mk, size_t mkl, const unsigned char *name, size_t nl)
 {
     (void)mk, (void)mkl, (void)name, (void)nl;
     r->n1++;
+    r->n2 += r->n3 != 0;
 }
 
 static void h_dbsize(mc_req *r, int tag, const mc_resp *m)
@@ -996,8 +1426,7 @@ static void h_dbsize(mc_req *r, int tag, const mc_resp *m)
         r->n1 = 0;
         return dump_start(r, 0);
     }
-    if (dump_line(r, m, count_key) || dump_again(r, m, 0)) return;
-    if (!is(m, "EN")) return store_error(r, m);
+    if (dump_step(r, tag, m, count_key)) return;
     mc_add_int(r->out, r->n1);
     mc_finish(r);
 }
@@ -1035,7 +1464,7 @@ static void h_flushdb(mc_req *r, int tag, const mc_resp *m)
         return dump_start(r, 0);
     }
     if (tag == 0) {
-        if (dump_line(r, m, delete_key) || dump_again(r, m, 0)) return;
+        if (dump_line_checked(r, m, delete_key, 0) || dump_again(r, m, 0)) return;
         if (!is(m, "EN")) return store_error(r, m);
         r->step = 1; /* the dump is over; deletes may still be answering */
     }
@@ -1088,8 +1517,7 @@ static void keys_common(mc_req *r, int tag, const mc_resp *m, int scan)
         if (!r->aux) abort();
         return dump_start(r, 0);
     }
-    if (dump_line(r, m, collect_key) || dump_again(r, m, 0)) return;
-    if (!is(m, "EN")) return store_error(r, m);
+    if (dump_step(r, tag, m, collect_key)) return;
     struct evbuffer *keys = r->aux;
     if (scan) evbuffer_add(r->out, "*2\r\n$1\r\n0\r\n", 11);
     if (!r->n2) evbuffer_add(r->out, "*0\r\n", 4);
@@ -1120,8 +1548,7 @@ static void h_randomkey(mc_req *r, int tag, const mc_resp *m)
         if (!r->aux) abort();
         return dump_start(r, 0);
     }
-    if (dump_line(r, m, pick_key) || dump_again(r, m, 0)) return;
-    if (!is(m, "EN")) return store_error(r, m);
+    if (dump_step(r, tag, m, pick_key)) return;
     if (r->n1 == 0) {
         mc_add_null(r->out);
     } else {
@@ -1171,11 +1598,13 @@ static void h_info(mc_req *r, int tag, const mc_resp *m)
         r->n1 = 0;
         return dump_start(r, 0);
     }
-    if (dump_line(r, m, count_key) || dump_again(r, m, 0)) return;
-    if (!is(m, "EN")) return store_error(r, m);
-    char buf[128];
-    int n = r->n1 ? snprintf(buf, sizeof(buf), "# Keyspace\r\ndb%d:keys=%lld,expires=0,avg_ttl=0\r\n", r->db, r->n1)
-                  : snprintf(buf, sizeof(buf), "# Keyspace\r\n");
+    if (dump_step(r, tag, m, count_key)) return;
+    /* expired_keys: the items the proxy found past their deadline and deleted */
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf), "# Stats\r\nexpired_keys:%llu\r\n\r\n", r->c->mb->expired_keys);
+    n += r->n1 ? snprintf(buf + n, sizeof(buf) - (size_t)n, "# Keyspace\r\ndb%d:keys=%lld,expires=%lld,avg_ttl=0\r\n",
+                          r->db, r->n1, r->n2)
+               : snprintf(buf + n, sizeof(buf) - (size_t)n, "# Keyspace\r\n");
     mc_add_bulk(r->out, buf, (size_t)n);
     mc_finish(r);
 }
@@ -1253,14 +1682,18 @@ static void h_key_tokens(mc_req *r, int tag, const mc_resp *m)
         for (int i = 1; i + 1 < r->argc; i += 2) {
             unsigned char k[MC_MAPPED_MAX];
             size_t kl = mc_map_key(atoi(r->argv[i]), r->argv[i + 1], r->argvlen[i + 1], k);
-            mc_issue_mg_key(r, k, kl, "c", i);
+            mc_issue_mg_key(r, k, kl, MG_META, i);
         }
         return;
     }
-    /* Replies arrive in key order. */
-    if (is(m, "HD") && m->has_c) mc_add_int(r->out, (long long)m->cas);
-    else if (is(m, "EN")) mc_add_int(r->out, 0);
-    else return store_error(r, m);
+    /* Replies arrive in key order. A key past its deadline is missing: 0. */
+    item it;
+    if (!item_of(m, &it) || (it.present && !m->has_c)) return store_error(r, m);
+    if (it.present && !it.live) {
+        unsigned char k[MC_MAPPED_MAX];
+        expire_if_dead(r, &it, k, mc_map_key(atoi(r->argv[tag]), r->argv[tag + 1], r->argvlen[tag + 1], k));
+    }
+    mc_add_int(r->out, it.live && it.present ? (long long)it.cas : 0);
     if (r->pending == 0) mc_finish(r);
 }
 
@@ -1270,18 +1703,26 @@ static const mc_cmd unsupported = {"", -1, h_unsupported, 0};
 
 /* ---- key images for the undo journal ----------------------------------------------- */
 
+/* [value, flags, ms left (-1: none)]; flags carry MC_IMAGE_EXACT when the
+ * ms are the exact deadline's, else they are memcached's whole seconds
+ * (headroom included). */
 static void h_image_read(mc_req *r, int tag, const mc_resp *m)
 {
-    if (tag == MC_START) return mc_issue_mg(r, "v f t", 1);
-    if (is(m, "EN")) {
+    if (tag == MC_START) return mc_issue_mg(r, "v " MG_META, 1);
+    item it;
+    int live = one_item(r, m, &it);
+    if (live < 0) return;
+    if (!live || !is(m, "VA")) {
         mc_add_null(r->out);
         return mc_finish(r);
     }
-    if (!is(m, "VA")) return store_error(r, m);
     evbuffer_add(r->out, "*3\r\n", 4);
     mc_add_bulk(r->out, m->val, m->vlen);
-    mc_add_int(r->out, m->has_f ? (long long)m->flags : 0);
-    mc_add_int(r->out, m->has_t ? m->t : -1);
+    unsigned long long fl = it.flags;
+    if (it.exact)
+        fl |= MC_IMAGE_EXACT | ((unsigned long long)it.deadline & ((1ULL << MC_IMAGE_DL_BITS) - 1)) << MC_IMAGE_DL_SHIFT;
+    mc_add_int(r->out, (long long)fl);
+    mc_add_int(r->out, it.t < 0 ? -1 : it.exact ? item_pttl(&it) : it.t * 1000);
     mc_finish(r);
 }
 
@@ -1289,11 +1730,25 @@ static void h_image_write(mc_req *r, int tag, const mc_resp *m)
 {
     if (tag == MC_START) {
         if (r->argc == 2) return mc_issue_md(r, "", 1);
-        long long t = -1;
-        if (!arg_ll(r, 4, &t)) t = -1;
-        char f[96], tf[40];
-        T_flag(tf, sizeof(tf), T_keep(t));
-        snprintf(f, sizeof(f), "F%s%s", r->argv[3], tf);
+        long long left = -1, fl = 0;
+        if (!arg_ll(r, 4, &left)) left = -1;
+        if (!arg_ll(r, 3, &fl)) fl = 0;
+        unsigned long long F = (unsigned long long)fl & 0xFFFFFFFFULL;
+        long long T = 0;
+        if (left >= 0 && (fl & (long long)MC_IMAGE_EXACT)) {
+            /* the deadline whose low bits the image kept, nearest to now + left */
+            long long mod = 1LL << MC_IMAGE_DL_BITS, low = (fl >> MC_IMAGE_DL_SHIFT) & (mod - 1);
+            long long approx = mc_now_ms() + left;
+            long long D = approx - (((approx - low) % mod) + mod) % mod;
+            if (approx - D > mod / 2) D += mod;
+            T = T_from_abs_ms(D);
+            F = F_for(D, T, F);
+        } else if (left >= 0) {
+            T = T_keep((left + 999) / 1000);
+        }
+        char f[96], tf[64];
+        TF_flags(tf, sizeof(tf), T, F);
+        snprintf(f, sizeof(f), "%s", tf[0] ? tf + 1 : "");
         return mc_issue_ms(r, r->argv[2], r->argvlen[2], f, 1);
     }
     if (is(m, "HD") || is(m, "NF")) mc_add_simple(r->out, "OK");
@@ -1304,6 +1759,28 @@ static void h_image_write(mc_req *r, int tag, const mc_resp *m)
 static const mc_cmd image_cmds[2] = {{"image", 2, h_image_read, MC_CMD_ONE_KEY}, {"image", -2, h_image_write, MC_CMD_ONE_KEY}};
 
 const mc_cmd *mc_journal_cmd(int restore) { return &image_cmds[restore ? 1 : 0]; }
+
+/* r->n1: the CAS of the item found past its deadline; 0 when the read
+ * did not ask for it: then it is read again (and deleted only if it is
+ * still past its deadline). */
+static void h_lazy_expire(mc_req *r, int tag, const mc_resp *m)
+{
+    char f[40];
+    if (tag == MC_START && r->n1 == 0) return mc_issue_mg(r, MG_META, 2);
+    if (tag == 2) {
+        item it;
+        if (!item_of(m, &it) || !it.present || it.live) return mc_finish(r);
+        r->n1 = (long long)it.cas;
+    }
+    if (tag == MC_START || tag == 2) {
+        snprintf(f, sizeof(f), "C%llu", (unsigned long long)r->n1);
+        return mc_issue_md(r, f, 1);
+    }
+    if (is(m, "HD")) r->c->mb->expired_keys++;
+    mc_finish(r); /* EX, NF: written or deleted since; nothing to do */
+}
+
+const mc_cmd mc_lazy_expire_cmd = {"lazy-expire", 0, h_lazy_expire, MC_CMD_ONE_KEY};
 
 const mc_cmd *mc_lookup(const char *name, size_t len)
 {

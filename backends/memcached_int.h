@@ -61,8 +61,11 @@ typedef struct mc_req {
     struct evbuffer *out;     /* the Redis reply being built */
     int pending;              /* meta replies still to come */
     unsigned started : 1, done : 1, more : 1, started_opts : 1;
+    unsigned over_dead : 1;   /* the write goes over an item past its deadline: an expiry to count */
     int step, retries;
     long long n1, n2, n3;     /* per-command scratch numbers */
+    unsigned long long cas2;  /* a second item's CAS (a destination read before it is written) */
+    struct evbuffer *deferred; /* keys a listing must read before it counts them (freed with the request) */
     void *scratch;            /* per-command scratch memory (freed with the request) */
     size_t scratch_len;
     struct evbuffer *aux;     /* per-command scratch buffer (freed with the request) */
@@ -109,6 +112,7 @@ typedef struct mc_backend {
     unsigned long long replies, failures;
     int dump_all; /* the store has no `metadump hash`: walk the LRUs instead */
     unsigned long long item_size_max; /* the store's item size limit (stats settings); 0: not known */
+    unsigned long long expired_keys; /* items past their deadline that the proxy deleted */
 } mc_backend;
 
 /* memcached.c */
@@ -140,6 +144,10 @@ void mc_issue_dump_later(mc_req *r, int tag, unsigned ms);
 /* 0 when a value of len bytes certainly cannot be stored (it alone is over
  * the store's item size limit): the request has failed with the error. */
 int mc_value_fits(mc_req *r, unsigned long long len);
+/* Deletes an item found past its deadline (Redis's lazy expiry), if it is
+ * still the one read (cas): queued behind the connection's requests, no
+ * reply to anyone. */
+void mc_expire_lazily(mc_req *from, const unsigned char *k, size_t klen, unsigned long long cas);
 void mc_finish(mc_req *r);
 void mc_fail(mc_req *r, const char *err);
 
@@ -162,5 +170,13 @@ extern const mc_cmd mc_key_tokens_cmd;
  * (restore 0: argv {_, key}, reply nil or [value, flags, t]) and putting it
  * back (restore 1: argv {_, key} deletes, {_, key, value, flags, t} stores). */
 const mc_cmd *mc_journal_cmd(int restore);
+/* In an image's flags (memcached's are 32 bits): its TTL is the exact
+ * deadline's, whose low 30 bits follow (the rest comes from the TTL, so
+ * that the key is put back with the very same deadline). */
+#define MC_IMAGE_EXACT (1ULL << 62)
+#define MC_IMAGE_DL_SHIFT 32
+#define MC_IMAGE_DL_BITS 30
+/* md <key> C<cas> for mc_expire_lazily: r->n1 is the CAS. */
+extern const mc_cmd mc_lazy_expire_cmd;
 
 #endif

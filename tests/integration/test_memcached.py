@@ -1,8 +1,7 @@
 """The memcached backend, differentially: the same Redis commands go to the
 proxy in front of a real memcached and to a redis-server 7.0 oracle, and the
-replies must be byte-identical. Expiry is compared where memcached's
-whole-second resolution gives the same answer (TTL in seconds); PTTL is
-checked with the documented rounding (whole seconds, rounded up).
+replies must be byte-identical. Expiry is kept to the millisecond (see
+test_memcached_ms_expiry.py for the timed checks).
 
 This module starts its own memcached, proxy and oracle on free loopback ports.
 """
@@ -458,33 +457,9 @@ def test_case_count():
     assert len(CASES) >= 200, len(CASES)
 
 
-def _reads_ttl(steps):
-    return any(isinstance(s, str) and s.split()[0].upper() in ("TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME")
-               for s in steps)
-
-
 @pytest.mark.parametrize("steps", CASES)
 def test_memcached_diff(mc_env, mdiff, steps):
-    if _reads_ttl(steps):
-        # A TTL read a tick of memcached's clock after it was set is a second
-        # lower than Redis's: start well before the next tick.
-        early_in_memcached_second(mc_env[0])
     mdiff.run(steps)
-
-
-_last_tick = [None]
-
-
-def early_in_memcached_second(mc):
-    """Returns at least half a second before memcached's clock ticks again:
-    at once if the tick seen last (less than 5 s ago, so its timer has not
-    drifted far) says so, else after waiting for a tick."""
-    now = time.monotonic()
-    t0 = _last_tick[0]
-    if t0 is not None and now - t0 < 5 and (now - t0) % 1.0 < 0.45:
-        return
-    after_memcached_tick(mc)
-    _last_tick[0] = time.monotonic()
 
 
 def test_randomkey_picks_every_key(mc_env, mdiff):
@@ -903,26 +878,23 @@ def after_memcached_tick(mc):
     raise AssertionError("memcached's clock did not tick")
 
 
-def test_pttl_rounds_up(mc_env, mdiff):
+def test_pttl_exact(mc_env, mdiff):
+    """PTTL is the deadline less now, to the millisecond (memcached's own
+    TTL, whole seconds, is only the upper bound); GT/LT compare
+    milliseconds."""
     mc, _, proxy = mc_env
     with proxy.connect() as c:
-        after_memcached_tick(mc)
+        t0 = time.monotonic()
         assert c.call("SET", "k", "v", "PX", "1500") == b"+OK\r\n"
-        assert c.call("PTTL", "k") == b":2000\r\n"
-        # (300 ms, not 1: a 1 ms expiry may honestly be past by the time the
-        # proxy has read the key's current TTL, and then the key is deleted)
-        assert c.call("PEXPIRE", "k", "300") == b":1\r\n"
-        assert c.call("TTL", "k") == b":1\r\n"
-        assert c.call("PTTL", "k") == b":1000\r\n"
-        assert c.call("EXPIRE", "k", "10") == b":1\r\n"
-        assert c.call("TTL", "k") == b":10\r\n"
-        # GT/LT against a TTL memcached holds in whole seconds: only gaps
-        # wider than that resolution have a certain answer
-        assert c.call("EXPIRE", "k", "5", "GT") == b":0\r\n"
-        assert c.call("EXPIRE", "k", "20", "GT") == b":1\r\n"
-        assert c.call("EXPIRE", "k", "30", "LT") == b":0\r\n"
-        assert c.call("EXPIRE", "k", "5", "LT") == b":1\r\n"
-        assert c.call("TTL", "k") == b":5\r\n"
+        p = harness.parse_reply(c.call("PTTL", "k"))
+        assert 1500 - (time.monotonic() - t0) * 1000 - 1 <= p <= 1500, p
+        x = int(time.time() * 1000) + 10300
+        assert c.call("PEXPIREAT", "k", str(x)) == b":1\r\n"
+        assert c.call("PEXPIREAT", "k", str(x - 100), "GT") == b":0\r\n"
+        assert c.call("PEXPIREAT", "k", str(x + 600), "GT") == b":1\r\n"
+        assert c.call("PEXPIREAT", "k", str(x + 650), "LT") == b":0\r\n"
+        assert c.call("PEXPIREAT", "k", str(x + 100), "LT") == b":1\r\n"
+        assert c.call("PEXPIRETIME", "k") == b":%d\r\n" % (x + 100)
 
 
 @pytest.mark.parametrize("ms", ["1000", "1", "300"])
@@ -948,8 +920,7 @@ def test_expiry_never_early(mc_env, mdiff, ms):
             pytest.fail("no attempt read the key within 950 ms of setting it")
         if ms == "1000":
             assert got == b"$1\r\nv\r\n"
-        # A 1 or 300 ms key may be held up to the rounded second, and every
-        # key must be gone within 2 s.
+        # Every key must be gone within 2 s (long gone, to the proxy).
         time.sleep(2.0)
         assert c.call("GET", "k") == b"$-1\r\n"
 
@@ -961,7 +932,7 @@ def test_expiry_never_early(mc_env, mdiff, ms):
 ])
 def test_absolute_expiry_within_rounding(mc_env, mdiff, cmds):
     """Absolute times: memcached holds whole seconds (rounded up) and converts
-    unix times with its own clock, so TTL may be off by up to 2s."""
+    unix times with its own clock; the deadline the proxy keeps is exact."""
     _, oracle, proxy = mc_env
     now = time.time() + 1000
     ttls = []
@@ -970,7 +941,7 @@ def test_absolute_expiry_within_rounding(mc_env, mdiff, cmds):
             for cmd in cmds:
                 c.call(*[a.format(s=int(now), ms=int(now * 1000)) for a in cmd])
             ttls.append(int(harness.parse_reply(c.call("TTL", "k"))))
-    assert abs(ttls[0] - ttls[1]) <= 2, ttls
+    assert abs(ttls[0] - ttls[1]) <= 1, ttls
 
 
 def test_expiry_happens(mc_env, mdiff):
