@@ -141,7 +141,7 @@ def main():
             if mcs_row[t] is None:
                 missing.append("%s on %s" % (MEMCASLAP_TEST, t))
         for k in ("evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
-                  "evalproxy-mc/memcached", "pl/native"):
+                  "evalproxy-mc/memcached", "pl/native", "rb/evalproxy"):
             mcs_row[k] = None
         mcs_row["twemproxy-mc/memcached"] = ratio(mcs_row["twemproxy-mc"], mc_direct)
         sp = [spread(MEMCASLAP_TEST, "1", t) for t in MC_TARGETS]
