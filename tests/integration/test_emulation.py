@@ -9,7 +9,6 @@ that release has), directly, through EVAL and inside MULTI/EXEC.
 """
 
 import os
-import re
 import shlex
 import subprocess
 import threading
@@ -31,33 +30,12 @@ def T(cmd):
     return Step(args=tuple(shlex.split(cmd)), same_type=True)
 
 
-# Old releases word some errors of the commands they run natively (not
-# emulated there) in their own way; the store's error texts are not this
-# file's subject, so these spellings count as Redis 7.0's here.
-OLD_ERROR_SPELLINGS = (
-    (re.compile(rb"^-(ERR|WRONGTYPE) Operation against a key holding the wrong kind of value", re.M),
-     b"-WRONGTYPE Operation against a key holding the wrong kind of value"),
-    (re.compile(rb"^-ERR wrong number of arguments for [^\r]*", re.M), b"-ERR wrong number of arguments"),
-    (re.compile(rb"^-ERR value is not a (double|valid float)", re.M), b"-ERR value is not a valid float"),
-    (re.compile(rb"^-ERR invalid expire time in [^\r]*", re.M), b"-ERR invalid expire time"),
-)
-
-
 def N(cmd):
     """A step an old release answers natively in its own way (it is not
     emulated there): compared only in front of a current store."""
     st = Step(args=tuple(shlex.split(cmd)))
     st.native = True
     return st
-
-
-def _old_normalize(raw):
-    """Error lines anywhere in a reply (EXEC's elements too)."""
-    if not isinstance(raw, bytes):
-        return raw
-    for pat, repl in OLD_ERROR_SPELLINGS:
-        raw = pat.sub(repl, raw)
-    return raw
 
 
 # Each case: the steps, compared reply by reply. Setup steps use only what
@@ -360,7 +338,7 @@ def _run_old(d, steps):
         if st.same_type:
             same = isinstance(a, bytes) and e[:1] == a[:1]
         else:
-            same = _old_normalize(harness._normalize(st, e)) == _old_normalize(harness._normalize(st, a))
+            same = harness._normalize(st, e) == harness._normalize(st, a)
         if not same:
             problems.append("step %d: %s\n    oracle: %r\n    proxy:  %r" % (i, st.describe(), e, a))
     assert not problems, "redis %s:\n%s" % (d.release, "\n".join(problems))
