@@ -277,6 +277,18 @@ static void call_reply_gone(script_call *sc)
     call_maybe_free(sc);
 }
 
+/* A reply for a run: 0 when the run has ended (the reply is dropped), else
+ * the call is kept alive (depth) while the reply is handed over. */
+static int call_reply_arrives(script_call *sc)
+{
+    if (stopping || sc->finished || !sc->run) {
+        call_reply_gone(sc);
+        return 0;
+    }
+    sc->depth++;
+    return 1;
+}
+
 /* Writes whose effect the journal cannot take back: keyspace-wide ones, and
  * those that reach into another database. PUBLISH is never undoable. */
 static int journalable(const command_def *cmd, int argc, char **argv)
@@ -483,11 +495,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
         sc->pushed = 0;
         note_undoable(sc);
     }
-    if (stopping || sc->finished || !sc->run) {
-        call_reply_gone(sc);
-        return;
-    }
-    sc->depth++;
+    if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
     if (r->error) script_run_reply_error(sc->run, r->error);
@@ -504,11 +512,7 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
     script_call *sc = ctx;
     sc->inflight--;
     if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
-    if (stopping || sc->finished || !sc->run) {
-        call_reply_gone(sc);
-        return;
-    }
-    sc->depth++;
+    if (!call_reply_arrives(sc)) return;
     if (store_failed) sc->store_lost = 1;
     script_run_reply_raw(sc->run, reply, len);
     sc->depth--;
@@ -616,11 +620,7 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
-    if (stopping || sc->finished || !sc->run) {
-        call_reply_gone(sc);
-        return;
-    }
-    sc->depth++;
+    if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
     if (r->error) script_run_reply_error(sc->run, r->error);
     else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
@@ -664,11 +664,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
-    if (stopping || sc->finished || !sc->run) {
-        call_reply_gone(sc);
-        return;
-    }
-    sc->depth++;
+    if (!call_reply_arrives(sc)) return;
     int argc = sc->call_argc;
     char **argv = sc->call_argv, **sargv = NULL;
     size_t *argvlen = sc->call_argvlen, *slen = NULL;

@@ -633,6 +633,19 @@ static int watched_changed(const watch_versions *w)
 static void exec_proceed(exec_run *er);
 
 /* The watched keys' tokens now, read under the transaction's locks. */
+
+/* WATCH judged: a changed key answers EXEC with a null array, as Redis. */
+static void exec_watch_judged(exec_run *er, int changed)
+{
+    exec_unwatch(er);
+    if (changed) {
+        reply_null_array(er->slot->buf);
+        exec_finish(er);
+        return;
+    }
+    exec_proceed(er);
+}
+
 static void exec_tokens_cb(void *ctx, const backend_reply *r)
 {
     exec_run *er = ctx;
@@ -644,13 +657,7 @@ static void exec_tokens_cb(void *ctx, const backend_reply *r)
     int changed = 0;
     for (int i = 0; i < w->n; i++)
         if (r->parsed->element[i]->integer != w->keys[i].token) changed = 1;
-    exec_unwatch(er);
-    if (changed) {
-        reply_null_array(er->slot->buf);
-        exec_finish(er);
-        return;
-    }
-    exec_proceed(er);
+    exec_watch_judged(er, changed);
 }
 
 static void exec_go(exec_run *er)
@@ -666,12 +673,8 @@ static void exec_go(exec_run *er)
             er->phase = EXEC_CHECK;
             return;
         }
-        exec_unwatch(er);
-        if (changed) {
-            reply_null_array(er->slot->buf);
-            exec_finish(er);
-            return;
-        }
+        exec_watch_judged(er, changed);
+        return;
     }
     exec_proceed(er);
 }

@@ -153,28 +153,14 @@ void journal_pushed_result(journal *j, int idx, int applied)
 int journal_capture(journal *j, backend *b, int conn, int db, unsigned long long session, const char *key,
                     size_t len)
 {
-    if (j->n == j->cap) {
-        j->cap = j->cap ? j->cap * 2 : 8;
-        j->e = realloc(j->e, sizeof(*j->e) * j->cap);
-        if (!j->e) abort();
-    }
-    journal_entry *e = calloc(1, sizeof(*e));
-    if (!e) abort();
-    e->j = j;
-    e->db = db;
-    e->len = len;
-    e->key = malloc(len + 1);
-    if (!e->key) abort();
-    memcpy(e->key, key, len);
-    e->key[len] = '\0';
+    /* The image arrives with the store's reply, never during the send. */
+    journal_entry *e = entry_add(j, db, key, len);
     if (backend_capture(b, conn, db, session, key, len, capture_cb, e) != 0) {
         e->state = ENTRY_FAILED;
         j->broken = 1;
-        j->e[j->n++] = e;
         return -1;
     }
     j->pending++;
-    j->e[j->n++] = e;
     add_bytes(j, sizeof(*e) + len);
     return 0;
 }
