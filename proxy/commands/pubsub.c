@@ -531,6 +531,13 @@ void pubsub_client_gone(client *c)
 
 /* ---- PUBLISH and PUBSUB NUMSUB: counts as if every client were the store's ------- */
 
+/* A topic counts through the proxy once the store has confirmed its
+ * subscription: before that, a message published at the store would not
+ * reach its clients, so counting them would promise a delivery that never
+ * comes. Meanwhile the store's own count stands as it is (it includes the
+ * proxy's connection exactly when the store has already subscribed it). */
+static int topic_settled(const topic *t) { return t && t->at_store && t->ops_done == t->ops_sent; }
+
 /* Receivers through the proxy, and how many of the store's count are the
  * proxy's own subscriber connection. */
 static void local_receivers(int kind, const char *ch, size_t len, long long *clients, long long *store_side)
@@ -538,14 +545,16 @@ static void local_receivers(int kind, const char *ch, size_t len, long long *cli
     *clients = 0;
     *store_side = 0;
     topic *t = topic_find(kind, ch, len);
-    if (t && t->nsubs) *clients += t->nsubs;
-    if (t && t->at_store) *store_side += 1;
+    if (topic_settled(t)) {
+        *clients += t->nsubs;
+        *store_side += 1;
+    }
     if (kind != KIND_CHANNEL) return;
     for (int i = 0; i < P.npatterns; i++) {
         topic *p = P.patterns[i];
-        if (!glob_match(p->name, p->len, ch, len, 0)) continue;
+        if (!topic_settled(p) || !glob_match(p->name, p->len, ch, len, 0)) continue;
         *clients += p->nsubs;
-        if (p->at_store) *store_side += 1;
+        *store_side += 1;
     }
 }
 
@@ -576,8 +585,9 @@ static void count_fix_cb(void *ctx, const backend_reply *br)
             const redisReply *name = r->element[i], *num = r->element[i + 1];
             reply_bulk(s->buf, name->str, name->len);
             topic *t = topic_find(f->kind, name->str, name->len);
-            long long n = num->integer - (t && t->at_store ? 1 : 0);
-            reply_integer(s->buf, (n < 0 ? 0 : n) + (t ? t->nsubs : 0));
+            int settled = topic_settled(t);
+            long long n = num->integer - settled;
+            reply_integer(s->buf, (n < 0 ? 0 : n) + (settled ? t->nsubs : 0));
         }
     } else {
         evbuffer_remove_buffer(br->raw, s->buf, br->raw_len);
