@@ -36,6 +36,7 @@
 #include <event2/buffer.h>
 
 #include "backends/backend.h"
+#include "proxy/commands/expiry_deadlines.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -116,6 +117,15 @@ static const since_row since_table[] = {
     {"zscan", NULL, NULL, 0, 0, V(2, 8, 0)},
     {"object|encoding", NULL, NULL, 0, 0, V(2, 2, 3)},
     {"sintercard", NULL, NULL, 0, 0, V(7, 0, 0)},
+    {"exists", NULL, NULL, 0, 3, V(3, 0, 3)},
+    {"lpushx", NULL, NULL, 0, 4, V(4, 0, 0)},
+    {"rpushx", NULL, NULL, 0, 4, V(4, 0, 0)},
+    {"spop", NULL, NULL, 0, 3, V(3, 2, 0)},
+    {"srandmember", NULL, NULL, 0, 3, V(2, 6, 0)},
+    {"flushall", NULL, NULL, 0, 2, V(4, 0, 0)},
+    {"flushall", "sync", NULL, 1, 0, V(6, 2, 0)},
+    {"flushdb", NULL, NULL, 0, 2, V(4, 0, 0)},
+    {"flushdb", "sync", NULL, 1, 0, V(6, 2, 0)},
 };
 
 /* The store release the proxy takes the store for: store-emulate's
@@ -208,6 +218,9 @@ struct emu {
     struct evbuffer *out;
     /* the procedure's own state */
     backend_image *img; /* COPY: the source's image */
+    char **due;         /* keys whose exact deadline has passed, checked first */
+    size_t *duelen;
+    int ndue, capdue, due_base;
     long long n[6];
     int f[8];
     int idx[6];
@@ -225,6 +238,9 @@ static void emu_free(emu *e)
     free(e->r);
     free(e->store_err);
     backend_image_free(e->img);
+    for (int i = 0; i < e->ndue; i++) free(e->due[i]);
+    free(e->due);
+    free(e->duelen);
     if (e->out) evbuffer_free(e->out);
     free(e->argv);
     free(e);
@@ -574,29 +590,53 @@ static char type_of(const redisReply *r)
 static int wrongtype(emu *e) { return done_error(e, "WRONGTYPE Operation against a key holding the wrong kind of value"); }
 
 /* ---- expiry on the store ------------------------------------------------------------
- * Relative times go as PEXPIRE where the store has it (2.6), else as EXPIRE
- * in whole seconds rounded up: a key may live up to a second longer than
- * asked, never shorter. Absolute times likewise. */
+ * Relative times go as PEXPIRE where the store has it (2.6). Before that
+ * the store gets EXPIRE in whole seconds rounded up, an upper bound, and
+ * the proxy keeps the exact deadline (expiry_deadlines.h): PTTL answers
+ * from it, and the first command to touch the key after it has passed
+ * deletes the key first. Absolute times likewise. */
+static int seconds_only(void) { return !have(V(2, 6, 0)); }
+
 static void send_pexpire(emu *e, int key, long long ms, int want)
 {
-    if (have(V(2, 6, 0))) cmdf(e, want, "PEXPIRE %k %d", key, ms);
-    else cmdf(e, want, "EXPIRE %k %d", key, ceil_s(ms));
+    if (!seconds_only()) {
+        cmdf(e, want, "PEXPIRE %k %d", key, ms);
+        return;
+    }
+    cmdf(e, want, "EXPIRE %k %d", key, ceil_s(ms));
+    expiry_deadline_set(e->db, e->argv[key], e->argvlen[key], now_ms() + ms);
 }
 static void send_pexpireat(emu *e, int key, long long at_ms, int want)
 {
-    if (have(V(2, 6, 0))) cmdf(e, want, "PEXPIREAT %k %d", key, at_ms);
-    else cmdf(e, want, "EXPIREAT %k %d", key, ceil_s(at_ms));
+    if (!seconds_only()) {
+        cmdf(e, want, "PEXPIREAT %k %d", key, at_ms);
+        return;
+    }
+    cmdf(e, want, "EXPIREAT %k %d", key, ceil_s(at_ms));
+    expiry_deadline_set(e->db, e->argv[key], e->argvlen[key], at_ms);
 }
 /* The key's time to live in ms from PTTL, or TTL where there is none. */
 static int send_pttl(emu *e, int key)
 {
     return have(V(2, 6, 0)) ? cmdf(e, 1, "PTTL %k", key) : cmdf(e, 1, "TTL %k", key);
 }
-static long long pttl_value(const redisReply *r)
+/* The time to live of argv[key] in ms from that reply; *exact says it is
+ * to the millisecond (a store with seconds only, and a deadline kept). */
+static long long pttl_value(emu *e, int key, const redisReply *r, int *exact)
 {
+    if (exact) *exact = !seconds_only();
     if (!r || r->type != REDIS_REPLY_INTEGER) return -1;
-    if (r->integer < 0) return r->integer;
-    return have(V(2, 6, 0)) ? r->integer : r->integer * 1000;
+    if (!seconds_only()) return r->integer;
+    long long at;
+    if (r->integer < 0) {
+        /* No time to live at the store (or no key): a deadline kept is stale. */
+        expiry_deadline_drop(e->db, e->argv[key], e->argvlen[key]);
+        return r->integer;
+    }
+    if (!expiry_deadline_get(e->db, e->argv[key], e->argvlen[key], &at)) return r->integer * 1000;
+    if (exact) *exact = 1;
+    long long left = at - now_ms();
+    return left > 0 ? left : 1; /* passed this very moment: still a time to live */
 }
 
 /* ---- SET, SETEX, PSETEX, GETEX: Redis 7.0's option parsing ---------------------------- */
@@ -665,7 +705,10 @@ static void set_write(emu *e, int vi, long long keep_ms)
         long long ms = e->n[0];
         if (have(V(2, 6, 12))) e->idx[2] = cmdf(e, 1, "SET %k %k PX %d", 1, vi, ms);
         else if (have(V(2, 6, 0))) e->idx[2] = cmdf(e, 1, "PSETEX %k %d %k", 1, ms, vi);
-        else e->idx[2] = cmdf(e, 1, "SETEX %k %d %k", 1, ceil_s(ms), vi);
+        else {
+            e->idx[2] = cmdf(e, 1, "SETEX %k %d %k", 1, ceil_s(ms), vi);
+            expiry_deadline_set(e->db, e->argv[1], e->argvlen[1], now_ms() + ms);
+        }
         return;
     }
     if (x == X_EXAT || x == X_PXAT || keep_ms > 0) {
@@ -707,7 +750,7 @@ static void set_decide(emu *e)
         finish(e);
         return;
     }
-    long long keep = e->f[3] ? pttl_value(R(e, e->idx[3])) : 0;
+    long long keep = e->f[3] ? pttl_value(e, 1, R(e, e->idx[3]), NULL) : 0;
     set_write(e, e->f[7], keep);
     then(e, set_written);
 }
@@ -894,7 +937,7 @@ static void expire_decide(emu *e)
         finish(e);
         return;
     }
-    long long ttl = pttl_value(R(e, e->idx[1]));
+    long long ttl = pttl_value(e, 1, R(e, e->idx[1]), NULL);
     long long cur = ttl >= 0 ? now_ms() + ttl : -1;
     long long when = e->n[0];
     if ((e->f[0] && cur != -1) || (e->f[1] && cur == -1) || (e->f[2] && (when <= cur || cur == -1)) ||
@@ -953,10 +996,11 @@ static void ttl_done(emu *e)
     if (x->integer <= 0) {
         reply_integer(e->out, -2);
     } else {
-        long long ms = pttl_value(R(e, e->idx[1]));
+        int exact;
+        long long ms = pttl_value(e, 1, R(e, e->idx[1]), &exact);
         if (ms < 0) reply_integer(e->out, ms);
         else if (!strcmp(e->cmd->name, "pttl")) reply_integer(e->out, ms);
-        else reply_integer(e->out, have(V(2, 6, 0)) ? (ms + 500) / 1000 : ms / 1000);
+        else reply_integer(e->out, exact ? (ms + 500) / 1000 : ms / 1000);
     }
     finish(e);
 }
@@ -1228,6 +1272,107 @@ static void emu_sintercard(emu *e)
     then(e, sintercard_done);
 }
 
+/* SPOP key count (3.2) and SRANDMEMBER key count (2.6): the members read,
+ * chosen in the proxy; SPOP removes them in the same step. f[0]: SPOP. */
+static void set_members_done(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    finish(e);
+}
+
+static void set_members_read(emu *e)
+{
+    const redisReply *t = R(e, e->idx[0]), *m = R(e, e->idx[1]);
+    char type = type_of(t);
+    if (type == 'n') {
+        reply_array(e->out, 0);
+        finish(e);
+        return;
+    }
+    if (type != 'S') return (void)wrongtype(e);
+    if (fail_on_error(e, m)) return;
+    long long count = e->n[0], size = (long long)m->elements;
+    int uniq = e->f[1];
+    if (count == 0 || size == 0) {
+        reply_array(e->out, 0);
+        finish(e);
+        return;
+    }
+    if (!uniq) {
+        /* SRANDMEMBER with a negative count: members may repeat. */
+        reply_array(e->out, count);
+        for (long long i = 0; i < count; i++) {
+            const redisReply *el = m->element[random() % size];
+            reply_bulk(e->out, el->str, el->len);
+        }
+        finish(e);
+        return;
+    }
+    long long n = count < size ? count : size;
+    size_t *pick = malloc(sizeof(size_t) * (size_t)size);
+    if (!pick) abort();
+    for (long long i = 0; i < size; i++) pick[i] = (size_t)i;
+    for (long long i = 0; i < n; i++) { /* a partial Fisher-Yates shuffle */
+        long long j = i + random() % (size - i);
+        size_t tmp = pick[i];
+        pick[i] = pick[j];
+        pick[j] = tmp;
+    }
+    reply_array(e->out, n);
+    args a = {0};
+    a_s(&a, "SREM");
+    a_arg(&a, e, 1);
+    for (long long i = 0; i < n; i++) {
+        const redisReply *el = m->element[pick[i]];
+        reply_bulk(e->out, el->str, el->len);
+        a_b(&a, el->str, el->len);
+    }
+    free(pick);
+    if (!e->f[0]) {
+        free(a.v);
+        free(a.l);
+        finish(e);
+        return;
+    }
+    e->idx[0] = emu_send(e, &a, 1);
+    then(e, set_members_done);
+}
+
+/* Counts a store that has the command may take otherwise: SRANDMEMBER
+ * with -2^63 loops for ever on releases before 7.0; SPOP words its
+ * refusals differently. */
+static const char *set_members_check(emu *e)
+{
+    long long count;
+    if (e->argc != 3) return e->argc > 3 ? SYNTAX : NULL;
+    if (!arg_ll(e, 2, &count)) return NOT_INT;
+    if (!strcmp(e->cmd->name, "spop") ? count < 0 : count == LLONG_MIN) return "out of range";
+    return NULL;
+}
+
+static void emu_set_members(emu *e)
+{
+    int spop = !strcmp(e->cmd->name, "spop");
+    long long count;
+    if (e->argc > 3) return (void)done_error(e, SYNTAX);
+    e->f[0] = spop;
+    e->f[1] = 1;
+    if (spop) {
+        if (!arg_ll(e, 2, &count) || count < 0) return (void)done_error(e, "ERR value is out of range, must be positive");
+    } else {
+        if (!arg_ll(e, 2, &count)) return (void)done_error(e, NOT_INT);
+        if (count == LLONG_MIN)
+            return (void)done_error(e, "ERR value is out of range, value must between -9223372036854775807 and "
+                                       "9223372036854775807");
+        if (count < 0) count = -count, e->f[1] = 0;
+    }
+    e->n[0] = count;
+    e->idx[0] = cmdf(e, 1, "TYPE %k", 1);
+    e->idx[1] = cmdf(e, 1, "SMEMBERS %k", 1);
+    then(e, set_members_read);
+}
+
 /* ---- sorted sets ------------------------------------------------------------------------ */
 
 /* Redis 7.0's getDoubleFromObject. */
@@ -1405,6 +1550,172 @@ static void emu_zadd(emu *e)
 
 /* ---- keys ------------------------------------------------------------------------------- */
 
+/* EXISTS with several keys (3.0.3): each counted, a key named twice twice. */
+static void exists_done(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    long long n = 0;
+    for (size_t i = 0; i < x->elements; i++)
+        if (x->element[i]->type == REDIS_REPLY_INTEGER) n += x->element[i]->integer;
+    reply_integer(e->out, n);
+    finish(e);
+}
+
+static void emu_exists(emu *e)
+{
+    multi(e);
+    for (int i = 1; i < e->argc; i++) cmdf(e, 0, "EXISTS %k", i);
+    e->idx[0] = exec(e);
+    then(e, exists_done);
+}
+
+/* LPUSHX and RPUSHX with several elements (4.0): one push each, in one
+ * transaction; the list's length after the last. */
+static void pushx_done(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    out_reply(e, x->element[x->elements - 1]);
+    finish(e);
+}
+
+static void emu_pushx(emu *e)
+{
+    int left = e->cmd->name[0] == 'l';
+    multi(e);
+    for (int i = 2; i < e->argc; i++) cmdf(e, 0, left ? "LPUSHX %k %k" : "RPUSHX %k %k", 1, i);
+    e->idx[0] = exec(e);
+    then(e, pushx_done);
+}
+
+/* FLUSHALL and FLUSHDB [ASYNC|SYNC] (4.0, 6.2): flushed at once, which
+ * is what SYNC asks and what ASYNC's caller sees. */
+static const char *flush_check(emu *e)
+{
+    if (e->argc > 2 || (e->argc == 2 && !arg_is(e, 1, "async") && !arg_is(e, 1, "sync"))) return SYNTAX;
+    return NULL;
+}
+
+static void emu_flush(emu *e)
+{
+    const char *err = flush_check(e);
+    if (err) return (void)done_error(e, err);
+    e->idx[0] = cmdf(e, 1, !strcmp(e->cmd->name, "flushall") ? "FLUSHALL" : "FLUSHDB");
+    then(e, passthrough);
+}
+
+/* MOVE key db: before 2.6 the moved key loses its time to live; the proxy
+ * gives it back in the destination database (and its exact deadline).
+ * n[0]: the destination, n[1]: the time to live in ms (0: none). */
+static const char *move_check(emu *e)
+{
+    long long db;
+    if (!arg_ll(e, 2, &db) || db < 0 || db >= config.databases) return "7.0's error"; /* worded otherwise before */
+    return have(V(2, 6, 0)) ? NULL : "keeps no time to live";
+}
+
+static void move_expired(emu *e)
+{
+    out_reply(e, R(e, e->idx[0]));
+    finish(e);
+}
+
+static void move_moved(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    if (x->type != REDIS_REPLY_INTEGER || x->integer != 1 || e->n[1] <= 0) return move_expired(e);
+    int saved = e->db;
+    e->db = (int)e->n[0];
+    send_pexpire(e, 1, e->n[1], 0);
+    e->db = saved;
+    expiry_deadline_drop(e->db, e->argv[1], e->argvlen[1]);
+    then(e, move_expired);
+}
+
+static void move_read(emu *e)
+{
+    int exact;
+    e->n[1] = pttl_value(e, 1, R(e, e->idx[1]), &exact);
+    if (e->n[1] < 0) e->n[1] = 0;
+    else if (!exact) e->n[1] += 1000; /* the store's whole seconds: never shorter */
+    args a = {0};
+    for (int i = 0; i < e->argc; i++) a_arg(&a, e, i);
+    e->idx[0] = emu_send(e, &a, 1);
+    then(e, move_moved);
+}
+
+static void emu_move(emu *e)
+{
+    long long db;
+    if (!arg_ll(e, 2, &db)) return (void)done_error(e, NOT_INT);
+    if (db < INT_MIN || db > INT_MAX)
+        return (void)done_error(e, "ERR value is out of range, value must between -2147483648 and 2147483647");
+    if (db < 0 || db >= config.databases) return (void)done_error(e, "ERR DB index is out of range");
+    if (db == e->db) return (void)done_error(e, "ERR source and destination objects are the same");
+    e->n[0] = db;
+    e->idx[1] = send_pttl(e, 1);
+    then(e, move_read);
+}
+
+/* RENAME and RENAMENX of a key to its own name: before 3.2 an error,
+ * since then OK (RENAMENX: 0) when the key exists. */
+static int rename_same(emu *e)
+{
+    return e->argc == 3 && e->argvlen[1] == e->argvlen[2] && !memcmp(e->argv[1], e->argv[2], e->argvlen[1]) &&
+           !have(V(3, 2, 0));
+}
+
+/* Also where either key has an exact deadline: it goes with the key. */
+static const char *rename_check(emu *e)
+{
+    if (e->argc != 3) return NULL;
+    if (rename_same(e)) return "same name";
+    if (seconds_only() && (expiry_deadline_earliest(e->argv[1], e->argvlen[1]) ||
+                           expiry_deadline_earliest(e->argv[2], e->argvlen[2])))
+        return "deadline";
+    return NULL;
+}
+
+static void rename_done(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    if (x->type == REDIS_REPLY_STATUS || (x->type == REDIS_REPLY_INTEGER && x->integer == 1)) {
+        long long at;
+        int had = expiry_deadline_get(e->db, e->argv[1], e->argvlen[1], &at);
+        expiry_deadline_drop(e->db, e->argv[1], e->argvlen[1]);
+        expiry_deadline_drop(e->db, e->argv[2], e->argvlen[2]);
+        if (had) expiry_deadline_set(e->db, e->argv[2], e->argvlen[2], at);
+    }
+    out_reply(e, x);
+    finish(e);
+}
+
+static void rename_same_done(emu *e)
+{
+    const redisReply *x = R(e, e->idx[0]);
+    if (fail_on_error(e, x)) return;
+    if (x->integer <= 0) reply_error_uncounted(e->out, "ERR no such key");
+    else if (!strcmp(e->cmd->name, "renamenx")) reply_integer(e->out, 0);
+    else reply_ok(e->out);
+    finish(e);
+}
+
+static void emu_rename(emu *e)
+{
+    if (!rename_same(e)) {
+        args a = {0};
+        for (int i = 0; i < e->argc; i++) a_arg(&a, e, i);
+        e->idx[0] = emu_send(e, &a, 1);
+        then(e, rename_done);
+        return;
+    }
+    e->idx[0] = cmdf(e, 1, "EXISTS %k", 1);
+    then(e, rename_same_done);
+}
+
 /* COPY source destination [DB n] [REPLACE]: the source's image (DUMP, or
  * its type's reads where the store has no DUMP) restored under the
  * destination's name, with its time to live. */
@@ -1417,8 +1728,16 @@ static void copy_restored(void *ctx, const backend_reply *r)
         finish_store_error(e);
         return;
     }
-    if (r->parsed && r->parsed->type == REDIS_REPLY_ERROR) out_error(e, r->parsed->str, r->parsed->len);
-    else reply_integer(e->out, 1);
+    if (r->parsed && r->parsed->type == REDIS_REPLY_ERROR) {
+        out_error(e, r->parsed->str, r->parsed->len);
+    } else {
+        /* The copy has the source's time to live: its exact deadline too. */
+        long long at;
+        expiry_deadline_drop(e->f[1], e->argv[2], e->argvlen[2]);
+        if (expiry_deadline_get(e->db, e->argv[1], e->argvlen[1], &at))
+            expiry_deadline_set(e->f[1], e->argv[2], e->argvlen[2], at);
+        reply_integer(e->out, 1);
+    }
     finish(e);
 }
 
@@ -1513,6 +1832,7 @@ static void emu_copy(emu *e)
     if (db == e->db && e->argvlen[1] == e->argvlen[2] && !memcmp(e->argv[1], e->argv[2], e->argvlen[1]))
         return (void)done_error(e, "ERR source and destination objects are the same");
     e->n[0] = db;
+    e->f[1] = (int)db;
     backend *b = server.backend;
     if (backend_capture(b, e->conn, e->db, e->session, e->argv[1], e->argvlen[1], copy_imaged, e) != 0) {
         if (!(e->store_err = strdup(backend_error(b)))) abort();
@@ -1925,6 +2245,16 @@ static const emulation emulations[] = {
     {"hscan", emu_scan, NULL},
     {"zscan", emu_scan, NULL},
     {"object|encoding", emu_object_encoding, NULL},
+    {"exists", emu_exists, NULL},
+    {"lpushx", emu_pushx, NULL},
+    {"rpushx", emu_pushx, NULL},
+    {"spop", emu_set_members, set_members_check},
+    {"srandmember", emu_set_members, set_members_check},
+    {"flushall", emu_flush, flush_check},
+    {"flushdb", emu_flush, flush_check},
+    {"rename", emu_rename, rename_check},
+    {"move", emu_move, move_check},
+    {"renamenx", emu_rename, rename_check},
 };
 
 static const emulation *find_emulation(const char *name)
@@ -1937,18 +2267,18 @@ static const emulation *find_emulation(const char *name)
 /* Only Redis stores: memcached's backend answers these commands itself. */
 static int store_is_redis(void) { return server.backend && server.backend->has_transactions && server.backend->has_dedicated; }
 
-int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+/* Whether this invocation needs its emulation on this store. */
+static int needs_emulation(const emulation *em, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    /* Every relayed command asks: a current or unknown store costs one test. */
-    if ((!config.store_emulate || !config.store_emulate[0]) &&
-        (!server.backend || !server.backend->store_version || server.backend->store_version >= V(7, 0, 0)))
-        return 0;
-    const emulation *em = cmd && store_is_redis() ? find_emulation(cmd->name) : NULL;
-    if (!em) return 0;
     if (forced(cmd->name)) return 1;
     int v = store_release();
     if (!v) return 0;
     if (release_needed(cmd->name, argc, argv, argvlen) > v) return 1;
+    /* Native whole seconds would leave a deadline kept for the key stale:
+     * the emulation sets the new one. */
+    if (v < V(2, 6, 0) && (!strcmp(cmd->name, "expire") || !strcmp(cmd->name, "expireat") ||
+                           !strcmp(cmd->name, "setex")))
+        return 1;
     if (v < V(7, 0, 0) && em->check) {
         emu t;
         memset(&t, 0, sizeof(t));
@@ -1961,13 +2291,125 @@ int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argv
     return 0;
 }
 
+/* ---- exact deadlines on stores with whole seconds -------------------------------------
+ * A command that touches a key whose deadline has passed runs as an
+ * emulation: the key is deleted first (if the store still has a time to
+ * live on it), then the command runs as it is. RENAME and MOVE carry the
+ * deadline with the key (their emulations); the FLUSH commands and SWAPDB
+ * make every deadline void, which can only let a key live to its
+ * rounded-up second, never end it early. Blocking commands are left alone
+ * (they would wait holding locks). */
+static int moves_databases(const char *name)
+{
+    return !strcmp(name, "flushdb") || !strcmp(name, "flushall") || !strcmp(name, "swapdb");
+}
+static int lists_keys(const char *name)
+{
+    return !strcmp(name, "keys") || !strcmp(name, "scan") || !strcmp(name, "randomkey") || !strcmp(name, "dbsize");
+}
+
+static int deadlines_touched(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (!expiry_deadline_count() || !seconds_only() || (cmd->flags & CMD_BLOCKING)) return 0;
+    if (moves_databases(cmd->name)) return 1;
+    long long now = now_ms();
+    if (lists_keys(cmd->name)) return expiry_deadline_any_due(now);
+    if (!cmd->key_spec_count && !cmd->getkeys) return 0;
+    int keys[64];
+    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64);
+    for (int i = 0; i < n && i < 64; i++) {
+        long long at = expiry_deadline_earliest(argv[keys[i]], argvlen[keys[i]]);
+        if (at && at <= now) return 1;
+    }
+    return 0;
+}
+
+int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    /* Every relayed command asks: a current or unknown store costs one test. */
+    if ((!config.store_emulate || !config.store_emulate[0]) &&
+        (!server.backend || !server.backend->store_version || server.backend->store_version >= V(7, 0, 0)))
+        return 0;
+    if (!cmd || !store_is_redis()) return 0;
+    const emulation *em = find_emulation(cmd->name);
+    if (em && needs_emulation(em, cmd, argc, argv, argvlen)) return 1;
+    return deadlines_touched(cmd, argc, argv, argvlen);
+}
+
 /* OBJECT ENCODING's entry only words the refusal: it does not work. */
 int emulation_emulates(const command_def *cmd)
 {
     return cmd && store_is_redis() && find_emulation(cmd->name) && strcmp(cmd->name, "object|encoding");
 }
 
-static void emu_start(emu *e) { find_emulation(e->cmd->name)->start(e); }
+/* The invocation itself: its emulation, or as it is. */
+static void emu_body(emu *e)
+{
+    const emulation *em = find_emulation(e->cmd->name);
+    if (em && needs_emulation(em, e->cmd, e->argc, e->argv, e->argvlen)) {
+        em->start(e);
+        return;
+    }
+    args a = {0};
+    for (int i = 0; i < e->argc; i++) a_arg(&a, e, i);
+    e->idx[0] = emu_send(e, &a, 1);
+    then(e, passthrough);
+}
+
+static void due_add(void *ctx, const char *key, size_t len)
+{
+    emu *e = ctx;
+    if (e->ndue == e->capdue) {
+        e->capdue = e->capdue ? e->capdue * 2 : 4;
+        e->due = realloc(e->due, sizeof(*e->due) * (size_t)e->capdue);
+        e->duelen = realloc(e->duelen, sizeof(*e->duelen) * (size_t)e->capdue);
+        if (!e->due || !e->duelen) abort();
+    }
+    char *k = malloc(len ? len : 1);
+    if (!k) abort();
+    memcpy(k, key, len);
+    e->due[e->ndue] = k;
+    e->duelen[e->ndue++] = len;
+}
+
+/* The store's TTL of each key past its deadline has come: a key that still
+ * has one is the key the deadline was kept for, and is deleted. */
+static void deadlines_checked(emu *e)
+{
+    for (int i = 0; i < e->ndue; i++) {
+        const redisReply *r = R(e, e->due_base + i);
+        if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) cmdf(e, 0, "DEL %b", e->due[i], e->duelen[i]);
+        expiry_deadline_drop(e->db, e->due[i], e->duelen[i]);
+    }
+    emu_body(e);
+}
+
+static void emu_start(emu *e)
+{
+    if (!deadlines_touched(e->cmd, e->argc, e->argv, e->argvlen)) {
+        emu_body(e);
+        return;
+    }
+    const char *name = e->cmd->name;
+    long long now = now_ms();
+    if (moves_databases(name)) {
+        expiry_deadline_drop_all();
+    } else if (lists_keys(name)) {
+        expiry_deadline_each_due(e->db, now, due_add, e);
+    } else {
+        int keys[64];
+        int n = command_get_keys(e->cmd, e->argc, e->argv, e->argvlen, keys, NULL, 64);
+        for (int i = 0; i < n && i < 64; i++) {
+            const char *k = e->argv[keys[i]];
+            size_t len = e->argvlen[keys[i]];
+            long long at;
+            if (expiry_deadline_get(e->db, k, len, &at) && at <= now) due_add(e, k, len);
+        }
+    }
+    e->due_base = e->nr;
+    for (int i = 0; i < e->ndue; i++) cmdf(e, 1, "TTL %b", e->due[i], e->duelen[i]);
+    then(e, deadlines_checked);
+}
 
 void emulation_run_held(const command_def *cmd, int argc, char **argv, size_t *argvlen, int db, int conn,
                         unsigned long long session, emulation_done_fn *done, void *ctx)
@@ -2006,7 +2448,8 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
     e->session = c->id;
     /* The lock set a script on these keys would take: no other script,
      * transaction or plain command sees the steps half done. */
-    lock_set *ls = lock_set_new((cmd->flags & CMD_WRITE) ? LOCK_SCRIPT_EXCL : LOCK_SCRIPT_RO, emu_lock_granted, e);
+    int writes = (cmd->flags & CMD_WRITE) || deadlines_touched(cmd, argc, argv, argvlen); /* may delete first */
+    lock_set *ls = lock_set_new(writes ? LOCK_SCRIPT_EXCL : LOCK_SCRIPT_RO, emu_lock_granted, e);
     int keys[64];
     int n = (cmd->key_spec_count || cmd->getkeys) ? command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64) : 0;
     if (n < 0 || n > 64 || command_is_keyspace_wide(cmd)) lock_set_add_keyspace(ls);
@@ -2021,7 +2464,7 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
                 lock_set_add_key(ls, (int)db, argv[2], argvlen[2]);
         }
     }
-    if (cmd->flags & CMD_WRITE) lock_set_set_written(ls, 1); /* WATCH by versions sees the write */
+    if (writes) lock_set_set_written(ls, 1); /* WATCH by versions sees the write */
     e->locks = ls;
     e->slot = client_slot_add(c);
     client_block(c);

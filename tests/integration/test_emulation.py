@@ -3,7 +3,7 @@ against Redis 7.0.
 
 `store-emulate all` makes the proxy run every emulation it has even in
 front of a current store, so each one is compared with the oracle here; the
-same cases run in front of the old releases found in the stores cache
+same cases run in front of each old release built into build/stores
 (with `store-emulate release:<v>`, so the proxy picks the store-side steps
 that release has), directly, through EVAL and inside MULTI/EXEC.
 """
@@ -16,11 +16,9 @@ import threading
 import pytest
 
 import harness
-from conftest import proxy_binary, target_is_store
+from conftest import OLD_RELEASES, old_redis_binary, proxy_binary, target_is_store
 from harness import Endpoint, ProxyProcess, Step
 
-STORES_CACHE = os.environ.get("EVALPROXY_STORES_CACHE", "/work/stores-cache")
-OLD_RELEASES = ("2.4.18", "2.8.24", "3.2.13", "5.0.14", "6.0.20")
 
 
 def T(cmd):
@@ -192,6 +190,35 @@ CASES = {
         "SCAN 0 COUNT 0", "SCAN 0 COUNT x", "SCAN 0 MATCH", "SCAN 0 BOGUS 1", Step(args=("SCAN", "0", "MATCH", "s*"), unordered=True, nested=1),
         Step(args=("SCAN", "0", "TYPE", "set"), unordered=True, nested=1), "SCAN 0 TYPE hash MATCH h*",
     ],
+    "exists_many": [
+        "SET a 1", "SET b 2", "EXISTS a b", "EXISTS a a missing b", "EXISTS missing", "RPUSH l x", "EXISTS l a",
+        "EXISTS a",
+    ],
+    "pushx_many": [
+        "LPUSHX l a b", "EXISTS l", "RPUSH l x", "LPUSHX l a b c", "RPUSHX l d e", "LRANGE l 0 -1", "SET s v",
+        "LPUSHX s a b", "RPUSHX s a b", "LPUSHX l z",
+    ],
+    "spop_srandmember_count": [
+        "SADD s a b c", Step(args=("SPOP", "s", "10"), unordered=True), "EXISTS s", "SADD s a b c", "SPOP s 0",
+        "SCARD s", Step(args=("SPOP", "s", "2"), same_type=True), "SCARD s", "DEL s", "SADD s a b c", "SPOP missing 2", "SPOP s -1", "SPOP s abc", "SPOP s 1 2",
+        "SADD one x", "SRANDMEMBER one -3", Step(args=("SRANDMEMBER", "s", "5"), unordered=True),
+        "SRANDMEMBER s 0", "SRANDMEMBER missing 3", "SRANDMEMBER missing -3", "SRANDMEMBER s abc",
+        "SRANDMEMBER s -9223372036854775808", "SRANDMEMBER s 1 2", "SET str v", "SPOP str 1", "SPOP str 0",
+        "SRANDMEMBER str 1", "SRANDMEMBER str 0", "SPOP one 1", "EXISTS one",
+    ],
+    "flush_options": [
+        "SET a 1", "FLUSHALL ASYNC", "EXISTS a", "SET a 1", "FLUSHDB SYNC", "EXISTS a", "SET a 1", "FLUSHALL sync",
+        "EXISTS a", "FLUSHDB async", "FLUSHALL BOGUS", "FLUSHDB ASYNC SYNC",
+    ],
+    "move": [
+        "SETEX k 100 v", "MOVE k 1", "EXISTS k", "SELECT 1", T("TTL k"), "GET k", "MOVE k 0", "SELECT 0", T("TTL k"),
+        "SET k w", "MOVE k 0", "MOVE k 99", "MOVE k -1", "MOVE k abc", "MOVE k 4294967296", "MOVE missing 1",
+        "SELECT 1", "SET k there", "SELECT 0", "MOVE k 1", "GET k", "SELECT 1", "GET k", "DEL k", "SELECT 0",
+    ],
+    "rename_same_name": [
+        "SET a 1", "RENAME a a", "RENAMENX a a", "RENAME missing missing", "RENAMENX missing missing", "GET a",
+        "RENAME a b", "GET b",
+    ],
 }
 
 # What each release lacks natively and the proxy cannot stand in for.
@@ -244,11 +271,11 @@ def emu_proxy(store, tmp_path_factory):
 
 
 class OldStore(Endpoint):
-    """An old redis-server release from the stores cache."""
+    """An old redis-server release, built into build/stores."""
 
     def __init__(self, release, workdir):
         super().__init__("redis-" + release, harness.HOST, harness.free_port())
-        self.binary = os.path.join(STORES_CACHE, "redis-" + release, "src", "redis-server")
+        self.binary = old_redis_binary(release)
         os.makedirs(workdir, exist_ok=True)
         self.conf = os.path.join(workdir, "redis.conf")
         with open(self.conf, "w") as f:
@@ -270,9 +297,6 @@ class OldStore(Endpoint):
 @pytest.fixture(scope="module", params=OLD_RELEASES)
 def old_proxy(request, tmp_path_factory):
     release = request.param
-    binary = os.path.join(STORES_CACHE, "redis-" + release, "src", "redis-server")
-    if not os.access(binary, os.X_OK):
-        pytest.skip("redis %s is not built in %s" % (release, STORES_CACHE))
     if target_is_store():
         pytest.skip("EVALPROXY_TARGET=store: needs the proxy")
     base = tmp_path_factory.mktemp("old-" + release)
