@@ -131,6 +131,8 @@ static void set_name(char **slot, const char *s, size_t len)
 
 void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    /* The reply is written in the protocol HELLO leaves the client in. */
+    c->cur_shape = NULL;
     struct evbuffer *out = client_reply_buffer(c);
     long long ver = 0;
     int next = 1;
@@ -175,15 +177,10 @@ void cmd_hello(client *c, const command_def *cmd, int argc, char **argv, size_t 
                          "select the RESP protocol version at the same time");
         return;
     }
-    if (ver == 3) {
-        /* RESP3 is not spoken yet: refused once the options are known good,
-         * with the text Redis gives for versions it does not speak. */
-        reply_error(out, "NOPROTO unsupported protocol version");
-        return;
-    }
     if (name) set_name(&c->name, name, nlen);
     if (ver) c->resp = (int)ver;
-    reply_array(out, 14);
+    if (c->resp == 3) evbuffer_add(out, "%7\r\n", 4);
+    else reply_array(out, 14);
     reply_bulk_cstr(out, "server");
     reply_bulk_cstr(out, "redis");
     reply_bulk_cstr(out, "version");

@@ -383,7 +383,7 @@ static void finish(emu *e)
     reply_slot *s = e->slot;
     client *c = e->c;
     s->failed = len && reply[0] == '-';
-    if (s->c && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
+    if (s->c && !s->discard) evbuffer_add(s->c->slots_head == s && !s->shape ? s->c->out : s->buf, reply, len);
     client_slot_done(s);
     emu_free(e);
     free(reply);

@@ -230,7 +230,14 @@ static void fanout(topic *t, struct evbuffer *msg)
         if (i >= t->nsubs) continue;
         client *c = t->subs[i];
         if (c->flags & CLIENT_CLOSING) continue;
-        evbuffer_add(client_push_buffer(c), bytes, len);
+        struct evbuffer *out = client_push_buffer(c);
+        if (c->resp == 3) {
+            /* The same message as a RESP3 push: only its type byte differs. */
+            evbuffer_add(out, ">", 1);
+            evbuffer_add(out, bytes + 1, len - 1);
+        } else {
+            evbuffer_add(out, bytes, len);
+        }
         P.deliveries++;
         client_output_written(c);
     }
@@ -435,13 +442,21 @@ static void unsubscribe_one(client *c, topic *t)
     }
 }
 
-static void reply_sub_event(struct evbuffer *out, const char *word, const topic *t, const char *name, size_t len,
-                            int count)
+/* Subscription events are pushes: '>' for a RESP3 client. */
+static void push_header(struct evbuffer *out, const client *c, int n)
 {
-    reply_array(out, 3);
+    if (c->resp == 3) evbuffer_add_printf(out, ">%d\r\n", n);
+    else reply_array(out, n);
+}
+
+static void reply_sub_event(struct evbuffer *out, const client *c, const char *word, const topic *t, const char *name,
+                            size_t len, int count)
+{
+    push_header(out, c, 3);
     reply_bulk_cstr(out, word);
     if (t) reply_bulk(out, t->name, t->len);
     else if (name) reply_bulk(out, name, len);
+    else if (c->resp == 3) evbuffer_add(out, "_\r\n", 3);
     else reply_null_bulk(out);
     reply_integer(out, count);
 }
@@ -450,6 +465,7 @@ static void subscribe_command(client *c, int kind, int argc, char **argv, size_t
 {
     reply_slot *s = client_slot_add(c);
     s->discard = 0; /* confirmations are pushes: CLIENT REPLY OFF/SKIP keep them */
+    s->shape = NULL;  /* written in the client's protocol */
     subscribe_wait *w = calloc(1, sizeof(*w));
     if (!w) abort();
     w->slot = s;
@@ -457,7 +473,7 @@ static void subscribe_command(client *c, int kind, int argc, char **argv, size_t
     for (int i = 1; i < argc; i++) {
         topic *t = topic_get(kind, argv[i], argvlen[i]);
         if (!client_has(client_ps(c), t)) subscribe_one(c, t);
-        reply_sub_event(s->buf, sub_word[kind], t, NULL, 0, pubsub_count(c, kind == KIND_SHARD));
+        reply_sub_event(s->buf, c, sub_word[kind], t, NULL, 0, pubsub_count(c, kind == KIND_SHARD));
         if (t->at_store && t->ops_done < t->ops_sent && P.conn >= 0) {
             if (t->nwaiters == t->capwaiters) {
                 t->capwaiters = t->capwaiters ? t->capwaiters * 2 : 4;
@@ -480,7 +496,7 @@ static void unsubscribe_command(client *c, int kind, int argc, char **argv, size
     int shard = kind == KIND_SHARD;
     if (argc == 1) {
         if (!ps || ps->count[kind] == 0) {
-            reply_sub_event(out, unsub_word[kind], NULL, NULL, 0, pubsub_count(c, shard));
+            reply_sub_event(out, c, unsub_word[kind], NULL, NULL, 0, pubsub_count(c, shard));
             return;
         }
         while (ps->count[kind]) {
@@ -488,7 +504,7 @@ static void unsubscribe_command(client *c, int kind, int argc, char **argv, size
             /* Reply before the topic may be freed. */
             char *name = t->name;
             size_t len = t->len;
-            reply_array(out, 3);
+            push_header(out, c, 3);
             reply_bulk_cstr(out, unsub_word[kind]);
             reply_bulk(out, name, len);
             unsubscribe_one(c, t);
@@ -499,7 +515,7 @@ static void unsubscribe_command(client *c, int kind, int argc, char **argv, size
     for (int i = 1; i < argc; i++) {
         topic *t = topic_find(kind, argv[i], argvlen[i]);
         if (t && ps && client_has(ps, t)) unsubscribe_one(c, t);
-        reply_sub_event(out, unsub_word[kind], NULL, argv[i], argvlen[i], pubsub_count(c, shard));
+        reply_sub_event(out, c, unsub_word[kind], NULL, argv[i], argvlen[i], pubsub_count(c, shard));
     }
 }
 

@@ -23,6 +23,7 @@
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/resp3.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
@@ -70,6 +71,7 @@ typedef struct script_call {
     char **call_argv;
     size_t *call_argvlen;
     const command_def *call_cmd;
+    const struct resp3_shape *call_shape; /* redis.setresp(3): how the store's reply becomes RESP3 */
     unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
     learned_key *learned;
     int nlearned, caplearned;
@@ -202,7 +204,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     if (s) {
         s->failed = failed;
         /* A reply at the head of its client's queue goes straight out. */
-        if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s ? s->c->out : s->buf, reply, len);
+        if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s && !s->shape ? s->c->out : s->buf, reply, len);
         client_slot_done(s);
     }
     int was_pipelined = sc->pipelined;
@@ -477,6 +479,16 @@ static void begin_undo(script_call *sc, int then)
 
 /* ---- engine host callbacks ---------------------------------------------------- */
 
+/* A reply for the script: in RESP3 when it asked (redis.setresp(3)). */
+static void call_reply_raw(script_call *sc, const char *p, size_t len)
+{
+    struct evbuffer *b = sc->call_shape ? evbuffer_new() : NULL;
+    if (b && resp3_convert(sc->call_shape, p, len, b) > 0)
+        script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
+    else script_run_reply_raw(sc->run, p, len);
+    if (b) evbuffer_free(b);
+}
+
 static void store_reply_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
@@ -499,7 +511,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
     if (r->error) script_run_reply_error(sc->run, r->error);
-    else script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
+    else call_reply_raw(sc, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -514,7 +526,7 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
     if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
     if (!call_reply_arrives(sc)) return;
     if (store_failed) sc->store_lost = 1;
-    script_run_reply_raw(sc->run, reply, len);
+    call_reply_raw(sc, reply, len);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -713,6 +725,9 @@ static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
     sc->call_start_us = stats_now_us();
+    sc->call_shape = script_run_resp(sc->run) == 3
+                         ? resp3_shape_for(cmd->name, sc->call_argc, sc->call_argv, sc->call_argvlen)
+                         : NULL;
     /* As Redis 7.0's SCRIPT_WRITE_DIRTY: only write commands make a script
      * unkillable; PUBLISH is not one. But a script that published cannot be
      * re-run unseen, so for the lock cycle it counts as written. */
@@ -1148,7 +1163,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
         sc->fname = strdup(script_function_name(f));
         if (!sc->fname) abort();
     }
-    sc->run_flags = run_flags;
+    sc->run_flags = run_flags | (c && c->resp == 3 ? SCRIPT_RUN_RESP3 : 0);
     int ro = (run_flags & SCRIPT_RUN_RO) || ((s ? script_flags(s) : script_function_flags(f)) & SCRIPT_FLAG_NO_WRITES);
     unsigned bits = s ? script_host_bits(s) : script_function_host_bits(f);
     sc->host_bits = bits;

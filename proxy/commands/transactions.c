@@ -28,6 +28,7 @@
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/resp3.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
 #include "proxy/core/server.h"
@@ -382,6 +383,39 @@ static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t ra
     freeReplyObject(rr);
 }
 
+/* ---- RESP3 clients: EXEC's elements by their commands' shapes ------------------- */
+
+static int exec_resp3(const exec_run *er) { return er->c && er->c->resp == 3; }
+
+static const resp3_shape *queued_shape(const queued_command *q)
+{
+    return resp3_shape_for(q->cmd ? q->cmd->name : "", q->argc, q->argv, q->argvlen);
+}
+
+/* An aborted EXEC (a watched key changed). */
+static void exec_null_reply(exec_run *er)
+{
+    if (exec_resp3(er)) evbuffer_add(er->slot->buf, "_\r\n", 3);
+    else reply_null_array(er->slot->buf);
+}
+
+/* The store's EXEC reply for the client: as it is, or in RESP3. */
+static void exec_store_reply_out(exec_run *er, struct evbuffer *raw, size_t len)
+{
+    if (!exec_resp3(er)) {
+        evbuffer_remove_buffer(raw, er->slot->buf, len);
+        return;
+    }
+    int n = er->m->count;
+    const resp3_shape **shapes = malloc(sizeof(*shapes) * (size_t)(n ? n : 1));
+    if (!shapes) abort();
+    for (int i = 0; i < n; i++) shapes[i] = queued_shape(&er->m->cmds[i]);
+    const char *p = (const char *)evbuffer_pullup(raw, (ev_ssize_t)len);
+    if (resp3_convert_exec(shapes, n, p, len, er->slot->buf) <= 0) evbuffer_add(er->slot->buf, p, len);
+    evbuffer_drain(raw, len);
+    free(shapes);
+}
+
 static void exec_store_reply_cb(void *ctx, const backend_reply *r)
 {
     exec_run *er = ctx;
@@ -393,7 +427,7 @@ static void exec_store_reply_cb(void *ctx, const backend_reply *r)
         char first[2] = {0, 0};
         evbuffer_copyout(r->raw, first, 2);
         if (er->c && er->new_db >= 0 && first[0] == '*' && first[1] != '-') er->c->db = er->new_db;
-        evbuffer_remove_buffer(r->raw, er->slot->buf, r->raw_len);
+        exec_store_reply_out(er, r->raw, r->raw_len);
     }
     exec_finish(er);
 }
@@ -450,6 +484,16 @@ static void exec_run_finish(exec_run *er)
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
         stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
+        queued_command *q = &er->m->cmds[i];
+        size_t len = evbuffer_get_length(er->replies[i]);
+        /* Scripts answer in the client's protocol already. */
+        if (exec_resp3(er) && !scripting_is_eval(q->cmd) && len) {
+            const char *p = (const char *)evbuffer_pullup(er->replies[i], -1);
+            if (resp3_convert(queued_shape(q), p, len, out) > 0) {
+                evbuffer_drain(er->replies[i], len);
+                continue;
+            }
+        }
         evbuffer_add_buffer(out, er->replies[i]);
     }
     if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
@@ -599,7 +643,7 @@ static void watch_check_cb(void *ctx, const backend_reply *r)
         return;
     }
     if (first[0] != '*' || first[1] == '-') {
-        reply_null_array(er->slot->buf);
+        exec_null_reply(er);
         exec_finish(er);
         return;
     }
@@ -639,7 +683,7 @@ static void exec_watch_judged(exec_run *er, int changed)
 {
     exec_unwatch(er);
     if (changed) {
-        reply_null_array(er->slot->buf);
+        exec_null_reply(er);
         exec_finish(er);
         return;
     }

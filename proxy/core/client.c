@@ -24,6 +24,7 @@
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/resp3.h"
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
@@ -47,6 +48,7 @@ static reply_slot *slot_get(void)
     s->next = NULL;
     s->c = NULL;
     s->locks = NULL;
+    s->shape = NULL;
     s->done = 0;
     s->discard = 0;
     s->unlocked = 0;
@@ -344,6 +346,22 @@ static void client_check_output_limits(client *c)
     }
 }
 
+/* A slot's RESP2 replies in RESP3; bytes that do not parse go as they are. */
+static void resp3_write(const resp3_shape *shape, struct evbuffer *buf, struct evbuffer *out)
+{
+    size_t len = evbuffer_get_length(buf), off = 0;
+    const char *p = (const char *)evbuffer_pullup(buf, -1);
+    while (off < len) {
+        long n = resp3_convert(shape, p + off, len - off, out);
+        if (n <= 0) {
+            evbuffer_add(out, p + off, len - off);
+            break;
+        }
+        off += (size_t)n;
+    }
+    evbuffer_drain(buf, len);
+}
+
 /* Moves every completed reply at the head of the queue to the socket. */
 static void client_flush_slots(client *c)
 {
@@ -353,7 +371,11 @@ static void client_flush_slots(client *c)
         c->slots_head = s->next;
         if (!c->slots_head) c->slots_tail = NULL;
         c->slots_pending--;
-        if (s->buf && !s->discard) evbuffer_add_buffer(out, s->buf);
+        if (s->buf && !s->discard) {
+            if (s->shape) resp3_write(s->shape, s->buf, out);
+            else evbuffer_add_buffer(out, s->buf);
+        }
+        if (c->cur_reply == s) c->cur_reply = NULL;
         slot_put(s);
     }
     client_check_output_limits(c);
@@ -378,9 +400,13 @@ struct evbuffer *client_reply_buffer(client *c)
         s->done = 1;
         return s->buf;
     }
-    if (!c->slots_head) return c->out;
+    if (!c->slots_head && !c->cur_shape) return c->out;
+    /* RESP3: the reply waits in a slot to be converted; one slot for all
+     * the pieces a command writes. */
+    if (c->cur_shape && c->cur_reply && c->cur_reply == c->slots_tail) return c->cur_reply->buf;
     reply_slot *s = slot_new(c);
     s->done = 1;
+    if (c->cur_shape) c->cur_reply = s;
     return s->buf;
 }
 
@@ -393,6 +419,7 @@ struct evbuffer *client_push_buffer(client *c)
     if (!c->slots_head) return c->out;
     reply_slot *s = slot_new(c);
     s->discard = 0;
+    s->shape = NULL; /* written in the client's protocol already */
     s->done = 1;
     return s->buf;
 }
@@ -416,6 +443,7 @@ static reply_slot *slot_new(client *c)
     if (!s->buf) abort();
     s->c = c;
     s->discard = (c->flags & CLIENT_REPLY_SKIP) != 0;
+    s->shape = c->cur_shape;
     if (c->slots_tail) c->slots_tail->next = s;
     else c->slots_head = s;
     c->slots_tail = s;
@@ -794,10 +822,16 @@ static void client_process_input(client *c)
                 c->flags &= ~CLIENT_REPLY_SKIP;
             }
             dispatching = c;
+            c->cur_shape = NULL;
+            c->cur_reply = NULL;
             command_handler_fn(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
             dispatching = NULL;
             /* dispatch may have closed the client. */
             if (c->flags & CLIENT_CLOSING) return;
+            c->cur_shape = NULL;
+            c->cur_reply = NULL;
+            /* A RESP3 reply answered at once waits in a slot: out it goes. */
+            if (c->slots_head && c->slots_head->done) client_flush_slots(c);
             c->flags &= ~CLIENT_REPLY_SKIP;
         }
     }

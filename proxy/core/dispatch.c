@@ -12,6 +12,7 @@
 #include "backends/backend.h"
 #include "backends/store.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/resp3.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
@@ -94,7 +95,7 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
             server.stats.backend_errors++;
             reply_error(s->buf, r->error);
         } else if (!s->discard) {
-            if (c->slots_head == s) {
+            if (c->slots_head == s && !s->shape) {
                 /* In order already: straight to the socket, no intermediate copy. */
                 evbuffer_remove_buffer(r->raw, c->out, r->raw_len);
             } else {
@@ -490,12 +491,25 @@ static int store_refused(client *c, const command_def *cmd)
     return 1;
 }
 
+/* How a RESP3 client's reply to cmd is converted from RESP2. Scripts and
+ * functions write their reply in the client's protocol themselves, and
+ * EXEC converts each command's reply by that command's shape. */
+static const resp3_shape *reply_shape(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    static const char *const own_protocol[] = {"eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro",
+                                               "exec", NULL};
+    if (in_list(own_protocol, cmd->name)) return NULL;
+    return resp3_shape_for(cmd->name, argc, argv, argvlen);
+}
+
 /* Times what runs: a command answered now is counted here, one answered
  * later when its reply slot is done (client_slot_add carries it there). */
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;
     unsigned long long errors = stats_error_replies();
+    /* RESP3: until the command is known, only nulls would change. */
+    c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
     c->cur_cmd = NULL;
     c->cur_start_us = stats_now_us();
     dispatch_run(c, argc, argv, argvlen);
@@ -577,6 +591,7 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         }
     }
     c->last_cmd = cmd->name;
+    if (c->resp == 3) c->cur_shape = reply_shape(cmd, argc, argv, argvlen);
     /* A RESP2 client with subscriptions may only run these, as in Redis. */
     if (client_subscribed(c) && c->resp == 2) {
         static const char *const allowed[] = {"ping", "subscribe", "ssubscribe", "unsubscribe", "sunsubscribe",

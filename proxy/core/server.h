@@ -38,6 +38,7 @@ typedef struct reply_slot {
     const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
     unsigned long long start_us;
     unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
+    const struct resp3_shape *shape; /* a RESP3 client's: the RESP2 reply is converted on the way out */
 } reply_slot;
 
 enum client_flags {
@@ -78,6 +79,8 @@ struct client {
     time_t obuf_soft_since;
     const char *last_cmd; /* full name of the last command, for CLIENT LIST */
     const struct command_def *cur_cmd; /* being dispatched: its first slot carries it */
+    const struct resp3_shape *cur_shape; /* RESP3: how its reply is converted (NULL: as written) */
+    reply_slot *cur_reply; /* RESP3: the slot client_reply_buffer gave the command being dispatched */
     unsigned long long cur_start_us;
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
