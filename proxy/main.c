@@ -19,6 +19,7 @@
 
 #include "backends/backend.h"
 #include "backends/conn.h"
+#include "proxy/core/tracking.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
@@ -419,6 +420,7 @@ int main(int argc, char **argv)
     client_add_close_hook(emulation_client_gone);
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
+    client_add_close_hook(tracking_client_gone);
     client_add_close_hook(accept_client_closed);
     accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);

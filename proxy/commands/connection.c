@@ -17,6 +17,7 @@
 #include "proxy/core/config.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "proxy/core/tracking.h"
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "util/strconv.h"
@@ -223,6 +224,7 @@ void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t 
 {
     transactions_reset(c);
     pubsub_client_gone(c);
+    tracking_client_gone(c);
     c->db = server.backend ? server.backend->default_db : 0;
     c->resp = 2;
     set_name(&c->name, NULL, 0);
@@ -509,18 +511,9 @@ void cmd_client(client *c, const command_def *cmd, int argc, char **argv, size_t
         if (arg_is(argv[2], argvlen[2], "on")) c->flags |= CLIENT_NO_EVICT, reply_ok(out);
         else if (arg_is(argv[2], argvlen[2], "off")) c->flags &= ~CLIENT_NO_EVICT, reply_ok(out);
         else reply_error(out, SYNTAX_ERR);
-    } else if (arg_is(sub, sublen, "getredir")) {
-        reply_integer(client_reply_buffer(c), -1);
-    } else if (arg_is(sub, sublen, "trackinginfo")) {
-        out = client_reply_buffer(c);
-        reply_array(out, 6);
-        reply_bulk_cstr(out, "flags");
-        reply_array(out, 1);
-        reply_bulk_cstr(out, "off");
-        reply_bulk_cstr(out, "redirect");
-        reply_integer(out, -1);
-        reply_bulk_cstr(out, "prefixes");
-        reply_array(out, 0);
+    } else if (arg_is(sub, sublen, "getredir") || arg_is(sub, sublen, "trackinginfo") ||
+               arg_is(sub, sublen, "tracking") || arg_is(sub, sublen, "caching")) {
+        tracking_client_command(c, argc, argv, argvlen, client_reply_buffer(c));
     } else if (arg_is(sub, sublen, "unblock")) {
         long long v;
         int with_error = 0;

@@ -42,6 +42,7 @@
 #include "proxy/core/locks.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "proxy/core/tracking.h"
 #include "util/glob.h"
 #include "util/strconv.h"
 
@@ -218,6 +219,7 @@ struct emu {
     struct evbuffer *out;
     /* the procedure's own state */
     backend_image *img; /* COPY: the source's image */
+    tracked_write *tracked; /* a client's write: its keys' trackers are told at the reply */
     char **due;         /* keys whose exact deadline has passed, checked first */
     size_t *duelen;
     int ndue, capdue, due_base;
@@ -238,6 +240,7 @@ static void emu_free(emu *e)
     free(e->r);
     free(e->store_err);
     backend_image_free(e->img);
+    tracking_write_end(e->tracked, 1);
     for (int i = 0; i < e->ndue; i++) free(e->due[i]);
     free(e->due);
     free(e->duelen);
@@ -379,6 +382,8 @@ static void finish(emu *e)
     }
     if (e->locks) lock_set_release(e->locks);
     e->locks = NULL;
+    tracking_write_end(e->tracked, failed || (len && reply[0] == '-'));
+    e->tracked = NULL;
     if (len && reply[0] == '-') stats_error_reply(reply + 1, len - 1);
     reply_slot *s = e->slot;
     client *c = e->c;
@@ -2466,6 +2471,7 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
     }
     if (writes) lock_set_set_written(ls, 1); /* WATCH by versions sees the write */
     e->locks = ls;
+    e->tracked = tracking_write_begin(c->id, cmd, argc, argv, argvlen);
     e->slot = client_slot_add(c);
     client_block(c);
     int rc = lock_set_acquire(ls, 1);

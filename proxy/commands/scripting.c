@@ -24,6 +24,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/resp3.h"
+#include "proxy/core/tracking.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/server.h"
 #include "util/strconv.h"
@@ -72,6 +73,7 @@ typedef struct script_call {
     size_t *call_argvlen;
     const command_def *call_cmd;
     const struct resp3_shape *call_shape; /* redis.setresp(3): how the store's reply becomes RESP3 */
+    tracked_write *call_tracked;          /* the call's keys, whose trackers are told at its reply */
     unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
     learned_key *learned;
     int nlearned, caplearned;
@@ -145,9 +147,12 @@ static void call_proceed(script_call *sc);
 
 /* ---- lifetime ------------------------------------------------------------------- */
 
+static void call_tracking_end(script_call *sc, int unchanged);
+
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    call_tracking_end(sc, 1);
     journal_free(sc->journal);
     forget_written_keys(sc);
     free(sc->final_reply);
@@ -479,6 +484,13 @@ static void begin_undo(script_call *sc, int then)
 
 /* ---- engine host callbacks ---------------------------------------------------- */
 
+/* A call's write reached the store: its keys' trackers are told. */
+static void call_tracking_end(script_call *sc, int unchanged)
+{
+    tracking_write_end(sc->call_tracked, unchanged);
+    sc->call_tracked = NULL;
+}
+
 /* A reply for the script: in RESP3 when it asked (redis.setresp(3)). */
 static void call_reply_raw(script_call *sc, const char *p, size_t len)
 {
@@ -507,6 +519,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
         sc->pushed = 0;
         note_undoable(sc);
     }
+    call_tracking_end(sc, r->error || (r->raw_len && evbuffer_pullup(r->raw, 1)[0] == '-'));
     if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
@@ -524,6 +537,7 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
     script_call *sc = ctx;
     sc->inflight--;
     if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
+    call_tracking_end(sc, store_failed || (len && reply[0] == '-'));
     if (!call_reply_arrives(sc)) return;
     if (store_failed) sc->store_lost = 1;
     call_reply_raw(sc, reply, len);
@@ -632,6 +646,7 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
 {
     script_call *sc = ctx;
     sc->inflight--;
+    call_tracking_end(sc, r->error != NULL);
     if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
     if (r->error) script_run_reply_error(sc->run, r->error);
@@ -728,6 +743,13 @@ static void call_send(script_call *sc)
     sc->call_shape = script_run_resp(sc->run) == 3
                          ? resp3_shape_for(cmd->name, sc->call_argc, sc->call_argv, sc->call_argvlen)
                          : NULL;
+    /* Client-side caching: the script's reads are its caller's, its
+     * writes tell the keys' trackers once the store has them. */
+    if (tracking_active()) {
+        if (sc->c) tracking_read(sc->c, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
+        tracking_write_end(sc->call_tracked, 0);
+        sc->call_tracked = tracking_write_begin(sc->client_id, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
+    }
     /* As Redis 7.0's SCRIPT_WRITE_DIRTY: only write commands make a script
      * unkillable; PUBLISH is not one. But a script that published cannot be
      * re-run unseen, so for the lock cycle it counts as written. */

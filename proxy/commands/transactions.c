@@ -29,6 +29,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/resp3.h"
+#include "proxy/core/tracking.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
 #include "proxy/core/server.h"
@@ -392,6 +393,19 @@ static const resp3_shape *queued_shape(const queued_command *q)
     return resp3_shape_for(q->cmd ? q->cmd->name : "", q->argc, q->argv, q->argvlen);
 }
 
+/* Client-side caching: what a transaction that ran read and wrote (its
+ * scripts tell for their own calls). */
+static void exec_tracking(exec_run *er)
+{
+    if (!tracking_active()) return;
+    for (int i = 0; i < er->m->count; i++) {
+        queued_command *q = &er->m->cmds[i];
+        if (!q->cmd || scripting_is_eval(q->cmd)) continue;
+        if (er->c) tracking_read(er->c, q->cmd, q->argc, q->argv, q->argvlen);
+        tracking_write_end(tracking_write_begin(er->client_id, q->cmd, q->argc, q->argv, q->argvlen), 0);
+    }
+}
+
 /* An aborted EXEC (a watched key changed). */
 static void exec_null_reply(exec_run *er)
 {
@@ -427,6 +441,7 @@ static void exec_store_reply_cb(void *ctx, const backend_reply *r)
         char first[2] = {0, 0};
         evbuffer_copyout(r->raw, first, 2);
         if (er->c && er->new_db >= 0 && first[0] == '*' && first[1] != '-') er->c->db = er->new_db;
+        if (first[0] == '*' && first[1] != '-') exec_tracking(er);
         exec_store_reply_out(er, r->raw, r->raw_len);
     }
     exec_finish(er);
@@ -497,6 +512,7 @@ static void exec_run_finish(exec_run *er)
         evbuffer_add_buffer(out, er->replies[i]);
     }
     if (er->c) er->c->db = er->db; /* a SELECT inside moves the client, as in Redis */
+    exec_tracking(er);
     exec_finish(er);
 }
 

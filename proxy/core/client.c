@@ -49,6 +49,7 @@ static reply_slot *slot_get(void)
     s->c = NULL;
     s->locks = NULL;
     s->shape = NULL;
+    s->tracked = NULL;
     s->done = 0;
     s->discard = 0;
     s->unlocked = 0;

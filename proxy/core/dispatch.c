@@ -13,6 +13,7 @@
 #include "backends/store.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/resp3.h"
+#include "proxy/core/tracking.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
@@ -28,6 +29,14 @@
  * touches no key, so no WATCH aborts): an error, and for these commands
  * the integer 0 or a nil. */
 enum { UNCHANGED_NONE = 0, UNCHANGED_ZERO, UNCHANGED_NIL, UNCHANGED_ERROR, UNCHANGED_ALWAYS };
+
+/* The command an invocation runs: the subcommand's entry for containers. */
+static const command_def *invocation_command(int argc, char **argv, size_t *argvlen)
+{
+    const command_def *cmd = command_lookup(argv[0], argvlen[0]);
+    if (cmd && cmd->subcommand_count && argc > 1) cmd = command_lookup_sub(cmd, argv[1], argvlen[1]);
+    return cmd;
+}
 
 static int write_unchanged_reply(int argc, char **argv, size_t *argvlen)
 {
@@ -69,6 +78,10 @@ static void relay_reply_cb(void *ctx, const backend_reply *r)
 {
     reply_slot *s = ctx;
     client *c = s->c;
+    if (s->tracked) {
+        tracking_write_end(s->tracked, r->error || reply_is_unchanged(s->unchanged_reply, r));
+        s->tracked = NULL;
+    }
     if (s->locks) {
         if (reply_is_unchanged(s->unchanged_reply, r)) lock_set_set_unchanged(s->locks);
         lock_set_release(s->locks);
@@ -141,7 +154,8 @@ static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **a
     }
     reply_slot *s = client_slot_add(c);
     s->locks = ls;
-    s->unchanged_reply = ls ? (unsigned)write_unchanged_reply(argc, argv, argvlen) : 0;
+    if (tracking_active()) s->tracked = tracking_write_begin(c->id, invocation_command(argc, argv, argvlen), argc, argv, argvlen);
+    s->unchanged_reply = ls || s->tracked ? (unsigned)write_unchanged_reply(argc, argv, argvlen) : 0;
     if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
         if (ls) lock_set_release(ls);
         s->locks = NULL;
@@ -513,6 +527,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     c->cur_cmd = NULL;
     c->cur_start_us = stats_now_us();
     dispatch_run(c, argc, argv, argvlen);
+    if (c->tracking) tracking_command_done(c);
     if (c->cur_cmd) {
         stats_command_done(c->cur_cmd, stats_now_us() - c->cur_start_us, stats_error_replies() != errors);
         c->cur_cmd = NULL;
@@ -631,6 +646,7 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         }
     }
     c->cur_cmd = cmd; /* it runs: commandstats counts it (not the commands EXEC runs) */
+    if (c->tracking && r->kind != KIND_LOCAL) tracking_read(c, cmd, argc, argv, argvlen);
     switch (r->kind) {
     case KIND_LOCAL:
         r->handler(c, cmd, argc, argv, argvlen);

@@ -39,6 +39,7 @@ typedef struct reply_slot {
     unsigned long long start_us;
     unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
     const struct resp3_shape *shape; /* a RESP3 client's: the RESP2 reply is converted on the way out */
+    struct tracked_write *tracked;   /* a write's keys, whose trackers are told at its reply */
 } reply_slot;
 
 enum client_flags {
@@ -91,6 +92,7 @@ struct client {
     unsigned scripts_pipelined;     /* its scripts running while it goes on */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */
+    struct client_tracking *tracking;  /* CLIENT TRACKING on, or NULL */
     int subscriptions[3];   /* channels, patterns, shard channels: kept by pubsub.c for the core */
     struct exec_run *exec_run;         /* its EXEC, from its read to its reply */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
