@@ -1572,6 +1572,21 @@ static void h_ping(mc_req *r, int tag, const mc_resp *m)
     mc_finish(r);
 }
 
+static void h_unsupported(mc_req *r, int tag, const mc_resp *m);
+
+/* CONFIG RESETSTAT: the counters this backend keeps. */
+static void h_config(mc_req *r, int tag, const mc_resp *m)
+{
+    (void)tag, (void)m;
+    if (r->argvlen[1] != 9 || strncasecmp(r->argv[1], "resetstat", 9)) {
+        h_unsupported(r, tag, m);
+        return;
+    }
+    r->c->mb->expired_keys = 0;
+    mc_add_simple(r->out, "OK");
+    mc_finish(r);
+}
+
 static void h_echo(mc_req *r, int tag, const mc_resp *m)
 {
     (void)tag, (void)m;
@@ -1671,6 +1686,7 @@ static const mc_cmd commands[] = {
     {"scan", -2, h_scan, MC_CMD_DUMP},
     {"ping", -1, h_ping, 0},
     {"echo", 2, h_echo, 0},
+    {"config", -2, h_config, 0},
     {"time", 1, h_time, 0},
     {"info", -1, h_info, MC_CMD_DUMP},
 };

@@ -1161,9 +1161,9 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
         }
     } else if (!strcmp(cmd->name, "config|resetstat")) {
         stats_reset();
-        /* A RESP store resets its own (keyspace hits, ...); memcached has none. */
-        if (server.backend->has_transactions) relay_command(c, cmd, argc, argv, argvlen);
-        else reply_ok(client_reply_buffer(c));
+        /* The store resets its own (keyspace hits, ...; memcached's backend
+         * the expired keys it counts). */
+        relay_command(c, cmd, argc, argv, argvlen);
     } else {
         relay_command(c, cmd, argc, argv, argvlen);
     }

@@ -323,6 +323,8 @@ def test_expired_keys_counted(mc_env, mdiff):
         while expired() != before + 2:
             assert time.time() < deadline, (before, expired())
             time.sleep(0.01)
+        assert c.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+        assert expired() == 0
 
 
 # ---- what a client that bypasses the proxy sees ------------------------------------------------
