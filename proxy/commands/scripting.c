@@ -574,6 +574,22 @@ static void learn_key(script_call *sc, int db, const char *key, size_t len)
     lk->key[len] = '\0';
 }
 
+/* The database a call reaches besides its own: COPY's destination with
+ * DB n, and MOVE's target (the same name there); -1 when none. */
+static int call_other_db(const script_call *sc)
+{
+    long long db = -1;
+    const command_def *cmd = sc->call_cmd;
+    if (!strcmp(cmd->name, "copy")) {
+        for (int j = 3; j + 1 < sc->call_argc; j++)
+            if (!strcasecmp(sc->call_argv[j], "db") && !string_to_ll(sc->call_argv[j + 1], sc->call_argvlen[j + 1], &db))
+                db = -1;
+    } else if (!strcmp(cmd->name, "move") && sc->call_argc == 3) {
+        if (!string_to_ll(sc->call_argv[2], sc->call_argvlen[2], &db)) db = -1;
+    }
+    return db >= 0 && db < config.databases && db != sc->db ? (int)db : -1;
+}
+
 /* Checks the undeclared keys of the pending redis.call, locking them on
  * first touch; returns 1 when every key is held, 0 when the call is
  * suspended (waiting, or answered with an error). */
@@ -590,10 +606,15 @@ static int call_keys_ready(script_call *sc)
         n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, n);
     }
     int ready = 1;
-    for (int i = 0; i < n && ready; i++) {
-        const char *key = sc->call_argv[keys[i]];
-        size_t klen = sc->call_argvlen[keys[i]];
-        if (lock_set_holds(sc->locks, sc->db, key, klen)) continue;
+    int other = n > 0 ? call_other_db(sc) : -1, copy = !strcmp(cmd->name, "copy");
+    int extra = other >= 0 && !copy; /* MOVE: one more pass, for the name in the target database */
+    for (int i = 0; i < n + extra && ready; i++) {
+        int in_other = i == n || (copy && other >= 0 && keys[i] == 2);
+        int at = i == n ? keys[0] : keys[i];
+        int db = in_other ? other : sc->db;
+        const char *key = sc->call_argv[at];
+        size_t klen = sc->call_argvlen[at];
+        if (lock_set_holds(sc->locks, db, key, klen)) continue;
         if (config.lua_undeclared_keys_error) {
             char err[300];
             snprintf(err, sizeof(err),
@@ -603,9 +624,9 @@ static int call_keys_ready(script_call *sc)
             ready = 0;
             break;
         }
-        learn_key(sc, sc->db, key, klen);
+        learn_key(sc, db, key, klen);
         sc->undeclared = 1;
-        int rc = lock_set_extend(sc->locks, sc->db, key, klen);
+        int rc = lock_set_extend(sc->locks, db, key, klen);
         if (rc == LOCK_GRANTED) continue;
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */

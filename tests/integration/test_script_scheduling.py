@@ -608,3 +608,23 @@ def test_lua_memory_limit_default_protects_the_process(clean):
         assert c.call("EVAL", "local t = {} for i = 1, 2e5 do t[i] = 'item' .. i end return #t", 0) == b":200000\r\n"
         used = int(info_fields(c)["used_memory_lua"])
         assert used < 256 << 20, used
+
+
+@pytest.mark.parametrize("cmd", [("copy", "src", "d", "DB", "1"), ("move", "d", "1")])
+def test_other_database_of_a_call_is_locked(clean, cmd):
+    """COPY ... DB n and MOVE from a script reach a key of another database:
+    a script holding that key there is never seen half done by them."""
+    holder = ("redis.call('set', KEYS[1], 'mid') local i = 0 while i < 3000000 do i = i + 1 end "
+              "redis.call('del', KEYS[1]) return 1")
+    body = "return redis.call(unpack(ARGV))"
+    with clean.connect() as a, clean.connect() as b:
+        assert b.call("SET", "src", "v") == b"+OK\r\n"
+        assert b.call("SET", "d", "v") == b"+OK\r\n"
+        a.call("SELECT", "1")
+        a.send(encode_command("EVAL", holder, "1", "d"))
+        time.sleep(0.05)  # the holder runs (and holds d in db 1) for a while
+        # The target in db 1 exists only mid-script: waiting for it, COPY
+        # and MOVE find it gone and succeed.
+        got = b.call("EVAL", body, "0", *cmd)
+        assert a.read_reply() == b":1\r\n"
+        assert got == b":1\r\n", got
