@@ -53,7 +53,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 BIN := $(BUILD)/evalproxy
 
-.PHONY: all deps deps-build run stores test test-unit test-integration test-san bench fuzz clean
+.PHONY: all deps deps-build run stores clients test test-unit test-integration test-san bench fuzz clean
 
 # Packages first, then the build: under -j the compiler must not start before
 # the headers are installed.
@@ -102,8 +102,16 @@ unit: $(UNIT_BINS)
 stores:
 	@tools/build_stores.sh
 
+# Client libraries the tests drive (node-redis from the npm registry); a
+# machine without npm or the registry skips those tests.
+clients:
+	@cd tests/clients/node && { [ -f node_modules/.package-lock.json ] || \
+	  { command -v npm >/dev/null && timeout 300 npm ci --no-audit --no-fund --loglevel=error; } || \
+	  echo "clients: node-redis not installed; its tests will be skipped"; }
+
 test: deps
 	@$(MAKE) --no-print-directory stores
+	@$(MAKE) --no-print-directory clients
 	@$(MAKE) --no-print-directory evalproxy unit
 	@$(PYTHON) tools/check_rooms.py build/release
 	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
