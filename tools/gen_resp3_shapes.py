@@ -33,12 +33,12 @@ GENERIC = "."
 
 # A COMMAND INFO entry: flags, ACL categories, tips and key specs are sets,
 # each key spec a map whose begin_search/find_keys specs are maps; then the
-# subcommands, each an entry itself.
+# subcommands, each an entry itself (none: an empty set).
 CMDINFO = ("(..~....~.~.~{flags:~.,begin_search:{spec:%..},find_keys:{spec:%..}}"
-           "*@#cmdinfo;)")
-# A COMMAND DOCS entry: a map; arguments (nested) are maps; subcommands a
+           "?*@#cmdinfo;)")
+# A COMMAND DOCS entry: a map, its flags and history sets; arguments (nested) are maps; subcommands a
 # map of name to entry.
-CMDDOCS = "{doc_flags:~.,history:.,arguments:*@#cmdarg;,subcommands:%.@#cmddocs;}"
+CMDDOCS = "{doc_flags:~.,history:~.,arguments:*@#cmdarg;,subcommands:%.@#cmddocs;}"
 CMDARG = "{flags:~.,arguments:*@#cmdarg;}"
 
 NAMED = {
@@ -59,14 +59,15 @@ OVERRIDES = {
     # Without a count, a flat [member, score]; with one, RULES.
     "zpopmin": "(.d)", "zpopmax": "(.d)",
     "bzpopmin": "(..d)", "bzpopmax": "(..d)",
-    "zmpop": "(.P.d)", "bzmpop": "(.P.d)",
+    # RESP2 already nests ZMPOP's pairs.
+    "zmpop": "(.*(.d))", "bzmpop": "(.*(.d))",
     "zincrby": "d", "zadd": "d", "zscore": "d", "zmscore": "*d",
     # 7.0 keeps GEODIST and WITHDIST as bulk strings; coordinates are doubles.
     "geodist": GENERIC, "geopos": "**d",
     "georadius": GENERIC, "georadius_ro": GENERIC, "georadiusbymember": GENERIC,
     "georadiusbymember_ro": GENERIC, "geosearch": GENERIC,
-    # The stream name -> entries map.
-    "xread": "%..", "xreadgroup": "%..",
+    # RESP2's [[stream, entries], ...] becomes the map stream -> entries.
+    "xread": "m..", "xreadgroup": "m..",
     "xinfo|stream": "{}",
     "xinfo|groups": "*{}", "xinfo|consumers": "*{}",
     "command|info": "*@#cmdinfo;",
@@ -77,11 +78,9 @@ OVERRIDES = {
     "hgetall": "%..",
     "function|list": "*{functions:*{flags:~.}}",
     "function|stats": "{running_script:{},engines:%.{}}",
-    "memory|stats": "{db.0:{}}",
     "latency|histogram": "%.{histogram_usec:%..}",
     "client|trackinginfo": "{flags:~.}",
     "acl|getuser": "{flags:~.,selectors:*{}}",
-    "acl|log": "*{}",
     "lcs": GENERIC,
     "hello": "{modules:*{}}",
     # Arrays in 7.0 where the 7.2 schema says set (uniqueItems), or a
@@ -165,13 +164,18 @@ def translate(s):
             d = translate(v)
             if d != GENERIC:
                 fields.append("%s:%s" % (k, d))
-        pat = s.get("patternProperties") or {}
+        pat = dict(s.get("patternProperties") or {})
         addl = s.get("additionalProperties")
         extra = None
         if isinstance(addl, dict):
             extra = translate(addl)
-        elif len(pat) == 1:
-            extra = translate(list(pat.values())[0])
+        elif "^.*$" in pat:
+            extra = translate(pat.pop("^.*$"))
+        # A prefix pattern ("^db.") becomes a key ending in '*'.
+        for p, v in sorted(pat.items()):
+            d = translate(v)
+            if d != GENERIC:
+                fields.append("%s*:%s" % (p.lstrip("^").rstrip("."), d))
         if extra is not None and not fields:
             return "%." + extra
         return "{" + ",".join(fields) + "}"

@@ -107,6 +107,12 @@ static long scan(const char *p, size_t len, int depth)
     return (long)pos;
 }
 
+/* Bytes of a reply already scanned whole. */
+static size_t scan_len(const char *p)
+{
+    return (size_t)scan(p, (size_t)-1 >> 1, 0);
+}
+
 /* Header of a scanned reply: its type, count or length, and header size. */
 static char header(const char *p, long long *n, size_t *hlen)
 {
@@ -156,9 +162,9 @@ static size_t emit_generic(const char *p, struct evbuffer *out)
 static const char *skip(const char *d)
 {
     switch (*d) {
-    case '*': case '~': case '<':
+    case '*': case '~': case '<': case '?':
         return skip(d + 1);
-    case '%': case 'P':
+    case '%': case 'P': case 'm':
         return skip(skip(d + 1));
     case '(':
         d++;
@@ -214,7 +220,11 @@ static const char *field_desc(const char *d, const char *k, size_t klen)
         const char *c = strchr(d, ':');
         if (!c)
             return NULL;
-        if ((size_t)(c - d) == klen && memcmp(d, k, klen) == 0)
+        size_t n = (size_t)(c - d);
+        if (n == klen && memcmp(d, k, klen) == 0)
+            return c + 1;
+        /* "db*": any key with that prefix (MEMORY STATS's db.<n>) */
+        if (n > 0 && d[n - 1] == '*' && klen >= n - 1 && memcmp(d, k, n - 1) == 0)
             return c + 1;
         d = skip(c + 1);
         if (*d == ',')
@@ -271,7 +281,33 @@ static size_t emit(const char *d, const char *p, struct evbuffer *out)
         return h + (size_t)n + 2;
     }
     pos = h;
+    if (*d == '?') {
+        if (n == 0) {
+            evbuffer_add(out, "~0\r\n", 4);
+            return h;
+        }
+        return emit(d + 1, p, out);
+    }
     switch (*d) {
+    case 'm':
+        /* Pairs as two-element arrays; anything else is left as it is. */
+        for (long long i = 0, q = h; i < n; i++) {
+            long long k;
+            size_t eh;
+            if (header(p + q, &k, &eh) != '*' || k != 2)
+                return emit_generic(p, out);
+            q += (long long)scan_len(p + q);
+        }
+        add_header(out, '%', n);
+        for (long long i = 0; i < n; i++) {
+            long long k;
+            size_t eh;
+            header(p + pos, &k, &eh);
+            pos += eh;
+            pos += emit(d + 1, p + pos, out);
+            pos += emit(skip(d + 1), p + pos, out);
+        }
+        return pos;
     case '*': case '~':
         add_header(out, *d, n);
         for (long long i = 0; i < n; i++)

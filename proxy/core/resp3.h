@@ -35,9 +35,12 @@ long resp3_convert_exec(const resp3_shape *const *shapes, int n, const char *in,
  *   *X ~X   array / set whose every element has shape X
  *   %KV     map from a flat array of pairs, keys shape K, values shape V
  *   PXY     flat array of pairs -> array of two-element arrays [X, Y]
+ *   mKV     array of two-element arrays -> map, keys shape K, values shape V
+ *   ?X      an empty array becomes an empty set; any other reply has shape X
  *   (X...)  array whose elements have these shapes by position (the rest generic)
  *   <X      array whose last element has shape X (the others generic)
  *   {k:X,...} map from a flat array of pairs; the value of key k has shape X
+ *           (a key ending in '*' stands for every key with that prefix)
  *   @name;  the descriptor of the table entry `name` (for recursive shapes)
  */
 enum { RESP3_RULE_KEYWORD = 1, RESP3_RULE_KEYWORD_NUMKEYS, RESP3_RULE_ARGC };

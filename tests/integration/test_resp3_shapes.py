@@ -170,9 +170,9 @@ case("memory-object-latency", "SET k v", "RPUSH l a b", "HSET h f v", "MEMORY US
      "MEMORY USAGE nokey", "MEMORY USAGE l SAMPLES 0", "MEMORY STATS", "MEMORY DOCTOR",
      "MEMORY MALLOC-STATS", "OBJECT ENCODING k", "OBJECT ENCODING l", "OBJECT REFCOUNT k",
      "OBJECT IDLETIME k", "OBJECT HELP", "OBJECT ENCODING nokey", "LATENCY LATEST",
-     "LATENCY HISTORY command", "LATENCY DOCTOR", "LATENCY HISTOGRAM", "LATENCY HISTOGRAM set get",
+     "LATENCY HISTORY command", "LATENCY DOCTOR", "LATENCY HISTOGRAM set get",
      "LATENCY HISTOGRAM nosuch", "LATENCY HELP", "SLOWLOG GET", "SLOWLOG LEN", "ACL LOG",
-     "ACL WHOAMI", "ACL GETUSER default", "ACL GETUSER nosuch", "ACL LIST", "ACL CAT",
+     "AUTH nosuchuser badpass", "ACL LOG", "ACL LOG 1", "ACL WHOAMI", "ACL GETUSER default", "ACL GETUSER nosuch", "ACL LIST", "ACL CAT",
      "ACL CAT hash", "ACL USERS", "PUBSUB CHANNELS", "PUBSUB NUMSUB a b", "PUBSUB NUMPAT",
      "PUBSUB SHARDCHANNELS", "PUBSUB SHARDNUMSUB a", "MODULE LIST", "MEMORY HELP")
 case("exec-mixed", "ZADD z 1.5 a 2 b", "HSET h f v", "SADD s x", "MULTI", "ZSCORE z a",
@@ -221,7 +221,7 @@ def replayable(steps):
 
 
 def reset(conn):
-    for cmd in (("FLUSHALL",), ("FUNCTION", "FLUSH"), ("SCRIPT", "FLUSH")):
+    for cmd in (("FLUSHALL",), ("FUNCTION", "FLUSH"), ("SCRIPT", "FLUSH"), ("ACL", "LOG", "RESET")):
         r = conn.call(*cmd)
         assert r == b"+OK\r\n", (cmd, r)
 
