@@ -319,6 +319,9 @@ def run_case(oracle, converter, steps):
         w = step_name(st)
         if want == got:
             continue
+        # Order that depends on the hash table's state (KEYS, SMEMBERS).
+        if st.unordered and harness._normalize(st, want) == harness._normalize(st, got):
+            continue
         if (w[0] in VARYING or " ".join(w[:2]) in VARYING or st.same_type
                 or any(q and q[0].upper() in VARYING for q in exec_queued.get(i, []))):
             if structure(want) == structure(got):
