@@ -91,7 +91,10 @@ OVERRIDES = {
     "pubsub|shardchannels": GENERIC,
     # Text replies sent as verbatim strings (format txt).
     "info": "v", "client|info": "v", "client|list": "v", "latency|doctor": "v",
-    "memory|doctor": "v", "memory|malloc-stats": "v", "lolwut": "v",
+    "latency|graph": "v", "memory|doctor": "v", "memory|malloc-stats": "v", "lolwut": "v",
+    "cluster|info": "v", "cluster|nodes": "v",
+    # Each slot range lists its master and then every replica, all alike.
+    "cluster|slots": "*(..(...{})+)",
 }
 
 # name -> [(kind, from, keyword, descriptor)]; the first that holds wins.

@@ -319,11 +319,14 @@ static size_t emit(const char *d, const char *p, struct evbuffer *out)
             pos += i == n - 1 ? emit(d + 1, p + pos, out) : emit_generic(p + pos, out);
         return pos;
     case '(': {
-        const char *c = d + 1;
+        const char *c = d + 1, *last = NULL;
         add_header(out, '*', n);
         for (long long i = 0; i < n; i++) {
-            if (*c && *c != ')') {
+            if (*c == '+' && last) {
+                pos += emit(last, p + pos, out);
+            } else if (*c && *c != ')') {
                 pos += emit(c, p + pos, out);
+                last = c;
                 c = skip(c);
             } else {
                 pos += emit_generic(p + pos, out);

@@ -37,7 +37,8 @@ long resp3_convert_exec(const resp3_shape *const *shapes, int n, const char *in,
  *   PXY     flat array of pairs -> array of two-element arrays [X, Y]
  *   mKV     array of two-element arrays -> map, keys shape K, values shape V
  *   ?X      an empty array becomes an empty set; any other reply has shape X
- *   (X...)  array whose elements have these shapes by position (the rest generic)
+ *   (X...)  array whose elements have these shapes by position (the rest
+ *           generic; a final + repeats the last shape for the rest)
  *   <X      array whose last element has shape X (the others generic)
  *   {k:X,...} map from a flat array of pairs; the value of key k has shape X
  *           (a key ending in '*' stands for every key with that prefix)

@@ -347,6 +347,42 @@ def test_resp3_shape(oracle, converter, steps):
     assert not problems, "%d of %d replies differ:\n%s" % (len(problems), n, "\n".join(problems))
 
 
+# CLUSTER replies need a server in cluster mode (one node, a few slots).
+CLUSTER_STEPS = ["CLUSTER ADDSLOTS 1 2 3 100", "CLUSTER INFO", "CLUSTER NODES", "CLUSTER SLOTS",
+                 "CLUSTER SHARDS", "CLUSTER LINKS", "CLUSTER COUNTKEYSINSLOT 1", "CLUSTER KEYSLOT foo",
+                 "CLUSTER GETKEYSINSLOT 1 5", "CLUSTER MYID", "READONLY", "READWRITE"]
+CLUSTER_VARYING = {"CLUSTER INFO", "CLUSTER NODES"}
+
+
+@pytest.fixture(scope="module")
+def cluster_node(workdir):
+    d = str(workdir / "cluster-node")
+    s = harness.RedisServer("cluster-node", d, extra=(
+        "cluster-enabled yes", "cluster-config-file %s/nodes.conf" % d))
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_resp3_shape_cluster(cluster_node, converter):
+    steps = [as_step(x) for x in CLUSTER_STEPS]
+    with cluster_node.connect() as c2:
+        r2 = run_steps(c2, steps)
+        c2.call("CLUSTER", "RESET", "SOFT")  # keeps the node id
+    with cluster_node.connect() as c3:
+        assert c3.call("HELLO", "3").startswith(b"%")
+        r3 = run_steps(c3, steps)
+    got = convert_all(converter, [("cmd", list(st.args), r) for st, r in zip(steps, r2)])
+    problems = []
+    for st, g, w in zip(steps, got, r3):
+        name = " ".join(step_name(st)[:2])
+        if g == w or (name in CLUSTER_VARYING and structure(g) == structure(w)):
+            continue
+        problems.append("%s\n    converted: %r\n    RESP3:     %r" % (st.describe(), g[:300], w[:300]))
+    assert not problems, "\n".join(problems)
+    COMPARED["replies"] += len(steps)
+
+
 def test_corpus_size(converter):
     """Runs after the cases above: the corpus must not silently shrink."""
     if COMPARED["cases"] < len(CASES):
