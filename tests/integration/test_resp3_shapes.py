@@ -177,6 +177,11 @@ case("memory-object-latency", "SET k v", "RPUSH l a b", "HSET h f v", "MEMORY US
      "AUTH nosuchuser badpass", "ACL LOG", "ACL LOG 1", "ACL WHOAMI", "ACL GETUSER default", "ACL GETUSER nosuch", "ACL LIST", "ACL CAT",
      "ACL CAT hash", "ACL USERS", "PUBSUB CHANNELS", "PUBSUB NUMSUB a b", "PUBSUB NUMPAT",
      "PUBSUB SHARDCHANNELS", "PUBSUB SHARDNUMSUB a", "MODULE LIST", "MEMORY HELP")
+case("acl-and-tracking", "ACL SETUSER shapes1 on >pw ~x* &ch +get (~y* +set) (%R~z* +@read)",
+     "ACL GETUSER shapes1", "ACL GETUSER nosuch", "ACL DELUSER shapes1",
+     "CLIENT TRACKING on BCAST PREFIX a PREFIX b", "CLIENT TRACKINGINFO", "CLIENT TRACKING off",
+     "CLIENT TRACKING on OPTIN", "CLIENT TRACKINGINFO", "CLIENT CACHING yes", "GET a",
+     "CLIENT TRACKING off", "CLIENT TRACKINGINFO")
 case("exec-mixed", "ZADD z 1.5 a 2 b", "HSET h f v", "SADD s x", "MULTI", "ZSCORE z a",
      "ZRANGE z 0 -1 WITHSCORES", "HGETALL h", "SMEMBERS s", "GET nokey", "INCR h",
      "ZPOPMIN z", "CONFIG GET maxmemory", "XREAD STREAMS nokey 0", "GEOPOS nokey a", "EXEC",
@@ -381,6 +386,18 @@ def test_resp3_shape_cluster(cluster_node, converter):
         problems.append("%s\n    converted: %r\n    RESP3:     %r" % (st.describe(), g[:300], w[:300]))
     assert not problems, "\n".join(problems)
     COMPARED["replies"] += len(steps)
+
+
+def test_resp3_shape_hello(oracle, converter):
+    """HELLO's own reply: HELLO 2 converted against HELLO 3 (proto and id
+    differ, so by structure)."""
+    with oracle.connect() as c2, oracle.connect() as c3:
+        r2 = c2.call("HELLO", "2")
+        r3 = c3.call("HELLO", "3")
+    got = convert_all(converter, [("cmd", ["HELLO", "2"], r2)])[0]
+    assert structure(got) == structure(r3), (got, r3)
+    assert got.replace(b":2\r\n", b":3\r\n", 1).split(b"$2\r\nid")[0] == r3.split(b"$2\r\nid")[0]
+    COMPARED["replies"] += 1
 
 
 def test_corpus_size(converter):
