@@ -107,12 +107,6 @@ static long scan(const char *p, size_t len, int depth)
     return (long)pos;
 }
 
-/* Bytes of a reply already scanned whole. */
-static size_t scan_len(const char *p)
-{
-    return (size_t)scan(p, (size_t)-1 >> 1, 0);
-}
-
 /* Header of a scanned reply: its type, count or length, and header size. */
 static char header(const char *p, long long *n, size_t *hlen)
 {
@@ -124,6 +118,22 @@ static char header(const char *p, long long *n, size_t *hlen)
     if (p[0] == '$' || p[0] == '*' || p[0] == ':')
         parse_ll(p + 1, (size_t)(cr - p) - 1, n);
     return p[0];
+}
+
+/* Bytes of a reply already scanned whole. */
+static size_t reply_len(const char *p)
+{
+    long long n;
+    size_t h;
+    char t = header(p, &n, &h);
+    if (t == '$' && n >= 0)
+        return h + (size_t)n + 2;
+    if (t != '*' || n < 0)
+        return h;
+    size_t pos = h;
+    for (long long i = 0; i < n; i++)
+        pos += reply_len(p + pos);
+    return pos;
 }
 
 static void add_header(struct evbuffer *out, char t, long long n)
@@ -296,7 +306,7 @@ static size_t emit(const char *d, const char *p, struct evbuffer *out)
             size_t eh;
             if (header(p + q, &k, &eh) != '*' || k != 2)
                 return emit_generic(p, out);
-            q += (long long)scan_len(p + q);
+            q += (long long)reply_len(p + q);
         }
         add_header(out, '%', n);
         for (long long i = 0; i < n; i++) {

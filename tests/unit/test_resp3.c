@@ -185,6 +185,38 @@ static void test_incomplete_and_garbage(void **state)
     evbuffer_free(out);
 }
 
+/* Mutated and truncated replies under every shape: never more than the
+ * input taken, nothing appended unless a reply was taken (ASan checks the
+ * reads). */
+static void test_mutations(void **state)
+{
+    (void)state;
+    const char *seeds[] = {
+        "*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$-1\r\n",
+        "*1\r\n*2\r\n$1\r\nx\r\n*1\r\n*2\r\n$3\r\n1-0\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n",
+        "*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n:-1\r\n$8\r\nprefixes\r\n*0\r\n",
+        "*2\r\n*2\r\n$3\r\n1.5\r\n$3\r\n2.5\r\n*-1\r\n"};
+    unsigned seed = 12345;
+    struct evbuffer *out = evbuffer_new();
+    for (int round = 0; round < 20000; round++) {
+        const char *src = seeds[round % 4];
+        size_t len = strlen(src);
+        char buf[256];
+        memcpy(buf, src, len);
+        seed = seed * 1103515245u + 12345u;
+        buf[(seed >> 8) % len] = (char)(seed >> 16);
+        seed = seed * 1103515245u + 12345u;
+        size_t cut = (seed >> 8) % (len + 1);
+        const resp3_shape *s = &resp3_shapes[(seed >> 4) % (unsigned)resp3_shapes_count];
+        long n = resp3_convert(s, buf, cut, out);
+        assert_true(n >= -1 && n <= (long)cut);
+        if (n <= 0)
+            assert_int_equal(evbuffer_get_length(out), 0);
+        evbuffer_drain(out, evbuffer_get_length(out));
+    }
+    evbuffer_free(out);
+}
+
 static void test_table_sorted(void **state)
 {
     (void)state;
@@ -207,6 +239,7 @@ int main(void)
         cmocka_unit_test(test_withscores_pairs),
         cmocka_unit_test(test_exec),
         cmocka_unit_test(test_incomplete_and_garbage),
+        cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_table_sorted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
