@@ -27,7 +27,8 @@ ARCHIVE = "redis-7.2.6-commands-json.tar.gz"
 
 # ---------------------------------------------------------------------------
 # Where 7.0.15 differs from the 7.2 schema, or the schema cannot say
-# (every entry checked against redis-server 7.0.15 with HELLO 3).
+# (checked against redis-server 7.0.15 with HELLO 3; CLUSTER on a one-node
+# cluster).
 
 GENERIC = "."
 
@@ -36,8 +37,8 @@ GENERIC = "."
 # subcommands, each an entry itself (none: an empty set).
 CMDINFO = ("(..~....~.~.~{flags:~.,begin_search:{spec:%..},find_keys:{spec:%..}}"
            "?*@#cmdinfo;)")
-# A COMMAND DOCS entry: a map, its flags and history sets; arguments (nested) are maps; subcommands a
-# map of name to entry.
+# A COMMAND DOCS entry: a map, its flags and history sets; arguments
+# (nested) are maps; subcommands a map of name to entry.
 CMDDOCS = "{doc_flags:~.,history:~.,arguments:*@#cmdarg;,subcommands:%.@#cmddocs;}"
 CMDARG = "{flags:~.,arguments:*@#cmdarg;}"
 
@@ -201,6 +202,13 @@ def load_schemas(archive):
     return out
 
 
+def known_commands():
+    """The commands of Redis 7.0 (proxy/core/command_table.c): 7.2's others
+    (WAITAOF, SENTINEL ...) get no entry."""
+    with open(os.path.join(ROOT, "proxy", "core", "command_table.c")) as f:
+        return set(re.findall(r'\.name = "([^"]+)"', f.read()))
+
+
 def c_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -215,6 +223,8 @@ def generate(archive):
         if d != GENERIC:
             shapes[name] = d
     shapes.update(OVERRIDES)
+    known = known_commands()
+    shapes = {n: d for n, d in shapes.items() if n in known}
     shapes.update(NAMED)
     names = sorted(n for n in set(shapes) | set(RULES) if shapes.get(n, GENERIC) != GENERIC or n in RULES)
 
