@@ -56,7 +56,7 @@ VARYING = {"INFO", "CLIENT INFO", "CLIENT LIST", "CLIENT ID", "MEMORY STATS", "M
            "XINFO STREAM", "XINFO GROUPS", "XPENDING", "SLOWLOG GET", "ACL LOG", "FUNCTION STATS",
            "COMMAND COUNT", "LASTSAVE", "DEBUG OBJECT", "CLIENT TRACKINGINFO", "XAUTOCLAIM",
            "XCLAIM", "XREADGROUP", "ROLE", "LOLWUT", "RANDOMKEY", "SRANDMEMBER", "SPOP",
-           "ZRANDMEMBER", "HRANDFIELD", "MEMORY DOCTOR", "CLIENT GETREDIR", "PUBSUB NUMSUB"}
+           "ZRANDMEMBER", "HRANDFIELD", "CLIENT GETREDIR", "PUBSUB NUMSUB", "ACL GENPASS"}
 
 # Steps left out: they would change the protocol of the connection.
 DROP_COMMANDS = {"HELLO", "RESET"}
@@ -182,6 +182,17 @@ case("acl-and-tracking", "ACL SETUSER shapes1 on >pw ~x* &ch +get (~y* +set) (%R
      "CLIENT TRACKING on BCAST PREFIX a PREFIX b", "CLIENT TRACKINGINFO", "CLIENT TRACKING off",
      "CLIENT TRACKING on OPTIN", "CLIENT TRACKINGINFO", "CLIENT CACHING yes", "GET a",
      "CLIENT TRACKING off", "CLIENT TRACKINGINFO")
+case("help-and-admin", "ACL HELP", "CLIENT HELP", "CONFIG HELP", "FUNCTION HELP", "MODULE HELP",
+     "PUBSUB HELP", "SCRIPT HELP", "SLOWLOG HELP", "XINFO HELP", "OBJECT HELP", "MEMORY HELP",
+     "ACL DRYRUN default GET k", "ACL DRYRUN default NOSUCH k", "ACL GENPASS", "ACL GENPASS 32",
+     "CONFIG SET maxmemory-samples 5", "CONFIG RESETSTAT", "LATENCY RESET", "MEMORY PURGE",
+     "SLOWLOG RESET", "CLIENT REPLY ON", "CLIENT UNBLOCK 999999", "SCRIPT KILL", "FUNCTION KILL",
+     "PFADD h a b c", "PFDEBUG ENCODING h", "PFCOUNT h", ("FUNCTION", "LOAD", FUNC_LIB),
+     "FUNCTION DUMP", ("FUNCTION", "RESTORE", harness.Ref(28), "REPLACE"), "FUNCTION LIST",
+     "SCRIPT LOAD 'return redis.call(\"HGETALL\", KEYS[1])'",
+     "EVALSHA 2b0ff3b2a4c9ad1d7d2a8d8b3c36b7d5b9a2c8d9 0", "EVAL_RO 'return {1, false}' 0",
+     "EVAL 'return redis.call(\"ZRANGE\", KEYS[1], 0, -1, \"WITHSCORES\")' 1 z", "SCRIPT FLUSH",
+     "SCRIPT EXISTS a b")
 case("exec-mixed", "ZADD z 1.5 a 2 b", "HSET h f v", "SADD s x", "MULTI", "ZSCORE z a",
      "ZRANGE z 0 -1 WITHSCORES", "HGETALL h", "SMEMBERS s", "GET nokey", "INCR h",
      "ZPOPMIN z", "CONFIG GET maxmemory", "XREAD STREAMS nokey 0", "GEOPOS nokey a", "EXEC",
