@@ -198,7 +198,12 @@ case("exec-mixed", "ZADD z 1.5 a 2 b", "HSET h f v", "SADD s x", "MULTI", "ZSCOR
      "ZPOPMIN z", "CONFIG GET maxmemory", "XREAD STREAMS nokey 0", "GEOPOS nokey a", "EXEC",
      "MULTI", "EXEC", "MULTI", "ZINCRBY z 1 a", "LPOP nokey", "ZRANDMEMBER z 5 WITHSCORES", "EXEC",
      "WATCH z", "MULTI", "ZSCORE z b", "DISCARD", "MULTI", "NOSUCHCMD", "ZSCORE z a", "EXEC",
-     "MULTI", "ZMSCORE z a b", "SPOP s 3", "HRANDFIELD h 1 WITHVALUES", "EXEC")
+     "MULTI", "ZMSCORE z a b", "SPOP s 3", "HRANDFIELD h 1 WITHVALUES", "EXEC",
+     # aborted by a change to a watched key, and by a command refused while queueing
+     "WATCH z", "ZADD z 9 q", "MULTI", "ZSCORE z a", "EXEC", "MULTI", "ZADD z", "ZSCORE z a", "EXEC",
+     "MULTI", "XADD x 1-0 f v", "XREAD STREAMS x 0", "XINFO STREAM x", "COMMAND INFO get",
+     "CONFIG GET maxmemory-samples", "GEOADD g 1 1 m", "GEOPOS g m", "GEODIST g m m",
+     "INFO keyspace", "EXEC")
 
 
 def relay_cases():
