@@ -19,7 +19,7 @@ import subprocess
 import pytest
 
 import harness
-from harness import Step, as_step, encode_command, run_steps
+from harness import as_step, encode_command, run_steps
 import test_relay_diff
 
 CONVERTER = "resp3_convert"
