@@ -378,8 +378,11 @@ CLUSTER_VARYING = {"CLUSTER INFO", "CLUSTER NODES"}
 @pytest.fixture(scope="module")
 def cluster_node(workdir):
     d = str(workdir / "cluster-node")
+    # The cluster bus gets a free port of its own (by default port + 10000,
+    # which may be taken).
     s = harness.RedisServer("cluster-node", d, extra=(
-        "cluster-enabled yes", "cluster-config-file %s/nodes.conf" % d))
+        "cluster-enabled yes", "cluster-config-file %s/nodes.conf" % d,
+        "cluster-port %d" % harness.free_port()))
     s.start()
     yield s
     s.stop()
