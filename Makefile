@@ -53,7 +53,7 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
 BIN := $(BUILD)/evalproxy
 
-.PHONY: all deps deps-build run stores clients test test-unit test-integration test-san bench fuzz clean
+.PHONY: all deps deps-build run stores clients resp3-shapes test test-unit test-integration test-san bench fuzz clean
 
 # Packages first, then the build: under -j the compiler must not start before
 # the headers are installed.
@@ -96,7 +96,18 @@ deps: deps-build
 run: deps evalproxy
 	@tests/run_local.sh
 
-unit: $(UNIT_BINS)
+unit: $(UNIT_BINS) $(BUILD)/tests/resp3_convert
+
+# The RESP2 -> RESP3 converter as a command-line filter, for
+# tests/integration/test_resp3_shapes.py.
+$(BUILD)/tests/resp3_convert: tests/tools/resp3_convert.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LIBS_ALL)
+
+# Regenerates proxy/core/resp3_shapes.c from the reply schemas in
+# $(STORES_SRC)/redis-7.2.6-commands-json.tar.gz.
+resp3-shapes:
+	$(PYTHON) tools/gen_resp3_shapes.py --archive $(STORES_SRC)/redis-7.2.6-commands-json.tar.gz
 
 # Built once and kept (a release already in build/stores is skipped).
 stores:
