@@ -331,7 +331,9 @@ static void rp_value(lua_State *L, rparser *rp, int push, int depth) {
         if (push) {
             lua_createtable(L, 0, 1);
             lua_pushstring(L, t == '%' ? "map" : "set");
-            lua_createtable(L, 0, n < 1024 ? (int)n : 1024);
+            /* Grown as Redis grows it (no pre-sizing): a script walking it
+             * with pairs() sees the keys in Redis's order. */
+            lua_newtable(L);
         }
         for (i = 0; i < (size_t)n && !rp->bad; i++) {
             rp_value(L, rp, push, depth + 1);

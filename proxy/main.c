@@ -360,6 +360,7 @@ static const struct {
     {"ssubscribe", cmd_subscribe}, {"unsubscribe", cmd_unsubscribe},
     {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
     {"publish", cmd_publish},   {"spublish", cmd_publish},    {"pubsub", cmd_pubsub},
+    {"debug", cmd_debug},
 };
 
 static void wire_command_families(void)

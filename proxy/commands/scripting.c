@@ -790,6 +790,16 @@ static void call_send(script_call *sc)
         if (conn >= 0 || !journalable(cmd, sc->call_argc, sc->call_argv)) journal_write(sc, b, conn);
     }
     if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
+    if (!strcmp(cmd->name, "debug") && sc->call_argc == 3 && !strcasecmp(sc->call_argv[1], "protocol")) {
+        /* Sample replies of each type, in the protocol the script chose. */
+        struct evbuffer *r = evbuffer_new();
+        if (!reply_debug_protocol(r, sc->call_argv[2], sc->call_argvlen[2], script_run_resp(sc->run)))
+            reply_error_uncounted(r, "ERR Wrong protocol type name. Please use one of the following: "
+                                     "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false");
+        script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(r, -1), evbuffer_get_length(r));
+        evbuffer_free(r);
+        return;
+    }
     if (emulation_wanted(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) {
         /* A command the store lacks: its steps run under this script's
          * locks, on the connection its journal images went out on. */
@@ -866,7 +876,7 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         answer_error(sc, "ERR Wrong number of args calling Redis command from script");
         return;
     }
-    if (cmd->flags & CMD_NOSCRIPT) {
+    if ((cmd->flags & CMD_NOSCRIPT) && !server.script_deny_disabled) {
         answer_error(sc, "ERR This Redis command is not allowed from script");
         return;
     }

@@ -1168,3 +1168,29 @@ void cmd_config(client *c, const command_def *cmd, int argc, char **argv, size_t
         relay_command(c, cmd, argc, argv, argvlen);
     }
 }
+
+/* DEBUG: PROTOCOL and SET-DISABLE-DENY-SCRIPTS touch no data and are
+ * answered here (Redis's own test suites use them); the rest administers
+ * the store, refused unless backend-admin-commands. */
+void cmd_debug(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (argc == 3 && !strcasecmp(argv[1], "protocol")) {
+        c->cur_shape = NULL; /* written in the client's own protocol */
+        struct evbuffer *out = client_reply_buffer(c);
+        if (!reply_debug_protocol(out, argv[2], argvlen[2], c->resp))
+            reply_error(out, "ERR Wrong protocol type name. Please use one of the following: "
+                             "string|integer|double|bignum|null|array|set|map|attrib|push|verbatim|true|false");
+        return;
+    }
+    if (argc == 3 && !strcasecmp(argv[1], "set-disable-deny-scripts")) {
+        server.script_deny_disabled = atoi(argv[2]) != 0;
+        reply_ok(client_reply_buffer(c));
+        return;
+    }
+    if (config.backend_admin_commands) {
+        relay_command(c, cmd, argc, argv, argvlen);
+        return;
+    }
+    reply_error(client_reply_buffer(c), "ERR command 'debug' administers the store and is not relayed by evalproxy "
+                                         "(set backend-admin-commands yes to allow it)");
+}

@@ -4,7 +4,7 @@
 
 #include "proxy/core/dispatch.h"
 
-command_handler cmd_command, cmd_info, cmd_config;
+command_handler cmd_command, cmd_info, cmd_config, cmd_debug;
 /* Samples the memory in use for INFO's peak (from the server's cron). */
 void info_cron(void);
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <event2/buffer.h>
 
@@ -87,4 +88,51 @@ char *buffer_take_string(struct evbuffer *b, size_t *len)
     s[n] = '\0';
     if (len) *len = n;
     return s;
+}
+
+int reply_debug_protocol(struct evbuffer *b, const char *type, size_t len, int resp)
+{
+    static const char *const names[] = {"string", "integer", "double", "bignum", "null", "array", "set",
+                                        "map",    "attrib",  "push",   "verbatim", "true", "false", NULL};
+    int which = -1;
+    for (int i = 0; names[i]; i++)
+        if (strlen(names[i]) == len && !strncasecmp(type, names[i], len)) which = i;
+    int r3 = resp == 3;
+    switch (which) {
+    case 0: reply_bulk_cstr(b, "Hello World"); break;
+    case 1: reply_integer(b, 12345); break;
+    case 2: evbuffer_add_printf(b, r3 ? ",3.141\r\n" : "$5\r\n3.141\r\n"); break;
+    case 3:
+        evbuffer_add_printf(b, r3 ? "(%s\r\n" : "$37\r\n%s\r\n", "1234567999999999999999999999999999999");
+        break;
+    case 4: evbuffer_add_printf(b, r3 ? "_\r\n" : "$-1\r\n"); break;
+    case 5:
+    case 6:
+        evbuffer_add_printf(b, "%c3\r\n:0\r\n:1\r\n:2\r\n", which == 6 && r3 ? '~' : '*');
+        break;
+    case 7:
+        if (r3) evbuffer_add_printf(b, "%%3\r\n:0\r\n#f\r\n:1\r\n#t\r\n:2\r\n#f\r\n");
+        else evbuffer_add_printf(b, "*6\r\n:0\r\n:0\r\n:1\r\n:1\r\n:2\r\n:0\r\n");
+        break;
+    case 8:
+        if (r3) evbuffer_add_printf(b, "|1\r\n$14\r\nkey-popularity\r\n*2\r\n$7\r\nkey:123\r\n:90\r\n");
+        reply_bulk_cstr(b, "Some real reply following the attribute");
+        break;
+    case 9:
+        if (!r3) {
+            reply_error(b, "ERR RESP2 is not supported by this command");
+            break;
+        }
+        evbuffer_add_printf(b, ">2\r\n$16\r\nserver-cpu-usage\r\n:42\r\n");
+        reply_bulk_cstr(b, "Some real reply following the push reply");
+        break;
+    case 10:
+        if (r3) evbuffer_add_printf(b, "=29\r\ntxt:This is a verbatim\nstring\r\n");
+        else evbuffer_add_printf(b, "$25\r\nThis is a verbatim\nstring\r\n");
+        break;
+    case 11: evbuffer_add_printf(b, r3 ? "#t\r\n" : ":1\r\n"); break;
+    case 12: evbuffer_add_printf(b, r3 ? "#f\r\n" : ":0\r\n"); break;
+    default: return 0;
+    }
+    return 1;
 }

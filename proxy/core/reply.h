@@ -21,6 +21,9 @@ void reply_null_bulk(struct evbuffer *b);
 void reply_null_array(struct evbuffer *b);
 void reply_array(struct evbuffer *b, long long n);
 void reply_ok(struct evbuffer *b);
+/* DEBUG PROTOCOL type: Redis 7.0's sample reply of that type, in RESP2 or
+ * RESP3; 0 when the type is unknown (nothing written). */
+int reply_debug_protocol(struct evbuffer *b, const char *type, size_t len, int resp);
 
 /* Not a reply: the buffer's bytes as a malloc'd NUL-terminated string (its
  * length in *len when len is not NULL); the buffer is freed. */

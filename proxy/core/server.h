@@ -132,6 +132,7 @@ typedef struct server_state {
     server_stats stats;
     char run_id[41];
     int shutdown_asap;
+    int script_deny_disabled; /* DEBUG SET-DISABLE-DENY-SCRIPTS: scripts may call NOSCRIPT commands */
     /* Listens again on config.bind and config.port / tls-port (CONFIG
      * SET), set by main. -1 when some address cannot be bound: then no TCP
      * listener is left; the caller restores the old values and calls it

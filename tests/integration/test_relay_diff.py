@@ -17,10 +17,8 @@ from harness import Ref, Step, encode_command, parse_reply
 CASES = []
 
 
-# Cases that need what the proxy does not carry yet (RESP3). Strict: once the proxy carries them the marks must go.
-NOT_CARRIED_YET = {
-    "resp3-replies": "RESP3 (HELLO 3) is not spoken yet",
-}
+# Cases that need what the proxy does not carry yet. Strict: once the proxy carries them the marks must go.
+NOT_CARRIED_YET = {}
 
 
 def case(name, *steps):

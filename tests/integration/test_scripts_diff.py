@@ -81,16 +81,6 @@ def EV(body, *keys, args=()):
     return _eval_args("EVAL", body, keys, args)
 
 
-# Known proxy defects (proxy/, not the engine); strict, so a fix shows up.
-SETRESP3_CALLS = pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: redis.call after redis.setresp(3) still gets the store's RESP2 reply "
-    "(proxy/commands/scripting.c never consults script_run_resp()), so maps, sets, doubles and "
-    "nulls reach the script in their RESP2 shapes"))
-HELLO3 = pytest.mark.xfail(strict=True, reason=(
-    "proxy bug: HELLO 3 answers -NOPROTO, so RESP3 clients cannot get RESP3 script "
-    "replies (map, set, double, big number, verbatim, null)"))
-
-
 # ---------------------------------------------------------------------------
 # KEYS, ARGV and the basic shape of a call
 
@@ -264,18 +254,15 @@ S("rl-lpos-nil", "return {redis.call('lpos',KEYS[1],'zz')}", keys=("l",),
 S("resp3-hgetall-map", "redis.setresp(3) redis.call('hset',KEYS[1],'a','1') "
   "return redis.call('hgetall',KEYS[1])", keys=("h",))
 S("resp3-map-field", "redis.setresp(3) redis.call('hset',KEYS[1],'a','1') "
-  "local r = redis.call('hgetall',KEYS[1]) return r.map.a", keys=("h",),
-  marks=SETRESP3_CALLS)
+  "local r = redis.call('hgetall',KEYS[1]) return r.map.a", keys=("h",))
 S("resp3-null-type", "redis.setresp(3) return type(redis.call('get',KEYS[1]))", keys=("n",),
-  ro=True, marks=SETRESP3_CALLS)
+  ro=True)
 S("resp3-null-returned", "redis.setresp(3) return redis.call('get',KEYS[1])", keys=("n",),
-  ro=True, marks=SETRESP3_CALLS)
+  ro=True)
 S("resp3-set-type", "redis.setresp(3) redis.call('sadd',KEYS[1],'m') "
-  "local r = redis.call('smembers',KEYS[1]) return {type(r.set), r.set.m}", keys=("s",),
-  marks=SETRESP3_CALLS)
+  "local r = redis.call('smembers',KEYS[1]) return {type(r.set), r.set.m}", keys=("s",))
 S("resp3-double", "redis.setresp(3) redis.call('zadd',KEYS[1],1.5,'a') "
-  "local r = redis.call('zscore',KEYS[1],'a') return r.double * 2", keys=("z",),
-  marks=SETRESP3_CALLS)
+  "local r = redis.call('zscore',KEYS[1],'a') return r.double * 2", keys=("z",))
 S("resp3-return-double", "redis.setresp(3) return {double=0.1}", ro=True)
 S("resp3-true", "redis.setresp(3) return true", ro=True)
 S("resp3-false", "redis.setresp(3) return false", ro=True)
@@ -312,7 +299,7 @@ for _name, _body in RESP3_BODIES:
       "HSET h f v",
       EV(_body, "h"),
       ("SCRIPT", "LOAD", _body),
-      ("EVALSHA", sha1(_body), 1, "h"), marks=HELLO3)
+      ("EVALSHA", sha1(_body), 1, "h"))
 
 # ---------------------------------------------------------------------------
 # redis.* API
