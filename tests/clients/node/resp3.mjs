@@ -5,10 +5,15 @@ import { createClient } from 'redis';
 
 const url = process.argv[2];
 const out = {};
+let step = 'connect';
+// A step that hangs says which it is, rather than the whole run timing out.
+const watchdog = setInterval(() => {}, 1000);
+const deadline = setTimeout(() => { console.error('stuck at: ' + step); process.exit(3); }, 60000);
 const client = createClient({ url, RESP: 3 });
 await client.connect();
 await client.flushAll();
 
+step = 'scripts';
 // Scripts from the seeds: a lock, a rate limiter, a counter.
 const unlock = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 out.lockTaken = await client.set('lock', 'tok', { NX: true, PX: 10000 });
@@ -23,6 +28,7 @@ const sha = await client.scriptLoad("return redis.call('incrby', KEYS[1], ARGV[1
 out.counter = [await client.evalSha(sha, { keys: ['n'], arguments: ['5'] }),
                await client.evalSha(sha, { keys: ['n'], arguments: ['-2'] })];
 
+step = 'shapes';
 // RESP3 shapes, plain and from scripts.
 await client.hSet('h', { a: '1', b: '2' });
 out.hgetall = await client.hGetAll('h');
@@ -37,20 +43,21 @@ out.scriptNull = await client.eval("redis.setresp(3) return redis.call('get', 'm
 out.scriptBool = await client.eval("redis.setresp(3) return true", { keys: [] });
 out.multi = await client.multi().set('m', '1').incr('m').hGetAll('h').exec();
 
+step = 'pubsub';
 // Pub/sub on a RESP3 connection.
 const sub = client.duplicate();
 await sub.connect();
-const message = new Promise((resolve) => { sub.subscribe('ch', (msg, channel) => resolve([channel, msg])); });
-for (let i = 0; i < 200; i++) {
-  const n = await client.publish('ch', 'hello');
-  if (n > 0) break;
-  await new Promise((r) => setTimeout(r, 10));
-}
+let delivered;
+const message = new Promise((resolve) => { delivered = resolve; });
+// SUBSCRIBE answers once the subscription holds: the message published after it arrives.
+await sub.subscribe('node-ch', (msg, channel) => delivered([channel, msg]));
+out.receivers = await client.publish('node-ch', 'hello');
 out.message = await message;
 out.pingWhileSubscribed = await sub.ping();
-await sub.unsubscribe('ch');
+await sub.unsubscribe('node-ch');
 await sub.quit();
 
+step = 'client-side caching';
 // Client-side caching: a cached key is invalidated when another client writes it.
 const cached = createClient({ url, RESP: 3, clientSideCache: { ttl: 0, maxEntries: 0 } });
 await cached.connect();
@@ -67,4 +74,6 @@ for (let i = 0; i < 200; i++) {
 out.cacheAfterWrite = seen;
 await cached.quit();
 await client.quit();
+clearInterval(watchdog);
+clearTimeout(deadline);
 console.log(JSON.stringify(out));
