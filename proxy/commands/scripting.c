@@ -87,6 +87,7 @@ typedef struct script_call {
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
+    unsigned debug : 1;          /* a Lua debugging session (SCRIPT DEBUG SYNC) */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     unsigned long long seq;      /* its age among calls (kept across re-runs) */
     journal *journal;            /* this run's pre-images, when it keeps a journal */
@@ -220,6 +221,12 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     if (sc->c) {
         client *c = sc->c;
         sc->c = NULL;
+        if (sc->debug) {
+            /* As Redis: the session ends with the connection, once the
+             * script's reply is written. */
+            c->debugging = NULL;
+            client_close_after_reply(c);
+        }
         if (was_pipelined) {
             c->scripts_pipelined--;
         } else {
@@ -845,6 +852,8 @@ static int may_replicate(const command_def *cmd)
 
 static void check_busy(script_call *sc)
 {
+    /* A debugging session waits for its client, not for CPU: never busy. */
+    if (sc->debug) return;
     /* Like Redis, "busy" is wall time since the script started. */
     if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
         log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
@@ -1027,6 +1036,14 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
+    if (sc->debug) {
+        /* The session's last log lines and <endsession> come before the
+         * script's reply, as Redis sends them. */
+        size_t flen;
+        const char *fin = script_run_debug_final(run, &flen);
+        if (sc->c && fin) evbuffer_add(sc->c->out, fin, flen);
+        log_warning("Redis synchronous debugging eval session ended");
+    }
     runq_remove(sc); /* killed while it waited for its turn */
     stat_scripts_run++;
     note_run(sc);
@@ -1079,7 +1096,30 @@ static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv
     return acl_check_command(sc->user, cmd, argc, argv, argvlen, NULL) == ACL_OK;
 }
 
-static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check};
+/* A debugged run stopped: its log goes to the client, whose next command
+ * is the debugger's (scripting_debug_command). */
+static void host_debug(void *host_ctx, script_run *run, const char *logs, size_t len)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    if (!sc->c) return; /* gone: the run was detached and never stops again */
+    evbuffer_add(sc->c->out, logs, len);
+    client_unblock(sc->c);
+}
+
+void scripting_debug_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    script_call *sc = (script_call *)c->debugging;
+    /* Read only while the run is stopped: anything else waits unread. */
+    if (!sc->run || !script_run_debug_stopped(sc->run)) return;
+    client_block(c);
+    sc->depth++;
+    script_run_debug_command(sc->run, argc, argv, argvlen);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check, host_debug};
 
 /* ---- starting calls --------------------------------------------------------------- */
 
@@ -1317,9 +1357,41 @@ static script_call *call_prepare(client *c, const command_def *cmd, int argc, ch
                     ro ? SCRIPT_RUN_RO : 0);
 }
 
+/* EVAL from a client in SCRIPT DEBUG mode: a debugging session. */
+static void debug_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    char err[1024];
+    if (!strncmp(cmd->name, "evalsha", 7)) {
+        reply_error(client_reply_buffer(c), "ERR Please use EVAL instead of EVALSHA for debugging");
+        return;
+    }
+    c->lua_debug = 0; /* the session ends with the connection */
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
+        /* Redis has started the session already: it ends at once. */
+        struct evbuffer *out = client_reply_buffer(c);
+        evbuffer_add(out, "*1\r\n+<endsession>\r\n", 21);
+        reply_error(out, err);
+        client_close_after_reply(c);
+        return;
+    }
+    sc->debug = 1;
+    sc->run_flags |= SCRIPT_RUN_DEBUG;
+    sc->slot = client_slot_add(c);
+    c->script = (struct script_call *)sc;
+    c->debugging = (struct script_call *)sc;
+    client_block(c);
+    log_warning("Redis synchronous debugging eval session started");
+    call_acquire(sc, 1);
+}
+
 void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     char err[1024];
+    if (c->lua_debug && !is_fcall(cmd)) {
+        debug_eval(c, cmd, argc, argv, argvlen);
+        return;
+    }
     script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
     if (!sc) {
         reply_error(client_reply_buffer(c), err);
@@ -1495,11 +1567,22 @@ void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t
         reply_array(out, n);
         for (long long i = 0; i < n; i++) reply_status(out, script_help[i]);
     } else if (!strcmp(sub, "debug")) {
+        int pending = c->slots_head != NULL || evbuffer_get_length(c->out) > 0;
         out = client_reply_buffer(c);
-        if (!strcasecmp(argv[2], "no")) reply_ok(out);
-        else if (!strcasecmp(argv[2], "yes") || !strcasecmp(argv[2], "sync"))
-            reply_error(out, "ERR SCRIPT DEBUG (the Lua debugger) is not supported by evalproxy");
-        else reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        if (pending) {
+            reply_error(out, "ERR SCRIPT DEBUG must be called outside a pipeline");
+        } else if (!strcasecmp(argv[2], "no")) {
+            c->lua_debug = 0;
+            reply_ok(out);
+        } else if (!strcasecmp(argv[2], "sync")) {
+            c->lua_debug = 2;
+            reply_ok(out);
+        } else if (!strcasecmp(argv[2], "yes")) {
+            c->lua_debug = 1;
+            reply_ok(out);
+        } else {
+            reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        }
     } else {
         reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%s'. Try SCRIPT HELP.", argv[1]);
     }
@@ -1558,8 +1641,20 @@ void scripting_client_gone(client *c)
     /* Its scripts run (or carry on) as Redis would run a command it has
      * read; only their replies are dropped. */
     c->script = NULL;
-    for (script_call *sc = calls; sc; sc = sc->next)
-        if (sc->c == c) sc->c = NULL;
+    c->debugging = NULL;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (sc->c != c) continue;
+        sc->c = NULL;
+        if (sc->debug && sc->run && !sc->finished) {
+            /* As Redis when its debugging client goes: the script runs on
+             * to its end without stopping, and its locks go with it. */
+            sc->depth++;
+            script_run_debug_detach(sc->run);
+            sc->depth--;
+            call_maybe_free(sc);
+            break; /* the list may have changed; a client has one session */
+        }
+    }
 }
 
 unsigned scripting_busy_count(void) { return busy_count; }
