@@ -30,6 +30,7 @@
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/script_debug.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
@@ -87,7 +88,8 @@ typedef struct script_call {
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
-    unsigned debug : 1;          /* a Lua debugging session (SCRIPT DEBUG SYNC) */
+    unsigned debug : 1;          /* a Lua debugging session (SCRIPT DEBUG) */
+    ldb_private *priv;           /* SCRIPT DEBUG YES: its private copies (it holds no locks) */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     unsigned long long seq;      /* its age among calls (kept across re-runs) */
     journal *journal;            /* this run's pre-images, when it keeps a journal */
@@ -153,6 +155,8 @@ static void call_tracking_end(script_call *sc, int unchanged);
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    ldb_private_free(sc->priv);
+    sc->priv = NULL;
     call_tracking_end(sc, 1);
     journal_free(sc->journal);
     forget_written_keys(sc);
@@ -786,7 +790,7 @@ static void call_send(script_call *sc)
         if (!sc->written) {
             sc->written = 1;
             script_run_mark_written(sc->run);
-            lock_set_set_written(sc->locks, 1);
+            if (sc->locks) lock_set_set_written(sc->locks, 1);
         }
     }
     int is_write = cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
@@ -838,8 +842,34 @@ static void call_send(script_call *sc)
     sc->inflight++;
 }
 
+/* A SCRIPT DEBUG YES session's call: its keys' copies are in place. */
+static void private_ready(void *ctx, const char *err)
+{
+    script_call *sc = ctx;
+    if (err) answer_error(sc, err);
+    else if (!strcmp(sc->call_cmd->name, "publish") || !strcmp(sc->call_cmd->name, "spublish"))
+        script_run_reply_raw(sc->run, ":0\r\n", 4); /* as in Redis's forked session: nobody hears it */
+    else call_send(sc);
+}
+
+static void private_copied(void *ctx, const char *err)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    sc->depth++;
+    if (!sc->finished && sc->run) private_ready(sc, err);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 static void call_proceed(script_call *sc)
 {
+    if (sc->priv) {
+        sc->inflight++; /* until private_copied, maybe before prepare returns */
+        ldb_private_prepare(sc->priv, sc->call_cmd, sc->db, &sc->call_argc, &sc->call_argv, &sc->call_argvlen,
+                            private_copied, sc);
+        return;
+    }
     if (call_keys_ready(sc)) call_send(sc);
 }
 
@@ -1042,7 +1072,8 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
         size_t flen;
         const char *fin = script_run_debug_final(run, &flen);
         if (sc->c && fin) evbuffer_add(sc->c->out, fin, flen);
-        log_warning("Redis synchronous debugging eval session ended");
+        log_warning(sc->priv ? "Lua debugging session on private copies ended"
+                             : "Redis synchronous debugging eval session ended");
     }
     runq_remove(sc); /* killed while it waited for its turn */
     stat_scripts_run++;
@@ -1140,6 +1171,7 @@ static void call_start(script_call *sc)
     sc->store_lost = 0;
     sc->rollback = config.lua_rollback_on_error || ((f ? script_function_flags(f) : script_flags(s)) & SCRIPT_FLAG_ATOMIC);
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
+    if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
     sc->depth++;
@@ -1365,6 +1397,7 @@ static void debug_eval(client *c, const command_def *cmd, int argc, char **argv,
         reply_error(client_reply_buffer(c), "ERR Please use EVAL instead of EVALSHA for debugging");
         return;
     }
+    int mode = c->lua_debug;
     c->lua_debug = 0; /* the session ends with the connection */
     script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
     if (!sc) {
@@ -1375,12 +1408,31 @@ static void debug_eval(client *c, const command_def *cmd, int argc, char **argv,
         client_close_after_reply(c);
         return;
     }
+    if (mode == 1) {
+        sc->priv = ldb_private_new(sc->client_id);
+        if (!sc->priv) {
+            /* As Redis when it cannot fork: refused, and debugging is off. */
+            reply_errorf(client_reply_buffer(c),
+                         "ERR can't run EVAL in debugging mode: lua-debug-sessions-max (%lld) sessions are running",
+                         config.lua_debug_sessions_max);
+            sc->finished = 1;
+            call_maybe_free(sc);
+            return;
+        }
+    }
     sc->debug = 1;
     sc->run_flags |= SCRIPT_RUN_DEBUG;
     sc->slot = client_slot_add(c);
     c->script = (struct script_call *)sc;
     c->debugging = (struct script_call *)sc;
     client_block(c);
+    if (mode == 1) {
+        /* No locks: it works on its own copies and keeps nobody waiting. */
+        log_warning("Lua debugging session started on private copies (client id=%llu)",
+                    (unsigned long long)sc->client_id);
+        call_start(sc);
+        return;
+    }
     log_warning("Redis synchronous debugging eval session started");
     call_acquire(sc, 1);
 }
