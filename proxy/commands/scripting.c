@@ -1478,6 +1478,8 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
 
 int scripting_is_eval(const command_def *cmd)
 {
+    /* SCRIPT DEBUG is queued in MULTI as Redis queues it; EXEC answers it here. */
+    if (!strcmp(cmd->name, "script|debug")) return 1;
     return !strcmp(cmd->name, "eval") || !strcmp(cmd->name, "evalsha") || !strcmp(cmd->name, "eval_ro") ||
            !strcmp(cmd->name, "evalsha_ro") || !strcmp(cmd->name, "fcall") || !strcmp(cmd->name, "fcall_ro");
 }
@@ -1494,6 +1496,13 @@ void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **
                             struct lock_set *held, int db, scripting_done_fn *done, void *ctx)
 {
     char err[1024];
+    if (!strcmp(cmd->name, "script|debug")) {
+        /* EXEC's reply is under way: Redis sees pending replies. */
+        static const char e[] = "-ERR SCRIPT DEBUG must be called outside a pipeline\r\n";
+        stats_error_reply(e + 1, sizeof(e) - 2);
+        done(ctx, e, sizeof(e) - 1);
+        return;
+    }
     script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
     if (!sc) {
         struct evbuffer *b = evbuffer_new();
