@@ -430,13 +430,16 @@ int ldb_line(ldb_state *d, const lua_Debug *ar, int count_event, int timed_out)
 
 /* ---- commands ---- */
 
-/* The vararg "arg" table Lua 5.1 gives the script's main chunk: Redis's
- * build has none, so the debugger shows none. */
-static int hidden_local(lua_State *L, lua_Debug *ar, int i, const char *name)
+/* The "arg" table Lua 5.1 gives the vararg function the engine wraps the
+ * script in (its first local): Redis runs the body as a chunk, which has
+ * none, so the debugger shows none. The wrapper starts on line 1 and ends
+ * after the body's last line. */
+static int hidden_local(ldb_state *d, lua_State *L, lua_Debug *ar, int i, const char *name)
 {
     if (i != 1 || strcmp(name, "arg") != 0) return 0;
     lua_Debug info = *ar;
-    return lua_getinfo(L, "S", &info) && !strcmp(info.what, "main");
+    if (!lua_getinfo(L, "S", &info)) return 0;
+    return !strcmp(info.what, "main") || (info.linedefined == 1 && info.lastlinedefined >= d->nlines);
 }
 
 static int is(const char *a, const char *s1, const char *s2)
@@ -454,7 +457,7 @@ static void print_var(ldb_state *d, lua_State *L, const char *name)
         int i = 1;
         while ((n = lua_getlocal(L, &ar, i)) != NULL) {
             i++;
-            if (strcmp(name, n) == 0 && !hidden_local(L, &ar, i - 1, n)) {
+            if (strcmp(name, n) == 0 && !hidden_local(d, L, &ar, i - 1, n)) {
                 log_stack_value(d, L, "<value> ");
                 lua_pop(L, 1);
                 return;
@@ -480,7 +483,7 @@ static void print_all(ldb_state *d, lua_State *L)
         int i = 1;
         while ((name = lua_getlocal(L, &ar, i)) != NULL) {
             i++;
-            if (!strstr(name, "(*temporary)") && !hidden_local(L, &ar, i - 1, name)) {
+            if (!strstr(name, "(*temporary)") && !hidden_local(d, L, &ar, i - 1, name)) {
                 char prefix[300];
                 snprintf(prefix, sizeof(prefix), "<value> %s = ", name);
                 log_stack_value(d, L, prefix);

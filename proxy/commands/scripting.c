@@ -1403,7 +1403,8 @@ static void debug_eval(client *c, const command_def *cmd, int argc, char **argv,
     if (!sc) {
         /* Redis has started the session already: it ends at once. */
         struct evbuffer *out = client_reply_buffer(c);
-        evbuffer_add(out, "*1\r\n+<endsession>\r\n", 21);
+        static const char end[] = "*1\r\n+<endsession>\r\n";
+        evbuffer_add(out, end, sizeof(end) - 1);
         reply_error(out, err);
         client_close_after_reply(c);
         return;
