@@ -1726,6 +1726,8 @@ void scripting_apply_config(void)
     if (!engine) return;
     script_engine_set_memory_limit(engine, (size_t)config.lua_memory_limit);
     script_engine_set_time_slice(engine, (unsigned)config.lua_time_slice_us);
+    long long t = config.busy_reply_threshold;
+    script_engine_set_debug_timeout(engine, t > 0 && t < 4000000000LL ? (unsigned)t : 0);
 }
 
 void scripting_info(struct evbuffer *out)

@@ -370,3 +370,25 @@ def test_debug_eval_with_bad_arguments_ends_session(oracle, proxy):
         c.close()
     assert got[0] == got[1]
     assert got[1].startswith(b"*1\r\n+<endsession>\r\n-ERR")
+
+
+def test_endless_loop_stops_by_itself(oracle, proxy):
+    """Past busy-reply-threshold without a stop, the run stops with Redis's
+    "timeout reached" reason; abort then ends it."""
+    body = "local i = 0\nwhile true do\n  i = i + 1\nend\n"
+    got = []
+    for side in (oracle, proxy):
+        with raw(side) as admin:
+            assert admin.call("CONFIG", "SET", "busy-reply-threshold", "300") == b"+OK\r\n"
+            try:
+                c = start_session(side, "SYNC", body, numkeys=0)
+                stop = c.call("continue", timeout=3)  # under the 5 s default
+                c.send_command("abort")
+                end = read_all(c, timeout=10)
+                c.close()
+            finally:
+                admin.call("CONFIG", "SET", "busy-reply-threshold", "5000")
+        assert b"stop reason = timeout reached, infinite loop?" in stop
+        got.append(end)
+    assert got[0].split(b" on @user_script")[0] == got[1].split(b" on @user_script")[0]
+    assert got[1].startswith(b"*1\r\n+<endsession>\r\n-ERR script aborted for user request")
