@@ -1704,18 +1704,19 @@ void scripting_client_gone(client *c)
      * read; only their replies are dropped. */
     c->script = NULL;
     c->debugging = NULL;
+    script_call *session = NULL;
     for (script_call *sc = calls; sc; sc = sc->next) {
         if (sc->c != c) continue;
         sc->c = NULL;
-        if (sc->debug && sc->run && !sc->finished) {
-            /* As Redis when its debugging client goes: the script runs on
-             * to its end without stopping, and its locks go with it. */
-            sc->depth++;
-            script_run_debug_detach(sc->run);
-            sc->depth--;
-            call_maybe_free(sc);
-            break; /* the list may have changed; a client has one session */
-        }
+        if (sc->debug && sc->run && !sc->finished) session = sc; /* a client has one */
+    }
+    if (session) {
+        /* As Redis when its debugging client goes: the script runs on to
+         * its end without stopping, and its locks go with it. */
+        session->depth++;
+        script_run_debug_detach(session->run);
+        session->depth--;
+        call_maybe_free(session);
     }
 }
 
