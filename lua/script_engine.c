@@ -879,6 +879,14 @@ static void debug_repl(script_run *r) {
         r->state = RS_RUNNING;
         check_killed(r);
         if (ldb_detached(r->dbg)) break;
+        /* Redis's debugger reads at most 1024 arguments of 1 to 1024 bytes;
+         * anything else fails the script as a protocol error. */
+        int bad = r->dbg_argc > 1024;
+        for (int i = 0; i < r->dbg_argc && !bad; i++) bad = r->dbg_lens[i] == 0 || r->dbg_lens[i] > 1024;
+        if (bad) {
+            conv_push_error(L, "protocol error", strlen("protocol error"));
+            lua_error(L);
+        }
         int rc = ldb_command(r->dbg, L, r->dbg_argc, r->dbg_argv, r->dbg_lens);
         if (rc == LDB_GO) break;
         if (rc == LDB_ABORT) {

@@ -392,3 +392,17 @@ def test_endless_loop_stops_by_itself(oracle, proxy):
         got.append(end)
     assert got[0].split(b" on @user_script")[0] == got[1].split(b" on @user_script")[0]
     assert got[1].startswith(b"*1\r\n+<endsession>\r\n-ERR script aborted for user request")
+
+
+@pytest.mark.parametrize("command", [("eval", ""), ("print", "x" * 1025)], ids=["empty", "long"])
+def test_debugger_protocol_limits(oracle, proxy, command):
+    """Redis's debugger takes arguments of 1 to 1024 bytes; others fail the
+    script with a protocol error."""
+    got = []
+    for side in (oracle, proxy):
+        c = start_session(side, "SYNC", "local a = 1\nreturn a\n", numkeys=0)
+        c.send_command(*command)
+        got.append(read_all(c))
+        c.close()
+    assert got[0] == got[1]
+    assert b"-ERR protocol error script:" in got[1]
