@@ -23,6 +23,7 @@ struct ldb_state {
     int step, luabp;
     int currentline;
     int detached;
+    int timeout_stop; /* the last stop was a timeout's */
     size_t maxlen;
     int maxlen_hint_sent;
     sbuf logs; /* "+line\r\n" entries */
@@ -129,6 +130,7 @@ void ldb_detach(ldb_state *d)
 }
 
 int ldb_detached(const ldb_state *d) { return d->detached; }
+int ldb_timeout_stop(const ldb_state *d) { return d->timeout_stop; }
 int ldb_stepping(const ldb_state *d) { return d->step || d->luabp || d->bpcount; }
 
 /* ---- source lines and breakpoints ---- */
@@ -408,7 +410,7 @@ void ldb_log_call(ldb_state *d, int argc, char **argv, size_t *lens)
 int ldb_line(ldb_state *d, const lua_Debug *ar, int count_event, int timed_out)
 {
     d->currentline = ar->currentline;
-    if (d->detached) return 0;
+    if (d->detached) return count_event && timed_out && strstr(ar->short_src, "user_script") ? 2 : 0;
     int bp = is_breakpoint(d, d->currentline) || d->luabp;
     if (!strstr(ar->short_src, "user_script")) return 0;
     int timeout = 0;
@@ -423,6 +425,7 @@ int ldb_line(ldb_state *d, const lua_Debug *ar, int count_event, int timed_out)
     else if (timeout) reason = "timeout reached, infinite loop?";
     d->step = 0;
     d->luabp = 0;
+    d->timeout_stop = timeout;
     ldb_logf(d, "* Stopped at %d, stop reason = %s", d->currentline, reason);
     log_source_line(d, d->currentline);
     return 1;

@@ -24,11 +24,14 @@ void ldb_take_logs(ldb_state *d, sbuf *out, int end);
 
 /* The line hook (ar filled with "Sl"): 1 when the run is to stop here, with
  * the "* Stopped at" lines logged. timed_out: a count event past the time
- * limit (stops with Redis's "timeout reached" reason). */
+ * limit (stops with Redis's "timeout reached" reason). 2: the client is
+ * gone and the run timed out: it is to fail, as in Redis. */
 int ldb_line(ldb_state *d, const lua_Debug *ar, int count_event, int timed_out);
 /* The client went away: never stop again. */
 void ldb_detach(ldb_state *d);
 int ldb_detached(const ldb_state *d);
+/* The last stop was a timeout's. */
+int ldb_timeout_stop(const ldb_state *d);
 /* Whether nothing stops the run but a timeout: count events matter only then. */
 int ldb_stepping(const ldb_state *d);
 

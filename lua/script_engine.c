@@ -869,6 +869,14 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
 
 /* ---- the debugger ---------------------------------------------------------------- */
 
+/* Redis's end for a run that timed out once its debugging client is gone:
+ * nobody can stop it any more. */
+static void debug_timeout_error(lua_State *L) {
+    static const char msg[] = "timeout during Lua debugging with client closing connection";
+    conv_push_error(L, msg, sizeof(msg) - 1);
+    lua_error(L);
+}
+
 /* Stopped: the host sends the log and hands over the client's commands one
  * by one, until one resumes the script (or the client goes). */
 static void debug_repl(script_run *r) {
@@ -878,7 +886,10 @@ static void debug_repl(script_run *r) {
         fiber_yield(r->fib);
         r->state = RS_RUNNING;
         check_killed(r);
-        if (ldb_detached(r->dbg)) break;
+        if (ldb_detached(r->dbg)) {
+            if (ldb_timeout_stop(r->dbg)) debug_timeout_error(L);
+            break;
+        }
         /* Redis's debugger reads at most 1024 arguments of 1 to 1024 bytes;
          * anything else fails the script as a protocol error. */
         int bad = r->dbg_argc > 1024;
@@ -909,7 +920,9 @@ static void debug_hook(lua_State *L, lua_Debug *ar) {
     if (count) count_hook(L, ar);
     if (!lua_getstack(L, 0, ar) || !lua_getinfo(L, "Sl", ar)) return;
     int timed_out = count && now_usec() - r->dbg_since >= (unsigned long long)e->debug_timeout_ms * 1000ull;
-    if (ldb_line(r->dbg, ar, count, timed_out)) debug_repl(r);
+    int rc = ldb_line(r->dbg, ar, count, timed_out);
+    if (rc == 2) debug_timeout_error(L);
+    if (rc == 1) debug_repl(r);
 }
 
 /* ---- state setup -------------------------------------------------------------- */

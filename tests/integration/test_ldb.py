@@ -380,13 +380,13 @@ def test_endless_loop_stops_by_itself(oracle, proxy):
     for side in (oracle, proxy):
         with raw(side) as admin:
             assert admin.call("CONFIG", "SET", "busy-reply-threshold", "300") == b"+OK\r\n"
+            c = start_session(side, "SYNC", body, numkeys=0)
             try:
-                c = start_session(side, "SYNC", body, numkeys=0)
                 stop = c.call("continue", timeout=3)  # under the 5 s default
                 c.send_command("abort")
                 end = read_all(c, timeout=10)
-                c.close()
             finally:
+                c.close()
                 admin.call("CONFIG", "SET", "busy-reply-threshold", "5000")
         assert b"stop reason = timeout reached, infinite loop?" in stop
         got.append(end)
@@ -406,3 +406,28 @@ def test_debugger_protocol_limits(oracle, proxy, command):
         c.close()
     assert got[0] == got[1]
     assert b"-ERR protocol error script:" in got[1]
+
+
+@pytest.mark.parametrize("stopped", [True, False], ids=["stopped", "running"])
+def test_endless_loop_of_departed_client_fails(real_proxy, stopped):
+    """Once its client is gone, a debugged run that times out fails, as in
+    Redis ("timeout during Lua debugging with client closing connection"):
+    nothing can stop it any more."""
+    flush(real_proxy)
+    body = "redis.call('set', KEYS[1], 'x')\nlocal i = 0\nwhile true do\n  i = i + 1\nend\n"
+    with raw(real_proxy) as admin:
+        assert admin.call("CONFIG", "SET", "busy-reply-threshold", "300") == b"+OK\r\n"
+        try:
+            c = start_session(real_proxy, "SYNC", body, "loop")
+            if stopped:
+                assert b"timeout reached" in c.call("continue", timeout=3)
+            else:
+                c.send_command("continue")
+            c.close()
+            deadline = time.time() + 5
+            while time.time() < deadline and info_field(admin, "scripting", "scripts_running") != "0":
+                time.sleep(0.05)
+            assert info_field(admin, "scripting", "scripts_running") == "0"
+            assert admin.call("SET", "loop", "free", timeout=2) == b"+OK\r\n"
+        finally:
+            admin.call("CONFIG", "SET", "busy-reply-threshold", "5000")
