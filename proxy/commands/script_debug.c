@@ -143,7 +143,7 @@ static void image_cb(void *ctx, backend_image *img, const char *error)
     if (backend_restore(server.backend, op->conn, op->db, p->session, k->name, k->nlen, img, restored_cb, p) != 0) {
         backend_image_free(img);
         free(op);
-        step_done(p, "ERR the store is unavailable");
+        step_done(p, backend_error(server.backend));
         return;
     }
     backend_image_free(img);
@@ -190,7 +190,7 @@ int ldb_private_prepare(ldb_private *p, const command_def *cmd, int db, int *arg
             *op = (copy_op){p, NULL, db, conn, (int)(k - p->keys)};
             if (conn < 0 || backend_capture(b, conn, db, p->session, k->orig, k->olen, image_cb, op) != 0) {
                 free(op);
-                if (!p->err) p->err = "ERR the store is unavailable";
+                if (!p->err) p->err = backend_error(b);
             } else {
                 p->pending++;
             }
