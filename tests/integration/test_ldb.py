@@ -431,3 +431,37 @@ def test_endless_loop_of_departed_client_fails(real_proxy, stopped):
             assert admin.call("SET", "loop", "free", timeout=2) == b"+OK\r\n"
         finally:
             admin.call("CONFIG", "SET", "busy-reply-threshold", "5000")
+
+
+from test_memcached import mc_env  # noqa: E402,F401  (the memcached store, its oracle and proxy)
+
+MEMCACHED_SCRIPT = """\
+local v = redis.call('get', KEYS[1])
+redis.call('set', KEYS[1], 'changed')
+redis.call('append', KEYS[1], '!')
+redis.call('set', 'other', 'session')
+return {v, redis.call('get', KEYS[1])}
+"""
+
+
+def test_yes_session_on_memcached(mc_env):
+    """Private copies by the memcached backend's image and restore."""
+    mc, oracle, proxy = mc_env
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.lua")
+        with open(path, "w") as f:
+            f.write(MEMCACHED_SCRIPT)
+        outputs = []
+        for side in (oracle, proxy):
+            flush(side)
+            with raw(side) as c:
+                assert c.call("SET", "mk", "orig") == b"+OK\r\n"
+            outputs.append(run_cli(side, path, ["mk"], [], "step\nstep\nredis get mk\ncontinue\n", False))
+    assert outputs[0] == outputs[1]
+    assert '"changed!"' in outputs[1]
+    with raw(proxy) as c:
+        assert c.call("GET", "mk") == b"$4\r\norig\r\n"
+        deadline = time.time() + 5
+        while c.call("KEYS", "*") != b"*1\r\n$2\r\nmk\r\n" and time.time() < deadline:
+            time.sleep(0.05)
+        assert c.call("KEYS", "*") == b"*1\r\n$2\r\nmk\r\n"
