@@ -132,7 +132,29 @@ step
 abort
 """
 
+TRIMMED = """\
+local long = string.rep('abc', 200)
+redis.call('set', KEYS[1], long)
+local t = {long, {long}}
+return #long
+"""
+
+TRIMMED_INPUT = """\
+step
+step
+step
+redis get big
+print long
+print t
+redis get big
+eval string.rep('y', 400)
+maxlen 70
+redis get big
+continue
+"""
+
 TRANSCRIPTS = [
+    ("trimmed", TRIMMED, ["big"], [], TRIMMED_INPUT),
     ("stepping", STEPPING, ["mykey"], ["val"], STEPPING_INPUT),
     ("breakpoints", BREAKPOINTS, ["list1"], [], BREAKPOINTS_INPUT),
     ("failing", FAILING, ["str"], [], FAILING_INPUT),
