@@ -168,6 +168,20 @@ static void test_detach_runs_to_end(void **state)
     assert_string_equal(final, "*1\r\n+<endsession>\r\n:2\r\n");
 }
 
+static void test_timeout_then_gone(void **state)
+{
+    (void)state;
+    script_engine_set_debug_timeout(E, 50);
+    start("local i = 0\nwhile true do\n  i = i + 1\nend\n", SCRIPT_RUN_DEBUG);
+    cmd("continue");
+    assert_false(done_called);
+    assert_non_null(strstr(logs, "stop reason = timeout reached, infinite loop?"));
+    script_run_debug_detach(stopped);
+    assert_true(done_called);
+    assert_non_null(strstr(final, "-ERR timeout during Lua debugging with client closing connection"));
+    script_engine_set_debug_timeout(E, 0);
+}
+
 static void test_no_session_no_debugging(void **state)
 {
     (void)state;
@@ -184,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_breakpoints_and_lua_api),
         cmocka_unit_test(test_abort),
         cmocka_unit_test(test_detach_runs_to_end),
+        cmocka_unit_test(test_timeout_then_gone),
         cmocka_unit_test(test_no_session_no_debugging),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
