@@ -642,7 +642,7 @@ static int call_keys_ready(script_call *sc)
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
         /* LOCK_DEADLOCK */
-        if (!sc->borrowed_locks && (!sc->written || call_undoable(sc))) {
+        if (!sc->borrowed_locks && !sc->debug && (!sc->written || call_undoable(sc))) {
             /* Nothing written yet, or all of it can be undone: start again
              * later (after the undo) with this key declared. */
             sc->rerun = 1;
@@ -1174,13 +1174,16 @@ static void call_start(script_call *sc)
     if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
+    /* A session whose client went while it waited for its keys runs as a
+     * plain script: nobody would answer its stops. */
+    int run_flags = sc->debug && !sc->c ? sc->run_flags & ~SCRIPT_RUN_DEBUG : sc->run_flags;
     sc->depth++;
     if (f)
         script_run_start_function(engine, f, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
-                                  sc->run_flags, sc);
+                                  run_flags, sc);
     else
         script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
-                         sc->run_flags, sc);
+                         run_flags, sc);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -1224,7 +1227,8 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
 {
     if (sc->locks) lock_set_release(sc->locks);
     lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
-    lock_set_mark_script(ls, call_abort);
+    /* A debugging session never gives way: its client would see it start over. */
+    lock_set_mark_script(ls, sc->debug ? NULL : call_abort);
     lock_set_set_age(ls, sc->seq);
     for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);

@@ -487,3 +487,33 @@ def test_yes_session_on_memcached(mc_env):
         while c.call("KEYS", "*") != b"*1\r\n$2\r\nmk\r\n" and time.time() < deadline:
             time.sleep(0.05)
         assert c.call("KEYS", "*") == b"*1\r\n$2\r\nmk\r\n"
+
+
+def test_client_gone_while_session_waits_for_its_keys(real_proxy):
+    """A SYNC session whose client is killed while it waits for its keys
+    runs as a plain script once they are free, and leaves no lock behind."""
+    flush(real_proxy)
+    body = "redis.call('set', KEYS[1], ARGV[1])\nreturn 1\n"
+    first = start_session(real_proxy, "SYNC", body, "wk", "first")
+    waiting = raw(real_proxy)
+    wid = waiting.call("CLIENT", "ID")[1:-2]
+    assert waiting.call("SCRIPT", "DEBUG", "SYNC") == b"+OK\r\n"
+    waiting.send_command("EVAL", body, 1, "wk", "second")
+    with pytest.raises(ReplyTimeout):
+        waiting.read_reply(timeout=0.3)
+    # Killed, not closed: a closed client is noticed only once it is read again.
+    with raw(real_proxy) as killer:
+        assert killer.call("CLIENT", "KILL", "ID", wid) == b":1\r\n"
+    waiting.close()
+    time.sleep(0.1)
+    first.send_command("continue")
+    assert read_all(first) == b"*1\r\n+<endsession>\r\n:1\r\n"
+    first.close()
+    with raw(real_proxy) as check:
+        deadline = time.time() + 5
+        while time.time() < deadline and (info_field(check, "scripting", "scripts_running") != "0"
+                                          or info_field(check, "locks", "lock_sets_holding") != "0"):
+            time.sleep(0.05)
+        assert info_field(check, "scripting", "scripts_running") == "0"
+        assert info_field(check, "locks", "lock_sets_holding") == "0"
+        assert check.call("GET", "wk") == b"$6\r\nsecond\r\n"
