@@ -261,6 +261,9 @@ def test_yes_session_is_private_and_blocks_nobody(real_proxy, store):
         assert b"Stopped at 3" in c.call("step")
         assert other.call("GET", "undeclared", timeout=2) == b"$-1\r\n"
         assert b"<reply> \"session\"" in c.call("redis", "get", "undeclared")
+        # The whole keyspace is not the session's to change; nobody hears it publish.
+        assert b"<error> this command reaches the whole keyspace" in c.call("redis", "flushall")
+        assert b"<reply> 0" in c.call("redis", "publish", "chan", "hello")
         c.send_command("continue")
         end = read_all(c)
         c.close()
