@@ -88,12 +88,23 @@ static void ldb_logf(ldb_state *d, const char *fmt, ...) __attribute__((format(p
 static void ldb_logf(ldb_state *d, const char *fmt, ...)
 {
     char buf[512];
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
+    va_copy(again, ap);
     int n = vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
-    if (n < 0) return;
-    ldb_log(d, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+    if (n >= 0 && (size_t)n < sizeof(buf)) {
+        ldb_log(d, buf, (size_t)n);
+    } else if (n >= 0) {
+        /* Long Lua error messages are logged whole, as Redis does. */
+        char *big = malloc((size_t)n + 1);
+        if (big) {
+            vsnprintf(big, (size_t)n + 1, fmt, again);
+            ldb_log(d, big, (size_t)n);
+            free(big);
+        }
+    }
+    va_end(again);
 }
 
 /* Longer entries are cut at maxlen, with a hint the first time. */

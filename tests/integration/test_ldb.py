@@ -161,6 +161,8 @@ TRANSCRIPTS = [
     ("aborted", ABORTED, ["k"], [], ABORTED_INPUT),
     ("syntax-error", "return +\n", [], [], "step\n"),
     ("runs-to-end", "return {1, 'two', redis.call('ping')}\n", [], [], "continue\n"),
+    ("long-error", "local a = 1\nreturn a\n", [], [],
+     "eval error(string.rep('x', 700))\neval ('\\n'):rep(3)\neval {1, nil, 3}\ncontinue\n"),
 ]
 
 
