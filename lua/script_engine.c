@@ -1,5 +1,6 @@
 /* The script engine: sandbox, script cache, runs on fibers, redis.* API. */
 #include "lua/script_engine.h"
+#include "lua/script_debug.h"
 #include "lua/fiber.h"
 #include "lua/lua_libs.h"
 #include "lua/script_internal.h"
@@ -44,7 +45,8 @@ struct script {
     size_t len;
 };
 
-enum run_state { RS_RUNNING, RS_WAITING, RS_YIELDED, RS_FINISHED, RS_KILLED };
+/* RS_DEBUG: stopped in the debugger, waiting for its next command. */
+enum run_state { RS_RUNNING, RS_WAITING, RS_YIELDED, RS_FINISHED, RS_KILLED, RS_DEBUG };
 
 struct script_run {
     script_engine *e;
@@ -73,6 +75,17 @@ struct script_run {
      * summed over resumes (a redis.call answered without a store round trip
      * resumes it in the same event-loop turn), and this resume's cap. */
     unsigned long long resume_start, slice_used, slice_cap, cpu_usec;
+    /* A debugging session (SCRIPT DEBUG): its state, the command the host
+     * handed over (copied), the answer to the pending redis.call being a
+     * refusal made by the host (logged as <error>, not <reply>), and when
+     * the run last stopped (the "infinite loop?" timeout counts from it). */
+    ldb_state *dbg;
+    int dbg_argc;
+    char **dbg_argv;
+    size_t *dbg_lens;
+    sbuf dbg_buf;
+    int in_local_error;
+    unsigned long long dbg_since;
     /* From here on, kept when a finished run is reused (run_alloc clears
      * only what comes before L): the Lua thread, the EVAL environment built
      * on it, and the buffers. */
@@ -108,6 +121,7 @@ struct script_engine {
     fn_registry *functions;
     fn_loader *loading;                /* FUNCTION LOAD in progress */
     unsigned long long load_start_usec;
+    unsigned debug_timeout_ms; /* a debugged run stops by itself after this long */
 };
 
 static const char *run_label(const script_run *r) { return r->fname ? r->fname : r->sha; }
@@ -670,6 +684,8 @@ static int generic_call(lua_State *L, int raise) {
 
     sb_reset(&r->in);
     r->reply_ready = 0;
+    r->in_local_error = 0;
+    if (r->dbg) ldb_log_call(r->dbg, argc, argv, lens);
     r->in_callback = 1;
     e->host.call(e->host_ctx, r, argc, argv, lens);
     r->in_callback = 0;
@@ -682,6 +698,19 @@ static int generic_call(lua_State *L, int raise) {
     }
     lua_settop(L, 0);
     if (r->in.oom) return luaL_error(L, "not enough memory");
+    if (r->dbg) {
+        /* A refusal the host made stands for Redis's own checks ("<error>");
+         * what the store answered is a reply. */
+        if (r->in_local_error && r->in.len >= 3) {
+            /* Redis's own refusals are logged without their ERR code. */
+            size_t skip = r->in.len >= 7 && !memcmp(r->in.p, "-ERR ", 5) ? 5 : 1;
+            ldb_log_error(r->dbg, r->in.p + skip, r->in.len - skip - 2);
+        } else {
+            /* An error reply is logged as the error Lua gets, then as a reply. */
+            if (r->in.len >= 3 && r->in.p[0] == '-') ldb_log_error(r->dbg, r->in.p, r->in.len - 2);
+            ldb_log_reply(r->dbg, r->in.p ? r->in.p : "", r->in.len);
+        }
+    }
     int iserr = conv_resp_to_lua(L, r->in.p ? r->in.p : "", r->in.len);
     if (iserr != 0 && raise) return lua_error(L);
     return 1;
@@ -801,11 +830,21 @@ static int l_redis_acl_check_cmd(lua_State *L) {
 }
 
 static int l_redis_breakpoint(lua_State *L) {
-    lua_pushboolean(L, 0); /* no debugger session is ever active */
+    script_run *r = current_run(L);
+    if (r && r->dbg && !ldb_detached(r->dbg)) {
+        ldb_breakpoint(r->dbg);
+        lua_pushboolean(L, 1);
+    } else {
+        lua_pushboolean(L, 0); /* outside a debugging session */
+    }
     return 1;
 }
 
-static int l_redis_debug(lua_State *L) { return 0; }
+static int l_redis_debug(lua_State *L) {
+    script_run *r = current_run(L);
+    if (r && r->dbg && !ldb_detached(r->dbg)) ldb_debug_values(r->dbg, L);
+    return 0;
+}
 
 static int l_redis_replicate_commands(lua_State *L) {
     lua_pushboolean(L, 1);
@@ -826,6 +865,64 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     r->state = RS_YIELDED;
     fiber_yield(r->fib);
     r->state = RS_RUNNING;
+}
+
+/* ---- the debugger ---------------------------------------------------------------- */
+
+/* Redis's end for a run that timed out once its debugging client is gone:
+ * nobody can stop it any more. */
+static void debug_timeout_error(lua_State *L) {
+    static const char msg[] = "timeout during Lua debugging with client closing connection";
+    conv_push_error(L, msg, sizeof(msg) - 1);
+    lua_error(L);
+}
+
+/* Stopped: the host sends the log and hands over the client's commands one
+ * by one, until one resumes the script (or the client goes). */
+static void debug_repl(script_run *r) {
+    lua_State *L = r->L;
+    for (;;) {
+        r->state = RS_DEBUG;
+        fiber_yield(r->fib);
+        r->state = RS_RUNNING;
+        check_killed(r);
+        if (ldb_detached(r->dbg)) {
+            if (ldb_timeout_stop(r->dbg)) debug_timeout_error(L);
+            break;
+        }
+        /* Redis's debugger reads at most 1024 arguments of 1 to 1024 bytes;
+         * anything else fails the script as a protocol error. */
+        int bad = r->dbg_argc > 1024;
+        for (int i = 0; i < r->dbg_argc && !bad; i++) bad = r->dbg_lens[i] == 0 || r->dbg_lens[i] > 1024;
+        if (bad) {
+            conv_push_error(L, "protocol error", strlen("protocol error"));
+            lua_error(L);
+        }
+        int rc = ldb_command(r->dbg, L, r->dbg_argc, r->dbg_argv, r->dbg_lens);
+        if (rc == LDB_GO) break;
+        if (rc == LDB_ABORT) {
+            conv_push_error(L, "script aborted for user request", strlen("script aborted for user request"));
+            lua_error(L);
+        }
+        if (rc == LDB_REDIS) ldb_redis_call(r->dbg, L, r->dbg_argc, r->dbg_argv, r->dbg_lens);
+    }
+    r->dbg_since = now_usec();
+}
+
+/* A debugged run's hook: every line (where it may stop), and the count
+ * events of the time slices, which also stop a run that went on for too
+ * long without stopping (Redis's "timeout reached, infinite loop?"). */
+static void debug_hook(lua_State *L, lua_Debug *ar) {
+    script_engine *e = engine_of(L);
+    script_run *r = e->current;
+    if (!r || !r->dbg) return;
+    int count = ar->event == LUA_HOOKCOUNT;
+    if (count) count_hook(L, ar);
+    if (!lua_getstack(L, 0, ar) || !lua_getinfo(L, "Sl", ar)) return;
+    int timed_out = count && now_usec() - r->dbg_since >= (unsigned long long)e->debug_timeout_ms * 1000ull;
+    int rc = ldb_line(r->dbg, ar, count, timed_out);
+    if (rc == 2) debug_timeout_error(L);
+    if (rc == 1) debug_repl(r);
 }
 
 /* ---- state setup -------------------------------------------------------------- */
@@ -1171,6 +1268,7 @@ script_engine *script_engine_new(const script_host *host, void *host_ctx) {
     e->host = *host;
     e->host_ctx = host_ctx;
     e->time_slice_usec = 2000;
+    e->debug_timeout_ms = 5000;
     e->rand48 = 0x1234ABCD330Eull;
     e->nbuckets = 64;
     e->buckets = calloc(e->nbuckets, sizeof(*e->buckets));
@@ -1216,6 +1314,7 @@ void script_engine_free(script_engine *e) {
 
 void script_engine_set_memory_limit(script_engine *e, size_t bytes) { e->mem_limit = bytes; }
 void script_engine_set_time_slice(script_engine *e, unsigned usec) { e->time_slice_usec = usec; }
+void script_engine_set_debug_timeout(script_engine *e, unsigned ms) { e->debug_timeout_ms = ms ? ms : 5000; }
 
 /* ---- script cache ----------------------------------------------------------- */
 
@@ -1919,7 +2018,13 @@ static void run_fiber_main(void *arg) {
     }
     if (st == 0) {
         /* stack: handler, function, arguments */
+        if (r->dbg) {
+            /* Only the script's own code is stepped through, not its setup. */
+            r->dbg_since = now_usec();
+            lua_sethook(L, debug_hook, LUA_MASKLINE | LUA_MASKCOUNT, HOOK_COUNT);
+        }
         st = lua_pcall(L, lua_gettop(L) - 2, 1, 1);
+        if (r->dbg) lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_COUNT);
         lua_remove(L, 1);
     }
     /* stack: the result or the error object */
@@ -2001,6 +2106,11 @@ static void run_free(script_run *r) {
     if (r->next) r->next->prev = r->prev;
     e->nruns--;
     if (r->fib) fiber_free(r->fib);
+    ldb_free(r->dbg);
+    r->dbg = NULL;
+    sb_free(&r->dbg_buf);
+    free(r->dbg_argv);
+    free(r->dbg_lens);
     free(r->kill_err);
     free(r->fname);
     /* Only a run that ended by itself leaves its thread clean to reuse. */
@@ -2093,6 +2203,13 @@ static int run_resume(script_run *r, unsigned long long cap) {
     case RS_YIELDED:
         if (e->host.yield) e->host.yield(e->host_ctx, r);
         break;
+    case RS_DEBUG: {
+        sbuf logs = {0};
+        ldb_take_logs(r->dbg, &logs, 0);
+        if (e->host.debug && !logs.oom) e->host.debug(e->host_ctx, r, logs.p, logs.len);
+        sb_free(&logs);
+        break;
+    }
     default: break;
     }
     return 0;
@@ -2119,6 +2236,10 @@ static script_run *run_start(script_engine *e, const script *s, const script_fun
         r->factory_ref = engine_function_ref(f);
     }
     r->run_flags = run_flags;
+    if ((run_flags & SCRIPT_RUN_DEBUG) && s) {
+        r->dbg = ldb_new(s->body, s->len);
+        if (!r->dbg) abort(); /* a few small blocks */
+    }
     r->resp = 2;
     r->userdata = userdata;
     r->numkeys = numkeys;
@@ -2193,6 +2314,7 @@ void script_run_reply_raw(script_run *r, const char *proto, size_t len) {
 
 void script_run_reply_error(script_run *r, const char *err) {
     sb_reset(&r->in);
+    r->in_local_error = 1;
     sb_add(&r->in, "-", 1);
     sb_adds(&r->in, err);
     sb_add(&r->in, "\r\n", 2);
@@ -2217,4 +2339,49 @@ void script_run_kill(script_run *r, const char *err) {
     format_kill(r);
     e->host.done(e->host_ctx, r, r->out.p ? r->out.p : "", r->out.len);
     run_free(r);
+}
+
+/* ---- debugging sessions ---- */
+
+void script_run_debug_command(script_run *r, int argc, char **argv, size_t *lens) {
+    if (r->state != RS_DEBUG || argc < 1) return;
+    /* A copy: the command may outlive the host's buffer (redis waits for the store). */
+    char **v = realloc(r->dbg_argv, sizeof(char *) * (size_t)argc);
+    if (v) r->dbg_argv = v;
+    size_t *l = v ? realloc(r->dbg_lens, sizeof(size_t) * (size_t)argc) : NULL;
+    if (l) r->dbg_lens = l;
+    if (!l) abort();
+    sb_reset(&r->dbg_buf);
+    size_t *offs = malloc(sizeof(size_t) * (size_t)argc);
+    if (!offs) abort();
+    for (int i = 0; i < argc; i++) {
+        offs[i] = r->dbg_buf.len;
+        sb_add(&r->dbg_buf, argv[i], lens[i]);
+        sb_add(&r->dbg_buf, "", 1);
+        r->dbg_lens[i] = lens[i];
+    }
+    if (r->dbg_buf.oom) abort();
+    for (int i = 0; i < argc; i++) r->dbg_argv[i] = r->dbg_buf.p + offs[i];
+    free(offs);
+    r->dbg_argc = argc;
+    run_resume(r, r->e->time_slice_usec);
+}
+
+int script_run_debugging(const script_run *r) { return r->dbg != NULL; }
+int script_run_debug_stopped(const script_run *r) { return r->state == RS_DEBUG; }
+
+void script_run_debug_detach(script_run *r) {
+    if (!r->dbg) return;
+    ldb_detach(r->dbg);
+    if (r->state == RS_DEBUG) run_resume(r, r->e->time_slice_usec);
+}
+
+const char *script_run_debug_final(script_run *r, size_t *len) {
+    *len = 0;
+    if (!r->dbg) return NULL;
+    sb_reset(&r->dbg_buf);
+    ldb_take_logs(r->dbg, &r->dbg_buf, 1);
+    if (r->dbg_buf.oom) return NULL;
+    *len = r->dbg_buf.len;
+    return r->dbg_buf.p;
 }

@@ -61,6 +61,9 @@ typedef struct script_run script_run;
 /* Run flags (script_run_start). */
 #define SCRIPT_RUN_RO (1 << 0)    /* EVAL_RO / EVALSHA_RO */
 #define SCRIPT_RUN_RESP3 (1 << 1) /* the client speaks RESP3 (HELLO 3): shapes the final reply */
+/* A debugging session (SCRIPT DEBUG, EVAL only): the run stops before its
+ * first line and wherever the debugger says, through host->debug. */
+#define SCRIPT_RUN_DEBUG (1 << 2)
 
 /* redis.log levels, as Redis's LL_*. */
 #define SCRIPT_LOG_DEBUG 0
@@ -88,6 +91,11 @@ typedef struct script_host {
     /* redis.acl_check_cmd(argv...): 1 allowed, 0 denied, -1 unknown command
      * (the script then gets Redis's error). Optional (NULL: always allowed). */
     int (*acl_check)(void *host_ctx, script_run *run, int argc, char **argv, size_t *argvlen);
+    /* A debugged run stopped: logs is the debugger's output for the client
+     * (a RESP multi-bulk of status lines, as Redis sends it); answer with
+     * script_run_debug_command() once the client sends its next command.
+     * Called from the event-loop side. Optional for hosts that never debug. */
+    void (*debug)(void *host_ctx, script_run *run, const char *logs, size_t len);
 } script_host;
 
 /* A new engine (its own lua_State); NULL if out of memory. */
@@ -147,6 +155,22 @@ int script_run_has_written(const script_run *r);
 unsigned long long script_run_cpu_usec(const script_run *r);
 /* Non-zero while the run waits for the answer to a redis.call. */
 int script_run_waiting(const script_run *r);
+
+/* Debugging sessions (SCRIPT_RUN_DEBUG). */
+int script_run_debugging(const script_run *r);
+/* Non-zero while the run waits for a debugger command. */
+int script_run_debug_stopped(const script_run *r);
+/* A debugger command (step, print, ...) for a stopped run; the run resumes
+ * before this returns (and may stop again, finish, or wait for the store). */
+void script_run_debug_command(script_run *r, int argc, char **argv, size_t *lens);
+/* The client is gone: the run never stops again and goes on to its end. */
+void script_run_debug_detach(script_run *r);
+/* From done(): the session's last log lines and "<endsession>", as RESP
+ * (valid until done() returns); NULL when the run was not debugged. */
+const char *script_run_debug_final(script_run *r, size_t *len);
+/* How long a debugged run may go on without stopping before it stops by
+ * itself (Redis: busy-reply-threshold, 5 s when 0). */
+void script_engine_set_debug_timeout(script_engine *e, unsigned ms);
 
 /* Answer the pending redis.call with the store's reply. From the event loop
  * (the run resumes before this returns, and may finish and be freed) or from

@@ -376,6 +376,7 @@ static void wire_command_families(void)
         .blocking = blocking_command,
         .emulate = emulation_dispatch,
         .emulates = emulation_emulates,
+        .debug_command = scripting_debug_command,
     };
     dispatch_set_hooks(&hooks);
     client_set_command_handler(dispatch_command);

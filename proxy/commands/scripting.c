@@ -30,6 +30,7 @@
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/script_debug.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
@@ -87,6 +88,8 @@ typedef struct script_call {
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
+    unsigned debug : 1;          /* a Lua debugging session (SCRIPT DEBUG) */
+    ldb_private *priv;           /* SCRIPT DEBUG YES: its private copies (it holds no locks) */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     unsigned long long seq;      /* its age among calls (kept across re-runs) */
     journal *journal;            /* this run's pre-images, when it keeps a journal */
@@ -152,6 +155,8 @@ static void call_tracking_end(script_call *sc, int unchanged);
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
+    ldb_private_free(sc->priv);
+    sc->priv = NULL;
     call_tracking_end(sc, 1);
     journal_free(sc->journal);
     forget_written_keys(sc);
@@ -220,6 +225,12 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     if (sc->c) {
         client *c = sc->c;
         sc->c = NULL;
+        if (sc->debug) {
+            /* As Redis: the session ends with the connection, once the
+             * script's reply is written. */
+            c->debugging = NULL;
+            client_close_after_reply(c);
+        }
         if (was_pipelined) {
             c->scripts_pipelined--;
         } else {
@@ -631,7 +642,7 @@ static int call_keys_ready(script_call *sc)
         ready = 0;
         if (rc == LOCK_WAITING) break; /* call_lock_granted resumes the check */
         /* LOCK_DEADLOCK */
-        if (!sc->borrowed_locks && (!sc->written || call_undoable(sc))) {
+        if (!sc->borrowed_locks && !sc->debug && (!sc->written || call_undoable(sc))) {
             /* Nothing written yet, or all of it can be undone: start again
              * later (after the undo) with this key declared. */
             sc->rerun = 1;
@@ -779,7 +790,7 @@ static void call_send(script_call *sc)
         if (!sc->written) {
             sc->written = 1;
             script_run_mark_written(sc->run);
-            lock_set_set_written(sc->locks, 1);
+            if (sc->locks) lock_set_set_written(sc->locks, 1);
         }
     }
     int is_write = cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
@@ -841,8 +852,34 @@ static void call_send(script_call *sc)
     sc->inflight++;
 }
 
+/* A SCRIPT DEBUG YES session's call: its keys' copies are in place. */
+static void private_ready(void *ctx, const char *err)
+{
+    script_call *sc = ctx;
+    if (err) answer_error(sc, err);
+    else if (!strcmp(sc->call_cmd->name, "publish") || !strcmp(sc->call_cmd->name, "spublish"))
+        script_run_reply_raw(sc->run, ":0\r\n", 4); /* as in Redis's forked session: nobody hears it */
+    else call_send(sc);
+}
+
+static void private_copied(void *ctx, const char *err)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    sc->depth++;
+    if (!sc->finished && sc->run) private_ready(sc, err);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
 static void call_proceed(script_call *sc)
 {
+    if (sc->priv) {
+        sc->inflight++; /* until private_copied, maybe before prepare returns */
+        ldb_private_prepare(sc->priv, sc->call_cmd, sc->db, &sc->call_argc, &sc->call_argv, &sc->call_argvlen,
+                            private_copied, sc);
+        return;
+    }
     if (call_keys_ready(sc)) call_send(sc);
 }
 
@@ -855,6 +892,8 @@ static int may_replicate(const command_def *cmd)
 
 static void check_busy(script_call *sc)
 {
+    /* A debugging session waits for its client, not for CPU: never busy. */
+    if (sc->debug) return;
     /* Like Redis, "busy" is wall time since the script started. */
     if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
         log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
@@ -1037,6 +1076,15 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
+    if (sc->debug) {
+        /* The session's last log lines and <endsession> come before the
+         * script's reply, as Redis sends them. */
+        size_t flen;
+        const char *fin = script_run_debug_final(run, &flen);
+        if (sc->c && fin) evbuffer_add(sc->c->out, fin, flen);
+        log_warning(sc->priv ? "Lua debugging session on private copies ended"
+                             : "Redis synchronous debugging eval session ended");
+    }
     runq_remove(sc); /* killed while it waited for its turn */
     stat_scripts_run++;
     note_run(sc);
@@ -1089,7 +1137,30 @@ static int host_acl_check(void *host_ctx, script_run *run, int argc, char **argv
     return acl_check_command(sc->user, cmd, argc, argv, argvlen, NULL) == ACL_OK;
 }
 
-static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check};
+/* A debugged run stopped: its log goes to the client, whose next command
+ * is the debugger's (scripting_debug_command). */
+static void host_debug(void *host_ctx, script_run *run, const char *logs, size_t len)
+{
+    script_call *sc = script_run_userdata(run);
+    sc->run = run;
+    if (!sc->c) return; /* gone: the run was detached and never stops again */
+    evbuffer_add(sc->c->out, logs, len);
+    client_unblock(sc->c);
+}
+
+void scripting_debug_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    script_call *sc = (script_call *)c->debugging;
+    /* Read only while the run is stopped: anything else waits unread. */
+    if (!sc->run || !script_run_debug_stopped(sc->run)) return;
+    client_block(c);
+    sc->depth++;
+    script_run_debug_command(sc->run, argc, argv, argvlen);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+static const script_host host = {host_call, host_yield, host_done, host_log, host_acl_check, host_debug};
 
 /* ---- starting calls --------------------------------------------------------------- */
 
@@ -1110,15 +1181,19 @@ static void call_start(script_call *sc)
     sc->store_lost = 0;
     sc->rollback = config.lua_rollback_on_error || ((f ? script_function_flags(f) : script_flags(s)) & SCRIPT_FLAG_ATOMIC);
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
+    if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
+    /* A session whose client went while it waited for its keys runs as a
+     * plain script: nobody would answer its stops. */
+    int run_flags = sc->debug && !sc->c ? sc->run_flags & ~SCRIPT_RUN_DEBUG : sc->run_flags;
     sc->depth++;
     if (f)
         script_run_start_function(engine, f, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
-                                  sc->run_flags, sc);
+                                  run_flags, sc);
     else
         script_run_start(engine, s, sc->numkeys, sc->keys, sc->keylens, sc->nargs, sc->args, sc->arglens,
-                         sc->run_flags, sc);
+                         run_flags, sc);
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -1162,7 +1237,8 @@ static void call_acquire(script_call *sc, int refuse_if_busy)
 {
     if (sc->locks) lock_set_release(sc->locks);
     lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
-    lock_set_mark_script(ls, call_abort);
+    /* A debugging session never gives way: its client would see it start over. */
+    lock_set_mark_script(ls, sc->debug ? NULL : call_abort);
     lock_set_set_age(ls, sc->seq);
     for (int i = 0; i < sc->numkeys; i++) lock_set_add_key(ls, sc->start_db, sc->keys[i], sc->keylens[i]);
     for (int i = 0; i < sc->nlearned; i++) lock_set_add_key(ls, sc->learned[i].db, sc->learned[i].key, sc->learned[i].len);
@@ -1327,9 +1403,62 @@ static script_call *call_prepare(client *c, const command_def *cmd, int argc, ch
                     ro ? SCRIPT_RUN_RO : 0);
 }
 
+/* EVAL from a client in SCRIPT DEBUG mode: a debugging session. */
+static void debug_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    char err[1024];
+    if (!strncmp(cmd->name, "evalsha", 7)) {
+        reply_error(client_reply_buffer(c), "ERR Please use EVAL instead of EVALSHA for debugging");
+        return;
+    }
+    int mode = c->lua_debug;
+    c->lua_debug = 0; /* the session ends with the connection */
+    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    if (!sc) {
+        /* Redis has started the session already: it ends at once. */
+        struct evbuffer *out = client_reply_buffer(c);
+        static const char end[] = "*1\r\n+<endsession>\r\n";
+        evbuffer_add(out, end, sizeof(end) - 1);
+        reply_error(out, err);
+        client_close_after_reply(c);
+        return;
+    }
+    if (mode == 1) {
+        sc->priv = ldb_private_new(sc->client_id);
+        if (!sc->priv) {
+            /* As Redis when it cannot fork: refused, and debugging is off. */
+            reply_errorf(client_reply_buffer(c),
+                         "ERR can't run EVAL in debugging mode: lua-debug-sessions-max (%lld) sessions are running",
+                         config.lua_debug_sessions_max);
+            sc->finished = 1;
+            call_maybe_free(sc);
+            return;
+        }
+    }
+    sc->debug = 1;
+    sc->run_flags |= SCRIPT_RUN_DEBUG;
+    sc->slot = client_slot_add(c);
+    c->script = (struct script_call *)sc;
+    c->debugging = (struct script_call *)sc;
+    client_block(c);
+    if (mode == 1) {
+        /* No locks: it works on its own copies and keeps nobody waiting. */
+        log_warning("Lua debugging session started on private copies (client id=%llu)",
+                    (unsigned long long)sc->client_id);
+        call_start(sc);
+        return;
+    }
+    log_warning("Redis synchronous debugging eval session started");
+    call_acquire(sc, 1);
+}
+
 void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     char err[1024];
+    if (c->lua_debug && !is_fcall(cmd)) {
+        debug_eval(c, cmd, argc, argv, argvlen);
+        return;
+    }
     script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
     if (!sc) {
         reply_error(client_reply_buffer(c), err);
@@ -1364,6 +1493,8 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
 
 int scripting_is_eval(const command_def *cmd)
 {
+    /* SCRIPT DEBUG is queued in MULTI as Redis queues it; EXEC answers it here. */
+    if (!strcmp(cmd->name, "script|debug")) return 1;
     return !strcmp(cmd->name, "eval") || !strcmp(cmd->name, "evalsha") || !strcmp(cmd->name, "eval_ro") ||
            !strcmp(cmd->name, "evalsha_ro") || !strcmp(cmd->name, "fcall") || !strcmp(cmd->name, "fcall_ro");
 }
@@ -1380,6 +1511,13 @@ void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **
                             struct lock_set *held, int db, scripting_done_fn *done, void *ctx)
 {
     char err[1024];
+    if (!strcmp(cmd->name, "script|debug")) {
+        /* EXEC's reply is under way: Redis sees pending replies. */
+        static const char e[] = "-ERR SCRIPT DEBUG must be called outside a pipeline\r\n";
+        stats_error_reply(e + 1, sizeof(e) - 2);
+        done(ctx, e, sizeof(e) - 1);
+        return;
+    }
     script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
     if (!sc) {
         struct evbuffer *b = evbuffer_new();
@@ -1505,11 +1643,22 @@ void cmd_script(client *c, const command_def *cmd, int argc, char **argv, size_t
         reply_array(out, n);
         for (long long i = 0; i < n; i++) reply_status(out, script_help[i]);
     } else if (!strcmp(sub, "debug")) {
+        int pending = c->slots_head != NULL || evbuffer_get_length(c->out) > 0;
         out = client_reply_buffer(c);
-        if (!strcasecmp(argv[2], "no")) reply_ok(out);
-        else if (!strcasecmp(argv[2], "yes") || !strcasecmp(argv[2], "sync"))
-            reply_error(out, "ERR SCRIPT DEBUG (the Lua debugger) is not supported by evalproxy");
-        else reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        if (pending) {
+            reply_error(out, "ERR SCRIPT DEBUG must be called outside a pipeline");
+        } else if (!strcasecmp(argv[2], "no")) {
+            c->lua_debug = 0;
+            reply_ok(out);
+        } else if (!strcasecmp(argv[2], "sync")) {
+            c->lua_debug = 2;
+            reply_ok(out);
+        } else if (!strcasecmp(argv[2], "yes")) {
+            c->lua_debug = 1;
+            reply_ok(out);
+        } else {
+            reply_error(out, "ERR Use SCRIPT DEBUG YES/SYNC/NO");
+        }
     } else {
         reply_errorf(client_reply_buffer(c), "ERR unknown subcommand '%s'. Try SCRIPT HELP.", argv[1]);
     }
@@ -1568,8 +1717,21 @@ void scripting_client_gone(client *c)
     /* Its scripts run (or carry on) as Redis would run a command it has
      * read; only their replies are dropped. */
     c->script = NULL;
-    for (script_call *sc = calls; sc; sc = sc->next)
-        if (sc->c == c) sc->c = NULL;
+    c->debugging = NULL;
+    script_call *session = NULL;
+    for (script_call *sc = calls; sc; sc = sc->next) {
+        if (sc->c != c) continue;
+        sc->c = NULL;
+        if (sc->debug && sc->run && !sc->finished) session = sc; /* a client has one */
+    }
+    if (session) {
+        /* As Redis when its debugging client goes: the script runs on to
+         * its end without stopping, and its locks go with it. */
+        session->depth++;
+        script_run_debug_detach(session->run);
+        session->depth--;
+        call_maybe_free(session);
+    }
 }
 
 unsigned scripting_busy_count(void) { return busy_count; }
@@ -1579,6 +1741,8 @@ void scripting_apply_config(void)
     if (!engine) return;
     script_engine_set_memory_limit(engine, (size_t)config.lua_memory_limit);
     script_engine_set_time_slice(engine, (unsigned)config.lua_time_slice_us);
+    long long t = config.busy_reply_threshold;
+    script_engine_set_debug_timeout(engine, t > 0 && t < 4000000000LL ? (unsigned)t : 0);
 }
 
 void scripting_info(struct evbuffer *out)

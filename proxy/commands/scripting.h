@@ -33,6 +33,9 @@ int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *a
 void scripting_eval_in_exec(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
                             struct lock_set *held, int db, scripting_done_fn *done, void *ctx);
 
+/* A command from a client in a Lua debugging session (SCRIPT DEBUG). */
+void scripting_debug_command(client *c, int argc, char **argv, size_t *argvlen);
+
 /* A client closed while it waits for (or runs) a script. */
 void scripting_client_gone(client *c);
 /* Scripts running past busy-reply-threshold right now. */

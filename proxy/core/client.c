@@ -840,7 +840,13 @@ static void client_process_input(client *c)
         !(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED)) &&
         !evbuffer_get_length(in)) {
         /* All it sent has run (a partial command is dropped): close once
-         * the replies still owed are written. */
+         * the replies still owed are written. A Lua debugging session
+         * would wait for commands that cannot come: it ends with the
+         * client (its script runs on to its end, as in Redis). */
+        if (c->debugging) {
+            client_close(c);
+            return;
+        }
         c->flags |= CLIENT_CLOSE_AFTER_REPLY;
         if (!c->slots_head && client_pending_output(c) == 0) {
             client_close(c);

@@ -84,6 +84,7 @@ static const config_def config_defs[] = {
     {"lua-memory-limit", NULL, CT_MEM, 0, &config.lua_memory_limit, 0, LLONG_MAX, NULL, NULL, NULL},
     {"lua-undeclared-keys", NULL, CT_ENUM, 0, &config.lua_undeclared_keys_error, 0, 0, undeclared_enum, NULL, NULL},
     {"lua-time-slice", NULL, CT_LL, 0, &config.lua_time_slice_us, 100, 1000000, NULL, NULL, NULL},
+    {"lua-debug-sessions-max", NULL, CT_LL, 0, &config.lua_debug_sessions_max, 0, 100000, NULL, NULL, NULL},
     {"lua-script-pipelining", NULL, CT_BOOL, 0, &config.lua_script_pipelining, 0, 1, NULL, NULL, NULL},
     {"lua-rollback-on-error", NULL, CT_BOOL, 0, &config.lua_rollback_on_error, 0, 1, NULL, NULL, NULL},
     {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
@@ -162,6 +163,7 @@ void config_init_defaults(void)
     config.lua_memory_limit = 1024LL * 1024 * 1024; /* 1gb: see proxy.conf */
     config.lua_undeclared_keys_error = 0;
     config.lua_time_slice_us = 2000;
+    config.lua_debug_sessions_max = 32;
     config.tls_port = 0;
     config.tls_auth_clients = TLS_AUTH_CLIENTS_YES;
     config.tls_prefer_server_ciphers = 0;

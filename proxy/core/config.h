@@ -47,6 +47,7 @@ typedef struct proxy_config {
     long long lua_memory_limit;
     int lua_undeclared_keys_error;
     long long lua_time_slice_us;
+    long long lua_debug_sessions_max; /* SCRIPT DEBUG YES sessions at once */
     int lua_script_pipelining;
     int lua_rollback_on_error; /* undo a script that fails after writing */
     char *functions_file; /* NULL: libraries are not kept across restarts */

@@ -538,6 +538,11 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
 {
     server.stats.commands_processed++;
 
+    if (c->debugging && hooks.debug_command) {
+        hooks.debug_command(c, argc, argv, argvlen);
+        return;
+    }
+
     /* Redis 7.0 answers QUIT before anything else, authenticated or not. */
     if (argvlen[0] == 4 && !strcasecmp(argv[0], "quit")) {
         c->last_cmd = "quit";

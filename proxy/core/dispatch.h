@@ -34,6 +34,9 @@ typedef struct dispatch_hooks {
     int (*emulate)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
     /* Whether the proxy can stand in for cmd on this store (COMMAND lists it). */
     int (*emulates)(const command_def *cmd);
+    /* A command of a client in a Lua debugging session (c->debugging):
+     * the debugger's, whatever its name. */
+    void (*debug_command)(client *c, int argc, char **argv, size_t *argvlen);
 } dispatch_hooks;
 
 /* The store lacks cmd ("client|setname" style name) and the emulates hook

@@ -89,6 +89,8 @@ struct client {
     int waiting_relay;              /* ... and it is a plain relayed command */
     const struct command_def *waiting_cmd;
     struct script_call *script;     /* the script this client waits for */
+    struct script_call *debugging;  /* its Lua debugging session: its commands go to the debugger */
+    int lua_debug;                  /* SCRIPT DEBUG: 0 NO, 1 YES, 2 SYNC (the next EVAL is debugged) */
     unsigned scripts_pipelined;     /* its scripts running while it goes on */
     struct multi_state *multi;         /* between MULTI and EXEC/DISCARD */
     struct client_pubsub *pubsub;      /* subscriptions, or NULL */

@@ -91,7 +91,7 @@ static const script *loaded[NSCRIPTS];
 
 static void setup(void)
 {
-    static const script_host host = {host_call, NULL, host_done, NULL, NULL};
+    static const script_host host = {host_call, NULL, host_done, NULL, NULL, NULL};
     engine = script_engine_new(&host, NULL);
     CHECK(engine);
     script_engine_set_memory_limit(engine, 64 << 20);

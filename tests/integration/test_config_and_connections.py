@@ -30,7 +30,7 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice",
               "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
               "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining",
-              "lua-rollback-on-error", "store-emulate"}
+              "lua-rollback-on-error", "store-emulate", "lua-debug-sessions-max"}
 
 PASSWORD = "Sekr1t-pw"
 

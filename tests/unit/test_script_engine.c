@@ -373,7 +373,7 @@ static int host_acl(void *ctx, script_run *run, int argc, char **argv, size_t *l
     return lookup_cmd(argv[0], lens[0])->known ? 1 : -1;
 }
 
-static const script_host test_host = {host_call, host_yield, host_done, host_log, host_acl};
+static const script_host test_host = {host_call, host_yield, host_done, host_log, host_acl, NULL};
 
 static void pending_free(pending *p) {
     for (int i = 0; i < p->argc; i++) free(p->argv[i]);
