@@ -27,10 +27,12 @@
 #include "util/log.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/operations.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/server_commands.h"
@@ -360,6 +362,7 @@ static const struct {
     {"ssubscribe", cmd_subscribe}, {"unsubscribe", cmd_unsubscribe},
     {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
     {"publish", cmd_publish},   {"spublish", cmd_publish},    {"pubsub", cmd_pubsub},
+    {"slowlog", cmd_slowlog},   {"latency", cmd_latency},
 };
 
 static void wire_command_families(void)
@@ -489,6 +492,7 @@ int main(int argc, char **argv)
     clients_shutdown();
     transactions_shutdown();
     dispatch_free();
+    slowlog_free();
     locks_shutdown();
     tls_shutdown();
     acl_shutdown();

@@ -27,6 +27,7 @@
 #include "proxy/core/tracking.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
@@ -75,6 +76,7 @@ typedef struct script_call {
     const struct resp3_shape *call_shape; /* redis.setresp(3): how the store's reply becomes RESP3 */
     tracked_write *call_tracked;          /* the call's keys, whose trackers are told at its reply */
     unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
+    slowlog_args *call_slow;          /* its arguments, for SLOWLOG at its reply */
     learned_key *learned;
     int nlearned, caplearned;
     unsigned inflight;  /* store requests not answered yet */
@@ -153,6 +155,7 @@ static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
     call_tracking_end(sc, 1);
+    slowlog_args_free(sc->call_slow);
     journal_free(sc->journal);
     forget_written_keys(sc);
     free(sc->final_reply);
@@ -510,7 +513,11 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
          * errors reach errorstats once, with the script's reply). */
         char first = 0;
         if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
-        stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, r->error || first == '-');
+        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        stats_command_done(sc->call_cmd, usec, r->error || first == '-');
+        /* As Redis logs a script's commands: from no client address. */
+        slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        sc->call_slow = NULL;
     }
     if (sc->pushed) {
         /* Whether the push happened decides whether undo pops. */
@@ -536,7 +543,12 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
 {
     script_call *sc = ctx;
     sc->inflight--;
-    if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
+    if (sc->call_cmd) {
+        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        stats_command_done(sc->call_cmd, usec, len && reply[0] == '-');
+        slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        sc->call_slow = NULL;
+    }
     call_tracking_end(sc, store_failed || (len && reply[0] == '-'));
     if (!call_reply_arrives(sc)) return;
     if (store_failed) sc->store_lost = 1;
@@ -761,6 +773,8 @@ static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
     sc->call_start_us = stats_now_us();
+    slowlog_args_free(sc->call_slow);
+    sc->call_slow = slowlog_args_copy(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     sc->call_shape = script_run_resp(sc->run) == 3
                          ? resp3_shape_for(cmd->name, sc->call_argc, sc->call_argv, sc->call_argvlen)
                          : NULL;

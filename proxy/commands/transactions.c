@@ -33,6 +33,7 @@
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 
@@ -360,6 +361,16 @@ static void exec_finish_error(exec_run *er, const char *error)
 /* commandstats count each command EXEC ran, as Redis does: a call, failed
  * when its reply is an error (errorstats counted the error where it arose);
  * for a transaction the store ran, from its reply's elements. */
+/* Redis logs the commands EXEC runs one by one (EXEC itself never); the
+ * proxy does not time them apart, so they count as taking no time. */
+static void exec_slowlog(exec_run *er, int i)
+{
+    const queued_command *q = &er->m->cmds[i];
+    if (!slowlog_wants(0)) return;
+    slowlog_command_done(q->cmd, slowlog_args_copy(q->cmd, q->argc, q->argv, q->argvlen), 0,
+                         er->c ? er->c->addr : "?:0", er->c ? er->c->name : NULL);
+}
+
 static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t raw_len)
 {
     static redisReader *reader;
@@ -380,6 +391,7 @@ static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t ra
             int failed = e->type == REDIS_REPLY_ERROR;
             if (failed) stats_error_reply(e->str, e->len);
             stats_command_done(er->m->cmds[i].cmd, 0, failed);
+            exec_slowlog(er, i);
         }
     freeReplyObject(rr);
 }
@@ -499,6 +511,7 @@ static void exec_run_finish(exec_run *er)
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
         stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
+        exec_slowlog(er, i);
         queued_command *q = &er->m->cmds[i];
         size_t len = evbuffer_get_length(er->replies[i]);
         /* Scripts answer in the client's protocol already. */

@@ -28,6 +28,7 @@
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
@@ -61,6 +62,8 @@ static reply_slot *slot_get(void)
 
 static void slot_put(reply_slot *s)
 {
+    slowlog_args_free(s->slow);
+    s->slow = NULL;
     if (s->buf) evbuffer_drain(s->buf, evbuffer_get_length(s->buf));
     if (free_slots_count >= FREE_SLOTS_MAX) {
         if (s->buf) evbuffer_free(s->buf);
@@ -432,6 +435,7 @@ reply_slot *client_slot_add(client *c)
     if (c->cur_cmd) {
         s->cmd = c->cur_cmd;
         s->start_us = c->cur_start_us;
+        s->slow = slowlog_args_copy(c->cur_cmd, c->cur_argc, c->cur_argv, c->cur_argvlen);
         c->cur_cmd = NULL;
     }
     return s;
@@ -458,7 +462,10 @@ void client_slot_done(reply_slot *s)
     if (s->cmd) {
         char first = 0;
         if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
-        stats_command_done(s->cmd, stats_now_us() - s->start_us, s->failed || first == '-');
+        unsigned long long usec = stats_now_us() - s->start_us;
+        stats_command_done(s->cmd, usec, s->failed || first == '-');
+        slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
+        s->slow = NULL;
         s->cmd = NULL;
     }
     client *c = s->c;

@@ -22,6 +22,7 @@
 #include "util/log.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 
 /* ---- relaying ------------------------------------------------------------ */
 
@@ -526,12 +527,20 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
     c->cur_cmd = NULL;
     c->cur_start_us = stats_now_us();
+    c->cur_argc = argc;
+    c->cur_argv = argv;
+    c->cur_argvlen = argvlen;
     dispatch_run(c, argc, argv, argvlen);
     if (c->tracking) tracking_command_done(c);
     if (c->cur_cmd) {
-        stats_command_done(c->cur_cmd, stats_now_us() - c->cur_start_us, stats_error_replies() != errors);
+        unsigned long long usec = stats_now_us() - c->cur_start_us;
+        stats_command_done(c->cur_cmd, usec, stats_error_replies() != errors);
+        slowlog_command_done(c->cur_cmd, slowlog_wants(usec) ? slowlog_args_copy(c->cur_cmd, argc, argv, argvlen) : NULL, usec, c->addr, c->name);
         c->cur_cmd = NULL;
     }
+    c->cur_argc = 0;
+    c->cur_argv = NULL;
+    c->cur_argvlen = NULL;
 }
 
 static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)

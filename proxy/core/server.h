@@ -37,6 +37,7 @@ typedef struct reply_slot {
     unsigned failed : 1;         /* the reply is an error (for commandstats) */
     const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
     unsigned long long start_us;
+    struct slowlog_args *slow; /* its arguments, for SLOWLOG once the time is known */
     unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
     const struct resp3_shape *shape; /* a RESP3 client's: the RESP2 reply is converted on the way out */
     struct tracked_write *tracked;   /* a write's keys, whose trackers are told at its reply */
@@ -83,6 +84,9 @@ struct client {
     const struct resp3_shape *cur_shape; /* RESP3: how its reply is converted (NULL: as written) */
     reply_slot *cur_reply; /* RESP3: the slot client_reply_buffer gave the command being dispatched */
     unsigned long long cur_start_us;
+    int cur_argc; /* the command being dispatched (borrowed), for SLOWLOG */
+    char **cur_argv;
+    size_t *cur_argvlen;
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
