@@ -41,14 +41,15 @@ void cmd_slowlog(client *c, const command_def *cmd, int argc, char **argv, size_
 {
     struct evbuffer *out = client_reply_buffer(c);
     const char *sub = argv[1];
-    if (!strcasecmp(sub, "help")) {
+    /* As Redis: a subcommand with the wrong number of arguments is unknown. */
+    if (argc == 2 && !strcasecmp(sub, "help")) {
         reply_lines(out, slowlog_help);
-    } else if (!strcasecmp(sub, "len")) {
+    } else if (argc == 2 && !strcasecmp(sub, "len")) {
         reply_integer(out, (long long)slowlog_len());
-    } else if (!strcasecmp(sub, "reset")) {
+    } else if (argc == 2 && !strcasecmp(sub, "reset")) {
         slowlog_reset();
         reply_ok(out);
-    } else if (!strcasecmp(sub, "get")) {
+    } else if ((argc == 2 || argc == 3) && !strcasecmp(sub, "get")) {
         long long count = 10;
         if (argc == 3 && (!string_to_ll(argv[2], argvlen[2], &count) || count < -1)) {
             reply_error(out, "ERR count should be greater than or equal to -1");
@@ -56,7 +57,7 @@ void cmd_slowlog(client *c, const command_def *cmd, int argc, char **argv, size_
         }
         slowlog_reply_get(out, (long)count);
     } else {
-        reply_errorf(out, "ERR unknown subcommand '%.128s'. Try SLOWLOG HELP.", sub);
+        reply_errorf(out, "ERR unknown subcommand or wrong number of arguments for '%.128s'. Try SLOWLOG HELP.", sub);
     }
 }
 
@@ -85,15 +86,15 @@ void cmd_latency(client *c, const command_def *cmd, int argc, char **argv, size_
 {
     struct evbuffer *out = client_reply_buffer(c);
     const char *sub = argv[1];
-    if (!strcasecmp(sub, "help")) {
+    if (argc == 2 && !strcasecmp(sub, "help")) {
         reply_lines(out, latency_help);
-    } else if (!strcasecmp(sub, "latest")) {
+    } else if (argc == 2 && !strcasecmp(sub, "latest")) {
         latency_reply_latest(out);
-    } else if (!strcasecmp(sub, "history")) {
+    } else if (argc == 3 && !strcasecmp(sub, "history")) {
         latency_reply_history(out, argv[2]);
     } else if (!strcasecmp(sub, "reset")) {
         reply_integer(out, latency_reset(argc - 2, argv + 2));
-    } else if (!strcasecmp(sub, "doctor")) {
+    } else if (argc == 2 && !strcasecmp(sub, "doctor")) {
         struct evbuffer *t = evbuffer_new();
         if (!t) abort();
         latency_doctor(t);
@@ -102,8 +103,10 @@ void cmd_latency(client *c, const command_def *cmd, int argc, char **argv, size_
         /* Redis answers DOCTOR as a verbatim string; RESP2 sees a bulk string. */
         reply_bulk(out, s, len);
         free(s);
-    } else {
+    } else if ((argc == 3 && !strcasecmp(sub, "graph")) || !strcasecmp(sub, "histogram")) {
         /* GRAPH and HISTOGRAM draw on data the proxy does not keep. */
         reply_errorf(out, "ERR LATENCY %s is not supported by evalproxy", !strcasecmp(sub, "graph") ? "GRAPH" : "HISTOGRAM");
+    } else {
+        reply_errorf(out, "ERR unknown subcommand or wrong number of arguments for '%.128s'. Try LATENCY HELP.", sub);
     }
 }

@@ -1,0 +1,172 @@
+"""The operator's view, answered by the proxy itself: SLOWLOG and LATENCY
+(compared in format with a redis-server 7.0 oracle), MONITOR, the
+Prometheus /metrics endpoint, and the lifecycle (SIGTERM under load, SIGHUP,
+SHUTDOWN)."""
+
+import os
+import re
+import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+import harness
+from conftest import proxy_binary
+from harness import ProxyProcess, parse_reply
+
+
+def call(conn, *args):
+    return parse_reply(conn.call(*args))
+
+
+@pytest.fixture
+def own_proxy(tmp_path, store):
+    """A proxy of this test's own; extra arguments through request.param."""
+    procs = []
+
+    def start(*extra):
+        p = ProxyProcess(proxy_binary(), store, str(tmp_path / ("proxy%d" % len(procs))), extra_args=extra)
+        procs.append(p)
+        p.start()
+        return p
+
+    yield start
+    for p in procs:
+        status = p.stop()
+        assert not p.sanitizer_report(), p.sanitizer_report()
+        assert status in (0, -15), p.diagnostics()
+
+
+# ---------------------------------------------------------------------------
+# SLOWLOG
+
+LONG = b"x" * 200
+LONG_SCRIPT = "local pad = '%s' redis.call('set', KEYS[1], ARGV[1]) return 1" % ("y" * 120)
+
+SLOWLOG_SESSION = [
+    ("CLIENT", "SETNAME", "watcher"),
+    ("SET", "sl:k", LONG),
+    ("RPUSH", "sl:l") + tuple(str(i) for i in range(40)),
+    ("AUTH", "nobody-has-this"),
+    ("AUTH", "someone", "secret"),
+    ("HELLO", "2", "AUTH", "default", "whatever"),
+    ("EVAL", "redis.call('incr', KEYS[1]) return redis.call('get', KEYS[1])", "1", "sl:n"),
+    ("EVAL", LONG_SCRIPT, "1", "sl:s", "v"),
+    ("MULTI",),
+    ("SET", "sl:t", "1"),
+    ("INCR", "sl:t"),
+    ("EXEC",),
+    ("CLIENT", "SETNAME", "renamed"),
+    ("GET", "sl:k"),
+]
+
+
+def slowlog_transcript(endpoint):
+    with endpoint.connect() as c:
+        assert call(c, "CONFIG", "SET", "slowlog-log-slower-than", "0") == b"OK"
+        try:
+            call(c, "SLOWLOG", "RESET")
+            for cmd in SLOWLOG_SESSION:
+                c.call(*cmd)
+            entries = call(c, "SLOWLOG", "GET", "-1")
+            length = call(c, "SLOWLOG", "LEN")
+        finally:
+            call(c, "CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            call(c, "SLOWLOG", "RESET")
+    return entries, length
+
+
+def test_slowlog_entries_match_redis(oracle, store, own_proxy):
+    p = own_proxy()
+    with oracle.connect() as c:
+        c.call("FLUSHALL")
+    want, want_len = slowlog_transcript(oracle)
+    got, got_len = slowlog_transcript(p)
+    assert got_len == want_len
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert len(g) == 6
+        assert isinstance(g[0], int) and isinstance(g[1], int) and isinstance(g[2], int)
+        assert abs(g[1] - time.time()) < 60
+        # argv, truncation and redaction byte for byte; the client's name as Redis.
+        assert g[3] == w[3]
+        assert g[5] == w[5], (g, w)
+        if w[4] == b"?:0":
+            assert g[4] == b"?:0", g
+        else:
+            assert re.fullmatch(rb"127\.0\.0\.1:\d+", g[4]), g
+    ids = [e[0] for e in got]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
+
+
+def test_slowlog_get_count_len_reset_help_match_redis(oracle, own_proxy):
+    p = own_proxy("--slowlog-log-slower-than", "0", "--slowlog-max-len", "3")
+    with oracle.connect() as oc:
+        oc.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+        oc.call("CONFIG", "SET", "slowlog-max-len", "3")
+    try:
+        for ep in (oracle, p):
+            with ep.connect() as c:
+                c.call("SLOWLOG", "RESET")
+                for i in range(5):
+                    c.call("SET", "k%d" % i, "v")
+        with oracle.connect() as oc, p.connect() as pc:
+            for args in (("SLOWLOG", "HELP"), ("SLOWLOG", "GET", "-2"), ("SLOWLOG", "GET", "x"),
+                         ("SLOWLOG", "NOPE"), ("SLOWLOG", "LEN"), ("SLOWLOG", "GET", "a", "b"),
+                         ("CONFIG", "GET", "slowlog-*")):
+                assert pc.call(*args) == oc.call(*args), args
+            w = call(oc, "SLOWLOG", "GET", "2")
+            g = call(pc, "SLOWLOG", "GET", "2")
+            assert [e[3] for e in g] == [e[3] for e in w]
+            assert pc.call("SLOWLOG", "RESET") == b"+OK\r\n"
+            assert call(pc, "SLOWLOG", "LEN") == 1  # the RESET itself
+    finally:
+        with oracle.connect() as oc:
+            oc.call("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            oc.call("CONFIG", "SET", "slowlog-max-len", "128")
+            oc.call("SLOWLOG", "RESET")
+
+
+def test_slow_script_appears_in_slowlog(own_proxy):
+    p = own_proxy()
+    with p.connect() as c:
+        assert call(c, "CONFIG", "GET", "slowlog-log-slower-than") == [b"slowlog-log-slower-than", b"10000"]
+        c.call("CONFIG", "SET", "slowlog-log-slower-than", "100000")
+        c.call("SLOWLOG", "RESET")
+        c.call("SET", "fast", "1")
+        script = "local t = redis.call('time') local s = t[1]*1000000+t[2] " \
+                 "while true do local n = redis.call('time') if n[1]*1000000+n[2] - s > 200000 then break end end " \
+                 "return 'slow'"
+        assert call(c, "EVAL", script, "0") == b"slow"
+        entries = call(c, "SLOWLOG", "GET")
+    assert len(entries) == 1, entries
+    e = entries[0]
+    body = script.encode()
+    assert e[3] == [b"EVAL", body[:128] + b"... (%d more bytes)" % (len(body) - 128), b"0"]
+    assert e[2] >= 200000
+    assert re.fullmatch(rb"127\.0\.0\.1:\d+", e[4])
+
+
+def test_latency_monitor_records_slow_commands(own_proxy, oracle):
+    p = own_proxy("--latency-monitor-threshold", "50")
+    with p.connect() as c, oracle.connect() as oc:
+        assert c.call("LATENCY", "HELP") == oc.call("LATENCY", "HELP")
+        assert call(c, "LATENCY", "LATEST") == []
+        call(c, "EVAL", "local t = redis.call('time') local s = t[1]*1000000+t[2] "
+                        "while true do local n = redis.call('time') "
+                        "if n[1]*1000000+n[2] - s > 120000 then break end end return 1", "0")
+        latest = call(c, "LATENCY", "LATEST")
+        events = {e[0]: e for e in latest}
+        assert b"command" in events and b"script" in events, latest
+        ev = events[b"command"]
+        assert len(ev) == 4 and ev[2] >= 100 and ev[3] >= ev[2] and abs(ev[1] - time.time()) < 60
+        hist = call(c, "LATENCY", "HISTORY", "command")
+        assert len(hist) == 1 and hist[0][1] == ev[2]
+        assert call(c, "LATENCY", "HISTORY", "nothing") == []
+        assert call(c, "LATENCY", "RESET", "command", "nothing") == 1
+        assert call(c, "LATENCY", "RESET") == 1
+        assert call(c, "LATENCY", "LATEST") == []
