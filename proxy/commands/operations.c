@@ -11,6 +11,7 @@
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
+#include "util/log.h"
 #include "util/strconv.h"
 
 static void reply_lines(struct evbuffer *out, const char *const *lines)
@@ -109,4 +110,40 @@ void cmd_latency(client *c, const command_def *cmd, int argc, char **argv, size_
     } else {
         reply_errorf(out, "ERR unknown subcommand or wrong number of arguments for '%.128s'. Try LATENCY HELP.", sub);
     }
+}
+
+/* SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT], parsed as Redis 7.0 does. It
+ * stops the proxy, never the store: NOSAVE, SAVE and FORCE are accepted and
+ * change nothing (the proxy keeps no data), NOW skips the drain, ABORT ends
+ * a drain in progress. As in Redis, the client gets no reply when the
+ * shutdown goes ahead: its connection closes. */
+void cmd_shutdown(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    int nosave = 0, save = 0, now = 0, force = 0, abort_it = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcasecmp(argv[i], "nosave")) nosave = 1;
+        else if (!strcasecmp(argv[i], "save")) save = 1;
+        else if (!strcasecmp(argv[i], "now")) now = 1;
+        else if (!strcasecmp(argv[i], "force")) force = 1;
+        else if (!strcasecmp(argv[i], "abort")) abort_it = 1;
+        else {
+            reply_error(client_reply_buffer(c), "ERR syntax error");
+            return;
+        }
+    }
+    if ((abort_it && (nosave || save || now || force)) || (nosave && save)) {
+        reply_error(client_reply_buffer(c), "ERR syntax error");
+        return;
+    }
+    if (!server.shutdown_request) {
+        reply_error(client_reply_buffer(c), "ERR Errors trying to SHUTDOWN. Check logs.");
+        return;
+    }
+    if (abort_it) {
+        if (server.shutdown_request(1, 0) == 0) reply_ok(client_reply_buffer(c));
+        else reply_error(client_reply_buffer(c), "ERR No shutdown in progress.");
+        return;
+    }
+    log_warning("User requested shutdown...");
+    server.shutdown_request(0, now);
 }

@@ -1628,6 +1628,13 @@ int scripting_init(void)
 
 void scripting_begin_shutdown(void) { stopping = 1; }
 
+unsigned long scripting_calls_pending(void)
+{
+    unsigned long n = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) n++;
+    return n;
+}
+
 void scripting_shutdown(void)
 {
     stopping = 1;

@@ -903,6 +903,13 @@ static void exec_command(client *c)
     else exec_lock(er);
 }
 
+unsigned long transactions_runs_pending(void)
+{
+    unsigned long n = 0;
+    for (exec_run *er = exec_runs; er; er = er->older) n++;
+    return n;
+}
+
 void transactions_shutdown(void)
 {
     /* The backend is gone; what is left never gets its replies. Scripts

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -219,6 +220,36 @@ static void flush_unqueue(client *c)
 
 /* Output not yet handed to the kernel: the proxy's buffer, plus for TLS
  * what the bufferevent still has to encrypt and send. */
+int client_idle(client *c)
+{
+    if (c->flags & CLIENT_CLOSING) return 1;
+    if (c->script || c->scripts_pipelined || c->exec_run || c->waiting_locks || c->relay_inflight) return 0;
+    /* A blocking command may wait forever: it does not hold the drain up. */
+    if (c->slots_head && !(c->dedicated_blocking && c->slots_pending == 1)) return 0;
+    if (client_pending_output(c)) return 0;
+    if (c->bev && evbuffer_get_length(bufferevent_get_input(c->bev))) return 0;
+    int unread = 0;
+    if (c->fd >= 0 && ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) return 0;
+    return 1;
+}
+
+#define DRAIN_CHECKS_MAX 8
+static drain_pending_fn *drain_checks[DRAIN_CHECKS_MAX];
+static int drain_checks_count;
+
+void server_add_drain_check(drain_pending_fn *fn)
+{
+    if (drain_checks_count == DRAIN_CHECKS_MAX) abort();
+    drain_checks[drain_checks_count++] = fn;
+}
+
+unsigned long server_work_pending(void)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < drain_checks_count; i++) n += drain_checks[i]();
+    return n;
+}
+
 size_t client_pending_output(client *c)
 {
     return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));

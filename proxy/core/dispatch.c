@@ -188,6 +188,13 @@ typedef struct orphan_command {
 
 static orphan_command *orphans;
 
+unsigned long relay_orphans_pending(void)
+{
+    unsigned long n = 0;
+    for (orphan_command *o = orphans; o; o = o->next) n++;
+    return n;
+}
+
 static void orphan_free(orphan_command *o)
 {
     if (o->prev) o->prev->next = o->next;

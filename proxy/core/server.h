@@ -141,6 +141,10 @@ typedef struct server_state {
      * listener is left; the caller restores the old values and calls it
      * again. */
     int (*relisten)(void);
+    /* SHUTDOWN: begins the drain (abort: ends one), set by main. Returns
+     * -1 when there is nothing to abort. now: exit without waiting. */
+    int (*shutdown_request)(int abort, int now);
+    int draining; /* stopping: no new clients, finishing what runs */
 } server_state;
 
 extern server_state server;
@@ -194,6 +198,15 @@ void client_blocking_sent(client *c);
 /* c's command is being dispatched now (CLIENT LIST's argv-mem). */
 int client_running_command(const client *c);
 void clients_cron(void);
+/* Nothing owed to or waited for by c: no reply pending (but a blocking
+ * command's), output written, no script or EXEC running, no bytes unread. */
+int client_idle(client *c);
+/* Work not tied to a client that must end before the proxy exits (scripts
+ * of closed clients, EXEC runs, orphan commands): each family registers a
+ * check returning how much it still has. */
+typedef unsigned long drain_pending_fn(void);
+void server_add_drain_check(drain_pending_fn *fn);
+unsigned long server_work_pending(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);
 void clients_shutdown(void);
@@ -203,6 +216,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
 /* Close hook: a relayed command still waiting for its locks is handed over,
  * so it runs once they are free. Added before every other close hook. */
 void relay_client_gone(client *c);
+unsigned long relay_orphans_pending(void); /* commands of closed clients still to run */
 int client_shared_conn(client *c);
 /* Runs fn now if nothing the client relayed is in flight, else when it is. */
 void client_when_drained(client *c, void (*fn)(client *c));

@@ -172,3 +172,154 @@ def test_latency_monitor_records_slow_commands(own_proxy, oracle):
         assert call(c, "LATENCY", "RESET", "command", "nothing") == 1
         assert call(c, "LATENCY", "RESET") == 1
         assert call(c, "LATENCY", "LATEST") == []
+
+
+# ---------------------------------------------------------------------------
+# Lifecycle
+
+def wait_exit(p, timeout=30.0):
+    try:
+        return p.proc.wait(timeout)
+    except Exception:
+        pytest.fail("the proxy did not exit\n" + p.diagnostics(), pytrace=False)
+
+
+def log_text(p):
+    with open(p.logfile, "rb") as f:
+        return f.read().decode("utf-8", "replace")
+
+
+def test_sigterm_under_load_answers_everything_sent(own_proxy, store):
+    p = own_proxy()
+    with store.connect() as s:
+        s.call("DEL", "lc:counter", "lc:list")
+    script = "redis.call('incr', KEYS[1]) return redis.call('rpush', KEYS[2], ARGV[1])"
+    cmds = []
+    for i in range(20000):
+        if i % 10 == 9:
+            cmds.append(harness.encode_command("EVAL", script, "2", "lc:counter", "lc:list", str(i)))
+        else:
+            cmds.append(harness.encode_command("INCR", "lc:counter"))
+    sock = socket.create_connection((p.host, p.port))
+    replies = []
+    done = threading.Event()
+
+    def reader():
+        buf = b""
+        try:
+            while True:
+                data = sock.recv(1 << 16)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    try:
+                        val, end = harness._parse(buf, 0)
+                    except (ValueError, IndexError):
+                        break
+                    replies.append(val)
+                    buf = buf[end:]
+        finally:
+            done.set()
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    sent_before_signal = None
+    for k in range(0, len(cmds), 500):
+        sock.sendall(b"".join(cmds[k:k + 500]))
+        if k >= 10000 and sent_before_signal is None:
+            sent_before_signal = k + 500
+            p.proc.send_signal(signal.SIGTERM)
+    # Nothing more from the client: the proxy may close it once it is answered.
+    sock.shutdown(socket.SHUT_WR)
+    assert done.wait(60), "the proxy never closed the connection"
+    status = wait_exit(p)
+    sock.close()
+    assert status == 0, p.diagnostics()
+    assert len(replies) >= sent_before_signal, (len(replies), sent_before_signal)
+    assert not any(isinstance(r, tuple) for r in replies), [r for r in replies if isinstance(r, tuple)][:3]
+    with store.connect() as s:
+        counter = int(parse_reply(s.call("GET", "lc:counter")))
+        listed = parse_reply(s.call("LRANGE", "lc:list", "0", "-1"))
+    # Every reply received is on the store, and nothing ran unanswered.
+    incrs = [r for i, r in enumerate(replies) if i % 10 != 9]
+    evals = [r for i, r in enumerate(replies) if i % 10 == 9]
+    assert counter == len(replies)
+    assert max(incrs) <= counter
+    assert len(listed) == len(evals) == (evals[-1] if evals else 0)
+    text = log_text(p)
+    assert "Received SIGTERM scheduling shutdown" in text
+    assert "ready to exit" in text
+
+
+def test_sigterm_waits_for_a_running_script(own_proxy):
+    p = own_proxy("--busy-reply-threshold", "0")
+    slow = ("local t = redis.call('time') local s = t[1]*1000000+t[2] "
+            "while true do local n = redis.call('time') if n[1]*1000000+n[2] - s > 700000 then break end end "
+            "return redis.call('set', KEYS[1], 'done')")
+    c = p.connect()
+    c.send_command("EVAL", slow, "1", "lc:slow")
+    time.sleep(0.2)
+    p.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.1)
+    # New connections are refused while the proxy drains.
+    with pytest.raises(OSError):
+        socket.create_connection((p.host, p.port), timeout=2).recv(1)
+    assert parse_reply(c.read_reply(timeout=10)) == b"OK"
+    c.close()
+    assert wait_exit(p) == 0
+
+
+def test_shutdown_timeout_bounds_the_drain(own_proxy):
+    p = own_proxy("--shutdown-timeout", "1", "--busy-reply-threshold", "0")
+    endless = "while true do redis.call('ping') end"
+    c = p.connect()
+    c.send_command("EVAL", endless, "0")
+    time.sleep(0.2)
+    start = time.monotonic()
+    p.proc.send_signal(signal.SIGTERM)
+    assert wait_exit(p) == 0
+    assert 0.8 < time.monotonic() - start < 10
+    assert "shutdown-timeout reached" in log_text(p)
+    c.close()
+
+
+def test_sighup_reopens_the_log_and_keeps_running(own_proxy):
+    p = own_proxy()
+    rotated = p.logfile + ".1"
+    os.rename(p.logfile, rotated)
+    p.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(p.logfile) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert os.path.exists(p.logfile), "no new log file after SIGHUP"
+    assert "Received SIGHUP" in log_text(p)
+    with p.connect() as c:
+        assert c.call("PING") == b"+PONG\r\n"
+    # Again, with the file in place: still one proxy, still answering.
+    p.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.2)
+    assert p.alive()
+    assert log_text(p).count("Received SIGHUP") == 2
+
+
+def test_shutdown_command(own_proxy, oracle, store):
+    p = own_proxy()
+    with p.connect() as c, oracle.connect() as oc:
+        for args in (("SHUTDOWN", "ABORT"), ("SHUTDOWN", "BOGUS"), ("SHUTDOWN", "NOSAVE", "SAVE"),
+                     ("SHUTDOWN", "ABORT", "NOW")):
+            assert c.call(*args) == oc.call(*args), args
+        assert c.call("ACL", "SETUSER", "ops", "on", "nopass", "+@all", "-shutdown") == b"+OK\r\n"
+    with p.connect() as c:
+        c.call("AUTH", "ops", "x")
+        assert c.call("SHUTDOWN").startswith(b"-NOPERM")
+    assert p.alive()
+    c = p.connect()
+    c.send_command("SHUTDOWN", "NOSAVE")
+    with pytest.raises(harness.ConnectionClosed):
+        c.read_reply(timeout=10)
+    assert wait_exit(p) == 0
+    assert "User requested shutdown" in log_text(p)
+    # The store is still there.
+    with store.connect() as s:
+        assert s.call("PING") == b"+PONG\r\n"
