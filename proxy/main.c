@@ -36,6 +36,7 @@
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/metrics.h"
 #include "proxy/commands/operations.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/commands/scripting.h"
@@ -579,6 +580,7 @@ int main(int argc, char **argv)
         log_warning("Configured to not listen anywhere, exiting.");
         return 1;
     }
+    if (metrics_start(server.base) != 0) return 1;
     write_pidfile();
 
     sig_events[0] = evsignal_new(server.base, SIGTERM, signal_cb, NULL);
@@ -611,6 +613,7 @@ int main(int argc, char **argv)
     if (config.unixsocket) unlink(config.unixsocket);
     scripting_begin_shutdown();
     clients_close_all();
+    metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
     emulation_shutdown();
     scripting_shutdown();

@@ -323,3 +323,130 @@ def test_shutdown_command(own_proxy, oracle, store):
     # The store is still there.
     with store.connect() as s:
         assert s.call("PING") == b"+PONG\r\n"
+
+
+# ---------------------------------------------------------------------------
+# Prometheus /metrics
+
+SAMPLE_RE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([^}]*)\})? (\S+)$')
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_prometheus(text):
+    """{family: {"type", "help", "samples": [(name, {labels}, value)]}}, checking
+    the text format 0.0.4 as it goes."""
+    families = {}
+    for line in text.split("\n"):
+        if not line:
+            continue
+        if line.startswith("# HELP "):
+            name, _, help_text = line[7:].partition(" ")
+            families.setdefault(name, {"samples": []})["help"] = help_text
+            continue
+        if line.startswith("# TYPE "):
+            name, _, typ = line[7:].partition(" ")
+            assert typ in ("counter", "gauge", "histogram", "summary", "untyped"), line
+            fam = families.setdefault(name, {"samples": []})
+            assert "type" not in fam and not fam["samples"], "TYPE after samples or twice: " + line
+            fam["type"] = typ
+            continue
+        assert not line.startswith("#"), line
+        m = SAMPLE_RE.match(line)
+        assert m, "bad sample line: %r" % line
+        name, labels, value = m.group(1), m.group(3), m.group(4)
+        labels = dict(LABEL_RE.findall(labels or ""))
+        value = float(value)
+        owner = None
+        for suffix in ("", "_bucket", "_sum", "_count"):
+            base = name[:len(name) - len(suffix)] if suffix and name.endswith(suffix) else (name if not suffix else None)
+            if base in families and "type" in families[base]:
+                owner = base
+                break
+        assert owner, "sample of no TYPE'd family: %r" % line
+        families[owner]["samples"].append((name, labels, value))
+    for name, fam in families.items():
+        assert "type" in fam and "help" in fam, name
+        assert name.startswith("evalproxy_"), name
+        if fam["type"] == "counter":
+            assert name.endswith("_total"), name
+        if fam["type"] == "histogram":
+            buckets = [(s[1]["le"], s[2]) for s in fam["samples"] if s[0] == name + "_bucket"]
+            assert buckets and buckets[-1][0] == "+Inf", name
+            counts = [v for _, v in buckets]
+            assert counts == sorted(counts), name
+            count = [s[2] for s in fam["samples"] if s[0] == name + "_count"]
+            assert count == [counts[-1]], name
+    return families
+
+
+def scrape(port, path="/metrics"):
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=10) as r:
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return r.read().decode("utf-8")
+
+
+def value(fams, name, **labels):
+    for fam in fams.values():
+        for n, l, v in fam["samples"]:
+            if n == name and l == labels:
+                return v
+    raise KeyError((name, labels))
+
+
+def test_metrics_endpoint(own_proxy):
+    port = harness.free_port()
+    p = own_proxy("--metrics-port", str(port))
+    with p.connect() as c:
+        assert call(c, "CONFIG", "GET", "metrics-port") == [b"metrics-port", str(port).encode()]
+        for i in range(7):
+            c.call("SET", "m:%d" % i, "v")
+        c.call("EVAL", "return redis.call('get', KEYS[1])", "1", "m:1")
+        c.call("EVAL", "return redis.error_reply('nope')", "0")
+        fams = parse_prometheus(scrape(port))
+    assert value(fams, "evalproxy_commands_total", command="set") == 7
+    assert value(fams, "evalproxy_commands_total", command="eval") == 2
+    assert value(fams, "evalproxy_command_errors_total") >= 1
+    assert value(fams, "evalproxy_connected_clients") == 1
+    assert value(fams, "evalproxy_store_up") == 1
+    assert value(fams, "evalproxy_scripts_finished_total") == 2
+    assert value(fams, "evalproxy_used_memory_bytes") > 0
+    assert value(fams, "evalproxy_store_round_trip_seconds_count") >= 8
+    for name in ("evalproxy_scripts_running", "evalproxy_scripts_busy", "evalproxy_scripts_killed_total",
+                 "evalproxy_script_reruns_total", "evalproxy_lock_waits_total", "evalproxy_lock_wait_seconds"):
+        assert name in fams, name
+    assert fams["evalproxy_store_round_trip_seconds"]["type"] == "histogram"
+    with p.connect() as c, p.connect() as c2:
+        c.call("PING")
+        c2.call("PING")
+        fams = parse_prometheus(scrape(port))
+        assert value(fams, "evalproxy_connected_clients") == 2
+    with pytest.raises(urllib.error.HTTPError) as e:
+        scrape(port, "/other")
+    assert e.value.code == 404
+
+
+def test_metrics_off_by_default(own_proxy):
+    p = own_proxy()
+    with p.connect() as c:
+        assert call(c, "CONFIG", "GET", "metrics-port") == [b"metrics-port", b"0"]
+        assert call(c, "CONFIG", "GET", "metrics-bind") == [b"metrics-bind", b"127.0.0.1"]
+
+
+def test_metrics_lock_waits_are_timed(own_proxy):
+    port = harness.free_port()
+    p = own_proxy("--metrics-port", str(port))
+    slow = ("local t = redis.call('time') local s = t[1]*1000000+t[2] "
+            "while true do local n = redis.call('time') if n[1]*1000000+n[2] - s > 300000 then break end end "
+            "return redis.call('incr', KEYS[1])")
+    a, b = p.connect(), p.connect()
+    a.send_command("EVAL", slow, "1", "m:locked")
+    time.sleep(0.1)
+    b.send_command("INCR", "m:locked")
+    assert parse_reply(a.read_reply(timeout=10)) == 1
+    assert parse_reply(b.read_reply(timeout=10)) == 2
+    a.close()
+    b.close()
+    fams = parse_prometheus(scrape(port))
+    assert value(fams, "evalproxy_lock_waits_total") >= 1
+    assert value(fams, "evalproxy_lock_wait_seconds_count") >= 1
+    assert value(fams, "evalproxy_lock_wait_seconds_sum") >= 0.1
