@@ -30,6 +30,7 @@
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
@@ -478,6 +479,7 @@ static const struct {
     {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
     {"publish", cmd_publish},   {"spublish", cmd_publish},    {"pubsub", cmd_pubsub},
     {"slowlog", cmd_slowlog},   {"latency", cmd_latency},  {"shutdown", cmd_shutdown},
+    {"monitor", cmd_monitor},
 };
 
 static void wire_command_families(void)
@@ -546,6 +548,7 @@ int main(int argc, char **argv)
     client_add_close_hook(pubsub_client_gone);
     client_add_close_hook(tracking_client_gone);
     client_add_close_hook(accept_client_closed);
+    client_add_close_hook(monitor_remove);
     accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);
     if (scripting_init() != 0) {
@@ -622,6 +625,7 @@ int main(int argc, char **argv)
     transactions_shutdown();
     dispatch_free();
     slowlog_free();
+    monitor_shutdown();
     locks_shutdown();
     tls_shutdown();
     acl_shutdown();

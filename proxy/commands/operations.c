@@ -8,6 +8,7 @@
 #include <event2/buffer.h>
 
 #include "proxy/commands/operations.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
@@ -146,4 +147,13 @@ void cmd_shutdown(client *c, const command_def *cmd, int argc, char **argv, size
     }
     log_warning("User requested shutdown...");
     server.shutdown_request(0, now);
+}
+
+/* MONITOR: the client sees every command from now on (monitor.c writes the
+ * lines); asked again, it is ignored as in Redis. */
+void cmd_monitor(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (monitor_is(c)) return;
+    monitor_add(c);
+    reply_ok(client_reply_buffer(c));
 }

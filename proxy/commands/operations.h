@@ -4,6 +4,6 @@
 
 #include "proxy/core/dispatch.h"
 
-command_handler cmd_slowlog, cmd_latency, cmd_shutdown;
+command_handler cmd_slowlog, cmd_latency, cmd_shutdown, cmd_monitor;
 
 #endif

@@ -26,6 +26,7 @@
 #include "proxy/core/resp3.h"
 #include "proxy/core/tracking.h"
 #include "proxy/core/dispatch.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
 #include "util/strconv.h"
@@ -775,6 +776,8 @@ static void call_send(script_call *sc)
     sc->call_start_us = stats_now_us();
     slowlog_args_free(sc->call_slow);
     sc->call_slow = slowlog_args_copy(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
+    if (monitor_active() && !(cmd->flags & CMD_ADMIN))
+        monitor_feed(NULL, sc->db, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     sc->call_shape = script_run_resp(sc->run) == 3
                          ? resp3_shape_for(cmd->name, sc->call_argc, sc->call_argv, sc->call_argvlen)
                          : NULL;

@@ -32,6 +32,7 @@
 #include "proxy/core/tracking.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
 #include "util/strconv.h"
@@ -707,11 +708,27 @@ static void exec_proceed(exec_run *er);
 
 /* The watched keys' tokens now, read under the transaction's locks. */
 
+/* MONITOR: as Redis, the commands EXEC runs, then EXEC itself (alone when
+ * a watched key changed). */
+static void exec_monitor(exec_run *er, int with_commands)
+{
+    if (!monitor_active() || !er->c) return;
+    for (int i = 0; with_commands && i < er->m->count; i++) {
+        const queued_command *q = &er->m->cmds[i];
+        if (!q->cmd || !(q->cmd->flags & CMD_ADMIN))
+            monitor_feed(er->c, er->db, q->cmd, q->argc, q->argv, q->argvlen);
+    }
+    char *ev[1] = {"EXEC"};
+    size_t el[1] = {4};
+    monitor_feed(er->c, er->c->db, NULL, 1, ev, el);
+}
+
 /* WATCH judged: a changed key answers EXEC with a null array, as Redis. */
 static void exec_watch_judged(exec_run *er, int changed)
 {
     exec_unwatch(er);
     if (changed) {
+        exec_monitor(er, 0);
         exec_null_reply(er);
         exec_finish(er);
         return;
@@ -754,6 +771,7 @@ static void exec_go(exec_run *er)
 
 static void exec_proceed(exec_run *er)
 {
+    exec_monitor(er, 1);
     if (!has_scripts(er->m) && server.backend->has_transactions) {
         exec_send(er);
         return;

@@ -21,6 +21,7 @@
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
 
@@ -355,7 +356,7 @@ static const char *const admin_commands[] = {
 };
 
 /* Commands that would take over a shared store connection: never relayed. */
-static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
+static const char *const connection_takeover_commands[] = {"sync", "psync", "replconf", NULL};
 
 enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_BLOCKING };
 
@@ -538,6 +539,11 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     c->cur_argv = argv;
     c->cur_argvlen = argvlen;
     dispatch_run(c, argc, argv, argvlen);
+    if (c->monitor_cmd) {
+        /* After it ran, as Redis: a SELECT shows the new database. */
+        monitor_feed(c, c->db, c->monitor_cmd, argc, argv, argvlen);
+        c->monitor_cmd = NULL;
+    }
     if (c->tracking) tracking_command_done(c);
     if (c->cur_cmd) {
         unsigned long long usec = stats_now_us() - c->cur_start_us;
@@ -621,6 +627,11 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
     }
+    /* A monitor is a replica to Redis: it may not touch keys. */
+    if (monitor_active() && monitor_is(c) && (cmd->flags & (CMD_WRITE | CMD_READONLY | CMD_MAY_REPLICATE))) {
+        reject_command(c, cmd, "ERR Replica can't interact with the keyspace");
+        return;
+    }
     c->last_cmd = cmd->name;
     if (c->resp == 3) c->cur_shape = reply_shape(cmd, argc, argv, argvlen);
     /* A RESP2 client with subscriptions may only run these, as in Redis. */
@@ -662,6 +673,12 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         }
     }
     c->cur_cmd = cmd; /* it runs: commandstats counts it (not the commands EXEC runs) */
+    /* MONITOR: scripts show before the calls they make; EXEC shows itself
+     * after its commands (transactions.c); administration never shows. */
+    if (monitor_active() && !(cmd->flags & CMD_ADMIN) && strcmp(top->name, "exec")) {
+        if (cmd->flags & CMD_SKIP_MONITOR) monitor_feed(c, c->db, cmd, argc, argv, argvlen);
+        else c->monitor_cmd = cmd;
+    }
     if (c->tracking && r->kind != KIND_LOCAL) tracking_read(c, cmd, argc, argv, argvlen);
     switch (r->kind) {
     case KIND_LOCAL:

@@ -84,6 +84,7 @@ struct client {
     const struct resp3_shape *cur_shape; /* RESP3: how its reply is converted (NULL: as written) */
     reply_slot *cur_reply; /* RESP3: the slot client_reply_buffer gave the command being dispatched */
     unsigned long long cur_start_us;
+    const struct command_def *monitor_cmd; /* ran: its MONITOR line goes out once it is dispatched */
     int cur_argc; /* the command being dispatched (borrowed), for SLOWLOG */
     char **cur_argv;
     size_t *cur_argvlen;

@@ -52,7 +52,7 @@ static void set_arg(slowlog_args *a, int i, char *s, size_t len)
 
 /* Which arguments Redis 7.0 replaces by "(redacted)": AUTH's, HELLO's after
  * AUTH, MIGRATE's after AUTH / AUTH2. */
-static int redacted(const command_def *cmd, int argc, char **argv, int i)
+int slowlog_arg_redacted(const command_def *cmd, int argc, char **argv, int i)
 {
     if (!cmd || i == 0) return 0;
     if (!strcmp(cmd->name, "auth")) return 1;
@@ -87,7 +87,7 @@ slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, s
         if (n != argc && i == n - 1) {
             int k = snprintf(buf, sizeof(buf), "... (%d more arguments)", argc - n + 1);
             set_arg(a, i, xmemdup(buf, (size_t)k), (size_t)k);
-        } else if (redacted(cmd, argc, argv, i)) {
+        } else if (slowlog_arg_redacted(cmd, argc, argv, i)) {
             set_arg(a, i, xmemdup("(redacted)", 10), 10);
         } else if (argvlen[i] > SLOWLOG_MAX_STRING) {
             int k = snprintf(buf, sizeof(buf), "... (%lu more bytes)", (unsigned long)(argvlen[i] - SLOWLOG_MAX_STRING));

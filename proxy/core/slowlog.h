@@ -15,6 +15,8 @@ typedef struct slowlog_args slowlog_args;
 /* NULL when nothing would be logged (slowlog off, or a command Redis never logs). */
 slowlog_args *slowlog_args_copy(const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
 void slowlog_args_free(slowlog_args *a);
+/* Argument i is one Redis hides (AUTH's, HELLO's AUTH, MIGRATE's AUTH / AUTH2). */
+int slowlog_arg_redacted(const struct command_def *cmd, int argc, char **argv, int i);
 int slowlog_wants(unsigned long long usec); /* would a command this long be logged */
 /* Logs (and frees) a when usec reaches the threshold. */
 void slowlog_done(slowlog_args *a, unsigned long long usec, const char *addr, const char *name);

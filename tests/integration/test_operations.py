@@ -450,3 +450,88 @@ def test_metrics_lock_waits_are_timed(own_proxy):
     assert value(fams, "evalproxy_lock_waits_total") >= 1
     assert value(fams, "evalproxy_lock_wait_seconds_count") >= 1
     assert value(fams, "evalproxy_lock_wait_seconds_sum") >= 0.1
+
+
+# ---------------------------------------------------------------------------
+# MONITOR
+
+MONITOR_SESSION = [
+    ("SET", "mon:k", b"a b\x01\n\"\\"),
+    ("AUTH", "nobody-has-this"),
+    ("AUTH", "someone", "secret"),
+    ("HELLO", "2", "AUTH", "default", "pw"),
+    ("SELECT", "3"),
+    ("EVAL", "redis.call('set', KEYS[1], ARGV[1]) return redis.call('get', KEYS[1])", "1", "mon:x", 'v"q'),
+    ("CONFIG", "GET", "maxmemory"),
+    ("MULTI",),
+    ("INCR", "mon:n"),
+    ("EXEC",),
+    ("NOSUCHCOMMAND", "x"),
+    ("GET",),
+    ("CLIENT", "SETNAME", "mon"),
+    ("DEL", "mon:x", "mon:n"),
+    ("SELECT", "0"),
+    ("DEL", "mon:k"),
+    ("PING",),
+]
+
+LINE_RE = re.compile(rb"^\+(\d+)\.(\d{6}) \[(\d+) ([^\]]+)\] (.*)$")
+
+
+def monitor_transcript(endpoint, resp3=False):
+    m = endpoint.connect()
+    try:
+        if resp3:
+            assert parse_reply(m.call("HELLO", "3"))
+        assert m.call("MONITOR") == b"+OK\r\n"
+        with endpoint.connect() as c:
+            for cmd in MONITOR_SESSION:
+                c.call(*cmd)
+        # The monitor's own commands: keys refused, PING shown.
+        m.send_command("GET", "mon:k")
+        m.send_command("PING")
+        own, lines = [], []
+        while sum(1 for l in lines if l.endswith(b'"PING"\r\n')) < 2 or len(own) < 2:
+            raw = m.read_reply(timeout=10)
+            if raw.startswith(b"+") and LINE_RE.match(raw.rstrip(b"\r\n")):
+                lines.append(raw)
+            else:
+                own.append(raw)
+        assert m.call("RESET") == b"+RESET\r\n"
+    finally:
+        m.close()
+    out = []
+    for raw in lines:
+        mt = LINE_RE.match(raw.rstrip(b"\r\n"))
+        assert mt, raw
+        assert abs(int(mt.group(1)) - time.time()) < 60
+        who = mt.group(4)
+        if who != b"lua":
+            assert re.fullmatch(rb"127\.0\.0\.1:\d+", who), raw
+            who = b"client"
+        out.append((mt.group(3), who, mt.group(5)))
+    return own, out
+
+
+@pytest.mark.parametrize("resp3", [False, True], ids=["resp2", "resp3"])
+def test_monitor_matches_redis(oracle, own_proxy, resp3):
+    p = own_proxy()
+    want_own, want = monitor_transcript(oracle, resp3)
+    got_own, got = monitor_transcript(p, resp3)
+    # The key refused to a monitor, and its PING answered and shown.
+    assert got_own == want_own
+    assert got == want
+    assert (b"3", b"lua", b'"set" "mon:x" "v\\"q"') in got
+
+
+def test_monitor_refused_by_acl_only(own_proxy):
+    p = own_proxy()
+    with p.connect() as c:
+        assert c.call("ACL", "SETUSER", "nomon", "on", "nopass", "+@all", "-monitor") == b"+OK\r\n"
+        c.call("AUTH", "nomon", "x")
+        assert c.call("MONITOR").startswith(b"-NOPERM")
+    with p.connect() as m:
+        assert m.call("MONITOR") == b"+OK\r\n"
+        with p.connect() as c:
+            c.call("SET", "mon:acl", "1")
+        assert b'"SET" "mon:acl" "1"' in m.read_reply(timeout=10)
