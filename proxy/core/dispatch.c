@@ -256,6 +256,10 @@ static void relay_lock_granted(lock_set *ls, void *ctx)
     c->waiting_relay = 0;
     /* The parser still holds this command: nothing was read while blocked. */
     relay_send(c, ls, 0, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    c->cur_cmd = NULL;
+    c->cur_argc = 0;
+    c->cur_argv = NULL;
+    c->cur_argvlen = NULL;
     client_unblock(c);
 }
 
@@ -545,6 +549,11 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         c->monitor_cmd = NULL;
     }
     if (c->tracking) tracking_command_done(c);
+    if (c->cur_cmd && c->waiting_locks && c->waiting_relay) {
+        /* Waiting for its locks: timed until its reply, by the slot it gets
+         * once they are granted (the parser keeps its arguments till then). */
+        return;
+    }
     if (c->cur_cmd) {
         unsigned long long usec = stats_now_us() - c->cur_start_us;
         stats_command_done(c->cur_cmd, usec, stats_error_replies() != errors);

@@ -535,3 +535,22 @@ def test_monitor_refused_by_acl_only(own_proxy):
         with p.connect() as c:
             c.call("SET", "mon:acl", "1")
         assert b'"SET" "mon:acl" "1"' in m.read_reply(timeout=10)
+
+
+def test_slowlog_times_a_command_waiting_for_a_scripts_lock(own_proxy):
+    p = own_proxy("--slowlog-log-slower-than", "100000")
+    slow = ("local t = redis.call('time') local s = t[1]*1000000+t[2] "
+            "while true do local n = redis.call('time') if n[1]*1000000+n[2] - s > 400000 then break end end "
+            "return redis.call('incr', KEYS[1])")
+    a, b = p.connect(), p.connect()
+    a.send_command("EVAL", slow, "1", "sl:locked")
+    time.sleep(0.1)
+    b.send_command("INCR", "sl:locked")
+    assert parse_reply(a.read_reply(timeout=10)) == 1
+    assert parse_reply(b.read_reply(timeout=10)) == 2
+    entries = call(b, "SLOWLOG", "GET")
+    a.close()
+    b.close()
+    incr = [e for e in entries if e[3] == [b"INCR", b"sl:locked"]]
+    assert len(incr) == 1, entries
+    assert incr[0][2] >= 200000
