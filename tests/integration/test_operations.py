@@ -554,3 +554,59 @@ def test_slowlog_times_a_command_waiting_for_a_scripts_lock(own_proxy):
     incr = [e for e in entries if e[3] == [b"INCR", b"sl:locked"]]
     assert len(incr) == 1, entries
     assert incr[0][2] >= 200000
+
+
+def test_daemonize_writes_the_pidfile_and_stops_on_sigterm(tmp_path, store):
+    import subprocess
+    port = harness.free_port()
+    pidfile = str(tmp_path / "evalproxy.pid")
+    log = str(tmp_path / "proxy.log")
+    r = subprocess.run([proxy_binary(), "--bind", "127.0.0.1", "--port", str(port), "--backend",
+                        "redis://%s:%d" % (store.host, store.port), "--daemonize", "yes", "--pidfile", pidfile,
+                        "--logfile", log], timeout=30)
+    assert r.returncode == 0
+    harness.wait_for_ping("127.0.0.1", port, 20)
+    with open(pidfile) as f:
+        pid = int(f.read())
+    assert pid != os.getpid()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the daemon did not stop")
+    assert not os.path.exists(pidfile)
+    with open(log) as f:
+        assert "ready to exit" in f.read()
+
+
+def test_supervised_systemd_notifies_ready_and_stopping(tmp_path, store):
+    sock_path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(sock_path)
+    srv.settimeout(20)
+    old = os.environ.get("NOTIFY_SOCKET")
+    os.environ["NOTIFY_SOCKET"] = sock_path
+    try:
+        p = ProxyProcess(proxy_binary(), store, str(tmp_path / "proxy"), extra_args=("--supervised", "systemd"))
+        p.start()
+    finally:
+        if old is None:
+            del os.environ["NOTIFY_SOCKET"]
+        else:
+            os.environ["NOTIFY_SOCKET"] = old
+    try:
+        msg = srv.recv(4096).decode()
+        assert "READY=1" in msg.split("\n"), msg
+        p.proc.send_signal(signal.SIGTERM)
+        msg = srv.recv(4096).decode()
+        assert "STOPPING=1" in msg.split("\n"), msg
+        assert wait_exit(p) == 0
+    finally:
+        p.stop()
+        srv.close()
