@@ -1651,6 +1651,7 @@ void scripting_shutdown(void)
         calls = sc->next;
         if (sc->locks) lock_set_release(sc->locks);
         if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
+        slowlog_args_free(sc->call_slow);
         journal_free(sc->journal);
         forget_written_keys(sc);
         free(sc->final_reply);
