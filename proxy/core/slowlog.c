@@ -44,12 +44,6 @@ static char *xmemdup(const char *p, size_t len)
     return d;
 }
 
-static void set_arg(slowlog_args *a, int i, char *s, size_t len)
-{
-    a->argv[i] = s;
-    a->argvlen[i] = len;
-}
-
 /* Which arguments Redis 7.0 replaces by "(redacted)": AUTH's, HELLO's after
  * AUTH, MIGRATE's after AUTH / AUTH2. */
 int slowlog_arg_redacted(const command_def *cmd, int argc, char **argv, int i)
@@ -71,34 +65,60 @@ int slowlog_arg_redacted(const command_def *cmd, int argc, char **argv, int i)
     return 0;
 }
 
+/* The text argument i keeps: the argument (at most 128 bytes of it), or the
+ * replacement Redis writes; *tail gets the "... (N more bytes)" suffix. */
+static const char *kept_arg(const command_def *cmd, int argc, int n, char **argv, size_t *argvlen, int i,
+                            size_t *len, char *tail, size_t taillen, size_t *tlen)
+{
+    *tlen = 0;
+    if (n != argc && i == n - 1) {
+        int k = snprintf(tail, taillen, "... (%d more arguments)", argc - n + 1);
+        *len = 0;
+        *tlen = (size_t)k;
+        return "";
+    }
+    if (slowlog_arg_redacted(cmd, argc, argv, i)) {
+        *len = 10;
+        return "(redacted)";
+    }
+    if (argvlen[i] > SLOWLOG_MAX_STRING) {
+        int k = snprintf(tail, taillen, "... (%lu more bytes)", (unsigned long)(argvlen[i] - SLOWLOG_MAX_STRING));
+        *tlen = (size_t)k;
+        *len = SLOWLOG_MAX_STRING;
+        return argv[i];
+    }
+    *len = argvlen[i];
+    return argv[i];
+}
+
+/* One allocation per entry (it is made for every command answered later):
+ * the struct, the pointers, the lengths and the bytes. */
 slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if (config.slowlog_log_slower_than < 0 || argc <= 0) return NULL;
     if (cmd && (cmd->flags & CMD_SKIP_SLOWLOG)) return NULL;
     int n = argc > SLOWLOG_MAX_ARGC ? SLOWLOG_MAX_ARGC : argc;
-    slowlog_args *a = malloc(sizeof(*a));
+    char tail[64];
+    size_t bytes = 0, len, tlen;
+    for (int i = 0; i < n; i++) {
+        kept_arg(cmd, argc, n, argv, argvlen, i, &len, tail, sizeof(tail), &tlen);
+        bytes += len + tlen + 1;
+    }
+    size_t head = sizeof(slowlog_args) + (size_t)n * (sizeof(char *) + sizeof(size_t));
+    slowlog_args *a = malloc(head + bytes);
     if (!a) abort();
     a->argc = n;
-    a->argv = malloc(sizeof(char *) * (size_t)n);
-    a->argvlen = malloc(sizeof(size_t) * (size_t)n);
-    if (!a->argv || !a->argvlen) abort();
+    a->argv = (char **)(a + 1);
+    a->argvlen = (size_t *)(a->argv + n);
+    char *data = (char *)a + head;
     for (int i = 0; i < n; i++) {
-        char buf[64];
-        if (n != argc && i == n - 1) {
-            int k = snprintf(buf, sizeof(buf), "... (%d more arguments)", argc - n + 1);
-            set_arg(a, i, xmemdup(buf, (size_t)k), (size_t)k);
-        } else if (slowlog_arg_redacted(cmd, argc, argv, i)) {
-            set_arg(a, i, xmemdup("(redacted)", 10), 10);
-        } else if (argvlen[i] > SLOWLOG_MAX_STRING) {
-            int k = snprintf(buf, sizeof(buf), "... (%lu more bytes)", (unsigned long)(argvlen[i] - SLOWLOG_MAX_STRING));
-            char *s = malloc(SLOWLOG_MAX_STRING + (size_t)k + 1);
-            if (!s) abort();
-            memcpy(s, argv[i], SLOWLOG_MAX_STRING);
-            memcpy(s + SLOWLOG_MAX_STRING, buf, (size_t)k + 1);
-            set_arg(a, i, s, SLOWLOG_MAX_STRING + (size_t)k);
-        } else {
-            set_arg(a, i, xmemdup(argv[i], argvlen[i]), argvlen[i]);
-        }
+        const char *p = kept_arg(cmd, argc, n, argv, argvlen, i, &len, tail, sizeof(tail), &tlen);
+        memcpy(data, p, len);
+        memcpy(data + len, tail, tlen);
+        data[len + tlen] = '\0';
+        a->argv[i] = data;
+        a->argvlen[i] = len + tlen;
+        data += len + tlen + 1;
     }
     return a;
 }
@@ -108,14 +128,7 @@ int slowlog_wants(unsigned long long usec)
     return config.slowlog_log_slower_than >= 0 && usec >= (unsigned long long)config.slowlog_log_slower_than;
 }
 
-void slowlog_args_free(slowlog_args *a)
-{
-    if (!a) return;
-    for (int i = 0; i < a->argc; i++) free(a->argv[i]);
-    free(a->argv);
-    free(a->argvlen);
-    free(a);
-}
+void slowlog_args_free(slowlog_args *a) { free(a); }
 
 static void entry_free(slowlog_entry *e)
 {
