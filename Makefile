@@ -10,10 +10,10 @@
 #   make fuzz     build and run the libFuzzer targets for a short while
 #   make deps     install the Debian packages needed to build and test
 
-PKGS := libevent libevent_openssl hiredis lua5.1 openssl lua5.1-cjson lua5.1-bitop
+PKGS := libevent libevent_openssl hiredis lua5.1 openssl lua5.1-cjson lua5.1-bitop libsystemd
 
 # Debian packages: build, test, bench.
-DEB_BUILD := build-essential pkg-config libevent-dev libhiredis-dev liblua5.1-0-dev \
+DEB_BUILD := build-essential pkg-config libevent-dev libhiredis-dev liblua5.1-0-dev libsystemd-dev \
              libssl-dev lua-cjson-dev lua-bitop-dev
 DEB_TEST := redis-server redis-tools memcached python3 python3-redis python3-pytest \
             libcmocka-dev clang openssl
@@ -39,7 +39,7 @@ PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
-             -D_GNU_SOURCE -I. $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
+             -D_GNU_SOURCE -DHAVE_LIBSYSTEMD -I. $(PKG_CFLAGS) $(SANFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 LIBS_ALL = $(PKG_LIBS) -lm $(LIBS)
 

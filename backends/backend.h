@@ -25,6 +25,12 @@ typedef struct backend_reply {
 
 typedef void backend_reply_fn(void *ctx, const backend_reply *reply);
 
+/* Set by whoever measures the store (the metrics): called with each reply's
+ * round trip, from the request being queued to its reply being read (RESP
+ * stores). NULL: nothing is timed. */
+extern void (*backend_round_trip_observer)(unsigned long long usec);
+unsigned long long backend_now_us(void); /* CLOCK_MONOTONIC */
+
 typedef struct backend backend;
 
 /* What a key was, for an undo journal: read just before a write to it and

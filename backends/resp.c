@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
@@ -30,11 +31,21 @@ static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
 #define DEDICATED_BASE 1000000
 #define DEDICATED_IDLE_MAX 16
 
+void (*backend_round_trip_observer)(unsigned long long usec);
+
+unsigned long long backend_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
 typedef struct pending_req {
     backend_reply_fn *fn;
     void *ctx;
     int mode;
     int context; /* STORE_CONTEXT_*: an older store's errors to it are reworded knowing the command */
+    unsigned long long sent_us; /* for backend_round_trip_observer */
 } pending_req;
 
 struct resp_backend;
@@ -98,7 +109,7 @@ static void q_push(resp_conn *c, backend_reply_fn *fn, void *ctx, int mode)
         c->qcap = ncap;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode, 0};
+    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode, 0, backend_round_trip_observer ? backend_now_us() : 0};
     c->qlen++;
 }
 
@@ -392,6 +403,7 @@ static void deliver_replies_loop(resp_conn *c)
         }
         pending_req p = q_pop(c);
         rb->replies++;
+        if (backend_round_trip_observer && p.sent_us) backend_round_trip_observer(backend_now_us() - p.sent_us);
         if (rb->base.store_version > 0 && rb->base.store_version < 70000) {
             redisReply *parsed = p.mode == BACKEND_PARSED ? obj : NULL;
             reply_len = normalise_error(c, in, reply_len, p.context, parsed);

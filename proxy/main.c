@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/un.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
@@ -16,6 +17,9 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <openssl/rand.h>
+#ifdef HAVE_LIBSYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 
 #include "backends/backend.h"
 #include "backends/conn.h"
@@ -26,11 +30,15 @@
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/metrics.h"
+#include "proxy/commands/operations.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/server_commands.h"
@@ -263,12 +271,120 @@ static int server_relisten(void)
     return 0;
 }
 
+/* ---- lifecycle ---------------------------------------------------------------
+ * SIGTERM, SIGINT and SHUTDOWN drain: no new connections; the clients there
+ * are keep being served (the proxy cannot tell bytes sent before the signal
+ * from bytes sent after), each is closed once it owes and awaits nothing,
+ * and the proxy exits when no client is left and no script, EXEC or orphan
+ * command runs, or when shutdown-timeout has passed. */
+#define DRAIN_CHECK_MS 10
+static struct event *drain_ev;
+static unsigned long long drain_deadline_us;
+static int supervised_systemd;
+
+static unsigned long long now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+static void notify_supervisor(const char *state)
+{
+#ifdef HAVE_LIBSYSTEMD
+    if (supervised_systemd) sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    for (client *c = server.clients, *next; c; c = next) {
+        next = c->next;
+        if (client_idle(c)) client_close(c);
+    }
+    unsigned long pending = server_work_pending();
+    if (!server.clients && !pending) {
+        log_notice("Every client is answered and nothing runs any more.");
+        event_base_loopbreak(server.base);
+    } else if (now_us() >= drain_deadline_us) {
+        log_warning("shutdown-timeout reached: closing %lu clients with %lu scripts, transactions or commands "
+                    "still running.",
+                    server.clients_count, pending);
+        event_base_loopbreak(server.base);
+    }
+}
+
+static int begin_shutdown(int abort_it, int now)
+{
+    if (abort_it) {
+        if (!server.draining) return -1;
+        server.draining = 0;
+        evtimer_del(drain_ev);
+        if (server_relisten() != 0 || (config.unixsocket && listen_unix(config.unixsocket) != 0))
+            log_warning("Shutdown aborted but some listening socket could not be opened again.");
+        log_warning("Shutdown manually aborted.");
+        notify_supervisor("STATUS=Ready to accept connections\n");
+        return 0;
+    }
+    if (server.draining) {
+        /* Asked again: stop waiting. */
+        drain_deadline_us = 0;
+        return 0;
+    }
+    server.draining = 1;
+    /* Closed, not paused: new connections are refused rather than queued. */
+    for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
+    listener_count = 0;
+    notify_supervisor("STOPPING=1\n");
+    drain_deadline_us = now ? 0 : now_us() + (unsigned long long)config.shutdown_timeout * 1000000ULL;
+    log_notice("Closing the listening sockets; finishing the commands and scripts that run (shutdown-timeout %ds).",
+               now ? 0 : config.shutdown_timeout);
+    struct timeval tv = {0, DRAIN_CHECK_MS * 1000};
+    event_add(drain_ev, &tv);
+    return 0;
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     (void)arg;
-    log_warning("Received %s, shutting down.", sig == SIGINT ? "SIGINT" : "SIGTERM");
-    event_base_loopbreak(server.base);
+    if (sig == SIGHUP) {
+        /* logrotate moved the file away: write to a new one at the same path. */
+        if (config.logfile && log_set_file(config.logfile) != 0)
+            fprintf(stderr, "Can't reopen the log file %s: %s\n", config.logfile, strerror(errno));
+        log_notice("Received SIGHUP, the log file is reopened.");
+        return;
+    }
+    if (server.draining) {
+        log_warning("Received %s during shutdown: exiting now.", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        event_base_loopbreak(server.base);
+        return;
+    }
+    log_warning("Received %s scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    begin_shutdown(0, 0);
+}
+
+static void daemonize(void)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "fork: %s\n", strerror(errno));
+        exit(1);
+    }
+    if (pid > 0) exit(0);
+    setsid();
+    int fd = open("/dev/null", O_RDWR, 0);
+    if (fd >= 0) {
+        dup2(fd, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        if (fd > STDERR_FILENO) close(fd);
+    }
 }
 
 static void cron_cb(evutil_socket_t fd, short what, void *arg)
@@ -282,6 +398,8 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
 
 static void write_pidfile(void)
 {
+    /* As Redis: a daemon writes one even when none is named. */
+    if (!config.pidfile && config.daemonize) config.pidfile = strdup("/var/run/evalproxy.pid");
     if (!config.pidfile) return;
     FILE *fp = fopen(config.pidfile, "w");
     if (!fp) {
@@ -361,6 +479,8 @@ static const struct {
     {"punsubscribe", cmd_unsubscribe}, {"sunsubscribe", cmd_unsubscribe},
     {"publish", cmd_publish},   {"spublish", cmd_publish},    {"pubsub", cmd_pubsub},
     {"debug", cmd_debug},
+    {"slowlog", cmd_slowlog},   {"latency", cmd_latency},  {"shutdown", cmd_shutdown},
+    {"monitor", cmd_monitor},
 };
 
 static void wire_command_families(void)
@@ -401,6 +521,12 @@ int main(int argc, char **argv)
     }
     log_set_level(config.loglevel);
     signal(SIGPIPE, SIG_IGN);
+    if (config.daemonize) daemonize();
+    supervised_systemd = config.supervised == SUPERVISED_SYSTEMD ||
+                         (config.supervised == SUPERVISED_AUTO && getenv("NOTIFY_SOCKET"));
+#ifndef HAVE_LIBSYSTEMD
+    if (supervised_systemd) log_warning("supervised systemd: this build has no libsystemd, not notifying");
+#endif
 
     int fit = server_fit_open_files(config.maxclients, config.backend_connections);
     if (fit < 0) return 1;
@@ -424,6 +550,7 @@ int main(int argc, char **argv)
     client_add_close_hook(pubsub_client_gone);
     client_add_close_hook(tracking_client_gone);
     client_add_close_hook(accept_client_closed);
+    client_add_close_hook(monitor_remove);
     accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);
     if (scripting_init() != 0) {
@@ -458,12 +585,18 @@ int main(int argc, char **argv)
         log_warning("Configured to not listen anywhere, exiting.");
         return 1;
     }
+    if (metrics_start(server.base) != 0) return 1;
     write_pidfile();
 
     sig_events[0] = evsignal_new(server.base, SIGTERM, signal_cb, NULL);
     sig_events[1] = evsignal_new(server.base, SIGINT, signal_cb, NULL);
-    evsignal_add(sig_events[0], NULL);
-    evsignal_add(sig_events[1], NULL);
+    sig_events[2] = evsignal_new(server.base, SIGHUP, signal_cb, NULL);
+    for (int i = 0; i < 3; i++) evsignal_add(sig_events[i], NULL);
+    drain_ev = event_new(server.base, -1, EV_PERSIST, drain_cb, NULL);
+    server.shutdown_request = begin_shutdown;
+    server_add_drain_check(scripting_calls_pending);
+    server_add_drain_check(transactions_runs_pending);
+    server_add_drain_check(relay_orphans_pending);
     cron_ev = event_new(server.base, -1, EV_PERSIST, cron_cb, NULL);
     struct timeval tick = {1, 0};
     event_add(cron_ev, &tick);
@@ -472,6 +605,7 @@ int main(int argc, char **argv)
                EVALPROXY_VERSION, REDIS_COMPAT_VERSION, (int)getpid(), config.port, config.tls_port,
                server.backend->display);
     log_notice("Ready to accept connections");
+    notify_supervisor("STATUS=Ready to accept connections\nREADY=1\n");
     info_cron(); /* the memory in use at startup */
     event_base_dispatch(server.base);
 
@@ -484,6 +618,7 @@ int main(int argc, char **argv)
     if (config.unixsocket) unlink(config.unixsocket);
     scripting_begin_shutdown();
     clients_close_all();
+    metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
     emulation_shutdown();
     scripting_shutdown();
@@ -491,10 +626,13 @@ int main(int argc, char **argv)
     clients_shutdown();
     transactions_shutdown();
     dispatch_free();
+    slowlog_free();
+    monitor_shutdown();
     locks_shutdown();
     tls_shutdown();
     acl_shutdown();
-    for (int i = 0; i < 2; i++) event_free(sig_events[i]);
+    for (int i = 0; i < 3; i++) event_free(sig_events[i]);
+    event_free(drain_ev);
     event_free(cron_ev);
     event_base_free(server.base);
     if (config.pidfile) unlink(config.pidfile);

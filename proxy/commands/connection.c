@@ -16,6 +16,7 @@
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/tracking.h"
 #include "proxy/commands/transactions.h"
@@ -223,6 +224,7 @@ void cmd_select(client *c, const command_def *cmd, int argc, char **argv, size_t
 void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     transactions_reset(c);
+    monitor_remove(c);
     pubsub_client_gone(c);
     tracking_client_gone(c);
     c->db = server.backend ? server.backend->default_db : 0;

@@ -26,7 +26,9 @@
 #include "proxy/core/resp3.h"
 #include "proxy/core/tracking.h"
 #include "proxy/core/dispatch.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
@@ -76,6 +78,7 @@ typedef struct script_call {
     const struct resp3_shape *call_shape; /* redis.setresp(3): how the store's reply becomes RESP3 */
     tracked_write *call_tracked;          /* the call's keys, whose trackers are told at its reply */
     unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
+    slowlog_args *call_slow;          /* its arguments, for SLOWLOG at its reply */
     learned_key *learned;
     int nlearned, caplearned;
     unsigned inflight;  /* store requests not answered yet */
@@ -158,6 +161,7 @@ static void call_maybe_free(script_call *sc)
     ldb_private_free(sc->priv);
     sc->priv = NULL;
     call_tracking_end(sc, 1);
+    slowlog_args_free(sc->call_slow);
     journal_free(sc->journal);
     forget_written_keys(sc);
     free(sc->final_reply);
@@ -521,7 +525,11 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
          * errors reach errorstats once, with the script's reply). */
         char first = 0;
         if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
-        stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, r->error || first == '-');
+        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        stats_command_done(sc->call_cmd, usec, r->error || first == '-');
+        /* As Redis logs a script's commands: from no client address. */
+        slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        sc->call_slow = NULL;
     }
     if (sc->pushed) {
         /* Whether the push happened decides whether undo pops. */
@@ -547,7 +555,12 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
 {
     script_call *sc = ctx;
     sc->inflight--;
-    if (sc->call_cmd) stats_command_done(sc->call_cmd, stats_now_us() - sc->call_start_us, len && reply[0] == '-');
+    if (sc->call_cmd) {
+        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        stats_command_done(sc->call_cmd, usec, len && reply[0] == '-');
+        slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        sc->call_slow = NULL;
+    }
     call_tracking_end(sc, store_failed || (len && reply[0] == '-'));
     if (!call_reply_arrives(sc)) return;
     if (store_failed) sc->store_lost = 1;
@@ -772,6 +785,10 @@ static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
     sc->call_start_us = stats_now_us();
+    slowlog_args_free(sc->call_slow);
+    sc->call_slow = slowlog_args_copy(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
+    if (monitor_active() && !(cmd->flags & CMD_ADMIN))
+        monitor_feed(NULL, sc->db, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     sc->call_shape = script_run_resp(sc->run) == 3
                          ? resp3_shape_for(cmd->name, sc->call_argc, sc->call_argv, sc->call_argvlen)
                          : NULL;
@@ -1788,6 +1805,13 @@ int scripting_init(void)
 
 void scripting_begin_shutdown(void) { stopping = 1; }
 
+unsigned long scripting_calls_pending(void)
+{
+    unsigned long n = 0;
+    for (script_call *sc = calls; sc; sc = sc->next) n++;
+    return n;
+}
+
 void scripting_shutdown(void)
 {
     stopping = 1;
@@ -1801,6 +1825,7 @@ void scripting_shutdown(void)
         calls = sc->next;
         if (sc->locks) lock_set_release(sc->locks);
         if (sc->slot) client_slot_done(sc->slot); /* its client is gone: the slot is freed */
+        slowlog_args_free(sc->call_slow);
         journal_free(sc->journal);
         forget_written_keys(sc);
         free(sc->final_reply);

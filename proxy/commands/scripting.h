@@ -7,6 +7,7 @@
 
 int scripting_init(void);
 void scripting_begin_shutdown(void); /* before the backend goes: no script resumes */
+unsigned long scripting_calls_pending(void); /* scripts not finished (the drain waits) */
 void scripting_shutdown(void);
 
 command_handler cmd_eval, cmd_script, cmd_function;

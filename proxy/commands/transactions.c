@@ -32,7 +32,9 @@
 #include "proxy/core/tracking.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 
@@ -360,6 +362,16 @@ static void exec_finish_error(exec_run *er, const char *error)
 /* commandstats count each command EXEC ran, as Redis does: a call, failed
  * when its reply is an error (errorstats counted the error where it arose);
  * for a transaction the store ran, from its reply's elements. */
+/* Redis logs the commands EXEC runs one by one (EXEC itself never); the
+ * proxy does not time them apart, so they count as taking no time. */
+static void exec_slowlog(exec_run *er, int i)
+{
+    const queued_command *q = &er->m->cmds[i];
+    if (!slowlog_wants(0)) return;
+    slowlog_command_done(q->cmd, slowlog_args_copy(q->cmd, q->argc, q->argv, q->argvlen), 0,
+                         er->c ? er->c->addr : "?:0", er->c ? er->c->name : NULL);
+}
+
 static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t raw_len)
 {
     static redisReader *reader;
@@ -380,6 +392,7 @@ static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t ra
             int failed = e->type == REDIS_REPLY_ERROR;
             if (failed) stats_error_reply(e->str, e->len);
             stats_command_done(er->m->cmds[i].cmd, 0, failed);
+            exec_slowlog(er, i);
         }
     freeReplyObject(rr);
 }
@@ -499,6 +512,7 @@ static void exec_run_finish(exec_run *er)
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
         stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
+        exec_slowlog(er, i);
         queued_command *q = &er->m->cmds[i];
         size_t len = evbuffer_get_length(er->replies[i]);
         /* Scripts answer in the client's protocol already. */
@@ -694,11 +708,27 @@ static void exec_proceed(exec_run *er);
 
 /* The watched keys' tokens now, read under the transaction's locks. */
 
+/* MONITOR: as Redis, the commands EXEC runs, then EXEC itself (alone when
+ * a watched key changed). */
+static void exec_monitor(exec_run *er, int with_commands)
+{
+    if (!monitor_active() || !er->c) return;
+    for (int i = 0; with_commands && i < er->m->count; i++) {
+        const queued_command *q = &er->m->cmds[i];
+        if (!q->cmd || !(q->cmd->flags & CMD_ADMIN))
+            monitor_feed(er->c, er->db, q->cmd, q->argc, q->argv, q->argvlen);
+    }
+    char *ev[1] = {"EXEC"};
+    size_t el[1] = {4};
+    monitor_feed(er->c, er->c->db, NULL, 1, ev, el);
+}
+
 /* WATCH judged: a changed key answers EXEC with a null array, as Redis. */
 static void exec_watch_judged(exec_run *er, int changed)
 {
     exec_unwatch(er);
     if (changed) {
+        exec_monitor(er, 0);
         exec_null_reply(er);
         exec_finish(er);
         return;
@@ -741,6 +771,7 @@ static void exec_go(exec_run *er)
 
 static void exec_proceed(exec_run *er)
 {
+    exec_monitor(er, 1);
     if (!has_scripts(er->m) && server.backend->has_transactions) {
         exec_send(er);
         return;
@@ -888,6 +919,13 @@ static void exec_command(client *c)
     er->phase = EXEC_DRAIN;
     if (drain) client_when_drained(c, exec_drained);
     else exec_lock(er);
+}
+
+unsigned long transactions_runs_pending(void)
+{
+    unsigned long n = 0;
+    for (exec_run *er = exec_runs; er; er = er->older) n++;
+    return n;
 }
 
 void transactions_shutdown(void)

@@ -22,6 +22,7 @@ int blocking_unblock(client *c, int with_error);
  * that error (without its '-'); the transaction and the WATCH end. */
 void exec_reject(client *c, const char *error);
 void transactions_client_gone(client *c);
+unsigned long transactions_runs_pending(void); /* EXECs not finished (the drain waits) */
 void transactions_shutdown(void); /* after the backend: frees EXECs still in flight */
 void transactions_reset(client *c); /* RESET: discard MULTI, UNWATCH */
 

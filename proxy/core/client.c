@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -28,6 +29,7 @@
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
@@ -61,6 +63,8 @@ static reply_slot *slot_get(void)
 
 static void slot_put(reply_slot *s)
 {
+    slowlog_args_free(s->slow);
+    s->slow = NULL;
     if (s->buf) evbuffer_drain(s->buf, evbuffer_get_length(s->buf));
     if (free_slots_count >= FREE_SLOTS_MAX) {
         if (s->buf) evbuffer_free(s->buf);
@@ -216,6 +220,36 @@ static void flush_unqueue(client *c)
 
 /* Output not yet handed to the kernel: the proxy's buffer, plus for TLS
  * what the bufferevent still has to encrypt and send. */
+int client_idle(client *c)
+{
+    if (c->flags & CLIENT_CLOSING) return 1;
+    if (c->script || c->scripts_pipelined || c->exec_run || c->waiting_locks || c->relay_inflight) return 0;
+    /* A blocking command may wait forever: it does not hold the drain up. */
+    if (c->slots_head && !(c->dedicated_blocking && c->slots_pending == 1)) return 0;
+    if (client_pending_output(c)) return 0;
+    if (c->bev && evbuffer_get_length(bufferevent_get_input(c->bev))) return 0;
+    int unread = 0;
+    if (c->fd >= 0 && ioctl(c->fd, FIONREAD, &unread) == 0 && unread > 0) return 0;
+    return 1;
+}
+
+#define DRAIN_CHECKS_MAX 8
+static drain_pending_fn *drain_checks[DRAIN_CHECKS_MAX];
+static int drain_checks_count;
+
+void server_add_drain_check(drain_pending_fn *fn)
+{
+    if (drain_checks_count == DRAIN_CHECKS_MAX) abort();
+    drain_checks[drain_checks_count++] = fn;
+}
+
+unsigned long server_work_pending(void)
+{
+    unsigned long n = 0;
+    for (int i = 0; i < drain_checks_count; i++) n += drain_checks[i]();
+    return n;
+}
+
 size_t client_pending_output(client *c)
 {
     return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
@@ -432,6 +466,7 @@ reply_slot *client_slot_add(client *c)
     if (c->cur_cmd) {
         s->cmd = c->cur_cmd;
         s->start_us = c->cur_start_us;
+        s->slow = slowlog_args_copy(c->cur_cmd, c->cur_argc, c->cur_argv, c->cur_argvlen);
         c->cur_cmd = NULL;
     }
     return s;
@@ -458,7 +493,10 @@ void client_slot_done(reply_slot *s)
     if (s->cmd) {
         char first = 0;
         if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
-        stats_command_done(s->cmd, stats_now_us() - s->start_us, s->failed || first == '-');
+        unsigned long long usec = stats_now_us() - s->start_us;
+        stats_command_done(s->cmd, usec, s->failed || first == '-');
+        slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
+        s->slow = NULL;
         s->cmd = NULL;
     }
     client *c = s->c;

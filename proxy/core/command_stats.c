@@ -98,6 +98,15 @@ void stats_error_reply(const char *err, size_t len)
 
 unsigned long long stats_error_replies(void) { return error_replies; }
 
+void stats_foreach_command(stats_command_fn *fn, void *arg)
+{
+    for (size_t i = 0; cmd_stats && i < CMD_STATS_CAP; i++) {
+        const cmd_stat *st = &cmd_stats[i];
+        if (!st->cmd || (!st->calls && !st->rejected && !st->failed)) continue;
+        fn(arg, st->cmd->name, st->calls, st->usec, st->failed, st->rejected);
+    }
+}
+
 void stats_reset(void)
 {
     memset(&server.stats, 0, sizeof(server.stats));

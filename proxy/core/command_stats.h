@@ -13,6 +13,10 @@ void stats_error_reply(const char *err, size_t len); /* err without the '-' */
 unsigned long long stats_error_replies(void);
 /* CONFIG RESETSTAT: these counts and server.stats start again from zero. */
 void stats_reset(void);
+/* Each command counted so far (the metrics). */
+typedef void stats_command_fn(void *arg, const char *name, unsigned long long calls, unsigned long long usec,
+                              unsigned long long failed, unsigned long long rejected);
+void stats_foreach_command(stats_command_fn *fn, void *arg);
 
 /* INFO's sections, each with its "# Title" line. */
 void info_commandstats(struct evbuffer *t);

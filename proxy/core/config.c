@@ -43,6 +43,8 @@ static const config_enum loglevel_enum[] = {
     {"warning", LL_WARNING}, {"nothing", LL_NOTHING}, {NULL, 0}};
 static const config_enum busy_scope_enum[] = {{"keys", 0}, {"all", 1}, {NULL, 0}};
 static const config_enum undeclared_enum[] = {{"lock", 0}, {"error", 1}, {NULL, 0}};
+static const config_enum supervised_enum[] = {
+    {"no", SUPERVISED_NO}, {"systemd", SUPERVISED_SYSTEMD}, {"auto", SUPERVISED_AUTO}, {NULL, 0}};
 static const config_enum tls_auth_enum[] = {{"no", TLS_AUTH_CLIENTS_NO},
                                             {"yes", TLS_AUTH_CLIENTS_YES},
                                             {"optional", TLS_AUTH_CLIENTS_OPTIONAL},
@@ -78,6 +80,14 @@ static const config_def config_defs[] = {
     {"loglevel", NULL, CT_SPECIAL, 0, NULL, 0, 0, NULL, set_loglevel, NULL},
     {"logfile", NULL, CT_SPECIAL, CF_IMMUTABLE, NULL, 0, 0, NULL, set_logfile, NULL},
     {"pidfile", NULL, CT_STRING, CF_IMMUTABLE, &config.pidfile, 0, 0, NULL, NULL, NULL},
+    {"slowlog-log-slower-than", NULL, CT_LL, 0, &config.slowlog_log_slower_than, -1, LLONG_MAX, NULL, NULL, NULL},
+    {"slowlog-max-len", NULL, CT_LL, 0, &config.slowlog_max_len, 0, LONG_MAX, NULL, NULL, NULL},
+    {"latency-monitor-threshold", NULL, CT_LL, 0, &config.latency_monitor_threshold, 0, LLONG_MAX, NULL, NULL, NULL},
+    {"shutdown-timeout", NULL, CT_INT, 0, &config.shutdown_timeout, 0, INT_MAX, NULL, NULL, NULL},
+    {"metrics-port", NULL, CT_INT, CF_IMMUTABLE, &config.metrics_port, 0, 65535, NULL, NULL, NULL},
+    {"metrics-bind", NULL, CT_STRING, CF_IMMUTABLE, &config.metrics_bind, 0, 0, NULL, NULL, NULL},
+    {"daemonize", NULL, CT_BOOL, CF_IMMUTABLE, &config.daemonize, 0, 1, NULL, NULL, NULL},
+    {"supervised", NULL, CT_ENUM, CF_IMMUTABLE, &config.supervised, 0, 0, supervised_enum, NULL, NULL},
     {"databases", NULL, CT_INT, CF_IMMUTABLE, &config.databases, 1, INT_MAX, NULL, NULL, NULL},
     {"busy-reply-threshold", "lua-time-limit", CT_LL, 0, &config.busy_reply_threshold, 0, LLONG_MAX, NULL, NULL, NULL},
     {"busy-reply-scope", NULL, CT_ENUM, 0, &config.busy_reply_scope_all, 0, 0, busy_scope_enum, NULL, NULL},
@@ -157,6 +167,14 @@ void config_init_defaults(void)
     config.obuf_limits[CLIENT_CLASS_PUBSUB] = (obuf_limit){32ULL << 20, 8ULL << 20, 60};
     config.loglevel = LL_NOTICE;
     config.databases = 16;
+    config.slowlog_log_slower_than = 10000;
+    config.slowlog_max_len = 128;
+    config.latency_monitor_threshold = 0;
+    config.shutdown_timeout = 10;
+    config.metrics_port = 0;
+    set_string(&config.metrics_bind, "127.0.0.1");
+    config.daemonize = 0;
+    config.supervised = SUPERVISED_NO;
     config.acllog_max_len = 128;
     config.busy_reply_threshold = 5000;
     config.busy_reply_scope_all = 0;

@@ -41,6 +41,15 @@ typedef struct proxy_config {
     char *logfile;
     char *pidfile;
     int databases;
+    /* The operator's view (SLOWLOG, LATENCY, metrics) and the lifecycle. */
+    long long slowlog_log_slower_than; /* us; -1 off, 0 everything */
+    long long slowlog_max_len;
+    long long latency_monitor_threshold; /* ms; 0 off */
+    int shutdown_timeout;                /* s: the longest a drain lasts */
+    int metrics_port;                    /* 0: no /metrics endpoint */
+    char *metrics_bind;
+    int daemonize;
+    int supervised; /* SUPERVISED_* */
     /* Scripting. */
     long long busy_reply_threshold; /* ms (alias lua-time-limit) */
     int busy_reply_scope_all;
@@ -68,6 +77,8 @@ typedef struct proxy_config {
     char *backend_tls_cert_file, *backend_tls_key_file;
     int backend_tls_verify;
 } proxy_config;
+
+enum { SUPERVISED_NO = 0, SUPERVISED_SYSTEMD, SUPERVISED_AUTO };
 
 extern proxy_config config;
 extern char *config_file_path; /* absolute path of the file loaded, or NULL */

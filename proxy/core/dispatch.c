@@ -21,7 +21,9 @@
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
+#include "proxy/core/slowlog.h"
 
 /* ---- relaying ------------------------------------------------------------ */
 
@@ -187,6 +189,13 @@ typedef struct orphan_command {
 
 static orphan_command *orphans;
 
+unsigned long relay_orphans_pending(void)
+{
+    unsigned long n = 0;
+    for (orphan_command *o = orphans; o; o = o->next) n++;
+    return n;
+}
+
 static void orphan_free(orphan_command *o)
 {
     if (o->prev) o->prev->next = o->next;
@@ -247,6 +256,10 @@ static void relay_lock_granted(lock_set *ls, void *ctx)
     c->waiting_relay = 0;
     /* The parser still holds this command: nothing was read while blocked. */
     relay_send(c, ls, 0, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    c->cur_cmd = NULL;
+    c->cur_argc = 0;
+    c->cur_argv = NULL;
+    c->cur_argvlen = NULL;
     client_unblock(c);
 }
 
@@ -347,7 +360,7 @@ static const char *const admin_commands[] = {
 };
 
 /* Commands that would take over a shared store connection: never relayed. */
-static const char *const connection_takeover_commands[] = {"monitor", "sync", "psync", "replconf", NULL};
+static const char *const connection_takeover_commands[] = {"sync", "psync", "replconf", NULL};
 
 enum command_kind { KIND_RELAY = 0, KIND_LOCAL, KIND_ADMIN, KIND_TAKEOVER, KIND_BLOCKING };
 
@@ -526,12 +539,30 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
     c->cur_cmd = NULL;
     c->cur_start_us = stats_now_us();
+    c->cur_argc = argc;
+    c->cur_argv = argv;
+    c->cur_argvlen = argvlen;
     dispatch_run(c, argc, argv, argvlen);
+    if (c->monitor_cmd) {
+        /* After it ran, as Redis: a SELECT shows the new database. */
+        monitor_feed(c, c->db, c->monitor_cmd, argc, argv, argvlen);
+        c->monitor_cmd = NULL;
+    }
     if (c->tracking) tracking_command_done(c);
+    if (c->cur_cmd && c->waiting_locks && c->waiting_relay) {
+        /* Waiting for its locks: timed until its reply, by the slot it gets
+         * once they are granted (the parser keeps its arguments till then). */
+        return;
+    }
     if (c->cur_cmd) {
-        stats_command_done(c->cur_cmd, stats_now_us() - c->cur_start_us, stats_error_replies() != errors);
+        unsigned long long usec = stats_now_us() - c->cur_start_us;
+        stats_command_done(c->cur_cmd, usec, stats_error_replies() != errors);
+        slowlog_command_done(c->cur_cmd, slowlog_wants(usec) ? slowlog_args_copy(c->cur_cmd, argc, argv, argvlen) : NULL, usec, c->addr, c->name);
         c->cur_cmd = NULL;
     }
+    c->cur_argc = 0;
+    c->cur_argv = NULL;
+    c->cur_argvlen = NULL;
 }
 
 static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
@@ -610,6 +641,11 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
     }
+    /* A monitor is a replica to Redis: it may not touch keys. */
+    if (monitor_active() && monitor_is(c) && (cmd->flags & (CMD_WRITE | CMD_READONLY | CMD_MAY_REPLICATE))) {
+        reject_command(c, cmd, "ERR Replica can't interact with the keyspace");
+        return;
+    }
     c->last_cmd = cmd->name;
     if (c->resp == 3) c->cur_shape = reply_shape(cmd, argc, argv, argvlen);
     /* A RESP2 client with subscriptions may only run these, as in Redis. */
@@ -651,6 +687,12 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         }
     }
     c->cur_cmd = cmd; /* it runs: commandstats counts it (not the commands EXEC runs) */
+    /* MONITOR: scripts show before the calls they make; EXEC shows itself
+     * after its commands (transactions.c); administration never shows. */
+    if (monitor_active() && !(cmd->flags & CMD_ADMIN) && strcmp(top->name, "exec")) {
+        if (cmd->flags & CMD_SKIP_MONITOR) monitor_feed(c, c->db, cmd, argc, argv, argvlen);
+        else c->monitor_cmd = cmd;
+    }
     if (c->tracking && r->kind != KIND_LOCAL) tracking_read(c, cmd, argc, argv, argvlen);
     switch (r->kind) {
     case KIND_LOCAL:

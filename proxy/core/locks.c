@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <openssl/rand.h>
@@ -49,6 +50,7 @@ struct lock_set {
     unsigned unchanged : 1; /* a plain write that changed nothing (lock_set_set_unchanged) */
     unsigned undoable : 1; /* its writes can be undone: it may be aborted and re-run after writing */
     unsigned long long age; /* lower: older; the youngest member of a cycle gives way */
+    unsigned long long wait_start_us; /* when it began to wait (the metrics' lock wait times) */
     unsigned refused_by : 2; /* LOCK_BUSY: the busy kind of the holder */
     int n, cap;
     lock_entry inline_entries[INLINE_ENTRIES];
@@ -308,6 +310,32 @@ static void drain_unlink(lock_set *ls)
     L.stats.sets_waiting--;
 }
 
+static unsigned long long mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
+}
+
+/* How long granted sets waited, in the buckets of lock_wait_bounds_us. */
+const unsigned long long lock_wait_bounds_us[LOCK_WAIT_BUCKETS] = {100, 1000, 10000, 100000, 1000000, 10000000};
+static unsigned long long wait_counts[LOCK_WAIT_BUCKETS + 1];
+static unsigned long long wait_sum_us;
+
+static void wait_observe(unsigned long long us)
+{
+    int b = 0;
+    while (b < LOCK_WAIT_BUCKETS && us > lock_wait_bounds_us[b]) b++;
+    wait_counts[b]++;
+    wait_sum_us += us;
+}
+
+void locks_wait_histogram(unsigned long long counts[LOCK_WAIT_BUCKETS + 1], unsigned long long *sum_us)
+{
+    memcpy(counts, wait_counts, sizeof(wait_counts));
+    *sum_us = wait_sum_us;
+}
+
 static void drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -470,6 +498,10 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
     while (L.ready_head) {
         lock_set *ls = L.ready_head;
         ready_remove(ls);
+        if (ls->wait_start_us) {
+            wait_observe(mono_us() - ls->wait_start_us);
+            ls->wait_start_us = 0;
+        }
         if (ls->fn) ls->fn(ls, ls->ctx);
     }
 }
@@ -625,6 +657,7 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
     ls->state = SET_WAITING;
     L.stats.sets_waiting++;
     L.stats.waited++;
+    ls->wait_start_us = mono_us();
     return LOCK_WAITING;
 }
 

@@ -120,6 +120,11 @@ typedef struct lock_stats {
     unsigned long long granted_immediately, waited, busy_refusals, deadlocks, aborts;
 } lock_stats;
 void locks_get_stats(lock_stats *st);
+/* The waits of granted sets: counts[i] waited at most lock_wait_bounds_us[i]
+ * (and above the bound before), counts[LOCK_WAIT_BUCKETS] longer. */
+#define LOCK_WAIT_BUCKETS 6
+extern const unsigned long long lock_wait_bounds_us[LOCK_WAIT_BUCKETS];
+void locks_wait_histogram(unsigned long long counts[LOCK_WAIT_BUCKETS + 1], unsigned long long *sum_us);
 
 /* The unit name of a key: its {hash tag} if non-empty, else the key. */
 void lock_unit_name(const char *key, size_t len, const char **name, size_t *name_len);

@@ -37,6 +37,7 @@ typedef struct reply_slot {
     unsigned failed : 1;         /* the reply is an error (for commandstats) */
     const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
     unsigned long long start_us;
+    struct slowlog_args *slow; /* its arguments, for SLOWLOG once the time is known */
     unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
     const struct resp3_shape *shape; /* a RESP3 client's: the RESP2 reply is converted on the way out */
     struct tracked_write *tracked;   /* a write's keys, whose trackers are told at its reply */
@@ -83,6 +84,10 @@ struct client {
     const struct resp3_shape *cur_shape; /* RESP3: how its reply is converted (NULL: as written) */
     reply_slot *cur_reply; /* RESP3: the slot client_reply_buffer gave the command being dispatched */
     unsigned long long cur_start_us;
+    const struct command_def *monitor_cmd; /* ran: its MONITOR line goes out once it is dispatched */
+    int cur_argc; /* the command being dispatched (borrowed), for SLOWLOG */
+    char **cur_argv;
+    size_t *cur_argvlen;
     reply_slot *slots_head, *slots_tail;
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
@@ -140,6 +145,10 @@ typedef struct server_state {
      * listener is left; the caller restores the old values and calls it
      * again. */
     int (*relisten)(void);
+    /* SHUTDOWN: begins the drain (abort: ends one), set by main. Returns
+     * -1 when there is nothing to abort. now: exit without waiting. */
+    int (*shutdown_request)(int abort, int now);
+    int draining; /* stopping: no new clients, finishing what runs */
 } server_state;
 
 extern server_state server;
@@ -193,6 +202,15 @@ void client_blocking_sent(client *c);
 /* c's command is being dispatched now (CLIENT LIST's argv-mem). */
 int client_running_command(const client *c);
 void clients_cron(void);
+/* Nothing owed to or waited for by c: no reply pending (but a blocking
+ * command's), output written, no script or EXEC running, no bytes unread. */
+int client_idle(client *c);
+/* Work not tied to a client that must end before the proxy exits (scripts
+ * of closed clients, EXEC runs, orphan commands): each family registers a
+ * check returning how much it still has. */
+typedef unsigned long drain_pending_fn(void);
+void server_add_drain_check(drain_pending_fn *fn);
+unsigned long server_work_pending(void);
 void clients_reap(void);    /* frees clients closed since the last loop turn */
 void clients_close_all(void);
 void clients_shutdown(void);
@@ -202,6 +220,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen);
 /* Close hook: a relayed command still waiting for its locks is handed over,
  * so it runs once they are free. Added before every other close hook. */
 void relay_client_gone(client *c);
+unsigned long relay_orphans_pending(void); /* commands of closed clients still to run */
 int client_shared_conn(client *c);
 /* Runs fn now if nothing the client relayed is in flight, else when it is. */
 void client_when_drained(client *c, void (*fn)(client *c));

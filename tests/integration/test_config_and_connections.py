@@ -30,7 +30,8 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "lua-memory-limit", "lua-undeclared-keys", "lua-time-slice",
               "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
               "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining",
-              "lua-rollback-on-error", "store-emulate", "lua-debug-sessions-max"}
+              "lua-rollback-on-error", "store-emulate", "lua-debug-sessions-max", "metrics-port",
+              "metrics-bind"}
 
 PASSWORD = "Sekr1t-pw"
 
@@ -849,13 +850,14 @@ def test_config_get_backend_hides_password(binary, pw_store, tmp_path):
 
 def test_backend_admin_commands_refused(real_proxy, store):
     with real_proxy.connect() as c:
-        for cmd in (("SHUTDOWN",), ("SHUTDOWN", "NOSAVE"), ("DEBUG", "SLEEP", "0"),
+        # SHUTDOWN is the proxy's own (test_operations.py).
+        for cmd in (("DEBUG", "SLEEP", "0"),
                     ("REPLICAOF", "127.0.0.1", "1"), ("SLAVEOF", "NO", "ONE"), ("SAVE",),
                     ("FAILOVER",)):
             r = c.call(*cmd)
             assert r == (b"-ERR command '%s' administers the store and is not relayed by evalproxy "
                          b"(set backend-admin-commands yes to allow it)\r\n" % cmd[0].lower().encode()), r
-        for cmd in (("MONITOR",), ("SYNC",), ("PSYNC", "?", "-1")):
+        for cmd in (("SYNC",), ("PSYNC", "?", "-1")):
             r = c.call(*cmd)
             assert r == b"-ERR command '%s' is not supported through evalproxy\r\n" % \
                 cmd[0].lower().encode(), r
@@ -875,7 +877,7 @@ def test_backend_admin_commands_yes(real_proxy, store):
             assert c.call("DEBUG", "SLEEP", "0") == s.call("DEBUG", "SLEEP", "0")
             assert c.call("ACL", "WHOAMI") == b"$7\r\ndefault\r\n"
             # Never relayed, whatever the setting.
-            for cmd in (("MONITOR",), ("SYNC",), ("PSYNC", "?", "-1")):
+            for cmd in (("SYNC",), ("PSYNC", "?", "-1")):
                 assert c.call(*cmd).startswith(b"-ERR command '%s' is not supported"
                                                % cmd[0].lower().encode())
         finally:
