@@ -252,10 +252,59 @@ static int element_is(const redisReply *r, const char *word)
 
 static void schedule_reconnect(void);
 
+/* PUBLISH replies held until the proxy's subscriber connection has passed
+ * on what the store sent it before: Redis hands a message to its
+ * subscribers before it answers the publisher, but here the two come on
+ * different connections. A PING on the subscriber connection, answered
+ * after the message, says when (answers come in order). */
+typedef struct publish_sync {
+    struct publish_sync *next;
+    reply_slot *slot;
+} publish_sync;
+static publish_sync *sync_head, *sync_tail;
+
+static int publish_sync_start(reply_slot *s)
+{
+    char *argv[1] = {"PING"};
+    size_t lens[1] = {4};
+    if (P.conn < 0 || backend_send(server.backend, P.conn, 0, 1, argv, lens, BACKEND_PARSED, NULL, NULL) != 0)
+        return 0;
+    publish_sync *ps = calloc(1, sizeof(*ps));
+    if (!ps) abort();
+    ps->slot = s;
+    if (sync_tail) sync_tail->next = ps;
+    else sync_head = ps;
+    sync_tail = ps;
+    return 1;
+}
+
+/* The oldest held reply goes (all of them: the connection is gone). */
+static void publish_sync_release(int all)
+{
+    while (sync_head) {
+        publish_sync *ps = sync_head;
+        sync_head = ps->next;
+        if (!sync_head) sync_tail = NULL;
+        client_slot_done(ps->slot);
+        free(ps);
+        if (!all) break;
+    }
+}
+
+/* The PING's answer; a release that refuses PING while subscribed (before
+ * 2.8) answers with an error, in the same place. */
+static int is_pong(const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) return 1;
+    if (r->type == REDIS_REPLY_STATUS) return r->len == 4 && !strncasecmp(r->str, "pong", 4);
+    return r->type == REDIS_REPLY_ARRAY && r->elements == 2 && element_is(r->element[0], "pong");
+}
+
 static void push_cb(void *ctx, const backend_reply *br)
 {
     (void)ctx;
     if (br->error) {
+        publish_sync_release(1);
         log_warning("pub/sub connection to the store lost: %s", br->error);
         P.dead_conn = P.conn;
         P.conn = -1;
@@ -269,6 +318,10 @@ static void push_cb(void *ctx, const backend_reply *br)
         return;
     }
     const redisReply *r = br->parsed;
+    if (r && is_pong(r)) {
+        publish_sync_release(0);
+        return;
+    }
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3) return;
     const redisReply *w = r->element[0];
     int kind = -1;
@@ -595,6 +648,11 @@ static void count_fix_cb(void *ctx, const backend_reply *br)
         local_receivers(f->kind, f->names[0], f->lens[0], &clients, &store_side);
         long long n = r->integer - store_side;
         reply_integer(s->buf, (n < 0 ? 0 : n) + clients);
+        if (clients && publish_sync_start(s)) {
+            free(f->names);
+            free(f);
+            return;
+        }
     } else if (f->is_numsub && r && r->type == REDIS_REPLY_ARRAY) {
         reply_array(s->buf, (long long)r->elements);
         for (size_t i = 0; i + 1 < r->elements; i += 2) {

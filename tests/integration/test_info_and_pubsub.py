@@ -716,3 +716,17 @@ def test_info_fields_in_front_of_memcached(oracle, mproxy, arg):
         theirs = [k for k, _ in fields]
         assert [k for k in mine if k in theirs] == theirs, (section, [k for k in theirs if k not in mine])
     assert dict(actual["Persistence"])["aof_enabled"] == "0"
+
+
+def test_publisher_answered_after_subscribers_have_the_message(proxy):
+    """Redis hands a message to its subscribers before it answers PUBLISH:
+    a subscriber that unsubscribes once the publisher has its reply still
+    gets the message first. Through the proxy the message and the reply
+    come on different store connections, so this must be made to hold."""
+    with proxy.connect() as sub, proxy.connect() as pub:
+        for i in range(300):
+            assert sub.call("SUBSCRIBE", "order:ch")[:1] == b"*"
+            assert pub.call("PUBLISH", "order:ch", str(i)) == b":1\r\n"
+            sub.send(encode_command("UNSUBSCRIBE", "order:ch"))
+            got = sub.read_replies(2)
+            assert got[0] == encode_command("message", "order:ch", str(i)), (i, got)
