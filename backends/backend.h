@@ -113,6 +113,9 @@ struct backend {
     /* The names the store's COMMAND listed (backends/store.h); NULL where
      * it has none, and then the release alone tells. */
     struct store_commands *store_commands;
+    /* The router this store is part of (a pool, a cluster), or NULL: told
+     * when the store's release or command list is learnt. */
+    struct backend *parent;
 };
 
 /* Whether the store has a command (lower-case name; "client|setname" for a

@@ -21,6 +21,7 @@
 #include "backends/backend.h"
 #include "backends/conn.h"
 #include "backends/store.h"
+#include "backends/router_int.h"
 #include "util/log.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
@@ -496,6 +497,7 @@ static void learn_command_cb(void *ctx, const backend_reply *r)
         if (!set && c->learn_version == rb->base.store_version) log_learnt(rb); /* COMMAND refused: the table stays */
         store_commands_free(set);
     }
+    if (rb->base.parent) router_child_learnt(rb->base.parent);
 }
 
 static void learn_info_cb(void *ctx, const backend_reply *r)
@@ -539,6 +541,7 @@ static void learn_info_cb(void *ctx, const backend_reply *r)
     } else if (!known) {
         log_learnt(rb);
     }
+    if (rb->base.parent) router_child_learnt(rb->base.parent);
     learn_done(c);
 }
 

@@ -22,9 +22,11 @@
 #endif
 
 #include "backends/backend.h"
+#include "backends/router.h"
 #include "backends/conn.h"
 #include "proxy/core/tracking.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -448,11 +450,18 @@ static int load_configuration(int argc, char **argv, int *test_only)
         return -1;
     }
     backend_url u;
-    if (backend_url_parse(config.backend_url, &u, err, sizeof(err)) != 0) {
-        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", err);
+    if (!backend_url_is_cluster(config.backend_url)) {
+        if (backend_url_parse(config.backend_url, &u, err, sizeof(err)) != 0) {
+            fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", err);
+            return -1;
+        }
+        backend_url_free(&u);
+    }
+    const char *why = config_check_backends();
+    if (why) {
+        fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\n'backend': %s\n", why);
         return -1;
     }
-    backend_url_free(&u);
     if (config.tls_port && tls_configure(err, sizeof(err)) != 0) {
         fprintf(stderr, "\n*** FATAL CONFIG FILE ERROR ***\nFailed to configure TLS: %s\n", err);
         return -1;
@@ -567,8 +576,26 @@ int main(int argc, char **argv)
         .key_file = config.backend_tls_key_file,
         .verify = config.backend_tls_verify,
     };
-    server.backend = backend_create(server.base, config.backend_url, config.backend_connections, config.databases,
-                                    &store_tls, err, sizeof(err));
+    backend_command_keys = command_keys_of_line;
+    if (config.backend_count > 1) {
+        backend_pool_member *members = calloc((size_t)config.backend_count, sizeof(*members));
+        if (!members) abort();
+        for (int i = 0; i < config.backend_count; i++)
+            members[i] = (backend_pool_member){config.backend_urls[i], config.backend_weights[i],
+                                               config.backend_names[i]};
+        backend_pool_options opt = {config.distribution, config.hash, config.hash_tag, config.auto_eject_hosts,
+                                    config.server_failure_limit, config.server_retry_timeout_ms};
+        server.backend = backend_pool_create(server.base, members, config.backend_count, &opt,
+                                             config.backend_connections, &store_tls, err, sizeof(err));
+        free(members);
+    } else if (backend_url_is_cluster(config.backend_url)) {
+        server.backend = backend_cluster_create(server.base, config.backend_url, config.backend_connections,
+                                                &store_tls, err, sizeof(err));
+    } else {
+        server.backend = backend_create(server.base, config.backend_url, config.backend_connections,
+                                        config.databases, &store_tls, err, sizeof(err));
+    }
+    if (server.backend) server.backend->databases = config.databases;
     if (!server.backend) {
         log_warning("backend: %s", err);
         return 1;

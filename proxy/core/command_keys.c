@@ -358,3 +358,12 @@ int command_get_keys(const command_def *cmd, int argc, char **argv, size_t *argv
     if (n == 0 && !(cmd->flags & CMD_NO_MANDATORY_KEYS)) return -1;
     return n;
 }
+
+int command_keys_of_line(int argc, char **argv, const size_t *argvlen, int *pos, int max)
+{
+    int container_miss = 0;
+    /* Neither function writes through argvlen. */
+    const command_def *cmd = command_resolve(argc, argv, (size_t *)argvlen, &container_miss);
+    if (!cmd) return -1;
+    return command_get_keys(cmd, argc, argv, (size_t *)argvlen, pos, NULL, max);
+}

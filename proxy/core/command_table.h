@@ -124,4 +124,8 @@ const command_def *command_resolve(int argc, char **argv, size_t *argvlen, int *
 int command_get_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen,
                      int *keys, uint32_t *flags_out, int max);
 
+/* The same for a whole command line, resolved first (the routers' key
+ * finder, backends/router.h): -1 for an unknown command. */
+int command_keys_of_line(int argc, char **argv, const size_t *argvlen, int *pos, int max);
+
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/router.h"
 #include "proxy/core/acl.h"
 #include "util/files.h"
 #include "util/log.h"
@@ -64,6 +65,13 @@ static const config_def config_defs[] = {
     {"unixsocket", NULL, CT_STRING, CF_IMMUTABLE, &config.unixsocket, 0, 0, NULL, NULL, NULL},
     {"unixsocketperm", NULL, CT_INT, CF_IMMUTABLE, &config.unixsocketperm, 0, 0777, NULL, NULL, NULL},
     {"backend", NULL, CT_STRING, CF_IMMUTABLE, &config.backend_url, 0, 0, NULL, NULL, NULL},
+    {"distribution", NULL, CT_STRING, CF_IMMUTABLE, &config.distribution, 0, 0, NULL, NULL, NULL},
+    {"hash", NULL, CT_STRING, CF_IMMUTABLE, &config.hash, 0, 0, NULL, NULL, NULL},
+    {"hash-tag", NULL, CT_STRING, CF_IMMUTABLE, &config.hash_tag, 0, 0, NULL, NULL, NULL},
+    {"auto-eject-hosts", NULL, CT_BOOL, CF_IMMUTABLE, &config.auto_eject_hosts, 0, 1, NULL, NULL, NULL},
+    {"server-failure-limit", NULL, CT_INT, CF_IMMUTABLE, &config.server_failure_limit, 1, 1000000, NULL, NULL, NULL},
+    {"server-retry-timeout", NULL, CT_LL, CF_IMMUTABLE, &config.server_retry_timeout_ms, 1, 86400000, NULL, NULL, NULL},
+    {"cluster-refresh-interval", NULL, CT_LL, CF_IMMUTABLE, &config.cluster_refresh_ms, 100, 3600000, NULL, NULL, NULL},
     {"backend-connections", NULL, CT_INT, CF_IMMUTABLE, &config.backend_connections, 1, 256, NULL, NULL, NULL},
     {"backend-admin-commands", NULL, CT_BOOL, 0, &config.backend_admin_commands, 0, 1, NULL, NULL, NULL},
     {"backend-blocking-connections", NULL, CT_LL, 0, &config.backend_blocking_connections, 0, 100000, NULL, NULL, NULL},
@@ -153,6 +161,18 @@ void config_init_defaults(void)
     config.tcp_backlog = 511;
     config.unixsocketperm = 0;
     config.backend_url = xstrdup("redis://127.0.0.1:6379");
+    for (int i = 0; i < config.backend_count; i++) {
+        free(config.backend_urls[i]);
+        free(config.backend_names[i]);
+    }
+    config.backend_count = 0;
+    set_string(&config.distribution, NULL);
+    set_string(&config.hash, "fnv1a_64");
+    set_string(&config.hash_tag, NULL);
+    config.auto_eject_hosts = 0;
+    config.server_failure_limit = 2;
+    config.server_retry_timeout_ms = 30000;
+    config.cluster_refresh_ms = 5000;
     config.backend_connections = 4;
     config.backend_admin_commands = 0;
     config.backend_connect_timeout_ms = 2000;
@@ -332,7 +352,7 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         return NULL;
     }
     case CT_STRING:
-        if (d->ptr == &config.backend_url) {
+        if (d->ptr == &config.backend_url && !backend_url_is_cluster(v)) {
             backend_url u;
             if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
             backend_url_free(&u);
@@ -368,20 +388,58 @@ const char *config_apply(int argc, char **argv, int at_startup)
     const config_def *d = find_def(argv[0], strlen(argv[0]));
     if (!d) return "Bad directive or wrong number of arguments";
     if (d->ptr == &config.backend_url && at_startup) {
-        /* One store per proxy: a second one would silently replace the first. */
-        static char why[640];
-        if (backend_origin[0]) {
-            snprintf(why, sizeof(why),
-                     "the store is already named %s; a proxy has exactly one backend", backend_origin);
-            return why;
+        /* "backend <url> [weight] [name]": several make a pool. */
+        if (argc < 2 || argc > 4) return "wrong number of arguments";
+        long long weight = 1;
+        if (argc >= 3 && (!string_to_ll(argv[2], strlen(argv[2]), &weight) || weight < 1 || weight > 1000000))
+            return "the weight must be an integer between 1 and 1000000";
+        if (config.backend_count == 0) {
+            const char *err = apply_def(d, 1, argv + 1);
+            if (err) return err;
+        } else {
+            static char why[300];
+            backend_url u;
+            if (backend_url_is_cluster(argv[1])) return "a Redis Cluster is one backend line, not a pool member";
+            if (backend_url_parse(argv[1], &u, why, sizeof(why)) != 0) return why;
+            backend_url_free(&u);
+            if (backend_url_is_cluster(config.backend_url))
+                return "a Redis Cluster is one backend line, not a pool member";
         }
-        const char *err = apply_def(d, argc - 1, argv + 1);
-        if (err) return err;
-        if (load_file) snprintf(backend_origin, sizeof(backend_origin), "at %s:%d", load_file, load_line);
-        else snprintf(backend_origin, sizeof(backend_origin), "on the command line");
+        int n = config.backend_count;
+        config.backend_urls = realloc(config.backend_urls, sizeof(char *) * (size_t)(n + 1));
+        config.backend_weights = realloc(config.backend_weights, sizeof(unsigned) * (size_t)(n + 1));
+        config.backend_names = realloc(config.backend_names, sizeof(char *) * (size_t)(n + 1));
+        if (!config.backend_urls || !config.backend_weights || !config.backend_names) abort();
+        config.backend_urls[n] = xstrdup(argv[1]);
+        config.backend_weights[n] = (unsigned)weight;
+        config.backend_names[n] = argc >= 4 ? xstrdup(argv[3]) : NULL;
+        config.backend_count = n + 1;
+        if (n == 1) {
+            if (load_file) snprintf(backend_origin, sizeof(backend_origin), "at %s:%d", load_file, load_line);
+            else snprintf(backend_origin, sizeof(backend_origin), "on the command line");
+        }
         return NULL;
     }
     return apply_def(d, argc - 1, argv + 1);
+}
+
+const char *config_check_backends(void)
+{
+    static char why[700];
+    if (config.backend_count > 1 && !config.distribution) {
+        snprintf(why, sizeof(why),
+                 "a second store is named %s: several backend lines make a pool, which needs a distribution "
+                 "directive (ketama, modula or random)",
+                 backend_origin);
+        return why;
+    }
+    for (int i = 0; i < config.backend_count; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(config.backend_urls[i], config.backend_urls[j])) {
+                snprintf(why, sizeof(why), "the store %s is named twice", config.backend_urls[i]);
+                return why;
+            }
+    return NULL;
 }
 
 int config_load_file(const char *path, char *err, size_t errlen)
@@ -660,6 +718,12 @@ int config_rewrite(char *err, size_t errlen)
             continue;
         }
         size_t idx = (size_t)(d - config_defs);
+        if (d->ptr == &config.backend_url) {
+            /* Immutable, and a pool has one line per store: kept as written. */
+            seen[idx] = 1;
+            fputs(line, mem);
+            continue;
+        }
         if (seen[idx]) continue; /* drop duplicates: one line per directive */
         seen[idx] = 1;
         format_value(d, val, sizeof(val), 0);

@@ -22,7 +22,19 @@ typedef struct proxy_config {
     int tcp_backlog;
     char *unixsocket;
     int unixsocketperm;
-    char *backend_url;
+    char *backend_url;      /* the first (or only) store */
+    /* Every backend line: more than one make a pool (with distribution). */
+    int backend_count;
+    char **backend_urls;
+    unsigned *backend_weights;
+    char **backend_names;
+    char *distribution;     /* pools: ketama | modula | random; NULL: not a pool */
+    char *hash;             /* pools: twemproxy's hash name */
+    char *hash_tag;         /* pools: two characters, or NULL */
+    int auto_eject_hosts;
+    int server_failure_limit;
+    long long server_retry_timeout_ms;
+    long long cluster_refresh_ms; /* Redis Cluster stores: slot map refresh period */
     int backend_connections;
     int backend_admin_commands;
     long long backend_connect_timeout_ms;
@@ -87,6 +99,8 @@ void config_init_defaults(void);
 /* Applies one directive (argv[0] is its name). Returns NULL on success or a
  * static/allocated reason text (owned by the config module until the next call). */
 const char *config_apply(int argc, char **argv, int at_startup);
+/* After loading: whether the backend lines make sense together (NULL), or why not. */
+const char *config_check_backends(void);
 /* Loads a file; on error prints "file:line: reason" style message and returns -1. */
 int config_load_file(const char *path, char *err, size_t errlen);
 /* Parses `--directive value ...` arguments (already split); same error style. */

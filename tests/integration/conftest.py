@@ -32,6 +32,12 @@ def target_is_store():
     return os.environ.get("EVALPROXY_TARGET", "").strip().lower() == "store"
 
 
+def stores_mode():
+    """EVALPROXY_STORES: "pool" puts the `proxy` fixture in front of a pool of
+    three stores (the `store` fixture and two more, ketama); "" one store."""
+    return os.environ.get("EVALPROXY_STORES", "").strip().lower()
+
+
 def proxy_binary():
     b = os.environ.get("EVALPROXY_BIN") or os.path.join(harness.REPO_ROOT, "evalproxy")
     return os.path.abspath(b)
@@ -78,10 +84,19 @@ def proxy(store, workdir):
     if target_is_store():
         yield harness.Endpoint("store-as-proxy", store.host, store.port)
         return
-    p = harness.ProxyProcess(proxy_binary(), store, str(workdir / "proxy"))
+    extra, more = [], []
+    if stores_mode() == "pool":
+        for i in (2, 3):
+            s = harness.RedisServer("store%d" % i, str(workdir / ("store%d" % i)), rename_scripting=True)
+            more.append(s.start())
+            extra += ["--backend", "redis://%s:%d" % (s.host, s.port)]
+        extra += ["--distribution", "ketama"]
+    p = harness.ProxyProcess(proxy_binary(), store, str(workdir / "proxy"), extra_args=extra)
     p.start()
     yield p
     stop_proxy(p)
+    for s in more:
+        s.stop()
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +113,7 @@ def diff(oracle, proxy):
     if isinstance(proxy, harness.ProxyProcess) and not proxy.alive():
         pytest.fail("the proxy is no longer running (exit status %s)\n%s"
                     % (proxy.proc.returncode, proxy.diagnostics()), pytrace=False)
-    d = harness.Differ(oracle, proxy)
+    d = harness.Differ(oracle, proxy, spread=bool(stores_mode()))
     d.flushall()
     return d
 

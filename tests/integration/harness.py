@@ -437,7 +437,7 @@ class RedisServer(Endpoint):
 class ProxyProcess(Endpoint):
     """The evalproxy binary in front of a store."""
 
-    def __init__(self, binary, backend, workdir, extra_args=()):
+    def __init__(self, binary, backend, workdir, extra_args=(), backend_url=None):
         super().__init__("proxy", HOST, free_port())
         self.binary = binary
         self.backend = backend
@@ -446,7 +446,7 @@ class ProxyProcess(Endpoint):
         self.logfile = os.path.join(workdir, "proxy.log")
         self.stderr_path = os.path.join(workdir, "proxy.stderr")
         self.args = [binary, "--bind", HOST, "--port", str(self.port),
-                     "--backend", "redis://%s:%d" % (backend.host, backend.port),
+                     "--backend", backend_url or "redis://%s:%d" % (backend.host, backend.port),
                      "--logfile", self.logfile, "--loglevel", "verbose"] + list(extra_args)
         self.proc = None
         self._stderr = None
@@ -651,12 +651,31 @@ def _first_difference(e, a):
             % (n, e[lo:n + 60], a[lo:n + 60]))
 
 
+# What a proxy in front of several stores refuses, as Redis Cluster does.
+SPREAD_REFUSALS = (b"CROSSSLOT", b"denied in Cluster mode")
+
+
+def _spread_order(step):
+    name = step.command_name()
+    if name in ("KEYS", "SCAN") and not step.unordered and step.raw is None:
+        import copy
+        st = copy.copy(step)
+        st.unordered = True
+        st.nested = 1 if name == "SCAN" else None
+        return st
+    return step
+
+
 class Differ:
     """Runs the same requests against the oracle and the proxy and compares
     the raw reply bytes."""
 
-    def __init__(self, oracle, proxy):
+    def __init__(self, oracle, proxy, spread=False):
         self.oracle, self.proxy = oracle, proxy
+        # The proxy is in front of several stores (a pool, a cluster): a
+        # command whose keys live on different stores gets CROSSSLOT there,
+        # as in Redis Cluster, and such a case is skipped, saying so.
+        self.spread = spread
 
     def flushall(self):
         for ep in (self.oracle, self.proxy):
@@ -673,6 +692,16 @@ class Differ:
             expected = run_steps(oc, steps)
         with self.proxy.connect() as pc:
             actual = run_steps(pc, steps)
+        if self.spread:
+            # Keys spread over stores come back in another order.
+            steps = [_spread_order(st) for st in steps]
+            for i, a in enumerate(actual):
+                e = expected[i] if i < len(expected) else b""
+                if (isinstance(a, bytes) and isinstance(e, bytes)
+                        and any(w in a and w not in e for w in SPREAD_REFUSALS)):
+                    import pytest
+                    pytest.skip("step %d (%s): its keys are on several stores (CROSSSLOT)"
+                                % (i, steps[i].describe()[:80]))
         problems = []
         for i, st in enumerate(steps):
             e = expected[i] if i < len(expected) else "<<not run>>"

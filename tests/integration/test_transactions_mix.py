@@ -856,33 +856,53 @@ def test_redis_py_pipelines_with_registered_scripts(env):
 
 
 # ---------------------------------------------------------------------------
-# One backend: a second one is an error, in a file, on the command line, mixed.
+# Several backend lines make a pool only with a distribution: without one, a
+# second line is an error (in a file, on the command line, mixed), never a
+# silent replacement of the first.
 
 def _run(*args):
     return subprocess.run([_proxy_binary()] + list(args), capture_output=True, timeout=20)
 
 
-REASON = "the store is already named %s; a proxy has exactly one backend"
+REASON = ("'backend': a second store is named %s: several backend lines make a pool, which needs a "
+          "distribution directive (ketama, modula or random)")
 
 
 def test_second_backend_in_a_file(tmp_path):
     conf = tmp_path / "two.conf"
-    conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\n# comment\n\nbackend memcached://127.0.0.1:11211\n")
+    conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\n# comment\n\nbackend redis://127.0.0.1:6390\n")
     r = _run("--test-config", str(conf))
     assert r.returncode == 1, r
-    assert ("%s:5: 'backend': " % conf + REASON % ("at %s:2" % conf)) in r.stderr.decode(), r.stderr
-    # The same line twice is no better; nor is a start without --test-config.
-    conf.write_text("backend redis://127.0.0.1:6379\nbackend redis://127.0.0.1:6379\n")
+    assert REASON % ("at %s:5" % conf) in r.stderr.decode(), r.stderr
+    # Nor is a start without --test-config.
     r = _run(str(conf), "--port", str(harness.free_port()))
     assert r.returncode == 1, r
-    assert ("%s:2: 'backend': " % conf + REASON % ("at %s:1" % conf)) in r.stderr.decode(), r.stderr
+    assert REASON % ("at %s:5" % conf) in r.stderr.decode(), r.stderr
+    # With a distribution the lines are a pool; the same store twice never is.
+    conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\nbackend redis://127.0.0.1:6390 2 two\n"
+                    "distribution ketama\n")
+    assert _run("--test-config", str(conf)).returncode == 0
+    conf.write_text("distribution modula\nbackend redis://127.0.0.1:6379\nbackend redis://127.0.0.1:6379\n")
+    r = _run("--test-config", str(conf))
+    assert r.returncode == 1 and b"the store redis://127.0.0.1:6379 is named twice" in r.stderr, r
+    # Pools hold stores of one kind.
+    conf.write_text("distribution ketama\nbackend redis://127.0.0.1:6379\nbackend memcached://127.0.0.1:11211\n")
+    r = _run(str(conf), "--port", str(harness.free_port()))
+    assert r.returncode == 1 and b"a pool holds stores of one kind" in r.stderr, r
 
 
 def test_second_backend_on_the_command_line(tmp_path):
     r = _run("--test-config", "--backend", "redis://127.0.0.1:6379", "--port", "7000",
              "--backend", "redis://127.0.0.1:6380")
     assert r.returncode == 1, r
-    assert "command line: '--backend': " + REASON % "on the command line" in r.stderr.decode(), r.stderr
+    assert REASON % "on the command line" in r.stderr.decode(), r.stderr
+    r = _run("--test-config", "--backend", "redis://127.0.0.1:6379", "--backend", "redis://127.0.0.1:6380",
+             "--distribution", "ketama", "--hash", "md5", "--hash-tag", "{}")
+    assert r.returncode == 0, r
+    for bad in (("--backend", "redis://127.0.0.1:6380", "0"), ("--backend", "redis://127.0.0.1:6380", "x"),
+                ("--backend", "redis://127.0.0.1:6380", "1", "n", "extra")):
+        r = _run("--test-config", "--backend", "redis://127.0.0.1:6379", "--distribution", "ketama", *bad)
+        assert r.returncode == 1, (bad, r)
 
 
 def test_second_backend_file_and_command_line(tmp_path):
@@ -890,7 +910,7 @@ def test_second_backend_file_and_command_line(tmp_path):
     conf.write_text("port 7000\nbackend redis://127.0.0.1:6379\n")
     r = _run("--test-config", str(conf), "--backend", "redis://127.0.0.1:6380")
     assert r.returncode == 1, r
-    assert ("command line: '--backend': " + REASON % ("at %s:2" % conf)) in r.stderr.decode(), r.stderr
+    assert REASON % "on the command line" in r.stderr.decode(), r.stderr
     # One backend, wherever it is, is fine; so is the shipped file with --backend.
     assert _run("--test-config", str(conf)).returncode == 0
     assert _run("--test-config", "--backend", "memcached://127.0.0.1:11211").returncode == 0

@@ -1,0 +1,73 @@
+/* What the router shares with its two placements (backends/pool.c,
+ * backends/cluster.c). */
+#ifndef EVALPROXY_ROUTER_INT_H
+#define EVALPROXY_ROUTER_INT_H
+
+#include "backends/router.h"
+
+#define ROUTER_DEDICATED_BASE 2000000
+
+typedef struct router_dedicated {
+    int in_use;
+    int *child; /* per store: its dedicated connection, or -1 until first used */
+} router_dedicated;
+
+typedef struct router_store {
+    backend *b;
+    char *name;            /* as INFO shows it */
+    unsigned long long requests;
+    int failures;          /* consecutive sends that found no connection (auto-eject) */
+    long long ejected_until_ms; /* 0: in the placement */
+} router_store;
+
+typedef struct router router;
+
+typedef struct router_placement_ops {
+    /* Index of the store owning key, or -1 (error() says why). */
+    int (*owner)(router *r, const char *key, size_t len);
+    /* Whether a store holds part of the keyspace now (fan-outs go to those). */
+    int (*active)(router *r, int store);
+    /* The store for commands without keys. */
+    int (*keyless)(router *r);
+    /* Called with every reply of a routed command when it wants to see
+     * them (cluster redirects); NULL: replies go straight to the caller. */
+    int wraps_replies;
+    void (*info)(router *r, struct evbuffer *out);
+    void (*free)(router *r);
+    const char *kind; /* "pool", "cluster" */
+} router_placement_ops;
+
+struct router {
+    backend base;
+    struct event_base *evb;
+    const router_placement_ops *pl;
+    router_store *stores;
+    int nstores, capstores;
+    router_dedicated *ded;
+    int nded;
+    int memcached;         /* stores are memcached */
+    int tag_braces;        /* the placement hashes what is inside {...} */
+    char error[400];
+    /* For the placement's own state. */
+    void *placement_state;
+};
+
+/* Adds a store (the router owns it from now on); returns its index. */
+int router_add_store(router *r, backend *b, const char *name);
+/* Sets up the common part; the placement then adds its stores. */
+void router_init(router *r, struct event_base *base, const router_placement_ops *pl, int connections, int memcached);
+/* Sends a command to one store as send() would (conn: the router's). */
+int router_send_to(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
+                   const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx);
+/* A reply made by the router, delivered on the next loop turn (never
+ * from inside send). resp: RESP text of the reply; or error text. */
+void router_reply_later(router *r, int mode, backend_reply_fn *fn, void *ctx, const char *resp, size_t len,
+                        const char *error);
+/* Delivers RESP text as a reply in the caller's mode, now. */
+void router_deliver(int mode, backend_reply_fn *fn, void *ctx, const char *resp, size_t len);
+void router_put_reply(struct evbuffer *out, const redisReply *r);
+/* Child learnt its release or command list: mirror it. */
+void router_child_learnt(backend *parent);
+long long router_now_ms(void);
+
+#endif
