@@ -17,7 +17,7 @@ import harness
 
 # Short, so a killed master is noticed (and failed over) within a few
 # seconds; 1000 ms is far above what loopback gossip needs.
-NODE_TIMEOUT_MS = 1000
+DEFAULT_NODE_TIMEOUT_MS = 1000
 SLOTS = 16384
 
 
@@ -57,13 +57,14 @@ class ClusterNode(harness.RedisServer):
     like the client port instead of being port + 10000, which could fall
     in the kernel's ephemeral range or on another test's port."""
 
-    def __init__(self, name, workdir, rename_scripting=True, extra=()):
+    def __init__(self, name, workdir, rename_scripting=True, node_timeout_ms=DEFAULT_NODE_TIMEOUT_MS,
+                 extra=()):
         self.bus_port = harness.free_port()
         lines = [
             "cluster-enabled yes",
             "cluster-config-file nodes.conf",
             "cluster-port %d" % self.bus_port,
-            "cluster-node-timeout %d" % NODE_TIMEOUT_MS,
+            "cluster-node-timeout %d" % node_timeout_ms,
             "appendonly no",
             # A replica's first sync starts at once (the default waits 5 s
             # for more replicas to share one transfer).
@@ -110,9 +111,11 @@ def _parse_nodes(text):
 class RedisCluster:
     """masters x (1 + replicas) cluster-enabled redis-servers in workdir.
     rename_scripting removes EVAL, FUNCTION and the rest from the nodes, as
-    the proxy's stores have them removed."""
+    the proxy's stores have them removed; extra adds config lines; timeout
+    bounds every wait."""
 
-    def __init__(self, workdir, masters=3, replicas=0, rename_scripting=True, extra=(), timeout=30.0):
+    def __init__(self, workdir, masters=3, replicas=0, rename_scripting=True,
+                 node_timeout_ms=DEFAULT_NODE_TIMEOUT_MS, extra=(), timeout=30.0):
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs a master")
         self.workdir = workdir
@@ -121,8 +124,10 @@ class RedisCluster:
         self.nodes = []
         for i in range(masters * (1 + replicas)):
             name = "cluster-node-%d" % i
-            self.nodes.append(ClusterNode(name, os.path.join(workdir, name), rename_scripting, extra))
+            self.nodes.append(ClusterNode(name, os.path.join(workdir, name), rename_scripting,
+                                          node_timeout_ms, extra))
         self._conns = {}
+        self._migrations = {}  # slot -> (source, destination) while it moves
 
     # -- connections -------------------------------------------------------
 
@@ -240,6 +245,11 @@ class RedisCluster:
         """CLUSTER NODES of one node, parsed (see _parse_nodes)."""
         return _parse_nodes(self.ok(node, "CLUSTER", "NODES"))
 
+    def myself(self, node):
+        """The node's own line of its CLUSTER NODES: its role, its master,
+        the slots it serves."""
+        return [e for e in self.view(node) if e["myself"]][0]
+
     def slot_map(self, node):
         """CLUSTER SLOTS of one node as sorted (start, end, master id,
         (replica ids...)) tuples."""
@@ -252,7 +262,7 @@ class RedisCluster:
         """The nodes serving slots now, by the view of the nodes themselves."""
         out = []
         for n in self.live_nodes():
-            me = [e for e in self.view(n) if e["myself"]][0]
+            me = self.myself(n)
             if "master" in me["flags"] and me["slots"]:
                 out.append(n)
         return out
@@ -263,7 +273,7 @@ class RedisCluster:
         for n in self.live_nodes():
             if n is master:
                 continue
-            me = [e for e in self.view(n) if e["myself"]][0]
+            me = self.myself(n)
             if me["master"] == master.node_id:
                 out.append(n)
         return out
@@ -275,7 +285,7 @@ class RedisCluster:
         """The node that serves slot now: the live master whose own view
         lists it (during a migration, the source until it is finished)."""
         for n in self.live_nodes():
-            me = [e for e in self.view(n) if e["myself"]][0]
+            me = self.myself(n)
             if "master" in me["flags"] and slot in me["slots"]:
                 return n
         return None
@@ -296,7 +306,7 @@ class RedisCluster:
             if "cluster_known_nodes:%d" % len(self.nodes) not in info:
                 return False, "%r does not know every node yet" % n
             maps[n.port] = self.slot_map(n)
-            me = [e for e in self.view(n) if e["myself"]][0]
+            me = self.myself(n)
             if "slave" in me["flags"]:
                 if "master_link_status:up" not in self.ok(n, "INFO", "replication").decode():
                     return False, "%r: replication link not up" % n
@@ -335,7 +345,6 @@ class RedisCluster:
             raise ClusterError("%r already serves slot %d" % (dst, slot))
         self.ok(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id)
         self.ok(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id)
-        self._migrations = getattr(self, "_migrations", {})
         self._migrations[slot] = (src, dst)
         return src
 
