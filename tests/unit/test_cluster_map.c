@@ -296,6 +296,44 @@ static void test_ranges_in_pieces(void **state)
     freeReplyObject(r);
 }
 
+/* redis-server 7.0.15 after slot 12000 moved from the second master of two
+ * to the first (cluster_harness.py's migrate_slot), asked on a replica:
+ * each master's slots in several entries, its replica repeated with them. */
+#define ID_P1 "e16a30d8db3308e87660fe0976748c2055f3e88f"
+#define ID_P2 "03d2f4a710a815babb952c66b9f84f097e903775"
+#define ID_Q1 "787e7702946c2a1477ed633a201c413a57a15861"
+#define ID_Q2 "1ba52e4a1e77464a50e221db194025fb309e88c3"
+#define P1 "*4\r\n$9\r\n127.0.0.1\r\n:24552\r\n$40\r\n" ID_P1 "\r\n*0\r\n"
+#define P2 "*4\r\n$9\r\n127.0.0.1\r\n:27758\r\n$40\r\n" ID_P2 "\r\n*0\r\n"
+#define Q1 "*4\r\n$9\r\n127.0.0.1\r\n:27144\r\n$40\r\n" ID_Q1 "\r\n*0\r\n"
+#define Q2 "*4\r\n$9\r\n127.0.0.1\r\n:24300\r\n$40\r\n" ID_Q2 "\r\n*0\r\n"
+static const char captured_after_migration[] =
+    "*4\r\n"
+    "*4\r\n:0\r\n:8191\r\n" P1 Q1
+    "*4\r\n:8192\r\n:11999\r\n" P2 Q2
+    "*4\r\n:12000\r\n:12000\r\n" P1 Q1
+    "*4\r\n:12001\r\n:16383\r\n" P2 Q2;
+
+static void test_after_a_slot_migration(void **state)
+{
+    (void)state;
+    redisReply *r = parse(captured_after_migration);
+    cluster_map m;
+    assert_int_equal(cluster_map_from_slots(r, "127.0.0.1", &m, NULL, 0), 0);
+    assert_int_equal(m.nmasters, 2);
+    assert_int_equal(m.nnodes, 4);
+    assert_string_equal(m.nodes[0].id, ID_P1);
+    assert_string_equal(m.nodes[1].id, ID_P2);
+    assert_string_equal(m.nodes[2].id, ID_Q1);
+    assert_string_equal(m.nodes[3].id, ID_Q2);
+    assert_owner_range(&m, 0, 8191, 0);
+    assert_owner_range(&m, 8192, 11999, 1);
+    assert_owner_range(&m, 12000, 12000, 0);
+    assert_owner_range(&m, 12001, 16383, 1);
+    cluster_map_free(&m);
+    freeReplyObject(r);
+}
+
 static void test_no_slots_assigned(void **state)
 {
     (void)state;
@@ -438,6 +476,7 @@ int main(void)
         cmocka_unit_test(test_unknown_endpoints),
         cmocka_unit_test(test_hostnames),
         cmocka_unit_test(test_ranges_in_pieces),
+        cmocka_unit_test(test_after_a_slot_migration),
         cmocka_unit_test(test_no_slots_assigned),
         cmocka_unit_test(test_bad_shapes),
         cmocka_unit_test(test_redirects),
