@@ -156,9 +156,11 @@ class RedisCluster:
         if c is not None:
             c.close()
 
-    def _poll(self, what, check, timeout=None):
-        """Calls check() until it returns something true; raises with the
-        last reason otherwise (check may return (False, reason))."""
+    def wait_until(self, what, check, timeout=None):
+        """Calls check() every 50 ms until it returns something true, and
+        returns that; raises ClusterError with the last reason (check may
+        return (False, reason)) once timeout has passed. Errors of the
+        nodes while checking count as "not yet"."""
         deadline = time.monotonic() + (timeout or self.timeout)
         last = None
         while True:
@@ -205,7 +207,7 @@ class RedisCluster:
         for i, r in enumerate(self.nodes[self.nmasters:]):
             m = masters[i % self.nmasters]
             # REPLICATE needs the master known (out of handshake) on the replica.
-            self._poll("%r knows %r" % (r, m), lambda: any(
+            self.wait_until("%r knows %r" % (r, m), lambda: any(
                 e["id"] == m.node_id and "master" in e["flags"] and "handshake" not in e["flags"]
                 for e in _parse_nodes(self.ok(r, "CLUSTER", "NODES"))))
             self.ok(r, "CLUSTER", "REPLICATE", m.node_id)
@@ -330,7 +332,7 @@ class RedisCluster:
         must also list its replicas."""
         if expect_replicas is None and all(n.alive() for n in self.nodes):
             expect_replicas = self.nreplicas
-        return self._poll("cluster agreement", lambda: self._agreement(expect_replicas), timeout)
+        return self.wait_until("cluster agreement", lambda: self._agreement(expect_replicas), timeout)
 
     # -- moving slots --------------------------------------------------------
 
@@ -381,7 +383,7 @@ class RedisCluster:
         for n in [dst, src] + others:
             self.ok(n, "CLUSTER", "SETSLOT", slot, "NODE", dst.node_id)
         del self._migrations[slot]
-        self._poll("slot %d served by %r everywhere" % (slot, dst),
+        self.wait_until("slot %d served by %r everywhere" % (slot, dst),
                    lambda: self._owner_everywhere(slot, dst), timeout)
 
     def migrate_slot(self, slot, dst, timeout=None):
@@ -418,7 +420,7 @@ class RedisCluster:
                         return False, "%r still lists another master for %d-%d" % (n, lo, hi)
             return True
 
-        self._poll("failover of %r to %r" % (master, new), moved, timeout)
+        self.wait_until("failover of %r to %r" % (master, new), moved, timeout)
         return new
 
     def kill(self, node):

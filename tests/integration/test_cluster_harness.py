@@ -195,7 +195,7 @@ def test_kill_and_restart(cluster):
     replica = cluster.replicas_of(master)[0]
     cluster.kill(master)
     assert not master.alive()
-    cluster._poll("automatic failover", lambda: cluster.owner_of(key) is replica, timeout=30)
+    cluster.wait_until("automatic failover", lambda: cluster.owner_of(key) is replica, timeout=30)
     cluster.wait_until_ok()
     cluster.restart(master)
     assert master.alive()
