@@ -27,7 +27,7 @@ const char *placement_hash_name(int hash);
 const char *placement_distribution_name(int distribution);
 
 /* twemproxy's hash of key (its value for the empty key too; placement
- * itself sends empty keys to hash 0, as twemproxy does). */
+ * itself sends empty keys to hash 0, as twemproxy does); 0 for an unknown hash. */
 uint32_t placement_hash(int hash, const char *key, size_t len);
 
 /* The name twemproxy hashes for a server that has no name of its own in the
@@ -38,7 +38,10 @@ uint32_t placement_hash(int hash, const char *key, size_t len);
  * twemproxy's configuration; port is ignored): its name is the path followed
  * by ':' when the path has no ':' of its own, else the path. Like snprintf,
  * the length returned is the whole name's even when buf is too short; buf is
- * always NUL-terminated when buflen > 0. */
+ * always NUL-terminated when buflen > 0. twemproxy hashes the host and port
+ * as its file spells them (a host name is not resolved; "h:06379" stays
+ * that text), so a configuration reader should pass them on as written or
+ * give the exact text as the server's name. */
 size_t placement_default_name(const char *host, int port, char *buf, size_t buflen);
 
 typedef struct placement_server { const char *name; size_t name_len; unsigned weight; } placement_server;
