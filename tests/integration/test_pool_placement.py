@@ -349,6 +349,21 @@ def test_ketama_unix_socket_name(workdir, flushed):
     run_redis_case(workdir, flushed, server_lines, "ketama", "md5", plain_keys(4000, 8))
 
 
+def test_ketama_port_as_written(workdir, flushed):
+    # The name hashed is the configuration's text: "host:0port" keeps its zero.
+    server_lines = ["%s:0%d:1" % (s.host, s.port) for s in flushed]
+    nc = Nutcracker(workdir, server_lines, "ketama", "md5").start()
+    keys = plain_keys(4000, 12)
+    try:
+        write_through_redis(nc.port, keys)
+    finally:
+        nc.stop()
+    held_by = [keys_on_redis(s) for s in flushed]
+    named = ["%s %s" % (line, line.rsplit(":", 1)[0]) for line in server_lines]
+    owners = tool_owners(["ketama", "md5", "-"] + named, keys)
+    check_same_owners(keys, held_by, owners, "ketama/md5 ports spelled with a leading zero")
+
+
 def test_ketama_ejected_server(workdir, flushed):
     # auto_eject_hosts: a fourth server nobody listens on is ejected on its
     # first failure; the continuum is rebuilt over the other three (points
