@@ -164,7 +164,7 @@ static uint32_t hash_fnv1_64(const char *key, size_t len)
     uint64_t h = FNV64_OFFSET;
     for (size_t i = 0; i < len; i++) {
         h *= FNV64_PRIME;
-        h ^= (uint64_t)(int64_t)(int32_t)char_widened(key[i]);
+        h ^= (uint64_t)key[i]; /* through plain char, as char_widened */
     }
     return (uint32_t)h;
 }
