@@ -96,11 +96,17 @@ deps: deps-build
 run: deps evalproxy
 	@tests/run_local.sh
 
-unit: $(UNIT_BINS) $(BUILD)/tests/resp3_convert
+unit: $(UNIT_BINS) $(BUILD)/tests/resp3_convert $(BUILD)/tests/placement_tool
 
 # The RESP2 -> RESP3 converter as a command-line filter, for
 # tests/integration/test_resp3_shapes.py.
 $(BUILD)/tests/resp3_convert: tests/tools/resp3_convert.c $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LIBS_ALL)
+
+# Key placement (util/placement.c) as a command-line filter, for
+# tests/integration/test_pool_placement.py.
+$(BUILD)/tests/placement_tool: tests/tools/placement_tool.c $(LIB_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) $(LDFLAGS_ALL) -o $@ $< $(LIB_OBJS) $(LIBS_ALL)
 
