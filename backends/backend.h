@@ -116,6 +116,9 @@ struct backend {
     /* The router this store is part of (a pool, a cluster), or NULL: told
      * when the store's release or command list is learnt. */
     struct backend *parent;
+    /* A Redis Cluster: database 0 only, and SELECT of another is refused
+     * with Redis Cluster's words. */
+    int cluster_mode;
 };
 
 /* Whether the store has a command (lower-case name; "client|setname" for a

@@ -26,10 +26,7 @@ typedef struct pool_state {
     unsigned long long *owned; /* keys placed on each store (INFO share) */
 } pool_state;
 
-static const char *distribution_names[] = {"ketama", "modula", "random"};
-/* In enum placement_hash's order. */
-static const char *hash_names[] = {"one_at_a_time", "md5", "crc16", "crc32", "crc32a", "fnv1_64",
-                                   "fnv1a_64", "fnv1_32", "fnv1a_32", "hsieh", "murmur", "jenkins"};
+
 
 static void pool_relayout(router *r)
 {
@@ -98,7 +95,7 @@ static void pool_info(router *r, struct evbuffer *out)
 {
     pool_state *ps = r->placement_state;
     evbuffer_add_printf(out, "backend_distribution:%s\r\nbackend_hash:%s\r\nbackend_hash_tag:%s\r\n",
-                        distribution_names[ps->distribution], ps->hash >= 0 && ps->hash < (int)(sizeof(hash_names) / sizeof(*hash_names)) ? hash_names[ps->hash] : "?", ps->hash_tag);
+                        placement_distribution_name(ps->distribution), placement_hash_name(ps->hash), ps->hash_tag);
     evbuffer_add_printf(out, "backend_auto_eject_hosts:%s\r\nbackend_stores_ejected:%d\r\n",
                         ps->auto_eject ? "yes" : "no", ps->ejected);
     unsigned total_weight = 0;
@@ -124,7 +121,7 @@ static void pool_free(router *r)
     free(ps);
 }
 
-static const router_placement_ops pool_ops = {pool_owner, pool_active, pool_keyless, 0, pool_info, pool_free,
+static const router_placement_ops pool_ops = {pool_owner, pool_active, pool_keyless, NULL, pool_info, pool_free,
                                               "pool"};
 
 backend *backend_pool_create(struct event_base *base, const backend_pool_member *members, int n,

@@ -192,7 +192,7 @@ static int is_dedicated(const router *r, int conn)
 
 /* The store's connection standing for the router's conn; -1 with the
  * store's error in r->error. */
-static int child_conn(router *r, int store, int conn)
+int router_child_conn(router *r, int store, int conn)
 {
     router_store *s = &r->stores[store];
     backend *b = s->b;
@@ -220,7 +220,14 @@ static int child_conn(router *r, int store, int conn)
 int router_send_to(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
                    const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
 {
-    int c = child_conn(r, store, conn);
+    if (r->pl->send) return r->pl->send(r, store, conn, db, session, argc, argv, argvlen, mode, fn, ctx);
+    return router_send_direct(r, store, conn, db, session, argc, argv, argvlen, mode, fn, ctx);
+}
+
+int router_send_direct(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
+                       const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
+{
+    int c = router_child_conn(r, store, conn);
     if (c < 0) return -1;
     router_store *s = &r->stores[store];
     s->requests++;
@@ -1241,7 +1248,7 @@ static void rt_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)
     router *r = (router *)b;
     int store = r->pl->keyless(r);
     if (store < 0) return;
-    int c = child_conn(r, store, conn);
+    int c = router_child_conn(r, store, conn);
     if (c >= 0) backend_set_push(r->stores[store].b, c, fn, ctx);
 }
 
@@ -1251,7 +1258,7 @@ static int rt_capture(backend *b, int conn, int db, unsigned long long session, 
     router *r = (router *)b;
     int store = r->pl->owner(r, key, len);
     if (store < 0) return -1;
-    int c = child_conn(r, store, conn);
+    int c = router_child_conn(r, store, conn);
     if (c < 0) return -1;
     backend *s = r->stores[store].b;
     if (s->ops->capture(s, c, db, session, key, len, fn, ctx) != 0) {
@@ -1267,7 +1274,7 @@ static int rt_restore(backend *b, int conn, int db, unsigned long long session, 
     router *r = (router *)b;
     int store = r->pl->owner(r, key, len);
     if (store < 0) return -1;
-    int c = child_conn(r, store, conn);
+    int c = router_child_conn(r, store, conn);
     if (c < 0) return -1;
     backend *s = r->stores[store].b;
     if (s->ops->restore(s, c, db, session, key, len, img, fn, ctx) != 0) {
@@ -1369,7 +1376,7 @@ static int rt_key_tokens(backend *b, int conn, int nkeys, const int *dbs, char *
             slens[tc->n] = klens[j];
             tc->pos[tc->n++] = j;
         }
-        int c = store < 0 ? -1 : child_conn(r, store, conn);
+        int c = store < 0 ? -1 : router_child_conn(r, store, conn);
         backend *s = store < 0 ? NULL : r->stores[store].b;
         t->pending++;
         if (c < 0 || !s->ops->key_tokens || s->ops->key_tokens(s, c, tc->n, sdbs, skeys, slens, tokens_cb, tc) != 0) {

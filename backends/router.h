@@ -45,6 +45,9 @@ backend *backend_pool_create(struct event_base *base, const backend_pool_member 
 backend *backend_cluster_create(struct event_base *base, const char *url, int connections,
                                 const struct store_tls_options *tls, char *err, size_t errlen);
 
+/* How often the slot map of a Redis Cluster is read again (ms). */
+extern long long backend_cluster_refresh_ms;
+
 /* Whether a URL names a Redis Cluster. */
 int backend_url_is_cluster(const char *url);
 

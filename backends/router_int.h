@@ -29,9 +29,10 @@ typedef struct router_placement_ops {
     int (*active)(router *r, int store);
     /* The store for commands without keys. */
     int (*keyless)(router *r);
-    /* Called with every reply of a routed command when it wants to see
-     * them (cluster redirects); NULL: replies go straight to the caller. */
-    int wraps_replies;
+    /* Sends a routed command in its own way (a cluster follows its
+     * redirections); NULL: router_send_direct. */
+    int (*send)(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
+                const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx);
     void (*info)(router *r, struct evbuffer *out);
     void (*free)(router *r);
     const char *kind; /* "pool", "cluster" */
@@ -59,6 +60,12 @@ void router_init(router *r, struct event_base *base, const router_placement_ops 
 /* Sends a command to one store as send() would (conn: the router's). */
 int router_send_to(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
                    const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx);
+/* The same, straight to the store, whatever the placement. */
+int router_send_direct(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
+                       const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx);
+/* The store's connection standing for the router's conn (dedicated ones
+ * opened on first use); -1 with the store's error in r->error. */
+int router_child_conn(router *r, int store, int conn);
 /* A reply made by the router, delivered on the next loop turn (never
  * from inside send). resp: RESP text of the reply; or error text. */
 void router_reply_later(router *r, int mode, backend_reply_fn *fn, void *ctx, const char *resp, size_t len,

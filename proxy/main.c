@@ -589,6 +589,8 @@ int main(int argc, char **argv)
                                              config.backend_connections, &store_tls, err, sizeof(err));
         free(members);
     } else if (backend_url_is_cluster(config.backend_url)) {
+        backend_cluster_refresh_ms = config.cluster_refresh_ms;
+        config.databases = 1; /* Redis Cluster has database 0 only */
         server.backend = backend_cluster_create(server.base, config.backend_url, config.backend_connections,
                                                 &store_tls, err, sizeof(err));
     } else {

@@ -211,6 +211,10 @@ void cmd_select(client *c, const command_def *cmd, int argc, char **argv, size_t
         reply_error(out, "ERR value is out of range, value must between -2147483648 and 2147483647");
         return;
     }
+    if (server.backend && server.backend->cluster_mode && id != 0) {
+        reply_error(out, "ERR SELECT is not allowed in cluster mode");
+        return;
+    }
     /* The store's databases are selected lazily on the shared connections;
      * the range comes from the `databases` directive (the store's count). */
     if (id < 0 || id >= config.databases) {

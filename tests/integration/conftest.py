@@ -34,7 +34,8 @@ def target_is_store():
 
 def stores_mode():
     """EVALPROXY_STORES: "pool" puts the `proxy` fixture in front of a pool of
-    three stores (the `store` fixture and two more, ketama); "" one store."""
+    three stores (the `store` fixture and two more, ketama); "cluster" in
+    front of a Redis Cluster of three masters; "" one store."""
     return os.environ.get("EVALPROXY_STORES", "").strip().lower()
 
 
@@ -84,19 +85,41 @@ def proxy(store, workdir):
     if target_is_store():
         yield harness.Endpoint("store-as-proxy", store.host, store.port)
         return
-    extra, more = [], []
+    extra, more, url, cluster = [], [], None, None
+    if stores_mode() == "cluster":
+        import cluster_harness
+        cluster = cluster_harness.RedisCluster(str(workdir / "cluster"), masters=3, replicas=0).start()
+        url = cluster.seed_url()
     if stores_mode() == "pool":
         for i in (2, 3):
             s = harness.RedisServer("store%d" % i, str(workdir / ("store%d" % i)), rename_scripting=True)
             more.append(s.start())
             extra += ["--backend", "redis://%s:%d" % (s.host, s.port)]
         extra += ["--distribution", "ketama"]
-    p = harness.ProxyProcess(proxy_binary(), store, str(workdir / "proxy"), extra_args=extra)
+    p = harness.ProxyProcess(proxy_binary(), store, str(workdir / "proxy"), extra_args=extra, backend_url=url)
     p.start()
+    if cluster:
+        wait_cluster_map(p)
     yield p
     stop_proxy(p)
     for s in more:
         s.stop()
+    if cluster:
+        cluster.stop()
+
+
+def wait_cluster_map(proxy, timeout=20.0):
+    """Until the proxy in front of a Redis Cluster has its whole slot map."""
+    import time
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with proxy.connect() as c:
+            last = harness.info_fields(c, "backend")
+        if last.get("backend_cluster_state") == "ok" and last.get("backend_version", "unknown") != "unknown":
+            return last
+        time.sleep(0.05)
+    raise AssertionError("the proxy did not learn the slot map within %.0fs: %r" % (timeout, last))
 
 
 @pytest.fixture(scope="session")

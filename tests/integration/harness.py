@@ -652,7 +652,7 @@ def _first_difference(e, a):
 
 
 # What a proxy in front of several stores refuses, as Redis Cluster does.
-SPREAD_REFUSALS = (b"CROSSSLOT", b"denied in Cluster mode")
+SPREAD_REFUSALS = (b"CROSSSLOT", b"denied in Cluster mode", b"not allowed in cluster mode")
 
 
 def _spread_order(step):
