@@ -207,6 +207,12 @@ static int cluster_owner(router *r, const char *key, size_t len)
     return s;
 }
 
+static int cluster_group(router *r, const char *key, size_t len)
+{
+    (void)r;
+    return (int)cluster_key_slot(key, len);
+}
+
 static int cluster_active(router *r, int store)
 {
     cluster_state *cs = r->placement_state;
@@ -444,7 +450,7 @@ static void cluster_free(router *r)
     free(cs);
 }
 
-static const router_placement_ops cluster_ops = {cluster_owner, cluster_active, cluster_keyless, cluster_send,
+static const router_placement_ops cluster_ops = {cluster_owner, cluster_group, cluster_active, cluster_keyless, cluster_send,
                                                  cluster_info,  cluster_free,   "cluster"};
 
 long long backend_cluster_refresh_ms = 5000;

@@ -121,7 +121,7 @@ static void pool_free(router *r)
     free(ps);
 }
 
-static const router_placement_ops pool_ops = {pool_owner, pool_active, pool_keyless, NULL, pool_info, pool_free,
+static const router_placement_ops pool_ops = {pool_owner, NULL, pool_active, pool_keyless, NULL, pool_info, pool_free,
                                               "pool"};
 
 backend *backend_pool_create(struct event_base *base, const backend_pool_member *members, int n,

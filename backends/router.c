@@ -451,8 +451,15 @@ static void merge_finish(merge *m)
     merge_free(m);
 }
 
-static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvlen, const int *owner, int nkeys,
-                            int first, int step);
+static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvlen, const int *owner,
+                            const int *group, int nkeys, int first, int step);
+
+/* Keys that one command may carry together: the same store in a pool, the
+ * same slot in a cluster (its nodes refuse keys of several slots). */
+static int key_group(router *r, const char *key, size_t len, int owner)
+{
+    return r->pl->group ? r->pl->group(r, key, len) : owner;
+}
 
 static void msetnx_step(merge *m)
 {
@@ -468,8 +475,12 @@ static void msetnx_step(merge *m)
     m->answer_one = 1;
     int nkeys = (m->argc - 1) / 2;
     int *owner = malloc(sizeof(int) * (size_t)(nkeys ? nkeys : 1));
-    if (!owner) abort();
-    for (int i = 0; i < nkeys; i++) owner[i] = m->r->pl->owner(m->r, m->argv[1 + 2 * i], m->argvlen[1 + 2 * i]);
+    int *group = malloc(sizeof(int) * (size_t)(nkeys ? nkeys : 1));
+    if (!owner || !group) abort();
+    for (int i = 0; i < nkeys; i++) {
+        owner[i] = m->r->pl->owner(m->r, m->argv[1 + 2 * i], m->argvlen[1 + 2 * i]);
+        group[i] = key_group(m->r, m->argv[1 + 2 * i], m->argvlen[1 + 2 * i], owner[i]);
+    }
     static char mset[] = "MSET";
     char *saved = m->argv[0];
     size_t saved_len = m->argvlen[0];
@@ -479,10 +490,11 @@ static void msetnx_step(merge *m)
     free(m->parts);
     m->parts = NULL;
     m->nparts = 0;
-    int rc = merge_send_parts(m, m->argc, m->argv, m->argvlen, owner, nkeys, 1, 2);
+    int rc = merge_send_parts(m, m->argc, m->argv, m->argvlen, owner, group, nkeys, 1, 2);
     m->argv[0] = saved;
     m->argvlen[0] = saved_len;
     free(owner);
+    free(group);
     if (rc != 0) {
         if (!m->error) m->error = strdup(m->r->error);
         merge_finish(m);
@@ -581,8 +593,8 @@ static void part_cb(void *ctx, const backend_reply *br)
  * follow each key): argv[0], then for key i argv[first + i*step .. + step).
  * The trailing arguments after the keys, if any, are added to every part.
  * 0, or -1 when not one part could be sent. */
-static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvlen, const int *owner, int nkeys,
-                            int first, int step)
+static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvlen, const int *owner,
+                            const int *group, int nkeys, int first, int step)
 {
     router *r = m->r;
     int tail_from = first + nkeys * step;
@@ -590,7 +602,7 @@ static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvl
     char **pargv = malloc(sizeof(char *) * (size_t)argc);
     size_t *plen = malloc(sizeof(size_t) * (size_t)argc);
     int *done = calloc((size_t)(nkeys ? nkeys : 1), sizeof(int));
-    m->parts = calloc((size_t)(r->nstores ? r->nstores : 1), sizeof(merge_part));
+    m->parts = calloc((size_t)(nkeys ? nkeys : 1), sizeof(merge_part));
     if (!pargv || !plen || !done || !m->parts) abort();
     int sent = 0, failed = 0;
     m->pending++; /* held while sending, so that no reply finishes the merge early */
@@ -605,7 +617,7 @@ static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvl
         pargv[n] = argv[0];
         plen[n++] = argvlen[0];
         for (int j = i; j < nkeys; j++) {
-            if (done[j] || owner[j] != store) continue;
+            if (done[j] || group[j] != group[i]) continue;
             done[j] = 1;
             p->pos[p->npos++] = j;
             for (int k = 0; k < step; k++) {
@@ -727,17 +739,20 @@ static int split_keys(router *r, int conn, int db, unsigned long long session, i
 {
     int nkeys = (argc - first) / step;
     if (nkeys < 1 || (argc - first) % step) return 0; /* the store gives the arity error */
-    int owner_buf[16];
+    int owner_buf[16], group_buf[16];
     int *owner = nkeys <= 16 ? owner_buf : malloc(sizeof(int) * (size_t)nkeys);
-    if (!owner) abort();
+    int *group = nkeys <= 16 ? group_buf : malloc(sizeof(int) * (size_t)nkeys);
+    if (!owner || !group) abort();
     int single = 1;
     for (int i = 0; i < nkeys; i++) {
         owner[i] = r->pl->owner(r, argv[first + i * step], argvlen[first + i * step]);
-        if (owner[i] != owner[0]) single = 0;
+        group[i] = key_group(r, argv[first + i * step], argvlen[first + i * step], owner[i]);
+        if (group[i] != group[0]) single = 0;
     }
     if (single) {
         if (owner != owner_buf) free(owner);
-        return 0; /* one store: sent whole */
+        if (group != group_buf) free(group);
+        return 0; /* one store (one slot): sent whole */
     }
     merge *m = merge_new(r, kind, conn, db, session, mode, fn, ctx);
     if (kind == MERGE_ELEMENTS) {
@@ -767,13 +782,14 @@ static int split_keys(router *r, int conn, int db, unsigned long long session, i
             eargv[1 + i] = argv[first + i * step];
             elen[1 + i] = argvlen[first + i * step];
         }
-        *rc = merge_started(m, merge_send_parts(m, nkeys + 1, eargv, elen, owner, nkeys, 1, 1));
+        *rc = merge_started(m, merge_send_parts(m, nkeys + 1, eargv, elen, owner, group, nkeys, 1, 1));
         free(eargv);
         free(elen);
     } else {
-        *rc = merge_started(m, merge_send_parts(m, argc, argv, argvlen, owner, nkeys, first, step));
+        *rc = merge_started(m, merge_send_parts(m, argc, argv, argvlen, owner, group, nkeys, first, step));
     }
     if (owner != owner_buf) free(owner);
+    if (group != group_buf) free(group);
     return 1;
 }
 

@@ -25,6 +25,9 @@ typedef struct router router;
 typedef struct router_placement_ops {
     /* Index of the store owning key, or -1 (error() says why). */
     int (*owner)(router *r, const char *key, size_t len);
+    /* Which keys one command may carry together (a cluster: the slot);
+     * NULL: those of one store. */
+    int (*group)(router *r, const char *key, size_t len);
     /* Whether a store holds part of the keyspace now (fan-outs go to those). */
     int (*active)(router *r, int store);
     /* The store for commands without keys. */

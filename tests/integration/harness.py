@@ -437,7 +437,7 @@ class RedisServer(Endpoint):
 class ProxyProcess(Endpoint):
     """The evalproxy binary in front of a store."""
 
-    def __init__(self, binary, backend, workdir, extra_args=(), backend_url=None):
+    def __init__(self, binary, backend, workdir, extra_args=(), backend_url=None, backend_args=None):
         super().__init__("proxy", HOST, free_port())
         self.binary = binary
         self.backend = backend
@@ -445,8 +445,9 @@ class ProxyProcess(Endpoint):
         os.makedirs(workdir, exist_ok=True)
         self.logfile = os.path.join(workdir, "proxy.log")
         self.stderr_path = os.path.join(workdir, "proxy.stderr")
-        self.args = [binary, "--bind", HOST, "--port", str(self.port),
-                     "--backend", backend_url or "redis://%s:%d" % (backend.host, backend.port),
+        if backend_args is None:
+            backend_args = ["--backend", backend_url or "redis://%s:%d" % (backend.host, backend.port)]
+        self.args = [binary, "--bind", HOST, "--port", str(self.port)] + list(backend_args) + [
                      "--logfile", self.logfile, "--loglevel", "verbose"] + list(extra_args)
         self.proc = None
         self._stderr = None

@@ -268,9 +268,44 @@ def check_same_owners(keys, held_by, owners, what):
     assert all(counts), "%s: a server got no keys (%r): the case proves little" % (what, counts)
 
 
+def pool_proxy_args(server_lines, distribution, hash_name, hash_tag, scheme):
+    """evalproxy's backend lines for twemproxy's server lines."""
+    args = []
+    for line in server_lines:
+        addr, _, name = line.partition(" ")
+        where, _, weight = addr.rpartition(":")
+        url = "unix://" + where if where.startswith("/") else "%s://%s" % (scheme, where)
+        args += ["--backend", url, weight] + ([name] if name else [])
+    args += ["--distribution", distribution, "--hash", hash_name]
+    if hash_tag:
+        args += ["--hash-tag", hash_tag]
+    return args
+
+
+def start_pool_proxy(workdir, server_lines, distribution, hash_name, hash_tag=None, scheme="redis"):
+    import conftest
+    args = pool_proxy_args(server_lines, distribution, hash_name, hash_tag, scheme)
+    p = harness.ProxyProcess(conftest.proxy_binary(), None, os.path.join(workdir, "proxy-%d" % harness.free_port()),
+                             backend_args=args)
+    p.start()
+    conftest.wait_store_learnt(p) if scheme == "redis" else None
+    return p
+
+
+def check_same_servers(keys, nutcracker_held, proxy_held, what):
+    for idx, (n, e) in enumerate(zip(nutcracker_held, proxy_held)):
+        if n != e:
+            k = sorted(n ^ e)[0]
+            pytest.fail("%s: key %r is on server %d %s nutcracker, %s evalproxy"
+                        % (what, k, idx, *(("through", "not through") if k in n else ("not through", "through"))))
+
+
 def run_redis_case(workdir, stores, server_lines, distribution, hash_name, keys,
                    hash_tag=None, order=None):
-    """server_lines: twemproxy's server lines; order[i]: the store behind line i."""
+    """server_lines: twemproxy's server lines; order[i]: the store behind line i.
+    The keys are written through nutcracker, then through evalproxy with the
+    same pool: each store must hold the same keys both times, and the
+    placement tool must name the same owners."""
     order = order or list(range(len(server_lines)))
     nc = Nutcracker(workdir, server_lines, distribution, hash_name, hash_tag).start()
     try:
@@ -278,9 +313,24 @@ def run_redis_case(workdir, stores, server_lines, distribution, hash_name, keys,
     finally:
         nc.stop()
     held_by = [keys_on_redis(stores[order[i]]) for i in range(len(server_lines))]
+    what = "%s/%s%s" % (distribution, hash_name, " tag " + hash_tag if hash_tag else "")
     owners = tool_owners([distribution, hash_name, hash_tag or "-"] + server_lines, keys)
-    check_same_owners(keys, held_by, owners, "%s/%s%s" % (distribution, hash_name,
-                                                       " tag " + hash_tag if hash_tag else ""))
+    check_same_owners(keys, held_by, owners, what)
+    for s in stores:
+        with s.connect() as c:
+            assert c.call("FLUSHALL") == b"+OK\r\n"
+    p = start_pool_proxy(workdir, server_lines, distribution, hash_name, hash_tag)
+    try:
+        write_through_redis(p.port, keys)
+    finally:
+        conftest_stop(p)
+    check_same_servers(keys, held_by, [keys_on_redis(stores[order[i]]) for i in range(len(server_lines))],
+                       what)
+
+
+def conftest_stop(p):
+    import conftest
+    conftest.stop_proxy(p)
 
 
 def lines(stores, weights=(1, 1, 1), names=None):
@@ -410,6 +460,16 @@ def test_memcached_ketama_md5(workdir):
         held_by = [keys_on_memcached(m, keys) for m in mcs]
         owners = tool_owners(["ketama", "md5", "-"] + server_lines, keys)
         check_same_owners(keys, held_by, owners, "memcached ketama/md5")
+        for m in mcs:
+            with socket.create_connection((m.host, m.port), timeout=10) as sk:
+                sk.sendall(b"flush_all\r\n")
+                assert sk.makefile("rb").readline() == b"OK\r\n"
+        p = start_pool_proxy(workdir, server_lines, "ketama", "md5", scheme="memcached")
+        try:
+            write_through_redis(p.port, keys)
+        finally:
+            conftest_stop(p)
+        check_same_servers(keys, held_by, [keys_on_memcached(m, keys) for m in mcs], "memcached ketama/md5")
     finally:
         for m in mcs:
             m.stop()
