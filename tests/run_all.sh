@@ -83,12 +83,17 @@ pytest_count() { # file word
     echo "$line" | grep -oE "[0-9]+ $2" | awk '{s+=$1} END {print s+0}'
 }
 
-run_integration() { # build binary
-    local build=$1 bin=$2 log rc pass fail skip errors
-    log="$logdir/$build-integration.log"
-    echo "-- $build: pytest tests/integration (EVALPROXY_BIN=$bin)"
-    EVALPROXY_BIN="$bin" timeout "$IT_TIMEOUT" \
-        "$PYTHON" -m pytest -q -p no:cacheprovider tests/integration 2>&1 | tee "$log"
+run_integration() { # build binary [stores-mode files...]
+    local build=$1 bin=$2 mode=${3:-} log rc pass fail skip errors label=integration
+    shift 2
+    [ $# -gt 0 ] && shift
+    local files=("$@")
+    [ ${#files[@]} -eq 0 ] && files=(tests/integration)
+    [ -n "$mode" ] && label="integration, $mode"
+    log="$logdir/$build-integration$mode.log"
+    echo "-- $build: pytest ${files[*]} (EVALPROXY_BIN=$bin${mode:+ EVALPROXY_STORES=$mode})"
+    EVALPROXY_STORES="$mode" EVALPROXY_BIN="$bin" timeout "$IT_TIMEOUT" \
+        "$PYTHON" -m pytest -q -p no:cacheprovider "${files[@]}" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     pass=$(pytest_count "$log" passed)
     fail=$(pytest_count "$log" failed)
@@ -98,20 +103,20 @@ run_integration() { # build binary
     if [ "$rc" -ne 0 ] && [ "$rc" -ne 1 ]; then
         # 2 interrupted, 3 internal error, 4 usage, 5 nothing collected, 124 timeout.
         fail=$((fail + 1))
-        problems+=("$build integration: pytest exited with status $rc")
+        problems+=("$build $label: pytest exited with status $rc")
     elif [ "$rc" -eq 1 ] && [ "$fail" -eq 0 ]; then
         fail=1
-        problems+=("$build integration: pytest failed without a failure count")
+        problems+=("$build $label: pytest failed without a failure count")
     elif [ "$fail" -gt 0 ]; then
-        problems+=("$build integration: $fail failed")
+        problems+=("$build $label: $fail failed")
     elif [ "$pass" -eq 0 ]; then
         fail=1
-        problems+=("$build integration: no test passed")
+        problems+=("$build $label: no test passed")
     fi
     total_pass=$((total_pass + pass))
     total_fail=$((total_fail + fail))
     total_skip=$((total_skip + skip))
-    summary "$build" "integration" "$pass" "$fail" "$skip"
+    summary "$build" "$label" "$pass" "$fail" "$skip"
 }
 
 builds_run=0
@@ -155,7 +160,14 @@ for build in $SUITES; do
     if [ "$found_unit" -eq 0 ]; then
         echo "-- $build: no unit test binaries in $unitdir"
     fi
-    run_integration "$build" "$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+    abs="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
+    run_integration "$build" "$abs"
+    # The relay and script corpora again in front of several stores: a pool
+    # of three (ketama) and a Redis Cluster of three masters.
+    for mode in pool cluster; do
+        run_integration "$build" "$abs" "$mode" tests/integration/test_relay_diff.py \
+            tests/integration/test_scripts_diff.py
+    done
 done
 
 echo
