@@ -234,6 +234,7 @@ static int cluster_keyless(router *r)
 /* ---- sending, with redirections ------------------------------------------------------ */
 
 typedef struct cluster_req {
+    router_pending link; /* first */
     router *r;
     int store, conn, db;
     unsigned long long session;
@@ -251,6 +252,7 @@ typedef struct cluster_req {
 
 static void req_free(cluster_req *q)
 {
+    router_pending_remove(q->r, &q->link);
     if (q->retry_ev) event_free(q->retry_ev);
     free(q->argv); /* argv, argvlen and the bytes: one block */
     free(q);
@@ -258,9 +260,12 @@ static void req_free(cluster_req *q)
 
 static int req_send(cluster_req *q);
 
+static void req_drop(router_pending *p) { req_free((cluster_req *)p); }
+
 static void req_fail(cluster_req *q, const char *why)
 {
     backend_reply br = {.error = why};
+    router_pending_remove(q->r, &q->link); /* its caller may release the connection */
     if (q->fn) q->fn(q->ctx, &br);
     req_free(q);
 }
@@ -348,6 +353,7 @@ static void req_reply_cb(void *ctx, const backend_reply *br)
         retry_later(q, head[0] == 'T' ? 20 : 100);
         return;
     }
+    router_pending_remove(r, &q->link); /* its caller may release the connection */
     if (q->fn) q->fn(q->ctx, br);
     req_free(q);
 }
@@ -391,6 +397,7 @@ static int cluster_send(router *r, int store, int conn, int db, unsigned long lo
     cluster_req *q = calloc(1, sizeof(*q));
     char *blk = malloc(bytes);
     if (!q || !blk) abort();
+    router_pending_add(r, &q->link, conn, req_drop);
     q->argv = (char **)blk;
     q->argvlen = (size_t *)(blk + (size_t)argc * sizeof(char *));
     char *p = blk + (size_t)argc * (sizeof(char *) + sizeof(size_t));

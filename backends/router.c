@@ -128,6 +128,37 @@ void router_reply_later(router *r, int mode, backend_reply_fn *fn, void *ctx, co
     if (event_base_once(r->evb, -1, EV_TIMEOUT, later_cb, l, &now) != 0) abort();
 }
 
+/* ---- requests in flight ------------------------------------------------------ */
+
+void router_pending_add(router *r, router_pending *p, int conn, void (*drop)(router_pending *p))
+{
+    p->conn = conn;
+    p->drop = drop;
+    p->prev = NULL;
+    p->next = r->pending;
+    if (r->pending) r->pending->prev = p;
+    r->pending = p;
+}
+
+void router_pending_remove(router *r, router_pending *p)
+{
+    if (p->prev) p->prev->next = p->next;
+    else if (r->pending == p) r->pending = p->next;
+    if (p->next) p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+}
+
+/* Drops what waits on conn (every request when conn is -1). */
+static void drop_pending(router *r, int conn)
+{
+    router_pending *p = r->pending;
+    while (p) {
+        router_pending *next = p->next;
+        if (conn < 0 || p->conn == conn) p->drop(p);
+        p = next;
+    }
+}
+
 /* ---- stores and connections -------------------------------------------------- */
 
 int router_add_store(router *r, backend *b, const char *name)
@@ -251,14 +282,18 @@ enum merge_kind {
     MERGE_MSETNX,   /* MSETNX, first step: EXISTS summed, then MSET */
 };
 
+typedef struct merge merge;
+
 typedef struct merge_part {
+    merge *m;   /* the part is its store's reply callback's context */
     int store;
     int n;      /* argv entries */
     int *pos;   /* MERGE_ELEMENTS: where each key's element goes */
     int npos;
 } merge_part;
 
-typedef struct merge {
+struct merge {
+    router_pending link; /* first: the list holds merges by it */
     router *r;
     int kind;
     int mode;
@@ -290,10 +325,11 @@ typedef struct merge {
     size_t *argvlen;
     merge_part *parts;
     int nparts;
-} merge;
+};
 
 static void merge_free(merge *m)
 {
+    router_pending_remove(m->r, &m->link);
     free(m->error);
     if (m->err_reply) evbuffer_free(m->err_reply);
     if (m->acc) evbuffer_free(m->acc);
@@ -386,6 +422,8 @@ static void finish_info(merge *m, struct evbuffer *out)
 
 static void merge_finish(merge *m)
 {
+    /* Off the list first: the caller may release its connection now. */
+    router_pending_remove(m->r, &m->link);
     struct evbuffer *out = evbuffer_new();
     if (!out) abort();
     if (m->error) {
@@ -570,17 +608,11 @@ static void part_reply(merge *m, merge_part *p, const backend_reply *br)
     }
 }
 
-typedef struct part_ctx {
-    merge *m;
-    int part;
-} part_ctx;
-
 static void part_cb(void *ctx, const backend_reply *br)
 {
-    part_ctx *pc = ctx;
-    merge *m = pc->m;
-    part_reply(m, &m->parts[pc->part], br);
-    free(pc);
+    merge_part *p = ctx;
+    merge *m = p->m;
+    part_reply(m, p, br);
     if (--m->pending > 0) return;
     if (m->kind == MERGE_MSETNX) {
         msetnx_step(m);
@@ -636,14 +668,11 @@ static int merge_send_parts(merge *m, int argc, char **argv, const size_t *argvl
             if (!m->error) m->error = strdup(r->error);
             continue;
         }
-        part_ctx *pc = malloc(sizeof(*pc));
-        if (!pc) abort();
-        pc->m = m;
-        pc->part = part;
+        p->m = m;
         m->pending++;
-        if (router_send_to(r, store, m->conn, m->db, m->session, n, pargv, plen, BACKEND_PARSED, part_cb, pc) != 0) {
+        if (router_send_to(r, store, m->conn, m->db, m->session, n, pargv, plen, BACKEND_PARSED, part_cb,
+                           &m->parts[part]) != 0) {
             m->pending--;
-            free(pc);
             failed++;
             if (!m->error) m->error = strdup(r->error);
             continue;
@@ -673,16 +702,12 @@ static int merge_send_all(merge *m, int argc, char **argv, const size_t *argvlen
         if (!stores && !r->pl->active(r, store)) continue;
         merge_part *p = &m->parts[m->nparts];
         p->store = store;
-        int part = m->nparts++;
-        part_ctx *pc = malloc(sizeof(*pc));
-        if (!pc) abort();
-        pc->m = m;
-        pc->part = part;
+        p->m = m;
+        m->nparts++;
         m->pending++;
-        if (router_send_to(r, store, m->conn, m->db, m->session, argc, argv, argvlen, BACKEND_PARSED, part_cb, pc) !=
+        if (router_send_to(r, store, m->conn, m->db, m->session, argc, argv, argvlen, BACKEND_PARSED, part_cb, p) !=
             0) {
             m->pending--;
-            free(pc);
             if (!m->error) m->error = strdup(r->error);
             continue;
         }
@@ -692,11 +717,14 @@ static int merge_send_all(merge *m, int argc, char **argv, const size_t *argvlen
     return sent ? 0 : -1;
 }
 
+static void merge_drop(router_pending *p) { merge_free((merge *)p); }
+
 static merge *merge_new(router *r, int kind, int conn, int db, unsigned long long session, int mode,
                         backend_reply_fn *fn, void *ctx)
 {
     merge *m = calloc(1, sizeof(*m));
     if (!m) abort();
+    router_pending_add(r, &m->link, conn, merge_drop);
     m->r = r;
     m->kind = kind;
     m->conn = conn;
@@ -799,6 +827,7 @@ static int split_keys(router *r, int conn, int db, unsigned long long session, i
  * fewer keys than COUNT were found, so a keyspace that fits one COUNT is
  * scanned in one call, as on one store. */
 typedef struct scan_ctx {
+    router_pending link; /* first */
     router *r;
     int store;
     int mode;
@@ -823,6 +852,7 @@ static int next_live_store(router *r, int from)
 
 static void scan_free(scan_ctx *sc)
 {
+    router_pending_remove(sc->r, &sc->link);
     for (int i = 0; i < sc->argc; i++) free(sc->argv[i]);
     free(sc->argv);
     free(sc->argvlen);
@@ -830,8 +860,11 @@ static void scan_free(scan_ctx *sc)
     free(sc);
 }
 
+static void scan_drop(router_pending *p) { scan_free((scan_ctx *)p); }
+
 static void scan_reply_now(scan_ctx *sc, unsigned long long next)
 {
+    router_pending_remove(sc->r, &sc->link);
     struct evbuffer *out = evbuffer_new();
     if (!out) abort();
     char num[32];
@@ -850,6 +883,7 @@ static void scan_cb(void *ctx, const backend_reply *br)
 {
     scan_ctx *sc = ctx;
     const redisReply *p = br->parsed;
+    router_pending_remove(sc->r, &sc->link); /* its caller may release the connection */
     if (br->error || !p || p->type != REDIS_REPLY_ARRAY || p->elements != 2 ||
         p->element[0]->type != REDIS_REPLY_STRING || p->element[1]->type != REDIS_REPLY_ARRAY) {
         if (br->error) {
@@ -884,6 +918,7 @@ static void scan_cb(void *ctx, const backend_reply *br)
         return;
     }
     sc->store = next;
+    router_pending_add(sc->r, &sc->link, sc->conn, scan_drop);
     if (scan_step(sc, 0) != 0) scan_reply_now(sc, (unsigned long long)next);
 }
 
@@ -922,7 +957,8 @@ static int scan_send(router *r, int conn, int db, unsigned long long session, in
     }
     scan_ctx *sc = calloc(1, sizeof(*sc));
     if (!sc) abort();
-    *sc = (scan_ctx){r, store, mode, fn, ctx, conn, db, session, 10, 0, evbuffer_new(), argc, NULL, NULL};
+    *sc = (scan_ctx){{0}, r, store, mode, fn, ctx, conn, db, session, 10, 0, evbuffer_new(), argc, NULL, NULL};
+    router_pending_add(r, &sc->link, conn, scan_drop);
     sc->argv = malloc(sizeof(char *) * (size_t)argc);
     sc->argvlen = malloc(sizeof(size_t) * (size_t)argc);
     if (!sc->keys || !sc->argv || !sc->argvlen) abort();
@@ -1209,11 +1245,15 @@ static void rt_info(backend *b, struct evbuffer *out)
 static void rt_free(backend *b)
 {
     router *r = (router *)b;
-    if (r->pl->free) r->pl->free(r);
+    /* The stores fail what they still have (callbacks run); what waits on
+     * no store (a request to be sent again) is dropped after. */
     for (int i = 0; i < r->nstores; i++) {
         backend_free(r->stores[i].b);
-        free(r->stores[i].name);
+        r->stores[i].b = NULL;
     }
+    drop_pending(r, -1);
+    if (r->pl->free) r->pl->free(r);
+    for (int i = 0; i < r->nstores; i++) free(r->stores[i].name);
     free(r->stores);
     for (int i = 0; i < r->nded; i++) free(r->ded[i].child);
     free(r->ded);
@@ -1257,6 +1297,8 @@ static void rt_release_dedicated(backend *b, int conn, int reuse)
             d->child[i] = -1;
             backend_release_dedicated(r->stores[i].b, c, reuse);
         }
+    /* The stores dropped their callbacks: what waited for them goes too. */
+    drop_pending(r, conn);
 }
 
 static void rt_set_push(backend *b, int conn, backend_reply_fn *fn, void *ctx)

@@ -22,6 +22,16 @@ typedef struct router_store {
 
 typedef struct router router;
 
+/* A request the router keeps while stores answer it (a merge, a cluster
+ * request waiting to be sent again...). Listed so that those a released
+ * dedicated connection silences, and those left when the router ends, are
+ * freed: drop frees one without calling its caller. */
+typedef struct router_pending {
+    struct router_pending *prev, *next;
+    int conn;
+    void (*drop)(struct router_pending *p);
+} router_pending;
+
 typedef struct router_placement_ops {
     /* Index of the store owning key, or -1 (error() says why). */
     int (*owner)(router *r, const char *key, size_t len);
@@ -52,9 +62,13 @@ struct router {
     int memcached;         /* stores are memcached */
     int tag_braces;        /* the placement hashes what is inside {...} */
     char error[400];
+    router_pending *pending; /* the list of router_pending */
     /* For the placement's own state. */
     void *placement_state;
 };
+
+void router_pending_add(router *r, router_pending *p, int conn, void (*drop)(router_pending *p));
+void router_pending_remove(router *r, router_pending *p);
 
 /* Adds a store (the router owns it from now on); returns its index. */
 int router_add_store(router *r, backend *b, const char *name);
