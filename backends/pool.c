@@ -85,6 +85,10 @@ static int pool_keyless(router *r)
 {
     pool_state *ps = r->placement_state;
     if (ps->auto_eject) pool_check_health(r);
+    /* The first store that is up: commands without keys (PING, PUBLISH and
+     * SUBSCRIBE, CLIENT...) do not fail while any store works. */
+    for (int i = 0; i < r->nstores; i++)
+        if (!r->stores[i].ejected_until_ms && backend_pick(r->stores[i].b, 0) >= 0) return i;
     for (int i = 0; i < r->nstores; i++)
         if (!r->stores[i].ejected_until_ms) return i;
     snprintf(r->error, sizeof(r->error), "ERR backend pool: no store is available");

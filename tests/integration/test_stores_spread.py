@@ -479,3 +479,53 @@ def test_memcached_pool(workdir, oracle):
             conftest.stop_proxy(proxy)
         for m in mcs:
             m.stop()
+
+
+def test_pool_auto_eject_hosts(workdir):
+    """auto-eject-hosts: a store that fails server-failure-limit times in a
+    row leaves the placement (its keys go to the others) for
+    server-retry-timeout ms, then comes back, as with twemproxy."""
+    stores, proxy = [], None
+    try:
+        for i in range(3):
+            stores.append(harness.RedisServer("eject%d" % i, str(workdir / ("eject%d" % i)),
+                                              rename_scripting=True).start())
+        proxy = harness.ProxyProcess(conftest.proxy_binary(), None, str(workdir / "eject-proxy"),
+                                     backend_args=pool_args(stores) + [
+                                         "--auto-eject-hosts", "yes", "--server-failure-limit", "2",
+                                         "--server-retry-timeout", "1500"])
+        proxy.start()
+        conftest.wait_store_learnt(proxy)
+        per = keys_on_each_store(proxy, stores, count=3, prefix="ej")
+        stores[1].kill()
+        time.sleep(0.3)
+        with proxy.connect() as c:
+            answers = [c.call("SET", per[1][0], "again") for _ in range(4)]
+            assert answers[0].startswith(b"-ERR backend"), answers
+            assert answers[-1] == b"+OK\r\n", answers  # placed on another store now
+            assert c.call("GET", per[1][0]) == b"$5\r\nagain\r\n"
+            assert c.call("GET", per[0][0]) == b"$1\r\nx\r\n"  # the others' keys stay put
+            assert c.call("PING") == b"+PONG\r\n"
+            info = harness.info_fields(c, "backend")
+            assert info["backend_stores_ejected"] == "1", info
+            assert "state=ejected" in info["store1"], info
+        assert holder([stores[0], stores[2]], per[1][0]) in (0, 1)
+        stores[1].restart()
+        deadline = time.monotonic() + 15
+        while True:
+            with proxy.connect() as c:
+                info = harness.info_fields(c, "backend")
+            if info["backend_stores_ejected"] == "0" and "state=up" in info["store1"]:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.2)
+            with proxy.connect() as c:
+                c.call("GET", per[0][0])  # the placement is checked as commands come
+        with proxy.connect() as c:
+            assert c.call("SET", per[1][1], "home") == b"+OK\r\n"
+        assert holder(stores, per[1][1]) == 1
+    finally:
+        if proxy:
+            conftest.stop_proxy(proxy)
+        for s in stores:
+            s.stop()
