@@ -9,6 +9,7 @@
 #include "backends/conn.h"
 #include "backends/router_int.h"
 #include "backends/store.h"
+#include "util/args.h"
 #include "util/log.h"
 
 #include <stdio.h>
@@ -392,22 +393,10 @@ static int req_send(cluster_req *q)
 static int cluster_send(router *r, int store, int conn, int db, unsigned long long session, int argc, char **argv,
                         const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx)
 {
-    size_t bytes = (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
     cluster_req *q = calloc(1, sizeof(*q));
-    char *blk = malloc(bytes);
-    if (!q || !blk) abort();
+    if (!q) abort();
     router_pending_add(r, &q->link, conn, req_drop);
-    q->argv = (char **)blk;
-    q->argvlen = (size_t *)(blk + (size_t)argc * sizeof(char *));
-    char *p = blk + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], argvlen[i]);
-        p[argvlen[i]] = '\0';
-        q->argv[i] = p;
-        q->argvlen[i] = argvlen[i];
-        p += argvlen[i] + 1;
-    }
+    q->argv = args_copy(argc, argv, argvlen, &q->argvlen);
     q->argc = argc;
     q->r = r;
     q->store = store;

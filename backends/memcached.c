@@ -29,6 +29,7 @@
 #include "backends/backend.h"
 #include "backends/conn.h"
 #include "backends/memcached_int.h"
+#include "util/args.h"
 #include "util/log.h"
 #include "util/strconv.h"
 
@@ -734,23 +735,11 @@ static int send_cmd(backend *b, int conn, int db, unsigned long long session, in
         return -1;
     }
     mc_conn *c = conn_at(mb, conn);
-    /* One allocation for the argument copies: they outlive the caller's. */
-    size_t bytes = (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
+    /* The argument copies outlive the caller's. */
     mc_req *r = calloc(1, sizeof(*r));
-    char *blk = malloc(bytes);
-    if (!r || !blk) abort();
-    r->args = blk;
-    r->argv = (char **)blk;
-    r->argvlen = (size_t *)(blk + (size_t)argc * sizeof(char *));
-    char *p = blk + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) {
-        memcpy(p, argv[i], argvlen[i]);
-        p[argvlen[i]] = '\0';
-        r->argv[i] = p;
-        r->argvlen[i] = argvlen[i];
-        p += argvlen[i] + 1;
-    }
+    if (!r) abort();
+    r->argv = args_copy(argc, argv, argvlen, &r->argvlen);
+    r->args = (char *)r->argv;
     r->argc = argc;
     r->c = c;
     r->db = db;

@@ -2,6 +2,7 @@
  * whose keys have one owner go to it untouched, reply and all; the router
  * itself only splits, fans out and merges the commands that need it. */
 #include "backends/router_int.h"
+#include "util/args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -343,9 +344,7 @@ static void merge_free(merge *m)
     free(m->info_keys);
     for (int i = 0; i < m->nparts; i++) free(m->parts[i].pos);
     free(m->parts);
-    for (int i = 0; i < m->argc; i++) free(m->argv ? m->argv[i] : NULL);
-    free(m->argv);
-    free(m->argvlen);
+    free(m->argv); /* and the lengths and bytes: one block */
     free(m);
 }
 
@@ -791,16 +790,7 @@ static int split_keys(router *r, int conn, int db, unsigned long long session, i
     if (kind == MERGE_MSETNX) {
         /* First the EXISTS of every key, then, when none exists, the MSET. */
         m->argc = argc;
-        m->argv = calloc((size_t)argc, sizeof(char *));
-        m->argvlen = malloc(sizeof(size_t) * (size_t)argc);
-        if (!m->argv || !m->argvlen) abort();
-        for (int i = 0; i < argc; i++) {
-            m->argv[i] = malloc(argvlen[i] + 1);
-            if (!m->argv[i]) abort();
-            memcpy(m->argv[i], argv[i], argvlen[i]);
-            m->argv[i][argvlen[i]] = '\0';
-            m->argvlen[i] = argvlen[i];
-        }
+        m->argv = args_copy(argc, argv, argvlen, &m->argvlen);
         char **eargv = malloc(sizeof(char *) * (size_t)(nkeys + 1));
         size_t *elen = malloc(sizeof(size_t) * (size_t)(nkeys + 1));
         if (!eargv || !elen) abort();
@@ -853,9 +843,7 @@ static int next_live_store(router *r, int from)
 static void scan_free(scan_ctx *sc)
 {
     router_pending_remove(sc->r, &sc->link);
-    for (int i = 0; i < sc->argc; i++) free(sc->argv[i]);
-    free(sc->argv);
-    free(sc->argvlen);
+    free(sc->argv); /* and the lengths and bytes: one block */
     evbuffer_free(sc->keys);
     free(sc);
 }
@@ -959,16 +947,8 @@ static int scan_send(router *r, int conn, int db, unsigned long long session, in
     if (!sc) abort();
     *sc = (scan_ctx){{0}, r, store, mode, fn, ctx, conn, db, session, 10, 0, evbuffer_new(), argc, NULL, NULL};
     router_pending_add(r, &sc->link, conn, scan_drop);
-    sc->argv = malloc(sizeof(char *) * (size_t)argc);
-    sc->argvlen = malloc(sizeof(size_t) * (size_t)argc);
-    if (!sc->keys || !sc->argv || !sc->argvlen) abort();
-    for (int i = 0; i < argc; i++) {
-        sc->argv[i] = malloc(argvlen[i] + 1);
-        if (!sc->argv[i]) abort();
-        memcpy(sc->argv[i], argv[i], argvlen[i]);
-        sc->argv[i][argvlen[i]] = '\0';
-        sc->argvlen[i] = argvlen[i];
-    }
+    if (!sc->keys) abort();
+    sc->argv = args_copy(argc, argv, argvlen, &sc->argvlen);
     for (int i = 2; i + 1 < argc; i++)
         if (name_is(argv[i], argvlen[i], "count")) {
             long long c = strtoll(sc->argv[i + 1], NULL, 10);

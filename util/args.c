@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int hex_digit(int c)
 {
@@ -109,4 +110,25 @@ char **split_args(const char *line, int *argc)
     }
     *argc = n;
     return argv;
+}
+
+char **args_copy(int argc, char *const *argv, const size_t *argvlen, size_t **lens_out)
+{
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
+    size_t head = (size_t)argc * (sizeof(char *) + sizeof(size_t));
+    char *block = malloc(head + bytes + 1);
+    if (!block) abort();
+    char **copy = (char **)block;
+    size_t *lens = (size_t *)(block + (size_t)argc * sizeof(char *));
+    char *data = block + head;
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, argv[i], argvlen[i]);
+        data[argvlen[i]] = '\0';
+        copy[i] = data;
+        lens[i] = argvlen[i];
+        data += argvlen[i] + 1;
+    }
+    *lens_out = lens;
+    return copy;
 }

@@ -25,6 +25,7 @@
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
+#include "util/args.h"
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
@@ -290,19 +291,8 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
         m->dirty = 1;
         return 1;
     }
-    size_t bytes = 0;
-    for (int i = 0; i < argc; i++) bytes += argvlen[i] + 1;
-    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
-    if (!block) abort();
-    queued_command q = {cmd, argc, (char **)block, (size_t *)(block + (size_t)argc * sizeof(char *)), NULL};
-    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) {
-        memcpy(data, argv[i], argvlen[i]);
-        data[argvlen[i]] = '\0';
-        q.argv[i] = data;
-        q.argvlen[i] = argvlen[i];
-        data += argvlen[i] + 1;
-    }
+    queued_command q = {cmd, argc, NULL, NULL, NULL};
+    q.argv = args_copy(argc, argv, argvlen, &q.argvlen);
     if (m->count == m->cap) {
         m->cap = m->cap ? m->cap * 2 : 8;
         m->cmds = realloc(m->cmds, sizeof(*m->cmds) * (size_t)m->cap);

@@ -19,6 +19,7 @@
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
+#include "util/args.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/monitor.h"
@@ -225,21 +226,9 @@ void relay_client_gone(client *c)
     lock_set *ls = c->waiting_locks;
     c->waiting_locks = NULL;
     int argc = c->parser.argc;
-    size_t bytes = 0;
-    for (int i = 0; i < argc; i++) bytes += c->parser.argvlen[i] + 1;
     orphan_command *o = calloc(1, sizeof(*o));
-    char *block = malloc((size_t)argc * (sizeof(char *) + sizeof(size_t)) + bytes);
-    if (!o || !block) abort();
-    o->argv = (char **)block;
-    o->argvlen = (size_t *)(block + (size_t)argc * sizeof(char *));
-    char *data = block + (size_t)argc * (sizeof(char *) + sizeof(size_t));
-    for (int i = 0; i < argc; i++) {
-        memcpy(data, c->parser.argv[i], c->parser.argvlen[i]);
-        data[c->parser.argvlen[i]] = '\0';
-        o->argv[i] = data;
-        o->argvlen[i] = c->parser.argvlen[i];
-        data += c->parser.argvlen[i] + 1;
-    }
+    if (!o) abort();
+    o->argv = args_copy(argc, c->parser.argv, c->parser.argvlen, &o->argvlen);
     o->argc = argc;
     o->db = c->db;
     o->ls = ls;

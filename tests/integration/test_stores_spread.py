@@ -464,9 +464,10 @@ def test_memcached_pool(workdir, oracle):
                ("MULTI",), ("INCR", keys[1]), ("INCR", keys[5]), ("GET", keys[9]), ("EXEC",),
                ("DEL", *keys[:6]),
                ("DBSIZE",)])
-        # Every server holds some of the keys.
+        # The keys left are spread over the servers (ports differ from run
+        # to run, and with them the placement: at least two of three).
         held = [m.raw(b"".join(b"mg %s v\r\n" % k.encode() for k in keys)).count(b"VA ") for m in mcs]
-        assert all(held) and sum(held) == 6, held
+        assert sum(held) == 6 and sum(1 for h in held if h) >= 2, held
         # WATCH across servers: a write to any of them aborts.
         with proxy.connect() as w, proxy.connect() as other:
             assert w.call("WATCH", *keys[6:]) == b"+OK\r\n"
