@@ -278,6 +278,12 @@ static int publish_sync_start(reply_slot *s)
     return 1;
 }
 
+int pubsub_hold_after_publish(reply_slot *s)
+{
+    if (carried_here() || P.count == 0) return 0; /* no subscriber of the proxy's to wait for */
+    return publish_sync_start(s);
+}
+
 /* The oldest held reply goes (all of them: the connection is gone). */
 static void publish_sync_release(int all)
 {

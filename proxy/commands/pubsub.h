@@ -26,6 +26,11 @@ int pubsub_run_here(const command_def *cmd, int argc, char **argv, size_t *argvl
 /* The same for a script's redis.call: 1 when the call was answered. */
 struct script_run;
 int pubsub_script_call(struct script_run *run, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* A reply (in s->buf) to something that published at the store (a
+ * script, a transaction): held until the proxy's own subscribers have the
+ * messages, as a PUBLISH's reply is; 1 when held (the slot is done later),
+ * 0 when there is nothing to wait for (the caller finishes the slot). */
+int pubsub_hold_after_publish(reply_slot *s);
 void pubsub_shutdown(void);
 
 #endif

@@ -86,6 +86,7 @@ typedef struct script_call {
     unsigned scheduled; /* deferred events that will touch this call */
     unsigned started : 1, finished : 1, rerun : 1, busy : 1, written : 1;
     unsigned dirty : 1; /* ran a write command (PUBLISH is none): SCRIPT KILL refuses */
+    unsigned published : 1; /* its reply waits for the proxy's subscribers (pubsub_hold_after_publish) */
     unsigned borrowed_locks : 1; /* a transaction's locks: not ours to release */
     unsigned queued : 1;         /* in the run queue: used up its time slice */
     unsigned pipelined : 1;      /* runs while its client goes on (lua-script-pipelining) */
@@ -217,9 +218,12 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     sc->slot = NULL;
     if (s) {
         s->failed = failed;
-        /* A reply at the head of its client's queue goes straight out. */
-        if (s->c && reply && !s->discard) evbuffer_add(s->c->slots_head == s && !s->shape ? s->c->out : s->buf, reply, len);
-        client_slot_done(s);
+        int held = sc->published && s->c && !s->discard;
+        /* A reply at the head of its client's queue goes straight out,
+         * unless it waits for the messages to reach subscribers first. */
+        if (s->c && reply && !s->discard)
+            evbuffer_add(s->c->slots_head == s && !s->shape && !held ? s->c->out : s->buf, reply, len);
+        if (!held || !pubsub_hold_after_publish(s)) client_slot_done(s);
     }
     int was_pipelined = sc->pipelined;
     if (was_pipelined) {
@@ -803,6 +807,7 @@ static void call_send(script_call *sc)
      * unkillable; PUBLISH is not one. But a script that published cannot be
      * re-run unseen, so for the lock cycle it counts as written. */
     if (cmd->flags & CMD_WRITE) sc->dirty = 1;
+    if (!strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) sc->published = 1;
     if (cmd->flags & CMD_WRITE || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish")) {
         if (!sc->written) {
             sc->written = 1;

@@ -330,6 +330,17 @@ static void exec_free(exec_run *er)
     free(er);
 }
 
+/* Whether a transaction may have published: its reply then waits until
+ * the proxy's subscribers have the messages, as PUBLISH's does. */
+static int may_publish(const multi_state *m)
+{
+    for (int i = 0; i < m->count; i++) {
+        const char *n = m->cmds[i].cmd->name;
+        if (!strcmp(n, "publish") || !strcmp(n, "spublish") || scripting_is_eval(m->cmds[i].cmd)) return 1;
+    }
+    return 0;
+}
+
 /* The reply is in er->slot->buf: release everything and let the client go on. */
 static void exec_finish(exec_run *er)
 {
@@ -338,7 +349,7 @@ static void exec_finish(exec_run *er)
     exec_unwatch(er);
     client *c = er->c;
     if (c) c->exec_run = NULL;
-    client_slot_done(er->slot);
+    if (!(c && er->m && may_publish(er->m) && pubsub_hold_after_publish(er->slot))) client_slot_done(er->slot);
     exec_free(er);
     if (c) client_unblock(c);
 }

@@ -730,3 +730,29 @@ def test_publisher_answered_after_subscribers_have_the_message(proxy):
             sub.send(encode_command("UNSUBSCRIBE", "order:ch"))
             got = sub.read_replies(2)
             assert got[0] == encode_command("message", "order:ch", str(i)), (i, got)
+
+
+@pytest.mark.parametrize("how", ["eval", "multi", "fcall"])
+def test_script_or_transaction_publisher_answered_after_subscribers(proxy, how):
+    """The same for a PUBLISH inside a script, a function or a transaction:
+    by the time the caller has the reply, the subscriber has the message."""
+    with proxy.connect() as sub, proxy.connect() as pub:
+        if how == "fcall":
+            pub.call("FUNCTION", "LOAD", "REPLACE", "#!lua name=pubord\n"
+                     "redis.register_function('pubord', function(keys, args) "
+                     "return redis.call('PUBLISH', args[1], args[2]) end)")
+        for i in range(200):
+            assert sub.call("SUBSCRIBE", "order:ch")[:1] == b"*"
+            if how == "eval":
+                r = pub.call("EVAL", "return redis.call('PUBLISH', ARGV[1], ARGV[2])", "0", "order:ch", str(i))
+                assert r == b":1\r\n", r
+            elif how == "fcall":
+                r = pub.call("FCALL", "pubord", "0", "order:ch", str(i))
+                assert r == b":1\r\n", r
+            else:
+                pub.send(encode_command("MULTI") + encode_command("PUBLISH", "order:ch", str(i)) +
+                         encode_command("EXEC"))
+                assert pub.read_replies(3)[2] == b"*1\r\n:1\r\n"
+            sub.send(encode_command("UNSUBSCRIBE", "order:ch"))
+            got = sub.read_replies(2)
+            assert got[0] == encode_command("message", "order:ch", str(i)), (how, i, got)
