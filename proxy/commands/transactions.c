@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -33,6 +34,7 @@
 #include "proxy/core/tracking.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/expiry_deadlines.h"
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
@@ -76,6 +78,13 @@ struct token_read {
     watch_versions *w; /* NULL once the WATCH is gone */
     int from;
 };
+
+static long long wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
 
 static int use_key_tokens(void) { return backend_has_key_tokens(server.backend); }
 
@@ -144,6 +153,7 @@ typedef struct exec_run {
     lock_set *ls;
     reply_slot *slot;
     int watch_conn;     /* the client's WATCH connection, taken over at EXEC, or -1 */
+    long long watch_deadline_ms; /* the client's, taken over at EXEC */
     watch_versions *wv; /* its WATCH by versions, taken over at EXEC */
     int phase;
     int db;     /* where the commands run; a SELECT inside moves it */
@@ -187,6 +197,7 @@ static void unwatch(client *c)
 {
     watch_versions_free(c->watch_versions);
     c->watch_versions = NULL;
+    c->watch_deadline_ms = 0;
     if (c->watch_conn >= 0) {
         backend_release_dedicated(server.backend, c->watch_conn, 0);
         c->watch_conn = -1;
@@ -753,6 +764,13 @@ static void exec_tokens_cb(void *ctx, const backend_reply *r)
 
 static void exec_go(exec_run *er)
 {
+    /* Before 2.6 the store keeps time to live in whole seconds: a watched
+     * key whose exact deadline (the proxy's) passed since WATCH has
+     * expired, and Redis 7.0 then aborts EXEC. */
+    if (er->watch_deadline_ms && wall_ms() >= er->watch_deadline_ms) {
+        exec_watch_judged(er, 1);
+        return;
+    }
     if (er->wv) {
         int changed = watched_changed(er->wv);
         if (!changed && use_key_tokens() && er->wv->n) {
@@ -909,6 +927,8 @@ static void exec_command(client *c)
     /* EXEC ends the WATCH, as in Redis; the transaction takes what it needs of it. */
     er->watch_conn = c->watch_conn;
     c->watch_conn = -1;
+    er->watch_deadline_ms = c->watch_deadline_ms;
+    c->watch_deadline_ms = 0;
     er->wv = c->watch_versions;
     c->watch_versions = NULL;
     er->slot = client_slot_add(c);
@@ -964,12 +984,27 @@ static void watch_reply_cb(void *ctx, const backend_reply *r)
     client_slot_done(s);
 }
 
+/* Stores before 2.6: the earliest exact deadline among keys being watched
+ * that has not passed yet (see exec_go). */
+static void watch_note_deadlines(client *c, int argc, char **argv, size_t *argvlen)
+{
+    if (!expiry_deadline_count()) return;
+    long long now = wall_ms();
+    for (int i = 1; i < argc; i++) {
+        long long at;
+        if (expiry_deadline_get(c->db, argv[i], argvlen[i], &at) && at > now &&
+            (!c->watch_deadline_ms || at < c->watch_deadline_ms))
+            c->watch_deadline_ms = at;
+    }
+}
+
 static void watch_after_drain(client *c)
 {
     int argc = c->parser.argc;
     char **argv = c->parser.argv;
     size_t *argvlen = c->parser.argvlen;
     backend *b = server.backend;
+    watch_note_deadlines(c, argc, argv, argvlen);
     reply_slot *s = client_slot_add(c);
     if (backend_send(b, c->watch_conn, c->db, argc, argv, argvlen, BACKEND_RAW, watch_reply_cb, s) != 0) {
         reply_error(s->buf, backend_error(b));

@@ -103,6 +103,8 @@ struct client {
     int subscriptions[3];   /* channels, patterns, shard channels: kept by pubsub.c for the core */
     struct exec_run *exec_run;         /* its EXEC, from its read to its reply */
     int watch_conn;                    /* connection of its own holding WATCH, or -1 */
+    long long watch_deadline_ms;       /* stores before 2.6: the earliest exact expiry (unix ms) of a
+                                        * watched key, in the future at WATCH; 0 none */
     watch_versions *watch_versions;    /* WATCH by write versions (stores that cannot watch) */
     int dedicated_conn;                /* own connection with a request in flight, or -1 */
     reply_slot *dedicated_slot;        /* that request's reply */

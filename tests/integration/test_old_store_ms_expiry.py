@@ -21,7 +21,7 @@ import test_memcached_ms_expiry as mt
 from test_memcached_ms_expiry import (  # noqa: F401  (run here against Redis 2.4)
     ATTEMPTS, mono_ms, num, sleep_until, timed,
     test_px50_lock_lives_50ms, test_pttl_as_redis, test_pttl_within_a_few_ms_of_redis,
-    test_rate_limiter_100ms_window, test_ttl_rounding_as_redis,
+    test_rate_limiter_100ms_window, test_ttl_rounding_as_redis, test_watched_key_reaching_its_deadline_aborts_exec,
 )
 
 RELEASE = "2.4.18"
