@@ -546,6 +546,7 @@ int main(int argc, char **argv)
     client_add_close_hook(relay_client_gone);
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(emulation_client_gone);
+    emulation_init();
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
     client_add_close_hook(tracking_client_gone);

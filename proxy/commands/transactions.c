@@ -116,7 +116,7 @@ struct multi_state {
 };
 
 static unsigned blocking_in_use;
-static int has_scripts(const multi_state *m);
+static int has_scripts(const multi_state *m, int db);
 
 enum exec_phase {
     EXEC_DRAIN,  /* waiting for the client's relayed commands to be answered */
@@ -609,7 +609,7 @@ static void exec_run_step(exec_run *er)
             exec_start_script(er, q, &er->elems[i]);
             continue;
         }
-        if (emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) {
+        if (emulation_wanted(q->cmd, er->db, q->argc, q->argv, q->argvlen)) {
             /* Like a script: after what came before, under the transaction's locks. */
             if (er->pending) break;
             er->next++;
@@ -680,16 +680,31 @@ static void watch_check_cb(void *ctx, const backend_reply *r)
     exec_run_start(er);
 }
 
-/* Also true when a command is refused at EXEC: the proxy then runs the
- * transaction itself, answering the refused command with its error. */
-static int has_scripts(const multi_state *m)
+/* Whether the proxy runs any queued command itself (emulation_wanted),
+ * each asked in the database it will run in (db at EXEC, then SELECTs). */
+static int any_emulated(const multi_state *m, int db)
 {
-    if (m->acl_refused) return 1;
     for (int i = 0; i < m->count; i++) {
         queued_command *q = &m->cmds[i];
-        if (scripting_is_eval(q->cmd) || emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) return 1;
+        long long id;
+        if (!strcmp(q->cmd->name, "select")) {
+            if (q->argc == 2 && string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                db = (int)id;
+            continue;
+        }
+        if (emulation_wanted(q->cmd, db, q->argc, q->argv, q->argvlen)) return 1;
     }
     return 0;
+}
+
+/* Also true when a command is refused at EXEC: the proxy then runs the
+ * transaction itself, answering the refused command with its error. */
+static int has_scripts(const multi_state *m, int db)
+{
+    if (m->acl_refused) return 1;
+    for (int i = 0; i < m->count; i++)
+        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+    return any_emulated(m, db);
 }
 
 /* WATCH without a pinned connection: did a writer through the proxy touch
@@ -772,7 +787,7 @@ static void exec_go(exec_run *er)
 static void exec_proceed(exec_run *er)
 {
     exec_monitor(er, 1);
-    if (!has_scripts(er->m) && server.backend->has_transactions) {
+    if (!has_scripts(er->m, er->db) && server.backend->has_transactions) {
         exec_send(er);
         return;
     }
@@ -814,8 +829,8 @@ static void exec_lock(exec_run *er)
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
         if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
-        if (emulation_wanted(m->cmds[i].cmd, m->cmds[i].argc, m->cmds[i].argv, m->cmds[i].argvlen)) scripts = 1;
     }
+    if (any_emulated(m, er->db)) scripts = 1;
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */
     int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused;
@@ -895,7 +910,7 @@ static void exec_command(client *c)
         }
     /* With WATCH the transaction goes on the client's own connection: the
      * commands it sent before must have run first. */
-    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m);
+    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m, c->db);
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
     er->c = c;
