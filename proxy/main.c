@@ -37,6 +37,7 @@
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/migration.h"
 #include "proxy/commands/metrics.h"
 #include "proxy/commands/operations.h"
 #include "proxy/commands/pubsub.h"
@@ -497,6 +498,7 @@ static void wire_command_families(void)
         .emulate = emulation_dispatch,
         .emulates = emulation_emulates,
         .debug_command = scripting_debug_command,
+        .own_command = migration_own_command,
     };
     dispatch_set_hooks(&hooks);
     client_set_command_handler(dispatch_command);
@@ -576,6 +578,10 @@ int main(int argc, char **argv)
     }
     server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
     server.backend->max_string_len = config.proto_max_bulk_len;
+    if (migration_start(server.base, err, sizeof(err)) != 0) {
+        log_warning("%s", err);
+        return 1;
+    }
     server.relisten = server_relisten;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
@@ -622,6 +628,7 @@ int main(int argc, char **argv)
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
     emulation_shutdown();
+    migration_shutdown();
     scripting_shutdown();
     pubsub_shutdown();
     clients_shutdown();

@@ -38,6 +38,7 @@
 #include "backends/backend.h"
 #include "proxy/commands/expiry_deadlines.h"
 #include "proxy/commands/key_presteps.h"
+#include "proxy/commands/migration.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -2521,6 +2522,7 @@ static void emu_lock_granted(lock_set *ls, void *ctx)
 
 int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
+    if (migration_keyspace_dispatch(c, cmd, argc, argv, argvlen)) return 1;
     if (!emulation_wanted(cmd, c->db, argc, argv, argvlen)) return 0;
     emu *e = emu_new(cmd, argc, argv, argvlen);
     e->c = c;

@@ -609,6 +609,9 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
          * whose rules could not cover them. */
         /* A known release that lacks it too: Redis 7.0's answer, not the
          * store's older wording. */
+        if (authed && !c->multi && c->user->unrestricted && hooks.own_command &&
+            hooks.own_command(c, argc, argv, argvlen))
+            return;
         if (!authed || c->multi || !c->user->unrestricted ||
             backend_store_has_command(server.backend, argv[0], argvlen[0]) == 0) {
             /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */

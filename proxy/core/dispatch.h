@@ -34,6 +34,10 @@ typedef struct dispatch_hooks {
     int (*emulate)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
     /* Whether the proxy can stand in for cmd on this store (COMMAND lists it). */
     int (*emulates)(const command_def *cmd);
+    /* A command Redis 7.0 does not have that the proxy answers itself
+     * (MIGRATION): 1 when it did. Asked for authenticated, unrestricted
+     * users only, before such a command would be relayed. */
+    int (*own_command)(client *c, int argc, char **argv, size_t *argvlen);
     /* A command of a client in a Lua debugging session (c->debugging):
      * the debugger's, whatever its name. */
     void (*debug_command)(client *c, int argc, char **argv, size_t *argvlen);
