@@ -32,6 +32,7 @@
 #include "proxy/core/tracking.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/key_presteps.h"
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
@@ -154,6 +155,7 @@ typedef struct exec_run {
     int pending;   /* store replies outstanding */
     int script_running;
     int stepping;
+    int prestep_next, prestep_db; /* key presteps, done before the first command */
 } exec_run;
 
 static exec_run *exec_runs;
@@ -644,6 +646,46 @@ static void exec_run_step(exec_run *er)
     if (!er->script_running && !er->pending && er->next == er->m->count) exec_run_finish(er);
 }
 
+static void exec_presteps(exec_run *er);
+
+static void exec_prestep_done(void *ctx, const char *error)
+{
+    exec_run *er = ctx;
+    if (error) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "EXECABORT Transaction discarded because of: %s", error);
+        exec_finish_error(er, msg);
+        return;
+    }
+    exec_presteps(er);
+}
+
+/* Before the first command: what must happen to every queued command's keys
+ * (key_presteps.h; a key still in a migration's old store moves), so that
+ * a failure there leaves the whole transaction unrun, not half done.
+ * Scripts inside do their own. */
+static void exec_presteps(exec_run *er)
+{
+    multi_state *m = er->m;
+    while (er->prestep_next < m->count) {
+        queued_command *q = &m->cmds[er->prestep_next++];
+        long long id;
+        if (!strcmp(q->cmd->name, "select")) {
+            if (q->argc == 2 && string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                er->prestep_db = (int)id;
+            continue;
+        }
+        if (q->acl_error || scripting_is_eval(q->cmd) ||
+            !key_presteps_wanted(q->cmd, er->prestep_db, q->argc, q->argv, q->argvlen))
+            continue;
+        prestep_call call = {q->cmd, q->argc, q->argv, q->argvlen, er->prestep_db,
+                             backend_pick(server.backend, (unsigned)er->client_id), er->client_id};
+        key_presteps_run(&call, exec_prestep_done, er);
+        return;
+    }
+    exec_run_step(er);
+}
+
 static void exec_run_start(exec_run *er)
 {
     multi_state *m = er->m;
@@ -657,7 +699,8 @@ static void exec_run_start(exec_run *er)
         er->elems[i].er = er;
         er->elems[i].index = i;
     }
-    exec_run_step(er);
+    er->prestep_db = er->db;
+    exec_presteps(er);
 }
 
 /* With WATCH, an empty transaction on the pinned connection asks the store
