@@ -39,6 +39,7 @@
 #include "proxy/commands/expiry_deadlines.h"
 #include "proxy/commands/key_presteps.h"
 #include "proxy/commands/migration.h"
+#include "proxy/commands/transactions.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -225,6 +226,7 @@ struct emu {
     long long n[6];
     int f[8];
     int idx[6];
+    int then_block; /* a blocking command: after its key presteps it goes on as blocking commands do */
 };
 
 static emu *emus;
@@ -2470,9 +2472,32 @@ static void emu_body(emu *e)
     then(e, passthrough);
 }
 
+/* A blocking command's keys are ready: it blocks on a connection of its own
+ * as any other does (the client stayed blocked meanwhile, so the command
+ * is still the one it is reading). */
+static void blocking_presteps_done(emu *e, const char *error)
+{
+    if (e->locks) lock_set_release(e->locks);
+    e->locks = NULL;
+    client *c = e->c;
+    if (c && error) {
+        reply_slot *s = client_slot_add(c);
+        reply_error_uncounted(s->buf, error);
+        client_slot_done(s);
+        client_unblock(c);
+    } else if (c) {
+        blocking_command(c, e->cmd, e->argc, e->argv, e->argvlen);
+    }
+    emu_free(e);
+}
+
 static void presteps_done(void *ctx, const char *error)
 {
     emu *e = ctx;
+    if (e->then_block) {
+        blocking_presteps_done(e, error);
+        return;
+    }
     if (error) {
         reply_error_uncounted(e->out, error);
         finish(e);
@@ -2513,6 +2538,10 @@ static void emu_lock_granted(lock_set *ls, void *ctx)
     if (e->c) e->conn = client_shared_conn(e->c);
     else e->conn = backend_pick(server.backend, (unsigned)e->session);
     if (e->conn < 0) {
+        if (e->then_block) {
+            blocking_presteps_done(e, backend_error(server.backend));
+            return;
+        }
         if (!(e->store_err = strdup(backend_error(server.backend)))) abort();
         finish_store_error(e);
         return;
@@ -2528,6 +2557,23 @@ int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv,
     e->c = c;
     e->db = c->db;
     e->session = c->id;
+    const emulation *em = find_emulation(cmd->name);
+    if ((cmd->flags & CMD_BLOCKING) && !(store_is_redis() && em && needs_emulation(em, cmd, argc, argv, argvlen))) {
+        /* Only its keys need work first: that is done under their locks,
+         * then it blocks as usual, holding none (a wait holds no lock). */
+        e->then_block = 1;
+        lock_set *ls = lock_set_new(LOCK_SCRIPT_EXCL, emu_lock_granted, e);
+        int keys[64];
+        int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64);
+        if (n < 0 || n > 64) lock_set_add_keyspace(ls);
+        else
+            for (int i = 0; i < n; i++) lock_set_add_key(ls, c->db, argv[keys[i]], argvlen[keys[i]]);
+        lock_set_set_written(ls, 1);
+        e->locks = ls;
+        client_block(c);
+        if (lock_set_acquire(ls, 0) == LOCK_GRANTED) emu_lock_granted(ls, e);
+        return 1;
+    }
     /* The lock set a script on these keys would take: no other script,
      * transaction or plain command sees the steps half done. */
     /* may delete or move keys first */
