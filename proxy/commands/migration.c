@@ -41,6 +41,7 @@ static struct {
     struct event *tick;
     /* counters */
     unsigned long long moved, absent, errors, retries;
+    unsigned long long kept_new; /* in both stores when moved: the new store's copy stayed */
     unsigned long long first_touch_moves, first_touch_us;
     long long started_ms, done_ms;
     /* the mover */
@@ -122,16 +123,55 @@ static void old_deleted(void *ctx, const backend_reply *r)
     move_finish(m, NULL);
 }
 
+static void delete_from_old(move *m);
+
 /* The new store has the copy: only now does the old one let go of it. */
 static void new_restored(void *ctx, const backend_reply *r)
 {
     move *m = ctx;
     if (r->error) return move_fail(m, r->error);
     if (r->parsed->type == REDIS_REPLY_ERROR) return move_fail(m, r->parsed->str);
+    delete_from_old(m);
+}
+
+/* Whether the new store has the key already decides: a copy there is
+ * never overwritten. It is the same value (a move cut short between the
+ * copy and the delete) or a newer one, so the old store's goes. */
+typedef struct move_copy {
+    move *m;
+    backend_image *img;
+    int conn;
+} move_copy;
+
+static void delete_from_old(move *m)
+{
     char *v[2] = {"DEL", m->key};
     size_t l[2] = {3, m->len};
     if (backend_send_for(mig.old, m->old_conn, m->db, m->session, 2, v, l, BACKEND_PARSED, old_deleted, m) != 0)
         move_fail(m, backend_error(mig.old));
+}
+
+static void new_checked(void *ctx, const backend_reply *r)
+{
+    move_copy *mc = ctx;
+    move *m = mc->m;
+    backend_image *img = mc->img;
+    int conn = mc->conn;
+    free(mc);
+    if (r->error || r->parsed->type != REDIS_REPLY_INTEGER) {
+        backend_image_free(img);
+        return move_fail(m, r->error ? r->error : r->parsed->type == REDIS_REPLY_ERROR ? r->parsed->str
+                                                                                        : "unexpected reply to EXISTS");
+    }
+    if (r->parsed->integer > 0) {
+        mig.kept_new++;
+        backend_image_free(img);
+        delete_from_old(m);
+        return;
+    }
+    int rc = backend_restore(server.backend, conn, m->db, m->session, m->key, m->len, img, new_restored, m);
+    backend_image_free(img);
+    if (rc != 0) move_fail(m, backend_error(server.backend));
 }
 
 static void old_captured(void *ctx, backend_image *img, const char *error)
@@ -151,11 +191,19 @@ static void old_captured(void *ctx, backend_image *img, const char *error)
         backend_image_free(img);
         return move_fail(m, err);
     }
-    int conn = m->conn >= 0 ? m->conn : backend_pick(server.backend, (unsigned)m->session);
-    int rc = conn < 0 ? -1
-                      : backend_restore(server.backend, conn, m->db, m->session, m->key, m->len, img, new_restored, m);
-    backend_image_free(img);
-    if (rc != 0) move_fail(m, backend_error(server.backend));
+    move_copy *mc = malloc(sizeof(*mc));
+    if (!mc) abort();
+    mc->m = m;
+    mc->img = img;
+    mc->conn = m->conn >= 0 ? m->conn : backend_pick(server.backend, (unsigned)m->session);
+    char *v[2] = {"EXISTS", m->key};
+    size_t l[2] = {6, m->len};
+    if (mc->conn < 0 || backend_send_for(server.backend, mc->conn, m->db, m->session, 2, v, l, BACKEND_PARSED,
+                                         new_checked, mc) != 0) {
+        free(mc);
+        backend_image_free(img);
+        move_fail(m, backend_error(server.backend));
+    }
 }
 
 /* Moves (db, key) from the old store to the new one, on the new store's
@@ -474,6 +522,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     double cap = (double)config.migrate_rate / 5.0 + 1.0; /* at most 200 ms of moves saved up */
     if (mig.budget > cap) mig.budget = cap;
     if (mig.ewma_us > SLOW_MOVE_US && mig.inflight) return; /* the new store (or the old) is slow: wait */
+    if (backend_pick(mig.old, 0) < 0 || backend_pick(server.backend, 0) < 0) return; /* a store is down: wait */
     while (mig.budget >= 1.0 && mig.inflight < MOVER_WINDOW && mig.queue_head) {
         mkey *k = mig.queue_head;
         mig.queue_head = k->next;
@@ -742,11 +791,11 @@ void migration_info(struct evbuffer *out)
     evbuffer_add_printf(out,
                         "migration_from:%s\r\nmigration_state:%s\r\nmigration_keys_moved:%llu\r\n"
                         "migration_keys_left:%lld\r\nmigration_keys_absent:%llu\r\nmigration_errors:%llu\r\n"
-                        "migration_retries:%llu\r\nmigration_rate:%.0f\r\nmigration_rate_limit:%lld\r\n"
+                        "migration_retries:%llu\r\nmigration_kept_new:%llu\r\nmigration_rate:%.0f\r\nmigration_rate_limit:%lld\r\n"
                         "migration_eta_seconds:%lld\r\nmigration_moves_in_flight:%d\r\n"
                         "migration_first_touch_moves:%llu\r\nmigration_first_touch_avg_us:%llu\r\n"
                         "migration_known_keys:%zu\r\nmigration_old_store_status:%s\r\n",
-                        mig.old->display, state_name(), mig.moved, left, mig.absent, mig.errors, mig.retries, rate,
+                        mig.old->display, state_name(), mig.moved, left, mig.absent, mig.errors, mig.retries, mig.kept_new, rate,
                         config.migrate_rate, eta, mig.inflight, mig.first_touch_moves,
                         mig.first_touch_moves ? mig.first_touch_us / mig.first_touch_moves : 0,
                         mig.known ? key_set_count(mig.known) : 0,
