@@ -627,8 +627,8 @@ int main(int argc, char **argv)
     clients_close_all();
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    migration_shutdown(); /* fails the moves still waiting for the old store */
     emulation_shutdown();
-    migration_shutdown();
     scripting_shutdown();
     pubsub_shutdown();
     clients_shutdown();

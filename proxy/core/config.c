@@ -337,7 +337,12 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
         return NULL;
     }
     case CT_STRING:
-        if (d->ptr == &config.backend_url || (d->ptr == &config.migrate_from && v && v[0])) {
+        if (d->ptr == &config.backend_url) {
+            backend_url u;
+            if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
+            backend_url_free(&u);
+        }
+        if (d->ptr == &config.migrate_from && v && v[0]) {
             backend_url u;
             if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
             backend_url_free(&u);
