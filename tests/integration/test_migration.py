@@ -26,7 +26,7 @@ import pytest
 import redis
 
 import harness
-from conftest import old_redis_binary, proxy_binary
+from conftest import old_redis_binary, proxy_binary, stop_proxy
 from test_memcached import MEMCACHED, Memcached
 
 NKEYS = int(os.environ.get("EVALPROXY_MIGRATION_KEYS", "100000"))
@@ -349,12 +349,11 @@ def run_migration(old_url, new, exp, work, old_check, restart_old=None):
         # DBSIZE and SCAN answer as the new store alone now.
         assert r.dbsize() == rn.dbsize()
         assert len(set(r.scan_iter(count=1000))) == rn.dbsize()
-        return proxy
     except BaseException:
         print(proxy.diagnostics())
-        raise
-    finally:
         proxy.stop()
+        raise
+    stop_proxy(proxy)  # fails on a sanitizer report or an unclean exit
 
 
 def check_outage(r, old_url):
@@ -389,6 +388,7 @@ def test_memcached_to_redis(tmp_path):
             assert lr.keys("*") == []
 
         run_migration("memcached://%s:%d" % (mc.host, mc.port), new, exp, work, old_check)
+        stop_proxy(loader)
     finally:
         loader.stop()
         new.stop()
@@ -486,6 +486,8 @@ def test_keyspace_commands_answer_for_both_stores(tmp_path):
         r.config_set("migrate-pause", "no")
         wait_done(r, 10)
         assert r.dbsize() == 0
+        stop_proxy(proxy)
+        proxy = None
     finally:
         if proxy:
             proxy.stop()
