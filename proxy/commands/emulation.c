@@ -39,7 +39,6 @@
 #include "proxy/commands/expiry_deadlines.h"
 #include "proxy/commands/key_presteps.h"
 #include "proxy/commands/migration.h"
-#include "proxy/commands/transactions.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -2486,7 +2485,7 @@ static void blocking_presteps_done(emu *e, const char *error)
         client_slot_done(s);
         client_unblock(c);
     } else if (c) {
-        blocking_command(c, e->cmd, e->argc, e->argv, e->argvlen);
+        dispatch_blocking_command(c, e->cmd, e->argc, e->argv, e->argvlen);
     }
     emu_free(e);
 }

@@ -531,6 +531,11 @@ static const resp3_shape *reply_shape(const command_def *cmd, int argc, char **a
 
 /* Times what runs: a command answered now is counted here, one answered
  * later when its reply slot is done (client_slot_add carries it there). */
+void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    hooks.blocking(c, cmd, argc, argv, argvlen);
+}
+
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;

@@ -56,6 +56,10 @@ int dispatch_command_available(const command_def *cmd);
 /* How many commands the emulates hook stands in for that the store lacks. */
 int dispatch_commands_emulated(void);
 
+/* Hands a blocking command to the blocking hook (after work the proxy did
+ * first under its keys' locks, the client still blocked on it). */
+void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+
 /* Registers the handler of a command the proxy answers itself (before dispatch_init). */
 void dispatch_register(const char *name, command_handler *handler);
 void dispatch_set_hooks(const dispatch_hooks *hooks);
