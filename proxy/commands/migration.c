@@ -23,8 +23,8 @@
 #include "util/log.h"
 #include "util/strconv.h"
 
-/* A key set this large is dropped and grows again: it only saves checks. */
-#define KNOWN_MAX 4000000
+/* A key set this large (about 100 MB) is dropped and grows again: it only saves checks. */
+#define KNOWN_MAX 1000000
 /* Moves of the mover in flight at once, and the round trip past which the
  * new store counts as slow and the mover waits. */
 #define MOVER_WINDOW 32
@@ -75,6 +75,7 @@ static int is_known(int db, const char *key, size_t len) { return key_set_has(mi
 
 static void known_add(int db, const char *key, size_t len)
 {
+    if (!mig.active) return; /* the old store is empty: nothing is checked any more */
     if (key_set_count(mig.known) >= KNOWN_MAX) key_set_clear(mig.known);
     key_set_add(mig.known, db, key, len);
 }
@@ -729,6 +730,10 @@ int migration_keyspace_dispatch(client *c, const command_def *cmd, int argc, cha
 int migration_start(struct event_base *base, char *err, size_t errlen)
 {
     if (!config.migrate_from) return 0;
+    if (!strcmp(config.migrate_from, config.backend_url)) {
+        snprintf(err, errlen, "migrate-from names the same store as backend: keys would be deleted, not moved");
+        return -1;
+    }
     store_tls_options tls = {
         .ca_file = config.backend_tls_ca_cert_file,
         .ca_dir = config.backend_tls_ca_cert_dir,
