@@ -141,7 +141,7 @@ static void capture_cb(void *ctx, const backend_reply *r)
     if (r->error) {
         capture_fail(cr, r->error);
     } else if (step == CAP_DUMP) {
-        if (p->type == REDIS_REPLY_ERROR && !cr->b->has_dump && strstr(p->str, "unknown command")) {
+        if (p->type == REDIS_REPLY_ERROR && cr->b->has_dump <= 0 && strstr(p->str, "unknown command")) {
             cr->b->has_dump = -1; /* the typed reads sent with it make the image */
         } else if (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_NIL) {
             cr->b->has_dump = 1;
