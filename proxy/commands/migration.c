@@ -49,6 +49,8 @@ static struct {
     int inflight;
     unsigned long long ewma_us; /* recent moves' round trips */
     int scan_db, scanning, pass_found;
+    int use_keys;          /* the old store has no SCAN (before 2.8): KEYS * */
+    int scan_error_logged; /* a listing's error is logged once */
     unsigned long long scan_cursor;
     long long left_estimate; /* keys the last full pass saw, less those moved since */
     long long pass_seen;
@@ -461,11 +463,21 @@ static void scan_cb(void *ctx, const backend_reply *r)
     (void)ctx;
     mig.scanning = 0;
     const redisReply *p = r->parsed;
-    if (r->error || p->type != REDIS_REPLY_ARRAY || p->elements != 2 || p->element[1]->type != REDIS_REPLY_ARRAY) {
-        if (!r->error && p->type == REDIS_REPLY_ERROR) log_warning("migration: SCAN on the old store: %s", p->str);
+    if (!r->error && p->type == REDIS_REPLY_ERROR && !mig.use_keys && strstr(p->str, "unknown command")) {
+        mig.use_keys = 1; /* before 2.8: KEYS lists a database in one reply */
+        return;
+    }
+    const redisReply *keys = NULL;
+    if (mig.use_keys) keys = p;
+    else if (p && p->type == REDIS_REPLY_ARRAY && p->elements == 2) keys = p->element[1];
+    if (r->error || !keys || keys->type != REDIS_REPLY_ARRAY) {
+        if (!r->error && !mig.scan_error_logged) {
+            log_warning("migration: listing the keys of the old store %s failed: %s", old_name(),
+                        p->type == REDIS_REPLY_ERROR ? p->str : "unexpected reply");
+            mig.scan_error_logged = 1;
+        }
         return; /* asked again on a later tick */
     }
-    const redisReply *keys = p->element[1];
     for (size_t i = 0; i < keys->elements; i++) {
         const redisReply *e = keys->element[i];
         if (e->type != REDIS_REPLY_STRING || is_known(mig.scan_db, e->str, e->len)) continue;
@@ -483,7 +495,7 @@ static void scan_cb(void *ctx, const backend_reply *r)
     }
     mig.pass_found += keys->elements > 0;
     mig.pass_seen += (long long)keys->elements;
-    mig.scan_cursor = strtoull(p->element[0]->str ? p->element[0]->str : "0", NULL, 10);
+    mig.scan_cursor = mig.use_keys ? 0 : strtoull(p->element[0]->str ? p->element[0]->str : "0", NULL, 10);
     if (mig.scan_cursor != 0) return;
     if (++mig.scan_db < config.databases) return;
     /* A whole pass over every database. */
@@ -500,8 +512,10 @@ static void scan_more(void)
     int n = snprintf(cur, sizeof(cur), "%llu", mig.scan_cursor);
     char *v[4] = {"SCAN", cur, "COUNT", SCAN_BATCH};
     size_t l[4] = {4, (size_t)n, 5, sizeof(SCAN_BATCH) - 1};
+    if (mig.use_keys) v[0] = "KEYS", v[1] = "*", l[1] = 1;
     int conn = backend_pick(mig.old, 7);
-    if (conn >= 0 && backend_send(mig.old, conn, mig.scan_db, 4, v, l, BACKEND_PARSED, scan_cb, NULL) == 0)
+    if (conn >= 0 && backend_send(mig.old, conn, mig.scan_db, mig.use_keys ? 2 : 4, v, l, BACKEND_PARSED, scan_cb,
+                                  NULL) == 0)
         mig.scanning = 1;
 }
 

@@ -82,7 +82,7 @@ def load_strings(r, exp, n, prefix, with_ttl_every=2):
         v = "value-%d-%s" % (i, "x" * (i % 50))
         if i % with_ttl_every == 0:
             ttl = TTL_S + i % 600
-            pipe.set(k, v, ex=ttl)
+            pipe.setex(k, ttl, v)  # 2.4 has no SET ... EX
             exp.keys[k] = ("string", v, now + ttl)
         else:
             pipe.set(k, v)
@@ -486,6 +486,50 @@ def test_keyspace_commands_answer_for_both_stores(tmp_path):
         r.config_set("migrate-pause", "no")
         wait_done(r, 10)
         assert r.dbsize() == 0
+        stop_proxy(proxy)
+        proxy = None
+    finally:
+        if proxy:
+            proxy.stop()
+        old.stop()
+        new.stop()
+
+
+def test_redis24_to_redis7_by_type(tmp_path):
+    """Redis 2.4 has neither DUMP nor SCAN nor PTTL: keys move by their
+    type's reads and writes, the mover lists them with KEYS, and TTLs come
+    in whole seconds (rounded up)."""
+    work = str(tmp_path)
+    old = harness.RedisServer("old", os.path.join(work, "old"), rename_scripting=True,
+                              binary=old_redis_binary("2.4.18")).start()
+    new = harness.RedisServer("new", os.path.join(work, "new"), rename_scripting=True).start()
+    proxy = None
+    try:
+        ro = redis.Redis(host=old.host, port=old.port)
+        exp = Expected()
+        load_types(ro, exp, 400)
+        load_strings(ro, exp, 400, "k:")
+        proxy = harness.ProxyProcess(proxy_binary(), new, os.path.join(work, "proxy"),
+                                     extra_args=["--migrate-from", "redis://%s:%d" % (old.host, old.port),
+                                                 "--migrate-rate", "2000"])
+        proxy.start()
+        r = redis.Redis(host=proxy.host, port=proxy.port)
+        assert r.dbsize() == 800
+        d = wait_done(r, 30)
+        assert int(d["migration_keys_moved"]) == 800 and int(d["migration_errors"]) == 0, d
+        rn = redis.Redis(host=new.host, port=new.port)
+        assert ro.dbsize() == 0 and rn.dbsize() == 800
+        for k, (kind, want, deadline) in exp.keys.items():
+            got = read_value(rn, k, kind)
+            if kind == "zset":
+                want = {m: float(s) for m, s in want.items()}
+            assert got == want, (k, got, want)
+            pttl = rn.pttl(k)
+            if deadline is None:
+                assert pttl == -1, (k, pttl)
+            else:
+                # whole seconds, rounded up: never early, at most a second and a half late
+                assert -0.1 <= pttl / 1000.0 - (deadline - time.time()) <= 1.5, (k, pttl, deadline - time.time())
         stop_proxy(proxy)
         proxy = None
     finally:
