@@ -50,6 +50,7 @@ static struct {
     unsigned long long ewma_us; /* recent moves' round trips */
     int scan_db, scanning, pass_found;
     int use_keys;          /* the old store has no SCAN (before 2.8): KEYS * */
+    int pumping;
     int scan_error_logged; /* a listing's error is logged once */
     unsigned long long scan_cursor;
     long long left_estimate; /* keys the last full pass saw, less those moved since */
@@ -396,6 +397,8 @@ static void set_done(void)
                server.backend->display, mig.moved);
 }
 
+static void mover_pump(void);
+
 static void mover_moved(void *ctx, const char *error)
 {
     mkey *k = ctx;
@@ -412,6 +415,7 @@ static void mover_moved(void *ctx, const char *error)
         return;
     }
     free(k);
+    mover_pump();
 }
 
 typedef struct mover_lock {
@@ -519,6 +523,26 @@ static void scan_more(void)
         mig.scanning = 1;
 }
 
+/* Starts what the budget and the window allow; called on each tick and as
+ * each move ends, so the window stays full between ticks. */
+static void mover_pump(void)
+{
+    if (!mig.active || config.migrate_pause || mig.pumping) return;
+    if (mig.ewma_us > SLOW_MOVE_US && mig.inflight) return; /* the new store (or the old) is slow: wait */
+    if (backend_pick(mig.old, 0) < 0 || backend_pick(server.backend, 0) < 0) return; /* a store is down: wait */
+    mig.pumping = 1; /* a move that ends at once does not start more from inside this loop */
+    while (mig.budget >= 1.0 && mig.inflight < MOVER_WINDOW && mig.queue_head) {
+        mkey *k = mig.queue_head;
+        mig.queue_head = k->next;
+        if (!mig.queue_head) mig.queue_tail = NULL;
+        mig.queued--;
+        mig.budget -= 1.0;
+        mover_start_one(k);
+    }
+    mig.pumping = 0;
+    if (!mig.queue_head && !mig.scanning && mig.queued == 0) scan_more();
+}
+
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
@@ -536,17 +560,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     mig.budget += (double)config.migrate_rate * MOVER_TICK_MS / 1000.0;
     double cap = (double)config.migrate_rate / 5.0 + 1.0; /* at most 200 ms of moves saved up */
     if (mig.budget > cap) mig.budget = cap;
-    if (mig.ewma_us > SLOW_MOVE_US && mig.inflight) return; /* the new store (or the old) is slow: wait */
-    if (backend_pick(mig.old, 0) < 0 || backend_pick(server.backend, 0) < 0) return; /* a store is down: wait */
-    while (mig.budget >= 1.0 && mig.inflight < MOVER_WINDOW && mig.queue_head) {
-        mkey *k = mig.queue_head;
-        mig.queue_head = k->next;
-        if (!mig.queue_head) mig.queue_tail = NULL;
-        mig.queued--;
-        mig.budget -= 1.0;
-        mover_start_one(k);
-    }
-    if (!mig.queue_head && !mig.scanning && mig.queued == 0) scan_more();
+    mover_pump();
 }
 
 /* ---- keyspace-wide reads over both stores ----------------------------------------------
