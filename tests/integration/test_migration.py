@@ -13,8 +13,8 @@ its value and TTL (within a second), none is left in the old one, the
 total is conserved and no reader saw a stale or missing value.
 
 EVALPROXY_MIGRATION_KEYS sets how many keys are loaded (default 100000, the
-issue's number: the file takes about two and a half minutes on two busy
-cores; 20000 makes it a quick check).
+issue's number: the file takes about two minutes on two busy cores; 20000
+makes it a quick check).
 """
 
 import os
