@@ -39,3 +39,26 @@ int backend_store_has_command(const backend *b, const char *name, size_t len)
 {
     return store_has_command(b->store_commands, b->store_version, name, len);
 }
+
+/* A copy of a parsed reply that outlives the callback. */
+redisReply *backend_reply_copy(const redisReply *r)
+{
+    redisReply *n = calloc(1, sizeof(*n));
+    if (!n) abort();
+    n->type = r->type;
+    n->integer = r->integer;
+    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) {
+        n->str = malloc(r->len + 1);
+        if (!n->str) abort();
+        memcpy(n->str, r->str, r->len);
+        n->str[r->len] = '\0';
+        n->len = r->len;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements) {
+        n->element = calloc(r->elements, sizeof(redisReply *));
+        if (!n->element) abort();
+        n->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++) n->element[i] = backend_reply_copy(r->element[i]);
+    }
+    return n;
+}
+

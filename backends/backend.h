@@ -186,6 +186,18 @@ int backend_resp_capture(backend *b, int conn, int db, unsigned long long sessio
                          backend_image_fn *fn, void *ctx);
 int backend_resp_restore(backend *b, int conn, int db, unsigned long long session, const char *key, size_t len,
                          const backend_image *img, backend_reply_fn *fn, void *ctx);
+/* A copy of a parsed reply that outlives the callback (freeReplyObject frees it). */
+redisReply *backend_reply_copy(const redisReply *r);
+/* Whether b is a memcached store (items, not Redis types). */
+int backend_is_memcached(const backend *b);
+/* The RDB version a DUMP payload was written in (-1: too short). */
+int backend_dump_rdb_version(const char *data, size_t len);
+/* The newest RDB version a Redis release reads (0: unknown, taken as current). */
+int backend_rdb_version_read(int release);
+/* Makes an image read from `from` fit for backend_restore on `to` (a copy
+ * between stores): a memcached item becomes a string and back; a DUMP
+ * payload newer than `to` reads is refused. 0, or -1 with err set. */
+int backend_image_adapt(backend_image *img, const backend *from, const backend *to, char *err, size_t errlen);
 /* Monotonic milliseconds, the clock of backend_image.read_ms. */
 long long backend_monotonic_ms(void);
 

@@ -141,7 +141,7 @@ static void capture_cb(void *ctx, const backend_reply *r)
     if (r->error) {
         capture_fail(cr, r->error);
     } else if (step == CAP_DUMP) {
-        if (p->type == REDIS_REPLY_ERROR && !cr->b->has_dump && strstr(p->str, "unknown command")) {
+        if (p->type == REDIS_REPLY_ERROR && cr->b->has_dump <= 0 && strstr(p->str, "unknown command")) {
             cr->b->has_dump = -1; /* the typed reads sent with it make the image */
         } else if (p->type == REDIS_REPLY_STRING || p->type == REDIS_REPLY_NIL) {
             cr->b->has_dump = 1;
@@ -414,4 +414,66 @@ int backend_resp_restore(backend *b, int conn, int db, unsigned long long sessio
     char *v[5] = {"RESTORE", (char *)key, num, img->data, "REPLACE"};
     size_t l[5] = {7, len, (size_t)n, img->len, 7};
     return b->ops->send(b, conn, db, session, 5, v, l, BACKEND_PARSED, fn, ctx);
+}
+
+/* ---- images carried to another store (a migration's copy) ------------------------ */
+
+int backend_is_memcached(const backend *b) { return b->ops->key_tokens != NULL; }
+
+int backend_dump_rdb_version(const char *data, size_t len)
+{
+    /* A DUMP payload ends in its RDB version (2 bytes, little endian) and a CRC64. */
+    if (len < 10) return -1;
+    const unsigned char *p = (const unsigned char *)data + len - 10;
+    return p[0] | p[1] << 8;
+}
+
+int backend_rdb_version_read(int release)
+{
+    if (!release || release >= 70000) return 10;
+    if (release >= 50000) return 9;
+    if (release >= 40000) return 8;
+    if (release >= 30200) return 7;
+    return 6;
+}
+
+int backend_image_adapt(backend_image *img, const backend *from, const backend *to, char *err, size_t errlen)
+{
+    if (!img->exists) return 0;
+    int from_mc = backend_is_memcached(from), to_mc = backend_is_memcached(to);
+    if (from_mc && !to_mc) {
+        /* A memcached item's value becomes a Redis string (its client flags stay behind). */
+        char *typed = malloc(img->len + 4);
+        if (!typed) abort();
+        uint32_t n = (uint32_t)img->len;
+        memcpy(typed, &n, 4);
+        memcpy(typed + 4, img->data, img->len);
+        free(img->data);
+        img->data = typed;
+        img->len += 4;
+        img->kind = 's';
+        img->flags = 0;
+        return 0;
+    }
+    if (!from_mc && to_mc) {
+        uint32_t n;
+        if (img->kind != 's' || img->len < 4 || (memcpy(&n, img->data, 4), n != img->len - 4)) {
+            snprintf(err, errlen, "ERR only string values can move to memcached");
+            return -1;
+        }
+        memmove(img->data, img->data + 4, n);
+        img->len = n;
+        img->kind = 0;
+        img->flags = 0;
+        return 0;
+    }
+    if (!from_mc && !img->kind) {
+        int v = backend_dump_rdb_version(img->data, img->len), max = backend_rdb_version_read(to->store_version);
+        if (v < 0 || v > max) {
+            snprintf(err, errlen, "ERR the value's DUMP payload (RDB version %d) is newer than the store reads (%d)", v,
+                     max);
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -39,6 +39,7 @@
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/migration.h"
 #include "proxy/commands/metrics.h"
 #include "proxy/commands/operations.h"
 #include "proxy/commands/pubsub.h"
@@ -506,6 +507,7 @@ static void wire_command_families(void)
         .emulate = emulation_dispatch,
         .emulates = emulation_emulates,
         .debug_command = scripting_debug_command,
+        .own_command = migration_own_command,
     };
     dispatch_set_hooks(&hooks);
     client_set_command_handler(dispatch_command);
@@ -555,6 +557,7 @@ int main(int argc, char **argv)
     client_add_close_hook(relay_client_gone);
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(emulation_client_gone);
+    emulation_init();
     client_add_close_hook(transactions_client_gone);
     client_add_close_hook(pubsub_client_gone);
     client_add_close_hook(tracking_client_gone);
@@ -604,6 +607,10 @@ int main(int argc, char **argv)
     }
     server.backend->connect_timeout_ms = config.backend_connect_timeout_ms;
     server.backend->max_string_len = config.proto_max_bulk_len;
+    if (migration_start(server.base, err, sizeof(err)) != 0) {
+        log_warning("%s", err);
+        return 1;
+    }
     server.relisten = server_relisten;
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
@@ -649,6 +656,7 @@ int main(int argc, char **argv)
     clients_close_all();
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    migration_shutdown(); /* fails the moves still waiting for the old store */
     emulation_shutdown();
     scripting_shutdown();
     pubsub_shutdown();

@@ -37,6 +37,8 @@
 
 #include "backends/backend.h"
 #include "proxy/commands/expiry_deadlines.h"
+#include "proxy/commands/key_presteps.h"
+#include "proxy/commands/migration.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
@@ -220,12 +222,10 @@ struct emu {
     /* the procedure's own state */
     backend_image *img; /* COPY: the source's image */
     tracked_write *tracked; /* a client's write: its keys' trackers are told at the reply */
-    char **due;         /* keys whose exact deadline has passed, checked first */
-    size_t *duelen;
-    int ndue, capdue, due_base;
     long long n[6];
     int f[8];
     int idx[6];
+    int then_block; /* a blocking command: after its key presteps it goes on as blocking commands do */
 };
 
 static emu *emus;
@@ -241,9 +241,6 @@ static void emu_free(emu *e)
     free(e->store_err);
     backend_image_free(e->img);
     tracking_write_end(e->tracked, 1);
-    for (int i = 0; i < e->ndue; i++) free(e->due[i]);
-    free(e->due);
-    free(e->duelen);
     if (e->out) evbuffer_free(e->out);
     free(e->argv);
     free(e);
@@ -273,28 +270,6 @@ static emu *emu_new(const command_def *cmd, int argc, char **argv, size_t *argvl
     if (emus) emus->prev = e;
     emus = e;
     return e;
-}
-
-/* A copy of a parsed reply that outlives the callback. */
-static redisReply *reply_copy(const redisReply *r)
-{
-    redisReply *n = calloc(1, sizeof(*n));
-    if (!n) abort();
-    n->type = r->type;
-    n->integer = r->integer;
-    if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR) {
-        n->str = malloc(r->len + 1);
-        if (!n->str) abort();
-        memcpy(n->str, r->str, r->len);
-        n->str[r->len] = '\0';
-        n->len = r->len;
-    } else if (r->type == REDIS_REPLY_ARRAY && r->elements) {
-        n->element = calloc(r->elements, sizeof(redisReply *));
-        if (!n->element) abort();
-        n->elements = r->elements;
-        for (size_t i = 0; i < r->elements; i++) n->element[i] = reply_copy(r->element[i]);
-    }
-    return n;
 }
 
 static long long now_ms(void)
@@ -418,7 +393,7 @@ static void batch_cb(void *ctx, const backend_reply *r)
     if (r->error) {
         if (!e->store_err && !(e->store_err = strdup(r->error))) abort();
     } else {
-        e->r[idx] = reply_copy(r->parsed);
+        e->r[idx] = backend_reply_copy(r->parsed);
     }
     if (--e->pending || !e->next_step) return;
     step_fn *f = e->next_step;
@@ -2313,8 +2288,9 @@ static int lists_keys(const char *name)
     return !strcmp(name, "keys") || !strcmp(name, "scan") || !strcmp(name, "randomkey") || !strcmp(name, "dbsize");
 }
 
-static int deadlines_touched(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+static int deadlines_touched(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen)
 {
+    (void)db;
     if (!expiry_deadline_count() || !seconds_only() || (cmd->flags & CMD_BLOCKING)) return 0;
     if (moves_databases(cmd->name)) return 1;
     long long now = now_ms();
@@ -2329,16 +2305,150 @@ static int deadlines_touched(const command_def *cmd, int argc, char **argv, size
     return 0;
 }
 
-int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+/* The keys past their deadline, each checked with TTL before it is deleted. */
+typedef struct due_check {
+    int db, conn;
+    unsigned long long session;
+    char **due;
+    size_t *duelen;
+    int ndue, capdue, answered;
+    long long *ttl;
+    prestep_done_fn *done;
+    void *ctx;
+} due_check;
+
+static void due_add(void *ctx, const char *key, size_t len)
 {
+    due_check *d = ctx;
+    if (d->ndue == d->capdue) {
+        d->capdue = d->capdue ? d->capdue * 2 : 4;
+        d->due = realloc(d->due, sizeof(*d->due) * (size_t)d->capdue);
+        d->duelen = realloc(d->duelen, sizeof(*d->duelen) * (size_t)d->capdue);
+        if (!d->due || !d->duelen) abort();
+    }
+    char *k = malloc(len ? len : 1);
+    if (!k) abort();
+    memcpy(k, key, len);
+    d->due[d->ndue] = k;
+    d->duelen[d->ndue++] = len;
+}
+
+static void due_check_free(due_check *d)
+{
+    for (int i = 0; i < d->ndue; i++) free(d->due[i]);
+    free(d->due);
+    free(d->duelen);
+    free(d->ttl);
+    free(d);
+}
+
+/* The store's TTL of each key past its deadline has come: a key that still
+ * has one is the key the deadline was kept for, and is deleted (on the
+ * command's connection, so before the command). */
+typedef struct due_ref {
+    due_check *d;
+    int i;
+} due_ref;
+
+static void due_answered(due_check *d, int i, long long ttl)
+{
+    d->ttl[i] = ttl;
+    if (++d->answered < d->ndue) return;
+    const char *err = NULL;
+    for (int k = 0; k < d->ndue; k++) {
+        if (d->ttl[k] == -3 && !err) err = backend_error(server.backend);
+        if (d->ttl[k] >= 0) {
+            char *v[2] = {"DEL", d->due[k]};
+            size_t l[2] = {3, d->duelen[k]};
+            backend_send_for(server.backend, d->conn, d->db, d->session, 2, v, l, BACKEND_PARSED, NULL, NULL);
+        }
+        expiry_deadline_drop(d->db, d->due[k], d->duelen[k]);
+    }
+    prestep_done_fn *done = d->done;
+    void *dctx = d->ctx;
+    char errbuf[256];
+    if (err) snprintf(errbuf, sizeof(errbuf), "%s", err);
+    due_check_free(d);
+    done(dctx, err ? errbuf : NULL);
+}
+
+static void due_ttl_cb(void *ctx, const backend_reply *r)
+{
+    due_ref *ref = ctx;
+    long long ttl = -3; /* -3: no answer */
+    if (!r->error && r->parsed && r->parsed->type == REDIS_REPLY_INTEGER) ttl = r->parsed->integer;
+    due_check *d = ref->d;
+    int i = ref->i;
+    free(ref);
+    due_answered(d, i, ttl);
+}
+
+static void deadlines_run(const prestep_call *call, prestep_done_fn *done, void *ctx)
+{
+    due_check *d = calloc(1, sizeof(*d));
+    if (!d) abort();
+    d->db = call->db;
+    d->conn = call->conn;
+    d->session = call->session;
+    d->done = done;
+    d->ctx = ctx;
+    const char *name = call->cmd->name;
+    long long now = now_ms();
+    if (moves_databases(name)) {
+        expiry_deadline_drop_all();
+    } else if (lists_keys(name)) {
+        expiry_deadline_each_due(call->db, now, due_add, d);
+    } else {
+        int keys[64];
+        int n = command_get_keys(call->cmd, call->argc, call->argv, call->argvlen, keys, NULL, 64);
+        for (int i = 0; i < n && i < 64; i++) {
+            const char *k = call->argv[keys[i]];
+            size_t len = call->argvlen[keys[i]];
+            long long at;
+            if (expiry_deadline_get(call->db, k, len, &at) && at <= now) due_add(d, k, len);
+        }
+    }
+    if (!d->ndue) {
+        due_check_free(d);
+        done(ctx, NULL);
+        return;
+    }
+    d->ttl = calloc((size_t)d->ndue, sizeof(*d->ttl));
+    if (!d->ttl) abort();
+    int failed_from = d->ndue;
+    for (int i = 0; i < d->ndue; i++) {
+        char *v[2] = {"TTL", d->due[i]};
+        size_t l[2] = {3, d->duelen[i]};
+        due_ref *ref = malloc(sizeof(*ref));
+        if (!ref) abort();
+        ref->d = d;
+        ref->i = i;
+        if (backend_send_for(server.backend, d->conn, d->db, d->session, 2, v, l, BACKEND_PARSED, due_ttl_cb, ref) !=
+            0) {
+            free(ref);
+            failed_from = i;
+            break;
+        }
+    }
+    /* What went out still answers; the rest count as unanswered. */
+    for (int i = failed_from, n = d->ndue; i < n; i++) due_answered(d, i, -3);
+}
+
+static const key_prestep deadlines_prestep = {"expiry-deadlines", deadlines_touched, deadlines_run};
+
+void emulation_init(void) { key_prestep_register(&deadlines_prestep); }
+
+int emulation_wanted(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen)
+{
+    if (!cmd) return 0;
+    if (key_presteps_wanted(cmd, db, argc, argv, argvlen)) return 1;
     /* Every relayed command asks: a current or unknown store costs one test. */
     if ((!config.store_emulate || !config.store_emulate[0]) &&
         (!server.backend || !server.backend->store_version || server.backend->store_version >= V(7, 0, 0)))
         return 0;
-    if (!cmd || !store_is_redis()) return 0;
+    if (!store_is_redis()) return 0;
     const emulation *em = find_emulation(cmd->name);
-    if (em && needs_emulation(em, cmd, argc, argv, argvlen)) return 1;
-    return deadlines_touched(cmd, argc, argv, argvlen);
+    return em && needs_emulation(em, cmd, argc, argv, argvlen);
 }
 
 /* OBJECT ENCODING's entry only words the refusal: it does not work. */
@@ -2361,59 +2471,49 @@ static void emu_body(emu *e)
     then(e, passthrough);
 }
 
-static void due_add(void *ctx, const char *key, size_t len)
+/* A blocking command's keys are ready: it blocks on a connection of its own
+ * as any other does (the client stayed blocked meanwhile, so the command
+ * is still the one it is reading). */
+static void blocking_presteps_done(emu *e, const char *error)
 {
-    emu *e = ctx;
-    if (e->ndue == e->capdue) {
-        e->capdue = e->capdue ? e->capdue * 2 : 4;
-        e->due = realloc(e->due, sizeof(*e->due) * (size_t)e->capdue);
-        e->duelen = realloc(e->duelen, sizeof(*e->duelen) * (size_t)e->capdue);
-        if (!e->due || !e->duelen) abort();
+    if (e->locks) lock_set_release(e->locks);
+    e->locks = NULL;
+    client *c = e->c;
+    if (c && error) {
+        reply_slot *s = client_slot_add(c);
+        reply_error_uncounted(s->buf, error);
+        client_slot_done(s);
+        client_unblock(c);
+    } else if (c) {
+        dispatch_blocking_command(c, e->cmd, e->argc, e->argv, e->argvlen);
     }
-    char *k = malloc(len ? len : 1);
-    if (!k) abort();
-    memcpy(k, key, len);
-    e->due[e->ndue] = k;
-    e->duelen[e->ndue++] = len;
+    emu_free(e);
 }
 
-/* The store's TTL of each key past its deadline has come: a key that still
- * has one is the key the deadline was kept for, and is deleted. */
-static void deadlines_checked(emu *e)
+static void presteps_done(void *ctx, const char *error)
 {
-    for (int i = 0; i < e->ndue; i++) {
-        const redisReply *r = R(e, e->due_base + i);
-        if (r && r->type == REDIS_REPLY_INTEGER && r->integer >= 0) cmdf(e, 0, "DEL %b", e->due[i], e->duelen[i]);
-        expiry_deadline_drop(e->db, e->due[i], e->duelen[i]);
+    emu *e = ctx;
+    if (e->then_block) {
+        blocking_presteps_done(e, error);
+        return;
+    }
+    if (error) {
+        reply_error_uncounted(e->out, error);
+        finish(e);
+        return;
     }
     emu_body(e);
 }
 
+/* What must happen to the keys first (key_presteps.h), then the command. */
 static void emu_start(emu *e)
 {
-    if (!deadlines_touched(e->cmd, e->argc, e->argv, e->argvlen)) {
+    if (!key_presteps_wanted(e->cmd, e->db, e->argc, e->argv, e->argvlen)) {
         emu_body(e);
         return;
     }
-    const char *name = e->cmd->name;
-    long long now = now_ms();
-    if (moves_databases(name)) {
-        expiry_deadline_drop_all();
-    } else if (lists_keys(name)) {
-        expiry_deadline_each_due(e->db, now, due_add, e);
-    } else {
-        int keys[64];
-        int n = command_get_keys(e->cmd, e->argc, e->argv, e->argvlen, keys, NULL, 64);
-        for (int i = 0; i < n && i < 64; i++) {
-            const char *k = e->argv[keys[i]];
-            size_t len = e->argvlen[keys[i]];
-            long long at;
-            if (expiry_deadline_get(e->db, k, len, &at) && at <= now) due_add(e, k, len);
-        }
-    }
-    e->due_base = e->nr;
-    for (int i = 0; i < e->ndue; i++) cmdf(e, 1, "TTL %b", e->due[i], e->duelen[i]);
-    then(e, deadlines_checked);
+    prestep_call call = {e->cmd, e->argc, e->argv, e->argvlen, e->db, e->conn, e->session};
+    key_presteps_run(&call, presteps_done, e);
 }
 
 void emulation_run_held(const command_def *cmd, int argc, char **argv, size_t *argvlen, int db, int conn,
@@ -2437,6 +2537,10 @@ static void emu_lock_granted(lock_set *ls, void *ctx)
     if (e->c) e->conn = client_shared_conn(e->c);
     else e->conn = backend_pick(server.backend, (unsigned)e->session);
     if (e->conn < 0) {
+        if (e->then_block) {
+            blocking_presteps_done(e, backend_error(server.backend));
+            return;
+        }
         if (!(e->store_err = strdup(backend_error(server.backend)))) abort();
         finish_store_error(e);
         return;
@@ -2446,14 +2550,33 @@ static void emu_lock_granted(lock_set *ls, void *ctx)
 
 int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    if (!emulation_wanted(cmd, argc, argv, argvlen)) return 0;
+    if (migration_keyspace_dispatch(c, cmd, argc, argv, argvlen)) return 1;
+    if (!emulation_wanted(cmd, c->db, argc, argv, argvlen)) return 0;
     emu *e = emu_new(cmd, argc, argv, argvlen);
     e->c = c;
     e->db = c->db;
     e->session = c->id;
+    const emulation *em = find_emulation(cmd->name);
+    if ((cmd->flags & CMD_BLOCKING) && !(store_is_redis() && em && needs_emulation(em, cmd, argc, argv, argvlen))) {
+        /* Only its keys need work first: that is done under their locks,
+         * then it blocks as usual, holding none (a wait holds no lock). */
+        e->then_block = 1;
+        lock_set *ls = lock_set_new(LOCK_SCRIPT_EXCL, emu_lock_granted, e);
+        int keys[64];
+        int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64);
+        if (n < 0 || n > 64) lock_set_add_keyspace(ls);
+        else
+            for (int i = 0; i < n; i++) lock_set_add_key(ls, c->db, argv[keys[i]], argvlen[keys[i]]);
+        lock_set_set_written(ls, 1);
+        e->locks = ls;
+        client_block(c);
+        if (lock_set_acquire(ls, 0) == LOCK_GRANTED) emu_lock_granted(ls, e);
+        return 1;
+    }
     /* The lock set a script on these keys would take: no other script,
      * transaction or plain command sees the steps half done. */
-    int writes = (cmd->flags & CMD_WRITE) || deadlines_touched(cmd, argc, argv, argvlen); /* may delete first */
+    /* may delete or move keys first */
+    int writes = (cmd->flags & CMD_WRITE) || key_presteps_wanted(cmd, c->db, argc, argv, argvlen);
     lock_set *ls = lock_set_new(writes ? LOCK_SCRIPT_EXCL : LOCK_SCRIPT_RO, emu_lock_granted, e);
     int keys[64];
     int n = (cmd->key_spec_count || cmd->getkeys) ? command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 64) : 0;

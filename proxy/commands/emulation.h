@@ -13,8 +13,12 @@
 /* The reply (complete RESP2), and whether the store failed under it. */
 typedef void emulation_done_fn(void *ctx, const char *reply, size_t len, int store_failed);
 
-/* Whether the proxy runs this invocation itself on this store. */
-int emulation_wanted(const command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* Registers the exact-deadline prestep (key_presteps.h). */
+void emulation_init(void);
+
+/* Whether the proxy runs this invocation (in database db) itself: the
+ * store lacks it, or its keys need work first (key_presteps.h). */
+int emulation_wanted(const command_def *cmd, int db, int argc, char **argv, size_t *argvlen);
 
 /* dispatch_hooks.emulate: a client's command, under locks of its own. */
 int emulation_dispatch(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);

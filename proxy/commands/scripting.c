@@ -32,6 +32,7 @@
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
+#include "proxy/commands/key_presteps.h"
 #include "proxy/commands/script_debug.h"
 
 /* Host bits kept with each script and function. */
@@ -833,7 +834,7 @@ static void call_send(script_call *sc)
         evbuffer_free(r);
         return;
     }
-    if (emulation_wanted(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) {
+    if (emulation_wanted(cmd, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen)) {
         /* A command the store lacks: its steps run under this script's
          * locks, on the connection its journal images went out on. */
         sc->inflight++;
@@ -894,6 +895,35 @@ static void private_copied(void *ctx, const char *err)
     call_maybe_free(sc);
 }
 
+static void call_presteps_done(void *ctx, const char *err)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    sc->depth++;
+    if (!sc->finished && sc->run) {
+        if (err) answer_error(sc, err);
+        else call_send(sc);
+    }
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* The call's keys held: what must happen to them first (key_presteps.h)
+ * goes before the journal reads them, so a key moved in from a migration's
+ * old store is journalled as it is in the new one, and undo keeps it. */
+static void call_locked(script_call *sc)
+{
+    const command_def *cmd = sc->call_cmd;
+    if (!key_presteps_wanted(cmd, sc->db, sc->call_argc, sc->call_argv, sc->call_argvlen)) {
+        call_send(sc);
+        return;
+    }
+    prestep_call pc = {cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, sc->db,
+                       backend_pick(server.backend, (unsigned)(uintptr_t)sc), sc->client_id};
+    sc->inflight++; /* until call_presteps_done, maybe before run returns */
+    key_presteps_run(&pc, call_presteps_done, sc);
+}
+
 static void call_proceed(script_call *sc)
 {
     if (sc->priv) {
@@ -902,7 +932,7 @@ static void call_proceed(script_call *sc)
                             private_copied, sc);
         return;
     }
-    if (call_keys_ready(sc)) call_send(sc);
+    if (call_keys_ready(sc)) call_locked(sc);
 }
 
 /* Redis's may-replicate commands (not reported by COMMAND): read-only

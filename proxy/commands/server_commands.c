@@ -25,6 +25,7 @@
 #include "proxy/core/reply.h"
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/pubsub.h"
+#include "proxy/commands/migration.h"
 #include "proxy/core/server.h"
 #include "proxy/core/tls.h"
 #include "util/glob.h"
@@ -385,6 +386,7 @@ enum {
     SEC_STATS = 1 << 4, SEC_REPLICATION = 1 << 5, SEC_CPU = 1 << 6, SEC_MODULES = 1 << 7,
     SEC_COMMANDSTATS = 1 << 8, SEC_ERRORSTATS = 1 << 9, SEC_LATENCYSTATS = 1 << 10, SEC_CLUSTER = 1 << 11,
     SEC_SCRIPTING = 1 << 12, SEC_PUBSUB = 1 << 13, SEC_BACKEND = 1 << 14, SEC_KEYSPACE = 1 << 15,
+    SEC_MIGRATION = 1 << 16,
 };
 /* What the store answers for: its persistence, its keys and their hits. */
 #define SEC_FROM_STORE (SEC_PERSISTENCE | SEC_STATS | SEC_KEYSPACE)
@@ -446,7 +448,7 @@ static unsigned long long store_field(const char *store, size_t slen, const char
 
 #define SEC_DEFAULT                                                                                          \
     (SEC_SERVER | SEC_CLIENTS | SEC_MEMORY | SEC_PERSISTENCE | SEC_STATS | SEC_REPLICATION | SEC_CPU |          \
-     SEC_MODULES | SEC_ERRORSTATS | SEC_CLUSTER | SEC_SCRIPTING | SEC_PUBSUB | SEC_BACKEND | SEC_KEYSPACE)
+     SEC_MODULES | SEC_ERRORSTATS | SEC_CLUSTER | SEC_SCRIPTING | SEC_PUBSUB | SEC_BACKEND | SEC_KEYSPACE | SEC_MIGRATION)
 
 /* The sections INFO's arguments ask for, as Redis 7.0 reads them: none is
  * "default"; "all" adds commandstats and latencystats ("everything" too). */
@@ -463,7 +465,8 @@ static unsigned info_sections(int argc, char **argv, size_t *argvlen)
                  {"errorstats", SEC_ERRORSTATS},   {"latencystats", SEC_LATENCYSTATS},
                  {"cluster", SEC_CLUSTER},         {"scripting", SEC_SCRIPTING},
                  {"locks", SEC_SCRIPTING},         {"pubsub", SEC_PUBSUB},
-                 {"backend", SEC_BACKEND},         {"keyspace", SEC_KEYSPACE}};
+                 {"backend", SEC_BACKEND},         {"keyspace", SEC_KEYSPACE},
+                 {"migration", SEC_MIGRATION}};
     if (argc == 1) return SEC_DEFAULT;
     unsigned want = 0;
     for (int i = 1; i < argc; i++) {
@@ -854,6 +857,12 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
         evbuffer_add_printf(t, "backend_version:%s\r\nbackend_commands_emulated:%d\r\n",
                             version ? store_version_text(version, v, sizeof(v)) : "unknown",
                             dispatch_commands_emulated());
+    }
+    /* Only while a migration is configured (migrate-from). */
+    SECTION(want & SEC_MIGRATION && config.migrate_from ? SEC_MIGRATION : 0)
+    {
+        evbuffer_add_printf(t, "# Migration\r\n");
+        migration_info(t);
     }
     SECTION(SEC_KEYSPACE)
     {

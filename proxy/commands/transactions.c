@@ -35,6 +35,7 @@
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/emulation.h"
 #include "proxy/commands/expiry_deadlines.h"
+#include "proxy/commands/key_presteps.h"
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
@@ -126,7 +127,7 @@ struct multi_state {
 };
 
 static unsigned blocking_in_use;
-static int has_scripts(const multi_state *m);
+static int has_scripts(const multi_state *m, int db);
 
 enum exec_phase {
     EXEC_DRAIN,  /* waiting for the client's relayed commands to be answered */
@@ -165,6 +166,7 @@ typedef struct exec_run {
     int pending;   /* store replies outstanding */
     int script_running;
     int stepping;
+    int prestep_next, prestep_db; /* key presteps, done before the first command */
 } exec_run;
 
 static exec_run *exec_runs;
@@ -621,7 +623,7 @@ static void exec_run_step(exec_run *er)
             exec_start_script(er, q, &er->elems[i]);
             continue;
         }
-        if (emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) {
+        if (emulation_wanted(q->cmd, er->db, q->argc, q->argv, q->argvlen)) {
             /* Like a script: after what came before, under the transaction's locks. */
             if (er->pending) break;
             er->next++;
@@ -656,6 +658,46 @@ static void exec_run_step(exec_run *er)
     if (!er->script_running && !er->pending && er->next == er->m->count) exec_run_finish(er);
 }
 
+static void exec_presteps(exec_run *er);
+
+static void exec_prestep_done(void *ctx, const char *error)
+{
+    exec_run *er = ctx;
+    if (error) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "EXECABORT Transaction discarded because of: %s", error);
+        exec_finish_error(er, msg);
+        return;
+    }
+    exec_presteps(er);
+}
+
+/* Before the first command: what must happen to every queued command's keys
+ * (key_presteps.h; a key still in a migration's old store moves), so that
+ * a failure there leaves the whole transaction unrun, not half done.
+ * Scripts inside do their own. */
+static void exec_presteps(exec_run *er)
+{
+    multi_state *m = er->m;
+    while (er->prestep_next < m->count) {
+        queued_command *q = &m->cmds[er->prestep_next++];
+        long long id;
+        if (!strcmp(q->cmd->name, "select")) {
+            if (q->argc == 2 && string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                er->prestep_db = (int)id;
+            continue;
+        }
+        if (q->acl_error || scripting_is_eval(q->cmd) ||
+            !key_presteps_wanted(q->cmd, er->prestep_db, q->argc, q->argv, q->argvlen))
+            continue;
+        prestep_call call = {q->cmd, q->argc, q->argv, q->argvlen, er->prestep_db,
+                             backend_pick(server.backend, (unsigned)er->client_id), er->client_id};
+        key_presteps_run(&call, exec_prestep_done, er);
+        return;
+    }
+    exec_run_step(er);
+}
+
 static void exec_run_start(exec_run *er)
 {
     multi_state *m = er->m;
@@ -669,7 +711,8 @@ static void exec_run_start(exec_run *er)
         er->elems[i].er = er;
         er->elems[i].index = i;
     }
-    exec_run_step(er);
+    er->prestep_db = er->db;
+    exec_presteps(er);
 }
 
 /* With WATCH, an empty transaction on the pinned connection asks the store
@@ -692,16 +735,31 @@ static void watch_check_cb(void *ctx, const backend_reply *r)
     exec_run_start(er);
 }
 
-/* Also true when a command is refused at EXEC: the proxy then runs the
- * transaction itself, answering the refused command with its error. */
-static int has_scripts(const multi_state *m)
+/* Whether the proxy runs any queued command itself (emulation_wanted),
+ * each asked in the database it will run in (db at EXEC, then SELECTs). */
+static int any_emulated(const multi_state *m, int db)
 {
-    if (m->acl_refused) return 1;
     for (int i = 0; i < m->count; i++) {
         queued_command *q = &m->cmds[i];
-        if (scripting_is_eval(q->cmd) || emulation_wanted(q->cmd, q->argc, q->argv, q->argvlen)) return 1;
+        long long id;
+        if (!strcmp(q->cmd->name, "select")) {
+            if (q->argc == 2 && string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                db = (int)id;
+            continue;
+        }
+        if (emulation_wanted(q->cmd, db, q->argc, q->argv, q->argvlen)) return 1;
     }
     return 0;
+}
+
+/* Also true when a command is refused at EXEC: the proxy then runs the
+ * transaction itself, answering the refused command with its error. */
+static int has_scripts(const multi_state *m, int db)
+{
+    if (m->acl_refused) return 1;
+    for (int i = 0; i < m->count; i++)
+        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+    return any_emulated(m, db);
 }
 
 /* WATCH without a pinned connection: did a writer through the proxy touch
@@ -791,7 +849,7 @@ static void exec_go(exec_run *er)
 static void exec_proceed(exec_run *er)
 {
     exec_monitor(er, 1);
-    if (!has_scripts(er->m) && server.backend->has_transactions) {
+    if (!has_scripts(er->m, er->db) && server.backend->has_transactions) {
         exec_send(er);
         return;
     }
@@ -833,8 +891,8 @@ static void exec_lock(exec_run *er)
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
         if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
-        if (emulation_wanted(m->cmds[i].cmd, m->cmds[i].argc, m->cmds[i].argv, m->cmds[i].argvlen)) scripts = 1;
     }
+    if (any_emulated(m, er->db)) scripts = 1;
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */
     int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused;
@@ -914,7 +972,7 @@ static void exec_command(client *c)
         }
     /* With WATCH the transaction goes on the client's own connection: the
      * commands it sent before must have run first. */
-    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m);
+    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m, c->db);
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
     er->c = c;

@@ -107,6 +107,9 @@ static const config_def config_defs[] = {
     {"lua-rollback-on-error", NULL, CT_BOOL, 0, &config.lua_rollback_on_error, 0, 1, NULL, NULL, NULL},
     {"functions-file", NULL, CT_STRING, CF_IMMUTABLE, &config.functions_file, 0, 0, NULL, NULL, NULL},
     {"store-emulate", NULL, CT_STRING, 0, &config.store_emulate, 0, 0, NULL, NULL, NULL},
+    {"migrate-from", NULL, CT_STRING, CF_IMMUTABLE, &config.migrate_from, 0, 0, NULL, NULL, NULL},
+    {"migrate-rate", NULL, CT_LL, 0, &config.migrate_rate, 1, 100000000, NULL, NULL, NULL},
+    {"migrate-pause", NULL, CT_BOOL, 0, &config.migrate_pause, 0, 1, NULL, NULL, NULL},
     /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
     {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},
     {"tls-cert-file", NULL, CT_STRING, 0, &config.tls_cert_file, 0, 0, NULL, NULL, NULL},
@@ -176,6 +179,8 @@ void config_init_defaults(void)
     config.backend_connections = 4;
     config.backend_admin_commands = 0;
     config.backend_connect_timeout_ms = 2000;
+    config.migrate_rate = 1000;
+    config.migrate_pause = 0;
     config.backend_blocking_connections = 1024;
     config.maxclients = 10000;
     config.timeout = 0;
@@ -353,6 +358,11 @@ static const char *apply_def(const config_def *d, int argc, char **argv)
     }
     case CT_STRING:
         if (d->ptr == &config.backend_url && !backend_url_is_cluster(v)) {
+            backend_url u;
+            if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
+            backend_url_free(&u);
+        }
+        if (d->ptr == &config.migrate_from && v && v[0]) {
             backend_url u;
             if (backend_url_parse(v, &u, why, sizeof(why)) != 0) return why;
             backend_url_free(&u);
@@ -538,7 +548,8 @@ static int format_value(const config_def *d, char *buf, size_t len, int redact)
     case CT_MEM: return snprintf(buf, len, "%lld", *(long long *)d->ptr);
     case CT_STRING: {
         const char *s = *(char **)d->ptr;
-        if (redact && d->ptr == &config.backend_url && s) return redact_url(s, buf, len);
+        if (redact && (d->ptr == &config.backend_url || d->ptr == &config.migrate_from) && s)
+            return redact_url(s, buf, len);
         return snprintf(buf, len, "%s", s ? s : "");
     }
     case CT_ENUM:

@@ -75,6 +75,11 @@ typedef struct proxy_config {
     /* Old stores: command names the proxy emulates even when the store has
      * them, and release:x.y.z to take the store for that release (testing). */
     char *store_emulate;
+    /* Live migration: the old store keys move from (NULL: none), how many
+     * the background mover moves a second, and whether it is paused. */
+    char *migrate_from;
+    long long migrate_rate;
+    int migrate_pause;
     /* TLS for clients (tls-*), as Redis's directives. */
     int tls_port;
     char *tls_cert_file, *tls_key_file, *tls_key_file_pass;

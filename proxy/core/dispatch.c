@@ -520,6 +520,11 @@ static const resp3_shape *reply_shape(const command_def *cmd, int argc, char **a
 
 /* Times what runs: a command answered now is counted here, one answered
  * later when its reply slot is done (client_slot_add carries it there). */
+void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    hooks.blocking(c, cmd, argc, argv, argvlen);
+}
+
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;
@@ -598,6 +603,9 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
          * whose rules could not cover them. */
         /* A known release that lacks it too: Redis 7.0's answer, not the
          * store's older wording. */
+        if (authed && !c->multi && c->user->unrestricted && hooks.own_command &&
+            hooks.own_command(c, argc, argv, argvlen))
+            return;
         if (!authed || c->multi || !c->user->unrestricted ||
             backend_store_has_command(server.backend, argv[0], argvlen[0]) == 0) {
             /* Inside MULTI, as in Redis: an unknown command aborts the transaction. */

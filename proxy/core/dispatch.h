@@ -34,6 +34,10 @@ typedef struct dispatch_hooks {
     int (*emulate)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
     /* Whether the proxy can stand in for cmd on this store (COMMAND lists it). */
     int (*emulates)(const command_def *cmd);
+    /* A command Redis 7.0 does not have that the proxy answers itself
+     * (MIGRATION): 1 when it did. Asked for authenticated, unrestricted
+     * users only, before such a command would be relayed. */
+    int (*own_command)(client *c, int argc, char **argv, size_t *argvlen);
     /* A command of a client in a Lua debugging session (c->debugging):
      * the debugger's, whatever its name. */
     void (*debug_command)(client *c, int argc, char **argv, size_t *argvlen);
@@ -51,6 +55,10 @@ int dispatch_store_refuses(const command_def *cmd, char *err, size_t errlen);
 int dispatch_command_available(const command_def *cmd);
 /* How many commands the emulates hook stands in for that the store lacks. */
 int dispatch_commands_emulated(void);
+
+/* Hands a blocking command to the blocking hook (after work the proxy did
+ * first under its keys' locks, the client still blocked on it). */
+void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 
 /* Registers the handler of a command the proxy answers itself (before dispatch_init). */
 void dispatch_register(const char *name, command_handler *handler);
