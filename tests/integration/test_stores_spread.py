@@ -530,3 +530,44 @@ def test_pool_auto_eject_hosts(workdir):
             conftest.stop_proxy(proxy)
         for s in stores:
             s.stop()
+
+
+def test_migration_into_a_pool(workdir, pool_stores):
+    """migrate-from with a pool as the new store: every key is moved to its
+    owner in the pool, with its value and time to live."""
+    import test_memcached
+    if not os.path.exists(test_memcached.MEMCACHED):
+        pytest.skip("memcached is not installed")
+    for s in pool_stores:
+        with s.connect() as c:
+            c.call("FLUSHALL")
+    old = test_memcached.Memcached().start()
+    proxy = None
+    try:
+        old.raw(b"".join(b"ms old%d 2 T%d\r\nv%d\r\n" % (i, 0 if i % 3 else 100, i % 10) for i in range(600)))
+        proxy = harness.ProxyProcess(conftest.proxy_binary(), None, str(workdir / "spread-migrate-proxy"),
+                                     backend_args=pool_args(pool_stores) + [
+                                         "--migrate-from", "memcached://%s:%d" % (old.host, old.port)])
+        proxy.start()
+        with proxy.connect() as c:
+            assert c.call("GET", "old5") == b"$2\r\nv5\r\n"  # moved on first touch
+            deadline = time.monotonic() + 30
+            while b"migration_state:done" not in c.call("MIGRATION", "STATUS"):
+                assert time.monotonic() < deadline, c.call("MIGRATION", "STATUS")
+                time.sleep(0.1)
+            assert c.call("DBSIZE") == b":600\r\n"
+            assert 90 <= int(c.call("TTL", "old3")[1:-2]) <= 100
+            assert c.call("TTL", "old4") == b":-1\r\n"
+            vals = harness.parse_reply(c.call("MGET", *["old%d" % i for i in range(600)]))
+            assert vals == [b"v%d" % (i % 10) for i in range(600)]
+        held = []
+        for s in pool_stores:
+            with s.connect() as c:
+                held.append(int(c.call("DBSIZE")[1:-2]))
+        assert sum(held) == 600 and all(held), held
+        assert holder(pool_stores, "old7") in (0, 1, 2)
+        assert b"VA" not in old.raw(b"mg old7 v\r\n")
+    finally:
+        if proxy:
+            conftest.stop_proxy(proxy)
+        old.stop()
