@@ -283,11 +283,21 @@ port_of() {
   esac
 }
 
-# cpu_ticks PID: utime+stime (all threads) in clock ticks; empty if PID is gone.
-# Fields after the ')' that closes the command name: state is $1, utime $12, stime $13.
+# cpu_ticks PID...: utime+stime (all threads) in clock ticks, summed over the PIDs
+# (the stores of a pool or a cluster); empty if there is none or one is gone.
+# Fields after the ')' that closes the command name: state is [0], utime [11],
+# stime [12]. Read without forking: on a busy machine every fork between two
+# redis-benchmark runs shows in the run's length.
 cpu_ticks() {
-  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
-  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
+  local pid line f sum=0
+  [ $# -gt 0 ] || return 0
+  for pid in "$@"; do
+    { read -r line < "/proc/$pid/stat"; } 2>/dev/null || return 0
+    f=(${line##*) })
+    [ -n "${f[12]:-}" ] || return 0
+    sum=$((sum + f[11] + f[12]))
+  done
+  echo "$sum"
 }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 server_pid_of() {  # the process that executes the commands for TARGET
@@ -332,14 +342,14 @@ bench() {
   out=$RUN/bench-$target-$mode-$rep-$(tr -c 'A-Za-z0-9_.-' '_' <<<"${label:-$*}" | cut -c1-60).csv
   check_time
   spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
-  s0=$(cpu_ticks "$spid"); p0=$(cpu_ticks "$ppid")
+  s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
   timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c "$c" -n "$n" \
     -P "$p" -r "$RANGE" --csv "$@" >"$out" 2>"$out.err" &
   CHILD=$!
   wait "$CHILD"
   rc=$?
   CHILD=
-  s1=$(cpu_ticks "$spid"); p1=$(cpu_ticks "$ppid")
+  s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
   scpu=$(us_per_req "$s0" "$s1" "$((n * expect))")
   pcpu=$(us_per_req "$p0" "$p1" "$((n * expect))")
   rows=$(grep -c '^"[A-Z]' "$out" 2>/dev/null)
@@ -351,9 +361,10 @@ bench() {
     return 1
   fi
   # "test","rps","avg","min","p50","p95","p99","max" -> RAW
-  # (the test name may hold commas, e.g. an EVAL with its script: count from the end)
-  tail -n +2 "$out" | awk -F, '{ t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
-      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) "\t" $(NF-5) }' \
+  # (the test name may hold commas, e.g. an EVAL with its script: count from the end;
+  # with --cluster the node list comes before the header)
+  awk -F, '/^"test",/ { h = 1; next } h { t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
+      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) "\t" $(NF-5) }' "$out" \
   | while IFS=$'\t' read -r test rps p50 p99 avg; do
     [ -n "$label" ] && test=$label
     echo "$rep,$target,$mode,$test,$rps,$p50,$p99,$scpu,$pcpu,$avg" >> "$RAW"
