@@ -39,6 +39,15 @@ PIPELINES = ["16", "1", "c1"]
 MODE_NAMES = {"16": "-P 16", "1": "-P 1", "c1": "-c 1"}
 # Tests run with -c 1 (the others only with -c 50 at -P 16 and -P 1).
 C1_TESTS = ["SET", "GET", "EVALSHA incr", "EVALSHA 3-call"]
+# Scale-out rows (BENCH_SCALE_OUT=1): evalproxy in front of a pool of 1, 2 and 3
+# stores (raw target evalproxy-poolN) beside twemproxy in front of the same pool
+# (twemproxy-poolN) for relay and beside native EVALSHA on one redis-server 7.0
+# (native-pools) for the script; and in front of a 3-master Redis Cluster
+# (evalproxy-cluster) beside redis-benchmark --cluster on the cluster (cluster).
+POOL_SIZES = [1, 2, 3]
+SO_RELAY_TESTS = ["SET", "GET"]
+SO_SCRIPT_TEST = "EVALSHA incr"
+SO_PIPELINES = ["16", "1"]
 
 
 def tests_for(p):
@@ -151,6 +160,53 @@ def main():
             if r["pipeline"] == "1" and r["test"] in MC_VS_DIRECT:
                 r["evalproxy-mc/memcached"] = ratio(r["evalproxy-mc"], mc_direct)
 
+    # Scale-out rows, in the columns their comparison means elsewhere: evalproxy,
+    # twemproxy (same pool), store (the cluster direct), native (one redis-server
+    # 7.0 for pools, the cluster's own EVALSHA for the cluster).
+    have_so = any(k[2].startswith("evalproxy-pool") for k in runs)
+    so_rows = []
+    if have_so:
+        for p in SO_PIPELINES:
+            for test in SO_RELAY_TESTS + [SO_SCRIPT_TEST]:
+                script = test == SO_SCRIPT_TEST
+                setups = [("pool%d" % n, "pool of %d store%s" % (n, "s" if n > 1 else ""),
+                           "evalproxy-pool%d" % n, "native-pools" if script else "twemproxy-pool%d" % n)
+                          for n in POOL_SIZES]
+                setups.append(("cluster", "cluster of 3 masters", "evalproxy-cluster", "cluster"))
+                for setup, setup_name, ev, ref in setups:
+                    col = "native" if script else ("store" if ref == "cluster" else "twemproxy")
+                    r = {"test": "%s: %s" % (setup_name, test), "pipeline": p, "setup": setup,
+                         "setup_name": setup_name, "so_test": test, "ref_target": ref, "ref_col": col}
+                    for t in TARGETS + MC_TARGETS:
+                        r[t] = None
+                        for c in XCOLS:
+                            r[t + ":" + c] = None
+                    for t, c in ((ev, "evalproxy"), (ref, col)):
+                        r[c] = best(test, p, t)
+                        for x in XCOLS:
+                            r[c + ":" + x] = med(test, p, t, x)
+                        miss = "scale-out %s -P %s on %s" % (test, p, t)
+                        if r[c] is None and miss not in missing:  # native-pools serves three rows
+                            missing.append(miss)
+                    for k in ("evalproxy/store", "evalproxy/twemproxy", "evalproxy/native"):
+                        r[k] = None
+                    r["evalproxy/" + col] = ratio(r["evalproxy"], r[col])
+                    for k in ("mc/evalproxy", "twemproxy-mc/memcached", "evalproxy-mc/memcached",
+                              "pl/native", "rb/evalproxy"):
+                        r[k] = None
+                    sp = [spread(test, p, t) for t in (ev, ref)]
+                    sp = [x for x in sp if x is not None]
+                    r["min_spread"] = min(sp) if sp else None
+                    so_rows.append(r)
+        # Throughput over the same row with one store (pools only; native does not change).
+        one = {(r["so_test"], r["pipeline"]): r for r in so_rows if r["setup"] == "pool1"}
+        for r in so_rows:
+            base = one.get((r["so_test"], r["pipeline"]))
+            pool = r["setup"].startswith("pool")
+            r["evalproxy/1 store"] = ratio(r["evalproxy"], base["evalproxy"]) if pool and base else None
+            r["ref/1 store"] = (ratio(r[r["ref_col"]], base[base["ref_col"]])
+                                if pool and base and r["ref_col"] == "twemproxy" else None)
+
     scale = {}
     if args.scale:
         with open(args.scale, newline="") as f:
@@ -182,7 +238,7 @@ def main():
                       "evalproxy_mc_per_evalproxy", "twemproxy_mc_per_memcached", "evalproxy_mc_per_memcached",
                       "evalproxy_pl_per_native", "evalproxy_rb_per_evalproxy", "target"]
                    + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
-        for r in rows + ([mcs_row] if mcs_row else []):
+        for r in rows + ([mcs_row] if mcs_row else []) + so_rows:
             w.writerow([r["test"], r["pipeline"], "ops/s" if r is mcs_row else "req/s"]
                        + ["" if r[t] is None else "%.0f" % r[t] for t in csv_targets]
                        + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys] + [""]
@@ -316,6 +372,56 @@ def main():
         lines.append("  undo journal (lua-rollback-on-error yes, evalproxy-rb) / rollback off (evalproxy): "
                      + ", ".join("%s %s %s" % (r["test"], MODE_NAMES[r["pipeline"]], fmt_ratio(r["rb/evalproxy"]))
                                  for r in rb))
+
+    if so_rows:
+        ref_names = {"twemproxy-pool": "twemproxy, same pool", "native-pools": "native EVALSHA, 1 redis",
+                     "cluster": "cluster direct (--cluster)"}
+
+        def ref_name(r):
+            if r["ref_target"] == "cluster" and r["so_test"] == SO_SCRIPT_TEST:
+                return "native EVALSHA, cluster (--cluster)"
+            return ref_names.get(r["ref_target"].rstrip("123"), r["ref_target"])
+
+        lines.append("")
+        lines.append("Scale-out, requests/s (best of the repeated runs): evalproxy in front of pools of 1, 2 and 3")
+        lines.append("redis-servers (ketama, fnv1a_64) and of a Redis Cluster of 3 masters, beside twemproxy in front")
+        lines.append("of the same pool, native EVALSHA on one redis-server 7.0, and the cluster with a cluster-aware")
+        lines.append("client. 'x 1 store': throughput over the same row with a pool of one store.")
+        ohead = ["setup", "test", "mode", "evalproxy", "compared with", "its req/s", "evalproxy/it",
+                 "evalproxy x 1 store", "it x 1 store", "run spread"]
+        ot = [ohead]
+        for r in so_rows:
+            ot.append([r["setup_name"], r["so_test"], MODE_NAMES[r["pipeline"]], fmt_rps(r["evalproxy"]),
+                       ref_name(r), fmt_rps(r[r["ref_col"]]),
+                       fmt_ratio(r["evalproxy/" + r["ref_col"]]),
+                       fmt_ratio(r["evalproxy/1 store"]) if r["setup"] != "cluster" else "",
+                       fmt_ratio(r["ref/1 store"]) if r["ref_col"] == "twemproxy" else "",
+                       fmt_ratio(r["min_spread"])])
+        ow = [max(len(row[i]) for row in ot) for i in range(len(ohead))]
+
+        def oline(row):
+            return "  ".join(c.ljust(ow[j]) if j in (0, 1, 4) else c.rjust(ow[j]) for j, c in enumerate(row))
+
+        lines.append(oline(ohead))
+        lines.append(oline(["-" * x for x in ow]))
+        for i, row in enumerate(ot[1:]):
+            if i and (row[1], row[2]) != (ot[i][1], ot[i][2]):
+                lines.append("")
+            lines.append(oline(row))
+        lines.append("Keys: redis-benchmark -r; through the proxies key:N and bench:incr:N, placed by the proxy;")
+        lines.append("redis-benchmark --cluster puts a hash tag of its connection's master in each key instead.")
+        lines.append("twemproxy forwards EVALSHA to a store without scripting, so pool EVALSHA compares with native.")
+        lines.append("redis-benchmark --cluster (a thread per master) ends a run on its 250 ms timer: its req/s are low")
+        lines.append("by up to 250 ms over the run, which is sized to last BENCH_CLUSTER_SECONDS (bench/README.md).")
+        lines.append("Geometric means of evalproxy/it (-P 16 and -P 1):")
+        for setup, name in [("pool%d" % n, "pool of %d" % n) for n in POOL_SIZES] + [("cluster", "cluster")]:
+            rel = [r["evalproxy/" + r["ref_col"]] for r in so_rows
+                   if r["setup"] == setup and r["so_test"] != SO_SCRIPT_TEST]
+            scr = [r["evalproxy/" + r["ref_col"]] for r in so_rows
+                   if r["setup"] == setup and r["so_test"] == SO_SCRIPT_TEST]
+            lines.append("  %-10s  SET/GET: evalproxy/%s %s   EVALSHA: evalproxy/native %s"
+                         % (name, "direct" if setup == "cluster" else "twemproxy", fmt_ratio(geomean(rel)),
+                            fmt_ratio(geomean(scr))))
 
     if have_mcs:
         def fa(v):

@@ -17,7 +17,7 @@
 #   BENCH_N_P1       requests per test with -P 1  (default 30000; QUICK=1: 8000)
 #   BENCH_N_C1       requests per test with -c 1  (default 10000; QUICK=1: 3000)
 #   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
-#   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 540)
+#   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 660)
 #   EVALPROXY        the binary to measure (default ./evalproxy)
 #   BENCH_MEMCACHED  1 (default): also memcached: memcaslap (get/set 9:1) against
 #                    memcached direct and twemproxy in front of memcached, and
@@ -29,6 +29,14 @@
 #                    on an evalproxy of its own (bench/scale.py); 0: skipped
 #   BENCH_SCALE_CONNS    idle connections (default 10000)
 #   BENCH_SCALE_SCRIPTS  scripts in flight at once, on as many of them (default 1000)
+#   BENCH_SCALE_OUT  1 (default): SET/GET and EVALSHA through evalproxy in front of pools of
+#                    1, 2 and 3 redis-servers (ketama), beside twemproxy in front of the same
+#                    pools, and in front of a 3-master Redis Cluster, beside redis-benchmark
+#                    --cluster against the cluster itself; 0: skipped
+#   BENCH_SCALE_OUT_N_P16, BENCH_SCALE_OUT_N_P1  requests per scale-out test (default half of
+#                    BENCH_N_P16 and BENCH_N_P1, QUICK=1: all of BENCH_N_P16; 44 runs per repetition)
+#   BENCH_CLUSTER_SECONDS  each redis-benchmark --cluster run lasts at least about this long
+#                    (default 2; QUICK=1: 1.5): its request count is sized for it, see cluster_n
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,10 +55,15 @@ MEMCACHED=${BENCH_MEMCACHED:-1}
 SCALE=${BENCH_SCALE:-1}
 SCALE_CONNS=${BENCH_SCALE_CONNS:-10000}
 SCALE_SCRIPTS=${BENCH_SCALE_SCRIPTS:-1000}
+SCALE_OUT=${BENCH_SCALE_OUT:-1}
+# Halved for the default run's time; QUICK's -P 16 count is short enough already.
+SO_N_P16=${BENCH_SCALE_OUT_N_P16:-$([ "$QUICK" = 1 ] && echo "$N_P16" || echo $((N_P16 / 2)))}
+SO_N_P1=${BENCH_SCALE_OUT_N_P1:-$((N_P1 / 2))}
+CLUSTER_SECONDS=${BENCH_CLUSTER_SECONDS:-$([ "$QUICK" = 1 ] && echo 1.5 || echo 2)}
 MC_TESTS=set,get,incr,mset
 CLIENTS=${BENCH_CLIENTS:-50}
 RANGE=10000
-MAX_SECONDS=${BENCH_MAX_SECONDS:-540}
+MAX_SECONDS=${BENCH_MAX_SECONDS:-660}
 TESTS=set,get,incr,lpush,lpop,sadd,hset,mset
 C1_TESTS=set,get   # relay tests also run with -c 1
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -126,17 +139,24 @@ trap cleanup EXIT
 trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 
 # Distinct free loopback ports, all bound at once then released.
+# Scale-out rows: pool stores, an evalproxy and a twemproxy pool per pool size,
+# the cluster nodes with their bus ports (cluster-port, not port + 10000).
 read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT \
-  TWEM_MC_PORT SCALE_PORT PL_PORT RB_PORT < <("$PYTHON" - <<'PY'
+  TWEM_MC_PORT SCALE_PORT PL_PORT RB_PORT \
+  POOL_STORE1_PORT POOL_STORE2_PORT POOL_STORE3_PORT \
+  EVALPROXY_POOL1_PORT EVALPROXY_POOL2_PORT EVALPROXY_POOL3_PORT \
+  TWEM_POOL1_PORT TWEM_POOL2_PORT TWEM_POOL3_PORT TWEM_POOLS_STATS_PORT \
+  CLUSTER_NODE1_PORT CLUSTER_NODE2_PORT CLUSTER_NODE3_PORT \
+  CLUSTER_BUS1_PORT CLUSTER_BUS2_PORT CLUSTER_BUS3_PORT EVALPROXY_CLUSTER_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(11):
+for _ in range(28):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()
 PY
 )
-[ -n "${RB_PORT:-}" ] || die "could not find free ports"
+[ -n "${EVALPROXY_CLUSTER_PORT:-}" ] || die "could not find free ports"
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
@@ -280,20 +300,39 @@ port_of() {
     twemproxy) echo "$TWEM_PORT" ;; native) echo "$NATIVE_PORT" ;;
     evalproxy-mc) echo "$MC_PROXY_PORT" ;;
     memcached) echo "$MC_PORT" ;; twemproxy-mc) echo "$TWEM_MC_PORT" ;;
+    evalproxy-pool[123]) eval echo "\$EVALPROXY_POOL${1#evalproxy-pool}_PORT" ;;
+    twemproxy-pool[123]) eval echo "\$TWEM_POOL${1#twemproxy-pool}_PORT" ;;
+    native-pools) echo "$NATIVE_PORT" ;;
+    cluster) echo "$CLUSTER_NODE1_PORT" ;; evalproxy-cluster) echo "$EVALPROXY_CLUSTER_PORT" ;;
   esac
 }
 
-# cpu_ticks PID: utime+stime (all threads) in clock ticks; empty if PID is gone.
-# Fields after the ')' that closes the command name: state is $1, utime $12, stime $13.
+# cpu_ticks PID...: utime+stime (all threads) in clock ticks, summed over the PIDs
+# (the stores of a pool or a cluster); empty if there is none or one is gone.
+# Fields after the ')' that closes the command name: state is [0], utime [11],
+# stime [12]. Read without forking: on a busy machine every fork between two
+# redis-benchmark runs shows in the run's length.
 cpu_ticks() {
-  [ -n "$1" ] && [ -r "/proc/$1/stat" ] || return 0
-  sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}'
+  local pid line f sum=0
+  [ $# -gt 0 ] || return 0
+  for pid in "$@"; do
+    { read -r line < "/proc/$pid/stat"; } 2>/dev/null || return 0
+    f=(${line##*) })
+    [ -n "${f[12]:-}" ] || return 0
+    sum=$((sum + f[11] + f[12]))
+  done
+  echo "$sum"
 }
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-server_pid_of() {  # the process that executes the commands for TARGET
+server_pid_of() {  # the processes that execute the commands for TARGET
   case $1 in
     store|evalproxy|evalproxy-pl|evalproxy-rb|twemproxy) echo "${store_PID:-}" ;; native) echo "${native_PID:-}" ;;
     evalproxy-mc|memcached|twemproxy-mc) echo "${memcached_PID:-}" ;;
+    *-pool1) echo "${pool_store1_PID:-}" ;;
+    *-pool2) echo "${pool_store1_PID:-} ${pool_store2_PID:-}" ;;
+    *-pool3) echo "${pool_store1_PID:-} ${pool_store2_PID:-} ${pool_store3_PID:-}" ;;
+    native-pools) echo "${native_PID:-}" ;;
+    cluster|evalproxy-cluster) echo "${cluster_node1_PID:-} ${cluster_node2_PID:-} ${cluster_node3_PID:-}" ;;
   esac
 }
 proxy_pid_of() {
@@ -303,6 +342,9 @@ proxy_pid_of() {
     evalproxy-rb) echo "${evalproxy_rb_PID:-}" ;;
     evalproxy-mc) echo "${evalproxy_mc_PID:-}" ;;
     twemproxy-mc) echo "${twemproxy_PID:-}" ;;
+    evalproxy-pool[123]) eval echo "\${evalproxy_pool${1#evalproxy-pool}_PID:-}" ;;
+    twemproxy-pool[123]) echo "${twemproxy_pools_PID:-}" ;;
+    evalproxy-cluster) echo "${evalproxy_cluster_PID:-}" ;;
   esac
 }
 us_per_req() {  # us_per_req BEFORE AFTER REQUESTS
@@ -329,17 +371,21 @@ bench() {
     c1) n=$N_C1; p=1; c=1 ;;
   esac
   [ "$target" = evalproxy-mc ] && [ "$mode" != c1 ] && n=$N_MC
+  case $target in  # the scale-out rows
+    *-pool[123]|native-pools|evalproxy-cluster) n=$SO_N_P1; [ "$mode" = 16 ] && n=$SO_N_P16 ;;
+    cluster) n=${CLUSTER_N["$mode:${label:-$*}"]:?} ;;
+  esac
   out=$RUN/bench-$target-$mode-$rep-$(tr -c 'A-Za-z0-9_.-' '_' <<<"${label:-$*}" | cut -c1-60).csv
   check_time
   spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
-  s0=$(cpu_ticks "$spid"); p0=$(cpu_ticks "$ppid")
+  s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
   timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c "$c" -n "$n" \
     -P "$p" -r "$RANGE" --csv "$@" >"$out" 2>"$out.err" &
   CHILD=$!
   wait "$CHILD"
   rc=$?
   CHILD=
-  s1=$(cpu_ticks "$spid"); p1=$(cpu_ticks "$ppid")
+  s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
   scpu=$(us_per_req "$s0" "$s1" "$((n * expect))")
   pcpu=$(us_per_req "$p0" "$p1" "$((n * expect))")
   rows=$(grep -c '^"[A-Z]' "$out" 2>/dev/null)
@@ -351,9 +397,10 @@ bench() {
     return 1
   fi
   # "test","rps","avg","min","p50","p95","p99","max" -> RAW
-  # (the test name may hold commas, e.g. an EVAL with its script: count from the end)
-  tail -n +2 "$out" | awk -F, '{ t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
-      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) "\t" $(NF-5) }' \
+  # (the test name may hold commas, e.g. an EVAL with its script: count from the end;
+  # with --cluster the node list comes before the header)
+  awk -F, '/^"test",/ { h = 1; next } h { t = $1; for (i = 2; i <= NF - 7; i++) t = t "," $i
+      gsub(/"/, ""); gsub(/"/, "", t); print t "\t" $(NF-6) "\t" $(NF-3) "\t" $(NF-1) "\t" $(NF-5) }' "$out" \
   | while IFS=$'\t' read -r test rps p50 p99 avg; do
     [ -n "$label" ] && test=$label
     echo "$rep,$target,$mode,$test,$rps,$p50,$p99,$scpu,$pcpu,$avg" >> "$RAW"
@@ -509,6 +556,239 @@ if [ "$MEMCACHED" = 1 ]; then
   echo
 fi
 
+# Scale-out: store pools of 1, 2 and 3 redis-servers (scripting renamed away)
+# behind evalproxy and behind twemproxy, placed alike (ketama, fnv1a_64, the same
+# server list), and a Redis Cluster of 3 masters, direct (redis-benchmark --cluster)
+# and behind evalproxy. Started here, after the other rows, so they cost nothing
+# before; stopped with everything else.
+if [ "$SCALE_OUT" = 1 ]; then
+  check_time
+  echo "bench: scale-out: pool stores :$POOL_STORE1_PORT :$POOL_STORE2_PORT :$POOL_STORE3_PORT," \
+    "cluster nodes :$CLUSTER_NODE1_PORT :$CLUSTER_NODE2_PORT :$CLUSTER_NODE3_PORT;" \
+    "-n $SO_N_P16 with -P 16, $SO_N_P1 with -P 1"
+  server_conf() {  # server_conf NAME PORT [LINES...]: $RUN/NAME.conf, data in $RUN/NAME
+    local name=$1 port=$2; shift 2
+    mkdir -p "$RUN/$name"
+    printf '%s\n' "port $port" "bind 127.0.0.1" 'save ""' "appendonly no" "daemonize no" \
+      "dir $PWD/$RUN/$name" "$@" > "$RUN/$name.conf"
+  }
+  NO_SCRIPTING=()
+  for c in EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT FUNCTION FCALL FCALL_RO; do
+    NO_SCRIPTING+=("rename-command $c \"\"")
+  done
+  for i in 1 2 3; do
+    eval "port=\$POOL_STORE${i}_PORT"
+    server_conf "pool_store$i" "$port" "${NO_SCRIPTING[@]}"
+    start "pool_store$i" redis-server "$RUN/pool_store$i.conf"
+  done
+  # Cluster nodes keep scripting: native EVALSHA runs on them.
+  for i in 1 2 3; do
+    eval "port=\$CLUSTER_NODE${i}_PORT bus=\$CLUSTER_BUS${i}_PORT"
+    server_conf "cluster_node$i" "$port" "cluster-enabled yes" "cluster-config-file nodes.conf" \
+      "cluster-port $bus" "cluster-node-timeout 5000"
+    start "cluster_node$i" redis-server "$RUN/cluster_node$i.conf"
+  done
+  for i in 1 2 3; do
+    eval "port=\$POOL_STORE${i}_PORT"; wait_ping "pool_store$i" "$port"
+    eval "port=\$CLUSTER_NODE${i}_PORT"; wait_ping "cluster_node$i" "$port"
+  done
+
+  # twemproxy: one process, a pool per size; pool N has the first N stores.
+  : > "$RUN/nutcracker_pools.yml"
+  for n in 1 2 3; do
+    eval "listen=\$TWEM_POOL${n}_PORT"
+    printf '%s\n' "pool$n:" "  listen: 127.0.0.1:$listen" "  hash: fnv1a_64" "  distribution: ketama" \
+      "  redis: true" "  auto_eject_hosts: false" "  preconnect: true" "  timeout: 5000" "  servers:" \
+      >> "$RUN/nutcracker_pools.yml"
+    for i in $(seq "$n"); do
+      eval "port=\$POOL_STORE${i}_PORT"
+      echo "   - 127.0.0.1:$port:1" >> "$RUN/nutcracker_pools.yml"
+    done
+  done
+  nutcracker -t -c "$RUN/nutcracker_pools.yml" >"$RUN/nutcracker_pools-test.log" 2>&1 \
+    || { cat "$RUN/nutcracker_pools-test.log" >&2; die "nutcracker rejected the pools configuration"; }
+  start twemproxy_pools nutcracker -c "$RUN/nutcracker_pools.yml" -s "$TWEM_POOLS_STATS_PORT" -a 127.0.0.1 \
+    -o "$RUN/nutcracker_pools.out" -v 4
+  # evalproxy: the same stores in the same order; one store is the plain single backend.
+  start evalproxy_pool1 "$EVALPROXY" --bind 127.0.0.1 --port "$EVALPROXY_POOL1_PORT" \
+    --backend "redis://127.0.0.1:$POOL_STORE1_PORT" --loglevel warning
+  for n in 2 3; do
+    args=()
+    for i in $(seq "$n"); do
+      eval "port=\$POOL_STORE${i}_PORT"
+      args+=(--backend "redis://127.0.0.1:$port")
+    done
+    eval "listen=\$EVALPROXY_POOL${n}_PORT"
+    start "evalproxy_pool$n" "$EVALPROXY" --bind 127.0.0.1 --port "$listen" "${args[@]}" \
+      --distribution ketama --hash fnv1a_64 --loglevel warning
+  done
+  for n in 1 2 3; do
+    eval "port=\$EVALPROXY_POOL${n}_PORT"; wait_ping "evalproxy_pool$n" "$port"
+    eval "port=\$TWEM_POOL${n}_PORT"; wait_ping twemproxy_pools "$port"
+  done
+
+  # The cluster: distinct config epochs, every node meets every other, a third of
+  # the slots on each; then every node must say ok and give the same slot map.
+  cnodes=("$CLUSTER_NODE1_PORT" "$CLUSTER_NODE2_PORT" "$CLUSTER_NODE3_PORT")
+  cbus=("$CLUSTER_BUS1_PORT" "$CLUSTER_BUS2_PORT" "$CLUSTER_BUS3_PORT")
+  cluster_ok() {  # cluster_ok PORT ARGS...: the command must answer OK
+    local r
+    r=$(timeout 5 redis-cli -h 127.0.0.1 -p "$1" "${@:2}" 2>&1)
+    [ "$r" = OK ] || die "cluster node :$1: ${*:2}: $r"
+  }
+  for i in 0 1 2; do
+    cluster_ok "${cnodes[$i]}" CLUSTER SET-CONFIG-EPOCH $((i + 1))
+  done
+  for a in 0 1 2; do
+    for b in 0 1 2; do
+      [ "$a" = "$b" ] || cluster_ok "${cnodes[$a]}" CLUSTER MEET 127.0.0.1 "${cnodes[$b]}" "${cbus[$b]}"
+    done
+  done
+  cluster_ok "${cnodes[0]}" CLUSTER ADDSLOTSRANGE 0 5460
+  cluster_ok "${cnodes[1]}" CLUSTER ADDSLOTSRANGE 5461 10922
+  cluster_ok "${cnodes[2]}" CLUSTER ADDSLOTSRANGE 10923 16383
+  cluster_agrees() {
+    local p info maps=()
+    for p in "${cnodes[@]}"; do
+      info=$(timeout 2 redis-cli -h 127.0.0.1 -p "$p" CLUSTER INFO 2>/dev/null | tr -d '\r')
+      grep -qx 'cluster_state:ok' <<<"$info" && grep -qx 'cluster_known_nodes:3' <<<"$info" \
+        && grep -qx 'cluster_slots_ok:16384' <<<"$info" || return 1
+      maps+=("$(timeout 2 redis-cli -h 127.0.0.1 -p "$p" CLUSTER SLOTS 2>/dev/null)")
+    done
+    [ -n "${maps[0]}" ] && [ "${maps[0]}" = "${maps[1]}" ] && [ "${maps[0]}" = "${maps[2]}" ]
+  }
+  for _ in $(seq 300); do cluster_agrees && break; sleep 0.1; done
+  cluster_agrees || die "the cluster did not reach cluster_state:ok with one slot map on every node within 30s"
+  start evalproxy_cluster "$EVALPROXY" --bind 127.0.0.1 --port "$EVALPROXY_CLUSTER_PORT" \
+    --backend "redis-cluster://127.0.0.1:${cnodes[0]},127.0.0.1:${cnodes[1]},127.0.0.1:${cnodes[2]}" \
+    --loglevel warning
+  wait_ping evalproxy_cluster "$EVALPROXY_CLUSTER_PORT"
+  for _ in $(seq 100); do
+    timeout 2 redis-cli -h 127.0.0.1 -p "$EVALPROXY_CLUSTER_PORT" INFO backend 2>/dev/null | tr -d '\r' \
+      | grep -qx 'backend_cluster_state:ok' && break
+    sleep 0.1
+  done
+  timeout 2 redis-cli -h 127.0.0.1 -p "$EVALPROXY_CLUSTER_PORT" INFO backend 2>/dev/null | tr -d '\r' \
+    | grep -qx 'backend_cluster_state:ok' || die "evalproxy in front of the cluster has no complete slot map"
+
+  # The 1-call script on every evalproxy and on every cluster node (native keeps its own).
+  for target in evalproxy-pool1 evalproxy-pool2 evalproxy-pool3 evalproxy-cluster; do
+    s=$(sha "$target" "$INCR_SCRIPT")
+    [ "$s" = "$INCR_SHA" ] || die "SCRIPT LOAD on $target failed: $s"
+  done
+  for p in "${cnodes[@]}"; do
+    s=$(timeout 5 redis-cli -h 127.0.0.1 -p "$p" SCRIPT LOAD "$INCR_SCRIPT" 2>&1)
+    [ "$s" = "$INCR_SHA" ] || die "SCRIPT LOAD on cluster node :$p failed: $s"
+  done
+
+  # redis-benchmark --cluster runs a thread per master, and with threads it sees the
+  # end of a run only on its 250 ms timer: the elapsed time is rounded up to a
+  # multiple of 250 ms, and req/s is low by up to 250 ms / elapsed. So each
+  # cluster-direct test gets as many requests as last at least CLUSTER_SECONDS,
+  # sized by runs that are not recorded: more requests (8 times after a run of 1
+  # tick, 3 times after 2) until a run reports 3 ticks or more (k ticks: it ran
+  # more than k - 1), then scaled by the rate's upper bound, requests / (k - 1) ticks.
+  # A recorded run that still reports no more than CLUSTER_SECONDS (the machine got
+  # faster) is dropped and run again, resized the same way, three runs at most.
+  declare -A CLUSTER_N
+  more_requests() {  # more_requests N MS: the next request count after N took MS (reported)
+    if [ "$2" -lt 500 ]; then echo $(($1 * 8))
+    elif [ "$2" -lt 750 ]; then echo $(($1 * 3))
+    else awk -v n="$1" -v ms="$2" -v s="$CLUSTER_SECONDS" 'BEGIN { printf "%d", n * s * 1000 / (ms - 250) }'
+    fi
+  }
+  cluster_n() {  # cluster_n MODE LABEL ARGS...: sets CLUSTER_N[MODE:LABEL or ARGS]
+    local mode=$1 label=$2; shift 2
+    local n=$SO_N_P1 out=$RUN/cluster-sizing.csv rps ms
+    [ "$mode" = 16 ] && n=$SO_N_P16
+    while :; do
+      check_time
+      timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$CLUSTER_NODE1_PORT" -c "$CLIENTS" \
+        -n "$n" -P "$mode" -r "$RANGE" --csv "$@" >"$out" 2>&1 &
+      CHILD=$!
+      wait "$CHILD" || { CHILD=; sed 's/^/  | /' "$out" | tail -8 >&2; die "sizing redis-benchmark --cluster $* failed"; }
+      CHILD=
+      rps=$(awk -F, '/^"test",/ { h = 1; next } h { gsub(/"/, ""); print $(NF-6); exit }' "$out")
+      ms=$(awk -v n="$n" -v r="${rps:-0}" 'BEGIN { if (r > 0) printf "%d", n * 1000 / r }')
+      [ -n "$ms" ] || { sed 's/^/  | /' "$out" | tail -8 >&2; die "sizing redis-benchmark --cluster $*: no result"; }
+      n=$(more_requests "$n" "$ms")
+      if [ "$ms" -ge 750 ]; then
+        CLUSTER_N["$mode:${label:-$*}"]=$n
+        echo "cluster $mode:${label:-$*}: $n requests" >> "$RUN/cluster-sizing.log"
+        return 0
+      fi
+    done
+  }
+  bench_cluster() {  # bench_cluster REP MODE LABEL ARGS...: bench against the cluster direct
+    local rep=$1 mode=$2 label=$3; shift 3
+    local key="$mode:${label:-$*}" try rps ms
+    for try in 1 2 3; do
+      bench "$rep" cluster "$mode" "$label" 1 "$@" || return 1
+      rps=$(tail -1 "$RAW" | cut -d, -f5)
+      ms=$(awk -v n="${CLUSTER_N[$key]}" -v r="$rps" 'BEGIN { printf "%d", n * 1000 / r }')
+      awk -v ms="$ms" -v s="$CLUSTER_SECONDS" 'BEGIN { exit !(ms > s * 1000) }' && return 0
+      echo "cluster $key: ${CLUSTER_N[$key]} requests reported ${ms} ms (run $try)" >> "$RUN/cluster-sizing.log"
+      [ "$try" = 3 ] && { echo "bench: kept a cluster-direct run of ${ms} ms ($key)" >&2; return 0; }
+      sed -i '$d' "$RAW"
+      CLUSTER_N[$key]=$(more_requests "${CLUSTER_N[$key]}" "$ms")
+    done
+  }
+  # One unrecorded run against every proxy first: the first load on a fresh
+  # process is slower (twemproxy's first run measured a fraction of its later ones).
+  printf 'bench: scale-out: warming up the proxies'
+  for target in evalproxy-pool1 evalproxy-pool2 evalproxy-pool3 twemproxy-pool1 twemproxy-pool2 \
+                twemproxy-pool3 evalproxy-cluster; do
+    check_time
+    timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$(port_of "$target")" -c "$CLIENTS" \
+      -n "$SO_N_P16" -P 16 -r "$RANGE" --csv -t set >"$RUN/warmup-$target.csv" 2>&1 &
+    CHILD=$!
+    wait "$CHILD" || { CHILD=; sed 's/^/  | /' "$RUN/warmup-$target.csv" | tail -8 >&2; die "warm-up run against $target failed"; }
+    CHILD=
+    printf '.'
+  done
+  echo
+  printf 'bench: scale-out: sizing the redis-benchmark --cluster runs'
+  for mode in 16 1; do
+    for t in set get; do
+      cluster_n "$mode" "" --cluster -t "$t"; printf '.'
+    done
+    cluster_n "$mode" "EVALSHA incr" --cluster EVALSHA "$INCR_SHA" 1 'bench:incr:{tag}:__rand_int__'; printf '.'
+  done
+  echo
+
+  # Random keys (-r) spread over the stores. redis-benchmark --cluster puts a hash
+  # tag of its connection's node into {tag}; through evalproxy the key has none, so
+  # the proxy places it.
+  printf 'bench: scale-out'
+  for rep in $(seq "$REPS"); do
+    for mode in 16 1; do
+      for t in set get; do
+        for n in 1 2 3; do
+          bench "$rep" "evalproxy-pool$n" "$mode" "" 1 -t "$t"
+          bench "$rep" "twemproxy-pool$n" "$mode" "" 1 -t "$t"
+        done
+        bench_cluster "$rep" "$mode" "" --cluster -t "$t"
+        bench "$rep" evalproxy-cluster "$mode" "" 1 -t "$t"
+      done
+      bench "$rep" native-pools "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+      for n in 1 2 3; do
+        bench "$rep" "evalproxy-pool$n" "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+      done
+      bench_cluster "$rep" "$mode" "EVALSHA incr" --cluster EVALSHA "$INCR_SHA" 1 'bench:incr:{tag}:__rand_int__'
+      bench "$rep" evalproxy-cluster "$mode" "EVALSHA incr" 1 EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+    done
+  done
+  echo
+  # The keys did spread: every store of the 3-store pool and every cluster master
+  # holds keys written through evalproxy (untagged: key:0..., bench:incr:0...).
+  for p in "$POOL_STORE1_PORT" "$POOL_STORE2_PORT" "$POOL_STORE3_PORT" "${cnodes[@]}"; do
+    for pat in 'key:0*' 'bench:incr:0*'; do
+      [ -n "$(timeout 10 redis-cli -h 127.0.0.1 -p "$p" --scan --pattern "$pat" | head -1)" ] \
+        || { echo "bench: no $pat keys on :$p after the scale-out rows" >&2; FAILED=1; }
+    done
+  done
+fi
+
 # Sanity: the script ran and changed the store (through evalproxy) as on native.
 for port in "$STORE_PORT" "$NATIVE_PORT"; do
   k=$(redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'bench:incr:*' | head -1)
@@ -551,7 +831,7 @@ cleanup
 
 SCALE_ARGS=(); [ -f "$SCALE_CSV" ] && SCALE_ARGS=(--scale "$SCALE_CSV")
 "$PYTHON" bench/report.py "$RAW" "$MEM" "$OUT/results.csv" "$OUT/results.txt" "${SCALE_ARGS[@]}" --clients "$CLIENTS" \
-  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc); memcaslap -T 1 -c $CLIENTS -t ${MC_SECONDS}s"); best of $REPS runs per cell, targets interleaved; load generators on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
+  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc); memcaslap -T 1 -c $CLIENTS -t ${MC_SECONDS}s")$([ "$SCALE_OUT" = 1 ] && echo "; scale-out rows -n $SO_N_P16 with -P 16, $SO_N_P1 with -P 1"); best of $REPS runs per cell, targets interleaved; load generators on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
   || FAILED=1
 
 if [ "$FAILED" -ne 0 ]; then
