@@ -31,7 +31,12 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "backend-tls-ca-cert-file", "backend-tls-ca-cert-dir", "backend-tls-cert-file",
               "backend-tls-key-file", "backend-tls-verify", "functions-file", "lua-script-pipelining",
               "lua-rollback-on-error", "store-emulate", "lua-debug-sessions-max", "metrics-port",
-              "metrics-bind"}
+              "metrics-bind",
+              # pools (twemproxy's settings) and Redis Cluster stores
+              "distribution", "hash", "hash-tag", "auto-eject-hosts", "server-failure-limit",
+              "server-retry-timeout", "cluster-refresh-interval",
+              # live migration
+              "migrate-from", "migrate-rate", "migrate-pause"}
 
 PASSWORD = "Sekr1t-pw"
 
