@@ -247,7 +247,8 @@ typedef struct cluster_req {
     size_t *argvlen;
     int redirects;
     long long first_ms;
-    int asking;
+    int asking;       /* send ASKING first (an ASK redirection) */
+    int asked_last;   /* the last send had ASKING: a TRYAGAIN there is retried with it */
     struct event *retry_ev;
 } cluster_req;
 
@@ -350,7 +351,7 @@ static void req_reply_cb(void *ctx, const backend_reply *br)
         router_now_ms() - q->first_ms < RETRY_FOR_MS) {
         /* A migration moving this command's keys, or a failover: wait. */
         if (head[0] == 'C') refresh_after_change(r);
-        q->asking = 0;
+        q->asking = head[0] == 'T' && q->asked_last;
         retry_later(q, head[0] == 'T' ? 20 : 100);
         return;
     }
@@ -373,6 +374,7 @@ static int req_send(cluster_req *q)
     }
     backend *b = r->stores[q->store].b;
     r->stores[q->store].requests++;
+    q->asked_last = q->asking;
     if (q->asking) {
         static char *asking[1] = {"ASKING"};
         static const size_t asking_len[1] = {6};

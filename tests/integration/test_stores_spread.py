@@ -571,3 +571,27 @@ def test_migration_into_a_pool(workdir, pool_stores):
         if proxy:
             conftest.stop_proxy(proxy)
         old.stop()
+
+
+def test_cluster_multi_key_command_waits_out_a_slot_migration(cluster, cluster_proxy):
+    """MGET of keys of a slot in the middle of a migration, some moved and
+    one missing everywhere: the nodes answer ASK, then TRYAGAIN; the proxy
+    keeps asking (with ASKING) until the slot has moved, and the client gets
+    the reply, not TRYAGAIN."""
+    proxy = cluster_proxy
+    tag = "{waits}"
+    slot = cluster_harness.key_slot(tag)
+    with proxy.connect() as c:
+        assert c.call("MSET", tag + "a", "1", tag + "b", "2") == b"+OK\r\n"
+    src = cluster.slot_owner(slot)
+    dst = [m for m in cluster.masters() if m is not src][0]
+    cluster.begin_slot_migration(slot, dst)
+    cluster.move_slot_keys(slot)
+    got = []
+    with proxy.connect(timeout=30) as c:
+        t = threading.Thread(target=lambda: got.append(c.call("MGET", tag + "a", tag + "b", tag + "c")))
+        t.start()
+        time.sleep(0.5)
+        cluster.finish_slot_migration(slot)
+        t.join(30)
+    assert got == [b"*3\r\n$1\r\n1\r\n$1\r\n2\r\n$-1\r\n"], got
