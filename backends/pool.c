@@ -132,8 +132,8 @@ backend *backend_pool_create(struct event_base *base, const backend_pool_member 
                              const backend_pool_options *opt, int connections, const struct store_tls_options *tls,
                              char *err, size_t errlen)
 {
-    if (n < 1) {
-        snprintf(err, errlen, "a pool needs at least one store");
+    if (n < 1 || n > 1024) {
+        snprintf(err, errlen, "a pool has 1 to 1024 stores"); /* SCAN's cursor names one of 1024 */
         return NULL;
     }
     int distribution = placement_distribution_parse(opt->distribution ? opt->distribution : "ketama");

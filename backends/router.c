@@ -811,11 +811,14 @@ static int split_keys(router *r, int conn, int db, unsigned long long session, i
     return 1;
 }
 
-/* SCAN cursor: the store's cursor times the number of stores, plus the
- * store's index; 0 starts at the first store and ends after the last. A
+/* SCAN cursor: the store's cursor times SCAN_STORES, plus the store's
+ * index (a constant, so that a cursor keeps its meaning when a cluster
+ * shows more nodes); 0 starts at the first store and ends after the last. A
  * store that is done hands over to the next within the same call while
  * fewer keys than COUNT were found, so a keyspace that fits one COUNT is
  * scanned in one call, as on one store. */
+#define SCAN_STORES 1024ULL
+
 typedef struct scan_ctx {
     router_pending link; /* first */
     router *r;
@@ -891,9 +894,8 @@ static void scan_cb(void *ctx, const backend_reply *br)
     for (size_t i = 0; i < keys->elements; i++) router_put_reply(sc->keys, keys->element[i]);
     sc->found += (long long)keys->elements;
     unsigned long long cur = strtoull(p->element[0]->str, NULL, 10);
-    unsigned long long n = (unsigned long long)sc->r->nstores;
     if (cur != 0) {
-        scan_reply_now(sc, cur * n + (unsigned long long)sc->store);
+        scan_reply_now(sc, cur * SCAN_STORES + (unsigned long long)sc->store);
         return;
     }
     int next = next_live_store(sc->r, sc->store + 1);
@@ -937,8 +939,13 @@ static int scan_send(router *r, int conn, int db, unsigned long long session, in
     unsigned long long cursor = strtoull(buf, &end, 10);
     if (*end || buf[0] == '-' || buf[0] == '+') /* the store answers "invalid cursor" */
         return router_send_to(r, r->pl->keyless(r), conn, db, session, argc, argv, argvlen, mode, fn, ctx);
-    unsigned long long n = (unsigned long long)r->nstores;
-    int store = cursor == 0 ? next_live_store(r, 0) : (int)(cursor % n);
+    int store = cursor == 0 ? next_live_store(r, 0) : (int)(cursor % SCAN_STORES);
+    if (store >= r->nstores) {
+        /* No store of ours made this cursor: nothing more to scan. */
+        static const char done[] = "*2\r\n$1\r\n0\r\n*0\r\n";
+        router_reply_later(r, mode, fn, ctx, done, sizeof(done) - 1, NULL);
+        return 0;
+    }
     if (store < 0) {
         snprintf(r->error, sizeof(r->error), "ERR backend %s: no store is available", r->base.display);
         return -1;
@@ -954,7 +961,7 @@ static int scan_send(router *r, int conn, int db, unsigned long long session, in
             long long c = strtoll(sc->argv[i + 1], NULL, 10);
             if (c > 0) sc->want = c;
         }
-    int rc = scan_step(sc, cursor / n);
+    int rc = scan_step(sc, cursor / SCAN_STORES);
     if (rc != 0) scan_free(sc);
     return rc;
 }
