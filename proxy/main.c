@@ -572,13 +572,8 @@ int main(int argc, char **argv)
     if (functions_load_file() != 0) return 1;
 
     char err[512];
-    store_tls_options store_tls = {
-        .ca_file = config.backend_tls_ca_cert_file,
-        .ca_dir = config.backend_tls_ca_cert_dir,
-        .cert_file = config.backend_tls_cert_file,
-        .key_file = config.backend_tls_key_file,
-        .verify = config.backend_tls_verify,
-    };
+    store_tls_options store_tls;
+    config_store_tls(&store_tls);
     backend_command_keys = command_keys_of_line;
     if (config.backend_count > 1) {
         backend_pool_member *members = calloc((size_t)config.backend_count, sizeof(*members));

@@ -762,13 +762,8 @@ int migration_start(struct event_base *base, char *err, size_t errlen)
         snprintf(err, errlen, "migrate-from names the same store as backend: keys would be deleted, not moved");
         return -1;
     }
-    store_tls_options tls = {
-        .ca_file = config.backend_tls_ca_cert_file,
-        .ca_dir = config.backend_tls_ca_cert_dir,
-        .cert_file = config.backend_tls_cert_file,
-        .key_file = config.backend_tls_key_file,
-        .verify = config.backend_tls_verify,
-    };
+    store_tls_options tls;
+    config_store_tls(&tls);
     char why[256];
     mig.old = backend_create(base, config.migrate_from, config.backend_connections, config.databases, &tls, why,
                              sizeof(why));

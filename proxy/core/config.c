@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "backends/backend.h"
+#include "backends/conn.h"
 #include "backends/router.h"
 #include "proxy/core/acl.h"
 #include "util/files.h"
@@ -431,6 +432,17 @@ const char *config_apply(int argc, char **argv, int at_startup)
         return NULL;
     }
     return apply_def(d, argc - 1, argv + 1);
+}
+
+void config_store_tls(store_tls_options *out)
+{
+    *out = (store_tls_options){
+        .ca_file = config.backend_tls_ca_cert_file,
+        .ca_dir = config.backend_tls_ca_cert_dir,
+        .cert_file = config.backend_tls_cert_file,
+        .key_file = config.backend_tls_key_file,
+        .verify = config.backend_tls_verify,
+    };
 }
 
 const char *config_check_backends(void)

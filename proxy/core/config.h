@@ -104,6 +104,9 @@ void config_init_defaults(void);
 /* Applies one directive (argv[0] is its name). Returns NULL on success or a
  * static/allocated reason text (owned by the config module until the next call). */
 const char *config_apply(int argc, char **argv, int at_startup);
+/* The backend-tls-* directives, as the stores' TLS options. */
+struct store_tls_options;
+void config_store_tls(struct store_tls_options *out);
 /* After loading: whether the backend lines make sense together (NULL), or why not. */
 const char *config_check_backends(void);
 /* Loads a file; on error prints "file:line: reason" style message and returns -1. */
