@@ -23,6 +23,9 @@
 #define REDIRECTS_MAX 8
 #define RETRY_MS 50
 #define RETRY_FOR_MS 6000 /* a failover takes a few node timeouts */
+/* A slot being migrated answers TRYAGAIN to a multi-key command until its
+ * last key has moved: that lasts as long as the operator's migration does. */
+#define TRYAGAIN_FOR_MS 60000
 
 typedef struct cluster_state {
     char scheme[16];       /* redis, rediss */
@@ -39,7 +42,13 @@ typedef struct cluster_state {
     struct event *refresh_ev;
     unsigned long long refreshes, moved, asked, retried;
     int served;            /* slots with an owner */
+    /* Per slot, until when it counts as in mid-migration (an ASK or a
+     * TRYAGAIN was seen): multi-key commands over it are split key by key,
+     * since each key answers where it is while the slot as a whole cannot. */
+    long long *migrating_until_ms;
 } cluster_state;
+
+#define MIGRATING_FOR_MS 2000
 
 int backend_url_is_cluster(const char *url)
 {
@@ -210,8 +219,20 @@ static int cluster_owner(router *r, const char *key, size_t len)
 
 static int cluster_group(router *r, const char *key, size_t len)
 {
-    (void)r;
-    return (int)cluster_key_slot(key, len);
+    cluster_state *cs = r->placement_state;
+    int slot = (int)cluster_key_slot(key, len);
+    if (cs->migrating_until_ms[slot] && cs->migrating_until_ms[slot] > router_now_ms()) {
+        /* A group of its own per key (FNV-1a; equal keys stay together). */
+        uint32_t h = 2166136261u;
+        for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
+        return CLUSTER_SLOT_COUNT + (int)(h & 0x3fffffff);
+    }
+    return slot;
+}
+
+static void mark_migrating(cluster_state *cs, int slot)
+{
+    if (slot >= 0 && slot < CLUSTER_SLOT_COUNT) cs->migrating_until_ms[slot] = router_now_ms() + MIGRATING_FOR_MS;
 }
 
 static int cluster_active(router *r, int store)
@@ -342,13 +363,25 @@ static void req_reply_cb(void *ctx, const backend_reply *br)
             } else {
                 cs->asked++;
                 q->asking = 1;
+                mark_migrating(cs, slot);
             }
             if (req_send(q) != 0) req_fail(q, r->error);
             return;
         }
     }
     if (hl && (starts_with(head, hl, "TRYAGAIN") || starts_with(head, hl, "CLUSTERDOWN")) &&
-        router_now_ms() - q->first_ms < RETRY_FOR_MS) {
+        router_now_ms() - q->first_ms < (head[0] == 'T' ? TRYAGAIN_FOR_MS : RETRY_FOR_MS)) {
+        if (head[0] == 'T' && q->argc > 2 && router_command_splits(q->argv[0], q->argvlen[0])) {
+            /* Keys on both sides of a migration: sent again, key by key. */
+            mark_migrating(cs, (int)cluster_key_slot(q->argv[1], q->argvlen[1]));
+            cs->retried++;
+            if (r->base.ops->send(&r->base, q->conn, q->db, q->session, q->argc, q->argv, q->argvlen, q->mode,
+                                  q->fn, q->ctx) != 0)
+                req_fail(q, r->error);
+            else
+                req_free(q);
+            return;
+        }
         /* A migration moving this command's keys, or a failover: wait. */
         if (head[0] == 'C') refresh_after_change(r);
         q->asking = head[0] == 'T' && q->asked_last;
@@ -445,6 +478,7 @@ static void cluster_free(router *r)
     if (cs->refresh_ev) event_free(cs->refresh_ev);
     free(cs->credentials);
     free(cs->is_master);
+    free(cs->migrating_until_ms);
     free(cs);
 }
 
@@ -462,6 +496,8 @@ backend *backend_cluster_create(struct event_base *base, const char *url, int co
     cluster_state *cs = calloc(1, sizeof(*cs));
     if (!r || !cs) abort();
     r->placement_state = cs;
+    cs->migrating_until_ms = calloc(CLUSTER_SLOT_COUNT, sizeof(*cs->migrating_until_ms));
+    if (!cs->migrating_until_ms) abort();
     snprintf(cs->scheme, sizeof(cs->scheme), "%s", secure ? "rediss" : "redis");
     const char *at = strrchr(rest, '@');
     cs->credentials = at ? strndup(rest, (size_t)(at - rest + 1)) : strdup("");

@@ -1046,6 +1046,29 @@ static int sort_refused(router *r, int argc, char **argv, const size_t *argvlen,
     return 0;
 }
 
+/* Commands whose keys the router splits over stores and whose replies it
+ * merges; keys are argv[1], argv[1 + step]... */
+static const struct split_command {
+    const char *name;
+    int kind, step;
+} split_commands[] = {
+    {"mget", MERGE_ELEMENTS, 1}, {"mset", MERGE_OK, 2}, {"msetnx", MERGE_MSETNX, 2}, {"del", MERGE_SUM, 1},
+    {"unlink", MERGE_SUM, 1},    {"exists", MERGE_SUM, 1}, {"touch", MERGE_SUM, 1},    {"watch", MERGE_OK, 1},
+};
+
+static const struct split_command *split_command_of(const char *n, size_t l)
+{
+    for (size_t i = 0; i < sizeof(split_commands) / sizeof(split_commands[0]); i++)
+        if ((n[0] | 0x20) == split_commands[i].name[0] && name_is(n, l, split_commands[i].name))
+            return &split_commands[i];
+    return NULL;
+}
+
+int router_command_splits(const char *name, size_t len)
+{
+    return split_command_of(name, len) != NULL;
+}
+
 /* 1 when the router answers the command itself (rc set). */
 static int router_special(router *r, int conn, int db, unsigned long long session, int argc, char **argv,
                           const size_t *argvlen, int mode, backend_reply_fn *fn, void *ctx, int *rc)
@@ -1053,18 +1076,16 @@ static int router_special(router *r, int conn, int db, unsigned long long sessio
     const char *n = argv[0];
     size_t l = argvlen[0];
     if (l < 3 || l > 9) return 0;
+    const struct split_command *sc = split_command_of(n, l);
+    if (sc) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, sc->kind, 1, sc->step, rc);
     switch (n[0] | 0x20) {
     case 'm':
-        if (name_is(n, l, "mget")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_ELEMENTS, 1, 1, rc);
-        if (name_is(n, l, "mset")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_OK, 1, 2, rc);
-        if (name_is(n, l, "msetnx")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_MSETNX, 1, 2, rc);
         if (name_is(n, l, "multi") && is_dedicated(r, conn)) {
             *rc = dedicated_broadcast(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_OK);
             return 1;
         }
         return 0;
     case 'd':
-        if (name_is(n, l, "del")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_SUM, 1, 1, rc);
         if (name_is(n, l, "dbsize") && argc == 1) {
             *rc = fan_out(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_SUM);
             return 1;
@@ -1075,24 +1096,16 @@ static int router_special(router *r, int conn, int db, unsigned long long sessio
         }
         return 0;
     case 'u':
-        if (name_is(n, l, "unlink")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_SUM, 1, 1, rc);
         if (name_is(n, l, "unwatch") && is_dedicated(r, conn)) {
             *rc = dedicated_broadcast(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_OK);
             return 1;
         }
         return 0;
     case 'e':
-        if (name_is(n, l, "exists")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_SUM, 1, 1, rc);
         if (name_is(n, l, "exec") && is_dedicated(r, conn)) {
             *rc = dedicated_broadcast(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_EXEC);
             return 1;
         }
-        return 0;
-    case 't':
-        if (name_is(n, l, "touch")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_SUM, 1, 1, rc);
-        return 0;
-    case 'w':
-        if (name_is(n, l, "watch")) return split_keys(r, conn, db, session, argc, argv, argvlen, mode, fn, ctx, MERGE_OK, 1, 1, rc);
         return 0;
     case 'k':
         if (name_is(n, l, "keys") && argc == 2) {

@@ -67,6 +67,9 @@ struct router {
     void *placement_state;
 };
 
+/* Whether the router splits this command's keys over stores (MGET, DEL...). */
+int router_command_splits(const char *name, size_t len);
+
 void router_pending_add(router *r, router_pending *p, int conn, void (*drop)(router_pending *p));
 void router_pending_remove(router *r, router_pending *p);
 
