@@ -43,8 +43,8 @@ CFLAGS_ALL = -std=gnu11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter \
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 LIBS_ALL = $(PKG_LIBS) -lm $(LIBS)
 
-# Rooms, lowest first: util/ < lua/, backends/ < proxy/core/ < proxy/commands/ < proxy/main.c
-SRC_DIRS := util lua backends proxy/core proxy/commands proxy
+# Rooms, lowest first: util/ < lua/, backends/ < fleet/ < proxy/core/ < proxy/commands/ < proxy/main.c
+SRC_DIRS := util lua backends fleet proxy/core proxy/commands proxy
 SRCS := $(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c))
 OBJS := $(patsubst %.c,$(BUILD)/%.o,$(SRCS))
 LIB_OBJS := $(filter-out $(BUILD)/proxy/main.o,$(OBJS))

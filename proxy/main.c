@@ -29,6 +29,7 @@
 #include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
+#include "fleet/fleet.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
@@ -514,6 +515,39 @@ static void wire_command_families(void)
     client_set_describer(client_describe);
 }
 
+/* fleet-name: join the fleet; members reach this one at fleet-announce
+ * (default: the first bind address, or 127.0.0.1, and the port). */
+static int start_fleet(void)
+{
+    if (!config.fleet_name || !config.fleet_name[0]) return 0;
+    char host[256];
+    int port = config.port;
+    const char *bind0 = config.bind_count ? config.bind[0] : "127.0.0.1";
+    snprintf(host, sizeof(host), "%s", strcmp(bind0, "*") && strcmp(bind0, "0.0.0.0") && strcmp(bind0, "::") && strcmp(bind0, "::*") ? bind0 : "127.0.0.1");
+    if (config.fleet_announce && config.fleet_announce[0]) {
+        const char *colon = strrchr(config.fleet_announce, ':');
+        if (!colon || !(port = atoi(colon + 1)) || colon == config.fleet_announce) {
+            log_warning("fleet-announce must be host:port, not '%s'", config.fleet_announce);
+            return -1;
+        }
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - config.fleet_announce), config.fleet_announce);
+    }
+    if (!port) {
+        log_warning("a fleet member needs a TCP port (port, or fleet-announce)");
+        return -1;
+    }
+    char credentials[600] = "";
+    if (config.requirepass && config.requirepass[0])
+        snprintf(credentials, sizeof(credentials), ":%s@", config.requirepass);
+    fleet_options o = {config.fleet_name, host, port, config.fleet_lease_ms, credentials};
+    char err[256];
+    if (fleet_start(server.base, server.backend, &o, err, sizeof(err)) != 0) {
+        log_warning("%s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc >= 2 && (!strcmp(argv[1], "-v") || !strcmp(argv[1], "--version"))) {
@@ -555,6 +589,7 @@ int main(int argc, char **argv)
      * for locks is handed over, scripts (pipelined ones too) drop their
      * reply, transactions and subscriptions end. */
     client_add_close_hook(relay_client_gone);
+    client_add_close_hook(fleet_client_gone);
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(emulation_client_gone);
     emulation_init();
@@ -617,6 +652,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (metrics_start(server.base) != 0) return 1;
+    if (start_fleet() != 0) return 1;
     write_pidfile();
 
     sig_events[0] = evsignal_new(server.base, SIGTERM, signal_cb, NULL);
@@ -651,6 +687,7 @@ int main(int argc, char **argv)
     clients_close_all();
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    fleet_stop();
     migration_shutdown(); /* fails the moves still waiting for the old store */
     emulation_shutdown();
     scripting_shutdown();

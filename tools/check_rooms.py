@@ -24,9 +24,10 @@ ROOMS = [
     ("util/", "util", 0),
     ("lua/", "lua", 1),
     ("backends/", "backends", 1),
-    ("proxy/core/", "core", 2),
-    ("proxy/commands/", "commands", 3),
-    ("proxy/", "main", 4),
+    ("fleet/", "fleet", 2),
+    ("proxy/core/", "core", 3),
+    ("proxy/commands/", "commands", 4),
+    ("proxy/", "main", 5),
 ]
 
 

@@ -30,6 +30,7 @@
 #include "proxy/core/tls.h"
 #include "util/glob.h"
 #include "proxy/commands/server_commands.h"
+#include "fleet/fleet.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {
@@ -386,7 +387,7 @@ enum {
     SEC_STATS = 1 << 4, SEC_REPLICATION = 1 << 5, SEC_CPU = 1 << 6, SEC_MODULES = 1 << 7,
     SEC_COMMANDSTATS = 1 << 8, SEC_ERRORSTATS = 1 << 9, SEC_LATENCYSTATS = 1 << 10, SEC_CLUSTER = 1 << 11,
     SEC_SCRIPTING = 1 << 12, SEC_PUBSUB = 1 << 13, SEC_BACKEND = 1 << 14, SEC_KEYSPACE = 1 << 15,
-    SEC_MIGRATION = 1 << 16,
+    SEC_MIGRATION = 1 << 16, SEC_FLEET = 1 << 17,
 };
 /* What the store answers for: its persistence, its keys and their hits. */
 #define SEC_FROM_STORE (SEC_PERSISTENCE | SEC_STATS | SEC_KEYSPACE)
@@ -448,7 +449,7 @@ static unsigned long long store_field(const char *store, size_t slen, const char
 
 #define SEC_DEFAULT                                                                                          \
     (SEC_SERVER | SEC_CLIENTS | SEC_MEMORY | SEC_PERSISTENCE | SEC_STATS | SEC_REPLICATION | SEC_CPU |          \
-     SEC_MODULES | SEC_ERRORSTATS | SEC_CLUSTER | SEC_SCRIPTING | SEC_PUBSUB | SEC_BACKEND | SEC_KEYSPACE | SEC_MIGRATION)
+     SEC_MODULES | SEC_ERRORSTATS | SEC_CLUSTER | SEC_SCRIPTING | SEC_PUBSUB | SEC_BACKEND | SEC_KEYSPACE | SEC_MIGRATION | SEC_FLEET)
 
 /* The sections INFO's arguments ask for, as Redis 7.0 reads them: none is
  * "default"; "all" adds commandstats and latencystats ("everything" too). */
@@ -466,7 +467,7 @@ static unsigned info_sections(int argc, char **argv, size_t *argvlen)
                  {"cluster", SEC_CLUSTER},         {"scripting", SEC_SCRIPTING},
                  {"locks", SEC_SCRIPTING},         {"pubsub", SEC_PUBSUB},
                  {"backend", SEC_BACKEND},         {"keyspace", SEC_KEYSPACE},
-                 {"migration", SEC_MIGRATION}};
+                 {"migration", SEC_MIGRATION},     {"fleet", SEC_FLEET}};
     if (argc == 1) return SEC_DEFAULT;
     unsigned want = 0;
     for (int i = 1; i < argc; i++) {
@@ -841,7 +842,7 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
     SECTION(SEC_COMMANDSTATS) info_commandstats(t);
     SECTION(SEC_ERRORSTATS) info_errorstats(t);
     SECTION(SEC_LATENCYSTATS) info_latencystats(t);
-    SECTION(SEC_CLUSTER) evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:0\r\n");
+    SECTION(SEC_CLUSTER) evbuffer_add_printf(t, "# Cluster\r\ncluster_enabled:%d\r\n", fleet_enabled());
     SECTION(SEC_SCRIPTING) scripting_info(t);
     SECTION(SEC_PUBSUB)
     {
@@ -863,6 +864,12 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
     {
         evbuffer_add_printf(t, "# Migration\r\n");
         migration_info(t);
+    }
+    /* Only in a fleet (fleet-name). */
+    SECTION(want & SEC_FLEET && fleet_enabled() ? SEC_FLEET : 0)
+    {
+        evbuffer_add_printf(t, "# Fleet\r\n");
+        fleet_info(t);
     }
     SECTION(SEC_KEYSPACE)
     {

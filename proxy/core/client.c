@@ -29,6 +29,7 @@
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/server.h"
+
 #include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 

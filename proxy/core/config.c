@@ -111,6 +111,10 @@ static const config_def config_defs[] = {
     {"migrate-from", NULL, CT_STRING, CF_IMMUTABLE, &config.migrate_from, 0, 0, NULL, NULL, NULL},
     {"migrate-rate", NULL, CT_LL, 0, &config.migrate_rate, 1, 100000000, NULL, NULL, NULL},
     {"migrate-pause", NULL, CT_BOOL, 0, &config.migrate_pause, 0, 1, NULL, NULL, NULL},
+    {"fleet-name", NULL, CT_STRING, CF_IMMUTABLE, &config.fleet_name, 0, 0, NULL, NULL, NULL},
+    {"fleet-announce", NULL, CT_STRING, CF_IMMUTABLE, &config.fleet_announce, 0, 0, NULL, NULL, NULL},
+    {"fleet-lease-ms", NULL, CT_LL, CF_IMMUTABLE, &config.fleet_lease_ms, 300, 600000, NULL, NULL, NULL},
+    {"fleet-redirect", NULL, CT_BOOL, 0, &config.fleet_redirect, 0, 1, NULL, NULL, NULL},
     /* Changing a tls-* value rebuilds the TLS context (see tls_configure). */
     {"tls-port", NULL, CT_INT, CF_IMMUTABLE, &config.tls_port, 0, 65535, NULL, NULL, NULL},
     {"tls-cert-file", NULL, CT_STRING, 0, &config.tls_cert_file, 0, 0, NULL, NULL, NULL},
@@ -181,6 +185,7 @@ void config_init_defaults(void)
     config.backend_admin_commands = 0;
     config.backend_connect_timeout_ms = 2000;
     config.migrate_rate = 1000;
+    config.fleet_lease_ms = 3000;
     config.migrate_pause = 0;
     config.backend_blocking_connections = 1024;
     config.maxclients = 10000;

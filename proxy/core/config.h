@@ -80,6 +80,13 @@ typedef struct proxy_config {
     char *migrate_from;
     long long migrate_rate;
     int migrate_pause;
+    /* A fleet of proxies with one lock domain (fleet/): its name (NULL:
+     * this proxy alone), the address members and clients reach this one
+     * at, the seat lease, and MOVED instead of forwarding. */
+    char *fleet_name;
+    char *fleet_announce;
+    long long fleet_lease_ms;
+    int fleet_redirect;
     /* TLS for clients (tls-*), as Redis's directives. */
     int tls_port;
     char *tls_cert_file, *tls_key_file, *tls_key_file_pass;

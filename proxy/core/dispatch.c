@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "backends/backend.h"
 #include "backends/store.h"
@@ -17,6 +18,8 @@
 #include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
 #include "proxy/core/dispatch.h"
+#include "fleet/fleet.h"
+#include "util/cluster_slot.h"
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/args.h"
@@ -77,7 +80,7 @@ static int reply_is_unchanged(int kind, const backend_reply *r)
     return 0;
 }
 
-static void relay_reply_cb(void *ctx, const backend_reply *r)
+void dispatch_relay_reply_cb(void *ctx, const backend_reply *r)
 {
     reply_slot *s = ctx;
     client *c = s->c;
@@ -159,7 +162,7 @@ static void relay_send(client *c, lock_set *ls, int unlocked, int argc, char **a
     s->locks = ls;
     if (tracking_active()) s->tracked = tracking_write_begin(c->id, invocation_command(argc, argv, argvlen), argc, argv, argvlen);
     s->unchanged_reply = ls || s->tracked ? (unsigned)write_unchanged_reply(argc, argv, argvlen) : 0;
-    if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, relay_reply_cb, s) != 0) {
+    if (backend_send_for(b, conn, c->db, c->id, argc, argv, argvlen, BACKEND_RAW, dispatch_relay_reply_cb, s) != 0) {
         if (ls) lock_set_release(ls);
         s->locks = NULL;
         server.stats.backend_errors++;
@@ -528,6 +531,7 @@ void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;
+    if ((argv[0][0] | 0x20) == 'f' && fleet_unwrap_forwarded(c, &argc, argv, argvlen) && argc == 0) return;
     unsigned long long errors = stats_error_replies();
     /* RESP3: until the command is known, only nulls would change. */
     c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
@@ -683,6 +687,10 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
             return;
         }
     }
+    /* A fleet: the member owning the keys' slots runs the command. */
+    if (fleet_enabled() &&
+        fleet_route(c, cmd, r->kind == KIND_RELAY, argc, argv, argvlen))
+        return;
     c->cur_cmd = cmd; /* it runs: commandstats counts it (not the commands EXEC runs) */
     /* MONITOR: scripts show before the calls they make; EXEC shows itself
      * after its commands (transactions.c); administration never shows. */
@@ -729,4 +737,171 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
     if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
     if (store_refused(c, cmd)) return;
     relay_command(c, cmd, argc, argv, argvlen);
+}
+
+/* ---- a fleet: where a command runs ------------------------------------------------ */
+
+#define WAIT_STEP_MS 10
+
+enum { DEST_HERE = 0 }; /* else member index + 1 */
+
+int fleet_unwrap_forwarded(client *c, int *argc, char **argv, size_t *argvlen)
+{
+    if (*argc < 3 || argvlen[0] != 5 || argvlen[1] != 7 || strncasecmp(argv[0], "fleet", 5) ||
+        strncasecmp(argv[1], "forward", 7) || !fleet_enabled())
+        return 0;
+    /* In place: the parser's arrays stay its own (the bytes are in its arena). */
+    memmove(argv, argv + 2, sizeof(*argv) * (size_t)(*argc - 2));
+    memmove(argvlen, argvlen + 2, sizeof(*argvlen) * (size_t)(*argc - 2));
+    *argc -= 2;
+    if (argv == c->parser.argv) c->parser.argc = *argc;
+    c->fleet_peer = 1;
+    return 1;
+}
+
+/* ---- waiting ------------------------------------------------------------------ */
+
+static void rerun(client *c)
+{
+    c->flags &= ~CLIENT_BLOCKED;
+    dispatch_command(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    if (c->flags & CLIENT_CLOSING) return;
+    if (!(c->flags & CLIENT_BLOCKED)) client_unblock(c);
+}
+
+static void wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    rerun(arg);
+}
+
+/* The command stays in the parser; it is dispatched again shortly. */
+static void wait_a_little(client *c)
+{
+    if (!c->fleet_wait_ev) c->fleet_wait_ev = evtimer_new(server.base, wait_cb, c);
+    if (!c->fleet_wait_ev) abort();
+    struct timeval tv = {0, WAIT_STEP_MS * 1000};
+    evtimer_add(c->fleet_wait_ev, &tv);
+    client_block(c);
+}
+
+static void drained(client *c) { rerun(c); }
+
+void fleet_client_gone(client *c)
+{
+    if (c->fleet_wait_ev) event_free(c->fleet_wait_ev);
+    c->fleet_wait_ev = NULL;
+}
+
+/* ---- forwarding ----------------------------------------------------------------- */
+
+static int forward(client *c, int member, int argc, char **argv, size_t *argvlen)
+{
+    backend *peer = fleet_peer(member);
+    int conn = peer ? backend_pick(peer, (unsigned)c->id) : -1;
+    if (conn < 0) return -1;
+    char *wargv_buf[16];
+    size_t wlen_buf[16];
+    char **wargv = argc + 2 <= 16 ? wargv_buf : malloc(sizeof(char *) * (size_t)(argc + 2));
+    size_t *wlen = argc + 2 <= 16 ? wlen_buf : malloc(sizeof(size_t) * (size_t)(argc + 2));
+    if (!wargv || !wlen) abort();
+    wargv[0] = "FLEET";
+    wlen[0] = 5;
+    wargv[1] = "FORWARD";
+    wlen[1] = 7;
+    memcpy(wargv + 2, argv, sizeof(char *) * (size_t)argc);
+    memcpy(wlen + 2, argvlen, sizeof(size_t) * (size_t)argc);
+    reply_slot *s = client_slot_add(c);
+    int rc = backend_send_for(peer, conn, c->db, c->id, argc + 2, wargv, wlen, BACKEND_RAW, dispatch_relay_reply_cb, s);
+    if (wargv != wargv_buf) free(wargv);
+    if (wlen != wlen_buf) free(wlen);
+    if (rc != 0) {
+        reply_error(s->buf, backend_error(peer));
+        client_slot_done(s);
+        return 0;
+    }
+    c->relay_inflight++;
+    c->fleet_dest = member + 1;
+    fleet_count_forwarded();
+    return 0;
+}
+
+/* ---- the decision --------------------------------------------------------------------- */
+
+int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, char **argv, size_t *argvlen)
+{
+    if (!fleet_enabled() || !cmd || command_is_keyspace_wide(cmd)) return 0;
+    if (cmd->key_spec_count == 0 && !cmd->getkeys) {
+        if (c->relay_inflight && c->fleet_dest != DEST_HERE && !c->drain_fn) {
+            client_when_drained(c, drained);
+            client_block(c);
+            return 1;
+        }
+        c->fleet_dest = DEST_HERE;
+        return 0;
+    }
+    int stack_keys[32];
+    int *keys = stack_keys;
+    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 32);
+    if (n > 32) {
+        keys = malloc(sizeof(int) * (size_t)n);
+        if (!keys) abort();
+        n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, n);
+    }
+    int owner = -3, waits = 0, here = 0, first_slot = -1, one_slot = 1;
+    for (int i = 0; i < n; i++) {
+        int slot = (int)cluster_key_slot(argv[keys[i]], argvlen[keys[i]]);
+        if (first_slot < 0) first_slot = slot;
+        else if (slot != first_slot) one_slot = 0;
+        int r = fleet_slot_route(slot);
+        if (r == FLEET_WAIT) waits = 1;
+        else if (r == FLEET_SERVE) here = 1;
+        else if (owner == -3) owner = r;
+        else if (owner != r) owner = -4; /* several others */
+    }
+    if (keys != stack_keys) free(keys);
+    if (n <= 0) return 0;
+
+    long long now = backend_monotonic_ms();
+    /* A member forwarded it here: it runs here, or waits until this member
+     * serves its slots (views differ for a moment around a change). */
+    if (c->fleet_peer && owner >= 0) waits = 1;
+    if (waits) {
+        if (!c->fleet_wait_since_ms) c->fleet_wait_since_ms = now;
+        if (now - c->fleet_wait_since_ms < fleet_wait_limit_ms()) {
+            wait_a_little(c);
+            return 1;
+        }
+        c->fleet_wait_since_ms = 0;
+        reply_error(client_reply_buffer(c), "CLUSTERDOWN Hash slot not served");
+        return 1;
+    }
+    c->fleet_wait_since_ms = 0;
+    int dest = DEST_HERE;
+    int remote_only = !here && owner >= 0;
+    if (remote_only && config.fleet_redirect && !c->fleet_peer && one_slot) {
+        const fleet_member *m = fleet_member_at(owner);
+        fleet_count_redirected();
+        reply_errorf(client_reply_buffer(c), "MOVED %d %s:%d", first_slot, m->host, m->port);
+        return 1;
+    }
+    if (remote_only && forwardable) dest = owner + 1;
+    /* A client's commands run in its order: a change of place waits for
+     * the replies still owed by the other place. */
+    if (c->relay_inflight && c->fleet_dest != dest && !c->drain_fn) {
+        client_when_drained(c, drained);
+        client_block(c);
+        return 1;
+    }
+    if (dest == DEST_HERE) {
+        c->fleet_dest = DEST_HERE;
+        return 0;
+    }
+    if (forward(c, owner, argc, argv, argvlen) != 0) {
+        /* The owner cannot be reached: wait for it, or for the view to drop it. */
+        if (!c->fleet_wait_since_ms) c->fleet_wait_since_ms = now;
+        wait_a_little(c);
+    }
+    return 1;
 }

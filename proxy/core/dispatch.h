@@ -60,6 +60,23 @@ int dispatch_commands_emulated(void);
  * first under its keys' locks, the client still blocked on it). */
 void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 
+/* The reply of a relayed (or forwarded) command into its reply slot. */
+struct backend_reply;
+void dispatch_relay_reply_cb(void *ctx, const struct backend_reply *r);
+
+/* A fleet (fleet/): where a command runs: here, forwarded to the member
+ * that owns its slots, redirected there (fleet-redirect: -MOVED), or after
+ * a wait while its slots change hands. */
+/* FLEET FORWARD <command...> from another member: unwrapped in place (the
+ * client is marked as a member's connection); 1 when it was. */
+int fleet_unwrap_forwarded(client *c, int *argc, char **argv, size_t *argvlen);
+/* 1 when the command was forwarded, redirected or waits (the client is
+ * blocked and it is dispatched again later); 0: it runs here.
+ * forwardable: a plain command the owner can run for this client. */
+int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, char **argv, size_t *argvlen);
+void fleet_client_gone(client *c);
+
+
 /* Registers the handler of a command the proxy answers itself (before dispatch_init). */
 void dispatch_register(const char *name, command_handler *handler);
 void dispatch_set_hooks(const dispatch_hooks *hooks);

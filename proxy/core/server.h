@@ -117,6 +117,13 @@ struct client {
     unsigned hold_over : 1; /* that hold has lasted long enough: write */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
+    /* A fleet: where its relayed commands in flight run (0 here, else a
+     * member index + 1), whether it is another member's connection, and
+     * its command waiting for its slots' owner. */
+    int fleet_dest;
+    int fleet_peer;
+    long long fleet_wait_since_ms;
+    struct event *fleet_wait_ev;
     size_t reply_size_guess; /* its recent replies' size, for pacing */
     client *prev, *next;
 };
