@@ -522,7 +522,7 @@ static struct event *reap_ev;
 
 /* What features keep for a client (scripts, transactions, subscriptions)
  * is let go by the hooks they register, not by client.c naming each one. */
-#define CLOSE_HOOKS_MAX 8
+#define CLOSE_HOOKS_MAX 16
 static client_command_fn *command_handler_fn;
 
 void client_set_command_handler(client_command_fn *fn) { command_handler_fn = fn; }
