@@ -30,6 +30,7 @@
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "fleet/fleet.h"
+#include "proxy/commands/fleet_commands.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
@@ -494,6 +495,12 @@ static const struct {
     {"monitor", cmd_monitor},
 };
 
+/* Commands Redis 7.0 does not have that the proxy answers. */
+static int own_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    return fleet_own_command(c, argc, argv, argvlen) || migration_own_command(c, argc, argv, argvlen);
+}
+
 static void wire_command_families(void)
 {
     for (size_t i = 0; i < sizeof(proxy_commands) / sizeof(proxy_commands[0]); i++)
@@ -508,7 +515,7 @@ static void wire_command_families(void)
         .emulate = emulation_dispatch,
         .emulates = emulation_emulates,
         .debug_command = scripting_debug_command,
-        .own_command = migration_own_command,
+        .own_command = own_command,
     };
     dispatch_set_hooks(&hooks);
     client_set_command_handler(dispatch_command);
@@ -590,6 +597,7 @@ int main(int argc, char **argv)
      * reply, transactions and subscriptions end. */
     client_add_close_hook(relay_client_gone);
     client_add_close_hook(fleet_client_gone);
+    client_add_close_hook(fleet_commands_client_gone);
     client_add_close_hook(scripting_client_gone);
     client_add_close_hook(emulation_client_gone);
     emulation_init();

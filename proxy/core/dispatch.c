@@ -301,7 +301,7 @@ static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, c
 
 void relay_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
-    if (locks_plain_free()) {
+    if (locks_plain_free() && !c->fleet_span) {
         /* No script or transaction holds or wants a lock: nothing to wait for. */
         relay_send(c, NULL, cmd && !(cmd->flags & CMD_WRITE) ? 1 : 2, argc, argv, argvlen);
         return;
@@ -831,7 +831,12 @@ static int forward(client *c, int member, int argc, char **argv, size_t *argvlen
 
 int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, char **argv, size_t *argvlen)
 {
-    if (!fleet_enabled() || !cmd || command_is_keyspace_wide(cmd)) return 0;
+    c->fleet_span = 0;
+    if (!fleet_enabled() || !cmd) return 0;
+    if (command_is_keyspace_wide(cmd)) {
+        c->fleet_span = 1; /* the keyspace unit of every member */
+        return 0;
+    }
     if (cmd->key_spec_count == 0 && !cmd->getkeys) {
         if (c->relay_inflight && c->fleet_dest != DEST_HERE && !c->drain_fn) {
             client_when_drained(c, drained);
@@ -861,6 +866,8 @@ int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, ch
         else if (owner != r) owner = -4; /* several others */
     }
     if (keys != stack_keys) free(keys);
+    /* Keys of several members: it runs here, holding the others' units. */
+    c->fleet_span = owner == -4 || (owner >= 0 && (here || !forwardable));
     if (n <= 0) return 0;
 
     long long now = backend_monotonic_ms();

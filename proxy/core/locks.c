@@ -8,6 +8,10 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "fleet/fleet.h"
+#include "proxy/core/fleet_locks.h"
+#include "util/cluster_slot.h"
+
 typedef struct lock_unit lock_unit;
 typedef struct lock_entry lock_entry;
 
@@ -65,7 +69,17 @@ struct lock_set {
     int nkeys, capkeys;
     uint64_t inline_keys[INLINE_KEYS];
     uint64_t *more_keys;
+    /* A fleet: the units other members own, taken from them in the
+     * members' order (see fleet_chain); local_only: a set a member takes
+     * here for another one (FLEET LOCK). */
+    struct fleet_chain *chain;
+    unsigned local_only : 1;
 };
+
+static int local_acquire(lock_set *ls, int refuse_if_busy);
+static int chain_resume(lock_set *ls);
+static void chain_free(lock_set *ls);
+static int may_give_way(const struct lock_set *s);
 
 /* compat[held][requested] */
 static const unsigned char compat[LOCK_MODES][LOCK_MODES] = {
@@ -87,6 +101,7 @@ static struct {
     unsigned long visit_gen;
     lock_unit **work;
     size_t nwork, capwork;
+    struct event_base *base;
 } L;
 
 /* Finished sets and small units are kept for reuse: a plain command takes
@@ -345,7 +360,10 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     while (drain_head && unlocked_inflight == 0) {
         lock_set *ls = drain_head;
         drain_unlink(ls);
-        if (lock_set_acquire(ls, 0) == LOCK_GRANTED) ls->fn(ls, ls->ctx);
+        if (local_acquire(ls, 0) == LOCK_GRANTED) {
+            if (ls->chain && chain_resume(ls)) continue;
+            ls->fn(ls, ls->ctx);
+        }
     }
 }
 
@@ -502,6 +520,7 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
             wait_observe(mono_us() - ls->wait_start_us);
             ls->wait_start_us = 0;
         }
+        if (ls->chain && chain_resume(ls)) continue;
         if (ls->fn) ls->fn(ls, ls->ctx);
     }
 }
@@ -612,7 +631,7 @@ static int conflicting_busy_holder(const lock_entry *e, int mode)
     return 0;
 }
 
-int lock_set_acquire(lock_set *ls, int refuse_if_busy)
+static int local_acquire(lock_set *ls, int refuse_if_busy)
 {
     if (ls->mode >= LOCK_SCRIPT_RO && unlocked_inflight) {
         ls->draining = 1;
@@ -661,8 +680,287 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
     return LOCK_WAITING;
 }
 
+/* ---- a fleet: units other members own ------------------------------------------ */
+
+/* A set's units are taken member by member in the members' order (their
+ * ids sorted): here when this member's turn comes (every unit is entered
+ * here too, which costs nothing and keeps this member's own queue order),
+ * elsewhere with FLEET LOCK. One global order means declared sets never wait
+ * for each other in a circle across members. Undeclared keys owned
+ * elsewhere are asked for one by one; a wait that lasts is taken for a
+ * deadlock and the script gives way (re-run with its keys declared) when it
+ * may. */
+#define CHAIN_RETRY_MS 20
+#define EXTEND_PATIENCE_MS 50
+
+typedef struct fleet_chain fleet_chain;
+
+typedef struct chain_step {
+    fleet_chain *ch;
+    int member;          /* index in the view when built */
+    int local;
+    int taken;           /* local: acquire called */
+    int granted;         /* remote: FLEET LOCK answered OK */
+    int keyspace;
+    remote_lock *rl;
+    int nunits, capunits;
+    lock_unit **units;
+} chain_step;
+
+struct fleet_chain {
+    lock_set *ls;
+    int n, next, done, refuse_if_busy;
+    chain_step steps[FLEET_MAX_MEMBERS];
+    remote_lock **extends; /* undeclared keys taken at their owners */
+    int nextends, capextends;
+    remote_lock *extend_wait;
+    int extend_after_local; /* the local part of an undeclared key first */
+    int extend_member, extend_db;
+    char *extend_name;
+    size_t extend_len;
+    struct event *timer;    /* a retry, or an undeclared wait's patience */
+};
+
+static void chain_step_add(chain_step *st, lock_unit *u)
+{
+    if (st->nunits == st->capunits) {
+        st->capunits = st->capunits ? st->capunits * 2 : 4;
+        st->units = realloc(st->units, sizeof(*st->units) * (size_t)st->capunits);
+        if (!st->units) abort();
+    }
+    st->units[st->nunits++] = u;
+}
+
+static int unit_owner(const lock_unit *u)
+{
+    return fleet_slot_owner((int)cluster_key_slot(u->name, u->len));
+}
+
+/* The steps of ls, or NULL when every unit is this member's. */
+static fleet_chain *chain_build(lock_set *ls)
+{
+    int self = fleet_self(), members = fleet_member_count();
+    if (self < 0 || members < 2) return NULL;
+    fleet_chain *ch = NULL;
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->intent) continue;
+        for (int m = 0; m < members; m++) {
+            int owner = e->unit == L.keyspace ? m : unit_owner(e->unit);
+            if (e->unit != L.keyspace && m > 0) break;
+            if (owner < 0 || owner == self || owner >= members) continue;
+            if (!ch) {
+                ch = calloc(1, sizeof(*ch));
+                if (!ch) abort();
+                ch->ls = ls;
+                ch->n = members;
+                for (int k = 0; k < members; k++) {
+                    ch->steps[k].ch = ch;
+                    ch->steps[k].member = k;
+                    ch->steps[k].local = k == self;
+                }
+            }
+            if (e->unit == L.keyspace) ch->steps[owner].keyspace = 1;
+            else chain_step_add(&ch->steps[owner], e->unit);
+        }
+    }
+    return ch;
+}
+
+static void chain_remote_cb(void *ctx, int ok);
+static void chain_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void chain_timer(fleet_chain *ch, long long ms)
+{
+    if (!ch->timer) ch->timer = evtimer_new(L.base, chain_timer_cb, ch);
+    if (!ch->timer) abort();
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(ch->timer, &tv);
+}
+
+static int chain_send(fleet_chain *ch, chain_step *st)
+{
+    st->rl = remote_lock_new(st->member, ch->ls->mode, st->keyspace);
+    if (!st->rl) return -1;
+    for (int i = 0; i < st->nunits; i++)
+        remote_lock_add(st->rl, st->units[i]->db, st->units[i]->name, st->units[i]->len);
+    if (remote_lock_send(st->rl, chain_remote_cb, st) != 0) {
+        remote_lock_free(st->rl);
+        st->rl = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Takes the steps it can now: LOCK_GRANTED when all are held, LOCK_WAITING,
+ * or LOCK_BUSY (only before anything is held). */
+static int chain_run(fleet_chain *ch)
+{
+    lock_set *ls = ch->ls;
+    while (ch->next < ch->n) {
+        chain_step *st = &ch->steps[ch->next];
+        if (st->local) {
+            if (!st->taken) {
+                st->taken = 1;
+                int rc = local_acquire(ls, ch->next == 0 ? ch->refuse_if_busy : 0);
+                if (rc == LOCK_BUSY) {
+                    st->taken = 0;
+                    return LOCK_BUSY;
+                }
+                if (rc == LOCK_WAITING) return LOCK_WAITING;
+            } else if (ls->state != SET_GRANTED) {
+                return LOCK_WAITING;
+            }
+        } else if (st->nunits || st->keyspace) {
+            if (!st->rl && chain_send(ch, st) != 0) {
+                chain_timer(ch, CHAIN_RETRY_MS);
+                return LOCK_WAITING;
+            }
+            if (!st->granted) return LOCK_WAITING;
+        }
+        ch->next++;
+    }
+    ch->done = 1;
+    return LOCK_GRANTED;
+}
+
+static void chain_granted(fleet_chain *ch)
+{
+    /* Told from the event loop, as every grant is. */
+    ready_push(ch->ls);
+}
+
+static void chain_remote_cb(void *ctx, int ok)
+{
+    chain_step *st = ctx;
+    fleet_chain *ch = st->ch;
+    if (ok) {
+        st->granted = 1;
+        if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
+        return;
+    }
+    /* The member is gone or refused: ask again shortly, at whichever
+     * member owns these units by then (this one, when it took them over:
+     * they are already held here). */
+    remote_lock_free(st->rl);
+    st->rl = NULL;
+    chain_timer(ch, CHAIN_RETRY_MS);
+}
+
+static void extend_remote_cb(void *ctx, int ok);
+
+static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    fleet_chain *ch = arg;
+    lock_set *ls = ch->ls;
+    if (ch->extend_wait || ls->waiting_extend) {
+        /* An undeclared key has not been granted for a while (here or at its
+         * owner): take it for a deadlock through other members, and give way
+         * if this script may. */
+        if (may_give_way(ls)) {
+            L.stats.deadlocks++;
+            L.stats.aborts++;
+            ls->abort_fn(ls, ls->ctx);
+        }
+        return;
+    }
+    if (ch->done) return;
+    chain_step *st = &ch->steps[ch->next];
+    if (!st->local && !st->rl) {
+        int self = fleet_self();
+        int owner = st->nunits ? unit_owner(st->units[0]) : st->member;
+        if (owner == self || owner < 0) {
+            st->nunits = 0; /* held here already */
+            st->keyspace = 0;
+        } else {
+            st->member = owner;
+        }
+    }
+    if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
+}
+
+/* A grant of the local part (or of an undeclared key's local part) came
+ * through the ready list: 1 when the chain takes it from there, 0 when the
+ * set's owner is to be told now. */
+static int chain_resume(lock_set *ls)
+{
+    fleet_chain *ch = ls->chain;
+    if (ch->extend_after_local) {
+        ch->extend_after_local = 0;
+        ch->extend_wait = remote_lock_new(ch->extend_member, ls->mode, 0);
+        if (ch->extend_wait) {
+            remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);
+            if (remote_lock_send(ch->extend_wait, extend_remote_cb, ch) != 0) {
+                remote_lock_free(ch->extend_wait);
+                ch->extend_wait = NULL;
+            }
+        }
+        if (!ch->extend_wait) return 0; /* the member is gone: go on with what is held */
+        chain_timer(ch, EXTEND_PATIENCE_MS);
+        return 1;
+    }
+    if (ch->done) return 0;
+    return chain_run(ch) != LOCK_GRANTED;
+}
+
+static void extend_remote_cb(void *ctx, int ok)
+{
+    fleet_chain *ch = ctx;
+    remote_lock *rl = ch->extend_wait;
+    ch->extend_wait = NULL;
+    if (ch->timer) evtimer_del(ch->timer);
+    if (ok) {
+        if (ch->nextends == ch->capextends) {
+            ch->capextends = ch->capextends ? ch->capextends * 2 : 4;
+            ch->extends = realloc(ch->extends, sizeof(*ch->extends) * (size_t)ch->capextends);
+            if (!ch->extends) abort();
+        }
+        ch->extends[ch->nextends++] = rl;
+    } else {
+        remote_lock_free(rl);
+    }
+    ready_push(ch->ls);
+}
+
+static void chain_free(lock_set *ls)
+{
+    fleet_chain *ch = ls->chain;
+    ls->chain = NULL;
+    for (int i = 0; i < ch->n; i++) {
+        remote_lock_free(ch->steps[i].rl);
+        free(ch->steps[i].units);
+    }
+    for (int i = 0; i < ch->nextends; i++) remote_lock_free(ch->extends[i]);
+    free(ch->extends);
+    remote_lock_free(ch->extend_wait);
+    free(ch->extend_name);
+    if (ch->timer) event_free(ch->timer);
+    free(ch);
+}
+
+int lock_set_acquire(lock_set *ls, int refuse_if_busy)
+{
+    if (!fleet_enabled() || ls->local_only || ls->state != SET_NEW || ls->draining) return local_acquire(ls, refuse_if_busy);
+    if (!ls->chain) {
+        ls->chain = chain_build(ls);
+        if (!ls->chain) return local_acquire(ls, refuse_if_busy);
+    }
+    ls->chain->refuse_if_busy = refuse_if_busy;
+    int rc = chain_run(ls->chain);
+    if (rc == LOCK_BUSY) {
+        chain_free(ls);
+        return LOCK_BUSY;
+    }
+    return rc; /* while it waits at a member before this one's turn, it stays SET_NEW here */
+}
+
+void lock_set_local_only(lock_set *ls) { ls->local_only = 1; }
+
 void lock_set_release_all(lock_set *ls)
 {
+    if (ls->chain) chain_free(ls);
     if (ls->draining) drain_unlink(ls); /* nothing enqueued on its units yet */
     ready_remove(ls);
     int wrote = ls->state == SET_GRANTED &&
@@ -744,6 +1042,13 @@ void lock_set_set_age(lock_set *ls, unsigned long long age) { ls->age = age; }
 
 void lock_set_cancel_wait(lock_set *ls)
 {
+    fleet_chain *ch = ls->chain;
+    if (ch && (ch->extend_wait || ch->extend_after_local)) {
+        ch->extend_after_local = 0;
+        remote_lock_free(ch->extend_wait);
+        ch->extend_wait = NULL;
+        if (ch->timer) evtimer_del(ch->timer);
+    }
     lock_entry *e = ls->waiting_extend;
     if (!e) return;
     wait_unlink(e);
@@ -800,7 +1105,7 @@ static int cycle_from(lock_unit *u, int mode, const lock_entry *self, lock_set *
     return 0;
 }
 
-int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
+static int local_extend(lock_set *ls, int db, const char *key, size_t len)
 {
     set_note_key(ls, hash_bytes(db, key, len));
     if (lock_set_holds(ls, db, key, len)) return LOCK_GRANTED;
@@ -843,6 +1148,43 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         unit_unref(u);
     }
     return LOCK_DEADLOCK;
+}
+
+int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
+{
+    if (!fleet_enabled() || ls->local_only || fleet_member_count() < 2 || lock_set_holds(ls, db, key, len))
+        return local_extend(ls, db, key, len);
+    const char *name;
+    size_t nlen;
+    lock_unit_name(key, len, &name, &nlen);
+    int owner = fleet_slot_owner((int)cluster_key_slot(name, nlen));
+    if (owner == fleet_self()) owner = -1;
+    int rc = local_extend(ls, db, key, len);
+    if (rc == LOCK_DEADLOCK || (owner < 0 && rc == LOCK_GRANTED)) return rc;
+    fleet_chain *ch = ls->chain;
+    if (!ch) {
+        ch = ls->chain = calloc(1, sizeof(*ch));
+        if (!ch) abort();
+        ch->ls = ls;
+        ch->done = 1;
+    }
+    if (owner >= 0) {
+        ch->extend_member = owner;
+        ch->extend_db = db;
+        free(ch->extend_name);
+        ch->extend_name = malloc(nlen ? nlen : 1);
+        if (!ch->extend_name) abort();
+        memcpy(ch->extend_name, name, nlen);
+        ch->extend_len = nlen;
+        ch->extend_after_local = 1;
+    }
+    if (rc == LOCK_WAITING) {
+        /* A wait here may be part of a circle through other members, which
+         * this member cannot see: one that lasts gives way (see chain_timer_cb). */
+        chain_timer(ch, EXTEND_PATIENCE_MS);
+        return LOCK_WAITING; /* the owner is asked once this member grants it */
+    }
+    return chain_resume(ls) ? LOCK_WAITING : LOCK_GRANTED;
 }
 
 lock_watch *lock_watch_begin(int db, const char *key, size_t len)
@@ -909,6 +1251,7 @@ void locks_init(struct event_base *base)
     if (RAND_bytes((unsigned char *)&L.seed, sizeof(L.seed)) != 1) L.seed = (uint64_t)(uintptr_t)&L;
     L.keyspace = unit_get(-1, "", 0);
     L.keyspace->refs = 1;
+    L.base = base;
     if (base) L.ready_ev = event_new(base, -1, 0, ready_cb, NULL);
     if (base) drain_ev = event_new(base, -1, 0, drain_cb, NULL);
 }

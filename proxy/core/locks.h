@@ -53,6 +53,9 @@ void lock_set_add_keyspace(lock_set *ls); /* the whole keyspace, fully */
 int lock_set_acquire(lock_set *ls, int refuse_if_busy);
 /* Changes who is told of the grant (a waiting set changing hands). */
 void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx);
+/* A fleet: a set this member takes for another one (FLEET LOCK); its
+ * units are all taken here, whoever owns them in this member's view. */
+void lock_set_local_only(lock_set *ls);
 /* Releases everything held, or cancels the wait, and frees the set. */
 void lock_set_release(lock_set *ls);
 

@@ -122,8 +122,10 @@ struct client {
      * its command waiting for its slots' owner. */
     int fleet_dest;
     int fleet_peer;
+    int fleet_span; /* the command being dispatched touches other members' slots */
     long long fleet_wait_since_ms;
     struct event *fleet_wait_ev;
+    struct fleet_hold *fleet_holds; /* units it took here for another member (FLEET LOCK) */
     size_t reply_size_guess; /* its recent replies' size, for pacing */
     client *prev, *next;
 };

@@ -1,0 +1,95 @@
+/* FLEET LOCK <mode> <keyspace 0|1> [<db> <unit>]...: another member takes
+ * units this member owns, for a script, transaction or command it runs
+ * that also touches other members' slots. Answered +OK once granted; held
+ * until FLEET UNLOCK or until the connection closes (a member that dies
+ * gives its units back with its connections). */
+#include "proxy/commands/fleet_commands.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "fleet/fleet.h"
+#include "proxy/core/locks.h"
+#include "proxy/core/reply.h"
+#include "util/strconv.h"
+
+typedef struct fleet_hold {
+    struct fleet_hold *next;
+    client *c;
+    lock_set *ls;
+    reply_slot *slot; /* until granted */
+} fleet_hold;
+
+static void hold_granted(lock_set *ls, void *ctx)
+{
+    fleet_hold *h = ctx;
+    (void)ls;
+    if (!h->slot) return;
+    reply_ok(h->slot->buf);
+    reply_slot *s = h->slot;
+    h->slot = NULL;
+    client_slot_done(s);
+}
+
+static void release_holds(client *c)
+{
+    fleet_hold *h = c->fleet_holds;
+    c->fleet_holds = NULL;
+    while (h) {
+        fleet_hold *next = h->next;
+        lock_set_release(h->ls);
+        free(h);
+        h = next;
+    }
+}
+
+static int arg_is(const char *a, size_t len, const char *name) { return strlen(name) == len && !strncasecmp(a, name, len); }
+
+int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    if (argvlen[0] != 5 || strncasecmp(argv[0], "fleet", 5)) return 0;
+    struct evbuffer *out = client_reply_buffer(c);
+    if (!fleet_enabled()) {
+        reply_error(out, "ERR this proxy is not a fleet member (fleet-name)");
+        return 1;
+    }
+    if (argc == 2 && arg_is(argv[1], argvlen[1], "unlock")) {
+        release_holds(c);
+        reply_ok(out);
+        return 1;
+    }
+    long long mode, ks;
+    if (argc < 4 || !arg_is(argv[1], argvlen[1], "lock") || (argc - 4) % 2 || !string_to_ll(argv[2], argvlen[2], &mode) ||
+        mode < 0 || mode >= LOCK_MODES || !string_to_ll(argv[3], argvlen[3], &ks)) {
+        reply_error(out, "ERR syntax error");
+        return 1;
+    }
+    lock_set *ls = NULL;
+    fleet_hold *h = calloc(1, sizeof(*h));
+    if (!h) abort();
+    ls = lock_set_new((int)mode, hold_granted, h);
+    lock_set_local_only(ls);
+    for (int i = 4; i < argc; i += 2) {
+        long long db;
+        if (!string_to_ll(argv[i], argvlen[i], &db) || db < 0) {
+            lock_set_release(ls);
+            free(h);
+            reply_error(out, "ERR syntax error");
+            return 1;
+        }
+        lock_set_add_key(ls, (int)db, argv[i + 1], argvlen[i + 1]);
+    }
+    if (ks) lock_set_add_keyspace(ls);
+    if (mode == LOCK_SCRIPT_EXCL) lock_set_set_written(ls, 1); /* its holder may write: WATCH versions move */
+    h->c = c;
+    h->ls = ls;
+    h->next = c->fleet_holds;
+    c->fleet_holds = h;
+    h->slot = client_slot_add(c);
+    if (lock_set_acquire(ls, 0) == LOCK_GRANTED) hold_granted(ls, h);
+    return 1;
+}
+
+void fleet_commands_client_gone(client *c) { release_holds(c); }

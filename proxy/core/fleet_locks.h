@@ -1,0 +1,24 @@
+/* Lock units owned by another fleet member, taken from that member: FLEET
+ * LOCK on a connection of their own (the member holds them for as long as
+ * the connection lives, so a requester that dies releases them), FLEET
+ * UNLOCK when done. */
+#ifndef EVALPROXY_FLEET_LOCKS_H
+#define EVALPROXY_FLEET_LOCKS_H
+
+#include <stddef.h>
+
+typedef struct remote_lock remote_lock;
+/* ok 1: granted; 0: failed (the member cannot be reached or refused). */
+typedef void remote_lock_fn(void *ctx, int ok);
+
+/* Starts a request for units (db, unit name) at member, in lock mode,
+ * plus the whole keyspace when keyspace is set. NULL when it cannot even
+ * be sent (fn is not called then). */
+remote_lock *remote_lock_new(int member, int mode, int keyspace);
+void remote_lock_add(remote_lock *rl, int db, const char *name, size_t len);
+int remote_lock_send(remote_lock *rl, remote_lock_fn *fn, void *ctx);
+/* Releases what was granted, or gives up the wait; fn is not called after. */
+void remote_lock_free(remote_lock *rl);
+int remote_lock_member(const remote_lock *rl);
+
+#endif
