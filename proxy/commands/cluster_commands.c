@@ -125,7 +125,7 @@ static void reply_nodes(struct evbuffer *out)
          * the store, not by pings, so a live peer's last pong is now. */
         evbuffer_add_printf(text, "%s %s:%d@0 %s%s - 0 %lld %llu %s", m->id, m->host, m->port,
                             k == self ? "myself,master" : "master", failing ? ",fail" : "",
-                            k == self || failing ? 0 : now, fleet_epoch(), failing ? "disconnected" : "connected");
+                            failing ? 0 : now, fleet_epoch(), failing ? "disconnected" : "connected");
         for (int i = 0; i < n; i++) {
             if (r[i].owner != k) continue;
             if (r[i].start == r[i].end) evbuffer_add_printf(text, " %d", r[i].start);
