@@ -134,7 +134,8 @@ static void reply_nodes(struct evbuffer *out)
         evbuffer_add(text, "\n", 1);
     }
     size_t len = evbuffer_get_length(text);
-    reply_bulk(out, evbuffer_pullup(text, (ssize_t)len), len);
+    /* A fenced member knows no members: an empty text. */
+    reply_bulk(out, len ? (const char *)evbuffer_pullup(text, (ssize_t)len) : "", len);
     evbuffer_free(text);
 }
 

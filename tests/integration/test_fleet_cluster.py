@@ -307,6 +307,34 @@ def test_moved_names_the_owner_cluster_slots_names(fleet):
             c.close()
 
 
+def test_a_member_cut_off_from_the_store_says_the_cluster_is_down(tmp_path):
+    """A member that cannot renew its lease fences itself: it owns nothing,
+    and its CLUSTER replies say so instead of naming stale owners."""
+    store = harness.RedisServer("store-cut", str(tmp_path / "store"), rename_scripting=True).start()
+    member = harness.ProxyProcess(proxy_binary(), store, str(tmp_path / "member"), extra_args=[
+        "--fleet-name", "alone", "--fleet-lease-ms", str(LEASE_MS), "--fleet-redirect", "yes"])
+    try:
+        member.start()
+        wait_serving([member])
+        info = dict(line.split(":", 1) for line in call(member, "CLUSTER", "INFO").decode().split("\r\n") if line)
+        assert (info["cluster_state"], info["cluster_known_nodes"], info["cluster_size"]) == ("ok", "1", "1")
+        assert slot_table(call(member, "CLUSTER", "SLOTS")) == [
+            (0, SLOTS - 1, addr(member), call(member, "CLUSTER", "MYID").decode())]
+        store.kill()
+        deadline = time.monotonic() + 10 * LEASE_MS / 1000
+        while fleet_info(member)["fleet_members"] != "0":
+            assert time.monotonic() < deadline, fleet_info(member)
+            time.sleep(0.05)
+        info = dict(line.split(":", 1) for line in call(member, "CLUSTER", "INFO").decode().split("\r\n") if line)
+        assert (info["cluster_state"], info["cluster_slots_assigned"], info["cluster_known_nodes"],
+                info["cluster_size"]) == ("fail", "0", "0", "0"), info
+        assert call(member, "CLUSTER", "SLOTS") == [] and call(member, "CLUSTER", "SHARDS") == []
+        assert call(member, "CLUSTER", "NODES") == b""
+    finally:
+        stop_proxy(member)
+        store.stop()
+
+
 # ---- clients -----------------------------------------------------------------------------------
 
 INCR = "return {KEYS[1], redis.call('incrby', KEYS[1], ARGV[1])}"
