@@ -415,6 +415,55 @@ def test_redis_py_cluster_client(flushed):
         assert after[1] == before[1], "MOVED replies with an unchanged view"
 
 
+def test_cluster_client_after_a_member_is_killed(tmp_path):
+    """SIGKILL one member: once its lease has run out the others own its
+    slots, say so in CLUSTER SLOTS, and a cluster client that keeps
+    retrying reads every key again."""
+    store = harness.RedisServer("store-kill", str(tmp_path / "store"), rename_scripting=True).start()
+    members = []
+    try:
+        for i in range(3):
+            members.append(harness.ProxyProcess(proxy_binary(), store, str(tmp_path / ("m%d" % i)), extra_args=[
+                "--fleet-name", "killed", "--fleet-lease-ms", str(LEASE_MS), "--fleet-redirect", "yes"]).start())
+        wait_serving(members)
+        rc = RedisCluster(startup_nodes=[ClusterNode(members[0].host, members[0].port)], decode_responses=True)
+        try:
+            keys = ["kill:%d" % i for i in range(200)]
+            for i, k in enumerate(keys):
+                assert rc.set(k, i)
+            victim = members[2]
+            owned = int(fleet_info(victim)["fleet_owned_slots"])
+            assert owned > 0
+            victim.proc.kill()
+            victim.stop()
+            assert not victim.sanitizer_report()
+            survivors = members[:2]
+            started = time.monotonic()
+            for i, k in enumerate(keys):
+                while True:
+                    try:
+                        assert rc.get(k) == str(i)
+                        break
+                    except redis.RedisError:
+                        assert time.monotonic() - started < 20, "key %s unreadable" % k
+                        time.sleep(0.05)
+            print("every key read again %.2f s after the kill" % (time.monotonic() - started))
+        finally:
+            rc.close()
+        wait_serving(survivors)
+        tables = [slot_table(call(m, "CLUSTER", "SLOTS")) for m in survivors]
+        assert tables[0] == tables[1]
+        owner = owners_by_slot(tables[0])
+        assert None not in owner and {w for w, _ in owner} == {addr(m) for m in survivors}
+        info = call(survivors[0], "CLUSTER", "INFO").decode()
+        assert "cluster_state:ok\r\n" in info and "cluster_known_nodes:2\r\n" in info
+    finally:
+        for p in members:
+            if p.proc.returncode is None:
+                stop_proxy(p)
+        store.stop()
+
+
 def run_node(*args):
     p = subprocess.run(["node", os.path.join(NODE_DIR, "fleet_cluster.mjs")] + list(args),
                        capture_output=True, text=True, timeout=150, cwd=NODE_DIR)
