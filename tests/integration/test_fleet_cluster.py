@@ -17,6 +17,7 @@ import time
 import pytest
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 
 import cluster_harness
 import harness
@@ -447,6 +448,18 @@ def test_cluster_client_after_a_member_is_killed(tmp_path):
                     except redis.RedisError:
                         assert time.monotonic() - started < 20, "key %s unreadable" % k
                         time.sleep(0.05)
+                    # redis-py 4.3 may fail its own deepcopy of its connection
+                    # options (AttributeError, or "cannot pickle" wrapped in a
+                    # RedisClusterException) whenever it meets the dead member
+                    # first among its startup nodes, and then never recovers:
+                    # a new client, as an application would make, once the
+                    # survivors no longer list the dead member.
+                    except (RedisClusterException, AttributeError):
+                        assert time.monotonic() - started < 20, "key %s unreadable" % k
+                        rc.close()
+                        wait_serving(survivors)
+                        rc = RedisCluster(startup_nodes=[ClusterNode(m.host, m.port) for m in survivors],
+                                          decode_responses=True)
             print("every key read again %.2f s after the kill" % (time.monotonic() - started))
         finally:
             rc.close()
