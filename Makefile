@@ -119,10 +119,11 @@ resp3-shapes:
 stores:
 	@tools/build_stores.sh
 
-# Client libraries the tests drive (node-redis from the npm registry); a
-# machine without npm or the registry skips those tests.
+# Client libraries the tests drive (node-redis and ioredis from the npm
+# registry), installed again when package-lock.json changes; a machine
+# without npm or the registry skips those tests.
 clients:
-	@cd tests/clients/node && { [ -f node_modules/.package-lock.json ] || \
+	@cd tests/clients/node && { [ node_modules/.package-lock.json -nt package-lock.json ] || \
 	  { command -v npm >/dev/null && timeout 300 npm ci --no-audit --no-fund --loglevel=error; } || \
 	  echo "clients: node-redis not installed; its tests will be skipped"; }
 

@@ -39,6 +39,7 @@
 #include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
 #include "proxy/commands/acl_command.h"
+#include "proxy/commands/cluster_commands.h"
 #include "proxy/commands/connection.h"
 #include "proxy/commands/emulation.h"
 #include "proxy/commands/migration.h"
@@ -501,10 +502,23 @@ static int own_command(client *c, int argc, char **argv, size_t *argvlen)
     return fleet_own_command(c, argc, argv, argvlen) || migration_own_command(c, argc, argv, argvlen);
 }
 
+/* Answered by the proxy only in a fleet: out of one, these keep every
+ * trait of a relayed or refused command (inside MULTI, in COMMAND's list). */
+static const struct {
+    const char *name;
+    command_handler *handler;
+} fleet_commands[] = {
+    {"cluster", cmd_cluster},   {"readonly", cmd_cluster_mode},
+    {"readwrite", cmd_cluster_mode}, {"asking", cmd_cluster_mode},
+};
+
 static void wire_command_families(void)
 {
     for (size_t i = 0; i < sizeof(proxy_commands) / sizeof(proxy_commands[0]); i++)
         dispatch_register(proxy_commands[i].name, proxy_commands[i].handler);
+    if (config.fleet_name && config.fleet_name[0])
+        for (size_t i = 0; i < sizeof(fleet_commands) / sizeof(fleet_commands[0]); i++)
+            dispatch_register(fleet_commands[i].name, fleet_commands[i].handler);
     static const dispatch_hooks hooks = {
         .acl_denies = acl_client_denies,
         .busy_scripts = scripting_busy_count,

@@ -528,6 +528,31 @@ void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char
     hooks.blocking(c, cmd, argc, argv, argvlen);
 }
 
+/* What dispatch_run does with a command no family registered, once it has
+ * passed the checks; only the administration rule and the relay apply to
+ * the commands that fall back here (CLUSTER, READONLY, READWRITE, ASKING). */
+void dispatch_unregistered(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    const char *bar = strchr(cmd->name, '|');
+    char top[64];
+    snprintf(top, sizeof(top), "%.*s", bar ? (int)(bar - cmd->name) : (int)strlen(cmd->name), cmd->name);
+    if (in_list(admin_commands, top) && !config.backend_admin_commands) {
+        reply_errorf(client_reply_buffer(c),
+                     "ERR command '%s' administers the store and is not relayed by evalproxy "
+                     "(set backend-admin-commands yes to allow it)",
+                     top);
+        return;
+    }
+    const char *sort_err = acl_sort_option_denied(c->user, cmd, argc, argv, argvlen);
+    if (sort_err) {
+        reply_error(client_reply_buffer(c), sort_err);
+        return;
+    }
+    if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
+    if (store_refused(c, cmd)) return;
+    relay_command(c, cmd, argc, argv, argvlen);
+}
+
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;

@@ -60,6 +60,11 @@ int dispatch_commands_emulated(void);
  * first under its keys' locks, the client still blocked on it). */
 void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 
+/* A registered handler passing a command on: it is refused as
+ * administration of the store (unless backend-admin-commands) or relayed,
+ * as if no family had registered it. */
+void dispatch_unregistered(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+
 /* The reply of a relayed (or forwarded) command into its reply slot. */
 struct backend_reply;
 void dispatch_relay_reply_cb(void *ctx, const struct backend_reply *r);
