@@ -225,19 +225,24 @@ def main():
     if have_fleet:
         # 'all done': per run, the requests over the slowest member's time (a sum of
         # rates counts a member's rate also while the others had finished).
+        # 'forwarded': the share of the requests the members sent on to another.
         walls = defaultdict(list)
+        fwd_share = defaultdict(list)
         if args.fleet_runs:
-            per_run = defaultdict(list)  # (test, pipeline, target, rep) -> [(requests, rps)]
+            per_run = defaultdict(list)  # (test, pipeline, target, rep) -> [(requests, rps, forwarded)]
             with open(args.fleet_runs, newline="") as f:
                 for row in csv.DictReader(f):
                     try:
+                        fw = float(row["forwarded"]) if row.get("forwarded") else None
                         per_run[(row["test"], row["pipeline"], row["target"], row["rep"])].append(
-                            (float(row["requests"]), float(row["rps"])))
+                            (float(row["requests"]), float(row["rps"]), fw))
                     except ValueError:
                         pass
             for (test, p, target, _), ms in per_run.items():
                 if all(x[1] > 0 for x in ms):
                     walls[(test, p, target)].append(sum(x[0] for x in ms) / max(x[0] / x[1] for x in ms))
+                if all(x[2] is not None for x in ms):
+                    fwd_share[(test, p, target)].append(sum(x[2] for x in ms) / sum(x[0] for x in ms))
         for p in SO_PIPELINES:
             for test in FLEET_TESTS:
                 base = best(test, p, "evalproxy-single")
@@ -255,6 +260,8 @@ def main():
                         missing.append("fleet %s -P %s on %s" % (test, p, target))
                     w = walls.get((test, p, target))
                     r["all_done"] = max(w) if w else None
+                    fs = fwd_share.get((test, p, target))
+                    r["forwarded"] = statistics.median(fs) if fs else None
                     r["fleet/one proxy"] = ratio(r["evalproxy"], base) if target != "evalproxy-single" else None
                     sp = [spread(test, p, t) for t in {target, "evalproxy-single"}]
                     sp = [x for x in sp if x is not None]
@@ -490,14 +497,16 @@ def main():
         lines.append("of one redis-server, beside one evalproxy without a fleet in front of the same store. The %d"
                      % args.clients)
         lines.append("clients are spread over the members, one redis-benchmark per member, all at once; req/s is the")
-        lines.append("sum of their rates, 'all done' the requests over the slowest member's run.")
-        fhead = ["setup", "test", "mode", "clients", "req/s", "all done", "x one proxy", "run spread"]
+        lines.append("sum of their rates, 'all done' the requests over the slowest member's run; 'forwarded' the")
+        lines.append("share of the requests the members sent on to the member owning the key's slot (INFO fleet).")
+        fhead = ["setup", "test", "mode", "clients", "req/s", "all done", "forwarded", "x one proxy", "run spread"]
         ft = [fhead]
         for r in fleet_rows:
             n = r["members"]
             cs = [args.clients // n + (1 if i < args.clients % n else 0) for i in range(n)]
             ft.append([r["setup_name"], r["fleet_test"], MODE_NAMES[r["pipeline"]], "+".join(map(str, cs)),
                        fmt_rps(r["evalproxy"]), fmt_rps(r["all_done"]),
+                       "-" if r["forwarded"] is None else "%.0f%%" % (100 * r["forwarded"]),
                        fmt_ratio(r["fleet/one proxy"]) if r["setup"] != "evalproxy-single" else "1",
                        fmt_ratio(r["min_spread"])])
         fw = [max(len(row[i]) for row in ft) for i in range(len(fhead))]
@@ -512,25 +521,17 @@ def main():
                 lines.append("")
             lines.append(fline(row))
         lines.append("x one proxy: the fleet's req/s over the one proxy's; run spread: worst/best run of the two.")
-        lines.append("EVALSHA incr: the 1-call script, loaded on every member; a member forwards a command for a")
-        lines.append("slot it does not own to the member that does.")
+        lines.append("EVALSHA incr: the 1-call script, loaded on every member and on the one proxy.")
+        unfwd = [r for r in fleet_rows if r["members"] > 1 and r["forwarded"] == 0]
+        if unfwd:
+            lines.append("Forwarded 0%% (%s): those requests ran on the member each client reached."
+                         % ", ".join(sorted({"%s %s" % (r["fleet_test"], MODE_NAMES[r["pipeline"]]) for r in unfwd})))
         if args.fleet_note:
             lines.append(args.fleet_note[0].upper() + args.fleet_note[1:] + ".")
-        fw_notes = []
-        for target, name, n in FLEET_SETUPS[1:]:
-            fi = fleet_info.get(target)
-            if fi:
-                try:
-                    sent, fwd, fences = float(fi["requests"]), float(fi["forwarded"]), int(fi["fences"])
-                except ValueError:
-                    continue
-                fw_notes.append("%s %s of %s (%s)%s" % (name.replace(" members", "").replace(" member", ""),
-                                                       fmt_rps(fwd), fmt_rps(sent),
-                                                       "%.0f%%" % (100 * fwd / sent) if sent else "-",
-                                                       ", %d fence(s)" % fences if fences else ""))
-        if fw_notes:
-            lines.append("Forwarded to the owning member, of all requests sent (warm-up included): "
-                         + "; ".join(fw_notes) + ".")
+        fenced = ["%s: %s" % (name, fleet_info[t]["fences"]) for t, name, _ in FLEET_SETUPS[1:]
+                  if fleet_info.get(t, {}).get("fences", "0") not in ("0", "")]
+        if fenced:
+            lines.append("Members fenced themselves during the run (INFO fleet_fences): " + ", ".join(fenced) + ".")
         lines.append("Geometric means of x one proxy (-P 16 and -P 1):")
         for target, name, n in FLEET_SETUPS[1:]:
             rel = [r["fleet/one proxy"] for r in fleet_rows if r["setup"] == target and r["fleet_test"] != "EVALSHA incr"]

@@ -921,18 +921,20 @@ if [ "$FLEET" = 1 ]; then
   # TARGET at once (the one proxy: one), each with its share of the clients and as
   # large a share of the requests, so that they run about as long. RAW gets the
   # sum of their rates (p50: the members' median, p99: their highest, mean:
-  # weighted by requests; CPU over all members); FLEET_RUNS each member's run.
-  # REP "warmup": run, check, record nothing.
+  # weighted by requests; CPU over all members); FLEET_RUNS each member's run,
+  # with what it forwarded to other members meanwhile (INFO fleet, read outside
+  # the CPU window). REP "warmup": run, check, record nothing.
   declare -A FLEET_SENT
-  echo "rep,target,pipeline,test,member,port,cpu,clients,requests,rps,p50_ms,p99_ms" > "$FLEET_RUNS"
+  echo "rep,target,pipeline,test,member,port,cpu,clients,requests,rps,p50_ms,p99_ms,forwarded" > "$FLEET_RUNS"
   bench_fleet() {
     local rep=$1 target=$2 mode=$3 label=$4; shift 4
     local n=$FLEET_N_P1 ports k i c out outs=() cs=() ns=() pids=() rc=0 bad= total=0
-    local spid ppid s0 s1 p0 p1 scpu pcpu line rps p50 p99 avg members=
+    local spid ppid s0 s1 p0 p1 scpu pcpu line rps p50 p99 avg members= fw0=() fw1=()
     [ "$mode" = 16 ] && n=$FLEET_N_P16
     read -r -a ports <<<"$(fleet_ports "$target")"
     k=${#ports[@]}
     check_time
+    for i in "${!ports[@]}"; do fw0+=("$(fleet_field "${ports[$i]}" fleet_forwarded)"); done
     spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
     s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
     for i in "${!ports[@]}"; do
@@ -950,6 +952,7 @@ if [ "$FLEET" = 1 ]; then
     for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
     CHILD=
     s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
+    for i in "${!ports[@]}"; do fw1+=("$(fleet_field "${ports[$i]}" fleet_forwarded)"); done
     for i in "${!outs[@]}"; do
       if [ "$(grep -c '^"[A-Z]' "${outs[$i]}" 2>/dev/null)" != 1 ] \
          || grep -qE 'Error from server|Could not connect|Connection reset' "${outs[$i]}" "${outs[$i]}.err"; then
@@ -971,8 +974,8 @@ if [ "$FLEET" = 1 ]; then
       line=$(awk -F, '/^"test",/ { h = 1; next } h { gsub(/"/, ""); print $(NF-6), $(NF-3), $(NF-1), $(NF-5); exit }' \
         "${outs[$i]}")
       read -r rps p50 p99 avg <<<"$line"
-      echo "$rep,$target,$mode,$label,$((i + 1)),${ports[$i]},$(fleet_cpu "$i"),${cs[$i]},${ns[$i]},$rps,$p50,$p99" \
-        >> "$FLEET_RUNS"
+      echo "$rep,$target,$mode,$label,$((i + 1)),${ports[$i]},$(fleet_cpu "$i"),${cs[$i]},${ns[$i]},$rps,$p50,$p99,$(
+        [ -n "${fw0[$i]}" ] && [ -n "${fw1[$i]}" ] && echo $((fw1[i] - fw0[i])))" >> "$FLEET_RUNS"
       members="$members$rps $p50 $p99 $avg ${ns[$i]}"$'\n'
     done
     # sorted by p50, for the median
