@@ -2,12 +2,15 @@
 """Turn bench/run.sh's raw measurements into the results table.
 
     report.py RAW_CSV MEMORY_CSV RESULTS_CSV RESULTS_TXT [--scale SCALE_CSV] [--clients N] [--note TEXT]
+              [--fleet-runs FLEET_RUNS_CSV --fleet-info FLEET_CSV --fleet-note TEXT]
 
 RAW_CSV rows: rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us,avg_ms
 (one per redis-benchmark result; pipeline is 16, 1 or c1 = -c 1 -P 1; and one per
 memcaslap run, test "memcaslap get/set 9:1", targets memcached and twemproxy-mc,
 ops/s in rps and its mean latency in avg_ms).
 SCALE_CSV: metric,value lines from bench/scale.py.
+FLEET_RUNS_CSV: each fleet member's own redis-benchmark run (RAW has their sum);
+FLEET_CSV: per fleet, its members' cores and what they forwarded.
 Each throughput cell is the best of the repeated runs; the spread between runs
 (worst/best) is shown too. Latencies and CPU per request are medians of the runs.
 Exits non-zero if a cell has no measurement.
@@ -48,6 +51,12 @@ POOL_SIZES = [1, 2, 3]
 SO_RELAY_TESTS = ["SET", "GET"]
 SO_SCRIPT_TEST = "EVALSHA incr"
 SO_PIPELINES = ["16", "1"]
+# Fleet rows (BENCH_FLEET=1): one evalproxy without a fleet (raw target
+# evalproxy-single) and fleets of 1, 2 and 3 members (evalproxy-fleetN) in front
+# of one store, the clients spread over the members.
+FLEET_SETUPS = [("evalproxy-single", "one proxy (no fleet)", 1)] + [
+    ("evalproxy-fleet%d" % n, "fleet of %d member%s" % (n, "s" if n > 1 else ""), n) for n in (1, 2, 3)]
+FLEET_TESTS = ["SET", "GET", "EVALSHA incr"]
 
 
 def tests_for(p):
@@ -75,6 +84,9 @@ def main():
     ap.add_argument("--scale", default=None)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--note", default="")
+    ap.add_argument("--fleet-runs", default=None)
+    ap.add_argument("--fleet-info", default=None)
+    ap.add_argument("--fleet-note", default="")
     args = ap.parse_args()
 
     runs = defaultdict(list)  # (test, pipeline, target) -> [rps...]
@@ -207,6 +219,60 @@ def main():
             r["ref/1 store"] = (ratio(r[r["ref_col"]], base[base["ref_col"]])
                                 if pool and base and r["ref_col"] == "twemproxy" else None)
 
+    # Fleet rows: the fleet's rate (the sum of its members') in the evalproxy column.
+    have_fleet = args.fleet_runs is not None or any(k[2] == "evalproxy-single" for k in runs)
+    fleet_rows = []
+    if have_fleet:
+        # 'all done': per run, the requests over the slowest member's time (a sum of
+        # rates counts a member's rate also while the others had finished).
+        # 'forwarded': the share of the requests the members sent on to another.
+        walls = defaultdict(list)
+        fwd_share = defaultdict(list)
+        if args.fleet_runs:
+            per_run = defaultdict(list)  # (test, pipeline, target, rep) -> [(requests, rps, forwarded)]
+            with open(args.fleet_runs, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        fw = float(row["forwarded"]) if row.get("forwarded") else None
+                        per_run[(row["test"], row["pipeline"], row["target"], row["rep"])].append(
+                            (float(row["requests"]), float(row["rps"]), fw))
+                    except ValueError:
+                        pass
+            for (test, p, target, _), ms in per_run.items():
+                if all(x[1] > 0 for x in ms):
+                    walls[(test, p, target)].append(sum(x[0] for x in ms) / max(x[0] / x[1] for x in ms))
+                if all(x[2] is not None for x in ms):
+                    fwd_share[(test, p, target)].append(sum(x[2] for x in ms) / sum(x[0] for x in ms))
+        for p in SO_PIPELINES:
+            for test in FLEET_TESTS:
+                base = best(test, p, "evalproxy-single")
+                for target, name, n in FLEET_SETUPS:
+                    r = {"test": "%s: %s" % (name, test), "pipeline": p, "setup": target, "setup_name": name,
+                         "fleet_test": test, "members": n}
+                    for t in TARGETS + MC_TARGETS:
+                        r[t] = None
+                        for c in XCOLS:
+                            r[t + ":" + c] = None
+                    r["evalproxy"] = best(test, p, target)
+                    for x in XCOLS:
+                        r["evalproxy:" + x] = med(test, p, target, x)
+                    if r["evalproxy"] is None:
+                        missing.append("fleet %s -P %s on %s" % (test, p, target))
+                    w = walls.get((test, p, target))
+                    r["all_done"] = max(w) if w else None
+                    fs = fwd_share.get((test, p, target))
+                    r["forwarded"] = statistics.median(fs) if fs else None
+                    r["fleet/one proxy"] = ratio(r["evalproxy"], base) if target != "evalproxy-single" else None
+                    sp = [spread(test, p, t) for t in {target, "evalproxy-single"}]
+                    sp = [x for x in sp if x is not None]
+                    r["min_spread"] = min(sp) if sp else None
+                    fleet_rows.append(r)
+    fleet_info = {}
+    if args.fleet_info:
+        with open(args.fleet_info, newline="") as f:
+            for row in csv.DictReader(f):
+                fleet_info[row["target"]] = row
+
     scale = {}
     if args.scale:
         with open(args.scale, newline="") as f:
@@ -226,7 +292,8 @@ def main():
             mem[row["process"]][row["when"]] = (row["vmhwm_kb"], row["vmrss_kb"])
 
     ratio_keys = ["evalproxy/store", "evalproxy/twemproxy", "evalproxy/native", "mc/evalproxy",
-                  "twemproxy-mc/memcached", "evalproxy-mc/memcached", "pl/native", "rb/evalproxy"]
+                  "twemproxy-mc/memcached", "evalproxy-mc/memcached", "pl/native", "rb/evalproxy",
+                  "fleet/one proxy"]
     csv_targets = TARGETS + MC_TARGETS
     with open(args.results_csv, "w", newline="") as f:
         w = csv.writer(f)
@@ -236,12 +303,13 @@ def main():
         w.writerow(["metric", "pipeline", "unit"] + [t.replace("-", "_") for t in csv_targets]
                    + ["evalproxy_per_store", "evalproxy_per_twemproxy", "evalproxy_per_native",
                       "evalproxy_mc_per_evalproxy", "twemproxy_mc_per_memcached", "evalproxy_mc_per_memcached",
-                      "evalproxy_pl_per_native", "evalproxy_rb_per_evalproxy", "target"]
+                      "evalproxy_pl_per_native", "evalproxy_rb_per_evalproxy", "evalproxy_fleet_per_one_proxy",
+                      "target"]
                    + ["%s_%s" % (col, t.replace("-", "_")) for t, col in xcols])
-        for r in rows + ([mcs_row] if mcs_row else []) + so_rows:
+        for r in rows + ([mcs_row] if mcs_row else []) + so_rows + fleet_rows:
             w.writerow([r["test"], r["pipeline"], "ops/s" if r is mcs_row else "req/s"]
                        + ["" if r[t] is None else "%.0f" % r[t] for t in csv_targets]
-                       + ["" if r[k] is None else "%.3f" % r[k] for k in ratio_keys] + [""]
+                       + ["" if r.get(k) is None else "%.3f" % r[k] for k in ratio_keys] + [""]
                        + ["" if r[t + ":" + c] is None else "%.3f" % r[t + ":" + c] for t, c in xcols])
         blank_ratios = [""] * (len(ratio_keys) + 1)
         procs = {"evalproxy-mc": "evalproxy_mc"}
@@ -422,6 +490,53 @@ def main():
             lines.append("  %-10s  SET/GET: evalproxy/%s %s   EVALSHA: evalproxy/native %s"
                          % (name, "direct" if setup == "cluster" else "twemproxy", fmt_ratio(geomean(rel)),
                             fmt_ratio(geomean(scr))))
+
+    if fleet_rows:
+        lines.append("")
+        lines.append("Fleet, requests/s (best of the repeated runs): evalproxy members sharing a fleet-name in front")
+        lines.append("of one redis-server, beside one evalproxy without a fleet in front of the same store. The %d"
+                     % args.clients)
+        lines.append("clients are spread over the members, one redis-benchmark per member, all at once; req/s is the")
+        lines.append("sum of their rates, 'all done' the requests over the slowest member's run; 'forwarded' the")
+        lines.append("share of the requests the members sent on to the member owning the key's slot (INFO fleet).")
+        fhead = ["setup", "test", "mode", "clients", "req/s", "all done", "forwarded", "x one proxy", "run spread"]
+        ft = [fhead]
+        for r in fleet_rows:
+            n = r["members"]
+            cs = [args.clients // n + (1 if i < args.clients % n else 0) for i in range(n)]
+            ft.append([r["setup_name"], r["fleet_test"], MODE_NAMES[r["pipeline"]], "+".join(map(str, cs)),
+                       fmt_rps(r["evalproxy"]), fmt_rps(r["all_done"]),
+                       "-" if r["forwarded"] is None else "%.0f%%" % (100 * r["forwarded"]),
+                       fmt_ratio(r["fleet/one proxy"]) if r["setup"] != "evalproxy-single" else "1",
+                       fmt_ratio(r["min_spread"])])
+        fw = [max(len(row[i]) for row in ft) for i in range(len(fhead))]
+
+        def fline(row):
+            return "  ".join(c.ljust(fw[j]) if j < 2 else c.rjust(fw[j]) for j, c in enumerate(row))
+
+        lines.append(fline(fhead))
+        lines.append(fline(["-" * x for x in fw]))
+        for i, row in enumerate(ft[1:]):
+            if i and (row[1], row[2]) != (ft[i][1], ft[i][2]):
+                lines.append("")
+            lines.append(fline(row))
+        lines.append("x one proxy: the fleet's req/s over the one proxy's; run spread: worst/best run of the two.")
+        lines.append("EVALSHA incr: the 1-call script, loaded on every member and on the one proxy.")
+        unfwd = [r for r in fleet_rows if r["members"] > 1 and r["forwarded"] == 0]
+        if unfwd:
+            lines.append("Forwarded 0%% (%s): those requests ran on the member each client reached."
+                         % ", ".join(sorted({"%s %s" % (r["fleet_test"], MODE_NAMES[r["pipeline"]]) for r in unfwd})))
+        if args.fleet_note:
+            lines.append(args.fleet_note[0].upper() + args.fleet_note[1:] + ".")
+        fenced = ["%s: %s" % (name, fleet_info[t]["fences"]) for t, name, _ in FLEET_SETUPS[1:]
+                  if fleet_info.get(t, {}).get("fences", "0") not in ("0", "")]
+        if fenced:
+            lines.append("Members fenced themselves during the run (INFO fleet_fences): " + ", ".join(fenced) + ".")
+        lines.append("Geometric means of x one proxy (-P 16 and -P 1):")
+        for target, name, n in FLEET_SETUPS[1:]:
+            rel = [r["fleet/one proxy"] for r in fleet_rows if r["setup"] == target and r["fleet_test"] != "EVALSHA incr"]
+            scr = [r["fleet/one proxy"] for r in fleet_rows if r["setup"] == target and r["fleet_test"] == "EVALSHA incr"]
+            lines.append("  %-18s  SET/GET %s   EVALSHA %s" % (name, fmt_ratio(geomean(rel)), fmt_ratio(geomean(scr))))
 
     if have_mcs:
         def fa(v):

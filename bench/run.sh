@@ -37,6 +37,13 @@
 #                    BENCH_N_P16 and BENCH_N_P1, QUICK=1: all of BENCH_N_P16; 44 runs per repetition)
 #   BENCH_CLUSTER_SECONDS  each redis-benchmark --cluster run lasts at least about this long
 #                    (default 2; QUICK=1: 1.5): its request count is sized for it, see cluster_n
+#   BENCH_FLEET      1 (default): SET/GET and EVALSHA through fleets of 1, 2 and 3 evalproxy
+#                    members (one fleet-name) in front of one redis-server, beside one evalproxy
+#                    without a fleet in front of the same store; 0: skipped
+#   BENCH_FLEET_N_P16, BENCH_FLEET_N_P1  requests per fleet test, split over the members
+#                    (default: BENCH_SCALE_OUT_N_P16 and BENCH_N_P1)
+#   BENCH_FLEET_CPUS cores for the fleet members, taken in turn (default: every core but 0, the
+#                    store's, and 1, the load generators'; with 2 cores that leaves none, so 0)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +67,10 @@ SCALE_OUT=${BENCH_SCALE_OUT:-1}
 SO_N_P16=${BENCH_SCALE_OUT_N_P16:-$([ "$QUICK" = 1 ] && echo "$N_P16" || echo $((N_P16 / 2)))}
 SO_N_P1=${BENCH_SCALE_OUT_N_P1:-$((N_P1 / 2))}
 CLUSTER_SECONDS=${BENCH_CLUSTER_SECONDS:-$([ "$QUICK" = 1 ] && echo 1.5 || echo 2)}
+FLEET=${BENCH_FLEET:-1}
+# Not halved at -P 1: split over three members, shorter runs move too much.
+FLEET_N_P16=${BENCH_FLEET_N_P16:-$SO_N_P16}
+FLEET_N_P1=${BENCH_FLEET_N_P1:-$N_P1}
 MC_TESTS=set,get,incr,mset
 CLIENTS=${BENCH_CLIENTS:-50}
 RANGE=10000
@@ -77,8 +88,12 @@ mkdir -p "$RUN"
 RAW=$OUT/raw.csv
 MEM=$OUT/memory.csv     # process,when,vmhwm_kb,vmrss_kb
 SCALE_CSV=$OUT/scale.csv  # metric,value from bench/scale.py
+# Fleet rows: every member's own redis-benchmark run (RAW has their sum), and
+# where each member ran and what it forwarded.
+FLEET_RUNS=$OUT/fleet-runs.csv
+FLEET_INFO=$OUT/fleet.csv
 echo "rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us,avg_ms" > "$RAW"
-rm -f "$SCALE_CSV"
+rm -f "$SCALE_CSV" "$FLEET_RUNS" "$FLEET_INFO"
 echo "process,when,vmhwm_kb,vmrss_kb" > "$MEM"
 
 die() { echo "bench: $*" >&2; exit 1; }
@@ -120,10 +135,10 @@ EVALPROXY=${EVALPROXY:-./evalproxy}
 # ---------------------------------------------------------------- processes
 PIDS=()
 NAMES=()
-CHILD=   # the redis-benchmark run in progress (run in the background, so signals act at once)
+CHILD=   # the redis-benchmark runs in progress (in the background, so signals act at once)
 cleanup() {
   local i
-  if [ -n "$CHILD" ]; then kill -TERM "$CHILD" 2>/dev/null; wait "$CHILD" 2>/dev/null; CHILD=; fi
+  if [ -n "$CHILD" ]; then kill -TERM $CHILD 2>/dev/null; wait $CHILD 2>/dev/null; CHILD=; fi
   for i in "${!PIDS[@]}"; do
     kill -TERM "${PIDS[$i]}" 2>/dev/null || true
   done
@@ -141,22 +156,25 @@ trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
 # Distinct free loopback ports, all bound at once then released.
 # Scale-out rows: pool stores, an evalproxy and a twemproxy pool per pool size,
 # the cluster nodes with their bus ports (cluster-port, not port + 10000).
+# Fleet rows: a store, one evalproxy without a fleet, the members of fleets of 1, 2 and 3.
 read -r STORE_PORT NATIVE_PORT PROXY_PORT TWEM_PORT TWEM_STATS_PORT MC_PORT MC_PROXY_PORT \
   TWEM_MC_PORT SCALE_PORT PL_PORT RB_PORT \
   POOL_STORE1_PORT POOL_STORE2_PORT POOL_STORE3_PORT \
   EVALPROXY_POOL1_PORT EVALPROXY_POOL2_PORT EVALPROXY_POOL3_PORT \
   TWEM_POOL1_PORT TWEM_POOL2_PORT TWEM_POOL3_PORT TWEM_POOLS_STATS_PORT \
   CLUSTER_NODE1_PORT CLUSTER_NODE2_PORT CLUSTER_NODE3_PORT \
-  CLUSTER_BUS1_PORT CLUSTER_BUS2_PORT CLUSTER_BUS3_PORT EVALPROXY_CLUSTER_PORT < <("$PYTHON" - <<'PY'
+  CLUSTER_BUS1_PORT CLUSTER_BUS2_PORT CLUSTER_BUS3_PORT EVALPROXY_CLUSTER_PORT \
+  FLEET_STORE_PORT FLEET_SINGLE_PORT FLEET1_1_PORT FLEET2_1_PORT FLEET2_2_PORT \
+  FLEET3_1_PORT FLEET3_2_PORT FLEET3_3_PORT < <("$PYTHON" - <<'PY'
 import socket
 socks = []
-for _ in range(28):
+for _ in range(36):
     s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 for s in socks: s.close()
 PY
 )
-[ -n "${EVALPROXY_CLUSTER_PORT:-}" ] || die "could not find free ports"
+[ -n "${FLEET3_3_PORT:-}" ] || die "could not find free ports"
 
 start() {  # start NAME CMD... : background, log to $RUN/NAME.log
   local name=$1; shift
@@ -304,6 +322,16 @@ port_of() {
     twemproxy-pool[123]) eval echo "\$TWEM_POOL${1#twemproxy-pool}_PORT" ;;
     native-pools) echo "$NATIVE_PORT" ;;
     cluster) echo "$CLUSTER_NODE1_PORT" ;; evalproxy-cluster) echo "$EVALPROXY_CLUSTER_PORT" ;;
+    evalproxy-single) echo "$FLEET_SINGLE_PORT" ;;
+    evalproxy-fleet[123]) eval echo "\$FLEET${1#evalproxy-fleet}_1_PORT" ;;
+  esac
+}
+fleet_ports() {  # every member's port (one proxy: its own)
+  case $1 in
+    evalproxy-single) echo "$FLEET_SINGLE_PORT" ;;
+    evalproxy-fleet1) echo "$FLEET1_1_PORT" ;;
+    evalproxy-fleet2) echo "$FLEET2_1_PORT $FLEET2_2_PORT" ;;
+    evalproxy-fleet3) echo "$FLEET3_1_PORT $FLEET3_2_PORT $FLEET3_3_PORT" ;;
   esac
 }
 
@@ -333,6 +361,7 @@ server_pid_of() {  # the processes that execute the commands for TARGET
     *-pool3) echo "${pool_store1_PID:-} ${pool_store2_PID:-} ${pool_store3_PID:-}" ;;
     native-pools) echo "${native_PID:-}" ;;
     cluster|evalproxy-cluster) echo "${cluster_node1_PID:-} ${cluster_node2_PID:-} ${cluster_node3_PID:-}" ;;
+    evalproxy-single|evalproxy-fleet[123]) echo "${fleet_store_PID:-}" ;;
   esac
 }
 proxy_pid_of() {
@@ -345,6 +374,10 @@ proxy_pid_of() {
     evalproxy-pool[123]) eval echo "\${evalproxy_pool${1#evalproxy-pool}_PID:-}" ;;
     twemproxy-pool[123]) echo "${twemproxy_pools_PID:-}" ;;
     evalproxy-cluster) echo "${evalproxy_cluster_PID:-}" ;;
+    evalproxy-single) echo "${evalproxy_single_PID:-}" ;;
+    evalproxy-fleet1) echo "${evalproxy_fleet1_1_PID:-}" ;;
+    evalproxy-fleet2) echo "${evalproxy_fleet2_1_PID:-} ${evalproxy_fleet2_2_PID:-}" ;;
+    evalproxy-fleet3) echo "${evalproxy_fleet3_1_PID:-} ${evalproxy_fleet3_2_PID:-} ${evalproxy_fleet3_3_PID:-}" ;;
   esac
 }
 us_per_req() {  # us_per_req BEFORE AFTER REQUESTS
@@ -556,6 +589,18 @@ if [ "$MEMCACHED" = 1 ]; then
   echo
 fi
 
+# The stores of the scale-out and fleet rows: scripting renamed away, data apart.
+server_conf() {  # server_conf NAME PORT [LINES...]: $RUN/NAME.conf, data in $RUN/NAME
+  local name=$1 port=$2; shift 2
+  mkdir -p "$RUN/$name"
+  printf '%s\n' "port $port" "bind 127.0.0.1" 'save ""' "appendonly no" "daemonize no" \
+    "dir $PWD/$RUN/$name" "$@" > "$RUN/$name.conf"
+}
+NO_SCRIPTING=()
+for c in EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT FUNCTION FCALL FCALL_RO; do
+  NO_SCRIPTING+=("rename-command $c \"\"")
+done
+
 # Scale-out: store pools of 1, 2 and 3 redis-servers (scripting renamed away)
 # behind evalproxy and behind twemproxy, placed alike (ketama, fnv1a_64, the same
 # server list), and a Redis Cluster of 3 masters, direct (redis-benchmark --cluster)
@@ -566,16 +611,6 @@ if [ "$SCALE_OUT" = 1 ]; then
   echo "bench: scale-out: pool stores :$POOL_STORE1_PORT :$POOL_STORE2_PORT :$POOL_STORE3_PORT," \
     "cluster nodes :$CLUSTER_NODE1_PORT :$CLUSTER_NODE2_PORT :$CLUSTER_NODE3_PORT;" \
     "-n $SO_N_P16 with -P 16, $SO_N_P1 with -P 1"
-  server_conf() {  # server_conf NAME PORT [LINES...]: $RUN/NAME.conf, data in $RUN/NAME
-    local name=$1 port=$2; shift 2
-    mkdir -p "$RUN/$name"
-    printf '%s\n' "port $port" "bind 127.0.0.1" 'save ""' "appendonly no" "daemonize no" \
-      "dir $PWD/$RUN/$name" "$@" > "$RUN/$name.conf"
-  }
-  NO_SCRIPTING=()
-  for c in EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT FUNCTION FCALL FCALL_RO; do
-    NO_SCRIPTING+=("rename-command $c \"\"")
-  done
   for i in 1 2 3; do
     eval "port=\$POOL_STORE${i}_PORT"
     server_conf "pool_store$i" "$port" "${NO_SCRIPTING[@]}"
@@ -789,6 +824,201 @@ if [ "$SCALE_OUT" = 1 ]; then
   done
 fi
 
+# Fleets: 1, 2 and 3 evalproxy members with one fleet-name each (one lock domain
+# per fleet) in front of one redis-server, beside one evalproxy without a fleet in
+# front of the same store. The clients are spread over the members: one
+# redis-benchmark per member, all at once, each with its share of the clients and
+# requests; the row's rate is the sum of theirs. Started after the other rows.
+FLEET_NOTE=
+if [ "$FLEET" = 1 ]; then
+  check_time
+  [ "$CLIENTS" -ge 3 ] || die "the fleet rows spread BENCH_CLIENTS over 3 members: at least 3 (or BENCH_FLEET=0)"
+  # Placement. Pinned: the store keeps core 0 and the load generators core 1;
+  # members take BENCH_FLEET_CPUS in turn, by default the cores beyond those two,
+  # so each member gets a core of its own where the machine has them. The one
+  # proxy runs where each fleet's first member runs, so fleet of 1 / one proxy is
+  # the fleet's own cost.
+  FCPUS=()
+  if [ "$PIN" = 1 ]; then
+    if [ -n "${BENCH_FLEET_CPUS:-}" ]; then
+      IFS=, read -r -a FCPUS <<<"$BENCH_FLEET_CPUS"
+    elif [ "$(nproc)" -gt 2 ]; then
+      FCPUS=($(seq 2 $(($(nproc) - 1))))
+    else
+      FCPUS=(0)
+    fi
+  fi
+  fleet_cpu() {  # fleet_cpu K: the core of a fleet's K-th member (0-based)
+    [ "$PIN" = 1 ] && echo "${FCPUS[$(($1 % ${#FCPUS[@]}))]}"
+  }
+  start_on() {  # start_on CPU NAME CMD...: start, pinned to CPU when pinning
+    local cpu=$1; shift
+    [ "$PIN" = 1 ] && SRV_PIN=(taskset -c "$cpu")
+    start "$@"
+    [ "$PIN" = 1 ] && SRV_PIN=(taskset -c 0)
+    return 0
+  }
+  if [ "$PIN" = 1 ]; then
+    FLEET_NOTE="fleet placement: store on core 0, load generators on core 1; one proxy on core $(fleet_cpu 0)"
+    for n in 1 2 3; do
+      cpus=; for k in $(seq 0 $((n - 1))); do cpus="$cpus${cpus:+,}$(fleet_cpu "$k")"; done
+      FLEET_NOTE="$FLEET_NOTE; fleet of $n on core(s) $cpus"
+    done
+    if [ -z "${BENCH_FLEET_CPUS:-}" ] && [ "$(nproc)" -le 2 ]; then
+      FLEET_NOTE="$FLEET_NOTE ($(nproc) cores: none left for members of their own, so every member shares core 0 with the store; BENCH_FLEET_CPUS=0,1 puts them on both cores, beside the load generators)"
+    fi
+  else
+    FLEET_NOTE="fleet placement: unpinned, every process shares the $(nproc) cores"
+  fi
+  echo "bench: fleet: store :$FLEET_STORE_PORT, one proxy :$FLEET_SINGLE_PORT, members" \
+    ":$FLEET1_1_PORT | :$FLEET2_1_PORT :$FLEET2_2_PORT | :$FLEET3_1_PORT :$FLEET3_2_PORT :$FLEET3_3_PORT;" \
+    "-n $FLEET_N_P16 with -P 16, $FLEET_N_P1 with -P 1, split over the members"
+  echo "bench: $FLEET_NOTE"
+
+  server_conf fleet_store "$FLEET_STORE_PORT" "${NO_SCRIPTING[@]}"
+  start fleet_store redis-server "$RUN/fleet_store.conf"
+  wait_ping fleet_store "$FLEET_STORE_PORT"
+  start_on "$(fleet_cpu 0)" evalproxy_single "$EVALPROXY" --bind 127.0.0.1 --port "$FLEET_SINGLE_PORT" \
+    --backend "redis://127.0.0.1:$FLEET_STORE_PORT" --loglevel warning
+  # A fleet name of its own per size (and per run: a fleet lives in its store).
+  for n in 1 2 3; do
+    k=0
+    for port in $(fleet_ports "evalproxy-fleet$n"); do
+      start_on "$(fleet_cpu "$k")" "evalproxy_fleet${n}_$((k + 1))" "$EVALPROXY" --bind 127.0.0.1 \
+        --port "$port" --backend "redis://127.0.0.1:$FLEET_STORE_PORT" --loglevel warning \
+        --fleet-name "bench-$n-$$" --fleet-lease-ms 1000
+      k=$((k + 1))
+    done
+  done
+  wait_ping evalproxy_single "$FLEET_SINGLE_PORT"
+  for n in 1 2 3; do
+    k=1
+    for port in $(fleet_ports "evalproxy-fleet$n"); do wait_ping "evalproxy_fleet${n}_$k" "$port"; k=$((k + 1)); done
+  done
+  fleet_field() {  # fleet_field PORT FIELD: a field of the member's INFO fleet
+    timeout 2 redis-cli -h 127.0.0.1 -p "$1" INFO fleet 2>/dev/null | tr -d '\r' \
+      | awk -F: -v f="$2" '$1 == f { print $2 }'
+  }
+  fleet_serving() {  # every member serving, in a view of its fleet's size
+    local n port
+    for n in 1 2 3; do
+      for port in $(fleet_ports "evalproxy-fleet$n"); do
+        [ "$(fleet_field "$port" fleet_state)" = serving ] && [ "$(fleet_field "$port" fleet_members)" = "$n" ] \
+          || return 1
+      done
+    done
+  }
+  for _ in $(seq 100); do fleet_serving && break; sleep 0.2; done
+  fleet_serving || die "the fleets did not reach fleet_state:serving with every member in view within 20s"
+  # The 1-call script on every member and on the one proxy.
+  for port in "$FLEET_SINGLE_PORT" $(fleet_ports evalproxy-fleet1) $(fleet_ports evalproxy-fleet2) \
+              $(fleet_ports evalproxy-fleet3); do
+    s=$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" SCRIPT LOAD "$INCR_SCRIPT" 2>&1)
+    [ "$s" = "$INCR_SHA" ] || die "SCRIPT LOAD on :$port failed: $s"
+  done
+
+  # bench_fleet REP TARGET MODE LABEL ARGS...: one redis-benchmark per member of
+  # TARGET at once (the one proxy: one), each with its share of the clients and as
+  # large a share of the requests, so that they run about as long. RAW gets the
+  # sum of their rates (p50: the members' median, p99: their highest, mean:
+  # weighted by requests; CPU over all members); FLEET_RUNS each member's run,
+  # with what it forwarded to other members meanwhile (INFO fleet, read outside
+  # the CPU window). REP "warmup": run, check, record nothing.
+  declare -A FLEET_SENT
+  echo "rep,target,pipeline,test,member,port,cpu,clients,requests,rps,p50_ms,p99_ms,forwarded" > "$FLEET_RUNS"
+  bench_fleet() {
+    local rep=$1 target=$2 mode=$3 label=$4; shift 4
+    local n=$FLEET_N_P1 ports k i c out outs=() cs=() ns=() pids=() rc=0 bad= total=0
+    local spid ppid s0 s1 p0 p1 scpu pcpu line rps p50 p99 avg members= fw0=() fw1=()
+    [ "$mode" = 16 ] && n=$FLEET_N_P16
+    read -r -a ports <<<"$(fleet_ports "$target")"
+    k=${#ports[@]}
+    check_time
+    for i in "${!ports[@]}"; do fw0+=("$(fleet_field "${ports[$i]}" fleet_forwarded)"); done
+    spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
+    s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
+    for i in "${!ports[@]}"; do
+      c=$((CLIENTS / k + (i < CLIENTS % k ? 1 : 0)))
+      cs+=("$c"); ns+=($((n * c / CLIENTS))); total=$((total + n * c / CLIENTS))
+    done
+    ns[0]=$((ns[0] + n - total)); total=$n   # the rounding's remainder
+    for i in "${!ports[@]}"; do
+      out=$RUN/fleet-$target-$mode-$rep-$(tr -c 'A-Za-z0-9_.-' '_' <<<"$label")-m$((i + 1)).csv
+      timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "${ports[$i]}" -c "${cs[$i]}" -n "${ns[$i]}" \
+        -P "$mode" -r "$RANGE" --csv "$@" >"$out" 2>"$out.err" &
+      pids+=($!); outs+=("$out")
+    done
+    CHILD="${pids[*]}"
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || rc=$?; done
+    CHILD=
+    s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
+    for i in "${!ports[@]}"; do fw1+=("$(fleet_field "${ports[$i]}" fleet_forwarded)"); done
+    for i in "${!outs[@]}"; do
+      if [ "$(grep -c '^"[A-Z]' "${outs[$i]}" 2>/dev/null)" != 1 ] \
+         || grep -qE 'Error from server|Could not connect|Connection reset' "${outs[$i]}" "${outs[$i]}.err"; then
+        bad="${bad:-${outs[$i]}}"
+      fi
+    done
+    if [ "$rc" -ne 0 ] || [ -n "$bad" ]; then
+      echo "bench: redis-benchmark against $target (-P $mode $label) failed (rc $rc):" >&2
+      sed 's/^/  | /' "${bad:-${outs[0]}}.err" "${bad:-${outs[0]}}" | tail -8 >&2
+      FAILED=1
+      return 1
+    fi
+    FLEET_SENT[$target]=$(( ${FLEET_SENT[$target]:-0} + total ))
+    [ "$rep" = warmup ] && { printf '.'; return 0; }
+    scpu=$(us_per_req "$s0" "$s1" "$total")
+    pcpu=$(us_per_req "$p0" "$p1" "$total")
+    # "test","rps","avg","min","p50","p95","p99","max": counted from the end
+    for i in "${!outs[@]}"; do
+      line=$(awk -F, '/^"test",/ { h = 1; next } h { gsub(/"/, ""); print $(NF-6), $(NF-3), $(NF-1), $(NF-5); exit }' \
+        "${outs[$i]}")
+      read -r rps p50 p99 avg <<<"$line"
+      echo "$rep,$target,$mode,$label,$((i + 1)),${ports[$i]},$(fleet_cpu "$i"),${cs[$i]},${ns[$i]},$rps,$p50,$p99,$(
+        [ -n "${fw0[$i]}" ] && [ -n "${fw1[$i]}" ] && echo $((fw1[i] - fw0[i])))" >> "$FLEET_RUNS"
+      members="$members$rps $p50 $p99 $avg ${ns[$i]}"$'\n'
+    done
+    # sorted by p50, for the median
+    sort -n -k2,2 <<<"$members" | awk -v rep="$rep" -v t="$target" -v m="$mode" -v l="$label" -v sc="$scpu" \
+      -v pc="$pcpu" '
+      NF == 5 { r += $1; p50[++k] = $2; if ($3 > p99) p99 = $3; a += $4 * $5; n += $5 }
+      END { med = k % 2 ? p50[(k + 1) / 2] : (p50[k / 2] + p50[k / 2 + 1]) / 2
+            printf "%s,%s,%s,%s,%.2f,%.3f,%.3f,%s,%s,%.3f\n", rep, t, m, l, r, med, p99, sc, pc, a / n }' \
+      >> "$RAW"
+    printf '.'
+  }
+  FLEET_TARGETS="evalproxy-single evalproxy-fleet1 evalproxy-fleet2 evalproxy-fleet3"
+  # One unrecorded run against every member first, as for the scale-out proxies.
+  printf 'bench: fleet: warming up'
+  for target in $FLEET_TARGETS; do bench_fleet warmup "$target" 16 SET -t set; done
+  echo
+  printf 'bench: fleet'
+  for rep in $(seq "$REPS"); do
+    for mode in 16 1; do
+      for t in SET GET; do
+        for target in $FLEET_TARGETS; do bench_fleet "$rep" "$target" "$mode" "$t" -t "${t,,}"; done
+      done
+      for target in $FLEET_TARGETS; do
+        bench_fleet "$rep" "$target" "$mode" "EVALSHA incr" EVALSHA "$INCR_SHA" 1 'bench:incr:__rand_int__'
+      done
+    done
+  done
+  echo
+  # Every member still serving in its full view, none fenced; what they forwarded.
+  echo "target,members,cpus,requests,forwarded,fences" > "$FLEET_INFO"
+  for n in 1 2 3; do
+    fwd=0; fences=0; cpus=; k=0
+    for port in $(fleet_ports "evalproxy-fleet$n"); do
+      [ "$(fleet_field "$port" fleet_state)" = serving ] && [ "$(fleet_field "$port" fleet_members)" = "$n" ] \
+        || { echo "bench: fleet member :$port is no longer serving in a view of $n after the fleet rows" >&2; FAILED=1; }
+      fwd=$((fwd + $(fleet_field "$port" fleet_forwarded))); fences=$((fences + $(fleet_field "$port" fleet_fences)))
+      cpus="$cpus${cpus:+ }$(fleet_cpu "$k")"; k=$((k + 1))
+    done
+    [ "$n" -gt 1 ] && [ "$fwd" = 0 ] && { echo "bench: the fleet of $n forwarded nothing" >&2; FAILED=1; }
+    echo "evalproxy-fleet$n,$n,$cpus,${FLEET_SENT[evalproxy-fleet$n]:-0},$fwd,$fences" >> "$FLEET_INFO"
+  done
+fi
+
 # Sanity: the script ran and changed the store (through evalproxy) as on native.
 for port in "$STORE_PORT" "$NATIVE_PORT"; do
   k=$(redis-cli -h 127.0.0.1 -p "$port" --scan --pattern 'bench:incr:*' | head -1)
@@ -830,8 +1060,10 @@ fi
 cleanup
 
 SCALE_ARGS=(); [ -f "$SCALE_CSV" ] && SCALE_ARGS=(--scale "$SCALE_CSV")
+[ -f "$FLEET_RUNS" ] && SCALE_ARGS+=(--fleet-runs "$FLEET_RUNS" --fleet-note "$FLEET_NOTE")
+[ -f "$FLEET_INFO" ] && SCALE_ARGS+=(--fleet-info "$FLEET_INFO")
 "$PYTHON" bench/report.py "$RAW" "$MEM" "$OUT/results.csv" "$OUT/results.txt" "${SCALE_ARGS[@]}" --clients "$CLIENTS" \
-  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc); memcaslap -T 1 -c $CLIENTS -t ${MC_SECONDS}s")$([ "$SCALE_OUT" = 1 ] && echo "; scale-out rows -n $SO_N_P16 with -P 16, $SO_N_P1 with -P 1"); best of $REPS runs per cell, targets interleaved; load generators on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
+  --note "$CLIENTS clients (1 for -c 1), -r $RANGE, -n $N_P16 with -P 16, $N_P1 with -P 1, $N_C1 with -c 1$([ "$MEMCACHED" = 1 ] && echo " (-n $N_MC against evalproxy-mc); memcaslap -T 1 -c $CLIENTS -t ${MC_SECONDS}s")$([ "$SCALE_OUT" = 1 ] && echo "; scale-out rows -n $SO_N_P16 with -P 16, $SO_N_P1 with -P 1")$([ "$FLEET" = 1 ] && echo "; fleet rows -n $FLEET_N_P16 with -P 16, $FLEET_N_P1 with -P 1, split over the members"); best of $REPS runs per cell, targets interleaved; load generators on the same $(nproc)-core machine; $PIN_NOTE$([ "$QUICK" = 1 ] && echo "; QUICK=1"). ${SECONDS}s total." \
   || FAILED=1
 
 if [ "$FAILED" -ne 0 ]; then
