@@ -710,6 +710,9 @@ typedef struct chain_step {
 struct fleet_chain {
     lock_set *ls;
     int n, next, done, refuse_if_busy;
+    int restart; /* an empty chain waiting to start the set again */
+    int failed;  /* a member could not be asked: start again */
+    unsigned long long epoch; /* the view its steps were built from */
     chain_step steps[FLEET_MAX_MEMBERS];
     remote_lock **extends; /* undeclared keys taken at their owners */
     int nextends, capextends;
@@ -754,6 +757,7 @@ static fleet_chain *chain_build(lock_set *ls)
                 if (!ch) abort();
                 ch->ls = ls;
                 ch->n = members;
+                ch->epoch = fleet_epoch();
                 for (int k = 0; k < members; k++) {
                     ch->steps[k].ch = ch;
                     ch->steps[k].member = k;
@@ -768,6 +772,7 @@ static fleet_chain *chain_build(lock_set *ls)
 }
 
 static void chain_remote_cb(void *ctx, int ok);
+static void local_unacquire(lock_set *ls);
 static void chain_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void chain_timer(fleet_chain *ch, long long ms)
@@ -812,7 +817,10 @@ static int chain_run(fleet_chain *ch)
                 return LOCK_WAITING;
             }
         } else if (st->nunits || st->keyspace) {
-            if (!st->rl && chain_send(ch, st) != 0) {
+            /* Members are steps by their place in the view it was built
+             * from: once the view changes, the set starts again. */
+            if (!st->rl && (fleet_epoch() != ch->epoch || chain_send(ch, st) != 0)) {
+                ch->failed = 1; /* started again from the view shortly */
                 chain_timer(ch, CHAIN_RETRY_MS);
                 return LOCK_WAITING;
             }
@@ -839,12 +847,37 @@ static void chain_remote_cb(void *ctx, int ok)
         if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
         return;
     }
-    /* The member is gone or refused: ask again shortly, at whichever
-     * member owns these units by then (this one, when it took them over:
-     * they are already held here). */
-    remote_lock_free(st->rl);
-    st->rl = NULL;
-    chain_timer(ch, CHAIN_RETRY_MS);
+    /* The member is gone or refused. Its units have other owners by now
+     * (or soon): everything taken is given back and the set starts again
+     * shortly from the new view, so the members' order still holds. */
+    lock_set *ls = ch->ls;
+    int local_taken = 0;
+    for (int i = 0; i < ch->n; i++) local_taken |= ch->steps[i].local && ch->steps[i].taken;
+    if (local_taken) local_unacquire(ls);
+    chain_free(ls);
+    fleet_chain *fresh = calloc(1, sizeof(*fresh));
+    if (!fresh) abort();
+    fresh->ls = ls;
+    fresh->restart = 1;
+    ls->chain = fresh;
+    chain_timer(fresh, CHAIN_RETRY_MS);
+}
+
+/* Gives back what the set holds or waits for here, keeping its entries. */
+static void local_unacquire(lock_set *ls)
+{
+    if (ls->draining) drain_unlink(ls);
+    ready_remove(ls);
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->granted) holder_unlink(e);
+        else if (!e->cancelled && ls->state != SET_NEW) wait_unlink(e);
+        work_push(e->unit);
+    }
+    if (ls->state == SET_GRANTED) L.stats.sets_holding--;
+    else if (ls->state == SET_WAITING) L.stats.sets_waiting--;
+    ls->state = SET_NEW;
+    process_work();
 }
 
 static void extend_remote_cb(void *ctx, int ok);
@@ -855,6 +888,16 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     fleet_chain *ch = arg;
     lock_set *ls = ch->ls;
+    if (ch->restart || ch->failed) {
+        int local_taken = 0;
+        for (int i = 0; i < ch->n; i++) local_taken |= ch->steps[i].local && ch->steps[i].taken;
+        if (local_taken) local_unacquire(ls);
+        chain_free(ls);
+        ls->chain = chain_build(ls);
+        int rc = ls->chain ? chain_run(ls->chain) : local_acquire(ls, 0);
+        if (rc == LOCK_GRANTED) ready_push(ls);
+        return;
+    }
     if (ch->extend_wait || ls->waiting_extend) {
         /* An undeclared key has not been granted for a while (here or at its
          * owner): take it for a deadlock through other members, and give way
@@ -867,17 +910,6 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (ch->done) return;
-    chain_step *st = &ch->steps[ch->next];
-    if (!st->local && !st->rl) {
-        int self = fleet_self();
-        int owner = st->nunits ? unit_owner(st->units[0]) : st->member;
-        if (owner == self || owner < 0) {
-            st->nunits = 0; /* held here already */
-            st->keyspace = 0;
-        } else {
-            st->member = owner;
-        }
-    }
     if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
 }
 
@@ -887,8 +919,12 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
 static int chain_resume(lock_set *ls)
 {
     fleet_chain *ch = ls->chain;
+    if (ch->restart || ch->failed) return 1;
     if (ch->extend_after_local) {
         ch->extend_after_local = 0;
+        /* Its owner now (the view may have changed while it waited here). */
+        ch->extend_member = fleet_slot_owner((int)cluster_key_slot(ch->extend_name, ch->extend_len));
+        if (ch->extend_member < 0 || ch->extend_member == fleet_self()) return 0;
         ch->extend_wait = remote_lock_new(ch->extend_member, ls->mode, 0);
         if (ch->extend_wait) {
             remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);

@@ -36,7 +36,8 @@ PROXY_ONLY = {"backend", "backend-connections", "backend-admin-commands",
               "distribution", "hash", "hash-tag", "auto-eject-hosts", "server-failure-limit",
               "server-retry-timeout", "cluster-refresh-interval",
               # live migration
-              "migrate-from", "migrate-rate", "migrate-pause"}
+              "migrate-from", "migrate-rate", "migrate-pause",
+              "fleet-name", "fleet-announce", "fleet-lease-ms", "fleet-redirect"}
 
 PASSWORD = "Sekr1t-pw"
 
