@@ -198,9 +198,15 @@ static void schedule_retry(resp_conn *c)
     c->backoff_ms = c->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : c->backoff_ms * 2;
 }
 
+static void conn_free_dedicated(resp_conn *c);
+
 static void conn_drop(resp_conn *c, const char *why)
 {
     int was_ready = c->state == CONN_READY;
+    /* The failure callbacks may release this (dedicated) connection: it is
+     * freed once they have all run. */
+    unsigned was_delivering = c->delivering;
+    c->delivering = 1;
     store_writer_forget(&c->writer);
     if (c->bev) {
         bufferevent_free(c->bev);
@@ -229,7 +235,9 @@ static void conn_drop(resp_conn *c, const char *why)
         c->push_fn = NULL;
         fn(c->push_ctx, &r);
     }
+    c->delivering = was_delivering;
     if (!c->dedicated) schedule_retry(c);
+    else if (!was_delivering && c->free_after) conn_free_dedicated(c);
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)

@@ -181,7 +181,10 @@ const fleet_member *fleet_member_at(int i) { return i >= 0 && i < F.nmembers ? &
 int fleet_self(void) { return F.self; }
 const char *fleet_self_id(void) { return F.self_id; }
 unsigned long long fleet_epoch(void) { return F.epoch; }
-long long fleet_wait_limit_ms(void) { return 2 * F.lease_ms + 1000; }
+/* A dead member's slots: its seat expires (a lease), it is missing for a
+ * lease, a poll sees it; a member started in its place then waits a lease
+ * before serving the ranges it takes: with room for a slow machine. */
+long long fleet_wait_limit_ms(void) { return 6 * F.lease_ms + 2000; }
 void fleet_count_forwarded(void) { F.forwarded++; }
 void fleet_count_redirected(void) { F.redirected++; }
 
