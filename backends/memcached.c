@@ -210,7 +210,10 @@ static void exp_push(mc_conn *c, mc_req *r, int tag, int dump)
         c->ehead = 0;
     }
     c->exp[(c->ehead + c->elen) % c->ecap] = (mc_expect){r, tag, dump};
-    store_writer_soon(&c->writer); /* its command is in the output */
+    /* Its command is in the output; one sent with nothing else in flight
+     * may find its reply right after the write. */
+    if (c->elen == 0) store_writer_soon_lone(&c->writer);
+    else store_writer_soon(&c->writer);
     c->elen++;
     r->pending++;
 }
