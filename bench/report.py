@@ -31,6 +31,12 @@ MEMCASLAP_TEST = "memcaslap get/set 9:1"
 # evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
 # one request outstanding per connection on both sides.
 MC_VS_DIRECT = ["SET", "GET", "EVALSHA get", "EVALSHA incr"]
+# Calls inside one script (bench/calls.lua): one client runs a script of
+# CALLS_PER_RUN sequential redis.call's on evalproxy and on native, beside a
+# GET at -c 1 straight to the store (CALLS_REF_TEST on target store).
+CALLS_TEST = "calls 10000"
+CALLS_REF_TEST = "GET beside calls"
+CALLS_PER_RUN = 10000
 XCOLS = ("p50_ms", "p99_ms", "avg_ms", "server_cpu_us", "proxy_cpu_us")
 # Targets of the benchmark issue for the scale rows, KiB each.
 SCALE_TARGET_KIB = {"idle connection": 4, "script in flight": 32}
@@ -48,12 +54,6 @@ POOL_SIZES = [1, 2, 3]
 SO_RELAY_TESTS = ["SET", "GET"]
 SO_SCRIPT_TEST = "EVALSHA incr"
 SO_PIPELINES = ["16", "1"]
-# Calls inside one script (bench/calls.lua): one client runs a script of
-# CALLS_PER_RUN sequential redis.call's on evalproxy and on native, beside a
-# GET at -c 1 straight to the store (CALLS_REF_TEST on target store).
-CALLS_TEST = "calls 10000"
-CALLS_REF_TEST = "GET beside calls"
-CALLS_PER_RUN = 10000
 
 
 def tests_for(p):
