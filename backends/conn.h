@@ -48,19 +48,32 @@ const char *store_conn_failure(struct bufferevent *bev, short what, char *buf, s
  * client replies: every command queued in the turn goes out in one write,
  * with no write event (two epoll_ctl calls and one more loop turn) per
  * batch. Only a full socket hands the rest to the bufferevent's write
- * event. TLS connections keep the bufferevent's own writes. A backend embeds
- * one store_writer per connection. */
+ * event. Replies are read by the proxy too, with no FIONREAD before each
+ * read as libevent's reads make. TLS connections keep the bufferevent's own
+ * reads and writes. A backend embeds one store_writer per connection. */
 typedef struct store_writer {
     struct bufferevent *bev;
+    struct event *rev;  /* direct: the connection's read event */
+    bufferevent_data_cb readcb;
+    bufferevent_event_cb eventcb;
+    void *cbarg;
     unsigned direct : 1; /* connected, plain TCP: written by store_writer_flush */
     unsigned queued : 1; /* in the list for this loop turn */
+    unsigned lone : 1;   /* this turn's batch went out with nothing else in flight */
+    unsigned char misses; /* read-after-write attempts that found nothing, in a row */
+    unsigned short skip;  /* lone batches left to send without one */
 } store_writer;
 
 /* On BEV_EVENT_CONNECTED (after store_conn_established): take over the
- * writes of a plain connection; output already queued goes this turn. */
+ * reads and writes of a plain connection (its callbacks stay the ones given
+ * to store_conn_open); output already queued goes this turn. */
 void store_writer_connected(store_writer *w, struct bufferevent *bev, const store_addr *a);
 /* Output was added to the bufferevent: write it at the end of this turn. */
 void store_writer_soon(store_writer *w);
+/* As store_writer_soon, for a request sent while the connection had nothing
+ * else in flight: its reply is looked for right after the write (see
+ * wq_cb). */
+void store_writer_soon_lone(store_writer *w);
 /* Before the bufferevent is freed (or the writer's memory is). */
 void store_writer_forget(store_writer *w);
 

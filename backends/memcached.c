@@ -210,7 +210,10 @@ static void exp_push(mc_conn *c, mc_req *r, int tag, int dump)
         c->ehead = 0;
     }
     c->exp[(c->ehead + c->elen) % c->ecap] = (mc_expect){r, tag, dump};
-    store_writer_soon(&c->writer); /* its command is in the output */
+    /* Its command is in the output; one sent with nothing else in flight
+     * may find its reply right after the write. */
+    if (c->elen == 0) store_writer_soon_lone(&c->writer);
+    else store_writer_soon(&c->writer);
     c->elen++;
     r->pending++;
 }
@@ -327,6 +330,7 @@ static void fail_requests(mc_conn *c, const char *why)
     backend_reply br = {.error = err};
     c->elen = 0;
     c->nmore = 0;
+    c->next_start = NULL;
     while (c->head) {
         mc_req *r = c->head;
         c->head = r->next;
@@ -421,50 +425,82 @@ int mc_value_fits(mc_req *r, unsigned long long len)
     return 0;
 }
 
-/* Whether r (not started) may start while earlier requests on its
- * connection may still issue meta commands: only a one-key command whose
- * key none of them touches, behind one-key commands of other sessions only.
- * Such requests commute, so the store still sees every key's commands in
- * request order, and every client's commands in its own order. */
-#define MC_PASS_SCAN_MAX 64
-static int may_pass(mc_conn *c, mc_req *r)
+/* Requests that later ones must not overtake: started ones that may still
+ * issue meta commands, and ones that could not start yet. A one-key
+ * command of a known session may go past those that are one-key commands
+ * of other sessions on other keys: such requests commute, so the store
+ * still sees every key's commands in request order, and every client's
+ * commands in its own order. Past MC_PASS_BLOCKERS_MAX of them, nothing
+ * more starts in this pump. */
+#define MC_PASS_BLOCKERS_MAX 64
+typedef struct mc_blockers {
+    const mc_req *v[MC_PASS_BLOCKERS_MAX];
+    int n;
+    int all; /* one that nothing may pass */
+} mc_blockers;
+
+static void block_add(mc_blockers *b, const mc_req *o)
 {
+    if (!(o->cmd->flags & MC_CMD_ONE_KEY) || o->argc < 2 || !o->session || b->n == MC_PASS_BLOCKERS_MAX) b->all = 1;
+    else b->v[b->n++] = o;
+}
+
+static int may_pass(const mc_blockers *b, const mc_req *r)
+{
+    if (b->all) return 0;
+    if (!b->n) return 1;
     if (!(r->cmd->flags & MC_CMD_ONE_KEY) || r->argc < 2 || !r->session) return 0;
-    int scanned = 0;
-    for (mc_req *o = c->head; o && o != r; o = o->next) {
-        if (++scanned > MC_PASS_SCAN_MAX) return 0;
-        if (o->done || !o->more) continue;
-        if (!(o->cmd->flags & MC_CMD_ONE_KEY) || o->session == r->session || !o->session) return 0;
+    for (int i = 0; i < b->n; i++) {
+        const mc_req *o = b->v[i];
+        if (o->session == r->session) return 0;
         if (o->mklen == r->mklen && !memcmp(o->mkey, r->mkey, r->mklen)) return 0;
     }
     return 1;
 }
 
-/* Starts queued requests in order. A request that may still issue meta
- * commands after its first replies holds back later ones (except those
- * may_pass lets by), so that the store sees each key's commands in the
- * order the proxy sent them. */
+/* Starts queued requests: in order, except that one held back (by an
+ * earlier request that may still issue meta commands after its first
+ * replies, see may_pass) no longer holds back the requests of other
+ * clients on other keys behind it. c->next_start is the first request not
+ * started; requests after it may have started. */
 static void pump(mc_conn *c)
 {
-    while (c->next_start && c->state == CONN_READY) {
-        mc_req *r = c->next_start;
+    if (!c->next_start || c->state != CONN_READY) return;
+    mc_blockers b;
+    b.n = b.all = 0;
+    /* Before next_start everything has started: only those still to issue
+     * more commands hold later ones back (none when nmore is 0). */
+    mc_req *r = c->nmore ? c->head : c->next_start;
+    while (r && !b.all) {
+        if (r->started) {
+            if (!r->done && r->more) block_add(&b, r);
+            r = r->next;
+            continue;
+        }
         /* Mapped once (never 0 bytes long), though pump may look at r again. */
         if (r->argc >= 2 && !r->mklen) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
-        if (c->nmore && !may_pass(c, r)) break;
         /* memcached refuses a metadump behind replies it still owes
          * ("cannot pipeline other commands before metadump"). */
-        if ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0) break;
-        c->next_start = r->next;
+        if (!may_pass(&b, r) || ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0)) {
+            block_add(&b, r);
+            r = r->next;
+            continue;
+        }
         r->started = 1;
+        while (c->next_start && c->next_start->started) c->next_start = c->next_start->next;
         int a = r->cmd->arity;
         if ((a > 0 && r->argc != a) || (a < 0 && r->argc < -a)) {
             char err[200];
             snprintf(err, sizeof(err), "ERR wrong number of arguments for '%s' command", r->cmd->name);
             mc_fail(r, err);
+            r = r->next;
             continue;
         }
         r->cmd->handler(r, MC_START, NULL);
+        if (c->state != CONN_READY) return; /* the requests are gone */
         if (!r->done && r->pending == 0) mc_fail(r, "ERR internal error: request issued nothing");
+        if (!r->done && r->more) block_add(&b, r);
+        r = r->next;
     }
 }
 

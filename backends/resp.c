@@ -670,6 +670,7 @@ static int rb_send(backend *b, int conn, int db, unsigned long long session, int
     }
     resp_conn *c = conn_at(rb, conn);
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    int lone = c->qlen == 0 && !c->push_fn;
     if (c->db != db) {
         /* Multiplexed connections follow each client's database lazily. */
         char num[24];
@@ -681,7 +682,8 @@ static int rb_send(backend *b, int conn, int db, unsigned long long session, int
         c->db = db;
     }
     write_command(out, argc, argv, argvlen);
-    store_writer_soon(&c->writer);
+    if (lone) store_writer_soon_lone(&c->writer);
+    else store_writer_soon(&c->writer);
     if (!c->push_fn) {
         q_push(c, fn, ctx, mode);
         if (b->store_version > 0 && b->store_version < 70000)

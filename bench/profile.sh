@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Profile evalproxy under one redis-benchmark workload with perf.
 #
-#   bench/profile.sh relay   [-P N]   # set,get,incr,... relayed to the store
-#   bench/profile.sh evalsha [-P N]   # EVALSHA of an INCR script
+#   bench/profile.sh relay   [-P N] [-c N]   # set,get,incr,... relayed to the store
+#   bench/profile.sh get     [-P N] [-c N]   # GET alone (with -c 1: one client's round trips)
+#   bench/profile.sh evalsha [-P N] [-c N]   # EVALSHA of an INCR script
+#   bench/profile.sh calls                   # one client running a script of 10 000
+#                                            # sequential redis.call's (the calls rows)
 #
 # Starts a store (scripting renamed away) and evalproxy on free loopback
 # ports, records `perf record -g` on evalproxy for the duration of the run,
@@ -13,13 +16,23 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 WORKLOAD=${1:-relay}; shift || true
 PIPE=16
+CONC=50
 EVALPROXY=${EVALPROXY:-./evalproxy}
-if [ "${1:-}" = -P ]; then PIPE=$2; fi
-N=${PROFILE_N:-300000}
+while [ $# -ge 2 ]; do
+  case $1 in -P) PIPE=$2 ;; -c) CONC=$2 ;; *) echo "profile: unknown option $1" >&2; exit 2 ;; esac
+  shift 2
+done
+# -c 1 runs one request at a time: fewer of them fill the same seconds.
+N=${PROFILE_N:-$([ "$CONC" = 1 ] && echo 30000 || echo 300000)}
 DIR=build/bench/profile
 PYTHON=${PYTHON:-/usr/bin/python3}
 [ -x "$PYTHON" ] || PYTHON=python3
 rm -rf "$DIR"; mkdir -p "$DIR"
+# Pinned as make bench pins: store and proxy share core 0, the load runs on core 1.
+SRV_PIN=(); LOAD_PIN=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ] && [ "${PIN:-1}" = 1 ]; then
+  SRV_PIN=(taskset -c 0); LOAD_PIN=(taskset -c 1)
+fi
 command -v perf >/dev/null || { echo "profile: perf not found" >&2; exit 1; }
 
 PIDS=()
@@ -40,11 +53,11 @@ printf 'port %s\nbind 127.0.0.1\nsave ""\nappendonly no\ndir %s\n' "$STORE_PORT"
 for c in EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT FUNCTION FCALL FCALL_RO; do
   echo "rename-command $c \"\"" >>"$DIR/store.conf"
 done
-redis-server "$DIR/store.conf" >"$DIR/store.log" 2>&1 & PIDS+=($!)
+"${SRV_PIN[@]}" redis-server "$DIR/store.conf" >"$DIR/store.log" 2>&1 & PIDS+=($!)
 ready() { for _ in $(seq 50); do [ "$(timeout 2 redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0; sleep 0.1; done
   echo "profile: nothing answers PING on :$1" >&2; exit 1; }
 ready "$STORE_PORT"
-"$EVALPROXY" --bind 127.0.0.1 --port "$PROXY_PORT" --backend "redis://127.0.0.1:$STORE_PORT" \
+"${SRV_PIN[@]}" "$EVALPROXY" --bind 127.0.0.1 --port "$PROXY_PORT" --backend "redis://127.0.0.1:$STORE_PORT" \
   --loglevel warning ${PROXY_ARGS:-} >"$DIR/proxy.log" 2>&1 & PROXY_PID=$!; PIDS+=($PROXY_PID)
 ready "$PROXY_PORT"
 
@@ -53,14 +66,22 @@ perf record --call-graph "$CALLGRAPH" -F 2000 -p "$PROXY_PID" -o "$DIR/perf.data
 sleep 0.5
 case $WORKLOAD in
   relay)
-    timeout 120 redis-benchmark -p "$PROXY_PORT" -c 50 -n "$N" -P "$PIPE" -r 10000 -q \
+    timeout 120 "${LOAD_PIN[@]}" redis-benchmark -p "$PROXY_PORT" -c "$CONC" -n "$N" -P "$PIPE" -r 10000 -q \
       -t set,get,incr,lpush,lpop,sadd,hset,mset 2>&1 | tr "\r" "\n" | grep "per second" ;;
+  get)
+    timeout 120 "${LOAD_PIN[@]}" redis-benchmark -p "$PROXY_PORT" -c "$CONC" -n "$N" -P "$PIPE" -r 10000 -q \
+      -t get 2>&1 | tr "\r" "\n" | grep "per second" ;;
+  calls)
+    SHA=$(redis-cli -p "$PROXY_PORT" SCRIPT LOAD "$(cat bench/calls.lua)")
+    [[ $SHA =~ ^[0-9a-f]{40}$ ]] || { echo "profile: SCRIPT LOAD failed: $SHA" >&2; exit 1; }
+    timeout 120 "${LOAD_PIN[@]}" redis-benchmark -p "$PROXY_PORT" -c 1 -n "${PROFILE_N:-20}" -q \
+      EVALSHA "$SHA" 2 bench:calls:s bench:calls:h 2>&1 | tr "\r" "\n" | grep "per second" ;;
   evalsha)
     SHA=$(redis-cli -p "$PROXY_PORT" SCRIPT LOAD "return redis.call('incr', KEYS[1])")
     [[ $SHA =~ ^[0-9a-f]{40}$ ]] || { echo "profile: SCRIPT LOAD failed: $SHA" >&2; exit 1; }
-    timeout 120 redis-benchmark -p "$PROXY_PORT" -c 50 -n "$N" -P "$PIPE" -r 10000 -q \
+    timeout 120 "${LOAD_PIN[@]}" redis-benchmark -p "$PROXY_PORT" -c "$CONC" -n "$N" -P "$PIPE" -r 10000 -q \
       EVALSHA "$SHA" 1 "bench:incr:__rand_int__" 2>&1 | tr "\r" "\n" | grep "per second" ;;
-  *) echo "profile: unknown workload $WORKLOAD (relay | evalsha)" >&2; exit 2 ;;
+  *) echo "profile: unknown workload $WORKLOAD (relay | get | evalsha | calls)" >&2; exit 2 ;;
 esac
 kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null
 cleanup

@@ -34,6 +34,12 @@ MEMCASLAP_TEST = "memcaslap get/set 9:1"
 # evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
 # one request outstanding per connection on both sides.
 MC_VS_DIRECT = ["SET", "GET", "EVALSHA get", "EVALSHA incr"]
+# Calls inside one script (bench/calls.lua): one client runs a script of
+# CALLS_PER_RUN sequential redis.call's on evalproxy and on native, beside a
+# GET at -c 1 straight to the store (CALLS_REF_TEST on target store).
+CALLS_TEST = "calls 10000"
+CALLS_REF_TEST = "GET beside calls"
+CALLS_PER_RUN = 10000
 XCOLS = ("p50_ms", "p99_ms", "avg_ms", "server_cpu_us", "proxy_cpu_us")
 # Targets of the benchmark issue for the scale rows, KiB each.
 SCALE_TARGET_KIB = {"idle connection": 4, "script in flight": 32}
@@ -339,6 +345,34 @@ def main():
                              ("rss_scripts_kb", "scripts in flight"), ("rss_closed_kb", "connections closed")):
                 scale_row("scale rss_vmrss " + label, "kB", scale.get(k), "%.0f")
 
+    # Calls: microseconds per redis.call (from the best run of the script)
+    # and per GET at -c 1 on the store (from its best run), and the spread.
+    calls = None
+    if any(k[0] == CALLS_TEST for k in runs):
+        calls = {}
+        for t, test in (("evalproxy", CALLS_TEST), ("native", CALLS_TEST), ("store", CALLS_REF_TEST)):
+            b = best(test, "c1", t)
+            if b is None:
+                missing.append("%s -c 1 on %s" % (test, t))
+            per = CALLS_PER_RUN if test == CALLS_TEST else 1
+            cpu = med(test, "c1", t, "proxy_cpu_us" if t == "evalproxy" else "server_cpu_us")
+            scpu = med(test, "c1", t, "server_cpu_us") if t == "evalproxy" else None
+            calls[t] = {"us": 1e6 / b / per if b else None, "spread": spread(test, "c1", t),
+                        "cpu": cpu / per if cpu is not None else None,
+                        "store_cpu": scpu / per if scpu is not None else None}
+        calls["ratio"] = ratio(calls["evalproxy"]["us"], calls["store"]["us"])
+        with open(args.results_csv, "a", newline="") as f:
+            w = csv.writer(f)
+            cells = [""] * len(csv_targets)
+            for t in ("evalproxy", "native", "store"):
+                if calls[t]["us"] is not None:
+                    cells[csv_targets.index(t)] = "%.3f" % calls[t]["us"]
+            w.writerow([CALLS_TEST + " (store: GET -c 1 beside it)", "c1", "us/call"] + cells
+                       + [""] * len(ratio_keys) + ["evalproxy <= 1.0 x store"])
+            w.writerow(["calls evalproxy/store GET", "c1", "ratio"] + [""] * len(csv_targets)
+                       + [""] * len(ratio_keys)
+                       + ["" if calls["ratio"] is None else "%.3f" % calls["ratio"]])
+
     lines = []
     shown = TARGETS if have_mc else TARGETS[:-1]
     shown_ratios = ratio_keys[:4] if have_mc else ratio_keys[:3]
@@ -440,6 +474,30 @@ def main():
         lines.append("  undo journal (lua-rollback-on-error yes, evalproxy-rb) / rollback off (evalproxy): "
                      + ", ".join("%s %s %s" % (r["test"], MODE_NAMES[r["pipeline"]], fmt_ratio(r["rb/evalproxy"]))
                                  for r in rb))
+
+    if calls:
+        def us(v):
+            return "-" if v is None else "{:.2f}".format(v)
+
+        lines.append("")
+        lines.append("Calls inside one script: bench/calls.lua, %d sequential redis.call's (SET, GET, HSET, DEL)"
+                     % CALLS_PER_RUN)
+        lines.append("run by one client (-c 1) alone, beside a GET at -c 1 straight to the store; microseconds per")
+        lines.append("call from the best run (per GET for the store); target: evalproxy <= 1.0 x the store's GET.")
+        chead = ["target", "us per call", "x store GET", "cpu proxy/call", "cpu store/call", "run spread"]
+        ct = [chead]
+        for t, name in (("evalproxy", "evalproxy"), ("native", "native(7.0)"), ("store", "store GET -c 1")):
+            c = calls[t]
+            ct.append([name, us(c["us"]), fmt_ratio(ratio(c["us"], calls["store"]["us"])),
+                       us(c["cpu"]) if t == "evalproxy" else "",
+                       us(c["store_cpu"]) if t == "evalproxy" else us(c["cpu"]) if t == "store" else "",
+                       fmt_ratio(c["spread"])])
+        cw = [max(len(row[i]) for row in ct) for i in range(len(chead))]
+        for i, row in enumerate(ct):
+            lines.append("  ".join(c.ljust(cw[j]) if j == 0 else c.rjust(cw[j]) for j, c in enumerate(row)))
+            if i == 0:
+                lines.append("  ".join("-" * x for x in cw))
+        lines.append("cpu: microseconds of CPU per call (per GET for the store), medians of the runs.")
 
     if so_rows:
         ref_names = {"twemproxy-pool": "twemproxy, same pool", "native-pools": "native EVALSHA, 1 redis",

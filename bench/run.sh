@@ -16,6 +16,8 @@
 #   BENCH_N_P16      requests per test with -P 16 (default 100000; QUICK=1: 20000)
 #   BENCH_N_P1       requests per test with -P 1  (default 30000; QUICK=1: 8000)
 #   BENCH_N_C1       requests per test with -c 1  (default 10000; QUICK=1: 3000)
+#   BENCH_N_CALLS    runs of the 10 000-call script (bench/calls.lua) per calls row
+#                    (default 6; QUICK=1: 2)
 #   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
 #   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 660)
 #   EVALPROXY        the binary to measure (default ./evalproxy)
@@ -53,9 +55,11 @@ QUICK=${QUICK:-0}
 PIN=${PIN:-1}
 if [ "$QUICK" = 1 ]; then
   REPS=${BENCH_REPS:-1}; N_P16=${BENCH_N_P16:-20000}; N_P1=${BENCH_N_P1:-8000}; N_C1=${BENCH_N_C1:-3000}
+  N_CALLS=${BENCH_N_CALLS:-2}
   N_MC=${BENCH_N_MC:-5000}; MC_SECONDS=${BENCH_MC_SECONDS:-2}
 else
   REPS=${BENCH_REPS:-3}; N_P16=${BENCH_N_P16:-100000}; N_P1=${BENCH_N_P1:-30000}; N_C1=${BENCH_N_C1:-10000}
+  N_CALLS=${BENCH_N_CALLS:-6}
   N_MC=${BENCH_N_MC:-20000}; MC_SECONDS=${BENCH_MC_SECONDS:-5}
 fi
 MEMCACHED=${BENCH_MEMCACHED:-1}
@@ -403,6 +407,7 @@ bench() {
     16) n=$N_P16 ;;
     c1) n=$N_C1; p=1; c=1 ;;
   esac
+  [ "$label" = "$CALLS_TEST" ] && n=$N_CALLS
   [ "$target" = evalproxy-mc ] && [ "$mode" != c1 ] && n=$N_MC
   case $target in  # the scale-out rows
     *-pool[123]|native-pools|evalproxy-cluster) n=$SO_N_P1; [ "$mode" = 16 ] && n=$SO_N_P16 ;;
@@ -483,6 +488,9 @@ memcaslap_run() {
 redis-cli -h 127.0.0.1 -p "$STORE_PORT" DEL bench:list >/dev/null
 redis-cli -h 127.0.0.1 -p "$STORE_PORT" RPUSH bench:list $(seq -f 'element-%03g' 100) >/dev/null
 [ "$(redis-cli -h 127.0.0.1 -p "$STORE_PORT" LLEN bench:list)" = 100 ] || die "could not fill bench:list"
+
+CALLS_TEST="calls 10000"           # the rows of bench/calls.lua (see below)
+CALLS_REF_TEST="GET beside calls"  # the store's GET at -c 1, run next to them
 
 printf 'bench: relay'
 for rep in $(seq "$REPS"); do
@@ -575,6 +583,24 @@ for rep in $(seq "$REPS"); do
       bench "$rep" "$target" "$mode" "EVALSHA 3-call" 1 EVALSHA "$THREE_SHA" 1 'bench:three:__rand_int__' 5
       bench "$rep" "$target" "$mode" "EVAL incr" 1 EVAL "$INCR_SCRIPT" 1 'bench:incr:__rand_int__'
     done
+  done
+done
+echo
+
+# Calls inside one script: one client (-c 1) runs bench/calls.lua, 10 000
+# sequential redis.call's (SET, GET, HSET, DEL on two keys), alone on the
+# proxy; each run beside a GET at -c 1 straight to the store, the floor a
+# call is compared with (report.py: microseconds per call over microseconds
+# per GET). native runs the same script inside redis-server 7.0.
+CALLS_SCRIPT=$(cat bench/calls.lua)
+CALLS_SHA=$(sha evalproxy "$CALLS_SCRIPT")
+[ "$(sha native "$CALLS_SCRIPT")" = "$CALLS_SHA" ] && [[ $CALLS_SHA =~ ^[0-9a-f]{40}$ ]] \
+  || die "SCRIPT LOAD of bench/calls.lua failed: $CALLS_SHA"
+printf 'bench: calls'
+for rep in $(seq "$REPS"); do
+  bench "$rep" store c1 "$CALLS_REF_TEST" 1 -t get
+  for target in evalproxy native; do
+    bench "$rep" "$target" c1 "$CALLS_TEST" 1 EVALSHA "$CALLS_SHA" 2 bench:calls:s bench:calls:h
   done
 done
 echo

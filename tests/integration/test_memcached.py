@@ -658,6 +658,70 @@ def test_pipelines_of_many_clients(mc_env, mdiff):
             c.close()
 
 
+def test_pipelines_of_many_clients_on_shared_counters(mc_env, mdiff):
+    """Twelve clients (three per memcached connection) pipeline INCRBY, GET
+    and INCR on four shared counters and keys of their own: a request held
+    back by another client's read-modify-write of its key lets the requests
+    of other clients on other keys behind it start. No increment is lost,
+    each client's replies on a counter only grow (its commands ran in its
+    order), a GET after its own INCRBY sees at least that, and its own
+    keys end as Redis ends them."""
+    import random
+    _, oracle, proxy = mc_env
+    shared = ["sc:%d" % i for i in range(4)]
+    with proxy.connect() as c:
+        for k in shared:
+            c.call("DEL", k)
+    pipelines = []
+    for i in range(12):
+        rnd = random.Random(500 + i)
+        cmds = []
+        for j in range(300):
+            k = rnd.choice(shared)
+            x = rnd.random()
+            if x < 0.5:
+                cmds.append(("INCRBY", k, str(rnd.randint(1, 9))))
+                cmds.append(("GET", k))
+            elif x < 0.8:
+                cmds.append(("INCR", "own:%d:%d" % (i, j % 3)))
+            else:
+                cmds.append(("SET", "own:%d:s" % i, str(j)))
+        cmds.append(("MGET", "own:%d:0" % i, "own:%d:1" % i, "own:%d:2" % i, "own:%d:s" % i))
+        pipelines.append(cmds)
+    want_own = []
+    with oracle.connect() as o:
+        for i, cmds in enumerate(pipelines):
+            o.send(b"".join(encode_command(*c) for c in cmds if c[1] not in shared))
+            want_own.append(o.read_replies(sum(1 for c in cmds if c[1] not in shared)))
+    conns = [proxy.connect() for _ in pipelines]
+    try:
+        for c, cmds in zip(conns, pipelines):
+            c.send(b"".join(encode_command(*x) for x in cmds))
+        total = 0
+        for i, (c, cmds) in enumerate(zip(conns, pipelines)):
+            got = c.read_replies(len(cmds), timeout=60)
+            last = {}
+            own = [g for g, x in zip(got, cmds) if x[1] not in shared]
+            assert own == want_own[i], i
+            for j, (g, x) in enumerate(zip(got, cmds)):
+                if x[1] not in shared:
+                    continue
+                if x[0] == "INCRBY":
+                    total += int(x[2])
+                    v = int(g[1:-2])
+                    assert v > last.get(x[1], 0), (i, j, x, g, last)
+                    last[x[1]] = v
+                else:
+                    v = int(harness.parse_reply(g))
+                    assert v >= last[x[1]], (i, j, x, g, last)
+                    last[x[1]] = v
+    finally:
+        for c in conns:
+            c.close()
+    with proxy.connect() as c:
+        assert sum(int(harness.parse_reply(c.call("GET", k)) or 0) for k in shared) == total
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pipeline_mixed_keys(mdiff, seed):
     """Read-modify-write commands on one key let later one-key commands on
