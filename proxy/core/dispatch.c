@@ -772,15 +772,19 @@ enum { DEST_HERE = 0 }; /* else member index + 1 */
 
 int fleet_unwrap_forwarded(client *c, int *argc, char **argv, size_t *argvlen)
 {
-    if (*argc < 3 || argvlen[0] != 5 || argvlen[1] != 7 || strncasecmp(argv[0], "fleet", 5) ||
-        strncasecmp(argv[1], "forward", 7) || !fleet_enabled())
+    /* FORWARD from the member the client reached; FORWARD2 from a member
+     * that was sent one and whose view named another owner (views differ
+     * for a moment around a change): that one is not sent on again. */
+    if (*argc < 3 || argvlen[0] != 5 || (argvlen[1] != 7 && argvlen[1] != 8) || strncasecmp(argv[0], "fleet", 5) ||
+        strncasecmp(argv[1], "forward", 7) || (argvlen[1] == 8 && argv[1][7] != '2') || !fleet_enabled())
         return 0;
+    int hops = argvlen[1] == 8 ? 2 : 1;
     /* In place: the parser's arrays stay its own (the bytes are in its arena). */
     memmove(argv, argv + 2, sizeof(*argv) * (size_t)(*argc - 2));
     memmove(argvlen, argvlen + 2, sizeof(*argvlen) * (size_t)(*argc - 2));
     *argc -= 2;
     if (argv == c->parser.argv) c->parser.argc = *argc;
-    c->fleet_peer = 1;
+    c->fleet_peer = hops;
     return 1;
 }
 
@@ -833,8 +837,8 @@ static int forward(client *c, int member, int argc, char **argv, size_t *argvlen
     if (!wargv || !wlen) abort();
     wargv[0] = "FLEET";
     wlen[0] = 5;
-    wargv[1] = "FORWARD";
-    wlen[1] = 7;
+    wargv[1] = c->fleet_peer ? "FORWARD2" : "FORWARD";
+    wlen[1] = c->fleet_peer ? 8 : 7;
     memcpy(wargv + 2, argv, sizeof(char *) * (size_t)argc);
     memcpy(wlen + 2, argvlen, sizeof(size_t) * (size_t)argc);
     reply_slot *s = client_slot_add(c);
@@ -898,7 +902,7 @@ int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, ch
     long long now = backend_monotonic_ms();
     /* A member forwarded it here: it runs here, or waits until this member
      * serves its slots (views differ for a moment around a change). */
-    if (c->fleet_peer && owner >= 0) waits = 1;
+    if (c->fleet_peer > 1 && owner >= 0) waits = 1;
     if (waits) {
         if (!c->fleet_wait_since_ms) c->fleet_wait_since_ms = now;
         if (now - c->fleet_wait_since_ms < fleet_wait_limit_ms()) {
