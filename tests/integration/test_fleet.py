@@ -27,7 +27,7 @@ MEMCACHED_LEASE_MS = 3000
 CLIENTS = 50
 ACCOUNTS = 30
 BALANCE = 1000
-RUN_SECONDS = 8.0
+RUN_SECONDS = 5.0
 
 TRANSFER = """
 local a = tonumber(redis.call('GET', KEYS[1]))
@@ -284,7 +284,7 @@ def test_fleet_conserves_the_total_through_a_member_kill(fleet):
         back = start_member(fleet["dir"], fleet["name"], fleet["url"], 9)
         members.append(back)
         wait_serving([m for m in members if m.alive()])
-        time.sleep(2.0)
+        time.sleep(1.0)
         return {"served_after_s": served}
 
     stats, total, expected, extra = run_workload(fleet, None, during=kill_and_restart)
