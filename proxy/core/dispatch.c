@@ -528,6 +528,28 @@ void dispatch_blocking_command(client *c, const command_def *cmd, int argc, char
     hooks.blocking(c, cmd, argc, argv, argvlen);
 }
 
+static void reply_admin_refused(client *c, const char *name)
+{
+    reply_errorf(client_reply_buffer(c),
+                 "ERR command '%s' administers the store and is not relayed by evalproxy "
+                 "(set backend-admin-commands yes to allow it)",
+                 name);
+}
+
+/* A command for the store, past dispatch's checks: SORT's ACL options, then
+ * the proxy's stand-in on an older store, a refusal, or the relay. */
+static void relay_checked(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    const char *sort_err = acl_sort_option_denied(c->user, cmd, argc, argv, argvlen);
+    if (sort_err) {
+        reply_error(client_reply_buffer(c), sort_err);
+        return;
+    }
+    if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
+    if (store_refused(c, cmd)) return;
+    relay_command(c, cmd, argc, argv, argvlen);
+}
+
 /* What dispatch_run does with a command no family registered, once it has
  * passed the checks; only the administration rule and the relay apply to
  * the commands that fall back here (CLUSTER, READONLY, READWRITE, ASKING). */
@@ -537,20 +559,10 @@ void dispatch_unregistered(client *c, const command_def *cmd, int argc, char **a
     char top[64];
     snprintf(top, sizeof(top), "%.*s", bar ? (int)(bar - cmd->name) : (int)strlen(cmd->name), cmd->name);
     if (in_list(admin_commands, top) && !config.backend_admin_commands) {
-        reply_errorf(client_reply_buffer(c),
-                     "ERR command '%s' administers the store and is not relayed by evalproxy "
-                     "(set backend-admin-commands yes to allow it)",
-                     top);
+        reply_admin_refused(c, top);
         return;
     }
-    const char *sort_err = acl_sort_option_denied(c->user, cmd, argc, argv, argvlen);
-    if (sort_err) {
-        reply_error(client_reply_buffer(c), sort_err);
-        return;
-    }
-    if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
-    if (store_refused(c, cmd)) return;
-    relay_command(c, cmd, argc, argv, argvlen);
+    relay_checked(c, cmd, argc, argv, argvlen);
 }
 
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
@@ -730,10 +742,7 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         return;
     case KIND_ADMIN:
         if (config.backend_admin_commands) break;
-        reply_errorf(client_reply_buffer(c),
-                     "ERR command '%s' administers the store and is not relayed by evalproxy "
-                     "(set backend-admin-commands yes to allow it)",
-                     top->name);
+        reply_admin_refused(c, top->name);
         return;
     case KIND_TAKEOVER:
         reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy", top->name);
@@ -754,14 +763,7 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
     default:
         break;
     }
-    const char *sort_err = acl_sort_option_denied(c->user, cmd, argc, argv, argvlen);
-    if (sort_err) {
-        reply_error(client_reply_buffer(c), sort_err);
-        return;
-    }
-    if (hooks.emulate && hooks.emulate(c, cmd, argc, argv, argvlen)) return;
-    if (store_refused(c, cmd)) return;
-    relay_command(c, cmd, argc, argv, argvlen);
+    relay_checked(c, cmd, argc, argv, argvlen);
 }
 
 /* ---- a fleet: where a command runs ------------------------------------------------ */
