@@ -2,6 +2,8 @@
  * command table (proxy/core/command_table.c). Semantics follow Redis 7.0's
  * lookupCommand and getKeysFromCommandWithSpecs, so the answers match
  * COMMAND GETKEYS on a real redis-server. */
+#include <stdlib.h>
+
 #include "proxy/core/command_table.h"
 #include "util/strconv.h"
 
@@ -366,4 +368,17 @@ int command_keys_of_line(int argc, char **argv, const size_t *argvlen, int *pos,
     const command_def *cmd = command_resolve(argc, argv, (size_t *)argvlen, &container_miss);
     if (!cmd) return -1;
     return command_get_keys(cmd, argc, argv, (size_t *)argvlen, pos, NULL, max);
+}
+
+int command_get_keys_any(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *stack, int stack_n,
+                         int **keys)
+{
+    *keys = stack;
+    int n = command_get_keys(cmd, argc, argv, argvlen, stack, NULL, stack_n);
+    if (n > stack_n) {
+        *keys = malloc(sizeof(int) * (size_t)n);
+        if (!*keys) abort();
+        n = command_get_keys(cmd, argc, argv, argvlen, *keys, NULL, n);
+    }
+    return n;
 }

@@ -123,6 +123,11 @@ const command_def *command_resolve(int argc, char **argv, size_t *argvlen, int *
  * arrays may have been written. */
 int command_get_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen,
                      int *keys, uint32_t *flags_out, int max);
+/* command_get_keys into stack (stack_n entries) or, for more keys, into an
+ * array it allocates: *keys is one or the other (free it when it is not
+ * stack). */
+int command_get_keys_any(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *stack, int stack_n,
+                         int **keys);
 
 /* The same for a whole command line, resolved first (the routers' key
  * finder, backends/router.h): -1 for an unknown command. */

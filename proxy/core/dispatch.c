@@ -278,14 +278,8 @@ static lock_set *plain_command_locks(const command_def *cmd, int db, int argc, c
         return ls;
     }
     if (cmd->key_spec_count == 0 && !cmd->getkeys) return NULL;
-    int stack_keys[32];
-    int *keys = stack_keys;
-    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 32);
-    if (n > 32) {
-        keys = malloc(sizeof(int) * (size_t)n);
-        if (!keys) abort();
-        n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, n);
-    }
+    int stack_keys[32], *keys;
+    int n = command_get_keys_any(cmd, argc, argv, argvlen, stack_keys, 32, &keys);
     lock_set *ls = NULL;
     if (n < 0) {
         /* Arguments the store will reject; lock broadly rather than guess. */
@@ -877,14 +871,8 @@ int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, ch
         c->fleet_dest = DEST_HERE;
         return 0;
     }
-    int stack_keys[32];
-    int *keys = stack_keys;
-    int n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, 32);
-    if (n > 32) {
-        keys = malloc(sizeof(int) * (size_t)n);
-        if (!keys) abort();
-        n = command_get_keys(cmd, argc, argv, argvlen, keys, NULL, n);
-    }
+    int stack_keys[32], *keys;
+    int n = command_get_keys_any(cmd, argc, argv, argvlen, stack_keys, 32, &keys);
     int owner = -3, waits = 0, here = 0, first_slot = -1, one_slot = 1;
     for (int i = 0; i < n; i++) {
         int slot = (int)cluster_key_slot(argv[keys[i]], argvlen[keys[i]]);

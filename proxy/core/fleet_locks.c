@@ -8,7 +8,6 @@
 #include "fleet/fleet.h"
 
 struct remote_lock {
-    int member;
     backend *peer;
     int conn;   /* its own connection to the member, or -1 */
     int state;  /* RL_* */
@@ -42,7 +41,6 @@ remote_lock *remote_lock_new(int member, int mode, int keyspace)
     if (!peer) return NULL;
     remote_lock *rl = calloc(1, sizeof(*rl));
     if (!rl) abort();
-    rl->member = member;
     rl->peer = peer;
     rl->conn = -1;
     snprintf(rl->mode, sizeof(rl->mode), "%d", mode);
@@ -118,5 +116,3 @@ void remote_lock_free(remote_lock *rl)
     if (rl->conn >= 0) backend_release_dedicated(rl->peer, rl->conn, 0);
     free(rl);
 }
-
-int remote_lock_member(const remote_lock *rl) { return rl->member; }

@@ -19,6 +19,5 @@ void remote_lock_add(remote_lock *rl, int db, const char *name, size_t len);
 int remote_lock_send(remote_lock *rl, remote_lock_fn *fn, void *ctx);
 /* Releases what was granted, or gives up the wait; fn is not called after. */
 void remote_lock_free(remote_lock *rl);
-int remote_lock_member(const remote_lock *rl);
 
 #endif

@@ -718,7 +718,7 @@ struct fleet_chain {
     int nextends, capextends;
     remote_lock *extend_wait;
     int extend_after_local; /* the local part of an undeclared key first */
-    int extend_member, extend_db;
+    int extend_db;
     char *extend_name;
     size_t extend_len;
     struct event *timer;    /* a retry, or an undeclared wait's patience */
@@ -832,19 +832,13 @@ static int chain_run(fleet_chain *ch)
     return LOCK_GRANTED;
 }
 
-static void chain_granted(fleet_chain *ch)
-{
-    /* Told from the event loop, as every grant is. */
-    ready_push(ch->ls);
-}
-
 static void chain_remote_cb(void *ctx, int ok)
 {
     chain_step *st = ctx;
     fleet_chain *ch = st->ch;
     if (ok) {
         st->granted = 1;
-        if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
+        if (chain_run(ch) == LOCK_GRANTED) ready_push(ch->ls); /* told from the event loop, as every grant is */
         return;
     }
     /* The member is gone or refused. Its units have other owners by now
@@ -910,7 +904,7 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     if (ch->done) return;
-    if (chain_run(ch) == LOCK_GRANTED) chain_granted(ch);
+    if (chain_run(ch) == LOCK_GRANTED) ready_push(ch->ls); /* told from the event loop, as every grant is */
 }
 
 /* A grant of the local part (or of an undeclared key's local part) came
@@ -923,9 +917,9 @@ static int chain_resume(lock_set *ls)
     if (ch->extend_after_local) {
         ch->extend_after_local = 0;
         /* Its owner now (the view may have changed while it waited here). */
-        ch->extend_member = fleet_slot_owner((int)cluster_key_slot(ch->extend_name, ch->extend_len));
-        if (ch->extend_member < 0 || ch->extend_member == fleet_self()) return 0;
-        ch->extend_wait = remote_lock_new(ch->extend_member, ls->mode, 0);
+        int owner = fleet_slot_owner((int)cluster_key_slot(ch->extend_name, ch->extend_len));
+        if (owner < 0 || owner == fleet_self()) return 0;
+        ch->extend_wait = remote_lock_new(owner, ls->mode, 0);
         if (ch->extend_wait) {
             remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);
             if (remote_lock_send(ch->extend_wait, extend_remote_cb, ch) != 0) {
@@ -1205,7 +1199,6 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         ch->done = 1;
     }
     if (owner >= 0) {
-        ch->extend_member = owner;
         ch->extend_db = db;
         free(ch->extend_name);
         ch->extend_name = malloc(nlen ? nlen : 1);

@@ -19,6 +19,7 @@ import redis
 import harness
 from conftest import proxy_binary, stop_proxy
 from test_memcached import Memcached
+from test_migration import TRANSFER
 
 LEASE_MS = 1000
 # memcached expires items on whole seconds: a seat may go up to a second
@@ -29,28 +30,9 @@ ACCOUNTS = 30
 BALANCE = 1000
 RUN_SECONDS = 5.0
 
-TRANSFER = """
-local a = tonumber(redis.call('GET', KEYS[1]))
-local b = tonumber(redis.call('GET', KEYS[2]))
-local amt = tonumber(ARGV[1])
-if a == nil or b == nil then return redis.error_reply('missing account') end
-if a < amt then return 0 end
-redis.call('DECRBY', KEYS[1], amt)
-redis.call('INCRBY', KEYS[2], amt)
-return 1
-"""
-
 # The same with its keys built inside the script: locked as it touches them.
-TRANSFER_UNDECLARED = """
-local a = tonumber(redis.call('GET', ARGV[1]))
-local b = tonumber(redis.call('GET', ARGV[2]))
-local amt = tonumber(ARGV[3])
-if a == nil or b == nil then return redis.error_reply('missing account') end
-if a < amt then return 0 end
-redis.call('DECRBY', ARGV[1], amt)
-redis.call('INCRBY', ARGV[2], amt)
-return 1
-"""
+TRANSFER_UNDECLARED = (TRANSFER.replace("ARGV[1]", "ARGV[3]").replace("KEYS[1]", "ARGV[1]")
+                       .replace("KEYS[2]", "ARGV[2]"))
 
 TOTAL = "local s = 0 for _, k in ipairs(KEYS) do s = s + tonumber(redis.call('GET', k) or '0') end return s"
 
