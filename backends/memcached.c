@@ -283,25 +283,51 @@ void mc_issue_dump(mc_req *r, int tag)
     mc_issue_raw(r, r->c->mb->dump_all ? "lru_crawler metadump all" : "lru_crawler metadump hash", tag, 1);
 }
 
-static void dump_timer_cb(evutil_socket_t fd, short what, void *arg)
+static void later_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     mc_req *r = arg;
     r->pending--;
-    mc_issue_dump(r, r->timer_tag);
+    if (r->timer_tag == MC_START) {
+        evbuffer_drain(r->out, evbuffer_get_length(r->out));
+        r->cmd->handler(r, MC_START, NULL);
+    } else {
+        mc_issue_dump(r, r->timer_tag);
+    }
 }
 
-void mc_issue_dump_later(mc_req *r, int tag, unsigned ms)
+/* The request goes on with tag after ms milliseconds (MC_START: from its
+ * beginning, anything else: the dump sent again). */
+static void continue_later(mc_req *r, int tag, unsigned ms)
 {
     if (!r->timer) {
-        r->timer = evtimer_new(r->c->mb->evb, dump_timer_cb, r);
+        r->timer = evtimer_new(r->c->mb->evb, later_timer_cb, r);
         if (!r->timer) abort();
     }
     r->timer_tag = tag;
     r->pending++; /* keeps the request from being taken as stalled or delivered */
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     evtimer_add(r->timer, &tv);
+}
+
+void mc_issue_dump_later(mc_req *r, int tag, unsigned ms) { continue_later(r, tag, ms); }
+
+void mc_cas_lost(mc_req *r)
+{
+    if (++r->retries > MC_CAS_RETRIES) {
+        mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
+        return;
+    }
+    if (r->retries <= MC_CAS_RETRIES_AT_ONCE) {
+        evbuffer_drain(r->out, evbuffer_get_length(r->out));
+        r->cmd->handler(r, MC_START, NULL);
+    } else {
+        /* A writer in a tight loop keeps its own rhythm: a random pause puts
+         * this request's read-to-write window somewhere else in it. */
+        unsigned cap = r->retries < 16 ? (unsigned)r->retries : 16;
+        continue_later(r, MC_START, 1 + (unsigned)(random() % cap));
+    }
 }
 
 /* ---- failure and reconnection ---------------------------------------------- */

@@ -262,17 +262,6 @@ static void rmw_write_keep(mc_req *r, const item *it, const char *val, size_t vl
     rmw_write_item(r, it, val, vlen, T, F);
 }
 
-/* The item changed under us (a writer that bypassed the proxy): again. */
-static void rmw_retry(mc_req *r)
-{
-    if (++r->retries > MC_CAS_RETRIES) {
-        mc_fail(r, "ERR too many concurrent changes to the key on the memcached backend, try again");
-        return;
-    }
-    evbuffer_drain(r->out, evbuffer_get_length(r->out));
-    r->cmd->handler(r, MC_START, NULL);
-}
-
 /* Common tail of a read-modify-write: the write's answer. */
 static void rmw_written(mc_req *r, const mc_resp *m)
 {
@@ -280,7 +269,7 @@ static void rmw_written(mc_req *r, const mc_resp *m)
         r->c->mb->expired_keys += r->over_dead;
         mc_finish(r);
     } else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) {
-        rmw_retry(r);
+        mc_cas_lost(r);
     } else {
         store_error(r, m);
     }
@@ -428,7 +417,7 @@ static void set_run(mc_req *r, int tag, const mc_resp *m)
         case 3: {
             item it;
             if (!item_of(m, &it)) return store_error(r, m);
-            if (!it.present) return rmw_retry(r); /* deleted meanwhile: add again */
+            if (!it.present) return mc_cas_lost(r); /* deleted meanwhile: add again */
             if (it.live) return set_reply(r, 0);
             r->over_dead = 1;
             snprintf(f, sizeof(f), "C%llu%s", it.cas, tf);
@@ -439,7 +428,7 @@ static void set_run(mc_req *r, int tag, const mc_resp *m)
                 r->c->mb->expired_keys += r->over_dead;
                 return set_reply(r, 1);
             }
-            if (is(m, "EX") || is(m, "NF") || is(m, "NS")) return rmw_retry(r);
+            if (is(m, "EX") || is(m, "NF") || is(m, "NS")) return mc_cas_lost(r);
             return store_error(r, m);
         }
     }
@@ -592,7 +581,7 @@ static void h_getex(mc_req *r, int tag, const mc_resp *m)
         return mc_issue_ms(r, m->val, m->vlen, f, 2);
     }
     if (is(m, "HD") || is(m, "EN")) mc_finish(r); /* EN: made persistent, or deleted since by another */
-    else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) rmw_retry(r);
+    else if (is(m, "EX") || is(m, "NS") || is(m, "NF")) mc_cas_lost(r);
     else store_error(r, m);
 }
 
@@ -907,7 +896,7 @@ static void expire_common(mc_req *r, int tag, const mc_resp *m, int seconds, int
         mc_add_int(r->out, 1);
         mc_finish(r);
     } else if (is(m, "EX") || is(m, "NF") || is(m, "NS")) {
-        rmw_retry(r); /* changed by a writer that bypasses the proxy: again */
+        mc_cas_lost(r); /* changed by a writer that bypasses the proxy: again */
     } else {
         store_error(r, m);
     }
@@ -932,6 +921,9 @@ static void copy_write(mc_req *r, const char *mode, int tag)
     mc_issue_ms_key(r, k, kl, r->scratch, r->scratch_len, f[0] == ' ' ? f + 1 : f, tag);
 }
 
+/* COPY's destination appeared or went away between its read and its write
+ * (a writer that bypasses the proxy): looked at again, a bounded number of
+ * times. */
 static int too_many_retries(mc_req *r)
 {
     if (++r->retries <= MC_CAS_RETRIES) return 0;
@@ -1070,8 +1062,8 @@ static void rename_common(mc_req *r, int tag, const mc_resp *m, int nx)
     case 3: /* the source deleted, if unchanged */
         if (is(m, "EX") || is(m, "NF")) {
             /* Changed or deleted by a writer that bypasses the proxy: again. */
-            if (too_many_retries(r)) return;
-            return mc_issue_mg(r, "v " MG_META, 1);
+            mc_cas_lost(r);
+            return;
         }
         if (!is(m, "HD")) return store_error(r, m);
         TF_flags(tf, sizeof(tf), r->n1, (unsigned long long)r->n3);

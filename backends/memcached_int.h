@@ -14,7 +14,8 @@ struct bufferevent;
 
 #define MC_START (-1)        /* handler tag: begin (or begin again after a CAS conflict) */
 #define MC_MAPPED_MAX 300    /* room for any mapped key */
-#define MC_CAS_RETRIES 100
+#define MC_CAS_RETRIES 200        /* tries of a read-modify-write that keeps losing its CAS */
+#define MC_CAS_RETRIES_AT_ONCE 8  /* of them, sent again at once; the rest after a pause */
 #define MC_ERR_TOO_LARGE "ERR value is too large for the memcached backend (item size limit)"
 
 /* One reply from memcached. code: "VA" "HD" "EN" "NF" "NS" "EX" "MN",
@@ -71,7 +72,7 @@ typedef struct mc_req {
     struct evbuffer *aux;     /* per-command scratch buffer (freed with the request) */
     unsigned char mkey[MC_MAPPED_MAX]; /* argv[1] mapped */
     size_t mklen;
-    struct event *timer;      /* a dump waiting for the crawler to be free */
+    struct event *timer;      /* a dump waiting for the crawler, or a CAS retry for its pause */
     int timer_tag;
 } mc_req;
 
@@ -141,6 +142,10 @@ void mc_issue_raw(mc_req *r, const char *line, int tag, int dump);
 void mc_issue_dump(mc_req *r, int tag);
 /* The same dump again after `ms` milliseconds (the crawler was busy). */
 void mc_issue_dump_later(mc_req *r, int tag, unsigned ms);
+/* A read-modify-write lost its CAS to a writer that bypasses the proxy: the
+ * request starts again from MC_START (at once, later after short random
+ * pauses), or fails after MC_CAS_RETRIES with a "try again" error. */
+void mc_cas_lost(mc_req *r);
 /* 0 when a value of len bytes certainly cannot be stored (it alone is over
  * the store's item size limit): the request has failed with the error. */
 int mc_value_fits(mc_req *r, unsigned long long len);
