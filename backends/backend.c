@@ -29,7 +29,10 @@ backend *backend_create(struct event_base *base, const char *url, int connection
     int memcached = !strncmp(u.scheme, "memcached", 9);
     backend *b = memcached ? backend_memcached_create(base, &u, connections, ctx, verify)
                            : backend_resp_create(base, &u, connections, ctx, verify);
-    if (b) b->databases = databases;
+    if (b) {
+        b->databases = databases;
+        b->one_store = 1;
+    }
     SSL_CTX_free(ctx); /* the backend holds its own reference */
     backend_url_free(&u);
     return b;

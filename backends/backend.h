@@ -119,6 +119,9 @@ struct backend {
     /* A Redis Cluster: database 0 only, and SELECT of another is refused
      * with Redis Cluster's words. */
     int cluster_mode;
+    /* One store (not a pool's or a cluster's router): one session's
+     * commands on one connection run in the order sent, whatever their keys. */
+    int one_store;
 };
 
 /* Whether the store has a command (lower-case name; "client|setname" for a
@@ -198,6 +201,17 @@ int backend_rdb_version_read(int release);
  * between stores): a memcached item becomes a string and back; a DUMP
  * payload newer than `to` reads is refused. 0, or -1 with err set. */
 int backend_image_adapt(backend_image *img, const backend *from, const backend *to, char *err, size_t errlen);
+/* A journal record as a fleet keeps it in the store: the key (db, name) a
+ * run (token) wrote and what it was, its TTL as a wall-clock deadline so
+ * that another process can put it back. The encoding, malloc'ed, and its
+ * length. A tombstone stands for a record already put back. */
+char *backend_record_encode(unsigned long long token, int db, const char *key, size_t klen, const backend_image *img,
+                            size_t *len);
+char *backend_record_tombstone(unsigned long long token, size_t *len);
+/* 1: a record (key and img are the caller's to free); 0: a tombstone (only
+ * token is set); -1: neither. */
+int backend_record_decode(const char *data, size_t len, unsigned long long *token, int *db, char **key, size_t *klen,
+                          backend_image **img);
 /* Monotonic milliseconds, the clock of backend_image.read_ms. */
 long long backend_monotonic_ms(void);
 

@@ -477,3 +477,104 @@ int backend_image_adapt(backend_image *img, const backend *from, const backend *
     }
     return 0;
 }
+
+/* ---- journal records kept in the store (a fleet's) --------------------------------- */
+
+#define RECORD_MAGIC "EPJ1"
+#define TOMBSTONE_MAGIC "EPJ0"
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void put_u64(unsigned char *p, unsigned long long v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static unsigned long long get_u64(const unsigned char *p)
+{
+    unsigned long long v = 0;
+    for (int i = 0; i < 8; i++) v |= (unsigned long long)p[i] << (8 * i);
+    return v;
+}
+
+/* magic, token, db, key length, image length, exists, kind, flags, deadline
+ * (wall ms, -1 none), then the key and the image's data. */
+#define RECORD_HEAD (4 + 8 * 7 + 2)
+
+char *backend_record_encode(unsigned long long token, int db, const char *key, size_t klen, const backend_image *img,
+                            size_t *len)
+{
+    long long left = ttl_left(img);
+    long long deadline = left < 0 ? -1 : wall_ms() + left;
+    size_t dlen = img->exists ? img->len : 0;
+    *len = RECORD_HEAD + klen + dlen;
+    unsigned char *p = malloc(*len);
+    if (!p) abort();
+    memcpy(p, RECORD_MAGIC, 4);
+    put_u64(p + 4, token);
+    put_u64(p + 12, (unsigned long long)(long long)db);
+    put_u64(p + 20, klen);
+    put_u64(p + 28, dlen);
+    put_u64(p + 36, img->flags);
+    put_u64(p + 44, (unsigned long long)deadline);
+    put_u64(p + 52, (unsigned long long)(unsigned char)img->kind);
+    p[60] = (unsigned char)(img->exists != 0);
+    p[61] = 0;
+    memcpy(p + RECORD_HEAD, key, klen);
+    if (dlen) memcpy(p + RECORD_HEAD + klen, img->data, dlen);
+    return (char *)p;
+}
+
+char *backend_record_tombstone(unsigned long long token, size_t *len)
+{
+    unsigned char *p = malloc(12);
+    if (!p) abort();
+    memcpy(p, TOMBSTONE_MAGIC, 4);
+    put_u64(p + 4, token);
+    *len = 12;
+    return (char *)p;
+}
+
+int backend_record_decode(const char *data, size_t len, unsigned long long *token, int *db, char **key, size_t *klen,
+                          backend_image **img)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    if (len == 12 && !memcmp(p, TOMBSTONE_MAGIC, 4)) {
+        *token = get_u64(p + 4);
+        return 0;
+    }
+    if (len < RECORD_HEAD || memcmp(p, RECORD_MAGIC, 4)) return -1;
+    unsigned long long kl = get_u64(p + 20), dl = get_u64(p + 28);
+    if (kl > len - RECORD_HEAD || dl != len - RECORD_HEAD - kl) return -1;
+    *token = get_u64(p + 4);
+    *db = (int)(long long)get_u64(p + 12);
+    *klen = (size_t)kl;
+    *key = malloc(kl + 1);
+    if (!*key) abort();
+    memcpy(*key, p + RECORD_HEAD, kl);
+    (*key)[kl] = '\0';
+    backend_image *im = calloc(1, sizeof(*im));
+    if (!im) abort();
+    im->exists = p[60] != 0;
+    im->len = (size_t)dl;
+    im->data = malloc(dl ? dl : 1);
+    if (!im->data) abort();
+    if (dl) memcpy(im->data, p + RECORD_HEAD + kl, dl);
+    im->flags = get_u64(p + 36);
+    im->kind = (char)get_u64(p + 52);
+    long long deadline = (long long)get_u64(p + 44);
+    im->read_ms = backend_monotonic_ms();
+    if (deadline < 0) {
+        im->ttl_ms = -1;
+    } else {
+        long long left = deadline - wall_ms();
+        im->ttl_ms = left > 0 ? left : 0; /* 0: gone by now, put back as missing */
+    }
+    *img = im;
+    return 1;
+}

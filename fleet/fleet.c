@@ -1,6 +1,7 @@
 /* Fleet membership: seats with leases in the store, the view of members,
  * slot owners, self-fencing (see fleet.h for the timing argument). */
 #include "fleet/fleet.h"
+#include "fleet/fleet_int.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -49,6 +50,11 @@ static struct {
     unsigned long long forwarded, redirected, fences, joins;
     char seat_keys[FLEET_MAX_MEMBERS][300];
     size_t seat_key_lens[FLEET_MAX_MEMBERS];
+    /* Ranges taken from members that left, not served until what those
+     * members' unfinished runs wrote there is put back. */
+    unsigned short recovering[RANGES];
+    unsigned char run_places[FLEET_RUN_PLACES / 8];
+    unsigned long long run_tokens;
 } F = {.seat = -1, .self = -1};
 
 static long long now_ms(void)
@@ -114,9 +120,24 @@ static int member_cmp(const void *a, const void *b)
  * been missing for a whole lease: its seat may have been dropped by a
  * FLUSHALL or an eviction while it still serves, and it has fenced itself
  * once it could not renew for a lease. */
+typedef struct member_left {
+    unsigned char ranges[RANGES / 8];
+} member_left;
+
+static void member_recovered(void *ctx)
+{
+    member_left *ml = ctx;
+    for (int r = 0; r < RANGES; r++)
+        if (ml->ranges[r / 8] & (1u << (r % 8))) F.recovering[r]--;
+    free(ml);
+}
+
 static void set_view(fleet_member *ms, int n)
 {
     long long now = now_ms();
+    fleet_member old[FLEET_MAX_MEMBERS];
+    int old_n = F.nmembers;
+    memcpy(old, F.members, sizeof(*old) * (size_t)old_n);
     fleet_member next[FLEET_MAX_MEMBERS];
     int k = 0;
     for (int i = 0; i < n; i++) next[k++] = ms[i];
@@ -140,8 +161,27 @@ static void set_view(fleet_member *ms, int n)
         if (!strcmp(next[i].id, F.self_id)) F.self = i;
     if (same) return;
     F.epoch++;
+    int16_t before[RANGES];
+    memcpy(before, F.range_owner, sizeof(before));
     compute_owners();
     log_notice("fleet %s: view %llu has %d member(s)", F.name, F.epoch, k);
+    /* Members that left (they were in the old view, kept there a lease
+     * after their seat went): their unfinished runs are undone where this
+     * member now owns the slots, before it serves them. */
+    for (int j = 0; j < old_n; j++) {
+        int kept = 0;
+        for (int i = 0; i < k && !kept; i++) kept = !strcmp(F.members[i].id, old[j].id);
+        if (kept || !strcmp(old[j].id, F.self_id)) continue;
+        member_left *ml = calloc(1, sizeof(*ml));
+        if (!ml) abort();
+        for (int r = 0; r < RANGES; r++) {
+            if (before[r] != j || F.range_owner[r] != F.self) continue;
+            ml->ranges[r / 8] |= (unsigned char)(1u << (r % 8));
+            F.recovering[r]++;
+        }
+        log_notice("fleet %s: member %s left; undoing its unfinished scripts", F.name, old[j].id);
+        fleet_recover_member(old[j].id, member_recovered, ml);
+    }
 }
 
 static void fence(const char *why)
@@ -154,6 +194,8 @@ static void fence(const char *why)
     F.self = -1;
     F.epoch++;
     new_id();
+    /* Places belong to an incarnation: the new one starts with all free. */
+    memset(F.run_places, 0, sizeof(F.run_places));
 }
 
 int fleet_slot_owner(int slot)
@@ -165,8 +207,10 @@ int fleet_slot_owner(int slot)
 int fleet_slot_route(int slot)
 {
     if (F.seat < 0 || F.self < 0) return FLEET_WAIT;
-    int owner = F.range_owner[(slot & (FLEET_SLOTS - 1)) / RANGE_SLOTS];
+    int range = (slot & (FLEET_SLOTS - 1)) / RANGE_SLOTS;
+    int owner = F.range_owner[range];
     if (owner != F.self) return owner;
+    if (F.recovering[range]) return FLEET_WAIT;
     long long now = now_ms();
     if (now >= F.fence_at_ms) {
         fence("its lease may have lapsed");
@@ -438,6 +482,70 @@ backend *fleet_peer(int member)
     return b;
 }
 
+/* ---- runs' places ------------------------------------------------------------ */
+
+backend *fleet_store(void) { return F.store; }
+long long fleet_lease_ms(void) { return F.lease_ms; }
+const char *fleet_name(void) { return F.name; }
+struct event_base *fleet_base(void) { return F.base; }
+
+void fleet_run_begin(fleet_run *r)
+{
+    r->place = -1;
+    memcpy(r->id, F.self_id, sizeof(r->id));
+    for (int i = 0; i < FLEET_RUN_PLACES; i++) {
+        if (F.run_places[i / 8] & (1u << (i % 8))) continue;
+        F.run_places[i / 8] |= (unsigned char)(1u << (i % 8));
+        r->place = i;
+        r->token = ++F.run_tokens;
+        snprintf(r->tag, sizeof(r->tag), "%s:%d:%llu", r->id, i, r->token);
+        return;
+    }
+    r->tag[0] = '\0';
+}
+
+void fleet_run_end(fleet_run *r)
+{
+    if (r->place < 0) return;
+    /* A place of an old incarnation (fenced since) is that one's no more. */
+    if (!strcmp(r->id, F.self_id)) F.run_places[r->place / 8] &= (unsigned char)~(1u << (r->place % 8));
+    r->place = -1;
+}
+
+size_t fleet_run_record_key(const fleet_run *r, int n, char *buf, size_t len)
+{
+    int k = snprintf(buf, len, "evalproxy-fleet:{%s}:run:%s:%d:%d", F.name, r->id, r->place, n);
+    return k < 0 ? 0 : (size_t)k;
+}
+
+int fleet_run_may_write(const fleet_run *r)
+{
+    return F.seat >= 0 && !strcmp(r->id, F.self_id) && now_ms() < F.fence_at_ms;
+}
+
+int fleet_run_parse_tag(const char *tag, size_t len, fleet_run *r)
+{
+    char buf[sizeof(r->tag)];
+    if (len >= sizeof(buf)) return -1;
+    memcpy(buf, tag, len);
+    buf[len] = '\0';
+    char id[FLEET_ID_LEN + 8];
+    int place;
+    unsigned long long token;
+    char end;
+    if (len < FLEET_ID_LEN + 4 || buf[FLEET_ID_LEN] != ':') return -1;
+    memcpy(id, buf, FLEET_ID_LEN);
+    id[FLEET_ID_LEN] = '\0';
+    if (sscanf(buf + FLEET_ID_LEN + 1, "%d:%llu%c", &place, &token, &end) != 2 || place < 0 ||
+        place >= FLEET_RUN_PLACES)
+        return -1;
+    memcpy(r->id, id, sizeof(r->id));
+    r->place = place;
+    r->token = token;
+    memcpy(r->tag, buf, len + 1);
+    return 0;
+}
+
 /* ---- INFO ------------------------------------------------------------------ */
 
 void fleet_info(struct evbuffer *out)
@@ -453,11 +561,12 @@ void fleet_info(struct evbuffer *out)
                         "fleet_enabled:%d\r\nfleet_name:%s\r\nfleet_myid:%s\r\nfleet_announce:%s:%d\r\n"
                         "fleet_state:%s\r\nfleet_seat:%d\r\nfleet_members:%d\r\nfleet_epoch:%llu\r\n"
                         "fleet_owned_slots:%d\r\nfleet_serving_slots:%d\r\nfleet_lease_ms:%lld\r\n"
-                        "fleet_forwarded:%llu\r\nfleet_redirected:%llu\r\nfleet_joins:%llu\r\nfleet_fences:%llu\r\n",
+                        "fleet_forwarded:%llu\r\nfleet_redirected:%llu\r\nfleet_joins:%llu\r\nfleet_fences:%llu\r\n"
+                        "fleet_recoveries_running:%u\r\nfleet_runs_undone:%llu\r\nfleet_keys_put_back:%llu\r\n",
                         F.on, F.name, F.self_id, F.host, F.port,
                         !F.on ? "off" : F.seat < 0 ? "joining" : now < F.serve_from_ms ? "waiting" : "serving",
                         F.seat, F.nmembers, F.epoch, owned, serving, F.lease_ms, F.forwarded, F.redirected, F.joins,
-                        F.fences);
+                        F.fences, fleet_recoveries_running(), fleet_runs_undone(), fleet_keys_put_back());
     for (int i = 0; i < F.nmembers; i++) {
         int slots = 0;
         for (int r = 0; r < RANGES; r++) slots += F.range_owner[r] == i ? RANGE_SLOTS : 0;

@@ -73,6 +73,41 @@ long long fleet_wait_limit_ms(void);
  * first use; NULL when it cannot be made. */
 struct backend *fleet_peer(int member);
 
+/* ---- journal records of scripts (fleet/recovery.c) ----
+ * A script run that writes keeps the pre-images of the keys it writes as
+ * records in the store, each before the write it covers:
+ * `evalproxy-fleet:{name}:run:<member id>:<place>:<n>`, n = 0, 1, ...; a
+ * member has FLEET_RUN_PLACES places, one per run in flight. Record 0 is the
+ * run's head: deleting it commits the run. When a member dies, whoever
+ * takes its slots (and whoever held locks for its runs) puts back what its
+ * unfinished runs recorded before serving those keys again. */
+#define FLEET_RUN_PLACES 256
+typedef struct fleet_run {
+    int place; /* -1: none (the run keeps no records) */
+    unsigned long long token;
+    char id[FLEET_ID_LEN + 1];
+    char tag[FLEET_ID_LEN + 48]; /* "<id>:<place>:<token>", as FLEET LOCK carries it */
+} fleet_run;
+/* A free place for a run (r->place -1 when all are taken). */
+void fleet_run_begin(fleet_run *r);
+void fleet_run_end(fleet_run *r);
+/* The key of record n of r (length; buf of at least 400 bytes). */
+size_t fleet_run_record_key(const fleet_run *r, int n, char *buf, size_t len);
+/* Whether this member still serves as the member that began r: a fenced
+ * member's runs write nothing more, and leave their undo to the fleet. */
+int fleet_run_may_write(const fleet_run *r);
+struct backend *fleet_store(void);
+/* Parses a FLEET LOCK run tag. 0, or -1 when it is not one. */
+int fleet_run_parse_tag(const char *tag, size_t len, fleet_run *r);
+/* Puts back what run r recorded for keys in the slots this member owns,
+ * newest first, and marks those records done; then done(ctx). It starts
+ * after_ms from now. */
+void fleet_recover_run(const fleet_run *r, long long after_ms, void (*done)(void *ctx), void *ctx);
+/* The lease (fleet-lease-ms). */
+long long fleet_lease_ms(void);
+/* Recoveries started because a member left, not finished yet. */
+unsigned fleet_recoveries_running(void);
+
 void fleet_count_forwarded(void);
 void fleet_count_redirected(void);
 void fleet_info(struct evbuffer *out);

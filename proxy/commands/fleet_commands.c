@@ -1,8 +1,10 @@
-/* FLEET LOCK <mode> <keyspace 0|1> [<db> <unit>]...: another member takes
- * units this member owns, for a script, transaction or command it runs
- * that also touches other members' slots. Answered +OK once granted; held
- * until FLEET UNLOCK or until the connection closes (a member that dies
- * gives its units back with its connections). */
+/* FLEET LOCK <mode> <keyspace 0|1> [RUN <tag>] [<db> <unit>]...: another
+ * member takes units this member owns, for a script, transaction or
+ * command it runs that also touches other members' slots. Answered +OK
+ * once granted; held until FLEET UNLOCK or until the connection closes (a
+ * member that dies gives its units back with its connections). Units held
+ * for a script run (RUN) are given back only after what the run recorded
+ * for keys here is put back: a run whose member vanished is undone. */
 #include "proxy/commands/fleet_commands.h"
 
 #include <event2/buffer.h>
@@ -20,6 +22,7 @@ typedef struct fleet_hold {
     client *c;
     lock_set *ls;
     reply_slot *slot; /* until granted */
+    fleet_run run;    /* place -1: not a script run's */
 } fleet_hold;
 
 static void hold_granted(lock_set *ls, void *ctx)
@@ -33,14 +36,34 @@ static void hold_granted(lock_set *ls, void *ctx)
     client_slot_done(s);
 }
 
-static void release_holds(client *c)
+static void hold_free(void *ctx)
+{
+    fleet_hold *h = ctx;
+    lock_set_release(h->ls);
+    free(h);
+}
+
+/* unlocked: FLEET UNLOCK (the run is over); else the requester's
+ * connection closed while holding, so its run may be half done. */
+static void release_holds(client *c, int unlocked)
 {
     fleet_hold *h = c->fleet_holds;
     c->fleet_holds = NULL;
     while (h) {
         fleet_hold *next = h->next;
-        lock_set_release(h->ls);
-        free(h);
+        if (h->slot && unlocked) {
+            /* Given up before it was granted: answered, so that the
+             * requester's connection stays in order. */
+            reply_error(h->slot->buf, "ERR FLEET LOCK given up");
+            client_slot_done(h->slot);
+        }
+        h->slot = NULL; /* else the client's slots go with it */
+        h->c = NULL;
+        /* A little later: what the vanished member sent the store just
+         * before may still be on its way there. */
+        if (!unlocked && h->run.place >= 0 && lock_set_granted(h->ls))
+            fleet_recover_run(&h->run, fleet_lease_ms() / 4, hold_free, h);
+        else hold_free(h);
         h = next;
     }
 }
@@ -50,16 +73,18 @@ static int arg_is(const char *a, size_t len, const char *name) { return strlen(n
 int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argvlen[0] != 5 || strncasecmp(argv[0], "fleet", 5)) return 0;
-    struct evbuffer *out = client_reply_buffer(c);
     if (!fleet_enabled()) {
-        reply_error(out, "ERR this proxy is not a fleet member (fleet-name)");
+        reply_error(client_reply_buffer(c), "ERR this proxy is not a fleet member (fleet-name)");
         return 1;
     }
     if (argc == 2 && arg_is(argv[1], argvlen[1], "unlock")) {
-        release_holds(c);
-        reply_ok(out);
+        /* Requests given up are answered first: the reply buffer is taken
+         * after them. */
+        release_holds(c, 1);
+        reply_ok(client_reply_buffer(c));
         return 1;
     }
+    struct evbuffer *out = client_reply_buffer(c);
     long long mode, ks;
     if (argc < 4 || !arg_is(argv[1], argvlen[1], "lock") || (argc - 4) % 2 || !string_to_ll(argv[2], argvlen[2], &mode) ||
         mode < 0 || mode >= LOCK_MODES || !string_to_ll(argv[3], argvlen[3], &ks)) {
@@ -69,9 +94,19 @@ int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
     lock_set *ls = NULL;
     fleet_hold *h = calloc(1, sizeof(*h));
     if (!h) abort();
+    h->run.place = -1;
+    int units = 4;
+    if (argc >= 6 && arg_is(argv[4], argvlen[4], "run")) {
+        if (fleet_run_parse_tag(argv[5], argvlen[5], &h->run) != 0) {
+            free(h);
+            reply_error(out, "ERR syntax error");
+            return 1;
+        }
+        units = 6;
+    }
     ls = lock_set_new((int)mode, hold_granted, h);
     lock_set_local_only(ls);
-    for (int i = 4; i < argc; i += 2) {
+    for (int i = units; i < argc; i += 2) {
         long long db;
         if (!string_to_ll(argv[i], argvlen[i], &db) || db < 0) {
             lock_set_release(ls);
@@ -92,4 +127,4 @@ int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
     return 1;
 }
 
-void fleet_commands_client_gone(client *c) { release_holds(c); }
+void fleet_commands_client_gone(client *c) { release_holds(c, 0); }

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "fleet/fleet.h"
 #include "lua/script_engine.h"
 #include "proxy/core/config.h"
 #include "proxy/core/journal.h"
@@ -98,6 +99,15 @@ typedef struct script_call {
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     unsigned long long seq;      /* its age among calls (kept across re-runs) */
     journal *journal;            /* this run's pre-images, when it keeps a journal */
+    /* In a fleet: this attempt's place for its journal records in the
+     * store (place -1: none), so the fleet can undo it should this member
+     * die; each first write to a key waits for its record. */
+    fleet_run frun;
+    unsigned record_wait : 1;    /* the pending redis.call waits for its records */
+    unsigned records_ahead : 1;  /* records sent ahead of writes on one store, not all answered */
+    int record_conn;             /* the connection it goes on then */
+    char *commit_reply;          /* the reply that waits for the records to go */
+    size_t commit_len;
     unsigned journalling : 1;    /* this run keeps one (see run_journals) */
     unsigned undo_wanted : 1;    /* undo once the store has answered everything sent */
     unsigned undo_then : 2;      /* UNDO_THEN_*: what follows the undo */
@@ -167,6 +177,8 @@ static void call_maybe_free(script_call *sc)
     journal_free(sc->journal);
     forget_written_keys(sc);
     free(sc->final_reply);
+    free(sc->commit_reply);
+    fleet_run_end(&sc->frun);
     if (sc->prev) sc->prev->next = sc->next;
     else calls = sc->next;
     if (sc->next) sc->next->prev = sc->prev;
@@ -197,14 +209,65 @@ static void set_busy(script_call *sc, int busy)
     if (sc->locks) lock_set_set_busy(sc->locks, busy ? (sc->fname ? LOCK_BUSY_FUNCTION : LOCK_BUSY_EVAL) : 0);
 }
 
+static void call_finish(script_call *sc, const char *reply, size_t len);
+static void call_release_locks(script_call *sc);
+
+#define LEASE_LOST_ERROR                                                                                              \
+    "ERR this fleet member lost its lease while the script ran; the fleet undoes what the script wrote"
+
+/* The run's journal records are gone (or never were): the reply goes. */
+static void records_committed(void *ctx, int ok)
+{
+    script_call *sc = ctx;
+    (void)ok; /* could not be deleted: logged; the run's writes stay */
+    sc->scheduled--;
+    char *reply = sc->commit_reply;
+    size_t len = sc->commit_len;
+    sc->commit_reply = NULL;
+    journal_free(sc->journal);
+    sc->journal = NULL;
+    call_finish(sc, reply, len);
+    free(reply);
+}
+
+/* A run that kept records in the store: they go before its reply and its
+ * locks (the reply promises the writes; the locks let others see them). A
+ * member fenced meanwhile leaves them for the fleet, which undoes the run:
+ * its reply is an error then, and the members holding its units learn it
+ * from their connections closing. 1 when the finish goes on later. */
+static int finish_records(script_call *sc, const char **reply, size_t *len)
+{
+    if (!sc->journal || !journal_durable(sc->journal) || !journal_recorded(sc->journal)) return 0;
+    if (!fleet_run_may_write(&sc->frun)) {
+        static char err[] = "-" LEASE_LOST_ERROR "\r\n";
+        *reply = err;
+        *len = sizeof(err) - 1;
+        if (sc->locks && !sc->borrowed_locks) lock_set_abandon(sc->locks);
+        journal_free(sc->journal);
+        sc->journal = NULL;
+        return 0;
+    }
+    free(sc->commit_reply);
+    sc->commit_reply = malloc(*len ? *len : 1);
+    if (!sc->commit_reply) abort();
+    memcpy(sc->commit_reply, *reply, *len);
+    sc->commit_len = *len;
+    sc->scheduled++; /* until records_committed */
+    if (journal_commit(sc->journal, UNDO_WAIT_MS, records_committed, sc)) return 1;
+    sc->scheduled--;
+    free(sc->commit_reply);
+    sc->commit_reply = NULL;
+    return 0;
+}
+
 /* The final reply goes to the client (if still there); locks are released. */
 static void call_finish(script_call *sc, const char *reply, size_t len)
 {
+    if (finish_records(sc, &reply, &len)) return;
     set_busy(sc, 0);
     int failed = reply && len && reply[0] == '-';
     if (failed) stats_error_reply(reply + 1, len - 1);
-    if (sc->locks && !sc->borrowed_locks) lock_set_release(sc->locks);
-    sc->locks = NULL;
+    call_release_locks(sc);
     if (sc->done_fn) {
         scripting_done_fn *fn = sc->done_fn;
         sc->done_fn = NULL;
@@ -288,11 +351,23 @@ static void note_undoable(script_call *sc)
 
 static void try_undo(script_call *sc);
 
+static void records_go(script_call *sc);
+static void call_send_now(script_call *sc, backend *b, int conn);
+
 static void journal_settled(void *ctx)
 {
     script_call *sc = ctx;
     sc->inflight--;
     note_undoable(sc);
+    if (sc->record_wait && !journal_pending(sc->journal)) {
+        if (stopping || sc->finished || !sc->run) {
+            sc->record_wait = 0;
+        } else {
+            sc->depth++;
+            records_go(sc);
+            sc->depth--;
+        }
+    }
     try_undo(sc);
     call_maybe_free(sc);
 }
@@ -335,7 +410,10 @@ static int journalable(const command_def *cmd, int argc, char **argv)
 static void journal_write(script_call *sc, backend *b, int conn)
 {
     const command_def *cmd = sc->call_cmd;
-    if (!sc->journal) sc->journal = journal_new(journal_settled, sc);
+    if (!sc->journal) {
+        sc->journal = journal_new(journal_settled, sc);
+        if (sc->frun.place >= 0) journal_set_durable(sc->journal, &sc->frun);
+    }
     int n = 0, stack_keys[32], *keys = stack_keys;
     if (journalable(cmd, sc->call_argc, sc->call_argv) && (cmd->key_spec_count || cmd->getkeys)) {
         n = command_get_keys(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen, keys, NULL, 32);
@@ -347,7 +425,9 @@ static void journal_write(script_call *sc, backend *b, int conn)
     }
     if (n <= 0) journal_break(sc->journal);
     int left = !strcmp(cmd->name, "lpush");
-    if (n == 1 && (left || !strcmp(cmd->name, "rpush")) && sc->call_argc >= 3 &&
+    /* Pops undo a push only when it is known to have happened: not from a
+     * record read after this member died. */
+    if (n == 1 && (left || !strcmp(cmd->name, "rpush")) && sc->call_argc >= 3 && !journal_durable(sc->journal) &&
         !journal_has(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]])) {
         /* A push: undone by as many pops, whatever the list's length. */
         sc->pushed = 1 + journal_pushed(sc->journal, sc->db, sc->call_argv[keys[0]], sc->call_argvlen[keys[0]], left,
@@ -448,20 +528,54 @@ static void schedule_rerun(script_call *sc)
     event_base_once(server.base, -1, EV_TIMEOUT, rerun_cb, sc, &zero);
 }
 
+static void undo_over(script_call *sc, int ok);
+
+static void undo_committed(void *ctx, int ok)
+{
+    script_call *sc = ctx;
+    (void)ok; /* could not be deleted: logged; what they cover is undone already */
+    sc->scheduled--;
+    undo_over(sc, 1);
+}
+
 static void undo_done(void *ctx, int ok)
 {
     script_call *sc = ctx;
     sc->scheduled--;
     if (ok) stat_undone++;
     else stat_undo_failed++;
-    journal_free(sc->journal);
-    sc->journal = NULL;
+    /* Undone: its records in the store go before its locks do. */
+    if (ok && sc->journal && journal_durable(sc->journal) && journal_recorded(sc->journal) &&
+        fleet_run_may_write(&sc->frun)) {
+        sc->scheduled++;
+        if (journal_commit(sc->journal, UNDO_WAIT_MS, undo_committed, sc)) return;
+        sc->scheduled--;
+    }
+    undo_over(sc, ok);
+}
+
+/* A run's locks go. One whose records the fleet must undo (this member was
+ * fenced) lets the members holding its units know, by dropping them. */
+static void call_release_locks(script_call *sc)
+{
+    if (!sc->locks) return;
+    if (!sc->borrowed_locks) {
+        if (sc->journal && journal_durable(sc->journal) && journal_recorded(sc->journal) &&
+            !fleet_run_may_write(&sc->frun))
+            lock_set_abandon(sc->locks);
+        lock_set_release(sc->locks);
+    }
+    sc->locks = NULL;
+    fleet_run_end(&sc->frun);
+}
+
+static void undo_over(script_call *sc, int ok)
+{
     if (sc->undo_then == UNDO_THEN_RERUN) {
         sc->undo_then = 0;
-        if (sc->locks) {
-            lock_set_release(sc->locks);
-            sc->locks = NULL;
-        }
+        call_release_locks(sc);
+        journal_free(sc->journal);
+        sc->journal = NULL;
         if (ok) {
             stat_rerun_after_undo++;
             schedule_rerun(sc);
@@ -473,6 +587,11 @@ static void undo_done(void *ctx, int ok)
     }
     if (sc->undo_then == UNDO_THEN_FINISH) {
         sc->undo_then = 0;
+        /* Records (if any) are gone or left to the fleet: the finish only
+         * answers. */
+        if (sc->journal && journal_recorded(sc->journal) && !fleet_run_may_write(&sc->frun)) call_release_locks(sc);
+        journal_free(sc->journal);
+        sc->journal = NULL;
         char *reply = sc->final_reply;
         size_t len = sc->final_len;
         sc->final_reply = NULL;
@@ -480,6 +599,8 @@ static void undo_done(void *ctx, int ok)
         free(reply);
         return;
     }
+    journal_free(sc->journal);
+    sc->journal = NULL;
     call_maybe_free(sc);
 }
 
@@ -489,6 +610,13 @@ static void try_undo(script_call *sc)
 {
     if (!sc->undo_wanted || sc->inflight || stopping) return;
     sc->undo_wanted = 0;
+    if (sc->journal && journal_durable(sc->journal) && journal_recorded(sc->journal) &&
+        !fleet_run_may_write(&sc->frun)) {
+        /* Fenced: the members that take its slots undo it from its records;
+         * a write from here now could land after theirs. */
+        undo_done(sc, 0);
+        return;
+    }
     journal_undo(sc->journal, server.backend, sc->client_id, UNDO_WAIT_MS, undo_done, sc);
 }
 
@@ -823,6 +951,68 @@ static void call_send(script_call *sc)
     if (is_write && sc->journalling) {
         if (conn >= 0 || !journalable(cmd, sc->call_argc, sc->call_argv)) journal_write(sc, b, conn);
     }
+    if (is_write && sc->frun.place >= 0) {
+        if (!fleet_run_may_write(&sc->frun)) {
+            answer_error(sc, LEASE_LOST_ERROR);
+            return;
+        }
+        if (sc->journal && (journal_pending(sc->journal) || journal_unrecorded(sc->journal))) {
+            sc->record_wait = 1;
+            sc->record_conn = conn;
+            records_go(sc);
+            return;
+        }
+    }
+    call_send_now(sc, b, conn);
+}
+
+/* The run's new journal entries are in the store: the write they cover goes
+ * (unless it went already, right behind them on one store). */
+static void records_written(void *ctx, int ok)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (sc->records_ahead) {
+        sc->records_ahead = 0;
+        if (!ok) log_warning("fleet: a script's journal record was refused by the store; should this member die "
+                             "before the script ends, the fleet cannot undo that write");
+        try_undo(sc);
+        call_maybe_free(sc);
+        return;
+    }
+    sc->record_wait = 0;
+    if (!call_reply_arrives(sc)) return;
+    if (!ok) answer_error(sc, "ERR the fleet could not keep the script's journal in the store; the command was not sent");
+    else if (!fleet_run_may_write(&sc->frun)) answer_error(sc, LEASE_LOST_ERROR);
+    else call_send_now(sc, server.backend, sc->record_conn);
+    sc->depth--;
+    call_maybe_free(sc);
+}
+
+/* Once the images of the keys the pending write is the first to touch are
+ * read (journal_settled calls again), their records go to the store. */
+static void records_go(script_call *sc)
+{
+    if (journal_pending(sc->journal)) return;
+    int ahead = sc->records_ahead;
+    int rc = journal_persist(sc->journal, sc->record_conn, sc->client_id, records_written, sc);
+    if (rc > 0 && !ahead) sc->inflight++; /* one answer for all records in flight */
+    if (rc > 0 && (ahead || journal_records_ordered(sc->journal))) {
+        /* One store: the write runs after its records there, in order. */
+        sc->records_ahead = 1;
+        sc->record_wait = 0;
+        call_send_now(sc, server.backend, sc->record_conn);
+        return;
+    }
+    if (rc > 0) return;
+    sc->record_wait = 0;
+    if (rc < 0) answer_error(sc, "ERR the fleet could not keep the script's journal in the store; the command was not sent");
+    else call_send_now(sc, server.backend, sc->record_conn);
+}
+
+static void call_send_now(script_call *sc, backend *b, int conn)
+{
+    const command_def *cmd = sc->call_cmd;
     if (pubsub_script_call(sc->run, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen)) return;
     if (!strcmp(cmd->name, "debug") && sc->call_argc == 3 && !strcasecmp(sc->call_argv[1], "protocol")) {
         /* Sample replies of each type, in the protocol the script chose. */
@@ -1151,10 +1341,7 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
             begin_undo(sc, UNDO_THEN_RERUN);
             return;
         }
-        if (sc->locks) {
-            lock_set_release(sc->locks);
-            sc->locks = NULL;
-        }
+        call_release_locks(sc);
         schedule_rerun(sc);
         return;
     }
@@ -1233,6 +1420,7 @@ static void call_start(script_call *sc)
     sc->store_lost = 0;
     sc->rollback = config.lua_rollback_on_error || ((f ? script_function_flags(f) : script_flags(s)) & SCRIPT_FLAG_ATOMIC);
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
+    if (sc->frun.place >= 0) sc->journalling = 1; /* a fleet undoes a dead member's runs from their journals */
     if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
     sc->start_ms = monotonic_ms();
     sc->db = sc->start_db;
@@ -1287,8 +1475,14 @@ static void call_abort(lock_set *ls, void *ctx)
 
 static void call_acquire(script_call *sc, int refuse_if_busy)
 {
-    if (sc->locks) lock_set_release(sc->locks);
+    call_release_locks(sc);
     lock_set *ls = lock_set_new(sc->lock_mode, call_lock_granted, sc);
+    /* Each attempt its own place and token: records of an attempt undone
+     * before must never be taken for this one's. */
+    if (fleet_enabled() && !sc->borrowed_locks && sc->lock_mode == LOCK_SCRIPT_EXCL && !sc->priv) {
+        fleet_run_begin(&sc->frun);
+        lock_set_set_run(ls, sc->frun.place >= 0 ? sc->frun.tag : NULL);
+    }
     /* A debugging session never gives way: its client would see it start over. */
     lock_set_mark_script(ls, sc->debug ? NULL : call_abort);
     lock_set_set_age(ls, sc->seq);
@@ -1318,6 +1512,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     script_call *sc = malloc(head + n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
     if (!sc) abort();
     memset(sc, 0, sizeof(*sc));
+    sc->frun.place = -1;
     char *block = (char *)sc + head;
     char **ptrs = (char **)block;
     size_t *lens = (size_t *)(block + n * sizeof(char *));

@@ -22,9 +22,11 @@
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "fleet/fleet.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
+#include "proxy/core/journal.h"
 #include "proxy/core/locks.h"
 #include "util/args.h"
 #include "util/log.h"
@@ -167,6 +169,13 @@ typedef struct exec_run {
     int script_running;
     int stepping;
     int prestep_next, prestep_db; /* key presteps, done before the first command */
+    /* In a fleet, a transaction the proxy runs itself keeps what its keys
+     * were as journal records in the store first, so that the fleet undoes
+     * it should this member die half way (as a script's, scripting.c). */
+    fleet_run frun;
+    journal *journal;
+    int journal_waiting; /* the first command waits for the records */
+    int records_ahead;   /* sent ahead of the commands on one store, not answered yet */
 } exec_run;
 
 static exec_run *exec_runs;
@@ -340,6 +349,8 @@ static void exec_free(exec_run *er)
     free(er->elems);
     multi_free(er->m);
     acl_user_release(er->user);
+    journal_free(er->journal);
+    fleet_run_end(&er->frun);
     free(er);
 }
 
@@ -355,8 +366,26 @@ static int may_publish(const multi_state *m)
 }
 
 /* The reply is in er->slot->buf: release everything and let the client go on. */
+static void exec_finish(exec_run *er);
+
+static void exec_committed(void *ctx, int ok)
+{
+    exec_run *er = ctx;
+    (void)ok; /* could not be deleted: logged; the writes stay */
+    journal_free(er->journal);
+    er->journal = NULL;
+    exec_finish(er);
+}
+
+/* The reply is ready: a fleet member's journal records go first (the reply
+ * promises the writes; the locks let others see them), see scripting.c. */
 static void exec_finish(exec_run *er)
 {
+    if (er->journal && journal_recorded(er->journal) && fleet_run_may_write(&er->frun) &&
+        journal_commit(er->journal, 30000, exec_committed, er))
+        return;
+    if (er->ls && er->journal && journal_recorded(er->journal) && !fleet_run_may_write(&er->frun))
+        lock_set_abandon(er->ls); /* fenced: the members holding its units undo it */
     if (er->ls) lock_set_release(er->ls);
     er->ls = NULL;
     exec_unwatch(er);
@@ -520,6 +549,13 @@ static void exec_run_step(exec_run *er);
 
 static void exec_run_finish(exec_run *er)
 {
+    /* A member fenced meanwhile leaves its records to the fleet, which
+     * undoes the transaction. */
+    if (er->journal && journal_recorded(er->journal) && !fleet_run_may_write(&er->frun)) {
+        exec_finish_error(er, "ERR this fleet member lost its lease while the transaction ran; the fleet undoes "
+                              "what it wrote");
+        return;
+    }
     struct evbuffer *out = er->slot->buf;
     reply_array(out, er->m->count);
     for (int i = 0; i < er->m->count; i++) {
@@ -660,6 +696,92 @@ static void exec_run_step(exec_run *er)
 
 static void exec_presteps(exec_run *er);
 
+static void exec_records_written(void *ctx, int ok)
+{
+    exec_run *er = ctx;
+    if (er->records_ahead) {
+        /* The commands went right behind them (one store); the run waits
+         * for this answer before it finishes. */
+        er->records_ahead = 0;
+        if (!ok) log_warning("fleet: a transaction's journal record was refused by the store; should this member "
+                             "die before it ends, the fleet cannot undo it");
+        er->pending--;
+        exec_run_step(er);
+        return;
+    }
+    if (!ok) {
+        exec_finish_error(er, "EXECABORT Transaction discarded because of: the fleet could not keep its journal in "
+                              "the store");
+        return;
+    }
+    exec_run_step(er);
+}
+
+static void exec_records_go(exec_run *er)
+{
+    int conn = backend_pick(server.backend, (unsigned)er->client_id);
+    int rc = journal_persist(er->journal, conn, 0, exec_records_written, er);
+    if (rc < 0) {
+        exec_records_written(er, 0);
+    } else if (rc == 0) {
+        exec_run_step(er);
+    } else if (journal_records_ordered(er->journal)) {
+        er->records_ahead = 1;
+        er->pending++; /* the records' answer, as one of the commands' */
+        exec_run_step(er);
+    }
+}
+
+static void exec_journal_settled(void *ctx)
+{
+    exec_run *er = ctx;
+    if (er->journal_waiting && !journal_pending(er->journal)) {
+        er->journal_waiting = 0;
+        exec_records_go(er);
+    }
+}
+
+/* A fleet member's transaction that writes: the images of every key its
+ * commands (and its scripts' declared keys) may write, read before the
+ * first of them runs, and kept in the store; then the commands. */
+static void exec_journal(exec_run *er)
+{
+    if (er->frun.place < 0) {
+        exec_run_step(er);
+        return;
+    }
+    backend *b = server.backend;
+    int conn = backend_pick(b, (unsigned)er->client_id);
+    er->journal = journal_new(exec_journal_settled, er);
+    journal_set_durable(er->journal, &er->frun);
+    int db = er->db;
+    for (int i = 0; i < er->m->count && conn >= 0; i++) {
+        queued_command *q = &er->m->cmds[i];
+        long long id;
+        if (!strcmp(q->cmd->name, "select")) {
+            if (q->argc == 2 && string_to_ll(q->argv[1], q->argvlen[1], &id) && id >= 0 && id < config.databases)
+                db = (int)id;
+            continue;
+        }
+        int first = 0, n = 0, keys[64];
+        const int *at = keys;
+        if (scripting_is_eval(q->cmd)) {
+            n = scripting_eval_keys(q->cmd, q->argc, q->argv, q->argvlen, &first);
+            at = NULL;
+        } else if ((q->cmd->flags & CMD_WRITE) && (q->cmd->key_spec_count || q->cmd->getkeys)) {
+            n = command_get_keys(q->cmd, q->argc, q->argv, q->argvlen, keys, NULL, 64);
+            if (n > 64) n = 0; /* keyspace-wide in effect: locked whole, nothing to image */
+        }
+        for (int k = 0; k < n; k++) {
+            int a = at ? at[k] : first + k;
+            if (journal_has(er->journal, db, q->argv[a], q->argvlen[a])) continue;
+            journal_capture(er->journal, b, conn, db, er->client_id, q->argv[a], q->argvlen[a]);
+        }
+    }
+    if (journal_pending(er->journal)) er->journal_waiting = 1;
+    else exec_records_go(er);
+}
+
 static void exec_prestep_done(void *ctx, const char *error)
 {
     exec_run *er = ctx;
@@ -695,7 +817,7 @@ static void exec_presteps(exec_run *er)
         key_presteps_run(&call, exec_prestep_done, er);
         return;
     }
-    exec_run_step(er);
+    exec_journal(er);
 }
 
 static void exec_run_start(exec_run *er)
@@ -899,6 +1021,11 @@ static void exec_lock(exec_run *er)
     int mode = by_proxy ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
     lock_set *ls = lock_set_new(mode, exec_lock_granted, er);
     if (by_proxy && write) lock_set_set_written(ls, 1); /* so WATCHers see it */
+    if (by_proxy && write && fleet_enabled()) {
+        fleet_run_end(&er->frun);
+        fleet_run_begin(&er->frun);
+        lock_set_set_run(ls, er->frun.place >= 0 ? er->frun.tag : NULL);
+    }
     int db = er->db;
     for (int i = 0; i < m->count && !keyspace; i++) {
         queued_command *q = &m->cmds[i];
@@ -975,6 +1102,7 @@ static void exec_command(client *c)
     int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m, c->db);
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
+    er->frun.place = -1;
     er->c = c;
     er->client_id = c->id;
     er->user = c->user;

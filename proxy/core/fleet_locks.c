@@ -19,6 +19,8 @@ struct remote_lock {
     char mode[4], ks[4];
     char (*dbs)[12];
     int ndbs;
+    int units_at; /* argv index of the first unit */
+    char *run_tag;
 };
 
 enum { RL_NEW = 0, RL_WAITING, RL_GRANTED, RL_DONE };
@@ -35,7 +37,7 @@ static void push(remote_lock *rl, char *s, size_t len)
     rl->argvlen[rl->argc++] = len;
 }
 
-remote_lock *remote_lock_new(int member, int mode, int keyspace)
+remote_lock *remote_lock_new(int member, int mode, int keyspace, const char *run_tag)
 {
     backend *peer = fleet_peer(member);
     if (!peer) return NULL;
@@ -49,6 +51,17 @@ remote_lock *remote_lock_new(int member, int mode, int keyspace)
     push(rl, "LOCK", 4);
     push(rl, rl->mode, strlen(rl->mode));
     push(rl, rl->ks, 1);
+    if (run_tag) {
+        /* The tag is copied: the request may outlive the run's memory. */
+        size_t n = strlen(run_tag);
+        char *t = malloc(n + 1);
+        if (!t) abort();
+        memcpy(t, run_tag, n + 1);
+        rl->run_tag = t;
+        push(rl, "RUN", 3);
+        push(rl, t, n);
+    }
+    rl->units_at = rl->argc;
     return rl;
 }
 
@@ -67,6 +80,7 @@ static void lock_reply_cb(void *ctx, const backend_reply *br)
 {
     remote_lock *rl = ctx;
     int ok = !br->error && br->parsed && br->parsed->type == REDIS_REPLY_STATUS;
+    if (!rl->fn) return; /* given up: FLEET UNLOCK follows */
     rl->state = ok ? RL_GRANTED : RL_DONE;
     if (rl->fn) rl->fn(rl->ctx, ok);
 }
@@ -75,7 +89,7 @@ int remote_lock_send(remote_lock *rl, remote_lock_fn *fn, void *ctx)
 {
     rl->fn = fn;
     rl->ctx = ctx;
-    for (int i = 4, d = 0; i < rl->argc; i += 2, d++) rl->argv[i] = rl->dbs[d];
+    for (int i = rl->units_at, d = 0; i < rl->argc; i += 2, d++) rl->argv[i] = rl->dbs[d];
     rl->conn = backend_open_dedicated(rl->peer);
     if (rl->conn < 0) return -1;
     if (backend_send(rl->peer, rl->conn, 0, rl->argc, rl->argv, rl->argvlen, BACKEND_PARSED, lock_reply_cb, rl) != 0) {
@@ -101,6 +115,8 @@ void remote_lock_free(remote_lock *rl)
     free(rl->argv);
     free(rl->argvlen);
     free(rl->dbs);
+    free(rl->run_tag);
+    rl->run_tag = NULL;
     rl->argv = NULL;
     rl->argvlen = NULL;
     rl->dbs = NULL;
@@ -112,7 +128,25 @@ void remote_lock_free(remote_lock *rl)
         if (backend_send(rl->peer, rl->conn, 0, 2, unlock, unlock_len, BACKEND_PARSED, unlock_reply_cb, rl) == 0)
             return;
     }
-    /* Waiting, or failed: closing the connection gives up everything there. */
+    if (rl->state == RL_WAITING && rl->conn >= 0) {
+        /* Given up while waiting: FLEET UNLOCK behind the request, never a
+         * closed connection, which the member would take for a vanished
+         * run (and undo it). The request's answer comes first. */
+        static char *unlock[2] = {"FLEET", "UNLOCK"};
+        static const size_t unlock_len[2] = {5, 6};
+        rl->fn = NULL;
+        rl->state = RL_DONE;
+        if (backend_send(rl->peer, rl->conn, 0, 2, unlock, unlock_len, BACKEND_PARSED, unlock_reply_cb, rl) == 0)
+            return;
+    }
+    /* Failed: closing the connection gives up everything there. */
     if (rl->conn >= 0) backend_release_dedicated(rl->peer, rl->conn, 0);
     free(rl);
+}
+
+void remote_lock_drop(remote_lock *rl)
+{
+    if (!rl) return;
+    rl->state = RL_DONE; /* closed, never unlocked */
+    remote_lock_free(rl);
 }

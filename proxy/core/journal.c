@@ -10,7 +10,9 @@
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "fleet/fleet.h"
 #include "proxy/core/server.h"
+#include "util/log.h"
 
 enum { ENTRY_PENDING = 0, ENTRY_READY, ENTRY_FAILED, ENTRY_VOID };
 
@@ -47,6 +49,16 @@ struct journal {
     unsigned undo_failed : 1, undoing : 1, finish_next : 1, popped : 1;
     journal_done_fn *done;
     void *done_ctx;
+    /* records in the store (a fleet's) */
+    unsigned durable : 1, record_failed : 1, committing : 1, big_record : 1;
+    fleet_run run;
+    size_t recorded;     /* entries up to here have their records (or none is due) */
+    int nrecords;        /* records written: 0 .. nrecords-1 */
+    unsigned record_pending;
+    journal_done_fn *record_done;
+    void *record_ctx;
+    struct event *commit_ev;
+    long long commit_deadline_ms;
 };
 
 static size_t bytes_now;
@@ -78,6 +90,7 @@ void journal_free(journal *j)
     }
     free(j->e);
     if (j->ev) event_free(j->ev);
+    if (j->commit_ev) event_free(j->commit_ev);
     bytes_now -= j->bytes;
     free(j);
 }
@@ -282,4 +295,139 @@ void journal_undo(journal *j, backend *b, unsigned long long session, long long 
     if (!j->ev) j->ev = evtimer_new(server.base, undo_ev_cb, j);
     if (!j->ev) abort();
     undo_step(j);
+}
+
+/* ---- records in the store (a fleet) ------------------------------------------------ */
+
+/* Longer than any run, short enough not to pile up should a member die. */
+#define RECORD_TTL "86400000"
+
+void journal_set_durable(journal *j, const fleet_run *run)
+{
+    j->durable = 1;
+    j->run = *run;
+}
+
+int journal_durable(const journal *j) { return j->durable; }
+int journal_recorded(const journal *j) { return j->nrecords > 0; }
+int journal_unrecorded(const journal *j) { return j->durable && j->recorded < j->n; }
+
+static void record_cb(void *ctx, const backend_reply *r)
+{
+    journal *j = ctx;
+    j->record_pending--;
+    if (r->error || !r->parsed || r->parsed->type != REDIS_REPLY_STATUS) j->record_failed = 1;
+    if (j->record_pending) return;
+    journal_done_fn *done = j->record_done;
+    j->record_done = NULL;
+    if (done) done(j->record_ctx, !j->record_failed);
+}
+
+/* Records small enough that a store would not refuse them for their size
+ * (memcached's items): only those may be overtaken by the write they cover. */
+#define ORDERED_RECORD_MAX (256 * 1024)
+
+int journal_records_ordered(const journal *j) { return j->durable && fleet_store()->one_store && !j->big_record; }
+
+int journal_persist(journal *j, int conn, unsigned long long session, journal_done_fn *done, void *ctx)
+{
+    if (!j->durable) return 0;
+    backend *b = fleet_store();
+    if (conn < 0) conn = backend_pick(b, (unsigned)(uintptr_t)j);
+    j->big_record = 0;
+    j->record_failed = 0;
+    for (; j->recorded < j->n; j->recorded++) {
+        journal_entry *e = j->e[j->recorded];
+        if (e->state != ENTRY_READY || e->pops) continue; /* the journal is broken, or a pop: nothing to keep */
+        size_t vlen, klen;
+        char key[400];
+        klen = fleet_run_record_key(&j->run, j->nrecords, key, sizeof(key));
+        char *val = backend_record_encode(j->run.token, e->db, e->key, e->len, e->img, &vlen);
+        char *v[5] = {"SET", key, val, "PX", RECORD_TTL};
+        size_t l[5] = {3, klen, vlen, 2, strlen(RECORD_TTL)};
+        if (vlen > ORDERED_RECORD_MAX) j->big_record = 1;
+        int rc = conn < 0 ? -1 : b->ops->send(b, conn, 0, session, 5, v, l, BACKEND_PARSED, record_cb, j);
+        free(val);
+        if (rc != 0) {
+            j->record_failed = 1;
+            break;
+        }
+        j->nrecords++;
+        j->record_pending++;
+    }
+    if (j->record_pending) {
+        /* A record that failed to go out fails the batch when the others
+         * are answered. */
+        j->record_done = done;
+        j->record_ctx = ctx;
+        return 1;
+    }
+    return j->record_failed ? -1 : 0;
+}
+
+static void commit_step(journal *j);
+
+static void commit_finish(journal *j, int ok)
+{
+    j->committing = 0;
+    j->nrecords = 0;
+    journal_done_fn *done = j->done;
+    j->done = NULL;
+    if (done) done(j->done_ctx, ok);
+}
+
+static void commit_ev_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    commit_step(arg);
+}
+
+static void commit_later(journal *j)
+{
+    if (backend_monotonic_ms() + UNDO_RETRY_MS > j->commit_deadline_ms) {
+        log_warning("fleet: a script's journal records could not be deleted; the run stays in the store");
+        commit_finish(j, 0);
+        return;
+    }
+    struct timeval tv = {0, UNDO_RETRY_MS * 1000};
+    evtimer_add(j->commit_ev, &tv);
+}
+
+static void head_deleted_cb(void *ctx, const backend_reply *r)
+{
+    journal *j = ctx;
+    if (r->error || !r->parsed || r->parsed->type != REDIS_REPLY_INTEGER) {
+        commit_later(j);
+        return;
+    }
+    /* Committed. The other records stay until the place's next run writes
+     * over them or they expire: a recovery stops at the first record of
+     * another run (its token), and a delete sent now could overtake, on
+     * another connection, the next run's write of the same record. */
+    commit_finish(j, 1);
+}
+
+static void commit_step(journal *j)
+{
+    backend *b = fleet_store();
+    int conn = backend_pick(b, (unsigned)(uintptr_t)j);
+    char key[400];
+    size_t kl = fleet_run_record_key(&j->run, 0, key, sizeof(key));
+    char *v[2] = {"DEL", key};
+    size_t l[2] = {3, kl};
+    if (conn < 0 || backend_send(b, conn, 0, 2, v, l, BACKEND_PARSED, head_deleted_cb, j) != 0) commit_later(j);
+}
+
+int journal_commit(journal *j, long long wait_ms, journal_done_fn *done, void *ctx)
+{
+    if (!j->durable || !j->nrecords) return 0;
+    j->done = done;
+    j->done_ctx = ctx;
+    j->committing = 1;
+    j->commit_deadline_ms = backend_monotonic_ms() + wait_ms;
+    if (!j->commit_ev) j->commit_ev = evtimer_new(server.base, commit_ev_cb, j);
+    if (!j->commit_ev) abort();
+    commit_step(j);
+    return 1;
 }

@@ -44,6 +44,30 @@ typedef void journal_done_fn(void *ctx, int ok);
 void journal_undo(journal *j, struct backend *b, unsigned long long session, long long wait_ms, journal_done_fn *done,
                   void *ctx);
 
+/* In a fleet, a run's journal is also kept in the store (fleet.h, "journal
+ * records of scripts"), so that the fleet undoes the run should this member
+ * die: each entry becomes a record before the write it covers. */
+struct fleet_run;
+void journal_set_durable(journal *j, const struct fleet_run *run);
+int journal_durable(const journal *j);
+/* Whether records of it are in the store (a head to delete). */
+int journal_recorded(const journal *j);
+/* Whether entries wait for their records (journal_persist). */
+int journal_unrecorded(const journal *j);
+/* Writes the records of the entries captured since the last call (only
+ * once captures are all answered), on conn for session: 1 when some are on
+ * their way and done(ctx, ok) follows, 0 when none was needed, -1 when none
+ * could be sent (done is not called). */
+int journal_persist(journal *j, int conn, unsigned long long session, journal_done_fn *done, void *ctx);
+/* Whether a write sent right after journal_persist, on the same connection
+ * and session, runs after the records in the store (one store): it need
+ * not wait for their answers. */
+int journal_records_ordered(const journal *j);
+/* The run is over (its writes stay, or were undone): its records go, the
+ * head first, which commits it. 1 when on its way (done follows, after
+ * retries for up to about wait_ms), 0 when there were none. */
+int journal_commit(journal *j, long long wait_ms, journal_done_fn *done, void *ctx);
+
 /* Bytes held by every journal now, and runs undone. */
 size_t journal_bytes_now(void);
 

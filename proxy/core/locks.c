@@ -73,7 +73,8 @@ struct lock_set {
      * members' order (see fleet_chain); local_only: a set a member takes
      * here for another one (FLEET LOCK). */
     struct fleet_chain *chain;
-    unsigned local_only : 1;
+    unsigned local_only : 1, abandon : 1;
+    const char *run_tag; /* the script run whose journal records cover its writes (lock_set_set_run) */
 };
 
 static int local_acquire(lock_set *ls, int refuse_if_busy);
@@ -785,7 +786,7 @@ static void chain_timer(fleet_chain *ch, long long ms)
 
 static int chain_send(fleet_chain *ch, chain_step *st)
 {
-    st->rl = remote_lock_new(st->member, ch->ls->mode, st->keyspace);
+    st->rl = remote_lock_new(st->member, ch->ls->mode, st->keyspace, ch->ls->run_tag);
     if (!st->rl) return -1;
     for (int i = 0; i < st->nunits; i++)
         remote_lock_add(st->rl, st->units[i]->db, st->units[i]->name, st->units[i]->len);
@@ -919,7 +920,7 @@ static int chain_resume(lock_set *ls)
         /* Its owner now (the view may have changed while it waited here). */
         int owner = fleet_slot_owner((int)cluster_key_slot(ch->extend_name, ch->extend_len));
         if (owner < 0 || owner == fleet_self()) return 0;
-        ch->extend_wait = remote_lock_new(owner, ls->mode, 0);
+        ch->extend_wait = remote_lock_new(owner, ls->mode, 0, ls->run_tag);
         if (ch->extend_wait) {
             remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);
             if (remote_lock_send(ch->extend_wait, extend_remote_cb, ch) != 0) {
@@ -958,11 +959,12 @@ static void chain_free(lock_set *ls)
 {
     fleet_chain *ch = ls->chain;
     ls->chain = NULL;
+    void (*let_go)(remote_lock *) = ls->abandon ? remote_lock_drop : remote_lock_free;
     for (int i = 0; i < ch->n; i++) {
-        remote_lock_free(ch->steps[i].rl);
+        let_go(ch->steps[i].rl);
         free(ch->steps[i].units);
     }
-    for (int i = 0; i < ch->nextends; i++) remote_lock_free(ch->extends[i]);
+    for (int i = 0; i < ch->nextends; i++) let_go(ch->extends[i]);
     free(ch->extends);
     remote_lock_free(ch->extend_wait);
     free(ch->extend_name);
@@ -987,6 +989,9 @@ int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 }
 
 void lock_set_local_only(lock_set *ls) { ls->local_only = 1; }
+int lock_set_granted(const lock_set *ls) { return ls->state == SET_GRANTED; }
+void lock_set_abandon(lock_set *ls) { ls->abandon = 1; }
+void lock_set_set_run(lock_set *ls, const char *tag) { ls->run_tag = tag && tag[0] ? tag : NULL; }
 
 void lock_set_release_all(lock_set *ls)
 {

@@ -56,6 +56,10 @@ void lock_set_retarget(lock_set *ls, lock_granted_fn *fn, void *ctx);
 /* A fleet: a set this member takes for another one (FLEET LOCK); its
  * units are all taken here, whoever owns them in this member's view. */
 void lock_set_local_only(lock_set *ls);
+/* In a fleet: the script run (fleet_run's tag, kept by the caller while the
+ * set is acquired) whose journal records cover this set's writes; members
+ * holding units for it put back what it wrote there should it vanish. */
+void lock_set_set_run(lock_set *ls, const char *tag);
 /* Releases everything held, or cancels the wait, and frees the set. */
 void lock_set_release(lock_set *ls);
 
@@ -89,6 +93,11 @@ void lock_set_set_age(lock_set *ls, unsigned long long age);
 /* Gives up the undeclared key the set waits for, keeping what it holds. */
 void lock_set_cancel_wait(lock_set *ls);
 int lock_set_holds(const lock_set *ls, int db, const char *key, size_t len);
+/* Its release gives other members' units back as a vanished run's: they
+ * put back what the run recorded first (a fenced member's runs). */
+void lock_set_abandon(lock_set *ls);
+/* Whether every unit of the set is held. */
+int lock_set_granted(const lock_set *ls);
 /* Adds an undeclared key to a granted set: LOCK_GRANTED, LOCK_WAITING (the
  * callback runs when granted) or LOCK_DEADLOCK. A cycle is broken by
  * aborting its youngest member that has not written or can undo its writes;
