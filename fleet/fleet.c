@@ -55,6 +55,7 @@ static struct {
     unsigned short recovering[RANGES];
     unsigned char run_places[FLEET_RUN_PLACES / 8];
     unsigned long long run_tokens;
+    void (*member_left)(const char *id, void (*done)(void *ctx), void *ctx);
 } F = {.seat = -1, .self = -1};
 
 static long long now_ms(void)
@@ -180,7 +181,8 @@ static void set_view(fleet_member *ms, int n)
             F.recovering[r]++;
         }
         log_notice("fleet %s: member %s left; undoing its unfinished scripts", F.name, old[j].id);
-        fleet_recover_member(old[j].id, member_recovered, ml);
+        if (F.member_left) F.member_left(old[j].id, member_recovered, ml);
+        else member_recovered(ml);
     }
 }
 
@@ -415,6 +417,7 @@ int fleet_start(struct event_base *base, backend *store, const fleet_options *o,
     snprintf(F.host, sizeof(F.host), "%s", o->announce_host);
     snprintf(F.credentials, sizeof(F.credentials), "%s", o->peer_credentials ? o->peer_credentials : "");
     F.port = o->announce_port;
+    F.member_left = o->member_left;
     F.lease_ms = o->lease_ms;
     /* Clock rates differ a little, and memcached expires items on whole
      * seconds: a seat may vanish up to a second early there. */
@@ -561,12 +564,11 @@ void fleet_info(struct evbuffer *out)
                         "fleet_enabled:%d\r\nfleet_name:%s\r\nfleet_myid:%s\r\nfleet_announce:%s:%d\r\n"
                         "fleet_state:%s\r\nfleet_seat:%d\r\nfleet_members:%d\r\nfleet_epoch:%llu\r\n"
                         "fleet_owned_slots:%d\r\nfleet_serving_slots:%d\r\nfleet_lease_ms:%lld\r\n"
-                        "fleet_forwarded:%llu\r\nfleet_redirected:%llu\r\nfleet_joins:%llu\r\nfleet_fences:%llu\r\n"
-                        "fleet_recoveries_running:%u\r\nfleet_runs_undone:%llu\r\nfleet_keys_put_back:%llu\r\n",
+                        "fleet_forwarded:%llu\r\nfleet_redirected:%llu\r\nfleet_joins:%llu\r\nfleet_fences:%llu\r\n",
                         F.on, F.name, F.self_id, F.host, F.port,
                         !F.on ? "off" : F.seat < 0 ? "joining" : now < F.serve_from_ms ? "waiting" : "serving",
                         F.seat, F.nmembers, F.epoch, owned, serving, F.lease_ms, F.forwarded, F.redirected, F.joins,
-                        F.fences, fleet_recoveries_running(), fleet_runs_undone(), fleet_keys_put_back());
+                        F.fences);
     for (int i = 0; i < F.nmembers; i++) {
         int slots = 0;
         for (int r = 0; r < RANGES; r++) slots += F.range_owner[r] == i ? RANGE_SLOTS : 0;

@@ -35,6 +35,10 @@ typedef struct fleet_options {
     long long lease_ms;
     /* Credentials for member-to-member connections ("user:pass@" or ""). */
     const char *peer_credentials;
+    /* A member left the view: undo its unfinished runs where this member
+     * now owns the slots (fleet_recover_member), done(ctx) after; the
+     * slots wait until then. */
+    void (*member_left)(const char *id, void (*done)(void *ctx), void *ctx);
 } fleet_options;
 
 typedef struct fleet_member {
@@ -105,8 +109,10 @@ int fleet_run_parse_tag(const char *tag, size_t len, fleet_run *r);
 void fleet_recover_run(const fleet_run *r, long long after_ms, void (*done)(void *ctx), void *ctx);
 /* The lease (fleet-lease-ms). */
 long long fleet_lease_ms(void);
-/* Recoveries started because a member left, not finished yet. */
-unsigned fleet_recoveries_running(void);
+/* What fleet_options.member_left is in a running proxy. */
+void fleet_recover_member(const char *id, void (*done)(void *ctx), void *ctx);
+/* INFO lines of the recoveries. */
+void fleet_recovery_info(struct evbuffer *out);
 
 void fleet_count_forwarded(void);
 void fleet_count_redirected(void);

@@ -2,6 +2,7 @@
  * records of scripts"): its runs' records are read from the store, and the
  * keys in slots this member owns are put back, newest first; each record
  * put back becomes a tombstone, so nothing is put back twice. */
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <hiredis.h>
 #include <stdio.h>
@@ -23,9 +24,11 @@
 static unsigned running;
 static unsigned long long runs_undone, keys_put_back;
 
-unsigned fleet_recoveries_running(void) { return running; }
-unsigned long long fleet_runs_undone(void) { return runs_undone; }
-unsigned long long fleet_keys_put_back(void) { return keys_put_back; }
+void fleet_recovery_info(struct evbuffer *out)
+{
+    evbuffer_add_printf(out, "fleet_recoveries_running:%u\r\nfleet_runs_undone:%llu\r\nfleet_keys_put_back:%llu\r\n",
+                        running, runs_undone, keys_put_back);
+}
 
 typedef struct entry {
     int n, db;

@@ -560,7 +560,7 @@ static int start_fleet(void)
     char credentials[600] = "";
     if (config.requirepass && config.requirepass[0])
         snprintf(credentials, sizeof(credentials), ":%s@", config.requirepass);
-    fleet_options o = {config.fleet_name, host, port, config.fleet_lease_ms, credentials};
+    fleet_options o = {config.fleet_name, host, port, config.fleet_lease_ms, credentials, fleet_recover_member};
     char err[256];
     if (fleet_start(server.base, server.backend, &o, err, sizeof(err)) != 0) {
         log_warning("%s", err);

@@ -870,6 +870,7 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
     {
         evbuffer_add_printf(t, "# Fleet\r\n");
         fleet_info(t);
+        fleet_recovery_info(t);
     }
     SECTION(SEC_KEYSPACE)
     {
