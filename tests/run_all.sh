@@ -3,8 +3,10 @@
 #   release:  ./evalproxy          and build/release/tests/test_*
 #   san:      build/san/evalproxy  and build/san/tests/test_*   (ASan + UBSan)
 # SUITES=release|san|"release san" picks the builds (default: both).
-# Each build runs its cmocka unit test binaries, then the pytest integration
-# suite against that build's proxy binary. The last line is the total:
+# Each build runs its cmocka unit test binaries; then the pytest integration
+# suites of every build run side by side, each against its build's proxy
+# binary, and their logs are printed one after the other. The last line is
+# the total:
 #   N passed, N failed[, N skipped]
 # and the exit status is non-zero if anything failed, a runner crashed, or
 # nothing ran at all.
@@ -83,18 +85,26 @@ pytest_count() { # file word
     echo "$line" | grep -oE "[0-9]+ $2" | awk '{s+=$1} END {print s+0}'
 }
 
-run_integration() { # build binary [stores-mode files...]
-    local build=$1 bin=$2 mode=${3:-} log rc pass fail skip errors label=integration
-    shift 2
-    [ $# -gt 0 ] && shift
+# Runs one pytest suite into its log (and its exit status next to it).
+run_pytest() { # build binary mode files...
+    local build=$1 bin=$2 mode=$3 log
+    shift 3
     local files=("$@")
     [ ${#files[@]} -eq 0 ] && files=(tests/integration)
+    log="$logdir/$build-integration$mode.log"
+    echo "-- $build: pytest ${files[*]} (EVALPROXY_BIN=$bin${mode:+ EVALPROXY_STORES=$mode})" >"$log"
+    EVALPROXY_STORES="$mode" EVALPROXY_BIN="$bin" timeout "$IT_TIMEOUT" \
+        "$PYTHON" -m pytest -q -p no:cacheprovider "${files[@]}" >>"$log" 2>&1
+    echo $? >"$log.rc"
+}
+
+# Counts what one suite's log says, printing the log.
+count_pytest() { # build mode
+    local build=$1 mode=$2 log rc pass fail skip errors label=integration
     [ -n "$mode" ] && label="integration, $mode"
     log="$logdir/$build-integration$mode.log"
-    echo "-- $build: pytest ${files[*]} (EVALPROXY_BIN=$bin${mode:+ EVALPROXY_STORES=$mode})"
-    EVALPROXY_STORES="$mode" EVALPROXY_BIN="$bin" timeout "$IT_TIMEOUT" \
-        "$PYTHON" -m pytest -q -p no:cacheprovider "${files[@]}" 2>&1 | tee "$log"
-    rc=${PIPESTATUS[0]}
+    cat "$log"
+    rc=$(cat "$log.rc" 2>/dev/null || echo 2)
     pass=$(pytest_count "$log" passed)
     fail=$(pytest_count "$log" failed)
     skip=$(pytest_count "$log" skipped)
@@ -119,9 +129,9 @@ run_integration() { # build binary [stores-mode files...]
     summary "$build" "$label" "$pass" "$fail" "$skip"
 }
 
-builds_run=0
-for build in $SUITES; do
-    case "$build" in
+# A build's environment: its proxy binary, unit test folder, sanitizer options.
+build_env() { # build
+    case "$1" in
         release)
             bin=./evalproxy
             unitdir=build/release/tests
@@ -133,13 +143,29 @@ for build in $SUITES; do
             export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
             export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
             ;;
-        *)
-            echo "unknown suite '$build' in SUITES (use release and/or san)" >&2
-            problems+=("unknown suite $build")
-            total_fail=$((total_fail + 1))
-            continue
-            ;;
+        *) return 1 ;;
     esac
+}
+
+# The integration suites of one build, one after another: the whole suite,
+# then the relay and script corpora in front of several stores (a pool of
+# three, ketama, and a Redis Cluster of three masters).
+integration_suites() { # build binary
+    run_pytest "$1" "$2" ""
+    for mode in pool cluster; do
+        run_pytest "$1" "$2" "$mode" tests/integration/test_relay_diff.py tests/integration/test_scripts_diff.py
+    done
+}
+
+builds_run=0
+ran=()
+for build in $SUITES; do
+    if ! build_env "$build"; then
+        echo "unknown suite '$build' in SUITES (use release and/or san)" >&2
+        problems+=("unknown suite $build")
+        total_fail=$((total_fail + 1))
+        continue
+    fi
     if [ ! -x "$bin" ]; then
         echo "-- $build: $bin not built, skipping this build"
         if [ "$explicit" -eq 1 ]; then
@@ -149,6 +175,7 @@ for build in $SUITES; do
         continue
     fi
     builds_run=$((builds_run + 1))
+    ran+=("$build")
     echo "== $build build: $bin"
     unset CMOCKA_MESSAGE_OUTPUT CMOCKA_XML_FILE
     found_unit=0
@@ -160,13 +187,26 @@ for build in $SUITES; do
     if [ "$found_unit" -eq 0 ]; then
         echo "-- $build: no unit test binaries in $unitdir"
     fi
+done
+
+# The builds' integration suites run side by side (each on its own free
+# ports, see harness.free_port): most of their time is spent waiting on
+# servers, leases and timers, not on the CPU.
+pids=()
+for build in "${ran[@]+"${ran[@]}"}"; do
+    build_env "$build"
     abs="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")"
-    run_integration "$build" "$abs"
-    # The relay and script corpora again in front of several stores: a pool
-    # of three (ketama) and a Redis Cluster of three masters.
-    for mode in pool cluster; do
-        run_integration "$build" "$abs" "$mode" tests/integration/test_relay_diff.py \
-            tests/integration/test_scripts_diff.py
+    echo "-- $build: integration suites started"
+    (integration_suites "$build" "$abs") &
+    pids+=($!)
+done
+for pid in "${pids[@]+"${pids[@]}"}"; do
+    wait "$pid"
+done
+for build in "${ran[@]+"${ran[@]}"}"; do
+    echo "== $build integration"
+    for mode in "" pool cluster; do
+        count_pytest "$build" "$mode"
     done
 done
 
