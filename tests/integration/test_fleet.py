@@ -333,3 +333,69 @@ def test_fleet_undoes_the_script_of_a_killed_member(fleet):
     assert got[own][0] == "before-own", got
     undone = sum(int(fleet_info(m).get("fleet_keys_put_back", 0)) for m in others)
     assert undone == 2, undone
+
+
+def test_fleet_a_frozen_member_writes_nothing_more(fleet):
+    """A member frozen (SIGSTOP) in the middle of a script, for longer than
+    its lease: the others take its slots and put back what the script
+    wrote there; woken up, the member has fenced itself: the script's next
+    write is refused, its client gets an error, and the member holding the
+    script's other key puts that one back when the member lets go of it."""
+    if fleet["kind"] != "redis":
+        pytest.skip("the gate key is set straight on the store")
+    import signal
+    members = fleet["members"]
+    victim = members[0]
+    c = client_for([victim], 0)
+    ports = {m.port: m for m in members}
+    own = next(k for k in ("own:%d" % i for i in range(1000)) if owner_port(c, k) == victim.port)
+    remote = next(k for k in ("remote:%d" % i for i in range(1000)) if owner_port(c, k) != victim.port)
+    gate = next(k for k in ("gate:%d" % i for i in range(1000)) if owner_port(c, k) == victim.port)
+    holder = ports[owner_port(c, remote)]
+    survivors = [m for m in members if m is not victim]
+    c.set(own, "before-own")
+    c.set(remote, "before-remote")
+    c.set(gate, "wait")
+    script = ("redis.call('SET', KEYS[1], 'half') redis.call('SET', KEYS[2], 'half') "
+              "while redis.call('GET', KEYS[3]) ~= 'go' do end "
+              "redis.call('SET', KEYS[1], 'late') return 'done'")
+    c.config_set("busy-reply-threshold", "100")
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(c.eval(script, 3, own, remote, gate))
+        except redis.RedisError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while harness.info_fields(victim.connect(timeout=10), "scripting").get("scripts_busy") != "1":
+        assert time.monotonic() < deadline, "the script did not get busy"
+        time.sleep(0.05)
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        h = client_for(survivors, 0)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if h.get(own) == "before-own":
+                    break
+            except redis.ResponseError:
+                pass  # its slot is not served yet
+            assert time.monotonic() < deadline, "the frozen member's slots were not taken"
+            time.sleep(0.05)
+        host, port = fleet["url"][len("redis://"):].rsplit(":", 1)
+        redis.Redis(host=host, port=int(port)).set(gate, "go")
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    t.join(30)
+    assert outcome and isinstance(outcome[0], redis.ResponseError), outcome
+    assert "lost its lease" in str(outcome[0]), outcome
+    h = client_for([holder], 0)
+    deadline = time.monotonic() + 30
+    while h.get(remote) != "before-remote":
+        assert time.monotonic() < deadline, h.get(remote)
+        time.sleep(0.05)
+    assert client_for(survivors, 0).get(own) == "before-own"
