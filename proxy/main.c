@@ -54,6 +54,40 @@
 
 #define MAX_LISTENERS (2 * CONFIG_MAX_BIND + 1)
 
+/* Listening starts once the store's first connection is ready (or its
+ * first attempt failed, or 2 s went by): a client that reaches a proxy
+ * just started is not told that the store is unavailable while it is only
+ * being connected to. */
+#define STORE_WAIT_MAX_MS 2000
+
+static void store_wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static void wait_for_store(void)
+{
+    struct timeval start;
+    evutil_gettimeofday(&start, NULL);
+    for (;;) {
+        backend *b = server.backend;
+        if (backend_pick(b, 0) >= 0) return;
+        const char *why = backend_error(b);
+        size_t n = strlen(why);
+        if (n < 10 || strcmp(why + n - 10, "connecting") != 0) return; /* failed: start all the same */
+        struct timeval now, d;
+        evutil_gettimeofday(&now, NULL);
+        evutil_timersub(&now, &start, &d);
+        if (d.tv_sec * 1000 + d.tv_usec / 1000 >= STORE_WAIT_MAX_MS) return;
+        /* A turn of the loop, or 5 ms of nothing (the timer wakes it). */
+        static const struct timeval tick = {0, 5000};
+        event_base_once(server.base, -1, EV_TIMEOUT, store_wait_tick, NULL, &tick);
+        event_base_loop(server.base, EVLOOP_ONCE);
+    }
+}
+
 /* What a listener accepts; passed to accept_cb as its argument. */
 enum listener_kind { LISTEN_TCP = 0, LISTEN_UNIX, LISTEN_TLS };
 static struct evconnlistener *listeners[MAX_LISTENERS];
@@ -664,6 +698,7 @@ int main(int argc, char **argv)
         return 1;
     }
     server.relisten = server_relisten;
+    wait_for_store();
     for (int i = 0; i < config.bind_count; i++)
         if (config.port && listen_tcp(config.bind[i], config.port, LISTEN_TCP) != 0) return 1;
     for (int i = 0; i < config.bind_count; i++)
