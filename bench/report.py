@@ -40,6 +40,10 @@ MC_VS_DIRECT = ["SET", "GET", "EVALSHA get", "EVALSHA incr"]
 CALLS_TEST = "calls 10000"
 CALLS_REF_TEST = "GET beside calls"
 CALLS_PER_RUN = 10000
+# The same script beside 50 clients of GET load on the proxy (-P 1): its
+# time per call against the p50 latency of those clients.
+CALLS_LOADED_TEST = "calls 10000 beside GET load"
+CALLS_LOAD_TEST = "GET load beside calls"
 XCOLS = ("p50_ms", "p99_ms", "avg_ms", "server_cpu_us", "proxy_cpu_us")
 # Targets of the benchmark issue for the scale rows, KiB each.
 SCALE_TARGET_KIB = {"idle connection": 4, "script in flight": 32}
@@ -373,6 +377,25 @@ def main():
                        + [""] * len(ratio_keys)
                        + ["" if calls["ratio"] is None else "%.3f" % calls["ratio"]])
 
+    loaded = None
+    if any(k[0] == CALLS_LOADED_TEST for k in runs):
+        b = best(CALLS_LOADED_TEST, "1", "evalproxy")
+        p50s = extra.get((CALLS_LOAD_TEST, "1", "evalproxy"), {}).get("p50_ms")
+        loaded = {"us": 1e6 / b / CALLS_PER_RUN if b else None,
+                  "p50_us": statistics.median(p50s) * 1000 if p50s else None,
+                  "spread": spread(CALLS_LOADED_TEST, "1", "evalproxy"),
+                  "load_rps": best(CALLS_LOAD_TEST, "1", "evalproxy")}
+        loaded["ratio"] = ratio(loaded["us"], loaded["p50_us"])
+        with open(args.results_csv, "a", newline="") as f:
+            w = csv.writer(f)
+            cells = [""] * len(csv_targets)
+            if loaded["us"] is not None:
+                cells[csv_targets.index("evalproxy")] = "%.3f" % loaded["us"]
+            w.writerow([CALLS_LOADED_TEST, "1", "us/call"] + cells + [""] * len(ratio_keys)
+                       + ["<= 1.0 x the GET clients' p50"])
+            w.writerow(["calls beside load / GET p50", "1", "ratio"] + [""] * len(csv_targets)
+                       + [""] * len(ratio_keys) + ["" if loaded["ratio"] is None else "%.3f" % loaded["ratio"]])
+
     lines = []
     shown = TARGETS if have_mc else TARGETS[:-1]
     shown_ratios = ratio_keys[:4] if have_mc else ratio_keys[:3]
@@ -498,6 +521,12 @@ def main():
             if i == 0:
                 lines.append("  ".join("-" * x for x in cw))
         lines.append("cpu: microseconds of CPU per call (per GET for the store), medians of the runs.")
+    if loaded:
+        lines.append("Beside 50 clients of GET load on the proxy (-P 1, %s/s): %s us per call (best run; spread %s), "
+                     "the GET clients' p50 %s us: %s x (target <= 1.0)"
+                     % (fmt_rps(loaded["load_rps"]), "-" if loaded["us"] is None else "%.1f" % loaded["us"],
+                        fmt_ratio(loaded["spread"]), "-" if loaded["p50_us"] is None else "%.0f" % loaded["p50_us"],
+                        fmt_ratio(loaded["ratio"])))
 
     if so_rows:
         ref_names = {"twemproxy-pool": "twemproxy, same pool", "native-pools": "native EVALSHA, 1 redis",

@@ -17,6 +17,7 @@
 #   BENCH_N_P1       requests per test with -P 1  (default 30000; QUICK=1: 8000)
 #   BENCH_N_C1       requests per test with -c 1  (default 10000; QUICK=1: 3000)
 #   BENCH_N_CALLS    runs of the 10 000-call script (bench/calls.lua) per calls row
+#   BENCH_CALLS_LOAD_N  GETs of the 50 clients the calls script runs beside (default 4 x BENCH_N_P1)
 #                    (default 6; QUICK=1: 2)
 #   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
 #   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 660)
@@ -491,6 +492,9 @@ redis-cli -h 127.0.0.1 -p "$STORE_PORT" RPUSH bench:list $(seq -f 'element-%03g'
 
 CALLS_TEST="calls 10000"           # the rows of bench/calls.lua (see below)
 CALLS_REF_TEST="GET beside calls"  # the store's GET at -c 1, run next to them
+CALLS_LOADED_TEST="calls 10000 beside GET load"  # the script again, beside 50 GET clients on the proxy
+CALLS_LOAD_TEST="GET load beside calls"          # those clients (their p50)
+CALLS_LOAD_N=${BENCH_CALLS_LOAD_N:-$((N_P1 * 4))}
 
 printf 'bench: relay'
 for rep in $(seq "$REPS"); do
@@ -602,6 +606,46 @@ for rep in $(seq "$REPS"); do
   for target in evalproxy native; do
     bench "$rep" "$target" c1 "$CALLS_TEST" 1 EVALSHA "$CALLS_SHA" 2 bench:calls:s bench:calls:h
   done
+done
+echo
+
+# The same script beside 50 clients of GET load on the proxy (-P 1): runs of
+# it one after another while the load lasts (only those that end before it
+# count), against the p50 latency the GET clients see (report.py: target
+# microseconds per call <= that p50).
+calls_beside_load() {  # calls_beside_load REP
+  local rep=$1 load=$RUN/calls-load-$rep.csv lpid runs=0 ns=0 t0 t1 port
+  port=$(port_of evalproxy)
+  check_time
+  timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$CALLS_LOAD_N" \
+    -r "$RANGE" --csv -t get >"$load" 2>"$load.err" &
+  lpid=$!
+  sleep 0.3
+  while kill -0 "$lpid" 2>/dev/null; do
+    t0=$(date +%s%N)
+    timeout 60 "${LOAD_PIN[@]}" redis-cli -h 127.0.0.1 -p "$port" EVALSHA "$CALLS_SHA" 2 bench:calls:s bench:calls:h \
+      >"$RUN/calls-loaded.out" 2>&1 || break
+    t1=$(date +%s%N)
+    kill -0 "$lpid" 2>/dev/null || break  # the load ended during this run: not counted
+    runs=$((runs + 1)); ns=$((ns + t1 - t0))
+  done
+  wait "$lpid"
+  local row
+  row=$(awk -F, '/^"GET"/ { gsub(/"/, ""); print $2 "," $5 "," $7 "," $3; exit }' "$load")
+  if [ "$runs" -eq 0 ] || [ -z "$row" ] || grep -q ERR "$RUN/calls-loaded.out"; then
+    echo "bench: calls beside GET load failed ($runs runs; load: $(tail -1 "$load.err" 2>/dev/null))" >&2
+    FAILED=1
+    return 1
+  fi
+  IFS=, read -r lrps lp50 lp99 lavg <<<"$row"
+  echo "$rep,evalproxy,1,$CALLS_LOADED_TEST,$(awk -v r="$runs" -v ns="$ns" 'BEGIN { printf "%.4f", r / (ns / 1e9) }'),,,,," \
+    >> "$RAW"
+  echo "$rep,evalproxy,1,$CALLS_LOAD_TEST,$lrps,$lp50,$lp99,,,$lavg" >> "$RAW"
+  printf '.'
+}
+printf 'bench: calls beside GET load'
+for rep in $(seq "$REPS"); do
+  calls_beside_load "$rep"
 done
 echo
 

@@ -8,11 +8,15 @@
 #include "proxy/commands/fleet_commands.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "backends/backend.h"
 #include "fleet/fleet.h"
+#include "proxy/core/server.h"
+#include "util/cluster_slot.h"
 #include "proxy/core/locks.h"
 #include "proxy/core/reply.h"
 #include "util/strconv.h"
@@ -23,6 +27,12 @@ typedef struct fleet_hold {
     lock_set *ls;
     reply_slot *slot; /* until granted */
     fleet_run run;    /* place -1: not a script run's */
+    /* Units of slots this member does not serve yet (a range it takes over,
+     * undone first; a view that has not caught up) are not taken until it
+     * does: the requester's writes must not come before the undo. */
+    int *slots, nslots;
+    struct event *defer;
+    long long since_ms;
 } fleet_hold;
 
 static void hold_granted(lock_set *ls, void *ctx)
@@ -40,7 +50,47 @@ static void hold_free(void *ctx)
 {
     fleet_hold *h = ctx;
     lock_set_release(h->ls);
+    if (h->defer) event_free(h->defer);
+    free(h->slots);
     free(h);
+}
+
+static int slots_served(const fleet_hold *h)
+{
+    for (int i = 0; i < h->nslots; i++)
+        if (fleet_slot_route(h->slots[i]) != FLEET_SERVE) return 0;
+    return 1;
+}
+
+static void hold_acquire(fleet_hold *h);
+
+static void defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    hold_acquire(arg);
+}
+
+static void hold_acquire(fleet_hold *h)
+{
+    if (!slots_served(h)) {
+        long long now = backend_monotonic_ms();
+        if (!h->since_ms) h->since_ms = now;
+        if (now - h->since_ms < fleet_wait_limit_ms()) {
+            if (!h->defer) h->defer = evtimer_new(server.base, defer_cb, h);
+            if (!h->defer) abort();
+            static const struct timeval step = {0, 10000};
+            evtimer_add(h->defer, &step);
+            return;
+        }
+        /* Answered as refused: the requester starts again from its view. */
+        reply_error(h->slot->buf, "CLUSTERDOWN Hash slot not served");
+        reply_slot *s = h->slot;
+        h->slot = NULL;
+        client_slot_done(s);
+        return;
+    }
+    if (lock_set_acquire(h->ls, 0) == LOCK_GRANTED) hold_granted(h->ls, h);
 }
 
 /* unlocked: FLEET UNLOCK (the run is over); else the requester's
@@ -59,6 +109,7 @@ static void release_holds(client *c, int unlocked)
         }
         h->slot = NULL; /* else the client's slots go with it */
         h->c = NULL;
+        if (h->defer) evtimer_del(h->defer);
         /* A little later: what the vanished member sent the store just
          * before may still be on its way there. */
         if (!unlocked && h->run.place >= 0 && lock_set_granted(h->ls))
@@ -110,11 +161,17 @@ int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
         long long db;
         if (!string_to_ll(argv[i], argvlen[i], &db) || db < 0) {
             lock_set_release(ls);
+            free(h->slots);
             free(h);
             reply_error(out, "ERR syntax error");
             return 1;
         }
         lock_set_add_key(ls, (int)db, argv[i + 1], argvlen[i + 1]);
+        if (!(h->nslots & 15)) {
+            h->slots = realloc(h->slots, sizeof(*h->slots) * (size_t)(h->nslots + 16));
+            if (!h->slots) abort();
+        }
+        h->slots[h->nslots++] = (int)cluster_key_slot(argv[i + 1], argvlen[i + 1]);
     }
     if (ks) lock_set_add_keyspace(ls);
     if (mode == LOCK_SCRIPT_EXCL) lock_set_set_written(ls, 1); /* its holder may write: WATCH versions move */
@@ -123,7 +180,7 @@ int fleet_own_command(client *c, int argc, char **argv, size_t *argvlen)
     h->next = c->fleet_holds;
     c->fleet_holds = h;
     h->slot = client_slot_add(c);
-    if (lock_set_acquire(ls, 0) == LOCK_GRANTED) hold_granted(ls, h);
+    hold_acquire(h);
     return 1;
 }
 
