@@ -774,6 +774,8 @@ static fleet_chain *chain_build(lock_set *ls)
 
 static void chain_remote_cb(void *ctx, int ok);
 static void local_unacquire(lock_set *ls);
+static int own_units_served(lock_set *ls);
+static int wait_for_own_slots(lock_set *ls);
 static void chain_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void chain_timer(fleet_chain *ch, long long ms)
@@ -887,6 +889,11 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
         int local_taken = 0;
         for (int i = 0; i < ch->n; i++) local_taken |= ch->steps[i].local && ch->steps[i].taken;
         if (local_taken) local_unacquire(ls);
+        if (!own_units_served(ls)) { /* wait again, holding nothing */
+            chain_free(ls);
+            wait_for_own_slots(ls);
+            return;
+        }
         chain_free(ls);
         ls->chain = chain_build(ls);
         int rc = ls->chain ? chain_run(ls->chain) : local_acquire(ls, 0);
@@ -972,9 +979,38 @@ static void chain_free(lock_set *ls)
     free(ch);
 }
 
+/* Whether this member serves every slot of the set's units it owns: a range
+ * it takes over from a member that died is undone before anyone writes
+ * there (a set waits, as FLEET LOCK does at the owner). */
+static int own_units_served(lock_set *ls)
+{
+    int self = fleet_self();
+    if (self < 0) return 1; /* not in a view: nothing is served, the chain tells */
+    for (int i = 0; i < ls->n; i++) {
+        lock_entry *e = entry_at(ls, i);
+        if (e->unit == L.keyspace || e->intent) continue;
+        int slot = (int)cluster_key_slot(e->unit->name, e->unit->len);
+        if (fleet_slot_owner(slot) == self && fleet_slot_route(slot) == FLEET_WAIT) return 0;
+    }
+    return 1;
+}
+
+/* A set that waits for its own slots: an empty chain that starts it again. */
+static int wait_for_own_slots(lock_set *ls)
+{
+    fleet_chain *ch = calloc(1, sizeof(*ch));
+    if (!ch) abort();
+    ch->ls = ls;
+    ch->restart = 1;
+    ls->chain = ch;
+    chain_timer(ch, CHAIN_RETRY_MS);
+    return LOCK_WAITING;
+}
+
 int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 {
     if (!fleet_enabled() || ls->local_only || ls->state != SET_NEW || ls->draining) return local_acquire(ls, refuse_if_busy);
+    if (!ls->chain && !own_units_served(ls)) return wait_for_own_slots(ls);
     if (!ls->chain) {
         ls->chain = chain_build(ls);
         if (!ls->chain) return local_acquire(ls, refuse_if_busy);
