@@ -212,6 +212,7 @@ static void set_busy(script_call *sc, int busy)
 static void call_finish(script_call *sc, const char *reply, size_t len);
 static void call_release_locks(script_call *sc);
 
+#define RECORDS_FAILED_ERROR "ERR the fleet could not keep the script's journal in the store; the command was not sent"
 #define LEASE_LOST_ERROR                                                                                              \
     "ERR this fleet member lost its lease while the script ran; the fleet undoes what the script wrote"
 
@@ -982,7 +983,7 @@ static void records_written(void *ctx, int ok)
     }
     sc->record_wait = 0;
     if (!call_reply_arrives(sc)) return;
-    if (!ok) answer_error(sc, "ERR the fleet could not keep the script's journal in the store; the command was not sent");
+    if (!ok) answer_error(sc, RECORDS_FAILED_ERROR);
     else if (!fleet_run_may_write(&sc->frun)) answer_error(sc, LEASE_LOST_ERROR);
     else call_send_now(sc, server.backend, sc->record_conn);
     sc->depth--;
@@ -1006,7 +1007,7 @@ static void records_go(script_call *sc)
     }
     if (rc > 0) return;
     sc->record_wait = 0;
-    if (rc < 0) answer_error(sc, "ERR the fleet could not keep the script's journal in the store; the command was not sent");
+    if (rc < 0) answer_error(sc, RECORDS_FAILED_ERROR);
     else call_send_now(sc, server.backend, sc->record_conn);
 }
 

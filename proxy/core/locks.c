@@ -775,7 +775,7 @@ static fleet_chain *chain_build(lock_set *ls)
 static void chain_remote_cb(void *ctx, int ok);
 static void local_unacquire(lock_set *ls);
 static int own_units_served(lock_set *ls);
-static int wait_for_own_slots(lock_set *ls);
+static int start_again_shortly(lock_set *ls);
 static void chain_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void chain_timer(fleet_chain *ch, long long ms)
@@ -852,12 +852,7 @@ static void chain_remote_cb(void *ctx, int ok)
     for (int i = 0; i < ch->n; i++) local_taken |= ch->steps[i].local && ch->steps[i].taken;
     if (local_taken) local_unacquire(ls);
     chain_free(ls);
-    fleet_chain *fresh = calloc(1, sizeof(*fresh));
-    if (!fresh) abort();
-    fresh->ls = ls;
-    fresh->restart = 1;
-    ls->chain = fresh;
-    chain_timer(fresh, CHAIN_RETRY_MS);
+    start_again_shortly(ls);
 }
 
 /* Gives back what the set holds or waits for here, keeping its entries. */
@@ -891,7 +886,7 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (local_taken) local_unacquire(ls);
         if (!own_units_served(ls)) { /* wait again, holding nothing */
             chain_free(ls);
-            wait_for_own_slots(ls);
+            start_again_shortly(ls);
             return;
         }
         chain_free(ls);
@@ -995,8 +990,9 @@ static int own_units_served(lock_set *ls)
     return 1;
 }
 
-/* A set that waits for its own slots: an empty chain that starts it again. */
-static int wait_for_own_slots(lock_set *ls)
+/* An empty chain that starts the set again from the view shortly (a member
+ * failed, or its own slots are not served yet). */
+static int start_again_shortly(lock_set *ls)
 {
     fleet_chain *ch = calloc(1, sizeof(*ch));
     if (!ch) abort();
@@ -1010,7 +1006,7 @@ static int wait_for_own_slots(lock_set *ls)
 int lock_set_acquire(lock_set *ls, int refuse_if_busy)
 {
     if (!fleet_enabled() || ls->local_only || ls->state != SET_NEW || ls->draining) return local_acquire(ls, refuse_if_busy);
-    if (!ls->chain && !own_units_served(ls)) return wait_for_own_slots(ls);
+    if (!ls->chain && !own_units_served(ls)) return start_again_shortly(ls);
     if (!ls->chain) {
         ls->chain = chain_build(ls);
         if (!ls->chain) return local_acquire(ls, refuse_if_busy);
