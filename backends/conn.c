@@ -23,6 +23,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "util/sock_read.h"
+
 #define STORE_READ_MAX (256 * 1024)
 
 static int is_unix_path(const store_addr *a) { return a->host[0] == '/'; }
@@ -221,69 +223,24 @@ const char *store_conn_failure(struct bufferevent *bev, short what, char *buf, s
 
 /* ---- reading ------------------------------------------------------------------ */
 
-/* A read takes what the socket has: into free space at the end of the
- * input buffer (READ_RESERVE: a chain as small as libevent gives a small
- * read), and what does not fit into a shared overflow area, added after;
- * one that fills both reads again, up to STORE_READ_MAX. So no big chain
- * is allocated per small reply (each is a fresh page under AddressSanitizer's
- * quarantine), and there is no FIONREAD before each read, which libevent's
- * own reads make: one system call more per read. */
-#define READ_RESERVE 512
-#define READ_OVERFLOW 65536
-
 enum { READ_NONE, READ_DATA, READ_GONE };
 
-/* Reads what the socket holds into the input buffer, then calls the read
- * callback, or the event callback at EOF or on an error. Returns READ_NONE
- * when nothing was there (w untouched), else whether callbacks ran (after
- * which w and its bufferevent may be gone). */
+/* Reads what the socket holds into the input buffer (util/sock_read: no
+ * FIONREAD before each read), then calls the read callback, or the event
+ * callback at EOF or on an error. Returns READ_NONE when nothing was there
+ * (w untouched), else whether callbacks ran (after which w and its
+ * bufferevent may be gone). */
 static int reader_read(store_writer *w)
 {
-    static char overflow[READ_OVERFLOW];
     struct bufferevent *bev = w->bev;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    size_t total = 0;
-    short what = 0;
-    for (;;) {
-        struct evbuffer_iovec v[2];
-        struct iovec iov[3];
-        int nv = evbuffer_reserve_space(in, READ_RESERVE, v, 2);
-        if (nv <= 0) abort();
-        size_t room = 0;
-        for (int i = 0; i < nv; i++) {
-            iov[i].iov_base = v[i].iov_base;
-            iov[i].iov_len = v[i].iov_len;
-            room += v[i].iov_len;
-        }
-        iov[nv].iov_base = overflow;
-        iov[nv].iov_len = sizeof(overflow);
-        ssize_t n = readv(fd, iov, nv + 1);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            evbuffer_commit_space(in, v, 0);
-            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-            /* Data read before the end is delivered first; the end is
-             * seen again at the next readable event. */
-            if (!total) what = BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR);
-            break;
-        }
-        size_t left = (size_t)n;
-        for (int i = 0; i < nv; i++) {
-            if (v[i].iov_len > left) v[i].iov_len = left;
-            left -= v[i].iov_len;
-        }
-        evbuffer_commit_space(in, v, nv);
-        if (left) evbuffer_add(in, overflow, left);
-        total += (size_t)n;
-        if ((size_t)n < room + sizeof(overflow) || total >= STORE_READ_MAX) break;
-    }
-    if (total) {
+    int end;
+    size_t n = sock_read(bufferevent_get_input(bev), bufferevent_getfd(bev), STORE_READ_MAX, &end);
+    if (n) {
         w->readcb(bev, w->cbarg);
         return READ_DATA;
     }
-    if (what) {
-        w->eventcb(bev, what, w->cbarg);
+    if (end != SOCK_READ_MORE) {
+        w->eventcb(bev, BEV_EVENT_READING | (end == SOCK_READ_EOF ? BEV_EVENT_EOF : BEV_EVENT_ERROR), w->cbarg);
         return READ_GONE;
     }
     return READ_NONE;

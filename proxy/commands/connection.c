@@ -581,7 +581,7 @@ void client_describe(client *c, struct evbuffer *out)
                      (size_t)c->slots_pending * sizeof(reply_slot);
     char events[3];
     int ne = 0;
-    if (c->bev && (bufferevent_get_enabled(c->bev) & EV_READ)) events[ne++] = 'r';
+    if (client_reading_enabled(c)) events[ne++] = 'r';
     if ((c->write_ev && event_pending(c->write_ev, EV_WRITE, NULL)) ||
         (c->bev && (c->flags & CLIENT_TLS) && evbuffer_get_length(bufferevent_get_output(c->bev))))
         events[ne++] = 'w';

@@ -24,6 +24,7 @@
 #include "proxy/core/config.h"
 #include "proxy/core/locks.h"
 #include "util/log.h"
+#include "util/sock_read.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/resp3.h"
 #include "proxy/commands/transactions.h"
@@ -256,6 +257,46 @@ size_t client_pending_output(client *c)
     return evbuffer_get_length(c->out) + evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
+/* ---- reading ----------------------------------------------------------------- */
+
+/* Plain sockets are read by the proxy itself (util/sock_read: no FIONREAD
+ * before each read, which the bufferevent's reads make); TLS ones by their
+ * bufferevent, which decrypts. Either way the bytes land in the
+ * bufferevent's input buffer. */
+#define CLIENT_READ_MAX (64 * 1024)
+
+static void client_reading(client *c, int on)
+{
+    if (!c->read_ev) {
+        if (on) bufferevent_enable(c->bev, EV_READ);
+        else bufferevent_disable(c->bev, EV_READ);
+    } else if (on) {
+        event_add(c->read_ev, NULL);
+    } else {
+        event_del(c->read_ev);
+    }
+}
+
+int client_reading_enabled(const client *c)
+{
+    if (!c->bev) return 0;
+    if (c->read_ev) return event_pending(c->read_ev, EV_READ, NULL) != 0;
+    return (bufferevent_get_enabled(c->bev) & EV_READ) != 0;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg);
+static void event_cb(struct bufferevent *bev, short what, void *arg);
+
+static void read_ready_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    client *c = arg;
+    int end;
+    if (sock_read(bufferevent_get_input(c->bev), fd, CLIENT_READ_MAX, &end)) read_cb(c->bev, c);
+    else if (end != SOCK_READ_MORE)
+        event_cb(c->bev, BEV_EVENT_READING | (end == SOCK_READ_EOF ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+}
+
 /* ---- pacing ------------------------------------------------------------------ */
 
 /* A client that does not read its replies must not make the proxy buffer
@@ -279,7 +320,7 @@ static int client_over_pace(client *c)
 static void client_pace(client *c)
 {
     c->flags |= CLIENT_PACED;
-    bufferevent_disable(c->bev, EV_READ);
+    client_reading(c, 0);
 }
 
 /* Its replies were written or arrived: read its input again if it may. */
@@ -287,7 +328,7 @@ static void client_pace_check(client *c)
 {
     if (!(c->flags & CLIENT_PACED) || (c->flags & CLIENT_CLOSING) || client_over_pace(c)) return;
     c->flags &= ~CLIENT_PACED;
-    if (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_READ_EOF))) bufferevent_enable(c->bev, EV_READ);
+    if (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_READ_EOF))) client_reading(c, 1);
     c->resume_pending = 1;
     event_active(c->resume_ev, 0, 0);
 }
@@ -592,7 +633,7 @@ void client_blocking_sent(client *c)
 static void client_read_eof(client *c, int now)
 {
     c->flags |= CLIENT_READ_EOF;
-    bufferevent_disable(c->bev, EV_READ);
+    client_reading(c, 0);
     if (c->dedicated_blocking) client_blocking_sent(c);
     if (now) {
         client_process_input(c); /* a client with nothing left goes at once */
@@ -698,7 +739,14 @@ client *client_create(int fd, int is_unix, SSL *ssl)
     c->resume_ev = event_new(server.base, -1, 0, resume_cb, c);
     if (!c->bev || !c->resume_ev) abort();
     bufferevent_setcb(c->bev, read_cb, ssl ? tls_written_cb : NULL, event_cb, c);
-    bufferevent_enable(c->bev, EV_READ);
+    if (!ssl) {
+        c->read_ev = event_new(server.base, fd, EV_READ | EV_PERSIST, read_ready_cb, c);
+        if (!c->read_ev) abort();
+        /* The bufferevent keeps its input's end frozen between its own
+         * reads; it makes none here. */
+        evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+    }
+    client_reading(c, 1);
     /* Plain output bypasses the bufferevent: see client_write_now. */
     c->out = evbuffer_new();
     c->write_ev = event_new(server.base, fd, EV_WRITE, write_ready_cb, c);
@@ -747,6 +795,8 @@ void client_close(client *c)
     c->write_ev = NULL;
     evbuffer_free(c->out);
     c->out = NULL;
+    if (c->read_ev) event_free(c->read_ev);
+    c->read_ev = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
     event_free(c->resume_ev);
@@ -805,7 +855,7 @@ void clients_shutdown(void)
 void client_close_after_reply(client *c)
 {
     c->flags |= CLIENT_CLOSE_AFTER_REPLY;
-    bufferevent_disable(c->bev, EV_READ);
+    client_reading(c, 0);
 }
 
 void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }

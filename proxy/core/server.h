@@ -64,6 +64,7 @@ struct client {
     int fd;
     int flags;
     struct bufferevent *bev;  /* input */
+    struct event *read_ev;    /* plain sockets: read by the proxy (client_reading) */
     struct evbuffer *out;     /* replies waiting to be written */
     struct event *write_ev;   /* armed only while the socket is full */
     struct event *resume_ev;
@@ -190,6 +191,7 @@ reply_slot *client_slot_add(client *c);
 void client_slot_done(reply_slot *s); /* s->buf (or nothing) holds the reply */
 void client_output_written(client *c); /* checks output buffer limits */
 size_t client_pending_output(client *c); /* bytes owed to its socket */
+int client_reading_enabled(const client *c); /* its input is read (CLIENT LIST's "r") */
 void client_block(client *c);
 void client_unblock(client *c);
 /* What runs each complete command a client sends (dispatch_command),
