@@ -95,6 +95,7 @@ typedef struct script_call {
     unsigned keeps_to_keys : 1;  /* its script's earlier runs touched only declared keys */
     unsigned undeclared : 1;     /* this run touched a key not in KEYS */
     unsigned debug : 1;          /* a Lua debugging session (SCRIPT DEBUG) */
+    unsigned pooled : 1;         /* its block is CALL_BLOCK bytes: back to call_pool when freed */
     ldb_private *priv;           /* SCRIPT DEBUG YES: its private copies (it holds no locks) */
     unsigned host_bits;          /* the script's SCRIPT_BIT_* when the call was made */
     unsigned long long seq;      /* its age among calls (kept across re-runs) */
@@ -167,6 +168,36 @@ static void call_proceed(script_call *sc);
 
 static void call_tracking_end(script_call *sc, int unchanged);
 
+/* A call with its keys and arguments is one block; blocks of the usual
+ * size are kept for the next calls. The struct alone is past glibc's
+ * small-block sizes, and each such request would first merge every small
+ * free block (malloc_consolidate): one per script run, on the hot path. */
+#define CALL_BLOCK 2048
+#define CALL_POOL_MAX 64
+static void *call_pool[CALL_POOL_MAX];
+static int call_pool_n;
+
+static script_call *call_block_get(size_t bytes)
+{
+    if (bytes > CALL_BLOCK) {
+        script_call *sc = malloc(bytes);
+        if (!sc) abort();
+        memset(sc, 0, sizeof(*sc));
+        return sc;
+    }
+    script_call *sc = call_pool_n ? call_pool[--call_pool_n] : malloc(CALL_BLOCK);
+    if (!sc) abort();
+    memset(sc, 0, sizeof(*sc));
+    sc->pooled = 1;
+    return sc;
+}
+
+static void call_block_put(script_call *sc)
+{
+    if (sc->pooled && call_pool_n < CALL_POOL_MAX) call_pool[call_pool_n++] = sc;
+    else free(sc);
+}
+
 static void call_maybe_free(script_call *sc)
 {
     if (stopping || !sc->finished || sc->depth || sc->inflight || sc->scheduled) return;
@@ -186,7 +217,7 @@ static void call_maybe_free(script_call *sc)
     free(sc->learned);
     free(sc->fname);
     acl_user_release(sc->user);
-    free(sc); /* with its keys and arguments */
+    call_block_put(sc); /* with its keys and arguments */
 }
 
 /* The script (or, for FCALL, the function) this call runs, looked up by
@@ -1510,9 +1541,7 @@ static script_call *call_new(client *c, const script *s, const script_function *
     for (int i = 0; i < nargs; i++) bytes += arglens[i] + 1;
     size_t n = (size_t)numkeys + (size_t)nargs;
     size_t head = (sizeof(script_call) + sizeof(void *) - 1) / sizeof(void *) * sizeof(void *);
-    script_call *sc = malloc(head + n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
-    if (!sc) abort();
-    memset(sc, 0, sizeof(*sc));
+    script_call *sc = call_block_get(head + n * (sizeof(char *) + sizeof(size_t)) + bytes + 1);
     sc->frun.place = -1;
     char *block = (char *)sc + head;
     char **ptrs = (char **)block;

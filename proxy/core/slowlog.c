@@ -46,16 +46,36 @@ static char *xmemdup(const char *p, size_t len)
 
 /* Which arguments Redis 7.0 replaces by "(redacted)": AUTH's, HELLO's after
  * AUTH, MIGRATE's after AUTH / AUTH2. */
+enum { REDACT_NONE, REDACT_AUTH, REDACT_HELLO, REDACT_MIGRATE };
+
+/* Every command's arguments are copied for SLOWLOG: the commands that
+ * redact are told apart by their table entries, found once. */
+static int redact_kind(const command_def *cmd)
+{
+    static const command_def *auth, *hello, *migrate;
+    if (!auth) {
+        auth = command_lookup("auth", 4);
+        hello = command_lookup("hello", 5);
+        migrate = command_lookup("migrate", 7);
+    }
+    if (cmd == auth) return REDACT_AUTH;
+    if (cmd == hello) return REDACT_HELLO;
+    if (cmd == migrate) return REDACT_MIGRATE;
+    return REDACT_NONE;
+}
+
 int slowlog_arg_redacted(const command_def *cmd, int argc, char **argv, int i)
 {
     if (!cmd || i == 0) return 0;
-    if (!strcmp(cmd->name, "auth")) return 1;
-    if (!strcmp(cmd->name, "hello")) {
+    int kind = redact_kind(cmd);
+    if (kind == REDACT_NONE) return 0;
+    if (kind == REDACT_AUTH) return 1;
+    if (kind == REDACT_HELLO) {
         for (int j = 2; j < argc && j < i; j++)
             if (!strcasecmp(argv[j], "auth")) return i == j + 1 || i == j + 2;
         return 0;
     }
-    if (!strcmp(cmd->name, "migrate")) {
+    if (kind == REDACT_MIGRATE) {
         for (int j = 6; j < argc && j < i; j++) {
             if (!strcasecmp(argv[j], "auth")) return i == j + 1;
             if (!strcasecmp(argv[j], "auth2")) return i == j + 1 || i == j + 2;
