@@ -29,7 +29,6 @@ typedef void backend_reply_fn(void *ctx, const backend_reply *reply);
  * round trip, from the request being queued to its reply being read (RESP
  * stores). NULL: nothing is timed. */
 extern void (*backend_round_trip_observer)(unsigned long long usec);
-unsigned long long backend_now_us(void); /* CLOCK_MONOTONIC */
 
 typedef struct backend backend;
 
@@ -113,6 +112,10 @@ struct backend {
     /* The names the store's COMMAND listed (backends/store.h); NULL where
      * it has none, and then the release alone tells. */
     struct store_commands *store_commands;
+    /* Changes (to store_epoch_next(), a number no backend had before)
+     * whenever store_version or store_commands do, so answers about them
+     * can be kept; 0: never learnt. */
+    unsigned long long store_epoch;
     /* The router this store is part of (a pool, a cluster), or NULL: told
      * when the store's release or command list is learnt. */
     struct backend *parent;
@@ -212,8 +215,6 @@ char *backend_record_tombstone(unsigned long long token, size_t *len);
  * token is set); -1: neither. */
 int backend_record_decode(const char *data, size_t len, unsigned long long *token, int *db, char **key, size_t *klen,
                           backend_image **img);
-/* Monotonic milliseconds, the clock of backend_image.read_ms. */
-long long backend_monotonic_ms(void);
 
 /* Parsed form of a backend URL. */
 typedef struct backend_url {

@@ -11,6 +11,7 @@
 #include "backends/store.h"
 #include "util/args.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,7 +159,7 @@ static void refresh_now(router *r)
 {
     cluster_state *cs = r->placement_state;
     if (cs->refreshing) return;
-    cs->last_refresh_ms = router_now_ms();
+    cs->last_refresh_ms = clock_ms();
     static char *argv[2] = {"CLUSTER", "SLOTS"};
     static const size_t lens[2] = {7, 5};
     int start = (int)(cs->refreshes % (unsigned long long)(r->nstores ? r->nstores : 1));
@@ -201,7 +202,7 @@ static void refresh_after_change(router *r)
 {
     cluster_state *cs = r->placement_state;
     if (cs->refreshing) return;
-    long long since = router_now_ms() - cs->last_refresh_ms;
+    long long since = clock_ms() - cs->last_refresh_ms;
     refresh_soon(r, since >= 100 ? 0 : 100 - since);
 }
 
@@ -221,7 +222,7 @@ static int cluster_group(router *r, const char *key, size_t len)
 {
     cluster_state *cs = r->placement_state;
     int slot = (int)cluster_key_slot(key, len);
-    if (cs->migrating_until_ms[slot] && cs->migrating_until_ms[slot] > router_now_ms()) {
+    if (cs->migrating_until_ms[slot] && cs->migrating_until_ms[slot] > clock_ms()) {
         /* A group of its own per key (FNV-1a; equal keys stay together). */
         uint32_t h = 2166136261u;
         for (size_t i = 0; i < len; i++) h = (h ^ (unsigned char)key[i]) * 16777619u;
@@ -232,7 +233,7 @@ static int cluster_group(router *r, const char *key, size_t len)
 
 static void mark_migrating(cluster_state *cs, int slot)
 {
-    if (slot >= 0 && slot < CLUSTER_SLOT_COUNT) cs->migrating_until_ms[slot] = router_now_ms() + MIGRATING_FOR_MS;
+    if (slot >= 0 && slot < CLUSTER_SLOT_COUNT) cs->migrating_until_ms[slot] = clock_ms() + MIGRATING_FOR_MS;
 }
 
 static int cluster_active(router *r, int store)
@@ -370,7 +371,7 @@ static void req_reply_cb(void *ctx, const backend_reply *br)
         }
     }
     if (hl && (starts_with(head, hl, "TRYAGAIN") || starts_with(head, hl, "CLUSTERDOWN")) &&
-        router_now_ms() - q->first_ms < (head[0] == 'T' ? TRYAGAIN_FOR_MS : RETRY_FOR_MS)) {
+        clock_ms() - q->first_ms < (head[0] == 'T' ? TRYAGAIN_FOR_MS : RETRY_FOR_MS)) {
         if (head[0] == 'T' && q->argc > 2 && router_command_splits(q->argv[0], q->argvlen[0])) {
             /* Keys on both sides of a migration: sent again, key by key. */
             mark_migrating(cs, (int)cluster_key_slot(q->argv[1], q->argvlen[1]));
@@ -400,7 +401,7 @@ static int req_send(cluster_req *q)
     int c = router_child_conn(r, q->store, q->conn);
     if (c < 0) {
         /* The owner is down: after a failover the map names another. */
-        if (router_now_ms() - q->first_ms >= RETRY_FOR_MS) return -1;
+        if (clock_ms() - q->first_ms >= RETRY_FOR_MS) return -1;
         refresh_after_change(r);
         retry_later(q, RETRY_MS);
         return 0;
@@ -441,7 +442,7 @@ static int cluster_send(router *r, int store, int conn, int db, unsigned long lo
     q->mode = mode;
     q->fn = fn;
     q->ctx = ctx;
-    q->first_ms = router_now_ms();
+    q->first_ms = clock_ms();
     if (req_send(q) != 0) {
         req_free(q);
         return -1;

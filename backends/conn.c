@@ -24,6 +24,7 @@
 #include <openssl/x509v3.h>
 
 #include "util/sock_read.h"
+#include "util/clock.h"
 
 #define STORE_READ_MAX (256 * 1024)
 
@@ -287,13 +288,6 @@ static int writer_flush(store_writer *w)
 #define SPEC_BUDGET_US 200
 #define SPEC_MISSES_MAX 6
 
-static unsigned long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
-}
-
 static void wq_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -310,7 +304,7 @@ static void wq_cb(evutil_socket_t fd, short what, void *arg)
             w->skip--;
             continue;
         }
-        unsigned long long now = mono_us();
+        unsigned long long now = clock_us();
         if (!t0) t0 = now;
         else if (now - t0 >= SPEC_BUDGET_US) continue;
         unsigned misses = w->misses;

@@ -10,13 +10,7 @@
 #include <event2/buffer.h>
 
 #include "backends/backend.h"
-
-long long backend_monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "util/clock.h"
 
 void backend_image_free(backend_image *img)
 {
@@ -188,7 +182,7 @@ int backend_resp_capture(backend *b, int conn, int db, unsigned long long sessio
     cr->img = calloc(1, sizeof(*cr->img));
     if (!cr->img) abort();
     cr->img->ttl_ms = -1;
-    cr->img->read_ms = backend_monotonic_ms();
+    cr->img->read_ms = clock_ms();
     /* DUMP where the store has it; each type's own reads where it does not
      * (until the first DUMP answer tells, both: no round trip is added). */
     static const struct { int step; int argc; const char *argv[6]; } cmds[] = {
@@ -237,7 +231,7 @@ int backend_resp_capture(backend *b, int conn, int db, unsigned long long sessio
 static long long ttl_left(const backend_image *img)
 {
     if (img->ttl_ms < 0) return -1;
-    long long left = img->ttl_ms - (backend_monotonic_ms() - img->read_ms);
+    long long left = img->ttl_ms - (clock_ms() - img->read_ms);
     return left > 0 ? left : 0;
 }
 
@@ -568,7 +562,7 @@ int backend_record_decode(const char *data, size_t len, unsigned long long *toke
     im->flags = get_u64(p + 36);
     im->kind = (char)get_u64(p + 52);
     long long deadline = (long long)get_u64(p + 44);
-    im->read_ms = backend_monotonic_ms();
+    im->read_ms = clock_ms();
     if (deadline < 0) {
         im->ttl_ms = -1;
     } else {

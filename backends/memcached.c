@@ -32,6 +32,7 @@
 #include "util/args.h"
 #include "util/log.h"
 #include "util/strconv.h"
+#include "util/clock.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_READY };
 static const char *state_names[] = {"down", "connecting", "ready"};
@@ -900,7 +901,7 @@ static int mb_capture(backend *b, int conn, int db, unsigned long long session, 
     if (!cap) abort();
     cap->fn = fn;
     cap->ctx = ctx;
-    cap->read_ms = backend_monotonic_ms();
+    cap->read_ms = clock_ms();
     char *v[2] = {"image", (char *)key};
     size_t l[2] = {5, len};
     if (send_cmd(b, conn, db, session, 2, v, l, BACKEND_PARSED, capture_cb, cap, mc_journal_cmd(0)) != 0) {
@@ -916,7 +917,7 @@ static int mb_restore(backend *b, int conn, int db, unsigned long long session, 
     /* ms left now; the image's flags say whether to the exact deadline */
     long long t = -1;
     if (img->ttl_ms >= 0) {
-        long long left = img->ttl_ms - (backend_monotonic_ms() - img->read_ms);
+        long long left = img->ttl_ms - (clock_ms() - img->read_ms);
         t = left > 0 ? left : 0;
     }
     int gone = !img->exists || t == 0;

@@ -7,6 +7,7 @@
 #include "backends/store.h"
 #include "util/log.h"
 #include "util/placement.h"
+#include "util/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ static void pool_check_health(router *r)
     for (int i = 0; i < r->nstores; i++) {
         router_store *s = &r->stores[i];
         if (s->ejected_until_ms) {
-            if (!now) now = router_now_ms();
+            if (!now) now = clock_ms();
             if (now >= s->ejected_until_ms) {
                 s->ejected_until_ms = 0;
                 s->failures = 0;
@@ -60,7 +61,7 @@ static void pool_check_health(router *r)
                 log_notice("backend pool: %s is back in the placement", s->name);
             }
         } else if (s->failures >= ps->failure_limit) {
-            if (!now) now = router_now_ms();
+            if (!now) now = clock_ms();
             s->ejected_until_ms = now + ps->retry_timeout_ms;
             changed = 1;
             log_warning("backend pool: %s failed %d times: out of the placement for %lld ms", s->name, s->failures,

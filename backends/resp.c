@@ -23,6 +23,7 @@
 #include "backends/store.h"
 #include "backends/router_int.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 enum conn_state { CONN_DOWN = 0, CONN_CONNECTING, CONN_HANDSHAKE, CONN_READY };
 static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
@@ -33,13 +34,6 @@ static const char *state_names[] = {"down", "connecting", "handshake", "ready"};
 #define DEDICATED_IDLE_MAX 16
 
 void (*backend_round_trip_observer)(unsigned long long usec);
-
-unsigned long long backend_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
-}
 
 typedef struct pending_req {
     backend_reply_fn *fn;
@@ -110,7 +104,7 @@ static void q_push(resp_conn *c, backend_reply_fn *fn, void *ctx, int mode)
         c->qcap = ncap;
         c->qhead = 0;
     }
-    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode, 0, backend_round_trip_observer ? backend_now_us() : 0};
+    c->q[(c->qhead + c->qlen) % c->qcap] = (pending_req){fn, ctx, mode, 0, backend_round_trip_observer ? clock_us() : 0};
     c->qlen++;
 }
 
@@ -412,7 +406,7 @@ static void deliver_replies_loop(resp_conn *c)
         }
         pending_req p = q_pop(c);
         rb->replies++;
-        if (backend_round_trip_observer && p.sent_us) backend_round_trip_observer(backend_now_us() - p.sent_us);
+        if (backend_round_trip_observer && p.sent_us) backend_round_trip_observer(clock_us() - p.sent_us);
         if (rb->base.store_version > 0 && rb->base.store_version < 70000) {
             redisReply *parsed = p.mode == BACKEND_PARSED ? obj : NULL;
             reply_len = normalise_error(c, in, reply_len, p.context, parsed);
@@ -500,6 +494,7 @@ static void learn_command_cb(void *ctx, const backend_reply *r)
      * list is kept only while it is the release that was asked. */
     if (set && !rb->base.store_commands && c->learn_version == rb->base.store_version) {
         rb->base.store_commands = set;
+        rb->base.store_epoch = store_epoch_next();
         log_learnt(rb);
     } else {
         if (!set && c->learn_version == rb->base.store_version) log_learnt(rb); /* COMMAND refused: the table stays */
@@ -537,6 +532,7 @@ static void learn_info_cb(void *ctx, const backend_reply *r)
         store_commands_free(rb->base.store_commands);
         rb->base.store_commands = NULL;
         rb->base.store_version = version;
+        rb->base.store_epoch = store_epoch_next();
         rb->commands_asked = 0;
         rb->learnt = 1;
     }

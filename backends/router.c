@@ -2,7 +2,9 @@
  * whose keys have one owner go to it untouched, reply and all; the router
  * itself only splits, fans out and merges the commands that need it. */
 #include "backends/router_int.h"
+#include "backends/store.h"
 #include "util/args.h"
+#include "util/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,13 +16,6 @@
 #include <event2/event.h>
 
 backend_keys_fn *backend_command_keys;
-
-long long router_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- replies made here ----------------------------------------------------- */
 
@@ -203,6 +198,7 @@ void router_child_learnt(backend *parent)
     }
     r->base.store_version = version;
     r->base.store_commands = from ? from->store_commands : NULL;
+    r->base.store_epoch = store_epoch_next();
 }
 
 /* The proxy sets these on the router; its stores follow. */

@@ -95,6 +95,5 @@ void router_deliver(int mode, backend_reply_fn *fn, void *ctx, const char *resp,
 void router_put_reply(struct evbuffer *out, const redisReply *r);
 /* Child learnt its release or command list: mirror it. */
 void router_child_learnt(backend *parent);
-long long router_now_ms(void);
 
 #endif

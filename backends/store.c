@@ -166,6 +166,12 @@ int store_has_command(const store_commands *s, int version, const char *name, si
     return since ? since <= version : -1;
 }
 
+unsigned long long store_epoch_next(void)
+{
+    static unsigned long long epochs;
+    return ++epochs;
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 typedef struct error_rewrite {

@@ -38,6 +38,9 @@ size_t store_commands_count(const store_commands *s);
  * COMMAND does not exist) has name: 1 yes, 0 no, -1 cannot tell. */
 int store_has_command(const store_commands *s, int version, const char *name, size_t len);
 
+/* A number never returned before: a backend's store_epoch. */
+unsigned long long store_epoch_next(void);
+
 /* The few commands whose older error texts only make sense knowing the
  * command (and EXEC, whose reply holds the errors of the commands inside):
  * a STORE_CONTEXT_* code for a command name, 0 for the others. */

@@ -15,6 +15,7 @@
 
 #include "backends/backend.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 /* Slots are owned by ranges: a cluster-aware client's CLUSTER SLOTS stays
  * short, and a member joining or leaving moves only whole ranges. */
@@ -57,13 +58,6 @@ static struct {
     unsigned long long run_tokens;
     void (*member_left)(const char *id, void (*done)(void *ctx), void *ctx);
 } F = {.seat = -1, .self = -1};
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void new_id(void)
 {
@@ -135,7 +129,7 @@ static void member_recovered(void *ctx)
 
 static void set_view(fleet_member *ms, int n)
 {
-    long long now = now_ms();
+    long long now = clock_ms();
     fleet_member old[FLEET_MAX_MEMBERS];
     int old_n = F.nmembers;
     memcpy(old, F.members, sizeof(*old) * (size_t)old_n);
@@ -213,7 +207,7 @@ int fleet_slot_route(int slot)
     int owner = F.range_owner[range];
     if (owner != F.self) return owner;
     if (F.recovering[range]) return FLEET_WAIT;
-    long long now = now_ms();
+    long long now = clock_ms();
     if (now >= F.fence_at_ms) {
         fence("its lease may have lapsed");
         return FLEET_WAIT;
@@ -318,7 +312,7 @@ static void poll_view_cb(void *ctx, const backend_reply *br)
         F.seat = p->seat;
         F.joins++;
         /* Every other member has seen this seat, or fenced, a lease later. */
-        F.serve_from_ms = now_ms() + F.lease_ms;
+        F.serve_from_ms = clock_ms() + F.lease_ms;
         log_notice("fleet %s: joined as %s (seat %d); serving from %lld ms on", F.name, F.self_id, p->seat, F.lease_ms);
     }
     F.fence_at_ms = p->sent_ms + F.lease_ms - F.margin_ms;
@@ -343,7 +337,7 @@ static void poll_send(int seat, int joining)
     if (conn < 0) return;
     poll_state *p = calloc(1, sizeof(*p));
     if (!p) abort();
-    p->sent_ms = now_ms();
+    p->sent_ms = clock_ms();
     p->joining = joining;
     p->seat = seat;
     memcpy(p->id, F.self_id, sizeof(p->id));
@@ -388,7 +382,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    long long now = now_ms();
+    long long now = clock_ms();
     if (F.polling && now - F.poll_sent_ms < F.lease_ms) return; /* one at a time */
     F.polling = 0;
     if (F.seat >= 0 && now >= F.fence_at_ms) fence("no poll succeeded within the lease");
@@ -523,7 +517,7 @@ size_t fleet_run_record_key(const fleet_run *r, int n, char *buf, size_t len)
 
 int fleet_run_may_write(const fleet_run *r)
 {
-    return F.seat >= 0 && !strcmp(r->id, F.self_id) && now_ms() < F.fence_at_ms;
+    return F.seat >= 0 && !strcmp(r->id, F.self_id) && clock_ms() < F.fence_at_ms;
 }
 
 int fleet_run_parse_tag(const char *tag, size_t len, fleet_run *r)
@@ -553,7 +547,7 @@ int fleet_run_parse_tag(const char *tag, size_t len, fleet_run *r)
 
 void fleet_info(struct evbuffer *out)
 {
-    long long now = now_ms();
+    long long now = clock_ms();
     int owned = 0, serving = 0;
     for (int s = 0; s < FLEET_SLOTS; s += RANGE_SLOTS) {
         int o = fleet_slot_owner(s);

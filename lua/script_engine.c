@@ -4,6 +4,7 @@
 #include "lua/fiber.h"
 #include "lua/lua_libs.h"
 #include "lua/script_internal.h"
+#include "util/clock.h"
 
 #include <ctype.h>
 #include <lauxlib.h>
@@ -125,12 +126,6 @@ struct script_engine {
 };
 
 static const char *run_label(const script_run *r) { return r->fname ? r->fname : r->sha; }
-
-static unsigned long long now_usec(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000;
-}
 
 static script_engine *engine_of(lua_State *L) {
     void *ud;
@@ -860,7 +855,7 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     script_engine *e = engine_of(L);
     script_run *r = e->current;
     if (!r || !e->time_slice_usec) return;
-    unsigned long long now = now_usec();
+    unsigned long long now = clock_us();
     if (r->slice_used + (now - r->resume_start) < r->slice_cap) return;
     r->state = RS_YIELDED;
     fiber_yield(r->fib);
@@ -906,7 +901,7 @@ static void debug_repl(script_run *r) {
         }
         if (rc == LDB_REDIS) ldb_redis_call(r->dbg, L, r->dbg_argc, r->dbg_argv, r->dbg_lens);
     }
-    r->dbg_since = now_usec();
+    r->dbg_since = clock_us();
 }
 
 /* A debugged run's hook: every line (where it may stop), and the count
@@ -919,7 +914,7 @@ static void debug_hook(lua_State *L, lua_Debug *ar) {
     int count = ar->event == LUA_HOOKCOUNT;
     if (count) count_hook(L, ar);
     if (!lua_getstack(L, 0, ar) || !lua_getinfo(L, "Sl", ar)) return;
-    int timed_out = count && now_usec() - r->dbg_since >= (unsigned long long)e->debug_timeout_ms * 1000ull;
+    int timed_out = count && clock_us() - r->dbg_since >= (unsigned long long)e->debug_timeout_ms * 1000ull;
     int rc = ldb_line(r->dbg, ar, count, timed_out);
     if (rc == 2) debug_timeout_error(L);
     if (rc == 1) debug_repl(r);
@@ -1673,7 +1668,7 @@ const char *script_flag_name(int bit_index) {
 /* A library's top level has half a second, as in Redis. */
 static void load_hook(lua_State *L, lua_Debug *ar) {
     script_engine *e = engine_of(L);
-    if (e->loading && now_usec() - e->load_start_usec > LOAD_TIMEOUT_USEC) {
+    if (e->loading && clock_us() - e->load_start_usec > LOAD_TIMEOUT_USEC) {
         lua_sethook(L, load_hook, LUA_MASKLINE, 0);
         raise_err(L, "FUNCTION LOAD timeout");
     }
@@ -1796,7 +1791,7 @@ int engine_run_library(script_engine *e, const char *code, size_t len, fn_loader
     lua_rawget(L, LUA_REGISTRYINDEX);
     lua_setfenv(L, -2);
     e->loading = ld;
-    e->load_start_usec = now_usec();
+    e->load_start_usec = clock_us();
     lua_sethook(L, load_hook, LUA_MASKCOUNT, 100000);
     st = lua_pcall(L, 0, 0, -2);
     lua_sethook(L, NULL, 0, 0);
@@ -2020,7 +2015,7 @@ static void run_fiber_main(void *arg) {
         /* stack: handler, function, arguments */
         if (r->dbg) {
             /* Only the script's own code is stepped through, not its setup. */
-            r->dbg_since = now_usec();
+            r->dbg_since = clock_us();
             lua_sethook(L, debug_hook, LUA_MASKLINE | LUA_MASKCOUNT, HOOK_COUNT);
         }
         st = lua_pcall(L, lua_gettop(L) - 2, 1, 1);
@@ -2182,9 +2177,9 @@ static int run_resume(script_run *r, unsigned long long cap) {
     e->enforce = 1;
     r->state = RS_RUNNING;
     r->slice_cap = cap;
-    r->resume_start = now_usec();
+    r->resume_start = clock_us();
     fiber_resume(r->fib);
-    unsigned long long ran = now_usec() - r->resume_start;
+    unsigned long long ran = clock_us() - r->resume_start;
     r->cpu_usec += ran;
     /* A yield ends the slice; anything else keeps counting towards it. */
     r->slice_used = r->state == RS_YIELDED ? 0 : r->slice_used + ran;

@@ -49,6 +49,7 @@
 #include "proxy/commands/scripting.h"
 #include "proxy/commands/server_commands.h"
 #include "proxy/commands/transactions.h"
+#include "util/clock.h"
 
 
 
@@ -322,13 +323,6 @@ static struct event *drain_ev;
 static unsigned long long drain_deadline_us;
 static int supervised_systemd;
 
-static unsigned long long now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
-}
-
 static void notify_supervisor(const char *state)
 {
 #ifdef HAVE_LIBSYSTEMD
@@ -351,7 +345,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
     if (!server.clients && !pending) {
         log_notice("Every client is answered and nothing runs any more.");
         event_base_loopbreak(server.base);
-    } else if (now_us() >= drain_deadline_us) {
+    } else if (clock_us() >= drain_deadline_us) {
         log_warning("shutdown-timeout reached: closing %lu clients with %lu scripts, transactions or commands "
                     "still running.",
                     server.clients_count, pending);
@@ -381,7 +375,7 @@ static int begin_shutdown(int abort_it, int now)
     for (int i = 0; i < listener_count; i++) evconnlistener_free(listeners[i]);
     listener_count = 0;
     notify_supervisor("STOPPING=1\n");
-    drain_deadline_us = now ? 0 : now_us() + (unsigned long long)config.shutdown_timeout * 1000000ULL;
+    drain_deadline_us = now ? 0 : clock_us() + (unsigned long long)config.shutdown_timeout * 1000000ULL;
     log_notice("Closing the listening sockets; finishing the commands and scripts that run (shutdown-timeout %ds).",
                now ? 0 : config.shutdown_timeout);
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};

@@ -47,6 +47,7 @@
 #include "proxy/core/tracking.h"
 #include "util/glob.h"
 #include "util/strconv.h"
+#include "util/clock.h"
 
 /* ---- which store release has what ---------------------------------------------
  * From the "since" and "history" fields of Redis's command documentation
@@ -1771,7 +1772,7 @@ static void copy_decide(emu *e)
          * REPLACE is 3.0's), in the destination's database. */
         long long left = img->ttl_ms;
         if (left > 0) {
-            left -= backend_monotonic_ms() - img->read_ms;
+            left -= clock_ms() - img->read_ms;
             if (left <= 0) left = 1;
         }
         int saved = e->db;

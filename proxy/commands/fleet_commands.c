@@ -20,6 +20,7 @@
 #include "proxy/core/locks.h"
 #include "proxy/core/reply.h"
 #include "util/strconv.h"
+#include "util/clock.h"
 
 typedef struct fleet_hold {
     struct fleet_hold *next;
@@ -74,7 +75,7 @@ static void defer_cb(evutil_socket_t fd, short what, void *arg)
 static void hold_acquire(fleet_hold *h)
 {
     if (!slots_served(h)) {
-        long long now = backend_monotonic_ms();
+        long long now = clock_ms();
         if (!h->since_ms) h->since_ms = now;
         if (now - h->since_ms < fleet_wait_limit_ms()) {
             if (!h->defer) h->defer = evtimer_new(server.base, defer_cb, h);

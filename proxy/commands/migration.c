@@ -22,6 +22,7 @@
 #include "util/key_set.h"
 #include "util/log.h"
 #include "util/strconv.h"
+#include "util/clock.h"
 
 /* A key set this large (about 100 MB) is dropped and grows again: it only saves checks. */
 #define KNOWN_MAX 1000000
@@ -70,7 +71,7 @@ typedef struct mkey {
     char key[];
 } mkey;
 
-static long long now_ms(void) { return backend_monotonic_ms(); }
+static long long now_ms(void) { return clock_ms(); }
 
 static const char *old_name(void) { return mig.old ? mig.old->display : "?"; }
 
@@ -98,7 +99,7 @@ typedef struct move {
 
 static void move_finish(move *m, const char *error)
 {
-    unsigned long long us = backend_now_us() - m->start_us;
+    unsigned long long us = clock_us() - m->start_us;
     mig.ewma_us = mig.ewma_us ? (mig.ewma_us * 7 + us) / 8 : us;
     if (error) mig.errors++;
     move_done_fn *done = m->done;
@@ -225,7 +226,7 @@ static void move_key(int db, const char *key, size_t len, int conn, unsigned lon
     m->len = len;
     memcpy(m->key, key, len);
     m->key[len] = '\0';
-    m->start_us = backend_now_us();
+    m->start_us = clock_us();
     m->old_conn = backend_pick(mig.old, (unsigned)session);
     if (m->old_conn < 0 || backend_capture(mig.old, m->old_conn, db, session, key, len, old_captured, m) != 0) {
         char err[400];
@@ -302,7 +303,7 @@ static void touch_finish(touch *t, const char *error)
 {
     if (t->moved_any && !error) {
         mig.first_touch_moves++;
-        mig.first_touch_us += backend_now_us() - t->start_us;
+        mig.first_touch_us += clock_us() - t->start_us;
     }
     prestep_done_fn *done = t->done;
     void *ctx = t->ctx;
@@ -346,7 +347,7 @@ static void migration_run(const prestep_call *call, prestep_done_fn *done, void 
     t->call = *call;
     t->done = done;
     t->ctx = ctx;
-    t->start_us = backend_now_us();
+    t->start_us = clock_us();
     const char *name = call->cmd->name;
     if (!strcmp(name, "swapdb")) {
         touch_finish(t, "ERR SWAPDB is not supported while keys are moving from the old store (migrate-from)");

@@ -35,6 +35,7 @@
 #include "proxy/commands/emulation.h"
 #include "proxy/commands/key_presteps.h"
 #include "proxy/commands/script_debug.h"
+#include "util/clock.h"
 
 /* Host bits kept with each script and function. */
 #define SCRIPT_BIT_RAN 1u        /* a run finished touching only declared keys */
@@ -134,18 +135,6 @@ typedef struct script_call {
 static script_engine *engine;
 static int stopping; /* shutdown: store callbacks must not resume scripts */
 
-static unsigned long long monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)ts.tv_nsec / 1000000ULL;
-}
-static unsigned long long monotonic_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL;
-}
 static script_call *calls; /* every call not yet freed */
 
 static void forget_written_keys(script_call *sc)
@@ -690,7 +679,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
          * errors reach errorstats once, with the script's reply). */
         char first = 0;
         if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
-        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        unsigned long long usec = clock_us() - sc->call_start_us;
         stats_command_done(sc->call_cmd, usec, r->error || first == '-');
         /* As Redis logs a script's commands: from no client address. */
         slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
@@ -721,7 +710,7 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
     script_call *sc = ctx;
     sc->inflight--;
     if (sc->call_cmd) {
-        unsigned long long usec = stats_now_us() - sc->call_start_us;
+        unsigned long long usec = clock_us() - sc->call_start_us;
         stats_command_done(sc->call_cmd, usec, len && reply[0] == '-');
         slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
         sc->call_slow = NULL;
@@ -949,7 +938,7 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
-    sc->call_start_us = stats_now_us();
+    sc->call_start_us = clock_us();
     slowlog_args_free(sc->call_slow);
     sc->call_slow = slowlog_args_copy(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     if (monitor_active() && !(cmd->flags & CMD_ADMIN))
@@ -1169,7 +1158,7 @@ static void check_busy(script_call *sc)
     /* A debugging session waits for its client, not for CPU: never busy. */
     if (sc->debug) return;
     /* Like Redis, "busy" is wall time since the script started. */
-    if (!sc->busy && monotonic_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
+    if (!sc->busy && clock_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
         log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
         set_busy(sc, 1);
     }
@@ -1297,9 +1286,9 @@ static void runq_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    unsigned long long budget = (unsigned long long)config.lua_time_slice_us, t0 = monotonic_us();
+    unsigned long long budget = (unsigned long long)config.lua_time_slice_us, t0 = clock_us();
     while (runq_head) {
-        unsigned long long used = monotonic_us() - t0;
+        unsigned long long used = clock_us() - t0;
         if (used >= budget) break;
         script_call *sc = runq_head;
         runq_remove(sc);
@@ -1454,7 +1443,7 @@ static void call_start(script_call *sc)
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
     if (sc->frun.place >= 0) sc->journalling = 1; /* a fleet undoes a dead member's runs from their journals */
     if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
-    sc->start_ms = monotonic_ms();
+    sc->start_ms = clock_ms();
     sc->db = sc->start_db;
     /* A session whose client went while it waited for its keys runs as a
      * plain script: nobody would answer its stops. */
@@ -1974,7 +1963,7 @@ int scripting_function_stats(struct evbuffer *out)
         for (int i = 0; i < sc->numkeys; i++) reply_bulk(out, sc->keys[i], sc->keylens[i]);
         for (int i = 0; i < sc->nargs; i++) reply_bulk(out, sc->args[i], sc->arglens[i]);
         reply_bulk_cstr(out, "duration_ms");
-        reply_integer(out, (long long)(monotonic_ms() - sc->start_ms));
+        reply_integer(out, (long long)(clock_ms() - sc->start_ms));
     }
     reply_bulk_cstr(out, "engines");
     reply_array(out, 2);

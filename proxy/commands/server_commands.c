@@ -31,6 +31,7 @@
 #include "util/glob.h"
 #include "proxy/commands/server_commands.h"
 #include "fleet/fleet.h"
+#include "util/clock.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {
@@ -358,7 +359,7 @@ static struct {
 
 static void sample_rates(void)
 {
-    unsigned long long now = stats_now_us();
+    unsigned long long now = clock_us();
     if (rate.t_us && now > rate.t_us) {
         double secs = (double)(now - rate.t_us) / 1e6;
         rate.ops_s[rate.idx] = (double)(server.stats.commands_processed - rate.ops) / secs;

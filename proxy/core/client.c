@@ -33,6 +33,7 @@
 
 #include "proxy/core/slowlog.h"
 #include "proxy/core/tls.h"
+#include "util/clock.h"
 
 /* Finished slots are kept for reuse: no allocation per request when warm. */
 static reply_slot *free_slots;
@@ -535,7 +536,7 @@ void client_slot_done(reply_slot *s)
     if (s->cmd) {
         char first = 0;
         if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
-        unsigned long long usec = stats_now_us() - s->start_us;
+        unsigned long long usec = clock_us() - s->start_us;
         stats_command_done(s->cmd, usec, s->failed || first == '-');
         slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
         s->slow = NULL;

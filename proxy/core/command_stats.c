@@ -11,13 +11,7 @@
 #include "proxy/core/command_stats.h"
 #include "proxy/core/command_table.h"
 #include "proxy/core/server.h"
-
-unsigned long long stats_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
-}
+#include "util/clock.h"
 
 /* Per command (subcommands apart, as Redis's "client|list"): calls, time,
  * refusals, failures, and a log2 histogram of latencies for the percentiles. */

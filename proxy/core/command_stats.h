@@ -6,7 +6,6 @@
 struct command_def;
 struct evbuffer;
 
-unsigned long long stats_now_us(void);
 void stats_command_done(const struct command_def *cmd, unsigned long long usec, int failed);
 void stats_command_rejected(const struct command_def *cmd);
 void stats_error_reply(const char *err, size_t len); /* err without the '-' */

@@ -1,6 +1,7 @@
 /* Dispatch: Redis 7.0's checks in Redis's order (unknown command, arity,
  * authentication), then a local handler or the relay to the store. */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
+#include "util/clock.h"
 
 /* ---- relaying ------------------------------------------------------------ */
 
@@ -400,10 +402,34 @@ void dispatch_free(void)
 
 /* ---- what the store has ------------------------------------------------------------ */
 
+/* Whether the store has a command is asked for every relayed command and
+ * every redis.call: answers are kept per command until the store's
+ * release or command list changes (its store_epoch). */
+#define HAS_CACHE_SIZE 256
+static struct {
+    const command_def *cmd;
+    const backend *b;
+    unsigned long long epoch;
+    int has;
+} has_cache[HAS_CACHE_SIZE];
+
+static int store_has(const backend *b, const command_def *cmd)
+{
+    if (!b->store_epoch) return backend_store_has_command(b, cmd->name, strlen(cmd->name));
+    size_t i = ((uintptr_t)cmd / sizeof(*cmd)) % HAS_CACHE_SIZE;
+    if (has_cache[i].cmd == cmd && has_cache[i].b == b && has_cache[i].epoch == b->store_epoch) return has_cache[i].has;
+    int has = backend_store_has_command(b, cmd->name, strlen(cmd->name));
+    has_cache[i].cmd = cmd;
+    has_cache[i].b = b;
+    has_cache[i].epoch = b->store_epoch;
+    has_cache[i].has = has;
+    return has;
+}
+
 int dispatch_store_refuses(const command_def *cmd, char *err, size_t errlen)
 {
     backend *b = server.backend;
-    if (!b || backend_store_has_command(b, cmd->name, strlen(cmd->name)) != 0) return 0;
+    if (!b || store_has(b, cmd) != 0) return 0;
     if (hooks.emulates && hooks.emulates(cmd)) return 0;
     char v[32];
     snprintf(err, errlen, "ERR command '%s' is not supported by the store (redis %s)", cmd->name,
@@ -421,7 +447,7 @@ static int route_is_local(const command_def *cmd)
 int dispatch_command_available(const command_def *cmd)
 {
     if (route_is_local(cmd)) return 1;
-    if (!server.backend || backend_store_has_command(server.backend, cmd->name, strlen(cmd->name)) != 0) return 1;
+    if (!server.backend || store_has(server.backend, cmd) != 0) return 1;
     return hooks.emulates && hooks.emulates(cmd);
 }
 
@@ -567,7 +593,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     /* RESP3: until the command is known, only nulls would change. */
     c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
     c->cur_cmd = NULL;
-    c->cur_start_us = stats_now_us();
+    c->cur_start_us = clock_us();
     c->cur_argc = argc;
     c->cur_argv = argv;
     c->cur_argvlen = argvlen;
@@ -584,7 +610,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     if (c->cur_cmd) {
-        unsigned long long usec = stats_now_us() - c->cur_start_us;
+        unsigned long long usec = clock_us() - c->cur_start_us;
         stats_command_done(c->cur_cmd, usec, stats_error_replies() != errors);
         slowlog_command_done(c->cur_cmd, slowlog_wants(usec) ? slowlog_args_copy(c->cur_cmd, argc, argv, argvlen) : NULL, usec, c->addr, c->name);
         c->cur_cmd = NULL;
@@ -889,7 +915,7 @@ int fleet_route(client *c, const command_def *cmd, int forwardable, int argc, ch
     c->fleet_span = owner == -4 || (owner >= 0 && (here || !forwardable));
     if (n <= 0) return 0;
 
-    long long now = backend_monotonic_ms();
+    long long now = clock_ms();
     /* A member forwarded it here: it runs here, or waits until this member
      * serves its slots (views differ for a moment around a change). */
     if (c->fleet_peer > 1 && owner >= 0) waits = 1;

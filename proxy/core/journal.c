@@ -13,6 +13,7 @@
 #include "fleet/fleet.h"
 #include "proxy/core/server.h"
 #include "util/log.h"
+#include "util/clock.h"
 
 enum { ENTRY_PENDING = 0, ENTRY_READY, ENTRY_FAILED, ENTRY_VOID };
 
@@ -216,7 +217,7 @@ static void undo_ev_cb(evutil_socket_t fd, short what, void *arg)
 
 static void undo_later(journal *j, long long ms)
 {
-    if (backend_monotonic_ms() + ms > j->deadline_ms) {
+    if (clock_ms() + ms > j->deadline_ms) {
         undo_finish(j, 0);
         return;
     }
@@ -291,7 +292,7 @@ void journal_undo(journal *j, backend *b, unsigned long long session, long long 
     j->done = done;
     j->done_ctx = ctx;
     j->undoing = 1;
-    j->deadline_ms = backend_monotonic_ms() + wait_ms;
+    j->deadline_ms = clock_ms() + wait_ms;
     if (!j->ev) j->ev = evtimer_new(server.base, undo_ev_cb, j);
     if (!j->ev) abort();
     undo_step(j);
@@ -385,7 +386,7 @@ static void commit_ev_cb(evutil_socket_t fd, short what, void *arg)
 
 static void commit_later(journal *j)
 {
-    if (backend_monotonic_ms() + UNDO_RETRY_MS > j->commit_deadline_ms) {
+    if (clock_ms() + UNDO_RETRY_MS > j->commit_deadline_ms) {
         log_warning("fleet: a script's journal records could not be deleted; the run stays in the store");
         commit_finish(j, 0);
         return;
@@ -425,7 +426,7 @@ int journal_commit(journal *j, long long wait_ms, journal_done_fn *done, void *c
     j->done = done;
     j->done_ctx = ctx;
     j->committing = 1;
-    j->commit_deadline_ms = backend_monotonic_ms() + wait_ms;
+    j->commit_deadline_ms = clock_ms() + wait_ms;
     if (!j->commit_ev) j->commit_ev = evtimer_new(server.base, commit_ev_cb, j);
     if (!j->commit_ev) abort();
     commit_step(j);

@@ -11,6 +11,7 @@
 #include "fleet/fleet.h"
 #include "proxy/core/fleet_locks.h"
 #include "util/cluster_slot.h"
+#include "util/clock.h"
 
 typedef struct lock_unit lock_unit;
 typedef struct lock_entry lock_entry;
@@ -326,13 +327,6 @@ static void drain_unlink(lock_set *ls)
     L.stats.sets_waiting--;
 }
 
-static unsigned long long mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000;
-}
-
 /* How long granted sets waited, in the buckets of lock_wait_bounds_us. */
 const unsigned long long lock_wait_bounds_us[LOCK_WAIT_BUCKETS] = {100, 1000, 10000, 100000, 1000000, 10000000};
 static unsigned long long wait_counts[LOCK_WAIT_BUCKETS + 1];
@@ -518,7 +512,7 @@ static void ready_cb(evutil_socket_t fd, short what, void *arg)
         lock_set *ls = L.ready_head;
         ready_remove(ls);
         if (ls->wait_start_us) {
-            wait_observe(mono_us() - ls->wait_start_us);
+            wait_observe(clock_us() - ls->wait_start_us);
             ls->wait_start_us = 0;
         }
         if (ls->chain && chain_resume(ls)) continue;
@@ -677,7 +671,7 @@ static int local_acquire(lock_set *ls, int refuse_if_busy)
     ls->state = SET_WAITING;
     L.stats.sets_waiting++;
     L.stats.waited++;
-    ls->wait_start_us = mono_us();
+    ls->wait_start_us = clock_us();
     return LOCK_WAITING;
 }
 

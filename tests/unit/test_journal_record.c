@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "backends/backend.h"
+#include "util/clock.h"
 
 static backend_image *image(int exists, const char *data, size_t len, long long ttl_ms, char kind)
 {
@@ -22,7 +23,7 @@ static backend_image *image(int exists, const char *data, size_t len, long long 
     img->ttl_ms = ttl_ms;
     img->flags = 0x80000001ULL;
     img->kind = kind;
-    img->read_ms = backend_monotonic_ms();
+    img->read_ms = clock_ms();
     return img;
 }
 
