@@ -140,7 +140,12 @@ test-san: deps
 	@$(MAKE) --no-print-directory SAN=1 evalproxy unit
 	@SUITES=san tests/run_all.sh
 
-bench: deps evalproxy
+# bench/kvload: one load generator for RESP and memcache's text protocol.
+build/bench-tools/kvload: bench/kvload.c
+	@mkdir -p build/bench-tools
+	$(CC) -std=gnu11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $<
+
+bench: deps evalproxy build/bench-tools/kvload
 	@bench/run.sh
 
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))

@@ -7,7 +7,9 @@
 RAW_CSV rows: rep,target,pipeline,test,rps,p50_ms,p99_ms,server_cpu_us,proxy_cpu_us,avg_ms
 (one per redis-benchmark result; pipeline is 16, 1 or c1 = -c 1 -P 1; and one per
 memcaslap run, test "memcaslap get/set 9:1", targets memcached and twemproxy-mc,
-ops/s in rps and its mean latency in avg_ms).
+ops/s in rps and its mean latency in avg_ms; and one per bench/kvload run, test
+"kvload get/set 9:1", targets memcached, twemproxy-mc and evalproxy-mc, pipeline
+its depth).
 SCALE_CSV: metric,value lines from bench/scale.py.
 FLEET_RUNS_CSV: each fleet member's own redis-benchmark run (RAW has their sum);
 FLEET_CSV: per fleet, its members' cores and what they forwarded.
@@ -31,6 +33,10 @@ PL_TESTS = {("EVALSHA incr", "16"), ("EVALSHA 3-call", "16")}
 RB_TESTS = {("EVALSHA incr", "16"), ("EVALSHA 3-call", "16"), ("EVALSHA incr", "1"), ("EVALSHA 3-call", "1")}
 MC_TARGETS = ["memcached", "twemproxy-mc"]  # measured with memcaslap
 MEMCASLAP_TEST = "memcaslap get/set 9:1"
+# bench/kvload: one load generator for memcached direct, twemproxy-mc and
+# evalproxy-mc, at these depths (requests outstanding per connection).
+KV_TEST = "kvload get/set 9:1"
+KV_DEPTHS = ["1", "16"]
 # evalproxy-mc rows compared with memcached direct (memcaslap), at -P 1 only:
 # one request outstanding per connection on both sides.
 MC_VS_DIRECT = ["SET", "GET", "EVALSHA get", "EVALSHA incr"]
@@ -181,6 +187,14 @@ def main():
         for r in rows:
             if r["pipeline"] == "1" and r["test"] in MC_VS_DIRECT:
                 r["evalproxy-mc/memcached"] = ratio(r["evalproxy-mc"], mc_direct)
+
+    # bench/kvload: memcached, twemproxy-mc and evalproxy-mc under one load generator.
+    have_kv = any(k[0] == KV_TEST for k in runs)
+    if have_kv:
+        for d in KV_DEPTHS:
+            for t in ("memcached", "twemproxy-mc", "evalproxy-mc"):
+                if best(KV_TEST, d, t) is None:
+                    missing.append("%s depth %s on %s" % (KV_TEST, d, t))
 
     # Scale-out rows, in the columns their comparison means elsewhere: evalproxy,
     # twemproxy (same pool), store (the cluster direct), native (one redis-server
@@ -657,6 +671,31 @@ def main():
                 lines.append("  ".join("-" * x for x in mw))
         lines.append("avg ms: mean latency (memcaslap prints no percentiles); cpu: microseconds per operation.")
         lines.append("* evalproxy->memcached by redis-benchmark over memcached direct by memcaslap.")
+
+    if have_kv:
+        lines.append("")
+        lines.append("memcached under ONE load generator (bench/kvload: get/set 9:1, 3-byte values, -c %d, the"
+                     % args.clients)
+        lines.append("memcache text protocol to memcached and twemproxy, RESP to evalproxy; depth = requests")
+        lines.append("outstanding per connection); ops/s best of the runs, cpu microseconds per operation.")
+        kt = [["depth", "target", "ops/s", "avg ms", "cpu memcached", "cpu proxy", "/ memcached direct",
+               "/ twemproxy", "run spread"]]
+        for d in KV_DEPTHS:
+            direct, twem = best(KV_TEST, d, "memcached"), best(KV_TEST, d, "twemproxy-mc")
+            for t, name in (("memcached", "memcached direct"), ("twemproxy-mc", "twemproxy->memcached"),
+                            ("evalproxy-mc", "evalproxy->memcached")):
+                v = best(KV_TEST, d, t)
+                a = med(KV_TEST, d, t, "avg_ms")
+                kt.append([d, name, fmt_rps(v), "-" if a is None else "{:.3f}".format(a),
+                           fmt_ratio(med(KV_TEST, d, t, "server_cpu_us")),
+                           "" if t == "memcached" else fmt_ratio(med(KV_TEST, d, t, "proxy_cpu_us")),
+                           fmt_ratio(ratio(v, direct)), fmt_ratio(ratio(v, twem)) if t == "evalproxy-mc" else "",
+                           fmt_ratio(spread(KV_TEST, d, t))])
+        kw = [max(len(row[i]) for row in kt) for i in range(len(kt[0]))]
+        for i, row in enumerate(kt):
+            lines.append("  ".join(c.ljust(kw[j]) if j < 2 else c.rjust(kw[j]) for j, c in enumerate(row)))
+            if i == 0:
+                lines.append("  ".join("-" * x for x in kw))
 
     if scale:
         def kb(k):

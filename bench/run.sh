@@ -124,6 +124,7 @@ for tool in redis-server redis-cli redis-benchmark nutcracker; do
   command -v "$tool" >/dev/null || die "$tool not found (make deps installs it)"
 done
 if [ "$MEMCACHED" = 1 ]; then
+  [ -x "${KVLOAD:-build/bench-tools/kvload}" ] || die "bench/kvload not built (make bench builds it; BENCH_MEMCACHED=0 skips memcached)"
   for tool in memcached memcaslap; do
     command -v "$tool" >/dev/null || die "$tool not found (make deps installs it; BENCH_MEMCACHED=0 skips memcached)"
   done
@@ -484,6 +485,39 @@ memcaslap_run() {
   printf '.'
 }
 
+# kvload_run REP TARGET DEPTH: bench/kvload, one load generator for both
+# protocols (memcache text to memcached and twemproxy-mc, RESP to
+# evalproxy-mc), get/set 9:1 with DEPTH requests outstanding per connection,
+# for MC_SECONDS; into RAW as test "kvload get/set 9:1", mode DEPTH.
+KV_TEST="kvload get/set 9:1"
+KVLOAD=${KVLOAD:-build/bench-tools/kvload}
+kvload_run() {
+  local rep=$1 target=$2 depth=$3 proto=mc out rc ops tps avg spid ppid s0 s1 p0 p1 scpu pcpu
+  [ "$target" = evalproxy-mc ] && proto=resp
+  out=$RUN/kvload-$target-$depth-$rep.txt
+  check_time
+  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
+  s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
+  timeout $((MC_SECONDS + 60)) "${LOAD_PIN[@]}" "$KVLOAD" -p "$(port_of "$target")" -P "$proto" \
+    -c "$CLIENTS" -d "$depth" -t "$MC_SECONDS" -r "$RANGE" >"$out" 2>&1 &
+  CHILD=$!
+  wait "$CHILD"
+  rc=$?
+  CHILD=
+  s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
+  read -r ops tps avg < <(sed -n 's/^ops=\([0-9]*\) .*ops_per_sec=\([0-9]*\) avg_ms=\([0-9.]*\) .*/\1 \2 \3/p' "$out")
+  if [ "$rc" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ]; then
+    echo "bench: kvload against $target failed (rc $rc):" >&2
+    sed 's/^/  | /' "$out" | tail -8 >&2
+    FAILED=1
+    return 1
+  fi
+  scpu=$(us_per_req "$s0" "$s1" "$ops")
+  pcpu=$(us_per_req "$p0" "$p1" "$ops")
+  echo "$rep,$target,$depth,$KV_TEST,$tps,,,$scpu,$pcpu,$avg" >> "$RAW"
+  printf '.'
+}
+
 # LRANGE_100: a 100-element list on the store, read whole (redis-benchmark's own
 # lrange_100 test would LPUSH first, in the same run, and blur the CPU figures).
 redis-cli -h 127.0.0.1 -p "$STORE_PORT" DEL bench:list >/dev/null
@@ -654,6 +688,15 @@ if [ "$MEMCACHED" = 1 ]; then
   for rep in $(seq "$REPS"); do
     for target in memcached twemproxy-mc; do
       memcaslap_run "$rep" "$target"
+    done
+  done
+  echo
+  printf 'bench: kvload'
+  for rep in $(seq "$REPS"); do
+    for depth in 1 16; do
+      for target in memcached twemproxy-mc evalproxy-mc; do
+        kvload_run "$rep" "$target" "$depth"
+      done
     done
   done
   echo
