@@ -2083,4 +2083,5 @@ void scripting_shutdown(void)
         free(sc->fname);
         free(sc); /* with its keys and arguments */
     }
+    while (call_pool_n) free(call_pool[--call_pool_n]);
 }
