@@ -17,7 +17,9 @@
 #   BENCH_N_P1       requests per test with -P 1  (default 30000; QUICK=1: 8000)
 #   BENCH_N_C1       requests per test with -c 1  (default 10000; QUICK=1: 3000)
 #   BENCH_N_CALLS    runs of the 10 000-call script (bench/calls.lua) per calls row
-#   BENCH_CALLS_LOAD_N  GETs of the 50 clients the calls script runs beside (default 4 x BENCH_N_P1)
+#   BENCH_CALLS_LOAD_N  GETs of the 50 clients the calls script runs beside (default: enough
+#                    for about BENCH_CALLS_LOAD_SECONDS, 4 s, at the GET -P 1 rate measured
+#                    on evalproxy in the relay rows; at least 4 x BENCH_N_P1)
 #                    (default 6; QUICK=1: 2)
 #   BENCH_CLIENTS    redis-benchmark -c          (default 50; the -c 1 rows use 1)
 #   BENCH_MAX_SECONDS  give up (non-zero exit) past this many seconds (default 660)
@@ -448,6 +450,33 @@ bench() {
   printf '.'
 }
 
+# timed_load TARGET SECONDS OUT CMD...: runs the load generator CMD on the
+# load core (killable by the run's trap, as CHILD), its output in OUT, for
+# about SECONDS; sets LOAD_RC, and LOAD_S0/LOAD_S1 and LOAD_P0/LOAD_P1: the
+# CPU ticks of TARGET's server and proxy before and after.
+timed_load() {
+  local target=$1 secs=$2 out=$3 spid ppid
+  shift 3
+  check_time
+  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
+  LOAD_S0=$(cpu_ticks $spid); LOAD_P0=$(cpu_ticks $ppid)
+  timeout $((secs + 60)) "${LOAD_PIN[@]}" "$@" >"$out" 2>&1 &
+  CHILD=$!
+  wait "$CHILD"
+  LOAD_RC=$?
+  CHILD=
+  LOAD_S1=$(cpu_ticks $spid); LOAD_P1=$(cpu_ticks $ppid)
+}
+
+# load_row REP TARGET MODE TEST OPS RATE AVG_MS: a timed_load's row in RAW.
+load_row() {
+  local scpu pcpu
+  scpu=$(us_per_req "$LOAD_S0" "$LOAD_S1" "$5")
+  pcpu=$(us_per_req "$LOAD_P0" "$LOAD_P1" "$5")
+  echo "$1,$2,$3,$4,$6,,,$scpu,$pcpu,$7" >> "$RAW"
+  printf '.'
+}
+
 # memcaslap REP TARGET: memcaslap (memcache protocol, get/set 9:1, its default
 # mix) for MC_SECONDS against memcached or twemproxy-mc; ops/s, the mean latency
 # (memcaslap prints no percentiles; -S prints its mean, min, max) and CPU per op
@@ -455,34 +484,23 @@ bench() {
 # connections has one request outstanding).
 MC_TEST="memcaslap get/set 9:1"
 memcaslap_run() {
-  local rep=$1 target=$2 out rc ops tps avg spid ppid s0 s1 p0 p1 scpu pcpu
+  local rep=$1 target=$2 out ops tps avg
   out=$RUN/memcaslap-$target-$rep.txt
-  check_time
-  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
-  s0=$(cpu_ticks "$spid"); p0=$(cpu_ticks "$ppid")
-  timeout $((MC_SECONDS + 60)) "${LOAD_PIN[@]}" memcaslap -s "127.0.0.1:$(port_of "$target")" \
-    -T 1 -c "$CLIENTS" -t "${MC_SECONDS}s" -S "${MC_SECONDS}s" >"$out" 2>&1 &
-  CHILD=$!
-  wait "$CHILD"
-  rc=$?
-  CHILD=
-  s1=$(cpu_ticks "$spid"); p1=$(cpu_ticks "$ppid")
+  timed_load "$target" "$MC_SECONDS" "$out" memcaslap -s "127.0.0.1:$(port_of "$target")" \
+    -T 1 -c "$CLIENTS" -t "${MC_SECONDS}s" -S "${MC_SECONDS}s"
   # "Run time: 5.0s Ops: 214379 TPS: 71443 Net_rate: 59.2M/s"
   read -r ops tps < <(awk '/^Run time:/ { for (i = 1; i < NF; i++) { if ($i == "Ops:") o = $(i+1); if ($i == "TPS:") t = $(i+1) }
                                          print o, t }' "$out")
   # "Total Statistics (N events)" then "   Avg:  945" (microseconds)
   avg=$(awk '/^Total Statistics \(/ { f = 1 } f && $1 == "Avg:" { printf "%.3f", $2 / 1000; exit }' "$out")
-  if [ "$rc" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ] || [ -z "$tps" ] \
+  if [ "$LOAD_RC" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ] || [ -z "$tps" ] \
      || grep -qiE 'error|failed|refused' "$out"; then
-    echo "bench: memcaslap against $target failed (rc $rc):" >&2
+    echo "bench: memcaslap against $target failed (rc $LOAD_RC):" >&2
     tr -d '\033' <"$out" | sed 's/^/  | /' | tail -8 >&2
     FAILED=1
     return 1
   fi
-  scpu=$(us_per_req "$s0" "$s1" "$ops")
-  pcpu=$(us_per_req "$p0" "$p1" "$ops")
-  echo "$rep,$target,1,$MC_TEST,$tps,,,$scpu,$pcpu,$avg" >> "$RAW"
-  printf '.'
+  load_row "$rep" "$target" 1 "$MC_TEST" "$ops" "$tps" "$avg"
 }
 
 # kvload_run REP TARGET DEPTH: bench/kvload, one load generator for both
@@ -492,30 +510,19 @@ memcaslap_run() {
 KV_TEST="kvload get/set 9:1"
 KVLOAD=${KVLOAD:-build/bench-tools/kvload}
 kvload_run() {
-  local rep=$1 target=$2 depth=$3 proto=mc out rc ops tps avg spid ppid s0 s1 p0 p1 scpu pcpu
+  local rep=$1 target=$2 depth=$3 proto=mc out ops tps avg
   [ "$target" = evalproxy-mc ] && proto=resp
   out=$RUN/kvload-$target-$depth-$rep.txt
-  check_time
-  spid=$(server_pid_of "$target"); ppid=$(proxy_pid_of "$target")
-  s0=$(cpu_ticks $spid); p0=$(cpu_ticks $ppid)
-  timeout $((MC_SECONDS + 60)) "${LOAD_PIN[@]}" "$KVLOAD" -p "$(port_of "$target")" -P "$proto" \
-    -c "$CLIENTS" -d "$depth" -t "$MC_SECONDS" -r "$RANGE" >"$out" 2>&1 &
-  CHILD=$!
-  wait "$CHILD"
-  rc=$?
-  CHILD=
-  s1=$(cpu_ticks $spid); p1=$(cpu_ticks $ppid)
+  timed_load "$target" "$MC_SECONDS" "$out" "$KVLOAD" -p "$(port_of "$target")" -P "$proto" \
+    -c "$CLIENTS" -d "$depth" -t "$MC_SECONDS" -r "$RANGE"
   read -r ops tps avg < <(sed -n 's/^ops=\([0-9]*\) .*ops_per_sec=\([0-9]*\) avg_ms=\([0-9.]*\) .*/\1 \2 \3/p' "$out")
-  if [ "$rc" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ]; then
-    echo "bench: kvload against $target failed (rc $rc):" >&2
+  if [ "$LOAD_RC" -ne 0 ] || [ -z "$ops" ] || [ "${ops:-0}" -le 0 ]; then
+    echo "bench: kvload against $target failed (rc $LOAD_RC):" >&2
     sed 's/^/  | /' "$out" | tail -8 >&2
     FAILED=1
     return 1
   fi
-  scpu=$(us_per_req "$s0" "$s1" "$ops")
-  pcpu=$(us_per_req "$p0" "$p1" "$ops")
-  echo "$rep,$target,$depth,$KV_TEST,$tps,,,$scpu,$pcpu,$avg" >> "$RAW"
-  printf '.'
+  load_row "$rep" "$target" "$depth" "$KV_TEST" "$ops" "$tps" "$avg"
 }
 
 # LRANGE_100: a 100-element list on the store, read whole (redis-benchmark's own
@@ -528,7 +535,7 @@ CALLS_TEST="calls 10000"           # the rows of bench/calls.lua (see below)
 CALLS_REF_TEST="GET beside calls"  # the store's GET at -c 1, run next to them
 CALLS_LOADED_TEST="calls 10000 beside GET load"  # the script again, beside 50 GET clients on the proxy
 CALLS_LOAD_TEST="GET load beside calls"          # those clients (their p50)
-CALLS_LOAD_N=${BENCH_CALLS_LOAD_N:-$((N_P1 * 4))}
+CALLS_LOAD_SECONDS=${BENCH_CALLS_LOAD_SECONDS:-4}
 
 printf 'bench: relay'
 for rep in $(seq "$REPS"); do
@@ -648,10 +655,15 @@ echo
 # count), against the p50 latency the GET clients see (report.py: target
 # microseconds per call <= that p50).
 calls_beside_load() {  # calls_beside_load REP
-  local rep=$1 load=$RUN/calls-load-$rep.csv lpid runs=0 ns=0 t0 t1 port
+  local rep=$1 load=$RUN/calls-load-$rep.csv lpid runs=0 ns=0 t0 t1 port n
   port=$(port_of evalproxy)
   check_time
-  timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$CALLS_LOAD_N" \
+  # Long enough for whole runs of the script beside it on any machine: sized
+  # by the GET -P 1 rate the relay rows measured on evalproxy.
+  n=${BENCH_CALLS_LOAD_N:-$(awk -F, -v s="$CALLS_LOAD_SECONDS" -v min=$((N_P1 * 4)) '
+      $2 == "evalproxy" && $3 == "1" && $4 == "GET" && $5 > r { r = $5 }
+      END { n = int(r * s); print (n > min ? n : min) }' "$RAW")}
+  timeout 120 "${LOAD_PIN[@]}" redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$n" \
     -r "$RANGE" --csv -t get >"$load" 2>"$load.err" &
   lpid=$!
   sleep 0.3
