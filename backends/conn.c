@@ -8,8 +8,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <sys/uio.h>
-#include <time.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 

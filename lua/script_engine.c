@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <stddef.h>
 #include <string.h>
-#include <time.h>
 
 #define REDIS_VERSION_STR "7.0.15"
 #define REDIS_VERSION_NUM 0x0007000f

@@ -71,8 +71,6 @@ typedef struct mkey {
     char key[];
 } mkey;
 
-static long long now_ms(void) { return clock_ms(); }
-
 static const char *old_name(void) { return mig.old ? mig.old->display : "?"; }
 
 static int is_known(int db, const char *key, size_t len) { return key_set_has(mig.known, db, key, len); }
@@ -391,7 +389,7 @@ static const key_prestep migration_prestep = {"migration", migration_wanted, mig
 static void set_done(void)
 {
     mig.active = 0;
-    mig.done_ms = now_ms();
+    mig.done_ms = clock_ms();
     mig.left_estimate = 0;
     key_set_clear(mig.known); /* every key is out of the old store: nothing to check */
     log_notice("migration: the old store %s is empty; every key is in %s (%llu moved)", old_name(),
@@ -547,7 +545,7 @@ static void mover_pump(void)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what, (void)arg;
-    long long now = now_ms();
+    long long now = clock_ms();
     if (now - mig.rate_mark_ms >= 2000) {
         mig.rate = (double)(mig.moved - mig.rate_moved_at_mark) * 1000.0 / (double)(now - mig.rate_mark_ms);
         mig.rate_moved_at_mark = mig.moved;
@@ -776,7 +774,7 @@ int migration_start(struct event_base *base, char *err, size_t errlen)
     mig.old->max_string_len = config.proto_max_bulk_len;
     mig.known = key_set_new();
     mig.active = 1;
-    mig.started_ms = mig.rate_mark_ms = now_ms();
+    mig.started_ms = mig.rate_mark_ms = clock_ms();
     mig.left_estimate = -1;
     key_prestep_register(&migration_prestep);
     mig.tick = event_new(base, -1, EV_PERSIST, tick_cb, NULL);

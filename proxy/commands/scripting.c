@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -168,16 +167,11 @@ static int call_pool_n;
 
 static script_call *call_block_get(size_t bytes)
 {
-    if (bytes > CALL_BLOCK) {
-        script_call *sc = malloc(bytes);
-        if (!sc) abort();
-        memset(sc, 0, sizeof(*sc));
-        return sc;
-    }
-    script_call *sc = call_pool_n ? call_pool[--call_pool_n] : malloc(CALL_BLOCK);
+    int pooled = bytes <= CALL_BLOCK;
+    script_call *sc = !pooled ? malloc(bytes) : call_pool_n ? call_pool[--call_pool_n] : malloc(CALL_BLOCK);
     if (!sc) abort();
     memset(sc, 0, sizeof(*sc));
-    sc->pooled = 1;
+    sc->pooled = (unsigned)pooled;
     return sc;
 }
 
