@@ -12,6 +12,7 @@
 #include "proxy/core/config.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/slowlog.h"
+#include "util/block_cache.h"
 
 #define SLOWLOG_MAX_ARGC 32
 #define SLOWLOG_MAX_STRING 128
@@ -20,7 +21,12 @@ struct slowlog_args {
     int argc;
     char **argv; /* each NUL-terminated; lengths in argvlen */
     size_t *argvlen;
+    size_t size; /* of the whole block */
 };
+
+/* A copy is made for every command answered later and freed at its reply,
+ * a whole pipeline of them at a time: small ones come back from free lists. */
+static block_cache copies = {.limit = 64u << 10};
 
 typedef struct slowlog_entry {
     struct slowlog_entry *next; /* older */
@@ -125,8 +131,9 @@ slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, s
         bytes += len + tlen + 1;
     }
     size_t head = sizeof(slowlog_args) + (size_t)n * (sizeof(char *) + sizeof(size_t));
-    slowlog_args *a = malloc(head + bytes);
+    slowlog_args *a = block_cache_alloc(&copies, head + bytes);
     if (!a) abort();
+    a->size = head + bytes;
     a->argc = n;
     a->argv = (char **)(a + 1);
     a->argvlen = (size_t *)(a->argv + n);
@@ -148,7 +155,10 @@ int slowlog_wants(unsigned long long usec)
     return config.slowlog_log_slower_than >= 0 && usec >= (unsigned long long)config.slowlog_log_slower_than;
 }
 
-void slowlog_args_free(slowlog_args *a) { free(a); }
+void slowlog_args_free(slowlog_args *a)
+{
+    if (a) block_cache_free(&copies, a, a->size);
+}
 
 static void entry_free(slowlog_entry *e)
 {
