@@ -665,9 +665,8 @@ static int read_settings(mc_conn *c, struct evbuffer *in)
     }
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+static void read_replies(struct bufferevent *bev, mc_conn *c)
 {
-    mc_conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     if (c->settings_pending && !read_settings(c, in)) {
         if (evbuffer_get_length(in) > 65536) conn_drop(c, "protocol error from store: settings too long");
@@ -733,6 +732,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
     pump(c);
     deliver(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    clock_burst_begin();
+    read_replies(bev, arg);
+    clock_burst_end();
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

@@ -428,7 +428,9 @@ static void deliver_replies_loop(resp_conn *c)
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
+    clock_burst_begin();
     deliver_replies(arg);
+    clock_burst_end();
 }
 
 /* One reply the handshake waited for has come: the connection takes

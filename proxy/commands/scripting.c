@@ -673,7 +673,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
          * errors reach errorstats once, with the script's reply). */
         char first = 0;
         if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
-        unsigned long long usec = clock_us() - sc->call_start_us;
+        unsigned long long usec = clock_recent_us() - sc->call_start_us;
         stats_command_done(sc->call_cmd, usec, r->error || first == '-');
         /* As Redis logs a script's commands: from no client address. */
         slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
@@ -704,7 +704,7 @@ static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int stor
     script_call *sc = ctx;
     sc->inflight--;
     if (sc->call_cmd) {
-        unsigned long long usec = clock_us() - sc->call_start_us;
+        unsigned long long usec = clock_recent_us() - sc->call_start_us;
         stats_command_done(sc->call_cmd, usec, len && reply[0] == '-');
         slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
         sc->call_slow = NULL;
@@ -1152,7 +1152,7 @@ static void check_busy(script_call *sc)
     /* A debugging session waits for its client, not for CPU: never busy. */
     if (sc->debug) return;
     /* Like Redis, "busy" is wall time since the script started. */
-    if (!sc->busy && clock_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
+    if (!sc->busy && clock_recent_ms() - sc->start_ms >= (unsigned long long)config.busy_reply_threshold) {
         log_verbose("script %s is busy (past busy-reply-threshold)", sc->sha);
         set_busy(sc, 1);
     }
@@ -1437,7 +1437,7 @@ static void call_start(script_call *sc)
     sc->journalling = run_journals(sc, f ? script_function_host_bits(f) : script_host_bits(s));
     if (sc->frun.place >= 0) sc->journalling = 1; /* a fleet undoes a dead member's runs from their journals */
     if (sc->priv) sc->rollback = sc->journalling = 0; /* its writes are private and dropped anyway */
-    sc->start_ms = clock_ms();
+    sc->start_ms = clock_recent_ms();
     sc->db = sc->start_db;
     /* A session whose client went while it waited for its keys runs as a
      * plain script: nobody would answer its stops. */

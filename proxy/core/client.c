@@ -536,7 +536,7 @@ void client_slot_done(reply_slot *s)
     if (s->cmd) {
         char first = 0;
         if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
-        unsigned long long usec = clock_us() - s->start_us;
+        unsigned long long usec = clock_recent_us() - s->start_us;
         stats_command_done(s->cmd, usec, s->failed || first == '-');
         slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
         s->slow = NULL;
@@ -592,7 +592,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
     client *c = arg;
     c->last_interaction = time(NULL);
     server.stats.reads_processed++;
+    clock_burst_begin();
     client_process_input(c);
+    clock_burst_end();
 }
 
 

@@ -593,7 +593,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
     /* RESP3: until the command is known, only nulls would change. */
     c->cur_shape = c->resp == 3 ? resp3_shape_for("", argc, argv, argvlen) : NULL;
     c->cur_cmd = NULL;
-    c->cur_start_us = clock_us();
+    c->cur_start_us = clock_recent_us();
     c->cur_argc = argc;
     c->cur_argv = argv;
     c->cur_argvlen = argvlen;
@@ -610,7 +610,7 @@ void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
     if (c->cur_cmd) {
-        unsigned long long usec = clock_us() - c->cur_start_us;
+        unsigned long long usec = clock_recent_refresh() - c->cur_start_us;
         stats_command_done(c->cur_cmd, usec, stats_error_replies() != errors);
         slowlog_command_done(c->cur_cmd, slowlog_wants(usec) ? slowlog_args_copy(c->cur_cmd, argc, argv, argvlen) : NULL, usec, c->addr, c->name);
         c->cur_cmd = NULL;
