@@ -344,32 +344,47 @@ static size_t normalise_exec(resp_conn *c, struct evbuffer *in, size_t reply_len
     return new_len;
 }
 
+/* hiredis moves its unread bytes to the front of its buffer each time a
+ * reply is taken past the buffer's first KiB: fed a whole batch of large
+ * replies at once (a pipeline of LRANGEs), that copying grows with the
+ * square of the batch. Fed a chunk at a time, it stays within about a
+ * chunk; the chunk grows with what is unread, so one large reply still
+ * arrives in a few feeds. Returns whether anything was fed. */
+#define FEED_CHUNK 4096
+
+static int feed_reader(resp_conn *c, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (avail <= c->fed) return 0;
+    size_t unread = c->reader->len - c->reader->pos;
+    size_t want = unread > FEED_CHUNK ? unread : FEED_CHUNK;
+    if (want > avail - c->fed) want = avail - c->fed;
+    struct evbuffer_ptr start;
+    evbuffer_ptr_set(in, &start, c->fed, EVBUFFER_PTR_SET);
+    int n = evbuffer_peek(in, (ev_ssize_t)want, &start, NULL, 0);
+    struct evbuffer_iovec stackv[16], *v = n <= 16 ? stackv : malloc(sizeof(*v) * (size_t)n);
+    if (!v) abort();
+    evbuffer_peek(in, (ev_ssize_t)want, &start, v, n);
+    size_t left = want;
+    for (int i = 0; i < n && left; i++) {
+        size_t take = v[i].iov_len < left ? v[i].iov_len : left;
+        redisReaderFeed(c->reader, v[i].iov_base, take);
+        left -= take;
+    }
+    if (v != stackv) free(v);
+    c->fed += want;
+    return 1;
+}
+
 static void deliver_replies_loop(resp_conn *c)
 {
     resp_backend *rb = c->rb;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t avail = evbuffer_get_length(in);
-    if (avail > c->fed) {
-        struct evbuffer_ptr start;
-        evbuffer_ptr_set(in, &start, c->fed, EVBUFFER_PTR_SET);
-        int n = evbuffer_peek(in, (ev_ssize_t)(avail - c->fed), &start, NULL, 0);
-        struct evbuffer_iovec stackv[16], *v = n <= 16 ? stackv : malloc(sizeof(*v) * (size_t)n);
-        if (!v) abort();
-        evbuffer_peek(in, (ev_ssize_t)(avail - c->fed), &start, v, n);
-        size_t left = avail - c->fed;
-        for (int i = 0; i < n && left; i++) {
-            size_t take = v[i].iov_len < left ? v[i].iov_len : left;
-            redisReaderFeed(c->reader, v[i].iov_base, take);
-            left -= take;
-        }
-        if (v != stackv) free(v);
-        c->fed = avail;
-    }
     for (;;) {
         redisReader *r = c->reader;
         /* Stop while nothing is unread: hiredis would otherwise open a read
          * task with the current object functions before the reply starts. */
-        if (r->len == r->pos) return;
+        if (r->len == r->pos && !feed_reader(c, in)) return;
         if (r->ridx == -1) {
             /* A new reply begins: build objects only if its requester wants them. */
             int mode = c->qlen ? c->q[c->qhead].mode : (c->push_fn ? BACKEND_PARSED : BACKEND_RAW);
@@ -382,7 +397,10 @@ static void deliver_replies_loop(resp_conn *c)
             conn_drop(c, why);
             return;
         }
-        if (!obj) return; /* incomplete */
+        if (!obj) {
+            if (feed_reader(c, in)) continue;
+            return; /* incomplete */
+        }
         size_t reply_len = c->fed - (r->len - r->pos);
         if (c->qlen == 0 && c->push_fn) {
             backend_reply br = {0};

@@ -127,6 +127,43 @@ def test_many_clients_pipelining(real_proxy):
             c.close()
 
 
+def test_pipelines_of_large_replies(real_proxy, store):
+    # Replies much larger than one read and than the proxy's feed to its
+    # reply parser, many to a batch and split anywhere: each client gets
+    # exactly the bytes the store gives for the same commands.
+    with real_proxy.connect() as c:
+        c.call("DEL", "big:list", "big:str", "big:hash", "big:nested")
+        for i in range(0, 600, 100):
+            assert c.call("RPUSH", "big:list", *["item-%d-%s" % (j, "v" * (j % 37)) for j in range(i, i + 100)])
+        assert c.call("SET", "big:str", "s" * 300000) == b"+OK\r\n"
+        assert c.call("HSET", "big:hash", *sum((("f%d" % i, "x" * (i % 50)) for i in range(400)), ()))
+        for i in range(30):
+            assert c.call("XADD", "big:nested", "*", "k%d" % i, "v" * 200, "n", str(i)).startswith(b"$")
+    commands = []
+    for i in range(40):
+        commands.append(("LRANGE", "big:list", str(i), str(-1 - i)))
+        commands.append(("GET", "nosuchkey"))
+        if i % 8 == 0:
+            commands.append(("GET", "big:str"))
+        commands.append(("HGETALL", "big:hash"))
+        commands.append(("XRANGE", "big:nested", "-", "+"))
+    payload = b"".join(encode_command(*cmd) for cmd in commands)
+    with store.connect() as direct:
+        direct.send(payload)
+        expected = b"".join(direct.read_replies(len(commands), timeout=60))
+    conns = [real_proxy.connect() for _ in range(8)]
+    try:
+        for c in conns:
+            c.send(payload)
+        got = _read_all(conns, len(expected), timeout=120)
+        wrong = [i for i in range(len(conns)) if bytes(got[i]) != expected]
+        assert not wrong, ("%d of %d clients got other bytes (%d of %d received)"
+                           % (len(wrong), len(conns), len(got[wrong[0]]), len(expected)))
+    finally:
+        for c in conns:
+            c.close()
+
+
 def _read_all(conns, expected_len, timeout):
     """Read from every connection until each has expected_len bytes (or EOF)."""
     sel = selectors.DefaultSelector()
