@@ -98,7 +98,12 @@ static long parse_request(const char *p, size_t len, int *argc, char ***argv, si
         pos = (size_t)(end - p) + 2;
         if (pos + (size_t)n + 2 > len)
             return -1;
-        (*argv)[i] = strndup(p + pos, (size_t)n);
+        /* Arguments are binary: strndup would stop at a NUL inside one. */
+        (*argv)[i] = malloc((size_t)n + 1);
+        if (!(*argv)[i])
+            return -1;
+        memcpy((*argv)[i], p + pos, (size_t)n);
+        (*argv)[i][n] = '\0';
         (*argvlen)[i] = (size_t)n;
         pos += (size_t)n + 2;
     }
