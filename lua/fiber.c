@@ -10,19 +10,13 @@
 
 /* AddressSanitizer must be told about every stack switch, or it reports
  * false stack-buffer errors and mishandles longjmp across Lua's pcalls. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FIBER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FIBER_ASAN 1
-#endif
-#endif
+#include "util/sanitizer.h"
 
 /* Redis runs scripts on its main thread's 8 MiB stack; a fiber gets as much
  * (four times that under AddressSanitizer, whose frames are larger), so deep
  * C recursion that passes on Redis passes here. The stacks are mmap'd with
  * MAP_NORESERVE: only the pages a run touches cost memory. */
-#ifdef FIBER_ASAN
+#ifdef BUILT_WITH_ASAN
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define DEFAULT_STACK (32u << 20)
@@ -71,13 +65,13 @@ struct fiber {
     int started, finished;
     char *depth_mark; /* lowest address noted on the stack since it was last trimmed */
     struct fiber *next_parked;
-#ifndef FIBER_ASAN
+#ifndef BUILT_WITH_ASAN
     /* After the first entry, switches are _setjmp/_longjmp: unlike
      * swapcontext they do not save the signal mask, which costs a system
      * call per switch. */
     jmp_buf fiber_jb, caller_jb;
 #endif
-#ifdef FIBER_ASAN
+#ifdef BUILT_WITH_ASAN
     void *fake_stack;          /* ASan's fake stack of whichever side is switched out */
     void *yield_frame;         /* fiber_yield's frame at the last switch out */
     const void *caller_bottom; /* caller's stack, learnt at each switch in */
@@ -155,7 +149,7 @@ static int stack_get(fiber_pool *p, fiber *f) {
 }
 
 static void stack_put(fiber_pool *p, fiber *f) {
-#ifdef FIBER_ASAN
+#ifdef BUILT_WITH_ASAN
     /* The frames a fiber abandoned in the middle of its run never returned
      * to unpoison their redzones: clear them (only them, between where it
      * last yielded and the top; the whole stack's shadow is megabytes)
@@ -182,7 +176,7 @@ static void stack_put(fiber_pool *p, fiber *f) {
 
 static void fiber_entry(unsigned hi, unsigned lo) {
     fiber *f = (fiber *)(((uintptr_t)hi << 32) | (uintptr_t)lo);
-#ifdef FIBER_ASAN
+#ifdef BUILT_WITH_ASAN
     __sanitizer_finish_switch_fiber(NULL, &f->caller_bottom, &f->caller_size);
 #endif
     /* When fn returns the fiber yields, finished; fiber_new may restart it
@@ -250,7 +244,7 @@ static void depth_mark_leave(fiber *f, char *outer) {
     fiber_depth_mark = outer;
 }
 
-#ifdef FIBER_ASAN
+#ifdef BUILT_WITH_ASAN
 void fiber_resume(fiber *f) {
     if (f->finished) return;
     f->started = 1;

@@ -8,15 +8,9 @@
  * The sanitizer builds keep the sanitizer's allocator and ask it. */
 #include "util/alloc_stats.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define ALLOC_STATS_SANITIZER 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ALLOC_STATS_SANITIZER 1
-#endif
-#endif
+#include "util/sanitizer.h"
 
-#ifdef ALLOC_STATS_SANITIZER
+#ifdef BUILT_WITH_ASAN
 
 size_t __sanitizer_get_current_allocated_bytes(void);
 

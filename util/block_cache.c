@@ -3,18 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define BLOCK_CACHE_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define BLOCK_CACHE_SANITIZED 1
-#endif
-#endif
+#include "util/sanitizer.h"
 
 /* Sizes 1..16 are class 0, 17..32 class 1, and so on; every block of a
  * class is allocated with the class's full size, so it serves any size of
  * its class. */
-static inline size_t class_of(size_t size) { return (size - 1) / BLOCK_CACHE_STEP; }
+static inline size_t class_of(size_t size) { return size ? (size - 1) / BLOCK_CACHE_STEP : 0; }
 static inline size_t class_bytes(size_t cls) { return (cls + 1) * BLOCK_CACHE_STEP; }
 
 void block_cache_init(block_cache *c, size_t limit)
@@ -44,7 +38,7 @@ void block_cache_free(block_cache *c, void *p, size_t size)
         return;
     }
     size_t cls = class_of(size);
-#ifdef BLOCK_CACHE_SANITIZED
+#ifdef BUILT_WITH_ASAN
     int keep = 0; /* the sanitizer sees every block, and reports a use after free */
 #else
     int keep = c->kept + class_bytes(cls) <= c->limit;
