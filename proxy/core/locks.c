@@ -712,6 +712,7 @@ struct fleet_chain {
     int nextends, capextends;
     remote_lock *extend_wait;
     int extend_after_local; /* the local part of an undeclared key first */
+    int extend_retry;       /* its owner is asked again when the timer fires */
     int extend_db;
     char *extend_name;
     size_t extend_len;
@@ -866,6 +867,7 @@ static void local_unacquire(lock_set *ls)
 }
 
 static void extend_remote_cb(void *ctx, int ok);
+static int extend_ask(lock_set *ls);
 
 static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -888,6 +890,11 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
         if (rc == LOCK_GRANTED) ready_push(ls);
         return;
     }
+    if (ch->extend_retry) {
+        ch->extend_retry = 0;
+        if (!extend_ask(ls)) ready_push(ls); /* told from the event loop, as every grant is */
+        return;
+    }
     if (ch->extend_wait || ls->waiting_extend) {
         /* An undeclared key has not been granted for a while (here or at its
          * owner): take it for a deadlock through other members, and give way
@@ -903,6 +910,36 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
     if (chain_run(ch) == LOCK_GRANTED) ready_push(ch->ls); /* told from the event loop, as every grant is */
 }
 
+/* The lock of an undeclared key (its local part held) at its owner in
+ * the view now: 0 when there is nothing to wait for (the key's slot is
+ * this member's and served), 1 when the owner is asked or is to be asked
+ * again shortly. A script never goes on without it: with the owner dead,
+ * the key may hold what that member's run left half done, which the
+ * member taking the slot puts back over anything written meanwhile. */
+static int extend_ask(lock_set *ls)
+{
+    fleet_chain *ch = ls->chain;
+    int slot = (int)cluster_key_slot(ch->extend_name, ch->extend_len);
+    int owner = fleet_slot_owner(slot);
+    if (owner >= 0 && owner == fleet_self()) {
+        if (fleet_slot_route(slot) == FLEET_SERVE) return 0;
+    } else if (owner >= 0) {
+        ch->extend_wait = remote_lock_new(owner, ls->mode, 0, ls->run_tag);
+        if (ch->extend_wait) {
+            remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);
+            if (remote_lock_send(ch->extend_wait, extend_remote_cb, ch) == 0) {
+                chain_timer(ch, EXTEND_PATIENCE_MS);
+                return 1;
+            }
+            remote_lock_free(ch->extend_wait);
+            ch->extend_wait = NULL;
+        }
+    }
+    ch->extend_retry = 1;
+    chain_timer(ch, CHAIN_RETRY_MS);
+    return 1;
+}
+
 /* A grant of the local part (or of an undeclared key's local part) came
  * through the ready list: 1 when the chain takes it from there, 0 when the
  * set's owner is to be told now. */
@@ -912,20 +949,7 @@ static int chain_resume(lock_set *ls)
     if (ch->restart || ch->failed) return 1;
     if (ch->extend_after_local) {
         ch->extend_after_local = 0;
-        /* Its owner now (the view may have changed while it waited here). */
-        int owner = fleet_slot_owner((int)cluster_key_slot(ch->extend_name, ch->extend_len));
-        if (owner < 0 || owner == fleet_self()) return 0;
-        ch->extend_wait = remote_lock_new(owner, ls->mode, 0, ls->run_tag);
-        if (ch->extend_wait) {
-            remote_lock_add(ch->extend_wait, ch->extend_db, ch->extend_name, ch->extend_len);
-            if (remote_lock_send(ch->extend_wait, extend_remote_cb, ch) != 0) {
-                remote_lock_free(ch->extend_wait);
-                ch->extend_wait = NULL;
-            }
-        }
-        if (!ch->extend_wait) return 0; /* the member is gone: go on with what is held */
-        chain_timer(ch, EXTEND_PATIENCE_MS);
-        return 1;
+        return extend_ask(ls);
     }
     if (ch->done) return 0;
     return chain_run(ch) != LOCK_GRANTED;
@@ -937,16 +961,19 @@ static void extend_remote_cb(void *ctx, int ok)
     remote_lock *rl = ch->extend_wait;
     ch->extend_wait = NULL;
     if (ch->timer) evtimer_del(ch->timer);
-    if (ok) {
-        if (ch->nextends == ch->capextends) {
-            ch->capextends = ch->capextends ? ch->capextends * 2 : 4;
-            ch->extends = realloc(ch->extends, sizeof(*ch->extends) * (size_t)ch->capextends);
-            if (!ch->extends) abort();
-        }
-        ch->extends[ch->nextends++] = rl;
-    } else {
+    if (!ok) {
+        /* The owner died or refused: asked again from the view shortly. */
         remote_lock_free(rl);
+        ch->extend_retry = 1;
+        chain_timer(ch, CHAIN_RETRY_MS);
+        return;
     }
+    if (ch->nextends == ch->capextends) {
+        ch->capextends = ch->capextends ? ch->capextends * 2 : 4;
+        ch->extends = realloc(ch->extends, sizeof(*ch->extends) * (size_t)ch->capextends);
+        if (!ch->extends) abort();
+    }
+    ch->extends[ch->nextends++] = rl;
     ready_push(ch->ls);
 }
 
@@ -1103,8 +1130,9 @@ void lock_set_set_age(lock_set *ls, unsigned long long age) { ls->age = age; }
 void lock_set_cancel_wait(lock_set *ls)
 {
     fleet_chain *ch = ls->chain;
-    if (ch && (ch->extend_wait || ch->extend_after_local)) {
+    if (ch && (ch->extend_wait || ch->extend_after_local || ch->extend_retry)) {
         ch->extend_after_local = 0;
+        ch->extend_retry = 0;
         remote_lock_free(ch->extend_wait);
         ch->extend_wait = NULL;
         if (ch->timer) evtimer_del(ch->timer);
@@ -1212,15 +1240,18 @@ static int local_extend(lock_set *ls, int db, const char *key, size_t len)
 
 int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
 {
-    if (!fleet_enabled() || ls->local_only || fleet_member_count() < 2 || lock_set_holds(ls, db, key, len))
-        return local_extend(ls, db, key, len);
+    if (!fleet_enabled() || ls->local_only || lock_set_holds(ls, db, key, len)) return local_extend(ls, db, key, len);
     const char *name;
     size_t nlen;
     lock_unit_name(key, len, &name, &nlen);
-    int owner = fleet_slot_owner((int)cluster_key_slot(name, nlen));
-    if (owner == fleet_self()) owner = -1;
+    int slot = (int)cluster_key_slot(name, nlen);
+    /* This member's and served (or no view: as a declared set, see
+     * own_units_served): nothing to ask. Else its owner grants it, or this
+     * member once what a dead member left there is put back. */
+    int mine = fleet_self() < 0 || (fleet_slot_owner(slot) == fleet_self() && fleet_slot_route(slot) == FLEET_SERVE);
+    if (mine && fleet_member_count() < 2) return local_extend(ls, db, key, len);
     int rc = local_extend(ls, db, key, len);
-    if (rc == LOCK_DEADLOCK || (owner < 0 && rc == LOCK_GRANTED)) return rc;
+    if (rc == LOCK_DEADLOCK || (mine && rc == LOCK_GRANTED)) return rc;
     fleet_chain *ch = ls->chain;
     if (!ch) {
         ch = ls->chain = calloc(1, sizeof(*ch));
@@ -1228,7 +1259,7 @@ int lock_set_extend(lock_set *ls, int db, const char *key, size_t len)
         ch->ls = ls;
         ch->done = 1;
     }
-    if (owner >= 0) {
+    if (!mine) {
         ch->extend_db = db;
         free(ch->extend_name);
         ch->extend_name = malloc(nlen ? nlen : 1);

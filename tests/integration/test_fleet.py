@@ -335,6 +335,36 @@ def test_fleet_undoes_the_script_of_a_killed_member(fleet):
     assert undone == 2, undone
 
 
+def test_fleet_an_undeclared_key_of_a_killed_member_waits_for_its_undo(fleet):
+    """A script on another member touching, undeclared, a key the killed
+    member's script left half done: it waits until the key's slot is
+    served again, so it sees the key put back, and the put-back does not
+    erase its write."""
+    members = fleet["members"]
+    victim, others = members[0], members[1:]
+    c = client_for([victim], 0)
+    own = next(k for k in ("own:%d" % i for i in range(1000)) if owner_port(c, k) == victim.port)
+    c.set(own, "100")
+    busy = "redis.call('INCRBY', KEYS[1], 1000) local i = 0 while true do i = i + 1 end"
+    c.config_set("busy-reply-threshold", "100")
+    t = threading.Thread(target=lambda: pytest.raises(redis.RedisError, c.eval, busy, 1, own), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with victim.connect(timeout=10) as v:
+            if harness.info_fields(v, "scripting").get("scripts_busy") == "1":
+                break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the script did not get busy")
+    victim.proc.kill()
+    victim.proc.wait(10)
+    s = client_for(others, 0)
+    got = s.eval("return redis.call('INCRBY', ARGV[1], 5)", 0, own)
+    assert got == 105, got
+    assert client_for(others, 1).get(own) == "105"
+
+
 def test_fleet_a_frozen_member_writes_nothing_more(fleet):
     """A member frozen (SIGSTOP) in the middle of a script, for longer than
     its lease: the others take its slots and put back what the script
