@@ -847,11 +847,16 @@ static void rb_free(backend *b)
         free(c->q);
     }
     free(rb->conns);
-    for (int i = 0; i < rb->ndconns; i++)
-        if (rb->dconns[i]) {
-            fail_pending(rb->dconns[i], "shutting down");
-            conn_free_dedicated(rb->dconns[i]);
-        }
+    for (int i = 0; i < rb->ndconns; i++) {
+        resp_conn *c = rb->dconns[i];
+        if (!c) continue;
+        /* A callback that releases it (a FLEET UNLOCK's) leaves the
+         * freeing to here. */
+        c->delivering = 1;
+        fail_pending(c, "shutting down");
+        rb->dconns[i] = NULL;
+        conn_free_dedicated(c);
+    }
     free(rb->dconns);
     backend_url_free(&rb->url);
     store_commands_free(b->store_commands);

@@ -365,6 +365,40 @@ def test_fleet_an_undeclared_key_of_a_killed_member_waits_for_its_undo(fleet):
     assert client_for(others, 1).get(own) == "105"
 
 
+def test_fleet_member_stops_with_a_script_waiting_at_another(fleet):
+    """SIGTERM to a member whose script waits for a key's lock at the
+    member owning it: past shutdown-timeout it lets go of the request and
+    exits cleanly (the teardown checks the exit status)."""
+    members = fleet["members"]
+    owner, waiter = members[0], members[1]
+    c = client_for([owner], 0)
+    key = next(k for k in ("held:%d" % i for i in range(1000)) if owner_port(c, k) == owner.port)
+    c.config_set("busy-reply-threshold", "100")
+    spin = threading.Thread(target=lambda: pytest.raises(redis.RedisError, c.eval,
+                                                         "local i = 0 while true do i = i + 1 end", 1, key),
+                            daemon=True)
+    spin.start()
+    deadline = time.monotonic() + 20
+    while harness.info_fields(owner.connect(timeout=10), "scripting").get("scripts_busy") != "1":
+        assert time.monotonic() < deadline, "the script did not get busy"
+        time.sleep(0.05)
+    w = client_for([waiter], 0)
+    w.config_set("shutdown-timeout", "1")
+    blocked = threading.Thread(target=lambda: pytest.raises(redis.RedisError, w.eval,
+                                                            "return redis.call('GET', KEYS[1])", 1, key),
+                               daemon=True)
+    blocked.start()
+    deadline = time.monotonic() + 20
+    # Its FLEET LOCK waits at the owner, behind the spinning script.
+    while int(harness.info_fields(owner.connect(timeout=10), "scripting").get("lock_sets_waiting", 0)) < 1:
+        assert time.monotonic() < deadline, "the script did not wait"
+        time.sleep(0.05)
+    stop_proxy(waiter)
+    blocked.join(10)
+    redis.Redis(host=owner.host, port=owner.port).script_kill()
+    spin.join(10)
+
+
 def test_fleet_a_frozen_member_writes_nothing_more(fleet):
     """A member frozen (SIGSTOP) in the middle of a script, for longer than
     its lease: the others take its slots and put back what the script
