@@ -111,6 +111,8 @@ void fleet_recover_run(const fleet_run *r, long long after_ms, void (*done)(void
 long long fleet_lease_ms(void);
 /* What fleet_options.member_left is in a running proxy. */
 void fleet_recover_member(const char *id, void (*done)(void *ctx), void *ctx);
+/* Drops the recoveries going on (at shutdown, before fleet_stop). */
+void fleet_recovery_stop(void);
 /* INFO lines of the recoveries. */
 void fleet_recovery_info(struct evbuffer *out);
 

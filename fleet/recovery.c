@@ -38,6 +38,7 @@ typedef struct entry {
 } entry;
 
 typedef struct run_recovery {
+    struct run_recovery *newer, *older; /* every one going on (for a shutdown) */
     fleet_run run;
     int token_known;
     int next;      /* the record to read next */
@@ -53,8 +54,13 @@ typedef struct run_recovery {
 static void read_next(run_recovery *rr);
 static void put_back(run_recovery *rr);
 
+static run_recovery *runs;
+
 static void rr_free(run_recovery *rr)
 {
+    if (rr->newer) rr->newer->older = rr->older;
+    else runs = rr->older;
+    if (rr->older) rr->older->newer = rr->newer;
     for (int i = 0; i < rr->ne; i++) {
         free(rr->e[i].key);
         backend_image_free(rr->e[i].img);
@@ -211,6 +217,9 @@ void fleet_recover_run(const fleet_run *r, long long after_ms, void (*done)(void
 {
     run_recovery *rr = calloc(1, sizeof(*rr));
     if (!rr) abort();
+    rr->older = runs;
+    if (runs) runs->newer = rr;
+    runs = rr;
     rr->run = *r;
     rr->token_known = r->token != 0;
     rr->done = done;
@@ -229,6 +238,7 @@ void fleet_recover_run(const fleet_run *r, long long after_ms, void (*done)(void
 /* ---- a member that left: every place's head, then each run found ------------ */
 
 typedef struct member_recovery {
+    struct member_recovery *newer, *older;
     char id[FLEET_ID_LEN + 1];
     int runs_left;
     struct event *timer;
@@ -238,15 +248,25 @@ typedef struct member_recovery {
 
 static void read_heads(member_recovery *mr);
 
+static member_recovery *members;
+
+static void mr_free(member_recovery *mr)
+{
+    if (mr->newer) mr->newer->older = mr->older;
+    else members = mr->older;
+    if (mr->older) mr->older->newer = mr->newer;
+    if (mr->timer) event_free(mr->timer);
+    free(mr);
+}
+
 static void member_run_done(void *ctx)
 {
     member_recovery *mr = ctx;
     if (--mr->runs_left) return;
     running--;
-    if (mr->timer) event_free(mr->timer);
     void (*done)(void *) = mr->done;
     void *dctx = mr->ctx;
-    free(mr);
+    mr_free(mr);
     if (done) done(dctx);
 }
 
@@ -322,9 +342,34 @@ void fleet_recover_member(const char *id, void (*done)(void *ctx), void *ctx)
 {
     member_recovery *mr = calloc(1, sizeof(*mr));
     if (!mr) abort();
+    mr->older = members;
+    if (members) members->newer = mr;
+    members = mr;
     snprintf(mr->id, sizeof(mr->id), "%s", id);
     mr->done = done;
     mr->ctx = ctx;
     running++;
     read_heads(mr);
+}
+
+void fleet_recovery_stop(void)
+{
+    /* Shutting down: what is not put back yet stays recorded in the store,
+     * for whoever serves those slots next. Each waiting holder is let go. */
+    while (runs) {
+        run_recovery *rr = runs;
+        void (*done)(void *) = rr->done;
+        void *ctx = rr->ctx;
+        running--;
+        rr_free(rr);
+        if (done && done != member_run_done) done(ctx);
+    }
+    while (members) {
+        member_recovery *mr = members;
+        void (*done)(void *) = mr->done;
+        void *ctx = mr->ctx;
+        running--;
+        mr_free(mr);
+        if (done) done(ctx);
+    }
 }

@@ -738,6 +738,7 @@ int main(int argc, char **argv)
     clients_close_all();
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    fleet_recovery_stop();
     fleet_stop();
     migration_shutdown(); /* fails the moves still waiting for the old store */
     emulation_shutdown();
