@@ -713,6 +713,7 @@ struct fleet_chain {
     remote_lock *extend_wait;
     int extend_after_local; /* the local part of an undeclared key first */
     int extend_retry;       /* its owner is asked again when the timer fires */
+    int extend_gave_way;    /* the set was asked to give way for it once */
     int extend_db;
     char *extend_name;
     size_t extend_len;
@@ -892,6 +893,20 @@ static void chain_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (ch->extend_retry) {
         ch->extend_retry = 0;
+        /* A member died or the view moved: what this set holds from that
+         * member is void once another takes its slots. A script that may
+         * gives way and runs again with its keys declared, holding nothing
+         * while it waits; one that may not asks again. */
+        if (!ch->extend_gave_way && may_give_way(ls)) {
+            ch->extend_gave_way = 1;
+            /* Asked again should it not give way after all (a script
+             * inside EXEC); giving way drops the chain and its timer. */
+            ch->extend_retry = 1;
+            chain_timer(ch, CHAIN_RETRY_MS);
+            L.stats.aborts++;
+            ls->abort_fn(ls, ls->ctx);
+            return;
+        }
         if (!extend_ask(ls)) ready_push(ls); /* told from the event loop, as every grant is */
         return;
     }
