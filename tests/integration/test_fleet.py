@@ -275,6 +275,17 @@ def test_fleet_conserves_the_total_through_a_member_kill(fleet):
     assert_clean(stats, total, expected)
 
 
+def wait_busy(member):
+    """Until member runs a script past busy-reply-threshold."""
+    deadline = time.monotonic() + 20
+    while True:
+        with member.connect(timeout=10) as c:
+            if harness.info_fields(c, "scripting").get("scripts_busy") == "1":
+                return
+        assert time.monotonic() < deadline, "the script did not get busy"
+        time.sleep(0.05)
+
+
 def owner_port(client, key):
     """The port of the member that owns key's slot (CLUSTER SLOTS)."""
     slot = client.execute_command("CLUSTER", "KEYSLOT", key)
@@ -305,14 +316,7 @@ def test_fleet_undoes_the_script_of_a_killed_member(fleet):
     t = threading.Thread(target=lambda: pytest.raises(redis.RedisError, c.eval, busy, 2, own, remote), daemon=True)
     t.start()
     # Busy: past both writes, and running on.
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with victim.connect(timeout=10) as v:
-            if harness.info_fields(v, "scripting").get("scripts_busy") == "1":
-                break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the script did not get busy")
+    wait_busy(victim)
     victim.proc.kill()
     victim.proc.wait(10)
     killed = time.monotonic()
@@ -349,14 +353,7 @@ def test_fleet_an_undeclared_key_of_a_killed_member_waits_for_its_undo(fleet):
     c.config_set("busy-reply-threshold", "100")
     t = threading.Thread(target=lambda: pytest.raises(redis.RedisError, c.eval, busy, 1, own), daemon=True)
     t.start()
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with victim.connect(timeout=10) as v:
-            if harness.info_fields(v, "scripting").get("scripts_busy") == "1":
-                break
-        time.sleep(0.05)
-    else:
-        raise AssertionError("the script did not get busy")
+    wait_busy(victim)
     victim.proc.kill()
     victim.proc.wait(10)
     s = client_for(others, 0)
@@ -378,10 +375,7 @@ def test_fleet_member_stops_with_a_script_waiting_at_another(fleet):
                                                          "local i = 0 while true do i = i + 1 end", 1, key),
                             daemon=True)
     spin.start()
-    deadline = time.monotonic() + 20
-    while harness.info_fields(owner.connect(timeout=10), "scripting").get("scripts_busy") != "1":
-        assert time.monotonic() < deadline, "the script did not get busy"
-        time.sleep(0.05)
+    wait_busy(owner)
     w = client_for([waiter], 0)
     w.config_set("shutdown-timeout", "1")
     blocked = threading.Thread(target=lambda: pytest.raises(redis.RedisError, w.eval,
@@ -434,10 +428,7 @@ def test_fleet_a_frozen_member_writes_nothing_more(fleet):
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    deadline = time.monotonic() + 20
-    while harness.info_fields(victim.connect(timeout=10), "scripting").get("scripts_busy") != "1":
-        assert time.monotonic() < deadline, "the script did not get busy"
-        time.sleep(0.05)
+    wait_busy(victim)
     victim.proc.send_signal(signal.SIGSTOP)
     try:
         h = client_for(survivors, 0)
