@@ -932,7 +932,8 @@ static void sort_type_cb(void *ctx, const backend_reply *r)
 static void call_send(script_call *sc)
 {
     const command_def *cmd = sc->call_cmd;
-    sc->call_start_us = clock_us();
+    /* The burst's clock: a call is timed from its run's last resume at worst. */
+    sc->call_start_us = clock_recent_us();
     slowlog_args_free(sc->call_slow);
     sc->call_slow = slowlog_args_copy(cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     if (monitor_active() && !(cmd->flags & CMD_ADMIN))

@@ -26,7 +26,7 @@ struct slowlog_args {
 
 /* A copy is made for every command answered later and freed at its reply,
  * a whole pipeline of them at a time: small ones come back from free lists. */
-static block_cache copies = {.limit = 64u << 10};
+static block_cache copies = {.limit = 256u << 10};
 
 typedef struct slowlog_entry {
     struct slowlog_entry *next; /* older */
@@ -117,19 +117,8 @@ static const char *kept_arg(const command_def *cmd, int argc, int n, char **argv
     return argv[i];
 }
 
-/* One allocation per entry (it is made for every command answered later):
- * the struct, the pointers, the lengths and the bytes. */
-slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+static slowlog_args *args_alloc(int n, size_t bytes)
 {
-    if (config.slowlog_log_slower_than < 0 || argc <= 0) return NULL;
-    if (cmd && (cmd->flags & CMD_SKIP_SLOWLOG)) return NULL;
-    int n = argc > SLOWLOG_MAX_ARGC ? SLOWLOG_MAX_ARGC : argc;
-    char tail[64];
-    size_t bytes = 0, len, tlen;
-    for (int i = 0; i < n; i++) {
-        kept_arg(cmd, argc, n, argv, argvlen, i, &len, tail, sizeof(tail), &tlen);
-        bytes += len + tlen + 1;
-    }
     size_t head = sizeof(slowlog_args) + (size_t)n * (sizeof(char *) + sizeof(size_t));
     slowlog_args *a = block_cache_alloc(&copies, head + bytes);
     if (!a) abort();
@@ -137,7 +126,48 @@ slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, s
     a->argc = n;
     a->argv = (char **)(a + 1);
     a->argvlen = (size_t *)(a->argv + n);
-    char *data = (char *)a + head;
+    return a;
+}
+
+/* The usual command: few arguments, none long, nothing to redact; kept as
+ * they are, in one pass over them to size and one to copy. NULL otherwise. */
+static slowlog_args *copy_plain(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (argc > SLOWLOG_MAX_ARGC || redact_kind(cmd) != REDACT_NONE) return NULL;
+    size_t bytes = 0;
+    for (int i = 0; i < argc; i++) {
+        if (argvlen[i] > SLOWLOG_MAX_STRING) return NULL;
+        bytes += argvlen[i] + 1;
+    }
+    slowlog_args *a = args_alloc(argc, bytes);
+    char *data = (char *)(a->argvlen + argc);
+    for (int i = 0; i < argc; i++) {
+        memcpy(data, argv[i], argvlen[i]);
+        data[argvlen[i]] = '\0';
+        a->argv[i] = data;
+        a->argvlen[i] = argvlen[i];
+        data += argvlen[i] + 1;
+    }
+    return a;
+}
+
+/* One allocation per entry (it is made for every command answered later):
+ * the struct, the pointers, the lengths and the bytes. */
+slowlog_args *slowlog_args_copy(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (config.slowlog_log_slower_than < 0 || argc <= 0) return NULL;
+    if (cmd && (cmd->flags & CMD_SKIP_SLOWLOG)) return NULL;
+    slowlog_args *a = copy_plain(cmd, argc, argv, argvlen);
+    if (a) return a;
+    int n = argc > SLOWLOG_MAX_ARGC ? SLOWLOG_MAX_ARGC : argc;
+    char tail[64];
+    size_t bytes = 0, len, tlen;
+    for (int i = 0; i < n; i++) {
+        kept_arg(cmd, argc, n, argv, argvlen, i, &len, tail, sizeof(tail), &tlen);
+        bytes += len + tlen + 1;
+    }
+    a = args_alloc(n, bytes);
+    char *data = (char *)(a->argvlen + n);
     for (int i = 0; i < n; i++) {
         const char *p = kept_arg(cmd, argc, n, argv, argvlen, i, &len, tail, sizeof(tail), &tlen);
         memcpy(data, p, len);
