@@ -76,6 +76,7 @@ struct script_run {
      * summed over resumes (a redis.call answered without a store round trip
      * resumes it in the same event-loop turn), and this resume's cap. */
     unsigned long long resume_start, slice_used, slice_cap, cpu_usec;
+    int err_counted; /* its error reply is one Redis counted already */
     /* A debugging session (SCRIPT DEBUG): its state, the command the host
      * handed over (copied), the answer to the pending redis.call being a
      * refusal made by the host (logged as <error>, not <reply>), and when
@@ -1974,10 +1975,23 @@ static int run_prepare(lua_State *L) {
 
 /* Arguments: the run, the script's status (0: it returned), its result or
  * error object. Writes the reply. */
+/* Redis marks the error tables of commands' errors, which it counted when
+ * the command failed: a script that raises or returns one is not counted
+ * again. Read raw, as no metamethod may run here. */
+static int error_counted(lua_State *L) {
+    if (!lua_istable(L, -1)) return 0;
+    lua_pushliteral(L, "ignore_error_stats_update");
+    lua_rawget(L, -2);
+    int counted = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return counted;
+}
+
 static int run_finish(lua_State *L) {
     script_run *r = lua_touserdata(L, 1);
     int ok = lua_toboolean(L, 2);
     lua_remove(L, 2);
+    r->err_counted = error_counted(L);
     /* stack: ud, result -- the same depth as Redis's, so the nesting at which
      * "reached lua stack limit" appears is the same too */
     if (ok) conv_lua_to_resp(L, &r->out, r->resp, (r->run_flags & SCRIPT_RUN_RESP3) ? 3 : 2);
@@ -2040,6 +2054,7 @@ static void run_fiber_main(void *arg) {
         /* The reply could not be made (memory), or the error object's own
          * metamethods failed: report the new error, read raw. */
         sb_reset(&r->out);
+        r->err_counted = 0;
         format_run_error(L, r, 1);
     }
     if (r->out.oom) {
@@ -2294,6 +2309,7 @@ int script_run_resp(const script_run *r) { return r->resp; }
 void script_run_mark_written(script_run *r) { r->written = 1; }
 int script_run_has_written(const script_run *r) { return r->written; }
 unsigned long long script_run_cpu_usec(const script_run *r) { return r->cpu_usec; }
+int script_run_error_counted(const script_run *r) { return r->err_counted; }
 int script_run_waiting(const script_run *r) { return r->state == RS_WAITING || r->in_callback; }
 
 static void answer(script_run *r) {

@@ -153,6 +153,9 @@ void script_run_mark_written(script_run *r);
 int script_run_has_written(const script_run *r);
 /* Microseconds of CPU the run has used so far (for busy-reply-threshold). */
 unsigned long long script_run_cpu_usec(const script_run *r);
+/* Its (finished) reply is an error a command gave it, counted in errorstats
+ * when the command failed: not to be counted again. */
+int script_run_error_counted(const script_run *r);
 /* Non-zero while the run waits for the answer to a redis.call. */
 int script_run_waiting(const script_run *r);
 

@@ -20,6 +20,9 @@
 #include "proxy/commands/function_payload.h"
 #include "util/log.h"
 #include "proxy/core/reply.h"
+#include "proxy/core/server.h"
+#include "proxy/core/store_refusal.h"
+#include "util/args.h"
 #include "proxy/commands/scripting.h"
 #include "util/glob.h"
 
@@ -271,10 +274,68 @@ static void function_restore(struct evbuffer *out, int argc, char **argv, size_t
     persist();
 }
 
+static void function_run(client *c, const char *sub, struct evbuffer *out, int argc, char **argv, size_t *argvlen);
+
+/* A FUNCTION subcommand held back while the store is asked whether it
+ * takes writes: its arguments, copied, and the client's place in line. */
+typedef struct function_deferred {
+    reply_slot *slot;
+    const char *sub;
+    int argc;
+    char **argv;
+    size_t *argvlen;
+} function_deferred;
+
+static void function_checked(void *ctx, const char *error)
+{
+    function_deferred *d = ctx;
+    reply_slot *s = d->slot;
+    client *c = s->c;
+    if (error) {
+        reply_error(s->buf, error);
+    } else if (c) {
+        /* Run as it would have: the reply is made in the client's own buffer
+         * (for SCRIPT KILL's and the like's client) then kept in the slot. */
+        struct evbuffer *out = evbuffer_new();
+        if (!out) abort();
+        function_run(c, d->sub, out, d->argc, d->argv, d->argvlen);
+        evbuffer_add_buffer(s->buf, out);
+        evbuffer_free(out);
+    }
+    if (c) client_unblock(c);
+    client_slot_done(s);
+    free(d->argv);
+    free(d);
+}
+
+/* What Redis 7.0 checks of the server first: LOAD and RESTORE may write and
+ * need memory (deny-oom); DELETE and FLUSH write. */
+static int store_checks(const char *sub)
+{
+    if (!strcmp(sub, "load") || !strcmp(sub, "restore")) return STORE_CHECK_WRITE | STORE_CHECK_OOM;
+    if (!strcmp(sub, "delete") || !strcmp(sub, "flush")) return STORE_CHECK_WRITE;
+    return 0;
+}
+
 void cmd_function(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     const char *sub = cmd->name + 9; /* "function|" */
-    struct evbuffer *out = client_reply_buffer(c);
+    function_deferred *d = malloc(sizeof(*d));
+    if (!d) abort();
+    if (store_refusal_check(store_checks(sub), c->db, NULL, 0, function_checked, d)) {
+        d->sub = sub;
+        d->argc = argc;
+        d->argv = args_copy(argc, argv, argvlen, &d->argvlen);
+        d->slot = client_slot_add(c);
+        client_block(c);
+        return;
+    }
+    free(d);
+    function_run(c, sub, client_reply_buffer(c), argc, argv, argvlen);
+}
+
+static void function_run(client *c, const char *sub, struct evbuffer *out, int argc, char **argv, size_t *argvlen)
+{
     script_engine *e = scripting_engine();
     if (!strcmp(sub, "load")) {
         function_load(out, argc, argv, argvlen);

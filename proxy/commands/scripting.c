@@ -29,6 +29,7 @@
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
+#include "proxy/core/store_refusal.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/emulation.h"
@@ -81,6 +82,7 @@ typedef struct script_call {
     tracked_write *call_tracked;          /* the call's keys, whose trackers are told at its reply */
     unsigned long long call_start_us; /* when the pending redis.call went out (commandstats) */
     slowlog_args *call_slow;          /* its arguments, for SLOWLOG at its reply */
+    unsigned reply_counted : 1;       /* its final error reply was counted when a command gave it */
     learned_key *learned;
     int nlearned, caplearned;
     unsigned inflight;  /* store requests not answered yet */
@@ -281,7 +283,7 @@ static void call_finish(script_call *sc, const char *reply, size_t len)
     if (finish_records(sc, &reply, &len)) return;
     set_busy(sc, 0);
     int failed = reply && len && reply[0] == '-';
-    if (failed) stats_error_reply(reply + 1, len - 1);
+    if (failed && !sc->reply_counted) stats_error_reply(reply + 1, len - 1);
     call_release_locks(sc);
     if (sc->done_fn) {
         scripting_done_fn *fn = sc->done_fn;
@@ -654,9 +656,33 @@ static void call_tracking_end(script_call *sc, int unchanged)
     sc->call_tracked = NULL;
 }
 
-/* A reply for the script: in RESP3 when it asked (redis.setresp(3)). */
+static void answer_error(script_call *sc, const char *err)
+{
+    stats_error_reply(err, strlen(err));
+    script_run_reply_error(sc->run, err);
+}
+
+/* Refused before it ran, as Redis's checks of a script's command refuse it:
+ * a rejected call in commandstats. */
+static void call_refused(script_call *sc, const command_def *cmd, const char *err)
+{
+    stats_command_rejected(cmd);
+    answer_error(sc, err);
+}
+
+/* Failed as it ran (answered here): a failed call. */
+static void call_failed_here(script_call *sc, const command_def *cmd, const char *err)
+{
+    stats_command_done(cmd, 0, 1);
+    answer_error(sc, err);
+}
+
+/* A reply for the script: in RESP3 when it asked (redis.setresp(3)). As
+ * Redis, a command's error counts in errorstats now, whether or not the
+ * script passes it on (the error table says so: it is not counted again). */
 static void call_reply_raw(script_call *sc, const char *p, size_t len)
 {
+    if (len > 1 && p[0] == '-') stats_error_reply(p + 1, len - 1);
     struct evbuffer *b = sc->call_shape ? evbuffer_new() : NULL;
     if (b && resp3_convert(sc->call_shape, p, len, b) > 0)
         script_run_reply_raw(sc->run, (const char *)evbuffer_pullup(b, -1), evbuffer_get_length(b));
@@ -671,12 +697,18 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     if (sc->call_cmd) {
         /* Redis counts the commands scripts call in commandstats (their
          * errors reach errorstats once, with the script's reply). */
-        char first = 0;
-        if (!r->error && r->raw_len) evbuffer_copyout(r->raw, &first, 1);
+        char head[64];
+        ev_ssize_t n = !r->error && r->raw_len ? evbuffer_copyout(r->raw, head, sizeof(head)) : 0;
         unsigned long long usec = clock_recent_us() - sc->call_start_us;
-        stats_command_done(sc->call_cmd, usec, r->error || first == '-');
-        /* As Redis logs a script's commands: from no client address. */
-        slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        if (n > 1 && head[0] == '-' && store_refusal_note_error(head + 1, (size_t)n - 1)) {
+            /* Refused by the store's state before it ran (OOM, ...): rejected. */
+            stats_command_rejected(sc->call_cmd);
+            slowlog_args_free(sc->call_slow);
+        } else {
+            stats_command_done(sc->call_cmd, usec, r->error || (n > 0 && head[0] == '-'));
+            /* As Redis logs a script's commands: from no client address. */
+            slowlog_command_done(sc->call_cmd, sc->call_slow, usec, "?:0", NULL);
+        }
         sc->call_slow = NULL;
     }
     if (sc->pushed) {
@@ -690,13 +722,12 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
     /* The store's RESP2 bytes go to the script as they are: no reply objects. */
-    if (r->error) script_run_reply_error(sc->run, r->error);
+    if (r->error) answer_error(sc, r->error);
     else call_reply_raw(sc, (const char *)evbuffer_pullup(r->raw, (ev_ssize_t)r->raw_len), r->raw_len);
     sc->depth--;
     call_maybe_free(sc);
 }
 
-static void answer_error(script_call *sc, const char *err) { script_run_reply_error(sc->run, err); }
 
 /* The reply of a command the proxy emulated for the script (an old store). */
 static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int store_failed)
@@ -842,9 +873,13 @@ static void unwrap_exec_cb(void *ctx, const backend_reply *r)
     call_tracking_end(sc, r->error != NULL);
     if (!call_reply_arrives(sc)) return;
     if (r->error) sc->store_lost = 1;
-    if (r->error) script_run_reply_error(sc->run, r->error);
-    else if (r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1) script_run_reply(sc->run, r->parsed->element[0]);
-    else script_run_reply(sc->run, r->parsed);
+    if (r->error) {
+        answer_error(sc, r->error);
+    } else {
+        const redisReply *p = r->parsed->type == REDIS_REPLY_ARRAY && r->parsed->elements == 1 ? r->parsed->element[0] : r->parsed;
+        if (p->type == REDIS_REPLY_ERROR) stats_error_reply(p->str, p->len);
+        script_run_reply(sc->run, p);
+    }
     sc->depth--;
     call_maybe_free(sc);
 }
@@ -1170,17 +1205,17 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
         return;
     }
     if ((cmd->arity > 0 && cmd->arity != argc) || argc < -cmd->arity) {
-        answer_error(sc, "ERR Wrong number of args calling Redis command from script");
+        call_refused(sc, cmd, "ERR Wrong number of args calling Redis command from script");
         return;
     }
     if ((cmd->flags & CMD_NOSCRIPT) && !server.script_deny_disabled) {
-        answer_error(sc, "ERR This Redis command is not allowed from script");
+        call_refused(sc, cmd, "ERR This Redis command is not allowed from script");
         return;
     }
     if (!sc->user->unrestricted) {
         int rc = acl_script_check(sc->user, sc->c, cmd, argc, argv, argvlen);
         if (rc != ACL_OK) {
-            answer_error(sc, rc == ACL_DENIED_CMD   ? "ERR The user executing the script can't run this command or subcommand"
+            call_refused(sc, cmd, rc == ACL_DENIED_CMD   ? "ERR The user executing the script can't run this command or subcommand"
                              : rc == ACL_DENIED_KEY ? "ERR The user executing the script can't access at least one of the keys mentioned in the command arguments"
                                                     : "ERR The user executing the script can't publish to the channel mentioned in the command");
             return;
@@ -1188,24 +1223,25 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     }
     int read_only = (sc->run_flags & SCRIPT_RUN_RO) || (script_run_script_flags(run) & SCRIPT_FLAG_NO_WRITES);
     if (read_only && ((cmd->flags & CMD_WRITE) || may_replicate(cmd))) {
-        answer_error(sc, "ERR Write commands are not allowed from read-only scripts.");
+        call_refused(sc, cmd, "ERR Write commands are not allowed from read-only scripts.");
         return;
     }
     if ((!strcmp(cmd->name, "xread") || !strcmp(cmd->name, "xreadgroup")) && has_block_option(argc, argv)) {
         char err[160];
         snprintf(err, sizeof(err), "ERR %s command is not allowed with BLOCK option from scripts", cmd->name);
-        answer_error(sc, err);
+        call_failed_here(sc, cmd, err);
         return;
     }
     if (!strcmp(cmd->name, "select")) {
         /* SELECT inside a script changes the script's database only. */
         long long id;
         if (!string_to_ll(argv[1], argvlen[1], &id)) {
-            answer_error(sc, "ERR value is not an integer or out of range");
+            call_failed_here(sc, cmd, "ERR value is not an integer or out of range");
         } else if (id < 0 || id >= config.databases) {
-            answer_error(sc, "ERR DB index is out of range");
+            call_failed_here(sc, cmd, "ERR DB index is out of range");
         } else {
             sc->db = (int)id;
+            stats_command_done(cmd, 0, 0);
             script_run_reply_raw(run, "+OK\r\n", 5);
         }
         return;
@@ -1213,12 +1249,12 @@ static void host_call(void *host_ctx, script_run *run, int argc, char **argv, si
     /* SORT's own ACL check runs as the command runs, after the checks above. */
     const char *sort_err = acl_sort_option_denied(sc->user, cmd, argc, argv, argvlen);
     if (sort_err) {
-        answer_error(sc, sort_err);
+        call_failed_here(sc, cmd, sort_err);
         return;
     }
     char refusal[200];
     if (dispatch_store_refuses(cmd, refusal, sizeof(refusal))) {
-        answer_error(sc, refusal);
+        call_refused(sc, cmd, refusal);
         return;
     }
     sc->call_argc = argc;
@@ -1334,6 +1370,7 @@ static void host_done(void *host_ctx, script_run *run, const char *reply, size_t
 {
     script_call *sc = script_run_userdata(run);
     sc->run = NULL;
+    sc->reply_counted = script_run_error_counted(run);
     if (sc->debug) {
         /* The session's last log lines and <endsession> come before the
          * script's reply, as Redis sends them. */
@@ -1597,8 +1634,16 @@ static int parse_numkeys(int argc, char **argv, size_t *argvlen, const char *not
 
 /* EVAL's argument checks, in Redis's order: the script to run, or NULL
  * with the error text in err. */
+/* Redis 7.0 checks the server (store_checks) before an *_RO command's
+ * flags: a refusal for a script with the write flag sets *checks. */
+static int flags_store_checks(int flags, int compat)
+{
+    if (compat || (flags & SCRIPT_FLAG_NO_WRITES)) return 0;
+    return STORE_CHECK_WRITE | (flags & SCRIPT_FLAG_ALLOW_OOM ? 0 : STORE_CHECK_OOM);
+}
+
 static const script *eval_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *numkeys,
-                                  int *ro, char *err, size_t errlen)
+                                  int *ro, int *checks, char *err, size_t errlen)
 {
     int by_sha = !strncmp(cmd->name, "evalsha", 7);
     *ro = strstr(cmd->name, "_ro") != NULL;
@@ -1618,6 +1663,7 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
     int flags = script_flags(s);
     if (*ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
         snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        *checks = flags_store_checks(flags, 0);
         return NULL;
     }
     return s;
@@ -1634,7 +1680,7 @@ static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall"
 /* FCALL's argument checks, in Redis's order: the function to run, or NULL
  * with the error text in err. */
 static const script_function *fcall_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen,
-                                            int *numkeys, int *ro, char *err, size_t errlen)
+                                            int *numkeys, int *ro, int *checks, char *err, size_t errlen)
 {
     *ro = !strcmp(cmd->name, "fcall_ro");
     const script_function *f = script_function_find(engine, argv[1], argvlen[1]);
@@ -1645,23 +1691,33 @@ static const script_function *fcall_prepare(const command_def *cmd, int argc, ch
     if (!parse_numkeys(argc, argv, argvlen, "ERR Bad number of keys provided", numkeys, err, errlen)) return NULL;
     if (*ro && !(script_function_flags(f) & SCRIPT_FLAG_NO_WRITES)) {
         snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
+        *checks = flags_store_checks(script_function_flags(f), 0);
         return NULL;
     }
     return f;
 }
 
-/* The call an EVAL* or FCALL* line asks for, or NULL with err. */
-static script_call *call_prepare(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
-                                 char *err, size_t errlen)
+/* The call an EVAL* or FCALL* line asks for, or NULL with err (and, when
+ * the server's state is to be checked before that error, *checks). */
+static script_call *call_prepare_checked(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                         int *checks, char *err, size_t errlen)
 {
     int n, ro;
     const script *s = NULL;
     const script_function *f = NULL;
-    if (is_fcall(cmd)) f = fcall_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
-    else s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, err, errlen);
+    *checks = 0;
+    if (is_fcall(cmd)) f = fcall_prepare(cmd, argc, argv, argvlen, &n, &ro, checks, err, errlen);
+    else s = eval_prepare(cmd, argc, argv, argvlen, &n, &ro, checks, err, errlen);
     if (!s && !f) return NULL;
     return call_new(c, s, f, n, argv + 3, argvlen + 3, argc - 3 - n, argv + 3 + n, argvlen + 3 + n,
                     ro ? SCRIPT_RUN_RO : 0);
+}
+
+static script_call *call_prepare(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
+                                 char *err, size_t errlen)
+{
+    int checks;
+    return call_prepare_checked(c, cmd, argc, argv, argvlen, &checks, err, errlen);
 }
 
 /* EVAL from a client in SCRIPT DEBUG mode: a debugging session. */
@@ -1713,6 +1769,63 @@ static void debug_eval(client *c, const command_def *cmd, int argc, char **argv,
     call_acquire(sc, 1);
 }
 
+/* What Redis 7.0 checks of the server before a script runs: nothing for
+ * one without flags (its commands are checked one by one), the write
+ * refusals unless no-writes, OOM too unless allow-oom. */
+static int call_store_checks(const script_call *sc)
+{
+    const script *s;
+    const script_function *f;
+    if (!call_target(sc, &s, &f)) return 0;
+    int flags = f ? script_function_flags(f) : script_flags(s);
+    return flags_store_checks(flags, !f && (flags & SCRIPT_FLAG_EVAL_COMPAT));
+}
+
+static void call_store_checked(void *ctx, const char *error)
+{
+    script_call *sc = ctx;
+    sc->inflight--;
+    if (!stopping && !sc->finished) {
+        sc->depth++;
+        if (error) call_finish_error(sc, error);
+        else call_acquire(sc, 1);
+        sc->depth--;
+    }
+    call_maybe_free(sc);
+}
+
+/* An error given after the store was asked whether it takes writes (whose
+ * refusal comes first, as Redis checks the server before the command). */
+typedef struct refused_later {
+    reply_slot *slot;
+    char err[];
+} refused_later;
+
+static void refused_checked(void *ctx, const char *error)
+{
+    refused_later *rl = ctx;
+    reply_slot *s = rl->slot;
+    reply_error(s->buf, error ? error : rl->err);
+    if (s->c) client_unblock(s->c);
+    client_slot_done(s);
+    free(rl);
+}
+
+static void refused_after_checks(client *c, int checks, const char *err)
+{
+    size_t len = strlen(err);
+    refused_later *rl = malloc(sizeof(*rl) + len + 1);
+    if (!rl) abort();
+    memcpy(rl->err, err, len + 1);
+    if (!store_refusal_check(checks, c->db, NULL, 0, refused_checked, rl)) {
+        free(rl);
+        reply_error(client_reply_buffer(c), err);
+        return;
+    }
+    rl->slot = client_slot_add(c);
+    client_block(c);
+}
+
 void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     char err[1024];
@@ -1720,12 +1833,21 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
         debug_eval(c, cmd, argc, argv, argvlen);
         return;
     }
-    script_call *sc = call_prepare(c, cmd, argc, argv, argvlen, err, sizeof(err));
+    int checks;
+    script_call *sc = call_prepare_checked(c, cmd, argc, argv, argvlen, &checks, err, sizeof(err));
     if (!sc) {
-        reply_error(client_reply_buffer(c), err);
+        refused_after_checks(c, checks, err);
         return;
     }
     sc->slot = client_slot_add(c);
+    if (store_refusal_check(call_store_checks(sc), sc->start_db, sc->numkeys ? sc->keys[0] : NULL,
+                            sc->numkeys ? sc->keylens[0] : 0, call_store_checked, sc)) {
+        /* The store may be refusing writes: asked first, then run. */
+        sc->inflight++;
+        c->script = (struct script_call *)sc;
+        client_block(c);
+        return;
+    }
     if (c->scripts_pipelined < MAX_PIPELINED_PER_CLIENT && pipelined_running < MAX_PIPELINED_TOTAL &&
         may_pipeline(sc)) {
         /* The client goes on with its next commands while this one runs,

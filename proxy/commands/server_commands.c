@@ -27,6 +27,7 @@
 #include "proxy/commands/pubsub.h"
 #include "proxy/commands/migration.h"
 #include "proxy/core/server.h"
+#include "proxy/core/store_refusal.h"
 #include "proxy/core/tls.h"
 #include "util/glob.h"
 #include "proxy/commands/server_commands.h"
@@ -1063,6 +1064,8 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         if (ci) proxy++;
         else store++;
     }
+    /* maxmemory, min-replicas-to-write and the like may make the store refuse writes. */
+    if (store) store_refusal_note_change();
     if (!proxy) {
         relay_command(c, cmd, argc, argv, argvlen);
         return;

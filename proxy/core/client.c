@@ -59,6 +59,7 @@ static reply_slot *slot_get(void)
     s->discard = 0;
     s->unlocked = 0;
     s->failed = 0;
+    s->rejected = 0;
     s->cmd = NULL;
     s->unchanged_reply = 0;
     return s;
@@ -537,8 +538,14 @@ void client_slot_done(reply_slot *s)
         char first = 0;
         if (!s->failed && s->buf) evbuffer_copyout(s->buf, &first, 1);
         unsigned long long usec = clock_recent_us() - s->start_us;
-        stats_command_done(s->cmd, usec, s->failed || first == '-');
-        slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
+        if (s->rejected) {
+            /* As Redis counts a command its state refused: never ran. */
+            stats_command_rejected(s->cmd);
+            slowlog_args_free(s->slow);
+        } else {
+            stats_command_done(s->cmd, usec, s->failed || first == '-');
+            slowlog_command_done(s->cmd, s->slow, usec, s->c ? s->c->addr : "?:0", s->c ? s->c->name : NULL);
+        }
         s->slow = NULL;
         s->cmd = NULL;
     }

@@ -29,6 +29,7 @@
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
+#include "proxy/core/store_refusal.h"
 #include "util/clock.h"
 
 /* ---- relaying ------------------------------------------------------------ */
@@ -101,12 +102,13 @@ void dispatch_relay_reply_cb(void *ctx, const backend_reply *r)
     }
     if (!r->error && r->raw_len) {
         /* The store's error replies count in errorstats as the proxy's own. */
-        char head[40];
+        char head[64];
         size_t n = r->raw_len < sizeof(head) ? r->raw_len : sizeof(head);
         evbuffer_copyout(r->raw, head, n);
         if (head[0] == '-') {
             s->failed = 1;
             stats_error_reply(head + 1, n - 1);
+            s->rejected = store_refusal_note_error(head + 1, n - 1);
         }
     }
     if (r->error) s->failed = 1;
@@ -761,7 +763,11 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         r->handler(c, cmd, argc, argv, argvlen);
         return;
     case KIND_ADMIN:
-        if (config.backend_admin_commands) break;
+        if (config.backend_admin_commands) {
+            /* A store made a replica refuses writes (and DEBUG may change its limits). */
+            store_refusal_note_change();
+            break;
+        }
         reply_admin_refused(c, top->name);
         return;
     case KIND_TAKEOVER:

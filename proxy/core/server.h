@@ -35,6 +35,7 @@ typedef struct reply_slot {
     unsigned unlocked : 1; /* relayed without locks (locks_plain_free): counted until answered */
     unsigned unlocked_write : 1; /* ... and it may write */
     unsigned failed : 1;         /* the reply is an error (for commandstats) */
+    unsigned rejected : 1;       /* ... one the store's state gave before running it (rejected_calls) */
     const struct command_def *cmd; /* whose reply, for commandstats (NULL: not counted) */
     unsigned long long start_us;
     struct slowlog_args *slow; /* its arguments, for SLOWLOG once the time is known */
