@@ -286,8 +286,9 @@ typedef struct function_deferred {
     size_t *argvlen;
 } function_deferred;
 
-static void function_checked(void *ctx, const char *error)
+static void function_checked(void *ctx, const char *error, int oom)
 {
+    (void)oom;
     function_deferred *d = ctx;
     reply_slot *s = d->slot;
     client *c = s->c;

@@ -1781,8 +1781,9 @@ static int call_store_checks(const script_call *sc)
     return flags_store_checks(flags, !f && (flags & SCRIPT_FLAG_EVAL_COMPAT));
 }
 
-static void call_store_checked(void *ctx, const char *error)
+static void call_store_checked(void *ctx, const char *error, int oom)
 {
+    (void)oom;
     script_call *sc = ctx;
     sc->inflight--;
     if (!stopping && !sc->finished) {
@@ -1801,8 +1802,9 @@ typedef struct refused_later {
     char err[];
 } refused_later;
 
-static void refused_checked(void *ctx, const char *error)
+static void refused_checked(void *ctx, const char *error, int oom)
 {
+    (void)oom;
     refused_later *rl = ctx;
     reply_slot *s = rl->slot;
     reply_error(s->buf, error ? error : rl->err);

@@ -41,6 +41,7 @@
 #include "proxy/core/monitor.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
+#include "proxy/core/store_refusal.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 
@@ -125,6 +126,7 @@ struct multi_state {
     queued_command *cmds;
     int count, cap;
     int dirty; /* a command was rejected while queueing: EXEC aborts */
+    int store_oom; /* the store is out of memory and would queue none of them: run by the proxy */
     int acl_refused; /* some command got acl_error at EXEC */
 };
 
@@ -132,6 +134,7 @@ static unsigned blocking_in_use;
 static int has_scripts(const multi_state *m, int db);
 
 enum exec_phase {
+    EXEC_STORE_ASK, /* asking the store whether it takes the transaction (store_refusal) */
     EXEC_DRAIN,  /* waiting for the client's relayed commands to be answered */
     EXEC_LOCKS,  /* waiting for its lock units */
     EXEC_CHECK,  /* asking the store whether a watched key changed */
@@ -304,6 +307,46 @@ static int store_can_run(const command_def *cmd)
     return 0;
 }
 
+static void multi_append(multi_state *m, const queued_command *q)
+{
+    if (m->count == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 8;
+        m->cmds = realloc(m->cmds, sizeof(*m->cmds) * (size_t)m->cap);
+        if (!m->cmds) abort();
+    }
+    m->cmds[m->count++] = *q;
+}
+
+/* A command held back from the queue while the store is asked whether it
+ * takes writes: Redis refuses a write (and a deny-oom command) at queueing
+ * time when the server refuses writes, and EXEC then aborts. */
+typedef struct queue_check {
+    reply_slot *slot;
+    queued_command q;
+} queue_check;
+
+static void queue_checked(void *ctx, const char *error, int oom)
+{
+    (void)oom;
+    queue_check *qc = ctx;
+    reply_slot *s = qc->slot;
+    client *c = s->c;
+    if (c && c->multi && !error) {
+        multi_append(c->multi, &qc->q);
+        reply_status(s->buf, "QUEUED");
+    } else {
+        if (c && c->multi) c->multi->dirty = 1;
+        if (error) {
+            stats_command_rejected(qc->q.cmd);
+            reply_error(s->buf, error);
+        }
+        free(qc->q.argv);
+    }
+    if (c) client_unblock(c);
+    client_slot_done(s);
+    free(qc);
+}
+
 int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen)
 {
     multi_state *m = c->multi;
@@ -315,12 +358,21 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
     }
     queued_command q = {cmd, argc, NULL, NULL, NULL};
     q.argv = args_copy(argc, argv, argvlen, &q.argvlen);
-    if (m->count == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 8;
-        m->cmds = realloc(m->cmds, sizeof(*m->cmds) * (size_t)m->cap);
-        if (!m->cmds) abort();
+    /* Out of memory, Redis refuses to queue any command; a write also when
+     * the server refuses writes. */
+    int checks = STORE_CHECK_OOM | (cmd->flags & CMD_WRITE ? STORE_CHECK_WRITE : 0);
+    {
+        queue_check *qc = malloc(sizeof(*qc));
+        if (!qc) abort();
+        qc->q = q;
+        if (store_refusal_check(checks, c->db, NULL, 0, queue_checked, qc)) {
+            qc->slot = client_slot_add(c);
+            client_block(c);
+            return 1;
+        }
+        free(qc);
     }
-    m->cmds[m->count++] = q;
+    multi_append(m, &q);
     reply_status(out, "QUEUED");
     return 1;
 }
@@ -878,7 +930,7 @@ static int any_emulated(const multi_state *m, int db)
  * transaction itself, answering the refused command with its error. */
 static int has_scripts(const multi_state *m, int db)
 {
-    if (m->acl_refused) return 1;
+    if (m->acl_refused || m->store_oom) return 1;
     for (int i = 0; i < m->count; i++)
         if (scripting_is_eval(m->cmds[i].cmd)) return 1;
     return any_emulated(m, db);
@@ -1017,7 +1069,7 @@ static void exec_lock(exec_run *er)
     if (any_emulated(m, er->db)) scripts = 1;
     /* With scripts inside, the proxy runs the transaction itself: it must
      * exclude everyone from its keys for the whole span. */
-    int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused;
+    int by_proxy = scripts || !server.backend->has_transactions || m->acl_refused || m->store_oom;
     int mode = by_proxy ? LOCK_SCRIPT_EXCL : write ? LOCK_PLAIN_WRITE : LOCK_PLAIN_READ;
     lock_set *ls = lock_set_new(mode, exec_lock_granted, er);
     if (by_proxy && write) lock_set_set_written(ls, 1); /* so WATCHers see it */
@@ -1065,6 +1117,32 @@ static void exec_lock(exec_run *er)
 
 static void exec_drained(client *c) { exec_lock(c->exec_run); }
 
+static void exec_begin(exec_run *er)
+{
+    /* With WATCH the transaction goes on the client's own connection: the
+     * commands it sent before must have run first. */
+    int drain = er->watch_conn >= 0 || er->wv || !server.backend->has_transactions || has_scripts(er->m, er->db);
+    er->phase = EXEC_DRAIN;
+    if (drain && er->c) client_when_drained(er->c, exec_drained);
+    else exec_lock(er);
+}
+
+static void exec_store_checked(void *ctx, const char *error, int oom)
+{
+    exec_run *er = ctx;
+    int denyoom = 0;
+    for (int i = 0; i < er->m->count; i++)
+        if (er->m->cmds[i].cmd->flags & CMD_DENYOOM) denyoom = 1;
+    if (error && (!oom || denyoom)) {
+        reply_errorf(er->slot->buf, "EXECABORT Transaction discarded because of: %s", error);
+        exec_finish(er);
+        return;
+    }
+    /* Reads only: they run, though the store would queue none of them now. */
+    if (error) er->m->store_oom = 1;
+    exec_begin(er);
+}
+
 static void exec_continue_gone(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -1097,9 +1175,6 @@ static void exec_command(client *c)
             if (sort_err && !(q->acl_error = strdup(sort_err))) abort();
             if (q->acl_error) m->acl_refused = 1;
         }
-    /* With WATCH the transaction goes on the client's own connection: the
-     * commands it sent before must have run first. */
-    int drain = c->watch_conn >= 0 || c->watch_versions || !server.backend->has_transactions || has_scripts(m, c->db);
     exec_run *er = calloc(1, sizeof(*er));
     if (!er) abort();
     er->frun.place = -1;
@@ -1123,9 +1198,14 @@ static void exec_command(client *c)
     exec_runs = er;
     c->exec_run = er;
     client_block(c);
-    er->phase = EXEC_DRAIN;
-    if (drain) client_when_drained(c, exec_drained);
-    else exec_lock(er);
+    /* As Redis checks EXEC: out of memory, one deny-oom command aborts it,
+     * and when the server refuses writes, one write. */
+    int checks = m->count ? STORE_CHECK_OOM : 0;
+    for (int i = 0; i < m->count; i++)
+        if (m->cmds[i].cmd->flags & CMD_WRITE) checks |= STORE_CHECK_WRITE;
+    er->phase = EXEC_STORE_ASK;
+    if (store_refusal_check(checks, er->db, NULL, 0, exec_store_checked, er)) return;
+    exec_begin(er);
 }
 
 unsigned long transactions_runs_pending(void)

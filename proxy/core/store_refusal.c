@@ -55,6 +55,7 @@ void store_refusal_note_change(void) { watch_until_ms = clock_ms() + WATCH_MS; }
 typedef struct refusal_check {
     store_refusal_fn *fn;
     void *ctx;
+    int checks;
 } refusal_check;
 
 static void check_cb(void *ctx, const backend_reply *r)
@@ -77,8 +78,11 @@ static void check_cb(void *ctx, const backend_reply *r)
             }
         }
     }
-    /* A store that could not be asked: the script's own calls will tell. */
-    rc->fn(rc->ctx, error);
+    int oom = error == OOM_ERROR;
+    /* The store checks memory first: any other refusal means memory is fine. */
+    if (error && !oom && !(rc->checks & STORE_CHECK_WRITE)) error = NULL;
+    /* A store that could not be asked: the command's own replies will tell. */
+    rc->fn(rc->ctx, error, oom);
     free(rc);
 }
 
@@ -108,6 +112,7 @@ int store_refusal_check(int checks, int db, const char *key, size_t keylen, stor
     if (!rc) abort();
     rc->fn = fn;
     rc->ctx = ctx;
+    rc->checks = checks;
     if (backend_send(b, conn, db, 4, oom ? oom_argv : write_argv, oom ? oom_lens : write_lens, BACKEND_RAW, check_cb,
                      rc) != 0) {
         free(rc);

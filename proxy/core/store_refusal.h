@@ -13,7 +13,7 @@
 
 enum {
     STORE_CHECK_WRITE = 1, /* -MISCONF, -NOREPLICAS, -READONLY */
-    STORE_CHECK_OOM = 2,   /* -OOM as well */
+    STORE_CHECK_OOM = 2,   /* -OOM (alone: as for a command queued in MULTI) */
 };
 
 /* An error reply from the store (text without the '-'): whether it is a
@@ -23,8 +23,9 @@ int store_refusal_note_error(const char *err, size_t len);
 /* A CONFIG SET (or REPLICAOF) went to the store: its limits may have changed. */
 void store_refusal_note_change(void);
 
-/* error: Redis 7.0's reply to give instead of running, or NULL to go on. */
-typedef void store_refusal_fn(void *ctx, const char *error);
+/* error: Redis 7.0's reply to give instead of running, or NULL to go on;
+ * oom: the error is -OOM. */
+typedef void store_refusal_fn(void *ctx, const char *error, int oom);
 
 /* 0: nothing to ask (fn is never called: go on at once); 1: fn is called
  * once the store has answered (never from inside this call). The key, if

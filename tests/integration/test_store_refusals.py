@@ -197,3 +197,41 @@ def test_errors_of_scripts_commands_count_as_redis_counts_them(pair):
     assert calls_part(got) == calls_part(want), (got, want)
     got, want = stats(pair, "errorstats", "errorstat_ERR")
     assert got == want, (got, want)
+
+
+def pipeline(side, cmds):
+    with side.connect() as c:
+        c.send(b"".join(harness.encode_command(*cmd) for cmd in cmds))
+        return [c.read_reply() for _ in cmds]
+
+
+def test_transactions_under_a_store_out_of_memory(pair):
+    """Out of memory, Redis refuses to queue any command (EXEC aborts), and
+    aborts an EXEC that holds a deny-oom command; a transaction of reads
+    queued before runs."""
+    proxy, oracle = pair
+    same(pair, "SET", "rf:x", "value")
+    try:
+        config(pair, "maxmemory", "1")
+        cmds = [("MULTI",), ("GET", "rf:x"), ("SET", "rf:y", "1"), ("EXEC",), ("MULTI",), ("SET", "rf:y", "1"),
+                ("DISCARD",), ("PING",)]
+        got, want = pipeline(proxy, cmds), pipeline(oracle, cmds)
+        assert got == want, (got, want)
+        config(pair, "maxmemory", "0")
+        for deny_oom in (False, True):
+            conns = [side.connect() for side in pair]
+            try:
+                queued = [("MULTI",), ("GET", "rf:x"), ("PING",)] + ([("SET", "rf:y", "2")] if deny_oom else [])
+                for c in conns:
+                    for cmd in queued:
+                        c.call(*cmd)
+                config(pair, "maxmemory", "1")
+                got, want = [c.call("EXEC") for c in conns]
+                assert got == want, (deny_oom, got, want)
+                config(pair, "maxmemory", "0")
+            finally:
+                for c in conns:
+                    c.close()
+    finally:
+        config(pair, "maxmemory", "0")
+    assert same(pair, "GET", "rf:y") == b"$-1\r\n"
