@@ -9,6 +9,7 @@
 
 #include "proxy/commands/operations.h"
 #include "proxy/core/monitor.h"
+#include "proxy/core/command_stats.h"
 #include "proxy/core/reply.h"
 #include "proxy/core/server.h"
 #include "proxy/core/slowlog.h"
@@ -105,9 +106,11 @@ void cmd_latency(client *c, const command_def *cmd, int argc, char **argv, size_
         /* Redis answers DOCTOR as a verbatim string; RESP2 sees a bulk string. */
         reply_bulk(out, s, len);
         free(s);
-    } else if ((argc == 3 && !strcasecmp(sub, "graph")) || !strcasecmp(sub, "histogram")) {
-        /* GRAPH and HISTOGRAM draw on data the proxy does not keep. */
-        reply_errorf(out, "ERR LATENCY %s is not supported by evalproxy", !strcasecmp(sub, "graph") ? "GRAPH" : "HISTOGRAM");
+    } else if (!strcasecmp(sub, "histogram")) {
+        latency_histogram_reply(out, argc - 2, argv + 2, argvlen + 2);
+    } else if (argc == 3 && !strcasecmp(sub, "graph")) {
+        /* GRAPH draws on data the proxy does not keep. */
+        reply_error(out, "ERR LATENCY GRAPH is not supported by evalproxy");
     } else {
         reply_errorf(out, "ERR unknown subcommand or wrong number of arguments for '%.128s'. Try LATENCY HELP.", sub);
     }

@@ -17,6 +17,9 @@ typedef void stats_command_fn(void *arg, const char *name, unsigned long long ca
                               unsigned long long failed, unsigned long long rejected);
 void stats_foreach_command(stats_command_fn *fn, void *arg);
 
+/* LATENCY HISTOGRAM [command ...] (argv: the command names; none: all). */
+void latency_histogram_reply(struct evbuffer *out, int argc, char **argv, size_t *argvlen);
+
 /* INFO's sections, each with its "# Title" line. */
 void info_commandstats(struct evbuffer *t);
 void info_errorstats(struct evbuffer *t);
