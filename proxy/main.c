@@ -24,6 +24,7 @@
 #include "backends/backend.h"
 #include "backends/router.h"
 #include "backends/conn.h"
+#include "proxy/core/key_events.h"
 #include "proxy/core/tracking.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/command_table.h"
@@ -428,6 +429,7 @@ static void cron_cb(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     clients_cron();
     info_cron();
+    tracking_limit();
 }
 
 static void write_pidfile(void)
@@ -738,6 +740,7 @@ int main(int argc, char **argv)
     clients_close_all();
     metrics_stop();
     backend_free(server.backend); /* fails what is pending: callbacks see closed clients */
+    key_events_stop();
     fleet_recovery_stop();
     fleet_stop();
     migration_shutdown(); /* fails the moves still waiting for the old store */

@@ -979,7 +979,7 @@ static void call_send(script_call *sc)
     /* Client-side caching: the script's reads are its caller's, its
      * writes tell the keys' trackers once the store has them. */
     if (tracking_active()) {
-        if (sc->c) tracking_read(sc->c, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
+        if (sc->c) tracking_read_declared(sc->c, cmd, sc->numkeys, sc->keys, sc->keylens);
         tracking_write_end(sc->call_tracked, 0);
         sc->call_tracked = tracking_write_begin(sc->client_id, cmd, sc->call_argc, sc->call_argv, sc->call_argvlen);
     }

@@ -29,6 +29,7 @@
 #include "proxy/core/server.h"
 #include "proxy/core/store_refusal.h"
 #include "proxy/core/tls.h"
+#include "proxy/core/tracking.h"
 #include "util/glob.h"
 #include "proxy/commands/server_commands.h"
 #include "fleet/fleet.h"
@@ -712,6 +713,9 @@ static void info_cpu(struct evbuffer *t)
 
 static void info_clients(struct evbuffer *t)
 {
+    unsigned long tracking_clients;
+    unsigned long long tk, ti, tp;
+    tracking_info(&tracking_clients, &tk, &ti, &tp);
     unsigned long blocked = 0;
     size_t max_in = 0, max_out = 0;
     for (client *o = server.clients; o; o = o->next) {
@@ -729,9 +733,9 @@ static void info_clients(struct evbuffer *t)
                         "client_recent_max_input_buffer:%zu\r\n"
                         "client_recent_max_output_buffer:%zu\r\n"
                         "blocked_clients:%lu\r\n"
-                        "tracking_clients:0\r\n"
+                        "tracking_clients:%lu\r\n"
                         "clients_in_timeout_table:0\r\n",
-                        server.clients_count, config.maxclients, max_in, max_out, blocked);
+                        server.clients_count, config.maxclients, max_in, max_out, blocked, tracking_clients);
 }
 
 /* The store's Persistence section; a store without one (memcached) keeps
@@ -764,6 +768,9 @@ static void info_persistence(struct evbuffer *t, const char *store, size_t slen)
  * the proxy's own fields. */
 static void info_stats(struct evbuffer *t, const char *store, size_t slen)
 {
+    unsigned long tracking_clients;
+    unsigned long long tracking_keys, tracking_items, tracking_prefixes;
+    tracking_info(&tracking_clients, &tracking_keys, &tracking_items, &tracking_prefixes);
     evbuffer_add_printf(t,
                         "# Stats\r\n"
                         "total_connections_received:%llu\r\n"
@@ -799,8 +806,8 @@ static void info_stats(struct evbuffer *t, const char *store, size_t slen)
                         "latest_fork_usec:0\r\ntotal_forks:0\r\nmigrate_cached_sockets:0\r\n"
                         "slave_expires_tracked_keys:0\r\nactive_defrag_hits:0\r\nactive_defrag_misses:0\r\n"
                         "active_defrag_key_hits:0\r\nactive_defrag_key_misses:0\r\ntotal_active_defrag_time:0\r\n"
-                        "current_active_defrag_time:0\r\ntracking_total_keys:0\r\ntracking_total_items:0\r\n"
-                        "tracking_total_prefixes:0\r\nunexpected_error_replies:0\r\n"
+                        "current_active_defrag_time:0\r\ntracking_total_keys:%llu\r\ntracking_total_items:%llu\r\n"
+                        "tracking_total_prefixes:%llu\r\nunexpected_error_replies:0\r\n"
                         "total_error_replies:%llu\r\n"
                         "dump_payload_sanitizations:0\r\n"
                         "total_reads_processed:%llu\r\n"
@@ -809,8 +816,9 @@ static void info_stats(struct evbuffer *t, const char *store, size_t slen)
                         "reply_buffer_shrinks:0\r\nreply_buffer_expands:0\r\n"
                         "relayed_commands:%llu\r\n"
                         "backend_errors:%llu\r\n",
-                        stats_error_replies(), server.stats.reads_processed, server.stats.writes_processed,
-                        server.stats.relayed_commands, server.stats.backend_errors);
+                        tracking_keys, tracking_items, tracking_prefixes, stats_error_replies(),
+                        server.stats.reads_processed, server.stats.writes_processed, server.stats.relayed_commands,
+                        server.stats.backend_errors);
 }
 
 static void info_build(struct evbuffer *t, unsigned want, const char *store, size_t slen)

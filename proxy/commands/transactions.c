@@ -249,6 +249,9 @@ void transactions_client_gone(client *c)
                 lock_set_release(s->locks);
                 s->locks = NULL;
             }
+            /* It may have run at the store: its keys' trackers are told. */
+            tracking_write_end(s->tracked, 0);
+            s->tracked = NULL;
             s->done = 1;
         }
         c->dedicated_conn = -1;
@@ -1391,12 +1394,27 @@ static void watch_command(client *c)
 
 /* ---- blocking commands ------------------------------------------------------- */
 
+/* A blocking command's write (BLMOVE's push) tells the keys' trackers after
+ * its reply, as Redis; one that timed out or failed changed nothing. The
+ * slot is taken from first (done, it may be reused). */
+static tracked_write *slot_take_tracked(reply_slot *s)
+{
+    tracked_write *tw = s->tracked;
+    s->tracked = NULL;
+    return tw;
+}
+
 static void blocking_reply_cb(void *ctx, const backend_reply *r)
 {
     reply_slot *s = ctx;
     client *c = s->c;
+    char head[2] = {0, 0};
+    if (!r->error) evbuffer_copyout(r->raw, head, 2);
+    int unchanged = r->error || head[0] == '-' || head[1] == '-';
+    tracked_write *tw = slot_take_tracked(s);
     if (!c) {
         client_slot_done(s);
+        tracking_write_end(tw, unchanged);
         return;
     }
     if (r->error) reply_error(s->buf, r->error);
@@ -1408,6 +1426,7 @@ static void blocking_reply_cb(void *ctx, const backend_reply *r)
     c->dedicated_slot = NULL;
     c->dedicated_blocking = 0;
     client_slot_done(s);
+    tracking_write_end(tw, unchanged);
     client_unblock(c);
 }
 
@@ -1434,6 +1453,9 @@ static void blocking_after_drain(client *c)
     c->dedicated_slot = s;
     c->dedicated_blocking = 1;
     c->blocking_cmd = command_lookup(c->parser.argv[0], c->parser.argvlen[0]);
+    if (tracking_active())
+        s->tracked = tracking_write_begin(c->id, command_resolve(c->parser.argc, c->parser.argv, c->parser.argvlen, NULL),
+                                          c->parser.argc, c->parser.argv, c->parser.argvlen);
     client_blocking_sent(c);
 }
 
@@ -1453,7 +1475,9 @@ int blocking_unblock(client *c, int with_error)
     c->dedicated_conn = -1;
     c->dedicated_slot = NULL;
     c->dedicated_blocking = 0;
+    tracked_write *tw = slot_take_tracked(s);
     client_slot_done(s);
+    tracking_write_end(tw, 1);
     client_unblock(c);
     return 1;
 }

@@ -99,6 +99,7 @@ static const config_def config_defs[] = {
     {"supervised", NULL, CT_ENUM, CF_IMMUTABLE, &config.supervised, 0, 0, supervised_enum, NULL, NULL},
     {"databases", NULL, CT_INT, CF_IMMUTABLE, &config.databases, 1, INT_MAX, NULL, NULL, NULL},
     {"busy-reply-threshold", "lua-time-limit", CT_LL, 0, &config.busy_reply_threshold, 0, LLONG_MAX, NULL, NULL, NULL},
+    {"tracking-table-max-keys", NULL, CT_LL, 0, &config.tracking_table_max_keys, 0, LLONG_MAX, NULL, NULL, NULL},
     {"busy-reply-scope", NULL, CT_ENUM, 0, &config.busy_reply_scope_all, 0, 0, busy_scope_enum, NULL, NULL},
     {"lua-memory-limit", NULL, CT_MEM, 0, &config.lua_memory_limit, 0, LLONG_MAX, NULL, NULL, NULL},
     {"lua-undeclared-keys", NULL, CT_ENUM, 0, &config.lua_undeclared_keys_error, 0, 0, undeclared_enum, NULL, NULL},
@@ -208,6 +209,7 @@ void config_init_defaults(void)
     config.supervised = SUPERVISED_NO;
     config.acllog_max_len = 128;
     config.busy_reply_threshold = 5000;
+    config.tracking_table_max_keys = 1000000;
     config.busy_reply_scope_all = 0;
     config.lua_memory_limit = 1024LL * 1024 * 1024; /* 1gb: see proxy.conf */
     config.lua_undeclared_keys_error = 0;

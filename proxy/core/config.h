@@ -64,6 +64,7 @@ typedef struct proxy_config {
     int supervised; /* SUPERVISED_* */
     /* Scripting. */
     long long busy_reply_threshold; /* ms (alias lua-time-limit) */
+    long long tracking_table_max_keys; /* client-side caching: keys remembered at most (0: no limit) */
     int busy_reply_scope_all;
     long long lua_memory_limit;
     int lua_undeclared_keys_error;

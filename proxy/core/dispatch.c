@@ -590,6 +590,7 @@ void dispatch_unregistered(client *c, const command_def *cmd, int argc, char **a
 void dispatch_command(client *c, int argc, char **argv, size_t *argvlen)
 {
     if (argc == 0) return;
+    if (tracking_active()) tracking_limit(); /* as Redis, before each command */
     if ((argv[0][0] | 0x20) == 'f' && fleet_unwrap_forwarded(c, &argc, argv, argvlen) && argc == 0) return;
     unsigned long long errors = stats_error_replies();
     /* RESP3: until the command is known, only nulls would change. */
@@ -742,7 +743,12 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
                 reject_command(c, cmd, err);
                 return;
             }
-            hooks.multi_queue(c, cmd, r->kind != KIND_RELAY && r->kind != KIND_BLOCKING, argc, argv, argvlen);
+            int local = r->kind != KIND_RELAY && r->kind != KIND_BLOCKING;
+            /* A DEBUG the store runs (backend-admin-commands) is queued for it. */
+            if (!strcmp(top->name, "debug") && config.backend_admin_commands && argc >= 2 &&
+                strcasecmp(argv[1], "protocol") && strcasecmp(argv[1], "set-disable-deny-scripts"))
+                local = 0;
+            hooks.multi_queue(c, cmd, local, argc, argv, argvlen);
             return;
         }
     }

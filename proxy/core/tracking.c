@@ -14,6 +14,8 @@
 #include <event2/event.h>
 
 #include "proxy/core/command_table.h"
+#include "proxy/core/config.h"
+#include "proxy/core/key_events.h"
 #include "proxy/core/reply.h"
 #include "util/strconv.h"
 
@@ -67,6 +69,7 @@ typedef struct key_entry {
 
 static key_entry **buckets;
 static size_t nbuckets, nkeys;
+static unsigned long long nitems; /* client ids over all keys (INFO's tracking_total_items) */
 
 static size_t hash_key(const char *k, size_t len)
 {
@@ -120,6 +123,7 @@ static void remember_key(unsigned long long id, const char *k, size_t len)
         if (!e->ids) abort();
     }
     e->ids[e->nids++] = id;
+    nitems++;
 }
 
 static void keys_clear(void)
@@ -132,6 +136,7 @@ static void keys_clear(void)
             free(e);
         }
     nkeys = 0;
+    nitems = 0;
 }
 
 /* ---- messages --------------------------------------------------------------------- */
@@ -323,13 +328,38 @@ static void bcast_key(const char *k, size_t len, unsigned long long writer)
 
 /* ---- invalidation ----------------------------------------------------------------- */
 
-static void invalidate_key(const char *k, size_t len, unsigned long long writer)
+static void invalidate_key_for(const char *k, size_t len, unsigned long long writer, int bcast);
+
+/* tracking-table-max-keys: past it, keys are forgotten and their trackers
+ * told (as if the key changed), a bounded number per call, as Redis does
+ * from its event loop. Where the scan stopped, it goes on next time. */
+void tracking_limit(void)
+{
+    static size_t cursor;
+    long long max = config.tracking_table_max_keys;
+    if (!max || (long long)nkeys <= max || !nbuckets) return;
+    for (int budget = 1000; budget > 0 && (long long)nkeys > max; budget--) {
+        cursor = (cursor + 1) % nbuckets;
+        key_entry *e = buckets[cursor];
+        if (!e) continue;
+        /* The entry goes with the invalidation: its name is copied first. */
+        char *k = malloc(e->len + 1);
+        if (!k) abort();
+        memcpy(k, e->key, e->len);
+        size_t len = e->len;
+        invalidate_key_for(k, len, 0, 0); /* BCAST clients are not told: the key did not change */
+        free(k);
+    }
+}
+
+static void invalidate_key_for(const char *k, size_t len, unsigned long long writer, int bcast)
 {
     key_entry **p = key_slot(k, len);
     if (p && *p) {
         key_entry *e = *p;
         *p = e->next;
         nkeys--;
+        nitems -= (unsigned long long)e->nids;
         struct evbuffer *msg = evbuffer_new();
         if (!msg) abort();
         reply_array(msg, 1);
@@ -346,8 +376,12 @@ static void invalidate_key(const char *k, size_t len, unsigned long long writer)
         free(e->ids);
         free(e);
     }
-    if (nprefixes) bcast_key(k, len, writer);
+    if (bcast && nprefixes) bcast_key(k, len, writer);
 }
+
+static void invalidate_key(const char *k, size_t len, unsigned long long writer) { invalidate_key_for(k, len, writer, 1); }
+
+void tracking_key_removed(const char *key, size_t len) { invalidate_key(key, len, 0); }
 
 void tracking_flushed(void)
 {
@@ -420,6 +454,15 @@ void tracking_read(client *c, const command_def *cmd, int argc, char **argv, siz
     int idx[64];
     int n = command_get_keys(cmd, argc, argv, argvlen, idx, NULL, 64);
     for (int i = 0; i < n && i < 64; i++) remember_key(c->id, argv[idx[i]], argvlen[idx[i]]);
+}
+
+void tracking_read_declared(client *c, const command_def *read, int nkeys, char **keys, size_t *keylens)
+{
+    struct client_tracking *t = c ? c->tracking : NULL;
+    if (!t || (t->flags & T_BCAST) || !read || !(read->flags & CMD_READONLY)) return;
+    if ((t->flags & T_OPTIN) && !(t->flags & T_CACHING)) return;
+    if ((t->flags & T_OPTOUT) && (t->flags & T_CACHING)) return;
+    for (int i = 0; i < nkeys; i++) remember_key(c->id, keys[i], keylens[i]);
 }
 
 void tracking_command_done(client *c)
@@ -576,6 +619,7 @@ static void tracking_subcommand(client *c, int argc, char **argv, size_t *argvle
                 if (!trackers) abort();
             }
             trackers[ntrackers++] = c;
+            key_events_want(tracking_key_removed);
         }
         t->flags &= ~(T_BROKEN | T_BCAST | T_OPTIN | T_OPTOUT | T_NOLOOP);
         t->redirect = (unsigned long long)redir;
@@ -664,4 +708,12 @@ void tracking_client_command(client *c, int argc, char **argv, size_t *argvlen, 
     else if (word(sub, len, "caching")) caching_subcommand(c, argv[2], argvlen[2], out);
     else if (word(sub, len, "getredir")) reply_integer(out, redirect_of(c));
     else info_subcommand(c, out);
+}
+void tracking_info(unsigned long *clients, unsigned long long *keys, unsigned long long *items,
+                   unsigned long long *prefixes)
+{
+    *clients = (unsigned long)ntrackers;
+    *keys = nkeys;
+    *items = nitems;
+    *prefixes = (unsigned long long)nprefixes;
 }

@@ -20,6 +20,17 @@ void tracking_client_command(client *c, int argc, char **argv, size_t *argvlen, 
 
 /* c (the caller, for a script's calls) ran a read of cmd's keys. */
 void tracking_read(client *c, const struct command_def *cmd, int argc, char **argv, size_t *argvlen);
+/* c's script ran a read: as Redis 7.0, c then tracks the keys the script
+ * declared (not the ones its commands name). */
+void tracking_read_declared(client *c, const struct command_def *read, int nkeys, char **keys, size_t *keylens);
+/* The store removed the key by itself (expired, evicted): its trackers are told. */
+void tracking_key_removed(const char *key, size_t len);
+/* INFO's counts: tracking clients, keys, (key, client) items, BCAST prefixes. */
+void tracking_info(unsigned long *clients, unsigned long long *keys, unsigned long long *items,
+                   unsigned long long *prefixes);
+/* Keeps the table within tracking-table-max-keys (the cron, and before each
+ * command while clients track, as Redis). */
+void tracking_limit(void);
 /* A command of c finished: CLIENT CACHING's flag lasts one command. */
 void tracking_command_done(client *c);
 
