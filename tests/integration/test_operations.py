@@ -610,3 +610,31 @@ def test_supervised_systemd_notifies_ready_and_stopping(tmp_path, store):
     finally:
         p.stop()
         srv.close()
+
+
+def test_latency_histogram(own_proxy, oracle):
+    """LATENCY HISTOGRAM: the commands asked for (a container's subcommands),
+    their calls, and cumulative counts at increasing bounds ending at the
+    calls; the bounds themselves are times, compared in shape only."""
+    p = own_proxy()
+    seen = []
+    for side in (p, oracle):
+        with side.connect() as c:
+            assert c.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+            for args in (("SET", "lh:a", "1"), ("SET", "lh:b", "2"), ("GET", "lh:a"), ("CLIENT", "ID"),
+                         ("CLIENT", "GETNAME")):
+                c.call(*args)
+            out = {}
+            for ask in ((), ("set", "client"), ("client|id",), ("nosuch",)):
+                r = call(c, "LATENCY", "HISTOGRAM", *ask)
+                entries = dict(zip(r[::2], r[1::2]))
+                shape = {}
+                for name, e in entries.items():
+                    assert e[0] == b"calls" and e[2] == b"histogram_usec", e
+                    h = e[3]
+                    bounds, counts = h[::2], h[1::2]
+                    assert bounds == sorted(bounds) and counts == sorted(counts) and counts[-1] == e[1], e
+                    shape[name] = e[1]
+                out[ask] = shape
+            seen.append(out)
+    assert seen[0] == seen[1], seen

@@ -117,6 +117,9 @@ def run(ep, steps):
             c.close()
             time.sleep(0.05)
             continue
+        if args[0] == "SLEEP":
+            time.sleep(args[1])
+            continue
         args = [str(ids[a[1:]]) if isinstance(a, str) and a.startswith("@") else a for a in args]
         got = c.call(*args)
         if args[:2] == ["HELLO", "3"]:
@@ -189,6 +192,16 @@ CASES = {
         ("b", "EVAL", "return redis.pcall('incr', KEYS[1])", "1", "e3"), ("a", "GET", "e3"),
         ("b", "EVAL", "return redis.call('flushall')", "0"), ("a", "PING"), ("b", "FUNCTION", "FLUSH"),
     ],
+    "script-reads-track-declared-keys": [
+        # As Redis 7.0: a script that reads tracks the keys it declared, not
+        # the ones its commands name; one that only writes tracks nothing.
+        ("a", "HELLO", "3"), ("a", "CLIENT", "TRACKING", "ON"),
+        ("a", "EVAL", "redis.call('set', 'w9', 'x')", "2", "d1", "d2"), ("b", "MSET", "d1", "1", "d2", "2"),
+        ("a", "PING"), ("a", "EVAL", "return redis.call('get', 'e9')", "2", "d1", "d2"),
+        ("b", "MSET", "d2", "1", "d1", "2", "e9", "3"), ("a", "PING"),
+        ("a", "EVAL_RO", "return redis.call('get', 'e9')", "1", "d3"), ("b", "MSET", "d3", "1", "e9", "4"),
+        ("a", "PING"),
+    ],
     "transactions": [
         ("a", "HELLO", "3"), ("a", "CLIENT", "TRACKING", "ON"), ("a", "GET", "t1"), ("a", "GET", "t2"),
         ("b", "MULTI"), ("b", "SET", "t1", "1"), ("b", "INCR", "t2"), ("b", "EXEC"), ("a", "PING"),
@@ -234,3 +247,68 @@ CASES = {
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tracking(sides, case):
     compare(sides, CASES[case])
+
+
+REDIS_ONLY = {
+    "blocking-write-tells-after-its-reply": [
+        ("a", "HELLO", "3"), ("a", "CLIENT", "TRACKING", "ON"), ("b", "RPUSH", "bsrc", "x", "y"),
+        ("a", "LRANGE", "bdst", "0", "-1"), ("a", "BLMOVE", "bsrc", "bdst", "LEFT", "LEFT", "0"),
+        ("a", "LRANGE", "bdst", "0", "-1"), ("b", "BLMOVE", "bsrc", "bdst", "LEFT", "LEFT", "0"), ("a", "PING"),
+        ("a", "LRANGE", "bdst", "0", "-1"), ("b", "BLPOP", "bnone", "0.01"), ("b", "BLMOVE", "bnone", "bdst",
+                                                                                "LEFT", "LEFT", "0.01"),
+        ("a", "PING"),
+    ],
+    "expired-keys": [
+        # Keys the store expires by itself: their trackers are told (the
+        # store's keyspace events), BCAST clients too.
+        ("a", "HELLO", "3"), ("a", "CLIENT", "TRACKING", "ON"), ("b", "SET", "x1", "v", "PX", "50"),
+        ("a", "GET", "x1"), ("a", "SLEEP", 0.3), ("a", "PING"),
+        ("c", "HELLO", "3"), ("c", "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "x"),
+        ("b", "SET", "x2", "v", "PX", "50"), ("c", "SLEEP", 0.3), ("c", "PING"),
+    ],
+    "tracking-table-max-keys": [
+        ("a", "HELLO", "3"), ("a", "CLIENT", "TRACKING", "ON"), ("a", "MGET", "m1", "m2", "m3"),
+        ("b", "CONFIG", "SET", "tracking-table-max-keys", "1"), ("a", "PING"), ("b", "PING"),
+        ("a", "CLIENT", "TRACKING", "OFF"), ("b", "CONFIG", "SET", "tracking-table-max-keys", "1000000"),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", sorted(REDIS_ONLY))
+def test_tracking_redis_store(sides, case):
+    if sides.kind != "redis":
+        pytest.skip("a memcached store announces no keyspace events")
+    oracle, proxy = sides
+    if case == "tracking-table-max-keys":
+        # Which keys go first differs (Redis picks at random): compare counts.
+        counts = []
+        for side in sides:
+            out = run(side, REDIS_ONLY[case])
+            counts.append(sum(step[2].count(b">2\r\n$10\r\ninvalidate\r\n") for step in out))
+        assert counts[0] == counts[1] == 2, counts
+        return
+    compare(sides, REDIS_ONLY[case])
+
+
+def test_tracking_info_counts(sides):
+    oracle, proxy = sides
+    fields = ("tracking_total_keys", "tracking_total_items", "tracking_total_prefixes")
+    want = got = None
+    for side in sides:
+        a, b = Client(side), Client(side)
+        try:
+            a.call("CLIENT", "TRACKING", "ON")
+            b.call("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", "p1", "PREFIX", "p2")
+            a.call("MGET", "i1", "i2")
+            b.call("GET", "i1")
+            with side.connect() as c:
+                f = harness.info_fields(c)
+                counts = tuple(f[k] for k in fields) + (f["tracking_clients"],)
+        finally:
+            a.close()
+            b.close()
+        if want is None:
+            want = counts
+        else:
+            got = counts
+    assert got == want, (got, want)
