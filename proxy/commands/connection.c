@@ -566,6 +566,14 @@ void client_describe(client *c, struct evbuffer *out)
     flags[nf] = '\0';
     /* Input not yet run: unparsed bytes and the parser's partial command. */
     size_t qbuf = request_parser_pending(&c->parser) + (c->bev ? evbuffer_get_length(bufferevent_get_input(c->bev)) : 0);
+    /* Redis trims its query buffer after the command runs: the client asking
+     * sees its own command in it (as RESP). */
+    if (client_running_command(c) && !(c->flags & CLIENT_BLOCKED)) {
+        char num[24];
+        qbuf += (size_t)snprintf(num, sizeof(num), "*%d\r\n", c->parser.argc);
+        for (int i = 0; i < c->parser.argc; i++)
+            qbuf += (size_t)snprintf(num, sizeof(num), "$%zu\r\n", c->parser.argvlen[i]) + c->parser.argvlen[i] + 2;
+    }
     size_t qbuf_free = c->parser.arena_cap > c->parser.arena_len ? c->parser.arena_cap - c->parser.arena_len : 0;
     /* The arguments of the command it runs or waits to run. */
     size_t argv_mem = 0;

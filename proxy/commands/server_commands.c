@@ -1041,6 +1041,21 @@ static void config_set_store_cb(void *ctx, const backend_reply *br)
     client_slot_done(s);
 }
 
+/* The proxy's own start-only parameters (not Redis's: those refuse as in
+ * Redis) take their current value again as a no-op, so that a client
+ * setting back everything CONFIG GET * listed does not fail on them. */
+static int immutable_kept(const char *name, const char *value, size_t len)
+{
+    static const char *const redis_immutable[] = {"tcp-backlog", "unixsocket", "unixsocketperm", "aclfile",
+                                                  "logfile",     "pidfile",    "daemonize",      "supervised",
+                                                  "databases",   "tls-port",   NULL};
+    for (const char *const *p = redis_immutable; *p; p++)
+        if (!strcmp(*p, name)) return 0;
+    char now[1024];
+    config_get_value(name, now, sizeof(now));
+    return strlen(now) == len && !strncasecmp(now, value, len);
+}
+
 static void config_set_command(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     if ((argc - 2) % 2 != 0) {
@@ -1053,7 +1068,7 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
     int proxy = 0, store = 0;
     for (int i = 2; i < argc; i += 2) {
         const char *ci = config_canonical_name(argv[i], argvlen[i]);
-        if (ci && config_is_immutable(ci)) {
+        if (ci && config_is_immutable(ci) && !immutable_kept(ci, argv[i + 1], argvlen[i + 1])) {
             reply_errorf(client_reply_buffer(c),
                          "ERR CONFIG SET failed (possibly related to argument '%s') - can't set immutable config",
                          argv[i]);
@@ -1087,7 +1102,8 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
     if (!u) abort();
     char old[1024];
     for (int i = 2; i < argc; i += 2) {
-        if (!config_canonical_name(argv[i], argvlen[i])) continue;
+        const char *ci = config_canonical_name(argv[i], argvlen[i]);
+        if (!ci || config_is_immutable(ci)) continue; /* a start-only one: its own value, kept */
         config_get_value(argv[i], old, sizeof(old));
         const char *why = config_set(argv[i], argv[i + 1], argvlen[i + 1]);
         if (why) {

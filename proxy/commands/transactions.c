@@ -155,6 +155,7 @@ typedef struct exec_run {
     client *c; /* NULL once the client is gone */
     unsigned long long client_id;
     struct acl_user *user; /* who ran EXEC: its scripts' calls are checked against it */
+    char exec_word[8];     /* EXEC as the client spelled it (MONITOR) */
     multi_state *m;
     lock_set *ls;
     reply_slot *slot;
@@ -965,8 +966,9 @@ static void exec_monitor(exec_run *er, int with_commands)
         if (!q->cmd || !(q->cmd->flags & CMD_ADMIN))
             monitor_feed(er->c, er->db, q->cmd, q->argc, q->argv, q->argvlen);
     }
-    char *ev[1] = {"EXEC"};
-    size_t el[1] = {4};
+    /* As the client spelled it, as Redis shows it. */
+    char *ev[1] = {er->exec_word};
+    size_t el[1] = {strlen(er->exec_word)};
     monitor_feed(er->c, er->c->db, NULL, 1, ev, el);
 }
 
@@ -1162,6 +1164,9 @@ static void exec_command(client *c)
     }
     c->multi = NULL;
     if (m->dirty) {
+        /* EXEC runs (and shows in MONITOR), then aborts, as in Redis. */
+        if (monitor_active() && c->cur_argc > 0)
+            monitor_feed(c, c->db, NULL, 1, c->cur_argv, c->cur_argvlen);
         reply_error(client_reply_buffer(c), "EXECABORT Transaction discarded because of previous errors.");
         multi_free(m);
         unwatch(c);
@@ -1196,6 +1201,9 @@ static void exec_command(client *c)
     er->wv = c->watch_versions;
     c->watch_versions = NULL;
     er->slot = client_slot_add(c);
+    snprintf(er->exec_word, sizeof(er->exec_word), "%.*s", c->cur_argc > 0 && c->cur_argvlen[0] == 4 ? 4 : 0,
+             c->cur_argc > 0 ? c->cur_argv[0] : "");
+    if (!er->exec_word[0]) memcpy(er->exec_word, "EXEC", 5);
     er->older = exec_runs;
     if (exec_runs) exec_runs->newer = er;
     exec_runs = er;

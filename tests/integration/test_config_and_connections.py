@@ -364,6 +364,14 @@ def test_config_set_errors_proxy_only(real_proxy):
         assert c.call("CONFIG", "SET", "lua-time-slice", "5") == (
             b"-ERR CONFIG SET failed (possibly related to argument 'lua-time-slice') - "
             b"argument must be between 100 and 1000000 inclusive\r\n")
+        # The proxy's own start-only parameters take their value again (a
+        # client setting back what CONFIG GET * listed); Redis's still refuse.
+        for name in ("backend", "backend-connections"):
+            value = pairs(c.call("CONFIG", "GET", name))[0][1]
+            assert c.call("CONFIG", "SET", name, value) == b"+OK\r\n", name
+        for name in ("logfile", "databases"):
+            value = pairs(c.call("CONFIG", "GET", name))[0][1]
+            assert c.call("CONFIG", "SET", name, value).startswith(b"-ERR CONFIG SET failed"), name
         # Nothing changed.
         assert pairs(c.call("CONFIG", "GET", "busy-reply-scope", "lua-time-slice")) == [
             (b"busy-reply-scope", b"keys"), (b"lua-time-slice", b"2000")]
@@ -945,6 +953,9 @@ def test_client_list_and_info_fields(real_proxy, oracle):
         assert rows[other_id]["cmd"] == "ping" and rows[other_id]["db"] == "0"
         ids = [int(i) for i in rows]
         assert ids == sorted(ids), "CLIENT LIST is not oldest first"
+        # As Redis 7.0: the asking client's query buffer still holds its command.
+        assert rows[str(my_id)]["qbuf"] == str(len(b"*2\r\n$6\r\nCLIENT\r\n$4\r\nLIST\r\n")), rows[str(my_id)]
+        assert rows[other_id]["qbuf"] == "0"
         only = parse_reply(c.call("CLIENT", "LIST", "ID", other_id)).decode()
         assert only.startswith("id=%s " % other_id) and only.count("\n") == 1
 
