@@ -109,6 +109,7 @@ struct script_engine {
     script_host host;
     void *host_ctx;
     size_t mem_used, mem_limit;
+    unsigned gc_runs; /* runs finished since the last collector step */
     block_cache blocks; /* the Lua heap's small blocks, freed and kept for reuse */
     int enforce;  /* the limit applies (a run or a compile is in progress) */
     unsigned time_slice_usec;
@@ -2115,9 +2116,17 @@ static void sb_trim(sbuf *b) {
     if (b->cap > RUN_SPARE_BUF_MAX) sb_free(b);
 }
 
+/* As Redis 7.0: a step of the collector every 50 runs (of 50 steps), so
+ * garbage never piles up to a full cycle's worth between them. */
+#define GC_STEP_PERIOD 50
+
 static void run_free(script_run *r) {
     script_engine *e = r->e;
     int tight = e->mem_limit && e->mem_used > e->mem_limit / 2;
+    if (++e->gc_runs == GC_STEP_PERIOD) {
+        e->gc_runs = 0;
+        lua_gc(e->L, LUA_GCSTEP, GC_STEP_PERIOD);
+    }
     if (r->prev) r->prev->next = r->next;
     else e->runs = r->next;
     if (r->next) r->next->prev = r->prev;
