@@ -141,7 +141,8 @@ void key_events_want(key_removed_fn *removed)
 {
     backend *b = server.backend;
     on_removed = removed;
-    if (stopped || state != KE_IDLE || !b || !b->has_dedicated || backend_is_memcached(b)) return;
+    /* One Redis store: a pool's or a cluster's stores each have their own. */
+    if (stopped || state != KE_IDLE || !b || !b->one_store || !b->has_dedicated || backend_is_memcached(b)) return;
     int c = backend_pick(b, 0);
     char *argv[3] = {"CONFIG", "GET", "notify-keyspace-events"};
     size_t lens[3] = {6, 3, 22};
