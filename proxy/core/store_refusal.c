@@ -81,7 +81,9 @@ static void check_cb(void *ctx, const backend_reply *r)
     int oom = error == OOM_ERROR;
     /* The store checks memory first: any other refusal means memory is fine. */
     if (error && !oom && !(rc->checks & STORE_CHECK_WRITE)) error = NULL;
-    /* A store that could not be asked: the command's own replies will tell. */
+    /* A store that could not be asked (down, or the proxy stopping): its
+     * error is the answer, and nothing more is sent to it from here. */
+    if (r->error) error = r->error;
     rc->fn(rc->ctx, error, oom);
     free(rc);
 }

@@ -23,8 +23,9 @@ int store_refusal_note_error(const char *err, size_t len);
 /* A CONFIG SET (or REPLICAOF) went to the store: its limits may have changed. */
 void store_refusal_note_change(void);
 
-/* error: Redis 7.0's reply to give instead of running, or NULL to go on;
- * oom: the error is -OOM. */
+/* error: Redis 7.0's reply to give instead of running (or the backend's
+ * error when the store could not be asked), or NULL to go on; oom: the
+ * error is -OOM. */
 typedef void store_refusal_fn(void *ctx, const char *error, int oom);
 
 /* 0: nothing to ask (fn is never called: go on at once); 1: fn is called

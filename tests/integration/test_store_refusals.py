@@ -5,6 +5,8 @@ and errorstats as Redis counts them. Each case runs on the proxy and on a
 redis-server 7.0 oracle, both set the same way through CONFIG SET, and the
 replies are compared byte for byte."""
 
+import time
+
 import pytest
 
 import harness
@@ -235,3 +237,33 @@ def test_transactions_under_a_store_out_of_memory(pair):
     finally:
         config(pair, "maxmemory", "0")
     assert same(pair, "GET", "rf:y") == b"$-1\r\n"
+
+
+def test_a_store_that_cannot_be_asked(tmp_path):
+    """While the proxy watches for refusals, a store that is down answers for
+    itself: a flagged script, a queued command and an EXEC get the backend's
+    error, and the proxy stops cleanly with such a question in flight."""
+    store = harness.RedisServer("store", str(tmp_path / "store"), rename_scripting=True).start()
+    proxy = harness.ProxyProcess(proxy_binary(), store, str(tmp_path / "proxy"))
+    proxy.start()
+    try:
+        with proxy.connect() as c:
+            assert c.call("CONFIG", "SET", "maxmemory", "0") == b"+OK\r\n"  # the watch is on
+            assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:x") == b"$-1\r\n"
+            store.kill()
+            assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:x").startswith(b"-ERR backend ")
+            assert c.call("MULTI") == b"+OK\r\n"
+            assert c.call("GET", "rf:x") in (b"+QUEUED\r\n",) or c.call("PING")  # queued, or refused
+            assert c.call("EXEC").startswith((b"-EXECABORT ", b"-ERR backend "))
+            # Functions live in the proxy: a store that cannot be asked does not stop a load.
+            assert c.call("FUNCTION", "LOAD", LIBRARY) == b"$8\r\nrefusals\r\n"
+            store.start()
+            deadline = time.monotonic() + 10
+            while c.call("EVAL", SHEBANG_WRITE, "1", "rf:x") != b"$-1\r\n":
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+            # A question in flight when the proxy stops.
+            c.send(harness.encode_command("EVAL", SHEBANG_WRITE, "1", "rf:x"))
+    finally:
+        stop_proxy(proxy)
+        store.stop()
