@@ -303,8 +303,7 @@ static void function_checked(void *ctx, const char *error, int oom)
         evbuffer_add_buffer(s->buf, out);
         evbuffer_free(out);
     }
-    if (c) client_unblock(c);
-    client_slot_done(s);
+    client_release_reply(s);
     free(d->argv);
     free(d);
 }
@@ -321,17 +320,19 @@ static int store_checks(const char *sub)
 void cmd_function(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     const char *sub = cmd->name + 9; /* "function|" */
-    function_deferred *d = malloc(sizeof(*d));
-    if (!d) abort();
-    if (store_refusal_check(store_checks(sub), c->db, NULL, 0, function_checked, d)) {
-        d->sub = sub;
-        d->argc = argc;
-        d->argv = args_copy(argc, argv, argvlen, &d->argvlen);
-        d->slot = client_slot_add(c);
-        client_block(c);
-        return;
+    int checks = store_checks(sub);
+    if (store_refusal_wanted(checks)) {
+        function_deferred *d = malloc(sizeof(*d));
+        if (!d) abort();
+        if (store_refusal_check(checks, c->db, NULL, 0, function_checked, d)) {
+            d->sub = sub;
+            d->argc = argc;
+            d->argv = args_copy(argc, argv, argvlen, &d->argvlen);
+            d->slot = client_hold_reply(c);
+            return;
+        }
+        free(d);
     }
-    free(d);
     function_run(c, sub, client_reply_buffer(c), argc, argv, argvlen);
 }
 

@@ -696,7 +696,7 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     sc->inflight--;
     if (sc->call_cmd) {
         /* Redis counts the commands scripts call in commandstats (their
-         * errors reach errorstats once, with the script's reply). */
+         * errors reach errorstats in call_reply_raw). */
         char head[64];
         ev_ssize_t n = !r->error && r->raw_len ? evbuffer_copyout(r->raw, head, sizeof(head)) : 0;
         unsigned long long usec = clock_recent_us() - sc->call_start_us;
@@ -727,7 +727,6 @@ static void store_reply_cb(void *ctx, const backend_reply *r)
     sc->depth--;
     call_maybe_free(sc);
 }
-
 
 /* The reply of a command the proxy emulated for the script (an old store). */
 static void emulated_reply_cb(void *ctx, const char *reply, size_t len, int store_failed)
@@ -1632,16 +1631,19 @@ static int parse_numkeys(int argc, char **argv, size_t *argvlen, const char *not
     return 1;
 }
 
-/* EVAL's argument checks, in Redis's order: the script to run, or NULL
- * with the error text in err. */
-/* Redis 7.0 checks the server (store_checks) before an *_RO command's
- * flags: a refusal for a script with the write flag sets *checks. */
+/* What Redis 7.0 checks of the server before a script runs (and before an
+ * *_RO command's refusal of a write-flagged one): nothing for a script
+ * without flags (its commands are checked one by one), the write refusals
+ * unless no-writes, OOM too unless allow-oom. */
 static int flags_store_checks(int flags, int compat)
 {
     if (compat || (flags & SCRIPT_FLAG_NO_WRITES)) return 0;
     return STORE_CHECK_WRITE | (flags & SCRIPT_FLAG_ALLOW_OOM ? 0 : STORE_CHECK_OOM);
 }
 
+/* EVAL's argument checks, in Redis's order: the script to run, or NULL
+ * with the error text in err; *checks as flags_store_checks once the
+ * script is known. */
 static const script *eval_prepare(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *numkeys,
                                   int *ro, int *checks, char *err, size_t errlen)
 {
@@ -1661,9 +1663,9 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
         if (!s) return NULL;
     }
     int flags = script_flags(s);
+    *checks = flags_store_checks(flags, flags & SCRIPT_FLAG_EVAL_COMPAT);
     if (*ro && !(flags & SCRIPT_FLAG_EVAL_COMPAT) && !(flags & SCRIPT_FLAG_NO_WRITES)) {
         snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
-        *checks = flags_store_checks(flags, 0);
         return NULL;
     }
     return s;
@@ -1689,16 +1691,17 @@ static const script_function *fcall_prepare(const command_def *cmd, int argc, ch
         return NULL;
     }
     if (!parse_numkeys(argc, argv, argvlen, "ERR Bad number of keys provided", numkeys, err, errlen)) return NULL;
+    *checks = flags_store_checks(script_function_flags(f), 0);
     if (*ro && !(script_function_flags(f) & SCRIPT_FLAG_NO_WRITES)) {
         snprintf(err, errlen, "ERR Can not execute a script with write flag using *_ro command.");
-        *checks = flags_store_checks(script_function_flags(f), 0);
         return NULL;
     }
     return f;
 }
 
-/* The call an EVAL* or FCALL* line asks for, or NULL with err (and, when
- * the server's state is to be checked before that error, *checks). */
+/* The call an EVAL* or FCALL* line asks for, or NULL with err; *checks:
+ * what of the server's state to ask before running it (or, with the *_RO
+ * refusal, before giving that error). */
 static script_call *call_prepare_checked(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen,
                                          int *checks, char *err, size_t errlen)
 {
@@ -1769,18 +1772,6 @@ static void debug_eval(client *c, const command_def *cmd, int argc, char **argv,
     call_acquire(sc, 1);
 }
 
-/* What Redis 7.0 checks of the server before a script runs: nothing for
- * one without flags (its commands are checked one by one), the write
- * refusals unless no-writes, OOM too unless allow-oom. */
-static int call_store_checks(const script_call *sc)
-{
-    const script *s;
-    const script_function *f;
-    if (!call_target(sc, &s, &f)) return 0;
-    int flags = f ? script_function_flags(f) : script_flags(s);
-    return flags_store_checks(flags, !f && (flags & SCRIPT_FLAG_EVAL_COMPAT));
-}
-
 static void call_store_checked(void *ctx, const char *error, int oom)
 {
     (void)oom;
@@ -1808,24 +1799,24 @@ static void refused_checked(void *ctx, const char *error, int oom)
     refused_later *rl = ctx;
     reply_slot *s = rl->slot;
     reply_error(s->buf, error ? error : rl->err);
-    if (s->c) client_unblock(s->c);
-    client_slot_done(s);
+    client_release_reply(s);
     free(rl);
 }
 
 static void refused_after_checks(client *c, int checks, const char *err)
 {
-    size_t len = strlen(err);
-    refused_later *rl = malloc(sizeof(*rl) + len + 1);
-    if (!rl) abort();
-    memcpy(rl->err, err, len + 1);
-    if (!store_refusal_check(checks, c->db, NULL, 0, refused_checked, rl)) {
+    if (store_refusal_wanted(checks)) {
+        size_t len = strlen(err);
+        refused_later *rl = malloc(sizeof(*rl) + len + 1);
+        if (!rl) abort();
+        memcpy(rl->err, err, len + 1);
+        if (store_refusal_check(checks, c->db, NULL, 0, refused_checked, rl)) {
+            rl->slot = client_hold_reply(c);
+            return;
+        }
         free(rl);
-        reply_error(client_reply_buffer(c), err);
-        return;
     }
-    rl->slot = client_slot_add(c);
-    client_block(c);
+    reply_error(client_reply_buffer(c), err);
 }
 
 void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
@@ -1842,7 +1833,7 @@ void cmd_eval(client *c, const command_def *cmd, int argc, char **argv, size_t *
         return;
     }
     sc->slot = client_slot_add(c);
-    if (store_refusal_check(call_store_checks(sc), sc->start_db, sc->numkeys ? sc->keys[0] : NULL,
+    if (store_refusal_check(checks, sc->start_db, sc->numkeys ? sc->keys[0] : NULL,
                             sc->numkeys ? sc->keylens[0] : 0, call_store_checked, sc)) {
         /* The store may be refusing writes: asked first, then run. */
         sc->inflight++;

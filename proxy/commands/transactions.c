@@ -346,8 +346,7 @@ static void queue_checked(void *ctx, const char *error, int oom)
         }
         free(qc->q.argv);
     }
-    if (c) client_unblock(c);
-    client_slot_done(s);
+    client_release_reply(s);
     free(qc);
 }
 
@@ -365,13 +364,12 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
     /* Out of memory, Redis refuses to queue any command; a write also when
      * the server refuses writes. */
     int checks = STORE_CHECK_OOM | (cmd->flags & CMD_WRITE ? STORE_CHECK_WRITE : 0);
-    {
+    if (store_refusal_wanted(checks)) {
         queue_check *qc = malloc(sizeof(*qc));
         if (!qc) abort();
         qc->q = q;
         if (store_refusal_check(checks, c->db, NULL, 0, queue_checked, qc)) {
-            qc->slot = client_slot_add(c);
-            client_block(c);
+            qc->slot = client_hold_reply(c);
             return 1;
         }
         free(qc);

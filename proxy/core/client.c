@@ -870,6 +870,20 @@ void client_close_after_reply(client *c)
 
 void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }
 
+reply_slot *client_hold_reply(client *c)
+{
+    reply_slot *s = client_slot_add(c);
+    client_block(c);
+    return s;
+}
+
+void client_release_reply(reply_slot *s)
+{
+    /* Unblocked first: the slot's completion may close the client. */
+    if (s->c) client_unblock(s->c);
+    client_slot_done(s);
+}
+
 void client_unblock(client *c)
 {
     c->flags &= ~CLIENT_BLOCKED;

@@ -195,6 +195,12 @@ size_t client_pending_output(client *c); /* bytes owed to its socket */
 int client_reading_enabled(const client *c); /* its input is read (CLIENT LIST's "r") */
 void client_block(client *c);
 void client_unblock(client *c);
+/* A command answered once something else has answered (the store, asked
+ * first): its place in line, the client reading nothing more meanwhile. The
+ * reply goes in the slot's buf; release lets the client go on (if still
+ * there) and sends it. */
+reply_slot *client_hold_reply(client *c);
+void client_release_reply(reply_slot *s);
 /* What runs each complete command a client sends (dispatch_command),
  * registered at start so client.c never names the layer above it. */
 typedef void client_command_fn(client *c, int argc, char **argv, size_t *argvlen);

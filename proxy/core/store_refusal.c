@@ -88,7 +88,7 @@ static void check_cb(void *ctx, const backend_reply *r)
     free(rc);
 }
 
-int store_refusal_check(int checks, int db, const char *key, size_t keylen, store_refusal_fn *fn, void *ctx)
+int store_refusal_wanted(int checks)
 {
     if (!checks || !watch_until_ms) return 0;
     if (clock_recent_ms() >= watch_until_ms) {
@@ -96,7 +96,13 @@ int store_refusal_check(int checks, int db, const char *key, size_t keylen, stor
         return 0;
     }
     backend *b = server.backend;
-    if (!b || backend_is_memcached(b)) return 0;
+    return b && !backend_is_memcached(b);
+}
+
+int store_refusal_check(int checks, int db, const char *key, size_t keylen, store_refusal_fn *fn, void *ctx)
+{
+    if (!store_refusal_wanted(checks)) return 0;
+    backend *b = server.backend;
     if (!key) {
         key = "evalproxy:write-check";
         keylen = strlen(key);

@@ -28,6 +28,10 @@ void store_refusal_note_change(void);
  * error is -OOM. */
 typedef void store_refusal_fn(void *ctx, const char *error, int oom);
 
+/* Whether store_refusal_check would ask the store now (so that callers
+ * keep what the answer needs only then). */
+int store_refusal_wanted(int checks);
+
 /* 0: nothing to ask (fn is never called: go on at once); 1: fn is called
  * once the store has answered (never from inside this call). The key, if
  * any, picks the store among several. */
