@@ -254,8 +254,12 @@ static void reader_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- writing ------------------------------------------------------------------ */
 
+/* Connections with output to flush, in the order their first request of
+ * the turn was queued: what the proxy read first reaches the store first,
+ * also across connections (a client's EXEC on its WATCH connection before
+ * another client's write that would touch a watched key). */
 static store_writer **wq;
-static size_t wq_n, wq_cap;
+static size_t wq_head, wq_n, wq_cap;
 static struct event *wq_ev;
 
 /* Returns whether everything went out. */
@@ -292,8 +296,8 @@ static void wq_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     unsigned long long t0 = 0;
-    while (wq_n) {
-        store_writer *w = wq[--wq_n];
+    while (wq_head < wq_n) {
+        store_writer *w = wq[wq_head++];
         int lone = w->lone;
         w->queued = 0;
         w->lone = 0;
@@ -312,6 +316,7 @@ static void wq_cb(evutil_socket_t fd, short what, void *arg)
             w->skip = (unsigned short)((1u << w->misses) - 1);
         }
     }
+    wq_head = wq_n = 0;
 }
 
 void store_writer_soon(store_writer *w)
@@ -365,9 +370,10 @@ void store_writer_forget(store_writer *w)
         w->rev = NULL;
     }
     if (!w->queued) return;
-    for (size_t i = 0; i < wq_n; i++)
+    for (size_t i = wq_head; i < wq_n; i++)
         if (wq[i] == w) {
-            wq[i] = wq[--wq_n];
+            memmove(wq + i, wq + i + 1, sizeof(*wq) * (wq_n - i - 1));
+            wq_n--;
             break;
         }
     w->queued = 0;

@@ -1,9 +1,11 @@
 #include "proxy/core/store_refusal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "backends/backend.h"
 #include "proxy/core/server.h"
@@ -14,9 +16,22 @@
 
 static long long watch_until_ms; /* 0: not watching */
 
+/* After a change of the store's settings, one INFO tells whether it can
+ * refuse writes at all; a store that cannot ends the watch at once. Every
+ * check asked while the watch is on is a round trip before the command, so
+ * the watch stays on only where it can matter. */
+static struct event *probe_ev;
+static unsigned long long probe_gen; /* bumped by every sign; a probe answers for its own */
+
 static const char OOM_ERROR[] = "OOM command not allowed when used memory > 'maxmemory'.";
 static const char NOREPLICAS_ERROR[] = "NOREPLICAS Not enough good replicas to write.";
 static const char READONLY_ERROR[] = "READONLY You can't write against a read only replica.";
+
+static void watch_on(void)
+{
+    watch_until_ms = clock_ms() + WATCH_MS;
+    probe_gen++;
+}
 
 static int starts(const char *s, size_t len, const char *prefix)
 {
@@ -43,14 +58,73 @@ int store_refusal_note_error(const char *err, size_t len)
     default: return 0;
     }
     if (refusal_text(err, len)) {
-        store_refusal_note_change();
+        watch_on();
         return 1;
     }
     /* Refused before it ran, though not a refusal of writes. */
     return starts(err, len, "LOADING ") || starts(err, len, "MASTERDOWN ");
 }
 
-void store_refusal_note_change(void) { watch_until_ms = clock_ms() + WATCH_MS; }
+/* "field:value" lines of an INFO reply. */
+static const char *info_field(const char *info, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = info; (p = strstr(p, name)); p += n)
+        if ((p == info || p[-1] == '\n') && p[n] == ':') return p + n + 1;
+    return NULL;
+}
+
+static int info_is(const char *info, const char *name, const char *value)
+{
+    const char *v = info_field(info, name);
+    size_t n = strlen(value);
+    return v && !strncmp(v, value, n) && (v[n] == '\r' || v[n] == '\n');
+}
+
+/* Whether a store with this INFO may refuse a write: a memory limit,
+ * a replica, a minimum of good replicas, a failed save or AOF write. A
+ * field missing (an older store's INFO) leaves the watch on. */
+static int info_may_refuse(const char *info)
+{
+    if (!info_is(info, "maxmemory", "0") || !info_is(info, "role", "master")) return 1;
+    if (info_field(info, "min_slaves_good_slaves")) return 1;
+    if (info_is(info, "rdb_last_bgsave_status", "err") || info_is(info, "aof_last_write_status", "err")) return 1;
+    return 0;
+}
+
+static void probe_cb(void *ctx, const backend_reply *r)
+{
+    unsigned long long gen = (unsigned long long)(uintptr_t)ctx;
+    if (r->error || gen != probe_gen || !watch_until_ms) return;
+    if (!r->parsed || r->parsed->type != REDIS_REPLY_STRING) return;
+    if (!info_may_refuse(r->parsed->str)) watch_until_ms = 0;
+}
+
+static void probe_send(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    backend *b = server.backend;
+    if (!b || !b->one_store || backend_is_memcached(b) || !watch_until_ms) return;
+    int conn = backend_pick(b, 0);
+    char *argv[1] = {"INFO"};
+    size_t lens[1] = {4};
+    if (conn >= 0)
+        backend_send(b, conn, 0, 1, argv, lens, BACKEND_PARSED, probe_cb, (void *)(uintptr_t)probe_gen);
+}
+
+void store_refusal_note_change(void)
+{
+    watch_on();
+    /* On the next loop turn: the change (relayed in this one) reaches the
+     * store first. */
+    if (!server.base) return;
+    if (!probe_ev) probe_ev = evtimer_new(server.base, probe_send, NULL);
+    if (!probe_ev) abort();
+    static const struct timeval soon = {0, 0};
+    evtimer_add(probe_ev, &soon);
+}
 
 typedef struct refusal_check {
     store_refusal_fn *fn;
@@ -73,7 +147,7 @@ static void check_cb(void *ctx, const backend_reply *r)
             line[1 + len] = '\0';
             error = refusal_text(line + 1, len);
             if (error) {
-                store_refusal_note_change();
+                watch_on();
                 if (!*error) error = line + 1; /* MISCONF: the store's own words */
             }
         }

@@ -248,7 +248,8 @@ def test_a_store_that_cannot_be_asked(tmp_path):
     proxy.start()
     try:
         with proxy.connect() as c:
-            assert c.call("CONFIG", "SET", "maxmemory", "0") == b"+OK\r\n"  # the watch is on
+            # A memory limit far away: the store is asked before each of these.
+            assert c.call("CONFIG", "SET", "maxmemory", "1gb") == b"+OK\r\n"
             assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:x") == b"$-1\r\n"
             store.kill()
             assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:x").startswith(b"-ERR backend ")
@@ -264,6 +265,45 @@ def test_a_store_that_cannot_be_asked(tmp_path):
                 time.sleep(0.1)
             # A question in flight when the proxy stops.
             c.send(harness.encode_command("EVAL", SHEBANG_WRITE, "1", "rf:x"))
+    finally:
+        stop_proxy(proxy)
+        store.stop()
+
+
+def test_the_store_is_asked_only_while_it_may_refuse(tmp_path):
+    """A CONFIG SET that cannot make the store refuse writes (no memory limit,
+    a master, no replica minimum) ends the asking at once, so a transaction
+    and a flagged script cost no extra round trip (nor the reordering one
+    could bring); a memory limit keeps it on, and removing it ends it."""
+    store = harness.RedisServer("store", str(tmp_path / "store"), rename_scripting=True).start()
+    proxy = harness.ProxyProcess(proxy_binary(), store, str(tmp_path / "proxy"))
+    proxy.start()
+
+    def asks(c, s):
+        assert s.call("CONFIG", "RESETSTAT") == b"+OK\r\n"
+        assert c.call("MULTI") == b"+OK\r\n"
+        assert c.call("SET", "rf:k", "v") == b"+QUEUED\r\n"
+        assert c.call("EXEC") == b"*1\r\n+OK\r\n"
+        assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:k") == b"$1\r\nv\r\n"
+        checks = [stat_line(s, "commandstats", "cmdstat_" + n) for n in ("setrange", "zremrangebyscore")]
+        return [calls_part(v)[0] if v else "0" for v in checks]
+
+    def settle(c, name, value):
+        assert c.call("CONFIG", "SET", name, value) == b"+OK\r\n"
+        time.sleep(0.2)  # the proxy reads the store's INFO on its next turn
+
+    try:
+        with proxy.connect() as c, store.connect() as s:
+            settle(c, "hz", "11")
+            assert asks(c, s) == ["0", "0"]
+            settle(c, "maxmemory", "1gb")
+            assert asks(c, s) == ["3", "0"]  # the queued SET, EXEC, the script
+            settle(c, "maxmemory", "0")
+            assert asks(c, s) == ["0", "0"]
+            settle(c, "min-replicas-to-write", "1")
+            assert c.call("EVAL", SHEBANG_WRITE, "1", "rf:k").startswith(b"-NOREPLICAS ")
+            settle(c, "min-replicas-to-write", "0")
+            assert asks(c, s) == ["0", "0"]
     finally:
         stop_proxy(proxy)
         store.stop()
