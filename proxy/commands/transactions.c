@@ -26,6 +26,7 @@
 #include "proxy/core/acl.h"
 #include "proxy/core/command_stats.h"
 #include "proxy/core/config.h"
+#include "proxy/core/dispatch.h"
 #include "proxy/core/journal.h"
 #include "proxy/core/locks.h"
 #include "util/args.h"
@@ -51,6 +52,7 @@ typedef struct queued_command {
     char **argv; /* argv, argvlen and the bytes: one block */
     size_t *argvlen;
     char *acl_error; /* refused at EXEC: the user's rules changed since it was queued */
+    int local;       /* answered by the proxy: EXEC runs its handler in its place */
 } queued_command;
 
 typedef struct watched_key {
@@ -170,8 +172,9 @@ typedef struct exec_run {
     exec_elem *elems;
     int next;      /* next command to start */
     int pending;   /* store replies outstanding */
-    int script_running;
+    int script_running; /* a script, an emulated or a local command is running */
     int stepping;
+    reply_capture capture; /* a local command's reply */
     int prestep_next, prestep_db; /* key presteps, done before the first command */
     /* In a fleet, a transaction the proxy runs itself keeps what its keys
      * were as journal records in the store first, so that the fleet undoes
@@ -229,6 +232,7 @@ void transactions_client_gone(client *c)
     if (er) {
         er->c = NULL;
         c->exec_run = NULL;
+        client_capture_detach(&er->capture);
         /* Its client's relayed commands no longer report when they are
          * answered: go on from the event loop (the locks keep the order). */
         if (er->phase == EXEC_DRAIN) {
@@ -302,6 +306,20 @@ void exec_reject(client *c, const char *error)
 /* Commands the proxy answers itself outside MULTI that the store can run
  * inside one. PUBLISH reaches the proxy's subscribers through its shared
  * subscriber connection; its count is then the store's (as from a script). */
+/* Commands the proxy answers itself that EXEC runs in their place, as
+ * Redis runs them inside a transaction; the others (AUTH, HELLO, the
+ * subscriptions, MONITOR...) change what the connection is. */
+static int local_in_exec(const command_def *cmd)
+{
+    static const char *const ok[] = {"client", "command", "info", "config", "acl", "script", "function", "slowlog",
+                                     "latency", "debug", "cluster", "readonly", "readwrite", "asking", NULL};
+    const char *bar = strchr(cmd->name, '|');
+    size_t n = bar ? (size_t)(bar - cmd->name) : strlen(cmd->name);
+    for (const char *const *p = ok; *p; p++)
+        if (strlen(*p) == n && !strncmp(*p, cmd->name, n)) return 1;
+    return 0;
+}
+
 static int store_can_run(const command_def *cmd)
 {
     static const char *const ok[] = {"ping", "echo", "time", "select", "publish", "spublish", NULL};
@@ -354,12 +372,13 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
 {
     multi_state *m = c->multi;
     struct evbuffer *out = client_reply_buffer(c);
-    if (is_local && !store_can_run(cmd) && !scripting_is_eval(cmd)) {
-        reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy yet", cmd->name);
+    int local = is_local && !store_can_run(cmd) && !scripting_is_eval(cmd);
+    if (local && !local_in_exec(cmd)) {
+        reply_errorf(out, "ERR command '%s' inside MULTI is not supported by evalproxy", cmd->name);
         m->dirty = 1;
         return 1;
     }
-    queued_command q = {cmd, argc, NULL, NULL, NULL};
+    queued_command q = {cmd, argc, NULL, NULL, NULL, local};
     q.argv = args_copy(argc, argv, argvlen, &q.argvlen);
     /* Out of memory, Redis refuses to queue any command; a write also when
      * the server refuses writes. */
@@ -393,6 +412,7 @@ static void exec_unwatch(exec_run *er)
 
 static void exec_free(exec_run *er)
 {
+    client_capture_abandon(&er->capture);
     if (er->newer) er->newer->older = er->older;
     else exec_runs = er->older;
     if (er->older) er->older->newer = er->newer;
@@ -688,6 +708,49 @@ static void exec_start_script(exec_run *er, queued_command *q, exec_elem *el)
     scripting_eval_in_exec(c, q->cmd, q->argc, q->argv, q->argvlen, er->ls, er->db, exec_script_done, el);
 }
 
+static void exec_local_done(void *ctx)
+{
+    exec_run *er = ctx;
+    er->script_running = 0;
+    exec_run_step(er);
+}
+
+/* A command the proxy answers itself, run as its client sent it (in the
+ * transaction's database), its reply captured into the transaction's. */
+static void exec_run_local(exec_run *er, queued_command *q, int i)
+{
+    client *c = er->c;
+    if (!c) {
+        /* Nobody reads the reply; the proxy's own state is the client's. */
+        reply_error(er->replies[i], "ERR client gone");
+        return;
+    }
+    const command_def *cur_cmd = c->cur_cmd;
+    const resp3_shape *cur_shape = c->cur_shape;
+    reply_slot *cur_reply = c->cur_reply;
+    int db = c->db;
+    c->cur_cmd = NULL; /* EXEC counts it */
+    c->cur_shape = NULL; /* EXEC converts it for RESP3 */
+    c->cur_reply = NULL;
+    c->db = er->db;
+    er->capture.buf = er->replies[i];
+    er->capture.done = exec_local_done;
+    er->capture.ctx = er;
+    client_capture_begin(c, &er->capture);
+    er->script_running = 1;
+    dispatch_run_local(c, q->cmd, q->argc, q->argv, q->argvlen);
+    int all = client_capture_end(c, &er->capture);
+    /* It may have closed its own client (CLIENT KILL): c is still readable
+     * until the next loop turn. */
+    if (er->c) {
+        c->cur_cmd = cur_cmd;
+        c->cur_shape = cur_shape;
+        c->cur_reply = cur_reply;
+        c->db = db;
+    }
+    if (all) er->script_running = 0;
+}
+
 /* Commands go out in order; a script starts once everything before it has
  * answered (its calls may take another connection), and what follows it
  * waits for it. */
@@ -704,6 +767,12 @@ static void exec_run_step(exec_run *er)
         if (q->acl_error) {
             er->next++;
             reply_error(er->replies[i], q->acl_error);
+            continue;
+        }
+        if (q->local) {
+            if (er->pending) break;
+            er->next++;
+            exec_run_local(er, q, i);
             continue;
         }
         if (scripting_is_eval(q->cmd)) {
@@ -934,7 +1003,7 @@ static int has_scripts(const multi_state *m, int db)
 {
     if (m->acl_refused || m->store_oom) return 1;
     for (int i = 0; i < m->count; i++)
-        if (scripting_is_eval(m->cmds[i].cmd)) return 1;
+        if (scripting_is_eval(m->cmds[i].cmd) || m->cmds[i].local) return 1;
     return any_emulated(m, db);
 }
 
@@ -1067,7 +1136,7 @@ static void exec_lock(exec_run *er)
     int write = 0, keyspace = 0, scripts = 0;
     for (int i = 0; i < m->count; i++) {
         if (m->cmds[i].cmd->flags & CMD_WRITE) write = 1;
-        if (scripting_is_eval(m->cmds[i].cmd)) scripts = 1;
+        if (scripting_is_eval(m->cmds[i].cmd) || m->cmds[i].local) scripts = 1;
     }
     if (any_emulated(m, er->db)) scripts = 1;
     /* With scripts inside, the proxy runs the transaction itself: it must

@@ -62,6 +62,7 @@ static reply_slot *slot_get(void)
     s->rejected = 0;
     s->cmd = NULL;
     s->unchanged_reply = 0;
+    s->capture = NULL;
     return s;
 }
 
@@ -463,9 +464,81 @@ static void client_flush_slots(client *c)
 void client_output_written(client *c) { client_check_output_limits(c); }
 
 static reply_slot *slot_new(client *c);
+static reply_slot *slot_new_queued(client *c);
+
+static reply_slot *capture_slot_new(client *c)
+{
+    reply_capture *cap = c->capture;
+    reply_slot *s = slot_get();
+    if (!s->buf) s->buf = evbuffer_new();
+    if (!s->buf) abort();
+    s->c = c;
+    s->capture = cap;
+    if (cap->tail) cap->tail->next = s;
+    else cap->head = s;
+    cap->tail = s;
+    return s;
+}
+
+/* The captured replies that have come, in order, into cap->buf. */
+static void capture_flush(reply_capture *cap)
+{
+    while (cap->head && cap->head->done) {
+        reply_slot *s = cap->head;
+        cap->head = s->next;
+        if (!cap->head) cap->tail = NULL;
+        evbuffer_add_buffer(cap->buf, s->buf);
+        slot_put(s);
+    }
+    if (!cap->head && !cap->running && cap->done) cap->done(cap->ctx);
+}
+
+void client_capture_begin(client *c, reply_capture *cap)
+{
+    cap->head = cap->tail = NULL;
+    cap->running = 1;
+    c->capture = cap;
+}
+
+int client_capture_end(client *c, reply_capture *cap)
+{
+    if (c->capture == cap) c->capture = NULL;
+    cap->running = 0;
+    /* Nothing to wait for: the caller goes on at once. */
+    if (!cap->head) return 1;
+    return 0;
+}
+
+void client_capture_detach(reply_capture *cap)
+{
+    for (reply_slot *s = cap->head; s; s = s->next) s->c = NULL;
+}
+
+void client_capture_abandon(reply_capture *cap)
+{
+    for (reply_slot *s = cap->head; s;) {
+        reply_slot *next = s->next;
+        s->next = NULL;
+        if (s->done) {
+            slot_put(s);
+        } else {
+            /* Dropped when its reply comes, as a gone client's. */
+            s->c = NULL;
+            s->capture = NULL;
+        }
+        s = next;
+    }
+    cap->head = cap->tail = NULL;
+}
 
 struct evbuffer *client_reply_buffer(client *c)
 {
+    if (c->capture) {
+        if (!c->capture->head) return c->capture->buf;
+        reply_slot *s = capture_slot_new(c); /* behind a reply still to come */
+        s->done = 1;
+        return s->buf;
+    }
     if (c->flags & CLIENT_REPLY_SKIP) {
         /* The reply goes nowhere. Behind replies still in flight it takes a
          * discarded slot (so order holds); otherwise a scratch buffer. */
@@ -496,7 +569,7 @@ static reply_slot *slot_new(client *c);
 struct evbuffer *client_push_buffer(client *c)
 {
     if (!c->slots_head) return c->out;
-    reply_slot *s = slot_new(c);
+    reply_slot *s = slot_new_queued(c); /* never captured: not a command's reply */
     s->discard = 0;
     s->shape = NULL; /* written in the client's protocol already */
     s->done = 1;
@@ -517,6 +590,12 @@ reply_slot *client_slot_add(client *c)
 }
 
 static reply_slot *slot_new(client *c)
+{
+    if (c->capture) return capture_slot_new(c);
+    return slot_new_queued(c);
+}
+
+static reply_slot *slot_new_queued(client *c)
 {
     reply_slot *s = slot_get();
     if (!s->buf) s->buf = evbuffer_new();
@@ -548,6 +627,10 @@ void client_slot_done(reply_slot *s)
         }
         s->slow = NULL;
         s->cmd = NULL;
+    }
+    if (s->capture) {
+        capture_flush(s->capture);
+        return;
     }
     client *c = s->c;
     if (!c) {
@@ -873,14 +956,15 @@ void client_block(client *c) { c->flags |= CLIENT_BLOCKED; }
 reply_slot *client_hold_reply(client *c)
 {
     reply_slot *s = client_slot_add(c);
-    client_block(c);
+    /* Captured, the client is held by what captures (EXEC) already. */
+    if (!s->capture) client_block(c);
     return s;
 }
 
 void client_release_reply(reply_slot *s)
 {
     /* Unblocked first: the slot's completion may close the client. */
-    if (s->c) client_unblock(s->c);
+    if (s->c && !s->capture) client_unblock(s->c);
     client_slot_done(s);
 }
 

@@ -50,6 +50,9 @@ typedef struct dispatch_hooks {
  * before a command would go to the store (after the emulate hook passed on
  * it) by the relay, MULTI queueing and scripts' redis.call. */
 int dispatch_store_refuses(const command_def *cmd, char *err, size_t errlen);
+/* Runs a command the proxy answers itself (queued in MULTI, run by EXEC)
+ * as dispatch would, past its checks: the caller captures its reply. */
+void dispatch_run_local(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Whether cmd works through the proxy on this store: answered by the proxy,
  * run by the store, or emulated. COMMAND lists only these. */
 int dispatch_command_available(const command_def *cmd);

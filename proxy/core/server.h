@@ -42,7 +42,20 @@ typedef struct reply_slot {
     unsigned unchanged_reply : 3; /* write_unchanged_reply() of the relayed command */
     const struct resp3_shape *shape; /* a RESP3 client's: the RESP2 reply is converted on the way out */
     struct tracked_write *tracked;   /* a write's keys, whose trackers are told at its reply */
+    struct reply_capture *capture;   /* a captured reply's (never in the client's queue) */
 } reply_slot;
+
+/* A command run inside EXEC by the proxy writes its reply here instead of
+ * to its client: what its handler writes at once goes to buf, and replies
+ * that come later (a slot it opened) follow in order; done is called once
+ * the last has come (never from inside the handler: see client_capture_end). */
+typedef struct reply_capture {
+    struct evbuffer *buf;
+    reply_slot *head, *tail; /* replies still to come, in order */
+    int running;             /* inside the handler */
+    void (*done)(void *ctx);
+    void *ctx;
+} reply_capture;
 
 enum client_flags {
     CLIENT_CLOSE_AFTER_REPLY = 1 << 0,
@@ -91,6 +104,7 @@ struct client {
     char **cur_argv;
     size_t *cur_argvlen;
     reply_slot *slots_head, *slots_tail;
+    reply_capture *capture; /* replies go there (a command run inside EXEC) */
     unsigned slots_pending;
     struct lock_set *waiting_locks; /* the command being dispatched waits for these */
     int waiting_relay;              /* ... and it is a plain relayed command */
@@ -201,6 +215,14 @@ void client_unblock(client *c);
  * there) and sends it. */
 reply_slot *client_hold_reply(client *c);
 void client_release_reply(reply_slot *s);
+/* Between these two, c's replies (and the slots it opens) go to cap. End
+ * returns whether every reply has come; if not, cap->done is called later. */
+void client_capture_begin(client *c, reply_capture *cap);
+int client_capture_end(client *c, reply_capture *cap);
+/* The client is going: replies still to come are dropped into cap. */
+void client_capture_detach(reply_capture *cap);
+/* What captures is going: replies still to come are dropped. */
+void client_capture_abandon(reply_capture *cap);
 /* What runs each complete command a client sends (dispatch_command),
  * registered at start so client.c never names the layer above it. */
 typedef void client_command_fn(client *c, int argc, char **argv, size_t *argvlen);

@@ -553,12 +553,14 @@ def test_out_of_a_fleet_nothing_changes(lone):
             want = s.call(cmd)
             assert want.startswith(b"-ERR This instance has cluster support disabled"), want
             assert p.call(cmd) == want and a.call(cmd) == want
-        # Inside MULTI: READONLY is queued for the store, CLUSTER is not run there.
+        # Inside MULTI: READONLY is queued for the store, CLUSTER runs in EXEC
+        # as outside it (refused without backend-admin-commands).
         assert p.call("MULTI") == b"+OK\r\n"
         assert p.call("READONLY") == b"+QUEUED\r\n"
-        assert p.call("CLUSTER", "INFO") == \
-            b"-ERR command 'cluster|info' inside MULTI is not supported by evalproxy yet\r\n"
-        assert p.call("DISCARD") == b"+OK\r\n"
+        assert p.call("CLUSTER", "INFO") == b"+QUEUED\r\n"
+        got = p.call("EXEC")
+        assert got.startswith(b"*2\r\n-ERR This instance has cluster support disabled") and \
+            got.endswith(ADMIN_REFUSAL), got
         assert p.call("MULTI") == b"+OK\r\n"
         assert p.call("READWRITE") == b"+QUEUED\r\n"
         assert p.call("EXEC").startswith(b"*1\r\n-ERR This instance has cluster support disabled")

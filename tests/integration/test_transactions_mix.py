@@ -378,6 +378,46 @@ def test_refused_inside_multi_match_redis(diff, steps):
     diff.run(steps)
 
 
+ONE_SHA = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"  # return 1
+LOCAL_LIB = "#!lua name=tlocal\nredis.register_function('g', function(keys) return redis.call('get', keys[1]) end)"
+
+# Commands the proxy answers itself run inside EXEC in their place, as Redis
+# runs them: their replies (and their errors) are elements of EXEC's.
+LOCAL_INSIDE_MULTI = [
+    [("MULTI",), ("SET", "k", "v"), ("CONFIG", "SET", "maxmemory", "bla"), ("EXEC",), ("GET", "k")],
+    [("MULTI",), ("CONFIG", "SET", "hz", "12"), ("CONFIG", "GET", "hz"), ("SET", "k", "1"), ("EXEC",),
+     ("CONFIG", "SET", "hz", "10")],
+    [("MULTI",), ("SCRIPT", "LOAD", "return 1"), ("EVALSHA", ONE_SHA, "0"), ("SCRIPT", "EXISTS", ONE_SHA),
+     ("EXEC",)],
+    [("MULTI",), ("SET", "k", "v"), ("FUNCTION", "LOAD", "REPLACE", LOCAL_LIB), ("FCALL", "g", "1", "k"),
+     ("FUNCTION", "DELETE", "tlocal"), ("FCALL", "g", "1", "k"), ("EXEC",)],
+    [("MULTI",), ("CLIENT", "SETNAME", "inexec"), ("CLIENT", "GETNAME"), ("EXEC",), ("CLIENT", "GETNAME")],
+    [("MULTI",), ("SLOWLOG", "RESET"), ("SLOWLOG", "LEN"), ("EXEC",)],
+    [("MULTI",), ("ACL", "WHOAMI"), ("CONFIG", "GET", "lua-time-limit"), ("GET", "k"), ("EXEC",)],
+    [("MULTI",), ("SET", "k", "2"), ("INFO", "keyspace"), ("INCR", "k"), ("EXEC",)],
+    [("MULTI",), ("CONFIG", "GET", "no-such-parameter"), ("CLIENT", "GETNAME"), ("ACL", "NOSUCH"), ("EXEC",)],
+]
+
+
+@pytest.mark.parametrize("steps", LOCAL_INSIDE_MULTI, ids=lambda s: " ".join(" ".join(c) for c in s[1:3])[:40])
+def test_local_commands_inside_multi_match_redis(diff, steps):
+    diff.run(steps)
+
+
+def test_a_client_killed_inside_its_exec(real_proxy):
+    """CLIENT KILL of the connection running EXEC (another connection kills
+    nothing of the transaction): the proxy goes on serving."""
+    with real_proxy.connect() as a, real_proxy.connect() as b:
+        a_id = a.call("CLIENT", "ID").strip()[1:].decode()
+        b_id = b.call("CLIENT", "ID").strip()[1:].decode()
+        assert a.call("MULTI") == b"+OK\r\n"
+        assert a.call("CLIENT", "KILL", "ID", b_id) == b"+QUEUED\r\n"
+        assert a.call("CLIENT", "KILL", "ID", a_id, "SKIPME", "no") == b"+QUEUED\r\n"
+        a.send(encode_command("EXEC"))
+        time.sleep(0.3)
+    assert_idle(real_proxy)
+
+
 def test_exec_refused_ends_the_watch(real_proxy, oracle):
     """EXEC with arguments (refused) unwatches: a later transaction is not
     aborted by a write to the key watched before."""
