@@ -404,6 +404,19 @@ def test_local_commands_inside_multi_match_redis(diff, steps):
     diff.run(steps)
 
 
+def test_local_commands_inside_multi_in_resp3(real_proxy, oracle):
+    """A RESP3 client's EXEC holds the local commands' replies in RESP3."""
+    steps = [("MULTI",), ("CONFIG", "GET", "lua-time-limit"), ("CLIENT", "GETNAME"), ("SCRIPT", "EXISTS", "0" * 40),
+             ("SET", "k", "v"), ("EXEC",)]
+    out = []
+    for ep in (oracle, real_proxy):
+        with ep.connect() as c:
+            c.call("HELLO", "3")
+            out.append([c.call(*st) for st in steps])
+    assert out[1] == out[0]
+    assert out[0][-1].startswith(b"*4\r\n%1\r\n")
+
+
 def test_a_client_killed_inside_its_exec(real_proxy):
     """CLIENT KILL of the connection running EXEC (another connection kills
     nothing of the transaction): the proxy goes on serving."""
