@@ -24,6 +24,7 @@
 #include "backends/backend.h"
 #include "backends/router.h"
 #include "backends/conn.h"
+#include "proxy/core/client_pause.h"
 #include "proxy/core/key_events.h"
 #include "proxy/core/tracking.h"
 #include "proxy/core/acl.h"
@@ -558,6 +559,7 @@ static void wire_command_families(void)
         .blocking = blocking_command,
         .emulate = emulation_dispatch,
         .emulates = emulation_emulates,
+        .may_write = transactions_may_write,
         .debug_command = scripting_debug_command,
         .own_command = own_command,
     };
@@ -650,6 +652,7 @@ int main(int argc, char **argv)
     client_add_close_hook(tracking_client_gone);
     client_add_close_hook(accept_client_closed);
     client_add_close_hook(monitor_remove);
+    client_pause_init();
     accept_resume_ev = evtimer_new(server.base, accept_resume_cb, NULL);
     locks_init(server.base);
     if (scripting_init() != 0) {
@@ -749,6 +752,7 @@ int main(int argc, char **argv)
     pubsub_shutdown();
     clients_shutdown();
     transactions_shutdown();
+    client_pause_shutdown();
     dispatch_free();
     slowlog_free();
     monitor_shutdown();

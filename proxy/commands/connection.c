@@ -1,6 +1,7 @@
 /* Connection commands the proxy answers itself, with Redis 7.0's replies:
  * PING, ECHO, HELLO, AUTH, SELECT, RESET, CLIENT, TIME. */
 #include <ctype.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 
 #include "backends/backend.h"
 #include "proxy/core/acl.h"
+#include "proxy/core/client_pause.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/config.h"
 #include "proxy/core/reply.h"
@@ -240,6 +242,41 @@ void cmd_reset(client *c, const command_def *cmd, int argc, char **argv, size_t 
 }
 
 /* ---- CLIENT ------------------------------------------------------------------ */
+
+/* CLIENT PAUSE timeout [WRITE|ALL], as Redis 7.0 checks it. */
+static void client_pause_command(client *c, int argc, char **argv, size_t *argvlen)
+{
+    struct evbuffer *out = client_reply_buffer(c);
+    int all = 1;
+    if (argc == 4) {
+        if (!strcasecmp(argv[3], "write")) all = 0;
+        else if (strcasecmp(argv[3], "all")) {
+            reply_error(out, "ERR CLIENT PAUSE mode must be WRITE or ALL");
+            return;
+        }
+    } else if (argc != 3) {
+        reply_error(out, "ERR syntax error");
+        return;
+    }
+    long long ms;
+    if (!string_to_ll(argv[2], argvlen[2], &ms)) {
+        reply_error(out, "ERR timeout is not an integer or out of range");
+        return;
+    }
+    if (ms < 0) {
+        reply_error(out, "ERR timeout is negative");
+        return;
+    }
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    long long now = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    /* As Redis 7.0: an end past the clock's range wraps into the past (a
+     * pause that is over at once). */
+    long long end = ms > 0 ? (long long)((unsigned long long)now + (unsigned long long)ms) : 0;
+    /* Inside EXEC the store's pause waits for the transaction's end. */
+    clients_pause(end, all, c->capture != NULL);
+    reply_ok(out);
+}
 
 static const char *const client_help[] = {
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -541,6 +578,11 @@ void cmd_client(client *c, const command_def *cmd, int argc, char **argv, size_t
                 break;
             }
         reply_integer(client_reply_buffer(c), done);
+    } else if (arg_is(sub, sublen, "pause")) {
+        client_pause_command(c, argc, argv, argvlen);
+    } else if (arg_is(sub, sublen, "unpause")) {
+        clients_unpause();
+        reply_ok(client_reply_buffer(c));
     } else if (arg_is(sub, sublen, "help")) {
         reply_help(client_reply_buffer(c), client_help);
     } else {

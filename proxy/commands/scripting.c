@@ -1671,13 +1671,35 @@ static const script *eval_prepare(const command_def *cmd, int argc, char **argv,
     return s;
 }
 
+static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
+
+int scripting_may_write(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (strstr(cmd->name, "_ro")) return 0;
+    if (argc < 2) return 1;
+    int flags;
+    if (is_fcall(cmd)) {
+        const script_function *f = script_function_find(engine, argv[1], argvlen[1]);
+        if (!f) return 1;
+        flags = script_function_flags(f);
+    } else {
+        char err[256];
+        /* EVAL's body is loaded as running it would (Redis reads its shebang). */
+        const script *s = !strncmp(cmd->name, "evalsha", 7)
+                              ? script_engine_find(engine, argv[1], argvlen[1])
+                              : script_engine_load(engine, argv[1], argvlen[1], err, sizeof(err));
+        if (!s) return 1;
+        flags = script_flags(s);
+        if (flags & SCRIPT_FLAG_EVAL_COMPAT) return 1;
+    }
+    return !(flags & SCRIPT_FLAG_NO_WRITES);
+}
+
 /* lua-script-pipelining: a script whose earlier runs all kept to their
  * declared keys may run while its client's next commands are read. Its keys
  * are locked in request order, so commands on the same keys still run after
  * it; commands on other keys may run before it ends. */
 static int may_pipeline(const script_call *sc) { return config.lua_script_pipelining && sc->keeps_to_keys; }
-
-static int is_fcall(const command_def *cmd) { return !strncmp(cmd->name, "fcall", 5); }
 
 /* FCALL's argument checks, in Redis's order: the function to run, or NULL
  * with the error text in err. */

@@ -27,6 +27,9 @@ typedef void scripting_done_fn(void *ctx, const char *reply, size_t len);
 struct lock_set;
 /* EVAL and friends (for MULTI/EXEC, which runs them in their place). */
 int scripting_is_eval(const command_def *cmd);
+/* Whether an EVAL* or FCALL* line may write, as Redis judges it from the
+ * script's flags (no shebang: it may; *_RO: it may not). */
+int scripting_may_write(const command_def *cmd, int argc, char **argv, size_t *argvlen);
 /* Declared keys of an EVAL line: their count, the first at argv[*first]. */
 int scripting_eval_keys(const command_def *cmd, int argc, char **argv, size_t *argvlen, int *first);
 /* Runs an EVAL inside EXEC under the transaction's locks (held) in database

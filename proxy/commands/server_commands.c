@@ -719,7 +719,8 @@ static void info_clients(struct evbuffer *t)
     unsigned long blocked = 0;
     size_t max_in = 0, max_out = 0;
     for (client *o = server.clients; o; o = o->next) {
-        blocked += o->dedicated_blocking != 0; /* blocked as Redis counts: in a blocking command */
+        /* blocked as Redis counts: in a blocking command, or held by CLIENT PAUSE */
+        blocked += o->dedicated_blocking != 0 || o->postponed;
         size_t in = request_parser_pending(&o->parser) + (o->bev ? evbuffer_get_length(bufferevent_get_input(o->bev)) : 0);
         size_t out = (o->out ? evbuffer_get_length(o->out) : 0) + (o->bev ? evbuffer_get_length(bufferevent_get_output(o->bev)) : 0);
         if (in > max_in) max_in = in;

@@ -25,6 +25,7 @@
 #include "fleet/fleet.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/command_stats.h"
+#include "proxy/core/client_pause.h"
 #include "proxy/core/config.h"
 #include "proxy/core/dispatch.h"
 #include "proxy/core/journal.h"
@@ -398,6 +399,25 @@ int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char 
     return 1;
 }
 
+static int command_may_write(const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (scripting_is_eval(cmd)) return scripting_may_write(cmd, argc, argv, argvlen);
+    if (cmd->flags & (CMD_WRITE | CMD_MAY_REPLICATE)) return 1;
+    /* may-replicate in Redis 7.0, a flag COMMAND does not show */
+    return !strcmp(cmd->name, "pfcount") || !strcmp(cmd->name, "publish") || !strcmp(cmd->name, "spublish");
+}
+
+int transactions_may_write(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
+{
+    if (strcmp(cmd->name, "exec")) return command_may_write(cmd, argc, argv, argvlen);
+    if (!c->multi) return 0;
+    for (int i = 0; i < c->multi->count; i++) {
+        const queued_command *q = &c->multi->cmds[i];
+        if (command_may_write(q->cmd, q->argc, q->argv, q->argvlen)) return 1;
+    }
+    return 0;
+}
+
 /* ---- EXEC -------------------------------------------------------------------- */
 
 static void exec_unwatch(exec_run *er)
@@ -465,6 +485,7 @@ static void exec_finish(exec_run *er)
     exec_unwatch(er);
     client *c = er->c;
     if (c) c->exec_run = NULL;
+    clients_pause_exec_done(); /* a CLIENT PAUSE inside it reaches the store now */
     if (!(c && er->m && may_publish(er->m) && pubsub_hold_after_publish(er->slot))) client_slot_done(er->slot);
     exec_free(er);
     if (c) client_unblock(c);

@@ -8,6 +8,8 @@
 command_handler cmd_multi, cmd_exec, cmd_discard, cmd_watch, cmd_unwatch;
 
 /* Queues a command while the client is in MULTI (+QUEUED or Redis's error). */
+/* The may_write dispatch hook (CLIENT PAUSE WRITE). */
+int transactions_may_write(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
 int multi_queue(client *c, const command_def *cmd, int is_local, int argc, char **argv, size_t *argvlen);
 /* A command was rejected while queueing: EXEC will answer EXECABORT. */
 void multi_flag_dirty(client *c);

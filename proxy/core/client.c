@@ -727,6 +727,12 @@ static void client_read_eof(client *c, int now)
 {
     c->flags |= CLIENT_READ_EOF;
     client_reading(c, 0);
+    /* A command CLIENT PAUSE holds ends with its client, as Redis frees a
+     * blocked client when it reads the EOF. */
+    if (c->postponed) {
+        client_close(c);
+        return;
+    }
     if (c->dedicated_blocking) client_blocking_sent(c);
     if (now) {
         client_process_input(c); /* a client with nothing left goes at once */
@@ -975,10 +981,49 @@ void client_unblock(client *c)
     event_active(c->resume_ev, 0, 0);
 }
 
+/* Runs the command the parser holds; 0 when that closed the client. */
+static int client_run_parsed(client *c)
+{
+    dispatching = c;
+    c->cur_shape = NULL;
+    c->cur_reply = NULL;
+    command_handler_fn(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
+    dispatching = NULL;
+    /* dispatch may have closed the client. */
+    if (c->flags & CLIENT_CLOSING) return 0;
+    c->cur_shape = NULL;
+    c->cur_reply = NULL;
+    /* A RESP3 reply answered at once waits in a slot: out it goes. */
+    if (c->slots_head && c->slots_head->done) client_flush_slots(c);
+    c->flags &= ~CLIENT_REPLY_SKIP;
+    return 1;
+}
+
+void client_postpone(client *c)
+{
+    c->postponed = 1;
+    c->rerun_skip = (c->flags & CLIENT_REPLY_SKIP) != 0;
+    client_block(c);
+}
+
+void client_postponed_resume(client *c)
+{
+    c->postponed = 0;
+    c->rerun = 1;
+    client_unblock(c);
+}
+
 static void client_process_input(client *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     while (!(c->flags & (CLIENT_CLOSE_AFTER_REPLY | CLIENT_CLOSING | CLIENT_BLOCKED | CLIENT_PACED))) {
+        if (c->rerun) {
+            /* A command CLIENT PAUSE held: it runs now, before what followed it. */
+            c->rerun = 0;
+            if (c->rerun_skip) c->flags |= CLIENT_REPLY_SKIP;
+            if (!client_run_parsed(c)) return;
+            continue;
+        }
         size_t len = evbuffer_get_length(in);
         if (len == 0) break;
         if (client_over_pace(c)) {
@@ -1019,18 +1064,7 @@ static void client_process_input(client *c)
             } else {
                 c->flags &= ~CLIENT_REPLY_SKIP;
             }
-            dispatching = c;
-            c->cur_shape = NULL;
-            c->cur_reply = NULL;
-            command_handler_fn(c, c->parser.argc, c->parser.argv, c->parser.argvlen);
-            dispatching = NULL;
-            /* dispatch may have closed the client. */
-            if (c->flags & CLIENT_CLOSING) return;
-            c->cur_shape = NULL;
-            c->cur_reply = NULL;
-            /* A RESP3 reply answered at once waits in a slot: out it goes. */
-            if (c->slots_head && c->slots_head->done) client_flush_slots(c);
-            c->flags &= ~CLIENT_REPLY_SKIP;
+            if (!client_run_parsed(c)) return;
         }
     }
     if ((c->flags & CLIENT_READ_EOF) &&

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "proxy/core/client_pause.h"
 #include "backends/store.h"
 #include "proxy/core/acl.h"
 #include "proxy/core/resp3.h"
@@ -742,6 +743,12 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
         return;
     }
 
+    /* CLIENT PAUSE: after the checks that answer at once, as in Redis. */
+    if (clients_pause_holds(1) && hooks.may_write &&
+        clients_pause_holds(hooks.may_write(c, cmd, argc, argv, argvlen))) {
+        client_pause_postpone(c);
+        return;
+    }
     const command_route *r = &routes[top - command_table];
     if (c->multi) {
         const char *n = top->name;

@@ -32,6 +32,10 @@ typedef struct dispatch_hooks {
      * store lacks it, or an option of it, and the proxy can stand in for it;
      * 1 when it took the command. NULL: every command goes to the store. */
     int (*emulate)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
+    /* Whether a command may write, as CLIENT PAUSE WRITE judges it: Redis's
+     * write and may-replicate flags, a script's own flags, an EXEC's
+     * queued commands. */
+    int (*may_write)(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen);
     /* Whether the proxy can stand in for cmd on this store (COMMAND lists it). */
     int (*emulates)(const command_def *cmd);
     /* A command Redis 7.0 does not have that the proxy answers itself

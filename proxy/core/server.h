@@ -130,6 +130,9 @@ struct client {
     int flush_queued;       /* has output to write this loop turn */
     int resume_pending;     /* resume_ev is active: input will be read again this turn */
     unsigned held : 1;      /* output held for its running script (flush_can_wait) */
+    unsigned postponed : 1;  /* its command waits for CLIENT PAUSE to end (client_pause.c) */
+    unsigned rerun : 1;      /* ... has ended: the command runs again when input is next read */
+    unsigned rerun_skip : 1; /* ... and its reply was to be skipped (CLIENT REPLY) */
     unsigned hold_over : 1; /* that hold has lasted long enough: write */
     int backend_conn;       /* connection this client's relayed commands use */
     unsigned relay_inflight;
@@ -213,6 +216,10 @@ void client_unblock(client *c);
  * first): its place in line, the client reading nothing more meanwhile. The
  * reply goes in the slot's buf; release lets the client go on (if still
  * there) and sends it. */
+/* CLIENT PAUSE: the command being dispatched waits, the client reading
+ * nothing more; resume runs it again (from the event loop) as if just read. */
+void client_postpone(client *c);
+void client_postponed_resume(client *c);
 reply_slot *client_hold_reply(client *c);
 void client_release_reply(reply_slot *s);
 /* Between these two, c's replies (and the slots it opens) go to cap. End
