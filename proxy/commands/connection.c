@@ -600,7 +600,7 @@ void client_describe(client *c, struct evbuffer *out)
     int nf = 0;
     if (client_subscribed(c)) flags[nf++] = 'P';
     if (c->multi) flags[nf++] = 'x';
-    if (c->dedicated_blocking) flags[nf++] = 'b';
+    if (c->dedicated_blocking || c->postponed) flags[nf++] = 'b'; /* CLIENT PAUSE holds it: Redis's blocked too */
     if (c->flags & CLIENT_CLOSE_AFTER_REPLY) flags[nf++] = 'c';
     if (c->flags & CLIENT_UNIX_SOCKET) flags[nf++] = 'U';
     if (c->flags & CLIENT_NO_EVICT) flags[nf++] = 'e';

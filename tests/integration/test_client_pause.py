@@ -131,6 +131,7 @@ def test_a_waiting_client_that_goes_away(proxy):
         wait_blocked(admin, 0)
         b.send(encode_command("SET", "p:stay", "1"))
         wait_blocked(admin, 1)
+        assert admin.call("CLIENT", "LIST").count(b" flags=b ") == 1  # as Redis lists a postponed client
         assert admin.call("CLIENT", "UNPAUSE") == b"+OK\r\n"
         assert b.read_reply() == b"+OK\r\n"
         assert admin.call("EXISTS", "p:gone", "p:stay") == b":1\r\n"  # as Redis: dropped with its client
