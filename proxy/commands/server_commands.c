@@ -393,7 +393,7 @@ enum {
     SEC_MIGRATION = 1 << 16, SEC_FLEET = 1 << 17,
 };
 /* What the store answers for: its persistence, its keys and their hits. */
-#define SEC_FROM_STORE (SEC_PERSISTENCE | SEC_STATS | SEC_KEYSPACE)
+#define SEC_FROM_STORE (SEC_MEMORY | SEC_PERSISTENCE | SEC_STATS | SEC_KEYSPACE)
 
 typedef struct info_request {
     reply_slot *slot;
@@ -606,7 +606,7 @@ static size_t functions_memory(const script_engine *e)
     return bytes;
 }
 
-static void info_memory(struct evbuffer *t)
+static void info_memory(struct evbuffer *t, const char *store, size_t slen)
 {
     char h_used[32], h_rss[32], h_peak[32], h_sys[32], h_lua[32], h_vm[32], h_scripts[32], h_max[32];
     size_t used = sample_used_memory();
@@ -678,8 +678,9 @@ static void info_memory(struct evbuffer *t)
                         "mem_aof_buffer:0\r\n"
                         "mem_allocator:libc\r\n"
                         "active_defrag_running:0\r\n"
-                        "lazyfree_pending_objects:0\r\n"
-                        "lazyfreed_objects:0\r\n",
+                        /* the store frees the keys: its figures */
+                        "lazyfree_pending_objects:%llu\r\n"
+                        "lazyfreed_objects:%llu\r\n",
                         used, human(h_used, sizeof(h_used), used), rss, human(h_rss, sizeof(h_rss), rss), mem.peak,
                         human(h_peak, sizeof(h_peak), mem.peak), peak_perc, used, mem.startup, used, rss, rss,
                         sys, human(h_sys, sizeof(h_sys), sys), lua, lua, human(h_lua, sizeof(h_lua), (size_t)lua),
@@ -687,7 +688,8 @@ static void info_memory(struct evbuffer *t)
                         e ? script_library_count(e) : 0, lua, human(h_vm, sizeof(h_vm), (size_t)lua), functions,
                         scripts_eval + functions, human(h_scripts, sizeof(h_scripts), (size_t)(scripts_eval + functions)),
                         human(h_max, sizeof(h_max), 0), frag, rss > used ? rss - used : 0, frag,
-                        (ssize_t)(rss - used), clients);
+                        (ssize_t)(rss - used), clients, store_field(store, slen, "lazyfree_pending_objects"),
+                        store_field(store, slen, "lazyfreed_objects"));
 }
 
 static void info_cpu(struct evbuffer *t)
@@ -828,7 +830,7 @@ static void info_build(struct evbuffer *t, unsigned want, const char *store, siz
 #define SECTION(bit) if ((want & (bit)) && (sections++ ? evbuffer_add(t, "\r\n", 2) : 0, 1))
     SECTION(SEC_SERVER) info_server(t);
     SECTION(SEC_CLIENTS) info_clients(t);
-    SECTION(SEC_MEMORY) info_memory(t);
+    SECTION(SEC_MEMORY) info_memory(t, store, slen);
     SECTION(SEC_PERSISTENCE) info_persistence(t, store, slen);
     SECTION(SEC_STATS) info_stats(t, store, slen);
     /* Replication, Modules and Cluster say what a lone Redis 7.0 master

@@ -1513,8 +1513,15 @@ static void blocking_reply_cb(void *ctx, const backend_reply *r)
         tracking_write_end(tw, unchanged);
         return;
     }
-    if (r->error) reply_error(s->buf, r->error);
-    else evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+    if (r->error) {
+        reply_error(s->buf, r->error);
+    } else {
+        char head[64];
+        size_t n = r->raw_len < sizeof(head) ? r->raw_len : sizeof(head);
+        evbuffer_copyout(r->raw, head, n);
+        if (n && head[0] == '-') stats_error_reply(head + 1, n - 1); /* -NOGROUP and the like, as Redis counts */
+        evbuffer_remove_buffer(r->raw, s->buf, r->raw_len);
+    }
     backend_release_dedicated(server.backend, c->dedicated_conn, 1);
     blocking_in_use--;
     c->blocking_cmd = NULL;

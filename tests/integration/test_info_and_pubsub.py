@@ -648,6 +648,36 @@ def test_commandstats_and_errorstats_count_as_redis(oracle, proxy):
     assert actual[0] == expected[0]
 
 
+def _blocked_error_counts(ep):
+    """A blocked XREADGROUP ended by XGROUP DESTROY (-NOGROUP) and a BLPOP
+    on a key of another type: their errors count as Redis counts them."""
+    with ep.connect() as me, ep.connect() as blocked:
+        me.call("DEL", "bs:s", "bs:l")
+        me.call("CONFIG", "RESETSTAT")
+        me.call("XGROUP", "CREATE", "bs:s", "g", "$", "MKSTREAM")
+        blocked.send_command("XREADGROUP", "GROUP", "g", "c", "BLOCK", "0", "STREAMS", "bs:s", ">")
+        deadline = time.monotonic() + 10
+        while harness.info_fields(me, "clients")["blocked_clients"] != "1":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        me.call("XGROUP", "DESTROY", "bs:s", "g")
+        got = [blocked.read_reply()]
+        me.call("DEL", "bs:s")
+        fields = harness.info_fields(me, "errorstats")
+        stats = harness.info_fields(me, "commandstats")
+        me.call("DEL", "bs:s")
+        return got, fields.get("errorstat_NOGROUP"), stats.get("cmdstat_xreadgroup", "").split(",usec_per_call")[0]
+
+
+def test_blocked_commands_errors_count_as_redis(oracle, proxy):
+    want = _blocked_error_counts(oracle)
+    got = _blocked_error_counts(proxy)
+    assert got[0] == want[0]
+    assert got[1] == want[1] == "count=1"
+    assert [kv for kv in got[2].split(",") if not kv.startswith("usec")] == \
+        [kv for kv in want[2].split(",") if not kv.startswith("usec")]
+
+
 CLIENT_FIELDS = ("id addr laddr fd name age idle flags db sub psub ssub multi qbuf qbuf-free argv-mem multi-mem "
                  "rbs rbp obl oll omem tot-mem events cmd user redir resp").split()
 
