@@ -902,7 +902,13 @@ void cmd_info(client *c, const command_def *cmd, int argc, char **argv, size_t *
     if (!ir) abort();
     ir->sections = info_sections(argc, argv, argvlen);
     ir->slot = client_slot_add(c);
-    if (ir->sections & SEC_FROM_STORE) {
+    /* A blocking command sent to the store may not have reached it yet: a
+     * round trip first, so that blocked_clients means blocked at the store
+     * (clients wait on it before they push what unblocks). */
+    int blocking = 0;
+    if (ir->sections & SEC_CLIENTS)
+        for (client *o = server.clients; o && !blocking; o = o->next) blocking = o->dedicated_blocking != 0;
+    if ((ir->sections & SEC_FROM_STORE) || blocking) {
         /* INFO without arguments: any store's default sections hold them. */
         int conn = backend_pick(server.backend, (unsigned)c->id);
         char *kargv[1] = {"INFO"};
