@@ -31,6 +31,7 @@
 #include "proxy/core/journal.h"
 #include "proxy/core/locks.h"
 #include "util/args.h"
+#include "util/clock.h"
 #include "util/log.h"
 #include "proxy/commands/pubsub.h"
 #include "proxy/core/reply.h"
@@ -184,6 +185,7 @@ typedef struct exec_run {
     journal *journal;
     int journal_waiting; /* the first command waits for the records */
     int records_ahead;   /* sent ahead of the commands on one store, not answered yet */
+    unsigned long long sent_us; /* EXEC_STORE: when it went to the store */
 } exec_run;
 
 static exec_run *exec_runs;
@@ -502,11 +504,11 @@ static void exec_finish_error(exec_run *er, const char *error)
  * for a transaction the store ran, from its reply's elements. */
 /* Redis logs the commands EXEC runs one by one (EXEC itself never); the
  * proxy does not time them apart, so they count as taking no time. */
-static void exec_slowlog(exec_run *er, int i)
+static void exec_slowlog(exec_run *er, int i, unsigned long long usec)
 {
     const queued_command *q = &er->m->cmds[i];
-    if (!slowlog_wants(0)) return;
-    slowlog_command_done(q->cmd, slowlog_args_copy(q->cmd, q->argc, q->argv, q->argvlen), 0,
+    if (!slowlog_wants(usec)) return;
+    slowlog_command_done(q->cmd, slowlog_args_copy(q->cmd, q->argc, q->argv, q->argvlen), usec,
                          er->c ? er->c->addr : "?:0", er->c ? er->c->name : NULL);
 }
 
@@ -524,13 +526,15 @@ static void exec_count_store_reply(exec_run *er, struct evbuffer *raw, size_t ra
         return;
     }
     redisReply *rr = parsed;
+    /* A lone command took the transaction's time (DEBUG SLEEP inside MULTI). */
+    unsigned long long usec = er->m->count == 1 && er->sent_us ? clock_us() - er->sent_us : 0;
     if (rr->type == REDIS_REPLY_ARRAY && (int)rr->elements == er->m->count)
         for (size_t i = 0; i < rr->elements; i++) {
             const redisReply *e = rr->element[i];
             int failed = e->type == REDIS_REPLY_ERROR;
             if (failed) stats_error_reply(e->str, e->len);
             stats_command_done(er->m->cmds[i].cmd, 0, failed);
-            exec_slowlog(er, i);
+            exec_slowlog(er, i, usec);
         }
     freeReplyObject(rr);
 }
@@ -627,6 +631,7 @@ static void exec_send(exec_run *er)
         return;
     }
     er->phase = EXEC_STORE;
+    er->sent_us = clock_us();
     if (er->new_db >= 0) {
         /* The store's connection moved with the SELECT: bring it back to the
          * database the proxy believes it is in. */
@@ -657,7 +662,7 @@ static void exec_run_finish(exec_run *er)
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
         stats_command_done(er->m->cmds[i].cmd, 0, first == '-');
-        exec_slowlog(er, i);
+        exec_slowlog(er, i, 0);
         queued_command *q = &er->m->cmds[i];
         size_t len = evbuffer_get_length(er->replies[i]);
         /* Scripts answer in the client's protocol already. */

@@ -644,3 +644,25 @@ def test_latency_histogram(own_proxy, oracle):
                 out[ask] = shape
             seen.append(out)
     assert seen[0] == seen[1], seen
+
+
+def test_slowlog_times_a_transactions_lone_command(tmp_path):
+    """A transaction the store runs: its lone command is logged with the
+    transaction's time (EXEC itself never), as Redis logs DEBUG SLEEP there."""
+    store = harness.RedisServer("dbg", str(tmp_path / "store"), rename_scripting=True,
+                                extra=("enable-debug-command yes",)).start()
+    p = ProxyProcess(proxy_binary(), store, str(tmp_path / "proxy"),
+                     extra_args=("--backend-admin-commands", "yes", "--slowlog-log-slower-than", "100000"))
+    p.start()
+    try:
+        with p.connect() as c:
+            c.call("SLOWLOG", "RESET")
+            assert c.call("MULTI") == b"+OK\r\n"
+            assert c.call("DEBUG", "SLEEP", "0.2") == b"+QUEUED\r\n"
+            assert c.call("EXEC") == b"*1\r\n+OK\r\n"
+            entries = call(c, "SLOWLOG", "GET")
+        assert [e[3] for e in entries] == [[b"DEBUG", b"SLEEP", b"0.2"]], entries
+        assert entries[0][2] >= 150000
+    finally:
+        p.stop()
+        store.stop()
