@@ -514,20 +514,26 @@ void client_capture_detach(reply_capture *cap)
     for (reply_slot *s = cap->head; s; s = s->next) s->c = NULL;
 }
 
-void client_capture_abandon(reply_capture *cap)
+/* A queue of replies nobody waits for any more: those that came are freed,
+ * the others are dropped when they come. */
+static void slots_orphan(reply_slot *head)
 {
-    for (reply_slot *s = cap->head; s;) {
+    for (reply_slot *s = head; s;) {
         reply_slot *next = s->next;
         s->next = NULL;
         if (s->done) {
             slot_put(s);
         } else {
-            /* Dropped when its reply comes, as a gone client's. */
             s->c = NULL;
             s->capture = NULL;
         }
         s = next;
     }
+}
+
+void client_capture_abandon(reply_capture *cap)
+{
+    slots_orphan(cap->head);
     cap->head = cap->tail = NULL;
 }
 
@@ -873,16 +879,7 @@ void client_close(client *c)
      * but its reply slots (cleared next) may point at it. */
     for (int i = 0; i < close_hooks_count; i++) close_hooks[i](c);
     /* Replies still in flight are dropped when they arrive. */
-    for (reply_slot *s = c->slots_head; s;) {
-        reply_slot *next = s->next;
-        if (s->done) {
-            slot_put(s);
-        } else {
-            s->c = NULL;
-            s->next = NULL;
-        }
-        s = next;
-    }
+    slots_orphan(c->slots_head);
     c->slots_head = c->slots_tail = NULL;
     if (c->prev) c->prev->next = c->next;
     else server.clients = c->next;
