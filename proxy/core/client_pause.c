@@ -21,9 +21,21 @@ static long long store_pause_due; /* a pause of the store waiting for its EXEC's
 static client **waiting;
 static size_t nwaiting, waiting_cap;
 
+static long long wall_ms(void);
+
+/* Milliseconds to end_ms, -1 once past (an end may lie far in the past:
+ * no subtraction that could overflow). */
+static long long ms_left(long long end_ms)
+{
+    long long now = wall_ms();
+    return end_ms < now ? -1 : end_ms - now;
+}
+
 /* A timer just past the end (so the end has passed when it fires). */
 static void arm(long long left_ms)
 {
+    /* Far ends wait a day at a time (the callback arms again). */
+    if (left_ms > 86400000LL) left_ms = 86400000LL;
     long long us = (left_ms < 0 ? 0 : left_ms) * 1000 + 1000;
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     evtimer_add(pause_ev, &tv);
@@ -54,7 +66,7 @@ static void pause_end_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     if (pause_kind == PAUSE_OFF) return;
-    long long left = pause_end_ms - wall_ms();
+    long long left = ms_left(pause_end_ms);
     if (left >= 0) {
         arm(left);
         return;
@@ -78,7 +90,7 @@ static void store_send(backend *b, int argc, char **argv, size_t *argvlen)
 static void store_pause(long long end_ms)
 {
     backend *b = pausable_store();
-    long long left = end_ms - wall_ms();
+    long long left = ms_left(end_ms);
     if (!b || left <= 0) return;
     char ms[24];
     int n = snprintf(ms, sizeof(ms), "%lld", left);
@@ -111,7 +123,7 @@ void clients_pause(long long end_ms, int all, int in_exec)
     }
     pause_kind = kind;
     pause_end_ms = end_ms;
-    arm(end_ms - wall_ms());
+    arm(ms_left(end_ms));
 }
 
 void clients_unpause(void)

@@ -447,16 +447,20 @@ static int route_is_local(const command_def *cmd)
     return top && routes && routes[top - command_table].kind == KIND_LOCAL;
 }
 
+static void reply_admin_refused(client *c, const char *name);
+
 void dispatch_run_local(client *c, const command_def *cmd, int argc, char **argv, size_t *argvlen)
 {
     const char *bar = strchr(cmd->name, '|');
     const command_def *top = bar ? command_lookup(cmd->name, (size_t)(bar - cmd->name)) : cmd;
     const command_route *r = top ? &routes[top - command_table] : NULL;
-    if (!r || r->kind != KIND_LOCAL) {
-        reply_errorf(client_reply_buffer(c), "ERR command '%s' cannot run here", cmd->name);
+    if (r && r->kind == KIND_LOCAL) {
+        r->handler(c, cmd, argc, argv, argvlen);
         return;
     }
-    r->handler(c, cmd, argc, argv, argvlen);
+    /* Refused outside MULTI: the same refusal, in its place. */
+    if (r && r->kind == KIND_ADMIN) reply_admin_refused(c, top->name);
+    else reply_errorf(client_reply_buffer(c), "ERR command '%s' is not supported through evalproxy", cmd->name);
 }
 
 int dispatch_command_available(const command_def *cmd)
