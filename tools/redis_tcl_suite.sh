@@ -24,7 +24,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 for unit in ${UNITS[@]}; do
   stop
   SP=$(free_port); PP=$(free_port)
-  { echo "port $SP"; echo "bind 127.0.0.1"; echo 'save ""'; echo "appendonly no"; echo "enable-debug-command yes"
+  { echo "port $SP"; echo "bind 127.0.0.1"; echo "dir $WORK"; echo 'save ""'; echo "appendonly no"; echo "enable-debug-command yes"
     for c in EVAL EVALSHA EVAL_RO EVALSHA_RO SCRIPT FUNCTION FCALL FCALL_RO; do echo "rename-command $c \"\""; done
   } >"$WORK/store.conf"
   redis-server "$WORK/store.conf" >"$WORK/store.log" 2>&1 & PIDS+=($!)
