@@ -341,6 +341,7 @@ static void set_unavailable_error(mc_backend *mb)
 
 static void req_free(mc_req *r)
 {
+    free(r->held);
     if (r->out) evbuffer_free(r->out);
     if (r->aux) evbuffer_free(r->aux);
     if (r->deferred) evbuffer_free(r->deferred);
@@ -357,6 +358,7 @@ static void fail_requests(mc_conn *c, const char *why)
     backend_reply br = {.error = err};
     c->elen = 0;
     c->nmore = 0;
+    c->nheld = 0;
     c->next_start = NULL;
     while (c->head) {
         mc_req *r = c->head;
@@ -406,6 +408,50 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- request lifecycle ------------------------------------------------------ */
 
+/* Whether a request of r's client before r on its connection is not done. */
+static int earlier_pending(const mc_req *r)
+{
+    for (const mc_req *o = r->c->head; o && o != r; o = o->next)
+        if (o->session == r->session && !o->done) return 1;
+    return 0;
+}
+
+void mc_issue_ms_in_order(mc_req *r, const char *val, size_t vlen, const char *flags, int tag)
+{
+    if (!r->gated || !earlier_pending(r)) {
+        mc_issue_ms(r, val, vlen, flags, tag);
+        return;
+    }
+    size_t fl = strlen(flags);
+    free(r->held);
+    r->held = malloc(fl + 1 + vlen + 1);
+    if (!r->held) abort();
+    memcpy(r->held, flags, fl + 1);
+    memcpy(r->held + fl + 1, val, vlen);
+    r->held_vlen = vlen;
+    r->held_tag = tag;
+    r->pending++; /* the write it owes: the request is not finished */
+    r->c->nheld++;
+}
+
+/* r is done: the next request of its client may hold a write that can go now. */
+static void release_held(mc_req *r)
+{
+    for (mc_req *x = r->next; x; x = x->next) {
+        if (x->session != r->session || x->done) continue;
+        if (x->held && !earlier_pending(x)) {
+            char *held = x->held;
+            x->held = NULL;
+            x->pending--;
+            x->c->nheld--;
+            const char *flags = held;
+            mc_issue_ms(x, held + strlen(flags) + 1, x->held_vlen, flags, x->held_tag);
+            free(held);
+        }
+        return; /* only the first not done may write */
+    }
+}
+
 void mc_finish(mc_req *r)
 {
     if (r->done) return;
@@ -414,6 +460,7 @@ void mc_finish(mc_req *r)
         r->more = 0;
         r->c->nmore--;
     }
+    if (r->c->nheld && r->session) release_held(r);
 }
 
 void mc_fail(mc_req *r, const char *err)
@@ -472,17 +519,23 @@ static void block_add(mc_blockers *b, const mc_req *o)
     else b->v[b->n++] = o;
 }
 
+/* 0: r waits; 1: it may start; 2: it may start past its own client's
+ * earlier requests (a read-modify-write on another key: gated). */
 static int may_pass(const mc_blockers *b, const mc_req *r)
 {
     if (b->all) return 0;
     if (!b->n) return 1;
     if (!(r->cmd->flags & MC_CMD_ONE_KEY) || r->argc < 2 || !r->session) return 0;
+    int gated = 0;
     for (int i = 0; i < b->n; i++) {
         const mc_req *o = b->v[i];
-        if (o->session == r->session) return 0;
         if (o->mklen == r->mklen && !memcmp(o->mkey, r->mkey, r->mklen)) return 0;
+        if (o->session == r->session) {
+            if (!(r->cmd->flags & MC_CMD_RMW)) return 0;
+            gated = 1;
+        }
     }
-    return 1;
+    return gated ? 2 : 1;
 }
 
 /* Starts queued requests: in order, except that one held back (by an
@@ -508,12 +561,14 @@ static void pump(mc_conn *c)
         if (r->argc >= 2 && !r->mklen) r->mklen = mc_map_key(r->db, r->argv[1], r->argvlen[1], r->mkey);
         /* memcached refuses a metadump behind replies it still owes
          * ("cannot pipeline other commands before metadump"). */
-        if (!may_pass(&b, r) || ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0)) {
+        int pass = may_pass(&b, r);
+        if (!pass || ((r->cmd->flags & MC_CMD_DUMP) && c->elen > 0)) {
             block_add(&b, r);
             r = r->next;
             continue;
         }
         r->started = 1;
+        r->gated = pass == 2;
         while (c->next_start && c->next_start->started) c->next_start = c->next_start->next;
         int a = r->cmd->arity;
         if ((a > 0 && r->argc != a) || (a < 0 && r->argc < -a)) {

@@ -250,7 +250,7 @@ static void rmw_write_item(mc_req *r, const item *it, const char *val, size_t vl
     if (it->present) snprintf(flags, sizeof(flags), "C%llu%s", it->cas, tf);
     else snprintf(flags, sizeof(flags), "ME%s", tf);
     r->step = 2;
-    mc_issue_ms(r, val, vlen, flags, 2);
+    mc_issue_ms_in_order(r, val, vlen, flags, 2);
 }
 
 /* The new value keeps the live item's expiry (a dead one's is gone). */
@@ -1662,12 +1662,12 @@ static const mc_cmd commands[] = {
     {"pexpire", -3, h_pexpire, MC_CMD_ONE_KEY},
     {"expireat", -3, h_expireat, MC_CMD_ONE_KEY},
     {"pexpireat", -3, h_pexpireat, MC_CMD_ONE_KEY},
-    {"incr", 2, h_incr, MC_CMD_ONE_KEY},
-    {"decr", 2, h_decr, MC_CMD_ONE_KEY},
-    {"incrby", 3, h_incrby, MC_CMD_ONE_KEY},
-    {"decrby", 3, h_decrby, MC_CMD_ONE_KEY},
-    {"incrbyfloat", 3, h_incrbyfloat, MC_CMD_ONE_KEY},
-    {"append", 3, h_append, MC_CMD_ONE_KEY},
+    {"incr", 2, h_incr, MC_CMD_ONE_KEY | MC_CMD_RMW},
+    {"decr", 2, h_decr, MC_CMD_ONE_KEY | MC_CMD_RMW},
+    {"incrby", 3, h_incrby, MC_CMD_ONE_KEY | MC_CMD_RMW},
+    {"decrby", 3, h_decrby, MC_CMD_ONE_KEY | MC_CMD_RMW},
+    {"incrbyfloat", 3, h_incrbyfloat, MC_CMD_ONE_KEY | MC_CMD_RMW},
+    {"append", 3, h_append, MC_CMD_ONE_KEY | MC_CMD_RMW},
     {"setrange", 4, h_setrange, MC_CMD_ONE_KEY},
     {"getrange", 4, h_getrange, MC_CMD_ONE_KEY},
     {"substr", 4, h_getrange, MC_CMD_ONE_KEY},

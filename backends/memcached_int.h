@@ -37,6 +37,11 @@ typedef void mc_handler(struct mc_req *r, int tag, const mc_resp *m);
 /* mc_cmd flags */
 #define MC_CMD_DUMP 1 /* sends lru_crawler metadump: only on a connection with no reply owed */
 #define MC_CMD_ONE_KEY 2 /* touches argv[1] and no other item */
+/* A read-modify-write whose only write is rmw's CAS write: it may start
+ * (read) past its client's earlier requests on other keys; its write waits
+ * until they are done (mc_issue_ms_in_order), so the store still sees the
+ * client's writes in its order, and the CAS makes the read current. */
+#define MC_CMD_RMW 4
 
 typedef struct mc_cmd {
     const char *name;
@@ -63,6 +68,10 @@ typedef struct mc_req {
     int pending;              /* meta replies still to come */
     unsigned started : 1, done : 1, more : 1, started_opts : 1;
     unsigned over_dead : 1;   /* the write goes over an item past its deadline: an expiry to count */
+    unsigned gated : 1;       /* started past its client's earlier requests: its write waits for them */
+    char *held;               /* that write, held: its flags, a NUL, its value */
+    size_t held_vlen;
+    int held_tag;
     int step, retries;
     long long n1, n2, n3;     /* per-command scratch numbers */
     unsigned long long cas2;  /* a second item's CAS (a destination read before it is written) */
@@ -92,6 +101,7 @@ typedef struct mc_conn {
     mc_req *head, *tail;  /* every request not yet answered, in order */
     mc_req *next_start;   /* first request not yet started */
     int nmore;            /* started requests that may still issue commands */
+    int nheld;            /* requests holding their write (gated) */
     mc_expect *exp;       /* meta replies expected, in order */
     size_t ehead, elen, ecap;
     struct event *retry_ev, *deliver_ev;
@@ -133,6 +143,9 @@ void mc_issue_mg_key(mc_req *r, const unsigned char *k, size_t klen, const char 
 void mc_issue_ms(mc_req *r, const char *val, size_t vlen, const char *flags, int tag);
 void mc_issue_ms_key(mc_req *r, const unsigned char *k, size_t klen, const char *val, size_t vlen,
                      const char *flags, int tag);
+/* As mc_issue_ms for a gated request: held until its client's earlier
+ * requests on the connection are done. */
+void mc_issue_ms_in_order(mc_req *r, const char *val, size_t vlen, const char *flags, int tag);
 void mc_issue_md(mc_req *r, const char *flags, int tag);
 void mc_issue_md_key(mc_req *r, const unsigned char *k, size_t klen, const char *flags, int tag);
 void mc_issue_raw(mc_req *r, const char *line, int tag, int dump);

@@ -722,6 +722,69 @@ def test_pipelines_of_many_clients_on_shared_counters(mc_env, mdiff):
         assert sum(int(harness.parse_reply(c.call("GET", k)) or 0) for k in shared) == total
 
 
+def test_pipelined_increments_land_in_each_clients_order(mc_env, mdiff):
+    """Two clients pipeline INCR, INCRBY and APPEND over the
+    same twenty keys, each in key order, so their reads and CAS conflicts
+    overlap (a client's read-modify-writes on other keys start before its
+    earlier ones are done). Their writes must still land in each client's
+    order: a reader that reads the keys from last to first never sees a
+    later key ahead of an earlier one, and no increment is lost."""
+    import threading
+    _, _, proxy = mc_env
+    keys = ["ord:%02d" % i for i in range(20)]
+    rounds = 150
+    with proxy.connect() as c:
+        c.call("DEL", *keys)
+        c.call("DEL", "ord:log")
+
+    def round_cmds(r):
+        cmds = []
+        for i, k in enumerate(keys):
+            cmds.append(("INCR", k) if (r + i) % 3 else ("INCRBY", k, "1"))
+        cmds.append(("APPEND", "ord:log", "x"))
+        return cmds
+
+    def writer(errors):
+        try:
+            with proxy.connect() as c:
+                for r in range(rounds):
+                    cmds = round_cmds(r)
+                    c.send(b"".join(encode_command(*x) for x in cmds))
+                    got = c.read_replies(len(cmds), timeout=60)
+                    assert all(g.startswith(b":") for g in got), got
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    errors, stop = [], threading.Event()
+    seen = []
+
+    def reader():
+        try:
+            with proxy.connect() as c:
+                while not stop.is_set():
+                    c.send(b"".join(encode_command("GET", k) for k in reversed(keys)))
+                    vals = [int(harness.parse_reply(g) or 0) for g in c.read_replies(len(keys), timeout=60)]
+                    # Read last key first: values may only grow towards the first key.
+                    assert vals == sorted(vals), vals
+                    seen.append(vals)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(errors,)) for _ in range(2)] + \
+        [threading.Thread(target=reader)]
+    for t in threads:
+        t.start()
+    for t in threads[:2]:
+        t.join(120)
+    stop.set()
+    threads[2].join(60)
+    assert not errors, errors[0]
+    assert seen
+    with proxy.connect() as c:
+        assert [int(harness.parse_reply(c.call("GET", k))) for k in keys] == [2 * rounds] * len(keys)
+        assert c.call("STRLEN", "ord:log") == b":%d\r\n" % (2 * rounds)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_pipeline_mixed_keys(mdiff, seed):
     """Read-modify-write commands on one key let later one-key commands on
