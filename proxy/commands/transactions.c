@@ -314,8 +314,8 @@ void exec_reject(client *c, const char *error)
  * subscriptions, MONITOR...) change what the connection is. */
 static int local_in_exec(const command_def *cmd)
 {
-    static const char *const ok[] = {"client", "command", "info", "config", "acl", "script", "function", "slowlog",
-                                     "latency", "debug", "cluster", "readonly", "readwrite", "asking", NULL};
+    static const char *const ok[] = {"client", "command", "info", "config",   "acl",      "script", "function", "slowlog",
+                                     "latency", "debug", "cluster", "readonly", "readwrite", "asking", "monitor",  NULL};
     const char *bar = strchr(cmd->name, '|');
     size_t n = bar ? (size_t)(bar - cmd->name) : strlen(cmd->name);
     for (const char *const *p = ok; *p; p++)
@@ -749,6 +749,11 @@ static void exec_run_local(exec_run *er, queued_command *q, int i)
     if (!c) {
         /* Nobody reads the reply; the proxy's own state is the client's. */
         reply_error(er->replies[i], "ERR client gone");
+        return;
+    }
+    if (!strcmp(q->cmd->name, "monitor")) {
+        /* As Redis refuses it inside EXEC (a client that must get a reply per command). */
+        reply_error(er->replies[i], "ERR MONITOR isn't allowed for DENY BLOCKING client");
         return;
     }
     const command_def *cur_cmd = c->cur_cmd;

@@ -396,6 +396,7 @@ LOCAL_INSIDE_MULTI = [
     [("MULTI",), ("ACL", "WHOAMI"), ("CONFIG", "GET", "lua-time-limit"), ("GET", "k"), ("EXEC",)],
     [("MULTI",), ("SET", "k", "2"), ("INFO", "keyspace"), ("INCR", "k"), ("EXEC",)],
     [("MULTI",), ("CONFIG", "GET", "no-such-parameter"), ("CLIENT", "GETNAME"), ("ACL", "NOSUCH"), ("EXEC",)],
+    [("MULTI",), ("MONITOR",), ("SET", "k", "v"), ("EXEC",), ("GET", "k")],
 ]
 
 
