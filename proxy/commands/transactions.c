@@ -149,6 +149,7 @@ enum exec_phase {
 typedef struct exec_elem {
     struct exec_run *er;
     int index;
+    int reply_turned; /* a local CLIENT REPLY here turned replies on (1) or off (2) */
 } exec_elem;
 
 /* One EXEC, from the moment it is read to its reply. It does not depend on
@@ -658,6 +659,7 @@ static void exec_run_finish(exec_run *er)
     }
     struct evbuffer *out = er->slot->buf;
     reply_array(out, er->m->count);
+    int off = 0; /* CLIENT REPLY OFF inside: what follows is not sent, as in Redis */
     for (int i = 0; i < er->m->count; i++) {
         char first = 0;
         evbuffer_copyout(er->replies[i], &first, 1);
@@ -665,6 +667,11 @@ static void exec_run_finish(exec_run *er)
         exec_slowlog(er, i, 0);
         queued_command *q = &er->m->cmds[i];
         size_t len = evbuffer_get_length(er->replies[i]);
+        if (er->elems[i].reply_turned) off = er->elems[i].reply_turned == 2;
+        if (off) {
+            evbuffer_drain(er->replies[i], len);
+            continue;
+        }
         /* Scripts answer in the client's protocol already. */
         if (exec_resp3(er) && !scripting_is_eval(q->cmd) && len) {
             const char *p = (const char *)evbuffer_pullup(er->replies[i], -1);
@@ -769,8 +776,11 @@ static void exec_run_local(exec_run *er, queued_command *q, int i)
     er->capture.ctx = er;
     client_capture_begin(c, &er->capture);
     er->script_running = 1;
+    int was_off = (c->flags & CLIENT_REPLY_OFF) != 0;
     dispatch_run_local(c, q->cmd, q->argc, q->argv, q->argvlen);
     int all = client_capture_end(c, &er->capture);
+    int is_off = (c->flags & CLIENT_REPLY_OFF) != 0;
+    if (was_off != is_off) er->elems[i].reply_turned = is_off ? 2 : 1;
     /* It may have closed its own client (CLIENT KILL): c is still readable
      * until the next loop turn. */
     if (er->c) {

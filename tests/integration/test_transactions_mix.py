@@ -418,6 +418,30 @@ def test_local_commands_inside_multi_in_resp3(real_proxy, oracle):
     assert out[0][-1].startswith(b"*4\r\n%1\r\n")
 
 
+def test_client_reply_inside_exec_matches_redis(real_proxy, oracle):
+    """CLIENT REPLY OFF inside EXEC silences the elements after it (and ON
+    brings them back), byte for byte as Redis writes it."""
+    cmds = [("MULTI",), ("SET", "k", "a"), ("CLIENT", "REPLY", "OFF"), ("SET", "k", "b"), ("CLIENT", "REPLY", "ON"),
+            ("GET", "k"), ("EXEC",), ("GET", "k")]
+    out = []
+    for ep in (oracle, real_proxy):
+        with socket.create_connection((ep.host, ep.port), timeout=5) as sock:
+            sock.sendall(b"".join(encode_command(*x) for x in cmds))
+            got = b""
+            sock.settimeout(0.5)
+            while True:  # the array is not whole: read bytes until the line goes quiet
+                try:
+                    chunk = sock.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            out.append(got)
+    assert out[1] == out[0]
+    assert out[0].endswith(b"*5\r\n+OK\r\n+OK\r\n$1\r\nb\r\n$1\r\nb\r\n"), out[0]
+
+
 def test_a_client_killed_inside_its_exec(real_proxy):
     """CLIENT KILL of the connection running EXEC (another connection kills
     nothing of the transaction): the proxy goes on serving."""
