@@ -4,6 +4,8 @@
 
 unsigned long long clock_us(void);
 long long clock_ms(void);
+/* The wall clock in ms since the epoch (deadlines clients give as times). */
+long long clock_wall_ms(void);
 
 /* A burst is the work one read brings in: a client's pipeline, a batch of
  * store replies and the scripts they resume. Inside one (between

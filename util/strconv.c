@@ -1,6 +1,7 @@
 #include "util/strconv.h"
 
 #include <limits.h>
+#include <string.h>
 #include <strings.h>
 #include <ctype.h>
 
@@ -50,4 +51,21 @@ long long mem_to_ll(const char *p, int *err)
     if (v != 0 && (v > LLONG_MAX / mul || v < LLONG_MIN / mul)) { *err = 1; return 0; }
     *err = 0;
     return v * mul;
+}
+
+const char *info_text_field(const char *text, size_t len, const char *name, size_t *vlen)
+{
+    size_t n = strlen(name);
+    const char *end = text + len;
+    for (const char *p = text; p && p + n < end;) {
+        if (!memcmp(p, name, n) && p[n] == ':') {
+            const char *v = p + n + 1, *e = v;
+            while (e < end && *e != '\r' && *e != '\n') e++;
+            if (vlen) *vlen = (size_t)(e - v);
+            return v;
+        }
+        p = memchr(p, '\n', (size_t)(end - p));
+        if (p) p++;
+    }
+    return NULL;
 }

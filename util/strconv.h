@@ -11,5 +11,8 @@ int string_to_ll(const char *s, size_t len, long long *out);
 
 /* A memory size ("10mb", "1gb"); *err set to 1 when it is not one. */
 long long mem_to_ll(const char *p, int *err);
+/* The value of a "name:value" line of an INFO text (len bytes), or NULL;
+ * *vlen (if given) is its length up to the line's end. */
+const char *info_text_field(const char *text, size_t len, const char *name, size_t *vlen);
 
 #endif

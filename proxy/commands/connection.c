@@ -23,6 +23,7 @@
 #include "proxy/core/tracking.h"
 #include "proxy/commands/transactions.h"
 #include "proxy/commands/pubsub.h"
+#include "util/clock.h"
 #include "util/strconv.h"
 #include "proxy/commands/acl_command.h"
 #include "proxy/commands/connection.h"
@@ -267,9 +268,7 @@ static void client_pause_command(client *c, int argc, char **argv, size_t *argvl
         reply_error(out, "ERR timeout is negative");
         return;
     }
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    long long now = (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+    long long now = clock_wall_ms();
     /* As Redis 7.0: an end past the clock's range wraps into the past (a
      * pause that is over at once). */
     long long end = ms > 0 ? (long long)((unsigned long long)now + (unsigned long long)ms) : 0;

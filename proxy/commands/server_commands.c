@@ -34,6 +34,7 @@
 #include "proxy/commands/server_commands.h"
 #include "fleet/fleet.h"
 #include "util/clock.h"
+#include "util/strconv.h"
 
 static int arg_is(const char *arg, size_t len, const char *word)
 {
@@ -443,11 +444,8 @@ static const char *store_section(const char *store, size_t slen, const char *nam
 /* A field of the store's INFO text as a number (0 when absent). */
 static unsigned long long store_field(const char *store, size_t slen, const char *name)
 {
-    char key[64];
-    int kn = snprintf(key, sizeof(key), "\n%s:", name);
-    if (!store) return 0;
-    const char *p = memmem(store, slen, key, (size_t)kn);
-    return p ? strtoull(p + kn, NULL, 10) : 0;
+    const char *v = store ? info_text_field(store, slen, name, NULL) : NULL;
+    return v ? strtoull(v, NULL, 10) : 0;
 }
 
 #define SEC_DEFAULT                                                                                          \

@@ -3,11 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <event2/event.h>
 
 #include "backends/backend.h"
+#include "util/clock.h"
 
 enum { PAUSE_OFF, PAUSE_WRITE, PAUSE_ALL };
 
@@ -21,13 +21,11 @@ static long long store_pause_due; /* a pause of the store waiting for its EXEC's
 static client **waiting;
 static size_t nwaiting, waiting_cap;
 
-static long long wall_ms(void);
-
 /* Milliseconds to end_ms, -1 once past (an end may lie far in the past:
  * no subtraction that could overflow). */
 static long long ms_left(long long end_ms)
 {
-    long long now = wall_ms();
+    long long now = clock_wall_ms();
     return end_ms < now ? -1 : end_ms - now;
 }
 
@@ -39,13 +37,6 @@ static void arm(long long left_ms)
     long long us = (left_ms < 0 ? 0 : left_ms) * 1000 + 1000;
     struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
     evtimer_add(pause_ev, &tv);
-}
-
-static long long wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (long long)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
 /* Every waiting client runs its command again (from the event loop, in the
@@ -146,7 +137,7 @@ int clients_pause_holds(int may_write)
 {
     if (pause_kind == PAUSE_OFF) return 0;
     /* Past its end, commands run; the timer wakes those waiting. */
-    if (wall_ms() > pause_end_ms) return 0;
+    if (clock_wall_ms() > pause_end_ms) return 0;
     return pause_kind == PAUSE_ALL || may_write;
 }
 

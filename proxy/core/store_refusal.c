@@ -10,6 +10,7 @@
 #include "backends/backend.h"
 #include "proxy/core/server.h"
 #include "util/clock.h"
+#include "util/strconv.h"
 
 /* How long after the last sign the store may refuse writes the proxy keeps asking. */
 #define WATCH_MS 60000
@@ -65,31 +66,21 @@ int store_refusal_note_error(const char *err, size_t len)
     return starts(err, len, "LOADING ") || starts(err, len, "MASTERDOWN ");
 }
 
-/* "field:value" lines of an INFO reply. */
-static const char *info_field(const char *info, const char *name)
+static int info_is(const char *info, size_t len, const char *name, const char *value)
 {
-    size_t n = strlen(name);
-    for (const char *p = info; (p = strstr(p, name)); p += n)
-        if ((p == info || p[-1] == '\n') && p[n] == ':') return p + n + 1;
-    return NULL;
-}
-
-static int info_is(const char *info, const char *name, const char *value)
-{
-    const char *v = info_field(info, name);
-    size_t n = strlen(value);
-    return v && !strncmp(v, value, n) && (v[n] == '\r' || v[n] == '\n');
+    size_t vlen;
+    const char *v = info_text_field(info, len, name, &vlen);
+    return v && vlen == strlen(value) && !memcmp(v, value, vlen);
 }
 
 /* Whether a store with this INFO may refuse a write: a memory limit,
  * a replica, a minimum of good replicas, a failed save or AOF write. A
  * field missing (an older store's INFO) leaves the watch on. */
-static int info_may_refuse(const char *info)
+static int info_may_refuse(const char *info, size_t len)
 {
-    if (!info_is(info, "maxmemory", "0") || !info_is(info, "role", "master")) return 1;
-    if (info_field(info, "min_slaves_good_slaves")) return 1;
-    if (info_is(info, "rdb_last_bgsave_status", "err") || info_is(info, "aof_last_write_status", "err")) return 1;
-    return 0;
+    if (!info_is(info, len, "maxmemory", "0") || !info_is(info, len, "role", "master")) return 1;
+    if (info_text_field(info, len, "min_slaves_good_slaves", NULL)) return 1;
+    return info_is(info, len, "rdb_last_bgsave_status", "err") || info_is(info, len, "aof_last_write_status", "err");
 }
 
 static void probe_cb(void *ctx, const backend_reply *r)
@@ -97,7 +88,7 @@ static void probe_cb(void *ctx, const backend_reply *r)
     unsigned long long gen = (unsigned long long)(uintptr_t)ctx;
     if (r->error || gen != probe_gen || !watch_until_ms) return;
     if (!r->parsed || r->parsed->type != REDIS_REPLY_STRING) return;
-    if (!info_may_refuse(r->parsed->str)) watch_until_ms = 0;
+    if (!info_may_refuse(r->parsed->str, r->parsed->len)) watch_until_ms = 0;
 }
 
 static void probe_send(evutil_socket_t fd, short what, void *arg)
