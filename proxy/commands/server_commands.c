@@ -1095,7 +1095,7 @@ static void config_set_command(client *c, const command_def *cmd, int argc, char
         else store++;
     }
     /* maxmemory, min-replicas-to-write and the like may make the store refuse writes. */
-    if (store) store_refusal_note_change();
+    if (store) store_refusal_note_change(c->id);
     if (!proxy) {
         relay_command(c, cmd, argc, argv, argvlen);
         return;

@@ -794,7 +794,7 @@ static void dispatch_run(client *c, int argc, char **argv, size_t *argvlen)
     case KIND_ADMIN:
         if (config.backend_admin_commands) {
             /* A store made a replica refuses writes (and DEBUG may change its limits). */
-            store_refusal_note_change();
+            store_refusal_note_change(c->id);
             break;
         }
         reply_admin_refused(c, top->name);

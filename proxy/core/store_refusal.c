@@ -23,6 +23,7 @@ static long long watch_until_ms; /* 0: not watching */
  * the watch stays on only where it can matter. */
 static struct event *probe_ev;
 static unsigned long long probe_gen; /* bumped by every sign; a probe answers for its own */
+static unsigned long long probe_client; /* whose change: the probe follows it on its connection */
 
 static const char OOM_ERROR[] = "OOM command not allowed when used memory > 'maxmemory'.";
 static const char NOREPLICAS_ERROR[] = "NOREPLICAS Not enough good replicas to write.";
@@ -98,16 +99,17 @@ static void probe_send(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     backend *b = server.backend;
     if (!b || !b->one_store || backend_is_memcached(b) || !watch_until_ms) return;
-    int conn = backend_pick(b, 0);
+    int conn = backend_pick(b, (unsigned)probe_client);
     char *argv[1] = {"INFO"};
     size_t lens[1] = {4};
     if (conn >= 0)
         backend_send(b, conn, 0, 1, argv, lens, BACKEND_PARSED, probe_cb, (void *)(uintptr_t)probe_gen);
 }
 
-void store_refusal_note_change(void)
+void store_refusal_note_change(unsigned long long client_id)
 {
     watch_on();
+    probe_client = client_id;
     /* On the next loop turn: the change (relayed in this one) reaches the
      * store first. */
     if (!server.base) return;

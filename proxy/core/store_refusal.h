@@ -20,8 +20,10 @@ enum {
  * refusal by the store's state, which Redis counts as a rejected call, not
  * a failed one. A refusal of writes starts the watch. */
 int store_refusal_note_error(const char *err, size_t len);
-/* A CONFIG SET (or REPLICAOF) went to the store: its limits may have changed. */
-void store_refusal_note_change(void);
+/* A CONFIG SET (or REPLICAOF) from this client goes to the store: its
+ * limits may have changed. The store is asked on the connection the
+ * client's commands take, so that it answers after the change. */
+void store_refusal_note_change(unsigned long long client_id);
 
 /* error: Redis 7.0's reply to give instead of running (or the backend's
  * error when the store could not be asked), or NULL to go on; oom: the
